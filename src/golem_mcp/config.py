@@ -1,0 +1,79 @@
+"""Where things live and the few settings a user may change.
+
+Defaults: a per-user data directory (``$GOLEM_HOME``, else ``$XDG_DATA_HOME/golem-mcp``, else
+``~/.local/share/golem-mcp``) holding the DuckDB file, the daemon's state file and the hook spool.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_PORT = 4319  # one above OTLP/HTTP's 4318, so a local collector can coexist
+DEFAULT_HOST = "127.0.0.1"
+MAIN_STAGE = "main"
+
+
+def data_dir() -> Path:
+    home = os.environ.get("GOLEM_HOME")
+    if home:
+        return Path(home).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
+    return base / "golem-mcp"
+
+
+def default_db_path() -> Path:
+    env = os.environ.get("GOLEM_DB")
+    return Path(env).expanduser() if env else data_dir() / "golem.duckdb"
+
+
+def state_file(db_path: Path | None = None) -> Path:
+    """The daemon's state file (url, pid, db). One per data directory."""
+    return data_dir() / "daemon.json"
+
+
+def spool_dir() -> Path:
+    return data_dir() / "spool"
+
+
+def claude_projects_dir() -> Path:
+    cfg = os.environ.get("CLAUDE_CONFIG_DIR")
+    base = Path(cfg).expanduser() if cfg else Path.home() / ".claude"
+    return base / "projects"
+
+
+@dataclass
+class Settings:
+    """User-tunable behaviour; read from ``settings.json`` in the data directory when present."""
+
+    main_stage: str = MAIN_STAGE
+    store_prompts: bool = False  # privacy default: no prompt or response text is kept
+    max_body_bytes: int = 32 * 1024 * 1024
+    price_file: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls) -> Settings:
+        path = data_dir() / "settings.json"
+        s = cls()
+        if path.exists():
+            try:
+                raw = json.loads(path.read_text())
+            except (OSError, ValueError):
+                # a broken settings file must not stop ingestion; defaults are safe
+                raw = {}
+            for k, v in raw.items():
+                if hasattr(s, k) and k != "extra":
+                    setattr(s, k, v)
+                else:
+                    s.extra[k] = v
+        if os.environ.get("GOLEM_MAIN_STAGE"):
+            s.main_stage = os.environ["GOLEM_MAIN_STAGE"]
+        if os.environ.get("GOLEM_STORE_PROMPTS") in ("1", "true", "yes"):
+            s.store_prompts = True
+        if os.environ.get("GOLEM_PRICES"):
+            s.price_file = os.environ["GOLEM_PRICES"]
+        return s

@@ -1,0 +1,1 @@
+"""Ingestion: turn what Claude Code writes (transcripts, OTLP, hook payloads) into store rows."""

@@ -1,0 +1,111 @@
+"""Claude Code hook payloads (the JSON a hook command reads on stdin) to store rows.
+
+Hooks are where custom agents get their names (``SubagentStart.agent_type``), where tool calls get
+their agent, and where a session's working directory and transcript path are announced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from typing import Any
+
+import orjson
+
+from .records import SRC_HOOK, Batch, error_text, now_us, tool_parameters
+
+_DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message"})
+
+
+def payload_key(payload: dict) -> str:
+    return hashlib.sha1(orjson.dumps(payload, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def hook_to_batch(payload: Any, batch: Batch, received_us: int | None = None, store_prompts: bool = False,
+                  source: str = "hook", line: int | None = None) -> bool:
+    """Map one hook payload; returns False (and records why) when it is not a hook payload."""
+    if not isinstance(payload, dict):
+        batch.skip(source, line, "hook payload is not a JSON object")
+        return False
+    event = payload.get("hook_event_name")
+    if not isinstance(event, str):
+        batch.skip(source, line, "hook payload has no 'hook_event_name'")
+        return False
+    received_us = received_us if received_us is not None else payload.get("_golem_received_us")
+    sid = payload.get("session_id")
+    agent_id = payload.get("agent_id")
+    agent_type = payload.get("agent_type")
+    tool_use_id = payload.get("tool_use_id")
+    tool_name = payload.get("tool_name")
+    clean = {k: v for k, v in payload.items() if store_prompts or k not in _DROP}
+    clean.pop("_golem_received_us", None)
+    if "tool_input" in payload:
+        params = tool_parameters(tool_name, payload.get("tool_input"))
+        if params:
+            clean["tool_parameters"] = params
+    batch.add("hook_events", {
+        "event_key": payload_key({k: v for k, v in payload.items() if k != "_golem_received_us"}),
+        "received_at": received_us, "session_id": sid, "event_name": event, "agent_id": agent_id,
+        "agent_type": agent_type, "tool_use_id": tool_use_id, "tool_name": tool_name,
+        "payload": orjson.dumps(clean, default=str).decode(),
+    })
+    if sid and event == "SessionStart":
+        tp = payload.get("transcript_path")
+        batch.add("sessions", {
+            "session_id": sid, "cwd": payload.get("cwd"), "transcript_path": tp,
+            "project": os.path.basename(os.path.dirname(tp)) if isinstance(tp, str) and tp else None,
+            "first_seen": received_us, "last_seen": received_us,
+        })
+    elif sid and event == "SessionEnd":
+        batch.add("sessions", {"session_id": sid, "end_reason": payload.get("reason"), "last_seen": received_us})
+    if agent_id and event in ("SubagentStart", "SubagentStop"):
+        row: dict[str, Any] = {"agent_id": agent_id, "session_id": sid, "agent_type": agent_type}
+        row["started_at" if event == "SubagentStart" else "ended_at"] = received_us
+        batch.add("agents", row)
+    if tool_use_id and event in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
+        tc: dict[str, Any] = {"tool_use_id": tool_use_id, "session_id": sid, "agent_id": agent_id,
+                              "tool_name": tool_name, "prompt_id": payload.get("prompt_id"),
+                              "source_mask": SRC_HOOK}
+        if event == "PreToolUse":
+            tinput = payload.get("tool_input")
+            params = tool_parameters(tool_name, tinput)
+            tc["tool_parameters"] = orjson.dumps(params).decode() if params else None
+            tc["timestamp"] = received_us
+        else:
+            tc["success"] = event == "PostToolUse"
+            dur = payload.get("duration_ms")
+            tc["duration_ms"] = float(dur) if isinstance(dur, int | float) else None
+            if event == "PostToolUseFailure":
+                tc["error"] = error_text(payload.get("error"))
+        batch.add("tool_calls", tc)
+        resp = payload.get("tool_response")
+        tinput = payload.get("tool_input")
+        if event == "PostToolUse" and tool_name in ("Agent", "Task") and isinstance(resp, dict) and resp.get("agentId"):
+            batch.add("agents", {
+                "agent_id": resp["agentId"], "session_id": sid, "spawn_tool_use_id": tool_use_id,
+                "agent_type": tinput.get("subagent_type") if isinstance(tinput, dict) else None,
+                "description": resp.get("description"), "model": resp.get("resolvedModel"),
+                "parent_agent_id": agent_id,
+            })
+    return True
+
+
+def parse_hook_lines(data: bytes, source: str, batch: Batch, store_prompts: bool = False) -> int:
+    """A file of hook payloads: JSON objects one per line (blank lines allowed). Returns payloads read."""
+    n = 0
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        if not raw.strip():
+            continue
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError as e:
+            batch.skip(source, i, f"not JSON ({e})")
+            continue
+        if hook_to_batch(payload, batch, store_prompts=store_prompts, source=source, line=i):
+            n += 1
+    return n
+
+
+def stamp(payload: dict) -> dict:
+    payload.setdefault("_golem_received_us", now_us())
+    return payload

@@ -1,0 +1,483 @@
+"""OTLP/HTTP bodies (logs, metrics, traces; JSON or protobuf) to store rows.
+
+Claude Code's events become typed rows (api_request -> api_requests, tool_result -> tool_calls, ...)
+and every event, known or not, is also kept generically in ``otel_events``. Resource attributes
+``workflow_id``, ``stage``, ``task_id`` and ``experiment_id`` are recognised as context; all other
+attributes are kept as JSON.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Iterator
+from typing import Any
+
+import orjson
+
+from ..errors import InvalidInput
+from .records import (
+    CONTEXT_KEYS,
+    SRC_OTEL_LOG,
+    SRC_OTEL_SPAN,
+    Batch,
+    error_text,
+    iso_to_us,
+    redact,
+    tool_parameters,
+)
+
+SIGNALS = ("logs", "metrics", "traces")
+# attribute keys holding prompt or response text: dropped unless the user opted in
+_TEXT_KEYS = frozenset({"prompt", "prompt_text", "response", "user_prompt", "assistant_response",
+                        "tool_input", "tool_output", "system_prompt"})
+
+Attrs = dict[str, Any]
+
+
+# --- decoding: both encodings to plain (resource attrs, items) ---------------------------------
+
+def _json_value(v: dict) -> Any:
+    if not isinstance(v, dict) or not v:
+        return None
+    if "stringValue" in v:
+        return v["stringValue"]
+    if "intValue" in v:
+        try:
+            return int(v["intValue"])
+        except (TypeError, ValueError):
+            return None
+    if "doubleValue" in v:
+        return float(v["doubleValue"])
+    if "boolValue" in v:
+        return bool(v["boolValue"])
+    if "arrayValue" in v:
+        return [_json_value(x) for x in (v["arrayValue"] or {}).get("values", [])]
+    if "kvlistValue" in v:
+        return {kv.get("key"): _json_value(kv.get("value", {})) for kv in (v["kvlistValue"] or {}).get("values", [])}
+    if "bytesValue" in v:
+        return v["bytesValue"]
+    return None
+
+
+def _json_attrs(items: list | None) -> Attrs:
+    out: Attrs = {}
+    for kv in items or ():
+        if isinstance(kv, dict) and "key" in kv:
+            out[kv["key"]] = _json_value(kv.get("value") or {})
+    return out
+
+
+def _pb_value(v: Any) -> Any:
+    which = v.WhichOneof("value")
+    if which is None:
+        return None
+    if which == "array_value":
+        return [_pb_value(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
+    if which == "bytes_value":
+        return base64.b64encode(v.bytes_value).decode()
+    return getattr(v, which)
+
+
+def _pb_attrs(items: Any) -> Attrs:
+    return {kv.key: _pb_value(kv.value) for kv in items}
+
+
+def _hex_id(value: Any) -> str | None:
+    if not value:
+        return None
+    if isinstance(value, bytes):
+        return value.hex()
+    # OTLP/JSON ids are hex; some exporters send base64 - normalise to hex
+    s = str(value)
+    if all(c in "0123456789abcdefABCDEF" for c in s):
+        return s.lower()
+    try:
+        return base64.b64decode(s).hex()
+    except ValueError:
+        return s
+
+
+def _int(v: Any) -> int | None:
+    if v is None or v == "":
+        return None
+    try:
+        return int(v)
+    except (TypeError, ValueError):
+        try:
+            return int(float(v))
+        except (TypeError, ValueError):
+            return None
+
+
+def _float(v: Any) -> float | None:
+    if v is None or v == "":
+        return None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return None
+
+
+def _bool(v: Any) -> bool | None:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, str):
+        low = v.lower()
+        if low in ("true", "1", "yes"):
+            return True
+        if low in ("false", "0", "no"):
+            return False
+    if isinstance(v, int | float):
+        return bool(v)
+    return None
+
+
+def decode(signal: str, body: bytes, content_type: str) -> Any:
+    """Parse a body into the protobuf request message or a JSON dict; InvalidInput when it can't."""
+    if signal not in SIGNALS:
+        raise InvalidInput(f"unknown OTLP signal {signal!r}; use one of {', '.join(SIGNALS)}")
+    if "json" in content_type:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise InvalidInput(f"OTLP/JSON body does not decode: {e}") from e
+        key = {"logs": "resourceLogs", "metrics": "resourceMetrics", "traces": "resourceSpans"}[signal]
+        if not isinstance(doc, dict) or not isinstance(doc.get(key, []), list):
+            raise InvalidInput(f"OTLP/JSON {signal} body must be an object with a '{key}' list")
+        return doc
+    from google.protobuf.message import DecodeError
+
+    cls = _pb_class(signal)
+    msg = cls()
+    try:
+        msg.ParseFromString(body)
+    except DecodeError as e:
+        raise InvalidInput(f"OTLP/protobuf {signal} body does not decode: {e}") from e
+    return msg
+
+
+def _pb_class(signal: str) -> Any:
+    if signal == "logs":
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+        return ExportLogsServiceRequest
+    if signal == "metrics":
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest
+        return ExportMetricsServiceRequest
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+    return ExportTraceServiceRequest
+
+
+def _iter_logs(doc: Any) -> Iterator[tuple[Attrs, dict]]:
+    if isinstance(doc, dict):
+        for rl in doc.get("resourceLogs") or ():
+            res = _json_attrs((rl.get("resource") or {}).get("attributes"))
+            for sl in rl.get("scopeLogs") or ():
+                for r in sl.get("logRecords") or ():
+                    body = r.get("body") or {}
+                    yield res, {
+                        "time_ns": _int(r.get("timeUnixNano")) or _int(r.get("observedTimeUnixNano")),
+                        "body": _json_value(body) if isinstance(body, dict) else body,
+                        "attrs": _json_attrs(r.get("attributes")),
+                        "trace_id": _hex_id(r.get("traceId")),
+                        "span_id": _hex_id(r.get("spanId")),
+                    }
+    else:
+        for rl in doc.resource_logs:
+            res = _pb_attrs(rl.resource.attributes)
+            for sl in rl.scope_logs:
+                for r in sl.log_records:
+                    yield res, {
+                        "time_ns": r.time_unix_nano or r.observed_time_unix_nano or None,
+                        "body": _pb_value(r.body),
+                        "attrs": _pb_attrs(r.attributes),
+                        "trace_id": _hex_id(r.trace_id),
+                        "span_id": _hex_id(r.span_id),
+                    }
+
+
+def _iter_spans(doc: Any) -> Iterator[tuple[Attrs, dict]]:
+    if isinstance(doc, dict):
+        for rs in doc.get("resourceSpans") or ():
+            res = _json_attrs((rs.get("resource") or {}).get("attributes"))
+            for ss in rs.get("scopeSpans") or ():
+                for s in ss.get("spans") or ():
+                    st = s.get("status") or {}
+                    yield res, {
+                        "trace_id": _hex_id(s.get("traceId")), "span_id": _hex_id(s.get("spanId")),
+                        "parent_span_id": _hex_id(s.get("parentSpanId")), "name": s.get("name"),
+                        "start_ns": _int(s.get("startTimeUnixNano")), "end_ns": _int(s.get("endTimeUnixNano")),
+                        "attrs": _json_attrs(s.get("attributes")),
+                        "status_code": _int(st.get("code")), "status_message": st.get("message"),
+                    }
+    else:
+        for rs in doc.resource_spans:
+            res = _pb_attrs(rs.resource.attributes)
+            for ss in rs.scope_spans:
+                for s in ss.spans:
+                    yield res, {
+                        "trace_id": _hex_id(s.trace_id), "span_id": _hex_id(s.span_id),
+                        "parent_span_id": _hex_id(s.parent_span_id), "name": s.name,
+                        "start_ns": s.start_time_unix_nano or None, "end_ns": s.end_time_unix_nano or None,
+                        "attrs": _pb_attrs(s.attributes),
+                        "status_code": s.status.code, "status_message": s.status.message or None,
+                    }
+
+
+def _iter_metric_points(doc: Any) -> Iterator[tuple[Attrs, dict]]:
+    if isinstance(doc, dict):
+        for rm in doc.get("resourceMetrics") or ():
+            res = _json_attrs((rm.get("resource") or {}).get("attributes"))
+            for sm in rm.get("scopeMetrics") or ():
+                for m in sm.get("metrics") or ():
+                    for kind in ("sum", "gauge", "histogram", "exponentialHistogram", "summary"):
+                        data = m.get(kind)
+                        if not isinstance(data, dict):
+                            continue
+                        temporality = _int(data.get("aggregationTemporality"))
+                        for dp in data.get("dataPoints") or ():
+                            if "asDouble" in dp:
+                                value = _float(dp["asDouble"])
+                            elif "asInt" in dp:
+                                value = _float(dp["asInt"])
+                            else:
+                                value = _float(dp.get("sum"))
+                            yield res, {
+                                "name": m.get("name"), "unit": m.get("unit"), "kind": kind,
+                                "temporality": temporality, "attrs": _json_attrs(dp.get("attributes")),
+                                "start_ns": _int(dp.get("startTimeUnixNano")), "time_ns": _int(dp.get("timeUnixNano")),
+                                "value": value,
+                            }
+    else:
+        for rm in doc.resource_metrics:
+            res = _pb_attrs(rm.resource.attributes)
+            for sm in rm.scope_metrics:
+                for m in sm.metrics:
+                    kind = m.WhichOneof("data")
+                    if kind is None:
+                        continue
+                    data = getattr(m, kind)
+                    temporality = getattr(data, "aggregation_temporality", None)
+                    for dp in data.data_points:
+                        if kind in ("sum", "gauge"):
+                            which = dp.WhichOneof("value")
+                            value = float(getattr(dp, which)) if which else None
+                        else:
+                            value = float(getattr(dp, "sum", 0.0))
+                        yield res, {
+                            "name": m.name, "unit": m.unit, "kind": kind, "temporality": temporality,
+                            "attrs": _pb_attrs(dp.attributes), "start_ns": dp.start_time_unix_nano or None,
+                            "time_ns": dp.time_unix_nano or None, "value": value,
+                        }
+
+
+# --- mapping to store rows ---------------------------------------------------------------------
+
+def _ctx(res: Attrs, attrs: Attrs) -> dict:
+    return {k: (attrs.get(k) if attrs.get(k) not in (None, "") else res.get(k)) or None for k in CONTEXT_KEYS}
+
+
+def _ns_to_us(ns: int | None) -> int | None:
+    return ns // 1000 if ns else None
+
+
+def _json(d: dict) -> str:
+    return orjson.dumps(d, default=str).decode()
+
+
+def _private(attrs: Attrs, store_prompts: bool) -> Attrs:
+    if store_prompts:
+        return attrs
+    return {k: v for k, v in attrs.items() if k not in _TEXT_KEYS}
+
+
+def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None) -> None:
+    wf = ctx.get("workflow_id")
+    if session_id and wf:
+        # resource attributes are session-wide, so the link holds from the session's start
+        batch.add("workflow_links", {"session_id": session_id, "valid_from": 0, "workflow_id": wf,
+                                     "task_id": ctx.get("task_id"), "experiment_id": ctx.get("experiment_id"),
+                                     "source": "otel"})
+        batch.add("workflows", {"workflow_id": wf, "experiment_id": ctx.get("experiment_id"),
+                                "task_id": ctx.get("task_id"), "started_at": ts, "updated_at": ts})
+
+
+def logs_to_batch(doc: Any, batch: Batch, store_prompts: bool = False) -> int:
+    """Map an OTLP logs request; returns the number of log records seen."""
+    n = 0
+    linked: set[tuple[str, str]] = set()
+    for res, rec in _iter_logs(doc):
+        n += 1
+        a = rec["attrs"]
+        body = rec["body"] if isinstance(rec["body"], str) else None
+        name = a.get("event.name") or (body.rsplit(".", 1)[-1] if body and body.startswith("claude_code.") else body) or "unknown"
+        ts = iso_to_us(a.get("event.timestamp")) or _ns_to_us(rec["time_ns"])
+        sid = a.get("session.id") or res.get("session.id")
+        ctx = _ctx(res, a)
+        seq = _int(a.get("event.sequence"))
+        agent_id = a.get("agent_id") or None
+        request_id = a.get("request_id") or None
+        tool_use_id = a.get("tool_use_id") or None
+        if seq is not None and sid:
+            key = f"{sid}|{seq}|{name}"
+        else:
+            key = "h:" + hashlib.sha1(_json({"r": res, "t": rec["time_ns"], "a": a}).encode()).hexdigest()
+        batch.add("otel_events", {
+            "event_key": key, "event_name": name, "timestamp": ts, "session_id": sid,
+            "prompt_id": a.get("prompt.id"), "agent_id": agent_id, "request_id": request_id,
+            "tool_use_id": tool_use_id, "sequence": seq, **ctx,
+            "attributes": _json(_private(a, store_prompts)), "resource": _json(res),
+        })
+        if sid and ctx.get("workflow_id") and (sid, ctx["workflow_id"]) not in linked:
+            linked.add((sid, ctx["workflow_id"]))
+            _link(batch, sid, ctx, ts)
+        if name == "api_request":
+            batch.add("api_requests", {
+                "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
+                "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
+                "input_tokens": _int(a.get("input_tokens")), "output_tokens": _int(a.get("output_tokens")),
+                "cache_read_tokens": _int(a.get("cache_read_tokens")),
+                "cache_creation_tokens": _int(a.get("cache_creation_tokens")),
+                "cache_creation_5m_tokens": _int(a.get("cache_creation_5m_tokens")),
+                "cache_creation_1h_tokens": _int(a.get("cache_creation_1h_tokens")),
+                "recorded_cost_usd": _float(a.get("cost_usd")), "duration_ms": _float(a.get("duration_ms")),
+                "ttft_ms": _float(a.get("ttft_ms")), "query_source": a.get("query_source"),
+                "attempt": _int(a.get("attempt")), "success": True, **ctx, "source_mask": SRC_OTEL_LOG,
+            })
+            if agent_id:
+                batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent.name")})
+        elif name == "api_error":
+            batch.add("api_errors", {
+                "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,
+                "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
+                "status_code": _int(a.get("status_code")), "error": error_text(a.get("error")),
+                "attempt": _int(a.get("attempt")), "duration_ms": _float(a.get("duration_ms")), **ctx,
+                "source": "otel",
+            })
+        elif name in ("tool_result", "tool_decision"):
+            row: dict[str, Any] = {
+                "tool_use_id": tool_use_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
+                "request_id": request_id, "prompt_id": a.get("prompt.id"), "tool_name": a.get("tool_name"),
+                **ctx, "source_mask": SRC_OTEL_LOG,
+            }
+            if name == "tool_decision":
+                row["decision"] = a.get("decision")
+            else:
+                success = _bool(a.get("success"))
+                params = a.get("tool_parameters")
+                if isinstance(params, str):
+                    try:
+                        params = orjson.loads(params)
+                    except orjson.JSONDecodeError:
+                        params = None
+                if isinstance(params, dict):
+                    params = {k: (redact(v) if isinstance(v, str) else v) for k, v in params.items()
+                              if k not in _TEXT_KEYS}
+                row.update({
+                    "timestamp": ts, "success": success, "duration_ms": _float(a.get("duration_ms")),
+                    "error": error_text(a.get("error")) if success is False else None,
+                    "error_type": a.get("error_type") or None,
+                    "input_size_bytes": _int(a.get("tool_input_size_bytes")),
+                    "result_size_bytes": _int(a.get("tool_result_size_bytes")),
+                    "tool_parameters": _json(params) if isinstance(params, dict) and params else None,
+                })
+            batch.add("tool_calls", row)
+        elif name == "subagent_completed" and agent_id:
+            batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent_type"),
+                                 "model": a.get("final_model") or a.get("model"), "ended_at": ts})
+    return n
+
+
+def traces_to_batch(doc: Any, batch: Batch) -> int:
+    n = 0
+    for res, s in _iter_spans(doc):
+        n += 1
+        a = s["attrs"]
+        if not s["span_id"]:
+            batch.skip("otlp/traces", None, f"span {s['name']!r} without a span id")
+            continue
+        sid = a.get("session.id") or res.get("session.id")
+        ctx = _ctx(res, a)
+        start = _ns_to_us(s["start_ns"])
+        end = _ns_to_us(s["end_ns"])
+        dur = _float(a.get("duration_ms"))
+        if dur is None and s["start_ns"] and s["end_ns"]:
+            dur = (s["end_ns"] - s["start_ns"]) / 1e6
+        span_type = a.get("span.type") or (s["name"] or "").removeprefix("claude_code.")
+        tool_use_id = a.get("tool_use_id") or a.get("gen_ai.tool.call.id")
+        request_id = a.get("request_id")
+        agent_id = a.get("agent_id") or None
+        qw = a.get("queue_wait_ms", a.get("queue.wait_ms"))
+        batch.add("spans", {
+            "span_id": s["span_id"], "trace_id": s["trace_id"], "parent_span_id": s["parent_span_id"],
+            "name": s["name"], "span_type": span_type, "start_time": start, "end_time": end, "duration_ms": dur,
+            "status_code": s["status_code"], "status_message": s["status_message"], "session_id": sid,
+            "agent_id": agent_id, "request_id": request_id, "tool_use_id": tool_use_id,
+            "tool_name": a.get("tool_name"), "attempt": _int(a.get("attempt")), "queue_wait_ms": _float(qw),
+            **ctx, "attributes": _json(_private(a, False)), "resource": _json(res),
+        })
+        if sid and ctx.get("workflow_id"):
+            _link(batch, sid, ctx, start)
+        if span_type == "llm_request" and request_id:
+            batch.add("api_requests", {
+                "request_id": request_id, "session_id": sid, "agent_id": agent_id, "model": a.get("model"),
+                "timestamp": end, "input_tokens": _int(a.get("input_tokens")),
+                "output_tokens": _int(a.get("output_tokens")), "cache_read_tokens": _int(a.get("cache_read_tokens")),
+                "cache_creation_tokens": _int(a.get("cache_creation_tokens")), "duration_ms": dur,
+                "ttft_ms": _float(a.get("ttft_ms")), "attempt": _int(a.get("attempt")),
+                "success": _bool(a.get("success")), "stop_reason": a.get("stop_reason"), **ctx,
+                "source_mask": SRC_OTEL_SPAN,
+            })
+        elif span_type == "llm_request" and _bool(a.get("success")) is False:
+            batch.add("api_errors", {
+                "error_key": "s:" + s["span_id"], "session_id": sid, "agent_id": agent_id,
+                "model": a.get("model"), "timestamp": end, "status_code": _int(a.get("status_code")),
+                "error": error_text(a.get("error") or s["status_message"]), "attempt": _int(a.get("attempt")),
+                "duration_ms": dur, **ctx, "source": "otel_span",
+            })
+        elif span_type in ("tool", "tool.execution") and tool_use_id:
+            row: dict[str, Any] = {"tool_use_id": tool_use_id, "session_id": sid, **ctx, "source_mask": SRC_OTEL_SPAN}
+            if span_type == "tool":
+                row.update({"tool_name": a.get("tool_name"), "agent_id": agent_id, "timestamp": start})
+            else:
+                success = _bool(a.get("success"))
+                row.update({"success": success, "duration_ms": dur,
+                            "error": error_text(a.get("error")) if success is False else None,
+                            "error_type": a.get("error.type") or a.get("error_class")})
+            batch.add("tool_calls", row)
+    return n
+
+
+def metrics_to_batch(doc: Any, batch: Batch) -> int:
+    n = 0
+    for res, p in _iter_metric_points(doc):
+        n += 1
+        a = p["attrs"]
+        sid = a.get("session.id") or res.get("session.id")
+        key = "|".join([str(p["name"]), str(sid), _json(dict(sorted(a.items()))), str(p["start_ns"]), str(p["time_ns"])])
+        batch.add("metric_points", {
+            "point_key": hashlib.sha1(key.encode()).hexdigest(), "name": p["name"], "unit": p["unit"],
+            "kind": p["kind"], "temporality": p["temporality"], "session_id": sid, "model": a.get("model"),
+            "type": a.get("type"), "start_time": _ns_to_us(p["start_ns"]), "time": _ns_to_us(p["time_ns"]),
+            "value": p["value"], **_ctx(res, a), "attributes": _json(a), "resource": _json(res),
+        })
+    return n
+
+
+def to_batch(signal: str, doc: Any, batch: Batch, store_prompts: bool = False) -> int:
+    if signal == "logs":
+        return logs_to_batch(doc, batch, store_prompts)
+    if signal == "traces":
+        return traces_to_batch(doc, batch)
+    return metrics_to_batch(doc, batch)
+
+
+def signal_from_filename(name: str) -> str | None:
+    """Captured bodies are named by signal: ``00001_logs.json``, ``metrics.pb``, ..."""
+    low = name.lower()
+    for s in SIGNALS:
+        if s in low:
+            return s
+    return None

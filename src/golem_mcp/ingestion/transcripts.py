@@ -1,0 +1,302 @@
+"""Claude Code session transcripts: ``~/.claude/projects/<project>/<session>.jsonl`` and
+``<session>/subagents/agent-<id>.jsonl`` with ``agent-<id>.meta.json``.
+
+One API response appears on several lines (one per content block) and sometimes in several files
+(resumed sessions); the store keeps one row per ``requestId`` (largest ``output_tokens`` wins).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import orjson
+
+from .records import (
+    SRC_TRANSCRIPT,
+    Batch,
+    error_text,
+    iso_to_us,
+    tool_parameters,
+)
+
+# Top-level record types Claude Code writes that carry nothing we count; skipped silently.
+KNOWN_TYPES = frozenset({
+    "user", "assistant", "system", "attachment", "summary", "queue-operation", "api-request",
+    "api-request-blob", "api-request-shape", "atis-latch", "cost-state", "last-prompt", "tools-used",
+    "custom-title", "file-history-snapshot", "progress", "ai-title", "tag", "mode", "agent-name",
+    "pr-link", "worktree-state", "content-replacement", "marble-origami-commit",
+    "marble-origami-snapshot",
+})
+
+
+@dataclass
+class TranscriptFile:
+    """What the path tells: the project folder, the session and, for subagents, the agent id."""
+
+    path: Path
+    project: str | None
+    session_id: str | None
+    agent_id: str | None
+
+    @classmethod
+    def from_path(cls, path: Path) -> TranscriptFile:
+        name = path.name
+        agent_id = None
+        session_id = None
+        project = None
+        parts = path.parts
+        if name.startswith("agent-") and name.endswith(".jsonl"):
+            agent_id = name[len("agent-"):-len(".jsonl")]
+            # .../<project>/<session>/subagents/agent-<id>.jsonl
+            if len(parts) >= 4 and parts[-2] == "subagents":
+                session_id = parts[-3]
+                project = parts[-4]
+        else:
+            session_id = name[:-len(".jsonl")] if name.endswith(".jsonl") else None
+            project = parts[-2] if len(parts) >= 2 else None
+        return cls(path, project, session_id, agent_id)
+
+
+def is_transcript(path: Path) -> bool:
+    return path.suffix == ".jsonl"
+
+
+def parse_meta(path: Path, batch: Batch) -> None:
+    """``agent-<id>.meta.json``: the subagent's type (the stage), model and spawning tool call."""
+    try:
+        meta = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        batch.skip(str(path), None, f"unreadable subagent metadata: {e}")
+        return
+    if not isinstance(meta, dict):
+        batch.skip(str(path), None, "subagent metadata is not a JSON object")
+        return
+    name = path.name
+    agent_id = name[len("agent-"):-len(".meta.json")] if name.startswith("agent-") else None
+    if not agent_id:
+        return
+    parts = path.parts
+    session_id = parts[-3] if len(parts) >= 3 and parts[-2] == "subagents" else None
+    batch.add("agents", {
+        "agent_id": agent_id,
+        "session_id": session_id,
+        "agent_type": meta.get("agentType"),
+        "description": meta.get("description"),
+        "spawn_tool_use_id": meta.get("toolUseId"),
+        "spawn_depth": meta.get("spawnDepth"),
+        "model": meta.get("model"),
+    })
+
+
+def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) -> int:
+    """Parse complete JSONL lines in ``data`` (which starts at line ``first_line``).
+
+    Returns the number of lines consumed. Bad lines are reported in ``batch.skipped``.
+    """
+    source = str(tf.path)
+    lineno = first_line - 1
+    session_seen: set[str] = set()
+    loads = orjson.loads
+    for raw in data.split(b"\n"):
+        lineno += 1
+        if not raw or raw.isspace():
+            continue
+        try:
+            rec = loads(raw)
+        except orjson.JSONDecodeError as e:
+            batch.skip(source, lineno, f"not JSON ({e.args[0] if e.args else e})")
+            continue
+        if not isinstance(rec, dict):
+            batch.skip(source, lineno, "not a JSON object")
+            continue
+        rtype = rec.get("type")
+        if rtype == "assistant":
+            _assistant(tf, rec, batch, session_seen)
+        elif rtype == "user":
+            _user(tf, rec, batch)
+        elif rtype == "system":
+            _system(tf, rec, batch)
+        elif rtype not in KNOWN_TYPES:
+            batch.skip(source, lineno, f"unknown record type {rtype!r}")
+    return lineno - first_line + 1
+
+
+def _session_row(tf: TranscriptFile, rec: dict, ts: int | None) -> dict:
+    cwd = rec.get("cwd")
+    return {
+        "session_id": rec.get("sessionId") or tf.session_id,
+        "project": tf.project or (os.path.basename(cwd) if cwd else None),
+        "cwd": cwd,
+        "git_branch": rec.get("gitBranch"),
+        "version": rec.get("version"),
+        "entrypoint": rec.get("entrypoint"),
+        "transcript_path": str(tf.path) if tf.agent_id is None else None,
+        "first_seen": ts,
+        "last_seen": ts,
+    }
+
+
+def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set[str]) -> None:
+    msg = rec.get("message")
+    if not isinstance(msg, dict):
+        return
+    ts = iso_to_us(rec.get("timestamp"))
+    session_id = rec.get("sessionId") or tf.session_id
+    agent_id = rec.get("agentId") or tf.agent_id
+    if session_id and session_id not in session_seen:
+        session_seen.add(session_id)
+        batch.add("sessions", _session_row(tf, rec, ts))
+    if agent_id:
+        attribution = rec.get("attributionAgent")
+        batch.add("agents", {"agent_id": agent_id, "session_id": session_id,
+                             "agent_type": attribution if isinstance(attribution, str) else None})
+    model = msg.get("model")
+    request_id = rec.get("requestId")
+    usage = msg.get("usage")
+    if rec.get("isApiErrorMessage"):
+        batch.add("api_errors", {
+            "error_key": "t:" + str(rec.get("uuid")),
+            "session_id": session_id, "agent_id": agent_id, "request_id": request_id,
+            "model": model if model != "<synthetic>" else None, "timestamp": ts,
+            "status_code": _status_from_text(rec.get("error") or _first_text(msg)),
+            "error": error_text(_first_text(msg) or rec.get("error")), "source": "transcript",
+        })
+        return
+    if model == "<synthetic>" or not isinstance(usage, dict):
+        return
+    key = request_id or msg.get("id")
+    if not key:
+        return
+    cc = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
+    batch.add("api_requests", {
+        "request_id": key,
+        "message_id": msg.get("id"),
+        "session_id": session_id,
+        "agent_id": agent_id,
+        "model": model,
+        "timestamp": ts,
+        "input_tokens": usage.get("input_tokens"),
+        "output_tokens": usage.get("output_tokens"),
+        "cache_read_tokens": usage.get("cache_read_input_tokens"),
+        "cache_creation_tokens": usage.get("cache_creation_input_tokens"),
+        "cache_creation_5m_tokens": cc.get("ephemeral_5m_input_tokens"),
+        "cache_creation_1h_tokens": cc.get("ephemeral_1h_input_tokens"),
+        "stop_reason": msg.get("stop_reason"),
+        "success": True,
+        "source_mask": SRC_TRANSCRIPT,
+    })
+    content = msg.get("content")
+    if isinstance(content, list):
+        for block in content:
+            if isinstance(block, dict) and block.get("type") == "tool_use" and block.get("id"):
+                name = block.get("name")
+                tinput = block.get("input")
+                batch.add("tool_calls", {
+                    "tool_use_id": block["id"],
+                    "session_id": session_id,
+                    "agent_id": agent_id,
+                    "request_id": request_id,
+                    "tool_name": name,
+                    "timestamp": ts,
+                    "input_size_bytes": len(orjson.dumps(tinput)) if tinput is not None else None,
+                    "tool_parameters": _params_json(name, tinput),
+                    "source_mask": SRC_TRANSCRIPT,
+                })
+
+
+def _params_json(name: str | None, tinput: object) -> str | None:
+    p = tool_parameters(name, tinput)
+    return orjson.dumps(p).decode() if p else None
+
+
+def _user(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
+    msg = rec.get("message")
+    content = msg.get("content") if isinstance(msg, dict) else None
+    if not isinstance(content, list):
+        return
+    ts = iso_to_us(rec.get("timestamp"))
+    session_id = rec.get("sessionId") or tf.session_id
+    agent_id = rec.get("agentId") or tf.agent_id
+    for block in content:
+        if not isinstance(block, dict) or block.get("type") != "tool_result":
+            continue
+        tid = block.get("tool_use_id")
+        if not tid:
+            continue
+        is_error = bool(block.get("is_error"))
+        result = block.get("content")
+        size = len(result) if isinstance(result, str) else len(orjson.dumps(result)) if result is not None else None
+        batch.add("tool_calls", {
+            "tool_use_id": tid,
+            "session_id": session_id,
+            "agent_id": agent_id,
+            "prompt_id": rec.get("promptId"),
+            "success": not is_error,
+            "error": error_text(result) if is_error else None,
+            "error_type": _error_type(result) if is_error else None,
+            "result_size_bytes": size,
+            "source_mask": SRC_TRANSCRIPT,
+        })
+
+
+def _system(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
+    if rec.get("subtype") != "api_error":
+        return
+    err = rec.get("error")
+    status = None
+    if isinstance(err, dict):
+        status = err.get("status") or err.get("statusCode")
+        inner = err.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("error"), dict):
+            text = inner["error"].get("message")
+        else:
+            text = err.get("message") or str(err)
+    else:
+        text = str(err) if err is not None else None
+    batch.add("api_errors", {
+        "error_key": "t:" + str(rec.get("uuid")),
+        "session_id": rec.get("sessionId") or tf.session_id,
+        "agent_id": rec.get("agentId") or tf.agent_id,
+        "timestamp": iso_to_us(rec.get("timestamp")),
+        "status_code": int(status) if isinstance(status, int | str) and str(status).isdigit() else _status_from_text(text),
+        "error": error_text(text),
+        "attempt": rec.get("retryAttempt"),
+        "source": "transcript",
+    })
+
+
+def _first_text(msg: dict) -> str | None:
+    content = msg.get("content")
+    if isinstance(content, list):
+        for b in content:
+            if isinstance(b, dict) and isinstance(b.get("text"), str):
+                return b["text"]
+    return content if isinstance(content, str) else None
+
+
+def _status_from_text(text: object) -> int | None:
+    if not isinstance(text, str):
+        return None
+    for code in ("529", "429", "500", "502", "503", "504", "400", "401", "403", "404", "413"):
+        if code in text:
+            return int(code)
+    return None
+
+
+def _error_type(result: object) -> str | None:
+    """A coarse category of a failed tool result (refined by the analysis engine)."""
+    text = error_text(result, 300) or ""
+    low = text.lower()
+    if "does not exist" in low or "no such file" in low or "not found" in low:
+        return "file_not_found"
+    if "exit code" in low or low.startswith("error: exit"):
+        return "shell_exit"
+    if "permission" in low or "denied" in low:
+        return "permission"
+    if "timed out" in low or "timeout" in low:
+        return "timeout"
+    if "syntax" in low:
+        return "syntax"
+    return "tool_error"

@@ -1,0 +1,279 @@
+"""The Store: owns a DuckDB connection, applies migrations, writes batches, answers queries.
+
+All SQL of golem-mcp lives in this package (``sql/*.sql`` and the statements here); analyses and
+interfaces call methods or pass bound parameters. Values are always bound; identifiers only ever
+come from the fixed table definitions below and go through :func:`ident`.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+
+from ..config import Settings
+from ..errors import GolemError, StoreBusy
+from ..ingestion.records import Batch
+
+SCHEMA_VERSION = 1
+
+# How a column merges when the same fact arrives again (another source, a re-import, a resumed
+# session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
+# typed = a real agent type beats OTel's 'custom'; and = a failure seen by any source stays a failure.
+KEYS: dict[str, tuple[str, ...]] = {
+    "api_requests": ("request_id",),
+    "tool_calls": ("tool_use_id",),
+    "api_errors": ("error_key",),
+    "spans": ("span_id",),
+    "otel_events": ("event_key",),
+    "metric_points": ("point_key",),
+    "hook_events": ("event_key",),
+    "sessions": ("session_id",),
+    "agents": ("agent_id",),
+    "workflows": ("workflow_id",),
+    "workflow_links": ("session_id", "valid_from"),
+    "agent_context": ("agent_id",),
+    "review_reports": ("report_id",),
+    "review_issues": ("report_id", "idx"),
+    "ingest_files": ("path",),
+    "stage_records": ("id",),
+}
+POLICY: dict[str, dict[str, str]] = {
+    "api_requests": {"output_tokens": "max", "source_mask": "or", "timestamp": "min", "attempt": "max",
+                     "recorded_cost_usd": "new", "duration_ms": "new", "ttft_ms": "new", "success": "and"},
+    "tool_calls": {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new"},
+    "agents": {"agent_type": "typed", "started_at": "min", "ended_at": "max", "model": "new"},
+    "sessions": {"first_seen": "min", "last_seen": "max", "end_reason": "new"},
+    "workflows": {"started_at": "min", "updated_at": "max", "path": "new", "complexity": "new",
+                  "spec_completeness": "new", "status": "new", "ended_at": "new", "attributes": "new"},
+    "agent_context": {"workflow_id": "new", "stage": "new", "task_id": "new", "experiment_id": "new",
+                      "source": "new", "updated_at": "new"},
+    "ingest_files": {"kind": "new", "size": "new", "mtime_ns": "new", "offset": "new", "lines": "new",
+                     "skipped": "new", "updated_at": "new"},
+}
+# tables written in this order so that facts and their context land in one transaction
+WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_context", "api_requests",
+               "tool_calls", "api_errors", "spans", "otel_events", "metric_points", "hook_events",
+               "review_reports", "review_issues", "stage_records", "ingest_files")
+
+_ARROW = {
+    "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
+    "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"), "UTINYINT": pa.uint8(),
+}
+
+
+def ident(name: str) -> str:
+    """Quote an identifier (the one place identifiers are put into SQL)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _sql(name: str) -> str:
+    return resources.files("golem_mcp.store").joinpath("sql", name).read_text()
+
+
+def _agg(col: str, policy: str) -> str:
+    c = ident(col)
+    return {
+        "max": f"max({c})", "min": f"min({c})", "or": f"bit_or({c})", "and": f"bool_and({c})",
+        "typed": f"COALESCE(any_value(NULLIF({c}, 'custom')), any_value({c}))",
+        "new": f"last({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)",
+    }.get(policy, f"first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)")
+
+
+def _merge(table: str, col: str, policy: str) -> str:
+    c, t = ident(col), f"{ident(table)}.{ident(col)}"
+    e = f"EXCLUDED.{c}"
+    if policy == "max":
+        return f"{c} = greatest({t}, {e})"
+    if policy == "min":
+        return f"{c} = least({t}, {e})"
+    if policy == "or":
+        return f"{c} = COALESCE({t}, 0) | COALESCE({e}, 0)"
+    if policy == "and":
+        return f"{c} = CASE WHEN {t} IS NULL THEN {e} WHEN {e} IS NULL THEN {t} ELSE {t} AND {e} END"
+    if policy == "typed":
+        return f"{c} = CASE WHEN {e} IS NOT NULL AND {e} <> 'custom' THEN {e} ELSE COALESCE({t}, {e}) END"
+    if policy == "new":
+        return f"{c} = COALESCE({e}, {t})"
+    return f"{c} = COALESCE({t}, {e})"
+
+
+class Store:
+    """One DuckDB database. Writes go through :meth:`write` under a lock; reads use cursors."""
+
+    def __init__(self, path: str | Path, read_only: bool = False, settings: Settings | None = None) -> None:
+        self.path = str(path)
+        self.read_only = read_only
+        self.settings = settings or Settings.load()
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.con = duckdb.connect(self.path, read_only=read_only)
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                raise StoreBusy(
+                    f"the database {self.path} is held by another process (the golem-mcp daemon, most "
+                    "likely). Commands go through the daemon when it runs; if none runs, find the "
+                    "process holding the file and stop it."
+                ) from e
+            raise GolemError(f"cannot open {self.path}: {e}") from e
+        self._lock = threading.RLock()
+        self._types: dict[str, dict[str, str]] = {}
+        if not read_only:
+            self.migrate()
+        self._load_types()
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def migrate(self) -> None:
+        with self._lock:
+            self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
+                             "applied_at TIMESTAMP DEFAULT current_timestamp)")
+            row = self.con.execute("SELECT max(version) FROM schema_migrations").fetchone()
+            current = (row[0] if row else None) or 0
+            if current > SCHEMA_VERSION:
+                raise GolemError(f"{self.path} was written by a newer golem-mcp (schema {current}); upgrade golem-mcp")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                self.con.execute("BEGIN")
+                try:
+                    self.con.execute(_sql(f"{version:03d}_init.sql" if version == 1 else f"{version:03d}.sql"))
+                    self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+                    self.con.execute("COMMIT")
+                except Exception:
+                    self.con.execute("ROLLBACK")
+                    raise
+            self.con.execute(_sql("views.sql"))
+            self.con.execute("INSERT OR REPLACE INTO settings VALUES ('main_stage', ?)", [self.settings.main_stage])
+            self._load_prices()
+
+    def _load_prices(self) -> None:
+        table = json.loads(resources.files("golem_mcp.store").joinpath("prices.json").read_text())
+        rows = {m: (p, table["as_of"], "bundled") for m, p in table["models"].items()}
+        if self.settings.price_file:
+            try:
+                override = json.loads(Path(self.settings.price_file).expanduser().read_text())
+            except (OSError, ValueError) as e:
+                raise GolemError(f"price file {self.settings.price_file} is unreadable: {e}; fix or unset it") from e
+            for m, p in override.get("models", {}).items():
+                rows[m] = (p, override.get("as_of", "user"), "user")
+        self.con.execute("DELETE FROM prices")
+        self.con.executemany(
+            "INSERT INTO prices VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [[m, p.get("input"), p.get("output"), p.get("cache_read"), p.get("cache_write_5m"),
+              p.get("cache_write_1h", p.get("cache_write_5m")), as_of, src] for m, (p, as_of, src) in rows.items()],
+        )
+
+    def _load_types(self) -> None:
+        rows = self.con.execute(
+            "SELECT table_name, column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+        for t, c, dt in rows:
+            self._types.setdefault(t, {})[c] = dt
+
+    # -- writing ---------------------------------------------------------------------------------
+    def write(self, batch: Batch) -> dict[str, int]:
+        """Write every row of ``batch`` in one transaction; returns rows offered per table."""
+        counts: dict[str, int] = {}
+        tables = [t for t in WRITE_ORDER if batch.rows.get(t)] + [t for t in batch.rows if t not in WRITE_ORDER and batch.rows[t]]
+        if not tables:
+            return counts
+        with self._lock:
+            self.con.execute("BEGIN")
+            try:
+                for t in tables:
+                    counts[t] = self._upsert(t, batch.rows[t])
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+        return counts
+
+    def _upsert(self, table: str, rows: list[dict]) -> int:
+        types = self._types[table]
+        keys = KEYS[table]
+        cols = [c for c in types if any(c in r for r in rows[:50]) or c in keys]
+        extra = {k for r in rows[:50] for k in r} - set(types)
+        if extra:
+            raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
+        arrays = {c: pa.array([r.get(c) for r in rows], type=_ARROW.get(types[c], pa.string())) for c in cols}
+        arrays["_golem_seq"] = pa.array(range(len(rows)), type=pa.int64())
+        stg = pa.table(arrays)
+        policy = POLICY.get(table, {})
+        name = f"_stg_{table}"
+        self.con.register(name, stg)
+        try:
+            non_keys = [c for c in cols if c not in keys]
+            sel = ", ".join([ident(k) for k in keys] + [f"{_agg(c, policy.get(c, 'keep'))} AS {ident(c)}" for c in non_keys])
+            key_list = ", ".join(ident(k) for k in keys)
+            where = " AND ".join(f"{ident(k)} IS NOT NULL" for k in keys)
+            col_list = ", ".join(ident(c) for c in cols)
+            if non_keys:
+                sets = ", ".join(_merge(table, c, policy.get(c, "keep")) for c in non_keys)
+                conflict = f"DO UPDATE SET {sets}"
+            else:
+                conflict = "DO NOTHING"
+            self.con.execute(
+                f"INSERT INTO {ident(table)} ({col_list}) SELECT {sel} FROM {name} WHERE {where} "
+                f"GROUP BY {key_list} ON CONFLICT ({key_list}) {conflict}")
+        finally:
+            self.con.unregister(name)
+        return len(rows)
+
+    def insert_rows(self, table: str, rows: list[dict]) -> None:
+        """Plain inserts for tables with generated keys (stage_records)."""
+        if not rows:
+            return
+        types = self._types[table]
+        cols = [c for c in types if any(c in r for r in rows)]
+        with self._lock:
+            self.con.executemany(
+                f"INSERT INTO {ident(table)} ({', '.join(ident(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
+                [[r.get(c) for c in cols] for r in rows])
+
+    # -- reading ---------------------------------------------------------------------------------
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self.con.cursor()
+
+    def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        cur = self.con.cursor()
+        try:
+            res = cur.execute(sql, params) if params is not None else cur.execute(sql)
+            names = [d[0] for d in res.description or ()]
+            return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
+        finally:
+            cur.close()
+
+    def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
+        cur = self.con.cursor()
+        try:
+            row = cur.execute(sql, params or []).fetchone()
+            return row[0] if row else None
+        finally:
+            cur.close()
+
+    # -- ingest state ----------------------------------------------------------------------------
+    def file_states(self, paths: Iterable[str] | None = None) -> dict[str, tuple[int, int, int, int]]:
+        """path -> (size, mtime_ns, offset, lines) for files read before."""
+        rows = self.con.cursor().execute('SELECT path, size, mtime_ns, "offset", lines FROM ingest_files').fetchall()
+        return {p: (s, m, o, n) for p, s, m, o, n in rows}
+
+    def table_counts(self) -> dict[str, int]:
+        out = {}
+        for t in ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
+                  "hook_events", "sessions", "agents", "workflows", "review_reports"):
+            out[t] = int(self.scalar(f"SELECT count(*) FROM {ident(t)}") or 0)
+        return out
