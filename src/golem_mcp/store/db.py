@@ -21,7 +21,17 @@ from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..ingestion.records import Batch
 
-SCHEMA_VERSION = 1
+def _migrations() -> list[tuple[int, str]]:
+    """``sql/NNN_name.sql`` files, in order; adding a file is adding a migration."""
+    out = []
+    for f in resources.files("golem_mcp.store").joinpath("sql").iterdir():
+        name = f.name
+        if name.endswith(".sql") and name[:3].isdigit():
+            out.append((int(name[:3]), name))
+    return sorted(out)
+
+
+SCHEMA_VERSION = max(v for v, _ in _migrations())
 
 # How a column merges when the same fact arrives again (another source, a re-import, a resumed
 # session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
@@ -147,10 +157,12 @@ class Store:
             current = (row[0] if row else None) or 0
             if current > SCHEMA_VERSION:
                 raise GolemError(f"{self.path} was written by a newer golem-mcp (schema {current}); upgrade golem-mcp")
-            for version in range(current + 1, SCHEMA_VERSION + 1):
+            for version, name in _migrations():
+                if version <= current:
+                    continue
                 self.con.execute("BEGIN")
                 try:
-                    self.con.execute(_sql(f"{version:03d}_init.sql" if version == 1 else f"{version:03d}.sql"))
+                    self.con.execute(_sql(name))
                     self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
                     self.con.execute("COMMIT")
                 except Exception:
@@ -205,8 +217,11 @@ class Store:
     def _upsert(self, table: str, rows: list[dict]) -> int:
         types = self._types[table]
         keys = KEYS[table]
-        cols = [c for c in types if any(c in r for r in rows[:50]) or c in keys]
-        extra = {k for r in rows[:50] for k in r} - set(types)
+        present: set[str] = set()
+        for r in rows:
+            present.update(r)
+        cols = [c for c in types if c in present or c in keys]
+        extra = present - set(types)
         if extra:
             raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
         arrays = {c: pa.array([r.get(c) for r in rows], type=_ARROW.get(types[c], pa.string())) for c in cols}

@@ -1,0 +1,1 @@
+"""Interfaces: CLI, the loopback daemon (OTLP, hooks, MCP, dashboard), the hook client, MCP stdio."""
