@@ -99,7 +99,10 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
     lineno = first_line - 1
     session_seen: set[str] = set()
     loads = orjson.loads
-    for raw in data.split(b"\n"):
+    lines = data.split(b"\n")
+    if lines and not lines[-1]:
+        lines.pop()  # the newline that ends the last line does not start another
+    for raw in lines:
         lineno += 1
         if not raw or raw.isspace():
             continue
