@@ -24,7 +24,6 @@ from .records import (
     error_text,
     iso_to_us,
     redact,
-    tool_parameters,
 )
 
 SIGNALS = ("logs", "metrics", "traces")

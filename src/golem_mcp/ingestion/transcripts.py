@@ -172,7 +172,8 @@ def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set[st
     key = request_id or msg.get("id")
     if not key:
         return
-    cc = usage.get("cache_creation") if isinstance(usage.get("cache_creation"), dict) else {}
+    cc_raw = usage.get("cache_creation")
+    cc: dict = cc_raw if isinstance(cc_raw, dict) else {}
     batch.add("api_requests", {
         "request_id": key,
         "message_id": msg.get("id"),
@@ -219,7 +220,6 @@ def _user(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
     content = msg.get("content") if isinstance(msg, dict) else None
     if not isinstance(content, list):
         return
-    ts = iso_to_us(rec.get("timestamp"))
     session_id = rec.get("sessionId") or tf.session_id
     agent_id = rec.get("agentId") or tf.agent_id
     for block in content:

@@ -14,12 +14,12 @@ from .. import __version__
 from ..config import DEFAULT_PORT, Settings, claude_projects_dir, default_db_path
 from ..errors import GolemError
 
-EPILOG = """\
+EPILOG = f"""\
 examples:
   golem-mcp import                       # read ~/.claude/projects (incremental)
   golem-mcp report --by workflow,stage   # cost and tokens per workflow and stage
-  golem-mcp serve                        # the daemon: OTLP, hooks, MCP on 127.0.0.1:%d
-""" % DEFAULT_PORT
+  golem-mcp serve                        # the daemon: OTLP, hooks, MCP on 127.0.0.1:{DEFAULT_PORT}
+"""
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..ingestion.records import Batch
 
+
 def _migrations() -> list[tuple[int, str]]:
     """``sql/NNN_name.sql`` files, in order; adding a file is adding a migration."""
     out = []
