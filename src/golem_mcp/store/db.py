@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import duckdb
-import pyarrow as pa
 
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
@@ -73,10 +72,15 @@ WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_conte
                "tool_calls", "api_errors", "spans", "otel_events", "metric_points", "hook_events",
                "review_reports", "review_issues", "stage_records", "ingest_files")
 
-_ARROW = {
-    "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
-    "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"), "UTINYINT": pa.uint8(),
-}
+
+def _arrow_types() -> tuple[Any, dict[str, Any]]:
+    # pyarrow costs ~90 ms to import: only the write path needs it, read-only commands never load it
+    import pyarrow as pa
+
+    return pa, {
+        "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
+        "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"), "UTINYINT": pa.uint8(),
+    }
 
 
 def ident(name: str) -> str:
@@ -225,7 +229,8 @@ class Store:
         extra = present - set(types)
         if extra:
             raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
-        arrays = {c: pa.array([r.get(c) for r in rows], type=_ARROW.get(types[c], pa.string())) for c in cols}
+        pa, arrow = _arrow_types()
+        arrays = {c: pa.array([r.get(c) for r in rows], type=arrow.get(types[c], pa.string())) for c in cols}
         arrays["_golem_seq"] = pa.array(range(len(rows)), type=pa.int64())
         stg = pa.table(arrays)
         policy = POLICY.get(table, {})
