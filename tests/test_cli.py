@@ -1,0 +1,71 @@
+"""The command line as a user meets it: import, report in every grouping, helpful errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+TRUTH = json.loads((FIX / "truth.json").read_text())
+
+
+def golem(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GOLEM_HOME": str(home), "HOME": str(home), "GOLEM_URL": ""}
+    env.pop("GOLEM_DB", None)
+    return subprocess.run([sys.executable, "-m", "golem_mcp", *args], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    home = tmp_path_factory.mktemp("cli")
+    out = golem("import", str(FIX), "--json", home=home)
+    assert out.returncode == 0, out.stderr
+    res = json.loads(out.stdout)
+    assert res["skipped"] == [] and res["files_read"] == 126
+    return home
+
+
+def test_report_by_workflow_and_stage_matches_truth(home):
+    out = golem("report", "--by", "workflow,stage", "--json", "--no-sync", home=home)
+    rows = json.loads(out.stdout)
+    got = {(r["workflow"], r["stage"]): (r["input_tokens"], r["output_tokens"], r["cache_read_tokens"],
+                                         r["cache_creation_tokens"]) for r in rows}
+    want = {(wf, st): (s["input"], s["output"], s["cache_read"], s["cache_write"])
+            for wf, t in TRUTH.items() for st, s in t["stages"].items()}
+    assert got == want
+
+
+@pytest.mark.parametrize("by", ["model", "day", "week", "experiment", "session", "project", "branch", "agent",
+                                "top_stage", "path", "task", "stage,model"])
+def test_every_grouping_runs_and_sums_to_the_total(home, by):
+    rows = json.loads(golem("report", "--by", by, "--json", "--no-sync", home=home).stdout)
+    assert sum(r["requests"] for r in rows) == sum(s["requests"] for t in TRUTH.values() for s in t["stages"].values())
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(sum(t["total_cost_usd"] for t in TRUTH.values()))
+
+
+def test_filters_answer_what_did_task_x_cost(home):
+    rows = json.loads(golem("report", "--by", "stage", "--workflow", "wf-006", "--json", "--no-sync", home=home).stdout)
+    assert sum(r["cost_usd"] for r in rows) == pytest.approx(TRUTH["wf-006"]["total_cost_usd"])
+    assert rows[0]["stage"] == "implementer"  # most expensive first: the stage that looped
+
+
+def test_table_output_and_help(home):
+    out = golem("report", "--by", "workflow", "--no-sync", home=home)
+    assert out.returncode == 0 and "wf-007" in out.stdout and "total $" in out.stdout
+    h = golem("report", "--help", home=home)
+    assert "--by" in h.stdout and "workflow" in h.stdout
+    top = golem("--help", home=home)
+    for cmd in ("import", "report", "serve", "hook", "stdio"):
+        assert cmd in top.stdout
+
+
+def test_unknown_grouping_says_what_is_allowed(home):
+    out = golem("report", "--by", "colour", "--no-sync", home=home)
+    assert out.returncode == 1
+    assert "unknown grouping colour" in out.stderr and "workflow" in out.stderr
