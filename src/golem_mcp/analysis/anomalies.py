@@ -1,0 +1,88 @@
+"""Token leaks and anomalies (seed 001's "Stage Y had 5x normal tokens"): each stage run and each
+workflow against the median of its peers, with a robust spread (MAD) so one outlier cannot hide itself.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from ..store.db import Store
+from .common import window
+
+METRICS = ("total_tokens", "total_cost", "tool_calls")
+
+
+class Anomaly(BaseModel):
+    level: str = Field(description="'stage' (one stage of one workflow) or 'workflow'")
+    workflow_id: str
+    stage: str | None = None
+    metric: str = Field(description="total_tokens, total_cost or tool_calls")
+    value: float
+    normal: float = Field(description="median of the peers (same stage / all workflows)")
+    ratio: float = Field(description="value / normal")
+    robust_z: float | None = Field(None, description="(value - median) / (1.4826 x MAD); None when MAD is 0")
+    peers: int = Field(description="how many runs the normal was computed from")
+
+
+class AnomalyReport(BaseModel):
+    anomalies: list[Anomaly] = Field(description="largest ratio first")
+    insufficient_history: list[str] = Field(default_factory=list,
+                                            description="stages with too few runs to judge; not flagged")
+    note: str | None = None
+
+
+def _flag(rows: list[dict], level: str, min_ratio: float, min_z: float) -> list[Anomaly]:
+    out = []
+    for r in rows:
+        med, mad, v = r["med"], r["mad"], r["v"]
+        if v is None or not med or med <= 0:
+            continue
+        ratio = v / med
+        z = (v - med) / (1.4826 * mad) if mad else None
+        # MAD = 0 means the peers agree exactly: the ratio alone decides
+        if ratio >= min_ratio and (z is None or z >= min_z):
+            out.append(Anomaly(level=level, workflow_id=r["workflow_id"], stage=r.get("stage"), metric=r["metric"],
+                               value=v, normal=med, ratio=round(ratio, 2), robust_z=round(z, 1) if z is not None else None,
+                               peers=r["n"]))
+    return out
+
+
+def detect_anomalies(store: Store, days: float = 30, now: datetime | None = None, history_days: float = 90,
+                     min_history: int = 5, min_ratio: float = 2.0, min_z: float = 3.5,
+                     workflow_id: str | None = None) -> AnomalyReport:
+    """Stage runs and workflows from the last ``days`` whose tokens, cost or tool calls are ``min_ratio``
+    times their peers' median (and robustly far from it). Peers = the same stage over ``history_days``.
+    """
+    start, end = window(now, days)
+    hist_start, _ = window(now, history_days)
+    unpivot = " UNION ALL ".join(
+        f"SELECT workflow_id, {{stage}} AS stage, started_at, '{m}' AS metric, CAST({m} AS DOUBLE) AS v FROM {{src}}"
+        for m in METRICS)
+    out: list[Anomaly] = []
+    insufficient: list[str] = []
+    for level, src, stage_expr in (("stage", "workflow_stage_summary", "stage"),
+                                    ("workflow", "workflow_summary", "NULL::VARCHAR")):
+        rows = store.query(f"""
+            WITH x AS ({unpivot.format(stage=stage_expr, src=src)}),
+            h AS (SELECT * FROM x WHERE started_at >= ? AND started_at < ?),
+            norm AS (SELECT stage, metric, median(v) AS med, mad(v) AS mad, count(*) AS n
+                     FROM h GROUP BY stage, metric)
+            SELECT h.workflow_id, h.stage, h.metric, h.v, norm.med, norm.mad, norm.n
+            FROM h JOIN norm ON norm.metric = h.metric AND norm.stage IS NOT DISTINCT FROM h.stage
+            WHERE h.started_at >= ? AND (? IS NULL OR h.workflow_id = ?)
+            """, [hist_start, end, start, workflow_id, workflow_id])
+        enough = [r for r in rows if r["n"] >= min_history]
+        for r in rows:
+            if r["n"] < min_history:
+                label = f"{level}:{r['stage'] or 'all'} ({r['n']} runs)"
+                if label not in insufficient:
+                    insufficient.append(label)
+        out.extend(_flag(enough, level, min_ratio, min_z))
+    out.sort(key=lambda a: a.ratio, reverse=True)
+    note = None
+    if insufficient:
+        note = (f"fewer than {min_history} runs for {len(insufficient)} stage(s)/levels: too little history to tell "
+                "a leak from normal variation, so they are not flagged")
+    return AnomalyReport(anomalies=out, insufficient_history=insufficient, note=note)

@@ -1,0 +1,131 @@
+"""Loops, retries and rework (seeds 000, 002, 004): the same call repeated with the same input, the
+same failing command run again and again, edit -> test-fail cycles, API retries, reviewer -> another
+implementer pass, and tool calls per API request (thrashing).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from ..store.db import Store
+from .common import window
+
+
+class RepeatedCall(BaseModel):
+    workflow_id: str | None
+    stage: str
+    tool_name: str
+    command: str | None = Field(None, description="the bash command, file path or pattern repeated")
+    count: int = Field(description="how many times the identical call was made")
+    failures: int
+    kind: str = Field(description="'failing_repeat' (>= 3 identical failures) or 'identical_repeat' (>= 5 identical calls)")
+
+
+class Retry(BaseModel):
+    workflow_id: str | None
+    stage: str
+    request_id: str
+    attempt: int
+    model: str | None
+
+
+class EditFailCycle(BaseModel):
+    workflow_id: str | None
+    stage: str
+    cycles: int = Field(description="edit/write followed directly by a failing Bash, counted per agent")
+
+
+class Rework(BaseModel):
+    workflow_id: str
+    reason: str
+
+
+class Thrashing(BaseModel):
+    workflow_id: str | None
+    stage: str
+    tool_calls: int
+    api_requests: int
+    calls_per_request: float
+
+
+class LoopReport(BaseModel):
+    loops: list[RepeatedCall]
+    workflows_with_loops: list[str]
+    retries: list[Retry]
+    edit_fail_cycles: list[EditFailCycle]
+    rework: list[Rework]
+    thrashing: list[Thrashing]
+
+
+def _command(params: str | None) -> str | None:
+    if not params:
+        return None
+    try:
+        p = json.loads(params)
+    except ValueError:
+        return params[:200]
+    for k in ("bash_command", "command", "file_path", "pattern", "path", "url", "query"):
+        if p.get(k):
+            return str(p[k])[:200]
+    return params[:200]
+
+
+def find_loops(store: Store, days: float = 30, now: datetime | None = None, workflow_id: str | None = None,
+               min_failing: int = 3, min_identical: int = 5, min_cycles: int = 3,
+               implementer: str = "implementer", reviewer: str = "reviewer",
+               thrash_ratio: float = 4.0, thrash_min_calls: int = 12) -> LoopReport:
+    """Loops, retries and rework in the last ``days`` (optionally one workflow).
+
+    Example: ``find_loops(store).loops[0]`` -> wf-006 implementer Bash ``exit 1`` x 9.
+    """
+    start, end = window(now, days)
+    p = [start, end, workflow_id, workflow_id]
+    scope = '"timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR workflow_id = ?)'
+    rep = store.query(f"""
+        SELECT workflow_id, stage, tool_name, CAST(tool_parameters AS VARCHAR) AS params, count(*) AS n,
+               count(*) FILTER (WHERE NOT success) AS failures
+        FROM tools WHERE {scope} AND tool_parameters IS NOT NULL
+        GROUP BY workflow_id, stage, session_id, agent_id, tool_name, CAST(tool_parameters AS VARCHAR)
+        HAVING (count(*) FILTER (WHERE NOT success) >= ? AND count(*) FILTER (WHERE success) <= 1) OR count(*) >= ?
+        ORDER BY n DESC""", p + [min_failing, min_identical])
+    loops = [RepeatedCall(workflow_id=r["workflow_id"], stage=r["stage"], tool_name=r["tool_name"],
+                          command=_command(r["params"]), count=r["n"], failures=r["failures"],
+                          kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
+    retries = [Retry(**r) for r in store.query(f"""
+        SELECT workflow_id, stage, request_id, attempt, model FROM requests WHERE {scope} AND attempt > 1
+        ORDER BY "timestamp" """, p)]
+    cyc = store.query(f"""
+        WITH t AS (
+            SELECT workflow_id, stage, agent_id, session_id, tool_name, success,
+                   lead(tool_name) OVER w AS next_tool, lead(success) OVER w AS next_ok
+            FROM tools WHERE {scope}
+            WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id))
+        SELECT workflow_id, stage, count(*) AS cycles FROM t
+        WHERE tool_name IN ('Edit', 'Write', 'MultiEdit', 'NotebookEdit') AND next_tool = 'Bash' AND NOT next_ok
+        GROUP BY workflow_id, stage, session_id, agent_id HAVING count(*) >= ? ORDER BY cycles DESC""",
+        p + [min_cycles])
+    rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query(f"""
+        SELECT COALESCE(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
+        FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR COALESCE(workflow_id, parent) = ?)
+        UNION
+        -- a new implementer agent that starts after a reviewer agent finished: the review sent work back
+        SELECT i.workflow_id, 'another {implementer} pass after the {reviewer}' FROM
+            (SELECT workflow_id, agent_id, min("timestamp") AS first_at FROM requests
+             WHERE stage = ? AND workflow_id IS NOT NULL GROUP BY 1, 2) i
+        JOIN (SELECT workflow_id, agent_id, max("timestamp") AS last_at FROM requests
+              WHERE stage = ? AND workflow_id IS NOT NULL GROUP BY 1, 2) rv
+          ON rv.workflow_id = i.workflow_id AND i.first_at > rv.last_at
+        WHERE i.first_at >= ? AND i.first_at < ? AND (? IS NULL OR i.workflow_id = ?)
+        ORDER BY 1""", p + [implementer, reviewer] + p)]
+    thrash = [Thrashing(**r) for r in store.query(f"""
+        SELECT workflow_id, stage, tool_calls, api_requests, round(tool_calls / api_requests, 2) AS calls_per_request
+        FROM workflow_stage_summary
+        WHERE started_at >= ? AND started_at < ? AND (? IS NULL OR workflow_id = ?)
+          AND api_requests > 0 AND tool_calls >= ? AND tool_calls / api_requests >= ?
+        ORDER BY calls_per_request DESC""", p + [thrash_min_calls, thrash_ratio])]
+    return LoopReport(loops=loops, workflows_with_loops=sorted({str(r.workflow_id) for r in loops}),
+                      retries=retries, edit_fail_cycles=[EditFailCycle(**r) for r in cyc], rework=rework,
+                      thrashing=thrash)
