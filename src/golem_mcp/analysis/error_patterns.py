@@ -1,0 +1,172 @@
+"""Error patterns (seed 002's error-analyze --suggest-fixes): categories by stage, tool and day,
+repeated failures with examples, error rate per stage, recovery rate, bursts, and a fix per pattern.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from ..store.db import Store
+from .common import window
+
+# One classification for tool failures and API errors; order matters (first match wins).
+CATEGORY_SQL = """
+CASE
+  WHEN status_code = 429 OR regexp_matches(msg, 'rate.?limit|too many requests') THEN 'rate_limit'
+  WHEN status_code = 529 OR regexp_matches(msg, 'overload') THEN 'overload'
+  WHEN regexp_matches(msg, 'timed? ?out|timeout|deadline') THEN 'timeout'
+  WHEN status_code IN (401, 403) OR regexp_matches(msg, 'permission|denied|not allowed|unauthori') THEN 'permission'
+  WHEN etype = 'file_not_found' OR regexp_matches(msg, 'no such file|does not exist|not found|enoent') THEN 'file_not_found'
+  WHEN regexp_matches(msg, 'syntax ?error|parse error|unexpected token|indentation') THEN 'syntax'
+  WHEN etype = 'shell_exit' OR regexp_matches(msg, 'exit code|exited with') THEN 'shell_exit'
+  WHEN regexp_matches(msg, 'old_string|string to replace|not unique|file has been modified|read it first') THEN 'edit_conflict'
+  WHEN status_code >= 500 THEN 'server_error'
+  WHEN status_code >= 400 THEN 'bad_request'
+  ELSE COALESCE(NULLIF(etype, ''), 'other')
+END"""
+
+FIXES: dict[str, str] = {
+    "rate_limit": "Spread parallel subagents out or lower their concurrency; Claude Code retries 429s, but many in a "
+                  "row mean the plan's rate limit is too small for this workflow.",
+    "overload": "The API was overloaded (529); Claude Code retries by itself. Nothing to change unless it repeats; "
+                "then run long workflows off-peak.",
+    "timeout": "Give the step a longer timeout or split it; for Bash, run long tests in the background or on a subset.",
+    "permission": "Allow the tool in settings (permissions.allow) or run the step in a folder the agent may write.",
+    "file_not_found": "Tell the agent where files are (list the tree with Glob first) instead of guessing paths; "
+                      "check the paths in its prompt.",
+    "syntax": "Run a formatter/linter after each edit so syntax errors surface before tests.",
+    "shell_exit": "A command failed; if the same command fails again and again, have the agent read the output "
+                  "and change something before re-running (or stop after 2 failures).",
+    "edit_conflict": "Read the file again before editing; make old_string unique.",
+    "server_error": "Transient API error; retry. If it persists, report it with the request id.",
+    "bad_request": "A request was rejected; check the model name and the size of the context.",
+    "other": "Look at the examples; no rule matches this error yet.",
+}
+
+
+class CategoryCount(BaseModel):
+    category: str
+    count: int
+    stages: dict[str, int]
+    tools: dict[str, int]
+    fix: str = Field(description="suggested fix in plain words")
+
+
+class RepeatedFailure(BaseModel):
+    category: str
+    tool_name: str | None
+    stage: str
+    count: int
+    workflows: list[str]
+    example: str | None = Field(None, description="one failure text (redacted), cut to 200 characters")
+    fix: str
+
+
+class StageErrorRate(BaseModel):
+    stage: str
+    operations: int = Field(description="tool calls + API requests")
+    failures: int
+    error_rate: float
+    recovered: int = Field(description="failed tool calls followed by a success of the same tool by the same agent")
+    recovery_rate: float | None
+
+
+class Burst(BaseModel):
+    day: str
+    errors: int
+    normal: float = Field(description="median errors per day over the window")
+    top_category: str
+
+
+class ErrorPatternReport(BaseModel):
+    total_errors: int
+    categories: list[CategoryCount]
+    repeated_failures: list[RepeatedFailure]
+    by_stage: list[StageErrorRate]
+    daily: list[dict] = Field(description="day, errors")
+    bursts: list[Burst]
+
+
+def _failures_sql() -> str:
+    return f"""
+    WITH f AS (
+        SELECT "timestamp", workflow_id, stage, tool_name, NULL::INTEGER AS status_code,
+               lower(COALESCE(error, '')) AS msg, error AS raw, error_type AS etype, session_id, agent_id,
+               CAST(tool_parameters AS VARCHAR) AS params
+        FROM tools WHERE success = false
+        UNION ALL
+        SELECT "timestamp", workflow_id, stage, NULL, status_code, lower(COALESCE(error, '')), error, NULL,
+               session_id, agent_id, NULL FROM errors
+    )
+    SELECT *, {CATEGORY_SQL} AS category FROM f WHERE "timestamp" >= ? AND "timestamp" < ?"""
+
+
+def query_error_patterns(store: Store, days: float = 30, now: datetime | None = None, min_repeat: int = 3,
+                         burst_factor: float = 3.0, burst_min: int = 5) -> ErrorPatternReport:
+    """Errors grouped into patterns with a suggested fix each, over the last ``days``."""
+    start, end = window(now, days)
+    base = _failures_sql()
+    cats = store.query(f"""
+        WITH c AS ({base})
+        SELECT category, count(*) AS n,
+               list(COALESCE(stage, '-')) AS stages, list(COALESCE(tool_name, 'api')) AS tools
+        FROM c GROUP BY category ORDER BY n DESC""", [start, end])
+    categories = []
+    for r in cats:
+        st: dict[str, int] = {}
+        for s in r["stages"]:
+            st[s] = st.get(s, 0) + 1
+        tl: dict[str, int] = {}
+        for t in r["tools"]:
+            tl[t] = tl.get(t, 0) + 1
+        categories.append(CategoryCount(category=r["category"], count=r["n"], stages=st, tools=tl,
+                                        fix=FIXES.get(r["category"], FIXES["other"])))
+    reps = store.query(f"""
+        WITH c AS ({base})
+        SELECT category, tool_name, COALESCE(stage, '-') AS stage, count(*) AS n,
+               list(DISTINCT workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflows,
+               left(any_value(raw), 200) AS example
+        FROM c GROUP BY category, tool_name, COALESCE(stage, '-'), COALESCE(params, msg)
+        HAVING count(*) >= ? ORDER BY n DESC LIMIT 20""", [start, end, min_repeat])
+    repeated = [RepeatedFailure(category=r["category"], tool_name=r["tool_name"], stage=r["stage"], count=r["n"],
+                                workflows=sorted(r["workflows"] or []), example=r["example"],
+                                fix=FIXES.get(r["category"], FIXES["other"])) for r in reps]
+    stages = store.query("""
+        WITH t AS (
+            SELECT stage, success,
+                   lead(success) OVER (PARTITION BY session_id, agent_id, tool_name ORDER BY "timestamp", tool_use_id) AS next_ok
+            FROM tools WHERE "timestamp" >= ? AND "timestamp" < ?),
+        ts AS (SELECT stage, count(*) AS calls, count(*) FILTER (WHERE NOT success) AS fails,
+                      count(*) FILTER (WHERE NOT success AND next_ok) AS recovered FROM t GROUP BY stage),
+        rq AS (SELECT stage, count(*) AS reqs, sum(attempt - 1) AS retries FROM requests
+               WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY stage),
+        er AS (SELECT stage, count(*) AS errs FROM errors WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY stage)
+        SELECT COALESCE(ts.stage, rq.stage) AS stage, COALESCE(calls, 0) + COALESCE(reqs, 0) AS operations,
+               COALESCE(fails, 0) + COALESCE(errs, 0) + COALESCE(retries, 0) AS failures,
+               COALESCE(fails, 0) AS tool_failures, COALESCE(recovered, 0) AS recovered
+        FROM ts FULL JOIN rq ON rq.stage = ts.stage LEFT JOIN er ON er.stage = COALESCE(ts.stage, rq.stage)
+        ORDER BY failures DESC""", [start, end] * 3)
+    by_stage = [StageErrorRate(stage=r["stage"] or "-", operations=r["operations"], failures=r["failures"],
+                               error_rate=round(r["failures"] / r["operations"], 4) if r["operations"] else 0.0,
+                               recovered=r["recovered"],
+                               recovery_rate=round(r["recovered"] / r["tool_failures"], 3) if r["tool_failures"] else None)
+                for r in stages]
+    daily = store.query(f"""
+        WITH c AS ({base})
+        SELECT CAST(CAST("timestamp" AS DATE) AS VARCHAR) AS day, count(*) AS errors, mode(category) AS top_category
+        FROM c GROUP BY 1 ORDER BY 1""", [start, end])
+    bursts: list[Burst] = []
+    if daily:
+        # days with no error count as zero: the normal level is the median over every day of activity
+        active_days = store.query("""SELECT count(DISTINCT CAST("timestamp" AS DATE)) AS n FROM requests
+                                     WHERE "timestamp" >= ? AND "timestamp" < ?""", [start, end])[0]["n"] or len(daily)
+        counts = sorted([d["errors"] for d in daily] + [0] * max(0, active_days - len(daily)))
+        normal = float(counts[len(counts) // 2]) if len(counts) % 2 else (counts[len(counts) // 2 - 1] + counts[len(counts) // 2]) / 2
+        for d in daily:
+            if d["errors"] >= burst_min and d["errors"] >= burst_factor * max(normal, 1.0):
+                bursts.append(Burst(day=d["day"], errors=d["errors"], normal=normal, top_category=d["top_category"]))
+    return ErrorPatternReport(total_errors=sum(c.count for c in categories), categories=categories,
+                              repeated_failures=repeated, by_stage=by_stage,
+                              daily=[{"day": d["day"], "errors": d["errors"]} for d in daily], bursts=bursts)
