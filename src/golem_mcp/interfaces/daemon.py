@@ -1,0 +1,823 @@
+"""The daemon (``golem-mcp serve``): the one process that owns the DuckDB file.
+
+It serves on loopback:
+
+- ``POST /v1/logs``, ``/v1/metrics``, ``/v1/traces`` — OTLP/HTTP, JSON or protobuf, gzip accepted.
+  Each body is committed to the store before the reply, so a 200 means stored.
+- ``POST /hooks`` — one Claude Code hook payload (or a JSON list of them), from ``golem-mcp hook``.
+- ``POST /api/import``, ``POST /api/report``, ``GET /api/status`` — what the CLI asks when a daemon
+  runs (it cannot open the database itself then).
+- ``GET /healthz`` — liveness, no token needed.
+- MCP (streamable HTTP), when ``interfaces/mcp_server.py`` provides it (see :func:`create_app`).
+
+Background threads watch the transcript folders (new sessions appear within seconds) and drain the
+hook spool that ``golem-mcp hook`` writes while the daemon is down.
+
+Safety: it binds 127.0.0.1 by default and refuses any other address without a token; requests whose
+``Origin`` is not a loopback origin, or whose ``Host`` is not a loopback name while serving on
+loopback, get 403 (a web page must not reach the store through DNS rebinding).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hmac
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import zlib
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import date, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import anyio
+import anyio.to_thread
+import orjson
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from .. import __version__
+from ..config import (
+    DEFAULT_HOST,
+    Settings,
+    claude_projects_dir,
+    data_dir,
+    default_db_path,
+    spool_dir,
+    state_file,
+)
+from ..errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..store.db import Store
+
+log = logging.getLogger("golem_mcp.daemon")
+
+WATCH_INTERVAL = 2.0  # seconds between transcript-folder scans; unchanged files cost one stat each
+SPOOL_INTERVAL = 2.0  # seconds between hook-spool drains
+SUMMARY_INTERVAL = 60.0  # seconds between activity lines in the log (one line per request is too much)
+DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
+SIGNALS = ("logs", "metrics", "traces")
+
+Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]]
+
+
+# -- small helpers -------------------------------------------------------------------------------
+
+def is_loopback(host: str | None) -> bool:
+    if not host:
+        return False
+    host = host.strip("[]").lower()
+    return host in LOOPBACK_NAMES or host.startswith("127.") or host.endswith(".localhost")
+
+
+def _json_default(o: Any) -> Any:
+    if isinstance(o, Decimal):
+        return float(o)
+    if isinstance(o, datetime | date):
+        return o.isoformat()
+    if isinstance(o, set | frozenset | tuple):
+        return list(o)
+    return str(o)
+
+
+def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(obj, default=_json_default, option=orjson.OPT_NON_STR_KEYS),
+                    status_code=status, media_type="application/json", headers=headers)
+
+
+def error_response(e: GolemError) -> Response:
+    body: dict[str, Any] = {"error": str(e)}
+    if isinstance(e, InvalidInput) and e.problems:
+        body["problems"] = e.problems
+    return json_response(body, e.http_status)
+
+
+class Stats:
+    """Counters for the periodic log summary; approximate under threads, which is fine for a log."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests = 0
+        self.records = 0
+        self.rejected = 0
+        self.failed = 0
+        self.hooks = 0
+        self.spooled = 0
+        self.watched_files = 0
+
+    def take(self) -> dict[str, int]:
+        snap = dict(vars(self))
+        self.reset()
+        return snap
+
+
+# -- bodies --------------------------------------------------------------------------------------
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The request body, gunzipped when asked; PayloadTooLarge as soon as it passes ``limit``."""
+    cl = request.headers.get("content-length")
+    if cl is not None:
+        try:
+            declared = int(cl)
+        except ValueError as e:
+            raise InvalidInput(f"Content-Length {cl!r} is not a number") from e
+        if declared > limit:
+            raise PayloadTooLarge(f"body of {declared} bytes is over the limit of {limit} bytes "
+                                  "(max_body_bytes in settings.json); send smaller batches")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:  # no or a lying Content-Length: stop reading, do not buffer the rest
+            raise PayloadTooLarge(f"body over the limit of {limit} bytes (max_body_bytes in settings.json); "
+                                  "send smaller batches")
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding == "gzip":
+        return gunzip(body, limit)
+    if encoding not in ("", "identity"):
+        raise UnsupportedMediaType(f"Content-Encoding {encoding!r} is not supported; send gzip or no encoding")
+    return body
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress with a cap, so a small gzip bomb cannot fill memory."""
+    d = zlib.decompressobj(wbits=31)
+    try:
+        out = d.decompress(body, limit + 1)
+    except zlib.error as e:
+        raise InvalidInput(f"body is marked gzip but does not decompress: {e}") from e
+    if len(out) > limit or d.unconsumed_tail:
+        raise PayloadTooLarge(f"decompressed body is over the limit of {limit} bytes (max_body_bytes in "
+                              "settings.json); send smaller batches")
+    if not d.eof:
+        raise InvalidInput("gzip body is truncated")
+    return out
+
+
+def media_type(request: Request) -> str:
+    """'json' or 'protobuf' from Content-Type, else UnsupportedMediaType (415)."""
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/json":
+        return "json"
+    if ctype in ("application/x-protobuf", "application/protobuf"):
+        return "protobuf"
+    raise UnsupportedMediaType(f"Content-Type {ctype or '(none)'!r} is not OTLP/HTTP; send application/json "
+                               "or application/x-protobuf")
+
+
+_PARTIAL = {"logs": "rejected_log_records", "traces": "rejected_spans", "metrics": "rejected_data_points"}
+
+
+def otlp_reply(signal: str, kind: str, rejected: int, message: str) -> Response:
+    """The OTLP/HTTP success reply in the request's encoding: an Export*ServiceResponse."""
+    field = _PARTIAL[signal]
+    if kind == "json":
+        body: dict[str, Any] = {}
+        if rejected:
+            camel = "".join(w.capitalize() if i else w for i, w in enumerate(field.split("_")))
+            body["partialSuccess"] = {camel: rejected, "errorMessage": message}
+        return json_response(body)
+    msg = _pb_response(signal)
+    if rejected:
+        setattr(msg.partial_success, field, rejected)
+        msg.partial_success.error_message = message
+    return Response(msg.SerializeToString(), media_type="application/x-protobuf")
+
+
+def _pb_response(signal: str) -> Any:
+    if signal == "logs":
+        from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse
+        return ExportLogsServiceResponse()
+    if signal == "metrics":
+        from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceResponse
+        return ExportMetricsServiceResponse()
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+    return ExportTraceServiceResponse()
+
+
+# -- security ------------------------------------------------------------------------------------
+
+class Guard:
+    """ASGI middleware: Origin and Host checks against DNS rebinding, and the bearer token.
+
+    Plain ASGI (not BaseHTTPMiddleware) so streamed MCP responses pass through untouched.
+    """
+
+    def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool) -> None:
+        self.app = app
+        self.token = token
+        self.loopback_only = loopback_only
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        problem = self.check(scope.get("path", ""), headers)
+        if problem:
+            status, message = problem
+            extra = {"www-authenticate": "Bearer"} if status == 401 else None
+            await json_response({"error": message}, status, extra)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+    def check(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        origin = headers.get("origin")
+        if origin is not None:
+            try:
+                ohost = urlsplit(origin).hostname
+            except ValueError:
+                ohost = None
+            if not is_loopback(ohost):
+                return 403, f"requests from web origin {origin!r} are refused: golem-mcp serves local tools only"
+        if self.loopback_only:
+            host = headers.get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]")[0]
+            if host and not is_loopback(name):
+                return 403, f"Host {host!r} is not a loopback name; connect to 127.0.0.1 or localhost"
+        if self.token and path != "/healthz":
+            auth = headers.get("authorization", "")
+            if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
+                return 401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' (GOLEM_TOKEN)"
+        return None
+
+
+# -- background work -----------------------------------------------------------------------------
+
+class Background:
+    """Threads next to the server: transcript watcher, spool drainer, periodic log summary.
+
+    Nothing here may stop the daemon: each round's exception is logged (once a minute at most when
+    it repeats) and the next round runs.
+    """
+
+    def __init__(self, store: Store, settings: Settings, stats: Stats, watch: list[Path],
+                 spool: Path | None, import_lock: threading.Lock) -> None:
+        self.store = store
+        self.settings = settings
+        self.stats = stats
+        self.watch = watch
+        self.spool = spool
+        self.import_lock = import_lock
+        self.stop_event = threading.Event()
+        self.threads: list[threading.Thread] = []
+        self._last_error: dict[str, tuple[str, float]] = {}
+
+    def start(self) -> None:
+        jobs: list[tuple[str, float, Callable[[], None]]] = [("summary", SUMMARY_INTERVAL, self.summary)]
+        if self.spool is not None:
+            jobs.append(("spool", SPOOL_INTERVAL, self.drain_spool))
+        if self.watch:
+            jobs.append(("watch", WATCH_INTERVAL, self.scan))
+        for name, interval, fn in jobs:
+            t = threading.Thread(target=self._loop, args=(name, interval, fn), name=f"golem-{name}", daemon=True)
+            t.start()
+            self.threads.append(t)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self.stop_event.set()
+        deadline = time.monotonic() + timeout
+        for t in self.threads:
+            t.join(max(0.0, deadline - time.monotonic()))
+
+    def _loop(self, name: str, interval: float, fn: Callable[[], None]) -> None:
+        first = name != "summary"  # drain and scan at once on start; the summary only after a while
+        while first or not self.stop_event.wait(interval):
+            first = False
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - a failing round must not end the thread or the daemon
+                self._report(name, e)
+
+    def _report(self, name: str, e: Exception) -> None:
+        text = f"{type(e).__name__}: {e}"
+        last = self._last_error.get(name)
+        now = time.monotonic()
+        if last and last[0] == text and now - last[1] < 60:
+            return
+        self._last_error[name] = (text, now)
+        log.error("%s failed (will retry): %s", name, text, exc_info=e)
+
+    def drain_spool(self) -> None:
+        from ..ingestion.spool import drain
+
+        assert self.spool is not None
+        res = drain(self.store, self.spool, self.settings.store_prompts)
+        if res.files:
+            self.stats.spooled += res.payloads
+            log.info("ingested %d spooled hook payloads from %d files", res.payloads, res.files)
+        for s in res.skipped[:20]:
+            log.warning("spool: skipped %s", s)
+        for f in res.failed:
+            log.error("spool: %s (kept for the next drain)", f)
+
+    def scan(self) -> None:
+        from ..ingestion.importer import Importer
+
+        paths = [p for p in self.watch if p.exists()]
+        if not paths:
+            return
+        with self.import_lock:
+            res = Importer(self.store, self.settings.store_prompts).run(paths)
+        if res.files_read:
+            self.stats.watched_files += res.files_read
+            self.stats.records += res.rows
+            log.info("watch: read %d files (%.1f MB), %d records", res.files_read, res.bytes_read / 1e6, res.rows)
+        for s in res.skipped[:20]:
+            log.warning("watch: skipped %s", s)
+
+    def summary(self) -> None:
+        s = self.stats.take()
+        if any(s.values()):
+            log.info("last %ds: %s", int(SUMMARY_INTERVAL), ", ".join(f"{k} {v}" for k, v in s.items() if v))
+
+
+# -- the app -------------------------------------------------------------------------------------
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _endpoint(stats: Stats) -> Callable[[Endpoint], Endpoint]:
+    """GolemError -> its HTTP status and message; anything else -> 500, logged, daemon unharmed."""
+
+    def wrap(fn: Endpoint) -> Endpoint:
+        async def handler(request: Request) -> Response:
+            stats.requests += 1
+            try:
+                return await fn(request)
+            except GolemError as e:
+                stats.rejected += 1
+                return error_response(e)
+            except Exception as e:  # noqa: BLE001 - the transaction rolled back; stored data is intact
+                stats.failed += 1
+                log.exception("%s %s failed", request.method, request.url.path)
+                return json_response({"error": f"internal error: {type(e).__name__}: {e}; nothing from this "
+                                      "request was stored, data stored before is intact"}, 500)
+
+        handler.__name__ = fn.__name__
+        return handler
+
+    return wrap
+
+
+def _mcp_parts(store: Store, settings: Settings) -> tuple[list[BaseRoute], Lifespan | None]:
+    """The MCP server's routes and lifespan from ``interfaces/mcp_server.py``, when it exists."""
+    try:
+        from .mcp_server import mcp_routes  # type: ignore[attr-defined,unused-ignore]
+    except ImportError as e:
+        if getattr(e, "name", None) != "golem_mcp.interfaces.mcp_server":
+            log.warning("MCP server not mounted: %s", e)  # it exists but cannot import: say why
+        return [], None
+    try:
+        routes, lifespan = mcp_routes(store, settings)
+    except Exception:  # noqa: BLE001 - OTLP and hooks must keep working without MCP
+        log.exception("MCP server not mounted: mcp_routes() failed")
+        return [], None
+    return list(routes or []), lifespan
+
+
+def create_app(store: Store, settings: Settings | None = None, *, token: str | None = None,
+               loopback_only: bool = True, watch: list[Path] | None = None,
+               spool: Path | None = None, mount_mcp: bool = True) -> ASGIApp:
+    """The daemon's ASGI app over ``store``; usable in-process (tests) as well as by :func:`serve`.
+
+    ``watch``: transcript folders to scan every few seconds; ``spool``: the hook spool folder to
+    drain (None: neither runs). ``token``: bearer token required on all but /healthz.
+
+    MCP contract: when ``golem_mcp.interfaces.mcp_server`` defines
+    ``mcp_routes(store, settings) -> tuple[list[starlette.routing.BaseRoute], lifespan | None]``,
+    its routes are mounted after ours (so they cannot shadow /v1, /hooks, /api, /healthz) and
+    ``lifespan`` — a callable taking the Starlette app and returning an async context manager
+    (e.g. one that runs the MCP session manager) — is entered inside the app's lifespan. A missing
+    module is skipped silently; one that fails to import, build or start is logged and skipped,
+    and everything else keeps serving.
+    """
+    settings = settings or store.settings
+    stats = Stats()
+    import_lock = threading.Lock()
+    ep = _endpoint(stats)
+    limit = int(settings.max_body_bytes)
+
+    def ingest_otlp(signal: str, body: bytes, kind: str) -> tuple[int, int, str]:
+        from ..ingestion import otlp
+        from ..ingestion.records import Batch
+
+        doc = otlp.decode(signal, body, "application/json" if kind == "json" else "application/x-protobuf")
+        batch = Batch()
+        n = otlp.to_batch(signal, doc, batch, settings.store_prompts)
+        store.write(batch)
+        return n, len(batch.skipped), "; ".join(str(s) for s in batch.skipped[:5])
+
+    async def otlp_endpoint(request: Request) -> Response:
+        signal = request.path_params["signal"]
+        if signal not in SIGNALS:
+            return json_response({"error": f"unknown OTLP signal {signal!r}; use /v1/logs, /v1/metrics or /v1/traces"},
+                                 404)
+        kind = media_type(request)
+        body = await read_body(request, limit)
+        n, rejected, message = await anyio.to_thread.run_sync(ingest_otlp, signal, body, kind)
+        stats.records += n
+        return otlp_reply(signal, kind, rejected, message)
+
+    def ingest_hooks(body: bytes) -> tuple[int, bool, list[str]]:
+        from ..ingestion.hooks import hook_to_batch
+        from ..ingestion.records import Batch, now_us
+
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as e:
+            raise InvalidInput(f"hook payload is not JSON: {e}") from e
+        items = payload if isinstance(payload, list) else [payload]
+        batch = Batch()
+        received = now_us()
+        n = 0
+        session_start = False
+        for i, p in enumerate(items, start=1):
+            # a payload replayed from a spool or capture keeps the time it was first received
+            stamp = p.get("_golem_received_us") if isinstance(p, dict) else None
+            if hook_to_batch(p, batch, stamp if isinstance(stamp, int) else received, settings.store_prompts,
+                             source="POST /hooks", line=i):
+                n += 1
+                session_start = session_start or p.get("hook_event_name") == "SessionStart"
+        if not n:
+            raise InvalidInput("no hook payload in the body", [str(s) for s in batch.skipped[:10]])
+        store.write(batch)
+        return n, session_start, [str(s) for s in batch.skipped]
+
+    async def hooks_endpoint(request: Request) -> Response:
+        body = await read_body(request, limit)
+        n, session_start, skipped = await anyio.to_thread.run_sync(ingest_hooks, body)
+        stats.hooks += n
+        reply: dict[str, Any] = {"ok": True, "stored": n}
+        if skipped:
+            reply["skipped"] = skipped
+        if session_start:
+            text = await session_start_display(store)
+            if text:
+                reply["display"] = text
+        return json_response(reply)
+
+    async def import_endpoint(request: Request) -> Response:
+        args = await _json_body(request, limit)
+        paths = args.get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise InvalidInput("'paths' must be a non-empty list of file or folder paths")
+
+        def run() -> dict:
+            from ..ingestion.importer import Importer
+
+            with import_lock:
+                return Importer(store, settings.store_prompts).run(paths).as_dict()
+
+        result = await anyio.to_thread.run_sync(run)
+        stats.records += result.get("rows", 0)
+        return json_response(result)
+
+    async def report_endpoint(request: Request) -> Response:
+        from ..analysis.cost import cost_by
+
+        args = await _json_body(request, limit)
+        by = args.get("by") or ["workflow", "stage"]
+        if isinstance(by, str):
+            by = [b.strip() for b in by.split(",") if b.strip()]
+        filters = args.get("filters") or {}
+        if not isinstance(by, list) or not isinstance(filters, dict):
+            raise InvalidInput("'by' must be a list of groupings and 'filters' an object")
+        since = _parse_time(args.get("since"), "since")
+        limit_rows = args.get("limit")
+        if limit_rows is not None and (not isinstance(limit_rows, int) or limit_rows < 1):
+            raise InvalidInput("'limit' must be a positive integer")
+        rows = await anyio.to_thread.run_sync(lambda: cost_by(store, by, filters, since=since, limit=limit_rows))
+        return json_response(rows)
+
+    async def status_endpoint(request: Request) -> Response:
+        return json_response(await anyio.to_thread.run_sync(store.table_counts))
+
+    async def healthz(request: Request) -> Response:
+        return json_response({"ok": True, "version": __version__, "pid": os.getpid()})
+
+    routes: list[BaseRoute] = [
+        Route("/healthz", ep(healthz), methods=["GET"]),
+        Route("/v1/{signal}", ep(otlp_endpoint), methods=["POST"]),
+        Route("/hooks", ep(hooks_endpoint), methods=["POST"]),
+        Route("/api/import", ep(import_endpoint), methods=["POST"]),
+        Route("/api/report", ep(report_endpoint), methods=["POST"]),
+        Route("/api/status", ep(status_endpoint), methods=["GET"]),
+    ]
+    mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
+    routes.extend(mcp_routes)
+    background = Background(store, settings, stats, list(watch or []), spool, import_lock)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        async with contextlib.AsyncExitStack() as stack:
+            if mcp_lifespan is not None:
+                try:
+                    await stack.enter_async_context(mcp_lifespan(app))
+                except Exception:  # noqa: BLE001 - the store must stay reachable for OTLP and hooks
+                    log.exception("MCP server failed to start; serving without it")
+            background.start()
+            try:
+                yield
+            finally:
+                background.stop()
+
+    app = Starlette(routes=routes, lifespan=lifespan)
+    app.state.store = store
+    app.state.stats = stats
+    return Guard(app, token, loopback_only)
+
+
+async def _json_body(request: Request, limit: int) -> dict[str, Any]:
+    body = await read_body(request, limit)
+    if not body.strip():
+        return {}
+    try:
+        args = orjson.loads(body)
+    except orjson.JSONDecodeError as e:
+        raise InvalidInput(f"request body is not JSON: {e}") from e
+    if not isinstance(args, dict):
+        raise InvalidInput("request body must be a JSON object")
+    return args
+
+
+def _parse_time(value: Any, name: str) -> datetime | None:
+    if value in (None, ""):
+        return None
+    try:
+        return datetime.fromisoformat(str(value))
+    except ValueError as e:
+        raise InvalidInput(f"'{name}' must be an ISO date or time such as 2026-11-01, not {value!r}") from e
+
+
+async def session_start_display(store: Store) -> str | None:
+    """Text for a new session's context from ``analysis.runs.session_start_display(store)``, if any.
+
+    Contract: that function returns a short string (or None) quickly; we wait at most
+    DISPLAY_BUDGET seconds, since the hook client gives up after 1 s. Failures are logged only.
+    """
+    try:
+        from ..analysis.runs import session_start_display as fn  # type: ignore[attr-defined,unused-ignore]
+    except ImportError:
+        return None
+    text: Any = None
+    try:
+        with anyio.move_on_after(DISPLAY_BUDGET):
+            text = await anyio.to_thread.run_sync(fn, store, abandon_on_cancel=True)
+    except Exception:  # noqa: BLE001 - a display is a courtesy; the hook event is already stored
+        log.exception("session_start_display failed")
+        return None
+    return text if isinstance(text, str) and text.strip() else None
+
+
+# -- state file ----------------------------------------------------------------------------------
+
+def read_state() -> dict[str, Any] | None:
+    from .client import read_state as _read
+
+    return _read()
+
+
+def write_state(state: dict[str, Any]) -> None:
+    """Atomically (write + rename), readable by the user only: it may hold the token."""
+    path = state_file()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(orjson.dumps(state, option=orjson.OPT_INDENT_2))
+    os.replace(tmp, path)
+
+
+def remove_state(pid: int) -> None:
+    """Remove the state file if it still names this pid (a newer daemon may have replaced it)."""
+    st = read_state()
+    if st and st.get("pid") == pid:
+        with contextlib.suppress(FileNotFoundError):
+            state_file().unlink()
+
+
+def healthy(url: str, timeout: float = 1.0) -> bool:
+    from .client import find_daemon
+
+    old = os.environ.get("GOLEM_URL")
+    os.environ["GOLEM_URL"] = url
+    try:
+        return find_daemon(timeout) is not None
+    finally:
+        if old is None:
+            os.environ.pop("GOLEM_URL", None)
+        else:
+            os.environ["GOLEM_URL"] = old
+
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# -- serve / stop --------------------------------------------------------------------------------
+
+def _setup_logging() -> None:
+    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(data_dir() / "daemon.log", maxBytes=5_000_000,
+                                                             backupCount=3))
+    except OSError as e:
+        print(f"golem-mcp: cannot write {data_dir() / 'daemon.log'} ({e}); logging to stderr only", file=sys.stderr)
+    for name in ("golem_mcp", "uvicorn"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+        for h in handlers:
+            h.setFormatter(fmt)
+            lg.addHandler(h)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        raise GolemError(f"cannot listen on {host}:{port} ({e.strerror}); is another golem-mcp or program "
+                         "using it? Pick another with --port (0 = any free port)") from e
+    sock.listen(128)
+    sock.set_inheritable(False)
+    return sock
+
+
+def _running() -> dict[str, Any] | None:
+    """The state of a daemon that answers its health check, else None."""
+    st = read_state()
+    if st and isinstance(st.get("url"), str) and healthy(st["url"]):
+        return st
+    return None
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``golem-mcp serve``: run the daemon in the foreground (or ``--detach``)."""
+    host = getattr(args, "host", None) or DEFAULT_HOST
+    token = getattr(args, "token", None) or None
+    if not is_loopback(host) and not token:
+        raise GolemError(f"refusing to listen on {host} without a token: anyone on that network could read "
+                         "your usage. Use the default 127.0.0.1, or pass --token (or GOLEM_TOKEN)")
+    db = Path(args.db).expanduser().resolve() if getattr(args, "db", None) else default_db_path().resolve()
+    running = _running()
+    if running:
+        same = Path(str(running.get("db", ""))).expanduser().resolve() == db
+        if same:
+            print(f"golem-mcp daemon already running at {running['url']} (pid {running.get('pid')}, db {db})")
+            return 0
+        print(f"golem-mcp: a daemon already runs at {running['url']} with another database "
+              f"({running.get('db')}); stop it first (`golem-mcp stop`) or use another GOLEM_HOME", file=sys.stderr)
+        return 1
+    if getattr(args, "detach", False):
+        return _detach(args, host, db, token)
+
+    import uvicorn
+
+    _setup_logging()
+    settings = Settings.load()
+    store = Store(db, settings=settings)
+    try:
+        sock = _bind(host, int(args.port))
+    except GolemError:
+        store.close()
+        raise
+    port = sock.getsockname()[1]
+    url_host = f"[{host.strip('[]')}]" if ":" in host else host
+    url = f"http://{url_host}:{port}"
+    watch = [] if getattr(args, "no_watch", False) else [
+        Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
+    app = create_app(store, settings, token=token, loopback_only=is_loopback(host), watch=watch,
+                     spool=spool_dir())
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5, server_header=False)
+    server = uvicorn.Server(config)
+    pid = os.getpid()
+    state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
+                             "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+                             "version": __version__}
+    if token:
+        state["token"] = token
+    write_state(state)
+    log.info("golem-mcp %s serving %s on %s (watching %s)", __version__, db, url,
+             ", ".join(map(str, watch)) or "nothing")
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
+    # action that would kill us before the state file is removed, so let those signals be no-ops
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        remove_state(pid)
+        sock.close()
+        store.close()
+        log.info("golem-mcp daemon stopped")
+    return 0
+
+
+def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) -> int:
+    cmd = [sys.executable, "-m", "golem_mcp", "serve", "--host", host, "--port", str(args.port), "--db", str(db)]
+    if getattr(args, "no_watch", False):
+        cmd.append("--no-watch")
+    for w in getattr(args, "watch", None) or []:
+        cmd += ["--watch", str(Path(w).expanduser().resolve())]
+    env = dict(os.environ)
+    if token:
+        env["GOLEM_TOKEN"] = token  # not on the command line, where every local user could read it
+    data_dir().mkdir(parents=True, exist_ok=True)
+    out_path = data_dir() / "daemon.out"
+    with open(out_path, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code is not None:
+            print(f"golem-mcp: the daemon exited at start (code {code}):\n{_tail(out_path)}", file=sys.stderr)
+            return 1
+        st = read_state()
+        if st and st.get("pid") == proc.pid and healthy(str(st.get("url")), 0.5):
+            print(st["url"])
+            return 0
+        time.sleep(0.1)
+    print(f"golem-mcp: the daemon (pid {proc.pid}) did not answer within 15 s; see {out_path} and "
+          f"{data_dir() / 'daemon.log'}", file=sys.stderr)
+    return 1
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _is_golem(pid: int) -> bool:
+    """Guard against a stale state file whose pid now belongs to some other program."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the state file
+    return b"golem" in cmdline
+
+
+def stop() -> int:
+    """``golem-mcp stop``: SIGTERM the daemon named in the state file and wait for it to exit."""
+    st = read_state()
+    if not st:
+        print("golem-mcp: no daemon running (no state file)")
+        return 0
+    pid = st.get("pid")
+    if not _pid_alive(pid) or not isinstance(pid, int) or not _is_golem(pid):
+        with contextlib.suppress(FileNotFoundError):
+            state_file().unlink()
+        print(f"golem-mcp: no daemon running (removed a stale state file for pid {pid})")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child (tests)
+        time.sleep(0.05)
+    else:
+        print(f"golem-mcp: the daemon (pid {pid}) did not stop within 15 s; it may be finishing a long "
+              f"import. Try again, or `kill {pid}`", file=sys.stderr)
+        return 1
+    remove_state(pid)
+    print(f"golem-mcp: stopped the daemon (pid {pid}, {st.get('url')})")
+    return 0
+

@@ -1,0 +1,191 @@
+"""``golem-mcp hook``: one Claude Code hook payload on stdin, handed to the daemon or spooled.
+
+This runs on every hook event Claude Code fires, so it must never slow Claude Code down or break it:
+- it always exits 0 and prints nothing, except the ``display`` text the daemon returns for a
+  SessionStart (Claude Code adds a SessionStart hook's stdout to the session's context);
+- it imports almost nothing: no ``golem_mcp.config`` (it pulls pathlib and dataclasses), no
+  http.client or urllib (tens of milliseconds), just a raw socket;
+- the daemon gets 0.2 s to accept and 1 s to answer; when it is down or fails, the payload is
+  appended to the spool with its receive time, and the daemon ingests it when it next runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+import time
+
+CONNECT_TIMEOUT = 0.2
+TOTAL_TIMEOUT = 1.0
+
+
+# Duplicates golem_mcp.config.data_dir(): importing config would cost more than the whole hook.
+def _data_dir() -> str:
+    home = os.environ.get("GOLEM_HOME")
+    if home:
+        return os.path.expanduser(home)
+    xdg = os.environ.get("XDG_DATA_HOME")
+    base = os.path.expanduser(xdg) if xdg else os.path.join(os.path.expanduser("~"), ".local", "share")
+    return os.path.join(base, "golem-mcp")
+
+
+def _log_error(message: str) -> None:
+    """Problems go to a log file: stdout is Claude Code's, and stderr would show up in its UI."""
+    try:
+        d = _data_dir()
+        os.makedirs(d, exist_ok=True)
+        with open(os.path.join(d, "hook-errors.log"), "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {message}\n")
+    except OSError:
+        pass  # nowhere left to report to; the hook must still exit 0
+
+
+def _target() -> tuple[str, int, str, str | None] | None:
+    """(host, port, path prefix, token) of the daemon from GOLEM_URL or the state file."""
+    url = os.environ.get("GOLEM_URL")
+    token = os.environ.get("GOLEM_TOKEN")
+    if not url or not token:
+        try:
+            import json
+
+            with open(os.path.join(_data_dir(), "daemon.json"), "rb") as fh:
+                state = json.loads(fh.read())
+        except (OSError, ValueError):
+            state = {}
+        if not isinstance(state, dict):
+            state = {}
+        url = url or state.get("url")
+        token = token or state.get("token")
+    if not url or not isinstance(url, str):
+        return None
+    return (*_split_url(url), token)
+
+
+def _split_url(url: str) -> tuple[str, int, str]:
+    """``http://host:port/prefix`` -> (host, port, prefix); urllib.parse would cost its import."""
+    rest = url.split("://", 1)[-1]
+    hostport, _, prefix = rest.partition("/")
+    prefix = "/" + prefix.rstrip("/") if prefix else ""
+    if hostport.startswith("["):  # [::1]:4319
+        host, _, port = hostport[1:].partition("]")
+        port = port.lstrip(":")
+    else:
+        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
+    return host, int(port) if port else 80, prefix
+
+
+def post(body: bytes, target: tuple[str, int, str, str | None]) -> tuple[int, bytes]:
+    """POST ``body`` to the daemon's /hooks over a raw socket; (status, response body)."""
+    host, port, prefix, token = target
+    deadline = time.monotonic() + TOTAL_TIMEOUT
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    head = (f"POST {prefix}/hooks HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\nConnection: close\r\n")
+    if token:
+        head += f"Authorization: Bearer {token}\r\n"
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as s:
+        s.settimeout(max(0.01, deadline - time.monotonic()))
+        s.sendall(head.encode("latin-1") + b"\r\n" + body)
+        chunks = []
+        while True:
+            s.settimeout(max(0.01, deadline - time.monotonic()))
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    raw = b"".join(chunks)
+    status_line, _, rest = raw.partition(b"\r\n")
+    parts = status_line.split(b" ", 2)
+    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
+        raise OSError(f"not an HTTP reply: {status_line[:80]!r}")
+    headers, _, payload = rest.partition(b"\r\n\r\n")
+    if b"transfer-encoding: chunked" in headers.lower():
+        payload = _dechunk(payload)
+    return int(parts[1]), payload
+
+
+def _dechunk(data: bytes) -> bytes:
+    out = []
+    while data:
+        size_line, _, data = data.partition(b"\r\n")
+        size = int(size_line.split(b";")[0] or b"0", 16)
+        if size == 0:
+            break
+        out.append(data[:size])
+        data = data[size + 2:]
+    return b"".join(out)
+
+
+def spool(body: bytes, received_us: int) -> None:
+    """Append the payload (or each payload of a list), stamped with its receive time, to the spool."""
+    import json
+
+    try:
+        payload = json.loads(body)
+    except ValueError as e:
+        _log_error(f"stdin is not JSON ({e}); nothing spooled: {body[:200]!r}")
+        return
+    items = payload if isinstance(payload, list) else [payload]
+    lines = []
+    for p in items:
+        if not isinstance(p, dict):
+            _log_error(f"hook payload is not a JSON object; nothing spooled: {str(p)[:200]}")
+            continue
+        p.setdefault("_golem_received_us", received_us)
+        lines.append(json.dumps(p, separators=(",", ":")))
+    if lines:
+        from ..ingestion.spool import append
+
+        append(os.path.join(_data_dir(), "spool"), ("\n".join(lines) + "\n").encode())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Read stdin, pass it on; returns 0 whatever happens."""
+    received_us = time.time_ns() // 1000
+    try:
+        body = sys.stdin.buffer.read()
+    except (OSError, ValueError) as e:
+        _log_error(f"cannot read stdin: {e}")
+        return 0
+    if not body.strip():
+        _log_error("empty stdin; nothing to record")
+        return 0
+    try:
+        target = _target()
+        if target is not None:
+            try:
+                status, reply = post(body, target)
+            except (OSError, ValueError) as e:
+                status, reply = 0, str(e).encode()
+            if 200 <= status < 300:
+                _show_display(reply)
+                return 0
+            if status == 400:
+                # the daemon read it and said why it is not a hook payload: spooling would not help
+                _log_error(f"daemon refused the payload: {reply[:300]!r}")
+                return 0
+            if status:
+                _log_error(f"daemon answered {status}: {reply[:300]!r}; spooled")
+        spool(body, received_us)
+    except Exception as e:  # noqa: BLE001 - a hook must never fail Claude Code; log and exit 0
+        _log_error(f"{type(e).__name__}: {e}")
+    return 0
+
+
+def _show_display(reply: bytes) -> None:
+    if b'"display"' not in reply:
+        return  # the common case: no need to parse the reply at all
+    import json
+
+    try:
+        text = json.loads(reply).get("display")
+    except (ValueError, AttributeError):
+        return
+    if isinstance(text, str) and text:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
