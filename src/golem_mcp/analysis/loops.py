@@ -107,20 +107,20 @@ def find_loops(store: Store, days: float = 30, now: datetime | None = None, work
         WHERE tool_name IN ('Edit', 'Write', 'MultiEdit', 'NotebookEdit') AND next_tool = 'Bash' AND NOT next_ok
         GROUP BY workflow_id, stage, session_id, agent_id HAVING count(*) >= ? ORDER BY cycles DESC""",
         p + [min_cycles])
-    rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query(f"""
+    rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query("""
         SELECT COALESCE(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
         FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR COALESCE(workflow_id, parent) = ?)
         UNION
         -- a new implementer agent that starts after a reviewer agent finished: the review sent work back
-        SELECT i.workflow_id, 'another {implementer} pass after the {reviewer}' FROM
+        SELECT i.workflow_id, ? FROM
             (SELECT workflow_id, agent_id, min("timestamp") AS first_at FROM requests
              WHERE stage = ? AND workflow_id IS NOT NULL GROUP BY 1, 2) i
         JOIN (SELECT workflow_id, agent_id, max("timestamp") AS last_at FROM requests
               WHERE stage = ? AND workflow_id IS NOT NULL GROUP BY 1, 2) rv
           ON rv.workflow_id = i.workflow_id AND i.first_at > rv.last_at
         WHERE i.first_at >= ? AND i.first_at < ? AND (? IS NULL OR i.workflow_id = ?)
-        ORDER BY 1""", p + [implementer, reviewer] + p)]
-    thrash = [Thrashing(**r) for r in store.query(f"""
+        ORDER BY 1""", p + [f"another {implementer} pass after the {reviewer}", implementer, reviewer] + p)]
+    thrash = [Thrashing(**r) for r in store.query("""
         SELECT workflow_id, stage, tool_calls, api_requests, round(tool_calls / api_requests, 2) AS calls_per_request
         FROM workflow_stage_summary
         WHERE started_at >= ? AND started_at < ? AND (? IS NULL OR workflow_id = ?)
