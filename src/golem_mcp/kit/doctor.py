@@ -1,0 +1,286 @@
+"""``golem-mcp doctor``: check each piece of the path from Claude Code to the store, and say how to
+fix the first thing that is wrong.
+
+The path: Claude Code reads ``.mcp.json`` / settings -> runs ``golem-mcp hook`` on every hook event
+and exports OTLP to the endpoint in settings ``env`` -> the daemon receives both and owns the store;
+transcripts under ``~/.claude/projects`` are read as a third source. Each check is a plain function
+returning a ``Check``; ``run_checks`` runs them in that order.
+
+Example::
+
+    for c in run_checks(Path.cwd()):
+        print(c.line())
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .. import __version__
+from ..config import DEFAULT_HOST, DEFAULT_PORT, claude_projects_dir, spool_dir
+from .install import (
+    HOOK_EVENTS,
+    SERVER_NAME,
+    claude_config_dir,
+    claude_user_json,
+    hook_events_with_golem,
+)
+
+OK, FAIL, WARN = "ok", "FAIL", "warn"
+
+
+@dataclass
+class Check:
+    name: str
+    status: str          # ok, FAIL, warn
+    detail: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        s = f"  {self.status:<5} {self.name:<18} {self.detail}"
+        if self.fix and self.status != OK:
+            s += f"\n  {'':<5} {'':<18} fix: {self.fix}"
+        return s
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _json(p: Path) -> dict | None:
+    try:
+        obj = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def settings_layers(project: Path | None) -> list[tuple[Path, dict]]:
+    """The settings files Claude Code reads, lowest precedence first (user, project, local)."""
+    paths = [claude_config_dir() / "settings.json"]
+    if project:
+        paths += [project / ".claude" / "settings.json", project / ".claude" / "settings.local.json"]
+    out = []
+    for p in paths:
+        obj = _json(p)
+        if obj is not None:
+            out.append((p, obj))
+    return out
+
+
+def effective_env(layers: list[tuple[Path, dict]]) -> dict[str, tuple[str, Path]]:
+    env: dict[str, tuple[str, Path]] = {}
+    for p, obj in layers:
+        e = obj.get("env")
+        if isinstance(e, dict):
+            for k, v in e.items():
+                env[k] = (str(v), p)
+    return env
+
+
+def _norm_url(u: str) -> str:
+    u = u.strip().rstrip("/")
+    return u.replace("://localhost:", "://127.0.0.1:").replace("://[::1]:", "://127.0.0.1:")
+
+
+# -- the checks ----------------------------------------------------------------------------------
+
+def check_versions(claude: str | None = None) -> Check:
+    exe = claude or shutil.which("claude")
+    parts = [f"golem-mcp {__version__}", f"Python {platform.python_version()}"]
+    if not exe:
+        return Check("versions", WARN, ", ".join(parts) + "; Claude Code CLI not found on PATH",
+                     "install it (npm install -g @anthropic-ai/claude-code) or put `claude` on PATH")
+    try:
+        out = subprocess.run([exe, "--version"], capture_output=True, text=True, timeout=20).stdout.strip()
+    except (OSError, subprocess.SubprocessError) as e:
+        return Check("versions", WARN, ", ".join(parts) + f"; `{exe} --version` failed ({e})",
+                     "check the Claude Code installation")
+    parts.append(f"Claude Code {out.split()[0] if out else '?'}")
+    return Check("versions", OK, ", ".join(parts))
+
+
+def check_mcp_entry(project: Path | None) -> Check:
+    places: list[Path] = []
+    if project:
+        places.append(project / ".mcp.json")
+    places.append(claude_user_json())
+    for p in places:
+        obj = _json(p) or {}
+        servers = obj.get("mcpServers")
+        entry = servers.get(SERVER_NAME) if isinstance(servers, dict) else None
+        if entry is None and p == claude_user_json() and project:
+            # claude mcp add --scope local stores a project's servers inside ~/.claude.json
+            proj = (obj.get("projects") or {}).get(str(project)) or {}
+            entry = (proj.get("mcpServers") or {}).get(SERVER_NAME)
+        if not isinstance(entry, dict):
+            continue
+        cmd = entry.get("command")
+        if entry.get("type") in ("http", "sse") or entry.get("url"):
+            return Check("mcp server", OK, f"{SERVER_NAME!r} in {p} -> {entry.get('url')}")
+        if not cmd or not (shutil.which(cmd) or Path(cmd).is_file()):
+            return Check("mcp server", FAIL, f"{SERVER_NAME!r} in {p} runs {cmd!r}, which is not found",
+                         "run `golem-mcp install` again from the environment where golem-mcp is installed")
+        return Check("mcp server", OK, f"{SERVER_NAME!r} in {p}: {cmd} {' '.join(entry.get('args') or [])}")
+    return Check("mcp server", FAIL, f"no MCP server {SERVER_NAME!r} in " + " or ".join(str(p) for p in places),
+                 _install_fix(project))
+
+
+def _install_fix(project: Path | None) -> str:
+    return f"golem-mcp install --project {shlex.quote(str(project))}" if project else "golem-mcp install --user"
+
+
+def check_hooks_installed(project: Path | None) -> Check:
+    layers = settings_layers(project)
+    present: set[str] = set()
+    where: list[str] = []
+    for p, obj in layers:
+        found = hook_events_with_golem(obj)
+        if found:
+            where.append(str(p))
+        present |= found
+    missing = [e for e in HOOK_EVENTS if e not in present]
+    if not missing:
+        return Check("hooks installed", OK, f"`golem-mcp hook` on all {len(HOOK_EVENTS)} events ({', '.join(where)})")
+    if not present:
+        return Check("hooks installed", FAIL, "no `golem-mcp hook` in any settings file "
+                     f"({', '.join(str(p) for p, _ in layers) or 'none found'}); stages of custom agents "
+                     "will not be named", _install_fix(project))
+    return Check("hooks installed", FAIL, f"`golem-mcp hook` missing for: {', '.join(missing)}", _install_fix(project))
+
+
+def check_otel_settings(project: Path | None, daemon_url: str | None) -> Check:
+    env = effective_env(settings_layers(project))
+    expected = _norm_url(daemon_url or f"http://{DEFAULT_HOST}:{int(os.environ.get('GOLEM_PORT') or DEFAULT_PORT)}")
+    problems = []
+    if env.get("CLAUDE_CODE_ENABLE_TELEMETRY", ("",))[0] not in ("1", "true"):
+        problems.append("CLAUDE_CODE_ENABLE_TELEMETRY is not 1")
+    for k in ("OTEL_LOGS_EXPORTER", "OTEL_METRICS_EXPORTER"):
+        if "otlp" not in env.get(k, ("",))[0].split(","):
+            problems.append(f"{k} does not include otlp")
+    ep = env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    fix = _install_fix(project)
+    if ep is None:
+        problems.append("OTEL_EXPORTER_OTLP_ENDPOINT is not set")
+    elif _norm_url(ep[0]) != expected:
+        return Check("otlp endpoint", FAIL, f"OTLP is sent to {ep[0]} (set in {ep[1]}), not to the daemon at {expected}",
+                     f"set OTEL_EXPORTER_OTLP_ENDPOINT={expected} in {ep[1]} (or `{fix} --force`)")
+    for k in ("OTEL_EXPORTER_OTLP_LOGS_ENDPOINT", "OTEL_EXPORTER_OTLP_METRICS_ENDPOINT"):
+        if k in env and not _norm_url(env[k][0]).startswith(expected):
+            return Check("otlp endpoint", FAIL, f"{k}={env[k][0]} (in {env[k][1]}) overrides the daemon's endpoint",
+                         f"remove {k} from {env[k][1]}")
+    proto = env.get("OTEL_EXPORTER_OTLP_PROTOCOL", ("",))[0]
+    if proto == "grpc":
+        problems.append("OTEL_EXPORTER_OTLP_PROTOCOL is grpc; the daemon speaks http/protobuf and http/json")
+    if problems:
+        return Check("otlp endpoint", FAIL, "; ".join(problems), fix)
+    return Check("otlp endpoint", OK, f"telemetry exported to {ep[0] if ep else expected} ({proto or 'default protocol'})")
+
+
+def check_daemon(url: str | None, expected: str | None = None) -> Check:
+    if url:
+        return Check("daemon", OK, f"reachable at {url}")
+    where = expected or f"http://{DEFAULT_HOST}:{int(os.environ.get('GOLEM_PORT') or DEFAULT_PORT)}"
+    return Check("daemon", FAIL, f"not reachable (expected at {where}); hooks are spooled and OTLP is lost meanwhile",
+                 "start it: `golem-mcp serve --detach` (Claude Code also starts it through `golem-mcp stdio`)")
+
+
+def _spooled() -> int:
+    try:
+        return sum(1 for p in spool_dir().iterdir() if p.is_file() and p.stat().st_size > 0)
+    except OSError:
+        return 0
+
+
+def _count(status: dict, *names: str) -> int | None:
+    """A row count from the daemon's /api/status answer, whatever nesting it uses."""
+    for holder in (status, status.get("tables") or {}, status.get("store") or {}, status.get("counts") or {}):
+        if not isinstance(holder, dict):
+            continue
+        for n in names:
+            v = holder.get(n)
+            if isinstance(v, int | float):
+                return int(v)
+    return None
+
+
+def check_hooks_firing(status: dict | None) -> Check:
+    spooled = _spooled()
+    if status is None:
+        if spooled:
+            return Check("hooks firing", WARN, f"hooks fire ({spooled} spooled payload files wait for the daemon)",
+                         "start the daemon; it ingests the spool")
+        return Check("hooks firing", WARN, "cannot tell while the daemon is down", "start the daemon, then run doctor again")
+    n = _count(status, "hook_events")
+    if n is None:
+        return Check("hooks firing", WARN, "the daemon's status does not report hook events", None)
+    if n == 0:
+        return Check("hooks firing", FAIL, "no hook event has reached the daemon yet",
+                     "start a Claude Code session in the project (hooks load at session start); "
+                     "if it still says 0, run `echo '{}' | golem-mcp hook` and read hook-errors.log in the data folder")
+    return Check("hooks firing", OK, f"{n} hook events stored" + (f", {spooled} spooled" if spooled else ""))
+
+
+def check_otlp_arriving(status: dict | None) -> Check:
+    if status is None:
+        return Check("otlp arriving", WARN, "cannot tell while the daemon is down", "start the daemon, then run doctor again")
+    n = _count(status, "otel_events")
+    m = _count(status, "metric_points")
+    s = _count(status, "spans")
+    if n is None and m is None:
+        return Check("otlp arriving", WARN, "the daemon's status does not report OTLP counts", None)
+    if not (n or m or s):
+        return Check("otlp arriving", FAIL, "no OTLP log event, metric or span has reached the daemon yet",
+                     "check the `otlp endpoint` line above, then run a Claude Code session (logs export every 2 s)")
+    return Check("otlp arriving", OK, f"{n or 0} events, {m or 0} metric points, {s or 0} spans stored")
+
+
+def transcript_dir(project: Path) -> Path:
+    """Claude Code's transcript folder for a project: the path with every non-alphanumeric made '-'."""
+    return claude_projects_dir() / re.sub(r"[^A-Za-z0-9]", "-", str(project))
+
+
+def check_transcripts(project: Path | None) -> Check:
+    base = claude_projects_dir()
+    if not base.exists():
+        return Check("transcripts", WARN, f"{base} does not exist yet (no Claude Code session has run as this user)",
+                     "run Claude Code once; or set CLAUDE_CONFIG_DIR as Claude Code sees it")
+    if not os.access(base, os.R_OK | os.X_OK):
+        return Check("transcripts", FAIL, f"{base} is not readable", f"fix the permissions of {base}")
+    if project:
+        d = transcript_dir(project)
+        if d.is_dir():
+            files = list(d.glob("*.jsonl"))
+            unreadable = [f for f in files if not os.access(f, os.R_OK)]
+            if unreadable:
+                return Check("transcripts", FAIL, f"{len(unreadable)} transcripts in {d} are not readable",
+                             f"fix the permissions in {d}")
+            return Check("transcripts", OK, f"{len(files)} session transcripts in {d}")
+        return Check("transcripts", WARN, f"no transcripts for this project yet ({d})",
+                     "run a Claude Code session in the project")
+    return Check("transcripts", OK, f"{sum(1 for _ in base.glob('*/*.jsonl'))} session transcripts in {base}")
+
+
+def run_checks(project: Path | None, claude: str | None = None) -> list[Check]:
+    from ..interfaces.client import call, daemon_url, find_daemon
+
+    url = find_daemon()
+    checks = [check_versions(claude), check_mcp_entry(project), check_hooks_installed(project),
+              check_otel_settings(project, url), check_daemon(url, daemon_url())]
+    status = None
+    if url:
+        try:
+            got = call(url, "/api/status", timeout=10)
+            status = got if isinstance(got, dict) else None
+        except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
+            checks.append(Check("daemon status", FAIL, f"/api/status failed: {e}", "see the daemon's log; restart it"))
+    checks += [check_hooks_firing(status), check_otlp_arriving(status), check_transcripts(project)]
+    return checks
