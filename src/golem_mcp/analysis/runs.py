@@ -227,7 +227,7 @@ def session_start_display(store: Store, now: datetime | None = None) -> str | No
         lines += [f"  {b}" for b in s.get("bottlenecks", [])]
     lines += [f"  leak: {x}" for x in s.get("leaks", [])]
     lines += [f"  loop: {x}" for x in s.get("loops", [])]
-    lines += [f"  budget: {x}" for x in s.get("alerts", [])]
+    lines += [f"  alert: {x}" for x in s.get("alerts", [])]
     if len(lines) == 2:
         lines.append("  no bottlenecks, leaks, loops or budget alerts")
     lines.append(f"  ({s.get('samples', 0)} samples, {s.get('dimensions', 0)} dimensions, {s.get('ms', 0)}ms)")

@@ -1,0 +1,109 @@
+"""Each analysis finds exactly what was planted in a synthetic history, and nothing on a control."""
+
+from __future__ import annotations
+
+import pytest
+
+from golem_mcp.analysis.anomalies import detect_anomalies
+from golem_mcp.analysis.bottlenecks import find_bottlenecks, set_threshold
+from golem_mcp.analysis.error_patterns import query_error_patterns
+from golem_mcp.analysis.loops import find_loops
+from golem_mcp.analysis.predict import model_advice, predict_cost
+from golem_mcp.analysis.sequences import tool_sequences
+from golem_mcp.analysis.trends import query_quality, query_trends
+from golem_mcp.store.db import Store
+from synthetic import generate
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    s = Store(tmp_path / "t.duckdb")
+    yield s
+    s.close()
+
+
+def test_control_history_has_no_findings(store):
+    p = generate(store)
+    assert find_bottlenecks(store, now=p.now).bottlenecks == []
+    assert detect_anomalies(store, now=p.now).anomalies == []
+    lp = find_loops(store, now=p.now)
+    assert (lp.loops, lp.retries, lp.rework, lp.edit_fail_cycles, lp.thrashing) == ([], [], [], [], [])
+    ep = query_error_patterns(store, now=p.now)
+    assert ep.bursts == [] and ep.repeated_failures == []
+    assert all(a.verdict != "switch" for a in model_advice(store, now=p.now))
+
+
+def test_slow_stage_is_the_only_bottleneck(store):
+    p = generate(store, {"slow_stage"})
+    found = find_bottlenecks(store, now=p.now).bottlenecks
+    assert ("stage", "implementer") in {(b.dimension, b.key) for b in found}
+    assert all("implementer" in b.key for b in found)
+    stage = next(b for b in found if b.dimension == "stage")
+    assert 2.6 < stage.severity < 3.5 and stage.baseline_source == "history"
+    assert stage.line().startswith(f"{stage.severity:.1f}x stage:implementer (p50=")
+
+
+def test_configured_threshold_overrides_history(store):
+    p = generate(store)
+    set_threshold(store, "stage", "planner", baseline_p50_ms=10_000, multiplier=2.0)
+    found = find_bottlenecks(store, now=p.now, dimensions=["stage"]).bottlenecks
+    assert [(b.key, b.baseline_source) for b in found] == [("planner", "configured")]
+    assert 2.2 < found[0].severity < 3.0   # first-to-last event of a 40 s stage vs 10 s
+
+
+def test_token_leak_is_flagged_with_its_ratio(store):
+    p = generate(store, {"token_leak"})
+    found = detect_anomalies(store, now=p.now).anomalies
+    assert {(a.workflow_id, a.stage) for a in found if a.level == "stage"} == {(p.leak_workflow, "analyst")}
+    tok = next(a for a in found if a.metric == "total_tokens" and a.level == "stage")
+    assert 5.0 < tok.ratio < 7.0
+    assert {a.workflow_id for a in found} == {p.leak_workflow}
+
+
+def test_short_history_is_reported_not_flagged(store):
+    p = generate(store, {"token_leak"}, days=1)
+    rep = detect_anomalies(store, now=p.now)
+    assert rep.anomalies == [] and rep.insufficient_history and rep.note
+
+
+def test_loop_found_with_command_and_count(store):
+    p = generate(store, {"loop"})
+    rep = find_loops(store, now=p.now)
+    assert rep.workflows_with_loops == [p.loop_workflow]
+    assert [(x.command, x.count, x.kind) for x in rep.loops] == [(p.loop_command, p.loop_count, "failing_repeat")]
+
+
+def test_error_burst_found_on_its_day(store):
+    p = generate(store, {"error_burst"})
+    rep = query_error_patterns(store, now=p.now)
+    assert [(b.day, b.top_category) for b in rep.bursts] == [(p.burst_day, "timeout")]
+    assert {c.category for c in rep.categories} == {"timeout", "file_not_found"}
+    assert all(c.fix for c in rep.categories)
+
+
+def test_cheaper_model_that_does_as_well_is_advised(store):
+    p = generate(store, {"cheap_model"})
+    adv = [a for a in model_advice(store, now=p.now) if a.verdict == "switch"]
+    assert [(a.stage, a.current_model, a.suggested_model) for a in adv] == [
+        ("reviewer", "claude-opus-test", "claude-sonnet-test")]
+    assert adv[0].saving_pct and adv[0].saving_pct > 50
+
+
+def test_prediction_needs_data_and_gives_a_range(store):
+    p = generate(store)
+    est = predict_cost(store, path="full", now=p.now)
+    assert est.matched_workflows == 84 and est.low_usd <= est.expected_usd <= est.high_usd
+    none = predict_cost(store, path="fast-track", now=p.now)
+    assert none.expected_usd is None and "need" in (none.note or "")
+
+
+def test_trends_quality_and_sequences(store):
+    p = generate(store)
+    tr = query_trends(store, now=p.now, days=28)
+    assert len(tr.points) == 28 and tr.points[-1].cost_ma7 is not None
+    assert sum(pt.findings_major for pt in tr.points) == sum(1 for i in range(84) if i % 5 == 0)
+    q = query_quality(store, now=p.now, days=28)
+    assert q.top_files[0].file == "src/core.py" and q.cleanest_workflows
+    seq = tool_sequences(store, now=p.now, stage="analyst")
+    assert seq.top[0].sequence in ("Read->Grep->Read", "Grep->Read->Glob") and seq.top[0].count == 84
