@@ -1,0 +1,199 @@
+"""Experiment arms compared on a metric, as seed 000's hypothesis process asks.
+
+Unit of analysis: one workflow (its whole run, or one stage of it). Per arm: n, mean, median, sd.
+Each arm against the baseline arm: the difference of means with a bootstrap confidence interval
+(scipy, percentile method, seeded so answers repeat), a two-sided Mann-Whitney U test (exact for
+small samples, no normality assumed: token counts are skewed), Cliff's delta and the relative change.
+Guardrails (errors, review findings) are compared the same way.
+
+Verdict:
+- ``confirmed``: p < alpha, the CI excludes 0, the change goes the expected way (if one was given),
+  no guardrail got significantly worse, and every arm has at least ``min_runs`` workflows;
+- ``rejected``: enough runs and either no significant difference or the wrong direction or a worse
+  guardrail;
+- ``inconclusive``: too few runs; ``more_runs_needed`` says how many more per arm (the larger of
+  what ``min_runs`` asks and a normal-approximation power estimate for the observed effect).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from scipy import stats
+
+from ..errors import InvalidInput, NotFound
+from ..store.db import Store
+
+# metric -> (expression over workflow_stage_summary / workflow_summary, which table may give it)
+METRICS: dict[str, str] = {
+    "tokens": "input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens",
+    "input_tokens": "input_tokens",
+    "output_tokens": "output_tokens",
+    "cache_read_tokens": "cache_read_tokens",
+    "cost": "total_cost",
+    "duration": "duration_seconds",
+    "errors": "error_count",
+    "requests": "api_requests",
+    "tool_calls": "tool_calls",
+    "review_findings": "critical_issues + major_issues + minor_issues",
+}
+WORKFLOW_ONLY = {"review_findings"}
+GUARDRAILS = ("errors", "review_findings")
+
+
+def metric_values(store: Store, metric: str, stage: str | None, arms: list[str] | None) -> dict[str, list[float]]:
+    """experiment arm -> one value per workflow."""
+    if metric not in METRICS:
+        raise InvalidInput(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
+    expr = METRICS[metric]
+    if stage and metric not in WORKFLOW_ONLY:
+        sql = (f"SELECT experiment_id, workflow_id, sum({expr}) AS v FROM workflow_stage_summary "
+               f"WHERE stage = ? AND experiment_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
+        rows = store.query(sql, [stage])
+    else:
+        rows = store.query(f"SELECT experiment_id, workflow_id, {expr} AS v FROM workflow_summary "
+                           f"WHERE experiment_id IS NOT NULL ORDER BY 1, 2")
+    out: dict[str, list[float]] = {}
+    for r in rows:
+        if arms and r["experiment_id"] not in arms:
+            continue
+        out.setdefault(r["experiment_id"], []).append(float(r["v"]) if r["v"] is not None else 0.0)
+    return out
+
+
+def known_arms(store: Store) -> list[str]:
+    return [r["experiment_id"] for r in store.query(
+        "SELECT experiment_id, count(*) AS n FROM workflow_summary WHERE experiment_id IS NOT NULL "
+        "GROUP BY 1 ORDER BY n DESC, 1 LIMIT 20")]
+
+
+def _describe(v: list[float]) -> dict[str, Any]:
+    a = np.asarray(v, dtype=float)
+    return {"n": int(a.size), "mean": float(a.mean()) if a.size else None,
+            "median": float(np.median(a)) if a.size else None,
+            "sd": float(a.std(ddof=1)) if a.size > 1 else None,
+            "min": float(a.min()) if a.size else None, "max": float(a.max()) if a.size else None}
+
+
+def _cliffs_delta(x: np.ndarray, y: np.ndarray) -> float:
+    """P(x > y) - P(x < y): rank-based effect size, -1..1, robust to skew."""
+    gt = (x[:, None] > y[None, :]).sum()
+    lt = (x[:, None] < y[None, :]).sum()
+    return float((gt - lt) / (x.size * y.size))
+
+
+def _runs_for_power(x: np.ndarray, y: np.ndarray, alpha: float, power: float = 0.8) -> int | None:
+    """Runs per arm a two-sample test needs for the observed standardized effect (normal approx.)."""
+    sd = math.sqrt((x.var(ddof=1) + y.var(ddof=1)) / 2) if x.size > 1 and y.size > 1 else 0.0
+    diff = abs(x.mean() - y.mean())
+    if diff == 0:
+        return None  # no effect seen: no number of runs will show one
+    if sd == 0:
+        return 2
+    d = diff / sd
+    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    # Mann-Whitney's efficiency relative to the t-test is about 0.955 (3/pi) for normal data
+    return math.ceil(2 * (z / d) ** 2 / (3 / math.pi))
+
+
+def _compare(base: list[float], other: list[float], alpha: float) -> dict[str, Any]:
+    x, y = np.asarray(other, dtype=float), np.asarray(base, dtype=float)
+    out: dict[str, Any] = {"difference": float(x.mean() - y.mean()),
+                           "relative_change": float((x.mean() - y.mean()) / y.mean()) if y.mean() else None}
+    if x.size < 2 or y.size < 2:
+        out.update({"ci_low": None, "ci_high": None, "p_value": None, "test": None, "cliffs_delta": None})
+        return out
+    if np.all(np.concatenate([x, y]) == x[0]):
+        out.update({"ci_low": 0.0, "ci_high": 0.0, "p_value": 1.0, "test": "none: all values equal",
+                    "cliffs_delta": 0.0})
+        return out
+    res = stats.mannwhitneyu(x, y, alternative="two-sided", method="auto")
+    boot = stats.bootstrap((x, y), lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+                           confidence_level=1 - alpha, n_resamples=4000, method="percentile",
+                           vectorized=True, rng=np.random.default_rng(12345))
+    ties = np.unique(np.concatenate([x, y])).size < x.size + y.size
+    how = "normal approximation (ties)" if ties or max(x.size, y.size) > 8 else "exact"
+    out.update({"ci_low": float(boot.confidence_interval.low), "ci_high": float(boot.confidence_interval.high),
+                "p_value": float(res.pvalue), "test": f"Mann-Whitney U, two-sided, {how}",
+                "cliffs_delta": _cliffs_delta(x, y)})
+    return out
+
+
+def compare_experiments(store: Store, metric: str = "tokens", stage: str | None = None,
+                        arms: list[str] | None = None, baseline: str | None = None,
+                        expected: str | None = None, alpha: float = 0.05, min_runs: int = 10) -> dict[str, Any]:
+    """Compare experiment arms on a metric; see the module docstring for the method and verdict."""
+    if expected not in (None, "decrease", "increase"):
+        raise InvalidInput("expected must be 'decrease', 'increase' or omitted")
+    if not 0 < alpha < 0.5:
+        raise InvalidInput("alpha must be between 0 and 0.5 (e.g. 0.05)")
+    if min_runs < 2:
+        raise InvalidInput("min_runs must be at least 2")
+    values = metric_values(store, metric, stage, arms)
+    available = known_arms(store)
+    if arms:
+        missing = [a for a in arms if a not in values]
+        if missing:
+            raise NotFound(f"no workflows for arm(s) {', '.join(missing)}"
+                           + (f" at stage {stage!r}" if stage else "")
+                           + f"; known experiment arms: {', '.join(available) or 'none yet'}")
+    order = list(arms) if arms else sorted(values, key=lambda a: (-len(values[a]), a))
+    if len(order) < 2:
+        raise InvalidInput(f"need at least two experiment arms with data; known: {', '.join(available) or 'none'}. "
+                           "Tag workflows with experiment_id (record_workflow or OTEL_RESOURCE_ATTRIBUTES).")
+    base = baseline or ("baseline" if "baseline" in order else order[0])
+    if base not in values:
+        raise NotFound(f"baseline arm {base!r} has no data; arms: {', '.join(order)}")
+    per_arm = {a: _describe(values[a]) for a in order}
+    comparisons = []
+    for arm in order:
+        if arm == base:
+            continue
+        c = {"arm": arm, "vs": base, **_compare(values[base], values[arm], alpha)}
+        guard = {}
+        for g in GUARDRAILS:
+            gv = metric_values(store, g, stage if g not in WORKFLOW_ONLY else None, [base, arm])
+            if base in gv and arm in gv:
+                gc = _compare(gv[base], gv[arm], alpha)
+                guard[g] = {"baseline_mean": float(np.mean(gv[base])), "arm_mean": float(np.mean(gv[arm])),
+                            "difference": gc["difference"], "p_value": gc["p_value"],
+                            "worse": bool(gc["difference"] > 0 and gc["p_value"] is not None
+                                          and gc["p_value"] < alpha)}
+        c["guardrails"] = guard
+        c.update(_verdict(c, values[base], values[arm], alpha, min_runs, expected))
+        comparisons.append(c)
+    return {"metric": metric, "stage": stage, "unit": "one workflow" + (f" (stage {stage})" if stage else ""),
+            "baseline": base, "alpha": alpha, "min_runs": min_runs, "arms": per_arm, "comparisons": comparisons}
+
+
+def _verdict(c: dict[str, Any], base: list[float], arm: list[float], alpha: float, min_runs: int,
+             expected: str | None) -> dict[str, Any]:
+    n = min(len(base), len(arm))
+    p, lo, hi = c["p_value"], c["ci_low"], c["ci_high"]
+    significant = p is not None and p < alpha and lo is not None and (lo > 0 or hi < 0)
+    direction_ok = expected is None or (expected == "decrease" and c["difference"] < 0) or (
+        expected == "increase" and c["difference"] > 0)
+    guard_worse = [g for g, v in c.get("guardrails", {}).items() if v.get("worse")]
+    power_n = _runs_for_power(np.asarray(arm, float), np.asarray(base, float), alpha) if n >= 2 else None
+    needed = max(min_runs, power_n or 0) if not significant else min_runs
+    more = max(0, needed - n)
+    pct = f"{c['relative_change']:+.0%}" if c.get("relative_change") is not None else "n/a"
+    pv = f"p={p:.3g}" if p is not None else "no test (fewer than 2 runs)"
+    if n >= min_runs and guard_worse:
+        return {"verdict": "rejected", "more_runs_needed": 0,
+                "reason": f"guardrail(s) got worse: {', '.join(guard_worse)}"}
+    if significant and direction_ok and n >= min_runs:
+        return {"verdict": "confirmed", "more_runs_needed": 0,
+                "reason": f"{pct} vs {c['vs']}, {pv}, CI excludes 0, {n}+ runs per arm"}
+    if n >= min_runs and not significant and power_n is not None and power_n > n and more > 0:
+        return {"verdict": "inconclusive", "more_runs_needed": more,
+                "reason": f"{pct}, {pv}: not significant yet; about {needed} runs per arm would show this effect"}
+    if n >= min_runs:
+        why = "the change goes the other way" if significant and not direction_ok else f"no significant difference ({pv})"
+        return {"verdict": "rejected", "more_runs_needed": 0, "reason": why}
+    what = "significant" if significant else "not significant"
+    return {"verdict": "inconclusive", "more_runs_needed": more,
+            "reason": f"{pct} vs {c['vs']}, {pv} ({what}), but only {n} runs per arm; the hypothesis process asks "
+                      f"for at least {min_runs}: run {more} more per arm"}

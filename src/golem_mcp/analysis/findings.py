@@ -1,0 +1,94 @@
+"""Reviewer findings (seed 000's ``.claude-metrics`` v1 JSON): validated, stored, linked to workflow and task."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator, FormatChecker
+
+from ..errors import GolemError, InvalidInput
+from ..ingestion.records import Batch, iso_to_us, now_us, redact
+from ..store.db import Store
+from .workflows import Caller
+
+SCHEMA_NAME = "review-findings.v1.json"
+
+
+def schema_path() -> Path:
+    """``schemas/review-findings.v1.json`` at the repository top (the published schema agents read)."""
+    for parent in Path(__file__).resolve().parents:
+        p = parent / "schemas" / SCHEMA_NAME
+        if p.exists():
+            return p
+    raise GolemError(f"schemas/{SCHEMA_NAME} is missing from this installation; reinstall golem-mcp")
+
+
+@functools.cache
+def validator() -> Draft202012Validator:
+    return Draft202012Validator(json.loads(schema_path().read_text()), format_checker=FormatChecker())
+
+
+def parse_report(report: dict[str, Any] | str) -> dict[str, Any]:
+    """The report as a dict; raises InvalidInput listing every problem found by the schema."""
+    if isinstance(report, str):
+        try:
+            report = json.loads(report)
+        except json.JSONDecodeError as e:
+            raise InvalidInput(f"the findings are not valid JSON: {e.msg} at line {e.lineno} column {e.colno}; "
+                               "send the .claude-metrics v1 object") from e
+    if not isinstance(report, dict):
+        raise InvalidInput("the findings must be a JSON object (the .claude-metrics v1 report)")
+    problems = []
+    for err in sorted(validator().iter_errors(report), key=lambda e: list(e.absolute_path)):
+        where = "/" + "/".join(str(p) for p in err.absolute_path)
+        problems.append(f"at {where}: {err.message}")
+    if problems:
+        raise InvalidInput(f"the findings do not match schemas/{SCHEMA_NAME} ({len(problems)} problem(s)); fix "
+                           "each and send again:", problems[:30])
+    return report
+
+
+def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, workflow_id: str | None = None,
+                    task_id: str | None = None) -> dict[str, Any]:
+    """Validate and store one review report with its issues, in one transaction; returns what was stored."""
+    rep = parse_report(report)
+    task = task_id or rep["task"]
+    wf = workflow_id or rep.get("workflow_id") or rep.get("parent")
+    if wf is None and caller.known:
+        # the session's workflow link, when the reviewer did not name one
+        wf = store.scalar("SELECT workflow_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from DESC "
+                          "LIMIT 1", [caller.session_id])
+    issues = rep.get("issues", [])
+    counted = {s: sum(1 for i in issues if i.get("severity") == s) for s in ("critical", "major", "minor")}
+    sev = rep["severity"]
+    warnings = [f"severity.{s} says {sev[s]} but {counted[s]} issue(s) have that severity"
+                for s in counted if sev[s] != counted[s]]
+    canonical = json.dumps({"r": rep, "wf": wf, "task": task}, sort_keys=True)
+    report_id = "rv-" + hashlib.sha1(canonical.encode()).hexdigest()[:16]
+    now = now_us()
+    b = Batch()
+    b.add("review_reports", {
+        "report_id": report_id, "v": 1, "ts": iso_to_us(rep.get("ts")) or now, "task": task,
+        "parent": rep.get("parent"), "workflow_id": wf, "session_id": caller.session_id,
+        "agent_id": caller.agent_id, "critical": sev["critical"], "major": sev["major"], "minor": sev["minor"],
+        "rework": rep.get("rework"), "raw": json.dumps(rep), "recorded_at": now})
+    for i, issue in enumerate(issues):
+        b.add("review_issues", {"report_id": report_id, "idx": i, "severity": issue["severity"],
+                                "category": issue.get("category"), "file": issue.get("file"),
+                                "line": issue.get("line"), "summary": redact(issue["summary"])})
+    if wf:
+        b.add("workflows", {"workflow_id": wf, "task_id": None, "updated_at": now, "started_at": now})
+    existed = bool(store.scalar("SELECT count(*) FROM review_reports WHERE report_id = ?", [report_id]))
+    store.write(b)
+    cats = rep.get("categories") or {}
+    if cats:
+        # MAP values cannot go through the batch upsert; the raw JSON above already holds them
+        store.query("UPDATE review_reports SET categories = MAP(?::VARCHAR[], ?::INTEGER[]) WHERE report_id = ?",
+                    [list(cats), [int(v) for v in cats.values()], report_id])
+    return {"report_id": report_id, "workflow_id": wf, "task_id": task, "severity": sev,
+            "issues_stored": len(issues), "categories": cats, "duplicate": existed,
+            "session_id": caller.session_id, "agent_id": caller.agent_id, "warnings": warnings or None}

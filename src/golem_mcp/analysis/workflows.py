@@ -1,0 +1,300 @@
+"""Workflows as agents see them: record their context and stages, ask what they cost, list errors.
+
+Plain functions over a :class:`Store`; the MCP tools call these and only shape the answers.
+
+How the calling session is known (the ``Caller``):
+
+1. an explicit ``session_id`` (and ``agent_id``) argument wins: an orchestrator that ran
+   ``claude -p --output-format json`` knows the session id it got back;
+2. otherwise the ``tool_use_id`` of the MCP call. Claude Code puts it into every ``tools/call``
+   request as ``_meta["claudecode/toolUseId"]``, and the same id reaches the daemon from the
+   ``PreToolUse`` hook (which Claude Code runs, and waits for, before it calls the tool) and later
+   from the transcript and OTel. The tool call row for that id names the session and, inside a
+   subagent, the agent. We wait a few seconds for it, because the hook may still be in flight.
+3. Without either, the workflow is recorded but not linked; the answer says so and what to pass.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from ..errors import InvalidInput, NotFound
+from ..ingestion.records import Batch, now_us
+from ..store.db import Store
+from .cost import DIMENSIONS, cost_by
+
+WORKFLOW_PATHS = ("fast-track", "full")
+
+
+@dataclass
+class Caller:
+    """Who called a tool: the Claude Code session and, inside a subagent, its agent id."""
+
+    session_id: str | None = None
+    agent_id: str | None = None
+    tool_use_id: str | None = None
+    how: str = "unknown"  # argument | tool_use_id | unknown
+
+    @property
+    def known(self) -> bool:
+        return self.session_id is not None
+
+
+def resolve_caller(store: Store, session_id: str | None = None, agent_id: str | None = None,
+                   tool_use_id: str | None = None, wait_s: float = 5.0) -> Caller:
+    """Find the session (and agent) behind a tool call; see the module docstring for the order."""
+    if session_id:
+        return Caller(session_id, agent_id, tool_use_id, "argument")
+    if not tool_use_id:
+        return Caller()
+    deadline = time.monotonic() + wait_s
+    while True:
+        rows = store.query("SELECT session_id, agent_id FROM tool_calls WHERE tool_use_id = ? "
+                           "AND session_id IS NOT NULL", [tool_use_id])
+        if rows:
+            return Caller(rows[0]["session_id"], rows[0]["agent_id"], tool_use_id, "tool_use_id")
+        if time.monotonic() >= deadline:
+            return Caller(None, None, tool_use_id, "unknown")
+        # the PreToolUse hook for this very call may still be on its way to the daemon
+        time.sleep(0.1)
+
+
+def recent_workflows(store: Store, limit: int = 5) -> list[str]:
+    rows = store.query(
+        "SELECT workflow_id FROM (SELECT workflow_id, max(ts) AS ts FROM ("
+        " SELECT workflow_id, COALESCE(updated_at, started_at) AS ts FROM workflows"
+        " UNION ALL SELECT workflow_id, max(\"timestamp\") FROM requests WHERE workflow_id IS NOT NULL GROUP BY 1)"
+        " GROUP BY 1) ORDER BY ts DESC NULLS LAST, workflow_id LIMIT ?", [limit])
+    return [r["workflow_id"] for r in rows]
+
+
+def require_workflow(store: Store, workflow_id: str) -> None:
+    """Raise NotFound, naming recent workflows, when nothing is known about ``workflow_id``."""
+    known = store.scalar(
+        "SELECT EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?) "
+        "OR EXISTS (SELECT 1 FROM requests WHERE workflow_id = ?)", [workflow_id, workflow_id])
+    if not known:
+        recent = recent_workflows(store)
+        hint = f"recent workflows: {', '.join(recent)}" if recent else "no workflows are recorded yet"
+        raise NotFound(f"no workflow {workflow_id!r}; {hint}. Check the id, or record it first with record_workflow.")
+
+
+def _ts(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as e:
+        raise InvalidInput(f"{name} is not an ISO-8601 time: {value!r} (e.g. 2026-11-21T10:00:00Z)") from e
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return int(dt.timestamp() * 1_000_000)
+
+
+def _check_id(value: str | None, name: str, required: bool = False) -> None:
+    if value is None or value == "":
+        if required:
+            raise InvalidInput(f"{name} is required")
+        return
+    if len(value) > 200 or any(c in value for c in "\n\r\t\0"):
+        raise InvalidInput(f"{name} must be one line of at most 200 characters")
+
+
+def _link_valid_from(store: Store, caller: Caller, workflow_id: str) -> int:
+    """From when a session works for this workflow.
+
+    The first workflow of a session holds from its start (epoch 0), so the master's requests before
+    the record_workflow call count too; a later, different workflow holds from the call on.
+    """
+    links = store.query("SELECT valid_from, workflow_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from",
+                        [caller.session_id])
+    if not links or all(r["workflow_id"] == workflow_id for r in links):
+        return 0
+    if caller.tool_use_id:
+        ts = store.scalar('SELECT epoch_us("timestamp") FROM tool_calls WHERE tool_use_id = ?', [caller.tool_use_id])
+        if ts is not None:
+            return int(ts)
+    return now_us()
+
+
+def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | None = None,
+                    complexity: str | None = None, spec_completeness: str | None = None,
+                    experiment_id: str | None = None, task_id: str | None = None,
+                    status: str | None = None) -> dict[str, Any]:
+    """Store a workflow's context and link the calling session to it (one transaction)."""
+    _check_id(workflow_id, "workflow_id", required=True)
+    for v, n in ((experiment_id, "experiment_id"), (task_id, "task_id"), (status, "status"),
+                 (complexity, "complexity"), (spec_completeness, "spec_completeness")):
+        _check_id(v, n)
+    if path is not None and path not in WORKFLOW_PATHS:
+        raise InvalidInput(f"path must be one of {', '.join(WORKFLOW_PATHS)}, not {path!r}")
+    now = now_us()
+    b = Batch()
+    b.add("workflows", {"workflow_id": workflow_id, "path": path, "complexity": complexity,
+                        "spec_completeness": spec_completeness, "experiment_id": experiment_id,
+                        "task_id": task_id, "status": status, "started_at": now, "updated_at": now,
+                        "ended_at": now if status in ("done", "completed", "failed", "abandoned") else None})
+    linked_from = None
+    if caller.known:
+        linked_from = _link_valid_from(store, caller, workflow_id)
+        b.add("workflow_links", {"session_id": caller.session_id, "valid_from": linked_from,
+                                 "workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id,
+                                 "source": "mcp"})
+        b.add("sessions", {"session_id": caller.session_id, "first_seen": now, "last_seen": now})
+    store.write(b)
+    row = store.query("SELECT workflow_id, path, complexity, spec_completeness, experiment_id, task_id, status "
+                      "FROM workflows WHERE workflow_id = ?", [workflow_id])[0]
+    row.update({"session_id": caller.session_id, "linked": caller.known, "linked_by": caller.how,
+                "linked_from": None if linked_from is None else
+                datetime.fromtimestamp(linked_from / 1e6, UTC).isoformat()})
+    return row
+
+
+USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "cost_usd")
+
+
+def observed_usage(store: Store, caller: Caller) -> dict[str, Any] | None:
+    """What the store has seen for the caller's agent (or the session's main thread)."""
+    if not caller.known:
+        return None
+    if caller.agent_id:
+        where, params = "agent_id = ?", [caller.agent_id]
+    else:
+        where, params = "session_id = ? AND agent_id IS NULL", [caller.session_id]
+    rows = store.query(
+        f"SELECT count(*) AS requests, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens, "
+        f"sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens, "
+        f"sum(cost_usd) AS cost_usd, any_value(model) AS model, min(\"timestamp\") AS first_at, "
+        f"max(\"timestamp\") AS last_at FROM requests WHERE {where}", params)
+    return rows[0]
+
+
+def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: str, task_id: str | None = None,
+                       agent: str | None = None, model: str | None = None, status: str | None = None,
+                       started_at: str | None = None, ended_at: str | None = None,
+                       usage: dict[str, float | int | None] | None = None) -> dict[str, Any]:
+    """Record one stage of a workflow; without usage numbers, attribute what was observed for the caller."""
+    _check_id(workflow_id, "workflow_id", required=True)
+    _check_id(stage, "stage", required=True)
+    for v, n in ((task_id, "task_id"), (agent, "agent"), (model, "model"), (status, "status")):
+        _check_id(v, n)
+    usage = {k: v for k, v in (usage or {}).items() if v is not None}
+    bad = [f"{k} must be a number >= 0, not {v!r}" for k, v in usage.items()
+           if not isinstance(v, int | float) or isinstance(v, bool) or v < 0]
+    if bad:
+        raise InvalidInput("usage numbers are invalid", bad)
+    start, end = _ts(started_at, "started_at"), _ts(ended_at, "ended_at")
+    if start is not None and end is not None and end < start:
+        raise InvalidInput("ended_at is before started_at; swap them or fix the clock")
+    observed = observed_usage(store, caller)
+    now = now_us()
+    rec_id = int(store.scalar("SELECT nextval('stage_record_seq')"))
+    given = bool(usage)
+    src = usage if given else (observed or {})
+    row = {"id": rec_id, "workflow_id": workflow_id, "stage": stage, "task_id": task_id,
+           "agent": agent or (stage if caller.agent_id else None), "model": model or (observed or {}).get("model"),
+           "status": status, "started_at": start, "ended_at": end, "session_id": caller.session_id,
+           "agent_id": caller.agent_id, "recorded_at": now}
+    for k in USAGE_FIELDS:
+        v = src.get(k)
+        row[k] = (float(v) if k == "cost_usd" else int(v)) if v is not None else None
+    b = Batch()
+    b.add("stage_records", row)
+    b.add("workflows", {"workflow_id": workflow_id, "task_id": task_id, "started_at": now, "updated_at": now})
+    if caller.known:
+        # the caller's own requests (agent, or the session's main thread) now belong to this stage
+        b.add("agent_context", {"agent_id": caller.agent_id or caller.session_id, "workflow_id": workflow_id,
+                                "stage": stage, "task_id": task_id, "source": "mcp", "updated_at": now})
+    store.write(b)
+    out = {k: row[k] for k in ("id", "workflow_id", "stage", "task_id", "agent", "model", "status",
+                               "session_id", "agent_id")}
+    out["usage"] = {k: row[k] for k in USAGE_FIELDS}
+    out["usage_source"] = "given" if given else ("observed" if observed and observed["requests"] else "none")
+    out["observed"] = observed
+    out["caller_known_by"] = caller.how
+    return out
+
+
+# --- cost -----------------------------------------------------------------------------------------
+
+GROUPS = ("stage", "agent", "model", "task", "day", "workflow", "experiment", "session", "top_stage")
+
+
+def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: str | None = None,
+                        experiment_id: str | None = None, stage: str | None = None,
+                        since: str | None = None, until: str | None = None,
+                        group_by: list[str] | None = None, limit: int = 20, offset: int = 0) -> dict[str, Any]:
+    """Totals and groups of cost, tokens, cache hit rate, requests and duration."""
+    group_by = list(group_by) if group_by is not None else ["stage"]
+    bad = [g for g in group_by if g not in GROUPS or g not in DIMENSIONS]
+    if bad:
+        raise InvalidInput(f"cannot group by {', '.join(bad)}; choose from {', '.join(GROUPS)}")
+    if limit < 1 or limit > 500 or offset < 0:
+        raise InvalidInput("limit must be 1..500 and offset >= 0")
+    if workflow_id:
+        require_workflow(store, workflow_id)
+    if not (workflow_id or task_id or experiment_id or since or until):
+        raise InvalidInput("say what to cost: give workflow_id, task_id, experiment_id or a time range "
+                           f"(since/until). Recent workflows: {', '.join(recent_workflows(store)) or 'none yet'}")
+    s = _ts(since, "since")
+    u = _ts(until, "until")
+    since_dt = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None) if s is not None else None
+    until_dt = datetime.fromtimestamp(u / 1e6, UTC).replace(tzinfo=None) if u is not None else None
+    filters = {"workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id, "stage": stage}
+    totals = cost_by(store, [], filters, since=since_dt, until=until_dt)
+    total = totals[0] if totals else {}
+    rows = cost_by(store, group_by, filters, since=since_dt, until=until_dt,
+                   order="tokens" if group_by == ["stage"] else "cost") if group_by else []
+    if group_by == ["day"]:
+        rows.sort(key=lambda r: str(r.get("day")))
+    page = rows[offset:offset + limit]
+    return {"total": total, "groups": page, "group_count": len(rows),
+            "truncated": offset + limit < len(rows), "next_offset": offset + limit if offset + limit < len(rows) else None}
+
+
+# --- errors ---------------------------------------------------------------------------------------
+
+def query_errors(store: Store, workflow_id: str | None = None, stage: str | None = None,
+                 since: str | None = None, limit: int = 10) -> dict[str, Any]:
+    """API errors by status, tool failures by tool and stage, repeated failing commands, error rate by stage."""
+    if limit < 1 or limit > 100:
+        raise InvalidInput("limit must be 1..100")
+    if workflow_id:
+        require_workflow(store, workflow_id)
+    where, params = ["1=1"], []
+    if workflow_id:
+        where.append("workflow_id = ?")
+        params.append(workflow_id)
+    if stage:
+        where.append("stage = ?")
+        params.append(stage)
+    s = _ts(since, "since")
+    if s is not None:
+        where.append('"timestamp" >= make_timestamp(?)')
+        params.append(s)
+    w = " AND ".join(where)
+    api = store.query(f"SELECT status_code, count(*) AS errors, any_value(error) AS example FROM errors WHERE {w} "
+                      f"GROUP BY 1 ORDER BY errors DESC LIMIT ?", [*params, limit])
+    retried = store.query(f"SELECT count(*) FILTER (WHERE attempt > 1) AS retried_requests, "
+                          f"sum(attempt - 1) AS retries FROM requests WHERE {w}", params)[0]
+    tools = store.query(f"SELECT tool_name, stage, count(*) AS failures, any_value(error) AS example FROM tools "
+                        f"WHERE {w} AND success = false GROUP BY 1, 2 ORDER BY failures DESC LIMIT ?", [*params, limit])
+    repeated = store.query(
+        f"SELECT tool_parameters->>'bash_command' AS command, stage, workflow_id, count(*) AS failures "
+        f"FROM tools WHERE {w} AND success = false AND tool_parameters->>'bash_command' IS NOT NULL "
+        f"GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY failures DESC LIMIT ?", [*params, limit])
+    by_stage = store.query(
+        f"WITH t AS (SELECT stage, count(*) AS tool_calls, count(*) FILTER (WHERE success = false) AS tool_failures "
+        f"FROM tools WHERE {w} GROUP BY 1), r AS (SELECT stage, count(*) AS requests, sum(attempt - 1) AS retries "
+        f"FROM requests WHERE {w} GROUP BY 1), e AS (SELECT stage, count(*) AS api_errors FROM errors WHERE {w} "
+        f"GROUP BY 1) SELECT stage, COALESCE(requests, 0) AS requests, COALESCE(api_errors, 0) AS api_errors, "
+        f"COALESCE(retries, 0) AS retries, COALESCE(tool_calls, 0) AS tool_calls, "
+        f"COALESCE(tool_failures, 0) AS tool_failures, "
+        f"round(COALESCE(tool_failures, 0) / NULLIF(tool_calls, 0), 4) AS tool_error_rate "
+        f"FROM r FULL JOIN t USING (stage) FULL JOIN e USING (stage) ORDER BY tool_failures DESC NULLS LAST, stage "
+        f"LIMIT ?", [*params, *params, *params, limit])
+    return {"api_errors_by_status": api, "retries": retried, "tool_failures": tools,
+            "repeated_failing_commands": repeated, "by_stage": by_stage}
