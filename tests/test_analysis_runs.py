@@ -1,0 +1,126 @@
+"""Analysis runs: lifecycle, dedupe and rate limit of improvement items, the session-start trigger and
+display, budget alerts to the log and to a real loopback webhook."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+import pytest
+
+from golem_mcp.analysis import budgets, findings_store, runs
+from golem_mcp.analysis.common import utcnow
+from golem_mcp.store.db import Store
+from synthetic import EFFECTS, generate
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    monkeypatch.delenv(budgets.WEBHOOK_ENV, raising=False)
+    s = Store(tmp_path / "t.duckdb")
+    yield s
+    s.close()
+
+
+def test_run_twice_creates_no_duplicates(store):
+    p = generate(store, set(EFFECTS))
+    first = runs.run_analysis(store, now=p.now)
+    assert first.status == "succeeded" and first.produced["items_created"] > 0
+    items = findings_store.list_findings(store, limit=100)
+    second = runs.run_analysis(store, now=p.now)
+    assert second.produced["items_created"] == 0
+    assert second.produced["items_skipped_dedupe"] == first.produced["items_created"]
+    again = findings_store.list_findings(store, limit=100)
+    assert [i.item_id for i in again] == [i.item_id for i in items] and all(i.times_seen == 2 for i in again)
+    kinds = {(i.kind, i.dimension) for i in items}
+    assert ("bottleneck", "stage") in kinds and ("loop", "implementer") in kinds and ("token_leak", "stage") in kinds
+    assert ("model_advice", "stage") in kinds
+
+
+def test_at_most_three_items_per_dimension_per_run(store):
+    cands = [findings_store.Candidate(kind="bottleneck", dimension="tool", key=f"T{i}", title=f"t{i}", severity=i,
+                                      recommendation="x") for i in range(5)]
+    res = findings_store.save_items(store, None, cands)
+    assert (res.created, res.skipped_rate_limit) == (3, 2)
+    assert [i.key for i in findings_store.list_findings(store)] == ["T4", "T3", "T2"]   # worst first
+    res = findings_store.save_items(store, None, cands)
+    assert (res.created, res.refreshed_duplicates, res.skipped_rate_limit) == (2, 3, 0)
+
+
+def test_session_start_enqueues_and_displays_fast(store):
+    assert runs.session_start_display(store) is None
+    assert runs.maybe_enqueue(store) is True
+    assert runs.maybe_enqueue(store) is False          # already queued
+    generate(store, {"slow_stage", "loop"}, now=utcnow().replace(microsecond=0))
+    done = runs.run_pending(store)
+    assert [r.status for r in done] == ["succeeded"] and done[0].trigger == "session_start"
+    assert runs.maybe_enqueue(store) is False          # fresh
+    assert runs.maybe_enqueue(store, now=utcnow() + timedelta(days=8)) is True
+    t = time.perf_counter()
+    text = runs.session_start_display(store)
+    elapsed = time.perf_counter() - t
+    assert elapsed < 0.02, elapsed
+    assert text and "Last analysis" in text and "(today)" in text
+    assert "x stage:implementer (p50=" in text and "loop: Bash `pytest -x" in text
+
+
+def test_failed_and_timed_out_runs_are_recorded(store):
+    generate(store, days=3)
+    r = runs.run_analysis(store, timeout_s=0)
+    assert r.status == "timed_out" and "stopped before" in (r.error_detail or "")
+    store.con.execute("DROP VIEW workflow_stage_summary")     # break the store under the analysis
+    r = runs.run_analysis(store)
+    assert r.status == "failed" and "workflow_stage_summary" in (r.error_detail or "")
+    assert [x.status for x in runs.list_runs(store)] == ["failed", "timed_out"]
+
+
+class _Hook(BaseHTTPRequestHandler):
+    received: list = []
+
+    def do_POST(self):  # noqa: N802 - the http.server API
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        _Hook.received.append((self.headers["Content-Type"], json.loads(body)))
+        self.send_response(204)
+        self.end_headers()
+
+    def log_message(self, *a):  # keep test output quiet
+        pass
+
+
+def test_budget_alerts_go_to_log_and_webhook_once(store, tmp_path):
+    p = generate(store, days=2)
+    server = HTTPServer(("127.0.0.1", 0), _Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        budgets.set_webhook(store, f"http://127.0.0.1:{server.server_port}/alerts")
+        wf = p.workflows[-1]
+        budgets.set_budget(store, "workflow", 0.5, key=wf)
+        new = budgets.evaluate_alerts(store, now=p.now)
+        assert [(a.kind, a.key, a.level) for a in new] == [("budget", wf, 80)]
+        assert new[0].delivered["webhook"].startswith("ok")
+        ctype, body = _Hook.received[-1]
+        assert ctype == "application/json" and body["alerts"][0]["key"] == wf
+        assert wf in (tmp_path / "alerts.log").read_text()
+        assert budgets.evaluate_alerts(store, now=p.now) == []      # one alert per crossing
+        assert budgets.recent_alerts(store)[0].delivered["webhook"].startswith("ok")
+    finally:
+        server.shutdown()
+    # an unreachable webhook keeps the alert (log + table)
+    budgets.set_budget(store, "day", 0.1)
+    new = budgets.evaluate_alerts(store, now=p.now)
+    assert new and all(a.delivered["webhook"].startswith("error") for a in new)
+
+
+def test_budget_status_projection(store):
+    p = generate(store, days=2)
+    st = budgets.budget_status(store, workflow_id=p.workflows[-1], stage="reviewer", now=p.now - timedelta(hours=9))
+    assert st.workflow and st.stage and st.workflow.limit_usd == 5.0 and st.stage.limit_usd == 2.0
+    assert st.today.limit_usd == 150.0 and st.projected_today_usd >= st.today.spent_usd
+    assert st.advice == "within budget"
+    budgets.set_budget(store, "workflow", st.workflow.spent_usd / 0.9, key=p.workflows[-1])
+    st = budgets.budget_status(store, workflow_id=p.workflows[-1], now=p.now - timedelta(hours=9))
+    assert st.workflow.level_reached == 80 and "cheaper model" in st.advice
