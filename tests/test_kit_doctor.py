@@ -1,0 +1,116 @@
+"""golem-mcp doctor names the broken piece: daemon down, hooks missing, OTLP pointed elsewhere, and
+says all is well once a real daemon receives real hook payloads and OTLP bodies."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+
+from golem_mcp.kit.doctor import FAIL, OK, Check, run_checks
+from golem_mcp.kit.install import Options, Target, install
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+CLAUDE = Path(__file__).resolve().parent / "e2e" / "node_modules" / ".bin" / "claude"
+
+
+@pytest.fixture
+def project(tmp_path: Path, golem_home: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    home = tmp_path / "home"
+    (home / ".claude" / "projects").mkdir(parents=True)
+    monkeypatch.setenv("HOME", str(home))
+    for var in ("CLAUDE_CONFIG_DIR", "GOLEM_PORT"):
+        monkeypatch.delenv(var, raising=False)
+    p = tmp_path / "proj"
+    p.mkdir()
+    return p
+
+
+def by_name(checks: list[Check]) -> dict[str, Check]:
+    return {c.name: c for c in checks}
+
+
+def doctor_cli(project: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "golem_mcp", "doctor", "--project", str(project)],
+                          capture_output=True, text=True, env={**os.environ}, timeout=60)
+
+
+def test_daemon_down_is_named_with_the_fix(project: Path) -> None:
+    install(Target.project(project), Options(command=[sys.executable, "-m", "golem_mcp"]))
+    checks = by_name(run_checks(project))
+    assert checks["daemon"].status == FAIL and "golem-mcp serve" in (checks["daemon"].fix or "")
+    assert checks["hooks installed"].status == OK and checks["otlp endpoint"].status == OK
+    assert checks["mcp server"].status == OK
+    proc = doctor_cli(project)
+    assert proc.returncode == 1
+    assert "FAIL  daemon" in proc.stdout and "1 failing: daemon" in proc.stdout
+
+
+def test_missing_hooks_are_named(project: Path) -> None:
+    checks = by_name(run_checks(project))
+    assert checks["hooks installed"].status == FAIL
+    assert checks["hooks installed"].fix == f"golem-mcp install --project {project}"
+    assert checks["mcp server"].status == FAIL and checks["otlp endpoint"].status == FAIL
+
+    install(Target.project(project), Options(command=["golem-mcp"]))
+    sp = project / ".claude" / "settings.json"
+    s = json.loads(sp.read_text())
+    del s["hooks"]["SubagentStart"], s["hooks"]["PostToolUseFailure"]
+    sp.write_text(json.dumps(s))
+    c = by_name(run_checks(project))["hooks installed"]
+    assert c.status == FAIL and c.detail.endswith("missing for: PostToolUseFailure, SubagentStart")
+    proc = doctor_cli(project)
+    assert proc.returncode == 1 and "FAIL  hooks installed" in proc.stdout
+
+
+def test_otlp_pointed_elsewhere_is_named(project: Path) -> None:
+    install(Target.project(project), Options(command=["golem-mcp"]))
+    local = project / ".claude" / "settings.local.json"   # the layer that wins in Claude Code
+    local.write_text(json.dumps({"env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.internal:4318"}}))
+    c = by_name(run_checks(project))["otlp endpoint"]
+    assert c.status == FAIL
+    assert "http://collector.internal:4318" in c.detail and str(local) in c.detail
+    assert "http://127.0.0.1:4319" in c.detail
+    local.write_text(json.dumps({"env": {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}}))
+    c = by_name(run_checks(project))["otlp endpoint"]
+    assert c.status == FAIL and "grpc" in c.detail
+
+
+def test_all_ok_once_hooks_and_otlp_reach_a_real_daemon(project: Path, start_daemon: Callable) -> None:
+    d = start_daemon()
+    port = urlsplit(d.url).port
+    assert port
+    # settings aimed at another port than the daemon's: that is "pointed elsewhere" too
+    install(Target.project(project), Options(command=[sys.executable, "-m", "golem_mcp"], port=port + 1))
+    c = by_name(run_checks(project))["otlp endpoint"]
+    assert c.status == FAIL and d.url in c.detail
+
+    install(Target.project(project), Options(command=[sys.executable, "-m", "golem_mcp"], port=port, force=True))
+    checks = by_name(run_checks(project))
+    assert checks["daemon"].status == OK and checks["otlp endpoint"].status == OK
+    assert checks["hooks firing"].status == FAIL and checks["otlp arriving"].status == FAIL
+
+    # one real hook payload through the installed hook command, one real OTLP body
+    settings = json.loads((project / ".claude" / "settings.json").read_text())
+    hook_cmd = settings["hooks"]["SessionStart"][-1]["hooks"][0]["command"]
+    payload = next(line for line in (FIXTURES / "hooks.jsonl").read_text().splitlines() if line.strip())
+    subprocess.run(hook_cmd, shell=True, input=payload, text=True, check=True, timeout=30)
+    body = next(p for p in sorted((FIXTURES / "otlp").glob("*_logs.json")))
+    r = httpx.post(f"{settings['env']['OTEL_EXPORTER_OTLP_ENDPOINT']}/v1/logs", content=body.read_bytes(),
+                   headers={"content-type": "application/json"}, timeout=10)
+    assert r.status_code == 200, r.text
+
+    claude = str(CLAUDE) if CLAUDE.exists() else None
+    checks = by_name(run_checks(project, claude=claude))
+    assert checks["hooks firing"].status == OK, checks["hooks firing"]
+    assert checks["otlp arriving"].status == OK, checks["otlp arriving"]
+    if claude:
+        assert checks["versions"].status == OK and "Claude Code 2." in checks["versions"].detail
+    assert [c.name for c in checks.values() if c.status == FAIL] == []
