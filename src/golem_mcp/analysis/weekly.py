@@ -1,0 +1,112 @@
+"""The weekly Markdown report with small hand-written SVG charts of trends, bottlenecks, leaks,
+loops, errors, budgets, quality and model advice."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from html import escape
+from pathlib import Path
+
+from ..store.db import Store
+from .anomalies import detect_anomalies
+from .bottlenecks import find_bottlenecks
+from .budgets import budget_alert_candidates
+from .common import as_naive
+from .error_patterns import query_error_patterns
+from .findings_store import list_findings
+from .loops import find_loops
+from .predict import model_advice
+from .trends import query_quality, query_trends
+
+
+def bar_svg(values: list[float], labels: list[str], title: str, width: int = 560, height: int = 160,
+            line: list[float | None] | None = None) -> str:
+    """Bars (and an optional line, e.g. a moving average) as a self-contained SVG."""
+    n = max(len(values), 1)
+    top = max([v for v in values] + [v for v in (line or []) if v is not None] + [1e-9])
+    pad, bw = 30, (width - 40) / n
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">',
+           f'<text x="4" y="12">{escape(title)} (max {top:,.2f})</text>']
+    for i, v in enumerate(values):
+        h = (height - pad - 16) * v / top
+        x = 20 + i * bw
+        out.append(f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="#4a7fb5">'
+                   f'<title>{escape(labels[i])}: {v:,.4g}</title></rect>')
+    if line:
+        pts = [f"{20 + i * bw + bw / 2:.1f},{height - pad - (height - pad - 16) * v / top:.1f}"
+               for i, v in enumerate(line) if v is not None]
+        out.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#d9822b" stroke-width="2"/>')
+    if labels:
+        out.append(f'<text x="20" y="{height - 12}">{escape(labels[0])}</text>')
+        out.append(f'<text x="{width - 20}" y="{height - 12}" text-anchor="end">{escape(labels[-1])}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None) -> Path:
+    """Write ``weekly-YYYY-MM-DD.md`` and its charts into ``out_dir``; returns the Markdown file."""
+    end = as_naive(now)
+    out = Path(out_dir)
+    charts = out / "charts"
+    charts.mkdir(parents=True, exist_ok=True)
+    stamp = end.date().isoformat()
+    tr = query_trends(store, "day", days=30, now=end)
+    labels = [p.period for p in tr.points]
+
+    def chart(name: str, values: list[float], title: str, line: list[float | None] | None = None) -> str:
+        (charts / f"{name}-{stamp}.svg").write_text(bar_svg(values, labels, title, line=line))
+        return f"![{title}](charts/{name}-{stamp}.svg)"
+
+    md = [f"# golem-mcp weekly report — week ending {stamp}", ""]
+    cutoff = (end - timedelta(days=7)).date().isoformat()
+    week = [p for p in tr.points if p.period >= cutoff]
+    cost_w = sum(p.cost_usd for p in week)
+    md += ["## Cost and usage", "",
+           f"Last 7 days: **${cost_w:,.2f}**, {sum(p.workflows for p in week)} workflow-days, "
+           f"{sum(p.requests for p in week):,} API requests. 30 days: ${sum(p.cost_usd for p in tr.points):,.2f}"
+           + (f" ({tr.cost_change_vs_previous_window:+.0%} vs the 30 days before)." if tr.cost_change_vs_previous_window is not None else "."),
+           "", chart("cost", [p.cost_usd for p in tr.points], "cost per day, $ (line: 7-day average)",
+                     [p.cost_ma7 for p in tr.points]), "",
+           chart("tokens", [float(p.tokens) for p in tr.points], "tokens per day"), "",
+           chart("errors", [p.error_rate or 0.0 for p in tr.points], "error rate per day"), "",
+           chart("cache", [p.cache_hit_rate or 0.0 for p in tr.points], "cache hit rate per day"), ""]
+    bn = find_bottlenecks(store, days=7, now=end)
+    md += ["## Bottlenecks (p50 over 7 days vs baseline)", ""]
+    md += [f"- {b.line()}" for b in bn.bottlenecks[:10]] or ["- none"]
+    md += ["", f"({bn.samples_scanned:,} samples, {bn.dimensions_evaluated} dimensions)", ""]
+    an = detect_anomalies(store, days=7, now=end)
+    md += ["## Token leaks and anomalies", ""]
+    md += [f"- {a.level} {a.workflow_id}{'/' + a.stage if a.stage else ''}: {a.metric} {a.value:,.4g} = "
+           f"{a.ratio:.1f}x normal ({a.normal:,.4g}, {a.peers} runs)" for a in an.anomalies[:10]] or ["- none"]
+    if an.note:
+        md += ["", f"_{an.note}_"]
+    lp = find_loops(store, days=7, now=end)
+    md += ["", "## Loops, retries, rework", ""]
+    md += [f"- {x.workflow_id} {x.stage}: {x.tool_name} `{x.command}` x{x.count} ({x.failures} failed)" for x in lp.loops[:10]]
+    md += [f"- retry: {r.workflow_id} {r.stage} request {r.request_id} attempt {r.attempt}" for r in lp.retries[:10]]
+    md += [f"- rework: {r.workflow_id} ({r.reason})" for r in lp.rework[:10]]
+    if not (lp.loops or lp.retries or lp.rework):
+        md.append("- none")
+    ep = query_error_patterns(store, days=7, now=end)
+    md += ["", "## Error patterns", "", "| category | count | stages | suggested fix |", "|---|---:|---|---|"]
+    md += [f"| {c.category} | {c.count} | {', '.join(f'{k} {v}' for k, v in c.stages.items())} | {c.fix} |"
+           for c in ep.categories[:10]]
+    md += ["", *[f"- burst on {b.day}: {b.errors} errors vs {b.normal:g} normal ({b.top_category})" for b in ep.bursts]]
+    md += ["", "## Budgets", ""]
+    md += [f"- {a.message}" for a in budget_alert_candidates(store, days=7, now=end)[:10]] or ["- all within budget"]
+    q = query_quality(store, days=7, now=end)
+    md += ["", "## Quality (review findings)", "",
+           f"{q.reports} reports; by severity: {', '.join(f'{k} {v}' for k, v in q.by_severity.items()) or 'none'}; "
+           f"rework rate: {q.rework_rate if q.rework_rate is not None else '-'}", ""]
+    md += [f"- {f.file}: {f.findings} findings ({f.critical} critical, {f.major} major)" for f in q.top_files]
+    md += ["", "Cleanest workflows: " + (", ".join(f"{c.workflow_id} (${c.total_cost or 0:.2f})" for c in q.cleanest_workflows) or "-"),
+           "", chart("findings", [float(p.findings_critical + p.findings_major) for p in tr.points],
+                     "critical + major findings per day"), ""]
+    md += ["## Model advice", ""]
+    md += [f"- {a.stage}: {a.verdict}" + (f" — {a.suggested_model} instead of {a.current_model}, {a.saving_pct:.0f}% cheaper"
+                                          if a.suggested_model else "") for a in model_advice(store, now=end)] or ["- not enough data"]
+    md += ["", "## Open improvement items", ""]
+    md += [f"- [{i.kind}] {i.title} — {i.recommendation}" for i in list_findings(store, limit=15)] or ["- none"]
+    path = out / f"weekly-{stamp}.md"
+    path.write_text("\n".join(md) + "\n")
+    return path

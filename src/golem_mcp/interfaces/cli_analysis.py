@@ -1,0 +1,173 @@
+"""CLI subcommands of the analysis engine: analyze, findings, budget, weekly. Each opens the store and
+calls one analysis function; no SQL or statistics here."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ..errors import GolemError, StoreBusy
+
+WHAT = ("all", "bottlenecks", "anomalies", "loops", "errors", "sequences", "trends", "quality", "predict")
+
+
+def register(subparsers: Any, handlers: dict[str, Any]) -> None:
+    def common(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--db", metavar="FILE", help="DuckDB file (default: $GOLEM_DB or the per-user data dir)")
+        sp.add_argument("--json", action="store_true", help="print JSON")
+
+    sp = subparsers.add_parser("analyze", help="find bottlenecks, token leaks, loops, error patterns (and store findings)",
+                               description="Run the analysis engine. 'all' runs every analysis, stores improvement "
+                               "items and alerts, and records the run; the others print one analysis.")
+    sp.add_argument("what", nargs="?", default="all", choices=WHAT)
+    sp.add_argument("--days", type=float, default=7, help="window in days (default 7)")
+    sp.add_argument("--now", help="analyse as of this ISO date/time (default: now)")
+    sp.add_argument("--pending", action="store_true", help="run the queued runs (what the daemon does in the background)")
+    common(sp)
+    handlers["analyze"] = cmd_analyze
+
+    sp = subparsers.add_parser("findings", help="improvement items the analysis stored, worst first")
+    sp.add_argument("--status", default="open", choices=("open", "done", "dismissed", "all"))
+    sp.add_argument("--kind", help="bottleneck, token_leak, loop, error_pattern, model_advice")
+    sp.add_argument("--limit", type=int, default=20)
+    sp.add_argument("--close", type=int, metavar="ID", help="mark item ID done")
+    sp.add_argument("--dismiss", type=int, metavar="ID", help="mark item ID dismissed")
+    common(sp)
+    handlers["findings"] = cmd_findings
+
+    sp = subparsers.add_parser("budget", help="budget status, burn rate and projection; set budgets and the alert webhook")
+    sp.add_argument("--workflow", help="also this workflow's spend")
+    sp.add_argument("--stage", help="also this stage's spend (with --workflow)")
+    sp.add_argument("--set", nargs=2, metavar=("SCOPE", "USD"), help="set a budget: workflow|stage|day|session and dollars")
+    sp.add_argument("--key", default="*", help="with --set: one workflow/stage/day id (default: every one)")
+    sp.add_argument("--levels", help="with --set: alert levels in percent (default 50,80,95,100)")
+    sp.add_argument("--webhook", help="POST alerts as JSON to this URL ('' to remove)")
+    sp.add_argument("--check", action="store_true", help="evaluate alerts now (log, webhook)")
+    common(sp)
+    handlers["budget"] = cmd_budget
+
+    sp = subparsers.add_parser("weekly", help="write the weekly Markdown report with SVG charts")
+    sp.add_argument("--out", default=".", help="folder for the report (default: current folder)")
+    sp.add_argument("--now", help="week ending at this ISO date (default: now)")
+    common(sp)
+    handlers["weekly"] = cmd_weekly
+
+
+def _open(args: argparse.Namespace, read_only: bool = False) -> Any:
+    from ..config import default_db_path
+    from ..store.db import Store
+
+    db = Path(args.db).expanduser() if getattr(args, "db", None) else default_db_path()
+    if read_only and not db.exists():
+        raise GolemError(f"no database at {db} yet; run `golem-mcp import` first")
+    try:
+        return Store(db)
+    except StoreBusy as e:
+        raise GolemError(f"{e}. The daemon's MCP tools (find_bottlenecks, list_findings, budget_status, ...) answer "
+                         "while it runs; or stop it with `golem-mcp stop` and retry.") from e
+
+
+def _now(args: argparse.Namespace) -> datetime | None:
+    if not getattr(args, "now", None):
+        return None
+    try:
+        return datetime.fromisoformat(args.now)
+    except ValueError as e:
+        raise GolemError(f"--now {args.now!r} is not an ISO date/time (e.g. 2026-11-25)") from e
+
+
+def _print(obj: Any, as_json: bool) -> None:
+    data = obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
+    if isinstance(data, list):
+        data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
+    sys.stdout.write(json.dumps(data, indent=None if as_json else 1, default=str) + "\n")
+
+
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from ..analysis import anomalies, bottlenecks, error_patterns, loops, predict, runs, sequences, trends
+
+    now = _now(args)
+    with _open(args) as store:
+        if args.pending:
+            _print(runs.run_pending(store, now=now), args.json)
+            return 0
+        if args.what == "all":
+            run = runs.run_analysis(store, now=now, days=args.days, trigger="cli")
+            if args.json:
+                _print(run, True)
+            else:
+                print(runs.session_start_display(store) or f"run {run.run_id}: {run.status} {run.error_detail or ''}")
+                print(f"  run {run.run_id} {run.status}: {json.dumps(run.produced)}")
+            return 0 if run.status == "succeeded" else 1
+        fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now),
+              "anomalies": lambda: anomalies.detect_anomalies(store, days=max(args.days, 7), now=now),
+              "loops": lambda: loops.find_loops(store, days=max(args.days, 7), now=now),
+              "errors": lambda: error_patterns.query_error_patterns(store, days=max(args.days, 7), now=now),
+              "sequences": lambda: sequences.tool_sequences(store, days=max(args.days, 7), now=now),
+              "trends": lambda: trends.query_trends(store, days=max(args.days, 7), now=now),
+              "quality": lambda: trends.query_quality(store, days=max(args.days, 7), now=now),
+              "predict": lambda: {"prediction": predict.predict_cost(store, now=now).model_dump(mode="json"),
+                                  "model_advice": [a.model_dump(mode="json") for a in predict.model_advice(store, now=now)]},
+              }[args.what]
+        _print(fn(), args.json)
+    return 0
+
+
+def cmd_findings(args: argparse.Namespace) -> int:
+    from ..analysis import findings_store
+
+    with _open(args) as store:
+        if args.close or args.dismiss:
+            findings_store.set_status(store, args.close or args.dismiss, "done" if args.close else "dismissed")
+        items = findings_store.list_findings(store, status=None if args.status == "all" else args.status,
+                                             kind=args.kind, limit=args.limit, with_evidence=args.json)
+    if args.json:
+        _print(items, True)
+    elif not items:
+        print("no improvement items; run `golem-mcp analyze` to look for some")
+    else:
+        for i in items:
+            print(f"#{i.item_id} [{i.kind}] {i.title} (seen {i.times_seen}x)\n    -> {i.recommendation}")
+    return 0
+
+
+def cmd_budget(args: argparse.Namespace) -> int:
+    from ..analysis import budgets
+
+    with _open(args) as store:
+        if args.set:
+            try:
+                usd = float(args.set[1])
+            except ValueError as e:
+                raise GolemError(f"budget {args.set[1]!r} is not a number of dollars") from e
+            levels = [int(x) for x in args.levels.split(",")] if args.levels else None
+            budgets.set_budget(store, args.set[0], usd, key=args.key, levels=levels)
+        if args.webhook is not None:
+            budgets.set_webhook(store, args.webhook or None)
+        new = budgets.evaluate_alerts(store) if args.check else []
+        status = budgets.budget_status(store, workflow_id=args.workflow, stage=args.stage)
+        if args.json:
+            _print({"status": status.model_dump(mode="json"), "budgets": [b.model_dump() for b in budgets.list_budgets(store)],
+                    "new_alerts": [a.model_dump(mode="json") for a in new]}, True)
+            return 0
+        for line in [status.today, status.workflow, status.stage]:
+            if line:
+                print(f"{line.scope} {line.key}: ${line.spent_usd:.2f} of ${line.limit_usd:g} ({line.percent:.0f}%)")
+        print(f"burn rate ${status.burn_rate_usd_per_hour:.2f}/h, projected today ${status.projected_today_usd:.2f}")
+        print(status.advice)
+        for a in new:
+            print(f"alert: {a.message}")
+    return 0
+
+
+def cmd_weekly(args: argparse.Namespace) -> int:
+    from ..analysis.weekly import weekly_report
+
+    with _open(args) as store:
+        path = weekly_report(store, args.out, now=_now(args))
+    print(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
+    return 0
