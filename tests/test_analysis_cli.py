@@ -1,0 +1,61 @@
+"""The analysis subcommands, run as the real CLI on the fixtures."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path("/work/shared/fixtures/claude-code-2.1.328")
+if not FIXTURES.exists():
+    FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "GOLEM_HOME": str(home), "HOME": str(home)}
+    env.pop("GOLEM_DB", None)
+    return subprocess.run([sys.executable, "-m", "golem_mcp", *args], capture_output=True, text=True, env=env, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory):
+    h = tmp_path_factory.mktemp("home")
+    assert _cli(h, "import", "-q", str(FIXTURES)).returncode == 0
+    return h
+
+
+def test_analyze_all_then_findings(home):
+    r = _cli(home, "analyze", "--now", "2026-11-25", "--days", "30")
+    assert r.returncode == 0, r.stderr
+    assert "loop: Bash `exit 1` x9 in wf-00" in r.stdout
+    r = _cli(home, "findings", "--json")
+    items = json.loads(r.stdout)
+    assert {i["key"].split("/")[0] for i in items if i["kind"] == "loop"} == {"wf-006", "wf-007"}
+    again = _cli(home, "analyze", "--now", "2026-11-25", "--days", "30", "--json")
+    assert json.loads(again.stdout)["produced"]["items_created"] == 0
+
+
+def test_single_analyses_and_report(home, tmp_path):
+    r = _cli(home, "analyze", "loops", "--now", "2026-11-25", "--days", "30", "--json")
+    assert json.loads(r.stdout)["workflows_with_loops"] == ["wf-006", "wf-007"]
+    r = _cli(home, "weekly", "--out", str(tmp_path), "--now", "2026-11-25")
+    assert r.returncode == 0, r.stderr
+    md = next(tmp_path.glob("weekly-*.md")).read_text()
+    assert "## Bottlenecks" in md and "![cost per day" in md
+    svg = next((tmp_path / "charts").glob("cost-*.svg")).read_text()
+    assert svg.startswith("<svg") and "<rect" in svg
+    assert "report" in _cli(home, "report", "--help").stdout   # the existing report command still works
+
+
+def test_budget_and_bad_input(home):
+    r = _cli(home, "budget", "--set", "workflow", "0.5", "--key", "wf-006", "--json")
+    assert r.returncode == 0, r.stderr
+    assert any(b["key"] == "wf-006" for b in json.loads(r.stdout)["budgets"])
+    r = _cli(home, "budget", "--set", "galaxy", "3")
+    assert r.returncode == 1 and "choose from workflow" in r.stderr
+    r = _cli(home, "analyze", "--now", "yesterday")
+    assert r.returncode == 1 and "ISO" in r.stderr
