@@ -72,11 +72,11 @@ def test_agent_definitions(path: Path, tools: dict[str, Any]) -> None:
 def test_instrumentation_stays_small() -> None:
     """Only the master records the workflow and stages; only the reviewer posts findings."""
     uses = {p.stem: set(re.findall(r"mcp__golem__(\w+)", frontmatter(p)[0]["tools"])) for p in kit_files("agents")}
-    assert uses["master"] == {"record_workflow", "record_stage_usage", "query_workflow_cost"}
+    assert uses["master"] == {"record_workflow", "record_stage_usage", "budget_status"}
     assert "Agent" in frontmatter(kit_dir("agents") / "master.md")[0]["tools"]
     assert uses["reviewer"] == {"report_review_findings"}
     assert uses["analyst"] == uses["planner"] == set()
-    assert uses["implementer"] == {"query_workflow_cost"}
+    assert uses["implementer"] == {"budget_status"}
 
 
 @pytest.mark.parametrize("path", kit_files("commands"), ids=lambda p: p.stem)
