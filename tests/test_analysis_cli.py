@@ -48,7 +48,9 @@ def test_single_analyses_and_report(home, tmp_path):
     assert "## Bottlenecks" in md and "![cost per day" in md
     svg = next((tmp_path / "charts").glob("cost-*.svg")).read_text()
     assert svg.startswith("<svg") and "<rect" in svg
-    assert "report" in _cli(home, "report", "--help").stdout   # the existing report command still works
+    from golem_mcp.interfaces.cli_main import build_parser  # the existing report command still parses
+
+    assert build_parser().parse_args(["report", "--by", "workflow"]).by == "workflow"
 
 
 def test_budget_and_bad_input(home):

@@ -20,7 +20,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..store.db import Store
-from .common import as_naive, dumps, execute, utcnow
+from .common import as_naive, dumps, execute, snapshot, utcnow
 from .findings_store import Candidate, save_items
 
 STATUSES = ("queued", "running", "succeeded", "failed", "timed_out")
@@ -153,21 +153,26 @@ def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run
     execute(store, "UPDATE analysis_runs SET status = 'running', started_at = ? WHERE run_id = ?", [utcnow(), run_id])
     t0 = time.monotonic()
     timings: dict[str, float] = {}
-    steps = [("bottlenecks", lambda: find_bottlenecks(store, days=days, now=end)),
-             ("anomalies", lambda: detect_anomalies(store, days=max(days, 7), now=end)),
-             ("loops", lambda: find_loops(store, days=max(days, 7), now=end)),
-             ("errors", lambda: query_error_patterns(store, days=max(days, 7), now=end)),
-             ("models", lambda: model_advice(store, now=end))]
+    steps = [("bottlenecks", lambda st: find_bottlenecks(st, days=days, now=end)),
+             ("anomalies", lambda st: detect_anomalies(st, days=max(days, 7), now=end)),
+             ("loops", lambda st: find_loops(st, days=max(days, 7), now=end)),
+             ("errors", lambda st: query_error_patterns(st, days=max(days, 7), now=end)),
+             ("models", lambda st: model_advice(st, now=end))]
     results: dict[str, Any] = {}
     try:
-        for name, fn in steps:
-            if time.monotonic() - t0 > timeout_s:
-                raise TimedOut(f"stopped before {name}: over {timeout_s:g}s")
+        s0 = time.monotonic()
+        with snapshot(store) as snap:
+            timings["snapshot"] = round(time.monotonic() - s0, 3)
+            for name, fn in steps:
+                if time.monotonic() - t0 > timeout_s:
+                    raise TimedOut(f"stopped before {name}: over {timeout_s:g}s")
+                s = time.monotonic()
+                results[name] = fn(snap)
+                timings[name] = round(time.monotonic() - s, 3)
+            saved = save_items(store, run_id, _candidates(results), now=end)
             s = time.monotonic()
-            results[name] = fn()
-            timings[name] = round(time.monotonic() - s, 3)
-        saved = save_items(store, run_id, _candidates(results), now=end)
-        new_alerts = evaluate_alerts(store, now=end) if alert else []
+            new_alerts = evaluate_alerts(snap, now=end) if alert else []
+            timings["alerts"] = round(time.monotonic() - s, 3)
         scanned = {
             "requests": store.scalar('SELECT count(*) FROM api_requests WHERE "timestamp" >= ? AND "timestamp" < ?',
                                      [end - timedelta(days=days), end]),
