@@ -22,7 +22,7 @@ class Anomaly(BaseModel):
     value: float
     normal: float = Field(description="median of the peers (same stage / all workflows)")
     ratio: float = Field(description="value / normal")
-    robust_z: float | None = Field(None, description="(value - median) / (1.4826 x MAD); None when MAD is 0")
+    robust_z: float | None = Field(default=None, description="(value - median) / (1.4826 x MAD); None when MAD is 0")
     peers: int = Field(description="how many runs the normal was computed from")
 
 

@@ -34,7 +34,7 @@ class Bottleneck(BaseModel):
     dimension: str = Field(description="stage, stage_experiment, workflow_path, agent, model, tool or span")
     key: str = Field(description="the value of the dimension, e.g. 'implementer'")
     p50_ms: float = Field(description="median duration in the window, milliseconds")
-    p95_ms: float | None = Field(None, description="95th percentile in the window, milliseconds")
+    p95_ms: float | None = Field(default=None, description="95th percentile in the window, milliseconds")
     samples: int = Field(description="durations observed in the window")
     baseline_p50_ms: float = Field(description="configured or learned baseline median")
     baseline_source: str = Field(description="'configured' (thresholds table) or 'history' (learned)")

@@ -60,7 +60,7 @@ class RepeatedFailure(BaseModel):
     stage: str
     count: int
     workflows: list[str]
-    example: str | None = Field(None, description="one failure text (redacted), cut to 200 characters")
+    example: str | None = Field(default=None, description="one failure text (redacted), cut to 200 characters")
     fix: str
 
 

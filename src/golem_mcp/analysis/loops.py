@@ -18,7 +18,7 @@ class RepeatedCall(BaseModel):
     workflow_id: str | None
     stage: str
     tool_name: str
-    command: str | None = Field(None, description="the bash command, file path or pattern repeated")
+    command: str | None = Field(default=None, description="the bash command, file path or pattern repeated")
     count: int = Field(description="how many times the identical call was made")
     failures: int
     kind: str = Field(description="'failing_repeat' (>= 3 identical failures) or 'identical_repeat' (>= 5 identical calls)")

@@ -202,7 +202,7 @@ def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run
 
 def run_pending(store: Store, now: datetime | None = None, timeout_s: float = 300.0) -> list[AnalysisRun]:
     """Run every queued run (oldest first). Safe to call from a background thread; returns the runs."""
-    done = []
+    done: list[AnalysisRun] = []
     while True:
         rows = execute(store, "UPDATE analysis_runs SET status = 'running', started_at = ? WHERE run_id = "
                        "(SELECT min(run_id) FROM analysis_runs WHERE status = 'queued') RETURNING run_id, window_days, trigger",

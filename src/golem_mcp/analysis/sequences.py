@@ -19,8 +19,8 @@ class Sequence(BaseModel):
     count: int
     success_rate: float = Field(description="share of occurrences where every call in it succeeded")
     workflows: int
-    avg_stage_cost_usd: float | None = Field(None, description="mean cost of the stage runs it appears in")
-    good_share: float | None = Field(None, description="share of occurrences in workflows that went well")
+    avg_stage_cost_usd: float | None = Field(default=None, description="mean cost of the stage runs it appears in")
+    good_share: float | None = Field(default=None, description="share of occurrences in workflows that went well")
 
 
 class SequenceReport(BaseModel):

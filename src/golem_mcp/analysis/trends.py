@@ -25,8 +25,8 @@ class TrendPoint(BaseModel):
     findings_critical: int
     findings_major: int
     findings_minor: int
-    cost_ma7: float | None = Field(None, description="moving average of cost over the last 7 periods")
-    cost_change: float | None = Field(None, description="relative change of cost vs the previous period")
+    cost_ma7: float | None = Field(default=None, description="moving average of cost over the last 7 periods")
+    cost_change: float | None = Field(default=None, description="relative change of cost vs the previous period")
 
 
 class TrendReport(BaseModel):
