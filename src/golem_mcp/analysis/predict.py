@@ -1,0 +1,119 @@
+"""Cost prediction and model advice from history (seed 002's model recommendation, seed 004's cost
+prediction): an estimate with a range and its sample size, never a guess without data.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+from ..store.db import Store
+from .common import window
+
+
+class StageEstimate(BaseModel):
+    stage: str
+    p50_usd: float
+    runs: int
+
+
+class CostPrediction(BaseModel):
+    matched_workflows: int = Field(description="past workflows with the same path/complexity/model")
+    expected_usd: float | None = Field(default=None, description="median cost of the matched workflows")
+    low_usd: float | None = Field(default=None, description="10th percentile")
+    high_usd: float | None = Field(default=None, description="90th percentile")
+    by_stage: list[StageEstimate] = Field(default_factory=list)
+    note: str | None = None
+
+
+def predict_cost(store: Store, path: str | None = None, complexity: str | None = None, model: str | None = None,
+                 days: float = 90, now: datetime | None = None, min_samples: int = 3) -> CostPrediction:
+    """Expected cost of a workflow like this one, from the last ``days`` of history.
+
+    ``model`` keeps workflows where some stage ran mostly on that model.
+    """
+    start, end = window(now, days)
+    wf = """
+        WITH sm AS (SELECT workflow_id, stage, mode(model) AS model FROM requests
+                    WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL GROUP BY 1, 2),
+        w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s
+              WHERE s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
+                AND (? IS NULL OR s.workflow_path = ?) AND (? IS NULL OR s.complexity_assessment = ?)
+                AND (? IS NULL OR s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)))"""
+    p = [start, end, start, end, path, path, complexity, complexity, model, model]
+    r = store.query(wf + """
+        SELECT count(*) AS n, quantile_cont(total_cost, 0.5) AS p50, quantile_cont(total_cost, 0.1) AS p10,
+               quantile_cont(total_cost, 0.9) AS p90 FROM w""", p)[0]
+    if r["n"] < min_samples:
+        return CostPrediction(matched_workflows=r["n"],
+                              note=f"only {r['n']} past workflow(s) match; need {min_samples} for an estimate "
+                                   "(loosen path/complexity/model)")
+    stages = store.query(wf + """
+        SELECT ss.stage, quantile_cont(ss.total_cost, 0.5) AS p50_usd, count(*) AS runs
+        FROM workflow_stage_summary ss JOIN w USING (workflow_id) GROUP BY 1 ORDER BY p50_usd DESC""", p)
+    return CostPrediction(matched_workflows=r["n"], expected_usd=round(r["p50"], 4), low_usd=round(r["p10"], 4),
+                          high_usd=round(r["p90"], 4), by_stage=[StageEstimate(**s) for s in stages])
+
+
+class ModelRun(BaseModel):
+    model: str
+    runs: int
+    avg_cost_usd: float
+    findings_per_run: float = Field(description="critical + major review findings of the workflow")
+    error_rate: float = Field(description="errors per operation in the stage")
+    rework_rate: float
+
+
+class ModelAdvice(BaseModel):
+    stage: str
+    current_model: str = Field(description="the most used model for this stage")
+    suggested_model: str | None = Field(default=None, description="a cheaper model that did as well, when one did")
+    saving_pct: float | None = None
+    verdict: str = Field(description="'switch', 'keep: cheaper model did worse' or 'not enough data'")
+    evidence: list[ModelRun]
+
+
+def model_advice(store: Store, days: float = 90, now: datetime | None = None, min_runs: int = 3,
+                 findings_tolerance: float = 0.25, error_tolerance: float = 0.05) -> list[ModelAdvice]:
+    """Per stage: did a cheaper model do as well (findings, errors, rework) in past runs?"""
+    start, end = window(now, days)
+    rows = store.query("""
+        WITH sm AS (SELECT workflow_id, stage, mode(model) AS model FROM requests
+                    WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL GROUP BY 1, 2)
+        SELECT ss.stage, sm.model, count(*) AS runs, avg(ss.total_cost) AS avg_cost_usd,
+               avg(COALESCE(w.critical_issues, 0) + COALESCE(w.major_issues, 0)) AS findings_per_run,
+               sum(ss.error_count) / NULLIF(sum(ss.tool_calls + ss.api_requests), 0) AS error_rate,
+               avg(CAST(COALESCE(w.rework, false) AS INTEGER)) AS rework_rate
+        FROM workflow_stage_summary ss JOIN sm USING (workflow_id, stage)
+        LEFT JOIN workflow_summary w USING (workflow_id)
+        WHERE sm.model IS NOT NULL GROUP BY 1, 2 ORDER BY 1, runs DESC""", [start, end])
+    by_stage: dict[str, list[ModelRun]] = {}
+    for r in rows:
+        by_stage.setdefault(r["stage"], []).append(ModelRun(model=r["model"], runs=r["runs"],
+                                                            avg_cost_usd=r["avg_cost_usd"] or 0.0,
+                                                            findings_per_run=r["findings_per_run"] or 0.0,
+                                                            error_rate=r["error_rate"] or 0.0,
+                                                            rework_rate=r["rework_rate"] or 0.0))
+    out = []
+    for stage, runs in by_stage.items():
+        if len(runs) < 2:
+            continue
+        current = max(runs, key=lambda m: (m.runs, m.avg_cost_usd))
+        cheaper = [m for m in runs if m.avg_cost_usd < current.avg_cost_usd and m.model != current.model]
+        if current.runs < min_runs or not cheaper or all(m.runs < min_runs for m in cheaper):
+            out.append(ModelAdvice(stage=stage, current_model=current.model, verdict="not enough data", evidence=runs))
+            continue
+        good = [m for m in cheaper if m.runs >= min_runs
+                and m.findings_per_run <= current.findings_per_run + findings_tolerance
+                and m.error_rate <= current.error_rate + error_tolerance
+                and m.rework_rate <= current.rework_rate + 0.1]
+        if good:
+            best = min(good, key=lambda m: m.avg_cost_usd)
+            out.append(ModelAdvice(stage=stage, current_model=current.model, suggested_model=best.model,
+                                   saving_pct=round(100 * (1 - best.avg_cost_usd / current.avg_cost_usd), 1),
+                                   verdict="switch", evidence=runs))
+        else:
+            out.append(ModelAdvice(stage=stage, current_model=current.model,
+                                   verdict="keep: cheaper model did worse", evidence=runs))
+    return out
