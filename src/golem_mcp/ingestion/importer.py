@@ -9,14 +9,20 @@ from __future__ import annotations
 
 import gzip
 import os
+import pickle
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, TYPE_CHECKING
 
 import orjson
 
 from ..errors import GolemError
-from ..store.db import Store
+
+if TYPE_CHECKING:
+    import subprocess
+
+    from ..store.db import Store  # only a type here: parser processes never load DuckDB
 from . import otlp
 from .hooks import parse_hook_lines
 from .records import Batch, Skipped, now_us
@@ -24,6 +30,11 @@ from .transcripts import TranscriptFile, parse_lines, parse_meta
 
 FLUSH_BYTES = 64 * 1024 * 1024
 FLUSH_ROWS = 200_000
+HEAD_BYTES = 4096  # how much of a .jsonl file tells hooks from a transcript
+# Parallel parsing: worth its process start-up (~0.1 s) from this much new data on
+PARALLEL_MIN_BYTES = 48 * 1024 * 1024
+MAX_WORKERS = 4
+TASK_BYTES = 8 * 1024 * 1024  # files handed to a worker at a time
 
 Progress = Callable[[int, int], None]  # (bytes done, bytes total)
 
@@ -102,26 +113,16 @@ class Importer:
                 if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
                     res.files_unchanged += 1
                     continue
-                if kind == "hooks" and not _looks_like_hooks(f):
-                    kind = "transcript"
-                if kind == "transcript" and _looks_like_hooks(f):
-                    kind = "hooks"
+                # hooks-or-transcript is told by the file's first line, read with the file itself
                 todo.append((f, st, kind))
         total = sum(st.st_size - (states.get(str(f), (0, 0, 0, 0))[2] if k == "transcript" else 0)
                     for f, st, k in todo)
         batch = Batch()
         pending_bytes = 0
         done = 0
-        for f, st, kind in todo:
-            old = states.get(str(f))
-            try:
-                n = self._one(f, st, kind, old, batch)
-            except FileNotFoundError:
-                batch.skip(str(f), None, "file disappeared while being read")
-                continue
-            except OSError as e:
-                batch.skip(str(f), None, f"unreadable: {e}")
-                continue
+        for n in self._read_all(todo, states, batch):
+            if n is None:
+                continue  # skipped (deleted, unreadable); the reason is in batch.skipped
             res.files_read += 1
             res.bytes_read += n
             pending_bytes += n
@@ -134,6 +135,42 @@ class Importer:
         res.rows += self._flush(batch, res)
         return res
 
+    def _read_all(self, todo: list[tuple[Path, os.stat_result, str]], states: dict[str, tuple],
+                  batch: Batch) -> Iterator[int | None]:
+        """Read every file into ``batch`` in ``todo`` order; yields bytes read per file (None: skipped).
+
+        A large import is parsed by worker processes (parsing is CPU-bound, and this process writes
+        the store meanwhile). Rows come back as plain dicts and are merged here in the same order a
+        serial read gives, so which source's value a merge keeps does not depend on timing.
+        """
+        workers = _workers()
+        if workers > 1 and len(todo) > 1 and sum(t[1].st_size for t in todo) >= _parallel_min_bytes():
+            yield from self._read_parallel(todo, states, batch, workers)
+            return
+        for f, st, kind in todo:
+            yield read_file(f, st, kind, states.get(str(f)), batch, self.store_prompts)
+
+    def _read_parallel(self, todo: list[tuple[Path, os.stat_result, str]], states: dict[str, tuple],
+                       batch: Batch, workers: int) -> Iterator[int | None]:
+        # consecutive files in tasks of ~TASK_BYTES; workers take the next task when done
+        tasks: list[list[tuple[str, os.stat_result, str, tuple | None]]] = []
+        cur: list[tuple[str, os.stat_result, str, tuple | None]] = []
+        size = 0
+        for f, st, kind in todo:
+            cur.append((str(f), st, kind, states.get(str(f))))
+            size += st.st_size
+            if size >= TASK_BYTES:
+                tasks.append(cur)
+                cur, size = [], 0
+        if cur:
+            tasks.append(cur)
+        with _WorkerPool(min(workers, len(tasks))) as pool:
+            for rows, skipped, counts in pool.map_ordered([(t, self.store_prompts) for t in tasks]):
+                for table, rs in rows.items():
+                    batch.rows[table].extend(rs)
+                batch.skipped.extend(skipped)
+                yield from counts
+
     def _flush(self, batch: Batch, res: ImportResult) -> int:
         n = batch.count()
         if n:
@@ -143,70 +180,245 @@ class Importer:
         batch.skipped = []
         return n
 
-    def _state(self, batch: Batch, f: Path, kind: str, st: os.stat_result, offset: int, lines: int, skipped: int) -> None:
-        batch.add("ingest_files", {"path": str(f), "kind": kind, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
-                                   "offset": offset, "lines": lines, "skipped": skipped, "updated_at": now_us()})
 
-    def _one(self, f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batch) -> int:
-        before = len(batch.skipped)
-        if kind == "meta":
-            parse_meta(f, batch)
-            self._state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
-            return st.st_size
-        if kind == "otlp":
-            data = f.read_bytes()
-            if f.name.endswith(".gz"):
-                try:
-                    data = gzip.decompress(data)
-                except OSError as e:
-                    batch.skip(str(f), None, f"not gzip: {e}")
-                    return len(data)
-            signal = otlp.signal_from_filename(f.name) or "logs"
-            ctype = "application/json" if ".json" in f.name.lower() else "application/x-protobuf"
+class _WorkerPool:
+    """Parser processes started as ``python -c`` (neither fork nor multiprocessing's spawn).
+
+    Fork would copy a process holding a DuckDB connection and, in the daemon, server threads;
+    multiprocessing's spawn re-imports the caller's ``__main__``, which breaks scripts without a
+    ``__main__`` guard. A plain child that imports only the ingestion modules has neither problem.
+    Tasks and results are pickled frames on the child's stdin/stdout; one thread per child feeds it.
+    """
+
+    def __init__(self, n: int) -> None:
+        import subprocess
+        import sys
+
+        import golem_mcp
+
+        env = dict(os.environ)
+        # the child must import this same golem_mcp, also when it runs from a source tree
+        root = str(Path(golem_mcp.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        self.procs = [subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], stdin=subprocess.PIPE,
+                                       stdout=subprocess.PIPE, env=env) for _ in range(n)]
+
+    def __enter__(self) -> _WorkerPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for p in self.procs:
             try:
-                doc = otlp.decode(signal, data, ctype)
-                otlp.to_batch(signal, doc, batch, self.store_prompts)
-            except GolemError as e:
-                batch.skip(str(f), None, str(e))
-            self._state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
-            return len(data)
-        if kind == "hooks":
-            data = f.read_bytes()
-            parse_hook_lines(data, str(f), batch, self.store_prompts)
-            self._state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
-            return len(data)
-        # transcript: resume at the byte offset already consumed
-        offset, lines = 0, 0
-        if old and old[0] <= st.st_size and old[2] <= st.st_size:
-            offset, lines = old[2], old[3]
-        with open(f, "rb") as fh:
+                if p.stdin:
+                    p.stdin.close()
+            except OSError:
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=5 if exc[0] is None else 0.5)
+            except Exception:  # noqa: BLE001 - a child that does not stop is killed, whatever went wrong
+                p.kill()
+                p.wait()
+
+    def map_ordered(self, tasks: list) -> Iterator:
+        """Results in task order (tasks run in any order; early results wait for their turn)."""
+        import queue
+        import threading
+
+        todo = list(reversed(list(enumerate(tasks))))
+        lock = threading.Lock()
+        results: queue.SimpleQueue = queue.SimpleQueue()
+        done = object()
+
+        def feed(proc: subprocess.Popen) -> None:
+            try:
+                while True:
+                    with lock:
+                        if not todo:
+                            break
+                        i, task = todo.pop()
+                    _send(proc.stdin, task)
+                    results.put((i, _recv(proc.stdout)))
+            except BaseException as e:  # noqa: BLE001 - handed to the caller's thread and raised there
+                results.put(e)
+            finally:
+                results.put(done)
+
+        threads = [threading.Thread(target=feed, args=(p,), daemon=True) for p in self.procs]
+        for t in threads:
+            t.start()
+        running = len(threads)
+        waiting: dict[int, object] = {}
+        nxt = 0
+        try:
+            while running:
+                item = results.get()
+                if item is done:
+                    running -= 1
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                i, res = item
+                if isinstance(res, tuple) and len(res) == 2 and res[0] == "error":
+                    raise GolemError(f"transcript parser process failed: {res[1]}")
+                waiting[i] = res
+                while nxt in waiting:
+                    yield waiting.pop(nxt)
+                    nxt += 1
+            if waiting or nxt != len(tasks):
+                raise GolemError("transcript parser processes lost a task")
+        finally:
+            with lock:
+                todo.clear()  # on an error, feeders stop after their current task
+
+
+def _send(fh: IO[bytes] | None, obj: object) -> None:
+    if fh is None:
+        raise OSError("worker pipe closed")
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    fh.write(len(data).to_bytes(8, "little"))
+    fh.write(data)
+    fh.flush()
+
+
+def _recv(fh: IO[bytes] | None) -> object:
+    if fh is None:
+        raise OSError("worker pipe closed")
+    head = fh.read(8)
+    if len(head) < 8:
+        raise GolemError("transcript parser process ended unexpectedly")
+    n = int.from_bytes(head, "little")
+    data = fh.read(n)
+    if len(data) < n:
+        raise GolemError("transcript parser process ended unexpectedly")
+    return pickle.loads(data)
+
+
+_WORKER_MAIN = "from golem_mcp.ingestion.importer import worker_main; worker_main()"
+
+
+def worker_main() -> None:
+    """Body of a parser process: read tasks on stdin, write results on stdout, until stdin closes."""
+    import sys
+    import traceback
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing may print into the result channel
+    while True:
+        try:
+            task = _recv(inp)
+        except GolemError:
+            return  # stdin closed: the parent is done
+        try:
+            result: object = _read_task(task)  # type: ignore[arg-type]
+        except Exception:  # noqa: BLE001 - reported to the parent, which raises it
+            result = ("error", traceback.format_exc(limit=5))
+        _send(out, result)
+
+
+def _workers() -> int:
+    env = os.environ.get("GOLEM_IMPORT_WORKERS")
+    if env and env.strip().isdigit():
+        return max(1, int(env))
+    return min(os.cpu_count() or 1, MAX_WORKERS)
+
+
+def _parallel_min_bytes() -> int:
+    # an explicit worker count means "use them" (tests run the parallel path on small data)
+    return 0 if os.environ.get("GOLEM_IMPORT_WORKERS") else PARALLEL_MIN_BYTES
+
+
+def _read_task(args: tuple[list[tuple[str, os.stat_result, str, tuple | None]], bool]
+               ) -> tuple[dict[str, list[dict]], list[Skipped], list[int | None]]:
+    """Worker process: read a list of files; returns their rows, what was skipped, bytes per file."""
+    items, store_prompts = args
+    batch = Batch()
+    counts = [read_file(Path(path), st, kind, old, batch, store_prompts) for path, st, kind, old in items]
+    return dict(batch.rows), batch.skipped, counts
+
+
+def _state(batch: Batch, f: Path, kind: str, st: os.stat_result, offset: int, lines: int, skipped: int) -> None:
+    batch.add("ingest_files", {"path": str(f), "kind": kind, "size": st.st_size, "mtime_ns": st.st_mtime_ns,
+                               "offset": offset, "lines": lines, "skipped": skipped, "updated_at": now_us()})
+
+
+def read_file(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batch,
+              store_prompts: bool = False) -> int | None:
+    """Read one file's new content into ``batch``; returns the bytes read, None when it could not be read."""
+    try:
+        return _read(f, st, kind, old, batch, store_prompts)
+    except FileNotFoundError:
+        batch.skip(str(f), None, "file disappeared while being read")
+    except OSError as e:
+        batch.skip(str(f), None, f"unreadable: {e}")
+    return None
+
+
+def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batch, store_prompts: bool) -> int:
+    before = len(batch.skipped)
+    if kind == "meta":
+        parse_meta(f, batch)
+        _state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
+        return st.st_size
+    if kind == "otlp":
+        data = f.read_bytes()
+        if f.name.endswith(".gz"):
+            try:
+                data = gzip.decompress(data)
+            except OSError as e:
+                batch.skip(str(f), None, f"not gzip: {e}")
+                return len(data)
+        signal = otlp.signal_from_filename(f.name) or "logs"
+        ctype = "application/json" if ".json" in f.name.lower() else "application/x-protobuf"
+        try:
+            doc = otlp.decode(signal, data, ctype)
+            otlp.to_batch(signal, doc, batch, store_prompts)
+        except GolemError as e:
+            batch.skip(str(f), None, str(e))
+        _state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
+        return len(data)
+    # a JSON-lines file: hook payloads or a transcript, told by its first line
+    offset, lines = 0, 0
+    if old and old[0] <= st.st_size and old[2] <= st.st_size:
+        offset, lines = old[2], old[3]
+    with open(f, "rb") as fh:
+        if offset:
+            head = fh.read(HEAD_BYTES)
             fh.seek(offset)
             data = fh.read()
-        end = data.rfind(b"\n") + 1
-        tail = data[end:]
-        body = data[:end]
-        tf = TranscriptFile.from_path(f)
-        consumed = parse_lines(tf, body, lines + 1, batch) if body else 0
-        new_offset = offset + end
-        if tail.strip():
-            # a last line without its newline: complete JSON is taken, a torn write waits for more
-            try:
-                orjson.loads(tail)
-                consumed += parse_lines(tf, tail, lines + consumed + 1, batch)
-                new_offset = offset + len(data)
-            except orjson.JSONDecodeError:
-                batch.skip(str(f), lines + consumed + 1,
-                           "incomplete last line (no newline, not valid JSON); it is read again when the file grows")
-        self._state(batch, f, kind, st, new_offset, lines + consumed, len(batch.skipped) - before)
+        else:
+            data = fh.read()
+            head = data[:HEAD_BYTES]
+        hooks = _head_is_hooks(head)
+        if hooks and offset:
+            fh.seek(0)
+            data = fh.read()
+    if hooks:
+        parse_hook_lines(data, str(f), batch, store_prompts)
+        _state(batch, f, "hooks", st, st.st_size, 0, len(batch.skipped) - before)
         return len(data)
+    # transcript: resume at the byte offset already consumed
+    end = data.rfind(b"\n") + 1
+    tail = data[end:]
+    body = data[:end]
+    tf = TranscriptFile.from_path(f)
+    consumed = parse_lines(tf, body, lines + 1, batch) if body else 0
+    new_offset = offset + end
+    if tail.strip():
+        # a last line without its newline: complete JSON is taken, a torn write waits for more
+        try:
+            orjson.loads(tail)
+            consumed += parse_lines(tf, tail, lines + consumed + 1, batch)
+            new_offset = offset + len(data)
+        except orjson.JSONDecodeError:
+            batch.skip(str(f), lines + consumed + 1,
+                       "incomplete last line (no newline, not valid JSON); it is read again when the file grows")
+    _state(batch, f, "transcript", st, new_offset, lines + consumed, len(batch.skipped) - before)
+    return len(data)
 
 
-def _looks_like_hooks(f: Path) -> bool:
-    try:
-        with open(f, "rb") as fh:
-            head = fh.read(4096)
-    except OSError:
-        return False
+def _head_is_hooks(head: bytes) -> bool:
+    """A hook-payload file: its first non-blank line is a hook's JSON (has "hook_event_name")."""
     for line in head.split(b"\n"):
         if line.strip():
             return b'"hook_event_name"' in line

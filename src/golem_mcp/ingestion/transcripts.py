@@ -106,6 +106,10 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
         lineno += 1
         if not raw or raw.isspace():
             continue
+        # Most bytes of a transcript are records we never read (attachments, api-request shapes):
+        # recognising them without parsing is most of import speed. See _ignorable for what is safe.
+        if raw[-1:] == b"}" and _ignorable(raw):
+            continue
         try:
             rec = loads(raw)
         except orjson.JSONDecodeError as e:
@@ -124,6 +128,34 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
         elif rtype not in KNOWN_TYPES:
             batch.skip(source, lineno, f"unknown record type {rtype!r}")
     return lineno - first_line + 1
+
+
+# Records we never read, recognised without parsing them. Claude Code writes compact JSON; these
+# types put "type" first, so the first key *is* the record type (exact, not a guess).
+_SKIP_FIRST = frozenset(("{\"type\":\"" + t + "\"").encode() for t in KNOWN_TYPES - {"user", "assistant", "system"})
+_TYPE_FIRST = b'{"type":"'
+# Attachments (half of a transcript's bytes) write "type" after the nested attachment object.
+_ATTACHMENT = b'},"type":"attachment","uuid":"'
+# Every record we do read carries one of these as JSON structure (not inside a string, where the
+# quotes would be escaped): "type":"assistant", a "tool_result" block, "subtype":"api_error".
+_WANTED = (b'"assistant"', b'"tool_result"', b'"api_error"')
+
+
+def _ignorable(raw: bytes) -> bool:
+    """True for a line that looks like a JSON object of a record type we never read.
+
+    Such lines are skipped unparsed, so a line that is not JSON inside but begins like one of these
+    records and ends with ``}`` is not reported; every line that could hold usage, tool or error
+    data is parsed (it contains one of ``_WANTED``), and so is every other line, so bad JSON and
+    unknown record types are still reported with their line.
+    """
+    if raw.startswith(_TYPE_FIRST):
+        end = raw.find(b'"', 9)
+        return end > 0 and raw[:end + 1] in _SKIP_FIRST
+    if _ATTACHMENT in raw:
+        w0, w1, w2 = _WANTED
+        return w0 not in raw and w1 not in raw and w2 not in raw
+    return False
 
 
 def _session_row(tf: TranscriptFile, rec: dict, ts: int | None) -> dict:
