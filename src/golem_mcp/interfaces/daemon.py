@@ -21,11 +21,13 @@ loopback, get 403 (a web page must not reach the store through DNS rebinding).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import hmac
 import logging
 import logging.handlers
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -34,6 +36,7 @@ import threading
 import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Future
 from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -60,6 +63,7 @@ from ..config import (
     state_file,
 )
 from ..errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
+from ..ingestion.records import Batch
 from ..store.db import Store
 
 log = logging.getLogger("golem_mcp.daemon")
@@ -259,6 +263,94 @@ class Guard:
         return None
 
 
+# -- group commit --------------------------------------------------------------------------------
+
+class GroupWriter:
+    """One thread writes to the store; batches that arrive while a write runs go into the next one.
+
+    A DuckDB transaction costs a few milliseconds per table whatever its size, so under load many
+    small OTLP and hook batches share one commit (the importer batches the same way; the store's
+    merge policies make a merged write equal to separate ones). Each caller still gets its answer
+    only after the transaction holding its rows committed. If a merged write fails, its batches are
+    retried one by one, so one bad batch cannot fail the others.
+    """
+
+    MAX_ROWS = 50_000  # bound one transaction's time, and so the latency of those queued behind it
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.queue: queue.SimpleQueue[tuple[Batch, Future[None]] | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.commits = 0
+
+    async def write(self, batch: Batch) -> None:
+        """Write ``batch``; returns once it is committed, raises what the store raised."""
+        if not batch.count():
+            return
+        fut: Future[None] = Future()
+        with self.lock:
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name="golem-writer", daemon=True)
+                self.thread.start()
+            self.queue.put((batch, fut))
+        await asyncio.wrap_future(fut)
+
+    def close(self, timeout: float = 10.0) -> None:
+        with self.lock:
+            t = self.thread
+            if t is None:
+                return
+            self.queue.put(None)
+            self.thread = None
+        t.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            items = [item]
+            rows = item[0].count()
+            stop = False
+            while rows < self.MAX_ROWS:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(nxt)
+                rows += nxt[0].count()
+            self._commit(items)
+            if stop:
+                return
+
+    def _commit(self, items: list[tuple[Batch, Future[None]]]) -> None:
+        if len(items) > 1:
+            merged = Batch()
+            for b, _ in items:
+                merged.extend(b)
+            try:
+                self.store.write(merged)
+            except Exception:  # noqa: BLE001 - find the culprit by writing each batch on its own
+                log.warning("a merged write of %d batches failed; writing them one by one", len(items))
+            else:
+                self.commits += 1
+                for _, f in items:
+                    f.set_result(None)
+                return
+        for b, f in items:
+            try:
+                self.store.write(b)
+            except Exception as e:  # noqa: BLE001 - handed to the waiting request, which answers 500
+                f.set_exception(e)
+            else:
+                self.commits += 1
+                f.set_result(None)
+
+
 # -- background work -----------------------------------------------------------------------------
 
 class Background:
@@ -415,15 +507,15 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     ep = _endpoint(stats)
     limit = int(settings.max_body_bytes)
 
-    def ingest_otlp(signal: str, body: bytes, kind: str) -> tuple[int, int, str]:
+    writer = GroupWriter(store)
+
+    def map_otlp(signal: str, body: bytes, kind: str) -> tuple[Batch, int]:
         from ..ingestion import otlp
-        from ..ingestion.records import Batch
 
         doc = otlp.decode(signal, body, "application/json" if kind == "json" else "application/x-protobuf")
         batch = Batch()
         n = otlp.to_batch(signal, doc, batch, settings.store_prompts)
-        store.write(batch)
-        return n, len(batch.skipped), "; ".join(str(s) for s in batch.skipped[:5])
+        return batch, n
 
     async def otlp_endpoint(request: Request) -> Response:
         signal = request.path_params["signal"]
@@ -432,13 +524,14 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                                  404)
         kind = media_type(request)
         body = await read_body(request, limit)
-        n, rejected, message = await anyio.to_thread.run_sync(ingest_otlp, signal, body, kind)
+        batch, n = await anyio.to_thread.run_sync(map_otlp, signal, body, kind)
+        await writer.write(batch)
         stats.records += n
-        return otlp_reply(signal, kind, rejected, message)
+        return otlp_reply(signal, kind, len(batch.skipped), "; ".join(str(s) for s in batch.skipped[:5]))
 
-    def ingest_hooks(body: bytes) -> tuple[int, bool, list[str]]:
+    def map_hooks(body: bytes) -> tuple[Batch, int, bool]:
         from ..ingestion.hooks import hook_to_batch
-        from ..ingestion.records import Batch, now_us
+        from ..ingestion.records import now_us
 
         try:
             payload = orjson.loads(body)
@@ -458,16 +551,16 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                 session_start = session_start or p.get("hook_event_name") == "SessionStart"
         if not n:
             raise InvalidInput("no hook payload in the body", [str(s) for s in batch.skipped[:10]])
-        store.write(batch)
-        return n, session_start, [str(s) for s in batch.skipped]
+        return batch, n, session_start
 
     async def hooks_endpoint(request: Request) -> Response:
         body = await read_body(request, limit)
-        n, session_start, skipped = await anyio.to_thread.run_sync(ingest_hooks, body)
+        batch, n, session_start = await anyio.to_thread.run_sync(map_hooks, body)
+        await writer.write(batch)
         stats.hooks += n
         reply: dict[str, Any] = {"ok": True, "stored": n}
-        if skipped:
-            reply["skipped"] = skipped
+        if batch.skipped:
+            reply["skipped"] = [str(s) for s in batch.skipped]
         if session_start:
             text = await session_start_display(store)
             if text:
@@ -538,10 +631,12 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                 yield
             finally:
                 background.stop()
+                writer.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store
     app.state.stats = stats
+    app.state.writer = writer
     return Guard(app, token, loopback_only)
 
 
@@ -637,7 +732,12 @@ def _pid_alive(pid: Any) -> bool:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        # a zombie (exited, not yet reaped by its parent) still answers kill(0); it is gone for us
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
 
 
 # -- serve / stop --------------------------------------------------------------------------------

@@ -1,0 +1,164 @@
+"""OTLP ingest throughput: log records per second the daemon sustains, each batch committed before
+its 200 reply, for OTLP/JSON and OTLP/protobuf side by side.
+
+Batches are built from the fixtures' real ``api_request`` and ``tool_result`` records with fresh
+session, request and tool-use ids, so every record is new to the store. Prints figures, asserts
+nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clients 4]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import itertools
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+MARK = "B000000000000"  # fixed-width placeholder, replaced per batch: protobuf lengths stay valid
+
+
+def _attrs(rec: dict) -> dict[str, dict]:
+    return {a["key"]: a["value"] for a in rec.get("attributes", [])}
+
+
+def templates() -> tuple[dict, list[dict]]:
+    """The resource of one fixture workflow and its api_request/tool_result records."""
+    resource = None
+    recs: list[dict] = []
+    for f in sorted((FIXTURES / "otlp").glob("*_logs.json")):
+        for rl in json.loads(f.read_text())["resourceLogs"]:
+            resource = resource or rl["resource"]
+            for sl in rl["scopeLogs"]:
+                for r in sl["logRecords"]:
+                    if _attrs(r).get("event.name", {}).get("stringValue") in ("api_request", "tool_result"):
+                        recs.append(r)
+    assert resource and recs
+    return resource, recs
+
+
+def body_template(n: int) -> dict:
+    """An OTLP/JSON logs request of ``n`` records whose ids all contain MARK."""
+    resource, recs = templates()
+    out = []
+    for i, r in zip(range(n), itertools.cycle(recs), strict=False):
+        r = copy.deepcopy(r)
+        for a in r["attributes"]:
+            k, v = a["key"], a["value"]
+            if k == "session.id":
+                v["stringValue"] = f"bench-{MARK}"
+            elif k == "request_id":
+                v["stringValue"] = f"req_{MARK}_{i:05d}"
+            elif k == "tool_use_id":
+                v["stringValue"] = f"toolu_{MARK}_{i:05d}"
+            elif k == "event.sequence":
+                v["intValue"] = i
+        out.append(r)
+    return {"resourceLogs": [{"resource": resource, "scopeLogs": [{"scope": {"name": "com.anthropic.claude_code.events"},
+                                                                   "logRecords": out}]}]}
+
+
+def encodings(n: int) -> dict[str, tuple[str, bytes]]:
+    from google.protobuf import json_format
+    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+
+    doc = body_template(n)
+    pb = json_format.ParseDict(doc, ExportLogsServiceRequest())
+    return {"json": ("application/json", json.dumps(doc).encode()),
+            "protobuf": ("application/x-protobuf", pb.SerializeToString())}
+
+
+def start_daemon(home: str) -> tuple[subprocess.Popen, str]:
+    env = {**os.environ, "GOLEM_HOME": home}
+    with open(os.path.join(home, "daemon.err"), "wb") as err:
+        proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch",
+                                 "--db", os.path.join(home, "bench.duckdb")], env=env,
+                                stdout=subprocess.DEVNULL, stderr=err)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            url = json.loads(Path(home, "daemon.json").read_text())["url"]
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except (OSError, ValueError, KeyError, httpx.HTTPError):
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise SystemExit("daemon did not start: " + Path(home, "daemon.err").read_text())
+
+
+def run(url: str, ctype: str, template: bytes, records: int, seconds: float, clients: int,
+        counter: itertools.count) -> tuple[float, int, list[float]]:
+    """Send batches from ``clients`` connections for ``seconds``; (records/s, errors, latencies)."""
+    lock = threading.Lock()
+    done = [0]
+    errors = [0]
+    latencies: list[float] = []
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        with httpx.Client(timeout=60) as c:
+            while time.monotonic() < stop_at:
+                with lock:
+                    mark = f"B{next(counter):012d}".encode()
+                body = template.replace(MARK.encode(), mark)
+                t0 = time.perf_counter()
+                r = c.post(url + "/v1/logs", content=body, headers={"content-type": ctype})
+                dt = time.perf_counter() - t0
+                with lock:
+                    if r.status_code == 200:
+                        done[0] += records
+                        latencies.append(dt)
+                    else:
+                        errors[0] += 1
+
+    t0 = time.monotonic()
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return done[0] / (time.monotonic() - t0), errors[0], latencies
+
+
+def pct(xs: list[float], p: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000 if xs else float("nan")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--seconds", type=float, default=15)
+    ap.add_argument("--batch", type=int, default=500, help="log records per request")
+    ap.add_argument("--clients", type=int, default=4, help="concurrent connections (exporters)")
+    args = ap.parse_args()
+    bodies = encodings(args.batch)
+    counter = itertools.count(1)
+    with tempfile.TemporaryDirectory() as home:
+        proc, url = start_daemon(home)
+        try:
+            print(f"OTLP logs ingest, {args.batch} records per request, each committed before its 200 "
+                  f"({os.cpu_count()} cores)")
+            print(f"{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}")
+            for clients, seconds in ((1, min(5.0, args.seconds)), (args.clients, args.seconds)):
+                for name, (ctype, template) in bodies.items():
+                    rate, errors, lat = run(url, ctype, template, args.batch, seconds, clients, counter)
+                    print(f"{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}{pct(lat, .95):>9.1f}{errors:>8}")
+            st = httpx.get(url + "/api/status", timeout=30).json()
+            print(f"store now holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} tool_calls, "
+                  f"{st['otel_events']:,} otel_events")
+        finally:
+            proc.terminate()
+            proc.wait(30)
+
+
+if __name__ == "__main__":
+    main()

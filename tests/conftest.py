@@ -1,0 +1,105 @@
+"""Shared fixtures: an isolated data directory, the fixture folder, and a real daemon on loopback."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+
+
+@pytest.fixture
+def golem_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """GOLEM_HOME (data dir: state file, spool, settings.json, logs) in a fresh tmp dir."""
+    home = tmp_path / "golem-home"
+    home.mkdir()
+    monkeypatch.setenv("GOLEM_HOME", str(home))
+    for var in ("GOLEM_URL", "GOLEM_TOKEN", "GOLEM_DB"):
+        monkeypatch.delenv(var, raising=False)
+    return home
+
+
+class Daemon:
+    """A ``golem-mcp serve`` subprocess: its URL, process, db and data dir."""
+
+    def __init__(self, url: str, proc: subprocess.Popen, db: Path, home: Path) -> None:
+        self.url = url
+        self.proc = proc
+        self.db = db
+        self.home = home
+
+    def stop(self, timeout: float = 15) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        return self.proc.returncode
+
+
+def wait_healthy(url: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+                return True
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.05)
+    return False
+
+
+@pytest.fixture
+def start_daemon(golem_home: Path, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
+    """Factory: ``start_daemon(*extra_args, env=None)`` runs ``python -m golem_mcp serve --port 0
+    --db <tmp>/golem.duckdb --no-watch`` (unless ``--watch`` is among the args), waits for /healthz and
+    returns a :class:`Daemon`. Every daemon started is stopped at teardown."""
+    started: list[Daemon] = []
+
+    def start(*extra: str, env: dict[str, str] | None = None, db: Path | None = None) -> Daemon:
+        db = db or tmp_path / "golem.duckdb"
+        args = [sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--db", str(db), *extra]
+        if "--watch" not in extra:
+            args.append("--no-watch")
+        state = golem_home / "daemon.json"
+        state.unlink(missing_ok=True)
+        log = open(golem_home / "daemon.test.out", "ab")  # noqa: SIM115 - closed with the process
+        proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, **(env or {})})
+        log.close()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {proc.returncode}:\n"
+                                   + (golem_home / "daemon.test.out").read_text())
+            try:
+                url = json.loads(state.read_text())["url"]
+            except (OSError, ValueError, KeyError):
+                time.sleep(0.05)
+                continue
+            if wait_healthy(url, max(0.1, deadline - time.monotonic())):
+                d = Daemon(url, proc, db, golem_home)
+                started.append(d)
+                return d
+        proc.kill()
+        raise RuntimeError("daemon did not answer /healthz within 20 s:\n" + (golem_home / "daemon.test.out").read_text())
+
+    yield start
+    for d in started:
+        d.stop()
+
+
+@pytest.fixture
+def daemon(start_daemon: Callable[..., Daemon]) -> Iterator[str]:
+    """The URL of a fresh daemon (its own GOLEM_HOME and DuckDB file in tmp_path)."""
+    yield start_daemon().url

@@ -1,0 +1,267 @@
+"""The daemon over real HTTP on loopback: OTLP and hooks from the real Claude Code fixtures give
+truth.json's per-stage tokens, bad input is refused with a reason and loses nothing, the security
+checks hold, the transcript watcher picks up new sessions, and start/stop behave."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import pytest
+
+from conftest import FIXTURES
+
+TRUTH = json.loads((FIXTURES / "truth.json").read_text())
+TOKENS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
+          "cache_write": "cache_creation_tokens"}
+CTYPE = {".json": "application/json", ".pb": "application/x-protobuf"}
+
+
+def otlp_bodies() -> list[tuple[str, str, bytes]]:
+    """(signal, content type, body) of every captured OTLP request, in arrival order."""
+    out = []
+    for f in sorted((FIXTURES / "otlp").iterdir()):
+        signal = f.stem.split("_", 1)[1]
+        out.append((signal, CTYPE[f.suffix], f.read_bytes()))
+    return out
+
+
+def hook_payloads() -> list[dict]:
+    return [json.loads(line) for line in (FIXTURES / "hooks.jsonl").read_text().splitlines() if line.strip()]
+
+
+def post_otlp(url: str, signal: str, ctype: str, body: bytes, gz: bool = False) -> httpx.Response:
+    headers = {"content-type": ctype}
+    if gz:
+        body = gzip.compress(body)
+        headers["content-encoding"] = "gzip"
+    return httpx.post(f"{url}/v1/{signal}", content=body, headers=headers, timeout=30)
+
+
+def post_everything(url: str, hooks_as_list: bool = False) -> None:
+    for i, (signal, ctype, body) in enumerate(otlp_bodies()):
+        r = post_otlp(url, signal, ctype, body, gz=i % 5 == 0)  # every fifth one gzip-compressed
+        assert r.status_code == 200, r.text
+        if ctype == "application/json":
+            assert r.headers["content-type"].startswith("application/json") and r.json() == {}
+        else:
+            assert r.headers["content-type"] == "application/x-protobuf" and r.content == b""
+    payloads = hook_payloads()
+    if hooks_as_list:
+        r = httpx.post(f"{url}/hooks", json=payloads, timeout=30)
+        assert r.status_code == 200 and r.json()["stored"] == len(payloads), r.text
+        return
+    # one request per payload from several connections at once, as concurrent sessions send them
+    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=8)) as c, ThreadPoolExecutor(8) as pool:
+        for r in pool.map(lambda p: c.post(f"{url}/hooks", json=p), payloads):
+            assert r.status_code == 200 and r.json()["ok"] is True, r.text
+
+
+def per_stage(url: str) -> dict[tuple[str, str], dict[str, int]]:
+    rows = httpx.post(f"{url}/api/report", json={"by": ["workflow", "stage"]}, timeout=30).json()
+    return {(r["workflow"], r["stage"]): {k: r[col] for k, col in TOKENS.items()} | {"requests": r["requests"]}
+            for r in rows}
+
+
+def truth_per_stage() -> dict[tuple[str, str], dict[str, int]]:
+    return {(wf, stage): {k: s[k] for k in (*TOKENS, "requests")}
+            for wf, t in TRUTH.items() for stage, s in t["stages"].items()}
+
+
+def status(url: str) -> dict[str, int]:
+    r = httpx.get(f"{url}/api/status", timeout=10)
+    assert r.status_code == 200
+    return r.json()
+
+
+def test_otlp_and_hooks_over_http_give_truth_per_workflow_and_stage_and_twice_adds_nothing(daemon):
+    post_everything(daemon)
+    assert per_stage(daemon) == truth_per_stage()
+    counts = status(daemon)
+    assert counts["api_requests"] == sum(s["requests"] for t in TRUTH.values() for s in t["stages"].values())
+    post_everything(daemon, hooks_as_list=True)  # the same again, hooks as one JSON list this time
+    assert status(daemon) == counts
+    assert per_stage(daemon) == truth_per_stage()
+
+
+@pytest.fixture
+def small_daemon(start_daemon, golem_home):
+    """A daemon whose body limit is 200 kB (settings.json), holding the fixtures' OTLP data."""
+    (golem_home / "settings.json").write_text(json.dumps({"max_body_bytes": 200_000}))
+    d = start_daemon()
+    for name in ("00006_logs.json", "00001_metrics.pb", "00005_traces.pb"):
+        f = FIXTURES / "otlp" / name
+        assert post_otlp(d.url, f.stem.split("_")[1], CTYPE[f.suffix], f.read_bytes()).status_code == 200
+    assert status(d.url)["api_requests"] > 0
+    return d.url
+
+
+@pytest.mark.parametrize(("case", "path", "headers", "body", "code", "says"), [
+    ("malformed JSON", "/v1/logs", {"content-type": "application/json"}, b'{"resourceLogs": [', 400, "does not decode"),
+    ("JSON of the wrong shape", "/v1/logs", {"content-type": "application/json"}, b'{"resourceLogs": 7}', 400,
+     "'resourceLogs' list"),
+    ("malformed protobuf", "/v1/traces", {"content-type": "application/x-protobuf"}, b"\xff\xff\xff\x0f garbage",
+     400, "does not decode"),
+    ("wrong content type", "/v1/metrics", {"content-type": "text/plain"}, b"hello", 415, "application/x-protobuf"),
+    ("no content type", "/v1/metrics", {}, b"{}", 415, "Content-Type"),
+    ("unknown encoding", "/v1/logs", {"content-type": "application/json", "content-encoding": "br"}, b"{}", 415,
+     "Content-Encoding"),
+    ("broken gzip", "/v1/logs", {"content-type": "application/json", "content-encoding": "gzip"}, b"\x1f\x8bnope",
+     400, "gzip"),
+    ("oversized body", "/v1/logs", {"content-type": "application/json"}, b"[" + b" " * 300_000 + b"]", 413,
+     "limit of 200000"),
+    ("gzip bomb", "/v1/logs", {"content-type": "application/json", "content-encoding": "gzip"},
+     gzip.compress(b" " * 5_000_000), 413, "decompressed"),
+    ("hook payload not JSON", "/hooks", {"content-type": "application/json"}, b"{nope", 400, "not JSON"),
+    ("not a hook payload", "/hooks", {"content-type": "application/json"}, b'{"a": 1}', 400, "hook_event_name"),
+    ("unknown signal", "/v1/profiles", {"content-type": "application/json"}, b"{}", 404, "/v1/logs"),
+])
+def test_bad_input_is_refused_with_a_reason_and_loses_nothing(small_daemon, case, path, headers, body, code, says):
+    before = status(small_daemon)
+    r = httpx.post(small_daemon + path, content=body, headers=headers, timeout=30)
+    assert r.status_code == code, (case, r.text)
+    assert says in r.json()["error"], (case, r.json())
+    assert status(small_daemon) == before
+    assert httpx.get(small_daemon + "/healthz").status_code == 200
+
+
+def test_oversized_body_without_content_length_is_cut_off(small_daemon):
+    before = status(small_daemon)
+
+    def chunks():
+        for _ in range(40):
+            yield b" " * 10_000
+
+    r = httpx.post(small_daemon + "/v1/logs", content=chunks(), headers={"content-type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert status(small_daemon) == before
+
+
+def test_api_import_report_status_and_their_errors(daemon, tmp_path):
+    r = httpx.post(daemon + "/api/import", json={"paths": [str(FIXTURES / "home")]}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.json()["files_read"] > 0 and r.json()["skipped"] == []
+    again = httpx.post(daemon + "/api/import", json={"paths": [str(FIXTURES / "home")]}, timeout=60).json()
+    assert again["files_read"] == 0 and again["files_unchanged"] == r.json()["files_seen"]
+    # transcripts carry stages but not workflow ids (those come from OTLP resource attributes)
+    rows = httpx.post(daemon + "/api/report", json={"by": "stage", "filters": {"stage": "planner"}}).json()
+    assert [row["stage"] for row in rows] == ["planner"]
+    assert rows[0]["input_tokens"] == sum(t["stages"]["planner"]["input"] for t in TRUTH.values())
+    for payload, says in [({"by": ["colour"]}, "unknown grouping"), ({"since": "last tuesday"}, "ISO"),
+                          ({"limit": -1}, "positive"), ({"filters": {"planet": "x"}}, "unknown filter")]:
+        bad = httpx.post(daemon + "/api/report", json=payload)
+        assert bad.status_code == 400 and says in bad.json()["error"], bad.text
+    bad = httpx.post(daemon + "/api/import", json={"paths": "nope"})
+    assert bad.status_code == 400 and "paths" in bad.json()["error"]
+    bad = httpx.post(daemon + "/api/import", content=b"[1, 2]", headers={"content-type": "application/json"})
+    assert bad.status_code == 400
+    assert status(daemon)["api_requests"] == sum(s["requests"] for t in TRUTH.values() for s in t["stages"].values())
+    h = httpx.get(daemon + "/healthz").json()
+    assert h["ok"] is True and h["version"]
+
+
+def test_web_origins_and_foreign_host_names_are_refused(daemon):
+    r = httpx.get(daemon + "/api/status", headers={"origin": "http://evil.example"})
+    assert r.status_code == 403 and "origin" in r.json()["error"]
+    r = httpx.post(daemon + "/hooks", json={"hook_event_name": "Stop", "session_id": "s"},
+                   headers={"origin": "https://attacker.test:4319"})
+    assert r.status_code == 403
+    assert status(daemon)["hook_events"] == 0
+    # DNS rebinding: a page on attacker.test resolved to 127.0.0.1 sends its own host name
+    r = httpx.get(daemon + "/api/status", headers={"host": "attacker.test"})
+    assert r.status_code == 403
+    for ok_origin in ("http://localhost:3000", "http://127.0.0.1", "http://[::1]:8080"):
+        assert httpx.get(daemon + "/api/status", headers={"origin": ok_origin}).status_code == 200
+    assert httpx.get(daemon.replace("127.0.0.1", "localhost") + "/healthz").status_code == 200
+
+
+def test_token_is_required_everywhere_but_healthz_when_configured(start_daemon):
+    d = start_daemon("--token", "s3cret")
+    assert httpx.get(d.url + "/healthz").status_code == 200
+    r = httpx.get(d.url + "/api/status")
+    assert r.status_code == 401 and "token" in r.json()["error"]
+    assert httpx.get(d.url + "/api/status", headers={"authorization": "Bearer wrong"}).status_code == 401
+    signal, ctype, body = otlp_bodies()[0]
+    assert post_otlp(d.url, signal, ctype, body).status_code == 401
+    ok = httpx.get(d.url + "/api/status", headers={"authorization": "Bearer s3cret"})
+    assert ok.status_code == 200 and ok.json()["api_requests"] == 0
+    # the token sits in the state file, readable by the user only, so local clients find it
+    state = d.home / "daemon.json"
+    assert json.loads(state.read_text())["token"] == "s3cret"
+    assert state.stat().st_mode & 0o077 == 0
+
+
+def test_non_loopback_host_without_token_is_refused(golem_home, tmp_path):
+    r = subprocess.run([sys.executable, "-m", "golem_mcp", "serve", "--host", "0.0.0.0", "--port", "0",
+                        "--db", str(tmp_path / "x.duckdb"), "--no-watch"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1 and "without a token" in r.stderr
+    assert not (golem_home / "daemon.json").exists()
+
+
+def _copy_tree(src: Path, dst: Path) -> None:
+    """Copy without the fixtures' read-only modes (so tmp_path can be cleaned up)."""
+    for root, _dirs, files in os.walk(src):
+        target = dst / Path(root).relative_to(src)
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(Path(root) / f, target / f)
+
+
+def test_watcher_picks_up_a_new_session_folder_within_seconds(start_daemon, tmp_path):
+    watched = tmp_path / "projects"
+    watched.mkdir()
+    d = start_daemon("--watch", str(watched))
+    assert status(d.url)["api_requests"] == 0
+    _copy_tree(FIXTURES / "home" / ".claude" / "projects" / "-home-dev-work-wf-002", watched / "-home-dev-work-wf-002")
+    want = sum(s["requests"] for s in TRUTH["wf-002"]["stages"].values())
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and status(d.url)["api_requests"] < want:
+        time.sleep(0.2)
+    assert status(d.url)["api_requests"] == want
+    rows = httpx.post(d.url + "/api/report", json={"by": ["stage"]}).json()
+    assert {r["stage"]: r["input_tokens"] for r in rows} == {
+        stage: s["input"] for stage, s in TRUTH["wf-002"]["stages"].items()}
+
+
+def test_second_serve_says_already_running_and_stop_removes_the_state(start_daemon, golem_home, tmp_path):
+    d = start_daemon()
+    env = {**os.environ, "GOLEM_HOME": str(golem_home)}
+    cmd = [sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch"]
+    same = subprocess.run([*cmd, "--db", str(d.db)], capture_output=True, text=True, env=env, timeout=60)
+    assert same.returncode == 0 and "already running" in same.stdout
+    other = subprocess.run([*cmd, "--db", str(tmp_path / "other.duckdb")], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert other.returncode == 1 and "another database" in other.stderr
+    stop = subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], capture_output=True, text=True, env=env,
+                          timeout=60)
+    assert stop.returncode == 0 and "stopped" in stop.stdout, stop.stderr
+    assert d.proc.wait(10) == 0
+    assert not (golem_home / "daemon.json").exists()
+    again = subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], capture_output=True, text=True, env=env,
+                           timeout=60)
+    assert again.returncode == 0 and "no daemon" in again.stdout
+
+
+def test_detach_starts_a_background_daemon_that_stop_ends(golem_home, tmp_path):
+    env = {**os.environ, "GOLEM_HOME": str(golem_home)}
+    r = subprocess.run([sys.executable, "-m", "golem_mcp", "serve", "--detach", "--port", "0", "--no-watch",
+                        "--db", str(tmp_path / "d.duckdb")], capture_output=True, text=True, env=env, timeout=60)
+    try:
+        assert r.returncode == 0, r.stderr
+        url = r.stdout.strip().splitlines()[-1]
+        assert url.startswith("http://127.0.0.1:")
+        assert httpx.get(url + "/healthz").status_code == 200
+    finally:
+        stop = subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], capture_output=True, text=True, env=env,
+                              timeout=60)
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(url + "/healthz", timeout=1)
