@@ -1,0 +1,297 @@
+#!/usr/bin/env python3
+"""Transcript import benchmark, side by side with ``ccusage daily --json`` on the same history.
+
+    python bench/import_bench.py --size-gb 1.0      # the figure of record (~1 GB of transcripts)
+    python bench/import_bench.py --size-gb 0.1      # a quick run
+
+Measures, on a history built by ``gen_history.py`` (reused when it already has the asked size):
+
+(a) first import: ``golem-mcp import DIR --db FILE`` into a fresh DB (a subprocess, start-up
+    included) -> MB/s; then ``golem-mcp report --json --no-sync --db FILE``.
+(b) re-sync of the unchanged history plus a report, three ways: the library path in one process
+    that already has the store open (what the daemon does), the same with opening the store, and
+    the CLI (``golem-mcp import`` + ``golem-mcp report --json``, two processes). Python start-up and
+    ``import duckdb`` are timed on their own so the CLI figure can be read honestly.
+(c) ``ccusage daily --json --offline`` (npm package, installed into bench/.data/node) with HOME and
+    CLAUDE_CONFIG_DIR pointed at the history: its time, our figures as ratios of it, and whether
+    token totals (input, output, cache read, cache creation; all days, and per day) agree.
+
+Files are in the page cache (just written or read): this measures parsing and storing, not the disk.
+Results go to stdout as a table and to bench/.data/import_bench.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+DATA = HERE / ".data"
+sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(REPO / "src"))
+
+import gen_history  # noqa: E402
+
+# 20.0.26's native binary for linux-x64 was not published; 20.0.24 is the newest that runs here
+CCUSAGE_VERSION = os.environ.get("CCUSAGE_VERSION", "20.0.24")
+TOKENS = (("input_tokens", "inputTokens"), ("output_tokens", "outputTokens"),
+          ("cache_read_tokens", "cacheReadTokens"), ("cache_creation_tokens", "cacheCreationTokens"))
+TARGET_MBPS = 150.0
+TARGET_RESYNC_S = 0.2
+
+
+def golem_bin() -> str:
+    exe = Path(sys.executable).parent / "golem-mcp"
+    return str(exe) if exe.exists() else shutil.which("golem-mcp") or "golem-mcp"
+
+
+def timed(cmd: list[str], env: dict[str, str], check: bool = True) -> tuple[float, str]:
+    t = time.perf_counter()
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    secs = time.perf_counter() - t
+    if check and p.returncode != 0:
+        raise SystemExit(f"{' '.join(cmd)} failed ({p.returncode}):\n{p.stderr[-3000:]}")
+    return secs, p.stdout
+
+
+def ensure_history(out: Path, size_gb: float, regen: bool) -> dict:
+    meta = out / "history.json"
+    if meta.exists() and not regen:
+        summary = json.loads(meta.read_text())
+        per_copy = summary["bytes"] / summary["copies"]
+        want = max(1, int(size_gb * 1e9 / per_copy + 0.999))
+        if summary["copies"] == want and Path(summary["projects_dir"]).is_dir():
+            summary["reused"] = True
+            return summary
+    summary = gen_history.generate(out, size_gb)
+    summary["reused"] = False
+    return summary
+
+
+def ensure_ccusage(explicit: str | None) -> str | None:
+    if explicit:
+        return explicit
+    prefix = DATA / "node"
+    exe = prefix / "node_modules" / ".bin" / "ccusage"
+    want = CCUSAGE_VERSION
+    pkg = prefix / "node_modules" / "ccusage" / "package.json"
+    if exe.exists() and pkg.exists() and json.loads(pkg.read_text()).get("version") == want:
+        return str(exe)
+    npm = shutil.which("npm")
+    if not npm:
+        print("npm not found: ccusage comparison skipped", file=sys.stderr)
+        return None
+    prefix.mkdir(parents=True, exist_ok=True)
+    print(f"installing ccusage@{want} into {prefix} ...", file=sys.stderr)
+    p = subprocess.run([npm, "install", "--prefix", str(prefix), "--no-audit", "--no-fund", f"ccusage@{want}"],
+                       capture_output=True, text=True)
+    if p.returncode != 0 or not exe.exists():
+        print(f"ccusage install failed: {p.stderr[-1500:]}", file=sys.stderr)
+        return None
+    return str(exe)
+
+
+def totals(rows: list[dict]) -> dict[str, int]:
+    return {ours: int(sum(r.get(ours) or 0 for r in rows)) for ours, _ in TOKENS}
+
+
+def library_resync(db: Path, projects: str, runs: int) -> dict:
+    """Re-sync + report in-process: store already open (daemon), and including opening it."""
+    from golem_mcp.analysis.cost import cost_by
+    from golem_mcp.ingestion.importer import Importer
+    from golem_mcp.store.db import Store
+
+    warm: list[float] = []
+    imp: list[float] = []
+    rep: list[float] = []
+    with Store(db) as store:
+        for _ in range(runs):
+            t0 = time.perf_counter()
+            res = Importer(store).run([projects])
+            t1 = time.perf_counter()
+            cost_by(store, ["workflow", "stage"], {})
+            t2 = time.perf_counter()
+            if res.files_read:
+                raise SystemExit(f"re-sync read {res.files_read} files; expected none")
+            warm.append(t2 - t0)
+            imp.append(t1 - t0)
+            rep.append(t2 - t1)
+    cold: list[float] = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        with Store(db) as store:
+            Importer(store).run([projects])
+            cost_by(store, ["workflow", "stage"], {})
+        cold.append(time.perf_counter() - t0)
+    return {"open_store_s": statistics.median(warm), "open_store_import_s": statistics.median(imp),
+            "open_store_report_s": statistics.median(rep), "with_store_open_s": statistics.median(cold)}
+
+
+def fmt_s(x: float | None) -> str:
+    return "-" if x is None else f"{x:.3f} s"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--size-gb", type=float, default=1.0, help="history size (default 1.0)")
+    p.add_argument("--history", type=Path, default=DATA / "history", help="where the generated history lives")
+    p.add_argument("--regen", action="store_true", help="regenerate the history even if it exists")
+    p.add_argument("--runs", type=int, default=5, help="re-sync repetitions (median reported)")
+    p.add_argument("--ccusage", help="path of a ccusage executable (default: npm-install into bench/.data/node)")
+    p.add_argument("--no-ccusage", action="store_true", help="skip the ccusage comparison")
+    p.add_argument("--json-out", type=Path, default=DATA / "import_bench.json")
+    args = p.parse_args(argv)
+
+    DATA.mkdir(parents=True, exist_ok=True)
+    hist = ensure_history(args.history, args.size_gb, args.regen)
+    projects = hist["projects_dir"]
+    jsonl_mb = hist["jsonl_bytes"] / 1e6
+    work = Path(tempfile.mkdtemp(prefix="import-bench-", dir=DATA))
+    db = work / "bench.duckdb"
+    env = dict(os.environ)
+    env.update({"GOLEM_HOME": str(work / "home"), "TZ": "UTC"})  # no daemon, no user settings
+    env.pop("GOLEM_URL", None)
+    env.pop("GOLEM_DB", None)
+    gm = golem_bin()
+    py = sys.executable
+    r: dict = {"history": {k: hist[k] for k in ("copies", "files", "bytes", "jsonl_bytes", "seconds", "reused")},
+               "cpus": os.cpu_count(), "load_avg_before": os.getloadavg()[0]}
+
+    try:
+        # -- start-up costs, to read the CLI figures honestly
+        r["python_startup_s"] = statistics.median(timed([py, "-c", "pass"], env)[0] for _ in range(5))
+        r["python_import_duckdb_s"] = statistics.median(
+            timed([py, "-c", "import duckdb"], env)[0] for _ in range(5)) - r["python_startup_s"]
+        r["golem_version_s"] = statistics.median(timed([gm, "--version"], env)[0] for _ in range(5))
+
+        # -- (a) first import into a fresh DB
+        secs, out = timed([gm, "import", projects, "--db", str(db), "--json"], env)
+        res = json.loads(out)
+        r["first_import_s"] = secs
+        r["first_import_bytes"] = res["bytes_read"]
+        r["first_import_mbps"] = res["bytes_read"] / 1e6 / secs
+        r["first_import_rows"] = res["rows"]
+        r["first_import_skipped"] = len(res["skipped"])
+        secs, _ = timed([gm, "report", "--json", "--no-sync", "--db", str(db)], env)
+        r["first_report_s"] = secs
+        r["first_total_s"] = r["first_import_s"] + r["first_report_s"]
+
+        # -- (b) re-sync of the unchanged history + report
+        cli_imp, cli_rep, one_cmd = [], [], []
+        senv = dict(env, CLAUDE_CONFIG_DIR=str(Path(projects).parent))
+        for _ in range(args.runs):
+            s1, out = timed([gm, "import", projects, "--db", str(db), "--json"], env)
+            if json.loads(out)["files_read"]:
+                raise SystemExit("re-sync read files; the history changed?")
+            s2, _ = timed([gm, "report", "--json", "--no-sync", "--db", str(db)], env)
+            # one command: `report` syncs ~/.claude/projects (here CLAUDE_CONFIG_DIR) first
+            s3, _ = timed([gm, "report", "--json", "--db", str(db)], senv)
+            cli_imp.append(s1)
+            cli_rep.append(s2)
+            one_cmd.append(s3)
+        r["resync_cli_import_s"] = statistics.median(cli_imp)
+        r["resync_cli_report_s"] = statistics.median(cli_rep)
+        r["resync_cli_total_s"] = r["resync_cli_import_s"] + r["resync_cli_report_s"]
+        r["resync_cli_one_command_s"] = statistics.median(one_cmd)
+        r.update({f"resync_lib_{k}": v for k, v in library_resync(db, projects, args.runs).items()})
+
+        # our per-day totals, for the comparison
+        secs, out = timed([gm, "report", "--json", "--no-sync", "--by", "day", "--db", str(db)], env)
+        ours_days = json.loads(out)
+        r["ours_totals"] = totals(ours_days)
+        r["ours_requests"] = sum(d["requests"] for d in ours_days)
+
+        # -- (c) ccusage on the same history
+        exe = None if args.no_ccusage else ensure_ccusage(args.ccusage)
+        if exe:
+            cenv = dict(os.environ, HOME=str(Path(projects).parent.parent), CLAUDE_CONFIG_DIR=str(Path(projects).parent),
+                        TZ="UTC", NO_COLOR="1")
+            secs, out = timed([exe, "daily", "--json", "--offline", "--timezone", "UTC"], cenv)
+            cc = json.loads(out)
+            r["ccusage_version"] = CCUSAGE_VERSION if not args.ccusage else "given"
+            r["ccusage_s"] = secs
+            ct = cc.get("totals") or {}
+            r["ccusage_totals"] = {ours: int(ct.get(theirs) or 0) for ours, theirs in TOKENS}
+            r["tokens_agree"] = r["ccusage_totals"] == r["ours_totals"]
+            theirs_by_day = {d["period"]: {o: int(d.get(t) or 0) for o, t in TOKENS} for d in cc.get("daily", [])}
+            ours_by_day = {str(d["day"])[:10]: {o: int(d.get(o) or 0) for o, _ in TOKENS} for d in ours_days}
+            r["days_ours"] = len(ours_by_day)
+            r["days_ccusage"] = len(theirs_by_day)
+            r["days_agree"] = theirs_by_day == ours_by_day
+            r["day_differences"] = {d: {"ours": ours_by_day.get(d), "ccusage": theirs_by_day.get(d)}
+                                    for d in sorted(set(ours_by_day) | set(theirs_by_day))
+                                    if ours_by_day.get(d) != theirs_by_day.get(d)}
+            r["ratio_first_vs_ccusage"] = r["first_total_s"] / secs
+            r["ratio_resync_cli_vs_ccusage"] = r["resync_cli_total_s"] / secs
+            r["ratio_resync_one_command_vs_ccusage"] = r["resync_cli_one_command_s"] / secs
+            r["ratio_resync_lib_vs_ccusage"] = r["resync_lib_open_store_s"] / secs
+        r["load_avg_after"] = os.getloadavg()[0]
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    args.json_out.write_text(json.dumps(r, indent=1, default=str))
+    print_table(r, jsonl_mb)
+    return 0
+
+
+def print_table(r: dict, jsonl_mb: float) -> None:
+    ok = lambda good: "meets target" if good else "MISSES target"  # noqa: E731
+    cc = r.get("ccusage_s")
+
+    def ratio(x: float) -> str:
+        return f"{x / cc:.2f}x ccusage" if cc else ""
+
+    h = r["history"]
+    made = "reused" if h["reused"] else f"generated in {h['seconds']:.1f} s"
+    print(f"\nhistory: {h['bytes'] / 1e9:.2f} GB ({jsonl_mb:.0f} MB of .jsonl), {h['files']} files, {h['copies']} copies"
+          f" ({made}); {r['cpus']} CPUs; "
+          f"load average {r['load_avg_before']:.1f} before, {r.get('load_avg_after', 0):.1f} after")
+    rows = [
+        ("(a) first import (CLI, fresh DB)", fmt_s(r["first_import_s"]),
+         f"{r['first_import_mbps']:.0f} MB/s, {ok(r['first_import_mbps'] >= TARGET_MBPS)} (>= {TARGET_MBPS:.0f} MB/s)"),
+        ("    report --json --no-sync", fmt_s(r["first_report_s"]), ""),
+        ("    first import + report", fmt_s(r["first_total_s"]), ratio(r["first_total_s"])),
+        ("(b) re-sync + report, library, store open", fmt_s(r["resync_lib_open_store_s"]),
+         f"import {r['resync_lib_open_store_import_s']:.3f} + report {r['resync_lib_open_store_report_s']:.3f}; "
+         f"{ok(r['resync_lib_open_store_s'] < TARGET_RESYNC_S)} (< {TARGET_RESYNC_S} s); {ratio(r['resync_lib_open_store_s'])}"),
+        ("    library, opening the store too", fmt_s(r["resync_lib_with_store_open_s"]),
+         ok(r["resync_lib_with_store_open_s"] < TARGET_RESYNC_S)),
+        ("    CLI: import + report --json (2 processes)", fmt_s(r["resync_cli_total_s"]),
+         f"import {r['resync_cli_import_s']:.3f} + report {r['resync_cli_report_s']:.3f}; "
+         f"{ok(r['resync_cli_total_s'] < TARGET_RESYNC_S)}; {ratio(r['resync_cli_total_s'])}"),
+        ("    CLI: report --json (syncs first, 1 process)", fmt_s(r["resync_cli_one_command_s"]),
+         f"{ok(r['resync_cli_one_command_s'] < TARGET_RESYNC_S)}; {ratio(r['resync_cli_one_command_s'])}"),
+        ("    of which: python start-up", fmt_s(r["python_startup_s"]), "per process"),
+        ("    of which: import duckdb", fmt_s(r["python_import_duckdb_s"]), "per process that opens the DB"),
+        ("    golem-mcp --version", fmt_s(r["golem_version_s"]), "CLI start-up floor"),
+    ]
+    if cc:
+        rows.append((f"(c) ccusage daily --json (v{r['ccusage_version']})", fmt_s(cc), "1.00x"))
+    w = max(len(a) for a, _, _ in rows)
+    print(f"\n{'measure':<{w}}  {'time':>9}  notes")
+    print("-" * (w + 60))
+    for a, b, c in rows:
+        print(f"{a:<{w}}  {b:>9}  {c}")
+    print("\ntoken totals (all days)")
+    print(f"{'':<22}{'golem-mcp':>16}{'ccusage':>16}")
+    for k, _ in TOKENS:
+        theirs = r.get("ccusage_totals", {}).get(k)
+        print(f"{k:<22}{r['ours_totals'][k]:>16,}{(f'{theirs:,}' if theirs is not None else '-'):>16}")
+    if cc:
+        print(f"totals agree: {r['tokens_agree']}; per-day agree: {r['days_agree']} "
+              f"({r['days_ours']} days ours, {r['days_ccusage']} days ccusage); requests (ours): {r['ours_requests']:,}")
+        for d, v in list(r["day_differences"].items())[:5]:
+            print(f"  {d}: ours {v['ours']} ccusage {v['ccusage']}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
