@@ -73,9 +73,13 @@ def recent_workflows(store: Store, limit: int = 5) -> list[str]:
 
 def require_workflow(store: Store, workflow_id: str) -> None:
     """Raise NotFound, naming recent workflows, when nothing is known about ``workflow_id``."""
+    # the plain tables first: the requests view is the costly fallback (context emitted on records only)
     known = store.scalar(
         "SELECT EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?) "
-        "OR EXISTS (SELECT 1 FROM requests WHERE workflow_id = ?)", [workflow_id, workflow_id])
+        "OR EXISTS (SELECT 1 FROM workflow_links WHERE workflow_id = ?) "
+        "OR EXISTS (SELECT 1 FROM agent_context WHERE workflow_id = ?)", [workflow_id] * 3)
+    if not known:
+        known = store.scalar("SELECT EXISTS (SELECT 1 FROM api_requests WHERE workflow_id = ?)", [workflow_id])
     if not known:
         recent = recent_workflows(store)
         hint = f"recent workflows: {', '.join(recent)}" if recent else "no workflows are recorded yet"
@@ -244,15 +248,37 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
     since_dt = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None) if s is not None else None
     until_dt = datetime.fromtimestamp(u / 1e6, UTC).replace(tzinfo=None) if u is not None else None
     filters = {"workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id, "stage": stage}
-    totals = cost_by(store, [], filters, since=since_dt, until=until_dt)
-    total = totals[0] if totals else {}
     rows = cost_by(store, group_by, filters, since=since_dt, until=until_dt,
                    order="tokens" if group_by == ["stage"] else "cost") if group_by else []
+    # totals from the groups: one scan of the requests view instead of two
+    total = _sum_rows(rows) if group_by else (cost_by(store, [], filters, since=since_dt, until=until_dt) or [{}])[0]
     if group_by == ["day"]:
         rows.sort(key=lambda r: str(r.get("day")))
     page = rows[offset:offset + limit]
     return {"total": total, "groups": page, "group_count": len(rows),
             "truncated": offset + limit < len(rows), "next_offset": offset + limit if offset + limit < len(rows) else None}
+
+
+_SUMMED = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "total_tokens",
+           "cost_usd", "recorded_cost_usd", "calculated_cost_usd", "unpriced_requests", "retries")
+
+
+def _sum_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: 0 for k in _SUMMED}
+    for k in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
+        vals = [r[k] for r in rows if r.get(k) is not None]
+        out[k] = sum(vals) if vals else None
+    for r in rows:
+        for k in _SUMMED:
+            if k not in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
+                out[k] += r.get(k) or 0
+    denom = out["input_tokens"] + out["cache_read_tokens"] + out["cache_creation_tokens"]
+    out["cache_hit_rate"] = out["cache_read_tokens"] / denom if denom else None
+    firsts = [r["first_at"] for r in rows if r.get("first_at") is not None]
+    lasts = [r["last_at"] for r in rows if r.get("last_at") is not None]
+    out["first_at"], out["last_at"] = (min(firsts), max(lasts)) if firsts else (None, None)
+    out["duration_seconds"] = (out["last_at"] - out["first_at"]).total_seconds() if firsts else None
+    return out
 
 
 # --- errors ---------------------------------------------------------------------------------------

@@ -1,0 +1,200 @@
+"""MCP through the real daemon: streamable HTTP at /mcp and the stdio bridge Claude Code launches.
+
+Python's own ``mcp`` client is the client here (the Node clients are in test_inspector.py and
+test_claude_code.py). Covers: both transports answer from the same store, the bridge starts a missing
+daemon, a call made while the daemon restarts still gets its answer, oversized and cross-origin
+requests are refused while the daemon keeps serving, and 10 clients x 200 mixed calls with OTLP
+ingest running lose nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx
+import pytest
+from mcp import Client, StdioServerParameters
+
+from golem_mcp.interfaces.client import call as daemon_call
+
+FIX = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude-code-2.1.328"
+TRUTH = json.loads((FIX / "truth.json").read_text())
+
+
+def _import(url: str) -> None:
+    daemon_call(url, "/api/import", {"paths": [str(FIX)]})
+
+
+def _stdio(extra_env: dict[str, str] | None = None) -> StdioServerParameters:
+    env = {**os.environ, **(extra_env or {})}
+    env.pop("GOLEM_URL", None)
+    return StdioServerParameters(command=sys.executable, args=["-m", "golem_mcp", "stdio"], env=env)
+
+
+async def _cost(c: Client, wf: str) -> dict[str, Any]:
+    r = await c.call_tool("query_workflow_cost", {"workflow_id": wf})
+    assert not r.is_error, r.content[0].text
+    return r.structured_content
+
+
+def _check_truth(out: dict[str, Any], wf: str) -> None:
+    got = {g["group"]["stage"]: g["input_tokens"] for g in out["groups"]}
+    assert got == {s: t["input"] for s, t in TRUTH[wf]["stages"].items()}
+
+
+async def test_http_and_stdio_answer_from_one_store(daemon: str) -> None:
+    _import(daemon)
+    async with Client(daemon + "/mcp") as http_client:
+        names = {t.name for t in (await http_client.list_tools()).tools}
+        assert {"query_workflow_cost", "record_workflow", "report_review_findings"} <= names
+        _check_truth(await _cost(http_client, "wf-003"), "wf-003")
+        async with Client(_stdio()) as stdio_client:
+            assert names == {t.name for t in (await stdio_client.list_tools()).tools}
+            _check_truth(await _cost(stdio_client, "wf-004"), "wf-004")
+            # a write through one transport is visible through the other
+            r = await stdio_client.call_tool("record_workflow", {"workflow_id": "wf-new", "path": "fast-track",
+                                                                 "session_id": "s-1"})
+            assert not r.is_error
+        r = await http_client.call_tool("query_sql", {"sql": "SELECT workflow_path FROM workflow_summary "
+                                                             "RIGHT JOIN workflows USING (workflow_id) "
+                                                             "WHERE workflows.workflow_id = 'wf-new'"})
+        assert r.structured_content["rows"] == [[None]] or r.structured_content["row_count"] == 1
+
+
+def test_http_refuses_foreign_origin_and_huge_bodies(daemon: str) -> None:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
+            "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
+    headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
+    r = httpx.post(daemon + "/mcp", json=init, headers={**headers, "origin": "http://evil.example"}, timeout=10)
+    assert r.status_code == 403
+    big = dict(init, params=dict(init["params"], padding="x" * (10 * 1024 * 1024)))
+    r = httpx.post(daemon + "/mcp", content=json.dumps(big), headers=headers, timeout=30)
+    assert r.status_code == 413
+    r = httpx.post(daemon + "/mcp", json=init, headers=headers, timeout=10)
+    assert r.status_code == 200 and r.json()["result"]["serverInfo"]["name"] == "golem"
+
+
+async def test_stdio_bridge_turns_a_huge_argument_into_a_tool_error(daemon: str) -> None:
+    _import(daemon)
+    async with Client(_stdio()) as c:
+        r = await c.call_tool("query_sql", {"sql": "SELECT 1 -- " + "x" * (10 * 1024 * 1024)})
+        assert r.is_error and "too large" in r.content[0].text
+        _check_truth(await _cost(c, "wf-001"), "wf-001")
+
+
+@pytest.mark.e2e  # starts a detached daemon: ~10 s
+async def test_stdio_starts_the_daemon_when_absent(golem_home: Path, tmp_path: Path) -> None:
+    env = {"GOLEM_PORT": "0", "GOLEM_DB": str(tmp_path / "auto.duckdb"),
+           "CLAUDE_CONFIG_DIR": str(tmp_path / "no-claude")}  # the daemon must not read the real transcripts
+    try:
+        async with Client(_stdio(env)) as c:
+            r = await c.call_tool("record_workflow", {"workflow_id": "wf-auto", "session_id": "s-auto"})
+            assert not r.is_error and r.structured_content["linked"] is True
+        state = json.loads((golem_home / "daemon.json").read_text())
+        assert httpx.get(state["url"] + "/healthz", timeout=5).status_code == 200
+    finally:
+        subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], env={**os.environ, **env}, timeout=30,
+                       capture_output=True)
+
+
+@pytest.mark.e2e  # stops and restarts the daemon: ~20 s
+async def test_a_call_while_the_daemon_is_down_restarts_it(start_daemon: Callable[..., Any], tmp_path: Path) -> None:
+    d = start_daemon()
+    _import(d.url)
+    env = {"GOLEM_PORT": "0", "GOLEM_DB": str(d.db), "CLAUDE_CONFIG_DIR": str(tmp_path / "no-claude")}
+    try:
+        async with Client(_stdio(env)) as c:
+            _check_truth(await _cost(c, "wf-005"), "wf-005")
+            d.stop()
+            # sent while no daemon runs: the bridge starts one on the same store and resends
+            _check_truth(await _cost(c, "wf-005"), "wf-005")
+            r = await c.call_tool("record_workflow", {"workflow_id": "wf-after", "session_id": "s-2"})
+            assert not r.is_error
+    finally:
+        subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], env={**os.environ, **env}, timeout=30,
+                       capture_output=True)
+
+
+@pytest.mark.e2e  # a load test: 2,000 calls take minutes on 2 cores (the views cost 25-100 ms a query)
+async def test_ten_clients_200_mixed_calls_with_otlp_ingest(daemon: str) -> None:
+    _import(daemon)
+    stop = threading.Event()
+    otlp_errors: list[str] = []
+    bodies = sorted((FIX / "otlp").glob("*_logs.json"))[:40]
+
+    def ingest() -> None:
+        # OTLP keeps arriving (the same bodies again: idempotent) while the tools run
+        with httpx.Client(timeout=30) as h:
+            while not stop.is_set():
+                for b in bodies:
+                    if stop.is_set():
+                        break
+                    r = h.post(daemon + "/v1/logs", content=b.read_bytes(), headers={"content-type": "application/json"})
+                    if r.status_code != 200:
+                        otlp_errors.append(f"{r.status_code} {r.text[:200]}")
+
+    t = threading.Thread(target=ingest)
+    t.start()
+    errors: list[str] = []
+    calls_per_client = 200
+
+    async def one_client(i: int) -> None:
+        async with Client(daemon + "/mcp") as c:
+            for k in range(calls_per_client):
+                kind = k % 5
+                if kind == 0:
+                    name, args = "record_stage_usage", {"workflow_id": f"wf-c{i}", "stage": f"s{k}",
+                                                        "input_tokens": k, "session_id": f"sess-{i}"}
+                elif kind == 1:
+                    name, args = "query_workflow_cost", {"workflow_id": "wf-00" + str(1 + k % 8)}
+                elif kind == 2:
+                    name, args = "report_review_findings", {"findings_json": {
+                        "v": 1, "task": f"t-{i}-{k}", "parent": f"wf-c{i}",
+                        "severity": {"critical": 0, "major": 0, "minor": 1},
+                        "issues": [{"severity": "minor", "summary": f"issue {i} {k}"}]}}
+                elif kind == 3:
+                    name, args = "query_errors", {"workflow_id": "wf-006", "limit": 3}
+                else:
+                    name, args = "query_sql", {"sql": "SELECT count(*) FROM requests", "max_rows": 1}
+                r = await c.call_tool(name, args)
+                if r.is_error:
+                    errors.append(f"{name}: {r.content[0].text[:300]}")
+
+    try:
+        async with anyio.create_task_group() as tg:
+            for i in range(10):
+                tg.start_soon(one_client, i)
+    finally:
+        stop.set()
+        t.join()
+    assert errors == []
+    assert otlp_errors == []
+    async with Client(daemon + "/mcp") as c:
+        r = await c.call_tool("query_sql", {"sql": "SELECT count(*) AS n, count(DISTINCT workflow_id) AS w, "
+                                                   "sum(input_tokens) AS t FROM stage_records"})
+        n, w, tokens = r.structured_content["rows"][0]
+        per_client = calls_per_client // 5
+        assert (n, w) == (10 * per_client, 10)
+        assert tokens == 10 * sum(range(0, calls_per_client, 5))
+        r = await c.call_tool("query_sql", {"sql": "SELECT count(*) FROM review_reports WHERE workflow_id LIKE 'wf-c%'"})
+        assert r.structured_content["rows"] == [[10 * per_client]]
+        _check_truth(await _cost(c, "wf-007"), "wf-007")
+
+
+@pytest.mark.parametrize("bad", [b"not json\n", b'{"jsonrpc":"2.0","id":7,"method":"no/such"}\n'])
+def test_bridge_answers_garbage_with_protocol_errors(daemon: str, bad: bytes) -> None:
+    init = json.dumps({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}).encode()
+    p = subprocess.run([sys.executable, "-m", "golem_mcp", "stdio"], input=init + b"\n" + bad, capture_output=True,
+                       timeout=60, env={**os.environ})
+    lines = [json.loads(x) for x in p.stdout.splitlines()]
+    assert lines[0]["id"] == 1 and "result" in lines[0]
+    assert len(lines) == 2 and "error" in lines[1]
