@@ -60,39 +60,44 @@ def wait_healthy(url: str, timeout: float = 15) -> bool:
     return False
 
 
+def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None = None) -> Daemon:
+    """Run ``python -m golem_mcp serve --port 0 --db DB --no-watch`` (no ``--no-watch`` when
+    ``--watch`` is among ``extra``) with GOLEM_HOME=home, and wait for /healthz. Usable from
+    fixtures of any scope; the caller stops it."""
+    args = [sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--db", str(db), *extra]
+    if "--watch" not in extra:
+        args.append("--no-watch")
+    state = home / "daemon.json"
+    state.unlink(missing_ok=True)
+    out = home / "daemon.test.out"
+    with open(out, "ab") as log:
+        proc = subprocess.Popen(args, stdout=log, stderr=log,
+                                env={**os.environ, "GOLEM_HOME": str(home), **(env or {})})
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode}:\n{out.read_text()}")
+        try:
+            url = json.loads(state.read_text())["url"]
+        except (OSError, ValueError, KeyError):
+            time.sleep(0.05)
+            continue
+        if wait_healthy(url, max(0.1, deadline - time.monotonic())):
+            return Daemon(url, proc, db, home)
+    proc.kill()
+    raise RuntimeError(f"daemon did not answer /healthz within 30 s:\n{out.read_text()}")
+
+
 @pytest.fixture
 def start_daemon(golem_home: Path, tmp_path: Path) -> Iterator[Callable[..., Daemon]]:
-    """Factory: ``start_daemon(*extra_args, env=None)`` runs ``python -m golem_mcp serve --port 0
-    --db <tmp>/golem.duckdb --no-watch`` (unless ``--watch`` is among the args), waits for /healthz and
-    returns a :class:`Daemon`. Every daemon started is stopped at teardown."""
+    """Factory: ``start_daemon(*extra_args, env=None, db=None)`` -> a running :class:`Daemon` in
+    ``golem_home`` (see :func:`launch_daemon`). Every daemon started is stopped at teardown."""
     started: list[Daemon] = []
 
     def start(*extra: str, env: dict[str, str] | None = None, db: Path | None = None) -> Daemon:
-        db = db or tmp_path / "golem.duckdb"
-        args = [sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--db", str(db), *extra]
-        if "--watch" not in extra:
-            args.append("--no-watch")
-        state = golem_home / "daemon.json"
-        state.unlink(missing_ok=True)
-        log = open(golem_home / "daemon.test.out", "ab")  # noqa: SIM115 - closed with the process
-        proc = subprocess.Popen(args, stdout=log, stderr=log, env={**os.environ, **(env or {})})
-        log.close()
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"daemon exited with {proc.returncode}:\n"
-                                   + (golem_home / "daemon.test.out").read_text())
-            try:
-                url = json.loads(state.read_text())["url"]
-            except (OSError, ValueError, KeyError):
-                time.sleep(0.05)
-                continue
-            if wait_healthy(url, max(0.1, deadline - time.monotonic())):
-                d = Daemon(url, proc, db, golem_home)
-                started.append(d)
-                return d
-        proc.kill()
-        raise RuntimeError("daemon did not answer /healthz within 20 s:\n" + (golem_home / "daemon.test.out").read_text())
+        d = launch_daemon(golem_home, db or tmp_path / "golem.duckdb", *extra, env=env)
+        started.append(d)
+        return d
 
     yield start
     for d in started:

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, launch_daemon
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 TOKENS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
@@ -92,16 +92,20 @@ def test_otlp_and_hooks_over_http_give_truth_per_workflow_and_stage_and_twice_ad
     assert per_stage(daemon) == truth_per_stage()
 
 
-@pytest.fixture
-def small_daemon(start_daemon, golem_home):
-    """A daemon whose body limit is 200 kB (settings.json), holding the fixtures' OTLP data."""
-    (golem_home / "settings.json").write_text(json.dumps({"max_body_bytes": 200_000}))
-    d = start_daemon()
-    for name in ("00006_logs.json", "00001_metrics.pb", "00005_traces.pb"):
-        f = FIXTURES / "otlp" / name
-        assert post_otlp(d.url, f.stem.split("_")[1], CTYPE[f.suffix], f.read_bytes()).status_code == 200
-    assert status(d.url)["api_requests"] > 0
-    return d.url
+@pytest.fixture(scope="module")
+def small_daemon(tmp_path_factory):
+    """One daemon for all bad-input cases: body limit 200 kB (settings.json), some data stored."""
+    home = tmp_path_factory.mktemp("small-home")
+    (home / "settings.json").write_text(json.dumps({"max_body_bytes": 200_000}))
+    d = launch_daemon(home, home / "golem.duckdb")
+    try:
+        for name in ("00006_logs.json", "00001_metrics.pb", "00005_traces.pb"):
+            f = FIXTURES / "otlp" / name
+            assert post_otlp(d.url, f.stem.split("_")[1], CTYPE[f.suffix], f.read_bytes()).status_code == 200
+        assert status(d.url)["api_requests"] > 0
+        yield d.url
+    finally:
+        d.stop()
 
 
 @pytest.mark.parametrize(("case", "path", "headers", "body", "code", "says"), [
