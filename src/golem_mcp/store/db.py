@@ -138,6 +138,8 @@ class Store:
                     "process holding the file and stop it."
                 ) from e
             raise GolemError(f"cannot open {self.path}: {e}") from e
+        # a library and a daemon: DuckDB's terminal progress bar would write into our output
+        self.con.execute("SET enable_progress_bar = false")
         self._lock = threading.RLock()
         self._types: dict[str, dict[str, str]] = {}
         if not read_only:
