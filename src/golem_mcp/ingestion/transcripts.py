@@ -97,7 +97,7 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
     """
     source = str(tf.path)
     lineno = first_line - 1
-    session_seen: set[str] = set()
+    session_seen: set = set()  # session ids and agent rows already sent for this file
     loads = orjson.loads
     lines = data.split(b"\n")
     if lines and not lines[-1]:
@@ -173,7 +173,7 @@ def _session_row(tf: TranscriptFile, rec: dict, ts: int | None) -> dict:
     }
 
 
-def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set[str]) -> None:
+def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set) -> None:
     msg = rec.get("message")
     if not isinstance(msg, dict):
         return
@@ -185,8 +185,12 @@ def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set[st
         batch.add("sessions", _session_row(tf, rec, ts))
     if agent_id:
         attribution = rec.get("attributionAgent")
-        batch.add("agents", {"agent_id": agent_id, "session_id": session_id,
-                             "agent_type": attribution if isinstance(attribution, str) else None})
+        agent = (agent_id, session_id, attribution if isinstance(attribution, str) else None)
+        # every line of a subagent repeats this row; a repeat of an identical row changes nothing
+        # in the merge (no "latest wins" column among these), so it is sent once per file
+        if agent not in session_seen:
+            session_seen.add(agent)
+            batch.add("agents", {"agent_id": agent[0], "session_id": agent[1], "agent_type": agent[2]})
     model = msg.get("model")
     request_id = rec.get("requestId")
     usage = msg.get("usage")
