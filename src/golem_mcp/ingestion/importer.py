@@ -55,7 +55,11 @@ class ImportResult:
 
 
 def classify(path: Path) -> str | None:
-    name = path.name.lower()
+    return _classify_name(path.name)
+
+
+def _classify_name(name: str) -> str | None:
+    name = name.lower()
     if name.endswith(".meta.json"):
         return "meta"
     base = name[:-3] if name.endswith(".gz") else name
@@ -91,6 +95,33 @@ def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, os.stat_result]]:
             yield p, p.stat()
 
 
+def _walk_keys(p: Path) -> Iterator[tuple[str, str, os.stat_result]]:
+    """Like :func:`walk` for one path, yielding (``str(path)``, file name, stat) without making a
+    Path per file: a re-sync of a large history is mostly this loop."""
+    if not p.is_dir():
+        if p.exists():
+            yield str(p), p.name, p.stat()
+        return
+    root = str(p)
+    strip = 2 if root == "." else 0  # str(Path("./x")) is "x"
+    stack = [root]
+    while stack:
+        d = stack.pop()
+        try:
+            it = os.scandir(d)
+        except OSError:
+            continue  # unreadable folder: nothing to import from it, keep walking the rest
+        with it:
+            for e in it:
+                if e.is_dir(follow_symlinks=False):
+                    stack.append(e.path)
+                elif e.is_file():
+                    try:
+                        yield e.path[strip:], e.name, e.stat()
+                    except OSError:
+                        continue  # deleted between listing and stat
+
+
 class Importer:
     def __init__(self, store: Store, store_prompts: bool = False) -> None:
         self.store = store
@@ -104,17 +135,17 @@ class Importer:
             if not p.exists():
                 res.skipped.append(Skipped(str(p), None, "no such file or folder"))
                 continue
-            for f, st in walk([p]):
-                kind = classify(f)
+            for key, name, st in _walk_keys(p):
+                kind = _classify_name(name)
                 if kind is None:
                     continue
                 res.files_seen += 1
-                old = states.get(str(f))
+                old = states.get(key)
                 if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
                     res.files_unchanged += 1
                     continue
                 # hooks-or-transcript is told by the file's first line, read with the file itself
-                todo.append((f, st, kind))
+                todo.append((Path(key), st, kind))
         total = sum(st.st_size - (states.get(str(f), (0, 0, 0, 0))[2] if k == "transcript" else 0)
                     for f, st, k in todo)
         batch = Batch()
