@@ -30,7 +30,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_FIXTURE = Path("/work/shared/fixtures/claude-code-2.1.328/home/.claude/projects")
+DEFAULT_FIXTURE = HERE.parents[1] / "shared" / "fixtures" / "claude-code-2.1.328" / "home" / ".claude" / "projects"
 FIXTURE_ENV = "GOLEM_BENCH_FIXTURE"
 
 TAG = b"\x00K\x00"  # replaced by the copy number, 4 hex digits
