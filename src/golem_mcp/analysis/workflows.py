@@ -10,8 +10,11 @@ How the calling session is known (the ``Caller``):
    request as ``_meta["claudecode/toolUseId"]``, and the same id reaches the daemon from the
    ``PreToolUse`` hook (which Claude Code runs, and waits for, before it calls the tool) and later
    from the transcript and OTel. The tool call row for that id names the session and, inside a
-   subagent, the agent. We wait a few seconds for it, because the hook may still be in flight.
-3. Without either, the workflow is recorded but not linked; the answer says so and what to pass.
+   subagent, the agent. We wait a little for it, because the hook may still be in flight;
+3. otherwise the session the MCP client announced: Claude Code starts its stdio MCP servers with
+   ``CLAUDE_CODE_SESSION_ID`` in their environment, and the ``golem-mcp stdio`` bridge forwards it
+   as the ``x-golem-session-id`` header. It names the session but not the subagent.
+4. Without any, the workflow is recorded but not linked; the answer says so and what to pass.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ class Caller:
     session_id: str | None = None
     agent_id: str | None = None
     tool_use_id: str | None = None
-    how: str = "unknown"  # argument | tool_use_id | unknown
+    how: str = "unknown"  # argument | tool_use_id | mcp_client | unknown
 
     @property
     def known(self) -> bool:
@@ -44,22 +47,26 @@ class Caller:
 
 
 def resolve_caller(store: Store, session_id: str | None = None, agent_id: str | None = None,
-                   tool_use_id: str | None = None, wait_s: float = 5.0) -> Caller:
+                   tool_use_id: str | None = None, client_session_id: str | None = None,
+                   wait_s: float = 5.0) -> Caller:
     """Find the session (and agent) behind a tool call; see the module docstring for the order."""
     if session_id:
         return Caller(session_id, agent_id, tool_use_id, "argument")
-    if not tool_use_id:
-        return Caller()
-    deadline = time.monotonic() + wait_s
-    while True:
-        rows = store.query("SELECT session_id, agent_id FROM tool_calls WHERE tool_use_id = ? "
-                           "AND session_id IS NOT NULL", [tool_use_id])
-        if rows:
-            return Caller(rows[0]["session_id"], rows[0]["agent_id"], tool_use_id, "tool_use_id")
-        if time.monotonic() >= deadline:
-            return Caller(None, None, tool_use_id, "unknown")
-        # the PreToolUse hook for this very call may still be on its way to the daemon
-        time.sleep(0.1)
+    if tool_use_id:
+        # with the client's session already known, only a short wait: the agent id is a bonus
+        deadline = time.monotonic() + (min(wait_s, 1.5) if client_session_id else wait_s)
+        while True:
+            rows = store.query("SELECT session_id, agent_id FROM tool_calls WHERE tool_use_id = ? "
+                               "AND session_id IS NOT NULL", [tool_use_id])
+            if rows:
+                return Caller(rows[0]["session_id"], rows[0]["agent_id"], tool_use_id, "tool_use_id")
+            if time.monotonic() >= deadline:
+                break
+            # the PreToolUse hook for this very call may still be on its way to the daemon
+            time.sleep(0.1)
+    if client_session_id:
+        return Caller(client_session_id, None, tool_use_id, "mcp_client")
+    return Caller(None, None, tool_use_id, "unknown")
 
 
 def recent_workflows(store: Store, limit: int = 5) -> list[str]:

@@ -11,7 +11,8 @@ needs per-connection state; a daemon restart then costs the bridge nothing but o
 
 How the calling session is found: see ``analysis/workflows.py`` (explicit ``session_id``, else the
 ``_meta["claudecode/toolUseId"]`` Claude Code attaches to each tool call, matched to the
-PreToolUse hook / transcript record of that call).
+PreToolUse hook / transcript record of that call, else the ``CLAUDE_CODE_SESSION_ID`` Claude Code
+gives the stdio bridge, forwarded as the ``x-golem-session-id`` header).
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class WorkflowRecorded(BaseModel):
     status: str | None = Field(None, description="status")
     session_id: str | None = Field(None, description="the calling Claude Code session, when known")
     linked: bool = Field(description="true: this session's and its subagents' usage is attributed to the workflow")
-    linked_by: str = Field(description="how the session was identified: argument | tool_use_id | unknown")
+    linked_by: str = Field(description="how the session was identified: argument | tool_use_id | mcp_client | unknown")
     note: str | None = Field(None, description="what to do when not linked")
 
 
@@ -272,9 +273,9 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
             tool_use_id = meta.get(TOOL_USE_META) if isinstance(meta, dict) else None
             headers = ctx.headers or {}
             header_session = headers.get(SESSION_HEADER)
-        return workflows.resolve_caller(get_store(), session_id or header_session, agent_id,
+        return workflows.resolve_caller(get_store(), session_id, agent_id,
                                         tool_use_id if isinstance(tool_use_id, str) else None,
-                                        wait_s=wait_for_caller_s)
+                                        header_session, wait_s=wait_for_caller_s)
 
     @server.tool(annotations=RECORDS, description=(
         "Record a workflow's context (workflow_id, path fast-track/full, complexity, spec completeness, "
