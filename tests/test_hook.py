@@ -36,8 +36,15 @@ def run_hook(home: Path, stdin: bytes | str | dict, *, script: bool = False,
                           env={**os.environ, "GOLEM_HOME": str(home), **(env or {})})
 
 
-def counts(url: str) -> dict[str, int]:
-    return httpx.get(url + "/api/status", timeout=10).json()
+def counts(url: str, headers: dict[str, str] | None = None, **want: int) -> dict[str, int]:
+    """The store's table counts, after waiting (up to 10 s) until they reach ``want``: the hook
+    gets its reply once the payload is journaled, and the daemon commits it moments later."""
+    deadline = time.monotonic() + 10
+    while True:
+        c = httpx.get(url + "/api/status", timeout=10, headers=headers).json()
+        if all(c.get(k, 0) >= v for k, v in want.items()) or time.monotonic() > deadline:
+            return c
+        time.sleep(0.05)
 
 
 def spooled(home: Path) -> list[dict]:
@@ -57,9 +64,8 @@ def test_daemon_up_the_event_is_stored_and_nothing_is_printed(golem_home, daemon
     for i, payload in enumerate([PRE_TOOL, POST_TOOL]):
         r = run_hook(golem_home, payload, script=i == 1 and SCRIPT.exists())
         assert r.returncode == 0 and r.stdout == b"" and r.stderr == b"", r
-    c = counts(daemon)
+    c = counts(daemon, hook_events=2)
     assert c["hook_events"] == 2 and c["tool_calls"] == 1
-    assert spooled(golem_home) == []
 
 
 def test_session_start_prints_only_the_daemons_display_text(golem_home, daemon):
@@ -72,7 +78,7 @@ def test_session_start_prints_only_the_daemons_display_text(golem_home, daemon):
         assert r.stdout == b""
     else:
         assert r.stdout.decode().strip()
-    assert counts(daemon)["sessions"] == 1
+    assert counts(daemon, sessions=1)["sessions"] == 1
 
 
 @pytest.mark.parametrize("state", ["no state file", "stale state file"])
@@ -89,15 +95,15 @@ def test_daemon_down_the_payload_is_spooled_then_drained_when_it_starts(golem_ho
     assert {k: v for k, v in lines[1].items() if k != "_golem_received_us"} == PRE_TOOL
 
     d = start_daemon()
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and counts(d.url)["hook_events"] < 3:
-        time.sleep(0.1)
-    c = counts(d.url)
+    c = counts(d.url, hook_events=3)
     assert c["hook_events"] == 3 and c["sessions"] == 1 and c["tool_calls"] == 1
     assert list((golem_home / "spool").iterdir()) == []
     # the same payloads again, now through the daemon, add nothing
     for payload in (SESSION_START, PRE_TOOL, POST_TOOL):
         assert run_hook(golem_home, payload).returncode == 0
+    deadline = time.monotonic() + 10
+    while (golem_home / "spool").exists() and os.listdir(golem_home / "spool") and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert counts(d.url) == c
 
 
@@ -126,7 +132,7 @@ def test_hook_sends_the_token_from_the_state_file(golem_home, start_daemon):
     d = start_daemon("--token", "t0ken")
     r = run_hook(golem_home, PRE_TOOL)
     assert r.returncode == 0 and r.stdout == b""
-    ok = httpx.get(d.url + "/api/status", headers={"authorization": "Bearer t0ken"}).json()
+    ok = counts(d.url, headers={"authorization": "Bearer t0ken"}, hook_events=1)
     assert ok["hook_events"] == 1
     assert spooled(golem_home) == []
 
@@ -135,7 +141,7 @@ def test_golem_url_overrides_the_state_file(golem_home, daemon):
     (golem_home / "daemon.json").unlink()
     r = run_hook(golem_home, PRE_TOOL, env={"GOLEM_URL": daemon})
     assert r.returncode == 0
-    assert counts(daemon)["hook_events"] == 1 and spooled(golem_home) == []
+    assert counts(daemon, hook_events=1)["hook_events"] == 1
 
 
 def test_hook_start_up_imports_nothing_heavy(golem_home):

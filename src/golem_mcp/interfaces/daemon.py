@@ -369,6 +369,7 @@ class Background:
         self.spool = spool
         self.import_lock = import_lock
         self.stop_event = threading.Event()
+        self.spool_wake = threading.Event()
         self.threads: list[threading.Thread] = []
         self._last_error: dict[str, tuple[str, float]] = {}
 
@@ -385,13 +386,24 @@ class Background:
 
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
+        self.spool_wake.set()
         deadline = time.monotonic() + timeout
         for t in self.threads:
             t.join(max(0.0, deadline - time.monotonic()))
 
+    def wake_spool(self) -> None:
+        """Drain now rather than at the next interval (a hook was just journaled)."""
+        self.spool_wake.set()
+
     def _loop(self, name: str, interval: float, fn: Callable[[], None]) -> None:
         first = name != "summary"  # drain and scan at once on start; the summary only after a while
-        while first or not self.stop_event.wait(interval):
+        while not self.stop_event.is_set():
+            if not first:
+                if name == "spool":
+                    self.spool_wake.wait(interval)
+                    self.spool_wake.clear()
+                elif self.stop_event.wait(interval):
+                    break
             first = False
             try:
                 fn()
@@ -529,7 +541,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         stats.records += n
         return otlp_reply(signal, kind, len(batch.skipped), "; ".join(str(s) for s in batch.skipped[:5]))
 
-    def map_hooks(body: bytes) -> tuple[Batch, int, bool]:
+    def map_hooks(body: bytes, journal: bool = False) -> tuple[Batch, int, bool]:
         from ..ingestion.hooks import hook_to_batch
         from ..ingestion.records import now_us
 
@@ -542,6 +554,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         received = now_us()
         n = 0
         session_start = False
+        lines: list[bytes] = []
         for i, p in enumerate(items, start=1):
             # a payload replayed from a spool or capture keeps the time it was first received
             stamp = p.get("_golem_received_us") if isinstance(p, dict) else None
@@ -549,16 +562,32 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                              source="POST /hooks", line=i):
                 n += 1
                 session_start = session_start or p.get("hook_event_name") == "SessionStart"
+                if journal:
+                    lines.append(orjson.dumps({**p, "_golem_received_us": stamp if isinstance(stamp, int)
+                                               else received}) + b"\n")
         if not n:
             raise InvalidInput("no hook payload in the body", [str(s) for s in batch.skipped[:10]])
+        if journal and spool is not None:
+            from ..ingestion.spool import append
+
+            append(str(spool), b"".join(lines))
         return batch, n, session_start
 
     async def hooks_endpoint(request: Request) -> Response:
         body = await read_body(request, limit)
-        batch, n, session_start = await anyio.to_thread.run_sync(map_hooks, body)
-        await writer.write(batch)
+        # ``?ack=spooled`` (what ``golem-mcp hook`` sends): reply once the payload is journaled to
+        # the spool file, which the drainer commits moments later. As durable as a commit (it is
+        # on disk, and a crash leaves it for the next start), without making Claude Code wait
+        # for a DuckDB transaction on every hook event.
+        journal = request.query_params.get("ack") == "spooled" and spool is not None
+        batch, n, session_start = await anyio.to_thread.run_sync(map_hooks, body, journal)
+        if journal:
+            background.wake_spool()
+            reply: dict[str, Any] = {"ok": True, "queued": n}
+        else:
+            await writer.write(batch)
+            reply = {"ok": True, "stored": n}
         stats.hooks += n
-        reply: dict[str, Any] = {"ok": True, "stored": n}
         if batch.skipped:
             reply["skipped"] = [str(s) for s in batch.skipped]
         if session_start:

@@ -80,7 +80,8 @@ def post(body: bytes, target: tuple[str, int, str, str | None]) -> tuple[int, by
     host, port, prefix, token = target
     deadline = time.monotonic() + TOTAL_TIMEOUT
     host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    head = (f"POST {prefix}/hooks HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
+    # ack=spooled: the daemon replies once the payload is journaled, not after a database commit
+    head = (f"POST {prefix}/hooks?ack=spooled HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
             f"Content-Length: {len(body)}\r\nConnection: close\r\n")
     if token:
         head += f"Authorization: Bearer {token}\r\n"
