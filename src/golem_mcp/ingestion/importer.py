@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 from . import otlp
 from .hooks import parse_hook_lines
 from .records import Batch, Skipped, now_us
-from .transcripts import TranscriptFile, parse_lines, parse_meta
+from .transcripts import TOOL_MERGE, TranscriptFile, parse_lines, parse_meta
 
 FLUSH_BYTES = 64 * 1024 * 1024
 FLUSH_ROWS = 200_000
@@ -124,6 +124,11 @@ def _walk_keys(p: Path) -> Iterator[tuple[str, str, os.stat_result]]:
 
 class Importer:
     def __init__(self, store: Store, store_prompts: bool = False) -> None:
+        from ..store.db import POLICY
+
+        if {k: v for k, v in POLICY["tool_calls"].items()} != TOOL_MERGE:
+            # transcripts merge a call's two rows before writing; they must merge as the store does
+            raise GolemError("internal: transcripts.TOOL_MERGE differs from the store's tool_calls policy")
         self.store = store
         self.store_prompts = store_prompts
 
@@ -196,6 +201,9 @@ class Importer:
         if cur:
             tasks.append(cur)
         with _WorkerPool(min(workers, len(tasks))) as pool:
+            # the store's first write imports pyarrow (~0.1-0.3 s): do it while the workers parse
+            import pyarrow  # noqa: F401
+
             for rows, skipped, counts in pool.map_ordered([(t, self.store_prompts) for t in tasks]):
                 for table, rs in rows.items():
                     batch.rows[table].extend(rs)

@@ -98,6 +98,7 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
     source = str(tf.path)
     lineno = first_line - 1
     session_seen: set = set()  # session ids and agent rows already sent for this file
+    tools: dict[str, dict] = {}  # tool_use_id -> its row in this batch, to merge the result into
     loads = orjson.loads
     lines = data.split(b"\n")
     if lines and not lines[-1]:
@@ -120,9 +121,9 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
             continue
         rtype = rec.get("type")
         if rtype == "assistant":
-            _assistant(tf, rec, batch, session_seen)
+            _assistant(tf, rec, batch, session_seen, tools)
         elif rtype == "user":
-            _user(tf, rec, batch)
+            _user(tf, rec, batch, tools)
         elif rtype == "system":
             _system(tf, rec, batch)
         elif rtype not in KNOWN_TYPES:
@@ -173,7 +174,7 @@ def _session_row(tf: TranscriptFile, rec: dict, ts: int | None) -> dict:
     }
 
 
-def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set) -> None:
+def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set, tools: dict[str, dict]) -> None:
     msg = rec.get("message")
     if not isinstance(msg, dict):
         return
@@ -233,7 +234,7 @@ def _assistant(tf: TranscriptFile, rec: dict, batch: Batch, session_seen: set) -
             if isinstance(block, dict) and block.get("type") == "tool_use" and block.get("id"):
                 name = block.get("name")
                 tinput = block.get("input")
-                batch.add("tool_calls", {
+                _add_tool(batch, tools, {
                     "tool_use_id": block["id"],
                     "session_id": session_id,
                     "agent_id": agent_id,
@@ -251,7 +252,7 @@ def _params_json(name: str | None, tinput: object) -> str | None:
     return orjson.dumps(p).decode() if p else None
 
 
-def _user(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
+def _user(tf: TranscriptFile, rec: dict, batch: Batch, tools: dict[str, dict]) -> None:
     msg = rec.get("message")
     content = msg.get("content") if isinstance(msg, dict) else None
     if not isinstance(content, list):
@@ -267,7 +268,7 @@ def _user(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
         is_error = bool(block.get("is_error"))
         result = block.get("content")
         size = len(result) if isinstance(result, str) else len(orjson.dumps(result)) if result is not None else None
-        batch.add("tool_calls", {
+        _add_tool(batch, tools, {
             "tool_use_id": tid,
             "session_id": session_id,
             "agent_id": agent_id,
@@ -278,6 +279,42 @@ def _user(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
             "result_size_bytes": size,
             "source_mask": SRC_TRANSCRIPT,
         })
+
+
+# How two rows of one tool call merge; mirrors the store's POLICY["tool_calls"] (the importer checks
+# that they agree). Any other column: the first non-null value stays.
+TOOL_MERGE = {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new"}
+
+
+def _add_tool(batch: Batch, tools: dict[str, dict], row: dict) -> None:
+    """Add a tool_calls row, or merge it into the row this file already gave for the same call.
+
+    A call's tool_use (assistant line) and its tool_result (a later user line) are two rows that
+    the store would merge by ``tool_use_id`` with :data:`TOOL_MERGE`; merging them here, in file
+    order, gives the same row and halves the rows to write.
+    """
+    tid = row["tool_use_id"]
+    prev = tools.get(tid)
+    if prev is None:
+        tools[tid] = row
+        batch.add("tool_calls", row)
+        return
+    for k, v in row.items():
+        if v is None:
+            continue
+        old = prev.get(k)
+        if old is None:
+            prev[k] = v
+            continue
+        how = TOOL_MERGE.get(k)
+        if how == "and":
+            prev[k] = bool(old) and bool(v)
+        elif how == "min":
+            prev[k] = min(old, v)
+        elif how == "or":
+            prev[k] = old | v
+        elif how == "new":
+            prev[k] = v
 
 
 def _system(tf: TranscriptFile, rec: dict, batch: Batch) -> None:
