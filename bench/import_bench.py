@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -146,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--history", type=Path, default=DATA / "history", help="where the generated history lives")
     p.add_argument("--regen", action="store_true", help="regenerate the history even if it exists")
     p.add_argument("--runs", type=int, default=5, help="re-sync repetitions (median reported)")
+    p.add_argument("--first-runs", type=int, default=3,
+                   help="first imports, each into a fresh DB (best and median reported; default 3)")
     p.add_argument("--ccusage", help="path of a ccusage executable (default: npm-install into bench/.data/node)")
     p.add_argument("--no-ccusage", action="store_true", help="skip the ccusage comparison")
     p.add_argument("--json-out", type=Path, default=DATA / "import_bench.json")
@@ -173,12 +176,26 @@ def main(argv: list[str] | None = None) -> int:
             timed([py, "-c", "import duckdb"], env)[0] for _ in range(5)) - r["python_startup_s"]
         r["golem_version_s"] = statistics.median(timed([gm, "--version"], env)[0] for _ in range(5))
 
-        # -- (a) first import into a fresh DB
-        secs, out = timed([gm, "import", projects, "--db", str(db), "--json"], env)
-        res = json.loads(out)
+        # -- (a) first import into a fresh DB (best and median of --first-runs, the machine may be shared)
+        firsts: list[float] = []
+        cpus: list[float] = []
+        for _ in range(args.first_runs):
+            for f in (db, db.with_suffix(".duckdb.wal")):
+                f.unlink(missing_ok=True)
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            secs, out = timed([gm, "import", projects, "--db", str(db), "--json"], env)
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            firsts.append(secs)
+            cpus.append(c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime)
+            res = json.loads(out)
+        secs = min(firsts)
+        r["first_import_runs_s"] = firsts
         r["first_import_s"] = secs
+        r["first_import_median_s"] = statistics.median(firsts)
+        r["first_import_cpu_s"] = min(cpus)
         r["first_import_bytes"] = res["bytes_read"]
         r["first_import_mbps"] = res["bytes_read"] / 1e6 / secs
+        r["first_import_median_mbps"] = res["bytes_read"] / 1e6 / r["first_import_median_s"]
         r["first_import_rows"] = res["rows"]
         r["first_import_skipped"] = len(res["skipped"])
         secs, _ = timed([gm, "report", "--json", "--no-sync", "--db", str(db)], env)
@@ -256,10 +273,14 @@ def print_table(r: dict, jsonl_mb: float) -> None:
           f" ({made}); {r['cpus']} CPUs; "
           f"load average {r['load_avg_before']:.1f} before, {r.get('load_avg_after', 0):.1f} after")
     rows = [
-        ("(a) first import (CLI, fresh DB)", fmt_s(r["first_import_s"]),
+        ("(a) first import (CLI, fresh DB), best", fmt_s(r["first_import_s"]),
          f"{r['first_import_mbps']:.0f} MB/s, {ok(r['first_import_mbps'] >= TARGET_MBPS)} (>= {TARGET_MBPS:.0f} MB/s)"),
+        (f"    median of {len(r['first_import_runs_s'])}", fmt_s(r["first_import_median_s"]),
+         f"{r['first_import_median_mbps']:.0f} MB/s"),
+        ("    CPU time (all processes)", fmt_s(r["first_import_cpu_s"]),
+         f"{r['first_import_bytes'] / 1e6 / r['first_import_cpu_s']:.0f} MB per CPU-second"),
         ("    report --json --no-sync", fmt_s(r["first_report_s"]), ""),
-        ("    first import + report", fmt_s(r["first_total_s"]), ratio(r["first_total_s"])),
+        ("    first import (best) + report", fmt_s(r["first_total_s"]), ratio(r["first_total_s"])),
         ("(b) re-sync + report, library, store open", fmt_s(r["resync_lib_open_store_s"]),
          f"import {r['resync_lib_open_store_import_s']:.3f} + report {r['resync_lib_open_store_report_s']:.3f}; "
          f"{ok(r['resync_lib_open_store_s'] < TARGET_RESYNC_S)} (< {TARGET_RESYNC_S} s); {ratio(r['resync_lib_open_store_s'])}"),
