@@ -151,7 +151,7 @@ def run_read_only(store: Store, sql: str, max_rows: int = 100, max_chars: int = 
     if truncated:
         notes.append(f"more than {max_rows} rows: add LIMIT/OFFSET, filters or GROUP BY to see the rest")
     size = len(json.dumps(columns))
-    kept = []
+    kept: list[list[Any]] = []
     for r in rows:
         size += len(json.dumps(r, default=str)) + 1
         if size > max_chars:

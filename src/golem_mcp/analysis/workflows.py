@@ -171,6 +171,7 @@ def observed_usage(store: Store, caller: Caller) -> dict[str, Any] | None:
     """What the store has seen for the caller's agent (or the session's main thread)."""
     if not caller.known:
         return None
+    params: list[Any]
     if caller.agent_id:
         where, params = "agent_id = ?", [caller.agent_id]
     else:
@@ -205,13 +206,14 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
     rec_id = int(store.scalar("SELECT nextval('stage_record_seq')"))
     given = bool(usage)
     src = usage if given else (observed or {})
-    row = {"id": rec_id, "workflow_id": workflow_id, "stage": stage, "task_id": task_id,
-           "agent": agent or (stage if caller.agent_id else None), "model": model or (observed or {}).get("model"),
-           "status": status, "started_at": start, "ended_at": end, "session_id": caller.session_id,
-           "agent_id": caller.agent_id, "recorded_at": now}
+    row: dict[str, Any] = {
+        "id": rec_id, "workflow_id": workflow_id, "stage": stage, "task_id": task_id,
+        "agent": agent or (stage if caller.agent_id else None), "model": model or (observed or {}).get("model"),
+        "status": status, "started_at": start, "ended_at": end, "session_id": caller.session_id,
+        "agent_id": caller.agent_id, "recorded_at": now}
     for k in USAGE_FIELDS:
-        v = src.get(k)
-        row[k] = (float(v) if k == "cost_usd" else int(v)) if v is not None else None
+        val = src.get(k)
+        row[k] = (float(val) if k == "cost_usd" else int(val)) if val is not None else None
     b = Batch()
     b.add("stage_records", row)
     b.add("workflows", {"workflow_id": workflow_id, "task_id": task_id, "started_at": now, "updated_at": now})
@@ -297,7 +299,8 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
         raise InvalidInput("limit must be 1..100")
     if workflow_id:
         require_workflow(store, workflow_id)
-    where, params = ["1=1"], []
+    where: list[str] = ["1=1"]
+    params: list[Any] = []
     if workflow_id:
         where.append("workflow_id = ?")
         params.append(workflow_id)

@@ -351,7 +351,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         limit: Annotated[int, Field(ge=1, le=200, description="groups per page")] = 20,
         offset: Annotated[int, Field(ge=0, description="paging offset")] = 0,
     ) -> WorkflowCost:
-        gb = list(group_by) if group_by is not None else ["stage"]
+        gb: list[str] = list(group_by) if group_by is not None else ["stage"]
         out = workflows.query_workflow_cost(get_store(), workflow_id, task_id, experiment_id, stage, since, until,
                                             gb, limit, offset)
         groups = [_cost_row(r, gb) for r in out["groups"]]
