@@ -47,19 +47,25 @@ def post_otlp(url: str, signal: str, ctype: str, body: bytes, gz: bool = False) 
 
 
 def post_everything(url: str, hooks_as_list: bool = False) -> None:
-    for i, (signal, ctype, body) in enumerate(otlp_bodies()):
-        r = post_otlp(url, signal, ctype, body, gz=i % 5 == 0)  # every fifth one gzip-compressed
+    """Every captured OTLP body, then every hook payload, from 8 connections at once (as several
+    exporters and sessions would send them); every fifth OTLP body gzip-compressed."""
+
+    def otlp(item: tuple[int, tuple[str, str, bytes]]) -> None:
+        i, (signal, ctype, body) = item
+        r = post_otlp(url, signal, ctype, body, gz=i % 5 == 0)
         assert r.status_code == 200, r.text
         if ctype == "application/json":
             assert r.headers["content-type"].startswith("application/json") and r.json() == {}
         else:
             assert r.headers["content-type"] == "application/x-protobuf" and r.content == b""
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(otlp, enumerate(otlp_bodies())))
     payloads = hook_payloads()
     if hooks_as_list:
         r = httpx.post(f"{url}/hooks", json=payloads, timeout=30)
         assert r.status_code == 200 and r.json()["stored"] == len(payloads), r.text
         return
-    # one request per payload from several connections at once, as concurrent sessions send them
     with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=8)) as c, ThreadPoolExecutor(8) as pool:
         for r in pool.map(lambda p: c.post(f"{url}/hooks", json=p), payloads):
             assert r.status_code == 200 and r.json()["ok"] is True, r.text
