@@ -144,7 +144,8 @@ def fmt_s(x: float | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--size-gb", type=float, default=1.0, help="history size (default 1.0)")
-    p.add_argument("--history", type=Path, default=DATA / "history", help="where the generated history lives")
+    p.add_argument("--history", type=Path, default=None,
+                   help="where the generated history lives (default bench/.data/history-<size>gb)")
     p.add_argument("--regen", action="store_true", help="regenerate the history even if it exists")
     p.add_argument("--runs", type=int, default=5, help="re-sync repetitions (median reported)")
     p.add_argument("--first-runs", type=int, default=3,
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
 
     DATA.mkdir(parents=True, exist_ok=True)
-    hist = ensure_history(args.history, args.size_gb, args.regen)
+    # one folder per size, so a quick run does not replace the 1 GB history
+    hist = ensure_history(args.history or DATA / f"history-{args.size_gb:g}gb", args.size_gb, args.regen)
     projects = hist["projects_dir"]
     jsonl_mb = hist["jsonl_bytes"] / 1e6
     work = Path(tempfile.mkdtemp(prefix="import-bench-", dir=DATA))
