@@ -408,3 +408,15 @@ async def test_invalid_arguments_are_tool_errors(store: Store) -> None:
         assert "path" in text
         text = await error(client, "query_workflow_cost", {"workflow_id": "wf-001", "group_by": ["colour"]})
         assert "group_by" in text
+
+
+async def test_master_recording_a_stage_does_not_relabel_its_own_requests(bare_store: Store) -> None:
+    sid = _session_of("wf-005")
+    tuid = bare_store.scalar("SELECT tool_use_id FROM tool_calls WHERE session_id = ? AND agent_id IS NULL "
+                             "ORDER BY timestamp LIMIT 1", [sid])
+    async with mcp(bare_store) as c:
+        out = await call(c, "record_stage_usage", {"workflow_id": "wf-E", "stage": "analyst", "input_tokens": 1},
+                         meta={"claudecode/toolUseId": tuid})
+        assert out["session_id"] == sid and out["agent_id"] is None
+    stages = bare_store.query("SELECT DISTINCT stage FROM requests WHERE session_id = ? AND agent_id IS NULL", [sid])
+    assert stages == [{"stage": "main"}]

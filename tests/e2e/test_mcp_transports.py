@@ -147,7 +147,8 @@ async def test_ten_clients_200_mixed_calls_with_otlp_ingest(daemon: str) -> None
     calls_per_client = 200
 
     async def one_client(i: int) -> None:
-        async with Client(daemon + "/mcp") as c:
+        # half the clients are stdio bridges (as Claude Code sessions are), half talk HTTP directly
+        async with Client(_stdio() if i % 2 else daemon + "/mcp") as c:
             for k in range(calls_per_client):
                 kind = k % 5
                 if kind == 0:

@@ -217,8 +217,10 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
     b = Batch()
     b.add("stage_records", row)
     b.add("workflows", {"workflow_id": workflow_id, "task_id": task_id, "started_at": now, "updated_at": now})
-    if caller.known:
-        # the caller's own requests (agent, or the session's main thread) now belong to this stage
+    # the caller's own requests now belong to this stage when the caller is a subagent, or a session
+    # named explicitly (an orchestrator recording a `claude -p` run); a master recording some other
+    # stage from its main thread must not relabel its own requests
+    if caller.known and (caller.agent_id or caller.how == "argument"):
         b.add("agent_context", {"agent_id": caller.agent_id or caller.session_id, "workflow_id": workflow_id,
                                 "stage": stage, "task_id": task_id, "source": "mcp", "updated_at": now})
     store.write(b)
