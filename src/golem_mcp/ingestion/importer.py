@@ -59,6 +59,8 @@ def classify(path: Path) -> str | None:
 
 
 def _classify_name(name: str) -> str | None:
+    if name.endswith(".jsonl"):  # the common case first (a large history is thousands of these)
+        return "hooks" if "hook" in name.lower() else "transcript"
     name = name.lower()
     if name.endswith(".meta.json"):
         return "meta"
