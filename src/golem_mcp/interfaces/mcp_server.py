@@ -476,23 +476,20 @@ def _round_all(v: Any) -> Any:
     return v
 
 
-def mcp_routes(store: Store, settings: Settings | None = None, *, host: str = "127.0.0.1",
+def mcp_routes(store: Store, settings: Settings | None = None, *,
                max_body_bytes: int = 4 * 1024 * 1024) -> tuple[list[Any], Callable[[Any], Any] | None]:
     """Routes serving MCP at ``/mcp`` (streamable HTTP) and the lifespan that runs its session manager.
 
     Contract with the daemon: mount the routes, and enter ``lifespan(app)`` for the app's lifetime.
-    Origin and Host are checked (DNS-rebinding protection) for loopback binds; bearer tokens are the
-    daemon's middleware's job.
+    Origin, Host and bearer-token checks are the daemon's middleware's (it knows the bind address and
+    the token), so the SDK's own DNS-rebinding check, which only knows loopback, is off here.
+    Stateless with JSON responses: no per-session state to lose when the daemon restarts, and no
+    long-lived SSE streams to hold open per Claude Code session.
     """
     server = build_server(lambda: store, settings)
-    security = None
-    if host in ("127.0.0.1", "localhost", "::1"):
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*", "127.0.0.1", "localhost"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"])
-    app = server.streamable_http_app(streamable_http_path="/mcp", stateless_http=True, json_response=True,
-                                     max_request_body_size=max_body_bytes, transport_security=security, host=host)
+    app = server.streamable_http_app(
+        streamable_http_path="/mcp", stateless_http=True, json_response=True, max_request_body_size=max_body_bytes,
+        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Any) -> AsyncIterator[None]:
