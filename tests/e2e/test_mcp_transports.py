@@ -84,10 +84,14 @@ def test_http_refuses_foreign_origin_and_huge_bodies(daemon: str) -> None:
 
 async def test_stdio_bridge_turns_a_huge_argument_into_a_tool_error(daemon: str) -> None:
     _import(daemon)
-    async with Client(_stdio()) as c:
+    # Claude Code starts its MCP servers with CLAUDE_CODE_SESSION_ID; the bridge passes it on
+    sid = TRUTH["wf-001"]["session_id"]
+    async with Client(_stdio({"CLAUDE_CODE_SESSION_ID": sid})) as c:
         r = await c.call_tool("query_sql", {"sql": "SELECT 1 -- " + "x" * (10 * 1024 * 1024)})
         assert r.is_error and "too large" in r.content[0].text
         _check_truth(await _cost(c, "wf-001"), "wf-001")
+        r = await c.call_tool("record_workflow", {"workflow_id": "wf-001", "status": "done"})
+        assert r.structured_content["linked_by"] == "mcp_client" and r.structured_content["session_id"] == sid
 
 
 @pytest.mark.e2e  # starts a detached daemon: ~10 s
