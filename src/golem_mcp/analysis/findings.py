@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,10 @@ SCHEMA_NAME = "review-findings.v1.json"
 
 def schema_path() -> Path:
     """``schemas/review-findings.v1.json`` at the repository top (the published schema agents read)."""
-    for parent in Path(__file__).resolve().parents:
-        p = parent / "schemas" / SCHEMA_NAME
+    # a source checkout or editable install first, then the kit pip installs under <prefix>/share
+    candidates = [parent / "schemas" / SCHEMA_NAME for parent in Path(__file__).resolve().parents]
+    candidates.append(Path(sys.prefix) / "share" / "golem-mcp" / "schemas" / SCHEMA_NAME)
+    for p in candidates:
         if p.exists():
             return p
     raise GolemError(f"schemas/{SCHEMA_NAME} is missing from this installation; reinstall golem-mcp")
