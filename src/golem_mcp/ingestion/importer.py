@@ -74,31 +74,8 @@ def _classify_name(name: str) -> str | None:
     return None
 
 
-def walk(paths: Iterable[Path]) -> Iterator[tuple[Path, os.stat_result]]:
-    for p in paths:
-        if p.is_dir():
-            stack = [str(p)]
-            while stack:
-                d = stack.pop()
-                try:
-                    it = os.scandir(d)
-                except OSError:
-                    continue  # unreadable folder: nothing to import from it, keep walking the rest
-                with it:
-                    for e in it:
-                        if e.is_dir(follow_symlinks=False):
-                            stack.append(e.path)
-                        elif e.is_file():
-                            try:
-                                yield Path(e.path), e.stat()
-                            except OSError:
-                                continue  # deleted between listing and stat
-        elif p.exists():
-            yield p, p.stat()
-
-
 def _walk_keys(p: Path) -> Iterator[tuple[str, str, os.stat_result]]:
-    """Like :func:`walk` for one path, yielding (``str(path)``, file name, stat) without making a
+    """Walk one path, yielding (``str(path)``, file name, stat) without making a
     Path per file: a re-sync of a large history is mostly this loop."""
     if not p.is_dir():
         if p.exists():
