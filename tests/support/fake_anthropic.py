@@ -36,6 +36,9 @@ Script format (a dict, or the same as JSON)::
   cache_write tokens). ``served`` records each response: role, step, model, usage, request_id,
   tool_use ids, the ``WF`` marker and Claude Code's ``X-Claude-Code-Session-Id`` /
   ``X-Claude-Code-Agent-Id`` request headers, so a test can compute the exact truth to compare against.
+- **Reports**: ``["report", "Heading"]`` answers with text built from the conversation: the heading,
+  then one line per tool result in ``messages`` (``- <tool name>: <result text>``), so a final answer
+  carries exactly what the tools returned (the way a model's report is built from its tool calls).
 - **Errors**: ``["error", 529, "Overloaded"]`` as a step answers with that HTTP status once per
   (conversation, step); Claude Code's retry then gets the next step's normal answer.
 
@@ -82,6 +85,22 @@ def _fill(value: Any, wf: str) -> Any:
     if isinstance(value, list):
         return [_fill(v, wf) for v in value]
     return value
+
+
+def _report(heading: str, messages: list[Any]) -> str:
+    """The heading and one line per tool result of the conversation, named by its tool_use."""
+    names: dict[str, str] = {}
+    lines = [heading]
+    for m in messages:
+        for b in (m.get("content") if isinstance(m, dict) and isinstance(m.get("content"), list) else []):
+            if not isinstance(b, dict):
+                continue
+            if b.get("type") == "tool_use":
+                names[b.get("id", "")] = b.get("name", "?")
+            elif b.get("type") == "tool_result":
+                text = " ".join(_texts(b.get("content")))
+                lines.append(f"- {names.get(b.get('tool_use_id', ''), '?')}: {' '.join(text.split())}")
+    return "\n".join(lines)
 
 
 class FakeMessagesAPI:
@@ -189,6 +208,8 @@ class FakeMessagesAPI:
                                                                         "message": step[2]}})
                 return
             step = _fill(steps[min(idx + 1, len(steps) - 1)], wf)
+        if step[0] == "report":
+            step = ["text", _report(step[1], messages)]
         if step[0] == "tool" and step[1] not in tools:
             step = ["text", "OK."]  # a side request (title, summary...) that cannot call the scripted tool
         usage = spec.get("usage") or {}
