@@ -224,6 +224,24 @@ async def test_findings_stored_and_linked(store: Store) -> None:
         assert wf[0]["major_issues"] >= 1 and wf[0]["minor_issues"] >= 1
 
 
+async def test_findings_from_the_future_get_the_time_received(store: Store) -> None:
+    # a model writes `ts` from what it believes the time is; a future ts would hide the review from
+    # every window ending now, a past one (a backfill) is kept as given
+    from datetime import UTC, datetime, timedelta
+    now = datetime.now(UTC)
+    async with mcp(store) as client:
+        future = {**FINDINGS, "task": "t-future", "ts": (now + timedelta(hours=8)).isoformat()}
+        out = await call(client, "report_review_findings", {"findings_json": future})
+        assert any("in the future" in w for w in out["warnings"])
+        past = {**FINDINGS, "task": "t-past", "ts": "2026-01-02T03:04:05Z"}
+        out_past = await call(client, "report_review_findings", {"findings_json": past})
+        assert out_past["warnings"] is None
+    rows = {r["task"]: r["ts"] for r in store.query(
+        "SELECT task, ts FROM claude_metrics WHERE task IN ('t-future', 't-past')")}
+    assert abs(rows["t-future"].replace(tzinfo=UTC) - now) < timedelta(minutes=1)
+    assert rows["t-past"].replace(tzinfo=UTC) == datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+
+
 async def test_malformed_findings_list_each_problem_and_store_nothing(store: Store) -> None:
     async with mcp(store) as client:
         before = store.scalar("SELECT count(*) FROM review_reports")

@@ -55,6 +55,9 @@ def parse_report(report: dict[str, Any] | str) -> dict[str, Any]:
     return report
 
 
+FUTURE_SKEW_US = 5 * 60 * 1_000_000   # clocks of agent and server may differ by this much
+
+
 def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, workflow_id: str | None = None,
                     task_id: str | None = None) -> dict[str, Any]:
     """Validate and store one review report with its issues, in one transaction; returns what was stored."""
@@ -73,9 +76,15 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     canonical = json.dumps({"r": rep, "wf": wf, "task": task}, sort_keys=True)
     report_id = "rv-" + hashlib.sha1(canonical.encode()).hexdigest()[:16]
     now = now_us()
+    ts = iso_to_us(rep.get("ts")) or now
+    if ts > now + FUTURE_SKEW_US:
+        # A model writes `ts` from what it believes the time is; a review reported from the future
+        # would fall outside every window up to now (trends, quality), so it gets the time received.
+        warnings.append(f"ts {rep['ts']} is in the future; stored the time received instead")
+        ts = now
     b = Batch()
     b.add("review_reports", {
-        "report_id": report_id, "v": 1, "ts": iso_to_us(rep.get("ts")) or now, "task": task,
+        "report_id": report_id, "v": 1, "ts": ts, "task": task,
         "parent": rep.get("parent"), "workflow_id": wf, "session_id": caller.session_id,
         "agent_id": caller.agent_id, "critical": sev["critical"], "major": sev["major"], "minor": sev["minor"],
         "rework": rep.get("rework"), "raw": json.dumps(rep), "recorded_at": now})
