@@ -114,3 +114,22 @@ def test_all_ok_once_hooks_and_otlp_reach_a_real_daemon(project: Path, start_dae
     if claude:
         assert checks["versions"].status == OK and "Claude Code 2." in checks["versions"].detail
     assert [c.name for c in checks.values() if c.status == FAIL] == []
+
+
+def test_golem_tools_allowed_only_where_claude_code_applies_it(project: Path) -> None:
+    # Claude Code applies a project's shared permissions only once the folder is trusted (found by
+    # the kit's end-to-end run: an untrusted project had every golem tool call denied in `claude -p`)
+    assert by_name(run_checks(project))["tool permissions"].status == "warn"
+    install(Target.project(project), Options(command=[sys.executable, "-m", "golem_mcp"]))
+    c = by_name(run_checks(project))["tool permissions"]
+    assert c.status == "warn" and "trust dialog" in (c.fix or "") and "settings.local.json" in (c.fix or "")
+    user_json = Path(os.environ["HOME"]) / ".claude.json"
+    trusted = {"projects": {str(project.parent.resolve()): {"hasTrustDialogAccepted": True}}}
+    user_json.write_text(json.dumps(trusted))
+    assert by_name(run_checks(project))["tool permissions"].status == "warn"  # a trusted parent does not count
+    trusted["projects"][str(project.resolve())] = {"hasTrustDialogAccepted": True}
+    user_json.write_text(json.dumps(trusted))
+    assert by_name(run_checks(project))["tool permissions"].status == OK
+    user_json.unlink()
+    (project / ".claude" / "settings.local.json").write_text(json.dumps({"permissions": {"allow": ["mcp__golem"]}}))
+    assert by_name(run_checks(project))["tool permissions"].status == OK

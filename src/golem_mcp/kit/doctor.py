@@ -33,6 +33,7 @@ from .install import (
     claude_config_dir,
     claude_user_json,
     hook_events_with_golem,
+    project_trusted,
 )
 
 OK, FAIL, WARN = "ok", "FAIL", "warn"
@@ -185,6 +186,30 @@ def check_otel_settings(project: Path | None, daemon_url: str | None) -> Check:
     return Check("otlp endpoint", OK, f"telemetry exported to {ep[0] if ep else expected} ({proto or 'default protocol'})")
 
 
+def _allows_golem(obj: dict) -> bool:
+    allow = (obj.get("permissions") or {}).get("allow") if isinstance(obj.get("permissions"), dict) else None
+    return isinstance(allow, list) and any(
+        isinstance(r, str) and (r == f"mcp__{SERVER_NAME}" or r.startswith(f"mcp__{SERVER_NAME}__")) for r in allow)
+
+
+def check_tool_permissions(project: Path | None) -> Check:
+    """The agents call golem's tools unattended: they must be allowed where Claude Code applies it."""
+    layers = settings_layers(project)
+    where = [p for p, obj in layers if _allows_golem(obj)]
+    if not where:
+        return Check("tool permissions", WARN, f"no settings file allows mcp__{SERVER_NAME}: every golem tool call "
+                     "asks first, and `claude -p` denies it", _install_fix(project))
+    shared = project / ".claude" / "settings.json" if project else None
+    if project and where == [shared] and not project_trusted(project):
+        # Claude Code ignores a project's shared permissions until its trust dialog is accepted,
+        # so that a cloned repository cannot grant itself tools
+        return Check("tool permissions", WARN, f"mcp__{SERVER_NAME} is allowed only in {shared}, which Claude Code "
+                     "applies once this folder is trusted; until then golem's tools are denied in `claude -p`",
+                     f"run `claude` in {project} once and accept the trust dialog, or add \"mcp__{SERVER_NAME}\" "
+                     f"to permissions.allow in {project / '.claude' / 'settings.local.json'}")
+    return Check("tool permissions", OK, f"mcp__{SERVER_NAME} allowed in {', '.join(str(p) for p in where)}")
+
+
 def check_daemon(url: str | None, expected: str | None = None) -> Check:
     if url:
         return Check("daemon", OK, f"reachable at {url}")
@@ -274,7 +299,7 @@ def run_checks(project: Path | None, claude: str | None = None) -> list[Check]:
 
     url = find_daemon()
     checks = [check_versions(claude), check_mcp_entry(project), check_hooks_installed(project),
-              check_otel_settings(project, url), check_daemon(url, daemon_url())]
+              check_tool_permissions(project), check_otel_settings(project, url), check_daemon(url, daemon_url())]
     status = None
     if url:
         try:

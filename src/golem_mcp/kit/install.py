@@ -64,6 +64,24 @@ def claude_user_json() -> Path:
     return Path(cfg).expanduser() / ".claude.json" if cfg else Path.home() / ".claude.json"
 
 
+def project_trusted(project: Path) -> bool:
+    """Whether the user accepted Claude Code's trust dialog for this very folder (Claude Code 2.1's
+    `-p` does not count a trusted parent folder, so neither does this)."""
+    projects = (_load_json_quiet(claude_user_json())).get("projects")
+    if not isinstance(projects, dict):
+        return False
+    entry = projects.get(str(project.expanduser().resolve()))
+    return isinstance(entry, dict) and bool(entry.get("hasTrustDialogAccepted"))
+
+
+def _load_json_quiet(p: Path) -> dict:
+    try:
+        obj = json.loads(p.read_text())
+    except (OSError, ValueError):
+        return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 @dataclass(frozen=True)
 class Target:
     """Where to install: the files of one scope."""
@@ -481,6 +499,10 @@ def install(target: Target, opts: Options | None = None, dry_run: bool = False) 
     if result.changed or before is None:
         result.changes.append(Change(target.manifest, "create" if before is None else "update",
                                      "what was added, for uninstall", before, after))
+    if target.scope == "project" and not project_trusted(target.root):
+        result.warnings.append(
+            f"Claude Code applies this project's permissions (the golem tools the agents call) once the folder "
+            f"is trusted: run `claude` in {target.root} once and accept the trust dialog")
     if not dry_run:
         _apply(result.changes)
     return result
