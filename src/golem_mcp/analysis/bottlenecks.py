@@ -14,17 +14,21 @@ from .common import fmt_ms, window
 
 # dimension -> SQL yielding (key, ts, dur_ms) samples. Stage/workflow durations come from the
 # summary views so they match every other report; agent = one subagent instance's wall time.
+# model, tool and agent read the fact tables: the views have exactly one row per fact (every join is
+# on a unique key) and these columns pass through unresolved, so the answer is the same without
+# resolving millions of rows' context. An agent's label depends only on the agents table.
 SAMPLES: dict[str, str] = {
     "stage": "SELECT stage AS key, started_at AS ts, duration_seconds * 1000 AS dur FROM workflow_stage_summary",
     "stage_experiment": "SELECT stage || ' x ' || COALESCE(experiment_id, '-') AS key, started_at AS ts, "
                         "duration_seconds * 1000 AS dur FROM workflow_stage_summary",
     "workflow_path": "SELECT COALESCE(workflow_path, 'unknown') AS key, started_at AS ts, duration_seconds * 1000 AS dur "
                      "FROM workflow_summary",
-    "agent": "SELECT any_value(agent) AS key, min(\"timestamp\") AS ts, "
+    "agent": "SELECT COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') AS key, r.ts, r.dur FROM "
+             "(SELECT agent_id, min(\"timestamp\") AS ts, "
              "epoch_ms(max(\"timestamp\") - min(\"timestamp\")) + COALESCE(arg_max(duration_ms, \"timestamp\"), 0) AS dur "
-             "FROM requests WHERE agent_id IS NOT NULL GROUP BY agent_id",
-    "model": "SELECT model AS key, \"timestamp\" AS ts, duration_ms AS dur FROM requests",
-    "tool": "SELECT tool_name AS key, \"timestamp\" AS ts, duration_ms AS dur FROM tools",
+             "FROM api_requests WHERE agent_id IS NOT NULL GROUP BY agent_id) r LEFT JOIN agents a USING (agent_id)",
+    "model": "SELECT model AS key, \"timestamp\" AS ts, duration_ms AS dur FROM api_requests",
+    "tool": "SELECT tool_name AS key, \"timestamp\" AS ts, duration_ms AS dur FROM tool_calls",
     "span": "SELECT span_type || ':' || COALESCE(tool_name, name) AS key, start_time AS ts, duration_ms AS dur FROM spans",
 }
 DEFAULT_MULTIPLIER = 2.0

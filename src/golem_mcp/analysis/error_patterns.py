@@ -129,7 +129,8 @@ def query_error_patterns(store: Store, days: float = 30, now: datetime | None = 
                list(DISTINCT workflow_id) FILTER (WHERE workflow_id IS NOT NULL) AS workflows,
                left(any_value(raw), 200) AS example
         FROM c GROUP BY category, tool_name, COALESCE(stage, '-'), COALESCE(params, msg)
-        HAVING count(*) >= ? ORDER BY n DESC LIMIT 20""", [start, end, min_repeat])
+        -- ties broken by the group's own keys: the same store gives the same 20 every time
+        HAVING count(*) >= ? ORDER BY n DESC, category, tool_name, stage, COALESCE(params, msg) LIMIT 20""", [start, end, min_repeat])
     repeated = [RepeatedFailure(category=r["category"], tool_name=r["tool_name"], stage=r["stage"], count=r["n"],
                                 workflows=sorted(r["workflows"] or []), example=r["example"],
                                 fix=FIXES.get(r["category"], FIXES["other"])) for r in reps]
