@@ -70,17 +70,36 @@ def test_missing_hooks_are_named(project: Path) -> None:
     assert proc.returncode == 1 and "FAIL  hooks installed" in proc.stdout
 
 
-def test_otlp_pointed_elsewhere_is_named(project: Path) -> None:
+def test_otlp_pointed_elsewhere_is_named(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     install(Target.project(project), Options(command=["golem-mcp"]))
-    local = project / ".claude" / "settings.local.json"   # the layer that wins in Claude Code
-    local.write_text(json.dumps({"env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://collector.internal:4318"}}))
+    assert by_name(run_checks(project))["otlp endpoint"].status == OK
+    # Claude Code's exporter reads the user settings (and its environment): that is where it matters
+    user = Path(os.environ["HOME"]) / ".claude" / "settings.json"
+    s = json.loads(user.read_text())
+    s["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://collector.internal:4318"
+    user.write_text(json.dumps(s))
     c = by_name(run_checks(project))["otlp endpoint"]
     assert c.status == FAIL
-    assert "http://collector.internal:4318" in c.detail and str(local) in c.detail
+    assert "http://collector.internal:4318" in c.detail and str(user) in c.detail
     assert "http://127.0.0.1:4319" in c.detail
-    local.write_text(json.dumps({"env": {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}}))
+    s["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:4319"
+    s["env"]["OTEL_EXPORTER_OTLP_PROTOCOL"] = "grpc"
+    user.write_text(json.dumps(s))
     c = by_name(run_checks(project))["otlp endpoint"]
     assert c.status == FAIL and "grpc" in c.detail
+    # variables only in a project's settings never reach the exporter (checked with the real CLI):
+    # doctor says so instead of calling them fine
+    del s["env"]
+    user.write_text(json.dumps(s))
+    local = project / ".claude" / "settings.local.json"
+    local.write_text(json.dumps({"env": {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4319"}}))
+    c = by_name(run_checks(project))["otlp endpoint"]
+    assert c.status == FAIL and "does not reach Claude Code's exporter" in c.detail and str(local) in c.detail
+    # ... while the same variables in Claude Code's environment do
+    for k, v in {"CLAUDE_CODE_ENABLE_TELEMETRY": "1", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
+                 "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4319"}.items():
+        monkeypatch.setenv(k, v)
+    assert by_name(run_checks(project))["otlp endpoint"].status == OK
 
 
 def test_all_ok_once_hooks_and_otlp_reach_a_real_daemon(project: Path, start_daemon: Callable) -> None:
@@ -103,7 +122,8 @@ def test_all_ok_once_hooks_and_otlp_reach_a_real_daemon(project: Path, start_dae
     payload = next(line for line in (FIXTURES / "hooks.jsonl").read_text().splitlines() if line.strip())
     subprocess.run(hook_cmd, shell=True, input=payload, text=True, check=True, timeout=30)
     body = next(p for p in sorted((FIXTURES / "otlp").glob("*_logs.json")))
-    r = httpx.post(f"{settings['env']['OTEL_EXPORTER_OTLP_ENDPOINT']}/v1/logs", content=body.read_bytes(),
+    user_env = json.loads((Path(os.environ["HOME"]) / ".claude" / "settings.json").read_text())["env"]
+    r = httpx.post(f"{user_env['OTEL_EXPORTER_OTLP_ENDPOINT']}/v1/logs", content=body.read_bytes(),
                    headers={"content-type": "application/json"}, timeout=10)
     assert r.status_code == 200, r.text
 

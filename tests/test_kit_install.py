@@ -36,6 +36,9 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 @pytest.fixture
 def project(tmp_path: Path, home: Path) -> Path:
+    # the user's own settings, where a project install must put the telemetry env
+    (home / ".claude").mkdir()
+    (home / ".claude" / "settings.json").write_bytes(USER_SETTINGS)
     p = tmp_path / "proj"
     (p / ".claude").mkdir(parents=True)
     (p / ".claude" / "settings.json").write_bytes(USER_SETTINGS)
@@ -55,14 +58,15 @@ def dirs(root: Path) -> list[str]:
 OPTS = Options(command=["golem-mcp"])
 
 
-def test_install_twice_then_uninstall_restores_every_byte(project: Path) -> None:
+def test_install_twice_then_uninstall_restores_every_byte(project: Path, home: Path) -> None:
     before, before_dirs = snapshot(project), dirs(project)
+    home_before, home_dirs = snapshot(home), dirs(home)
     first = install(Target.project(project), OPTS)
     assert {c.action for c in first.changed} <= {"create", "update"}
-    after_first = snapshot(project)
+    after_first, home_after_first = snapshot(project), snapshot(home)
     second = install(Target.project(project), OPTS)
     assert second.changed == [], second.summary()
-    assert snapshot(project) == after_first
+    assert snapshot(project) == after_first and snapshot(home) == home_after_first
 
     settings = json.loads((project / ".claude" / "settings.json").read_text())
     assert hook_events_with_golem(settings) == set(HOOK_EVENTS)
@@ -72,8 +76,12 @@ def test_install_twice_then_uninstall_restores_every_byte(project: Path) -> None
     assert settings["hooks"]["Stop"][0]["hooks"][0]["command"] == "notify-send done"
     assert settings["env"]["MY_FLAG"] == "1" and settings["model"] == "sonnet"
     assert settings["permissions"]["allow"] == ["Bash(npm test)", "mcp__golem"]
-    env = settings["env"]
-    assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4319"
+    # the telemetry env goes where Claude Code's exporter reads it: the user settings, not the project's
+    assert settings["env"] == {"MY_FLAG": "1", "OTEL_METRIC_EXPORT_INTERVAL": "10000"}
+    user = json.loads((home / ".claude" / "settings.json").read_text())
+    assert user["hooks"] == json.loads(USER_SETTINGS)["hooks"] and user["model"] == "sonnet"
+    env = user["env"]
+    assert env["MY_FLAG"] == "1" and env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:4319"
     assert env["CLAUDE_CODE_ENABLE_TELEMETRY"] == "1" and env["OTEL_LOGS_EXPORTER"] == "otlp"
     assert env["OTEL_EXPORTER_OTLP_PROTOCOL"] == "http/protobuf" and env["OTEL_TRACES_EXPORTER"] == "otlp"
     # each golem hook appears once per event after two installs
@@ -88,8 +96,8 @@ def test_install_twice_then_uninstall_restores_every_byte(project: Path) -> None
             assert (project / ".claude" / kind / f.name).read_bytes() == f.read_bytes()
 
     uninstall(Target.project(project))
-    assert snapshot(project) == before
-    assert dirs(project) == before_dirs
+    assert snapshot(project) == before and snapshot(home) == home_before
+    assert dirs(project) == before_dirs and dirs(home) == home_dirs
 
 
 def test_install_into_empty_project_and_uninstall_leaves_nothing(tmp_path: Path, home: Path) -> None:
@@ -97,18 +105,20 @@ def test_install_into_empty_project_and_uninstall_leaves_nothing(tmp_path: Path,
     p.mkdir()
     install(Target.project(p), OPTS)
     assert (p / ".mcp.json").exists() and (p / ".claude" / "agents" / "master.md").exists()
+    assert (home / ".claude" / "settings.json").exists()
     uninstall(Target.project(p))
-    assert list(p.iterdir()) == []
+    assert list(p.iterdir()) == [] and list(home.iterdir()) == []
 
 
 def test_dry_run_writes_nothing_and_shows_the_diff(project: Path) -> None:
     before = snapshot(project)
     result = install(Target.project(project), OPTS, dry_run=True)
     assert snapshot(project) == before
-    settings = next(c for c in result.changed if c.path.name == "settings.json")
+    settings = next(c for c in result.changed if c.path == project / ".claude" / "settings.json")
     diff = settings.diff()
     assert diff.startswith("---") and '+            "command": "golem-mcp hook"' in diff
-    assert "OTEL_EXPORTER_OTLP_ENDPOINT" in diff
+    user = next(c for c in result.changed if c.path.name == "settings.json" and c.path != settings.path)
+    assert '+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4319"' in user.diff()
     assert any(c.path.name == "master.md" and c.action == "create" for c in result.changed)
 
 
@@ -135,8 +145,8 @@ def test_edits_after_install_survive_uninstall(project: Path) -> None:
     assert any("edited after install" in w for w in result.warnings)
 
 
-def test_conflicting_endpoint_is_kept_unless_forced_and_restored_after(project: Path) -> None:
-    sp = project / ".claude" / "settings.json"
+def test_conflicting_endpoint_is_kept_unless_forced_and_restored_after(project: Path, home: Path) -> None:
+    sp = home / ".claude" / "settings.json"
     s = json.loads(sp.read_text())
     s["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://collector:4318"
     sp.write_text(json.dumps(s, indent=4))
@@ -221,3 +231,41 @@ def test_cli_install_dry_run_install_uninstall(project: Path) -> None:
     assert snapshot(project) == before
     bad = subprocess.run([*exe, "install", "--project", str(project / "nope")], capture_output=True, text=True, env=env)
     assert bad.returncode == 1 and "does not exist" in bad.stderr
+
+
+def test_projects_share_the_user_telemetry_env_until_the_last_one_leaves(tmp_path: Path, home: Path) -> None:
+    a, b = tmp_path / "a", tmp_path / "b"
+    a.mkdir()
+    b.mkdir()
+    user = home / ".claude" / "settings.json"
+    install(Target.project(a), OPTS)
+    install(Target.project(b), OPTS)
+    env = json.loads(user.read_text())["env"]
+    r = uninstall(Target.project(a))
+    assert json.loads(user.read_text())["env"] == env, "b still needs its telemetry"
+    assert any("1 other project" in c.note for c in r.changes)
+    # a user-scope install and uninstall meanwhile hands its env over instead of taking it away
+    install(Target.user(), OPTS)
+    uninstall(Target.user())
+    assert json.loads(user.read_text())["env"] == env
+    uninstall(Target.project(b))
+    assert not home.joinpath(".claude").exists() and list(home.iterdir()) == []
+    # a project folder deleted without uninstall does not hold the env forever
+    install(Target.project(a), OPTS)
+    install(Target.project(b), OPTS)
+    (b / ".claude" / "golem-install.json").unlink()
+    uninstall(Target.project(a))
+    assert "env" not in json.loads(user.read_text()) if user.exists() else True
+
+
+def test_user_settings_edited_between_installs_are_edited_back_not_restored(project: Path, home: Path) -> None:
+    user = home / ".claude" / "settings.json"
+    install(Target.project(project), OPTS)
+    s = json.loads(user.read_text())
+    s["theme"] = "dark"
+    del s["env"]["OTEL_LOGS_EXPORTER"]          # golem's value removed by hand: a re-install puts it back
+    user.write_text(json.dumps(s))
+    install(Target.project(project), Options(command=["golem-mcp"], port=5555))
+    uninstall(Target.project(project))
+    got = json.loads(user.read_text())
+    assert got == {**json.loads(USER_SETTINGS), "theme": "dark"}

@@ -137,9 +137,9 @@ class Machine:
         return subprocess.run([*cmd, *args], cwd=self.project, env=self.env(), capture_output=True, text=True,
                               timeout=120)
 
-    def claude(self, *args: str, timeout: float = 400) -> dict[str, Any]:
+    def claude(self, *args: str, timeout: float = 400, env: dict[str, str] | None = None) -> dict[str, Any]:
         p = subprocess.run([str(bin_path("claude")), "-p", *args, "--output-format", "json"], cwd=self.project,
-                           env=self.env(), capture_output=True, text=True, timeout=timeout)
+                           env={**self.env(), **(env or {})}, capture_output=True, text=True, timeout=timeout)
         try:
             result = json.loads(p.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):
@@ -190,6 +190,10 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
                 rows = await _sql(c, "SELECT count(*), count(*) FILTER (WHERE workflow_id IS DISTINCT FROM "
                                      f"'{WF}') FROM requests WHERE session_id = '{sid}'")
                 assert rows == [[sum(t["requests"] for t in truth.values()), 0]]
+                # the telemetry env install wrote reached Claude Code's exporter: OTLP saw every request
+                rows = await _sql(c, "SELECT count(DISTINCT request_id) FROM otel_events WHERE event_name = "
+                                     f"'api_request' AND session_id = '{sid}'")
+                assert rows == [[sum(t["requests"] for t in truth.values())]]
                 r = await c.call_tool("query_workflow_cost", {"workflow_id": WF})
                 assert not r.is_error, r.content[0].text
                 got = {g["group"]["stage"]: g for g in r.structured_content["groups"]}
@@ -235,3 +239,47 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
         assert {g["group"]["stage"] for g in cost["groups"]} == set(truth)
         quality = json.loads(lines["mcp__golem__query_quality"])
         assert json.dumps(quality).count("greet.py") >= 1, quality
+
+
+def test_a_process_per_stage_is_one_workflow_through_otel_resource_attributes(daemon: str, golem_home: Path,
+                                                                             tmp_path: Path) -> None:
+    """Seed 000's launcher: each stage its own ``claude -p --agent <stage>``, the workflow named only in
+    ``OTEL_RESOURCE_ATTRIBUTES``. Nothing is recorded by an agent, yet every request of every stage
+    process lands in the workflow, at its stage, with the tokens served."""
+    wf = "wf-kit-per-stage"
+    stages = ("analyst", "planner", "implementer", "reviewer")
+    with FakeMessagesAPI({"roles": {}}) as api:
+        m = Machine(tmp_path, golem_home, api.url)
+        api.script = _fill_cwd(SCRIPT, str(m.project.resolve()))
+        r = m.golem("install", "--project", str(m.project), "--port", str(urlsplit(daemon).port))
+        assert r.returncode == 0, r.stderr
+        sessions = {}
+        for stage in stages:
+            attrs = f"workflow_id={wf},stage={stage},task_id={TASK},experiment_id=per-stage"
+            res = m.claude("--agent", stage, "--permission-mode", "acceptEdits",
+                           f"Task {TASK}: add greet(name) to greet.py. WF:{wf}",
+                           env={"OTEL_RESOURCE_ATTRIBUTES": attrs})
+            sessions[stage] = res["session_id"]
+        truth = {stage: api.totals(session_id=sid)[stage] for stage, sid in sessions.items()}
+        assert all(set(api.totals(session_id=sid)) == {stage} for stage, sid in sessions.items())
+        daemon_call(daemon, "/api/import", {"paths": [str(m.config_dir / "projects")]})
+
+        async def check() -> None:
+            async with Client(daemon + "/mcp") as c:
+                ids = ", ".join(f"'{s}'" for s in sessions.values())
+                rows = await _sql(c, "SELECT count(*), count(*) FILTER (WHERE workflow_id IS DISTINCT FROM "
+                                     f"'{wf}') FROM requests WHERE session_id IN ({ids})")
+                assert rows == [[sum(t["requests"] for t in truth.values()), 0]]
+                r = await c.call_tool("query_workflow_cost", {"workflow_id": wf})
+                assert not r.is_error, r.content[0].text
+                got = {g["group"]["stage"]: g for g in r.structured_content["groups"]}
+                assert set(got) == set(stages)
+                for stage, t in truth.items():
+                    assert got[stage]["requests"] == t["requests"], (stage, got[stage], t)
+                    for k, col in KEYS.items():
+                        assert got[stage][col] == t[k], (stage, k, got[stage], t)
+                rows = await _sql(c, "SELECT experiment_id, task_id FROM workflow_summary "
+                                     f"WHERE workflow_id = '{wf}'")
+                assert rows == [["per-stage", TASK]]
+
+        anyio.run(check)

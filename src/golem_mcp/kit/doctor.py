@@ -158,8 +158,17 @@ def check_hooks_installed(project: Path | None) -> Check:
     return Check("hooks installed", FAIL, f"`golem-mcp hook` missing for: {', '.join(missing)}", _install_fix(project))
 
 
+def exporter_env() -> dict[str, tuple[str, Path | str]]:
+    """What Claude Code's OpenTelemetry exporter sees: its environment, overridden by the user settings'
+    ``env`` (Claude Code 2.1 applies a project's ``env`` to tools and hooks, not to the exporter)."""
+    env: dict[str, tuple[str, Path | str]] = {k: (v, "the environment") for k, v in os.environ.items()
+                                              if k.startswith(("OTEL_", "CLAUDE_CODE_ENABLE_TELEMETRY"))}
+    env.update(effective_env(settings_layers(None)))
+    return env
+
+
 def check_otel_settings(project: Path | None, daemon_url: str | None) -> Check:
-    env = effective_env(settings_layers(project))
+    env = exporter_env()
     expected = _norm_url(daemon_url or f"http://{DEFAULT_HOST}:{int(os.environ.get('GOLEM_PORT') or DEFAULT_PORT)}")
     problems = []
     if env.get("CLAUDE_CODE_ENABLE_TELEMETRY", ("",))[0] not in ("1", "true"):
@@ -182,6 +191,11 @@ def check_otel_settings(project: Path | None, daemon_url: str | None) -> Check:
     if proto == "grpc":
         problems.append("OTEL_EXPORTER_OTLP_PROTOCOL is grpc; the daemon speaks http/protobuf and http/json")
     if problems:
+        ignored = [str(p) for p, obj in settings_layers(project)[1:]
+                   if isinstance(obj.get("env"), dict) and "OTEL_EXPORTER_OTLP_ENDPOINT" in obj["env"]]
+        if ignored:
+            problems.append(f"the OTEL_* env in {', '.join(ignored)} does not reach Claude Code's exporter, "
+                            f"which reads only {claude_config_dir() / 'settings.json'} and its environment")
         return Check("otlp endpoint", FAIL, "; ".join(problems), fix)
     return Check("otlp endpoint", OK, f"telemetry exported to {ep[0] if ep else expected} ({proto or 'default protocol'})")
 

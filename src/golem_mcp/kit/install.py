@@ -64,6 +64,31 @@ def claude_user_json() -> Path:
     return Path(cfg).expanduser() / ".claude.json" if cfg else Path.home() / ".claude.json"
 
 
+ENV_LEDGER = "golem-env.json"
+
+
+def user_settings_file() -> Path:
+    return claude_config_dir() / "settings.json"
+
+
+def env_ledger_file() -> Path:
+    """Beside the user settings: the telemetry env project installs put there, and which projects use it."""
+    return claude_config_dir() / ENV_LEDGER
+
+
+def _load_ledger(p: Path, data: bytes | None) -> dict | None:
+    if data is None:
+        return None
+    try:
+        led = json.loads(data)
+    except ValueError as e:
+        raise InvalidInput(f"{p} is damaged ({e}); remove the OTEL_* entries golem-mcp added to "
+                           f"{user_settings_file()} by hand and delete {p}") from e
+    if not isinstance(led, dict) or led.get("ledger") != 1:
+        raise InvalidInput(f"{p} is not a golem-mcp env ledger (version 1)")
+    return led
+
+
 def project_trusted(project: Path) -> bool:
     """Whether the user accepted Claude Code's trust dialog for this very folder (Claude Code 2.1's
     `-p` does not count a trusted parent folder, so neither does this)."""
@@ -157,6 +182,7 @@ class Result:
     changes: list[Change] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     dry_run: bool = False
+    dirs_to_remove: list[Path] = field(default_factory=list)
 
     @property
     def changed(self) -> list[Change]:
@@ -383,21 +409,8 @@ class _Installer:
                 raise InvalidInput(f"{p}: hooks.{event} is not a list; fix it first. Nothing was changed.")
             hooks[event].append(group)
             entry["hooks"][event] = group
-        env = _ensure_path(obj, ["env"], {}, created)
-        for k, v in desired_env(self.o).items():
-            have = env.get(k)
-            recorded = entry["env"].get(k)
-            if have == v:
-                continue
-            if have is None or (recorded is not None and have == recorded["value"]):
-                entry["env"][k] = {"value": v, "previous": recorded["previous"] if recorded else None}
-                env[k] = v
-            elif self.o.force:
-                entry["env"][k] = {"value": v, "previous": have}
-                env[k] = v
-            else:
-                self.r.warnings.append(f"{p}: env {k} is already {have!r}; golem-mcp wants {v!r}. Left as is "
-                                       "(use --force to replace it; uninstall puts yours back)")
+        if self.t.scope == "user":
+            self._set_env(p, _ensure_path(obj, ["env"], {}, created), entry["env"])
         items = [(["permissions", "allow"], f"mcp__{SERVER_NAME}")]
         if self.t.scope == "project":
             # headless and first runs would otherwise ask before starting a project's .mcp.json server
@@ -411,6 +424,56 @@ class _Installer:
                 if [keys, value] not in entry["items"]:
                     entry["items"].append([keys, value])
         self._finish(p, before, obj, entry, "hooks, telemetry env, permission for golem tools")
+
+    def _set_env(self, p: Path, env: dict, records: dict) -> None:
+        """Put the telemetry variables into ``env`` (a settings file's), recording what was changed."""
+        for k, v in desired_env(self.o).items():
+            have = env.get(k)
+            recorded = records.get(k)
+            if have == v:
+                continue
+            if have is None or (recorded is not None and have == recorded["value"]):
+                records[k] = {"value": v, "previous": recorded["previous"] if recorded else None}
+                env[k] = v
+            elif self.o.force:
+                records[k] = {"value": v, "previous": have}
+                env[k] = v
+            else:
+                self.r.warnings.append(f"{p}: env {k} is already {have!r}; golem-mcp wants {v!r}. Left as is "
+                                       "(use --force to replace it; uninstall puts yours back)")
+
+    def user_env(self) -> None:
+        """For a project: the telemetry variables go into the *user* settings, the only settings file whose
+        ``env`` Claude Code (2.1) applies to its own OpenTelemetry exporter; a project's ``env`` reaches
+        tools and hooks but not the exporter. Projects share these variables, so what was changed is
+        kept in a ledger beside them, with the projects that use it, and undone by the last uninstall."""
+        p, lp = user_settings_file(), env_ledger_file()
+        before, led_before = _read(p), _read(lp)
+        obj = _load_json(p, before)
+        ledger = _load_ledger(lp, led_before) or {"ledger": 1, "env": {}, "created": [], "projects": [],
+                                                 "existed": before is not None,
+                                                 "dir_created": not p.parent.exists(), "original_kept": True,
+                                                 "original": _b64(before), "written_sha256": None}
+        self._set_env(p, _ensure_path(obj, ["env"], {}, ledger["created"]), ledger["env"])
+        if str(self.t.root) not in ledger["projects"]:
+            ledger["projects"].append(str(self.t.root))
+        if before is not None and _load_json(p, before) == obj:
+            self.r.changes.append(Change(p, "unchanged"))
+        else:
+            after_settings = _dump_json(obj)
+            if ledger["original_kept"] and ledger["written_sha256"] in (None, _sha(before or b"")):
+                # untouched since golem's first write: uninstall can restore it byte for byte
+                ledger["written_sha256"] = _sha(after_settings)
+            else:  # edited by someone since: uninstall edits golem's entries out instead
+                ledger["original_kept"], ledger["original"] = False, None
+            self.r.changes.append(Change(p, "create" if before is None else "update",
+                                         "telemetry env (Claude Code's exporter reads only user settings)",
+                                         before, after_settings))
+        after = _dump_json(ledger)
+        if after != led_before:
+            self.r.changes.append(Change(lp, "create" if led_before is None else "update",
+                                         "the telemetry env install changed there, and the projects using it",
+                                         led_before, after))
 
     def copies(self) -> None:
         copies = self.m.setdefault("copies", {})
@@ -489,6 +552,8 @@ def install(target: Target, opts: Options | None = None, dry_run: bool = False) 
     ins = _Installer(target, opts, manifest, result)
     ins.mcp_entry()
     ins.settings()
+    if target.scope == "project":
+        ins.user_env()
     if opts.copy_kit:
         ins.copies()
     manifest["version"] = __version__
@@ -553,18 +618,65 @@ def _remove_structurally(obj: dict, entry: dict) -> dict:
     return obj
 
 
+def _live_projects(ledger: dict, leaving: Path | None) -> list[str]:
+    return [r for r in ledger.get("projects", []) if r != str(leaving)
+            and (Path(r) / ".claude" / MANIFEST_NAME).exists()]
+
+
+def _release_user_env(target: Target, result: Result) -> None:
+    """A project leaves the shared telemetry env; the last one out takes it away from user settings."""
+    p, lp = user_settings_file(), env_ledger_file()
+    led_before = _read(lp)
+    ledger = _load_ledger(lp, led_before)
+    if ledger is None:
+        return
+    others = _live_projects(ledger, target.root)
+    if others:
+        ledger["projects"] = others
+        result.changes.append(Change(lp, "update", f"telemetry env kept: {len(others)} other project(s) use it",
+                                     led_before, _dump_json(ledger)))
+        return
+    cur = _read(p)
+    if cur is not None and ledger.get("original_kept") and ledger.get("written_sha256") == _sha(cur):
+        orig = _unb64(ledger.get("original"))
+        result.changes.append(Change(p, "delete", "created by install", cur, None) if orig is None else
+                              Change(p, "restore", "as it was before install", cur, orig))
+    elif cur is not None:
+        obj = _remove_structurally(_load_json(p, cur), {"env": ledger.get("env", {}),
+                                                        "created": ledger.get("created", [])})
+        if not obj and not ledger.get("existed"):
+            result.changes.append(Change(p, "delete", "created by install, holds nothing else", cur, None))
+        elif _load_json(p, cur) != obj:
+            result.changes.append(Change(p, "update", "golem's telemetry env removed", cur, _dump_json(obj)))
+    result.changes.append(Change(lp, "delete", "env ledger", led_before, None))
+    if ledger.get("dir_created"):
+        result.dirs_to_remove.append(p.parent)
+
+
 def uninstall(target: Target, dry_run: bool = False) -> Result:
     """Remove exactly what ``install`` added to ``target``."""
     manifest = _load_manifest(target)
     result = Result(target, dry_run=dry_run)
     if not manifest:
         raise GolemError(f"golem-mcp is not installed in {target.root} (no {target.manifest}); nothing to remove")
+    handover, lp = None, env_ledger_file()
+    led_before = _read(lp)
+    if target.scope == "user":
+        ledger = _load_ledger(lp, led_before)
+        if ledger is not None and _live_projects(ledger, None):
+            handover = ledger   # projects still need the telemetry env: it stays, in their ledger
     for key, entry in manifest.get("files", {}).items():
         p = target.abs(key)
         cur = _read(p)
         if cur is None:
             result.changes.append(Change(p, "skip", "already gone"))
             continue
+        if handover is not None and p == user_settings_file() and entry.get("env"):
+            for k, rec in entry["env"].items():
+                handover["env"].setdefault(k, rec)
+            entry = {**entry, "env": {}, "original_kept": False}
+            result.changes.append(Change(lp, "update", "telemetry env handed over to the projects that use it",
+                                         led_before, _dump_json(handover)))
         if entry.get("original_kept") and _sha(cur) == entry.get("written_sha256"):
             orig = _unb64(entry.get("original"))
             if orig is None:
@@ -592,11 +704,13 @@ def uninstall(target: Target, dry_run: bool = False) -> Result:
             continue
         orig = _unb64(rec.get("original"))
         result.changes.append(Change(p, "restore" if orig is not None else "delete", "", cur, orig))
+    if target.scope == "project":
+        _release_user_env(target, result)
     result.changes.append(Change(target.manifest, "delete", "install manifest", _read(target.manifest), None))
     if not dry_run:
         _apply(result.changes)
-        for d in sorted(manifest.get("created_dirs", []), key=lambda s: -len(s)):
-            path = target.abs(d)
+        dirs = [target.abs(d) for d in sorted(manifest.get("created_dirs", []), key=lambda s: -len(s))]
+        for path in dirs + result.dirs_to_remove:
             with contextlib.suppress(OSError):  # only when empty: anything the user put there stays
                 path.rmdir()
     return result
