@@ -1,0 +1,91 @@
+"""Store.write merges by key exactly as one INSERT .. ON CONFLICT would, on every internal path:
+all keys new, all stored, a mix, keys repeated inside one batch, composite and TIMESTAMP keys, and
+the existence lookup by index (IN list, used for big tables) as well as by join (small tables)."""
+
+from __future__ import annotations
+
+import pytest
+
+from golem_mcp.ingestion.records import Batch
+from golem_mcp.store import Store
+
+
+@pytest.fixture(params=["join", "in_list"])
+def store(request, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    s = Store(tmp_path / "g.duckdb")
+    if request.param == "in_list":
+        s._IN_LIST_ROWS_PER_KEY = -1  # any table counts as big: the lookup goes through the index
+    yield s
+    s.close()
+
+
+def _write(store: Store, table: str, rows: list[dict]) -> None:
+    b = Batch()
+    for r in rows:
+        b.add(table, r)
+    store.write(b)
+
+
+def _req(store: Store, rid: str) -> dict:
+    return store.query("SELECT output_tokens, source_mask, timestamp, recorded_cost_usd, success, model "
+                       "FROM api_requests WHERE request_id = ?", [rid])[0]
+
+
+def test_new_stored_mixed_and_repeated_keys_merge_by_policy(store):
+    _write(store, "api_requests", [
+        {"request_id": "a", "output_tokens": 5, "source_mask": 1, "timestamp": 2_000_000, "success": True},
+        {"request_id": "b", "output_tokens": 7, "source_mask": 1, "model": "m1"},
+    ])
+    assert store.scalar("SELECT count(*) FROM api_requests") == 2
+    # one batch: a stored key twice (folded, then merged), a new key twice (folded, inserted), a new key
+    _write(store, "api_requests", [
+        {"request_id": "a", "output_tokens": 3, "source_mask": 2, "timestamp": 1_000_000, "recorded_cost_usd": 0.1},
+        {"request_id": "c", "output_tokens": 1, "source_mask": 2, "model": "first", "recorded_cost_usd": 0.5},
+        {"request_id": "a", "output_tokens": 9, "source_mask": 4, "success": False, "recorded_cost_usd": 0.2},
+        {"request_id": "c", "output_tokens": 4, "source_mask": 8, "model": "second", "recorded_cost_usd": None},
+        {"request_id": "d", "output_tokens": 2},
+        {"request_id": None, "output_tokens": 100},  # no key: dropped
+    ])
+    assert store.scalar("SELECT count(*) FROM api_requests") == 4
+    a = _req(store, "a")
+    assert (a["output_tokens"], a["source_mask"], a["recorded_cost_usd"], a["success"]) == (9, 7, 0.2, False)
+    assert a["timestamp"].timestamp() == 1.0  # min
+    c = _req(store, "c")
+    # model keeps the first non-null, recorded cost the latest non-null
+    assert (c["output_tokens"], c["source_mask"], c["model"], c["recorded_cost_usd"]) == (4, 10, "first", 0.5)
+    assert _req(store, "b")["model"] == "m1"
+    assert _req(store, "d")["output_tokens"] == 2
+
+
+def test_all_stored_keys_and_key_only_rows(store):
+    _write(store, "agents", [{"agent_id": "x", "agent_type": "custom"}, {"agent_id": "y", "agent_type": "Explore"}])
+    _write(store, "agents", [{"agent_id": "x", "agent_type": "Plan"}, {"agent_id": "y", "agent_type": "custom"},
+                             {"agent_id": "y"}])
+    got = {r["agent_id"]: r["agent_type"] for r in store.query("SELECT agent_id, agent_type FROM agents")}
+    assert got == {"x": "Plan", "y": "Explore"}  # a real type beats 'custom' either way round
+
+
+def test_composite_and_timestamp_keys(store):
+    link = {"session_id": "s1", "valid_from": 0, "workflow_id": "w1", "source": "otel"}
+    _write(store, "workflow_links", [link, dict(link, valid_from=5_000_000)])
+    # both stored (TIMESTAMP key given as microseconds), one new, one repeated inside the batch
+    _write(store, "workflow_links", [dict(link, workflow_id="w2"), dict(link, valid_from=5_000_000, task_id="t"),
+                                     dict(link, session_id="s2"), dict(link, session_id="s2", task_id="t2")])
+    rows = store.query("SELECT session_id, epoch_us(valid_from) AS vf, workflow_id, task_id FROM workflow_links "
+                       "ORDER BY 1, 2")
+    assert [(r["session_id"], r["vf"], r["task_id"]) for r in rows] == [
+        ("s1", 0, None), ("s1", 5_000_000, "t"), ("s2", 0, "t2")]
+
+
+def test_a_failing_batch_leaves_nothing_behind(store):
+    _write(store, "api_requests", [{"request_id": "a", "output_tokens": 1}])
+    bad = Batch()
+    bad.add("api_requests", {"request_id": "new", "output_tokens": 1})
+    bad.add("api_requests", {"request_id": "a", "output_tokens": 5})
+    bad.add("tool_calls", {"tool_use_id": "t", "timestamp": "not a time"})
+    with pytest.raises(Exception):  # noqa: B017 - whatever DuckDB or pyarrow raise for the bad value
+        store.write(bad)
+    assert store.query("SELECT request_id, output_tokens FROM api_requests") == [{"request_id": "a", "output_tokens": 1}]
+    _write(store, "api_requests", [{"request_id": "new", "output_tokens": 2}])  # the store still writes
+    assert store.scalar("SELECT count(*) FROM api_requests") == 2
