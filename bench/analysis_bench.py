@@ -35,7 +35,7 @@ from datetime import datetime
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / ".data"
-GENERATOR = "analysis-bench-v2"  # bump when build() changes: cached stores are rebuilt
+GENERATOR = "analysis-bench-v3"  # bump when build() changes: cached stores are rebuilt
 STAGES = "['analyst', 'planner', 'implementer', 'reviewer']"
 MODELS = "['claude-haiku-4-5', 'claude-sonnet-4-5', 'claude-sonnet-4-5', 'claude-opus-4-1']"
 REQ_PER_STAGE = 5
@@ -46,7 +46,7 @@ NOW = datetime(2031, 1, 1)
 def build(store, n_requests: int, now: datetime = NOW) -> dict[str, int]:  # type: ignore[no-untyped-def]
     n_wf = max(n_requests // (4 * REQ_PER_STAGE), 1)
     con = store.con
-    t0 = f"(TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}' - INTERVAL 60 DAY)"
+    t0 = f"(TIMESTAMP '{now:%Y-%m-%d %H:%M:%S}' - INTERVAL 60 DAY - INTERVAL 1 HOUR)"  # the last one ends before now
     step = f"(60 * 86400e6 / {n_wf})"  # microseconds between workflow starts
     wf_start = f"{t0} + to_microseconds(CAST(w * {step} AS BIGINT))"
     # w = workflow index; odd workflows are transcript-like (no context on their rows)
