@@ -113,10 +113,10 @@ def find_loops(store: Store, days: float = 30, now: datetime | None = None, work
         UNION
         -- a new implementer agent that starts after a reviewer agent finished: the review sent work back
         SELECT i.workflow_id, ? FROM
-            (SELECT workflow_id, agent_id, min("timestamp") AS first_at FROM requests
-             WHERE stage = ? AND workflow_id IS NOT NULL GROUP BY 1, 2) i
-        JOIN (SELECT workflow_id, agent_id, max("timestamp") AS last_at FROM requests
-              WHERE stage = ? AND workflow_id IS NOT NULL GROUP BY 1, 2) rv
+            (SELECT workflow_id, agent_id, min(first_at) AS first_at FROM stage_agent_spans
+             WHERE stage = ? GROUP BY 1, 2) i
+        JOIN (SELECT workflow_id, agent_id, max(last_at) AS last_at FROM stage_agent_spans
+              WHERE stage = ? GROUP BY 1, 2) rv
           ON rv.workflow_id = i.workflow_id AND i.first_at > rv.last_at
         WHERE i.first_at >= ? AND i.first_at < ? AND (? IS NULL OR i.workflow_id = ?)
         ORDER BY 1""", p + [f"another {implementer} pass after the {reviewer}", implementer, reviewer] + p)]

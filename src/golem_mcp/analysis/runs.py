@@ -20,8 +20,9 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..store.db import Store
-from .common import as_naive, dumps, execute, snapshot, utcnow
+from .common import as_naive, dumps, execute, utcnow
 from .findings_store import Candidate, save_items
+from .snapshot import snapshot
 
 STATUSES = ("queued", "running", "succeeded", "failed", "timed_out")
 DEFAULT_MAX_AGE_DAYS = 7.0
@@ -161,7 +162,7 @@ def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run
     results: dict[str, Any] = {}
     try:
         s0 = time.monotonic()
-        with snapshot(store) as snap:
+        with snapshot(store, now=end, days=days, timings=timings) as snap:
             timings["snapshot"] = round(time.monotonic() - s0, 3)
             for name, fn in steps:
                 if time.monotonic() - t0 > timeout_s:

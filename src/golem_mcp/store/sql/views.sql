@@ -183,23 +183,36 @@ SELECT r.ts, r.task, r.parent, COALESCE(r.workflow_id, r.parent) AS workflow_id,
        i.file, i.line, i.summary, r.report_id
 FROM review_issues i JOIN review_reports r USING (report_id);
 
+-- The summaries' parts per (workflow, stage), as views of their own: an analysis run puts
+-- temporary tables of these names in front of them (analysis/snapshot.py), computed from facts
+-- aggregated before their context is resolved, and the summary views then read those.
+CREATE OR REPLACE VIEW request_stage_groups AS
+SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
+       count(*) AS api_requests, sum(cost_usd) AS total_cost,
+       count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_requests,
+       sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+       sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
+       sum(attempt - 1) AS retries, min("timestamp") AS started_at, max("timestamp") AS ended_at,
+       sum(duration_ms) AS api_duration_ms
+FROM requests WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
+
+CREATE OR REPLACE VIEW tool_stage_groups AS
+SELECT workflow_id, stage, count(*) AS tool_calls, count(*) FILTER (WHERE success = false) AS tool_failures,
+       min("timestamp") AS started_at, max("timestamp") AS ended_at
+FROM tools WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
+
+CREATE OR REPLACE VIEW error_stage_groups AS
+SELECT workflow_id, stage, count(*) AS api_errors FROM errors WHERE workflow_id IS NOT NULL GROUP BY ALL;
+
+-- First and last request of each agent in each workflow stage (rework detection).
+CREATE OR REPLACE VIEW stage_agent_spans AS
+SELECT workflow_id, stage, agent_id, min("timestamp") AS first_at, max("timestamp") AS last_at
+FROM requests WHERE workflow_id IS NOT NULL GROUP BY ALL;
+
 CREATE OR REPLACE VIEW workflow_stage_summary AS
-WITH req AS (
-    SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
-           count(*) AS api_requests, sum(cost_usd) AS total_cost,
-           count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_requests,
-           sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
-           sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
-           sum(attempt - 1) AS retries, min("timestamp") AS started_at, max("timestamp") AS ended_at,
-           sum(duration_ms) AS api_duration_ms
-    FROM requests WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage
-), tl AS (
-    SELECT workflow_id, stage, count(*) AS tool_calls, count(*) FILTER (WHERE success = false) AS tool_failures,
-           min("timestamp") AS started_at, max("timestamp") AS ended_at
-    FROM tools WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage
-), er AS (
-    SELECT workflow_id, stage, count(*) AS api_errors FROM errors WHERE workflow_id IS NOT NULL GROUP BY ALL
-)
+WITH req AS (SELECT * FROM request_stage_groups),
+tl AS (SELECT * FROM tool_stage_groups),
+er AS (SELECT * FROM error_stage_groups)
 SELECT req.workflow_id, req.stage, COALESCE(req.experiment_id, w.experiment_id) AS experiment_id,
        COALESCE(req.task_id, w.task_id) AS task_id, w.path AS workflow_path, w.complexity AS complexity_assessment,
        req.total_cost, req.unpriced_requests, req.input_tokens, req.output_tokens, req.cache_read_tokens,

@@ -1,0 +1,309 @@
+"""The analysis run's snapshot: what every analysis reads, computed once per run in temporary tables.
+
+Issue 5 asks for a full run over 10 million requests in under 10 s. Resolving context (workflow
+links, agent context, agent type, prices) for every request costs most of that, and the analyses
+need it row by row only for the last ``max(days, 7)`` days; for the rest of history they need
+aggregates (the workflow and stage summaries, each agent's first and last request per stage, the
+usual model per stage). So a run:
+
+1. aggregates the fact tables first, by every column that context resolution depends on (session,
+   agent, the context emitted on the row, model, whether Claude Code recorded a cost) and keeps
+   each group's first and last timestamp: ~2 million groups for 10 million requests;
+2. resolves context per group. A session's workflow links depend on time; a group lies inside one
+   link's range unless a link starts strictly inside the group's time span. Sessions with such a
+   group (rare: a session switching workflows while an agent runs) are resolved row by row as the
+   views do. Costs are linear in token counts, so a group's cost is its summed tokens times its
+   model's prices, exactly as the sum of per-request costs;
+3. puts temporary tables named like the views in front of them on the run's own connection
+   (DuckDB resolves unqualified names in the temporary catalog first, view bodies included):
+   ``request_stage_groups``, ``tool_stage_groups``, ``error_stage_groups`` and ``stage_agent_spans``
+   from the groups, then ``workflow_stage_summary`` / ``workflow_summary`` from the views' own
+   bodies over those, and ``requests`` / ``tools`` / ``errors`` holding only the window's rows.
+   ``stage_models`` (the usual model per workflow stage over the model-advice window) has no view:
+   ``model_advice`` uses it when the reader says it covers the same window.
+
+Every analysis the run calls reads ``requests``/``tools``/``errors`` only inside its window, so
+the answers equal those of the views (``tests/test_analysis_snapshot.py`` checks it). Temporary
+tables live in memory and go with the connection; nothing is written to the database file, and
+the copies are taken in one read transaction, so writers are not held up and the copies agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from typing import Any
+
+from ..store.db import Store, ident
+from .common import as_naive
+
+MODEL_ADVICE_DAYS = 90  # predict.model_advice's default window, the one the run uses
+
+# Context resolution as views.sql's ``requests`` view does it, row by row, less what no analysis
+# reads (top_stage from the recursive agent tree; session and workflow attributes). {where}
+# filters api_requests. Keep in step with views.sql.
+_ROW_REQUESTS = """
+WITH r AS (
+    SELECT r.request_id, r.session_id, r.agent_id, r.model, r."timestamp", r.input_tokens, r.output_tokens,
+           r.cache_read_tokens, r.cache_creation_tokens, r.cache_creation_5m_tokens, r.cache_creation_1h_tokens,
+           r.recorded_cost_usd, r.duration_ms, r.attempt, r.success, r.workflow_id, r.stage, r.task_id,
+           r.experiment_id, COALESCE(r."timestamp", TIMESTAMP '2262-01-01') AS _ts
+    FROM {db}.main.api_requests r WHERE {where}
+), j AS (
+    SELECT r.*, NULLIF(a.agent_type, 'custom') AS agent_type,
+           ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage, ac.task_id AS ac_task_id,
+           ac.experiment_id AS ac_experiment_id,
+           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
+    FROM r
+    LEFT JOIN {db}.main.agents a ON a.agent_id = r.agent_id
+    LEFT JOIN {db}.main.agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
+    LEFT JOIN {db}.main.workflow_link_ranges wl
+           ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
+), x AS (
+    SELECT j.*, COALESCE(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id) AS r_workflow_id,
+           COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN {db}.main.golem_main_stage()
+                                              ELSE COALESCE(j.agent_type, 'subagent') END) AS r_stage,
+           COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS r_task_id,
+           COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS r_experiment_id
+    FROM j
+)
+SELECT x.request_id, x.session_id, x.agent_id, x.model, x."timestamp",
+       COALESCE(x.input_tokens, 0) AS input_tokens, COALESCE(x.output_tokens, 0) AS output_tokens,
+       COALESCE(x.cache_read_tokens, 0) AS cache_read_tokens,
+       COALESCE(x.cache_creation_tokens, 0) AS cache_creation_tokens,
+       x.duration_ms, COALESCE(x.attempt, 1) AS attempt, COALESCE(x.success, true) AS success,
+       x.r_workflow_id AS workflow_id, x.r_stage AS stage, x.r_task_id AS task_id,
+       COALESCE(x.r_experiment_id, w.experiment_id) AS experiment_id,
+       CASE WHEN x.agent_id IS NULL THEN {db}.main.golem_main_stage() ELSE COALESCE(x.agent_type, 'subagent') END AS agent,
+       COALESCE(x.recorded_cost_usd,
+                (COALESCE(x.input_tokens, 0) * p.input_per_mtok
+                 + COALESCE(x.output_tokens, 0) * p.output_per_mtok
+                 + COALESCE(x.cache_read_tokens, 0) * p.cache_read_per_mtok
+                 + CASE WHEN x.cache_creation_5m_tokens IS NULL AND x.cache_creation_1h_tokens IS NULL
+                        THEN COALESCE(x.cache_creation_tokens, 0) * p.cache_write_5m_per_mtok
+                        ELSE COALESCE(x.cache_creation_5m_tokens, 0) * p.cache_write_5m_per_mtok
+                             + COALESCE(x.cache_creation_1h_tokens, 0) * p.cache_write_1h_per_mtok END) / 1e6) AS cost_usd,
+       CASE WHEN x.recorded_cost_usd IS NOT NULL THEN 'claude_code'
+            WHEN p.model IS NOT NULL THEN 'price_table' ELSE 'unpriced' END AS cost_source
+FROM x
+LEFT JOIN {db}.main.workflows w ON w.workflow_id = x.r_workflow_id
+LEFT JOIN _snap_prices p ON p.request_model = x.model"""
+
+# Step 1: requests grouped by what resolution depends on. Per group also what the cost formula
+# needs (tokens by kind; whether Claude Code recorded the cost; whether the cache write is split
+# by TTL), and the count inside the model-advice window.
+_REQ_PRE = """
+CREATE OR REPLACE TEMP TABLE _snap_req_pre AS
+SELECT session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
+       recorded_cost_usd IS NULL AS rec_null,
+       (cache_creation_5m_tokens IS NULL AND cache_creation_1h_tokens IS NULL) AS cc_plain,
+       count(*) AS n, sum(recorded_cost_usd) AS rec_cost,
+       sum(COALESCE(input_tokens, 0)) AS input_tokens, sum(COALESCE(output_tokens, 0)) AS output_tokens,
+       sum(COALESCE(cache_read_tokens, 0)) AS cache_read_tokens,
+       sum(COALESCE(cache_creation_tokens, 0)) AS cache_creation_tokens,
+       sum(COALESCE(cache_creation_5m_tokens, 0)) AS cc5m, sum(COALESCE(cache_creation_1h_tokens, 0)) AS cc1h,
+       sum(COALESCE(attempt, 1) - 1) AS retries, min("timestamp") AS first_at, max("timestamp") AS last_at,
+       min(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS min_ts,
+       max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts,
+       sum(duration_ms) AS duration_ms,
+       count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < $end) AS n_window
+FROM {db}.main.api_requests GROUP BY ALL"""
+
+_TOOL_PRE = """
+CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS
+SELECT session_id, agent_id, workflow_id, stage, count(*) AS n,
+       count(*) FILTER (WHERE success = false) AS fails, min("timestamp") AS first_at, max("timestamp") AS last_at,
+       min(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS min_ts,
+       max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts
+FROM {db}.main.tool_calls GROUP BY ALL"""
+
+# same model -> price mapping as the model_prices view, over the models actually present
+_PRICES = """
+CREATE OR REPLACE TEMP TABLE _snap_prices AS
+SELECT m.model AS request_model, p.*
+FROM (SELECT DISTINCT model FROM _snap_req_pre WHERE model IS NOT NULL) m
+JOIN {db}.main.prices p ON p.model = regexp_replace(m.model, '-[0-9]{{8}}$', '')"""
+
+# sessions where a workflow link starts strictly inside some group's time span
+_STRADDLE = """
+CREATE OR REPLACE TEMP TABLE _snap_straddle AS
+SELECT DISTINCT g.session_id
+FROM (SELECT session_id, min_ts, max_ts FROM _snap_req_pre WHERE min_ts < max_ts
+      UNION ALL SELECT session_id, min_ts, max_ts FROM _snap_tool_pre WHERE min_ts < max_ts) g
+JOIN {db}.main.workflow_links l ON l.session_id = g.session_id AND l.valid_from > g.min_ts AND l.valid_from <= g.max_ts"""
+
+# Step 2: context per group (the views' COALESCE order), for groups outside straddling sessions.
+_GROUP_CONTEXT = """
+    SELECT g.*, COALESCE(g.workflow_id, ac.workflow_id, wl.workflow_id) AS r_workflow_id,
+           COALESCE(ac.stage, g.stage, CASE WHEN g.agent_id IS NULL THEN {db}.main.golem_main_stage()
+                                            ELSE COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') END) AS r_stage,
+           {extra}
+    FROM {pre} g
+    LEFT JOIN {db}.main.agents a ON a.agent_id = g.agent_id
+    LEFT JOIN {db}.main.agent_context ac ON ac.agent_id = COALESCE(g.agent_id, g.session_id)
+    LEFT JOIN {db}.main.workflow_link_ranges wl
+           ON wl.session_id = g.session_id AND g.min_ts >= wl.valid_from AND g.min_ts < wl.valid_to
+    WHERE g.session_id IS NULL OR g.session_id NOT IN (SELECT session_id FROM _snap_straddle)"""
+
+_REQ_GROUPS = """
+CREATE OR REPLACE TEMP TABLE _snap_req_groups AS
+WITH x AS ({context})
+SELECT x.r_workflow_id AS workflow_id, x.r_stage AS stage, x.agent_id, x.model,
+       COALESCE(x.r_experiment_id, w.experiment_id) AS experiment_id, x.r_task_id AS task_id, x.n,
+       CASE WHEN x.rec_null
+            THEN (x.input_tokens * p.input_per_mtok + x.output_tokens * p.output_per_mtok
+                  + x.cache_read_tokens * p.cache_read_per_mtok
+                  + CASE WHEN x.cc_plain THEN x.cache_creation_tokens * p.cache_write_5m_per_mtok
+                         ELSE x.cc5m * p.cache_write_5m_per_mtok + x.cc1h * p.cache_write_1h_per_mtok END) / 1e6
+            ELSE x.rec_cost END AS cost,
+       CASE WHEN x.rec_null AND p.model IS NULL THEN x.n ELSE 0 END AS unpriced,
+       x.input_tokens, x.output_tokens, x.cache_read_tokens, x.cache_creation_tokens, x.retries,
+       x.first_at, x.last_at, x.duration_ms, x.n_window
+FROM x
+LEFT JOIN {db}.main.workflows w ON w.workflow_id = x.r_workflow_id
+LEFT JOIN _snap_prices p ON p.request_model = x.model"""
+
+# straddling sessions, row by row, into the same shape
+_REQ_GROUPS_ROWS = """
+INSERT INTO _snap_req_groups BY NAME
+SELECT workflow_id, stage, agent_id, model, any_value(experiment_id) AS experiment_id,
+       any_value(task_id) AS task_id, count(*) AS n, sum(cost_usd) AS cost,
+       count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced, sum(input_tokens) AS input_tokens,
+       sum(output_tokens) AS output_tokens, sum(cache_read_tokens) AS cache_read_tokens,
+       sum(cache_creation_tokens) AS cache_creation_tokens, sum(attempt - 1) AS retries,
+       min("timestamp") AS first_at, max("timestamp") AS last_at, sum(duration_ms) AS duration_ms,
+       count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < $end) AS n_window
+FROM ({rows}) GROUP BY workflow_id, stage, agent_id, model"""
+
+_TOOL_GROUPS = """
+CREATE OR REPLACE TEMP TABLE _snap_tool_groups AS
+WITH x AS ({context})
+SELECT r_workflow_id AS workflow_id, r_stage AS stage, n, fails, first_at, last_at FROM x"""
+
+_TOOL_GROUPS_ROWS = """
+INSERT INTO _snap_tool_groups BY NAME
+SELECT workflow_id, stage, count(*) AS n, count(*) FILTER (WHERE success = false) AS fails,
+       min("timestamp") AS first_at, max("timestamp") AS last_at
+FROM {db}.main.tools WHERE session_id IN (SELECT session_id FROM _snap_straddle) GROUP BY workflow_id, stage"""
+
+# Step 3: the views' parts from the groups (same columns and types as views.sql's)
+_STAGE_GROUPS = [
+    """CREATE OR REPLACE TEMP TABLE request_stage_groups AS
+       SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
+              CAST(sum(n) AS BIGINT) AS api_requests, sum(cost) AS total_cost,
+              CAST(sum(unpriced) AS BIGINT) AS unpriced_requests,
+              sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+              sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
+              sum(retries) AS retries, min(first_at) AS started_at, max(last_at) AS ended_at,
+              sum(duration_ms) AS api_duration_ms
+       FROM _snap_req_groups WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
+    """CREATE OR REPLACE TEMP TABLE tool_stage_groups AS
+       SELECT workflow_id, stage, CAST(sum(n) AS BIGINT) AS tool_calls, CAST(sum(fails) AS BIGINT) AS tool_failures,
+              min(first_at) AS started_at, max(last_at) AS ended_at
+       FROM _snap_tool_groups WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
+    """CREATE OR REPLACE TEMP TABLE stage_agent_spans AS
+       SELECT workflow_id, stage, agent_id, min(first_at) AS first_at, max(last_at) AS last_at
+       FROM _snap_req_groups WHERE workflow_id IS NOT NULL GROUP BY ALL""",
+    # the model with most of the window's requests per workflow stage (ties: the first name), as
+    # predict.model_advice computes it from the requests view
+    """CREATE OR REPLACE TEMP TABLE stage_models AS
+       SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
+       FROM (SELECT workflow_id, stage, model, sum(n_window) AS n FROM _snap_req_groups
+             WHERE workflow_id IS NOT NULL AND model IS NOT NULL AND n_window > 0 GROUP BY ALL)
+       GROUP BY workflow_id, stage""",
+]
+
+_TOOLS_COLUMNS = ('tool_use_id, session_id, agent_id, request_id, tool_name, "timestamp", success, duration_ms, '
+                  "error_type, error, tool_parameters, workflow_id, stage, task_id, experiment_id, agent")
+_ERRORS_COLUMNS = ('error_key, session_id, agent_id, request_id, model, "timestamp", status_code, error, attempt, '
+                   "duration_ms, workflow_id, stage, task_id, experiment_id, agent")
+
+
+class SnapshotReader:
+    """The store, but reads go through the run's connection, whose temporary tables shadow the views."""
+
+    def __init__(self, store: Store, cur: Any, rows_from: datetime, end: datetime,
+                 stage_models_window: tuple[datetime, datetime]) -> None:
+        self._store = store
+        self._cur = cur
+        self.rows_from = rows_from  # requests/tools/errors hold rows of [rows_from, end) only
+        self.rows_until = end
+        self.stage_models_window = stage_models_window
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        res = self._cur.execute(sql, params) if params is not None else self._cur.execute(sql)
+        names = [d[0] for d in res.description or ()]
+        return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
+
+    def scalar(self, sql: str, params: Any = None) -> Any:
+        rows = self.query(sql, params or [])
+        return next(iter(rows[0].values())) if rows else None
+
+
+@contextmanager
+def snapshot(store: Store, now: datetime | None = None, days: float = 7,
+             timings: dict[str, float] | None = None) -> Iterator[Any]:
+    """Build the run's snapshot (see the module docstring); yields a reader over it.
+
+    ``days`` is the run's window: ``requests``/``tools``/``errors`` keep rows of the last
+    ``max(days, 7)`` days (the longest window the run's row-level queries use).
+    """
+    import time
+
+    end = as_naive(now)
+    rows_from = end - timedelta(days=max(days, 7))
+    m_start = end - timedelta(days=MODEL_ADVICE_DAYS)
+    cur = store.con.cursor()
+    t: dict[str, float] = {}
+
+    def run(name: str, sql: str, params: dict[str, Any] | None = None) -> None:
+        s = time.monotonic()
+        cur.execute(sql, params) if params else cur.execute(sql)
+        t[name] = t.get(name, 0.0) + time.monotonic() - s
+
+    try:
+        db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
+        win = {"m_start": m_start, "end": end}
+        rows = {"start": rows_from, "end": end}
+        # one read transaction: every copy sees the same store, and writers go on meanwhile
+        cur.execute("BEGIN TRANSACTION")
+        run("group_requests", _REQ_PRE.format(db=db), win)
+        run("group_tools", _TOOL_PRE.format(db=db))
+        run("resolve", _PRICES.format(db=db))
+        run("resolve", _STRADDLE.format(db=db))
+        req_ctx = _GROUP_CONTEXT.format(
+            db=db, pre="_snap_req_pre",
+            extra="COALESCE(g.task_id, ac.task_id, wl.task_id) AS r_task_id, "
+                  "COALESCE(g.experiment_id, ac.experiment_id, wl.experiment_id) AS r_experiment_id")
+        run("resolve", _REQ_GROUPS.format(db=db, context=req_ctx))
+        run("resolve", _TOOL_GROUPS.format(context=_GROUP_CONTEXT.format(db=db, pre="_snap_tool_pre", extra="1 AS _x")))
+        if cur.execute("SELECT count(*) FROM _snap_straddle").fetchone()[0]:  # type: ignore[index]
+            straddling = _ROW_REQUESTS.format(db=db, where="r.session_id IN (SELECT session_id FROM _snap_straddle)")
+            run("resolve", _REQ_GROUPS_ROWS.format(rows=straddling), win)
+            run("resolve", _TOOL_GROUPS_ROWS.format(db=db))
+        for sql in _STAGE_GROUPS:
+            run("summaries", sql)
+        # API errors are few: the view, row by row (before `errors` below shadows what it reads)
+        run("summaries", f"CREATE OR REPLACE TEMP TABLE error_stage_groups AS SELECT * FROM {db}.main.error_stage_groups")
+        # the summary views' bodies, bound on this connection, read the temporary parts above
+        for v in ("workflow_stage_summary", "workflow_summary"):
+            run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
+        window = '"timestamp" >= $start AND "timestamp" < $end'
+        run("window_rows", "CREATE OR REPLACE TEMP TABLE requests AS "
+            + _ROW_REQUESTS.format(db=db, where=window.replace('"timestamp"', 'r."timestamp"')), rows)
+        run("window_rows", f"CREATE OR REPLACE TEMP TABLE tools AS SELECT {_TOOLS_COLUMNS} FROM {db}.main.tools "
+            f"WHERE {window}", rows)
+        run("window_rows", f"CREATE OR REPLACE TEMP TABLE errors AS SELECT {_ERRORS_COLUMNS} FROM {db}.main.errors "
+            f"WHERE {window}", rows)
+        for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups"):
+            cur.execute(f"DROP TABLE {name}")  # free their memory for the analyses
+        cur.execute("COMMIT")
+        if timings is not None:
+            timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
+        yield SnapshotReader(store, cur, rows_from, end, (m_start, end))
+    finally:
+        cur.close()  # temporary tables go with their connection

@@ -1,0 +1,125 @@
+"""The analysis run's snapshot (aggregate first, resolve context per group) gives what the views give:
+the summaries, the per-agent spans, the usual model per stage and every analysis the run calls.
+Edge cases: a session switching workflows while an agent runs, requests without a timestamp,
+unpriced and dated model names, TTL-split cache writes, context declared per agent and per session."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+
+from golem_mcp.analysis.anomalies import detect_anomalies
+from golem_mcp.analysis.bottlenecks import find_bottlenecks
+from golem_mcp.analysis.budgets import _other_alerts, budget_alert_candidates
+from golem_mcp.analysis.error_patterns import query_error_patterns
+from golem_mcp.analysis.loops import find_loops
+from golem_mcp.analysis.predict import model_advice
+from golem_mcp.analysis.snapshot import snapshot
+from golem_mcp.store.db import Store
+from synthetic import EFFECTS, generate
+
+NOW = datetime(2031, 1, 1)
+
+
+def norm(x: Any) -> Any:
+    if isinstance(x, list):
+        return sorted((norm(i) for i in x), key=repr)
+    if hasattr(x, "model_dump"):
+        return norm(x.model_dump())
+    if isinstance(x, dict):
+        return {k: norm(v) for k, v in x.items()}
+    if isinstance(x, float):
+        return round(x, 9)  # sums in another order
+    return x
+
+
+def analyses(now: datetime) -> dict[str, Any]:
+    return {"bottlenecks": lambda s: find_bottlenecks(s, days=7, now=now),
+            "anomalies": lambda s: detect_anomalies(s, days=7, now=now),
+            "loops": lambda s: find_loops(s, days=7, now=now),
+            "errors": lambda s: query_error_patterns(s, days=7, now=now),
+            "models": lambda s: model_advice(s, now=now),
+            "budgets": lambda s: budget_alert_candidates(s, 7, now),
+            "other_alerts": lambda s: _other_alerts(s, now)}
+
+
+TABLES = {"wss": "SELECT * FROM workflow_stage_summary ORDER BY workflow_id, stage",
+          "ws": "SELECT * FROM workflow_summary ORDER BY workflow_id",
+          "spans": "SELECT * FROM stage_agent_spans ORDER BY ALL"}
+
+
+def assert_same(store: Store, now: datetime) -> None:
+    fns = analyses(now)
+    direct = {k: norm(f(store)) for k, f in fns.items()}
+    direct_tables = {k: norm(store.query(q)) for k, q in TABLES.items()}
+    models = norm(store.query("""SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
+        FROM (SELECT workflow_id, stage, model, count(*) AS n FROM requests
+              WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL AND model IS NOT NULL GROUP BY ALL)
+        GROUP BY 1, 2 ORDER BY 1, 2""", [now - timedelta(days=90), now]))
+    with snapshot(store, now=now, days=7) as snap:
+        for k, q in TABLES.items():
+            assert norm(snap.query(q)) == direct_tables[k], k
+        assert norm(snap.query("SELECT * FROM stage_models ORDER BY 1, 2")) == models
+        for k, f in fns.items():
+            assert norm(f(snap)) == direct[k], k
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    s = Store(tmp_path / "t.duckdb")
+    yield s
+    s.close()
+
+
+def test_synthetic_history(store):
+    p = generate(store, set(EFFECTS))
+    assert_same(store, p.now)
+
+
+def test_edge_cases(store):
+    con = store.con
+    day = NOW - timedelta(days=2)
+    switch = day + timedelta(hours=1)
+    con.execute("INSERT INTO workflows (workflow_id, path, experiment_id) VALUES ('wf-a', 'full', 'arm-x'), "
+                "('wf-b', 'fast-track', NULL), ('wf-c', NULL, 'arm-y')")
+    # s1 works for wf-a, then for wf-b from `switch` on; s2 only from `switch` on
+    con.execute("INSERT INTO workflow_links VALUES ('s1', TIMESTAMP '1970-01-01', 'wf-a', 't-1', NULL, 'mcp'), "
+                "('s1', ?, 'wf-b', NULL, 'arm-z', 'mcp'), ('s2', ?, 'wf-c', NULL, NULL, 'mcp')", [switch, switch])
+    con.execute("INSERT INTO agents (agent_id, session_id, agent_type) VALUES ('ag-1', 's1', 'implementer'), "
+                "('ag-2', 's2', 'custom'), ('ag-3', 's3', 'reviewer'), ('ag-4', 's3', 'implementer')")
+    con.execute("INSERT INTO agent_context (agent_id, workflow_id, stage, task_id) VALUES "
+                "('ag-3', 'wf-c', 'review', 't-9'), ('s3', 'wf-c', 'orchestrate', NULL)")
+    reqs = []
+    models = ["claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "no-such-model", None, "claude-haiku-4-5"]
+    sessions = [("s1", "ag-1"), ("s1", None), ("s2", "ag-2"), ("s3", "ag-3"), ("s3", None), ("s3", "ag-4"),
+                ("s4", "ag-unknown")]
+    i = 0
+    for sess, agent in sessions:
+        for k in range(12):
+            i += 1
+            ts = None if k == 11 else day + timedelta(minutes=10 * k)  # spans `switch`; one without a time
+            split = k % 3 == 0
+            reqs.append((f"r{i}", sess, agent, models[i % len(models)], ts, 1000 + i, 100 + i, 500, 300,
+                         120 if split else None, 180 if split else None,
+                         0.01 * i if k % 4 == 0 else None, 1000.0 + 37 * i, 1 + (k == 5),
+                         "wf-c" if (sess == "s4" and k < 6) else None, "explicit" if k == 7 else None,
+                         None))  # (experiment ids that disagree inside a stage make any_value arbitrary)
+    con.executemany("""INSERT INTO api_requests (request_id, session_id, agent_id, model, "timestamp", input_tokens,
+        output_tokens, cache_read_tokens, cache_creation_tokens, cache_creation_5m_tokens, cache_creation_1h_tokens,
+        recorded_cost_usd, duration_ms, attempt, workflow_id, stage, experiment_id) VALUES
+        (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", reqs)
+    tools = []
+    for j, (sess, agent) in enumerate(sessions * 3):
+        ts = None if j % 10 == 9 else day + timedelta(minutes=7 * j)
+        tools.append((f"tu{j}", sess, agent, ["Bash", "Edit", "Read"][j % 3], ts, j % 4 != 0,
+                      '{"bash_command":"pytest"}' if j % 3 == 0 else None, "Exit code 1" if j % 4 == 0 else None))
+    con.executemany("""INSERT INTO tool_calls (tool_use_id, session_id, agent_id, tool_name, "timestamp", success,
+        tool_parameters, error) VALUES (?, ?, ?, ?, ?, ?, ?, ?)""", tools)
+    con.executemany("""INSERT INTO api_errors (error_key, session_id, agent_id, "timestamp", status_code, error)
+        VALUES (?, ?, ?, ?, ?, ?)""", [(f"e{k}", s, a, day + timedelta(minutes=13 * k), 529, "overloaded")
+                                      for k, (s, a) in enumerate(sessions)])
+    assert store.scalar("SELECT count(DISTINCT workflow_id) FROM requests") == 3
+    assert_same(store, NOW)
