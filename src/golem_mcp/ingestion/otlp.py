@@ -327,6 +327,7 @@ def logs_to_batch(doc: Any, batch: Batch, store_prompts: bool = False) -> int:
     """Map an OTLP logs request; returns the number of log records seen."""
     n = 0
     linked: set[tuple[str, str]] = set()
+    agents_seen: set[tuple[Any, Any, Any]] = set()
     last_res: Attrs | None = None
     res_json = ""
     for res, rec in _iter_logs(doc):
@@ -369,8 +370,12 @@ def logs_to_batch(doc: Any, batch: Batch, store_prompts: bool = False) -> int:
                 "ttft_ms": _float(a.get("ttft_ms")), "query_source": a.get("query_source"),
                 "attempt": _int(a.get("attempt")), "success": True, **ctx, "source_mask": SRC_OTEL_LOG,
             })
-            if agent_id:
-                batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent.name")})
+            agent = (agent_id, sid, a.get("agent.name"))
+            if agent_id and agent not in agents_seen:
+                # one agent makes many requests: the same row again would merge to the same result
+                # (its columns keep the first value or prefer a real type), so it is sent once
+                agents_seen.add(agent)
+                batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": agent[2]})
         elif name == "api_error":
             batch.add("api_errors", {
                 "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,

@@ -251,17 +251,33 @@ class Store:
             kv = [tuple(r[k] for k in keys) for r in kept]
         if not kept:
             return len(rows)
-        existing = self._existing(table, keys, kv)
-        if not existing:
-            self._insert(table, cols, kept, len(set(kv)) != len(kv), merge=False)
-        elif len(existing) == len(set(kv)):
-            self._insert(table, cols, kept, len(existing) != len(kv), merge=True)
-        else:
-            new = [r for r, k in zip(kept, kv, strict=True) if k not in existing]
-            old = [r for r, k in zip(kept, kv, strict=True) if k in existing]
-            n_new = len(set(kv)) - len(existing)
-            self._insert(table, cols, new, n_new != len(new), merge=False)
-            self._insert(table, cols, old, len(existing) != len(old), merge=True)
+        pa, arrow = _arrow_types()
+        schema = pa.schema([(c, arrow.get(types[c], pa.string())) for c in cols])
+        # from_pylist walks the dicts in C++; a Python list per column cost several times more
+        stg = pa.Table.from_pylist(kept, schema=schema)
+        stg = stg.append_column("_golem_seq", pa.array(range(len(kept)), type=pa.int64()))
+        n_keys = len(set(kv))
+        name = f"_stg_{table}"
+        self.con.register(name, stg)
+        try:
+            existing = self._existing(table, keys, kv, name)
+            if not existing:
+                self._insert(table, cols, name, n_keys != len(kv), merge=False)
+            elif len(existing) == n_keys:
+                self._insert(table, cols, name, n_keys != len(kv), merge=True)
+            else:
+                old = [k in existing for k in kv]
+                n_old = sum(old)
+                for part, mask, dups in (("new", [not o for o in old], n_keys - len(existing) != len(kv) - n_old),
+                                         ("old", old, len(existing) != n_old)):
+                    sub = f"{name}_{part}"
+                    self.con.register(sub, stg.filter(pa.array(mask, type=pa.bool_())))
+                    try:
+                        self._insert(table, cols, sub, dups, merge=part == "old")
+                    finally:
+                        self.con.unregister(sub)
+        finally:
+            self.con.unregister(name)
         return len(rows)
 
     # an IN list of bound keys is answered from the primary-key index, at ~25 us a key whatever the
@@ -270,34 +286,24 @@ class Store:
     _IN_LIST_ROWS_PER_KEY = 600
     _IN_LIST_CHUNK = 2000  # DuckDB uses the index for at most index_scan_max_count (2048) keys
 
-    def _existing(self, table: str, keys: tuple[str, ...], kv: list[Any]) -> set[Any]:
-        """The keys among ``kv`` already stored in ``table`` (as given in ``kv``)."""
-        distinct = list(dict.fromkeys(kv))
+    def _existing(self, table: str, keys: tuple[str, ...], kv: list[Any], staged: str) -> set[Any]:
+        """The keys among ``kv`` (the rows of the registered table ``staged``) already in ``table``."""
         t = ident(table)
-        types = self._types[table]
-        if (len(keys) == 1 and types[keys[0]] == "VARCHAR"
-                and self._estimates.get(table, 0) > self._IN_LIST_ROWS_PER_KEY * len(distinct)):
-            k = ident(keys[0])
-            out: set[Any] = set()
-            for i in range(0, len(distinct), self._IN_LIST_CHUNK):
-                part = [str(v) for v in distinct[i:i + self._IN_LIST_CHUNK]]
-                found = self.con.execute(f"SELECT {k} FROM {t} WHERE {k} IN ({', '.join('?' * len(part))})",
-                                         part).fetchall()
-                out.update(r[0] for r in found)
-            return {v for v in distinct if str(v) in out}
+        if len(keys) == 1 and self._types[table][keys[0]] == "VARCHAR":
+            distinct = list(dict.fromkeys(kv))
+            if self._estimates.get(table, 0) > self._IN_LIST_ROWS_PER_KEY * len(distinct):
+                k = ident(keys[0])
+                out: set[Any] = set()
+                for i in range(0, len(distinct), self._IN_LIST_CHUNK):
+                    part = [str(v) for v in distinct[i:i + self._IN_LIST_CHUNK]]
+                    found = self.con.execute(f"SELECT {k} FROM {t} WHERE {k} IN ({', '.join('?' * len(part))})",
+                                             part).fetchall()
+                    out.update(r[0] for r in found)
+                return {v for v in distinct if str(v) in out}
         # stored values come back as DuckDB types (a TIMESTAMP key as datetime): match by position
-        pa, arrow = _arrow_types()
-        cols = list(zip(*distinct, strict=True)) if len(keys) > 1 else [distinct]
-        staged = {k: pa.array(list(v), type=arrow.get(types[k], pa.string())) for k, v in zip(keys, cols, strict=True)}
-        staged["_golem_pos"] = pa.array(range(len(distinct)), type=pa.int64())
-        name = f"_keys_{table}"
-        self.con.register(name, pa.table(staged))
-        try:
-            on = " AND ".join(f"s.{ident(k)} = {t}.{ident(k)}" for k in keys)
-            pos = self.con.execute(f"SELECT s._golem_pos FROM {name} s JOIN {t} ON {on}").fetchall()
-        finally:
-            self.con.unregister(name)
-        return {distinct[r[0]] for r in pos}
+        on = " AND ".join(f"s.{ident(k)} = {t}.{ident(k)}" for k in keys)
+        pos = self.con.execute(f"SELECT s._golem_seq FROM {staged} s JOIN {t} ON {on}").fetchall()
+        return {kv[r[0]] for r in pos}
 
     def _row_estimates(self) -> dict[str, int]:
         """Rows per table, roughly: DuckDB's own estimate, which it keeps without a scan."""
@@ -305,23 +311,19 @@ class Store:
                                 "WHERE schema_name = 'main'").fetchall()
         return {t: int(n or 0) for t, n in rows}
 
-    def _insert(self, table: str, cols: list[str], rows: list[dict], dups: bool, merge: bool) -> None:
-        """INSERT ``rows``: folded by key first when ``dups``; merged into stored rows when ``merge``."""
+    def _insert(self, table: str, cols: list[str], staged: str, dups: bool, merge: bool) -> None:
+        """INSERT the registered ``staged`` rows: folded by key first when ``dups``; merged into
+        stored rows when ``merge``."""
         keys = KEYS[table]
-        types = self._types[table]
         policy = POLICY.get(table, {})
-        pa, arrow = _arrow_types()
-        arrays = {c: pa.array([r.get(c) for r in rows], type=arrow.get(types[c], pa.string())) for c in cols}
         non_keys = [c for c in cols if c not in keys]
         key_list = ", ".join(ident(k) for k in keys)
         col_list = ", ".join(ident(c) for c in cols)
-        name = f"_stg_{table}"
         if dups:
-            arrays["_golem_seq"] = pa.array(range(len(rows)), type=pa.int64())
             sel = ", ".join([ident(k) for k in keys] + [f"{_agg(c, policy.get(c, 'keep'))} AS {ident(c)}" for c in non_keys])
-            src = f"SELECT {sel} FROM {name} GROUP BY {key_list}"
+            src = f"SELECT {sel} FROM {staged} GROUP BY {key_list}"
         else:
-            src = f"SELECT {col_list} FROM {name}"
+            src = f"SELECT {col_list} FROM {staged}"
         sql = f"INSERT INTO {ident(table)} ({col_list}) {src}"
         if merge:
             if non_keys:
@@ -329,11 +331,7 @@ class Store:
                     _merge(table, c, policy.get(c, "keep")) for c in non_keys)
             else:
                 sql += f" ON CONFLICT ({key_list}) DO NOTHING"
-        self.con.register(name, pa.table(arrays))
-        try:
-            self.con.execute(sql)
-        finally:
-            self.con.unregister(name)
+        self.con.execute(sql)
 
     def insert_rows(self, table: str, rows: list[dict]) -> None:
         """Plain inserts for tables with generated keys (stage_records)."""
