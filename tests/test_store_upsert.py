@@ -1,6 +1,7 @@
 """Store.write merges by key exactly as one INSERT .. ON CONFLICT would, on every internal path:
-all keys new, all stored, a mix, keys repeated inside one batch, composite and TIMESTAMP keys, and
-the existence lookup by index (IN list, used for big tables) as well as by join (small tables)."""
+all keys new, all stored, a mix, keys repeated inside one batch, composite and TIMESTAMP keys; a
+batch of few keys (ON CONFLICT straight away) and the lookup of stored keys by index (IN list, for
+big tables) or by join (small tables)."""
 
 from __future__ import annotations
 
@@ -10,10 +11,12 @@ from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import Store
 
 
-@pytest.fixture(params=["join", "in_list"])
+@pytest.fixture(params=["few_keys", "join", "in_list"])
 def store(request, tmp_path, monkeypatch):
     monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
     s = Store(tmp_path / "g.duckdb")
+    if request.param != "few_keys":
+        s._SMALL = 0  # no batch counts as small: stored keys are looked up first
     if request.param == "in_list":
         s._IN_LIST_ROWS_PER_KEY = -1  # any table counts as big: the lookup goes through the index
     yield s
