@@ -275,3 +275,60 @@ def test_detach_starts_a_background_daemon_that_stop_ends(golem_home, tmp_path):
     assert stop.returncode == 0 and "stopped" in stop.stdout
     with pytest.raises(httpx.HTTPError):
         httpx.get(url + "/healthz", timeout=1)
+
+
+def test_alerts_are_evaluated_on_ingest_and_posted_to_the_webhook(golem_home: Path, tmp_path: Path) -> None:
+    """A workflow's OTLP crosses its budget: the daemon raises the alert by itself, once, to the
+    alert log and to a real loopback webhook, without anyone asking."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from golem_mcp.analysis import budgets
+    from golem_mcp.store.db import Store
+
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802 - http.server's naming
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    db = tmp_path / "golem.duckdb"
+    with Store(db) as store:   # configured before the daemon owns the file
+        budgets.set_webhook(store, f"http://127.0.0.1:{server.server_port}/alerts")
+        budgets.set_budget(store, "workflow", 0.05, key="wf-002")
+    # one real OTLP logs body of wf-002, its events moved to now (budgets look at the last days)
+    body = json.loads(next(p for p in sorted((FIXTURES / "otlp").glob("*_logs.json"))
+                           if "wf-002" in p.read_text()).read_text())
+    now_ns = time.time_ns()
+    for rl in body["resourceLogs"]:
+        for sl in rl["scopeLogs"]:
+            for rec in sl["logRecords"]:
+                rec["timeUnixNano"] = rec["observedTimeUnixNano"] = str(now_ns)
+                for a in rec["attributes"]:
+                    if a["key"] == "event.timestamp":
+                        a["value"] = {"stringValue": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
+    d = launch_daemon(golem_home, db, env={"GOLEM_ALERT_INTERVAL": "0.3"})
+    try:
+        r = httpx.post(d.url + "/v1/logs", json=body, timeout=10)
+        assert r.status_code == 200, r.text
+        deadline = time.monotonic() + 20
+        while not received and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert received, (golem_home / "daemon.test.out").read_text()[-2000:]
+        alerts = received[0]["alerts"]
+        assert {(a["kind"], a["scope"], a["key"]) for a in alerts} == {("budget", "workflow", "wf-002")}
+        assert "wf-002" in (golem_home / "alerts.log").read_text()
+        # the same data again: nothing new to say
+        httpx.post(d.url + "/v1/logs", json=body, timeout=10)
+        time.sleep(1.5)
+        assert len(received) == 1
+    finally:
+        d.stop()
+        server.shutdown()

@@ -72,6 +72,9 @@ log = logging.getLogger("golem_mcp.daemon")
 WATCH_INTERVAL = 2.0  # seconds between transcript-folder scans; unchanged files cost one stat each
 SPOOL_INTERVAL = 2.0  # seconds between hook-spool drains
 SUMMARY_INTERVAL = 60.0  # seconds between activity lines in the log (one line per request is too much)
+# seconds between alert evaluations, run only when something was ingested since the last one: budgets
+# are crossed by new data, and an evaluation scans the last week (too much for every OTLP request)
+ALERT_INTERVAL = float(os.environ.get("GOLEM_ALERT_INTERVAL") or 20.0)
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 SIGNALS = ("logs", "metrics", "traces")
@@ -362,8 +365,11 @@ class Background:
     """
 
     def __init__(self, store: Store, settings: Settings, stats: Stats, watch: list[Path],
-                 spool: Path | None, import_lock: threading.Lock) -> None:
+                 spool: Path | None, import_lock: threading.Lock, writer: GroupWriter | None = None) -> None:
         self.store = store
+        self.writer = writer
+        self.ingested = 0           # rows the watcher and the spool drainer wrote (the writer counts its own)
+        self._alerts_seen = -1
         self.settings = settings
         self.stats = stats
         self.watch = watch
@@ -380,6 +386,8 @@ class Background:
             jobs.append(("spool", SPOOL_INTERVAL, self.drain_spool))
         if self.watch:
             jobs.append(("watch", WATCH_INTERVAL, self.scan))
+        if ALERT_INTERVAL > 0:
+            jobs.append(("alerts", ALERT_INTERVAL, self.alerts))
         for name, interval, fn in jobs:
             t = threading.Thread(target=self._loop, args=(name, interval, fn), name=f"golem-{name}", daemon=True)
             t.start()
@@ -397,7 +405,7 @@ class Background:
         self.spool_wake.set()
 
     def _loop(self, name: str, interval: float, fn: Callable[[], None]) -> None:
-        first = name != "summary"  # drain and scan at once on start; the summary only after a while
+        first = name not in ("summary", "alerts")  # drain and scan at once on start; the others after a while
         while not self.stop_event.is_set():
             if not first:
                 if name == "spool":
@@ -426,6 +434,7 @@ class Background:
         assert self.spool is not None
         res = drain(self.store, self.spool, self.settings.store_prompts)
         if res.files:
+            self.ingested += res.payloads
             self.stats.spooled += res.payloads
             log.info("ingested %d spooled hook payloads from %d files", res.payloads, res.files)
         for s in res.skipped[:20]:
@@ -442,11 +451,24 @@ class Background:
         with self.import_lock:
             res = Importer(self.store, self.settings.store_prompts).run(paths)
         if res.files_read:
+            self.ingested += res.rows
             self.stats.watched_files += res.files_read
             self.stats.records += res.rows
             log.info("watch: read %d files (%.1f MB), %d records", res.files_read, res.bytes_read / 1e6, res.rows)
         for s in res.skipped[:20]:
             log.warning("watch: skipped %s", s)
+
+    def alerts(self) -> None:
+        """Budget, error-spike and quality alerts on what was ingested: to the log file, the daemon's log
+        and the webhook (each alert once, ever; see ``analysis.budgets``)."""
+        from ..analysis.budgets import evaluate_alerts
+
+        seen = self.ingested + (self.writer.commits if self.writer else 0)
+        if seen == self._alerts_seen:
+            return
+        self._alerts_seen = seen
+        for a in evaluate_alerts(self.store):
+            log.warning("alert: %s", a.message)
 
     def summary(self) -> None:
         s = self.stats.take()
@@ -646,7 +668,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     ]
     mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
     routes.extend(mcp_routes)
-    background = Background(store, settings, stats, list(watch or []), spool, import_lock)
+    background = Background(store, settings, stats, list(watch or []), spool, import_lock, writer)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
