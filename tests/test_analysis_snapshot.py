@@ -47,7 +47,8 @@ def analyses(now: datetime) -> dict[str, Any]:
 
 TABLES = {"wss": "SELECT * FROM workflow_stage_summary ORDER BY workflow_id, stage",
           "ws": "SELECT * FROM workflow_summary ORDER BY workflow_id",
-          "spans": "SELECT * FROM stage_agent_spans ORDER BY ALL"}
+          "spans": "SELECT * FROM stage_agent_spans ORDER BY ALL",
+          "agent_spans": "SELECT * FROM agent_request_spans ORDER BY ALL"}
 
 
 def assert_same(store: Store, now: datetime) -> None:
@@ -104,7 +105,7 @@ def test_edge_cases(store):
             split = k % 3 == 0
             reqs.append((f"r{i}", sess, agent, models[i % len(models)], ts, 1000 + i, 100 + i, 500, 300,
                          120 if split else None, 180 if split else None,
-                         0.01 * i if k % 4 == 0 else None, 1000.0 + 37 * i, 1 + (k == 5),
+                         0.01 * i if k % 4 == 0 else None, None if k in (3, 10) else 1000.0 + 37 * i, 1 + (k == 5),
                          "wf-c" if (sess == "s4" and k < 6) else None, "explicit" if k == 7 else None,
                          None))  # (experiment ids that disagree inside a stage make any_value arbitrary)
     con.executemany("""INSERT INTO api_requests (request_id, session_id, agent_id, model, "timestamp", input_tokens,

@@ -64,15 +64,22 @@ def detect_anomalies(store: Store, days: float = 30, now: datetime | None = None
     insufficient: list[str] = []
     for level, src, stage_expr in (("stage", "workflow_stage_summary", "stage"),
                                     ("workflow", "workflow_summary", "NULL::VARCHAR")):
+        # Only candidates come back to Python: runs at min_ratio x normal or more (with enough
+        # peers), and one row per peer group too small to judge. _flag decides on the candidates
+        # with the same arithmetic; the SQL bound is a hair looser so rounding cannot drop one.
         rows = store.query(f"""
             WITH x AS ({unpivot.format(stage=stage_expr, src=src)}),
             h AS (SELECT * FROM x WHERE started_at >= ? AND started_at < ?),
             norm AS (SELECT stage, metric, median(v) AS med, mad(v) AS mad, count(*) AS n
-                     FROM h GROUP BY stage, metric)
-            SELECT h.workflow_id, h.stage, h.metric, h.v, norm.med, norm.mad, norm.n
-            FROM h JOIN norm ON norm.metric = h.metric AND norm.stage IS NOT DISTINCT FROM h.stage
-            WHERE h.started_at >= ? AND (? IS NULL OR h.workflow_id = ?)
-            """, [hist_start, end, start, workflow_id, workflow_id])
+                     FROM h GROUP BY stage, metric),
+            j AS (SELECT h.workflow_id, h.stage, h.metric, h.v, norm.med, norm.mad, norm.n
+                  FROM h JOIN norm ON norm.metric = h.metric AND norm.stage IS NOT DISTINCT FROM h.stage
+                  WHERE h.started_at >= ? AND (? IS NULL OR h.workflow_id = ?))
+            SELECT * FROM j WHERE n >= ? AND med > 0 AND v >= med * ?
+            UNION ALL
+            SELECT DISTINCT NULL, stage, NULL, NULL, NULL, NULL, n FROM j WHERE n < ?
+            ORDER BY stage NULLS FIRST, n
+            """, [hist_start, end, start, workflow_id, workflow_id, min_history, min_ratio * (1 - 1e-9), min_history])
         enough = [r for r in rows if r["n"] >= min_history]
         for r in rows:
             if r["n"] < min_history:

@@ -23,10 +23,9 @@ SAMPLES: dict[str, str] = {
                         "duration_seconds * 1000 AS dur FROM workflow_stage_summary",
     "workflow_path": "SELECT COALESCE(workflow_path, 'unknown') AS key, started_at AS ts, duration_seconds * 1000 AS dur "
                      "FROM workflow_summary",
-    "agent": "SELECT COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') AS key, r.ts, r.dur FROM "
-             "(SELECT agent_id, min(\"timestamp\") AS ts, "
-             "epoch_ms(max(\"timestamp\") - min(\"timestamp\")) + COALESCE(arg_max(duration_ms, \"timestamp\"), 0) AS dur "
-             "FROM api_requests WHERE agent_id IS NOT NULL GROUP BY agent_id) r LEFT JOIN agents a USING (agent_id)",
+    "agent": "SELECT COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') AS key, r.first_at AS ts, "
+             "epoch_ms(r.last_at - r.first_at) + COALESCE(r.last_duration_ms, 0) AS dur "
+             "FROM agent_request_spans r LEFT JOIN agents a USING (agent_id)",
     "model": "SELECT model AS key, \"timestamp\" AS ts, duration_ms AS dur FROM api_requests",
     "tool": "SELECT tool_name AS key, \"timestamp\" AS ts, duration_ms AS dur FROM tool_calls",
     "span": "SELECT span_type || ':' || COALESCE(tool_name, name) AS key, start_time AS ts, duration_ms AS dur FROM spans",

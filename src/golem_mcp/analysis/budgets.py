@@ -96,7 +96,9 @@ def budget_alert_candidates(store: Store, days: float = 7, now: datetime | None 
     budgets = list_budgets(store)
     out = []
     for scope in {b.scope for b in budgets}:
-        for r in store.query(_SPEND[scope], [start, end]):
+        # spend below every budget's lowest level for this scope can raise nothing: leave it in SQL
+        floor = min(b.limit_usd * min(b.levels) / 100.0 for b in budgets if b.scope == scope)
+        for r in store.query(f"SELECT * FROM ({_SPEND[scope]}) WHERE spend >= ?", [start, end, floor * (1 - 1e-9)]):
             b = _limit_for(budgets, scope, r["key"])
             if b is None or r["spend"] is None or r["key"] is None:
                 continue

@@ -56,9 +56,9 @@ WITH r AS (
            ac.experiment_id AS ac_experiment_id,
            wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
     FROM r
-    LEFT JOIN {db}.main.agents a ON a.agent_id = r.agent_id
+    LEFT JOIN agents a ON a.agent_id = r.agent_id
     LEFT JOIN {db}.main.agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
-    LEFT JOIN {db}.main.workflow_link_ranges wl
+    LEFT JOIN workflow_link_ranges wl
            ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
 ), x AS (
     SELECT j.*, COALESCE(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id) AS r_workflow_id,
@@ -99,14 +99,17 @@ SELECT session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
        recorded_cost_usd IS NULL AS rec_null,
        (cache_creation_5m_tokens IS NULL AND cache_creation_1h_tokens IS NULL) AS cc_plain,
        count(*) AS n, sum(recorded_cost_usd) AS rec_cost,
-       sum(COALESCE(input_tokens, 0)) AS input_tokens, sum(COALESCE(output_tokens, 0)) AS output_tokens,
-       sum(COALESCE(cache_read_tokens, 0)) AS cache_read_tokens,
-       sum(COALESCE(cache_creation_tokens, 0)) AS cache_creation_tokens,
-       sum(COALESCE(cache_creation_5m_tokens, 0)) AS cc5m, sum(COALESCE(cache_creation_1h_tokens, 0)) AS cc1h,
-       sum(COALESCE(attempt, 1) - 1) AS retries, min("timestamp") AS first_at, max("timestamp") AS last_at,
+       CAST(sum(COALESCE(input_tokens, 0)) AS BIGINT) AS input_tokens, CAST(sum(COALESCE(output_tokens, 0)) AS BIGINT) AS output_tokens,
+       CAST(sum(COALESCE(cache_read_tokens, 0)) AS BIGINT) AS cache_read_tokens,
+       CAST(sum(COALESCE(cache_creation_tokens, 0)) AS BIGINT) AS cache_creation_tokens,
+       CAST(sum(COALESCE(cache_creation_5m_tokens, 0)) AS BIGINT) AS cc5m, CAST(sum(COALESCE(cache_creation_1h_tokens, 0)) AS BIGINT) AS cc1h,
+       CAST(sum(COALESCE(attempt, 1) - 1) AS BIGINT) AS retries, min("timestamp") AS first_at, max("timestamp") AS last_at,
        min(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS min_ts,
        max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts,
        sum(duration_ms) AS duration_ms,
+       -- the agent's last timed request (arg_max skips NULL durations and times)
+       arg_max(duration_ms, "timestamp") AS last_dur,
+       max("timestamp") FILTER (WHERE duration_ms IS NOT NULL) AS last_dur_at,
        count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < $end) AS n_window
 FROM {db}.main.api_requests GROUP BY ALL"""
 
@@ -142,7 +145,7 @@ _GROUP_CONTEXT = """
     FROM {pre} g
     LEFT JOIN {db}.main.agents a ON a.agent_id = g.agent_id
     LEFT JOIN {db}.main.agent_context ac ON ac.agent_id = COALESCE(g.agent_id, g.session_id)
-    LEFT JOIN {db}.main.workflow_link_ranges wl
+    LEFT JOIN workflow_link_ranges wl
            ON wl.session_id = g.session_id AND g.min_ts >= wl.valid_from AND g.min_ts < wl.valid_to
     WHERE g.session_id IS NULL OR g.session_id NOT IN (SELECT session_id FROM _snap_straddle)"""
 
@@ -188,6 +191,7 @@ SELECT workflow_id, stage, count(*) AS n, count(*) FILTER (WHERE success = false
 FROM {db}.main.tools WHERE session_id IN (SELECT session_id FROM _snap_straddle) GROUP BY workflow_id, stage"""
 
 # Step 3: the views' parts from the groups (same columns and types as views.sql's)
+# Step 3: the views' parts from the groups (same columns and types as views.sql's)
 _STAGE_GROUPS = [
     """CREATE OR REPLACE TEMP TABLE request_stage_groups AS
        SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
@@ -196,21 +200,32 @@ _STAGE_GROUPS = [
               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
               sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
               sum(retries) AS retries, min(first_at) AS started_at, max(last_at) AS ended_at,
-              sum(duration_ms) AS api_duration_ms
+              sum(duration_ms) AS api_duration_ms,
+              -- for stage_models below (the summary view reads the columns above by name)
+              min(model) FILTER (WHERE n_window > 0) AS _model_lo, max(model) FILTER (WHERE n_window > 0) AS _model_hi
        FROM _snap_req_groups WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
     """CREATE OR REPLACE TEMP TABLE tool_stage_groups AS
        SELECT workflow_id, stage, CAST(sum(n) AS BIGINT) AS tool_calls, CAST(sum(fails) AS BIGINT) AS tool_failures,
               min(first_at) AS started_at, max(last_at) AS ended_at
        FROM _snap_tool_groups WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
+    """CREATE OR REPLACE TEMP TABLE agent_request_spans AS
+       SELECT agent_id, min(first_at) AS first_at, max(last_at) AS last_at,
+              arg_max(last_dur, last_dur_at) AS last_duration_ms
+       FROM _snap_req_pre WHERE agent_id IS NOT NULL GROUP BY agent_id""",
     """CREATE OR REPLACE TEMP TABLE stage_agent_spans AS
        SELECT workflow_id, stage, agent_id, min(first_at) AS first_at, max(last_at) AS last_at
        FROM _snap_req_groups WHERE workflow_id IS NOT NULL GROUP BY ALL""",
     # the model with most of the window's requests per workflow stage (ties: the first name), as
-    # predict.model_advice computes it from the requests view
+    # predict.model_advice computes it from the requests view; counted out only where a stage ran
+    # on more than one model
     """CREATE OR REPLACE TEMP TABLE stage_models AS
+       SELECT workflow_id, stage, _model_lo AS model FROM request_stage_groups WHERE _model_lo = _model_hi
+       UNION ALL
        SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
        FROM (SELECT workflow_id, stage, model, sum(n_window) AS n FROM _snap_req_groups
-             WHERE workflow_id IS NOT NULL AND model IS NOT NULL AND n_window > 0 GROUP BY ALL)
+             SEMI JOIN (SELECT workflow_id, stage FROM request_stage_groups WHERE _model_lo <> _model_hi)
+                  USING (workflow_id, stage)
+             WHERE model IS NOT NULL AND n_window > 0 GROUP BY ALL)
        GROUP BY workflow_id, stage""",
 ]
 
@@ -271,6 +286,8 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         rows = {"start": rows_from, "end": end}
         # one read transaction: every copy sees the same store, and writers go on meanwhile
         cur.execute("BEGIN TRANSACTION")
+        # the link ranges (a window function over every link) once, for every view read below too
+        run("resolve", f"CREATE OR REPLACE TEMP TABLE workflow_link_ranges AS SELECT * FROM {db}.main.workflow_link_ranges")
         run("group_requests", _REQ_PRE.format(db=db), win)
         run("group_tools", _TOOL_PRE.format(db=db))
         run("resolve", _PRICES.format(db=db))
@@ -293,14 +310,20 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         for v in ("workflow_stage_summary", "workflow_summary"):
             run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
         window = '"timestamp" >= $start AND "timestamp" < $end'
+        # the window's rows name a small part of all agents: shadow `agents` with those while the
+        # window's rows are resolved (hash-joining every agent cost more than the rows themselves)
+        run("window_rows", f"""CREATE OR REPLACE TEMP TABLE agents AS SELECT * FROM {db}.main.agents WHERE agent_id IN (
+            SELECT agent_id FROM {db}.main.api_requests WHERE {window}
+            UNION SELECT agent_id FROM {db}.main.tool_calls WHERE {window}
+            UNION SELECT agent_id FROM {db}.main.api_errors WHERE {window})""", rows)
         run("window_rows", "CREATE OR REPLACE TEMP TABLE requests AS "
             + _ROW_REQUESTS.format(db=db, where=window.replace('"timestamp"', 'r."timestamp"')), rows)
         run("window_rows", f"CREATE OR REPLACE TEMP TABLE tools AS SELECT {_TOOLS_COLUMNS} FROM {db}.main.tools "
             f"WHERE {window}", rows)
         run("window_rows", f"CREATE OR REPLACE TEMP TABLE errors AS SELECT {_ERRORS_COLUMNS} FROM {db}.main.errors "
             f"WHERE {window}", rows)
-        for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups"):
-            cur.execute(f"DROP TABLE {name}")  # free their memory for the analyses
+        for name in ("agents", "_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups"):
+            cur.execute(f"DROP TABLE temp.main.{name}")  # free memory; `agents` is the real one again
         cur.execute("COMMIT")
         if timings is not None:
             timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})

@@ -204,6 +204,13 @@ FROM tools WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
 CREATE OR REPLACE VIEW error_stage_groups AS
 SELECT workflow_id, stage, count(*) AS api_errors FROM errors WHERE workflow_id IS NOT NULL GROUP BY ALL;
 
+-- Each subagent's first and last request and the duration of its last timed one (bottlenecks'
+-- agent dimension); from the fact table alone, no context needed.
+CREATE OR REPLACE VIEW agent_request_spans AS
+SELECT agent_id, min("timestamp") AS first_at, max("timestamp") AS last_at,
+       arg_max(duration_ms, "timestamp") AS last_duration_ms
+FROM api_requests WHERE agent_id IS NOT NULL GROUP BY agent_id;
+
 -- First and last request of each agent in each workflow stage (rework detection).
 CREATE OR REPLACE VIEW stage_agent_spans AS
 SELECT workflow_id, stage, agent_id, min("timestamp") AS first_at, max("timestamp") AS last_at
