@@ -38,6 +38,11 @@ async def test_tool_list_matches_snapshot(tmp_path: Path, golem_home: Path) -> N
         "prompts": sorted(p.name for p in prompts),
         "resources": sorted(str(r.uri) for r in resources),
     }
+    # the README's table names every tool the server lists, and no tool it does not
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    documented = {line.split("`")[1] for line in readme.splitlines() if line.startswith("| `")
+                  and line.split("`")[1].replace("_", "").isalpha() and "_" in line.split("`")[1]}
+    assert documented >= {t.name for t in tools}, {t.name for t in tools} - documented
     text = json.dumps(current, indent=1, sort_keys=True) + "\n"
     if os.environ.get("GOLEM_UPDATE_SNAPSHOTS") or not SNAPSHOT.exists():
         SNAPSHOT.parent.mkdir(exist_ok=True)
