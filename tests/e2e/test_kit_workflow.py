@@ -190,6 +190,10 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
                 rows = await _sql(c, "SELECT count(*), count(*) FILTER (WHERE workflow_id IS DISTINCT FROM "
                                      f"'{WF}') FROM requests WHERE session_id = '{sid}'")
                 assert rows == [[sum(t["requests"] for t in truth.values()), 0]]
+                # ... and so did every tool call, as seed 000's tool view shows them
+                rows = await _sql(c, "SELECT count(*) > 0, count(*) FILTER (WHERE workflow_id IS DISTINCT FROM "
+                                     f"'{WF}') FROM otel_tool_result_events WHERE session_id = '{sid}'")
+                assert rows == [[True, 0]]
                 # the telemetry env install wrote reached Claude Code's exporter: OTLP saw every request
                 rows = await _sql(c, "SELECT count(DISTINCT request_id) FROM otel_events WHERE event_name = "
                                      f"'api_request' AND session_id = '{sid}'")
