@@ -4,6 +4,10 @@ its 200 reply, for OTLP/JSON and OTLP/protobuf side by side.
 Batches are built from the fixtures' real ``api_request`` and ``tool_result`` records with fresh
 session, request and tool-use ids, so every record is new to the store. Prints figures, asserts
 nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clients 4]``.
+
+Besides records per second, each row gives the daemon's CPU seconds (all its threads) per wall
+second and the records per daemon CPU-second: on a machine shared with other work the rate follows
+the CPU the daemon got, the per-CPU-second figure much less so.
 """
 
 from __future__ import annotations
@@ -95,6 +99,15 @@ def start_daemon(home: str) -> tuple[subprocess.Popen, str]:
     raise SystemExit("daemon did not start: " + Path(home, "daemon.err").read_text())
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU of a process (all threads) so far; 0 where /proc is missing."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run(url: str, ctype: str, template: bytes, records: int, seconds: float, clients: int,
         counter: itertools.count) -> tuple[float, int, list[float]]:
     """Send batches from ``clients`` connections for ``seconds``; (records/s, errors, latencies)."""
@@ -146,12 +159,18 @@ def main() -> None:
         proc, url = start_daemon(home)
         try:
             print(f"OTLP logs ingest, {args.batch} records per request, each committed before its 200 "
-                  f"({os.cpu_count()} cores)")
-            print(f"{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}")
+                  f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
+            print(f"{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}"
+                  f"{'daemon CPU/s':>14}{'rec/CPU-s':>11}")
             for clients, seconds in ((1, min(5.0, args.seconds)), (args.clients, args.seconds)):
                 for name, (ctype, template) in bodies.items():
+                    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
                     rate, errors, lat = run(url, ctype, template, args.batch, seconds, clients, counter)
-                    print(f"{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}{pct(lat, .95):>9.1f}{errors:>8}")
+                    cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - t0
+                    per_cpu = f"{rate * wall / cpu:>11,.0f}" if cpu else f"{'-':>11}"
+                    print(f"{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}{pct(lat, .95):>9.1f}{errors:>8}"
+                          f"{cpu / wall:>14.2f}{per_cpu}")
+            print(f"load average {os.getloadavg()[0]:.1f} after")
             st = httpx.get(url + "/api/status", timeout=30).json()
             print(f"store now holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} tool_calls, "
                   f"{st['otel_events']:,} otel_events")
