@@ -10,9 +10,7 @@ from pathlib import Path
 
 import pytest
 
-FIXTURES = Path("/work/shared/fixtures/claude-code-2.1.328")
-if not FIXTURES.exists():
-    FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -61,3 +59,28 @@ def test_budget_and_bad_input(home):
     assert r.returncode == 1 and "choose from workflow" in r.stderr
     r = _cli(home, "analyze", "--now", "yesterday")
     assert r.returncode == 1 and "ISO" in r.stderr
+
+
+def test_commands_run_inside_the_daemon_while_it_owns_the_file(tmp_path, golem_home, start_daemon):
+    """DuckDB lets one process open the file: with the daemon up, `budget`, `findings`, `analyze` and
+    `weekly` are sent to it and print the same as when run locally."""
+    env = {**os.environ, "GOLEM_HOME": str(golem_home)}
+
+    def cli(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "golem_mcp", *args], capture_output=True, text=True, env=env,
+                              cwd=tmp_path, timeout=300)
+
+    d = start_daemon()
+    assert cli("import", "-q", str(FIXTURES)).returncode == 0
+    r = cli("budget", "--set", "workflow", "0.5", "--key", "wf-006", "--json")
+    assert r.returncode == 0, r.stderr
+    assert any(b["key"] == "wf-006" for b in json.loads(r.stdout)["budgets"])
+    r = cli("analyze", "loops", "--now", "2026-11-25", "--days", "30", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["workflows_with_loops"] == ["wf-006", "wf-007"]
+    r = cli("weekly", "--now", "2026-11-25")          # written in this shell's folder, not the daemon's
+    assert r.returncode == 0, r.stderr
+    assert list(tmp_path.glob("*.md")), r.stdout
+    r = cli("budget", "--set", "galaxy", "3")
+    assert r.returncode == 1 and "galaxy" in r.stderr
+    assert d.proc.poll() is None   # it was the daemon's store all along: still up

@@ -17,8 +17,6 @@ from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store.db import Store
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
-if not FIXTURES.exists():
-    FIXTURES = Path("/work/shared/fixtures/claude-code-2.1.328")
 NOW = datetime(2026, 11, 25)   # a few days after the fixtures were recorded
 
 

@@ -9,9 +9,7 @@ import pytest
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store.db import Store
 
-FIXTURES = Path("/work/shared/fixtures/claude-code-2.1.328")
-if not FIXTURES.exists():
-    FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
 
 TOOLS = {"find_bottlenecks", "detect_anomalies", "find_loops", "query_error_patterns", "query_trends",
          "query_quality", "budget_status", "list_findings", "predict_cost"}

@@ -4,13 +4,16 @@ calls one analysis function; no SQL or statistics here."""
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
+import io
 import json
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from ..errors import GolemError, StoreBusy
+from ..errors import GolemError, InvalidInput, StoreBusy
 
 WHAT = ("all", "bottlenecks", "anomalies", "loops", "errors", "sequences", "trends", "quality", "predict")
 
@@ -57,9 +60,83 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     handlers["weekly"] = cmd_weekly
 
 
+# When the daemon owns the database, these commands run inside it (``POST /api/cli``) against its
+# open store, and what they print travels back: the same code and output as when run locally.
+REMOTE_COMMANDS = frozenset({"analyze", "findings", "budget", "weekly"})
+_SERVED: contextvars.ContextVar[tuple[Any, io.StringIO] | None] = contextvars.ContextVar("golem_cli_served",
+                                                                                        default=None)
+
+
+def _out() -> Any:
+    served = _SERVED.get()
+    return served[1] if served else sys.stdout
+
+
+def _echo(text: str = "") -> None:
+    _out().write(text + "\n")
+
+
+def run_served(store: Any, argv: list[str]) -> dict[str, Any]:
+    """Run one of ``REMOTE_COMMANDS`` against ``store`` (the daemon's); returns exit code and output."""
+    from .cli_main import build_parser
+
+    if not argv or argv[0] not in REMOTE_COMMANDS:
+        raise InvalidInput(f"only {', '.join(sorted(REMOTE_COMMANDS))} run through the daemon")
+    buf = io.StringIO()
+    token = _SERVED.set((store, buf))
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit as e:
+            raise InvalidInput(f"bad arguments for {argv[0]}: {' '.join(argv[1:])}") from e
+        try:
+            code = COMMANDS[argv[0]](args) or 0
+            err = ""
+        except GolemError as e:
+            code, err = 1, f"golem-mcp: {e}\n"
+    finally:
+        _SERVED.reset(token)
+    return {"exit": code, "stdout": buf.getvalue(), "stderr": err}
+
+
+def _remote(args: argparse.Namespace) -> int | None:
+    """Send this command to the daemon when it owns the database; None when it runs here."""
+    from .cli_main import _daemon_for
+    from .client import call
+
+    argv = getattr(args, "argv", None)
+    if _SERVED.get() is not None or argv is None:
+        return None
+    url = _daemon_for(args)
+    if url is None:
+        return None
+    argv = list(argv)
+    if argv and argv[0] == "weekly":
+        # the daemon writes the report: give it this shell's folder, not its own
+        out = getattr(args, "out", None)
+        kept: list[str] = []
+        skip = False
+        for a in argv:
+            if skip:
+                skip = False
+            elif a == "--out":
+                skip = True
+            elif not a.startswith("--out="):
+                kept.append(a)
+        argv = [*kept, "--out", str(Path(out or ".").expanduser().resolve())]
+    res = call(url, "/api/cli", {"argv": argv}, timeout=600)
+    sys.stdout.write(res.get("stdout") or "")
+    sys.stderr.write(res.get("stderr") or "")
+    return int(res.get("exit") or 0)
+
+
 def _open(args: argparse.Namespace, read_only: bool = False) -> Any:
     from ..config import default_db_path
     from ..store.db import Store
+
+    served = _SERVED.get()
+    if served is not None:
+        return contextlib.nullcontext(served[0])
 
     db = Path(args.db).expanduser() if getattr(args, "db", None) else default_db_path()
     if read_only and not db.exists():
@@ -84,11 +161,14 @@ def _print(obj: Any, as_json: bool) -> None:
     data = obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
     if isinstance(data, list):
         data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
-    sys.stdout.write(json.dumps(data, indent=None if as_json else 1, default=str) + "\n")
+    _out().write(json.dumps(data, indent=None if as_json else 1, default=str) + "\n")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
     from ..analysis import anomalies, bottlenecks, error_patterns, loops, predict, runs, sequences, trends
+
+    if (code := _remote(args)) is not None:
+        return code
 
     now = _now(args)
     with _open(args) as store:
@@ -100,8 +180,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             if args.json:
                 _print(run, True)
             else:
-                print(runs.session_start_display(store) or f"run {run.run_id}: {run.status} {run.error_detail or ''}")
-                print(f"  run {run.run_id} {run.status}: {json.dumps(run.produced)}")
+                _echo(runs.session_start_display(store) or f"run {run.run_id}: {run.status} {run.error_detail or ''}")
+                _echo(f"  run {run.run_id} {run.status}: {json.dumps(run.produced)}")
             return 0 if run.status == "succeeded" else 1
         fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now),
               "anomalies": lambda: anomalies.detect_anomalies(store, days=max(args.days, 7), now=now),
@@ -120,6 +200,9 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 def cmd_findings(args: argparse.Namespace) -> int:
     from ..analysis import findings_store
 
+    if (code := _remote(args)) is not None:
+        return code
+
     with _open(args) as store:
         if args.close or args.dismiss:
             findings_store.set_status(store, args.close or args.dismiss, "done" if args.close else "dismissed")
@@ -128,15 +211,18 @@ def cmd_findings(args: argparse.Namespace) -> int:
     if args.json:
         _print(items, True)
     elif not items:
-        print("no improvement items; run `golem-mcp analyze` to look for some")
+        _echo("no improvement items; run `golem-mcp analyze` to look for some")
     else:
         for i in items:
-            print(f"#{i.item_id} [{i.kind}] {i.title} (seen {i.times_seen}x)\n    -> {i.recommendation}")
+            _echo(f"#{i.item_id} [{i.kind}] {i.title} (seen {i.times_seen}x)\n    -> {i.recommendation}")
     return 0
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
     from ..analysis import budgets
+
+    if (code := _remote(args)) is not None:
+        return code
 
     with _open(args) as store:
         if args.set:
@@ -156,18 +242,24 @@ def cmd_budget(args: argparse.Namespace) -> int:
             return 0
         for line in [status.today, status.workflow, status.stage]:
             if line:
-                print(f"{line.scope} {line.key}: ${line.spent_usd:.2f} of ${line.limit_usd:g} ({line.percent:.0f}%)")
-        print(f"burn rate ${status.burn_rate_usd_per_hour:.2f}/h, projected today ${status.projected_today_usd:.2f}")
-        print(status.advice)
+                _echo(f"{line.scope} {line.key}: ${line.spent_usd:.2f} of ${line.limit_usd:g} ({line.percent:.0f}%)")
+        _echo(f"burn rate ${status.burn_rate_usd_per_hour:.2f}/h, projected today ${status.projected_today_usd:.2f}")
+        _echo(status.advice)
         for a in new:
-            print(f"alert: {a.message}")
+            _echo(f"alert: {a.message}")
     return 0
 
 
 def cmd_weekly(args: argparse.Namespace) -> int:
     from ..analysis.weekly import weekly_report
 
+    if (code := _remote(args)) is not None:
+        return code
+
     with _open(args) as store:
         path = weekly_report(store, args.out, now=_now(args))
-    print(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
+    _echo(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
     return 0
+
+
+COMMANDS = {"analyze": cmd_analyze, "findings": cmd_findings, "budget": cmd_budget, "weekly": cmd_weekly}

@@ -93,6 +93,7 @@ PLUGINS = ("cli_analysis", "cli_install", "cli_mcp")
 def run(argv: list[str]) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv)  # a command the daemon must run is sent to it as typed
     if not args.command:
         parser.print_help()
         return 2

@@ -652,6 +652,17 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         rows = await anyio.to_thread.run_sync(lambda: cost_by(store, by, filters, since=since, limit=limit_rows))
         return json_response(rows)
 
+    async def cli_endpoint(request: Request) -> Response:
+        # `golem-mcp analyze|findings|budget|weekly` while the daemon owns the file: the same command,
+        # run here against the open store (analysis code only; no SQL from the caller)
+        from .cli_analysis import run_served
+
+        args = await _json_body(request, limit)
+        argv = args.get("argv")
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise InvalidInput("'argv' must be a list of strings")
+        return json_response(await anyio.to_thread.run_sync(run_served, store, argv))
+
     async def status_endpoint(request: Request) -> Response:
         return json_response(await anyio.to_thread.run_sync(store.table_counts))
 
@@ -665,6 +676,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         Route("/api/import", ep(import_endpoint), methods=["POST"]),
         Route("/api/report", ep(report_endpoint), methods=["POST"]),
         Route("/api/status", ep(status_endpoint), methods=["GET"]),
+        Route("/api/cli", ep(cli_endpoint), methods=["POST"]),
     ]
     mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
     routes.extend(mcp_routes)
@@ -878,6 +890,8 @@ def serve(args: argparse.Namespace) -> int:
     # At the default threshold (700 allocations) the cycle collector ran dozens of times a body and
     # its passes walked every live object (bodies in flight, queued batches): half the ingest CPU.
     gc.set_threshold(100_000, 50, 100)
+    if os.environ.get("GOLEM_SWITCH"):
+        sys.setswitchinterval(float(os.environ["GOLEM_SWITCH"]))
     server = uvicorn.Server(config)
     pid = os.getpid()
     state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
