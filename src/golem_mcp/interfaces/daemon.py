@@ -890,8 +890,6 @@ def serve(args: argparse.Namespace) -> int:
     # At the default threshold (700 allocations) the cycle collector ran dozens of times a body and
     # its passes walked every live object (bodies in flight, queued batches): half the ingest CPU.
     gc.set_threshold(100_000, 50, 100)
-    if os.environ.get("GOLEM_SWITCH"):
-        sys.setswitchinterval(float(os.environ["GOLEM_SWITCH"]))
     server = uvicorn.Server(config)
     pid = os.getpid()
     state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
