@@ -165,12 +165,13 @@ def one_run(db: str) -> dict:
     with Store(db) as store:
         opened = time.perf_counter() - t
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        t = time.perf_counter()
+        t, cpu = time.perf_counter(), time.process_time()
         run = run_analysis(store, now=NOW, days=7, trigger="bench", alert=True)
-        secs = time.perf_counter() - t
+        secs, cpu = time.perf_counter() - t, time.process_time() - cpu
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         n = store.scalar("SELECT count(*) FROM api_requests")
-    return {"requests": n, "status": run.status, "seconds": round(secs, 2), "open_seconds": round(opened, 2),
+    return {"requests": n, "status": run.status, "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
+            "open_seconds": round(opened, 2), "load_average": round(os.getloadavg()[0], 2),
             "peak_rss_mb": round(rss / 1024), "rss_before_mb": round(rss0 / 1024),
             "steps": (run.scanned or {}).get("seconds"), "produced": run.produced, "error": run.error_detail}
 
@@ -202,7 +203,8 @@ def main(argv: list[str] | None = None) -> int:
                     return 1
                 r = json.loads(out.stdout.strip().splitlines()[-1])
             results.append(r)
-            print(f"{r['requests']:>11,} requests: analysis run {r['status']} in {r['seconds']:.2f}s, "
+            print(f"{r['requests']:>11,} requests: analysis run {r['status']} in {r['seconds']:.2f}s "
+                  f"({r['cpu_seconds']:.1f} CPU-s; load average {r['load_average']}), "
                   f"peak RSS {r['peak_rss_mb']} MB (store open {r['rss_before_mb']} MB)", flush=True)
             print(f"    steps: {r['steps']}")
             print(f"    produced: {r['produced']}")
