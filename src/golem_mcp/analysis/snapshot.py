@@ -309,6 +309,9 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         # the summary views' bodies, bound on this connection, read the temporary parts above
         for v in ("workflow_stage_summary", "workflow_summary"):
             run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
+        for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups",
+                     "request_stage_groups", "tool_stage_groups"):
+            cur.execute(f"DROP TABLE temp.main.{name}")  # done with: their memory goes to what follows
         window = '"timestamp" >= $start AND "timestamp" < $end'
         # the window's rows name a small part of all agents: shadow `agents` with those while the
         # window's rows are resolved (hash-joining every agent cost more than the rows themselves)
@@ -322,8 +325,7 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
             f"WHERE {window}", rows)
         run("window_rows", f"CREATE OR REPLACE TEMP TABLE errors AS SELECT {_ERRORS_COLUMNS} FROM {db}.main.errors "
             f"WHERE {window}", rows)
-        for name in ("agents", "_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups"):
-            cur.execute(f"DROP TABLE temp.main.{name}")  # free memory; `agents` is the real one again
+        cur.execute("DROP TABLE temp.main.agents")  # `agents` is the real table again for the analyses
         cur.execute("COMMIT")
         if timings is not None:
             timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
