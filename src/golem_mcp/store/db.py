@@ -147,7 +147,7 @@ class Store:
             self.con.execute("SET checkpoint_threshold = '256MB'")
         self._lock = threading.RLock()
         self._types: dict[str, dict[str, str]] = {}
-        self._estimates: dict[str, int] = {}
+        self._estimates: dict[str, int] | None = None  # per write, fetched when first needed
         if not read_only:
             self.migrate()
         self._load_types()
@@ -219,7 +219,7 @@ class Store:
         with self._lock:
             self.con.execute("BEGIN")
             try:
-                self._estimates = self._row_estimates()
+                self._estimates = None
                 for t in tables:
                     counts[t] = self._upsert(t, batch.rows[t])
                 self.con.execute("COMMIT")
@@ -303,6 +303,8 @@ class Store:
         t = ident(table)
         if len(keys) == 1 and self._types[table][keys[0]] == "VARCHAR":
             distinct = list(dict.fromkeys(kv))
+            if self._estimates is None:
+                self._estimates = self._row_estimates()
             if self._estimates.get(table, 0) > self._IN_LIST_ROWS_PER_KEY * len(distinct):
                 k = ident(keys[0])
                 out: set[Any] = set()
