@@ -92,3 +92,11 @@ def test_a_failing_batch_leaves_nothing_behind(store):
     assert store.query("SELECT request_id, output_tokens FROM api_requests") == [{"request_id": "a", "output_tokens": 1}]
     _write(store, "api_requests", [{"request_id": "new", "output_tokens": 2}])  # the store still writes
     assert store.scalar("SELECT count(*) FROM api_requests") == 2
+
+
+def test_map_columns_are_written_and_merged(store):
+    report = {"report_id": "r1", "v": 1, "critical": 0, "major": 1, "minor": 2}
+    _write(store, "review_reports", [dict(report, categories={"testing": 1, "documentation": 2})])
+    _write(store, "review_reports", [dict(report, categories={"other": 9}), {"report_id": "r2", "categories": None}])
+    got = {r["report_id"]: r["categories"] for r in store.query("SELECT report_id, categories FROM review_reports")}
+    assert got == {"r1": {"testing": 1, "documentation": 2}, "r2": None}  # keep: the first report's map stays

@@ -77,10 +77,13 @@ def _arrow_types() -> tuple[Any, dict[str, Any]]:
     # pyarrow costs ~90 ms to import: only the write path needs it, read-only commands never load it
     import pyarrow as pa
 
-    return pa, {
+    scalar = {
         "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
         "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"), "UTINYINT": pa.uint8(),
     }
+    # MAP columns (review_reports.categories) are staged as arrow maps, given as Python dicts
+    maps = {f"MAP({k}, {v})": pa.map_(scalar[k], scalar[v]) for k in ("VARCHAR",) for v in ("INTEGER", "BIGINT", "VARCHAR")}
+    return pa, scalar | maps
 
 
 def ident(name: str) -> str:
