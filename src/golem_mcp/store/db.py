@@ -389,8 +389,9 @@ class Store:
         return {p: (s, m, o, n) for p, s, m, o, n in rows}
 
     def table_counts(self) -> dict[str, int]:
-        out = {}
-        for t in ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
-                  "hook_events", "sessions", "agents", "workflows", "review_reports"):
-            out[t] = int(self.scalar(f"SELECT count(*) FROM {ident(t)}") or 0)
-        return out
+        """Rows per table, all from one snapshot: counted one statement each, a commit landing between
+        two of them showed one batch's hook events without its tool calls."""
+        tables = ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
+                  "hook_events", "sessions", "agents", "workflows", "review_reports")
+        row = self.query("SELECT " + ", ".join(f"(SELECT count(*) FROM {ident(t)}) AS {ident(t)}" for t in tables))[0]
+        return {t: int(row[t] or 0) for t in tables}
