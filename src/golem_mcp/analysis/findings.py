@@ -87,7 +87,8 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
         "report_id": report_id, "v": 1, "ts": ts, "task": task,
         "parent": rep.get("parent"), "workflow_id": wf, "session_id": caller.session_id,
         "agent_id": caller.agent_id, "critical": sev["critical"], "major": sev["major"], "minor": sev["minor"],
-        "rework": rep.get("rework"), "raw": json.dumps(rep), "recorded_at": now})
+        "rework": rep.get("rework"), "raw": json.dumps(rep), "recorded_at": now,
+        "categories": {str(k): int(v) for k, v in (rep.get("categories") or {}).items()} or None})
     for i, issue in enumerate(issues):
         b.add("review_issues", {"report_id": report_id, "idx": i, "severity": issue["severity"],
                                 "category": issue.get("category"), "file": issue.get("file"),
@@ -97,10 +98,6 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     existed = bool(store.scalar("SELECT count(*) FROM review_reports WHERE report_id = ?", [report_id]))
     store.write(b)
     cats = rep.get("categories") or {}
-    if cats:
-        # MAP values cannot go through the batch upsert; the raw JSON above already holds them
-        store.query("UPDATE review_reports SET categories = MAP(?::VARCHAR[], ?::INTEGER[]) WHERE report_id = ?",
-                    [list(cats), [int(v) for v in cats.values()], report_id])
     return {"report_id": report_id, "workflow_id": wf, "task_id": task, "severity": sev,
             "issues_stored": len(issues), "categories": cats, "duplicate": existed,
             "session_id": caller.session_id, "agent_id": caller.agent_id, "warnings": warnings or None}
