@@ -158,3 +158,13 @@ def test_experiment_schema_speaks_compare_experiments_terms(tools: dict[str, Any
     jsonschema.validate(definition, exp)
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**definition, "arms": ["baseline"]}, exp)
+
+
+def test_experiment_schema_and_the_stored_record_agree() -> None:
+    # record_experiment takes the schema's object and answers with a pydantic model of it
+    from golem_mcp.interfaces.mcp_server import ExperimentRecord
+
+    props = json.loads(schema_path("experiment.v1.json").read_text())["properties"]
+    assert set(props) - {"v"} <= set(ExperimentRecord.model_fields), set(props) - set(ExperimentRecord.model_fields)
+    assert set(json.loads(schema_path("experiment.v1.json").read_text())["required"]) <= {
+        n for n, f in ExperimentRecord.model_fields.items() if f.is_required()}

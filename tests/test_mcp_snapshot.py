@@ -18,7 +18,7 @@ from golem_mcp.store import Store
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
 CORE = {"record_stage_usage", "record_workflow", "query_workflow_cost", "compare_experiments",
-        "report_review_findings", "query_errors", "query_sql", "describe_schema"}
+        "report_review_findings", "query_errors", "query_sql", "describe_schema", "record_experiment"}
 
 
 async def test_tool_list_matches_snapshot(tmp_path: Path, golem_home: Path) -> None:

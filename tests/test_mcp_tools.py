@@ -199,6 +199,41 @@ async def test_compare_no_difference_is_not_confirmed(store: Store) -> None:
         assert "nope" in text and "known experiment arms" in text
 
 
+async def test_experiment_defined_compared_by_id_and_decided(store: Store) -> None:
+    # seed 000's hypothesis process: define, compare by the stored definition, record the decision
+    definition = {"v": 1, "experiment_id": "analyst-file-limit-v2",
+                  "hypothesis": "Limiting the analyst to 20 files cuts analyst input tokens by 30%",
+                  "arms": ["baseline", "analyst-file-limit-v2"], "metric": "input_tokens", "stage": "analyst",
+                  "expected_change_pct": -30, "guardrails": ["errors", "review_findings"], "min_runs_per_arm": 4}
+    async with mcp(store) as client:
+        rec = await call(client, "record_experiment", {"definition_json": definition})
+        assert rec["status"] == "defined" and rec["warnings"] is None and rec["verdict"] is None
+        out = await call(client, "compare_experiments", {"experiment_id": "analyst-file-limit-v2"})
+        # the same answer as asking with every parameter spelled out
+        spelled = await call(client, "compare_experiments", {"metric": "input_tokens", "stage": "analyst",
+                                                             "expected": "decrease", "min_runs": 4,
+                                                             "arms": definition["arms"]})
+        assert out["experiment_id"] == "analyst-file-limit-v2" and out["hypothesis"] == definition["hypothesis"]
+        assert {k: v for k, v in out.items() if k not in ("experiment_id", "hypothesis")} == \
+            {k: v for k, v in spelled.items() if k not in ("experiment_id", "hypothesis")}
+        assert out["comparisons"][0]["verdict"] == "confirmed"
+        decided = await call(client, "record_experiment", {"definition_json": json.dumps({
+            **definition, "decision": {"verdict": "confirmed", "action": "kept as the new baseline"}})})
+        assert decided["status"] == "decided" and decided["verdict"] == "confirmed"
+        assert decided["created_at"] == rec["created_at"] and decided["decided_at"]
+        # an arm nobody ran yet is pointed out; a bad definition lists each problem and stores nothing
+        new = await call(client, "record_experiment", {"definition_json": {
+            **definition, "experiment_id": "planner-v3", "arms": ["baseline", "planner-v3"]}})
+        assert "planner-v3" in new["warnings"][0]
+        text = await error(client, "record_experiment", {"definition_json": {
+            "experiment_id": "x", "arms": ["only-one"], "metric": "vibes"}})
+        for expected in ("'hypothesis' is a required property", "at /arms", "at /metric"):
+            assert expected in text, (expected, text)
+        text = await error(client, "compare_experiments", {"experiment_id": "x"})
+        assert "no experiment 'x'" in text and "analyst-file-limit-v2" in text
+    assert store.scalar("SELECT count(*) FROM experiments") == 2
+
+
 # --- report_review_findings ---------------------------------------------------------------------------
 
 FINDINGS = {"v": 1, "ts": "2026-01-31T20:49:38Z", "task": "wf-003.review", "parent": "wf-003",

@@ -22,6 +22,8 @@ VIEWS: dict[str, str] = {
     "review_issue_rows": "One row per reviewer finding (severity, category, file, line, summary).",
     "workflows": "Workflow context recorded by agents or OTel resource attributes (path, complexity, experiment).",
     "stage_records": "Stages recorded by agents with record_stage_usage (given or observed usage).",
+    "experiments": "Experiment definitions from record_experiment: hypothesis, arms, metric, stage, status, "
+                   "verdict once decided, the whole definition as JSON.",
 }
 
 COLUMNS: dict[str, str] = {

@@ -30,7 +30,7 @@ from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from .. import __version__
-from ..analysis import experiments, findings, schema_doc, sql_guard, workflows
+from ..analysis import experiment_defs, experiments, findings, schema_doc, sql_guard, workflows
 from ..config import Settings
 from ..errors import GolemError, PayloadTooLarge
 from ..store.db import Store
@@ -154,6 +154,8 @@ class Comparison(BaseModel):
 
 
 class ExperimentComparison(BaseModel):
+    experiment_id: str | None = Field(None, description="the stored definition the arms and metric came from")
+    hypothesis: str | None = None
     metric: str
     stage: str | None = None
     unit: str = Field(description="what one observation is")
@@ -162,6 +164,26 @@ class ExperimentComparison(BaseModel):
     min_runs: int = Field(description="runs per arm the hypothesis process asks for")
     arms: dict[str, ArmStats]
     comparisons: list[Comparison]
+
+
+class ExperimentRecord(BaseModel):
+    experiment_id: str
+    hypothesis: str
+    arms: list[str]
+    metric: str
+    stage: str | None = None
+    expected_change_pct: float | None = None
+    expected: str | None = Field(None, description="decrease or increase")
+    alpha: float | None = None
+    guardrails: list[str] | None = None
+    min_runs_per_arm: int | None = None
+    status: str = Field(description="defined, running or decided")
+    verdict: str | None = Field(None, description="confirmed / rejected / inconclusive, once decided")
+    decision: dict[str, Any] | None = None
+    created_at: Any = None
+    updated_at: Any = None
+    decided_at: Any = None
+    warnings: list[str] | None = None
 
 
 class FindingsRecorded(BaseModel):
@@ -370,18 +392,41 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @_guard
     def compare_experiments(
         metric: Annotated[Literal["tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cost", "duration",
-                                  "errors", "requests", "tool_calls", "review_findings"],
-                          Field(description="what to compare, per workflow")] = "tokens",
+                                  "errors", "requests", "tool_calls", "review_findings"] | None,
+                          Field(description="what to compare, per workflow; default the experiment's metric, else tokens")] = None,
         stage: Annotated[str | None, Field(max_length=200, description="one stage (e.g. analyst); omit for whole workflows")] = None,
         arms: Annotated[list[Annotated[str, Field(max_length=200)]] | None,
                         Field(max_length=10, description="experiment_ids to compare; default: all")] = None,
         baseline: Annotated[str | None, Field(max_length=200, description="the control arm; default 'baseline'")] = None,
         expected: Annotated[Literal["decrease", "increase"] | None, Field(description="the hypothesis' direction")] = None,
-        alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05,
-        min_runs: Annotated[int, Field(ge=2, le=1000, description="runs per arm before a verdict (seed 000: 10)")] = 10,
+        alpha: Annotated[float | None, Field(gt=0, lt=0.5, description="significance level; default 0.05")] = None,
+        min_runs: Annotated[int | None, Field(ge=2, le=1000, description="runs per arm before a verdict (seed 000: 10)")] = None,
+        experiment_id: Annotated[str | None, Field(max_length=200, description=(
+            "a definition stored with record_experiment: its arms, metric, stage, direction and minimum runs are "
+            "the defaults"))] = None,
     ) -> ExperimentComparison:
-        out = experiments.compare_experiments(get_store(), metric, stage, arms, baseline, expected, alpha, min_runs)
+        store = get_store()
+        d = experiment_defs.get_experiment(store, experiment_id) if experiment_id else {}
+        pct = d.get("expected_change_pct")
+        out = experiments.compare_experiments(
+            store, metric or d.get("metric") or "tokens", stage or d.get("stage"), arms or d.get("arms"),
+            baseline or (d["arms"][0] if d else None),
+            expected or d.get("expected") or (None if pct is None else "decrease" if pct < 0 else "increase"),
+            alpha or d.get("alpha") or 0.05,
+            min_runs or d.get("min_runs_per_arm") or 10)
+        if d:
+            out = {**out, "experiment_id": d["experiment_id"], "hypothesis": d["hypothesis"]}
         return ExperimentComparison.model_validate(_round_all(out))
+
+    @server.tool(annotations=RECORDS, description=(
+        "Record an experiment (schemas/experiment.v1.json): experiment_id, hypothesis, arms (baseline first), "
+        "metric, stage, expected_change_pct, guardrails, min_runs_per_arm; later the same with a decision "
+        "{verdict, action, notes} once compare_experiments gave a verdict. Validated (each problem listed)."))
+    @_guard
+    def record_experiment(
+        definition_json: Annotated[dict[str, Any] | str, Field(description="the definition object (or its JSON text)")],
+    ) -> ExperimentRecord:
+        return ExperimentRecord(**experiment_defs.record_experiment(get_store(), definition_json))
 
     @server.tool(annotations=RECORDS, description=(
         "Reviewers: post review findings (quality issues) as the .claude-metrics v1 JSON of schemas/"
