@@ -169,12 +169,14 @@ class Store:
         with self._lock:
             self.con.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, "
                              "applied_at TIMESTAMP DEFAULT current_timestamp)")
-            row = self.con.execute("SELECT max(version) FROM schema_migrations").fetchone()
-            current = (row[0] if row else None) or 0
+            # every migration not applied yet, not only those above the highest: a migration merged
+            # with a lower number than one already applied still runs
+            applied = {r[0] for r in self.con.execute("SELECT version FROM schema_migrations").fetchall()}
+            current = max(applied, default=0)
             if current > SCHEMA_VERSION:
                 raise GolemError(f"{self.path} was written by a newer golem-mcp (schema {current}); upgrade golem-mcp")
             for version, name in _migrations():
-                if version <= current:
+                if version in applied:
                     continue
                 self.con.execute("BEGIN")
                 try:
