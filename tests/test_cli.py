@@ -69,3 +69,13 @@ def test_unknown_grouping_says_what_is_allowed(home):
     out = golem("report", "--by", "colour", "--no-sync", home=home)
     assert out.returncode == 1
     assert "unknown grouping colour" in out.stderr and "workflow" in out.stderr
+
+
+def test_fresh_machine_gets_an_empty_report_and_what_to_do(tmp_path):
+    # the README's first command on a machine where Claude Code never ran
+    out = golem("report", "--by", "workflow,stage", home=tmp_path)
+    assert out.returncode == 0, out.stderr
+    assert "no Claude Code history" in out.stderr and "golem-mcp import" in out.stderr
+    assert (tmp_path / "golem.duckdb").exists()
+    again = golem("report", "--by", "workflow,stage", "--json", home=tmp_path)
+    assert again.returncode == 0 and json.loads(again.stdout) == []

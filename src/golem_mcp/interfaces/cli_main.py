@@ -205,7 +205,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             with Store(db) as store:
                 Importer(store, store.settings.store_prompts).run([claude_projects_dir()])
         if not db.exists():
-            raise GolemError(f"no database at {db} yet; run `golem-mcp import` first")
+            # a fresh machine: an empty store and an empty report, and what to do next
+            print(f"golem-mcp: no Claude Code history at {claude_projects_dir()} yet, so nothing to report. Run "
+                  "Claude Code (or `golem-mcp import DIR` for transcripts elsewhere), then this command again.",
+                  file=sys.stderr)
+            with Store(db):
+                pass
         with Store(db, read_only=True, settings=Settings.load()) as store:
             rows = cost_by(store, by, filters, since=datetime.fromisoformat(since) if since else None,
                            limit=args.limit)
