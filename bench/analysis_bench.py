@@ -8,7 +8,9 @@
 Each store is generated inside DuckDB with ``INSERT ... SELECT FROM range()`` (no Python rows) and
 cached as ``bench/.data/analysis-N.duckdb`` (``--regen`` to rebuild; about 60 s for 10M). Every run
 works on a fresh copy of the cached file, in its own process, so the run's writes (runs, items,
-alerts) never carry over and the peak RSS is that run's alone.
+alerts) never carry over and the peak RSS is that run's alone. Per copy two runs: cold (the first
+run on the store, which builds the analysis' per-day aggregate cache) and warm (another process
+ingests a few thousand requests on the last day through ``Store.write``, then runs again).
 
 What a store holds: one workflow per session, 4 stages (analyst, planner, implementer, reviewer) run
 by one subagent each, 5 API requests and 3 tool calls per stage, spread evenly over 60 days. Half the
@@ -31,7 +33,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / ".data"
@@ -156,22 +158,66 @@ def cached_store(n: int, regen: bool = False) -> Path:
     return path
 
 
-def one_run(db: str) -> dict:
-    """Child process: open the store, run the analysis once, report seconds and peak RSS."""
+def small_ingest(store, n_workflows: int = 150) -> int:  # type: ignore[no-untyped-def]
+    """A few thousand new requests on the last day, through Store.write like any ingest: whole workflows,
+    half with context on every row (OTel), half transcript-like (context from workflow links)."""
+    from golem_mcp.ingestion.records import Batch
+
+    stages = ["analyst", "planner", "implementer", "reviewer"]
+    models = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-sonnet-4-5", "claude-opus-4-1"]
+    b = Batch()
+    base = NOW - timedelta(hours=20)
+    n = 0
+    for w in range(n_workflows):
+        wf, sid, otel = f"wf-late-{w}", f"sess-late-{w}", w % 2 == 0
+        t0 = base + timedelta(seconds=300 * w)
+        b.add("workflows", {"workflow_id": wf, "path": "full", "complexity": "simple", "started_at": t0})
+        b.add("sessions", {"session_id": sid, "first_seen": t0, "last_seen": t0 + timedelta(minutes=10)})
+        b.add("workflow_links", {"session_id": sid, "valid_from": datetime(1970, 1, 1), "workflow_id": wf})
+        for k, (stage, model) in enumerate(zip(stages, models, strict=True)):
+            aid = f"ag-late-{w}-{k}"
+            b.add("agents", {"agent_id": aid, "session_id": sid, "agent_type": stage, "model": model})
+            for i in range(REQ_PER_STAGE):
+                n += 1
+                ts = t0 + timedelta(seconds=120 * k + 20 * i)
+                b.add("api_requests", {"request_id": f"req-late-{w}-{k}-{i}", "session_id": sid, "agent_id": aid,
+                                       "model": model, "timestamp": ts, "input_tokens": 6000, "output_tokens": 600,
+                                       "cache_read_tokens": 5000, "cache_creation_tokens": 200, "duration_ms": 1800.0,
+                                       "attempt": 1, "success": True, "workflow_id": wf if otel else None,
+                                       "stage": stage if otel else None, "source_mask": 2 if otel else 1})
+            for j in range(TOOLS_PER_STAGE):
+                b.add("tool_calls", {"tool_use_id": f"toolu-late-{w}-{k}-{j}", "session_id": sid, "agent_id": aid,
+                                     "tool_name": ["Read", "Grep", "Bash"][j], "success": True, "duration_ms": 250.0,
+                                     "timestamp": t0 + timedelta(seconds=120 * k + 25 * j + 5),
+                                     "tool_parameters": '{"file_path":"/src/late.py"}',
+                                     "workflow_id": wf if otel else None, "stage": stage if otel else None})
+    store.write(b)
+    return n
+
+
+def one_run(db: str, warm: bool = False) -> dict:
+    """Child process: open the store, run the analysis once, report seconds and peak RSS. ``warm``:
+    first a small ingest on the last day (timed apart), on a copy whose cache a cold run built."""
     from golem_mcp.analysis.runs import run_analysis
     from golem_mcp.store.db import Store
 
     t = time.perf_counter()
     with Store(db) as store:
         opened = time.perf_counter() - t
+        ingested, ingest_s = 0, 0.0
+        if warm:
+            t = time.perf_counter()
+            ingested = small_ingest(store)
+            ingest_s = time.perf_counter() - t
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t, cpu = time.perf_counter(), time.process_time()
         run = run_analysis(store, now=NOW, days=7, trigger="bench", alert=True)
         secs, cpu = time.perf_counter() - t, time.process_time() - cpu
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         n = store.scalar("SELECT count(*) FROM api_requests")
-    return {"requests": n, "status": run.status, "seconds": round(secs, 2), "cpu_seconds": round(cpu, 2),
-            "open_seconds": round(opened, 2), "load_average": round(os.getloadavg()[0], 2),
+    return {"requests": n, "kind": "warm" if warm else "cold", "ingested_requests": ingested,
+            "ingest_seconds": round(ingest_s, 2), "status": run.status, "seconds": round(secs, 2),
+            "cpu_seconds": round(cpu, 2), "open_seconds": round(opened, 2), "load_average": round(os.getloadavg()[0], 2),
             "peak_rss_mb": round(rss / 1024), "rss_before_mb": round(rss0 / 1024),
             "steps": (run.scanned or {}).get("seconds"), "produced": run.produced, "error": run.error_detail}
 
@@ -183,9 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="analysis runs per size, each on a fresh copy (default 1)")
     ap.add_argument("--regen", action="store_true", help="rebuild the cached stores")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run once on this DB file
+    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)  # child mode: ingest first
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(one_run(args.one)))
+        print(json.dumps(one_run(args.one, args.warm)))
         return 0
     sizes = [int(x.replace("_", "")) for x in args.requests.split(",") if x.strip()]
     DATA.mkdir(parents=True, exist_ok=True)
@@ -196,20 +243,25 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory(prefix="golem-bench-", dir=DATA) as tmp:
                 db = Path(tmp) / "bench.duckdb"
                 shutil.copyfile(src, db)
-                out = subprocess.run([sys.executable, __file__, "--one", str(db)], capture_output=True, text=True,
-                                     env={**os.environ, "GOLEM_HOME": tmp})
-                if out.returncode != 0:
-                    print(out.stderr, file=sys.stderr)
-                    return 1
-                r = json.loads(out.stdout.strip().splitlines()[-1])
-            results.append(r)
-            print(f"{r['requests']:>11,} requests: analysis run {r['status']} in {r['seconds']:.2f}s "
-                  f"({r['cpu_seconds']:.1f} CPU-s; load average {r['load_average']}), "
-                  f"peak RSS {r['peak_rss_mb']} MB (store open {r['rss_before_mb']} MB)", flush=True)
-            print(f"    steps: {r['steps']}")
-            print(f"    produced: {r['produced']}")
-            if r["error"]:
-                print(f"    error: {r['error']}", file=sys.stderr)
+                # cold: the first run on the store builds the aggregate cache; warm: a second process
+                # ingests a few thousand requests on the last day, then runs again on that cache
+                for mode in ("cold", "warm"):
+                    cmd = [sys.executable, __file__, "--one", str(db)] + (["--warm"] if mode == "warm" else [])
+                    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "GOLEM_HOME": tmp})
+                    if out.returncode != 0:
+                        print(out.stderr, file=sys.stderr)
+                        return 1
+                    r = json.loads(out.stdout.strip().splitlines()[-1])
+                    results.append(r)
+                    extra = (f" after ingesting {r['ingested_requests']:,} requests in {r['ingest_seconds']:.2f}s"
+                             if mode == "warm" else "")
+                    print(f"{r['requests']:>11,} requests, {mode}{extra}: analysis run {r['status']} in "
+                          f"{r['seconds']:.2f}s ({r['cpu_seconds']:.1f} CPU-s; load average {r['load_average']}), "
+                          f"peak RSS {r['peak_rss_mb']} MB (store open {r['rss_before_mb']} MB)", flush=True)
+                    print(f"    steps: {r['steps']}")
+                    print(f"    produced: {r['produced']}")
+                    if r["error"]:
+                        print(f"    error: {r['error']}", file=sys.stderr)
     (DATA / "analysis_bench.json").write_text(json.dumps(results, indent=1))
     return 0 if all(r["status"] == "succeeded" for r in results) else 1
 

@@ -139,8 +139,12 @@ def _summary(results: dict[str, Any], alerts: list) -> dict[str, Any]:
 
 
 def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run_id: int | None = None,
-                 trigger: str = "manual", timeout_s: float = 300.0, alert: bool = True) -> AnalysisRun:
-    """Run every analysis, store improvement items and alerts, and record the run."""
+                 trigger: str = "manual", timeout_s: float = 300.0, alert: bool = True,
+                 use_cache: bool = True) -> AnalysisRun:
+    """Run every analysis, store improvement items and alerts, and record the run.
+
+    ``use_cache``: aggregate history from the per-day cache kept between runs (see snapshot.py);
+    False aggregates every fact afresh (same answers, the cache is neither read nor written)."""
     from .anomalies import detect_anomalies
     from .bottlenecks import find_bottlenecks
     from .budgets import evaluate_alerts
@@ -162,7 +166,7 @@ def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run
     results: dict[str, Any] = {}
     try:
         s0 = time.monotonic()
-        with snapshot(store, now=end, days=days, timings=timings) as snap:
+        with snapshot(store, now=end, days=days, timings=timings, use_cache=use_cache) as snap:
             timings["snapshot"] = round(time.monotonic() - s0, 3)
             for name, fn in steps:
                 if time.monotonic() - t0 > timeout_s:

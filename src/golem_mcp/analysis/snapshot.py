@@ -30,6 +30,7 @@ the copies are taken in one read transaction, so writers are not held up and the
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
@@ -93,9 +94,8 @@ LEFT JOIN _snap_prices p ON p.request_model = x.model"""
 # Step 1: requests grouped by what resolution depends on. Per group also what the cost formula
 # needs (tokens by kind; whether Claude Code recorded the cost; whether the cache write is split
 # by TTL), and the count inside the model-advice window.
-_REQ_PRE = """
-CREATE OR REPLACE TEMP TABLE _snap_req_pre AS
-SELECT session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
+_DAY = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  # Store.write's day of a fact
+_REQ_AGG = """session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
        recorded_cost_usd IS NULL AS rec_null,
        (cache_creation_5m_tokens IS NULL AND cache_creation_1h_tokens IS NULL) AS cc_plain,
        count(*) AS n, sum(recorded_cost_usd) AS rec_cost,
@@ -109,17 +109,36 @@ SELECT session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
        sum(duration_ms) AS duration_ms,
        -- the agent's last timed request (arg_max skips NULL durations and times)
        arg_max(duration_ms, "timestamp") AS last_dur,
-       max("timestamp") FILTER (WHERE duration_ms IS NOT NULL) AS last_dur_at,
-       count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < $end) AS n_window
-FROM {db}.main.api_requests GROUP BY ALL"""
+       max("timestamp") FILTER (WHERE duration_ms IS NOT NULL) AS last_dur_at"""
+_REQ_WINDOW = 'count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < $end) AS n_window'
+_REQ_PRE = ("CREATE OR REPLACE TEMP TABLE _snap_req_pre AS SELECT " + _REQ_AGG + ", " + _REQ_WINDOW
+            + " FROM {db}.main.api_requests WHERE {where} GROUP BY ALL")
 
-_TOOL_PRE = """
-CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS
-SELECT session_id, agent_id, workflow_id, stage, count(*) AS n,
+_TOOL_AGG = """session_id, agent_id, workflow_id, stage, count(*) AS n,
        count(*) FILTER (WHERE success = false) AS fails, min("timestamp") AS first_at, max("timestamp") AS last_at,
        min(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS min_ts,
-       max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts
-FROM {db}.main.tool_calls GROUP BY ALL"""
+       max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts"""
+_TOOL_PRE = "CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT " + _TOOL_AGG + " FROM {db}.main.tool_calls GROUP BY ALL"
+
+# The aggregate cache: step 1's groups per day, kept in the database between runs (context-free:
+# only the fact tables' own columns, so links, agent context, agent types and prices are applied
+# fresh on every run). fact -> (cache table, what a day's group holds)
+CACHE_VERSION = "fact-days-1"  # change with _REQ_AGG / _TOOL_AGG: the cache is rebuilt
+_CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG)}
+# the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
+# holding another number of facts than the cache counts (a fact that moved to another day when a
+# merge brought it an earlier time; facts written around Store.write)
+_DIRTY = """
+CREATE OR REPLACE TEMP TABLE _snap_dirty AS
+SELECT fact, day FROM {db}.main.fact_changes WHERE seq > $seen AND fact IN ('api_requests', 'tool_calls')
+UNION
+SELECT 'api_requests', day FROM (SELECT {day} AS day, count(*) AS n FROM {db}.main.api_requests GROUP BY 1) f
+FULL JOIN (SELECT day, sum(n) AS n FROM {db}.main.analysis_request_days GROUP BY 1) c USING (day)
+WHERE f.n IS DISTINCT FROM c.n
+UNION
+SELECT 'tool_calls', day FROM (SELECT {day} AS day, count(*) AS n FROM {db}.main.tool_calls GROUP BY 1) f
+FULL JOIN (SELECT day, sum(n) AS n FROM {db}.main.analysis_tool_days GROUP BY 1) c USING (day)
+WHERE f.n IS DISTINCT FROM c.n"""
 
 # same model -> price mapping as the model_prices view, over the models actually present
 _PRICES = """
@@ -235,6 +254,54 @@ _ERRORS_COLUMNS = ('error_key, session_id, agent_id, request_id, model, "timesta
                    "duration_ms, workflow_id, stage, task_id, experiment_id, agent")
 
 
+_CACHE_LOCK = threading.Lock()
+
+
+def _refresh_cache(cur: Any, db: str, run: Any) -> int:
+    """Bring the per-day aggregate cache up to the transaction's view of the facts; returns how many
+    (fact, day) pairs were re-aggregated (-1: built whole)."""
+    state = cur.execute(f"SELECT version, seen_seq FROM {db}.main.analysis_cache_state WHERE name = 'facts'").fetchall()
+    hi = cur.execute(f"SELECT COALESCE(max(seq), 0) FROM {db}.main.fact_changes").fetchone()[0]
+    if not state or state[0][0] != CACHE_VERSION:
+        for fact, (table, agg) in _CACHE.items():
+            run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
+                               f"FROM {db}.main.{fact} GROUP BY ALL ORDER BY day")
+        refreshed = -1
+    else:
+        run("cache_check", _DIRTY.format(db=db, day=_DAY), {"seen": state[0][1] or 0})
+        refreshed = int(cur.execute("SELECT count(*) FROM _snap_dirty").fetchone()[0])
+        if refreshed:
+            for fact, (table, agg) in _CACHE.items():
+                days = f"(SELECT day FROM _snap_dirty WHERE fact = '{fact}')"
+                run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE day IN {days}")
+                run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {_DAY} AS day, {agg} "
+                                     f"FROM {db}.main.{fact} WHERE {_DAY} IN {days} GROUP BY ALL")
+        cur.execute("DROP TABLE temp.main._snap_dirty")
+    cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
+                [CACHE_VERSION, hi])
+    return refreshed
+
+
+def _pre_from_cache(cur: Any, db: str, run: Any, m_start: datetime, end: datetime, win: dict[str, Any]) -> None:
+    """Step 1's groups from the cache. A day wholly inside the model-advice window counts all its
+    requests in it, a day wholly outside none; the (at most two) days the window's ends cut through
+    are aggregated from the facts instead."""
+    midnight = datetime.min.time()
+    cut = sorted({d.date() for d in (m_start, end) if d.time() != midnight})
+    inside = {"lo": m_start.date() + timedelta(days=1) if m_start.time() != midnight else m_start.date(),
+              "hi": end.date(), "cut": cut}
+    table, _ = _CACHE["api_requests"]
+    run("group_requests", f"""CREATE OR REPLACE TEMP TABLE _snap_req_pre AS
+        SELECT * EXCLUDE (day), CASE WHEN day >= $lo AND day < $hi THEN n ELSE 0 END AS n_window
+        FROM {db}.main.{table} WHERE {"NOT list_contains($cut, day)" if cut else "$cut IS NULL"}""",
+        {**inside, "cut": cut or None})
+    if cut:
+        run("group_requests", "INSERT INTO _snap_req_pre BY NAME SELECT " + _REQ_AGG + ", " + _REQ_WINDOW
+            + f" FROM {db}.main.api_requests WHERE list_contains($cut, {_DAY}) GROUP BY ALL", {**win, "cut": cut})
+    table, _ = _CACHE["tool_calls"]
+    run("group_tools", f"CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT * EXCLUDE (day) FROM {db}.main.{table}")
+
+
 class SnapshotReader:
     """The store, but reads go through the run's connection, whose temporary tables shadow the views."""
 
@@ -261,11 +328,13 @@ class SnapshotReader:
 
 @contextmanager
 def snapshot(store: Store, now: datetime | None = None, days: float = 7,
-             timings: dict[str, float] | None = None) -> Iterator[Any]:
+             timings: dict[str, float] | None = None, use_cache: bool = True) -> Iterator[Any]:
     """Build the run's snapshot (see the module docstring); yields a reader over it.
 
     ``days`` is the run's window: ``requests``/``tools``/``errors`` keep rows of the last
-    ``max(days, 7)`` days (the longest window the run's row-level queries use).
+    ``max(days, 7)`` days (the longest window the run's row-level queries use). ``use_cache``:
+    step 1 from the per-day aggregates kept in the database (built by the first run, refreshed for
+    the days written since); without it (or on a read-only store), from the fact tables.
     """
     import time
 
@@ -284,12 +353,18 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
         win = {"m_start": m_start, "end": end}
         rows = {"start": rows_from, "end": end}
-        # one read transaction: every copy sees the same store, and writers go on meanwhile
+        # one transaction: every copy sees the same store, the cache is refreshed to exactly what the
+        # copies see, and writers go on meanwhile (they write other tables than the cache's)
         cur.execute("BEGIN TRANSACTION")
         # the link ranges (a window function over every link) once, for every view read below too
         run("resolve", f"CREATE OR REPLACE TEMP TABLE workflow_link_ranges AS SELECT * FROM {db}.main.workflow_link_ranges")
-        run("group_requests", _REQ_PRE.format(db=db), win)
-        run("group_tools", _TOOL_PRE.format(db=db))
+        if use_cache and not store.read_only:
+            with _CACHE_LOCK:  # two runs refreshing the cache at once would conflict on its rows
+                t["cache_days"] = _refresh_cache(cur, db, run)
+                _pre_from_cache(cur, db, run, m_start, end, win)
+        else:
+            run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
+            run("group_tools", _TOOL_PRE.format(db=db))
         run("resolve", _PRICES.format(db=db))
         run("resolve", _STRADDLE.format(db=db))
         req_ctx = _GROUP_CONTEXT.format(

@@ -71,6 +71,10 @@ POLICY: dict[str, dict[str, str]] = {
 WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_context", "api_requests",
                "tool_calls", "api_errors", "spans", "otel_events", "metric_points", "hook_events",
                "review_reports", "review_issues", "stage_records", "ingest_files")
+# Facts whose changed days are stamped into fact_changes (003) for the analysis' aggregate cache.
+# A row without a time counts as this day (the analysis' "no time" sorts after every real one).
+FACT_TABLES = ("api_requests", "tool_calls", "api_errors")
+_NO_DAY = "DATE '2262-01-01'"
 
 
 def _arrow_types() -> tuple[Any, dict[str, Any]]:
@@ -151,6 +155,7 @@ class Store:
         self._lock = threading.RLock()
         self._types: dict[str, dict[str, str]] = {}
         self._estimates: dict[str, int] | None = None  # per write, fetched when first needed
+        self._changed: dict[str, set[Any]] = {}  # per write: fact table -> days its rows landed on
         if not read_only:
             self.migrate()
         self._load_types()
@@ -225,8 +230,10 @@ class Store:
             self.con.execute("BEGIN")
             try:
                 self._estimates = None
+                self._changed = {}
                 for t in tables:
                     counts[t] = self._upsert(t, batch.rows[t])
+                self._stamp_changes()
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
@@ -350,7 +357,27 @@ class Store:
                     _merge(table, c, policy.get(c, "keep")) for c in non_keys)
             else:
                 sql += f" ON CONFLICT ({key_list}) DO NOTHING"
-        self.con.execute(sql)
+        if table not in FACT_TABLES:
+            self.con.execute(sql)
+            return
+        day = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"
+        days = self._changed.setdefault(table, set())
+        if merge:
+            # a merged row keeps its stored day or moves to the batch's (timestamp policy min): the
+            # day it ends on is the one stamped (the day it left shows in the analysis' day counts)
+            days.update(r[0] for r in self.con.execute(f"{sql} RETURNING {day}").fetchall())
+        else:
+            self.con.execute(sql)
+            src = f"SELECT DISTINCT {day} FROM {staged}" if "timestamp" in cols else f"SELECT {_NO_DAY}"
+            days.update(r[0] for r in self.con.execute(src).fetchall())
+
+    def _stamp_changes(self) -> None:
+        """Stamp the days this write's facts landed on with a new sequence number, in its transaction."""
+        pairs = [(t, d) for t, days in self._changed.items() for d in days]
+        if pairs:
+            self.con.execute("INSERT INTO fact_changes SELECT unnest(?::VARCHAR[]), unnest(?::DATE[]), "
+                             "nextval('fact_change_seq') ON CONFLICT (fact, day) DO UPDATE SET seq = EXCLUDED.seq",
+                             [[t for t, _ in pairs], [d for _, d in pairs]])
 
     def insert_rows(self, table: str, rows: list[dict]) -> None:
         """Plain inserts for tables with generated keys (stage_records)."""

@@ -1,0 +1,140 @@
+"""The per-day aggregate cache kept between analysis runs gives the answers of a run without it,
+after facts arrive (new days, the days the window's ends cut through, a merge that moves a request
+to an earlier day, facts without a time) and after context changes late (a workflow link for an
+old session, one starting inside its agents' work, declared agent context)."""
+
+from __future__ import annotations
+
+import shutil
+from datetime import datetime, timedelta
+from typing import Any
+
+from golem_mcp.analysis.runs import run_analysis
+from golem_mcp.analysis.snapshot import snapshot
+from golem_mcp.ingestion.records import Batch
+from golem_mcp.store.db import Store
+from synthetic import EFFECTS, generate
+from test_analysis_snapshot import TABLES, analyses, norm
+
+GEN_NOW = datetime(2031, 3, 1)
+NOW = GEN_NOW + timedelta(hours=12)  # not midnight: the window's ends cut through two days
+
+
+def transcript_rows(b: Batch, sid: str, aid: str, at: datetime, n: int, prefix: str) -> None:
+    """Rows without context on them (a transcript import): the workflow comes from links."""
+    b.add("sessions", {"session_id": sid, "first_seen": at, "last_seen": at + timedelta(hours=1)})
+    b.add("agents", {"agent_id": aid, "session_id": sid, "agent_type": "implementer", "model": "claude-sonnet-test"})
+    for i in range(n):
+        ts = at + timedelta(minutes=10 * i)
+        b.add("api_requests", {"request_id": f"{prefix}-r{i}", "session_id": sid, "agent_id": aid if i % 2 else None,
+                               "model": "claude-sonnet-test", "timestamp": ts, "input_tokens": 1000 + i,
+                               "output_tokens": 200 + i, "cache_read_tokens": 50, "duration_ms": 1500.0 + 10 * i})
+        b.add("tool_calls", {"tool_use_id": f"{prefix}-t{i}", "session_id": sid, "agent_id": aid, "tool_name": "Bash",
+                             "timestamp": ts + timedelta(seconds=30), "success": i % 3 != 0,
+                             "tool_parameters": '{"bash_command":"pytest -x"}', "error": None if i % 3 else "Exit code 1"})
+
+
+def base(store: Store) -> None:
+    generate(store, set(EFFECTS), days=95, per_day=2, now=GEN_NOW)
+    b = Batch()
+    transcript_rows(b, "sess-t1", "ag-t1", GEN_NOW - timedelta(days=20), 8, "t1")
+    transcript_rows(b, "sess-t2", "ag-t2", GEN_NOW - timedelta(days=3), 8, "t2")
+    b.add("workflow_links", {"session_id": "sess-t2", "valid_from": datetime(1970, 1, 1), "workflow_id": "wf-0003"})
+    store.write(b)
+
+
+def more(store: Store) -> None:
+    """What arrives after the first run: facts on old and new days, and late context."""
+    b = Batch()
+    # new facts: the last full day, the day `now` cuts through, and one without a time
+    transcript_rows(b, "sess-new", "ag-new", GEN_NOW - timedelta(hours=5), 6, "new")
+    transcript_rows(b, "sess-cut", "ag-cut", GEN_NOW + timedelta(hours=2), 3, "cut")
+    b.add("api_requests", {"request_id": "untimed", "session_id": "sess-new", "model": "claude-opus-test",
+                           "input_tokens": 7, "output_tokens": 3})
+    # the same request again from another source, a day earlier: the stored row moves to that day
+    old = store.query('SELECT request_id, "timestamp", output_tokens FROM api_requests '
+                      "WHERE request_id = 'req-0000050'")[0]
+    b.add("api_requests", {"request_id": "req-0000050", "timestamp": old["timestamp"] - timedelta(days=1),
+                           "output_tokens": old["output_tokens"] + 5000})
+    # late context: sess-t1 (20 days old) gets a workflow; sess-t2's agent switches workflows halfway
+    b.add("workflow_links", {"session_id": "sess-t1", "valid_from": datetime(1970, 1, 1), "workflow_id": "wf-0100"})
+    b.add("workflow_links", {"session_id": "sess-t2", "valid_from": GEN_NOW - timedelta(days=3, minutes=-35),
+                             "workflow_id": "wf-0101"})
+    b.add("agent_context", {"agent_id": "ag-0150-analyst", "stage": "analysis", "workflow_id": "wf-0150"})
+    b.add("agents", {"agent_id": "ag-t1", "agent_type": "reviewer"})
+    store.write(b)
+
+
+def results(store: Store, use_cache: bool) -> tuple[dict[str, Any], dict[str, float]]:
+    timings: dict[str, float] = {}
+    out: dict[str, Any] = {}
+    with snapshot(store, now=NOW, days=7, timings=timings, use_cache=use_cache) as snap:
+        for k, q in TABLES.items():
+            out[k] = norm(snap.query(q))
+        out["stage_models"] = norm(snap.query("SELECT * FROM stage_models ORDER BY 1, 2"))
+        for k, f in analyses(NOW).items():
+            out[k] = norm(f(snap))
+    return out, timings
+
+
+def fresh_cache(store: Store) -> dict[str, Any]:
+    """The cache's tables as a build from every fact gives them."""
+    out = {}
+    for t in ("analysis_request_days", "analysis_tool_days"):
+        out[t] = norm(store.query(f"SELECT * FROM {t} ORDER BY ALL"))
+    return out
+
+
+def test_cache_answers_as_without(tmp_path, monkeypatch) -> None:
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    with Store(a) as st:
+        base(st)
+    shutil.copyfile(a, b)
+    with Store(a) as st:
+        first = run_analysis(st, now=NOW, days=7)
+        assert first.status == "succeeded", first.error_detail
+        assert first.scanned and first.scanned["seconds"]["snapshot.cache_days"] == -1  # built
+        before, _ = results(st, use_cache=True)
+        more(st)
+        assert st.scalar("SELECT count(*) FROM fact_changes WHERE seq > (SELECT seen_seq FROM analysis_cache_state)") > 0
+        warm, timings = results(st, use_cache=True)
+        assert timings["snapshot.cache_days"] > 0
+        cached = fresh_cache(st)
+        again, timings = results(st, use_cache=True)
+        assert timings["snapshot.cache_days"] == 0 and again == warm
+        second = run_analysis(st, now=NOW, days=7)
+    with Store(b) as st:  # the same store, never analysed: no cache at all
+        more(st)
+        cold, _ = results(st, use_cache=False)
+        assert not st.query("SELECT * FROM analysis_cache_state")
+        ref = run_analysis(st, now=NOW, days=7, use_cache=False)
+        assert not st.query("SELECT * FROM analysis_cache_state")
+        results(st, use_cache=True)  # builds the cache from every fact
+        assert fresh_cache(st) == cached
+    assert warm != before  # the ingest and the late context changed answers...
+    for k in cold:
+        assert warm[k] == cold[k], k  # ...exactly as a run without the cache sees them
+    assert second.status == ref.status == "succeeded"
+    skip = {"items_created", "items_skipped_dedupe", "items_skipped_rate_limit", "alerts"}
+    assert {k: v for k, v in (second.produced or {}).items() if k not in skip} == \
+        {k: v for k, v in (ref.produced or {}).items() if k not in skip}
+
+
+def test_writes_stamp_days(tmp_path, monkeypatch) -> None:
+    """Store.write stamps the days its facts land on, the merged row's day included."""
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    with Store(tmp_path / "s.duckdb") as st:
+        day = datetime(2031, 1, 5, 10)
+        b = Batch()
+        b.add("api_requests", {"request_id": "r1", "session_id": "s", "timestamp": day})
+        b.add("tool_calls", {"tool_use_id": "t1", "session_id": "s"})
+        st.write(b)
+        rows = st.query("SELECT fact, CAST(day AS VARCHAR) AS day, seq FROM fact_changes ORDER BY fact")
+        assert [(r["fact"], r["day"]) for r in rows] == [("api_requests", "2031-01-05"), ("tool_calls", "2262-01-01")]
+        b = Batch()  # a merge without a time: the stored row's day is stamped again
+        b.add("api_requests", {"request_id": "r1", "output_tokens": 9})
+        st.write(b)
+        seq = st.scalar("SELECT seq FROM fact_changes WHERE fact = 'api_requests'")
+        assert seq > rows[0]["seq"]
+        assert st.scalar("SELECT count(*) FROM fact_changes") == 2
