@@ -1,5 +1,7 @@
 """``golem-mcp hook`` latency: wall time of one hook process, from spawn to exit, as Claude Code
-sees it. Daemon down (the payload is spooled) and daemon up (posted and stored), for the installed
+sees it. Daemon down (the payload is spooled) and daemon up (spooled by the hook, which nudges the
+daemon to drain it at once; hooks run back to back, so each start competes with the daemon's drain
+of the one before), for the installed
 console script and for ``python -m golem_mcp hook``. Prints p50/p95, asserts nothing.
 
 Run: ``python bench/hook_latency.py [-n 100]``.

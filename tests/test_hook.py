@@ -134,6 +134,9 @@ def test_hook_sends_the_token_from_the_state_file(golem_home, start_daemon):
     assert r.returncode == 0 and r.stdout == b""
     ok = counts(d.url, headers={"authorization": "Bearer t0ken"}, hook_events=1)
     assert ok["hook_events"] == 1
+    deadline = time.monotonic() + 5   # the drainer deletes the spool file just after its commit
+    while spooled(golem_home) and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert spooled(golem_home) == []
 
 

@@ -619,6 +619,11 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                 reply["display"] = text
         return json_response(reply)
 
+    async def wake_endpoint(request: Request) -> Response:
+        # `golem-mcp hook` appended to the spool itself and asks for it to be drained now
+        background.wake_spool()
+        return json_response({"ok": True})
+
     async def import_endpoint(request: Request) -> Response:
         args = await _json_body(request, limit)
         paths = args.get("paths")
@@ -677,6 +682,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         Route("/api/report", ep(report_endpoint), methods=["POST"]),
         Route("/api/status", ep(status_endpoint), methods=["GET"]),
         Route("/api/cli", ep(cli_endpoint), methods=["POST"]),
+        Route("/api/wake", ep(wake_endpoint), methods=["POST"]),
     ]
     mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
     routes.extend(mcp_routes)

@@ -5,8 +5,14 @@ This runs on every hook event Claude Code fires, so it must never slow Claude Co
   SessionStart (Claude Code adds a SessionStart hook's stdout to the session's context);
 - it imports almost nothing: no ``golem_mcp.config`` (it pulls pathlib and dataclasses), no
   http.client or urllib (tens of milliseconds), just a raw socket;
-- the daemon gets 0.2 s to accept and 1 s to answer; when it is down or fails, the payload is
-  appended to the spool with its receive time, and the daemon ingests it when it next runs.
+- a SessionStart (whose display text the daemon returns) and a daemon named by ``GOLEM_URL`` (whose
+  data folder may be another) get the payload over HTTP: 0.2 s to accept, 1 s to answer;
+- every other event, with the daemon found through the state file in the shared data folder, is
+  appended to the spool by the hook itself and the daemon is only nudged (``POST /api/wake``, reply
+  not awaited) to drain it now: a hook's time is then Python's start-up plus one file append, and
+  never waits on a busy daemon;
+- when the daemon is down or fails, the payload is appended to the spool with its receive time,
+  and the daemon ingests it when it next runs.
 """
 
 from __future__ import annotations
@@ -41,10 +47,12 @@ def _log_error(message: str) -> None:
         pass  # nowhere left to report to; the hook must still exit 0
 
 
-def _target() -> tuple[str, int, str, str | None] | None:
-    """(host, port, path prefix, token) of the daemon from GOLEM_URL or the state file."""
+def _target() -> tuple[tuple[str, int, str, str | None] | None, bool]:
+    """((host, port, path prefix, token) of the daemon or None, whether it shares our data folder):
+    from GOLEM_URL, else from the state file the daemon wrote into the data folder."""
     url = os.environ.get("GOLEM_URL")
     token = os.environ.get("GOLEM_TOKEN")
+    shared = not url
     if not url or not token:
         try:
             import json
@@ -58,8 +66,8 @@ def _target() -> tuple[str, int, str, str | None] | None:
         url = url or state.get("url")
         token = token or state.get("token")
     if not url or not isinstance(url, str):
-        return None
-    return (*_split_url(url), token)
+        return None, False
+    return (*_split_url(url), token), shared
 
 
 def _split_url(url: str) -> tuple[str, int, str]:
@@ -106,6 +114,18 @@ def post(body: bytes, target: tuple[str, int, str, str | None]) -> tuple[int, by
     return int(parts[1]), payload
 
 
+def poke(target: tuple[str, int, str, str | None]) -> None:
+    """Ask the daemon to drain the spool now; the reply is not awaited (the drainer's own round
+    comes within seconds anyway, so a lost nudge only delays ingestion)."""
+    host, port, prefix, token = target
+    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    head = f"POST {prefix}/api/wake HTTP/1.1\r\nHost: {host_header}\r\nContent-Length: 0\r\nConnection: close\r\n"
+    if token:
+        head += f"Authorization: Bearer {token}\r\n"
+    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as s:
+        s.sendall(head.encode("latin-1") + b"\r\n")
+
+
 def _dechunk(data: bytes) -> bytes:
     out = []
     while data:
@@ -118,15 +138,16 @@ def _dechunk(data: bytes) -> bytes:
     return b"".join(out)
 
 
-def spool(body: bytes, received_us: int) -> None:
-    """Append the payload (or each payload of a list), stamped with its receive time, to the spool."""
+def spool(body: bytes, received_us: int) -> bool:
+    """Append the payload (or each payload of a list), stamped with its receive time, to the spool;
+    False when there was nothing valid to append (the reason is logged)."""
     import json
 
     try:
         payload = json.loads(body)
     except ValueError as e:
         _log_error(f"stdin is not JSON ({e}); nothing spooled: {body[:200]!r}")
-        return
+        return False
     items = payload if isinstance(payload, list) else [payload]
     lines = []
     for p in items:
@@ -135,10 +156,12 @@ def spool(body: bytes, received_us: int) -> None:
             continue
         p.setdefault("_golem_received_us", received_us)
         lines.append(json.dumps(p, separators=(",", ":")))
-    if lines:
-        from ..ingestion.spool import append
+    if not lines:
+        return False
+    from ..ingestion.spool import append
 
-        append(os.path.join(_data_dir(), "spool"), ("\n".join(lines) + "\n").encode())
+    append(os.path.join(_data_dir(), "spool"), ("\n".join(lines) + "\n").encode())
+    return True
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,7 +176,14 @@ def main(argv: list[str] | None = None) -> int:
         _log_error("empty stdin; nothing to record")
         return 0
     try:
-        target = _target()
+        target, shared = _target()
+        if target is not None and shared and b'"SessionStart"' not in body:
+            if spool(body, received_us):
+                try:  # noqa: SIM105 - contextlib would be one more import on every hook
+                    poke(target)
+                except OSError:
+                    pass  # down after all: the spooled payload waits for its next start
+            return 0
         if target is not None:
             try:
                 status, reply = post(body, target)
