@@ -9,8 +9,9 @@ so the only thing scripted is what the model says; prompts, tools, permissions, 
 entry and the ``OTEL_*`` settings are the kit's.
 
 Afterwards ``query_workflow_cost`` must give every stage with exactly the tokens the stand-in served,
-the findings must be stored and linked to the workflow and the reviewer agent, and ``/analyze`` (the
-kit's command, run the same way) must answer from golem-mcp tool calls about that workflow.
+the findings must be stored and linked to the workflow and the reviewer agent, ``/analyze`` (the
+kit's command, run the same way) must answer from golem-mcp tool calls about that workflow, and
+``/experiment define`` must store its hypothesis through ``record_experiment``.
 """
 
 from __future__ import annotations
@@ -243,6 +244,20 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
         assert {g["group"]["stage"] for g in cost["groups"]} == set(truth)
         quality = json.loads(lines["mcp__golem__query_quality"])
         assert json.dumps(quality).count("greet.py") >= 1, quality
+
+        # /experiment, the kit's command: the hypothesis is validated and stored through golem-mcp
+        definition = {"v": 1, "experiment_id": "kit-terse-analyst", "hypothesis": "A terser analyst brief cuts "
+                      "analyst input tokens by 20%", "arms": ["baseline", "kit-terse-analyst"],
+                      "metric": "input_tokens", "stage": "analyst", "expected_change_pct": -20, "min_runs_per_arm": 10}
+        api.script["roles"]["main"] = {"steps": [
+            ["tool", "mcp__golem__record_experiment", {"definition_json": definition}],
+            ["report", "## Experiment defined"]], "usage": {"input": 900, "output": 200}}
+        res = m.claude(f"/experiment define kit-terse-analyst A terser analyst brief (WF:{WF})")
+        report = res["result"]
+        assert report.startswith("## Experiment defined"), report
+        stored = json.loads(report.splitlines()[1].split(":", 1)[1])
+        assert stored["experiment_id"] == "kit-terse-analyst" and stored["status"] == "defined"
+        assert "kit-terse-analyst" in stored["warnings"][0]      # no run tagged with the new arm yet
 
 
 def test_a_process_per_stage_is_one_workflow_through_otel_resource_attributes(daemon: str, golem_home: Path,
