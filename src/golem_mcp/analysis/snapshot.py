@@ -33,7 +33,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 
 from ..store.db import Store, ident
@@ -95,6 +95,7 @@ LEFT JOIN _snap_prices p ON p.request_model = x.model"""
 # needs (tokens by kind; whether Claude Code recorded the cost; whether the cache write is split
 # by TTL), and the count inside the model-advice window.
 _DAY = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  # Store.write's day of a fact
+_NO_DAY = date(2262, 1, 1)  # the day of facts without a time
 _REQ_AGG = """session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
        recorded_cost_usd IS NULL AS rec_null,
        (cache_creation_5m_tokens IS NULL AND cache_creation_1h_tokens IS NULL) AS cc_plain,
@@ -265,17 +266,27 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     if not state or state[0][0] != CACHE_VERSION:
         for fact, (table, agg) in _CACHE.items():
             run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
-                               f"FROM {db}.main.{fact} GROUP BY ALL ORDER BY day")
+                               f"FROM {db}.main.{fact} GROUP BY ALL")
         refreshed = -1
     else:
         run("cache_check", _DIRTY.format(db=db, day=_DAY), {"seen": state[0][1] or 0})
         refreshed = int(cur.execute("SELECT count(*) FROM _snap_dirty").fetchone()[0])
         if refreshed:
+            dirty = cur.execute("SELECT fact, day FROM _snap_dirty ORDER BY ALL").fetchall()
             for fact, (table, agg) in _CACHE.items():
-                days = f"(SELECT day FROM _snap_dirty WHERE fact = '{fact}')"
-                run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE day IN {days}")
-                run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {_DAY} AS day, {agg} "
-                                     f"FROM {db}.main.{fact} WHERE {_DAY} IN {days} GROUP BY ALL")
+                days = sorted(d for f, d in dirty if f == fact)
+                if not days:
+                    continue
+                run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
+                timed = [d for d in days if d != _NO_DAY]
+                # the dirty days' time range first: row groups outside it are skipped unread
+                where = [f'"timestamp" >= $lo AND "timestamp" < $hi AND list_contains($days, {_DAY})'] if timed else []
+                where += [f"{_DAY} = $no_day"] if _NO_DAY in days else []
+                for w in where:
+                    run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {_DAY} AS day, {agg} "
+                                         f"FROM {db}.main.{fact} WHERE {w} GROUP BY ALL",
+                        {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)} if "$lo" in w
+                        else {"no_day": _NO_DAY})
         cur.execute("DROP TABLE temp.main._snap_dirty")
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
                 [CACHE_VERSION, hi])
@@ -290,16 +301,25 @@ def _pre_from_cache(cur: Any, db: str, run: Any, m_start: datetime, end: datetim
     cut = sorted({d.date() for d in (m_start, end) if d.time() != midnight})
     inside = {"lo": m_start.date() + timedelta(days=1) if m_start.time() != midnight else m_start.date(),
               "hi": end.date(), "cut": cut}
-    table, _ = _CACHE["api_requests"]
-    run("group_requests", f"""CREATE OR REPLACE TEMP TABLE _snap_req_pre AS
-        SELECT * EXCLUDE (day), CASE WHEN day >= $lo AND day < $hi THEN n ELSE 0 END AS n_window
-        FROM {db}.main.{table} WHERE {"NOT list_contains($cut, day)" if cut else "$cut IS NULL"}""",
-        {**inside, "cut": cut or None})
+    cur.execute("CREATE OR REPLACE TEMP TABLE _snap_win AS SELECT $lo::DATE AS lo, $hi::DATE AS hi, $cut::DATE[] AS cut",
+                {**inside, "cut": cut})
+    # views, not copies: the steps after read a few columns each, and 2M cached groups cost more
+    # to copy than to read again
     if cut:
-        run("group_requests", "INSERT INTO _snap_req_pre BY NAME SELECT " + _REQ_AGG + ", " + _REQ_WINDOW
-            + f" FROM {db}.main.api_requests WHERE list_contains($cut, {_DAY}) GROUP BY ALL", {**win, "cut": cut})
+        run("group_requests", "CREATE OR REPLACE TEMP TABLE _snap_req_cut AS SELECT " + _REQ_AGG + ", " + _REQ_WINDOW
+            + f" FROM {db}.main.api_requests WHERE \"timestamp\" >= $lo AND \"timestamp\" < $hi "
+            + "AND list_contains($cut, CAST(\"timestamp\" AS DATE)) GROUP BY ALL",
+            {**win, "cut": cut, "lo": cut[0], "hi": cut[-1] + timedelta(days=1)})
+    else:
+        cur.execute("CREATE OR REPLACE TEMP TABLE _snap_req_cut AS SELECT " + _REQ_AGG + ", " + _REQ_WINDOW
+                    + f" FROM {db}.main.api_requests WHERE false GROUP BY ALL", win)
+    table, _ = _CACHE["api_requests"]
+    cur.execute(f"""CREATE OR REPLACE TEMP VIEW _snap_req_pre AS
+        SELECT c.* EXCLUDE (day), CASE WHEN c.day >= w.lo AND c.day < w.hi THEN c.n ELSE 0 END AS n_window
+        FROM {db}.main.{table} c, _snap_win w WHERE NOT list_contains(w.cut, c.day)
+        UNION ALL BY NAME SELECT * FROM _snap_req_cut""")
     table, _ = _CACHE["tool_calls"]
-    run("group_tools", f"CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT * EXCLUDE (day) FROM {db}.main.{table}")
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW _snap_tool_pre AS SELECT * EXCLUDE (day) FROM {db}.main.{table}")
 
 
 class SnapshotReader:
@@ -385,8 +405,11 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         for v in ("workflow_stage_summary", "workflow_summary"):
             run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
         for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups",
-                     "request_stage_groups", "tool_stage_groups"):
-            cur.execute(f"DROP TABLE temp.main.{name}")  # done with: their memory goes to what follows
+                     "request_stage_groups", "tool_stage_groups", "_snap_req_cut", "_snap_win"):
+            # done with: their memory goes to what follows (the cached step 1 is views)
+            kind = cur.execute("SELECT CASE WHEN EXISTS (SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?) "
+                               "THEN 'VIEW' ELSE 'TABLE' END", [name]).fetchone()[0]  # type: ignore[index]
+            cur.execute(f"DROP {kind} IF EXISTS temp.main.{name}")
         window = '"timestamp" >= $start AND "timestamp" < $end'
         # the window's rows name a small part of all agents: shadow `agents` with those while the
         # window's rows are resolved (hash-joining every agent cost more than the rows themselves)
