@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterable, Sequence
+from datetime import date
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,7 @@ WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_conte
 # Facts whose changed days are stamped into fact_changes (003) for the analysis' aggregate cache.
 # A row without a time counts as this day (the analysis' "no time" sorts after every real one).
 FACT_TABLES = ("api_requests", "tool_calls", "api_errors")
-_NO_DAY = "DATE '2262-01-01'"
+_NO_DAY = date(2262, 1, 1)
 
 
 def _arrow_types() -> tuple[Any, dict[str, Any]]:
@@ -156,6 +157,7 @@ class Store:
         self._types: dict[str, dict[str, str]] = {}
         self._estimates: dict[str, int] | None = None  # per write, fetched when first needed
         self._changed: dict[str, set[Any]] = {}  # per write: fact table -> days its rows landed on
+        self._stamped: set[tuple[str, Any]] | None = None  # (fact, day) rows in fact_changes, once read
         if not read_only:
             self.migrate()
         self._load_types()
@@ -233,11 +235,13 @@ class Store:
                 self._changed = {}
                 for t in tables:
                     counts[t] = self._upsert(t, batch.rows[t])
-                self._stamp_changes()
+                added = self._stamp_changes()
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
                 raise
+            if self._stamped is not None:
+                self._stamped |= added  # only once committed: a rolled-back insert left no row
         return counts
 
     def _upsert(self, table: str, rows: list[dict]) -> int:
@@ -283,6 +287,7 @@ class Store:
                 return len(rows)
             existing = self._existing(table, keys, kv, name)
             if not existing:
+                self._note_new_days(table, stg)
                 self._insert(table, cols, name, n_keys != len(kv), merge=False)
             elif len(existing) == n_keys:
                 self._insert(table, cols, name, n_keys != len(kv), merge=True)
@@ -292,7 +297,10 @@ class Store:
                 for part, mask, dups in (("new", [not o for o in old], n_keys - len(existing) != len(kv) - n_old),
                                          ("old", old, len(existing) != n_old)):
                     sub = f"{name}_{part}"
-                    self.con.register(sub, stg.filter(pa.array(mask, type=pa.bool_())))
+                    rows_part = stg.filter(pa.array(mask, type=pa.bool_()))
+                    if part == "new":
+                        self._note_new_days(table, rows_part)
+                    self.con.register(sub, rows_part)
                     try:
                         self._insert(table, cols, sub, dups, merge=part == "old")
                     finally:
@@ -300,6 +308,19 @@ class Store:
         finally:
             self.con.unregister(name)
         return len(rows)
+
+    def _note_new_days(self, table: str, staged: Any) -> None:
+        """The days new rows of a fact table land on, read off their staged (arrow) timestamps."""
+        if table not in FACT_TABLES:
+            return
+        pa, _ = _arrow_types()
+        if "timestamp" in staged.column_names:
+            import pyarrow.compute as pc
+
+            days = pc.unique(pc.cast(staged.column("timestamp"), pa.date32())).to_pylist()
+        else:
+            days = [None]
+        self._changed.setdefault(table, set()).update(_NO_DAY if d is None else d for d in days)
 
     # an IN list of bound keys is answered from the primary-key index, at ~25 us a key whatever the
     # table's size; a join with the staged keys scans the key column (~40 ns a stored row). Past
@@ -360,24 +381,33 @@ class Store:
         if table not in FACT_TABLES:
             self.con.execute(sql)
             return
+        if not merge:
+            self.con.execute(sql)  # new rows: _note_new_days took their days from the staged batch
+            return
+        # a merged row keeps its stored day or moves to the batch's (timestamp policy min): the day
+        # it ends on is the one stamped (the day it left shows in the analysis' day counts)
         day = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"
-        days = self._changed.setdefault(table, set())
-        if merge:
-            # a merged row keeps its stored day or moves to the batch's (timestamp policy min): the
-            # day it ends on is the one stamped (the day it left shows in the analysis' day counts)
-            days.update(r[0] for r in self.con.execute(f"{sql} RETURNING {day}").fetchall())
-        else:
-            self.con.execute(sql)
-            src = f"SELECT DISTINCT {day} FROM {staged}" if "timestamp" in cols else f"SELECT {_NO_DAY}"
-            days.update(r[0] for r in self.con.execute(src).fetchall())
+        self._changed.setdefault(table, set()).update(
+            _NO_DAY if r[0] is None else r[0] for r in self.con.execute(f"{sql} RETURNING {day}").fetchall())
 
-    def _stamp_changes(self) -> None:
-        """Stamp the days this write's facts landed on with a new sequence number, in its transaction."""
-        pairs = [(t, d) for t, days in self._changed.items() for d in days]
-        if pairs:
+    def _stamp_changes(self) -> set[tuple[str, Any]]:
+        """Stamp the days this write's facts landed on with a new sequence number, in its transaction
+        (an UPDATE of the days stamped before, an INSERT of new ones: cheaper than ON CONFLICT, which
+        cost ~4 ms a write). Returns the (fact, day) rows it inserted."""
+        pairs = {(t, d) for t, days in self._changed.items() for d in days}
+        if not pairs:
+            return set()
+        if self._stamped is None:
+            self._stamped = {(f, d) for f, d in self.con.execute("SELECT fact, day FROM fact_changes").fetchall()}
+        old, new = pairs & self._stamped, pairs - self._stamped
+        if old:
+            self.con.execute("UPDATE fact_changes SET seq = nextval('fact_change_seq') "
+                             "WHERE list_contains(?::VARCHAR[], fact || '/' || CAST(day AS VARCHAR))",
+                             [[f"{f}/{d.isoformat()}" for f, d in old]])
+        if new:
             self.con.execute("INSERT INTO fact_changes SELECT unnest(?::VARCHAR[]), unnest(?::DATE[]), "
-                             "nextval('fact_change_seq') ON CONFLICT (fact, day) DO UPDATE SET seq = EXCLUDED.seq",
-                             [[t for t, _ in pairs], [d for _, d in pairs]])
+                             "nextval('fact_change_seq')", [[f for f, _ in new], [d for _, d in new]])
+        return new
 
     def insert_rows(self, table: str, rows: list[dict]) -> None:
         """Plain inserts for tables with generated keys (stage_records)."""
