@@ -361,7 +361,6 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
     end = as_naive(now)
     rows_from = end - timedelta(days=max(days, 7))
     m_start = end - timedelta(days=MODEL_ADVICE_DAYS)
-    cur = store.con.cursor()
     t: dict[str, float] = {}
 
     def run(name: str, sql: str, params: dict[str, Any] | None = None) -> None:
@@ -369,7 +368,8 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         cur.execute(sql, params) if params else cur.execute(sql)
         t[name] = t.get(name, 0.0) + time.monotonic() - s
 
-    try:
+    # a cursor of its own, closed at the end (temporary tables go with it); closing the store interrupts it
+    with store.reader() as cur:
         db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
         win = {"m_start": m_start, "end": end}
         rows = {"start": rows_from, "end": end}
@@ -428,5 +428,3 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         if timings is not None:
             timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
         yield SnapshotReader(store, cur, rows_from, end, (m_start, end))
-    finally:
-        cur.close()  # temporary tables go with their connection

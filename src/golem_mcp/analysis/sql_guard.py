@@ -128,10 +128,9 @@ def run_read_only(store: Store, sql: str, max_rows: int = 100, max_chars: int = 
     if not 1 <= max_rows <= 1000:
         raise InvalidInput("max_rows must be 1..1000")
     check_read_only(store, sql)
-    cur = store.cursor()
-    timer = threading.Timer(timeout_s, cur.interrupt)
-    timer.start()
-    try:
+    with store.reader() as cur:
+        timer = threading.Timer(timeout_s, cur.interrupt)
+        timer.start()
         try:
             res = cur.execute(sql)
             columns = [d[0] for d in res.description or ()]
@@ -142,9 +141,8 @@ def run_read_only(store: Store, sql: str, max_rows: int = 100, max_chars: int = 
         except duckdb.Error as e:
             raise InvalidInput(f"the query failed: {str(e).splitlines()[0]}. describe_schema lists the views "
                                "and columns") from e
-    finally:
-        timer.cancel()
-        cur.close()
+        finally:
+            timer.cancel()
     notes = []
     truncated = len(raw_rows) > max_rows
     rows = [[_jsonable(v) for v in r] for r in raw_rows[:max_rows]]

@@ -7,9 +7,11 @@ come from the fixed table definitions below and go through :func:`ident`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import threading
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -154,6 +156,8 @@ class Store:
             # grows with the store. A larger WAL means fewer of them (and a longer replay after a crash).
             self.con.execute("SET checkpoint_threshold = '256MB'")
         self._lock = threading.RLock()
+        self._readers: set[Any] = set()  # cursors handed out by reader(): interrupted on close
+        self._readers_lock = threading.Lock()
         self._types: dict[str, dict[str, str]] = {}
         self._estimates: dict[str, int] | None = None  # per write, fetched when first needed
         self._changed: dict[str, set[Any]] = {}  # per write: fact table -> days its rows landed on
@@ -163,8 +167,34 @@ class Store:
         self._load_types()
 
     # -- lifecycle -------------------------------------------------------------------------------
-    def close(self) -> None:
-        self.con.close()
+    def close(self, wait: float = 10.0) -> None:
+        """Close the store. Reads still running on cursors (an analysis run, an agent's SQL) are
+        interrupted first and given ``wait`` seconds to let go: DuckDB refuses to close a connection
+        one of its cursors is busy on, and a daemon stopping mid-analysis aborted on that."""
+        deadline = time.monotonic() + wait
+        self.interrupt_readers(wait)
+        # a write in flight (the analysis recording its run as failed) finishes first
+        got = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
+        try:
+            self.con.close()
+        finally:
+            if got:
+                self._lock.release()
+
+    def interrupt_readers(self, wait: float = 10.0) -> None:
+        """Interrupt the reads running on cursors from ``reader()`` and wait up to ``wait`` seconds
+        for their owners to let go (each sees ``duckdb.InterruptException``)."""
+        deadline = time.monotonic() + wait
+        with self._readers_lock:
+            busy = list(self._readers)
+        for cur in busy:
+            with contextlib.suppress(Exception):  # already finished or closed: nothing to stop
+                cur.interrupt()
+        while busy and time.monotonic() < deadline:
+            with self._readers_lock:
+                if not self._readers:
+                    break
+            time.sleep(0.02)
 
     def __enter__(self) -> Store:
         return self
@@ -421,25 +451,29 @@ class Store:
                 [[r.get(c) for c in cols] for r in rows])
 
     # -- reading ---------------------------------------------------------------------------------
-    def cursor(self) -> duckdb.DuckDBPyConnection:
-        return self.con.cursor()
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of its own (reads run beside writes), closed afterwards; ``close()`` interrupts it."""
+        cur = self.con.cursor()
+        with self._readers_lock:
+            self._readers.add(cur)
+        try:
+            yield cur
+        finally:
+            with self._readers_lock:
+                self._readers.discard(cur)
+            cur.close()
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        cur = self.con.cursor()
-        try:
+        with self.reader() as cur:
             res = cur.execute(sql, params) if params is not None else cur.execute(sql)
             names = [d[0] for d in res.description or ()]
             return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
-        finally:
-            cur.close()
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
-        cur = self.con.cursor()
-        try:
+        with self.reader() as cur:
             row = cur.execute(sql, params or []).fetchone()
             return row[0] if row else None
-        finally:
-            cur.close()
 
     # -- ingest state ----------------------------------------------------------------------------
     def file_states(self, paths: Iterable[str] | None = None) -> dict[str, tuple[int, int, int, int]]:
