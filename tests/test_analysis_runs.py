@@ -9,6 +9,7 @@ import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
+import httpx
 import pytest
 
 from golem_mcp.analysis import budgets, findings_store, runs
@@ -124,3 +125,61 @@ def test_budget_status_projection(store):
     budgets.set_budget(store, "workflow", st.workflow.spent_usd / 0.9, key=p.workflows[-1])
     st = budgets.budget_status(store, workflow_id=p.workflows[-1], now=p.now - timedelta(hours=9))
     assert st.workflow.level_reached == 80 and "cheaper model" in st.advice
+
+
+def _daemon_runs(url: str) -> list[dict]:
+    r = httpx.post(url + "/api/cli", json={"argv": ["analyze", "--runs", "--json"]}, timeout=30)
+    assert r.status_code == 200 and r.json()["exit"] == 0, r.text
+    return json.loads(r.json()["stdout"])
+
+
+def _session_start(url: str, sid: str) -> dict:
+    r = httpx.post(url + "/hooks", json={"session_id": sid, "hook_event_name": "SessionStart", "source": "startup",
+                                         "cwd": "/tmp", "transcript_path": f"/tmp/{sid}.jsonl"}, timeout=5)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_daemon_runs_the_analysis_a_session_start_queues(golem_home, start_daemon, tmp_path):
+    """Seed 003's auto-trigger in the daemon: a SessionStart shows the last analysis at once and, the
+    last successful run being over a week old, queues a run that the daemon's own thread carries out;
+    a run a stopped daemon left 'running' is marked failed when the next one starts."""
+    db = tmp_path / "golem.duckdb"
+    now = utcnow().replace(microsecond=0)
+    with Store(db) as st:
+        generate(st, {"slow_stage", "loop"}, now=now)
+        old = runs.run_analysis(st, now=now - timedelta(days=10))
+        assert old.status == "succeeded"
+        st.con.execute("UPDATE analysis_runs SET finished_at = ? WHERE run_id = ?", [now - timedelta(days=10), old.run_id])
+        crashed = runs.enqueue(st, "cli", now=now)
+        st.con.execute("UPDATE analysis_runs SET status = 'running' WHERE run_id = ?", [crashed])
+    d = start_daemon(db=db)
+
+    t = time.perf_counter()
+    reply = _session_start(d.url, "sess-auto-1")
+    assert time.perf_counter() - t < 1.0                     # the hook's budget: the run is not waited for
+    assert "Last analysis" in reply["display"] and "10 days ago" in reply["display"]
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = _daemon_runs(d.url)
+        auto = [r for r in listed if r["trigger"] == "session_start"]
+        if auto and auto[0]["status"] not in ("queued", "running"):
+            break
+        time.sleep(0.2)
+    assert [r["status"] for r in auto] == ["succeeded"], listed
+    by_id = {r["run_id"]: r for r in listed}
+    assert by_id[crashed]["status"] == "failed" and "interrupted" in by_id[crashed]["error_detail"]
+    assert auto[0]["produced"]["loops"] >= 1                   # it analysed the store's current week
+    # the next session sees the fresh run; the analysis is not queued again
+    assert "(today)" in _session_start(d.url, "sess-auto-2")["display"]
+
+
+def test_auto_trigger_can_be_turned_off(golem_home, start_daemon, tmp_path):
+    d = start_daemon(env={"GOLEM_ANALYSIS_MAX_AGE_DAYS": "0"})
+    _session_start(d.url, "sess-off")
+    # the analysis thread looks at once when woken (with the setting on, a run is queued within
+    # milliseconds and listed below); a manual run meanwhile gives it time to look
+    r = httpx.post(d.url + "/api/cli", json={"argv": ["analyze", "--json"]}, timeout=60)
+    assert r.status_code == 200, r.text
+    time.sleep(0.5)
+    assert [x["trigger"] for x in _daemon_runs(d.url)] == ["cli"]

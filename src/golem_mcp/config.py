@@ -6,6 +6,7 @@ Defaults: a per-user data directory (``$GOLEM_HOME``, else ``$XDG_DATA_HOME/gole
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ class Settings:
     store_prompts: bool = False  # privacy default: no prompt or response text is kept
     max_body_bytes: int = 32 * 1024 * 1024
     price_file: str | None = None
+    # seed 003's auto-trigger: a SessionStart queues an analysis run when the last successful one is
+    # older than this many days (0 or less: never)
+    analysis_max_age_days: float = 7.0
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -74,6 +78,9 @@ class Settings:
             s.main_stage = os.environ["GOLEM_MAIN_STAGE"]
         if os.environ.get("GOLEM_STORE_PROMPTS") in ("1", "true", "yes"):
             s.store_prompts = True
+        if os.environ.get("GOLEM_ANALYSIS_MAX_AGE_DAYS"):
+            with contextlib.suppress(ValueError):  # a typo must not stop the daemon; the default stands
+                s.analysis_max_age_days = float(os.environ["GOLEM_ANALYSIS_MAX_AGE_DAYS"])
         if os.environ.get("GOLEM_PRICES"):
             s.price_file = os.environ["GOLEM_PRICES"]
         return s

@@ -8,6 +8,8 @@ Contract with the daemon:
   ``max_age_days`` (default 7) and none is queued or running; cheap, never runs the analysis itself.
 - ``run_pending(store)`` runs queued runs one after another; the daemon calls it from a background
   thread (never on the request path). Writes go through the Store's lock.
+- ``recover_interrupted(store)`` fails the runs a stopped process left ``running``; the daemon calls
+  it when it starts.
 """
 
 from __future__ import annotations
@@ -87,6 +89,18 @@ def maybe_enqueue(store: Store, max_age_days: float = DEFAULT_MAX_AGE_DAYS, now:
         return False
     enqueue(store, trigger, now=end)
     return True
+
+
+def recover_interrupted(store: Store) -> int:
+    """Mark the runs a process that stopped left ``running`` as failed; returns how many (queued runs
+    stay queued: ``run_pending`` runs them).
+
+    Only the process that owns the store calls this, when it starts: no run of another can be alive
+    then, and a run stuck at ``running`` would keep ``maybe_enqueue`` from ever queueing again."""
+    rows = execute(store, "UPDATE analysis_runs SET status = 'failed', finished_at = ?, error_detail = "
+                   "'interrupted: the process running it stopped' WHERE status = 'running' RETURNING run_id",
+                   [utcnow()])
+    return len(rows)
 
 
 def _candidates(results: dict[str, Any]) -> list[Candidate]:
@@ -198,8 +212,12 @@ def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run
         execute(store, "UPDATE analysis_runs SET status = 'timed_out', finished_at = ?, error_detail = ? WHERE run_id = ?",
                 [utcnow(), str(e), run_id])
     except Exception as e:  # a failed run is recorded with its error; the caller still gets the run back
+        import duckdb
+
+        detail = ("interrupted: the store was closed while the run read it (the daemon stopping)"
+                  if isinstance(e, duckdb.InterruptException) else f"{type(e).__name__}: {e}"[:2000])
         execute(store, "UPDATE analysis_runs SET status = 'failed', finished_at = ?, error_detail = ? WHERE run_id = ?",
-                [utcnow(), f"{type(e).__name__}: {e}"[:2000], run_id])
+                [utcnow(), detail, run_id])
     run = get_run(store, run_id)
     assert run is not None
     return run

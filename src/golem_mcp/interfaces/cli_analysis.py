@@ -30,6 +30,8 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     sp.add_argument("--days", type=float, default=7, help="window in days (default 7)")
     sp.add_argument("--now", help="analyse as of this ISO date/time (default: now)")
     sp.add_argument("--pending", action="store_true", help="run the queued runs (what the daemon does in the background)")
+    sp.add_argument("--runs", action="store_true", help="list the latest analysis runs: status, trigger, times, "
+                    "what each produced (the daemon queues one at a session start when the last is a week old)")
     common(sp)
     handlers["analyze"] = cmd_analyze
 
@@ -174,6 +176,18 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     with _open(args) as store:
         if args.pending:
             _print(runs.run_pending(store, now=now), args.json)
+            return 0
+        if args.runs:
+            listed = runs.list_runs(store, limit=20)
+            if args.json:
+                _print(listed, True)
+            elif not listed:
+                _echo("no analysis runs yet: `golem-mcp analyze` runs one (the daemon runs one at a session start)")
+            for r in listed if not args.json else []:
+                when = r.finished_at or r.started_at or r.queued_at
+                stamp = when.strftime("%Y-%m-%d %H:%M") if when else "-"
+                _echo(f"run {r.run_id:>4}  {r.status:<9}  {r.trigger or '-':<13}  {stamp}  "
+                      f"{r.error_detail or (json.dumps(r.produced) if r.produced else '')}")
             return 0
         if args.what == "all":
             run = runs.run_analysis(store, now=now, days=args.days, trigger="cli")

@@ -75,6 +75,7 @@ SUMMARY_INTERVAL = 60.0  # seconds between activity lines in the log (one line p
 # seconds between alert evaluations, run only when something was ingested since the last one: budgets
 # are crossed by new data, and an evaluation scans the last week (too much for every OTLP request)
 ALERT_INTERVAL = float(os.environ.get("GOLEM_ALERT_INTERVAL") or 20.0)
+ANALYSIS_INTERVAL = 300.0  # seconds between looks for queued analysis runs (a SessionStart wakes it at once)
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 SIGNALS = ("logs", "metrics", "traces")
@@ -358,7 +359,10 @@ class GroupWriter:
 # -- background work -----------------------------------------------------------------------------
 
 class Background:
-    """Threads next to the server: transcript watcher, spool drainer, periodic log summary.
+    """Threads next to the server: transcript watcher, spool drainer, alerts, periodic log summary,
+    and the analysis runner (seed 003's auto-trigger: a SessionStart queues a run when the last
+    successful one is older than ``analysis_max_age_days``; queued runs run here, one at a time,
+    never on a request's path).
 
     Nothing here may stop the daemon: each round's exception is logged (once a minute at most when
     it repeats) and the next round runs.
@@ -377,6 +381,9 @@ class Background:
         self.import_lock = import_lock
         self.stop_event = threading.Event()
         self.spool_wake = threading.Event()
+        self.analysis_wake = threading.Event()
+        self.session_started = threading.Event()  # a SessionStart arrived since the analysis thread last looked
+        self._recovered = False
         self.threads: list[threading.Thread] = []
         self._last_error: dict[str, tuple[str, float]] = {}
 
@@ -388,6 +395,7 @@ class Background:
             jobs.append(("watch", WATCH_INTERVAL, self.scan))
         if ALERT_INTERVAL > 0:
             jobs.append(("alerts", ALERT_INTERVAL, self.alerts))
+        jobs.append(("analysis", ANALYSIS_INTERVAL, self.analysis))
         for name, interval, fn in jobs:
             t = threading.Thread(target=self._loop, args=(name, interval, fn), name=f"golem-{name}", daemon=True)
             t.start()
@@ -396,6 +404,8 @@ class Background:
     def stop(self, timeout: float = 5.0) -> None:
         self.stop_event.set()
         self.spool_wake.set()
+        self.analysis_wake.set()
+        self.store.interrupt_readers(timeout)  # an analysis run in progress stops (and says so) at once
         deadline = time.monotonic() + timeout
         for t in self.threads:
             t.join(max(0.0, deadline - time.monotonic()))
@@ -404,13 +414,22 @@ class Background:
         """Drain now rather than at the next interval (a hook was just journaled)."""
         self.spool_wake.set()
 
+    def session_start(self) -> None:
+        """A session started: the analysis thread checks the last run's age (and runs one if due)."""
+        self.session_started.set()
+        self.analysis_wake.set()
+
     def _loop(self, name: str, interval: float, fn: Callable[[], None]) -> None:
-        first = name not in ("summary", "alerts")  # drain and scan at once on start; the others after a while
+        # drain, scan and run queued analyses at once on start; the others after a while
+        first = name not in ("summary", "alerts")
+        wake = {"spool": self.spool_wake, "analysis": self.analysis_wake}.get(name)
         while not self.stop_event.is_set():
             if not first:
-                if name == "spool":
-                    self.spool_wake.wait(interval)
-                    self.spool_wake.clear()
+                if wake is not None:
+                    wake.wait(interval)
+                    wake.clear()
+                    if self.stop_event.is_set():
+                        break
                 elif self.stop_event.wait(interval):
                     break
             first = False
@@ -469,6 +488,27 @@ class Background:
         self._alerts_seen = seen
         for a in evaluate_alerts(self.store):
             log.warning("alert: %s", a.message)
+
+    def analysis(self) -> None:
+        from ..analysis import runs
+
+        if not self._recovered:
+            n = runs.recover_interrupted(self.store)
+            if n:
+                log.warning("analysis: %d run(s) left running by a stopped daemon marked failed", n)
+            self._recovered = True
+        if self.session_started.is_set():
+            self.session_started.clear()
+            try:
+                max_age = float(self.settings.analysis_max_age_days)
+            except (TypeError, ValueError):
+                max_age = 7.0
+            if max_age > 0 and runs.maybe_enqueue(self.store, max_age_days=max_age):
+                log.info("analysis: the last successful run is older than %g days; queued one", max_age)
+        for run in runs.run_pending(self.store):
+            took = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else 0
+            log.info("analysis run %d (%s) %s in %.1fs: %s", run.run_id, run.trigger, run.status, took,
+                     run.error_detail or run.produced)
 
     def summary(self) -> None:
         s = self.stats.take()
@@ -617,6 +657,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
             text = await session_start_display(store)
             if text:
                 reply["display"] = text
+            background.session_start()  # queue an analysis if the last one is old; never waited for
         return json_response(reply)
 
     async def wake_endpoint(request: Request) -> Response:
