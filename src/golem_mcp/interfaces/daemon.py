@@ -712,11 +712,22 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     async def status_endpoint(request: Request) -> Response:
         return json_response(await anyio.to_thread.run_sync(store.table_counts))
 
+    async def dashboard_endpoint(request: Request) -> Response:
+        from .dashboard import CSP, parse_days, render
+
+        days = parse_days(request.query_params.get("days"))
+        page = await anyio.to_thread.run_sync(render, store, days)
+        return Response(page, media_type="text/html; charset=utf-8",
+                        headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
+                                 "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
+
     async def healthz(request: Request) -> Response:
         return json_response({"ok": True, "version": __version__, "pid": os.getpid()})
 
     routes: list[BaseRoute] = [
         Route("/healthz", ep(healthz), methods=["GET"]),
+        Route("/", ep(dashboard_endpoint), methods=["GET"]),
+        Route("/dashboard", ep(dashboard_endpoint), methods=["GET"]),
         Route("/v1/{signal}", ep(otlp_endpoint), methods=["POST"]),
         Route("/hooks", ep(hooks_endpoint), methods=["POST"]),
         Route("/api/import", ep(import_endpoint), methods=["POST"]),

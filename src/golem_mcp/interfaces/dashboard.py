@@ -1,0 +1,230 @@
+"""The local dashboard: one HTML page the daemon serves at ``/`` (and ``/dashboard``).
+
+Seed 002's widgets, rendered on the server from the analysis functions (no SQL here, no script, no
+external asset; the page reloads itself every minute): spend today against the day budget with the
+burn rate and a projection; daily cost with its 7-day average, error rate and cache hit rate; cost
+by workflow, stage and model (model efficiency); error patterns with a suggested fix and recovery
+rates per stage; the most common tool sequences; the open improvement items, review findings and
+recent alerts; the last analysis runs. Each widget is computed on its own: one that fails shows its
+error and the others still render.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+
+from ..analysis import budgets, error_patterns, findings_store, runs, sequences, trends
+from ..analysis.common import as_naive
+from ..analysis.cost import cost_by
+from ..analysis.weekly import bar_svg
+from ..errors import InvalidInput
+from ..store.db import Store
+
+log = logging.getLogger("golem_mcp.dashboard")
+
+MAX_DAYS = 365
+CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; form-action 'self'"
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:1.2rem 2rem;color:#222;background:#fafafa}
+h1{font-size:1.3rem;margin:0 0 .2rem} h2{font-size:1.05rem;margin:1.4rem 0 .4rem;border-bottom:1px solid #ddd}
+.sub{color:#666;font-size:.85rem} .grid{display:flex;flex-wrap:wrap;gap:1rem}
+.card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:.6rem .9rem;min-width:11rem}
+.card b{display:block;font-size:1.25rem} .warn{color:#b35c00} .bad{color:#b00020} .ok{color:#2e7d32}
+table{border-collapse:collapse;background:#fff;font-size:.85rem;margin:.3rem 0}
+th,td{border:1px solid #e3e3e3;padding:.2rem .5rem;text-align:left;vertical-align:top}
+td.n{text-align:right;font-variant-numeric:tabular-nums} .err{color:#b00020;font-size:.85rem}
+form{display:inline} input{width:4rem}
+"""
+
+
+def parse_days(value: str | None) -> int:
+    if value in (None, ""):
+        return 30
+    try:
+        days = int(str(value))
+    except ValueError:
+        raise InvalidInput(f"days must be a whole number of days (1-{MAX_DAYS}), not {value!r}") from None
+    if not 1 <= days <= MAX_DAYS:
+        raise InvalidInput(f"days must be between 1 and {MAX_DAYS}, not {days}")
+    return days
+
+
+def _money(v: float | None) -> str:
+    return "-" if v is None else f"${v:,.2f}" if abs(v) >= 0.995 or v == 0 else f"${v:,.4f}"
+
+
+def _pct(v: float | None) -> str:
+    return "-" if v is None else f"{v * 100:.1f}%"
+
+
+def _int(v: Any) -> str:
+    return "-" if v is None else f"{int(v):,}"
+
+
+def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
+    if not rows:
+        return '<p class="sub">nothing in this window</p>'
+    numeric = numeric or set()
+    head = "".join(f"<th>{escape(h)}</th>" for h in headers)
+    body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{escape(str(c))}</td>'
+                                    for i, c in enumerate(r)) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _level_class(percent: float) -> str:
+    return "bad" if percent >= 100 else "warn" if percent >= 80 else "ok"
+
+
+def _spend(store: Store, days: int, now: datetime) -> str:
+    st = budgets.budget_status(store, now=now)
+    total = cost_by(store, [], since=now - timedelta(days=days), until=now)
+    t = total[0] if total else {}
+    cards = [
+        ("today", f'<b class="{_level_class(st.today.percent)}">{_money(st.today.spent_usd)}</b>'
+                  f"{st.today.percent:.0f}% of the {_money(st.today.limit_usd)} day budget"),
+        ("burn rate", f"<b>{_money(st.burn_rate_usd_per_hour)}/h</b>over the last 3 hours"),
+        ("projected today", f"<b>{_money(st.projected_today_usd)}</b>{escape(st.advice)}"),
+        (f"last {days} days", f"<b>{_money(t.get('cost_usd'))}</b>{_int(t.get('requests'))} API requests, "
+                              f"{_int(t.get('total_tokens'))} tokens"),
+        ("cache hit rate", f"<b>{_pct(t.get('cache_hit_rate'))}</b>of input tokens read from the cache"),
+    ]
+    return '<div class="grid">' + "".join(f'<div class="card"><span class="sub">{escape(k)}</span>{v}</div>'
+                                          for k, v in cards) + "</div>"
+
+
+def _trends(store: Store, days: int, now: datetime) -> str:
+    tr = trends.query_trends(store, "day", days=days, now=now)
+    if not tr.points:
+        return '<p class="sub">no API requests in this window</p>'
+    labels = [p.period for p in tr.points]
+    charts = [
+        bar_svg([p.cost_usd for p in tr.points], labels, "cost per day, USD (line: 7-day average)",
+                line=[p.cost_ma7 for p in tr.points]),
+        bar_svg([p.error_rate or 0.0 for p in tr.points], labels, "error rate per day (failures per operation)"),
+        bar_svg([p.cache_hit_rate or 0.0 for p in tr.points], labels, "cache hit rate per day"),
+        bar_svg([float(p.tokens) for p in tr.points], labels, "tokens per day"),
+    ]
+    change = tr.cost_change_vs_previous_window
+    note = (f'<p class="sub">cost vs the {days} days before: {change * 100:+.0f}%</p>' if change is not None else "")
+    return note + '<div class="grid">' + "".join(f'<div class="card">{c}</div>' for c in charts) + "</div>"
+
+
+def _cost_tables(store: Store, days: int, now: datetime) -> str:
+    since = now - timedelta(days=days)
+    out = []
+    rows = cost_by(store, ["workflow"], since=since, until=now, limit=15)
+    out.append("<h3>Top workflows</h3>" + _table(
+        ["workflow", "cost", "requests", "tokens", "cache hit", "retries"],
+        [[r["workflow"] or "(none)", _money(r["cost_usd"]), _int(r["requests"]), _int(r["total_tokens"]),
+          _pct(r["cache_hit_rate"]), _int(r["retries"])] for r in rows], {1, 2, 3, 4, 5}))
+    rows = cost_by(store, ["stage"], since=since, until=now, limit=20)
+    out.append("<h3>By stage</h3>" + _table(
+        ["stage", "cost", "requests", "input", "output", "cache read", "cache write", "cache hit"],
+        [[r["stage"], _money(r["cost_usd"]), _int(r["requests"]), _int(r["input_tokens"]), _int(r["output_tokens"]),
+          _int(r["cache_read_tokens"]), _int(r["cache_creation_tokens"]), _pct(r["cache_hit_rate"])] for r in rows],
+        {1, 2, 3, 4, 5, 6, 7}))
+    rows = cost_by(store, ["model"], since=since, until=now, limit=20)
+    out.append("<h3>Model efficiency</h3>" + _table(
+        ["model", "cost", "requests", "cost per request", "tokens per request", "cache hit"],
+        [[r["model"] or "(unknown)", _money(r["cost_usd"]), _int(r["requests"]),
+          _money((r["cost_usd"] or 0) / r["requests"] if r["requests"] else None),
+          _int((r["total_tokens"] or 0) / r["requests"] if r["requests"] else None), _pct(r["cache_hit_rate"])]
+         for r in rows], {1, 2, 3, 4, 5}))
+    return "".join(out)
+
+
+def _errors(store: Store, days: int, now: datetime) -> str:
+    rep = error_patterns.query_error_patterns(store, days=days, now=now)
+    out = [f'<p class="sub">{rep.total_errors:,} failures (failed tool calls, API errors, retries)</p>']
+    out.append(_table(["category", "count", "stages", "suggested fix"],
+                      [[c.category, c.count, ", ".join(f"{k} {v}" for k, v in c.stages.items()), c.fix]
+                       for c in rep.categories[:10]], {1}))
+    out.append("<h3>Error rate and recovery by stage</h3>" + _table(
+        ["stage", "operations", "failures", "error rate", "recovered", "recovery rate"],
+        [[s.stage, _int(s.operations), _int(s.failures), _pct(s.error_rate), _int(s.recovered), _pct(s.recovery_rate)]
+         for s in rep.by_stage], {1, 2, 3, 4, 5}))
+    if rep.repeated_failures:
+        out.append("<h3>Repeated failures</h3>" + _table(
+            ["count", "category", "stage", "tool", "example", "fix"],
+            [[f.count, f.category, f.stage, f.tool_name or "api", f.example or "", f.fix]
+             for f in rep.repeated_failures[:10]], {0}))
+    return "".join(out)
+
+
+def _sequences(store: Store, days: int, now: datetime) -> str:
+    rep = sequences.tool_sequences(store, n=3, days=days, now=now, limit=10)
+    return _table(["stage", "sequence", "count", "all succeeded", "workflows", "avg stage cost", "in good workflows"],
+                  [[s.stage, s.sequence, s.count, _pct(s.success_rate), s.workflows, _money(s.avg_stage_cost_usd),
+                    _pct(s.good_share)] for s in rep.top], {2, 3, 4, 5, 6})
+
+
+def _findings(store: Store, days: int, now: datetime) -> str:
+    items = findings_store.list_findings(store, limit=10)
+    out = [_table(["severity", "kind", "finding", "recommendation", "seen"],
+                  [[f"{i.severity:.1f}", i.kind, i.title, i.recommendation, i.times_seen] for i in items], {0, 4})]
+    q = trends.query_quality(store, days=days, now=now)
+    sev = ", ".join(f"{k} {v}" for k, v in q.by_severity.items()) or "none"
+    out.append(f"<h3>Review findings</h3><p class=sub>{q.reports} reports; by severity: {escape(sev)}; rework rate "
+               f"{_pct(q.rework_rate)}</p>")
+    out.append(_table(["file", "findings"], [[f.file, f.findings] for f in q.top_files], {1}))
+    return "".join(out)
+
+
+def _alerts(store: Store, days: int, now: datetime) -> str:
+    rows = budgets.recent_alerts(store, limit=10)
+    return _table(["when", "kind", "alert"],
+                  [[f"{a.created_at:%Y-%m-%d %H:%M}" if a.created_at else "-", a.kind, a.message] for a in rows])
+
+
+def _runs(store: Store, days: int, now: datetime) -> str:
+    rows = runs.list_runs(store, limit=5)
+    return _table(["run", "status", "trigger", "finished", "produced"],
+                  [[r.run_id, r.status, r.trigger or "-", f"{r.finished_at:%Y-%m-%d %H:%M}" if r.finished_at else "-",
+                    r.error_detail or ", ".join(f"{k} {v}" for k, v in (r.produced or {}).items() if v)]
+                   for r in rows])
+
+
+WIDGETS: list[tuple[str, str, Callable[[Store, int, datetime], str]]] = [
+    ("spend", "Spend and budget", _spend),
+    ("trends", "Trends", _trends),
+    ("cost", "Where the money goes", _cost_tables),
+    ("errors", "Errors", _errors),
+    ("sequences", "Tool sequences", _sequences),
+    ("findings", "Findings", _findings),
+    ("alerts", "Alerts", _alerts),
+    ("runs", "Analysis runs", _runs),
+]
+
+
+def render(store: Store, days: int = 30, now: datetime | None = None) -> str:
+    """The whole page for the last ``days`` days up to ``now``."""
+    end = as_naive(now)
+    t0 = time.monotonic()
+    parts = []
+    for wid, title, fn in WIDGETS:
+        s = time.monotonic()
+        try:
+            body = fn(store, days, end)
+        except Exception as e:  # noqa: BLE001 - one widget's failure must not take the page down
+            log.exception("dashboard widget %s failed", wid)
+            body = f'<p class="err">this widget failed: {escape(type(e).__name__)}: {escape(str(e)[:300])}</p>'
+        parts.append(f'<section id="{wid}"><h2>{escape(title)}</h2>{body}'
+                     f"<!-- {wid}: {time.monotonic() - s:.3f}s --></section>")
+    took = time.monotonic() - t0
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>golem-mcp dashboard</title><style>{_STYLE}</style></head><body>
+<h1>golem-mcp</h1>
+<p class="sub">Claude Code telemetry, last {days} days up to {end:%Y-%m-%d %H:%M} UTC ·
+<form method="get">window <input name="days" type="number" min="1" max="{MAX_DAYS}" value="{days}"> days</form>
+· built in {took:.2f}s · reloads every minute</p>
+{"".join(parts)}
+</body></html>
+"""

@@ -1,0 +1,140 @@
+"""The dashboard the daemon serves at ``/``: real HTTP on loopback, the real fixtures imported through the
+daemon, the page parsed and its figures checked against what Claude Code served (truth.json)."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import defaultdict
+from html.parser import HTMLParser
+
+import httpx
+import pytest
+
+from conftest import FIXTURES
+
+TRUTH = json.loads((FIXTURES / "truth.json").read_text())
+DAYS = "365"  # the fixtures were recorded on 2026-11-21; a year's window keeps them in view
+
+
+class Page(HTMLParser):
+    """section id -> list of tables -> rows of cell texts; plus all text per section."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sections: dict[str, list[list[list[str]]]] = defaultdict(list)
+        self.text: dict[str, str] = defaultdict(str)
+        self.section: str | None = None
+        self.cell: list[str] | None = None
+        self.row: list[str] | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag == "section":
+            self.section = dict(attrs).get("id")
+        elif tag == "table" and self.section:
+            self.sections[self.section].append([])
+        elif tag == "tr" and self.section:
+            self.row = []
+        elif tag in ("td", "th") and self.row is not None:
+            self.cell = []
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag in ("td", "th") and self.cell is not None and self.row is not None:
+            self.row.append("".join(self.cell).strip())
+            self.cell = None
+        elif tag == "tr" and self.row is not None and self.section:
+            self.sections[self.section][-1].append(self.row)
+            self.row = None
+        elif tag == "section":
+            self.section = None
+
+    def handle_data(self, data: str) -> None:
+        if self.cell is not None:
+            self.cell.append(data)
+        if self.section:
+            self.text[self.section] += data
+
+
+def money(cell: str) -> float:
+    return float(cell.lstrip("$").replace(",", ""))
+
+
+def count(cell: str) -> int:
+    return int(cell.replace(",", ""))
+
+
+@pytest.fixture
+def loaded(daemon: str) -> str:
+    # all three sources: transcripts, and OTLP and hooks, which name each session's workflow
+    paths = [str(FIXTURES / "home"), str(FIXTURES / "otlp"), str(FIXTURES / "hooks.jsonl")]
+    r = httpx.post(daemon + "/api/import", json={"paths": paths}, timeout=120)
+    assert r.status_code == 200, r.text
+    # an analysis run as of a few days after the fixtures, so findings and a run are there to show
+    r = httpx.post(daemon + "/api/cli", json={"argv": ["analyze", "--now", "2026-11-25", "--days", "30"]}, timeout=120)
+    assert r.status_code == 200 and r.json()["exit"] == 0, r.text
+    return daemon
+
+
+def test_dashboard_shows_the_stores_figures(loaded: str) -> None:
+    r = httpx.get(loaded + "/", params={"days": DAYS}, timeout=60)
+    assert r.status_code == 200, r.text
+    assert r.headers["content-type"].startswith("text/html")
+    assert "default-src 'none'" in r.headers["content-security-policy"]   # no script can run
+    page = Page()
+    page.feed(r.text)
+    assert set(page.text) == {"spend", "trends", "cost", "errors", "sequences", "findings", "alerts", "runs"}
+    assert "this widget failed" not in r.text
+
+    # cost per workflow: what Claude Code itself reported each run cost
+    workflows, stages, models = page.sections["cost"][:3]
+    assert workflows[0][:3] == ["workflow", "cost", "requests"]
+    got = {row[0]: (money(row[1]), count(row[2])) for row in workflows[1:]}
+    assert set(got) == set(TRUTH)
+    for wf, t in TRUTH.items():
+        assert got[wf][0] == pytest.approx(t["total_cost_usd"], abs=5e-5), wf
+        assert got[wf][1] == sum(s["requests"] for s in t["stages"].values()), wf
+    # tokens per stage, summed over the workflows: exactly what the API served (truth.json)
+    by_stage = {row[0]: row for row in stages[1:]}
+    for stage in {s for t in TRUTH.values() for s in t["stages"]}:
+        served = [t["stages"][stage] for t in TRUTH.values() if stage in t["stages"]]
+        row = by_stage[stage]
+        assert count(row[2]) == sum(s["requests"] for s in served), stage
+        assert (count(row[3]), count(row[4]), count(row[5]), count(row[6])) == (
+            sum(s["input"] for s in served), sum(s["output"] for s in served),
+            sum(s["cache_read"] for s in served), sum(s["cache_write"] for s in served)), stage
+    # model efficiency: every request is on some model, and the costs add up to the same total
+    assert sum(count(row[2]) for row in models[1:]) == sum(got[wf][1] for wf in got)
+    assert sum(money(row[1]) for row in models[1:]) == pytest.approx(sum(c for c, _ in got.values()), abs=1e-3)
+
+    # the analysis' loops (wf-006, wf-007) are among the open findings, and its run is listed
+    findings = page.sections["findings"][0]
+    loops = [row for row in findings[1:] if row[1] == "loop"]
+    assert {wf for wf in ("wf-006", "wf-007") if any(wf in row[2] for row in loops)} == {"wf-006", "wf-007"}
+    runs = page.sections["runs"][0]
+    assert runs[1][1] == "succeeded" and runs[1][2] == "cli"
+    # the spend cards and four charts
+    assert "burn rate" in page.text["spend"] and r.text.count("<svg") == 4
+
+
+def test_dashboard_escapes_what_it_shows_and_refuses_bad_arguments(daemon: str) -> None:
+    # a workflow id is whatever a launcher put in OTEL_RESOURCE_ATTRIBUTES: it must reach the page as text
+    evil = "<script>alert(1)</script>"
+    body = {"resourceLogs": [{"resource": {"attributes": [
+        {"key": "service.name", "value": {"stringValue": "claude-code"}},
+        {"key": "workflow_id", "value": {"stringValue": evil}}]},
+        "scopeLogs": [{"logRecords": [{"timeUnixNano": str(time.time_ns()), "attributes": [
+            {"key": "event.name", "value": {"stringValue": "api_request"}},
+            {"key": "session.id", "value": {"stringValue": "sess-evil"}},
+            {"key": "request_id", "value": {"stringValue": "req_evil"}},
+            {"key": "model", "value": {"stringValue": "claude-sonnet-4-5"}},
+            {"key": "input_tokens", "value": {"stringValue": "10"}},
+            {"key": "output_tokens", "value": {"stringValue": "5"}},
+            {"key": "cost_usd", "value": {"stringValue": "0.01"}}]}]}]}]}
+    r = httpx.post(daemon + "/v1/logs", json=body, timeout=30)
+    assert r.status_code == 200, r.text
+    page = httpx.get(daemon + "/dashboard", timeout=60)
+    assert page.status_code == 200
+    assert evil not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    for bad in ("0", "abc", "9999"):
+        r = httpx.get(daemon + "/", params={"days": bad}, timeout=10)
+        assert r.status_code == 400 and "days must be" in r.json()["error"], (bad, r.text)
