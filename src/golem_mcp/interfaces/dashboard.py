@@ -32,7 +32,8 @@ CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'n
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:1.2rem 2rem;color:#222;background:#fafafa}
-h1{font-size:1.3rem;margin:0 0 .2rem} h2{font-size:1.05rem;margin:1.4rem 0 .4rem;border-bottom:1px solid #ddd}
+h1{font-size:1.3rem;margin:0 0 .2rem} h2{font-size:1.1rem;margin:1.4rem 0 .4rem;border-bottom:1px solid #ddd}
+h3{font-size:.95rem;margin:.8rem 0 .3rem;color:#444}
 .sub{color:#666;font-size:.85rem} .grid{display:flex;flex-wrap:wrap;gap:1rem}
 .card{background:#fff;border:1px solid #e3e3e3;border-radius:6px;padding:.6rem .9rem;min-width:11rem}
 .card b{display:block;font-size:1.25rem} .warn{color:#b35c00} .bad{color:#b00020} .ok{color:#2e7d32}
