@@ -5,18 +5,23 @@ unpriced and dated model names, TTL-split cache writes, context declared per age
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 import pytest
 
+from golem_mcp.analysis import snapshot as snapshot_module
 from golem_mcp.analysis.anomalies import detect_anomalies
 from golem_mcp.analysis.bottlenecks import find_bottlenecks
 from golem_mcp.analysis.budgets import _other_alerts, budget_alert_candidates
 from golem_mcp.analysis.error_patterns import query_error_patterns
+from golem_mcp.analysis.experiments import compare_experiments
 from golem_mcp.analysis.loops import find_loops
 from golem_mcp.analysis.predict import model_advice
 from golem_mcp.analysis.snapshot import snapshot
+from golem_mcp.analysis.trends import query_quality
 from golem_mcp.store.db import Store
 from synthetic import EFFECTS, generate
 
@@ -42,7 +47,23 @@ def analyses(now: datetime) -> dict[str, Any]:
             "errors": lambda s: query_error_patterns(s, days=7, now=now),
             "models": lambda s: model_advice(s, now=now),
             "budgets": lambda s: budget_alert_candidates(s, 7, now),
-            "other_alerts": lambda s: _other_alerts(s, now)}
+            "other_alerts": lambda s: _other_alerts(s, now),
+            # not in the run, but on a store they read its snapshot (summaries()) for speed
+            "quality": lambda s: query_quality(s, days=30, now=now),
+            "experiments": lambda s: _experiments(s)}
+
+
+def _experiments(s: Any) -> Any:
+    try:
+        return compare_experiments(s, metric="tokens", min_runs=2)
+    except Exception as e:  # noqa: BLE001 - too few arms in a history is an answer too, and must agree
+        return f"{type(e).__name__}: {e}"
+
+
+@contextmanager
+def _views(store: Any) -> Iterator[Any]:
+    """summaries() that reads the views themselves: what the snapshot must agree with."""
+    yield store
 
 
 TABLES = {"wss": "SELECT * FROM workflow_stage_summary ORDER BY workflow_id, stage",
@@ -51,9 +72,12 @@ TABLES = {"wss": "SELECT * FROM workflow_stage_summary ORDER BY workflow_id, sta
           "agent_spans": "SELECT * FROM agent_request_spans ORDER BY ALL"}
 
 
-def assert_same(store: Store, now: datetime) -> None:
+def assert_same(store: Store, now: datetime) -> dict[str, Any]:
     fns = analyses(now)
-    direct = {k: norm(f(store)) for k, f in fns.items()}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(snapshot_module, "summaries", _views)
+        direct = {k: norm(f(store)) for k, f in fns.items()}
+
     direct_tables = {k: norm(store.query(q)) for k, q in TABLES.items()}
     models = norm(store.query("""SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
         FROM (SELECT workflow_id, stage, model, count(*) AS n FROM requests
@@ -65,6 +89,9 @@ def assert_same(store: Store, now: datetime) -> None:
         assert norm(snap.query("SELECT * FROM stage_models ORDER BY 1, 2")) == models
         for k, f in fns.items():
             assert norm(f(snap)) == direct[k], k
+    for k in ("anomalies", "quality", "experiments"):  # called on the store: through summaries()
+        assert norm(fns[k](store)) == direct[k], k
+    return direct
 
 
 @pytest.fixture
@@ -77,7 +104,9 @@ def store(tmp_path, monkeypatch):
 
 def test_synthetic_history(store):
     p = generate(store, set(EFFECTS))
-    assert_same(store, p.now)
+    direct = assert_same(store, p.now)
+    assert isinstance(direct["experiments"], dict) and len(direct["experiments"]["arms"]) >= 2, direct["experiments"]
+    assert direct["quality"]["reports"] > 0 and direct["anomalies"]["anomalies"]
 
 
 def test_edge_cases(store):

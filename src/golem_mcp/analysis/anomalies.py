@@ -55,6 +55,14 @@ def detect_anomalies(store: Store, days: float = 30, now: datetime | None = None
     """Stage runs and workflows from the last ``days`` whose tokens, cost or tool calls are ``min_ratio``
     times their peers' median (and robustly far from it). Peers = the same stage over ``history_days``.
     """
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # the summary views only
+        return _detect(reader, days, now, history_days, min_history, min_ratio, min_z, workflow_id)
+
+
+def _detect(store: Store, days: float, now: datetime | None, history_days: float, min_history: int,
+            min_ratio: float, min_z: float, workflow_id: str | None) -> AnomalyReport:
     start, end = window(now, days)
     hist_start, _ = window(now, history_days)
     unpivot = " UNION ALL ".join(

@@ -105,6 +105,13 @@ class QualityReport(BaseModel):
 
 def query_quality(store: Store, days: float = 30, now: datetime | None = None, limit: int = 5) -> QualityReport:
     """Review findings (seed 000's .claude-metrics) over the last ``days``."""
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # workflow_summary (twice) and the review tables; no fact rows
+        return _quality(reader, days, now, limit)
+
+
+def _quality(store: Store, days: float, now: datetime | None, limit: int) -> QualityReport:
     start, end = window(now, days)
     p = [start, end]
     sev = store.query("SELECT lower(severity) AS s, count(*) AS n FROM review_issue_rows WHERE ts >= ? AND ts < ? GROUP BY 1", p)

@@ -142,8 +142,9 @@ class Comparison(BaseModel):
     vs: str = Field(description="the baseline arm")
     difference: float = Field(description="mean(arm) - mean(baseline)")
     relative_change: float | None = Field(None, description="difference / mean(baseline)")
-    ci_low: float | None = Field(None, description="bootstrap CI of the difference, lower bound")
-    ci_high: float | None = Field(None, description="bootstrap CI of the difference, upper bound")
+    ci_low: float | None = Field(None, description="confidence interval of the difference, lower bound")
+    ci_high: float | None = Field(None, description="confidence interval of the difference, upper bound")
+    ci_method: str | None = Field(None, description="percentile bootstrap, or Welch t for arms of thousands")
     p_value: float | None = Field(None, description="two-sided Mann-Whitney U p-value")
     test: str | None = None
     cliffs_delta: float | None = Field(None, description="effect size -1..1 (P(arm>base) - P(arm<base))")
