@@ -284,6 +284,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         _print_json(info)
     else:
         print(f"daemon: {url or 'not running'}")
+        if url:
+            print(f"dashboard: {url}/")
         for k, v in (info.get("store") or {}).items():
             print(f"  {k}: {v}")
     return 0

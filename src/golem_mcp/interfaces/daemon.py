@@ -956,8 +956,8 @@ def serve(args: argparse.Namespace) -> int:
     if token:
         state["token"] = token
     write_state(state)
-    log.info("golem-mcp %s serving %s on %s (watching %s)", __version__, db, url,
-             ", ".join(map(str, watch)) or "nothing")
+    log.info("golem-mcp %s serving %s on %s (watching %s); dashboard at %s/", __version__, db, url,
+             ", ".join(map(str, watch)) or "nothing", url)
     # uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
     # action that would kill us before the state file is removed, so let those signals be no-ops
     previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}
