@@ -135,6 +135,14 @@ def test_dashboard_escapes_what_it_shows_and_refuses_bad_arguments(daemon: str) 
     page = httpx.get(daemon + "/dashboard", timeout=60)
     assert page.status_code == 200
     assert evil not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
+    # a page is kept for a minute (a dashboard left open must not keep a big store's daemon busy):
+    # new data shows at the next build, not on every reload
+    for attr in body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["attributes"]:
+        if attr["key"] == "request_id":
+            attr["value"]["stringValue"] = "req_evil_2"
+    assert httpx.post(daemon + "/v1/logs", json=body, timeout=30).status_code == 200
+    again = httpx.get(daemon + "/", timeout=60)
+    assert again.text == page.text and 'http-equiv="refresh" content="60"' in again.text
     for bad in ("0", "abc", "9999"):
         r = httpx.get(daemon + "/", params={"days": bad}, timeout=10)
         assert r.status_code == 400 and "days must be" in r.json()["error"], (bad, r.text)

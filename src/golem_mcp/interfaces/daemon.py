@@ -583,6 +583,9 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     limit = int(settings.max_body_bytes)
 
     writer = GroupWriter(store)
+    from .dashboard import PageCache
+
+    pages = PageCache()
 
     def map_otlp(signal: str, body: bytes, kind: str) -> tuple[Batch, int]:
         from ..ingestion import otlp
@@ -713,10 +716,10 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         return json_response(await anyio.to_thread.run_sync(store.table_counts))
 
     async def dashboard_endpoint(request: Request) -> Response:
-        from .dashboard import CSP, parse_days, render
+        from .dashboard import CSP, parse_days
 
         days = parse_days(request.query_params.get("days"))
-        page = await anyio.to_thread.run_sync(render, store, days)
+        page = await anyio.to_thread.run_sync(pages.get, store, days)
         return Response(page, media_type="text/html; charset=utf-8",
                         headers={"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff",
                                  "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})

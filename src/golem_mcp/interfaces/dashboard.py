@@ -1,7 +1,8 @@
 """The local dashboard: one HTML page the daemon serves at ``/`` (and ``/dashboard``).
 
 Seed 002's widgets, rendered on the server from the analysis functions (no SQL here, no script, no
-external asset; the page reloads itself every minute): spend today against the day budget with the
+external asset; the page reloads itself every minute, or less often where building it takes long:
+see ``PageCache``): spend today against the day budget with the
 burn rate and a projection; daily cost with its 7-day average, error rate and cache hit rate; cost
 by workflow, stage and model (model efficiency); error patterns with a suggested fix and recovery
 rates per stage; the most common tool sequences; the open improvement items, review findings and
@@ -12,6 +13,7 @@ error and the others still render.
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -76,6 +78,10 @@ def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None =
     body = "".join("<tr>" + "".join(f'<td{" class=n" if i in numeric else ""}>{escape(str(c))}</td>'
                                     for i, c in enumerate(r)) + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _every(seconds: float) -> str:
+    return "minute" if seconds <= 60 else f"{seconds / 60:.0f} minutes"
 
 
 def _level_class(percent: float) -> str:
@@ -203,7 +209,39 @@ WIDGETS: list[tuple[str, str, Callable[[Store, int, datetime], str]]] = [
 ]
 
 
-def render(store: Store, days: int = 30, now: datetime | None = None) -> str:
+class PageCache:
+    """Rendered pages kept for a while, so a dashboard left open cannot keep the daemon busy.
+
+    A page is rebuilt when it is older than ``max(MIN_AGE, 10 x the time it took to build)`` (on a
+    store of 10M requests a build takes over a minute of CPU; reloading it every minute would starve
+    ingestion); one build per window at a time: requests meanwhile wait for it and share it."""
+
+    MIN_AGE = 60.0
+
+    def __init__(self) -> None:
+        self._pages: dict[int, tuple[str, float, float]] = {}  # days -> (html, built at, seconds)
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def get(self, store: Store, days: int) -> str:
+        with self._guard:
+            lock = self._locks.setdefault(days, threading.Lock())
+        with lock:
+            hit = self._pages.get(days)
+            if hit and time.monotonic() - hit[1] < max(self.MIN_AGE, 10 * hit[2]):
+                return hit[0]
+            s = time.monotonic()
+            # the page reloads itself no sooner than it would be rebuilt
+            reload_s = max(self.MIN_AGE, 10 * hit[2]) if hit else self.MIN_AGE
+            html = render(store, days, reload_after=reload_s)
+            took = time.monotonic() - s
+            if took * 10 > reload_s:  # slower than last time: ask for the next reload later
+                html = html.replace(f'content="{int(reload_s)}"', f'content="{int(max(self.MIN_AGE, 10 * took))}"', 1)
+            self._pages[days] = (html, time.monotonic(), took)
+            return html
+
+
+def render(store: Store, days: int = 30, now: datetime | None = None, reload_after: float = 60.0) -> str:
     """The whole page for the last ``days`` days up to ``now``."""
     end = as_naive(now)
     t0 = time.monotonic()
@@ -219,13 +257,13 @@ def render(store: Store, days: int = 30, now: datetime | None = None) -> str:
                      f"<!-- {wid}: {time.monotonic() - s:.3f}s --></section>")
     took = time.monotonic() - t0
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="60">
+<html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="{int(reload_after)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>golem-mcp dashboard</title><style>{_STYLE}</style></head><body>
 <h1>golem-mcp</h1>
 <p class="sub">Claude Code telemetry, last {days} days up to {end:%Y-%m-%d %H:%M} UTC ·
 <form method="get">window <input name="days" type="number" min="1" max="{MAX_DAYS}" value="{days}"> days</form>
-· built in {took:.2f}s · reloads every minute</p>
+· built {end:%H:%M:%S} in {took:.2f}s · reloads every {_every(reload_after)}</p>
 {"".join(parts)}
 </body></html>
 """
