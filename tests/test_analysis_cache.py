@@ -138,3 +138,54 @@ def test_writes_stamp_days(tmp_path, monkeypatch) -> None:
         seq = st.scalar("SELECT seq FROM fact_changes WHERE fact = 'api_requests'")
         assert seq > rows[0]["seq"]
         assert st.scalar("SELECT count(*) FROM fact_changes") == 2
+
+
+def test_concurrent_snapshots_and_writes_do_not_conflict(tmp_path, monkeypatch) -> None:
+    """Agents call the summary tools at once from several sessions while the daemon writes and keeps
+    the cache warm: each refresh of the cache's rows must finish its transaction before the next."""
+    import threading
+
+    from golem_mcp.analysis.anomalies import detect_anomalies
+    from golem_mcp.analysis.snapshot import warm_cache
+    from golem_mcp.ingestion.records import Batch
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    errors: list[BaseException] = []
+    with Store(tmp_path / "c.duckdb") as st:
+        generate(st, set(EFFECTS), now=NOW)
+        stop = threading.Event()
+
+        def writer() -> None:
+            i = 0
+            while not stop.is_set():
+                b = Batch()
+                for k in range(20):  # new facts on a few days: each write dirties cached days
+                    b.add("api_requests", {"request_id": f"late-{i}-{k}", "session_id": f"s-late-{i % 5}",
+                                           "timestamp": NOW - timedelta(days=k % 4, hours=1), "input_tokens": 10})
+                st.write(b)
+                i += 1
+
+        def reader(n: int) -> None:
+            try:
+                for _ in range(4):
+                    if n % 2:
+                        detect_anomalies(st, days=7, now=NOW)
+                    else:
+                        warm_cache(st)
+            except BaseException as e:  # noqa: BLE001 - collected for the assertion below
+                errors.append(e)
+
+        w = threading.Thread(target=writer)
+        w.start()
+        threads = [threading.Thread(target=reader, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        stop.set()
+        w.join(30)
+        assert not errors, errors
+        # and the cache agrees with the facts once the writes stopped
+        warm_cache(st)
+        cached = st.scalar("SELECT sum(n) FROM analysis_request_days")
+        assert cached == st.scalar("SELECT count(*) FROM api_requests")

@@ -30,6 +30,7 @@ the copies are taken in one read transaction, so writers are not held up and the
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -293,6 +294,31 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     return refreshed
 
 
+def warm_cache(store: Store) -> int:
+    """Bring the per-day aggregate cache up to the store's facts now, outside any run; returns how
+    many (fact, day) pairs were re-aggregated (-1: built whole; 0 on a read-only store).
+
+    The daemon calls it when it starts and every few minutes, so the run a session start or a user
+    asks for finds the cache warm (building it for 10M requests costs ~4 s of the first run)."""
+    if store.read_only:
+        return 0
+    with store.reader() as cur:
+
+        def run(name: str, sql: str, params: dict[str, Any] | None = None) -> None:
+            cur.execute(sql, params) if params else cur.execute(sql)
+
+        db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
+        with _CACHE_LOCK:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                n = _refresh_cache(cur, db, run)
+                cur.execute("COMMIT")
+            except Exception:
+                cur.execute("ROLLBACK")
+                raise
+    return n
+
+
 def _pre_from_cache(cur: Any, db: str, run: Any, m_start: datetime, end: datetime, win: dict[str, Any]) -> None:
     """Step 1's groups from the cache. A day wholly inside the model-advice window counts all its
     requests in it, a day wholly outside none; the (at most two) days the window's ends cut through
@@ -375,60 +401,67 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         rows = {"start": rows_from, "end": end}
         # one transaction: every copy sees the same store, the cache is refreshed to exactly what the
         # copies see, and writers go on meanwhile (they write other tables than the cache's)
-        cur.execute("BEGIN TRANSACTION")
-        # the link ranges (a window function over every link) once, for every view read below too
-        run("resolve", f"CREATE OR REPLACE TEMP TABLE workflow_link_ranges AS SELECT * FROM {db}.main.workflow_link_ranges")
-        if use_cache and not store.read_only:
-            with _CACHE_LOCK:  # two runs refreshing the cache at once would conflict on its rows
-                t["cache_days"] = _refresh_cache(cur, db, run)
-                _pre_from_cache(cur, db, run, m_start, end, win)
-        else:
-            run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
-            run("group_tools", _TOOL_PRE.format(db=db))
-        run("resolve", _PRICES.format(db=db))
-        run("resolve", _STRADDLE.format(db=db))
-        req_ctx = _GROUP_CONTEXT.format(
-            db=db, pre="_snap_req_pre",
-            extra="COALESCE(g.task_id, ac.task_id, wl.task_id) AS r_task_id, "
-                  "COALESCE(g.experiment_id, ac.experiment_id, wl.experiment_id) AS r_experiment_id")
-        run("resolve", _REQ_GROUPS.format(db=db, context=req_ctx))
-        run("resolve", _TOOL_GROUPS.format(context=_GROUP_CONTEXT.format(db=db, pre="_snap_tool_pre", extra="1 AS _x")))
-        if cur.execute("SELECT count(*) FROM _snap_straddle").fetchone()[0]:  # type: ignore[index]
-            straddling = _ROW_REQUESTS.format(db=db, where="r.session_id IN (SELECT session_id FROM _snap_straddle)")
-            run("resolve", _REQ_GROUPS_ROWS.format(rows=straddling), win)
-            run("resolve", _TOOL_GROUPS_ROWS.format(db=db))
-        for sql in _STAGE_GROUPS:
-            run("summaries", sql)
-        # API errors are few: the view, row by row (before `errors` below shadows what it reads)
-        run("summaries", f"CREATE OR REPLACE TEMP TABLE error_stage_groups AS SELECT * FROM {db}.main.error_stage_groups")
-        # the summary views' bodies, bound on this connection, read the temporary parts above
-        for v in ("workflow_stage_summary", "workflow_summary"):
-            run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
-        for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups",
-                     "request_stage_groups", "tool_stage_groups", "_snap_req_cut", "_snap_win"):
-            # done with: their memory goes to what follows (the cached step 1 is views)
-            kind = cur.execute("SELECT CASE WHEN EXISTS (SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?) "
-                               "THEN 'VIEW' ELSE 'TABLE' END", [name]).fetchone()[0]  # type: ignore[index]
-            cur.execute(f"DROP {kind} IF EXISTS temp.main.{name}")
-        window = '"timestamp" >= $start AND "timestamp" < $end'
-        # the window's rows name a small part of all agents: shadow `agents` with those while the
-        # window's rows are resolved (hash-joining every agent cost more than the rows themselves)
-        run("window_rows", f"""CREATE OR REPLACE TEMP TABLE agents AS SELECT * FROM {db}.main.agents WHERE agent_id IN (
-            SELECT agent_id FROM {db}.main.api_requests WHERE {window}
-            UNION SELECT agent_id FROM {db}.main.tool_calls WHERE {window}
-            UNION SELECT agent_id FROM {db}.main.api_errors WHERE {window})""", rows)
-        run("window_rows", "CREATE OR REPLACE TEMP TABLE requests AS "
-            + _ROW_REQUESTS.format(db=db, where=window.replace('"timestamp"', 'r."timestamp"')), rows)
-        run("window_rows", f"CREATE OR REPLACE TEMP TABLE tools AS SELECT {_TOOLS_COLUMNS} FROM {db}.main.tools "
-            f"WHERE {window}", rows)
-        run("window_rows", f"CREATE OR REPLACE TEMP TABLE errors AS SELECT {_ERRORS_COLUMNS} FROM {db}.main.errors "
-            f"WHERE {window}", rows)
-        cur.execute("DROP TABLE temp.main.agents")  # `agents` is the real table again for the analyses
-        cur.execute("COMMIT")
+        cached = use_cache and not store.read_only
+        # The cache's rows are written in this transaction: a second writer of them (another
+        # snapshot, warm_cache) meanwhile would conflict, so the lock is held until COMMIT.
+        with _CACHE_LOCK if cached else contextlib.nullcontext():
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                # the link ranges (a window function over every link) once, for every view read below too
+                run("resolve", f"CREATE OR REPLACE TEMP TABLE workflow_link_ranges AS SELECT * FROM {db}.main.workflow_link_ranges")
+                if cached:
+                    t["cache_days"] = _refresh_cache(cur, db, run)
+                    _pre_from_cache(cur, db, run, m_start, end, win)
+                else:
+                    run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
+                    run("group_tools", _TOOL_PRE.format(db=db))
+                run("resolve", _PRICES.format(db=db))
+                run("resolve", _STRADDLE.format(db=db))
+                req_ctx = _GROUP_CONTEXT.format(
+                    db=db, pre="_snap_req_pre",
+                    extra="COALESCE(g.task_id, ac.task_id, wl.task_id) AS r_task_id, "
+                          "COALESCE(g.experiment_id, ac.experiment_id, wl.experiment_id) AS r_experiment_id")
+                run("resolve", _REQ_GROUPS.format(db=db, context=req_ctx))
+                run("resolve", _TOOL_GROUPS.format(context=_GROUP_CONTEXT.format(db=db, pre="_snap_tool_pre", extra="1 AS _x")))
+                if cur.execute("SELECT count(*) FROM _snap_straddle").fetchone()[0]:  # type: ignore[index]
+                    straddling = _ROW_REQUESTS.format(db=db, where="r.session_id IN (SELECT session_id FROM _snap_straddle)")
+                    run("resolve", _REQ_GROUPS_ROWS.format(rows=straddling), win)
+                    run("resolve", _TOOL_GROUPS_ROWS.format(db=db))
+                for sql in _STAGE_GROUPS:
+                    run("summaries", sql)
+                # API errors are few: the view, row by row (before `errors` below shadows what it reads)
+                run("summaries", f"CREATE OR REPLACE TEMP TABLE error_stage_groups AS SELECT * FROM {db}.main.error_stage_groups")
+                # the summary views' bodies, bound on this connection, read the temporary parts above
+                for v in ("workflow_stage_summary", "workflow_summary"):
+                    run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
+                for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups",
+                             "request_stage_groups", "tool_stage_groups", "_snap_req_cut", "_snap_win"):
+                    # done with: their memory goes to what follows (the cached step 1 is views)
+                    kind = cur.execute("SELECT CASE WHEN EXISTS (SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?) "
+                                       "THEN 'VIEW' ELSE 'TABLE' END", [name]).fetchone()[0]  # type: ignore[index]
+                    cur.execute(f"DROP {kind} IF EXISTS temp.main.{name}")
+                window = '"timestamp" >= $start AND "timestamp" < $end'
+                # the window's rows name a small part of all agents: shadow `agents` with those while the
+                # window's rows are resolved (hash-joining every agent cost more than the rows themselves)
+                run("window_rows", f"""CREATE OR REPLACE TEMP TABLE agents AS SELECT * FROM {db}.main.agents WHERE agent_id IN (
+                    SELECT agent_id FROM {db}.main.api_requests WHERE {window}
+                    UNION SELECT agent_id FROM {db}.main.tool_calls WHERE {window}
+                    UNION SELECT agent_id FROM {db}.main.api_errors WHERE {window})""", rows)
+                run("window_rows", "CREATE OR REPLACE TEMP TABLE requests AS "
+                    + _ROW_REQUESTS.format(db=db, where=window.replace('"timestamp"', 'r."timestamp"')), rows)
+                run("window_rows", f"CREATE OR REPLACE TEMP TABLE tools AS SELECT {_TOOLS_COLUMNS} FROM {db}.main.tools "
+                    f"WHERE {window}", rows)
+                run("window_rows", f"CREATE OR REPLACE TEMP TABLE errors AS SELECT {_ERRORS_COLUMNS} FROM {db}.main.errors "
+                    f"WHERE {window}", rows)
+                cur.execute("DROP TABLE temp.main.agents")  # `agents` is the real table again for the analyses
+                cur.execute("COMMIT")
+            except BaseException:
+                with contextlib.suppress(Exception):  # closing the cursor would roll back too, after the lock
+                    cur.execute("ROLLBACK")
+                raise
         if timings is not None:
             timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
         yield SnapshotReader(store, cur, rows_from, end, (m_start, end))
-
 
 
 @contextmanager

@@ -509,6 +509,14 @@ class Background:
             took = (run.finished_at - run.started_at).total_seconds() if run.finished_at and run.started_at else 0
             log.info("analysis run %d (%s) %s in %.1fs: %s", run.run_id, run.trigger, run.status, took,
                      run.error_detail or run.produced)
+        # keep the analysis' per-day aggregates up to date in idle time: the next run finds them warm
+        from ..analysis.snapshot import warm_cache
+
+        s = time.monotonic()
+        n = warm_cache(self.store)
+        if n:
+            log.info("analysis cache: %s in %.1fs", "built" if n < 0 else f"{n} day(s) refreshed",
+                     time.monotonic() - s)
 
     def summary(self) -> None:
         s = self.stats.take()
