@@ -116,6 +116,25 @@ def test_budget_alerts_go_to_log_and_webhook_once(store, tmp_path):
     assert new and all(a.delivered["webhook"].startswith("error") for a in new)
 
 
+def test_session_start_shows_alerts_raised_on_ingest_since_the_last_run(store):
+    now = utcnow().replace(microsecond=0)
+    p = generate(store, days=2, now=now)
+    wf = p.workflows[-1]
+    budgets.set_budget(store, "workflow", 0.5, key=wf)
+    budgets.evaluate_alerts(store, now=now, send=False)        # what the daemon does on ingest
+    text = runs.session_start_display(store, now=now)
+    assert text == f"golem-mcp telemetry\n  no analysis yet\n  alert: {budgets.recent_alerts(store)[0].message}"
+    run = runs.run_analysis(store, now=now, alert=False)
+    assert run.status == "succeeded"
+    assert "alert:" not in (runs.session_start_display(store, now=now) or "")   # seen before that run
+    budgets.set_budget(store, "day", 0.01)
+    later = utcnow() + timedelta(seconds=1)
+    new = budgets.evaluate_alerts(store, now=later, send=False)
+    assert new
+    text = runs.session_start_display(store, now=later)
+    assert text and "Last analysis" in text and f"alert: {new[0].message}" in text
+
+
 def test_budget_status_projection(store):
     p = generate(store, days=2)
     st = budgets.budget_status(store, workflow_id=p.workflows[-1], stage="reviewer", now=p.now - timedelta(hours=9))

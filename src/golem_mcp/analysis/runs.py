@@ -246,10 +246,17 @@ def session_start_display(store: Store, now: datetime | None = None) -> str | No
     end = as_naive(now)
     rows = store.query("SELECT finished_at, CAST(summary AS VARCHAR) AS summary FROM analysis_runs "
                        "WHERE status = 'succeeded' ORDER BY run_id DESC LIMIT 1")
+    # alerts raised on ingest since that run (budgets crossed, error spikes): the run's own are in its summary
+    since = rows[0]["finished_at"] if rows else end - timedelta(days=1)
+    fresh = [r["message"] for r in store.query(
+        "SELECT message FROM alerts WHERE created_at > ? ORDER BY created_at DESC, alert_id DESC LIMIT 3", [since])]
     if not rows:
-        return None
+        if not fresh:
+            return None
+        return "\n".join(["golem-mcp telemetry", "  no analysis yet", *(f"  alert: {m}" for m in fresh)])
     s = json.loads(rows[0]["summary"] or "{}")
     lines = ["golem-mcp telemetry", f"  Last analysis: {rows[0]['finished_at']:%Y-%m-%d} ({_age(rows[0]['finished_at'], end)})"]
+    lines += [f"  alert: {m}" for m in fresh]
     if s.get("bottleneck_count"):
         lines.append(f"  {s['bottleneck_count']} bottleneck(s) detected")
         lines += [f"  {b}" for b in s.get("bottlenecks", [])]
