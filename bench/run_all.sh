@@ -32,6 +32,7 @@ run import_bench.py --size-gb "$SIZE_GB" --runs 5
 run otlp_ingest.py --seconds "$OTLP_SECONDS"
 run hook_latency.py -n "$HOOK_RUNS"
 run analysis_bench.py --requests "$ANALYSIS_REQUESTS"
+run tools_bench.py --requests "$ANALYSIS_REQUESTS"
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

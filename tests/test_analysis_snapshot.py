@@ -61,7 +61,7 @@ def _experiments(s: Any) -> Any:
 
 
 @contextmanager
-def _views(store: Any) -> Iterator[Any]:
+def _views(store: Any, now: datetime | None = None) -> Iterator[Any]:
     """summaries() that reads the views themselves: what the snapshot must agree with."""
     yield store
 
@@ -89,7 +89,7 @@ def assert_same(store: Store, now: datetime) -> dict[str, Any]:
         assert norm(snap.query("SELECT * FROM stage_models ORDER BY 1, 2")) == models
         for k, f in fns.items():
             assert norm(f(snap)) == direct[k], k
-    for k in ("anomalies", "quality", "experiments"):  # called on the store: through summaries()
+    for k in ("anomalies", "quality", "experiments", "bottlenecks", "models"):  # on the store: through summaries()
         assert norm(fns[k](store)) == direct[k], k
     return direct
 

@@ -70,6 +70,14 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
     bad = [d for d in dims if d not in SAMPLES]
     if bad:
         raise InvalidInput(f"unknown dimension {', '.join(bad)}; choose from {', '.join(SAMPLES)}")
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # summary views, agent spans and fact tables; no rows of the views
+        return _find(reader, days, now, history_days, dims, min_samples, min_history, multiplier)
+
+
+def _find(store: Store, days: float, now: datetime | None, history_days: float, dims: list[str], min_samples: int,
+          min_history: int, multiplier: float) -> BottleneckReport:
     start, end = window(now, days)
     hist_start = start - timedelta(days=history_days)
     configured = {(r["dimension"], r["key"]): r for r in store.query(
