@@ -251,12 +251,12 @@ def budget_status(store: Store, workflow_id: str | None = None, stage: str | Non
     today = _line(budgets, "day", day_start.date().isoformat(), spent_today)
     wf = st = None
     if workflow_id:
-        spent = store.scalar("SELECT COALESCE(sum(cost_usd), 0) FROM requests WHERE workflow_id = ?", [workflow_id]) or 0.0
-        wf = _line(budgets, "workflow", workflow_id, spent)
+        # one read of the workflow's requests for both lines (resolving the view is the cost)
+        row = store.query("SELECT COALESCE(sum(cost_usd), 0) AS wf, COALESCE(sum(cost_usd) FILTER (WHERE stage = ?), 0) "
+                          "AS st FROM requests WHERE workflow_id = ?", [stage, workflow_id])[0]
+        wf = _line(budgets, "workflow", workflow_id, row["wf"] or 0.0)
         if stage:
-            spent = store.scalar("SELECT COALESCE(sum(cost_usd), 0) FROM requests WHERE workflow_id = ? AND stage = ?",
-                                 [workflow_id, stage]) or 0.0
-            st = _line(budgets, "stage", f"{workflow_id}/{stage}", spent)
+            st = _line(budgets, "stage", f"{workflow_id}/{stage}", row["st"] or 0.0)
     worst = max([x for x in (today, wf, st) if x], key=lambda x: x.percent)
     if worst.percent >= 100:
         advice = f"{worst.scope} budget exceeded ({worst.percent:.0f}%): stop or ask the user before more expensive steps"
