@@ -146,3 +146,25 @@ def test_dashboard_escapes_what_it_shows_and_refuses_bad_arguments(daemon: str) 
     for bad in ("0", "abc", "9999"):
         r = httpx.get(daemon + "/", params={"days": bad}, timeout=10)
         assert r.status_code == 400 and "days must be" in r.json()["error"], (bad, r.text)
+
+
+def test_cli_dashboard_starts_the_daemon_and_prints_the_page(golem_home, tmp_path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GOLEM_HOME": str(golem_home), "HOME": str(tmp_path)}
+    cmd = [sys.executable, "-m", "golem_mcp", "dashboard", "--no-open", "--days", "7", "--db", str(tmp_path / "d.duckdb")]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+        assert out.returncode == 0, out.stderr
+        url = out.stdout.strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith("/?days=7")
+        page = httpx.get(url, timeout=30)
+        assert page.status_code == 200 and "last 7 days" in page.text
+        again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)   # running: same daemon
+        assert again.returncode == 0 and again.stdout.strip() == url
+        bad = subprocess.run([*cmd[:4], "--days", "0"], capture_output=True, text=True, env=env, timeout=60)
+        assert bad.returncode == 1 and "--days must be between 1 and 365" in bad.stderr
+    finally:
+        subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], env=env, capture_output=True, timeout=60)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
+import subprocess
 import sys
 from datetime import date, datetime
 from pathlib import Path
@@ -69,6 +71,12 @@ def build_parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("stop", help="stop the daemon")
     sp = sub.add_parser("status", help="is the daemon running, and what does the store hold")
     sp.add_argument("--json", action="store_true")
+    db_arg(sp)
+    sp = sub.add_parser("dashboard", help="open the local dashboard (starts the daemon when it is not running)",
+                        description="Print the dashboard's URL and open it in a browser. When no daemon runs, "
+                        "one is started in the background first (as `golem-mcp serve --detach`).")
+    sp.add_argument("--days", type=int, default=30, help="the window in days (default 30)")
+    sp.add_argument("--no-open", action="store_true", help="only print the URL")
     db_arg(sp)
     sub.add_parser("hook", help="read one hook payload on stdin and pass it on (always exits 0)")
     sp = sub.add_parser("stdio", help="MCP over stdio, bridged to the daemon (what Claude Code launches)")
@@ -263,6 +271,31 @@ def cmd_stop(args: argparse.Namespace) -> int:
     return stop()
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .client import find_daemon
+
+    if not 1 <= args.days <= 365:
+        raise GolemError(f"--days must be between 1 and 365, not {args.days}")
+    url = find_daemon()
+    if url is None:
+        cmd = [sys.executable, "-m", "golem_mcp", "serve", "--detach"]
+        if getattr(args, "db", None):
+            cmd += ["--db", str(Path(args.db).expanduser())]
+        started = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+        if started.returncode != 0:
+            raise GolemError(f"could not start the daemon: {(started.stderr or started.stdout).strip()}")
+        url = started.stdout.strip().splitlines()[-1]
+    page = f"{url}/?days={args.days}"
+    print(page)
+    if not args.no_open:
+        import webbrowser
+
+        # no browser here (a server, a container): the printed URL is the answer
+        with contextlib.suppress(Exception):
+            webbrowser.open(page)
+    return 0
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from .client import find_daemon, read_state
 
@@ -304,4 +337,4 @@ def cmd_stdio(args: argparse.Namespace) -> int:
 
 
 HANDLERS = {"import": cmd_import, "report": cmd_report, "serve": cmd_serve, "stop": cmd_stop,
-            "status": cmd_status, "hook": cmd_hook, "stdio": cmd_stdio}
+            "status": cmd_status, "hook": cmd_hook, "stdio": cmd_stdio, "dashboard": cmd_dashboard}
