@@ -230,13 +230,12 @@ class PageCache:
             hit = self._pages.get(days)
             if hit and time.monotonic() - hit[1] < max(self.MIN_AGE, 10 * hit[2]):
                 return hit[0]
+            end = as_naive(None)
             s = time.monotonic()
-            # the page reloads itself no sooner than it would be rebuilt
-            reload_s = max(self.MIN_AGE, 10 * hit[2]) if hit else self.MIN_AGE
-            html = render(store, days, reload_after=reload_s)
+            sections = _sections(store, days, end)
             took = time.monotonic() - s
-            if took * 10 > reload_s:  # slower than last time: ask for the next reload later
-                html = html.replace(f'content="{int(reload_s)}"', f'content="{int(max(self.MIN_AGE, 10 * took))}"', 1)
+            # the page reloads itself no sooner than it will be rebuilt
+            html = _page(days, end, sections, took, reload_after=max(self.MIN_AGE, 10 * took))
             self._pages[days] = (html, time.monotonic(), took)
             return html
 
@@ -244,7 +243,12 @@ class PageCache:
 def render(store: Store, days: int = 30, now: datetime | None = None, reload_after: float = 60.0) -> str:
     """The whole page for the last ``days`` days up to ``now``."""
     end = as_naive(now)
-    t0 = time.monotonic()
+    s = time.monotonic()
+    sections = _sections(store, days, end)
+    return _page(days, end, sections, time.monotonic() - s, reload_after)
+
+
+def _sections(store: Store, days: int, end: datetime) -> str:
     parts = []
     for wid, title, fn in WIDGETS:
         s = time.monotonic()
@@ -255,7 +259,10 @@ def render(store: Store, days: int = 30, now: datetime | None = None, reload_aft
             body = f'<p class="err">this widget failed: {escape(type(e).__name__)}: {escape(str(e)[:300])}</p>'
         parts.append(f'<section id="{wid}"><h2>{escape(title)}</h2>{body}'
                      f"<!-- {wid}: {time.monotonic() - s:.3f}s --></section>")
-    took = time.monotonic() - t0
+    return "".join(parts)
+
+
+def _page(days: int, end: datetime, sections: str, took: float, reload_after: float) -> str:
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta http-equiv="refresh" content="{int(reload_after)}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
@@ -264,6 +271,6 @@ def render(store: Store, days: int = 30, now: datetime | None = None, reload_aft
 <p class="sub">Claude Code telemetry, last {days} days up to {end:%Y-%m-%d %H:%M} UTC ·
 <form method="get">window <input name="days" type="number" min="1" max="{MAX_DAYS}" value="{days}"> days</form>
 · built {end:%H:%M:%S} in {took:.2f}s · reloads every {_every(reload_after)}</p>
-{"".join(parts)}
+{sections}
 </body></html>
 """
