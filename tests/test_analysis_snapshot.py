@@ -19,7 +19,7 @@ from golem_mcp.analysis.budgets import _other_alerts, budget_alert_candidates
 from golem_mcp.analysis.error_patterns import query_error_patterns
 from golem_mcp.analysis.experiments import compare_experiments
 from golem_mcp.analysis.loops import find_loops
-from golem_mcp.analysis.predict import model_advice
+from golem_mcp.analysis.predict import model_advice, predict_cost
 from golem_mcp.analysis.snapshot import snapshot
 from golem_mcp.analysis.trends import query_quality
 from golem_mcp.store.db import Store
@@ -50,6 +50,7 @@ def analyses(now: datetime) -> dict[str, Any]:
             "other_alerts": lambda s: _other_alerts(s, now),
             # not in the run, but on a store they read its snapshot (summaries()) for speed
             "quality": lambda s: query_quality(s, days=30, now=now),
+            "predict": lambda s: predict_cost(s, path="full", now=now),
             "experiments": lambda s: _experiments(s)}
 
 
@@ -89,7 +90,7 @@ def assert_same(store: Store, now: datetime) -> dict[str, Any]:
         assert norm(snap.query("SELECT * FROM stage_models ORDER BY 1, 2")) == models
         for k, f in fns.items():
             assert norm(f(snap)) == direct[k], k
-    for k in ("anomalies", "quality", "experiments", "bottlenecks", "models"):  # on the store: through summaries()
+    for k in ("anomalies", "quality", "experiments", "bottlenecks", "models", "predict"):  # on the store: summaries()
         assert norm(fns[k](store)) == direct[k], k
     return direct
 
@@ -107,6 +108,7 @@ def test_synthetic_history(store):
     direct = assert_same(store, p.now)
     assert isinstance(direct["experiments"], dict) and len(direct["experiments"]["arms"]) >= 2, direct["experiments"]
     assert direct["quality"]["reports"] > 0 and direct["anomalies"]["anomalies"]
+    assert direct["predict"]["matched_workflows"] > 0 and direct["predict"]["by_stage"]
 
 
 def test_edge_cases(store):

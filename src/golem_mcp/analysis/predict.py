@@ -5,6 +5,7 @@ prediction): an estimate with a range and its sample size, never a guess without
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -34,14 +35,26 @@ def predict_cost(store: Store, path: str | None = None, complexity: str | None =
     ``model`` keeps workflows where some stage ran mostly on that model.
     """
     start, end = window(now, days)
-    wf = """
-        WITH sm AS (SELECT workflow_id, stage, mode(model) AS model FROM requests
-                    WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL GROUP BY 1, 2),
+    if model is None:
+        # the summary views only (no request rows): on a store, from the analysis snapshot
+        from .snapshot import summaries
+
+        with summaries(store) as reader:
+            return _predict(reader, start, end, "", [], path, complexity, min_samples)
+    models = """sm AS (SELECT workflow_id, stage, mode(model) AS model FROM requests
+                    WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL GROUP BY 1, 2),"""
+    return _predict(store, start, end, models, [start, end], path, complexity, min_samples, model)
+
+
+def _predict(store: Store, start: datetime, end: datetime, models: str, model_params: list[Any], path: str | None,
+             complexity: str | None, min_samples: int, model: str | None = None) -> CostPrediction:
+    by_model = " AND s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)" if models else ""
+    wf = f"""
+        WITH {models}
         w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s
               WHERE s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
-                AND (? IS NULL OR s.workflow_path = ?) AND (? IS NULL OR s.complexity_assessment = ?)
-                AND (? IS NULL OR s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)))"""
-    p = [start, end, start, end, path, path, complexity, complexity, model, model]
+                AND (? IS NULL OR s.workflow_path = ?) AND (? IS NULL OR s.complexity_assessment = ?){by_model})"""
+    p = [*model_params, start, end, path, path, complexity, complexity, *([model] if models else [])]
     r = store.query(wf + """
         SELECT count(*) AS n, quantile_cont(total_cost, 0.5) AS p50, quantile_cont(total_cost, 0.1) AS p10,
                quantile_cont(total_cost, 0.9) AS p90 FROM w""", p)[0]
