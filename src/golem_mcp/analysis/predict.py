@@ -64,7 +64,9 @@ def _predict(store: Store, start: datetime, end: datetime, models: str, model_pa
                                    "(loosen path/complexity/model)")
     stages = store.query(wf + """
         SELECT ss.stage, quantile_cont(ss.total_cost, 0.5) AS p50_usd, count(*) AS runs
-        FROM workflow_stage_summary ss JOIN w USING (workflow_id) GROUP BY 1 ORDER BY p50_usd DESC""", p)
+        FROM workflow_stage_summary ss JOIN w USING (workflow_id)
+        WHERE ss.total_cost IS NOT NULL  -- a stage of unpriced requests only has no cost to estimate from
+        GROUP BY 1 ORDER BY p50_usd DESC""", p)
     return CostPrediction(matched_workflows=r["n"], expected_usd=round(r["p50"], 4), low_usd=round(r["p10"], 4),
                           high_usd=round(r["p90"], 4), by_stage=[StageEstimate(**s) for s in stages])
 
