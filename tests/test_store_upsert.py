@@ -69,6 +69,20 @@ def test_all_stored_keys_and_key_only_rows(store):
     assert got == {"x": "Plan", "y": "Explore"}  # a real type beats 'custom' either way round
 
 
+def test_a_real_tool_name_beats_the_redacted_mcp_placeholder(store):
+    # OTel names MCP tools 'mcp_tool'; the transcript and the hooks name them: in any order of arrival,
+    # in separate writes or in one batch, the real name is kept (a race made the e2e test flaky)
+    real = "mcp__golem__query_workflow_cost"
+    _write(store, "tool_calls", [{"tool_use_id": "t1", "tool_name": "mcp_tool"}, {"tool_use_id": "t2", "tool_name": real}])
+    _write(store, "tool_calls", [{"tool_use_id": "t1", "tool_name": real}, {"tool_use_id": "t2", "tool_name": "mcp_tool"}])
+    _write(store, "tool_calls", [{"tool_use_id": "t3", "tool_name": "mcp_tool"}, {"tool_use_id": "t3", "tool_name": real},
+                                 {"tool_use_id": "t4", "tool_name": real}, {"tool_use_id": "t4", "tool_name": "mcp_tool"},
+                                 {"tool_use_id": "t5", "tool_name": "mcp_tool"}])
+    _write(store, "tool_calls", [{"tool_use_id": "t5", "success": True}])  # no name: keeps the placeholder
+    got = {r["tool_use_id"]: r["tool_name"] for r in store.query("SELECT tool_use_id, tool_name FROM tool_calls")}
+    assert got == {"t1": real, "t2": real, "t3": real, "t4": real, "t5": "mcp_tool"}
+
+
 def test_composite_and_timestamp_keys(store):
     link = {"session_id": "s1", "valid_from": 0, "workflow_id": "w1", "source": "otel"}
     _write(store, "workflow_links", [link, dict(link, valid_from=5_000_000)])

@@ -283,7 +283,9 @@ def _user(tf: TranscriptFile, rec: dict, batch: Batch, tools: dict[str, dict]) -
 
 # How two rows of one tool call merge; mirrors the store's POLICY["tool_calls"] (the importer checks
 # that they agree). Any other column: the first non-null value stays.
-TOOL_MERGE = {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new"}
+TOOL_MERGE = {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new",
+              "tool_name": "named"}
+MCP_PLACEHOLDER = "mcp_tool"  # the store's: a real tool name replaces it
 
 
 def _add_tool(batch: Batch, tools: dict[str, dict], row: dict) -> None:
@@ -307,7 +309,10 @@ def _add_tool(batch: Batch, tools: dict[str, dict], row: dict) -> None:
             prev[k] = v
             continue
         how = TOOL_MERGE.get(k)
-        if how == "and":
+        if how == "named":
+            if old == MCP_PLACEHOLDER:
+                prev[k] = v
+        elif how == "and":
             prev[k] = bool(old) and bool(v)
         elif how == "min":
             prev[k] = min(old, v)

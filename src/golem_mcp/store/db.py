@@ -60,7 +60,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 POLICY: dict[str, dict[str, str]] = {
     "api_requests": {"output_tokens": "max", "source_mask": "or", "timestamp": "min", "attempt": "max",
                      "recorded_cost_usd": "new", "duration_ms": "new", "ttft_ms": "new", "success": "and"},
-    "tool_calls": {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new"},
+    "tool_calls": {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new",
+                   "tool_name": "named"},
     "agents": {"agent_type": "typed", "started_at": "min", "ended_at": "max", "model": "new"},
     "sessions": {"first_seen": "min", "last_seen": "max", "end_reason": "new"},
     "workflows": {"started_at": "min", "updated_at": "max", "path": "new", "complexity": "new",
@@ -102,12 +103,19 @@ def _sql(name: str) -> str:
     return resources.files("golem_mcp.store").joinpath("sql", name).read_text()
 
 
+# Claude Code's OTel tool_result events name every MCP tool 'mcp_tool' (the real name only with
+# OTEL_LOG_TOOL_DETAILS=1); transcripts and hooks name it. Whichever arrives first, the name wins.
+MCP_PLACEHOLDER = "mcp_tool"
+
+
 def _agg(col: str, policy: str) -> str:
     c = ident(col)
     return {
         "max": f"max({c})", "min": f"min({c})", "or": f"bit_or({c})", "and": f"bool_and({c})",
         "typed": f"COALESCE(any_value(NULLIF({c}, 'custom')), any_value({c}))",
         "new": f"last({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)",
+        "named": f"COALESCE(first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL AND {c} <> '{MCP_PLACEHOLDER}'), "
+                 f"first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL))",
     }.get(policy, f"first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)")
 
 
@@ -126,6 +134,9 @@ def _merge(table: str, col: str, policy: str) -> str:
         return f"{c} = CASE WHEN {e} IS NOT NULL AND {e} <> 'custom' THEN {e} ELSE COALESCE({t}, {e}) END"
     if policy == "new":
         return f"{c} = COALESCE({e}, {t})"
+    if policy == "named":  # a real tool name replaces Claude Code's redacted placeholder, never the reverse
+        return (f"{c} = CASE WHEN {t} IS NULL OR ({t} = '{MCP_PLACEHOLDER}' AND {e} IS NOT NULL) THEN {e} "
+                f"ELSE {t} END")
     return f"{c} = COALESCE({t}, {e})"
 
 
