@@ -34,10 +34,12 @@ import contextlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from ..store.db import Store, ident
+from ..store.db import FACT_DAY_SQL as _DAY
+from ..store.db import NO_DAY as _NO_DAY
+from ..store.db import Store, dict_rows, ident
 from .common import as_naive
 
 MODEL_ADVICE_DAYS = 90  # predict.model_advice's default window, the one the run uses
@@ -95,8 +97,6 @@ LEFT JOIN _snap_prices p ON p.request_model = x.model"""
 # Step 1: requests grouped by what resolution depends on. Per group also what the cost formula
 # needs (tokens by kind; whether Claude Code recorded the cost; whether the cache write is split
 # by TTL), and the count inside the model-advice window.
-_DAY = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  # Store.write's day of a fact
-_NO_DAY = date(2262, 1, 1)  # the day of facts without a time
 _REQ_AGG = """session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
        recorded_cost_usd IS NULL AS rec_null,
        (cache_creation_5m_tokens IS NULL AND cache_creation_1h_tokens IS NULL) AS cc_plain,
@@ -363,9 +363,7 @@ class SnapshotReader:
         return getattr(self._store, name)
 
     def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        res = self._cur.execute(sql, params) if params is not None else self._cur.execute(sql)
-        names = [d[0] for d in res.description or ()]
-        return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
+        return dict_rows(self._cur, sql, params)
 
     def scalar(self, sql: str, params: Any = None) -> Any:
         rows = self.query(sql, params or [])

@@ -26,7 +26,7 @@ from typing import Any
 
 from ..errors import InvalidInput, NotFound
 from ..ingestion.records import Batch, now_us
-from ..store.db import Store
+from ..store.db import Store, dict_rows
 from .cost import DIMENSIONS, cost_by
 
 WORKFLOW_PATHS = ("fast-track", "full")
@@ -319,9 +319,7 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
     with store.reader() as cur:
 
         def rows(sql: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
-            res = cur.execute(sql, args or [])
-            names = [d[0] for d in res.description or ()]
-            return [dict(zip(names, r, strict=False)) for r in res.fetchall()]
+            return dict_rows(cur, sql, args or [])
 
         cur.execute(f"CREATE TEMP TABLE _qe_requests AS SELECT stage, attempt FROM requests WHERE {w}", params)
         cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, workflow_id, success, error, "

@@ -108,6 +108,11 @@ def redact(text: str | None) -> str | None:
     return out
 
 
+# Claude Code's OTel tool_result events name every MCP tool 'mcp_tool' (the real name only with
+# OTEL_LOG_TOOL_DETAILS=1); transcripts and hooks name it. Whichever arrives first, the real name wins
+# (the store's merge policy "named", mirrored by the transcript reader).
+MCP_PLACEHOLDER = "mcp_tool"
+
 # Parameters worth keeping per tool call; content, old/new strings and prompts are never stored.
 _KEEP_PARAMS = ("file_path", "path", "pattern", "glob", "description", "subagent_type", "url", "query",
                 "skill", "notebook_path", "type", "output_mode", "timeout", "run_in_background", "limit",

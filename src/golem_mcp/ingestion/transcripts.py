@@ -14,6 +14,7 @@ from pathlib import Path
 import orjson
 
 from .records import (
+    MCP_PLACEHOLDER,
     SRC_TRANSCRIPT,
     Batch,
     error_text,
@@ -285,7 +286,6 @@ def _user(tf: TranscriptFile, rec: dict, batch: Batch, tools: dict[str, dict]) -
 # that they agree). Any other column: the first non-null value stays.
 TOOL_MERGE = {"success": "and", "timestamp": "min", "source_mask": "or", "duration_ms": "new",
               "tool_name": "named"}
-MCP_PLACEHOLDER = "mcp_tool"  # the store's: a real tool name replaces it
 
 
 def _add_tool(batch: Batch, tools: dict[str, dict], row: dict) -> None:

@@ -273,9 +273,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .client import find_daemon
+    from .dashboard import parse_days
 
-    if not 1 <= args.days <= 365:
-        raise GolemError(f"--days must be between 1 and 365, not {args.days}")
+    try:
+        days = parse_days(str(args.days))
+    except GolemError as e:  # the dashboard's own bound, said as the option's
+        raise GolemError(f"--{e}") from None
     url = find_daemon()
     if url is None:
         cmd = [sys.executable, "-m", "golem_mcp", "serve", "--detach"]
@@ -285,7 +288,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         if started.returncode != 0:
             raise GolemError(f"could not start the daemon: {(started.stderr or started.stdout).strip()}")
         url = started.stdout.strip().splitlines()[-1]
-    page = f"{url}/?days={args.days}"
+    page = f"{url}/?days={days}"
     print(page)
     if not args.no_open:
         import webbrowser

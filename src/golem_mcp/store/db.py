@@ -21,7 +21,7 @@ import duckdb
 
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
-from ..ingestion.records import Batch
+from ..ingestion.records import MCP_PLACEHOLDER, Batch
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -78,7 +78,8 @@ WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_conte
 # Facts whose changed days are stamped into fact_changes (003) for the analysis' aggregate cache.
 # A row without a time counts as this day (the analysis' "no time" sorts after every real one).
 FACT_TABLES = ("api_requests", "tool_calls", "api_errors")
-_NO_DAY = date(2262, 1, 1)
+NO_DAY = date(2262, 1, 1)
+FACT_DAY_SQL = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  # a fact row's day, NO_DAY without a time
 
 
 def _arrow_types() -> tuple[Any, dict[str, Any]]:
@@ -103,9 +104,12 @@ def _sql(name: str) -> str:
     return resources.files("golem_mcp.store").joinpath("sql", name).read_text()
 
 
-# Claude Code's OTel tool_result events name every MCP tool 'mcp_tool' (the real name only with
-# OTEL_LOG_TOOL_DETAILS=1); transcripts and hooks name it. Whichever arrives first, the name wins.
-MCP_PLACEHOLDER = "mcp_tool"
+def dict_rows(cur: duckdb.DuckDBPyConnection, sql: str,
+              params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    """Run ``sql`` on ``cur``; its rows as dicts by column name."""
+    res = cur.execute(sql, params) if params is not None else cur.execute(sql)
+    names = [d[0] for d in res.description or ()]
+    return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
 
 
 def _agg(col: str, policy: str) -> str:
@@ -361,7 +365,7 @@ class Store:
             days = pc.unique(pc.cast(staged.column("timestamp"), pa.date32())).to_pylist()
         else:
             days = [None]
-        self._changed.setdefault(table, set()).update(_NO_DAY if d is None else d for d in days)
+        self._changed.setdefault(table, set()).update(NO_DAY if d is None else d for d in days)
 
     # an IN list of bound keys is answered from the primary-key index, at ~25 us a key whatever the
     # table's size; a join with the staged keys scans the key column (~40 ns a stored row). Past
@@ -427,9 +431,8 @@ class Store:
             return
         # a merged row keeps its stored day or moves to the batch's (timestamp policy min): the day
         # it ends on is the one stamped (the day it left shows in the analysis' day counts)
-        day = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"
         self._changed.setdefault(table, set()).update(
-            _NO_DAY if r[0] is None else r[0] for r in self.con.execute(f"{sql} RETURNING {day}").fetchall())
+            NO_DAY if r[0] is None else r[0] for r in self.con.execute(f"{sql} RETURNING {FACT_DAY_SQL}").fetchall())
 
     def _stamp_changes(self) -> set[tuple[str, Any]]:
         """Stamp the days this write's facts landed on with a new sequence number, in its transaction
@@ -477,9 +480,7 @@ class Store:
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self.reader() as cur:
-            res = cur.execute(sql, params) if params is not None else cur.execute(sql)
-            names = [d[0] for d in res.description or ()]
-            return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
+            return dict_rows(cur, sql, params)
 
     def scalar(self, sql: str, params: Sequence[Any] | None = None) -> Any:
         with self.reader() as cur:
