@@ -14,8 +14,9 @@ Background threads watch the transcript folders (new sessions appear within seco
 hook spool that ``golem-mcp hook`` writes while the daemon is down.
 
 Safety: it binds 127.0.0.1 by default and refuses any other address without a token; requests whose
-``Origin`` is not a loopback origin, or whose ``Host`` is not a loopback name while serving on
-loopback, get 403 (a web page must not reach the store through DNS rebinding).
+``Origin`` is not a loopback origin, or whose ``Host`` is not a literal loopback address or
+``localhost`` while serving on loopback, get 403 (a web page must not reach the store through DNS
+rebinding; the rule is ``interfaces/loopback.py``'s).
 """
 
 from __future__ import annotations
@@ -42,7 +43,6 @@ from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import anyio
 import anyio.to_thread
@@ -66,6 +66,7 @@ from ..config import (
 from ..errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..ingestion.records import Batch
 from ..store.db import Store
+from .loopback import is_loopback_host, is_loopback_origin
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -77,20 +78,12 @@ SUMMARY_INTERVAL = 60.0  # seconds between activity lines in the log (one line p
 ALERT_INTERVAL = float(os.environ.get("GOLEM_ALERT_INTERVAL") or 20.0)
 ANALYSIS_INTERVAL = 300.0  # seconds between looks for queued analysis runs (a SessionStart wakes it at once)
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
-LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1", "ip6-localhost"})
 SIGNALS = ("logs", "metrics", "traces")
 
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]]
 
 
 # -- small helpers -------------------------------------------------------------------------------
-
-def is_loopback(host: str | None) -> bool:
-    if not host:
-        return False
-    host = host.strip("[]").lower()
-    return host in LOOPBACK_NAMES or host.startswith("127.") or host.endswith(".localhost")
-
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, Decimal):
@@ -249,18 +242,13 @@ class Guard:
 
     def check(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
         origin = headers.get("origin")
-        if origin is not None:
-            try:
-                ohost = urlsplit(origin).hostname
-            except ValueError:
-                ohost = None
-            if not is_loopback(ohost):
-                return 403, f"requests from web origin {origin!r} are refused: golem-mcp serves local tools only"
+        if origin is not None and not is_loopback_origin(origin):
+            return 403, f"requests from web origin {origin!r} are refused: golem-mcp serves local tools only"
         if self.loopback_only:
             host = headers.get("host", "")
-            name = host.rsplit(":", 1)[0] if not host.startswith("[") else host[1:].split("]")[0]
-            if host and not is_loopback(name):
-                return 403, f"Host {host!r} is not a loopback name; connect to 127.0.0.1 or localhost"
+            if not is_loopback_host(host):
+                return 403, (f"Host {host!r} is not a loopback address; connect to 127.0.0.1, [::1] or localhost "
+                             "(DNS names are refused: they could point anywhere)")
         if self.token and path != "/healthz":
             auth = headers.get("authorization", "")
             if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
@@ -920,7 +908,7 @@ def serve(args: argparse.Namespace) -> int:
     """``golem-mcp serve``: run the daemon in the foreground (or ``--detach``)."""
     host = getattr(args, "host", None) or DEFAULT_HOST
     token = getattr(args, "token", None) or None
-    if not is_loopback(host) and not token:
+    if not is_loopback_host(host) and not token:
         raise GolemError(f"refusing to listen on {host} without a token: anyone on that network could read "
                          "your usage. Use the default 127.0.0.1, or pass --token (or GOLEM_TOKEN)")
     db = Path(args.db).expanduser().resolve() if getattr(args, "db", None) else default_db_path().resolve()
@@ -951,7 +939,7 @@ def serve(args: argparse.Namespace) -> int:
     url = f"http://{url_host}:{port}"
     watch = [] if getattr(args, "no_watch", False) else [
         Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
-    app = create_app(store, settings, token=token, loopback_only=is_loopback(host), watch=watch,
+    app = create_app(store, settings, token=token, loopback_only=is_loopback_host(host), watch=watch,
                      spool=spool_dir())
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5, server_header=False)
