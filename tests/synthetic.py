@@ -9,6 +9,10 @@ them and nothing on a control history:
 - ``loop``: one workflow's implementer runs the same failing command 8 times
 - ``error_burst``: one day gets 24 extra failing (timed-out) Bash calls
 - ``cheap_model``: every other workflow's reviewer runs on sonnet instead of opus, with the same findings
+- ``traces``: each workflow also sends the tracing convention's spans (golem_mcp.tracing): a handoff,
+  a phase per stage (queue wait ~0.5 s), a subagent span in each phase and a gate in the implementer's
+- ``queue_wait``: with ``traces``, the planner phase waits ~40 s for a worker from ``slow_from`` on
+  (its execution unchanged)
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ STAGES = (("analyst", "claude-haiku-test", 60.0, 30_000, 1_500, ["Read", "Grep",
           ("implementer", "claude-sonnet-test", 100.0, 20_000, 3_000, ["Write", "Bash", "Edit", "Bash"]),
           ("reviewer", "claude-opus-test", 50.0, 10_000, 1_000, ["Read", "Grep"]))
 PRICES = {"claude-haiku-test": (1.0, 5.0), "claude-sonnet-test": (3.0, 15.0), "claude-opus-test": (15.0, 75.0)}
-EFFECTS = ("slow_stage", "token_leak", "loop", "error_burst", "cheap_model")
+EFFECTS = ("slow_stage", "token_leak", "loop", "error_burst", "cheap_model", "traces", "queue_wait")
 REQUESTS_PER_STAGE = 3
 
 
@@ -66,7 +70,13 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
             b.add("workflows", {"workflow_id": wf, "path": "full", "complexity": "simple", "experiment_id": exp,
                                 "started_at": t, "updated_at": t})
             b.add("sessions", {"session_id": sid, "first_seen": t, "last_seen": t + timedelta(hours=1), "project": "demo"})
-            for stage, model, secs, tin, tout, tools in STAGES:
+            trace = f"{i:032x}"
+            if "traces" in effects:
+                slow = "slow_stage" in effects and t >= planted.slow_from
+                total = sum(x[2] * (3 if slow and x[0] == "implementer" else 1) for x in STAGES)
+                b.add("spans", _span(trace, f"{i:08x}00000000", None, "handoff", "LEAD->EXEC", t, total * 1000, wf,
+                                     None, None))
+            for si, (stage, model, secs, tin, tout, tools) in enumerate(STAGES):
                 if stage == "reviewer" and "cheap_model" in effects and i % 2 == 1:
                     model = "claude-sonnet-test"
                 dur = secs * rnd.uniform(0.9, 1.1)
@@ -111,6 +121,18 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
                         "duration_ms": 300 * rnd.uniform(0.9, 1.1), "error": err,
                         "tool_parameters": _json.dumps(params), "workflow_id": wf, "stage": stage,
                         "experiment_id": exp, "source_mask": 2})
+                if "traces" in effects:
+                    phase_id = f"{i:08x}{si + 1:08x}"
+                    wait = 500 * rnd.uniform(0.9, 1.1)
+                    if stage == "planner" and "queue_wait" in effects and t >= planted.slow_from:
+                        wait = 40_000 * rnd.uniform(0.9, 1.1)
+                    b.add("spans", _span(trace, phase_id, f"{i:08x}00000000", "phase", stage.upper(), t, dur * 1000,
+                                         wf, stage, wait))
+                    b.add("spans", _span(trace, phase_id[:8] + "a" + phase_id[9:], phase_id, "subagent", stage, t,
+                                         dur * 900, wf, stage, None))
+                    if stage == "implementer":
+                        b.add("spans", _span(trace, phase_id[:8] + "b" + phase_id[9:], phase_id, "gate", "GATE_TESTS",
+                                             t + timedelta(seconds=dur * 0.9), dur * 100, wf, stage, None))
                 t += timedelta(seconds=dur)
             major = 1 if i % 5 == 0 else 0
             rid = f"rep-{i:04d}"
@@ -123,3 +145,11 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
                                         "file": "src/core.py", "line": 3, "summary": "edge case"})
     store.write(b)
     return planted
+
+
+def _span(trace: str, span_id: str, parent: str | None, kind: str, name: str, start: datetime, dur_ms: float,
+          workflow_id: str, stage: str | None, wait_ms: float | None) -> dict:
+    """A span row as the OTLP mapping writes one for the tracing convention's spans."""
+    return {"span_id": span_id, "trace_id": trace, "parent_span_id": parent, "name": name, "span_type": kind,
+            "start_time": start, "end_time": start + timedelta(milliseconds=dur_ms), "duration_ms": dur_ms,
+            "status_code": 1, "queue_wait_ms": wait_ms, "attempt": 1, "workflow_id": workflow_id, "stage": stage}

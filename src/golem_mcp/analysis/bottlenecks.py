@@ -1,5 +1,11 @@
 """Bottlenecks (seed 003's analyser): p50/p95 duration per dimension over a window, against a
-configured baseline (``thresholds``) or the dimension's own earlier history, severity = observed / baseline.
+configured baseline (seed 003's ``telemetry_thresholds`` table) or the dimension's own earlier history,
+severity = observed / baseline.
+
+Spans of the tracing convention (``golem.kind`` handoff, phase, gate, subagent: see
+``golem_mcp.tracing``) are their own dimensions, keyed by span name. Their ``duration_ms`` is execution
+only; the wait before a span started (``queue_wait_ms``) is judged apart, so a phase that waits for a
+worker is not mistaken for a phase that runs slowly, and the other way round.
 """
 
 from __future__ import annotations
@@ -8,9 +14,9 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotFound
 from ..store.db import Store
-from .common import fmt_ms, window
+from .common import fmt_ms, utcnow, window
 
 # dimension -> SQL yielding (key, ts, dur_ms) samples. Stage/workflow durations come from the
 # summary views so they match every other report; agent = one subagent instance's wall time.
@@ -28,13 +34,22 @@ SAMPLES: dict[str, str] = {
              "FROM agent_request_spans r LEFT JOIN agents a USING (agent_id)",
     "model": "SELECT model AS key, \"timestamp\" AS ts, duration_ms AS dur FROM api_requests",
     "tool": "SELECT tool_name AS key, \"timestamp\" AS ts, duration_ms AS dur FROM tool_calls",
-    "span": "SELECT span_type || ':' || COALESCE(tool_name, name) AS key, start_time AS ts, duration_ms AS dur FROM spans",
+    "span": "SELECT span_type || ':' || COALESCE(tool_name, name) AS key, start_time AS ts, duration_ms AS dur FROM spans "
+            "WHERE span_type NOT IN ('handoff', 'phase', 'gate', 'subagent')",
 }
+# seed 003's span types (golem.kind of the tracing convention): execution and queue wait per span name
+SPAN_KINDS = ("handoff", "phase", "gate", "subagent")
+for _kind in SPAN_KINDS:
+    SAMPLES[_kind] = (f"SELECT name AS key, start_time AS ts, duration_ms AS dur, queue_wait_ms AS wait "
+                      f"FROM spans WHERE span_type = '{_kind}'")
 DEFAULT_MULTIPLIER = 2.0
+# a learned queue-wait baseline is at least this: a wait going from 5 ms to 40 ms is no bottleneck
+MIN_QUEUE_BASELINE_MS = 1000.0
 
 
 class Bottleneck(BaseModel):
-    dimension: str = Field(description="stage, stage_experiment, workflow_path, agent, model, tool or span")
+    dimension: str = Field(description="stage, stage_experiment, workflow_path, agent, model, tool, span, or a "
+                                       "span kind: handoff, phase, gate, subagent")
     key: str = Field(description="the value of the dimension, e.g. 'implementer'")
     p50_ms: float = Field(description="median duration in the window, milliseconds")
     p95_ms: float | None = Field(default=None, description="95th percentile in the window, milliseconds")
@@ -43,10 +58,16 @@ class Bottleneck(BaseModel):
     baseline_source: str = Field(description="'configured' (thresholds table) or 'history' (learned)")
     multiplier: float = Field(description="flag when p50 > baseline x multiplier")
     severity: float = Field(description="p50 / baseline")
+    part: str = Field(default="execution", description="'execution' (the span's own run time) or 'queue_wait' "
+                                                      "(the wait before it started)")
+    queue_wait_p50_ms: float | None = Field(default=None, description="median wait before start (spans that report it)")
 
     def line(self) -> str:
-        return (f"{self.severity:.1f}x {self.dimension}:{self.key} "
-                f"(p50={fmt_ms(self.p50_ms)} vs baseline={fmt_ms(self.baseline_p50_ms)})")
+        what = " queue wait" if self.part == "queue_wait" else ""
+        wait = (f", waited {fmt_ms(self.queue_wait_p50_ms)} before" if self.part == "execution"
+                and self.queue_wait_p50_ms else "")
+        return (f"{self.severity:.1f}x {self.dimension}:{self.key}{what} "
+                f"(p50={fmt_ms(self.p50_ms)} vs baseline={fmt_ms(self.baseline_p50_ms)}{wait})")
 
 
 class BottleneckReport(BaseModel):
@@ -80,22 +101,27 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
           min_history: int, multiplier: float) -> BottleneckReport:
     start, end = window(now, days)
     hist_start = start - timedelta(days=history_days)
-    configured = {(r["dimension"], r["key"]): r for r in store.query(
-        "SELECT dimension, key, baseline_p50_ms, multiplier FROM thresholds WHERE active")}
+    configured = {(r["dimension_type"], r["dimension_key"]): r for r in store.query(
+        "SELECT dimension_type, dimension_key, baseline_p50_ms, multiplier FROM telemetry_thresholds WHERE is_active")}
     out: list[Bottleneck] = []
     evaluated = scanned = 0
     no_baseline: list[str] = []
     for dim in dims:
+        wait = dim in SPAN_KINDS
         rows = store.query(f"""
-            WITH s AS ({SAMPLES[dim]})
+            WITH s AS ({SAMPLES[dim] if wait else f"SELECT *, NULL::DOUBLE AS wait FROM ({SAMPLES[dim]})"})
             SELECT key,
                    quantile_cont(dur, 0.5) FILTER (WHERE ts >= ?) AS p50,
                    quantile_cont(dur, 0.95) FILTER (WHERE ts >= ?) AS p95,
                    count(*) FILTER (WHERE ts >= ?) AS n,
                    quantile_cont(dur, 0.5) FILTER (WHERE ts < ?) AS hist_p50,
-                   count(*) FILTER (WHERE ts < ?) AS hist_n
+                   count(*) FILTER (WHERE ts < ?) AS hist_n,
+                   quantile_cont(wait, 0.5) FILTER (WHERE ts >= ?) AS wait_p50,
+                   count(wait) FILTER (WHERE ts >= ?) AS wait_n,
+                   quantile_cont(wait, 0.5) FILTER (WHERE ts < ?) AS hist_wait_p50,
+                   count(wait) FILTER (WHERE ts < ?) AS hist_wait_n
             FROM s WHERE ts >= ? AND ts < ? AND dur IS NOT NULL AND key IS NOT NULL
-            GROUP BY key""", [start, start, start, start, start, hist_start, end])
+            GROUP BY key""", [start] * 9 + [hist_start, end])
         for r in rows:
             scanned += r["n"] + r["hist_n"]
             if r["n"] < min_samples or r["p50"] is None:
@@ -109,23 +135,95 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
             else:
                 no_baseline.append(f"{dim}:{r['key']}")
                 continue
+            wait_p50 = r["wait_p50"] if r["wait_n"] else None
             if base > 0 and r["p50"] > base * mult:
                 out.append(Bottleneck(dimension=dim, key=r["key"], p50_ms=r["p50"], p95_ms=r["p95"], samples=r["n"],
                                       baseline_p50_ms=base, baseline_source=src, multiplier=mult,
-                                      severity=round(r["p50"] / base, 2)))
+                                      severity=round(r["p50"] / base, 2), queue_wait_p50_ms=wait_p50))
+            if wait_p50 is None or r["wait_n"] < min_samples:
+                continue
+            # the wait before a span ran: against the time the span is allowed to take when configured
+            # (waiting longer than the work may take), else against the span's own earlier waits
+            if src == "configured":
+                wbase = base
+            elif r["hist_wait_n"] >= min_history:
+                wbase = max(r["hist_wait_p50"] or 0.0, MIN_QUEUE_BASELINE_MS)
+            else:
+                continue
+            if wait_p50 > wbase * mult:
+                out.append(Bottleneck(dimension=dim, key=r["key"], p50_ms=wait_p50, samples=r["wait_n"],
+                                      baseline_p50_ms=wbase, baseline_source=src, multiplier=mult,
+                                      severity=round(wait_p50 / wbase, 2), part="queue_wait",
+                                      queue_wait_p50_ms=wait_p50))
     out.sort(key=lambda b: b.severity, reverse=True)
     return BottleneckReport(window_start=start, window_end=end, bottlenecks=out, dimensions_evaluated=evaluated,
                             samples_scanned=scanned, no_baseline=sorted(no_baseline)[:50])
 
 
-def set_threshold(store: Store, dimension: str, key: str, baseline_p50_ms: float,
-                  multiplier: float = DEFAULT_MULTIPLIER, active: bool = True) -> None:
-    """Configure a baseline (seed 003's ``INSERT INTO telemetry_thresholds``)."""
-    from .common import execute
+class Threshold(BaseModel):
+    dimension_type: str = Field(description="a bottleneck dimension: phase, gate, subagent, handoff, stage, agent, ...")
+    dimension_key: str = Field(description="its value, e.g. PLAN or implementer")
+    baseline_p50_ms: float = Field(description="expected median duration, milliseconds")
+    multiplier: float = Field(description="flagged when the observed p50 > baseline x multiplier")
+    is_active: bool
+    updated_at: datetime | None = None
+    note: str | None = Field(default=None, description="set when the analysis does not use this row, and why")
 
+
+def _check_dimension(dimension: str) -> None:
     if dimension not in SAMPLES:
         raise InvalidInput(f"unknown dimension {dimension!r}; choose from {', '.join(SAMPLES)}")
-    if baseline_p50_ms <= 0 or multiplier <= 0:
+
+
+def list_thresholds(store: Store, include_inactive: bool = True) -> list[Threshold]:
+    """The configured baselines (seed 003's ``SELECT * FROM telemetry_thresholds``), by dimension and key."""
+    rows = store.query("SELECT dimension_type, dimension_key, baseline_p50_ms, COALESCE(multiplier, ?) AS multiplier, "
+                       "COALESCE(is_active, true) AS is_active, updated_at FROM telemetry_thresholds "
+                       "WHERE ? OR is_active ORDER BY dimension_type, dimension_key",
+                       [DEFAULT_MULTIPLIER, include_inactive])
+    out = []
+    for r in rows:
+        note = None
+        if r["dimension_type"] not in SAMPLES:
+            note = f"not a dimension the analysis has; use one of {', '.join(SAMPLES)}"
+        out.append(Threshold(**r, note=note))
+    return out
+
+
+def set_threshold(store: Store, dimension: str, key: str, baseline_p50_ms: float | None = None,
+                  multiplier: float | None = None, active: bool = True) -> Threshold:
+    """Configure or change a baseline (seed 003's ``INSERT INTO telemetry_thresholds`` / ``UPDATE``).
+
+    A new row needs ``baseline_p50_ms``; on an existing row, what is not given stays as it was (and
+    setting it switches the row back on). Example: ``set_threshold(store, "phase", "PLAN", 60000, 1.8)``.
+    """
+    from .common import execute
+
+    _check_dimension(dimension)
+    if not key or not key.strip():
+        raise InvalidInput("give the dimension's key, e.g. PLAN or implementer")
+    if baseline_p50_ms is not None and baseline_p50_ms <= 0 or multiplier is not None and multiplier <= 0:
         raise InvalidInput("baseline_p50_ms and multiplier must be positive")
-    execute(store, "INSERT OR REPLACE INTO thresholds (dimension, key, baseline_p50_ms, multiplier, active, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, current_timestamp)", [dimension, key, baseline_p50_ms, multiplier, active])
+    with store._lock:  # read and write as one step against other writers
+        old = {(t.dimension_type, t.dimension_key): t for t in list_thresholds(store)}.get((dimension, key))
+        if old is None and baseline_p50_ms is None:
+            raise InvalidInput(f"no threshold for {dimension}:{key} yet; give its baseline p50 in milliseconds")
+        base = baseline_p50_ms if baseline_p50_ms is not None else old.baseline_p50_ms  # type: ignore[union-attr]
+        mult = multiplier if multiplier is not None else (old.multiplier if old else DEFAULT_MULTIPLIER)
+        execute(store, "INSERT INTO telemetry_thresholds (dimension_type, dimension_key, baseline_p50_ms, multiplier, "
+                "is_active, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (dimension_type, dimension_key) DO UPDATE SET baseline_p50_ms = EXCLUDED.baseline_p50_ms, "
+                "multiplier = EXCLUDED.multiplier, is_active = EXCLUDED.is_active, updated_at = EXCLUDED.updated_at",
+                [dimension, key, base, mult, active, utcnow(), utcnow()])
+    return next(t for t in list_thresholds(store) if (t.dimension_type, t.dimension_key) == (dimension, key))
+
+
+def switch_off_threshold(store: Store, dimension: str, key: str) -> Threshold:
+    """Stop flagging against a configured baseline (seed 003's ``SET is_active = false``); the row stays,
+    and the analysis goes back to the key's own history. ``set_threshold`` switches it on again."""
+    from .common import execute
+
+    if not execute(store, "UPDATE telemetry_thresholds SET is_active = false, updated_at = ? "
+                   "WHERE dimension_type = ? AND dimension_key = ? RETURNING dimension_key", [utcnow(), dimension, key]):
+        raise NotFound(f"no threshold for {dimension}:{key}; `golem-mcp thresholds list` shows the configured ones")
+    return next(t for t in list_thresholds(store) if (t.dimension_type, t.dimension_key) == (dimension, key))

@@ -11,21 +11,8 @@ from pydantic import BaseModel, Field
 from ..store.db import Store
 from .common import window
 
-# One classification for tool failures and API errors; order matters (first match wins).
-CATEGORY_SQL = """
-CASE
-  WHEN status_code = 429 OR regexp_matches(msg, 'rate.?limit|too many requests') THEN 'rate_limit'
-  WHEN status_code = 529 OR regexp_matches(msg, 'overload') THEN 'overload'
-  WHEN regexp_matches(msg, 'timed? ?out|timeout|deadline') THEN 'timeout'
-  WHEN status_code IN (401, 403) OR regexp_matches(msg, 'permission|denied|not allowed|unauthori') THEN 'permission'
-  WHEN etype = 'file_not_found' OR regexp_matches(msg, 'no such file|does not exist|not found|enoent') THEN 'file_not_found'
-  WHEN regexp_matches(msg, 'syntax ?error|parse error|unexpected token|indentation') THEN 'syntax'
-  WHEN etype = 'shell_exit' OR regexp_matches(msg, 'exit code|exited with') THEN 'shell_exit'
-  WHEN regexp_matches(msg, 'old_string|string to replace|not unique|file has been modified|read it first') THEN 'edit_conflict'
-  WHEN status_code >= 500 THEN 'server_error'
-  WHEN status_code >= 400 THEN 'bad_request'
-  ELSE COALESCE(NULLIF(etype, ''), 'other')
-END"""
+# One classification for tool failures and API errors: the store's golem_error_category macro
+# (views.sql), which the failure_events view applies to every failure.
 
 FIXES: dict[str, str] = {
     "rate_limit": "Spread parallel subagents out or lower their concurrency; Claude Code retries 429s, but many in a "
@@ -90,17 +77,7 @@ class ErrorPatternReport(BaseModel):
 
 
 def _failures_sql() -> str:
-    return f"""
-    WITH f AS (
-        SELECT "timestamp", workflow_id, stage, tool_name, NULL::INTEGER AS status_code,
-               lower(COALESCE(error, '')) AS msg, error AS raw, error_type AS etype, session_id, agent_id,
-               CAST(tool_parameters AS VARCHAR) AS params
-        FROM tools WHERE success = false
-        UNION ALL
-        SELECT "timestamp", workflow_id, stage, NULL, status_code, lower(COALESCE(error, '')), error, NULL,
-               session_id, agent_id, NULL FROM errors
-    )
-    SELECT *, {CATEGORY_SQL} AS category FROM f WHERE "timestamp" >= ? AND "timestamp" < ?"""
+    return 'SELECT * FROM failure_events WHERE "timestamp" >= ? AND "timestamp" < ?'
 
 
 def query_error_patterns(store: Store, days: float = 30, now: datetime | None = None, min_repeat: int = 3,

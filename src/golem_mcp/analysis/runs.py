@@ -106,6 +106,12 @@ def recover_interrupted(store: Store) -> int:
 def _candidates(results: dict[str, Any]) -> list[Candidate]:
     out: list[Candidate] = []
     for b in results["bottlenecks"].bottlenecks:
+        if b.part == "queue_wait":
+            out.append(Candidate(kind="bottleneck", dimension=b.dimension, key=f"{b.key} (queue wait)", title=b.line(),
+                                 severity=b.severity, evidence=b.model_dump(),
+                                 recommendation=f"{b.dimension} {b.key} waits before it starts, not while it runs: "
+                                                "give the orchestrator more workers or start it earlier."))
+            continue
         out.append(Candidate(kind="bottleneck", dimension=b.dimension, key=b.key, title=b.line(), severity=b.severity,
                              recommendation=f"Look at what {b.dimension} {b.key} waits on (tool calls, retries, "
                                             "context size); split it or give it a faster model if the work allows.",

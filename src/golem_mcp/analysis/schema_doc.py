@@ -22,6 +22,18 @@ VIEWS: dict[str, str] = {
     "review_issue_rows": "One row per reviewer finding (severity, category, file, line, summary).",
     "workflows": "Workflow context recorded by agents or OTel resource attributes (path, complexity, experiment).",
     "stage_records": "Stages recorded by agents with record_stage_usage (given or observed usage).",
+    "workflow_trace_log": "Seed-003 trace spans: Claude Code's and the tracing API's (span_type handoff, phase, gate, "
+                          "subagent), trace/span/parent ids, start/end in epoch ms, duration_ms (execution), "
+                          "queue_wait_ms, attempt, status.",
+    "telemetry_thresholds": "Seed-003 configured p50 baselines per dimension (dimension_type, dimension_key, "
+                            "baseline_p50_ms, multiplier, is_active); set with `golem-mcp thresholds`.",
+    "telemetry_analysis_runs": "Seed-003 analysis runs: status QUEUED..SUCCEEDED, triggered/finished times, output_ref.",
+    "continuous_improvements": "Seed-003 improvement items the analysis created (bottlenecks, leaks, loops...).",
+    "workflow_history": "Seed-004 per workflow: status, times, phases, cost breakdown, tokens, cache efficiency, "
+                        "bottleneck phase, idle time, last error and category, retries, hour of day, day of week.",
+    "task_logs": "Seed-004 per workflow phase (= stage): status, start/end, duration, tokens, cost, cache "
+                 "efficiency, error category, retries, is_bottleneck, hour of day, day of week.",
+    "failure_events": "Every failed tool call and API error with its category (timeout, rate_limit, ...).",
     "experiments": "Experiment definitions from record_experiment: hypothesis, arms, metric, stage, status, "
                    "verdict once decided, the whole definition as JSON.",
 }

@@ -147,6 +147,37 @@ SELECT j.error_key, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.model
        CASE WHEN j.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(j.agent_type, 'subagent') END AS agent
 FROM j;
 
+-- The category of a failure (tool call or API error); ``msg`` is the error text in lower case, ``etype``
+-- Claude Code's error type. Order matters: the first match wins. The one definition of error
+-- categories: failure_events, task_logs, workflow_history and analysis/error_patterns.py use it.
+CREATE OR REPLACE MACRO golem_error_category(status_code, msg, etype) AS
+CASE
+  WHEN status_code = 429 OR regexp_matches(msg, 'rate.?limit|too many requests') THEN 'rate_limit'
+  WHEN status_code = 529 OR regexp_matches(msg, 'overload') THEN 'overload'
+  WHEN regexp_matches(msg, 'timed? ?out|timeout|deadline') THEN 'timeout'
+  WHEN status_code IN (401, 403) OR regexp_matches(msg, 'permission|denied|not allowed|unauthori') THEN 'permission'
+  WHEN etype = 'file_not_found' OR regexp_matches(msg, 'no such file|does not exist|not found|enoent') THEN 'file_not_found'
+  WHEN regexp_matches(msg, 'syntax ?error|parse error|unexpected token|indentation') THEN 'syntax'
+  WHEN etype = 'shell_exit' OR regexp_matches(msg, 'exit code|exited with') THEN 'shell_exit'
+  WHEN regexp_matches(msg, 'old_string|string to replace|not unique|file has been modified|read it first') THEN 'edit_conflict'
+  WHEN status_code >= 500 THEN 'server_error'
+  WHEN status_code >= 400 THEN 'bad_request'
+  ELSE COALESCE(NULLIF(etype, ''), 'other')
+END;
+
+-- Every failure, tool call or API error, with its category (error analyses, task_logs).
+CREATE OR REPLACE VIEW failure_events AS
+WITH f AS (
+    SELECT "timestamp", workflow_id, stage, tool_name, NULL::INTEGER AS status_code,
+           lower(COALESCE(error, '')) AS msg, error AS raw, error_type AS etype, session_id, agent_id,
+           CAST(tool_parameters AS VARCHAR) AS params
+    FROM tools WHERE success = false
+    UNION ALL
+    SELECT "timestamp", workflow_id, stage, NULL, status_code, lower(COALESCE(error, '')), error, NULL,
+           session_id, agent_id, NULL FROM errors
+)
+SELECT *, golem_error_category(status_code, msg, etype) AS category FROM f;
+
 -- ---- the seed documents' names ---------------------------------------------------------------
 
 CREATE OR REPLACE VIEW otel_api_request_events AS
@@ -264,3 +295,159 @@ SELECT s.workflow_id, COALESCE(s.experiment_id, w.experiment_id) AS experiment_i
 FROM s
 LEFT JOIN workflows w USING (workflow_id)
 LEFT JOIN q USING (workflow_id);
+
+-- ---- seeds 003 (LEO workflow telemetry) and 004 (ADW tracking) ---------------------------------
+-- Their table and column names over golem-mcp's facts, so their runbook queries run (README: "The
+-- seeds' SQL"). telemetry_thresholds is a real table (migration 005): the seed writes to it.
+
+-- Seed 003's trace spans: Claude Code's own spans and those of the tracing API / any OTel SDK that
+-- follows the span convention (golem.kind = handoff | phase | gate | subagent). Times in epoch ms;
+-- duration_ms is execution only, queue_wait_ms the wait before it started (NULL: not measured).
+CREATE OR REPLACE VIEW workflow_trace_log AS
+WITH s AS (
+    SELECT s.*, COALESCE(s.start_time, TIMESTAMP '2262-01-01') AS _ts FROM spans s
+), j AS (
+    SELECT s.*, ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage, ac.task_id AS ac_task_id,
+           ac.experiment_id AS ac_experiment_id,
+           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
+    FROM s
+    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(s.agent_id, s.session_id)
+    LEFT JOIN workflow_link_ranges wl ON wl.session_id = s.session_id AND s._ts >= wl.valid_from AND s._ts < wl.valid_to
+)
+SELECT span_id AS id, trace_id, span_id, parent_span_id, span_type, name AS span_name,
+       epoch_ms(start_time) AS start_time_ms, epoch_ms(end_time) AS end_time_ms, duration_ms, queue_wait_ms,
+       COALESCE(attempt, 1) AS attempt, COALESCE(attempt, 1) - 1 AS retry_count,
+       CASE status_code WHEN 2 THEN 'error' WHEN 1 THEN 'ok' ELSE 'unset' END AS status, status_message,
+       COALESCE(workflow_id, ac_workflow_id, wl_workflow_id) AS workflow_id, COALESCE(ac_stage, stage) AS stage,
+       COALESCE(task_id, ac_task_id, wl_task_id) AS task_id,
+       COALESCE(experiment_id, ac_experiment_id, wl_experiment_id) AS experiment_id,
+       session_id, agent_id, request_id, tool_use_id, tool_name, attributes, resource,
+       start_time, end_time, COALESCE(end_time, start_time) AS created_at
+FROM j;
+
+-- Seed 003's analysis runs: status in the seed's capitals, output_ref as the seed's JSON.
+CREATE OR REPLACE VIEW telemetry_analysis_runs AS
+SELECT run_id AS id, upper(status) AS status, "trigger" AS reason_code, queued_at AS triggered_at,
+       started_at, finished_at, window_days, error_detail,
+       json_object('traces_scanned', scanned->'duration_samples', 'requests_scanned', scanned->'requests',
+                   'dimensions_evaluated', scanned->'dimensions_evaluated', 'bottlenecks', summary->'bottlenecks',
+                   'items_created', produced->'items_created',
+                   'items_skipped_rate_limit', produced->'items_skipped_rate_limit',
+                   'items_skipped_dedupe', produced->'items_skipped_dedupe',
+                   'errors', CASE WHEN error_detail IS NULL THEN json('[]') ELSE to_json([error_detail]) END)
+           AS output_ref,
+       scanned, produced, summary, epoch_ms(finished_at - started_at) AS duration_ms,
+       COALESCE(finished_at, started_at, queued_at) AS created_at
+FROM analysis_runs;
+
+-- Seed 003's improvement items.
+CREATE OR REPLACE VIEW continuous_improvements AS
+SELECT item_id AS id, kind AS item_type, dimension AS dimension_type, "key" AS dimension_key, title,
+       recommendation AS description, severity AS severity_ratio, status, evidence,
+       first_run_id AS analysis_run_id, last_run_id, times_seen, 'telemetry_auto' AS source, created_at, updated_at
+FROM improvement_items;
+
+-- Seed 004's task_logs: one row per workflow stage (a stage is a phase), from Claude Code's facts
+-- and from phase spans of the tracing convention (golem.kind = phase; the phase name is golem.stage,
+-- else the span name); a phase seen both ways is one row, timed by its span.
+CREATE OR REPLACE VIEW task_logs AS
+WITH ph AS (
+    SELECT workflow_id, COALESCE(stage, span_name) AS stage, min(start_time) AS started_at,
+           max(end_time) AS ended_at, arg_max(status, start_time) AS last_status,
+           arg_max(status_message, start_time) FILTER (WHERE status = 'error') AS error_message,
+           max(attempt) - 1 AS retries, count(*) FILTER (WHERE status = 'error') AS failed_attempts,
+           arg_max(experiment_id, start_time) AS experiment_id, arg_max(task_id, start_time) AS task_id
+    FROM workflow_trace_log WHERE span_type = 'phase' AND workflow_id IS NOT NULL GROUP BY ALL
+), fe AS (
+    SELECT workflow_id, stage, arg_max(category, "timestamp") AS category, arg_max(raw, "timestamp") AS raw
+    FROM failure_events WHERE workflow_id IS NOT NULL GROUP BY ALL
+), j AS (
+    SELECT COALESCE(st.workflow_id, ph.workflow_id) AS workflow_id, COALESCE(st.stage, ph.stage) AS stage,
+           COALESCE(st.experiment_id, ph.experiment_id) AS experiment_id, COALESCE(st.task_id, ph.task_id) AS task_id,
+           st.workflow_path, COALESCE(ph.started_at, st.started_at) AS started_at,
+           COALESCE(ph.ended_at, st.ended_at) AS completed_at,
+           ph.last_status, COALESCE(ph.error_message, fe.raw) AS error_message,
+           CASE WHEN ph.last_status = 'error' OR ph.failed_attempts > 0 THEN 'span' END AS span_error,
+           fe.category AS error_category, st.total_tokens, st.total_cost, st.input_tokens, st.output_tokens,
+           st.cache_read_tokens, st.cache_creation_tokens, st.cache_hit_rate, st.api_requests, st.tool_calls,
+           COALESCE(st.error_count, 0) + COALESCE(ph.failed_attempts, 0) AS error_count,
+           COALESCE(st.retries, 0) + COALESCE(ph.retries, 0) AS retry_count
+    FROM workflow_stage_summary st
+    FULL OUTER JOIN ph ON ph.workflow_id = st.workflow_id AND ph.stage = st.stage
+    LEFT JOIN fe ON fe.workflow_id = COALESCE(st.workflow_id, ph.workflow_id) AND fe.stage = COALESCE(st.stage, ph.stage)
+), d AS (
+    SELECT j.*, epoch(completed_at - started_at) AS duration_seconds FROM j
+)
+SELECT row_number() OVER (ORDER BY started_at, workflow_id, stage) AS id,
+       workflow_id AS adw_id, NULL::INTEGER AS issue_number, workflow_path AS workflow_template,
+       stage AS phase_name, row_number() OVER (PARTITION BY workflow_id ORDER BY started_at, stage) AS phase_number,
+       CASE WHEN last_status = 'error' THEN 'failed' WHEN completed_at IS NULL THEN 'started' ELSE 'completed' END
+           AS phase_status,
+       CASE WHEN span_error IS NOT NULL AND last_status <> 'error' THEN 'recovered after a failed attempt' END
+           AS log_message,
+       error_message, started_at, completed_at, duration_seconds, total_tokens AS tokens_used, total_cost AS cost_usd,
+       input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
+       cache_hit_rate * 100 AS cache_efficiency_percent, api_requests, tool_calls, error_count,
+       CASE WHEN error_count > 0 OR error_message IS NOT NULL THEN COALESCE(error_category, 'other') END AS error_category,
+       retry_count,
+       duration_seconds = max(duration_seconds) OVER (PARTITION BY workflow_id) AS is_bottleneck,
+       hour(started_at) AS hour_of_day, isodow(started_at) - 1 AS day_of_week,
+       workflow_id, stage, experiment_id, task_id, completed_at AS captured_at, started_at AS created_at
+FROM d;
+
+-- Seed 004's workflow_history: one row per workflow with its phases rolled up (costs, tokens, cache
+-- efficiency, phase durations, idle time between phases, the slowest phase, the last error, retries).
+-- Seed columns golem-mcp has no source for (GitHub issue and PR, estimates, scores) are NULL.
+CREATE OR REPLACE VIEW workflow_history AS
+WITH t AS (
+    SELECT *, max(completed_at) OVER (PARTITION BY adw_id ORDER BY started_at, phase_name
+                                      ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+    FROM task_logs
+), p AS (
+    SELECT adw_id, count(*) AS phase_count, arg_max(phase_name, started_at) AS current_phase,
+           arg_max(phase_name, duration_seconds) AS bottleneck_phase,
+           min(started_at) AS start_time, max(completed_at) AS end_time,
+           sum(greatest(0, epoch(started_at - prev_end))) AS idle_time_seconds,
+           json_group_object(phase_name, round(cost_usd, 6)) AS cost_breakdown,
+           json_group_object(phase_name, duration_seconds) AS phase_durations,
+           CASE WHEN sum(error_count) > 0 THEN json_group_object(phase_name, error_count) END AS error_phase_distribution,
+           arg_max(error_message, completed_at) FILTER (WHERE error_message IS NOT NULL) AS error_message,
+           arg_max(error_category, completed_at) FILTER (WHERE error_category IS NOT NULL) AS error_category,
+           sum(retry_count) AS retry_count, bool_or(phase_status = 'failed') AS any_failed,
+           any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
+           any_value(workflow_template) AS workflow_template
+    FROM t GROUP BY adw_id
+), m AS (
+    SELECT workflow_id, arg_max(model, n) AS model_used
+    FROM (SELECT workflow_id, model, count(*) AS n FROM requests WHERE workflow_id IS NOT NULL GROUP BY ALL)
+    GROUP BY workflow_id
+)
+SELECT p.adw_id, p.adw_id AS workflow_id, NULL::INTEGER AS issue_number, NULL::VARCHAR AS github_url,
+       COALESCE(p.workflow_template, w.path) AS workflow_template, m.model_used,
+       CASE WHEN lower(w.status) IN ('done', 'complete', 'completed', 'succeeded', 'success', 'ok') THEN 'completed'
+            WHEN lower(w.status) IN ('failed', 'failure', 'error', 'aborted') THEN 'failed'
+            WHEN lower(w.status) IN ('started', 'running', 'in_progress', 'active') THEN 'running'
+            WHEN lower(w.status) IN ('pending', 'queued') THEN 'pending'
+            WHEN w.status IS NOT NULL THEN w.status
+            WHEN p.any_failed THEN 'failed' ELSE 'completed' END AS status,
+       p.start_time, p.end_time, epoch(p.end_time - p.start_time) AS duration_seconds, p.current_phase, p.phase_count,
+       NULL::DOUBLE AS estimated_cost_total, s.total_cost AS actual_cost_total,
+       s.total_cost / NULLIF(s.total_tokens, 0) AS cost_per_token, p.cost_breakdown,
+       NULL::DOUBLE AS estimated_cost_per_step, s.total_cost / NULLIF(p.phase_count, 0) AS actual_cost_per_step,
+       s.input_tokens, s.output_tokens, s.cache_read_tokens AS cached_tokens, s.cache_read_tokens AS cache_hit_tokens,
+       s.input_tokens + s.cache_creation_tokens AS cache_miss_tokens, s.cache_creation_tokens, s.total_tokens,
+       s.cache_hit_rate * 100 AS cache_efficiency_percent,
+       json_object('input', s.input_tokens, 'output', s.output_tokens, 'cache_read', s.cache_read_tokens,
+                   'cache_creation', s.cache_creation_tokens) AS token_breakdown,
+       p.phase_durations, p.idle_time_seconds, p.bottleneck_phase,
+       p.error_message, p.error_category, p.retry_count, p.error_phase_distribution,
+       COALESCE(w.complexity, s.complexity_assessment) AS complexity_estimated, s.api_requests, s.tool_calls,
+       s.error_count, s.critical_issues, s.major_issues, s.minor_issues, s.rework,
+       hour(p.start_time) AS hour_of_day, isodow(p.start_time) - 1 AS day_of_week,
+       COALESCE(p.experiment_id, s.experiment_id, w.experiment_id) AS experiment_id,
+       COALESCE(p.task_id, s.task_id, w.task_id) AS task_id,
+       p.start_time AS created_at, COALESCE(w.updated_at, p.end_time) AS updated_at
+FROM p
+LEFT JOIN workflow_summary s ON s.workflow_id = p.adw_id
+LEFT JOIN workflows w ON w.workflow_id = p.adw_id
+LEFT JOIN m ON m.workflow_id = p.adw_id;
