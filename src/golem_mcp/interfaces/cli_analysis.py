@@ -55,6 +55,33 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     common(sp)
     handlers["budget"] = cmd_budget
 
+    sp = subparsers.add_parser(
+        "thresholds", help="bottleneck baselines per dimension: list, set or change, switch off (seed 003's "
+        "telemetry_thresholds)",
+        description="The configured p50 baselines the bottleneck analysis flags against: a key is a bottleneck "
+        "when its p50 over the window exceeds baseline x multiplier. Keys without an active baseline are "
+        "judged against their own history. Works while the daemon runs.",
+        epilog="examples:\n  golem-mcp thresholds set phase PLAN 60s --multiplier 1.8\n"
+               "  golem-mcp thresholds set stage implementer 2min\n  golem-mcp thresholds off subagent DESIGN",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    tsub = sp.add_subparsers(dest="action", metavar="ACTION")
+    tl = tsub.add_parser("list", help="the configured baselines (default)")
+    tl.add_argument("--active", action="store_true", help="only those switched on")
+    common(tl)
+    ts = tsub.add_parser("set", help="add or change one; switches it on")
+    ts.add_argument("dimension", help="phase, gate, subagent, handoff, stage, agent, tool, model, workflow_path, "
+                    "stage_experiment or span")
+    ts.add_argument("key", help="the dimension's value, e.g. PLAN, implementer, Bash")
+    ts.add_argument("baseline", nargs="?", help="expected p50: milliseconds, or with s / min (required for a new one)")
+    ts.add_argument("--multiplier", type=float, help="flag when p50 > baseline x this (default 2.0)")
+    common(ts)
+    to = tsub.add_parser("off", help="switch one off (kept; set switches it on again)")
+    to.add_argument("dimension")
+    to.add_argument("key")
+    common(to)
+    common(sp)
+    handlers["thresholds"] = cmd_thresholds
+
     sp = subparsers.add_parser("weekly", help="write the weekly Markdown report with SVG charts")
     sp.add_argument("--out", default=".", help="folder for the report (default: current folder)")
     sp.add_argument("--now", help="week ending at this ISO date (default: now)")
@@ -64,7 +91,7 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
 
 # When the daemon owns the database, these commands run inside it (``POST /api/cli``) against its
 # open store, and what they print travels back: the same code and output as when run locally.
-REMOTE_COMMANDS = frozenset({"analyze", "findings", "budget", "weekly"})
+REMOTE_COMMANDS = frozenset({"analyze", "findings", "budget", "weekly", "thresholds"})
 _SERVED: contextvars.ContextVar[tuple[Any, io.StringIO] | None] = contextvars.ContextVar("golem_cli_served",
                                                                                         default=None)
 
@@ -264,6 +291,51 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
+def _duration_ms(text: str) -> float:
+    """'60000', '60000ms', '60s', '1.5min' -> milliseconds."""
+    t = text.strip().lower()
+    for suffix, factor in (("ms", 1.0), ("min", 60_000.0), ("m", 60_000.0), ("s", 1000.0)):
+        if t.endswith(suffix):
+            t, scale = t[: -len(suffix)], factor
+            break
+    else:
+        scale = 1.0
+    try:
+        return float(t) * scale
+    except ValueError:
+        raise GolemError(f"baseline {text!r} is not a duration; give milliseconds (60000) or 60s / 1.5min") from None
+
+
+def cmd_thresholds(args: argparse.Namespace) -> int:
+    from ..analysis import bottlenecks
+    from ..analysis.common import fmt_ms
+
+    if (code := _remote(args)) is not None:
+        return code
+
+    action = args.action or "list"
+    with _open(args) as store:
+        if action == "set":
+            changed = [bottlenecks.set_threshold(store, args.dimension, args.key,
+                                                 _duration_ms(args.baseline) if args.baseline else None,
+                                                 multiplier=args.multiplier)]
+        elif action == "off":
+            changed = [bottlenecks.switch_off_threshold(store, args.dimension, args.key)]
+        else:
+            changed = bottlenecks.list_thresholds(store, include_inactive=not getattr(args, "active", False))
+    if args.json:
+        _print(changed, True)
+        return 0
+    if not changed:
+        _echo("no thresholds configured: every key is judged against its own history. "
+              "`golem-mcp thresholds set phase PLAN 60s` sets one")
+    for t in changed:
+        state = "on " if t.is_active else "off"
+        _echo(f"{state} {t.dimension_type}:{t.dimension_key}  baseline p50 {fmt_ms(t.baseline_p50_ms)} x {t.multiplier:g}"
+              f" (flags above {fmt_ms(t.baseline_p50_ms * t.multiplier)})" + (f"  [{t.note}]" if t.note else ""))
+    return 0
+
+
 def cmd_weekly(args: argparse.Namespace) -> int:
     from ..analysis.weekly import weekly_report
 
@@ -276,4 +348,5 @@ def cmd_weekly(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"analyze": cmd_analyze, "findings": cmd_findings, "budget": cmd_budget, "weekly": cmd_weekly}
+COMMANDS = {"analyze": cmd_analyze, "findings": cmd_findings, "budget": cmd_budget, "weekly": cmd_weekly,
+            "thresholds": cmd_thresholds}

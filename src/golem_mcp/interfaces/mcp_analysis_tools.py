@@ -43,7 +43,7 @@ def _cap(model: Any, limit: int, *fields: str) -> Any:
 
 def register(server: Any, get_store: Callable[[], Store]) -> None:
     """Add find_bottlenecks, detect_anomalies, find_loops, query_error_patterns, query_trends,
-    query_quality, budget_status, list_findings and predict_cost to ``server`` (an ``MCPServer``)."""
+    query_quality, budget_status, list_findings, set_threshold and predict_cost to ``server`` (an ``MCPServer``)."""
     from .mcp_server import READ_ONLY, _guard
 
     @server.tool(annotations=READ_ONLY, description=(
@@ -113,6 +113,20 @@ def register(server: Any, get_store: Callable[[], Store]) -> None:
         return FindingsList(items=items, note=None if items else
                             "no findings stored yet; the analysis runs at session start when older than 7 days, "
                             "or run `golem-mcp analyze`")
+
+    from .mcp_server import RECORDS
+
+    @server.tool(annotations=RECORDS, description=(
+        "Set, change or switch off a bottleneck threshold: flag dimension:key when its p50 duration > "
+        "baseline_ms x multiplier."))
+    @_guard
+    def set_threshold(dimension: Annotated[str, Field(max_length=50, description="phase, gate, subagent, stage, tool...")],
+                      key: Annotated[str, Field(max_length=200)], baseline_ms: Annotated[float | None, Field(gt=0)] = None,
+                      multiplier: Annotated[float | None, Field(gt=0)] = None, active: bool = True
+                      ) -> bottlenecks.Threshold:
+        if not active:
+            return bottlenecks.switch_off_threshold(get_store(), dimension, key)
+        return bottlenecks.set_threshold(get_store(), dimension, key, baseline_ms, multiplier=multiplier)
 
     @server.tool(annotations=READ_ONLY, description=(
         "Predict a workflow's cost from history by path (fast-track/full), complexity and model, with a "
