@@ -48,7 +48,7 @@ def test_single_analyses_and_report(home, tmp_path):
     assert svg.startswith("<svg") and "<rect" in svg
     from golem_mcp.interfaces.cli_main import build_parser  # the existing report command still parses
 
-    assert build_parser().parse_args(["report", "--by", "workflow"]).by == "workflow"
+    assert build_parser().parse_args(["report", "--by", "workflow"]).by == ["workflow"]
 
 
 def test_budget_and_bad_input(home):
@@ -56,9 +56,9 @@ def test_budget_and_bad_input(home):
     assert r.returncode == 0, r.stderr
     assert any(b["key"] == "wf-006" for b in json.loads(r.stdout)["budgets"])
     r = _cli(home, "budget", "--set", "galaxy", "3")
-    assert r.returncode == 1 and "choose from workflow" in r.stderr
+    assert r.returncode == 2 and "choose from workflow" in r.stderr
     r = _cli(home, "analyze", "--now", "yesterday")
-    assert r.returncode == 1 and "ISO" in r.stderr
+    assert r.returncode == 2 and "ISO" in r.stderr
 
 
 def test_commands_run_inside_the_daemon_while_it_owns_the_file(tmp_path, golem_home, start_daemon):
@@ -82,5 +82,5 @@ def test_commands_run_inside_the_daemon_while_it_owns_the_file(tmp_path, golem_h
     assert r.returncode == 0, r.stderr
     assert list(tmp_path.glob("*.md")), r.stdout
     r = cli("budget", "--set", "galaxy", "3")
-    assert r.returncode == 1 and "galaxy" in r.stderr
+    assert r.returncode == 2 and "galaxy" in r.stderr
     assert d.proc.poll() is None   # it was the daemon's store all along: still up

@@ -66,9 +66,9 @@ def test_table_output_and_help(home):
 
 
 def test_unknown_grouping_says_what_is_allowed(home):
-    out = golem("report", "--by", "colour", "--no-sync", home=home)
-    assert out.returncode == 1
-    assert "unknown grouping colour" in out.stderr and "workflow" in out.stderr
+    out = golem("report", "--by", "workflow,stgae", "--no-sync", home=home)
+    assert out.returncode == 2
+    assert "unknown grouping 'stgae'" in out.stderr and "workflow" in out.stderr and "did you mean stage?" in out.stderr
 
 
 def test_fresh_machine_gets_an_empty_report_and_what_to_do(tmp_path):

@@ -154,7 +154,8 @@ def test_cli_dashboard_starts_the_daemon_and_prints_the_page(golem_home, tmp_pat
     import sys
 
     env = {**os.environ, "GOLEM_HOME": str(golem_home), "HOME": str(tmp_path)}
-    cmd = [sys.executable, "-m", "golem_mcp", "dashboard", "--no-open", "--days", "7", "--db", str(tmp_path / "d.duckdb")]
+    cmd = [sys.executable, "-m", "golem_mcp", "dashboard", "--no-open", "--days", "7", "--db", str(tmp_path / "d.duckdb"),
+           "--create"]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
         assert out.returncode == 0, out.stderr
@@ -165,6 +166,6 @@ def test_cli_dashboard_starts_the_daemon_and_prints_the_page(golem_home, tmp_pat
         again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)   # running: same daemon
         assert again.returncode == 0 and again.stdout.strip() == url
         bad = subprocess.run([*cmd[:4], "--days", "0"], capture_output=True, text=True, env=env, timeout=60)
-        assert bad.returncode == 1 and "--days must be between 1 and 365" in bad.stderr
+        assert bad.returncode == 2 and "--days: must be between 1 and 365" in bad.stderr
     finally:
         subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], env=env, capture_output=True, timeout=60)

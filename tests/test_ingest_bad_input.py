@@ -154,7 +154,8 @@ def test_cli_reports_skipped_lines_with_file_and_line(env):
     tmp, projects = env
     f = main_file(projects)
     f.write_bytes(f.read_bytes() + b'{"type":"assistant", broken\n')
-    out = subprocess.run([sys.executable, "-m", "golem_mcp", "import", str(projects), "--db", str(tmp / "c.duckdb")],
+    out = subprocess.run([sys.executable, "-m", "golem_mcp", "import", str(projects), "--db", str(tmp / "c.duckdb"),
+                          "--create"],
                          capture_output=True, text=True, env={**os.environ})
     assert out.returncode == 0, out.stderr
     assert "records" in out.stdout
@@ -167,10 +168,14 @@ def test_cli_reports_skipped_lines_with_file_and_line(env):
 
 def test_cli_missing_path_and_missing_db(env):
     tmp, _ = env
-    out = subprocess.run([sys.executable, "-m", "golem_mcp", "import", str(tmp / "nope"), "--db", str(tmp / "d.duckdb")],
-                         capture_output=True, text=True)
-    assert out.returncode == 0 and "no such file or folder" in out.stderr
+    out = subprocess.run([sys.executable, "-m", "golem_mcp", "import", str(tmp / "nope"), "--db", str(tmp / "d.duckdb"),
+                          "--create"], capture_output=True, text=True)
+    assert out.returncode == 2 and "no such file or folder" in out.stderr
+    assert not (tmp / "d.duckdb").exists()  # refused before anything was opened
+    # a --db that is not there is a typo until --create says otherwise (the default store is made freely)
     rep = subprocess.run([sys.executable, "-m", "golem_mcp", "report", "--no-sync", "--db", str(tmp / "none.duckdb")],
                          capture_output=True, text=True)
-    # no store yet: an empty report and what to do next, not an error (the README's first command)
+    assert rep.returncode == 2 and "--create" in rep.stderr and not (tmp / "none.duckdb").exists()
+    rep = subprocess.run([sys.executable, "-m", "golem_mcp", "report", "--no-sync", "--db", str(tmp / "none.duckdb"),
+                          "--create"], capture_output=True, text=True)
     assert rep.returncode == 0 and "golem-mcp import" in rep.stderr

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidInput, NotFound
+from ..formatting import duration_ms
 from ..store.db import Store
-from .common import fmt_ms, utcnow, window
+from .common import utcnow, window
 
 # dimension -> SQL yielding (key, ts, dur_ms) samples. Stage/workflow durations come from the
 # summary views so they match every other report; agent = one subagent instance's wall time.
@@ -64,10 +65,10 @@ class Bottleneck(BaseModel):
 
     def line(self) -> str:
         what = " queue wait" if self.part == "queue_wait" else ""
-        wait = (f", waited {fmt_ms(self.queue_wait_p50_ms)} before" if self.part == "execution"
+        wait = (f", waited {duration_ms(self.queue_wait_p50_ms)} before" if self.part == "execution"
                 and self.queue_wait_p50_ms else "")
         return (f"{self.severity:.1f}x {self.dimension}:{self.key}{what} "
-                f"(p50={fmt_ms(self.p50_ms)} vs baseline={fmt_ms(self.baseline_p50_ms)}{wait})")
+                f"(p50={duration_ms(self.p50_ms)} vs baseline={duration_ms(self.baseline_p50_ms)}{wait})")
 
 
 class BottleneckReport(BaseModel):

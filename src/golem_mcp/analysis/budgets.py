@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
+from .. import formatting as fmt
 from ..config import data_dir
 from ..errors import InvalidInput
 from ..store.db import Store
@@ -109,8 +110,8 @@ def budget_alert_candidates(store: Store, days: float = 7, now: datetime | None 
                 verb = "exceeded" if lv >= 100 else "reached"
                 out.append(Alert(kind="budget", scope=scope, key=r["key"], level=lv, value=round(r["spend"], 4),
                                  limit_value=b.limit_usd,
-                                 message=f"{scope} {r['key']} {verb} {lv}% of its ${b.limit_usd:g} budget "
-                                         f"(${r['spend']:.2f})"))
+                                 message=f"{scope} {r['key']} {verb} {lv}% of its {fmt.usd(b.limit_usd)} budget "
+                                         f"({fmt.usd(r['spend'])})"))
     return sorted(out, key=lambda a: (-(a.level or 0), -a.value))
 
 
@@ -121,7 +122,7 @@ def _other_alerts(store: Store, now: datetime | None) -> list[Alert]:
     end = as_naive(now)
     for b in query_error_patterns(store, days=7, now=end).bursts:
         out.append(Alert(kind="error_spike", scope="day", key=b.day, value=b.errors, limit_value=b.normal,
-                         message=f"error spike on {b.day}: {b.errors} errors vs {b.normal:g} on a normal day "
+                         message=f"error spike on {b.day}: {fmt.count(b.errors)} errors vs {fmt.number(b.normal)} on a normal day "
                                  f"(mostly {b.top_category})"))
     q = store.query("""
         SELECT avg(critical_issues + major_issues) FILTER (WHERE started_at >= ?) AS cur,

@@ -37,13 +37,3 @@ def execute(store: Store, sql: str, params: list[Any] | None = None) -> list[tup
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))
-
-
-def fmt_ms(ms: float | None) -> str:
-    if ms is None:
-        return "-"
-    if ms >= 60_000:
-        return f"{ms / 60_000:.1f}min"
-    if ms >= 1000:
-        return f"{ms / 1000:.0f}s" if ms >= 10_000 else f"{ms / 1000:.1f}s"
-    return f"{ms:.0f}ms"

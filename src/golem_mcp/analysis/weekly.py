@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from html import escape
 from pathlib import Path
 
+from .. import formatting as fmt
 from ..store.db import Store
 from .anomalies import detect_anomalies
 from .bottlenecks import find_bottlenecks
@@ -20,18 +21,19 @@ from .trends import query_quality, query_trends
 
 
 def bar_svg(values: list[float], labels: list[str], title: str, width: int = 560, height: int = 160,
-            line: list[float | None] | None = None) -> str:
-    """Bars (and an optional line, e.g. a moving average) as a self-contained SVG."""
+            line: list[float | None] | None = None, unit: str = "number") -> str:
+    """Bars (and an optional line, e.g. a moving average) as a self-contained SVG; numbers shown in
+    ``unit`` (see :mod:`golem_mcp.formatting`)."""
     n = max(len(values), 1)
     top = max([v for v in values] + [v for v in (line or []) if v is not None] + [1e-9])
     pad, bw = 30, (width - 40) / n
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">',
-           f'<text x="4" y="12">{escape(title)} (max {top:,.2f})</text>']
+           f'<text x="4" y="12">{escape(title)} (max {fmt.show(top, unit)})</text>']
     for i, v in enumerate(values):
         h = (height - pad - 16) * v / top
         x = 20 + i * bw
         out.append(f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="#4a7fb5">'
-                   f'<title>{escape(labels[i])}: {v:,.4g}</title></rect>')
+                   f'<title>{escape(labels[i])}: {fmt.show(v, unit)}</title></rect>')
     if line:
         pts = [f"{20 + i * bw + bw / 2:.1f},{height - pad - (height - pad - 16) * v / top:.1f}"
                for i, v in enumerate(line) if v is not None]
@@ -53,8 +55,9 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
     tr = query_trends(store, "day", days=30, now=end)
     labels = [p.period for p in tr.points]
 
-    def chart(name: str, values: list[float], title: str, line: list[float | None] | None = None) -> str:
-        (charts / f"{name}-{stamp}.svg").write_text(bar_svg(values, labels, title, line=line))
+    def chart(name: str, values: list[float], title: str, line: list[float | None] | None = None,
+              unit: str = "number") -> str:
+        (charts / f"{name}-{stamp}.svg").write_text(bar_svg(values, labels, title, line=line, unit=unit))
         return f"![{title}](charts/{name}-{stamp}.svg)"
 
     md = [f"# golem-mcp weekly report — week ending {stamp}", ""]
@@ -62,48 +65,48 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
     week = [p for p in tr.points if p.period >= cutoff]
     cost_w = sum(p.cost_usd for p in week)
     md += ["## Cost and usage", "",
-           f"Last 7 days: **${cost_w:,.2f}**, {sum(p.workflows for p in week)} workflow-days, "
-           f"{sum(p.requests for p in week):,} API requests. 30 days: ${sum(p.cost_usd for p in tr.points):,.2f}"
-           + (f" ({tr.cost_change_vs_previous_window:+.0%} vs the 30 days before)." if tr.cost_change_vs_previous_window is not None else "."),
+           f"Last 7 days: **{fmt.usd(cost_w)}**, {fmt.count(sum(p.workflows for p in week))} workflow-days, "
+           f"{fmt.count(sum(p.requests for p in week))} API requests. 30 days: {fmt.usd(sum(p.cost_usd for p in tr.points))}"
+           + (f" ({'+' if tr.cost_change_vs_previous_window > 0 else ''}{fmt.rate(tr.cost_change_vs_previous_window, compact=True)} vs the 30 days before)." if tr.cost_change_vs_previous_window is not None else "."),
            "", chart("cost", [p.cost_usd for p in tr.points], "cost per day, $ (line: 7-day average)",
-                     [p.cost_ma7 for p in tr.points]), "",
-           chart("tokens", [float(p.tokens) for p in tr.points], "tokens per day"), "",
-           chart("errors", [p.error_rate or 0.0 for p in tr.points], "error rate per day"), "",
-           chart("cache", [p.cache_hit_rate or 0.0 for p in tr.points], "cache hit rate per day"), ""]
+                     [p.cost_ma7 for p in tr.points], unit="usd"), "",
+           chart("tokens", [float(p.tokens) for p in tr.points], "tokens per day", unit="tokens"), "",
+           chart("errors", [p.error_rate or 0.0 for p in tr.points], "error rate per day", unit="rate"), "",
+           chart("cache", [p.cache_hit_rate or 0.0 for p in tr.points], "cache hit rate per day", unit="rate"), ""]
     bn = find_bottlenecks(store, days=7, now=end)
     md += ["## Bottlenecks (p50 over 7 days vs baseline)", ""]
     md += [f"- {b.line()}" for b in bn.bottlenecks[:10]] or ["- none"]
-    md += ["", f"({bn.samples_scanned:,} samples, {bn.dimensions_evaluated} dimensions)", ""]
+    md += ["", f"({fmt.count(bn.samples_scanned)} samples, {fmt.count(bn.dimensions_evaluated)} dimensions)", ""]
     an = detect_anomalies(store, days=7, now=end)
     md += ["## Token leaks and anomalies", ""]
-    md += [f"- {a.level} {a.workflow_id}{'/' + a.stage if a.stage else ''}: {a.metric} {a.value:,.4g} = "
-           f"{a.ratio:.1f}x normal ({a.normal:,.4g}, {a.peers} runs)" for a in an.anomalies[:10]] or ["- none"]
+    md += [f"- {a.level} {a.workflow_id}{'/' + a.stage if a.stage else ''}: {a.metric} {fmt.metric(a.metric, a.value)} = "
+           f"{fmt.ratio(a.ratio)} normal ({fmt.metric(a.metric, a.normal)}, {fmt.count(a.peers)} runs)" for a in an.anomalies[:10]] or ["- none"]
     if an.note:
         md += ["", f"_{an.note}_"]
     lp = find_loops(store, days=7, now=end)
     md += ["", "## Loops, retries, rework", ""]
-    md += [f"- {x.workflow_id} {x.stage}: {x.tool_name} `{x.command}` x{x.count} ({x.failures} failed)" for x in lp.loops[:10]]
+    md += [f"- {x.workflow_id} {x.stage}: {x.tool_name} `{x.command}` x{fmt.count(x.count)} ({fmt.count(x.failures)} failed)" for x in lp.loops[:10]]
     md += [f"- retry: {r.workflow_id} {r.stage} request {r.request_id} attempt {r.attempt}" for r in lp.retries[:10]]
     md += [f"- rework: {r.workflow_id} ({r.reason})" for r in lp.rework[:10]]
     if not (lp.loops or lp.retries or lp.rework):
         md.append("- none")
     ep = query_error_patterns(store, days=7, now=end)
     md += ["", "## Error patterns", "", "| category | count | stages | suggested fix |", "|---|---:|---|---|"]
-    md += [f"| {c.category} | {c.count} | {', '.join(f'{k} {v}' for k, v in c.stages.items())} | {c.fix} |"
+    md += [f"| {c.category} | {fmt.count(c.count)} | {', '.join(f'{k} {fmt.count(v)}' for k, v in c.stages.items())} | {c.fix} |"
            for c in ep.categories[:10]]
-    md += ["", *[f"- burst on {b.day}: {b.errors} errors vs {b.normal:g} normal ({b.top_category})" for b in ep.bursts]]
+    md += ["", *[f"- burst on {b.day}: {fmt.count(b.errors)} errors vs {fmt.number(b.normal)} normal ({b.top_category})" for b in ep.bursts]]
     md += ["", "## Budgets", ""]
     md += [f"- {a.message}" for a in budget_alert_candidates(store, days=7, now=end)[:10]] or ["- all within budget"]
     q = query_quality(store, days=7, now=end)
     md += ["", "## Quality (review findings)", "",
            f"{q.reports} reports; by severity: {', '.join(f'{k} {v}' for k, v in q.by_severity.items()) or 'none'}; "
-           f"rework rate: {q.rework_rate if q.rework_rate is not None else '-'}", ""]
+           f"rework rate: {fmt.rate(q.rework_rate)}", ""]
     md += [f"- {f.file}: {f.findings} findings ({f.critical} critical, {f.major} major)" for f in q.top_files]
-    md += ["", "Cleanest workflows: " + (", ".join(f"{c.workflow_id} (${c.total_cost or 0:.2f})" for c in q.cleanest_workflows) or "-"),
+    md += ["", "Cleanest workflows: " + (", ".join(f"{c.workflow_id} ({fmt.usd(c.total_cost or 0)})" for c in q.cleanest_workflows) or "-"),
            "", chart("findings", [float(p.findings_critical + p.findings_major) for p in tr.points],
-                     "critical + major findings per day"), ""]
+                     "critical + major findings per day", unit="count"), ""]
     md += ["## Model advice", ""]
-    md += [f"- {a.stage}: {a.verdict}" + (f" — {a.suggested_model} instead of {a.current_model}, {a.saving_pct:.0f}% cheaper"
+    md += [f"- {a.stage}: {a.verdict}" + (f" — {a.suggested_model} instead of {a.current_model}, {fmt.percent(a.saving_pct, compact=True)} cheaper"
                                           if a.suggested_model else "") for a in model_advice(store, now=end)] or ["- not enough data"]
     md += ["", "## Open improvement items", ""]
     md += [f"- [{i.kind}] {i.title} — {i.recommendation}" for i in list_findings(store, limit=15)] or ["- none"]

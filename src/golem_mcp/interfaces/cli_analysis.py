@@ -7,28 +7,32 @@ import argparse
 import contextlib
 import contextvars
 import io
-import json
 import sys
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from .. import formatting
 from ..errors import GolemError, InvalidInput, StoreBusy
+from . import cli_args as A
+from .cli_output import Column, Section, columns_for, emit, label
 
 WHAT = ("all", "bottlenecks", "anomalies", "loops", "errors", "sequences", "trends", "quality", "predict")
+KINDS = ("bottleneck", "token_leak", "loop", "error_pattern", "retry", "model_advice")
 
 
 def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     def common(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--db", metavar="FILE", help="DuckDB file (default: $GOLEM_DB or the per-user data dir)")
-        sp.add_argument("--json", action="store_true", help="print JSON")
+        A.add_db(sp)
+        A.add_format(sp)
 
     sp = subparsers.add_parser("analyze", help="find bottlenecks, token leaks, loops, error patterns (and store findings)",
                                description="Run the analysis engine. 'all' runs every analysis, stores improvement "
-                               "items and alerts, and records the run; the others print one analysis.")
+                               "items and alerts, and records the run; the others print one analysis as tables "
+                               "(--format json for machines).")
     sp.add_argument("what", nargs="?", default="all", choices=WHAT)
-    sp.add_argument("--days", type=float, default=7, help="window in days (default 7)")
-    sp.add_argument("--now", help="analyse as of this ISO date/time (default: now)")
+    sp.add_argument("--days", type=A.positive_days, default=7, help="window in days, more than 0 (default 7)")
+    sp.add_argument("--now", type=A.iso_datetime, help="analyse as of this ISO date/time (default: now)")
     sp.add_argument("--pending", action="store_true", help="run the queued runs (what the daemon does in the background)")
     sp.add_argument("--runs", action="store_true", help="list the latest analysis runs: status, trigger, times, "
                     "what each produced (the daemon queues one at a session start when the last is a week old)")
@@ -37,19 +41,20 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
 
     sp = subparsers.add_parser("findings", help="improvement items the analysis stored, worst first")
     sp.add_argument("--status", default="open", choices=("open", "done", "dismissed", "all"))
-    sp.add_argument("--kind", help="bottleneck, token_leak, loop, error_pattern, model_advice")
-    sp.add_argument("--limit", type=int, default=20)
-    sp.add_argument("--close", type=int, metavar="ID", help="mark item ID done")
-    sp.add_argument("--dismiss", type=int, metavar="ID", help="mark item ID dismissed")
+    sp.add_argument("--kind", choices=KINDS, help=", ".join(KINDS))
+    sp.add_argument("--limit", "--top", type=A.positive_int, default=20, help="at most this many (default 20)")
+    sp.add_argument("--close", type=A.item_id, metavar="ID", help="mark item ID done")
+    sp.add_argument("--dismiss", type=A.item_id, metavar="ID", help="mark item ID dismissed")
     common(sp)
     handlers["findings"] = cmd_findings
 
     sp = subparsers.add_parser("budget", help="budget status, burn rate and projection; set budgets and the alert webhook")
     sp.add_argument("--workflow", help="also this workflow's spend")
     sp.add_argument("--stage", help="also this stage's spend (with --workflow)")
-    sp.add_argument("--set", nargs=2, metavar=("SCOPE", "USD"), help="set a budget: workflow|stage|day|session and dollars")
+    sp.add_argument("--set", nargs=2, metavar=("SCOPE", "USD"), action=A.BudgetSet,
+                    help="set a budget: workflow|stage|day|session and dollars")
     sp.add_argument("--key", default="*", help="with --set: one workflow/stage/day id (default: every one)")
-    sp.add_argument("--levels", help="with --set: alert levels in percent (default 50,80,95,100)")
+    sp.add_argument("--levels", type=A.percent_levels, help="with --set: alert levels in percent (default 50,80,95,100)")
     sp.add_argument("--webhook", help="POST alerts as JSON to this URL ('' to remove)")
     sp.add_argument("--check", action="store_true", help="evaluate alerts now (log, webhook)")
     common(sp)
@@ -83,8 +88,9 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     handlers["thresholds"] = cmd_thresholds
 
     sp = subparsers.add_parser("weekly", help="write the weekly Markdown report with SVG charts")
-    sp.add_argument("--out", default=".", help="folder for the report (default: current folder)")
-    sp.add_argument("--now", help="week ending at this ISO date (default: now)")
+    sp.add_argument("--out", default=".", type=A.output_folder,
+                    help="folder for the report, made when missing (default: current folder)")
+    sp.add_argument("--now", type=A.iso_datetime, help="week ending at this ISO date (default: now)")
     common(sp)
     handlers["weekly"] = cmd_weekly
 
@@ -121,6 +127,8 @@ def run_served(store: Any, argv: list[str]) -> dict[str, Any]:
         try:
             code = COMMANDS[argv[0]](args) or 0
             err = ""
+        except InvalidInput as e:  # a value the analysis refused: a bad argument, as in cli_main.run
+            code, err = A.USAGE_ERROR, f"golem-mcp {argv[0]}: {e}\n"
         except GolemError as e:
             code, err = 1, f"golem-mcp: {e}\n"
     finally:
@@ -153,6 +161,8 @@ def _remote(args: argparse.Namespace) -> int | None:
             elif not a.startswith("--out="):
                 kept.append(a)
         argv = [*kept, "--out", str(Path(out or ".").expanduser().resolve())]
+    if not any(a == "--width" or a.startswith("--width=") for a in argv):
+        argv += ["--width", str(A.table_width(args))]  # tables made there fit this terminal
     res = call(url, "/api/cli", {"argv": argv}, timeout=600)
     sys.stdout.write(res.get("stdout") or "")
     sys.stderr.write(res.get("stderr") or "")
@@ -177,20 +187,93 @@ def _open(args: argparse.Namespace, read_only: bool = False) -> Any:
                          "while it runs; or stop it with `golem-mcp stop` and retry.") from e
 
 
-def _now(args: argparse.Namespace) -> datetime | None:
-    if not getattr(args, "now", None):
-        return None
-    try:
-        return datetime.fromisoformat(args.now)
-    except ValueError as e:
-        raise GolemError(f"--now {args.now!r} is not an ISO date/time (e.g. 2026-11-25)") from e
+def _emit(args: argparse.Namespace, data: Any, sections: list[Section], lead: list[str] | None = None,
+          tail: list[str] | None = None, csv_rows: list[dict[str, Any]] | None = None) -> None:
+    emit(args.format, data, sections, _out(), A.table_width(args), lead=lead or [], tail=tail or [],
+         csv_rows=csv_rows)
 
 
-def _print(obj: Any, as_json: bool) -> None:
-    data = obj.model_dump(mode="json") if hasattr(obj, "model_dump") else obj
-    if isinstance(data, list):
-        data = [d.model_dump(mode="json") if hasattr(d, "model_dump") else d for d in data]
-    _out().write(json.dumps(data, indent=None if as_json else 1, default=str) + "\n")
+# how a single analysis reads as tables: the title of each list, the columns to drop first when the
+# width is short (first named, first gone), lists only counted in the table (JSON has them)
+TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, worst first)",
+          "anomalies": "Anomalies (far from their peers' normal)", "loops": "Repeated identical calls",
+          "retries": "API retries", "edit_fail_cycles": "Edit then failing Bash", "rework": "Rework",
+          "thrashing": "Thrashing (many tool calls per API request)", "categories": "Errors by category",
+          "repeated_failures": "Repeated failures", "by_stage": "Errors by stage", "daily": "Errors per day",
+          "bursts": "Error bursts", "top": "Most frequent tool sequences", "typical_of_good": "Typical of good runs",
+          "typical_of_bad": "Typical of bad runs", "points": "Per day", "top_files": "Files with most findings",
+          "cleanest_workflows": "Cleanest workflows", "model_advice": "Model advice",
+          "prediction.by_stage": "Expected cost by stage (median of past runs)"}
+DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
+        "points": ["findings_minor", "findings_major", "findings_critical", "cost_change", "cost_ma7",
+                   "avg_workflow_seconds", "workflows"],
+        "categories": ["tools", "stages"], "repeated_failures": ["example", "workflows"],
+        "top": ["good_share", "workflows"], "typical_of_good": ["good_share"], "typical_of_bad": ["good_share"],
+        "anomalies": ["robust_z", "peers"], "by_stage": ["recovered"]}
+COUNT_ONLY = {"no_baseline", "insufficient_history"}
+
+
+def analysis_sections(data: dict[str, Any], prefix: str = "") -> tuple[list[str], list[Section]]:
+    """Summary lines (the scalars) and one table per list of records of an analysis result."""
+    lines: list[str] = []
+    sections: list[Section] = []
+    for key, value in data.items():
+        name = prefix + key
+        if isinstance(value, list) and value and all(isinstance(v, dict) for v in value):
+            cols = columns_for(value, drop=DROP.get(key, []))
+            for c in cols:
+                if key == "anomalies" and c.key in ("value", "normal"):
+                    c.unit_key = "metric"  # tokens, dollars or calls, as the row's metric says
+            sections.append(Section(TITLES.get(name, key.replace("_", " ").capitalize()), cols, value))
+        elif isinstance(value, list) and not value:
+            sections.append(Section(TITLES.get(name, key.replace("_", " ").capitalize()), [], [], empty="none"))
+        elif isinstance(value, dict) and any(isinstance(v, list | dict) for v in value.values()):
+            sub_lines, sub_sections = analysis_sections(value, prefix=f"{name}.")
+            lines += sub_lines
+            sections += sub_sections
+        elif key in COUNT_ONLY and isinstance(value, list):
+            lines.append(f"{label(key)}: {len(value)} (--format json lists them)")
+        elif isinstance(value, list):
+            lines.append(f"{label(key)}: {', '.join(map(str, value))}")
+        elif isinstance(value, dict):
+            lines.append(f"{label(key)}: "
+                         + (", ".join(f"{k} {formatting.show(v, formatting.unit_of(k, v))}" for k, v in value.items())
+                            or "-"))
+        elif value is not None:
+            shown = formatting.show(value, formatting.unit_of(key, value))
+            if isinstance(value, datetime):
+                shown = f"{value:%Y-%m-%d %H:%M}"
+            lines.append(f"{label(key)}: {shown}")
+    return lines, sections
+
+
+def _primary_rows(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """What ``--format csv`` of an analysis holds: its first list of records."""
+    for v in data.values():
+        if isinstance(v, list) and (not v or isinstance(v[0], dict)):
+            return v
+        if isinstance(v, dict):
+            rows = _primary_rows(v)
+            if rows:
+                return rows
+    return []
+
+
+def _produced(produced: dict[str, Any] | None) -> str:
+    return ", ".join(f"{k.replace('_', ' ')} {formatting.count(v) if isinstance(v, int | float) else v}"
+                     for k, v in (produced or {}).items()) or "-"
+
+
+RUN_COLUMNS = [Column("run_id", "run", "count"), Column("status"), Column("trigger"), Column("when"),
+               Column("produced", drop=1)]
+
+
+def _runs_section(listed: list[Any]) -> Section:
+    rows = [{"run_id": r.run_id, "status": r.status, "trigger": r.trigger or "-",
+             "when": r.finished_at or r.started_at or r.queued_at,
+             "produced": r.error_detail or _produced(r.produced)} for r in listed]
+    return Section(None, RUN_COLUMNS, rows,
+                   empty="no analysis runs yet: `golem-mcp analyze` runs one (the daemon runs one at a session start)")
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
@@ -199,43 +282,45 @@ def cmd_analyze(args: argparse.Namespace) -> int:
     if (code := _remote(args)) is not None:
         return code
 
-    now = _now(args)
+    now: datetime | None = args.now
     with _open(args) as store:
-        if args.pending:
-            _print(runs.run_pending(store, now=now), args.json)
-            return 0
-        if args.runs:
-            listed = runs.list_runs(store, limit=20)
-            if args.json:
-                _print(listed, True)
-            elif not listed:
-                _echo("no analysis runs yet: `golem-mcp analyze` runs one (the daemon runs one at a session start)")
-            for r in listed if not args.json else []:
-                when = r.finished_at or r.started_at or r.queued_at
-                stamp = when.strftime("%Y-%m-%d %H:%M") if when else "-"
-                _echo(f"run {r.run_id:>4}  {r.status:<9}  {r.trigger or '-':<13}  {stamp}  "
-                      f"{r.error_detail or (json.dumps(r.produced) if r.produced else '')}")
+        if args.pending or args.runs:
+            listed = runs.run_pending(store, now=now) if args.pending else runs.list_runs(store, limit=20)
+            _emit(args, listed, [_runs_section(listed)], csv_rows=[r.model_dump(mode="json") for r in listed])
             return 0
         if args.what == "all":
             run = runs.run_analysis(store, now=now, days=args.days, trigger="cli")
-            if args.json:
-                _print(run, True)
-            else:
-                _echo(runs.session_start_display(store) or f"run {run.run_id}: {run.status} {run.error_detail or ''}")
-                _echo(f"  run {run.run_id} {run.status}: {json.dumps(run.produced)}")
+            lead = (runs.session_start_display(store) or "").splitlines()
+            lead.append(f"  run {run.run_id} {run.status}: {run.error_detail or _produced(run.produced)}")
+            _emit(args, run, [], lead=lead, csv_rows=[run.model_dump(mode="json")])
             return 0 if run.status == "succeeded" else 1
+        days = max(args.days, 7)
         fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now),
-              "anomalies": lambda: anomalies.detect_anomalies(store, days=max(args.days, 7), now=now),
-              "loops": lambda: loops.find_loops(store, days=max(args.days, 7), now=now),
-              "errors": lambda: error_patterns.query_error_patterns(store, days=max(args.days, 7), now=now),
-              "sequences": lambda: sequences.tool_sequences(store, days=max(args.days, 7), now=now),
-              "trends": lambda: trends.query_trends(store, days=max(args.days, 7), now=now),
-              "quality": lambda: trends.query_quality(store, days=max(args.days, 7), now=now),
-              "predict": lambda: {"prediction": predict.predict_cost(store, now=now).model_dump(mode="json"),
-                                  "model_advice": [a.model_dump(mode="json") for a in predict.model_advice(store, now=now)]},
+              "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now),
+              "loops": lambda: loops.find_loops(store, days=days, now=now),
+              "errors": lambda: error_patterns.query_error_patterns(store, days=days, now=now),
+              "sequences": lambda: sequences.tool_sequences(store, days=days, now=now),
+              "trends": lambda: trends.query_trends(store, days=days, now=now),
+              "quality": lambda: trends.query_quality(store, days=days, now=now),
+              "predict": lambda: {"prediction": predict.predict_cost(store, now=now),
+                                  "model_advice": predict.model_advice(store, now=now)},
               }[args.what]
-        _print(fn(), args.json)
+        result = fn()
+    data = _plain(result)
+    lines, sections = analysis_sections(data)
+    _emit(args, result, sections, lead=lines, csv_rows=_primary_rows(data))
     return 0
+
+
+def _plain(obj: Any) -> Any:
+    """Models as dicts keeping Python values (datetimes stay datetimes for the table)."""
+    if hasattr(obj, "model_dump"):
+        return obj.model_dump()
+    if isinstance(obj, dict):
+        return {k: _plain(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_plain(v) for v in obj]
+    return obj
 
 
 def cmd_findings(args: argparse.Namespace) -> int:
@@ -248,15 +333,20 @@ def cmd_findings(args: argparse.Namespace) -> int:
         if args.close or args.dismiss:
             findings_store.set_status(store, args.close or args.dismiss, "done" if args.close else "dismissed")
         items = findings_store.list_findings(store, status=None if args.status == "all" else args.status,
-                                             kind=args.kind, limit=args.limit, with_evidence=args.json)
-    if args.json:
-        _print(items, True)
+                                             kind=args.kind, limit=args.limit, with_evidence=args.format != "table")
+    if args.format != "table":
+        _emit(args, items, [], csv_rows=[i.model_dump(mode="json") for i in items])
     elif not items:
         _echo("no improvement items; run `golem-mcp analyze` to look for some")
     else:
         for i in items:
-            _echo(f"#{i.item_id} [{i.kind}] {i.title} (seen {i.times_seen}x)\n    -> {i.recommendation}")
+            _echo(f"#{i.item_id} [{i.kind}] {i.title} (seen {formatting.count(i.times_seen)}x)\n"
+                  f"    -> {i.recommendation}")
     return 0
+
+
+SPEND_COLUMNS = [Column("scope"), Column("key"), Column("spent_usd", "spent", "usd"),
+                 Column("limit_usd", "budget", "usd"), Column("percent", "used", "percent")]
 
 
 def cmd_budget(args: argparse.Namespace) -> int:
@@ -267,27 +357,19 @@ def cmd_budget(args: argparse.Namespace) -> int:
 
     with _open(args) as store:
         if args.set:
-            try:
-                usd = float(args.set[1])
-            except ValueError as e:
-                raise GolemError(f"budget {args.set[1]!r} is not a number of dollars") from e
-            levels = [int(x) for x in args.levels.split(",")] if args.levels else None
-            budgets.set_budget(store, args.set[0], usd, key=args.key, levels=levels)
+            scope, usd = args.set
+            budgets.set_budget(store, scope, usd, key=args.key, levels=args.levels)
         if args.webhook is not None:
             budgets.set_webhook(store, args.webhook or None)
         new = budgets.evaluate_alerts(store) if args.check else []
         status = budgets.budget_status(store, workflow_id=args.workflow, stage=args.stage)
-        if args.json:
-            _print({"status": status.model_dump(mode="json"), "budgets": [b.model_dump() for b in budgets.list_budgets(store)],
-                    "new_alerts": [a.model_dump(mode="json") for a in new]}, True)
-            return 0
-        for line in [status.today, status.workflow, status.stage]:
-            if line:
-                _echo(f"{line.scope} {line.key}: ${line.spent_usd:.2f} of ${line.limit_usd:g} ({line.percent:.0f}%)")
-        _echo(f"burn rate ${status.burn_rate_usd_per_hour:.2f}/h, projected today ${status.projected_today_usd:.2f}")
-        _echo(status.advice)
-        for a in new:
-            _echo(f"alert: {a.message}")
+        listed = budgets.list_budgets(store)
+    spend = [line.model_dump() for line in (status.today, status.workflow, status.stage) if line]
+    data = {"status": status.model_dump(mode="json"), "budgets": [b.model_dump() for b in listed],
+            "new_alerts": [a.model_dump(mode="json") for a in new]}
+    tail = [f"burn rate {formatting.usd(status.burn_rate_usd_per_hour)}/h, projected today "
+            f"{formatting.usd(status.projected_today_usd)}", status.advice, *(f"alert: {a.message}" for a in new)]
+    _emit(args, data, [Section(None, SPEND_COLUMNS, spend)], tail=tail, csv_rows=spend)
     return 0
 
 
@@ -343,8 +425,8 @@ def cmd_weekly(args: argparse.Namespace) -> int:
         return code
 
     with _open(args) as store:
-        path = weekly_report(store, args.out, now=_now(args))
-    _echo(json.dumps({"report": str(path)}) if args.json else f"wrote {path}")
+        path = weekly_report(store, args.out, now=args.now)
+    _emit(args, {"report": str(path)}, [], lead=[f"wrote {path}"], csv_rows=[{"report": str(path)}])
     return 0
 
 

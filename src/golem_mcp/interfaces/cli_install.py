@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 from pathlib import Path
 
 from ..config import DEFAULT_PORT
+from . import cli_args as A
+from .cli_output import emit
 
 
 def register(sub: argparse._SubParsersAction, handlers: dict) -> None:
@@ -25,7 +26,7 @@ def register(sub: argparse._SubParsersAction, handlers: dict) -> None:
         "agents and slash commands into .claude/. Merges with what is there and never replaces your own "
         "settings; running it again changes nothing. `golem-mcp uninstall` removes exactly what it added.")
     scope_args(sp)
-    sp.add_argument("--port", type=int, help=f"the daemon's port for the OTLP endpoint (default $GOLEM_PORT or {DEFAULT_PORT})")
+    sp.add_argument("--port", type=A.port, help=f"the daemon's port for the OTLP endpoint (default $GOLEM_PORT or {DEFAULT_PORT})")
     sp.add_argument("--no-traces", action="store_true", help="do not export trace spans (retries, queue waits)")
     sp.add_argument("--no-agents", action="store_true", help="do not copy the agents and commands")
     sp.add_argument("--force", action="store_true",
@@ -48,7 +49,7 @@ def register(sub: argparse._SubParsersAction, handlers: dict) -> None:
                         "what does not. Exit status 1 when a check fails.")
     sp.add_argument("--project", metavar="DIR", help="the project folder (default: the current folder)")
     sp.add_argument("--claude", metavar="PATH", help="the Claude Code executable (default: `claude` on PATH)")
-    sp.add_argument("--json", action="store_true", help="print the checks as JSON")
+    A.add_format(sp)
     handlers["doctor"] = cmd_doctor
 
 
@@ -101,8 +102,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     project = Path(args.project or ".").expanduser().resolve()
     checks = run_checks(project, claude=args.claude)
-    if args.json:
-        sys.stdout.write(json.dumps([c.as_dict() for c in checks], indent=1) + "\n")
+    if args.format != "table":
+        rows = [c.as_dict() for c in checks]
+        emit(args.format, rows, [], sys.stdout, A.table_width(args), csv_rows=rows)
     else:
         print(f"golem-mcp doctor — project {project}")
         for c in checks:

@@ -4,115 +4,154 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
 import subprocess
 import sys
-from datetime import date, datetime
+import traceback
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from .. import __version__
-from ..config import DEFAULT_PORT, Settings, claude_projects_dir, default_db_path
-from ..errors import GolemError
+from .. import __version__, formatting
+from ..config import DEFAULT_PORT, Settings, claude_projects_dir, data_dir, default_db_path
+from ..errors import GolemError, InvalidInput
+from . import cli_args as A
+from .cli_output import Column, Section, emit
 
 EPILOG = f"""\
 examples:
   golem-mcp import                       # read ~/.claude/projects (incremental)
   golem-mcp report --by workflow,stage   # cost and tokens per workflow and stage
   golem-mcp serve                        # the daemon: OTLP, hooks, MCP on 127.0.0.1:{DEFAULT_PORT}
+  golem-mcp report --format csv > cost.csv
+
+Commands that print data take --format table|csv|json (--json is --format json). Exit status: 0 done,
+1 failed (the message says why), 2 a bad argument (the message says what to type instead).
 """
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="golem-mcp", description="Telemetry that coding agents can read: what "
-                                "every Claude Code workflow cost and did, per workflow, stage, task, agent and model.",
-                                epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = A.Parser(prog="golem-mcp", description="Telemetry that coding agents can read: what "
+                 "every Claude Code workflow cost and did, per workflow, stage, task, agent and model.",
+                 epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"golem-mcp {__version__}")
+    p.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
-
-    def db_arg(sp: argparse.ArgumentParser) -> None:
-        sp.add_argument("--db", metavar="FILE", help="DuckDB file (default: $GOLEM_DB or the per-user data dir)")
 
     sp = sub.add_parser("import", help="import transcripts, captured OTLP bodies and hook payload files",
                         description="Import Claude Code transcripts (default ~/.claude/projects), files of captured "
                         "OTLP request bodies (*_logs.json, *_metrics.pb, ...) and hook payload files (JSON lines). "
                         "Incremental: files already read are skipped or resumed where they ended.")
-    sp.add_argument("paths", nargs="*", metavar="PATH", help="files or folders (default: ~/.claude/projects)")
-    sp.add_argument("--json", action="store_true", help="print the result as JSON")
+    sp.add_argument("paths", nargs="*", metavar="PATH", type=A.existing_path,
+                    help="files or folders (default: ~/.claude/projects)")
+    A.add_format(sp)
     sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
-    db_arg(sp)
+    A.add_db(sp)
 
     sp = sub.add_parser("report", help="cost and tokens by workflow, stage, model, day, ...",
-                        description="Cost, tokens by type, cache hit rate and requests, grouped as asked.")
-    sp.add_argument("--by", default="workflow,stage",
+                        description="Cost, tokens by type, cache hit rate, requests and time, grouped as asked. "
+                        "The table fits the terminal (compact numbers such as 392k, then fewer columns, "
+                        "never a cut number); --format csv or json gives every value unformatted.")
+    sp.add_argument("--by", default=["workflow", "stage"], type=A.groupings,
                     help="comma-separated: workflow, stage, top_stage, agent, model, task, experiment, session, "
                     "project, branch, path, day, week (default: workflow,stage)")
     sp.add_argument("--workflow", help="only this workflow_id")
     sp.add_argument("--stage", help="only this stage")
     sp.add_argument("--task", help="only this task_id")
     sp.add_argument("--experiment", help="only this experiment_id")
-    sp.add_argument("--since", help="only requests from this date/time on (ISO, e.g. 2026-11-01)")
-    sp.add_argument("--limit", type=int, help="at most this many rows")
-    sp.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    sp.add_argument("--since", type=A.iso_datetime,
+                    help="only requests from this date/time on (ISO, e.g. 2026-11-01 or 2026-11-01T14:30)")
+    sp.add_argument("--limit", "--top", type=A.positive_int, help="at most this many rows (the costliest)")
+    A.add_format(sp)
     sp.add_argument("--no-sync", action="store_true", help="do not import new transcript lines first")
-    db_arg(sp)
+    A.add_db(sp)
 
     sp = sub.add_parser("serve", help="run the daemon (owns the database; OTLP, hooks, MCP on loopback)")
-    sp.add_argument("--port", type=int, default=int(os.environ.get("GOLEM_PORT", DEFAULT_PORT)))
+    sp.add_argument("--port", type=A.port, default=os.environ.get("GOLEM_PORT") or str(DEFAULT_PORT),
+                    help=f"port on 127.0.0.1 (default $GOLEM_PORT or {DEFAULT_PORT}; 0 picks a free one)")
     sp.add_argument("--host", default="127.0.0.1", help="bind address (default 127.0.0.1; anything else needs --token)")
     sp.add_argument("--token", default=os.environ.get("GOLEM_TOKEN"), help="bearer token required on every request")
     sp.add_argument("--watch", action="append", metavar="DIR",
                     help="transcript folder to watch (default ~/.claude/projects); repeatable")
     sp.add_argument("--no-watch", action="store_true", help="do not watch transcript folders")
     sp.add_argument("--detach", action="store_true", help="start in the background and return")
-    db_arg(sp)
+    # the daemon creates its store when there is none: it is started by programs (the stdio bridge,
+    # `dashboard`) with the path they were given, which the command that started them has checked
+    sp.add_argument("--db", metavar="FILE", help="DuckDB file (default: $GOLEM_DB or golem.duckdb in the data folder)")
 
     sp = sub.add_parser("stop", help="stop the daemon")
     sp = sub.add_parser("status", help="is the daemon running, and what does the store hold")
-    sp.add_argument("--json", action="store_true")
-    db_arg(sp)
+    A.add_format(sp)
+    A.add_db(sp)
     sp = sub.add_parser("dashboard", help="open the local dashboard (starts the daemon when it is not running)",
                         description="Print the dashboard's URL and open it in a browser. When no daemon runs, "
                         "one is started in the background first (as `golem-mcp serve --detach`).")
-    sp.add_argument("--days", type=int, default=30, help="the window in days (default 30)")
+    sp.add_argument("--days", type=A.dashboard_days, default=30, help="the window in days (default 30)")
     sp.add_argument("--no-open", action="store_true", help="only print the URL")
-    db_arg(sp)
+    A.add_db(sp)
     sub.add_parser("hook", help="read one hook payload on stdin and pass it on (always exits 0)")
     sp = sub.add_parser("stdio", help="MCP over stdio, bridged to the daemon (what Claude Code launches)")
-    # other interface modules add their own subcommands (analysis, install/doctor, ...)
-    import importlib
+    from . import cli_analysis, cli_install
 
-    for mod in PLUGINS:
-        try:
-            m = importlib.import_module(f"golem_mcp.interfaces.{mod}")
-        except ModuleNotFoundError as e:
-            if e.name != f"golem_mcp.interfaces.{mod}":
-                raise
-            continue
-        m.register(sub, HANDLERS)
+    cli_analysis.register(sub, HANDLERS)
+    cli_install.register(sub, HANDLERS)
+    for command in sub.choices.values():
+        # `golem-mcp report --debug` as well as `golem-mcp --debug report`
+        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
-
-
-# Modules with ``register(subparsers, handlers)`` that add subcommands; absent ones are skipped.
-PLUGINS = ("cli_analysis", "cli_install", "cli_mcp")
 
 
 def run(argv: list[str]) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, extra = parser.parse_known_args(argv)
+    if extra:  # said by the command's own parser, so the hint names its --help
+        commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        (commands.choices.get(args.command) or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(argv)  # a command the daemon must run is sent to it as typed
     if not args.command:
         parser.print_help()
-        return 2
+        return A.USAGE_ERROR
     try:
+        A.check_db(args)
         handler = HANDLERS[args.command]
         return handler(args) or 0
+    except A.UsageError as e:
+        return A.refuse_usage(args, str(e))
+    except InvalidInput as e:  # the library refused a value the command passed on as typed
+        print(f"{A.prog_of(args)}: {e}", file=sys.stderr)
+        return A.USAGE_ERROR
     except GolemError as e:
         print(f"golem-mcp: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as e:
+        if args.debug:
+            raise
+        where = _log_traceback(args)
+        print(f"golem-mcp: unexpected error: {type(e).__name__}: {e} (full traceback in {where}; "
+              f"`golem-mcp --debug {args.command} ...` prints it)", file=sys.stderr)
+        return 1
+
+
+def _log_traceback(args: argparse.Namespace) -> Path:
+    """Append the current exception's traceback to ``cli-errors.log`` in the data folder (or the temp
+    folder when that cannot be written); returns where it went."""
+    import tempfile
+
+    text = f"--- {datetime.now().isoformat(timespec='seconds')} golem-mcp {' '.join(args.argv)}\n{traceback.format_exc()}"
+    for folder in (data_dir(), Path(tempfile.gettempdir())):
+        path = folder / "cli-errors.log"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            if path.exists() and path.stat().st_size > 1_000_000:  # keep the newest errors, not all of them
+                path.replace(path.with_suffix(".log.1"))
+            with path.open("a") as f:
+                f.write(text)
+            return path
+        except OSError:
+            continue
+    return Path("(nowhere: neither the data folder nor the temp folder can be written)")
 
 
 # -- helpers -------------------------------------------------------------------------------------
@@ -134,20 +173,16 @@ def _daemon_for(args: argparse.Namespace) -> str | None:
     return url
 
 
-def _json_default(o: Any) -> Any:
-    if isinstance(o, datetime | date):
-        return o.isoformat()
-    return str(o)
-
-
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=_json_default, indent=1) + "\n")
-
-
 # -- import --------------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
-    paths = args.paths or [str(claude_projects_dir())]
+    if args.paths:
+        paths = [str(p) for p in args.paths]
+    elif claude_projects_dir().exists():
+        paths = [str(claude_projects_dir())]
+    else:
+        raise GolemError(f"no Claude Code transcripts at {claude_projects_dir()}; give the folder or files to "
+                         "read: `golem-mcp import DIR`")
     url = _daemon_for(args)
     if url:
         from .client import call
@@ -161,7 +196,7 @@ def cmd_import(args: argparse.Namespace) -> int:
             settings = store.settings
             progress = None
             bar = None
-            if not args.quiet and not args.json and sys.stderr.isatty():
+            if not args.quiet and args.format == "table" and sys.stderr.isatty():
                 from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
 
                 bar = Progress("[progress.description]{task.description}", BarColumn(), DownloadColumn(),
@@ -176,32 +211,33 @@ def cmd_import(args: argparse.Namespace) -> int:
             finally:
                 if bar:
                     bar.stop()
-    if args.json:
-        _print_json(result)
-    else:
-        print(f"read {result['files_read']} files ({result['bytes_read'] / 1e6:.1f} MB), "
-              f"{result['files_unchanged']} unchanged, {result['rows']} records")
-        if result["skipped"]:
-            print(f"skipped {len(result['skipped'])}:", file=sys.stderr)
-            for s in result["skipped"][:50]:
-                print(f"  {s}", file=sys.stderr)
-            if len(result["skipped"]) > 50:
-                print(f"  ... and {len(result['skipped']) - 50} more (use --json for all)", file=sys.stderr)
+    if args.format != "table":
+        emit(args.format, result, [], sys.stdout, 0, csv_rows=[result])
+        return 0
+    print(f"read {formatting.count(result['files_read'])} files ({result['bytes_read'] / 1e6:,.1f} MB), "
+          f"{formatting.count(result['files_unchanged'])} unchanged, {formatting.count(result['rows'])} records")
+    if result["skipped"]:
+        print(f"skipped {len(result['skipped'])}:", file=sys.stderr)
+        for s in result["skipped"][:50]:
+            print(f"  {s}", file=sys.stderr)
+        if len(result["skipped"]) > 50:
+            print(f"  ... and {len(result['skipped']) - 50} more (use --format json for all)", file=sys.stderr)
     return 0
 
 
 # -- report --------------------------------------------------------------------------------------
 
 def cmd_report(args: argparse.Namespace) -> int:
-    by = [b.strip() for b in args.by.split(",") if b.strip()]
+    by = list(args.by)
     filters = {"workflow_id": args.workflow, "stage": args.stage, "task_id": args.task,
                "experiment_id": args.experiment}
-    since = args.since
+    since: datetime | None = args.since
     url = _daemon_for(args)
     if url:
         from .client import call
 
-        rows = call(url, "/api/report", {"by": by, "filters": filters, "since": since, "limit": args.limit})
+        rows = call(url, "/api/report", {"by": by, "filters": filters, "since": since.isoformat() if since else None,
+                                         "limit": args.limit})
     else:
         from ..analysis.cost import cost_by
         from ..store.db import Store
@@ -220,41 +256,32 @@ def cmd_report(args: argparse.Namespace) -> int:
             with Store(db):
                 pass
         with Store(db, read_only=True, settings=Settings.load()) as store:
-            rows = cost_by(store, by, filters, since=datetime.fromisoformat(since) if since else None,
-                           limit=args.limit)
-    if args.json:
-        _print_json(rows)
-        return 0
-    _print_table(rows, by)
+            rows = cost_by(store, by, filters, since=since, limit=args.limit)
+    emit(args.format, rows, [report_section(rows, by)], sys.stdout, A.table_width(args), tail=_report_tail(rows))
     return 0
 
 
-def _print_table(rows: list[dict], by: list[str]) -> None:
-    from rich.console import Console
-    from rich.table import Table
+# the report's columns; the first to go when the width is short: time, then cache write, then requests
+REPORT_COLUMNS = [Column("requests", unit="count", drop=1), Column("input_tokens", "input", "tokens"),
+                  Column("output_tokens", "output", "tokens"), Column("cache_read_tokens", "cache read", "tokens"),
+                  Column("cache_creation_tokens", "cache write", "tokens", drop=2),
+                  Column("cache_hit_rate", "cache hit", "rate"), Column("cost_usd", "cost", "usd"),
+                  Column("duration_seconds", "time", "seconds", drop=3)]
 
-    t = Table(show_lines=False, header_style="bold")
-    for b in by:
-        t.add_column(b)
-    for c in ("requests", "input", "output", "cache read", "cache write", "cache hit", "cost $"):
-        t.add_column(c, justify="right")
-    total_cost = 0.0
-    unpriced = 0
-    for r in rows:
-        cost = r.get("cost_usd")
-        total_cost += cost or 0
-        unpriced += r.get("unpriced_requests") or 0
-        hit = r.get("cache_hit_rate")
-        t.add_row(*[str(r.get(b) if r.get(b) is not None else "-") for b in by],
-                  f"{r['requests']:,}", f"{r['input_tokens']:,}", f"{r['output_tokens']:,}",
-                  f"{r['cache_read_tokens']:,}", f"{r['cache_creation_tokens']:,}",
-                  f"{hit:.0%}" if hit is not None else "-",
-                  f"{cost:.4f}" if cost is not None else "unpriced")
-    console = Console()
-    console.print(t)
-    console.print(f"total ${total_cost:.4f}" + (f"  ({unpriced} requests of unpriced models not included)" if unpriced else ""))
+
+def report_section(rows: list[dict[str, Any]], by: list[str]) -> Section:
+    shown = [{**r, "cost_usd": "unpriced" if r.get("cost_usd") is None else r["cost_usd"]} for r in rows]
+    return Section(None, [Column(b) for b in by] + REPORT_COLUMNS, shown)
+
+
+def _report_tail(rows: list[dict[str, Any]]) -> list[str]:
+    total = sum(r.get("cost_usd") or 0 for r in rows)
+    unpriced = sum(r.get("unpriced_requests") or 0 for r in rows)
+    tail = [f"total {formatting.usd(total)}" + (f"  ({formatting.count(unpriced)} requests of unpriced models not "
+                                                 "included)" if unpriced else "")]
     if not rows:
-        console.print("no requests recorded yet: run `golem-mcp import` or start `golem-mcp serve`")
+        tail.append("no requests recorded yet: run `golem-mcp import` or start `golem-mcp serve`")
+    return tail
 
 
 # -- daemon --------------------------------------------------------------------------------------
@@ -273,16 +300,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .client import find_daemon
-    from .dashboard import parse_days
 
-    try:
-        days = parse_days(str(args.days))
-    except GolemError as e:  # the dashboard's own bound, said as the option's
-        raise GolemError(f"--{e}") from None
+    days = args.days
     url = find_daemon()
     if url is None:
         cmd = [sys.executable, "-m", "golem_mcp", "serve", "--detach"]
-        if getattr(args, "db", None):
+        if getattr(args, "db", None):  # checked by check_db: it exists, or --create asked for it
             cmd += ["--db", str(Path(args.db).expanduser())]
         started = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
         if started.returncode != 0:
@@ -316,14 +339,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
             with Store(db, read_only=True) as store:
                 info["store"] = store.table_counts()
-    if args.json:
-        _print_json(info)
-    else:
-        print(f"daemon: {url or 'not running'}")
-        if url:
-            print(f"dashboard: {url}/")
-        for k, v in (info.get("store") or {}).items():
-            print(f"  {k}: {v}")
+    counts = [{"table": k, "rows": v} for k, v in (info.get("store") or {}).items()]
+    lead = [f"daemon: {url or 'not running'}"] + ([f"dashboard: {url}/"] if url else [f"db: {info['db']}"])
+    emit(args.format, info, [Section(None, [Column("table"), Column("rows", unit="count")], counts)], sys.stdout,
+         A.table_width(args), lead=lead, csv_rows=counts)
     return 0
 
 

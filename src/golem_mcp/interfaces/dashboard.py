@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 
+from .. import formatting
 from ..analysis import budgets, error_patterns, findings_store, runs, sequences, trends
 from ..analysis.common import as_naive
 from ..analysis.cost import cost_by
@@ -58,16 +59,10 @@ def parse_days(value: str | None) -> int:
     return days
 
 
-def _money(v: float | None) -> str:
-    return "-" if v is None else f"${v:,.2f}" if abs(v) >= 0.995 or v == 0 else f"${v:,.4f}"
-
-
-def _pct(v: float | None) -> str:
-    return "-" if v is None else f"{v * 100:.1f}%"
-
-
-def _int(v: Any) -> str:
-    return "-" if v is None else f"{int(v):,}"
+# how numbers look is defined once, for the CLI, the weekly report and this page
+_money = formatting.usd
+_pct = formatting.rate
+_int = formatting.count
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
