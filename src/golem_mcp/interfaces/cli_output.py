@@ -124,7 +124,7 @@ class _Plan:
 
 
 def _plan(columns: list[Column], rows: Sequence[dict[str, Any]], width: int) -> _Plan:
-    def attempt(cols: list[Column], compact: bool, fold: bool) -> _Plan | None:
+    def attempt(cols: list[Column], compact: bool, fold: int | None) -> _Plan | None:
         cells = [[cell(r, c, compact) for c in cols] for r in rows]
         natural = [max([len(c.title)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
         least = [max([_min_header(c.title)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
@@ -140,11 +140,11 @@ def _plan(columns: list[Column], rows: Sequence[dict[str, Any]], width: int) -> 
                 widths[i] = natural[i]
         if spare >= 0:
             return _Plan(cols, widths, cells, [])
-        if not fold:
+        if fold is None:
             return None
-        # fold text columns (never numbers), widest first, down to a readable minimum
-        # prose (a fix, a recommendation) keeps a readable line; before it gets thinner, columns go
-        floor = [max(_min_header(c.title), min(24 if natural[i] > 40 else 12, widths[i])) if c.unit is None
+        # fold text columns (never numbers), widest first, down to ``fold`` characters; prose (a fix,
+        # a recommendation) keeps a readable line: before it gets thinner, columns go
+        floor = [max(_min_header(c.title), min(24 if natural[i] > 40 else fold, widths[i])) if c.unit is None
                  else widths[i] for i, c in enumerate(cols)]
         over = -spare
         while over > 0:
@@ -155,20 +155,20 @@ def _plan(columns: list[Column], rows: Sequence[dict[str, Any]], width: int) -> 
             over -= 1
         return _Plan(cols, widths, cells, [])
 
-    for compact, fold in ((False, False), (True, False), (True, True)):
+    # long labels (paths, prose) fold before a column goes; short ones (a model name) only after
+    for compact, fold in ((False, None), (True, None), (True, 20)):
         plan = attempt(columns, compact, fold)
         if plan:
             return plan
     droppable = sorted((c for c in columns if c.drop), key=lambda c: -c.drop)
-    kept = list(columns)
-    dropped: list[Column] = []
-    for c in droppable:
-        kept.remove(c)
-        dropped.append(c)
-        plan = attempt(kept, True, True)
-        if plan:
-            plan.dropped = dropped
-            return plan
+    for fold in (20, 10):
+        for n in range(len(droppable) + 1):
+            dropped = droppable[:n]
+            kept = [c for c in columns if c not in dropped]
+            plan = attempt(kept, True, fold)
+            if plan:
+                plan.dropped = dropped
+                return plan
     # too narrow for even the essential columns: wider than asked, but nothing cut
     cells = [[cell(r, c, True) for c in kept] for r in rows]
     widths = [max([_min_header(c.title)] + [len(row[i]) for row in cells]) for i, c in enumerate(kept)]
