@@ -66,11 +66,11 @@ def test_thresholds_cli_with_a_running_daemon(golem_home, tmp_path, start_daemon
 
     # bad input: a clear error, nothing changed
     r = _cli(golem_home, "thresholds", "set", "sd_type", "feature", "5s")
-    assert r.returncode == 1 and "unknown dimension 'sd_type'; choose from" in r.stderr
+    assert r.returncode == 2 and "unknown dimension 'sd_type'; choose from" in r.stderr
     r = _cli(golem_home, "thresholds", "set", "gate", "GATE_X")
-    assert r.returncode == 1 and "give its baseline p50 in milliseconds" in r.stderr
+    assert r.returncode == 2 and "give its baseline p50 in milliseconds" in r.stderr
     r = _cli(golem_home, "thresholds", "set", "gate", "GATE_X", "fast")
-    assert r.returncode == 1 and "is not a duration" in r.stderr
+    assert r.returncode == 2 and "is not a duration" in r.stderr
     r = _cli(golem_home, "thresholds", "off", "gate", "GATE_X")
     assert r.returncode == 1 and "no threshold for gate:GATE_X" in r.stderr
     assert len(json.loads(_cli(golem_home, "thresholds", "list", "--json").stdout)) == 1

@@ -77,8 +77,9 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     ts.add_argument("dimension", help="phase, gate, subagent, handoff, stage, agent, tool, model, workflow_path, "
                     "stage_experiment or span")
     ts.add_argument("key", help="the dimension's value, e.g. PLAN, implementer, Bash")
-    ts.add_argument("baseline", nargs="?", help="expected p50: milliseconds, or with s / min (required for a new one)")
-    ts.add_argument("--multiplier", type=float, help="flag when p50 > baseline x this (default 2.0)")
+    ts.add_argument("baseline", nargs="?", type=A.duration_ms,
+                    help="expected p50: milliseconds, or with s / min (required for a new one)")
+    ts.add_argument("--multiplier", type=A.positive_number, help="flag when p50 > baseline x this (default 2.0)")
     common(ts)
     to = tsub.add_parser("off", help="switch one off (kept; set switches it on again)")
     to.add_argument("dimension")
@@ -373,24 +374,8 @@ def cmd_budget(args: argparse.Namespace) -> int:
     return 0
 
 
-def _duration_ms(text: str) -> float:
-    """'60000', '60000ms', '60s', '1.5min' -> milliseconds."""
-    t = text.strip().lower()
-    for suffix, factor in (("ms", 1.0), ("min", 60_000.0), ("m", 60_000.0), ("s", 1000.0)):
-        if t.endswith(suffix):
-            t, scale = t[: -len(suffix)], factor
-            break
-    else:
-        scale = 1.0
-    try:
-        return float(t) * scale
-    except ValueError:
-        raise GolemError(f"baseline {text!r} is not a duration; give milliseconds (60000) or 60s / 1.5min") from None
-
-
 def cmd_thresholds(args: argparse.Namespace) -> int:
     from ..analysis import bottlenecks
-    from ..analysis.common import fmt_ms
 
     if (code := _remote(args)) is not None:
         return code
@@ -399,22 +384,23 @@ def cmd_thresholds(args: argparse.Namespace) -> int:
     with _open(args) as store:
         if action == "set":
             changed = [bottlenecks.set_threshold(store, args.dimension, args.key,
-                                                 _duration_ms(args.baseline) if args.baseline else None,
+                                                 args.baseline,
                                                  multiplier=args.multiplier)]
         elif action == "off":
             changed = [bottlenecks.switch_off_threshold(store, args.dimension, args.key)]
         else:
             changed = bottlenecks.list_thresholds(store, include_inactive=not getattr(args, "active", False))
-    if args.json:
-        _print(changed, True)
+    if args.format != "table":
+        _emit(args, changed, [], csv_rows=[t.model_dump(mode="json") for t in changed])
         return 0
     if not changed:
         _echo("no thresholds configured: every key is judged against its own history. "
               "`golem-mcp thresholds set phase PLAN 60s` sets one")
     for t in changed:
         state = "on " if t.is_active else "off"
-        _echo(f"{state} {t.dimension_type}:{t.dimension_key}  baseline p50 {fmt_ms(t.baseline_p50_ms)} x {t.multiplier:g}"
-              f" (flags above {fmt_ms(t.baseline_p50_ms * t.multiplier)})" + (f"  [{t.note}]" if t.note else ""))
+        _echo(f"{state} {t.dimension_type}:{t.dimension_key}  baseline p50 {formatting.duration_ms(t.baseline_p50_ms)} "
+              f"x {formatting.number(t.multiplier)} (flags above {formatting.duration_ms(t.baseline_p50_ms * t.multiplier)})"
+              + (f"  [{t.note}]" if t.note else ""))
     return 0
 
 

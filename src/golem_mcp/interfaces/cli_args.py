@@ -103,6 +103,34 @@ def dashboard_days(text: str) -> int:
         _refuse(str(e).removeprefix("days "))
 
 
+def positive_number(text: str) -> float:
+    """``--multiplier``: a number above 0."""
+    try:
+        x = float(text)
+    except ValueError:
+        _refuse(f"{text!r} is not a number; type one like 2 or 1.5")
+    if not 0 < x < float("inf"):
+        _refuse(f"must be more than 0, not {text}")
+    return x
+
+
+def duration_ms(text: str) -> float:
+    """A duration as milliseconds: ``60000``, ``60000ms``, ``60s``, ``1.5min``."""
+    t = text.strip().lower()
+    scale = 1.0
+    for suffix, factor in (("ms", 1.0), ("min", 60_000.0), ("m", 60_000.0), ("s", 1000.0)):
+        if t.endswith(suffix):
+            t, scale = t[: -len(suffix)], factor
+            break
+    try:
+        ms = float(t) * scale
+    except ValueError:
+        _refuse(f"{text!r} is not a duration; give milliseconds (60000) or 60s / 1.5min")
+    if not 0 < ms < float("inf"):
+        _refuse(f"a duration must be more than 0, not {text!r}; e.g. 60s")
+    return ms
+
+
 def port(text: str) -> int:
     try:
         n = int(text)
