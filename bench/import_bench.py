@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             for f in (db, db.with_suffix(".duckdb.wal")):
                 f.unlink(missing_ok=True)
             c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-            secs, out = timed([gm, "import", projects, "--db", str(db), "--json"], env)
+            secs, out = timed([gm, "import", projects, "--db", str(db), "--create", "--json"], env)
             c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
             firsts.append(secs)
             cpus.append(c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime)

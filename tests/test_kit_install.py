@@ -230,7 +230,7 @@ def test_cli_install_dry_run_install_uninstall(project: Path) -> None:
     subprocess.run([*exe, "uninstall", "--project", str(project)], capture_output=True, env=env, check=True)
     assert snapshot(project) == before
     bad = subprocess.run([*exe, "install", "--project", str(project / "nope")], capture_output=True, text=True, env=env)
-    assert bad.returncode == 1 and "does not exist" in bad.stderr
+    assert bad.returncode == 2 and "does not exist" in bad.stderr
 
 
 def test_projects_share_the_user_telemetry_env_until_the_last_one_leaves(tmp_path: Path, home: Path) -> None:
