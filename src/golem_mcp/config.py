@@ -52,6 +52,9 @@ class Settings:
 
     main_stage: str = MAIN_STAGE
     store_prompts: bool = False  # privacy default: no prompt or response text is kept
+    # privacy default: of a hook payload only its typed columns are kept; True keeps the (redacted)
+    # rest in hook_events.payload
+    keep_hook_payloads: bool = False
     max_body_bytes: int = 32 * 1024 * 1024
     price_file: str | None = None
     # seed 003's auto-trigger: a SessionStart queues an analysis run when the last successful one is
@@ -78,6 +81,8 @@ class Settings:
             s.main_stage = os.environ["GOLEM_MAIN_STAGE"]
         if os.environ.get("GOLEM_STORE_PROMPTS") in ("1", "true", "yes"):
             s.store_prompts = True
+        if os.environ.get("GOLEM_KEEP_HOOK_PAYLOADS") in ("1", "true", "yes"):
+            s.keep_hook_payloads = True
         if os.environ.get("GOLEM_ANALYSIS_MAX_AGE_DAYS"):
             with contextlib.suppress(ValueError):  # a typo must not stop the daemon; the default stands
                 s.analysis_max_age_days = float(os.environ["GOLEM_ANALYSIS_MAX_AGE_DAYS"])

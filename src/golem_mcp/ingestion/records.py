@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+
+from ..redaction import REDACTED, redact
+
+__all__ = ["REDACTED", "redact"]  # the one redaction rule lives in golem_mcp.redaction
 
 # source_mask bits (see store/sql/001_init.sql)
 SRC_TRANSCRIPT = 1
@@ -75,39 +78,6 @@ def now_us() -> int:
 
 _US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 
-# --- privacy: secrets in commands are redacted before anything is stored -----------------------
-
-_SECRET_PATTERNS = [
-    # key=value / KEY: value where the key names a secret
-    re.compile(
-        r"(?i)\b([A-Z0-9_.-]*(?:api[_-]?key|token|secret|passw(?:or)?d|pwd|auth|credential|private[_-]?key)[A-Z0-9_.-]*)"
-        r"(\s*[=:]\s*)(\"[^\"]*\"|'[^']*'|[^\s\"']+)"
-    ),
-    # --token X, --password X, -p X is too ambiguous to touch
-    re.compile(r"(?i)(--(?:api-?key|token|secret|password|passwd|auth|access-key|private-key))(\s+|=)(\"[^\"]*\"|'[^']*'|\S+)"),
-    # Authorization headers
-    re.compile(r"(?i)(authorization:\s*(?:bearer|basic|token)?\s*)(\S+)"),
-]
-_TOKEN_SHAPES = re.compile(
-    r"\b(sk-[A-Za-z0-9_-]{16,}|sk-ant-[A-Za-z0-9_-]{10,}|gh[pousr]_[A-Za-z0-9]{20,}|github_pat_[A-Za-z0-9_]{20,}"
-    r"|AKIA[0-9A-Z]{16}|xox[abpr]-[A-Za-z0-9-]{10,}|AIza[0-9A-Za-z_-]{30,}|eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,})"
-)
-_URL_CREDS = re.compile(r"(\b[a-z][a-z0-9+.-]*://)([^/\s:@]+):([^/\s@]+)@")
-REDACTED = "[REDACTED]"
-
-
-def redact(text: str | None) -> str | None:
-    """Remove secrets from a command line or error text; keeps its shape so patterns still group."""
-    if not text:
-        return text
-    out = _URL_CREDS.sub(lambda m: f"{m.group(1)}{m.group(2)}:{REDACTED}@", text)
-    out = _SECRET_PATTERNS[0].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
-    out = _SECRET_PATTERNS[1].sub(lambda m: f"{m.group(1)}{m.group(2)}{REDACTED}", out)
-    out = _SECRET_PATTERNS[2].sub(lambda m: f"{m.group(1)}{REDACTED}", out)
-    out = _TOKEN_SHAPES.sub(REDACTED, out)
-    return out
-
-
 # Claude Code's OTel tool_result events name every MCP tool 'mcp_tool' (the real name only with
 # OTEL_LOG_TOOL_DETAILS=1); transcripts and hooks name it. Whichever arrives first, the real name wins
 # (the store's merge policy "named", mirrored by the transcript reader).
@@ -126,11 +96,11 @@ def tool_parameters(tool_name: str | None, tool_input: object) -> dict | None:
     params: dict[str, object] = {}
     cmd = tool_input.get("command")
     if isinstance(cmd, str):
-        params["bash_command"] = redact(cmd[:2000])
+        params["bash_command"] = _redact_cut(cmd, 2000)
     for k in _KEEP_PARAMS:
         v = tool_input.get(k)
         if v is not None and isinstance(v, str | int | float | bool):
-            params[k] = redact(v[:500]) if isinstance(v, str) else v
+            params[k] = _redact_cut(v, 500) if isinstance(v, str) else v
     if tool_name and tool_name.startswith("mcp__"):
         params["mcp_tool"] = tool_name
     return params or None
@@ -149,4 +119,11 @@ def error_text(value: object, limit: int = 500) -> str | None:
         value = "\n".join(parts)
     if not isinstance(value, str):
         value = str(value)
-    return redact(value[:limit])
+    return _redact_cut(value, limit)
+
+
+def _redact_cut(text: str, limit: int) -> str:
+    """The first ``limit`` characters, redacted before the cut (a cut through a secret would leave a
+    piece no rule recognises). Only a margin past ``limit`` is read: any secret that starts before
+    the cut ends within it (or is a PEM block or an assignment, which are redacted cut too)."""
+    return redact(text[:limit * 2 + 1000])[:limit]

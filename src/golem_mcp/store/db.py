@@ -22,6 +22,7 @@ import duckdb
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..ingestion.records import MCP_PLACEHOLDER, Batch
+from ..redaction import redact, redact_table
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -80,6 +81,10 @@ WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_conte
 FACT_TABLES = ("api_requests", "tool_calls", "api_errors")
 NO_DAY = date(2262, 1, 1)
 FACT_DAY_SQL = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  # a fact row's day, NO_DAY without a time
+# Every text column of every write is redacted (golem_mcp.redaction), except ingest_files: the
+# paths of files this machine read, matched by the importer to resume them (a redacted path would
+# never match, and the file would be read again on every scan).
+NOT_REDACTED = frozenset({"ingest_files"})
 
 
 def _arrow_types() -> tuple[Any, dict[str, Any]]:
@@ -303,6 +308,8 @@ class Store:
         present: set[str] = set()
         for r in rows:
             present.update(r)
+        if table == "hook_events" and not self.settings.keep_hook_payloads:
+            present.discard("payload")  # only the typed columns, unless the user opted in
         extra = present - set(types)
         if extra:
             raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
@@ -321,6 +328,12 @@ class Store:
         schema = pa.schema([(c, arrow.get(types[c], pa.string())) for c in cols])
         # from_pylist walks the dicts in C++; a Python list per column cost several times more
         stg = pa.Table.from_pylist(kept, schema=schema)
+        if table not in NOT_REDACTED:
+            # the privacy wall: whatever path a row came by, its texts are redacted here
+            stg, changed = redact_table(stg, {c for c in cols if types[c] == "JSON"})
+            if changed.intersection(keys):  # a key held a secret: match on the redacted keys
+                key_cols = [stg.column(k).to_pylist() for k in keys]
+                kv = key_cols[0] if len(keys) == 1 else list(zip(*key_cols, strict=True))
         stg = stg.append_column("_golem_seq", pa.array(range(len(kept)), type=pa.int64()))
         n_keys = len(set(kv))
         name = f"_stg_{table}"
@@ -459,10 +472,11 @@ class Store:
             return
         types = self._types[table]
         cols = [c for c in types if any(c in r for r in rows)]
+        values = [[redact(v) if isinstance(v, str) else v for v in (r.get(c) for c in cols)] for r in rows]
         with self._lock:
             self.con.executemany(
                 f"INSERT INTO {ident(table)} ({', '.join(ident(c) for c in cols)}) VALUES ({', '.join('?' for _ in cols)})",
-                [[r.get(c) for c in cols] for r in rows])
+                values)
 
     # -- reading ---------------------------------------------------------------------------------
     @contextlib.contextmanager
