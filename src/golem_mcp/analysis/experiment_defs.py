@@ -21,6 +21,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 
 from ..errors import GolemError, InvalidInput, NotFound
+from ..redaction import redact_value
 from ..store.db import Store
 from .common import execute
 
@@ -61,7 +62,8 @@ def parse_definition(definition: dict[str, Any] | str) -> dict[str, Any]:
 def record_experiment(store: Store, definition: dict[str, Any] | str) -> dict[str, Any]:
     """Store (or update) one definition; a ``decision`` with a verdict marks it decided. Returns what
     is stored, with warnings about arms no workflow has been tagged with yet."""
-    d = parse_definition(definition)
+    # kept with execute(), beside the store's write path: redacted here like everything it writes
+    d = redact_value(parse_definition(definition))
     now = datetime.now(UTC).replace(tzinfo=None)
     decision = d.get("decision") or None
     status = "decided" if decision else d.get("status", "defined")

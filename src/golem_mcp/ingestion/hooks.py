@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from ..redaction import redact_value
 from .records import SRC_HOOK, Batch, error_text, now_us, tool_parameters
 
 _DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message"})
@@ -44,10 +45,11 @@ def hook_to_batch(payload: Any, batch: Batch, received_us: int | None = None, st
         if params:
             clean["tool_parameters"] = params
     batch.add("hook_events", {
-        "event_key": payload_key({k: v for k, v in payload.items() if k != "_golem_received_us"}),
+        # keyed by the redacted payload: what the spool holds, so a payload posted and spooled both counts once
+        "event_key": payload_key(redact_value({k: v for k, v in payload.items() if k != "_golem_received_us"})),
         "received_at": received_us, "session_id": sid, "event_name": event, "agent_id": agent_id,
         "agent_type": agent_type, "tool_use_id": tool_use_id, "tool_name": tool_name,
-        "payload": orjson.dumps(clean, default=str).decode(),
+        "payload": orjson.dumps(clean, default=str).decode(),  # the store keeps it only if keep_hook_payloads
     })
     if sid and event == "SessionStart":
         tp = payload.get("transcript_path")

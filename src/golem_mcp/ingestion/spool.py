@@ -36,8 +36,9 @@ def spool_name() -> str:
 
 
 def append(spool_dir: str, data: bytes, name: str | None = None) -> str:
-    """Append ``data`` (whole lines, ending in a newline) to the spool in one write; returns the path."""
-    os.makedirs(spool_dir, exist_ok=True)
+    """Append ``data`` (whole lines, ending in a newline) to the spool in one write; returns the path.
+    Callers hand it redacted payloads (``golem_mcp.redaction``); the folder is 0700, files 0600."""
+    os.makedirs(spool_dir, mode=0o700, exist_ok=True)
     path = os.path.join(spool_dir, name or spool_name())
     for _ in range(10):
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

@@ -606,6 +606,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     def map_hooks(body: bytes, journal: bool = False) -> tuple[Batch, int, bool]:
         from ..ingestion.hooks import hook_to_batch
         from ..ingestion.records import now_us
+        from ..redaction import redact_value
 
         try:
             payload = orjson.loads(body)
@@ -624,9 +625,9 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                              source="POST /hooks", line=i):
                 n += 1
                 session_start = session_start or p.get("hook_event_name") == "SessionStart"
-                if journal:
-                    lines.append(orjson.dumps({**p, "_golem_received_us": stamp if isinstance(stamp, int)
-                                               else received}) + b"\n")
+                if journal:  # the spool holds no secret
+                    lines.append(orjson.dumps(redact_value({**p, "_golem_received_us": stamp if isinstance(stamp, int)
+                                                            else received})) + b"\n")
         if not n:
             raise InvalidInput("no hook payload in the body", [str(s) for s in batch.skipped[:10]])
         if journal and spool is not None:
@@ -863,8 +864,18 @@ def _pid_alive(pid: Any) -> bool:
 
 # -- serve / stop --------------------------------------------------------------------------------
 
+class _RedactingFormatter(logging.Formatter):
+    """Log lines may quote what clients sent (a skipped line, a refused body, a request's query
+    string, an exception's message): they are redacted like everything stored."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ..redaction import redact
+
+        return redact(super().format(record))
+
+
 def _setup_logging() -> None:
-    fmt = logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    fmt = _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
     try:
         data_dir().mkdir(parents=True, exist_ok=True)

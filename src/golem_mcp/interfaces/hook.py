@@ -37,12 +37,16 @@ def _data_dir() -> str:
 
 
 def _log_error(message: str) -> None:
-    """Problems go to a log file: stdout is Claude Code's, and stderr would show up in its UI."""
+    """Problems go to a log file: stdout is Claude Code's, and stderr would show up in its UI.
+    A message may quote what the hook was given: it is redacted, then cut to 500 characters."""
     try:
+        from ..redaction import redact
+
         d = _data_dir()
         os.makedirs(d, exist_ok=True)
-        with open(os.path.join(d, "hook-errors.log"), "a") as fh:
-            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {message}\n")
+        fd = os.open(os.path.join(d, "hook-errors.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        with open(fd, "a") as fh:
+            fh.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} pid {os.getpid()}: {redact(message)[:500]}\n")
     except OSError:
         pass  # nowhere left to report to; the hook must still exit 0
 
@@ -143,19 +147,21 @@ def spool(body: bytes, received_us: int) -> bool:
     False when there was nothing valid to append (the reason is logged)."""
     import json
 
+    from ..redaction import redact_value
+
     try:
         payload = json.loads(body)
     except ValueError as e:
-        _log_error(f"stdin is not JSON ({e}); nothing spooled: {body[:200]!r}")
+        _log_error(f"stdin is not JSON ({e}); nothing spooled: {body[:2000]!r}")
         return False
     items = payload if isinstance(payload, list) else [payload]
     lines = []
     for p in items:
         if not isinstance(p, dict):
-            _log_error(f"hook payload is not a JSON object; nothing spooled: {str(p)[:200]}")
+            _log_error(f"hook payload is not a JSON object; nothing spooled: {str(p)[:2000]}")
             continue
         p.setdefault("_golem_received_us", received_us)
-        lines.append(json.dumps(p, separators=(",", ":")))
+        lines.append(json.dumps(redact_value(p), separators=(",", ":")))  # the spool holds no secret
     if not lines:
         return False
     from ..ingestion.spool import append
@@ -194,10 +200,10 @@ def main(argv: list[str] | None = None) -> int:
                 return 0
             if status == 400:
                 # the daemon read it and said why it is not a hook payload: spooling would not help
-                _log_error(f"daemon refused the payload: {reply[:300]!r}")
+                _log_error(f"daemon refused the payload: {reply[:2000]!r}")
                 return 0
             if status:
-                _log_error(f"daemon answered {status}: {reply[:300]!r}; spooled")
+                _log_error(f"daemon answered {status}: {reply[:2000]!r}; spooled")
         spool(body, received_us)
     except Exception as e:  # noqa: BLE001 - a hook must never fail Claude Code; log and exit 0
         _log_error(f"{type(e).__name__}: {e}")
