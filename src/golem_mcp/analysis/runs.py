@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from .. import formatting as fmt
 from ..store.db import Store
 from .common import as_naive, dumps, execute, utcnow
 from .findings_store import Candidate, save_items
@@ -271,5 +272,6 @@ def session_start_display(store: Store, now: datetime | None = None) -> str | No
     lines += [f"  alert: {x}" for x in s.get("alerts", [])]
     if len(lines) == 2:
         lines.append("  no bottlenecks, leaks, loops or budget alerts")
-    lines.append(f"  ({s.get('samples', 0)} samples, {s.get('dimensions', 0)} dimensions, {s.get('ms', 0)}ms)")
+    lines.append(f"  ({fmt.count(s.get('samples', 0))} samples, {fmt.count(s.get('dimensions', 0))} dimensions, "
+                 f"{fmt.duration_ms(s.get('ms', 0))})")
     return "\n".join(lines)
