@@ -176,7 +176,7 @@ CREATE TABLE IF NOT EXISTS hook_events (
     agent_type  VARCHAR,
     tool_use_id VARCHAR,
     tool_name   VARCHAR,
-    payload     JSON        -- redacted: no prompt or response text unless store_prompts
+    payload     JSON        -- NULL unless keep_hook_payloads: then redacted, no prompt text unless store_prompts
 );
 
 CREATE TABLE IF NOT EXISTS workflows (
