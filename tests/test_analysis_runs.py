@@ -104,7 +104,8 @@ def test_budget_alerts_go_to_log_and_webhook_once(store, tmp_path):
         assert [(a.kind, a.key, a.level) for a in new] == [("budget", wf, 80)]
         assert new[0].delivered["webhook"].startswith("ok")
         ctype, body = _Hook.received[-1]
-        assert ctype == "application/json" and body["alerts"][0]["key"] == wf
+        assert ctype == "application/json" and body["version"] == "4" and body["status"] == "firing"
+        assert body["alerts"][0]["labels"] | {"workflow_id": wf} == body["alerts"][0]["labels"]
         assert wf in (tmp_path / "alerts.log").read_text()
         assert budgets.evaluate_alerts(store, now=p.now) == []      # one alert per crossing
         assert budgets.recent_alerts(store)[0].delivered["webhook"].startswith("ok")

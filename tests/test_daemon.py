@@ -322,8 +322,9 @@ def test_alerts_are_evaluated_on_ingest_and_posted_to_the_webhook(golem_home: Pa
         while not received and time.monotonic() < deadline:
             time.sleep(0.1)
         assert received, (golem_home / "daemon.test.out").read_text()[-2000:]
-        alerts = received[0]["alerts"]
-        assert {(a["kind"], a["scope"], a["key"]) for a in alerts} == {("budget", "workflow", "wf-002")}
+        alerts = received[0]["alerts"]  # Alertmanager's webhook format
+        assert {(a["labels"]["kind"], a["labels"]["scope"], a["labels"]["workflow_id"]) for a in alerts} \
+            == {("budget", "workflow", "wf-002")}
         assert "wf-002" in (golem_home / "alerts.log").read_text()
         # the same data again: nothing new to say
         httpx.post(d.url + "/v1/logs", json=body, timeout=10)

@@ -1,10 +1,12 @@
 """Budgets and alerts: seed 000's defaults (workflow > $5, stage > $2, day > $150), seed 002's 50/80/95/100 %
-levels, error-rate spikes and quality regressions; delivered to a log file, the session-start display and
-an optional webhook (JSON POST).
+levels, error spikes (a day's errors, and a stage's tool error rate), quality regressions; delivered to a log
+file, the session-start display and an optional webhook, which receives what Alertmanager's webhook receiver
+sends (payload version 4), so whatever receives Alertmanager's notifications receives ours.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import urllib.error
@@ -17,12 +19,24 @@ from .. import formatting as fmt
 from ..config import data_dir
 from ..errors import InvalidInput
 from ..store.db import Store
-from .common import as_naive, dumps, execute, window
+from .common import as_naive, dumps, execute, utcnow, window
 
 DEFAULT_BUDGETS: dict[str, float] = {"workflow": 5.0, "stage": 2.0, "day": 150.0}
 DEFAULT_LEVELS = (50, 80, 95, 100)
 SCOPES = ("workflow", "stage", "day", "session")
 WEBHOOK_ENV = "GOLEM_ALERT_WEBHOOK"
+WEBHOOK_SETTING = "alert_webhook_url"  # the same in settings.json (the env var wins, then settings.json)
+# a stage's tool error rate spikes when, over the last 24 hours, it is above seed 000's target ("< 5 % per
+# stage") and at least twice the stage's own rate of the 7 days before, over enough calls to mean something
+STAGE_ERROR_RATE = 0.05
+STAGE_ERROR_FACTOR = 2.0
+STAGE_ERROR_MIN_CALLS = 20
+_STAGE_ERRORS = """
+SELECT stage, count(*) FILTER (WHERE "timestamp" >= ?) AS calls,
+       count(*) FILTER (WHERE "timestamp" >= ? AND success = false) AS failures,
+       count(*) FILTER (WHERE "timestamp" < ?) AS base_calls,
+       count(*) FILTER (WHERE "timestamp" < ? AND success = false) AS base_failures
+FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY stage"""
 
 # scope -> (key, spend, first seen) rows for the evaluation window
 _SPEND = {
@@ -45,7 +59,7 @@ class Budget(BaseModel):
 
 
 class Alert(BaseModel):
-    kind: str = Field(description="budget, error_spike or quality_regression")
+    kind: str = Field(description="budget, error_spike, stage_error_rate or quality_regression")
     scope: str
     key: str
     level: int | None = Field(default=None, description="percent of the budget crossed")
@@ -115,10 +129,31 @@ def budget_alert_candidates(store: Store, days: float = 7, now: datetime | None 
     return sorted(out, key=lambda a: (-(a.level or 0), -a.value))
 
 
+def stage_error_rate_alerts(store: Store, now: datetime | None = None) -> list[Alert]:
+    """Stages whose tool error rate over the last 24 hours spiked (see STAGE_ERROR_RATE); one alert per
+    stage and day."""
+    end = as_naive(now)
+    recent, base = end - timedelta(days=1), end - timedelta(days=8)
+    out = []
+    for r in store.query(_STAGE_ERRORS, [recent] * 4 + [base, end]):
+        calls, fails = r["calls"] or 0, r["failures"] or 0
+        if calls < STAGE_ERROR_MIN_CALLS or r["stage"] is None:
+            continue
+        rate = fails / calls
+        base_rate = (r["base_failures"] or 0) / r["base_calls"] if r["base_calls"] else 0.0
+        if rate > STAGE_ERROR_RATE and rate >= STAGE_ERROR_FACTOR * base_rate:
+            before = f"{100 * base_rate:.1f}% the week before" if r["base_calls"] else "no calls the week before"
+            out.append(Alert(kind="stage_error_rate", scope="stage", key=f"{r['stage']}@{end.date().isoformat()}",
+                             value=round(rate, 4), limit_value=round(max(STAGE_ERROR_RATE, STAGE_ERROR_FACTOR * base_rate), 4),
+                             message=f"stage {r['stage']}: {100 * rate:.1f}% of its {calls} tool calls failed in the "
+                                     f"last 24 h (target < {100 * STAGE_ERROR_RATE:g}%; {before})"))
+    return out
+
+
 def _other_alerts(store: Store, now: datetime | None) -> list[Alert]:
     from .error_patterns import query_error_patterns
 
-    out = []
+    out = stage_error_rate_alerts(store, now)
     end = as_naive(now)
     for b in query_error_patterns(store, days=7, now=end).bursts:
         out.append(Alert(kind="error_spike", scope="day", key=b.day, value=b.errors, limit_value=b.normal,
@@ -141,7 +176,10 @@ def _other_alerts(store: Store, now: datetime | None) -> list[Alert]:
 
 
 def webhook_url(store: Store) -> str | None:
-    return os.environ.get(WEBHOOK_ENV) or store.scalar("SELECT value FROM settings WHERE key = 'alert_webhook_url'")
+    """$GOLEM_ALERT_WEBHOOK, else ``alert_webhook_url`` in settings.json, else ``golem-mcp budget --webhook``'s."""
+    configured = store.settings.extra.get(WEBHOOK_SETTING)
+    return (os.environ.get(WEBHOOK_ENV) or (configured if isinstance(configured, str) and configured else None)
+            or store.scalar("SELECT value FROM settings WHERE key = 'alert_webhook_url'"))
 
 
 def set_webhook(store: Store, url: str | None) -> None:
@@ -157,8 +195,59 @@ def alert_log_path() -> str:
     return str(data_dir() / "alerts.log")
 
 
+ALERT_NAMES = {"budget": "GolemBudget", "error_spike": "GolemErrorSpike",
+               "stage_error_rate": "GolemStageErrorRateSpike", "quality_regression": "GolemQualityRegression"}
+
+
+def _rfc3339(ts: datetime | None) -> str:
+    return (ts or utcnow()).replace(microsecond=0).isoformat() + "Z"  # the store's times are naive UTC
+
+
+def alert_labels(a: Alert) -> dict[str, str]:
+    """An alert's Alertmanager labels: its name and what it is about (all strings, as Alertmanager wants)."""
+    labels = {"alertname": ALERT_NAMES.get(a.kind, "Golem" + a.kind.title().replace("_", "")),
+              "severity": "critical" if a.kind == "budget" and (a.level or 0) >= 100 else "warning",
+              "kind": a.kind, "scope": a.scope, "key": a.key, "source": "golem-mcp"}
+    if a.level is not None:
+        labels["level"] = str(a.level)
+    if a.kind == "budget" and a.scope == "workflow":
+        labels["workflow_id"] = a.key
+    elif a.kind == "budget" and a.scope == "stage":
+        labels["workflow_id"], _, labels["stage"] = a.key.rpartition("/")
+    elif a.kind == "stage_error_rate":
+        labels["stage"] = a.key.rpartition("@")[0]
+    return labels
+
+
+def alertmanager_payloads(alerts: list[Alert], receiver: str = "golem-mcp", external_url: str = "") -> list[dict]:
+    """The bodies Alertmanager's webhook receiver would POST for ``alerts`` (payload version 4): one per
+    alert name, as with Alertmanager's usual ``group_by: [alertname]``. Every alert is firing (golem-mcp
+    raises each crossing once and does not track resolution), so ``endsAt`` is Alertmanager's zero time."""
+    groups: dict[str, list[dict]] = {}
+    for a in alerts:
+        labels = alert_labels(a)
+        annotations = {"summary": a.message, "value": f"{a.value:g}"}
+        if a.limit_value is not None:
+            annotations["limit"] = f"{a.limit_value:g}"
+        fingerprint = hashlib.sha256(json.dumps(sorted(labels.items())).encode()).hexdigest()[:16]
+        groups.setdefault(labels["alertname"], []).append(
+            {"status": "firing", "labels": labels, "annotations": annotations, "startsAt": _rfc3339(a.created_at),
+             "endsAt": "0001-01-01T00:00:00Z", "generatorURL": external_url, "fingerprint": fingerprint})
+    out = []
+    for name, items in groups.items():
+        common_labels = {k: v for k, v in items[0]["labels"].items() if all(i["labels"].get(k) == v for i in items)}
+        common_ann = {k: v for k, v in items[0]["annotations"].items()
+                      if all(i["annotations"].get(k) == v for i in items)}
+        out.append({"version": "4", "groupKey": f'{{}}:{{alertname="{name}"}}', "truncatedAlerts": 0,
+                    "status": "firing", "receiver": receiver, "groupLabels": {"alertname": name},
+                    "commonLabels": common_labels, "commonAnnotations": common_ann, "externalURL": external_url,
+                    "alerts": items})
+    return out
+
+
 def deliver(store: Store, alerts: list[Alert], timeout: float = 3.0) -> None:
-    """Append to the alert log and POST to the webhook (when set); never raises on delivery failure."""
+    """Append to the alert log and POST to the webhook (when set) in Alertmanager's webhook format; never
+    raises on delivery failure."""
     if not alerts:
         return
     path = alert_log_path()
@@ -167,19 +256,20 @@ def deliver(store: Store, alerts: list[Alert], timeout: float = 3.0) -> None:
         for a in alerts:
             f.write(dumps(a.model_dump(exclude={"delivered"})) + "\n")
     url = webhook_url(store)
-    status = None
+    status: dict[str, str] = {}  # alert name -> how its group's POST went
     if url:
-        body = json.dumps({"source": "golem-mcp", "alerts": [json.loads(dumps(a.model_dump(exclude={"delivered"})))
-                                                             for a in alerts]}).encode()
-        req = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's own URL
-                status = f"ok {resp.status}"
-        except (urllib.error.URLError, OSError, ValueError) as e:
-            # an unreachable webhook must not lose the alert: it stays in the log and the table
-            status = f"error: {e}"
+        for payload in alertmanager_payloads(alerts):
+            req = urllib.request.Request(url, data=json.dumps(payload).encode(), method="POST",
+                                         headers={"Content-Type": "application/json"})
+            name = payload["groupLabels"]["alertname"]
+            try:
+                with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 - the user's own URL
+                    status[name] = f"ok {resp.status}"
+            except (urllib.error.URLError, OSError, ValueError) as e:
+                # an unreachable webhook must not lose the alert: it stays in the log and the table
+                status[name] = f"error: {e}"
     for a in alerts:
-        a.delivered = {"log": path, "webhook": status}
+        a.delivered = {"log": path, "webhook": status.get(alert_labels(a)["alertname"])}
 
 
 def evaluate_alerts(store: Store, now: datetime | None = None, days: float = 7, send: bool = True) -> list[Alert]:

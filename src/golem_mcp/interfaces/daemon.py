@@ -7,6 +7,7 @@ It serves on loopback:
 - ``POST /hooks`` — one Claude Code hook payload (or a JSON list of them), from ``golem-mcp hook``.
 - ``POST /api/import``, ``POST /api/report``, ``GET /api/status`` — what the CLI asks when a daemon
   runs (it cannot open the database itself then).
+- ``GET /metrics`` — the store's totals for Prometheus (``interfaces/metrics.py``).
 - ``GET /healthz`` — liveness, no token needed.
 - MCP (streamable HTTP), when ``interfaces/mcp_server.py`` provides it (see :func:`create_app`).
 
@@ -67,6 +68,7 @@ from ..errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMedia
 from ..ingestion.records import Batch
 from ..store.db import Store
 from .loopback import is_loopback_host, is_loopback_origin
+from .metrics import metrics_endpoint
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -735,6 +737,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         Route("/api/status", ep(status_endpoint), methods=["GET"]),
         Route("/api/cli", ep(cli_endpoint), methods=["POST"]),
         Route("/api/wake", ep(wake_endpoint), methods=["POST"]),
+        Route("/metrics", ep(metrics_endpoint(store)), methods=["GET"]),
     ]
     mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
     routes.extend(mcp_routes)
