@@ -33,6 +33,7 @@ run otlp_ingest.py --seconds "$OTLP_SECONDS"
 run hook_latency.py -n "$HOOK_RUNS"
 run analysis_bench.py --requests "$ANALYSIS_REQUESTS"
 run tools_bench.py --requests "$ANALYSIS_REQUESTS"
+run metrics_bench.py --requests "$ANALYSIS_REQUESTS" --size-gb "$SIZE_GB"
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

@@ -17,6 +17,29 @@ if [ -f tests/e2e/package.json ] && command -v npm >/dev/null 2>&1; then
   (cd tests/e2e && npm install --no-audit --no-fund --loglevel=error >/dev/null)
 fi
 
+# Prometheus for tests/test_metrics.py (a real scrape of /metrics, promtool for the alert rules): Debian's
+# package where apt-get runs as root (CI), without letting it start a system service; the tests skip
+# themselves with a reason when it is missing.
+if ! command -v prometheus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== installing prometheus (Debian package) for tests/test_metrics.py"
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then  # invoke-rc.d asks it; 101 = do not start services
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+  fi
+  apt_quiet() { DEBIAN_FRONTEND=noninteractive apt-get "$@" -qq >/dev/null 2>&1; }
+  if ! apt_quiet install -y --no-install-recommends prometheus; then
+    apt_quiet update && apt_quiet install -y --no-install-recommends prometheus \
+      || echo "   could not install prometheus; its tests will skip"
+  fi
+  if [ -n "$policy_added" ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+  # belt and braces: a service manager that started it anyway stops it (our tests run their own)
+  if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+    systemctl stop prometheus || true
+  fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check src tests bench
 echo "== mypy"

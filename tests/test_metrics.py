@@ -344,3 +344,16 @@ def test_stage_error_rate_spike_reaches_a_webhook_in_alertmanager_format(tmp_pat
     assert "25.0% of its 400 tool calls failed" in alert["annotations"]["summary"]
     assert datetime.fromisoformat(alert["startsAt"].replace("Z", "+00:00")).replace(tzinfo=None) == now
     assert alert["endsAt"] == "0001-01-01T00:00:00Z" and re.fullmatch(r"[0-9a-f]{16}", alert["fingerprint"])
+
+
+def test_webhook_url_from_the_environment_then_settings_json_then_the_cli(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    monkeypatch.delenv(budgets.WEBHOOK_ENV, raising=False)
+    with Store(tmp_path / "a.duckdb") as store:
+        budgets.set_webhook(store, "http://127.0.0.1:9/cli")
+        assert budgets.webhook_url(store) == "http://127.0.0.1:9/cli"
+    (tmp_path / "settings.json").write_text(json.dumps({"alert_webhook_url": "http://127.0.0.1:9/settings"}))
+    with Store(tmp_path / "a.duckdb") as store:
+        assert budgets.webhook_url(store) == "http://127.0.0.1:9/settings"
+        monkeypatch.setenv(budgets.WEBHOOK_ENV, "http://127.0.0.1:9/env")
+        assert budgets.webhook_url(store) == "http://127.0.0.1:9/env"

@@ -55,7 +55,7 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
                     help="set a budget: workflow|stage|day|session and dollars")
     sp.add_argument("--key", default="*", help="with --set: one workflow/stage/day id (default: every one)")
     sp.add_argument("--levels", type=A.percent_levels, help="with --set: alert levels in percent (default 50,80,95,100)")
-    sp.add_argument("--webhook", help="POST alerts as JSON to this URL ('' to remove)")
+    sp.add_argument("--webhook", help="POST alerts to this URL in Alertmanager's webhook format ('' to remove)")
     sp.add_argument("--check", action="store_true", help="evaluate alerts now (log, webhook)")
     common(sp)
     handlers["budget"] = cmd_budget
