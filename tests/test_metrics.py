@@ -185,20 +185,20 @@ def test_prometheus_scrapes_the_daemon_with_its_token_and_its_sums_equal_the_sto
                                      f"--web.listen-address=127.0.0.1:{port}"], stdout=out, stderr=out)
 
         def query(q: str) -> list[dict]:
-            r = httpx.get(f"{api}/query", params={"query": q}, timeout=10)
+            r = httpx.get(f"{api}/query", params={"query": q}, timeout=30)
             body = r.json()
             assert r.status_code == 200 and body["status"] == "success", (q, body)
             return body["data"]["result"]
 
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + 120
         result: list[dict] = []
         while time.monotonic() < deadline:
             assert prom.poll() is None, log.read_text()[-3000:]
-            try:
-                result = query("sum(golem_cost_usd_total)")
+            try:  # refused while it starts, 503 until its storage is ready
+                ready = httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=10).status_code == 200
             except httpx.HTTPError:
-                result = []
-            if result:
+                ready = False
+            if ready and (result := query("sum(golem_cost_usd_total)")):
                 break
             time.sleep(0.5)
         assert result, f"Prometheus never scraped golem-mcp:\n{log.read_text()[-3000:]}"
@@ -216,10 +216,10 @@ def test_prometheus_scrapes_the_daemon_with_its_token_and_its_sums_equal_the_sto
         assert one("sum(golem_api_request_duration_seconds_count)") == truth["timed"]
 
         # the alert rules load and evaluate on what was scraped (the fixtures cross none of them)
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + 60
         groups: list[dict] = []
         while time.monotonic() < deadline:
-            groups = httpx.get(f"{api}/rules", timeout=10).json()["data"]["groups"]
+            groups = httpx.get(f"{api}/rules", timeout=30).json()["data"]["groups"]
             if groups and all(r["lastEvaluation"] > "0001-01-01T00:00:00Z" for g in groups for r in g["rules"]):
                 break
             time.sleep(0.5)
