@@ -427,13 +427,20 @@ def traces_to_batch(doc: Any, batch: Batch) -> int:
             batch.skip("otlp/traces", None, f"span {s['name']!r} without a span id")
             continue
         sid = a.get("session.id") or res.get("session.id")
+        kind = a.get("golem.kind")
+        raw_res = res
+        if kind is not None or "golem.workflow_id" in res:
+            # the tracing convention (golem_mcp/tracing.py): golem.workflow_id, golem.queue_wait_ms,
+            # golem.attempt, ... read as their plain names
+            a = {**a, **{k[6:]: v for k, v in a.items() if k.startswith("golem.")}}
+            res = {**res, **{k[6:]: v for k, v in res.items() if k.startswith("golem.")}}
         ctx = _ctx(res, a)
         start = _ns_to_us(s["start_ns"])
         end = _ns_to_us(s["end_ns"])
         dur = _float(a.get("duration_ms"))
         if dur is None and s["start_ns"] and s["end_ns"]:
             dur = (s["end_ns"] - s["start_ns"]) / 1e6
-        span_type = a.get("span.type") or (s["name"] or "").removeprefix("claude_code.")
+        span_type = a.get("span.type") or kind or (s["name"] or "").removeprefix("claude_code.")
         tool_use_id = a.get("tool_use_id") or a.get("gen_ai.tool.call.id")
         request_id = a.get("request_id")
         agent_id = a.get("agent_id") or None
@@ -444,10 +451,13 @@ def traces_to_batch(doc: Any, batch: Batch) -> int:
             "status_code": s["status_code"], "status_message": s["status_message"], "session_id": sid,
             "agent_id": agent_id, "request_id": request_id, "tool_use_id": tool_use_id,
             "tool_name": a.get("tool_name"), "attempt": _int(a.get("attempt")), "queue_wait_ms": _float(qw),
-            **ctx, "attributes": _json(_private(a, False)), "resource": _json(res),
+            **ctx, "attributes": _json(_private(s["attrs"], False)), "resource": _json(raw_res),
         })
         if sid and ctx.get("workflow_id"):
             _link(batch, sid, ctx, start)
+        elif kind is not None and ctx.get("workflow_id"):  # an orchestrator's span: its workflow exists
+            batch.add("workflows", {"workflow_id": ctx["workflow_id"], "experiment_id": ctx.get("experiment_id"),
+                                    "task_id": ctx.get("task_id"), "started_at": start, "updated_at": end})
         if span_type == "llm_request" and request_id:
             batch.add("api_requests", {
                 "request_id": request_id, "session_id": sid, "agent_id": agent_id, "model": a.get("model"),

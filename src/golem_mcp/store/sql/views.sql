@@ -317,7 +317,7 @@ WITH s AS (
 SELECT span_id AS id, trace_id, span_id, parent_span_id, span_type, name AS span_name,
        epoch_ms(start_time) AS start_time_ms, epoch_ms(end_time) AS end_time_ms, duration_ms, queue_wait_ms,
        COALESCE(attempt, 1) AS attempt, COALESCE(attempt, 1) - 1 AS retry_count,
-       CASE status_code WHEN 2 THEN 'error' WHEN 1 THEN 'ok' ELSE 'unset' END AS status, status_message,
+       CASE WHEN status_code = 2 THEN 'error' ELSE 'ok' END AS status, status_message,
        COALESCE(workflow_id, ac_workflow_id, wl_workflow_id) AS workflow_id, COALESCE(ac_stage, stage) AS stage,
        COALESCE(task_id, ac_task_id, wl_task_id) AS task_id,
        COALESCE(experiment_id, ac_experiment_id, wl_experiment_id) AS experiment_id,
