@@ -27,7 +27,7 @@ from golem_mcp.analysis import budgets
 from golem_mcp.analysis.metrics import MAX_VALUES, OTHER, store_metrics
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.ingestion.records import Batch
-from golem_mcp.interfaces.metrics import render
+from golem_mcp.interfaces.metrics import MetricsPage, render
 from golem_mcp.store import Store
 
 MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
@@ -140,6 +140,32 @@ def test_a_label_that_grows_is_capped_and_loses_no_count(tmp_path, monkeypatch):
     assert "mcp__srv__tool59" not in tools
     assert total(s, "golem_tool_calls_total") == seq
     assert total(s, "golem_tool_failures_total") == seq // 7
+
+
+def test_a_stale_reading_is_served_at_once_and_read_again_behind_it(tmp_path, monkeypatch):
+    """A scrape never waits for a reading but the first: on a large store a reading can take longer
+    than Prometheus' scrape timeout."""
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+
+    def one_call(n: int) -> Batch:
+        b = Batch()
+        b.add("tool_calls", {"tool_use_id": f"tu-{n}", "session_id": "s1", "tool_name": "Read", "success": True,
+                             "timestamp": datetime(2026, 11, 1, 12, n)})
+        return b
+
+    with Store(tmp_path / "g.duckdb") as store:
+        store.write(one_call(1))
+        page = MetricsPage(store, min_age=3600)
+        first = page.get()
+        assert total(parse(first), "golem_tool_calls_total") == 1
+        store.write(one_call(2))
+        assert page.get() is first  # young enough: not read again
+        page.read_at -= 3600
+        assert page.get() is first  # stale: served as it is, read again behind it
+        deadline = time.monotonic() + 30
+        while page.text is first and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert total(parse(page.get()), "golem_tool_calls_total") == 2
 
 
 def _free_port() -> int:

@@ -4,8 +4,9 @@ The numbers come from :func:`golem_mcp.analysis.metrics.store_metrics`; this mod
 prints them, and keeps the last reading for a while: a scrape every few seconds from several
 Prometheus servers must not keep a core busy reading the store. A reading is reused while it is
 younger than ``MIN_AGE`` seconds, or ten times what it took to read (a store whose reading takes
-2 s is read at most every 20 s). Counters read a little late are still counters: Prometheus takes
-rates between the values it saw.
+2 s is read at most every 20 s); an older one is still served while the next is read in the
+background. Counters read a little late are still counters: Prometheus takes rates between the
+values it saw.
 
 The route sits behind the daemon's guard like every other route (token, loopback Host), so a
 Prometheus scrape config sends the token: see the README's "Prometheus and Grafana".
@@ -13,6 +14,7 @@ Prometheus scrape config sends the token: see the README's "Prometheus and Grafa
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -26,6 +28,8 @@ from starlette.responses import Response
 from .. import __version__
 from ..analysis.metrics import StoreMetrics, store_metrics
 from ..store.db import Store
+
+log = logging.getLogger("golem_mcp.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 MIN_AGE = 10.0  # seconds a reading is served again; see the module docstring
@@ -139,25 +143,44 @@ def _histogram(f: _Family, m: StoreMetrics) -> None:
 
 
 class MetricsPage:
-    """The last rendering and when it was read; one reading at a time (scrapes meanwhile wait for it)."""
+    """The last rendering and when it was read. Only the first scrape waits for a reading; later ones
+    get the last rendering at once while a stale one is read again in a thread (a reading of a large
+    store can take longer than Prometheus' 10 s scrape timeout). One reading at a time."""
 
     def __init__(self, store: Store, min_age: float = MIN_AGE) -> None:
         self.store = store
         self.min_age = min_age
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # held while reading
         self.text: str | None = None
         self.read_at = 0.0
         self.took = 0.0
 
     def get(self) -> str:
-        with self.lock:
-            if self.text is None or time.monotonic() - self.read_at >= max(self.min_age, COST_FACTOR * self.took):
-                start = time.monotonic()
-                m = store_metrics(self.store)
-                self.text = render(m)
-                self.took = time.monotonic() - start
-                self.read_at = time.monotonic()
-            return self.text
+        text = self.text
+        if text is None:
+            with self.lock:
+                if self.text is None:
+                    self._read()
+                return self.text or ""
+        if time.monotonic() - self.read_at >= max(self.min_age, COST_FACTOR * self.took) \
+                and self.lock.acquire(blocking=False):
+            threading.Thread(target=self._read_and_release, name="golem-metrics", daemon=True).start()
+        return text
+
+    def _read(self) -> None:
+        start = time.monotonic()
+        self.text = render(store_metrics(self.store))
+        self.took = time.monotonic() - start
+        self.read_at = time.monotonic()
+
+    def _read_and_release(self) -> None:
+        try:
+            self._read()
+        except Exception:  # noqa: BLE001 - the last reading stays served; the next scrape tries again
+            log.exception("reading the store for /metrics failed")
+            self.read_at = time.monotonic()  # not again on every scrape: after the usual wait
+        finally:
+            self.lock.release()
 
 
 def metrics_endpoint(store: Store, min_age: float = MIN_AGE) -> Callable[[Request], Awaitable[Response]]:
