@@ -36,7 +36,8 @@ def tools() -> dict[str, Any]:
     """name -> Tool, straight from the MCP server (its inputSchema comes from the pydantic signatures)."""
     from golem_mcp.interfaces.mcp_server import build_server
 
-    server = build_server(lambda: None)  # type: ignore[arg-type,return-value]  # listing needs no store
+    # the full contract (with length limits), as the published schemas write it; agents see a leaner one
+    server = build_server(lambda: None, lean=False)  # type: ignore[arg-type,return-value]  # needs no store
     return {t.name: t for t in asyncio.run(server.list_tools())}
 
 

@@ -17,8 +17,6 @@ from golem_mcp.interfaces.mcp_server import build_server
 from golem_mcp.store import Store
 
 SNAPSHOT = Path(__file__).parent / "snapshots" / "tools.json"
-CORE = {"record_stage_usage", "record_workflow", "query_workflow_cost", "compare_experiments",
-        "report_review_findings", "query_errors", "query_sql", "describe_schema", "record_experiment"}
 
 
 async def test_tool_list_matches_snapshot(tmp_path: Path, golem_home: Path) -> None:
@@ -34,7 +32,7 @@ async def test_tool_list_matches_snapshot(tmp_path: Path, golem_home: Path) -> N
         "tools": {t.name: {"description": t.description,
                            "annotations": t.annotations.model_dump(mode="json", exclude_none=True) if t.annotations else None,
                            "inputSchema": t.input_schema, "outputSchema": t.output_schema}
-                  for t in sorted(tools, key=lambda t: t.name) if t.name in CORE},
+                  for t in sorted(tools, key=lambda t: t.name)},
         "prompts": sorted(p.name for p in prompts),
         "resources": sorted(str(r.uri) for r in resources),
     }

@@ -23,6 +23,7 @@ from mcp import Client
 from golem_mcp.interfaces.client import call as daemon_call
 from support.claude_cli import ClaudeProject
 from support.fake_anthropic import FakeMessagesAPI
+from support.tables import by
 
 from .node import bin_path
 
@@ -110,7 +111,7 @@ def test_two_concurrent_workflows_are_attributed_to_workflow_and_stage(daemon: s
                 # ... at the right stage, with exactly the tokens the stand-in served
                 r = await c.call_tool("query_workflow_cost", {"workflow_id": wf})
                 assert not r.is_error, r.content[0].text
-                got = {g["group"]["stage"]: g for g in r.structured_content["groups"]}
+                got = by(r.structured_content["groups"], "stage")
                 assert set(got) == set(truth)
                 for stage, t in truth.items():
                     assert got[stage]["requests"] == t["requests"], (wf, stage)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from golem_mcp.interfaces.client import call as daemon_call
+from support.tables import by
 
 from .node import bin_path
 
@@ -33,9 +34,10 @@ def inspector(tmp_path: Path, *args: str, expect_rc: int = 0) -> Any:
 
 def _stages(result: dict[str, Any]) -> dict[str, int]:
     assert not result.get("isError"), result
-    answer = json.loads(result["content"][0]["text"])
-    assert answer == _drop_none(result["structuredContent"])
-    return {g["group"]["stage"]: g["input_tokens"] for g in answer["groups"]}
+    answer = result["structuredContent"]
+    # one copy of the data: structured content, and a one-line summary as the text
+    assert answer == _drop_none(answer) and result["content"][0]["text"] == answer["summary"]
+    return {s: g["input_tokens"] for s, g in by(answer["groups"], "stage").items()}
 
 
 def _drop_none(v: Any) -> Any:
@@ -56,11 +58,11 @@ def test_inspector_lists_tools_and_calls_query_workflow_cost(daemon: str, tmp_pa
     listed = inspector(tmp_path, *target, "--method", "tools/list")
     tools = {t["name"]: t for t in listed["tools"]}
     assert {"record_workflow", "record_stage_usage", "query_workflow_cost", "compare_experiments",
-            "report_review_findings", "query_errors", "query_sql", "describe_schema"} <= set(tools)
+            "report_review_findings", "query_errors_and_loops", "query_sql", "describe_schema"} <= set(tools)
     assert tools["query_workflow_cost"]["annotations"]["readOnlyHint"] is True
     out = inspector(tmp_path, *target, "--method", "tools/call", "--tool-name", "query_workflow_cost",
                     "--tool-arg", "workflow_id=wf-006")
     assert _stages(out) == {s: t["input"] for s, t in TRUTH["wf-006"]["stages"].items()}
     bad = inspector(tmp_path, *target, "--method", "tools/call", "--tool-name", "query_workflow_cost",
                     "--tool-arg", "workflow_id=wf-9", expect_rc=5)  # the Inspector's exit code for isError
-    assert bad["isError"] is True and "recent workflows" in bad["content"][0]["text"]
+    assert bad["isError"] is True and "closest: wf-0" in bad["content"][0]["text"]

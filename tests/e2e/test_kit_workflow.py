@@ -31,6 +31,7 @@ from mcp import Client
 
 from golem_mcp.interfaces.client import call as daemon_call
 from support.fake_anthropic import FakeMessagesAPI
+from support.tables import by
 
 from .node import bin_path
 
@@ -73,24 +74,23 @@ SCRIPT: dict[str, Any] = {"roles": {
                                                  "content": "def greet(name):\n    return f'Hello, {name}!'\n"}],
                               ["text", "Changed: greet.py."]],
                     "usage": {"input": 3300, "output": 800, "cache_read": 15000, "cache_write": 1100}},
-    "reviewer": {"steps": [["tool", "mcp__golem__report_review_findings", {"findings_json": FINDINGS}],
+    "reviewer": {"steps": [["tool", "mcp__golem__report_review_findings", FINDINGS],
                            ["text", "Review posted: 1 major, 1 minor."]],
                  "usage": {"input": 2500, "output": 600, "cache_read": 11000, "cache_write": 900}},
     # /analyze runs in the default main thread (no marker): it asks golem-mcp, then reports what it got
     "main": {"steps": [
         ["tool", "mcp__golem__query_workflow_cost", {"workflow_id": "{wf}", "group_by": ["stage"]}],
-        ["tool", "mcp__golem__query_errors", {"workflow_id": "{wf}"}],
-        ["tool", "mcp__golem__find_loops", {"workflow_id": "{wf}"}],
-        ["tool", "mcp__golem__query_quality", {}],
-        ["tool", "mcp__golem__detect_anomalies", {"workflow_id": "{wf}"}],
-        ["tool", "mcp__golem__find_bottlenecks", {}],
+        ["tool", "mcp__golem__query_errors_and_loops", {"workflow_id": "{wf}"}],
+        ["tool", "mcp__golem__query_review_findings", {}],
+        ["tool", "mcp__golem__find_token_leaks", {"workflow_id": "{wf}"}],
+        ["tool", "mcp__golem__find_slow_stages", {}],
         ["report", "## Golem analysis"]],
         "usage": {"input": 1800, "output": 400, "cache_read": 7000, "cache_write": 600}},
 }}
 KEYS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
         "cache_write": "cache_creation_tokens"}
-ANALYZE_TOOLS = ["query_workflow_cost", "query_errors", "find_loops", "query_quality", "detect_anomalies",
-                 "find_bottlenecks"]
+ANALYZE_TOOLS = ["query_workflow_cost", "query_errors_and_loops", "query_review_findings", "find_token_leaks",
+                 "find_slow_stages"]
 
 
 def _fill_cwd(value: Any, cwd: str) -> Any:
@@ -201,7 +201,7 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
                 assert rows == [[sum(t["requests"] for t in truth.values())]]
                 r = await c.call_tool("query_workflow_cost", {"workflow_id": WF})
                 assert not r.is_error, r.content[0].text
-                got = {g["group"]["stage"]: g for g in r.structured_content["groups"]}
+                got = by(r.structured_content["groups"], "stage")
                 assert set(got) == set(truth)
                 for stage, t in truth.items():
                     assert got[stage]["requests"] == t["requests"], (stage, got[stage], t)
@@ -241,8 +241,8 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
         cost = json.loads(lines["mcp__golem__query_workflow_cost"])
         assert cost["scope"] == {"workflow_id": WF}
         assert cost["total"]["requests"] == sum(t["requests"] for t in truth.values())
-        assert {g["group"]["stage"] for g in cost["groups"]} == set(truth)
-        quality = json.loads(lines["mcp__golem__query_quality"])
+        assert {r[0] for r in cost["groups"]["rows"]} == set(truth) and cost["groups"]["columns"][0] == "stage"
+        quality = json.loads(lines["mcp__golem__query_review_findings"])
         assert json.dumps(quality).count("greet.py") >= 1, quality
 
         # /experiment, the kit's command: the hypothesis is validated and stored through golem-mcp
@@ -291,7 +291,7 @@ def test_a_process_per_stage_is_one_workflow_through_otel_resource_attributes(da
                 assert rows == [[sum(t["requests"] for t in truth.values()), 0]]
                 r = await c.call_tool("query_workflow_cost", {"workflow_id": wf})
                 assert not r.is_error, r.content[0].text
-                got = {g["group"]["stage"]: g for g in r.structured_content["groups"]}
+                got = by(r.structured_content["groups"], "stage")
                 assert set(got) == set(stages)
                 for stage, t in truth.items():
                     assert got[stage]["requests"] == t["requests"], (stage, got[stage], t)

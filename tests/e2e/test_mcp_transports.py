@@ -24,6 +24,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 
 from golem_mcp.interfaces.client import call as daemon_call
+from support.tables import by
 
 FIX = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "claude-code-2.1.328"
 TRUTH = json.loads((FIX / "truth.json").read_text())
@@ -46,7 +47,7 @@ async def _cost(c: Client, wf: str) -> dict[str, Any]:
 
 
 def _check_truth(out: dict[str, Any], wf: str) -> None:
-    got = {g["group"]["stage"]: g["input_tokens"] for g in out["groups"]}
+    got = {s: g["input_tokens"] for s, g in by(out["groups"], "stage").items()}
     assert got == {s: t["input"] for s, t in TRUTH[wf]["stages"].items()}
 
 
@@ -166,7 +167,7 @@ async def test_ten_clients_200_mixed_calls_with_otlp_ingest(daemon: str) -> None
                         "severity": {"critical": 0, "major": 0, "minor": 1},
                         "issues": [{"severity": "minor", "summary": f"issue {i} {k}"}]}}
                 elif kind == 3:
-                    name, args = "query_errors", {"workflow_id": "wf-006", "limit": 3}
+                    name, args = "query_errors_and_loops", {"workflow_id": "wf-006", "limit": 3}
                 else:
                     name, args = "query_sql", {"sql": "SELECT count(*) FROM requests", "max_rows": 1}
                 r = await c.call_tool(name, args)

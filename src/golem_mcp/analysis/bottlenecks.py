@@ -79,6 +79,8 @@ class BottleneckReport(BaseModel):
     samples_scanned: int
     no_baseline: list[str] = Field(default_factory=list,
                                    description="dimension:key pairs without configured baseline or enough history")
+    durations: list[dict] = Field(default_factory=list, description=(
+        "every (dimension, key) with enough samples: p50/p95/p99 ms and the baseline used, or why there is none"))
 
 
 def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None, history_days: float = 28,
@@ -107,6 +109,7 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
     out: list[Bottleneck] = []
     evaluated = scanned = 0
     no_baseline: list[str] = []
+    durations: list[dict] = []
     for dim in dims:
         wait = dim in SPAN_KINDS
         rows = store.query(f"""
@@ -114,6 +117,7 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
             SELECT key,
                    quantile_cont(dur, 0.5) FILTER (WHERE ts >= ?) AS p50,
                    quantile_cont(dur, 0.95) FILTER (WHERE ts >= ?) AS p95,
+                   quantile_cont(dur, 0.99) FILTER (WHERE ts >= ?) AS p99,
                    count(*) FILTER (WHERE ts >= ?) AS n,
                    quantile_cont(dur, 0.5) FILTER (WHERE ts < ?) AS hist_p50,
                    count(*) FILTER (WHERE ts < ?) AS hist_n,
@@ -122,20 +126,27 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
                    quantile_cont(wait, 0.5) FILTER (WHERE ts < ?) AS hist_wait_p50,
                    count(wait) FILTER (WHERE ts < ?) AS hist_wait_n
             FROM s WHERE ts >= ? AND ts < ? AND dur IS NOT NULL AND key IS NOT NULL
-            GROUP BY key""", [start] * 9 + [hist_start, end])
+            GROUP BY key""", [start] * 10 + [hist_start, end])
         for r in rows:
             scanned += r["n"] + r["hist_n"]
             if r["n"] < min_samples or r["p50"] is None:
                 continue
             evaluated += 1
             conf = configured.get((dim, r["key"]))
+            seen = {"dimension": dim, "key": r["key"], "samples": r["n"], "p50_ms": r["p50"], "p95_ms": r["p95"],
+                    "p99_ms": r["p99"]}
             if conf and conf["baseline_p50_ms"]:
                 base, mult, src = conf["baseline_p50_ms"], conf["multiplier"] or multiplier, "configured"
             elif r["hist_n"] >= min_history and r["hist_p50"]:
                 base, mult, src = r["hist_p50"], multiplier, "history"
             else:
                 no_baseline.append(f"{dim}:{r['key']}")
+                durations.append({**seen, "baseline": f"none: {r['hist_n']} earlier samples (need {min_history}) "
+                                                      "and no configured threshold"})
                 continue
+            durations.append({**seen, "baseline_p50_ms": base,
+                              "baseline": f"{src} p50 {base:.0f} ms x {mult:g}",
+                              "severity": round(r["p50"] / base, 2) if base > 0 else None})
             wait_p50 = r["wait_p50"] if r["wait_n"] else None
             if base > 0 and r["p50"] > base * mult:
                 out.append(Bottleneck(dimension=dim, key=r["key"], p50_ms=r["p50"], p95_ms=r["p95"], samples=r["n"],
@@ -158,7 +169,8 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
                                       queue_wait_p50_ms=wait_p50))
     out.sort(key=lambda b: b.severity, reverse=True)
     return BottleneckReport(window_start=start, window_end=end, bottlenecks=out, dimensions_evaluated=evaluated,
-                            samples_scanned=scanned, no_baseline=sorted(no_baseline)[:50])
+                            samples_scanned=scanned, no_baseline=sorted(no_baseline)[:50],
+                            durations=sorted(durations, key=lambda d: (d["dimension"], -d["p50_ms"])))
 
 
 class Threshold(BaseModel):

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..store.db import Store
 
 
@@ -37,3 +39,32 @@ def execute(store: Store, sql: str, params: list[Any] | None = None) -> list[tup
 
 def dumps(obj: Any) -> str:
     return json.dumps(obj, default=lambda o: o.isoformat() if isinstance(o, datetime) else str(o))
+
+
+
+# --- compact answers ------------------------------------------------------------------------------
+
+def rounded(name: str, value: Any) -> Any:
+    """A float rounded to what matters for its field: USD to 4 decimals, rates and ratios to 3, others to 1."""
+    if not isinstance(value, float):
+        return value
+    if name.endswith("usd") or name.endswith("_usd_per_hour"):
+        return round(value, 4)
+    if "rate" in name or "ratio" in name or name in ("severity", "p_value", "cliffs_delta", "relative_change"):
+        return round(value, 3)
+    return round(value, 1)
+
+
+class Table(BaseModel):
+    """Rows as columns + rows: each key once per answer instead of once per row."""
+
+    columns: list[str]
+    rows: list[list[Any]]
+
+
+def table(rows: list[dict[str, Any]], columns: list[str]) -> Table:
+    """``rows`` as a :class:`Table` of ``columns``, floats rounded per column (:func:`rounded`)."""
+    def cell(c: str, v: Any) -> Any:
+        return v.isoformat() if hasattr(v, "isoformat") else rounded(c, v)
+    return Table(columns=columns, rows=[[cell(c, r.get(c)) for c in columns] for r in rows])
+

@@ -20,13 +20,16 @@ Verdict:
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, Field
 from scipy import stats
 
 from ..errors import InvalidInput, NotFound
 from ..store.db import Store
+from . import known
+from .common import rounded
 
 # metric -> (expression over workflow_stage_summary / workflow_summary, which table may give it)
 METRICS: dict[str, str] = {
@@ -238,3 +241,84 @@ def _verdict(c: dict[str, Any], base: list[float], arm: list[float], alpha: floa
     return {"verdict": "inconclusive", "more_runs_needed": more,
             "reason": f"{pct} vs {c['vs']}, {pv} ({what}), but only {n} runs per arm; the hypothesis process asks "
                       f"for at least {min_runs}: run {more} more per arm"}
+
+
+# --- the answer agents get ------------------------------------------------------------------------
+
+class ArmStats(BaseModel):
+    n: int = Field(description="workflows in the arm")
+    mean: float | None = None
+    median: float | None = None
+    sd: float | None = None
+    min: float | None = None
+    max: float | None = None
+
+
+class Guardrail(BaseModel):
+    baseline_mean: float
+    arm_mean: float
+    difference: float
+    p_value: float | None = None
+    worse: bool = Field(description="significantly worse in the arm")
+
+
+class Comparison(BaseModel):
+    arm: str
+    vs: str = Field(description="the baseline arm")
+    difference: float = Field(description="mean(arm) - mean(baseline)")
+    relative_change: float | None = Field(None, description="difference / mean(baseline)")
+    ci_low: float | None = Field(None, description="confidence interval of the difference")
+    ci_high: float | None = None
+    ci_method: str | None = None
+    p_value: float | None = Field(None, description="two-sided Mann-Whitney U")
+    test: str | None = None
+    cliffs_delta: float | None = Field(None, description="effect size -1..1")
+    guardrails: dict[str, Guardrail] = Field(default_factory=dict)
+    verdict: Literal["confirmed", "rejected", "inconclusive"]
+    more_runs_needed: int = Field(description="more workflows per arm before a verdict (0 = enough)")
+    reason: str
+
+
+class ExperimentAnswer(BaseModel):
+    summary: str
+    experiment_id: str | None = Field(None, description="the stored definition the defaults came from")
+    hypothesis: str | None = None
+    metric: str
+    stage: str | None = None
+    unit: str = Field(description="what one observation is")
+    baseline: str
+    alpha: float
+    min_runs: int
+    arms: dict[str, ArmStats]
+    comparisons: list[Comparison]
+
+
+def _round_tree(v: Any, key: str = "") -> Any:
+    if isinstance(v, dict):
+        return {k: _round_tree(x, k) for k, x in v.items()}
+    if isinstance(v, list):
+        return [_round_tree(x, key) for x in v]
+    return rounded(key, v)
+
+
+def compare_by_definition(store: Store, metric: str | None = None, stage: str | None = None,
+                          arms: list[str] | None = None, baseline: str | None = None,
+                          expected: str | None = None, alpha: float | None = None, min_runs: int | None = None,
+                          experiment_id: str | None = None) -> ExperimentAnswer:
+    """:func:`compare_experiments` with the defaults of a stored definition (``experiment_id``), if named."""
+    from .experiment_defs import get_experiment
+
+    known.require(store, "stage", stage)
+    for a in arms or []:
+        known.require(store, "experiment_id", a)
+    d = get_experiment(store, experiment_id) if experiment_id else {}
+    pct = d.get("expected_change_pct")
+    out = compare_experiments(
+        store, metric or d.get("metric") or "tokens", stage or d.get("stage"), arms or d.get("arms"),
+        baseline or (d["arms"][0] if d else None),
+        expected or d.get("expected") or (None if pct is None else "decrease" if pct < 0 else "increase"),
+        alpha or d.get("alpha") or 0.05, min_runs or d.get("min_runs_per_arm") or 10)
+    if d:
+        out = {**out, "experiment_id": d["experiment_id"], "hypothesis": d["hypothesis"]}
+    verdicts = "; ".join(f"{c['arm']} vs {c['vs']}: {c['verdict']} ({c['reason']})" for c in out["comparisons"])
+    return ExperimentAnswer.model_validate({**_round_tree(out), "summary": f"{out['metric']}: {verdicts}"})

@@ -11,9 +11,10 @@ from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
 
-from ..errors import GolemError, InvalidInput
+from ..errors import GolemError, InvalidInput, NotFound
 from ..ingestion.records import Batch, iso_to_us, now_us, redact
 from ..store.db import Store
+from . import known
 from .workflows import Caller
 
 SCHEMA_NAME = "review-findings.v1.json"
@@ -63,16 +64,32 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     """Validate and store one review report with its issues, in one transaction; returns what was stored."""
     rep = parse_report(report)
     task = task_id or rep["task"]
-    wf = workflow_id or rep.get("workflow_id") or rep.get("parent")
-    if wf is None and caller.known:
+    warnings: list[str] = []
+    session_wf = store.scalar("SELECT workflow_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from DESC "
+                              "LIMIT 1", [caller.session_id]) if caller.known else None
+    parent = rep.get("parent")
+    wf = workflow_id or rep.get("workflow_id")
+    if wf is None and parent is not None:
+        workflows = known.known_ids(store, "workflow_id")
+        if parent in workflows:
+            wf = parent
+        elif session_wf:
+            # a reviewer's guess at the workflow id must not create a workflow nobody ran
+            wf = session_wf
+            warnings.append(f"parent {parent!r} is not a known workflow; linked to this session's workflow {wf}")
+        else:
+            near = known.closest(parent, workflows)
+            raise NotFound(f"parent {parent!r} is not a known workflow" + (f"; closest: {', '.join(near)}" if near
+                                                                            else "") +
+                           ". Send the workflow id the master recorded with record_workflow; nothing was stored")
+    if wf is None:
         # the session's workflow link, when the reviewer did not name one
-        wf = store.scalar("SELECT workflow_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from DESC "
-                          "LIMIT 1", [caller.session_id])
+        wf = session_wf
     issues = rep.get("issues", [])
     counted = {s: sum(1 for i in issues if i.get("severity") == s) for s in ("critical", "major", "minor")}
     sev = rep["severity"]
-    warnings = [f"severity.{s} says {sev[s]} but {counted[s]} issue(s) have that severity"
-                for s in counted if sev[s] != counted[s]]
+    warnings += [f"severity.{s} says {sev[s]} but {counted[s]} issue(s) have that severity"
+                 for s in counted if sev[s] != counted[s]]
     canonical = json.dumps({"r": rep, "wf": wf, "task": task}, sort_keys=True)
     report_id = "rv-" + hashlib.sha1(canonical.encode()).hexdigest()[:16]
     now = now_us()

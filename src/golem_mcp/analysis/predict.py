@@ -28,6 +28,9 @@ class CostPrediction(BaseModel):
     note: str | None = None
 
 
+FULL_PATH_STAGES = ("analyst", "planner")  # the stages a fast-track workflow skips
+
+
 def predict_cost(store: Store, path: str | None = None, complexity: str | None = None, model: str | None = None,
                  days: float = 90, now: datetime | None = None, min_samples: int = 3) -> CostPrediction:
     """Expected cost of a workflow like this one, from the last ``days`` of history.
@@ -51,10 +54,16 @@ def _predict(store: Store, start: datetime, end: datetime, models: str, model_pa
     by_model = " AND s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)" if models else ""
     wf = f"""
         WITH {models}
-        w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s
+        -- a workflow without a recorded path gets the one its stages show: analyst and planner ran = full
+        ip AS (SELECT workflow_id, CASE WHEN count(DISTINCT stage) FILTER (WHERE stage IN (?, ?)) = 2
+                                        THEN 'full' ELSE 'fast-track' END AS inferred_path
+               FROM workflow_stage_summary GROUP BY 1),
+        w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s LEFT JOIN ip USING (workflow_id)
               WHERE s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
-                AND (? IS NULL OR s.workflow_path = ?) AND (? IS NULL OR s.complexity_assessment = ?){by_model})"""
-    p = [*model_params, start, end, path, path, complexity, complexity, *([model] if models else [])]
+                AND (? IS NULL OR COALESCE(s.workflow_path, ip.inferred_path) = ?)
+                AND (? IS NULL OR s.complexity_assessment = ?){by_model})"""
+    p = [*model_params, *FULL_PATH_STAGES, start, end, path, path, complexity, complexity,
+         *([model] if models else [])]
     r = store.query(wf + """
         SELECT count(*) AS n, quantile_cont(total_cost, 0.5) AS p50, quantile_cont(total_cost, 0.1) AS p10,
                quantile_cont(total_cost, 0.9) AS p90 FROM w""", p)[0]

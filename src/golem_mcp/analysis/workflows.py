@@ -21,12 +21,16 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from pydantic import BaseModel, Field
 
 from ..errors import InvalidInput, NotFound
 from ..ingestion.records import Batch, now_us
 from ..store.db import Store, dict_rows
+from . import known
+from .common import Table, rounded, table
 from .cost import DIMENSIONS, cost_by
 
 WORKFLOW_PATHS = ("fast-track", "full")
@@ -236,28 +240,56 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
 # --- cost -----------------------------------------------------------------------------------------
 
 GROUPS = ("stage", "agent", "model", "task", "day", "workflow", "experiment", "session", "top_stage")
+COST_COLUMNS = ["requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
+                "total_tokens", "cost_usd", "cache_hit_rate"]
+
+
+class CostTotals(BaseModel):
+    requests: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    total_tokens: int = Field(0, description="all four kinds: input + output + cache read + cache write")
+    cost_usd: float | None = None
+    cache_hit_rate: float | None = Field(None, description="cache read / (input + cache read + cache write)")
+    retries: int = 0
+    duration_s: float | None = Field(None, description="first to last request")
+    unpriced_requests: int = Field(0, description="requests of models without a price (not in cost_usd)")
+
+
+class CostAnswer(BaseModel):
+    summary: str
+    scope: dict[str, str] = Field(description="the filters used")
+    window: str | None = Field(None, description="the default time window, when no id or range was given")
+    total: CostTotals
+    top: str | None = Field(None, description="the group with the most total_tokens")
+    groups: Table = Field(description="one row per group, most tokens (by stage) or cost first")
+    group_count: int
+    more: str | None = Field(None, description="how to get the groups not shown")
 
 
 def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: str | None = None,
                         experiment_id: str | None = None, stage: str | None = None,
                         since: str | None = None, until: str | None = None,
-                        group_by: list[str] | None = None, limit: int = 20, offset: int = 0) -> dict[str, Any]:
-    """Totals and groups of cost, tokens, cache hit rate, requests and duration."""
+                        group_by: list[str] | None = None, limit: int = 20, offset: int = 0) -> CostAnswer:
+    """Totals and groups of cost, tokens, cache hit rate and requests; no scope = the recent window."""
     group_by = list(group_by) if group_by is not None else ["stage"]
     bad = [g for g in group_by if g not in GROUPS or g not in DIMENSIONS]
     if bad:
         raise InvalidInput(f"cannot group by {', '.join(bad)}; choose from {', '.join(GROUPS)}")
     if limit < 1 or limit > 500 or offset < 0:
         raise InvalidInput("limit must be 1..500 and offset >= 0")
-    if workflow_id:
-        require_workflow(store, workflow_id)
-    if not (workflow_id or task_id or experiment_id or since or until):
-        raise InvalidInput("say what to cost: give workflow_id, task_id, experiment_id or a time range "
-                           f"(since/until). Recent workflows: {', '.join(recent_workflows(store)) or 'none yet'}")
+    known.require_all(store, workflow_id=workflow_id, task_id=task_id, experiment_id=experiment_id, stage=stage)
     s = _ts(since, "since")
     u = _ts(until, "until")
     since_dt = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None) if s is not None else None
     until_dt = datetime.fromtimestamp(u / 1e6, UTC).replace(tzinfo=None) if u is not None else None
+    window_text = None
+    if not (workflow_id or task_id or experiment_id or since or until):
+        until_dt = known.data_now(store)
+        since_dt = until_dt - timedelta(days=known.DEFAULT_DAYS)
+        window_text = known.window_note(since_dt, until_dt, known.DEFAULT_DAYS)
     filters = {"workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id, "stage": stage}
     rows = cost_by(store, group_by, filters, since=since_dt, until=until_dt,
                    order="tokens" if group_by == ["stage"] else "cost") if group_by else []
@@ -266,8 +298,24 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
     if group_by == ["day"]:
         rows.sort(key=lambda r: str(r.get("day")))
     page = rows[offset:offset + limit]
-    return {"total": total, "groups": page, "group_count": len(rows),
-            "truncated": offset + limit < len(rows), "next_offset": offset + limit if offset + limit < len(rows) else None}
+    for r in page:
+        for g in group_by:
+            r[g] = None if r.get(g) is None else str(r[g])
+    top_row = max(rows, key=lambda r: r.get("total_tokens") or 0, default=None) if rows else None
+    top = None if top_row is None else ", ".join(str(top_row[g]) for g in group_by)
+    nullable = ("cost_usd", "cache_hit_rate")
+    totals = CostTotals(**{k: rounded(k, total.get(k)) if k in nullable else (total.get(k) or 0)
+                           for k in CostTotals.model_fields if k != "duration_s"},
+                        duration_s=rounded("duration_s", total.get("duration_seconds")))
+    scope = {k: v for k, v in (("workflow_id", workflow_id), ("task_id", task_id), ("experiment_id", experiment_id),
+                               ("stage", stage), ("since", since), ("until", until)) if v}
+    nxt = offset + limit
+    more = (f"showing {len(page)} of {len(rows)} groups; ask again with offset={nxt}" if nxt < len(rows) else None)
+    cost = "unknown cost" if totals.cost_usd is None else f"${totals.cost_usd:.4f}"
+    summary = (f"{cost}, {totals.total_tokens:,} tokens in {totals.requests} requests"
+               + (f"; most tokens: {top}" if top else "") + (f" ({window_text.split(' (')[0]})" if window_text else ""))
+    return CostAnswer(summary=summary, scope=scope, window=window_text, total=totals, top=top,
+                      groups=table(page, group_by + COST_COLUMNS), group_count=len(rows), more=more)
 
 
 _SUMMED = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "total_tokens",

@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
     A.add_db(sp)
     sub.add_parser("hook", help="read one hook payload on stdin and pass it on (always exits 0)")
     sp = sub.add_parser("stdio", help="MCP over stdio, bridged to the daemon (what Claude Code launches)")
+    sp.add_argument("--toolsets", default=None, help="list only these toolsets' tools, e.g. reader,reviewer "
+                    "(reader, workflow, reviewer, maintainer; default all)")
     from . import cli_analysis, cli_install
 
     cli_analysis.register(sub, HANDLERS)

