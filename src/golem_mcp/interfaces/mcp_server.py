@@ -178,8 +178,7 @@ T = TypeVar("T")
 
 OptId = Annotated[str | None, Field(max_length=200)]
 WF = Annotated[OptId, Field(description="workflow id, e.g. wf-042; omit for the recent window")]
-STAGE = Annotated[OptId, Field(description="stage = subagent type (analyst, planner, implementer, reviewer; "
-                                            "main = master)")]
+STAGE = Annotated[OptId, Field(description="subagent type, e.g. implementer; main = master")]
 DAYS = Annotated[float | None, Field(gt=0, le=3650, description="look back this many days (default 30)")]
 LIMIT = Annotated[int, Field(ge=1, le=50, description="rows per section (default 5)")]
 
@@ -218,7 +217,10 @@ def _drop_none(v: Any) -> Any:
     return v
 
 
-PADDING = ("title", "maxLength", "minLength", "maxItems", "$defs")  # enforced by the argument models, not shown
+# enforced by the argument models (a broken one is answered in plain words), and defaults are in the
+# descriptions: none of it needs to cost tokens in every turn
+PADDING = ("title", "maxLength", "minLength", "maxItems", "$defs", "default", "minimum", "maximum",
+           "exclusiveMinimum", "exclusiveMaximum")
 
 
 def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
@@ -240,8 +242,7 @@ def lean_schema(schema: dict[str, Any]) -> dict[str, Any]:
             return walk({**defs[node["$ref"].split("/")[-1]], **{k: v for k, v in node.items() if k != "$ref"}})
         out: dict[str, Any] = {}
         for k, v in node.items():
-            if k in PADDING or (k == "default" and (v is None or "const" in node)) \
-                    or (k == "minimum" and v == 0) or (k == "additionalProperties" and v is True):
+            if k in PADDING or (k == "additionalProperties" and v is True):
                 continue
             if k == "anyOf":
                 kept = [x for x in v if x != {"type": "null"}]
@@ -390,8 +391,8 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         group_by: Annotated[list[Literal["stage", "agent", "model", "task", "day", "workflow", "experiment",
                                          "session", "top_stage"]] | None,
                             Field(max_length=3, description="default [stage]; [] = totals only")] = None,
-        limit: Annotated[int, Field(ge=1, le=200, description="groups shown (default 20)")] = 20,
-        offset: Annotated[int, Field(ge=0, description="for the next page")] = 0,
+        limit: Annotated[int, Field(ge=1, le=200, description="groups shown (default 20, max 200)")] = 20,
+        offset: Annotated[int, Field(ge=0, description="for the next page (default 0)")] = 0,
     ) -> workflows.CostAnswer:
         return workflows.query_workflow_cost(get_store(), workflow_id, task_id, experiment_id, stage, since, until,
                                              list(group_by) if group_by is not None else None, limit, offset)
