@@ -73,6 +73,18 @@ def test_secrets_inside_larger_texts_and_in_json_escaped_text():
         assert s.secret not in redact(json.dumps(escaped)), s.kind  # and encoded once more
 
 
+def test_long_texts_are_checked_line_by_line_with_the_same_result():
+    """A long text (a file read, a log) goes through the rules line by line; the PEM rule, whose
+    secret spans lines, runs on the whole."""
+    filler = [f"line {i}: nothing to see, input_tokens={i}" for i in range(200)]
+    lines = filler[:100] + [s.text for s in ALL] + KEPT + filler[100:]
+    text = "\n".join(lines)
+    assert len(text) > 5000
+    out = redact(text)
+    assert not [s.kind for s in ALL if s.secret in out]
+    assert out == "\n".join(filler[:100] + [s.redacted for s in ALL] + KEPT + filler[100:])
+
+
 def test_cut_pem_blocks_and_other_private_keys():
     cut = PEM[:60]
     assert redact(cut) == "-----BEGIN RSA PRIVATE KEY-----[REDACTED]"
