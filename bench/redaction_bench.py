@@ -88,7 +88,7 @@ def main() -> None:
     mb = sum(len(t) for t in texts) / 1e6
     with_secret = [t + SECRET for t in texts]
     flagged = sum(redact(t) != t for t in texts)
-    print(f"fixtures: {len(texts)} texts ({mb:.2f} MB, {flagged} changed by redact), {len(hooks)} hook payloads, "
+    print(f"fixtures: {len(texts)} texts ({mb * 1000:.1f} kB, {flagged} changed by redact), {len(hooks)} hook payloads, "
           f"{len(attrs)} OTel log records\n")
 
     t = best(lambda: [redact(x) for x in texts], args.repeat)
