@@ -171,11 +171,11 @@ async def test_no_secret_reaches_any_table_log_or_spool(golem_home: Path, tmp_pa
                 "workflow_id": "wf-redaction", "stage": "implementer", "session_id": SID_HOOK,
                 "agent": KINDS[0].text, "input_tokens": 1})
             assert not res.is_error, res.content[0].text
-            report = {"v": 1, "task": "t-redaction", "parent": "wf-redaction", "rework": False,
+            report = {"task": "t-redaction", "parent": "wf-redaction", "rework": False,
                       "severity": {"critical": 0, "major": len(ALL), "minor": 0},
                       "issues": [{"severity": "major", "category": "security", "file": "deploy.sh",
                                   "summary": f"leaked: {s.text}"} for s in ALL]}
-            res = await mcp.call_tool("report_review_findings", {"findings_json": report, "session_id": SID_HOOK})
+            res = await mcp.call_tool("report_review_findings", report)
             assert not res.is_error, res.content[0].text
         n = len(ALL)
         _wait_counts(d.url, h, hook_events=len(down) + len(up) + len(direct) + 1,
