@@ -54,6 +54,7 @@ def test_redaction_is_idempotent(s: Secret):
 @pytest.mark.parametrize("text", [s.text for s in ALL] + KEPT + [
     "Authorization: Bearer abc", 'x = {"api_key": "abc"}', "PGPASSWORD=x psql", "redis-cli -a pw ping",
     "curl -b cookies.txt https://x", "Bearer abcdefghijklmnopqrstuvwxyz", "éghp_" + "a" * 36,
+    'curl -u "my user:pa ss" https://x', "curl --user='a b:c d' https://x",
     "mysql\u00a0-pX", "\u00a0-u a:b"])
 def test_detect_flags_every_text_a_rule_changes_in_python_and_in_arrow(text: str):
     """redact() runs the rules only on texts its quick check passes, and the store only on cells

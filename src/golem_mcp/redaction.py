@@ -66,7 +66,7 @@ DETECT = "|".join((
     r"(?i:token)(?:[^a-zA-Z]|$)",
     r"(?:^|[^a-zA-Z0-9])(?i:key|pass|auth)(?:[^a-zA-Z0-9]|$)",
     r"[_.\-](?i:pwd)(?:[^a-zA-Z0-9]|$)",
-    r"(?:^|\s)(?:-u|-U|--user|--proxy-user)[\s=]*[\"']?[^\s\"':]*:",
+    r"(?:^|\s)(?:-u|-U|--user|--proxy-user)[\s=]*(?:\"[^\"\n]*:|'[^'\n]*:|[^\s\"':]*:)",
     r"(?i:mysql|mariadb|sshpass|redis-cli)",
     r"(?:^|\s)-b[\s=]",
 ))
