@@ -60,6 +60,9 @@ class Settings:
     # seed 003's auto-trigger: a SessionStart queues an analysis run when the last successful one is
     # older than this many days (0 or less: never)
     analysis_max_age_days: float = 7.0
+    # the most memory the process may use (MB): DuckDB gets three quarters of it as its memory_limit
+    # (spilling to disk beyond), and an agent's query_sql is stopped when the process grows past it
+    memory_budget_mb: int = 2048
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -86,6 +89,9 @@ class Settings:
         if os.environ.get("GOLEM_ANALYSIS_MAX_AGE_DAYS"):
             with contextlib.suppress(ValueError):  # a typo must not stop the daemon; the default stands
                 s.analysis_max_age_days = float(os.environ["GOLEM_ANALYSIS_MAX_AGE_DAYS"])
+        if os.environ.get("GOLEM_MEMORY_BUDGET_MB"):
+            with contextlib.suppress(ValueError):  # a typo must not stop the daemon; the default stands
+                s.memory_budget_mb = int(os.environ["GOLEM_MEMORY_BUDGET_MB"])
         if os.environ.get("GOLEM_PRICES"):
             s.price_file = os.environ["GOLEM_PRICES"]
         return s

@@ -1,18 +1,34 @@
-"""Read-only SQL from agents: checked on DuckDB's own parse tree, run with row, size and time caps.
+"""Read-only SQL from agents: two walls, then row, size, time and memory caps.
 
-Why a parse tree and not a keyword list: DuckDB parses the text itself (``json_serialize_sql``), so
-comments, quoting and odd spacing cannot hide a statement. The rules:
+The first wall is DuckDB's own, and does not depend on reading the SQL right:
 
-- exactly one statement, and it must be a query (DuckDB refuses to serialize INSERT, UPDATE,
-  DELETE, CREATE, DROP, ATTACH, COPY, INSTALL, LOAD, PRAGMA, SET, EXPORT, CALL...);
+- the statement runs in a ``READ ONLY`` transaction that is always rolled back
+  (:meth:`Store.read_only_reader`): DuckDB refuses every write to the store inside it, wherever the
+  write hides (``WITH x AS (DELETE ... RETURNING 1)``, ``nextval``, ``CREATE``);
+- DuckDB's parser must find exactly one statement of type SELECT, and that parsed statement (not
+  the text) is what runs: ``ROLLBACK; DELETE ...``, ``SET``, ``ATTACH``, ``PRAGMA`` never run;
+- the database is opened with external access off and its configuration locked (``Store._config``):
+  files, the network and extensions are out of DuckDB's reach and no setting can be changed back.
+
+The second wall is this module's reading of DuckDB's parse tree (``json_serialize_sql``), which
+names what is refused so the agent knows what to change:
+
+- every query node is a SELECT, a set operation or a CTE: INSERT, UPDATE and DELETE nodes (which
+  DuckDB allows inside ``WITH``) are refused;
 - every table it reads is a plain name (tables and views of the store, or its own CTEs): a quoted
   file name like ``'x.parquet'`` would be a replacement scan that reads a file;
 - table functions only from a small allow-list (``read_csv``, ``glob``, ``query`` and the like
   read files, the network or run other SQL);
-- no scalar function that reads the environment or files (``getenv``, ``read_text``...).
+- no scalar function that reads the environment, files or settings or moves a sequence
+  (``getenv``, ``read_text``, ``current_setting``, ``nextval``...), and no literal size past
+  :data:`MAX_BUILT_SIZE` given to a function that builds a value that big (``repeat``, ``range``...):
+  DuckDB computes such constants while planning, where neither the time limit nor its memory limit
+  stops it.
 
-``enable_external_access=false`` would be a second wall, but in DuckDB it is database-wide and
-cannot be turned back on, and the daemon itself needs file access, so it is not used here.
+A query then gets the time limit and a memory cap: it is interrupted after ``timeout_s``, or as soon
+as the process grows past its memory budget (``memory_budget_mb``; DuckDB's own memory limit, three
+quarters of it, stops most heavy queries earlier with an out-of-memory error). Rows, the answer's
+characters and each value are capped, each with a note that says how to narrow the query.
 """
 
 from __future__ import annotations
@@ -20,7 +36,9 @@ from __future__ import annotations
 import datetime as _dt
 import decimal
 import json
+import os
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -39,27 +57,80 @@ DENIED_FUNCTIONS = frozenset({
     "read_csv", "read_csv_auto", "read_json", "read_json_auto", "read_json_objects", "read_ndjson",
     "read_parquet", "parquet_scan", "glob", "sniff_csv", "read_xlsx", "iceberg_scan", "delta_scan",
     "http_get", "http_post",
+    # sequences and the session's random seed: state outside the query
+    "nextval", "currval", "setval", "setseed",
 })
+# query nodes of DuckDB's parse tree that only read; INSERT_QUERY_NODE and the like write
+READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
+# functions whose literal arguments size what they build (a string, a list, rows)
+SIZED_FUNCTIONS = frozenset({
+    "repeat", "range", "generate_series", "lpad", "rpad", "list_resize", "array_resize", "list_pad",
+    "array_pad", "bar", "format", "printf",
+})
+MAX_BUILT_SIZE = 10_000_000
 ALLOWED_SCHEMAS = frozenset({"", "main", "information_schema", "pg_catalog", "memory", "temp"})
 MAX_SQL_CHARS = 20_000
+WATCH_INTERVAL_S = 0.02  # how often a running query's time and the process' memory are checked
 
 
 def _walk(node: Any, found: dict[str, list[str]]) -> None:
     if isinstance(node, dict):
         t = node.get("type")
+        if isinstance(t, str) and t.endswith("_NODE"):
+            found["nodes"].append(t)
         if t == "TABLE_FUNCTION":
-            fn = (node.get("function") or {}).get("function_name", "")
-            found["table_functions"].append(str(fn).lower())
+            fn = node.get("function") or {}
+            found["table_functions"].append(str(fn.get("function_name", "")).lower())
+            if isinstance(fn, dict):
+                fn["_table_function"] = True
         elif t == "BASE_TABLE":
             found["tables"].append(json.dumps([node.get("catalog_name", ""), node.get("schema_name", ""),
                                                node.get("table_name", "")]))
         if node.get("class") == "FUNCTION" and "function_name" in node:
-            found["functions"].append(str(node["function_name"]).lower())
+            name = str(node["function_name"]).lower()
+            found["functions"].append(name)
+            # a table function (FROM range(...)) streams its rows while the query runs, under its limits
+            if name in SIZED_FUNCTIONS and not node.get("_table_function"):
+                found["sizes"].extend(f"{name}({n})" for n in _constant_sizes(node.get("arguments")))
         for v in node.values():
             _walk(v, found)
     elif isinstance(node, list):
         for v in node:
             _walk(v, found)
+
+
+def _constant_sizes(args: Any) -> list[int]:
+    """The sizes a function's arguments give while DuckDB plans the query: each integer literal
+    (``repeat('x', 2000000000)``), and a size computed from literals alone (``40000 * 40000``), which
+    DuckDB folds into one constant while planning, counted as over the limit."""
+    out = []
+    for a in args or []:
+        e = a.get("expression", a) if isinstance(a, dict) else None
+        if not isinstance(e, dict):
+            continue
+        if e.get("class") == "CAST" and isinstance(e.get("child"), dict) and e["child"].get("class") == "CONSTANT":
+            e = e["child"]  # DATE '2026-01-01', '5'::INT: the literal decides
+        lit = e.get("literal") if e.get("class") == "CONSTANT" else None
+        if isinstance(lit, dict):
+            try:
+                out.append(abs(int(str(lit.get("text", "")).replace("_", ""))))
+            except ValueError:
+                continue  # a string, a date or a decimal: not a count
+        elif not _reads_rows(e):
+            out.append(MAX_BUILT_SIZE + 1)
+    return out
+
+
+def _reads_rows(node: Any) -> bool:
+    """Whether an expression depends on a column or a subquery (so it is computed while the query
+    runs, under the time and memory limits, not folded while planning)."""
+    if isinstance(node, dict):
+        if node.get("class") in ("COLUMN_REF", "SUBQUERY") or node.get("type") in ("COLUMN_REF", "SUBQUERY"):
+            return True
+        return any(_reads_rows(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_reads_rows(v) for v in node)
+    return False
 
 
 def check_read_only(store: Store, sql: str) -> None:
@@ -79,15 +150,21 @@ def check_read_only(store: Store, sql: str) -> None:
     stmts = tree.get("statements") or []
     if len(stmts) != 1:
         raise ReadOnlyViolation(f"send exactly one statement (got {len(stmts)})")
-    found: dict[str, list[str]] = {"table_functions": [], "tables": [], "functions": []}
+    found: dict[str, list[str]] = {"nodes": [], "table_functions": [], "tables": [], "functions": [], "sizes": []}
     _walk(stmts[0], found)
+    bad_nodes = sorted({n for n in found["nodes"] if n not in READ_NODES})
+    if bad_nodes:
+        kinds = ", ".join(n.removesuffix("_QUERY_NODE").removesuffix("_NODE") for n in bad_nodes)
+        raise ReadOnlyViolation(f"only read-only queries are allowed: {kinds} inside the query is refused (also "
+                                "inside WITH). Select what you want to see instead")
     bad_tf = sorted({f for f in found["table_functions"] if f not in ALLOWED_TABLE_FUNCTIONS})
     if bad_tf:
         raise ReadOnlyViolation(f"table function(s) {', '.join(bad_tf)} are not allowed: files, the network and "
                                 "nested SQL are off limits. Query the views instead (describe_schema lists them)")
     bad_fn = sorted({f for f in found["functions"] if f in DENIED_FUNCTIONS})
     if bad_fn:
-        raise ReadOnlyViolation(f"function(s) {', '.join(bad_fn)} are not allowed in query_sql")
+        raise ReadOnlyViolation(f"function(s) {', '.join(bad_fn)} are not allowed in query_sql: they read files, "
+                                "settings or the environment, or change a sequence")
     for t in found["tables"]:
         catalog, schema, name = json.loads(t)
         if schema.lower() not in ALLOWED_SCHEMAS or (catalog and catalog.lower() not in ALLOWED_SCHEMAS | {"system"}
@@ -96,6 +173,11 @@ def check_read_only(store: Store, sql: str) -> None:
         if not name.replace("_", "a").isalnum():
             raise ReadOnlyViolation(f"{name!r} is not a table or view name (reading files is not allowed); "
                                     "use the views listed by describe_schema")
+    big = [s for s in found["sizes"] if int(s[s.index("(") + 1:-1]) > MAX_BUILT_SIZE]
+    if big:
+        raise InvalidInput(f"{big[0].split('(')[0]} with a size over {MAX_BUILT_SIZE:,} (or one computed from "
+                           "constants) would build a value larger than the memory budget; give it a plain number "
+                           f"up to {MAX_BUILT_SIZE:,}, or aggregate instead")
 
 
 def _is_own_catalog(store: Store, catalog: str) -> bool:
@@ -122,32 +204,130 @@ def _jsonable(v: Any) -> Any:
     return str(v)
 
 
-def run_read_only(store: Store, sql: str, max_rows: int = 100, max_chars: int = 6000,
-                  timeout_s: float = 10.0) -> dict[str, Any]:
-    """Check, then run ``sql`` on its own cursor; cap rows and characters and interrupt after ``timeout_s``."""
-    if not 1 <= max_rows <= 1000:
-        raise InvalidInput("max_rows must be 1..1000")
-    check_read_only(store, sql)
-    with store.reader() as cur:
-        timer = threading.Timer(timeout_s, cur.interrupt)
-        timer.start()
+def _rss_mb() -> float | None:
+    """This process' resident memory in MB (Linux), None where /proc is not there."""
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class _Watch:
+    """Interrupts a running query past its time limit, or when the process grows past its memory
+    budget while the query runs (DuckDB's memory_limit covers its buffers, not every value it builds)."""
+
+    def __init__(self, cur: duckdb.DuckDBPyConnection, timeout_s: float, budget_mb: float) -> None:
+        self.cur, self.timeout_s, self.budget_mb = cur, timeout_s, budget_mb
+        self.stopped_for: str | None = None
+        self.peak_mb = self.start_mb = _rss_mb() or 0.0
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="query-sql-watch", daemon=True)
+
+    def __enter__(self) -> _Watch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._done.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + self.timeout_s
+        while not self._done.wait(WATCH_INTERVAL_S):
+            rss = _rss_mb()
+            if rss is not None:
+                self.peak_mb = max(self.peak_mb, rss)
+            if time.monotonic() > deadline:
+                self.stopped_for = "time"
+            # over the budget, and this query is what grew (not memory the process held before it)
+            elif rss is not None and rss > self.budget_mb and rss - self.start_mb > 64:
+                self.stopped_for = "memory"
+            if self.stopped_for:
+                self.cur.interrupt()
+                return
+
+
+def _narrow(why: str) -> str:
+    return (f"{why}; aggregate or filter more (e.g. by workflow_id or a time range), select fewer or shorter "
+            "columns, or add LIMIT")
+
+
+def execute_sandboxed(store: Store, sql: str, max_rows: int, timeout_s: float = 10.0,
+                      budget_mb: float | None = None) -> tuple[list[str], list[tuple[Any, ...]]]:
+    """Run one SELECT in a rolled-back READ ONLY transaction, with its time limit and memory cap
+    (the first wall alone: :func:`run_read_only` checks the parse tree first). Returns the column
+    names and up to ``max_rows + 1`` rows."""
+    if budget_mb is None:
+        budget_mb = store.settings.memory_budget_mb
+    with store.read_only_reader() as cur:
         try:
-            res = cur.execute(sql)
-            columns = [d[0] for d in res.description or ()]
-            raw_rows = res.fetchmany(max_rows + 1)
+            stmts = cur.extract_statements(sql)
+        except duckdb.Error as e:
+            raise InvalidInput(f"the SQL does not parse: {str(e).splitlines()[0]}") from e
+        if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
+            raise ReadOnlyViolation("send exactly one read-only query (SELECT, WITH ... SELECT, FROM ...)")
+        watch = _Watch(cur, timeout_s, budget_mb)
+        try:
+            with watch:
+                res = cur.execute(stmts[0])
+                columns = [d[0] for d in res.description or ()]
+                rows = res.fetchmany(max_rows + 1)
         except duckdb.InterruptException as e:
-            raise InvalidInput(f"the query ran longer than {timeout_s:.0f} s and was stopped; aggregate or filter "
-                               "more (e.g. by workflow_id or a time range), or add LIMIT") from e
+            if watch.stopped_for == "memory":
+                raise InvalidInput(_narrow(f"the query took the server past its memory budget "
+                                          f"({budget_mb:,.0f} MB) and was stopped")) from e
+            raise InvalidInput(_narrow(f"the query ran longer than {timeout_s:.0f} s and was stopped")) from e
+        except duckdb.OutOfMemoryException as e:
+            raise InvalidInput(_narrow("the query needed more memory than the store allows "
+                                       f"({store.memory_limit_mb:,} MB) and was stopped")) from e
+        except duckdb.TransactionException as e:
+            raise ReadOnlyViolation("only read-only queries are allowed: the query tried to change the store "
+                                    f"({str(e).splitlines()[0]})") from e
+        except duckdb.PermissionException as e:
+            raise ReadOnlyViolation("files, the network and extensions are off limits to query_sql; query the "
+                                    "views instead (describe_schema lists them)") from e
         except duckdb.Error as e:
             raise InvalidInput(f"the query failed: {str(e).splitlines()[0]}. describe_schema lists the views "
                                "and columns") from e
-        finally:
-            timer.cancel()
+    return columns, rows
+
+
+def _cut(v: Any, limit: int) -> tuple[Any, bool]:
+    """``v`` with every string longer than ``limit`` cut to it; and whether anything was cut."""
+    if isinstance(v, str) and len(v) > limit:
+        return v[:limit] + "…", True
+    if isinstance(v, list):
+        parts = [_cut(x, limit) for x in v]
+        return [p for p, _ in parts], any(c for _, c in parts)
+    if isinstance(v, dict):
+        items = {k: _cut(x, limit) for k, x in v.items()}
+        return {k: p for k, (p, _) in items.items()}, any(c for _, c in items.values())
+    return v, False
+
+
+def run_read_only(store: Store, sql: str, max_rows: int = 100, max_chars: int = 6000,
+                  timeout_s: float = 10.0) -> dict[str, Any]:
+    """Check, then run ``sql`` (:func:`execute_sandboxed`); cap rows, characters and each value."""
+    if not 1 <= max_rows <= 1000:
+        raise InvalidInput("max_rows must be 1..1000")
+    check_read_only(store, sql)
+    columns, raw_rows = execute_sandboxed(store, sql, max_rows, timeout_s)
     notes = []
     truncated = len(raw_rows) > max_rows
-    rows = [[_jsonable(v) for v in r] for r in raw_rows[:max_rows]]
+    rows = []
+    cut_values = False
+    value_chars = max(100, max_chars // 4)  # a row with one long value still shows its other columns
+    for raw in raw_rows[:max_rows]:
+        cells = [_cut(_jsonable(v), value_chars) for v in raw]
+        cut_values = cut_values or any(c for _, c in cells)
+        rows.append([v for v, _ in cells])
     if truncated:
         notes.append(f"more than {max_rows} rows: add LIMIT/OFFSET, filters or GROUP BY to see the rest")
+    if cut_values:
+        truncated = True
+        notes.append(f"values longer than {value_chars:,} characters were cut: select left(column, N), "
+                     "length(column) or an aggregate instead")
     size = len(json.dumps(columns))
     kept: list[list[Any]] = []
     for r in rows:

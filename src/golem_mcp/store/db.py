@@ -159,7 +159,7 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.con = duckdb.connect(self.path, read_only=read_only)
+            self.con = duckdb.connect(self.path, read_only=read_only, config=self._config(read_only))
         except duckdb.IOException as e:
             if "lock" in str(e).lower():
                 raise StoreBusy(
@@ -168,13 +168,13 @@ class Store:
                     "process holding the file and stop it."
                 ) from e
             raise GolemError(f"cannot open {self.path}: {e}") from e
-        # a library and a daemon: DuckDB's terminal progress bar would write into our output
-        self.con.execute("SET enable_progress_bar = false")
-        if not read_only:
-            # DuckDB checkpoints when the WAL passes 16 MB, and a checkpoint rewrites every primary
-            # key index whole: under steady OTLP ingest that was two thirds of the commit cost, and it
-            # grows with the store. A larger WAL means fewer of them (and a longer replay after a crash).
-            self.con.execute("SET checkpoint_threshold = '256MB'")
+        # a library and a daemon: DuckDB's terminal progress bar would write into our output (a
+        # setting of the connection, so not among the database's above); then nothing changes again
+        try:
+            self.con.execute("SET enable_progress_bar = false")
+            self.con.execute("SET lock_configuration = true")
+        except duckdb.InvalidInputException:
+            pass  # the file is open twice in this process: one database, configured and locked by the first
         self._lock = threading.RLock()
         self._readers: set[Any] = set()  # cursors handed out by reader(): interrupted on close
         self._readers_lock = threading.Lock()
@@ -185,6 +185,36 @@ class Store:
         if not read_only:
             self.migrate()
         self._load_types()
+
+    def _config(self, read_only: bool) -> dict[str, Any]:
+        """DuckDB's settings for this database, fixed when it opens and locked: agents send SQL to it.
+
+        golem-mcp reads files in Python and hands DuckDB Arrow tables, so DuckDB itself never needs
+        the file system beyond its own database, WAL and spill folder (which it still allows), nor the
+        network or extensions. Turning that off database-wide makes ``read_text``, ``COPY``, ``ATTACH``
+        of a file, ``INSTALL`` and any URL fail inside DuckDB whatever the SQL looks like, and
+        ``lock_configuration`` makes every later ``SET``/``RESET``/``PRAGMA`` fail, so nothing can turn
+        it back on. Everything the store needs is therefore set here, at open; nothing sets it later.
+        """
+        try:
+            budget = max(256, int(self.settings.memory_budget_mb))
+        except (TypeError, ValueError):  # a bad value in settings.json must not stop the daemon
+            budget = Settings.memory_budget_mb
+        self.memory_limit_mb = budget * 3 // 4
+        config: dict[str, Any] = {
+            "enable_external_access": False,
+            "autoinstall_known_extensions": False,
+            "autoload_known_extensions": False,
+            # DuckDB's buffers (caches, hash tables, aggregate states) beyond this spill or fail with
+            # an out-of-memory error; the rest of the budget is Python's and the answers' own
+            "memory_limit": f"{self.memory_limit_mb}MB",
+        }
+        if not read_only:
+            # DuckDB checkpoints when the WAL passes 16 MB, and a checkpoint rewrites every primary
+            # key index whole: under steady OTLP ingest that was two thirds of the commit cost, and it
+            # grows with the store. A larger WAL means fewer of them (and a longer replay after a crash).
+            config["checkpoint_threshold"] = "256MB"
+        return config
 
     # -- lifecycle -------------------------------------------------------------------------------
     def close(self, wait: float = 10.0) -> None:
@@ -491,6 +521,25 @@ class Store:
             with self._readers_lock:
                 self._readers.discard(cur)
             cur.close()
+
+    @contextlib.contextmanager
+    def read_only_reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A :meth:`reader` cursor inside a ``READ ONLY`` transaction that is always rolled back.
+
+        For SQL the store did not write (an agent's): DuckDB refuses any write to the database in such
+        a transaction (a ``DELETE`` inside a ``WITH``, ``nextval``, ``CREATE``), and the rollback drops
+        whatever else the transaction held. Transactions belong to the cursor, so the store's own
+        writes on its main connection commit meanwhile and are never rolled back or blocked by it.
+        """
+        with self.reader() as cur:
+            cur.execute("BEGIN TRANSACTION READ ONLY")
+            try:
+                yield cur
+            finally:
+                # an interrupted or failed statement aborts the transaction; ROLLBACK still ends it,
+                # and a cursor closed mid-way (store closing) has nothing left to roll back
+                with contextlib.suppress(duckdb.Error):
+                    cur.execute("ROLLBACK")
 
     def query(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> list[dict[str, Any]]:
         with self.reader() as cur:
