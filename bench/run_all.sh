@@ -34,6 +34,7 @@ run hook_latency.py -n "$HOOK_RUNS"
 run analysis_bench.py --requests "$ANALYSIS_REQUESTS"
 run tools_bench.py --requests "$ANALYSIS_REQUESTS"
 run metrics_bench.py --requests "$ANALYSIS_REQUESTS" --size-gb "$SIZE_GB"
+run sql_guard_bench.py --requests "$ANALYSIS_REQUESTS"
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
