@@ -251,6 +251,33 @@ def test_constant_sized_values_are_refused_before_duckdb_builds_them(store: Stor
     assert out["rows"] == [[31]]
 
 
+def test_a_query_growing_past_the_memory_budget_is_stopped_by_the_watch(golem_home: Path) -> None:
+    """Memory DuckDB's own limit does not see (a growing string_agg state): the process' RSS is
+    watched while the query runs, and the query is interrupted once it passes the budget."""
+    with Store(":memory:", settings=Settings()) as s:
+        start = sql_guard._rss_mb()
+        assert start is not None
+        budget = start + 200
+        peak, done = [start], threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                peak[0] = max(peak[0], sql_guard._rss_mb() or 0)
+                time.sleep(0.005)
+
+        sampler = threading.Thread(target=sample)
+        sampler.start()
+        try:
+            with pytest.raises(InvalidInput, match="memory budget") as e:
+                sql_guard.execute_sandboxed(s, "SELECT length(string_agg(repeat('x', 1000 + i % 7), ',')) "
+                                               "FROM range(3000000) t(i)", max_rows=1, timeout_s=60, budget_mb=budget)
+        finally:
+            done.set()
+            sampler.join()
+        assert "LIMIT" in str(e.value)
+        assert peak[0] < budget + 100, f"RSS peaked at {peak[0]:.0f} MB, budget {budget:.0f} MB"
+
+
 # --- through the real daemon over loopback -------------------------------------------------------
 
 ROW_COUNTS = ("SELECT (SELECT count(*) FROM api_requests) AS r, (SELECT count(*) FROM tool_calls) AS t, "
