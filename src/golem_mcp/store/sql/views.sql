@@ -45,6 +45,11 @@ JOIN prices p ON p.model = regexp_replace(m.model, '-[0-9]{8}$', '');
 CREATE OR REPLACE MACRO golem_main_stage() AS
     COALESCE((SELECT value FROM settings WHERE key = 'main_stage'), 'main');
 
+-- The cache hit rate: of the input tokens a request sent, the share read from the prompt cache.
+-- The one SQL definition: every view with a cache rate uses it.
+CREATE OR REPLACE MACRO golem_cache_hit_rate(cache_read, uncached_input, cache_creation) AS
+    cache_read / NULLIF(uncached_input + cache_read + cache_creation, 0);
+
 CREATE OR REPLACE VIEW requests AS
 WITH r AS (
     SELECT r.*, COALESCE(r."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM api_requests r
@@ -255,8 +260,7 @@ SELECT req.workflow_id, req.stage, COALESCE(req.experiment_id, w.experiment_id) 
        COALESCE(req.task_id, w.task_id) AS task_id, w.path AS workflow_path, w.complexity AS complexity_assessment,
        req.total_cost, req.unpriced_requests, req.input_tokens, req.output_tokens, req.cache_read_tokens,
        req.cache_creation_tokens, req.input_tokens + req.output_tokens AS total_tokens,
-       req.cache_read_tokens / NULLIF(req.input_tokens + req.cache_read_tokens + req.cache_creation_tokens, 0)
-           AS cache_hit_rate,
+       golem_cache_hit_rate(req.cache_read_tokens, req.input_tokens, req.cache_creation_tokens) AS cache_hit_rate,
        req.api_requests, COALESCE(tl.tool_calls, 0) AS tool_calls, COALESCE(tl.tool_failures, 0) AS tool_failures,
        COALESCE(er.api_errors, 0) + req.retries AS api_errors, req.retries,
        COALESCE(er.api_errors, 0) + req.retries + COALESCE(tl.tool_failures, 0) AS error_count,
@@ -286,8 +290,7 @@ SELECT s.workflow_id, COALESCE(s.experiment_id, w.experiment_id) AS experiment_i
        COALESCE(s.task_id, w.task_id) AS task_id, w.path AS workflow_path, w.complexity AS complexity_assessment,
        w.spec_completeness, w.status, s.total_cost, s.unpriced_requests, s.input_tokens, s.output_tokens,
        s.cache_read_tokens, s.cache_creation_tokens, s.input_tokens + s.output_tokens AS total_tokens,
-       s.cache_read_tokens / NULLIF(s.input_tokens + s.cache_read_tokens + s.cache_creation_tokens, 0)
-           AS cache_hit_rate,
+       golem_cache_hit_rate(s.cache_read_tokens, s.input_tokens, s.cache_creation_tokens) AS cache_hit_rate,
        s.api_requests, s.tool_calls, s.tool_failures, s.api_errors, s.error_count, s.stages,
        s.started_at, s.ended_at, epoch(s.ended_at - s.started_at) AS duration_seconds,
        COALESCE(q.critical_issues, 0) AS critical_issues, COALESCE(q.major_issues, 0) AS major_issues,
@@ -404,6 +407,7 @@ WITH t AS (
                                       ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
     FROM task_logs
 ), p AS (
+    -- the workflow's totals from its phases (workflow_summary sums the same stages; read once here)
     SELECT adw_id, count(*) AS phase_count, arg_max(phase_name, started_at) AS current_phase,
            arg_max(phase_name, duration_seconds) AS bottleneck_phase,
            min(started_at) AS start_time, max(completed_at) AS end_time,
@@ -414,6 +418,9 @@ WITH t AS (
            arg_max(error_message, completed_at) FILTER (WHERE error_message IS NOT NULL) AS error_message,
            arg_max(error_category, completed_at) FILTER (WHERE error_category IS NOT NULL) AS error_category,
            sum(retry_count) AS retry_count, bool_or(phase_status = 'failed') AS any_failed,
+           sum(cost_usd) AS total_cost, sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+           sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
+           sum(api_requests) AS api_requests, sum(tool_calls) AS tool_calls, sum(error_count) AS error_count,
            any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
            any_value(workflow_template) AS workflow_template
     FROM t GROUP BY adw_id
@@ -421,6 +428,10 @@ WITH t AS (
     SELECT workflow_id, arg_max(model, n) AS model_used
     FROM (SELECT workflow_id, model, count(*) AS n FROM requests WHERE workflow_id IS NOT NULL GROUP BY ALL)
     GROUP BY workflow_id
+), q AS (
+    SELECT COALESCE(workflow_id, parent) AS workflow_id, sum(critical) AS critical_issues, sum(major) AS major_issues,
+           sum(minor) AS minor_issues, bool_or(rework) AS rework
+    FROM review_reports GROUP BY 1
 )
 SELECT p.adw_id, p.adw_id AS workflow_id, NULL::INTEGER AS issue_number, NULL::VARCHAR AS github_url,
        COALESCE(p.workflow_template, w.path) AS workflow_template, m.model_used,
@@ -431,23 +442,25 @@ SELECT p.adw_id, p.adw_id AS workflow_id, NULL::INTEGER AS issue_number, NULL::V
             WHEN w.status IS NOT NULL THEN w.status
             WHEN p.any_failed THEN 'failed' ELSE 'completed' END AS status,
        p.start_time, p.end_time, epoch(p.end_time - p.start_time) AS duration_seconds, p.current_phase, p.phase_count,
-       NULL::DOUBLE AS estimated_cost_total, s.total_cost AS actual_cost_total,
-       s.total_cost / NULLIF(s.total_tokens, 0) AS cost_per_token, p.cost_breakdown,
-       NULL::DOUBLE AS estimated_cost_per_step, s.total_cost / NULLIF(p.phase_count, 0) AS actual_cost_per_step,
-       s.input_tokens, s.output_tokens, s.cache_read_tokens AS cached_tokens, s.cache_read_tokens AS cache_hit_tokens,
-       s.input_tokens + s.cache_creation_tokens AS cache_miss_tokens, s.cache_creation_tokens, s.total_tokens,
-       s.cache_hit_rate * 100 AS cache_efficiency_percent,
-       json_object('input', s.input_tokens, 'output', s.output_tokens, 'cache_read', s.cache_read_tokens,
-                   'cache_creation', s.cache_creation_tokens) AS token_breakdown,
+       NULL::DOUBLE AS estimated_cost_total, p.total_cost AS actual_cost_total,
+       p.total_cost / NULLIF(p.input_tokens + p.output_tokens, 0) AS cost_per_token, p.cost_breakdown,
+       NULL::DOUBLE AS estimated_cost_per_step, p.total_cost / NULLIF(p.phase_count, 0) AS actual_cost_per_step,
+       p.input_tokens, p.output_tokens, p.cache_read_tokens AS cached_tokens, p.cache_read_tokens AS cache_hit_tokens,
+       p.input_tokens + p.cache_creation_tokens AS cache_miss_tokens, p.cache_creation_tokens,
+       p.input_tokens + p.output_tokens AS total_tokens,
+       golem_cache_hit_rate(p.cache_read_tokens, p.input_tokens, p.cache_creation_tokens) * 100
+           AS cache_efficiency_percent,
+       json_object('input', p.input_tokens, 'output', p.output_tokens, 'cache_read', p.cache_read_tokens,
+                   'cache_creation', p.cache_creation_tokens) AS token_breakdown,
        p.phase_durations, p.idle_time_seconds, p.bottleneck_phase,
        p.error_message, p.error_category, p.retry_count, p.error_phase_distribution,
-       COALESCE(w.complexity, s.complexity_assessment) AS complexity_estimated, s.api_requests, s.tool_calls,
-       s.error_count, s.critical_issues, s.major_issues, s.minor_issues, s.rework,
+       w.complexity AS complexity_estimated, p.api_requests, p.tool_calls, p.error_count,
+       COALESCE(q.critical_issues, 0) AS critical_issues, COALESCE(q.major_issues, 0) AS major_issues,
+       COALESCE(q.minor_issues, 0) AS minor_issues, q.rework,
        hour(p.start_time) AS hour_of_day, isodow(p.start_time) - 1 AS day_of_week,
-       COALESCE(p.experiment_id, s.experiment_id, w.experiment_id) AS experiment_id,
-       COALESCE(p.task_id, s.task_id, w.task_id) AS task_id,
+       COALESCE(p.experiment_id, w.experiment_id) AS experiment_id, COALESCE(p.task_id, w.task_id) AS task_id,
        p.start_time AS created_at, COALESCE(w.updated_at, p.end_time) AS updated_at
 FROM p
-LEFT JOIN workflow_summary s ON s.workflow_id = p.adw_id
 LEFT JOIN workflows w ON w.workflow_id = p.adw_id
-LEFT JOIN m ON m.workflow_id = p.adw_id;
+LEFT JOIN m ON m.workflow_id = p.adw_id
+LEFT JOIN q ON q.workflow_id = p.adw_id;
