@@ -10,6 +10,8 @@ import pytest
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import Store
 
+T0 = 1_764_000_000_000_000  # 2025-11-24, in epoch microseconds: facts before 2000 are not times
+
 
 @pytest.fixture(params=["few_keys", "join", "in_list"])
 def store(request, tmp_path, monkeypatch):
@@ -37,13 +39,13 @@ def _req(store: Store, rid: str) -> dict:
 
 def test_new_stored_mixed_and_repeated_keys_merge_by_policy(store):
     _write(store, "api_requests", [
-        {"request_id": "a", "output_tokens": 5, "source_mask": 1, "timestamp": 2_000_000, "success": True},
+        {"request_id": "a", "output_tokens": 5, "source_mask": 1, "timestamp": T0 + 2_000_000, "success": True},
         {"request_id": "b", "output_tokens": 7, "source_mask": 1, "model": "m1"},
     ])
     assert store.scalar("SELECT count(*) FROM api_requests") == 2
     # one batch: a stored key twice (folded, then merged), a new key twice (folded, inserted), a new key
     _write(store, "api_requests", [
-        {"request_id": "a", "output_tokens": 3, "source_mask": 2, "timestamp": 1_000_000, "recorded_cost_usd": 0.1},
+        {"request_id": "a", "output_tokens": 3, "source_mask": 2, "timestamp": T0 + 1_000_000, "recorded_cost_usd": 0.1},
         {"request_id": "c", "output_tokens": 1, "source_mask": 2, "model": "first", "recorded_cost_usd": 0.5},
         {"request_id": "a", "output_tokens": 9, "source_mask": 4, "success": False, "recorded_cost_usd": 0.2},
         {"request_id": "c", "output_tokens": 4, "source_mask": 8, "model": "second", "recorded_cost_usd": None},
@@ -53,7 +55,7 @@ def test_new_stored_mixed_and_repeated_keys_merge_by_policy(store):
     assert store.scalar("SELECT count(*) FROM api_requests") == 4
     a = _req(store, "a")
     assert (a["output_tokens"], a["source_mask"], a["recorded_cost_usd"], a["success"]) == (9, 7, 0.2, False)
-    assert a["timestamp"].timestamp() == 1.0  # min
+    assert a["timestamp"].timestamp() == T0 / 1e6 + 1.0  # min
     c = _req(store, "c")
     # model keeps the first non-null, recorded cost the latest non-null
     assert (c["output_tokens"], c["source_mask"], c["model"], c["recorded_cost_usd"]) == (4, 10, "first", 0.5)
@@ -100,8 +102,8 @@ def test_a_failing_batch_leaves_nothing_behind(store):
     bad = Batch()
     bad.add("api_requests", {"request_id": "new", "output_tokens": 1})
     bad.add("api_requests", {"request_id": "a", "output_tokens": 5})
-    bad.add("tool_calls", {"tool_use_id": "t", "timestamp": "not a time"})
-    with pytest.raises(Exception):  # noqa: B017 - whatever DuckDB or pyarrow raise for the bad value
+    bad.add("tool_calls", {"tool_use_id": "t", "no_such_column": 1})  # a bug, not bad data: the write fails
+    with pytest.raises(ValueError):
         store.write(bad)
     assert store.query("SELECT request_id, output_tokens FROM api_requests") == [{"request_id": "a", "output_tokens": 1}]
     _write(store, "api_requests", [{"request_id": "new", "output_tokens": 2}])  # the store still writes

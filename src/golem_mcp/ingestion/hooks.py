@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from ..redaction import redact_value
-from .records import SRC_HOOK, Batch, error_text, now_us, tool_parameters
+from .records import SRC_HOOK, Batch, error_text, now_us, tool_parameters, unexpected
 
 _DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message"})
 
@@ -32,6 +32,18 @@ def hook_to_batch(payload: Any, batch: Batch, received_us: int | None = None, st
     if not isinstance(event, str):
         batch.skip(source, line, "hook payload has no 'hook_event_name'")
         return False
+    batch.at = (source, line)
+    try:
+        _map(payload, event, batch, received_us, store_prompts)
+    except Exception as e:  # noqa: BLE001 - a payload no check foresaw costs only itself
+        batch.skip(source, line, unexpected(e))
+        return False
+    finally:
+        batch.at = None
+    return True
+
+
+def _map(payload: dict, event: str, batch: Batch, received_us: int | None, store_prompts: bool) -> None:
     received_us = received_us if received_us is not None else payload.get("_golem_received_us")
     sid = payload.get("session_id")
     agent_id = payload.get("agent_id")
@@ -89,7 +101,6 @@ def hook_to_batch(payload: Any, batch: Batch, received_us: int | None = None, st
                 "description": resp.get("description"), "model": resp.get("resolvedModel"),
                 "parent_agent_id": agent_id,
             })
-    return True
 
 
 def parse_hook_lines(data: bytes, source: str, batch: Batch, store_prompts: bool = False) -> int:

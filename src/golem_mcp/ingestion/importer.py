@@ -390,7 +390,7 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         ctype = "application/json" if ".json" in f.name.lower() else "application/x-protobuf"
         try:
             doc = otlp.decode(signal, data, ctype)
-            otlp.to_batch(signal, doc, batch, store_prompts)
+            otlp.to_batch(signal, doc, batch, store_prompts, source=str(f))
         except GolemError as e:
             batch.skip(str(f), None, str(e))
         _state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)

@@ -24,6 +24,7 @@ from .records import (
     error_text,
     iso_to_us,
     redact,
+    unexpected,
 )
 
 SIGNALS = ("logs", "metrics", "traces")
@@ -36,9 +37,14 @@ Attrs = dict[str, Any]
 
 # --- decoding: both encodings to plain (resource attrs, items) ---------------------------------
 
-def _json_value(v: dict) -> Any:
+MAX_DEPTH = 32  # nesting of attribute values (arrays, kvlists); a deeper value rejects its record
+
+
+def _json_value(v: Any, depth: int = 0) -> Any:
     if not isinstance(v, dict) or not v:
         return None
+    if depth > MAX_DEPTH:
+        raise ValueError(f"an attribute value is nested deeper than {MAX_DEPTH} levels")
     if "stringValue" in v:
         return v["stringValue"]
     if "intValue" in v:
@@ -47,40 +53,52 @@ def _json_value(v: dict) -> Any:
         except (TypeError, ValueError):
             return None
     if "doubleValue" in v:
-        return float(v["doubleValue"])
+        return _float(v["doubleValue"])
     if "boolValue" in v:
-        return bool(v["boolValue"])
+        return _bool(v["boolValue"])
     if "arrayValue" in v:
-        return [_json_value(x) for x in (v["arrayValue"] or {}).get("values", [])]
+        return [_json_value(x, depth + 1) for x in _list(_get(v["arrayValue"], "values"))]
     if "kvlistValue" in v:
-        return {kv.get("key"): _json_value(kv.get("value", {})) for kv in (v["kvlistValue"] or {}).get("values", [])}
+        return {str(kv.get("key")): _json_value(kv.get("value"), depth + 1)
+                for kv in _list(_get(v["kvlistValue"], "values")) if isinstance(kv, dict)}
     if "bytesValue" in v:
         return v["bytesValue"]
     return None
 
 
-def _json_attrs(items: list | None) -> Attrs:
+def _json_attrs(items: Any) -> Attrs:
     # ~25 attributes a record, nearly all strings: the string case is tested first, inline
     out: Attrs = {}
-    for kv in items or ():
-        if not isinstance(kv, dict) or "key" not in kv:
+    for kv in _list(items):
+        if not isinstance(kv, dict) or type(kv.get("key")) is not str:
             continue
         v = kv.get("value")
         if type(v) is dict and "stringValue" in v:
             out[kv["key"]] = v["stringValue"]
         else:
-            out[kv["key"]] = _json_value(v or {})
+            out[kv["key"]] = _json_value(v)
     return out
 
 
-def _pb_value(v: Any) -> Any:
+def _list(x: Any) -> list:
+    """A JSON list, or nothing: a field of the wrong type holds no items."""
+    return x if isinstance(x, list) else []
+
+
+def _get(x: Any, key: str) -> Any:
+    return x.get(key) if isinstance(x, dict) else None
+
+
+def _pb_value(v: Any, depth: int = 0) -> Any:
     which = v.WhichOneof("value")
     if which is None:
         return None
+    if depth > MAX_DEPTH:
+        raise ValueError(f"an attribute value is nested deeper than {MAX_DEPTH} levels")
     if which == "array_value":
-        return [_pb_value(x) for x in v.array_value.values]
+        return [_pb_value(x, depth + 1) for x in v.array_value.values]
     if which == "kvlist_value":
-        return {kv.key: _pb_value(kv.value) for kv in v.kvlist_value.values}
+        return {kv.key: _pb_value(kv.value, depth + 1) for kv in v.kvlist_value.values}
     if which == "bytes_value":
         return base64.b64encode(v.bytes_value).decode()
     return getattr(v, which)
@@ -124,10 +142,10 @@ def _int(v: Any) -> int | None:
         return None
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         try:
             return int(float(v))
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):  # "1e400" is inf, which has no int
             return None
 
 
@@ -136,7 +154,7 @@ def _float(v: Any) -> float | None:
         return None
     try:
         return float(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
@@ -167,14 +185,12 @@ def decode(signal: str, body: bytes, content_type: str) -> Any:
         if not isinstance(doc, dict) or not isinstance(doc.get(key, []), list):
             raise InvalidInput(f"OTLP/JSON {signal} body must be an object with a '{key}' list")
         return doc
-    from google.protobuf.message import DecodeError
-
     cls = _pb_class(signal)
     msg = cls()
     try:
         msg.ParseFromString(body)
-    except DecodeError as e:
-        raise InvalidInput(f"OTLP/protobuf {signal} body does not decode: {e}") from e
+    except Exception as e:  # noqa: BLE001 - DecodeError, or a nesting deeper than the parser allows
+        raise InvalidInput(f"OTLP/protobuf {signal} body does not decode: {type(e).__name__}: {e}") from e
     return msg
 
 
@@ -189,107 +205,149 @@ def _pb_class(signal: str) -> Any:
     return ExportTraceServiceRequest
 
 
-def _iter_logs(doc: Any) -> Iterator[tuple[Attrs, dict]]:
+# Walking a body: each item is (resource attributes, raw record). A part of a JSON body that is not
+# what OTLP says (``resourceLogs: [1]``, a scope that is a string, a resource whose attributes do
+# not decode) is one item whose resource is the exception saying so: it counts as one rejected
+# record, and every record beside it is read.
+Item = tuple["Attrs | Exception", Any]
+
+
+def _json_resources(doc: dict, key: str, scopes: str, records: str) -> Iterator[Item]:
+    for i, r in enumerate(_list(doc.get(key))):
+        if not isinstance(r, dict):
+            yield ValueError(f"{key}[{i}] is not an object"), None
+            continue
+        try:
+            res: Attrs | Exception = _json_attrs(_get(r.get("resource"), "attributes"))
+        except Exception as e:  # noqa: BLE001 - the records of this resource are rejected, not the body
+            res = e
+        for j, sc in enumerate(_list(r.get(scopes))):
+            if not isinstance(sc, dict):
+                yield ValueError(f"{key}[{i}].{scopes}[{j}] is not an object"), None
+                continue
+            for rec in _list(sc.get(records)):
+                yield res, rec
+
+
+def _pb_resources(resources: Any, scopes: str, records: str) -> Iterator[Item]:
+    for r in resources:
+        try:
+            res: Attrs | Exception = _pb_attrs(r.resource.attributes)
+        except Exception as e:  # noqa: BLE001 - the records of this resource are rejected, not the body
+            res = e
+        for sc in getattr(r, scopes):
+            for rec in getattr(sc, records):
+                yield res, rec
+
+
+def _iter_logs(doc: Any) -> Iterator[Item]:
     if isinstance(doc, dict):
-        for rl in doc.get("resourceLogs") or ():
-            res = _json_attrs((rl.get("resource") or {}).get("attributes"))
-            for sl in rl.get("scopeLogs") or ():
-                for r in sl.get("logRecords") or ():
-                    body = r.get("body") or {}
-                    yield res, {
-                        "time_ns": _int(r.get("timeUnixNano")) or _int(r.get("observedTimeUnixNano")),
-                        "body": _json_value(body) if isinstance(body, dict) else body,
-                        "attrs": _json_attrs(r.get("attributes")),
-                        "trace_id": _hex_id(r.get("traceId")),
-                        "span_id": _hex_id(r.get("spanId")),
-                    }
-    else:
-        for rl in doc.resource_logs:
-            res = _pb_attrs(rl.resource.attributes)
-            for sl in rl.scope_logs:
-                for r in sl.log_records:
-                    yield res, {
-                        "time_ns": r.time_unix_nano or r.observed_time_unix_nano or None,
-                        "body": _pb_value(r.body),
-                        "attrs": _pb_attrs(r.attributes),
-                        "trace_id": _hex_id(r.trace_id),
-                        "span_id": _hex_id(r.span_id),
-                    }
+        return _json_resources(doc, "resourceLogs", "scopeLogs", "logRecords")
+    return _pb_resources(doc.resource_logs, "scope_logs", "log_records")
 
 
-def _iter_spans(doc: Any) -> Iterator[tuple[Attrs, dict]]:
+def _log(r: Any) -> dict:
+    """One log record, either encoding, as plain values."""
+    if isinstance(r, dict):
+        body = r.get("body")
+        return {
+            "time_ns": _int(r.get("timeUnixNano")) or _int(r.get("observedTimeUnixNano")),
+            "body": _json_value(body) if isinstance(body, dict) else body,
+            "attrs": _json_attrs(r.get("attributes")),
+            "trace_id": _hex_id(r.get("traceId")),
+            "span_id": _hex_id(r.get("spanId")),
+        }
+    if r is None or isinstance(r, list | str | int | float | bool):
+        raise ValueError("a log record is not an object")
+    return {
+        "time_ns": r.time_unix_nano or r.observed_time_unix_nano or None,
+        "body": _pb_value(r.body),
+        "attrs": _pb_attrs(r.attributes),
+        "trace_id": _hex_id(r.trace_id),
+        "span_id": _hex_id(r.span_id),
+    }
+
+
+def _iter_spans(doc: Any) -> Iterator[Item]:
     if isinstance(doc, dict):
-        for rs in doc.get("resourceSpans") or ():
-            res = _json_attrs((rs.get("resource") or {}).get("attributes"))
-            for ss in rs.get("scopeSpans") or ():
-                for s in ss.get("spans") or ():
-                    st = s.get("status") or {}
-                    yield res, {
-                        "trace_id": _hex_id(s.get("traceId")), "span_id": _hex_id(s.get("spanId")),
-                        "parent_span_id": _hex_id(s.get("parentSpanId")), "name": s.get("name"),
-                        "start_ns": _int(s.get("startTimeUnixNano")), "end_ns": _int(s.get("endTimeUnixNano")),
-                        "attrs": _json_attrs(s.get("attributes")),
-                        "status_code": _int(st.get("code")), "status_message": st.get("message"),
-                    }
-    else:
-        for rs in doc.resource_spans:
-            res = _pb_attrs(rs.resource.attributes)
-            for ss in rs.scope_spans:
-                for s in ss.spans:
-                    yield res, {
-                        "trace_id": _hex_id(s.trace_id), "span_id": _hex_id(s.span_id),
-                        "parent_span_id": _hex_id(s.parent_span_id), "name": s.name,
-                        "start_ns": s.start_time_unix_nano or None, "end_ns": s.end_time_unix_nano or None,
-                        "attrs": _pb_attrs(s.attributes),
-                        "status_code": s.status.code, "status_message": s.status.message or None,
-                    }
+        return _json_resources(doc, "resourceSpans", "scopeSpans", "spans")
+    return _pb_resources(doc.resource_spans, "scope_spans", "spans")
 
 
-def _iter_metric_points(doc: Any) -> Iterator[tuple[Attrs, dict]]:
+def _span(s: Any) -> dict:
+    if isinstance(s, dict):
+        st = s.get("status")
+        st = st if isinstance(st, dict) else {}
+        return {
+            "trace_id": _hex_id(s.get("traceId")), "span_id": _hex_id(s.get("spanId")),
+            "parent_span_id": _hex_id(s.get("parentSpanId")), "name": s.get("name"),
+            "start_ns": _int(s.get("startTimeUnixNano")), "end_ns": _int(s.get("endTimeUnixNano")),
+            "attrs": _json_attrs(s.get("attributes")),
+            "status_code": _int(st.get("code")), "status_message": st.get("message"),
+        }
+    if s is None or isinstance(s, list | str | int | float | bool):
+        raise ValueError("a span is not an object")
+    return {
+        "trace_id": _hex_id(s.trace_id), "span_id": _hex_id(s.span_id),
+        "parent_span_id": _hex_id(s.parent_span_id), "name": s.name,
+        "start_ns": s.start_time_unix_nano or None, "end_ns": s.end_time_unix_nano or None,
+        "attrs": _pb_attrs(s.attributes),
+        "status_code": s.status.code, "status_message": s.status.message or None,
+    }
+
+
+_METRIC_KINDS = ("sum", "gauge", "histogram", "exponentialHistogram", "summary")
+
+
+def _iter_metric_points(doc: Any) -> Iterator[Item]:
+    """Items are (resource, (metric, its kind, data point)); a data point is a record here."""
     if isinstance(doc, dict):
-        for rm in doc.get("resourceMetrics") or ():
-            res = _json_attrs((rm.get("resource") or {}).get("attributes"))
-            for sm in rm.get("scopeMetrics") or ():
-                for m in sm.get("metrics") or ():
-                    for kind in ("sum", "gauge", "histogram", "exponentialHistogram", "summary"):
-                        data = m.get(kind)
-                        if not isinstance(data, dict):
-                            continue
-                        temporality = _int(data.get("aggregationTemporality"))
-                        for dp in data.get("dataPoints") or ():
-                            if "asDouble" in dp:
-                                value = _float(dp["asDouble"])
-                            elif "asInt" in dp:
-                                value = _float(dp["asInt"])
-                            else:
-                                value = _float(dp.get("sum"))
-                            yield res, {
-                                "name": m.get("name"), "unit": m.get("unit"), "kind": kind,
-                                "temporality": temporality, "attrs": _json_attrs(dp.get("attributes")),
-                                "start_ns": _int(dp.get("startTimeUnixNano")), "time_ns": _int(dp.get("timeUnixNano")),
-                                "value": value,
-                            }
+        for res, m in _json_resources(doc, "resourceMetrics", "scopeMetrics", "metrics"):
+            if isinstance(res, Exception) or not isinstance(m, dict):
+                yield (res if isinstance(res, Exception) else ValueError("a metric is not an object")), None
+                continue
+            for kind in _METRIC_KINDS:
+                data = m.get(kind)
+                if isinstance(data, dict):
+                    for dp in _list(data.get("dataPoints")):
+                        yield res, (m, kind, data, dp)
     else:
-        for rm in doc.resource_metrics:
-            res = _pb_attrs(rm.resource.attributes)
-            for sm in rm.scope_metrics:
-                for m in sm.metrics:
-                    kind = m.WhichOneof("data")
-                    if kind is None:
-                        continue
-                    data = getattr(m, kind)
-                    temporality = getattr(data, "aggregation_temporality", None)
-                    for dp in data.data_points:
-                        if kind in ("sum", "gauge"):
-                            which = dp.WhichOneof("value")
-                            value = float(getattr(dp, which)) if which else None
-                        else:
-                            value = float(getattr(dp, "sum", 0.0))
-                        yield res, {
-                            "name": m.name, "unit": m.unit, "kind": kind, "temporality": temporality,
-                            "attrs": _pb_attrs(dp.attributes), "start_ns": dp.start_time_unix_nano or None,
-                            "time_ns": dp.time_unix_nano or None, "value": value,
-                        }
+        for res, m in _pb_resources(doc.resource_metrics, "scope_metrics", "metrics"):
+            kind = m.WhichOneof("data")
+            if kind is None:
+                continue
+            data = getattr(m, kind)
+            for dp in data.data_points:
+                yield res, (m, kind, data, dp)
+
+
+def _point(item: tuple) -> dict:
+    m, kind, data, dp = item
+    if isinstance(m, dict):
+        if not isinstance(dp, dict):
+            raise ValueError("a data point is not an object")
+        if "asDouble" in dp:
+            value = _float(dp["asDouble"])
+        elif "asInt" in dp:
+            value = _float(dp["asInt"])
+        else:
+            value = _float(dp.get("sum"))
+        return {
+            "name": m.get("name"), "unit": m.get("unit"), "kind": kind,
+            "temporality": _int(data.get("aggregationTemporality")), "attrs": _json_attrs(dp.get("attributes")),
+            "start_ns": _int(dp.get("startTimeUnixNano")), "time_ns": _int(dp.get("timeUnixNano")),
+            "value": value,
+        }
+    if kind in ("sum", "gauge"):
+        which = dp.WhichOneof("value")
+        value = float(getattr(dp, which)) if which else None
+    else:
+        value = float(getattr(dp, "sum", 0.0))
+    return {
+        "name": m.name, "unit": m.unit, "kind": kind, "temporality": getattr(data, "aggregation_temporality", None),
+        "attrs": _pb_attrs(dp.attributes), "start_ns": dp.start_time_unix_nano or None,
+        "time_ns": dp.time_unix_nano or None, "value": value,
+    }
 
 
 # --- mapping to store rows ---------------------------------------------------------------------
@@ -303,7 +361,7 @@ def _ns_to_us(ns: int | None) -> int | None:
 
 
 def _json(d: dict) -> str:
-    return orjson.dumps(d, default=str).decode()
+    return orjson.dumps(d, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def _private(attrs: Attrs, store_prompts: bool) -> Attrs:
@@ -323,193 +381,221 @@ def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None) -> No
                                 "task_id": ctx.get("task_id"), "started_at": ts, "updated_at": ts})
 
 
-def logs_to_batch(doc: Any, batch: Batch, store_prompts: bool = False) -> int:
-    """Map an OTLP logs request; returns the number of log records seen."""
+def logs_to_batch(doc: Any, batch: Batch, store_prompts: bool = False, source: str = "/v1/logs") -> int:
+    """Map an OTLP logs request; returns the number of log records seen. A record that cannot be
+    read is reported in ``batch.skipped`` with its index (1-based) in the request."""
+    st = _Seen()
+    return _each(_iter_logs(doc), batch, source, lambda res, raw: _log_rows(res, _log(raw), batch, store_prompts, st))
+
+
+class _Seen:
+    """What one request's mapping already sent (rows that every record would repeat)."""
+
+    def __init__(self) -> None:
+        self.linked: set[tuple[Any, Any]] = set()
+        self.agents_seen: set[tuple[Any, Any, Any]] = set()
+        self.res: Attrs | None = None
+        self.res_json = ""
+
+
+def _each(items: Iterator[Item], batch: Batch, source: str, fn: Any) -> int:
+    """``fn(resource, raw record)`` for each record, one record's failure costing only itself."""
     n = 0
-    linked: set[tuple[str, str]] = set()
-    agents_seen: set[tuple[Any, Any, Any]] = set()
-    last_res: Attrs | None = None
-    res_json = ""
-    for res, rec in _iter_logs(doc):
-        n += 1
-        if res is not last_res:  # one resource holds many records: its JSON is made once
-            last_res, res_json = res, _json(res)
-        a = rec["attrs"]
-        body = rec["body"] if isinstance(rec["body"], str) else None
-        name = a.get("event.name") or (body.rsplit(".", 1)[-1] if body and body.startswith("claude_code.") else body) or "unknown"
-        ts = iso_to_us(a.get("event.timestamp")) or _ns_to_us(rec["time_ns"])
-        sid = a.get("session.id") or res.get("session.id")
-        ctx = _ctx(res, a)
-        seq = _int(a.get("event.sequence"))
-        agent_id = a.get("agent_id") or None
-        request_id = a.get("request_id") or None
-        tool_use_id = a.get("tool_use_id") or None
-        if seq is not None and sid:
-            key = f"{sid}|{seq}|{name}"
+    for n, (res, raw) in enumerate(items, start=1):  # noqa: B007 - n is the count returned
+        batch.at = (source, n)
+        try:
+            if isinstance(res, Exception):
+                raise res
+            fn(res, raw)
+        except Exception as e:  # noqa: BLE001 - a record no check foresaw costs only itself
+            batch.skip(source, n, f"record {n}: " + (str(e) if type(e) is ValueError else unexpected(e)))
+    batch.at = None
+    return n
+
+
+def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _Seen) -> None:
+    if res is not st.res:  # one resource holds many records: its JSON is made once
+        st.res, st.res_json = res, _json(res)
+    a = rec["attrs"]
+    body = rec["body"] if isinstance(rec["body"], str) else None
+    name = a.get("event.name") or (body.rsplit(".", 1)[-1] if body and body.startswith("claude_code.") else body) or "unknown"
+    ts = iso_to_us(a.get("event.timestamp")) or _ns_to_us(rec["time_ns"])
+    sid = a.get("session.id") or res.get("session.id")
+    ctx = _ctx(res, a)
+    seq = _int(a.get("event.sequence"))
+    agent_id = a.get("agent_id") or None
+    request_id = a.get("request_id") or None
+    tool_use_id = a.get("tool_use_id") or None
+    if seq is not None and sid:
+        key = f"{sid}|{seq}|{name}"
+    else:
+        key = "h:" + hashlib.sha1(_json({"r": res, "t": rec["time_ns"], "a": a}).encode()).hexdigest()
+    batch.add("otel_events", {
+        "event_key": key, "event_name": name, "timestamp": ts, "session_id": sid,
+        "prompt_id": a.get("prompt.id"), "agent_id": agent_id, "request_id": request_id,
+        "tool_use_id": tool_use_id, "sequence": seq, **ctx,
+        "attributes": _json(_private(a, store_prompts)), "resource": st.res_json,
+    })
+    if sid and ctx.get("workflow_id") and (sid, ctx["workflow_id"]) not in st.linked:
+        st.linked.add((sid, ctx["workflow_id"]))
+        _link(batch, sid, ctx, ts)
+    if name == "api_request":
+        batch.add("api_requests", {
+            "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
+            "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
+            "input_tokens": _int(a.get("input_tokens")), "output_tokens": _int(a.get("output_tokens")),
+            "cache_read_tokens": _int(a.get("cache_read_tokens")),
+            "cache_creation_tokens": _int(a.get("cache_creation_tokens")),
+            "cache_creation_5m_tokens": _int(a.get("cache_creation_5m_tokens")),
+            "cache_creation_1h_tokens": _int(a.get("cache_creation_1h_tokens")),
+            "recorded_cost_usd": _float(a.get("cost_usd")), "duration_ms": _float(a.get("duration_ms")),
+            "ttft_ms": _float(a.get("ttft_ms")), "query_source": a.get("query_source"),
+            "attempt": _int(a.get("attempt")), "success": True, **ctx, "source_mask": SRC_OTEL_LOG,
+        })
+        agent = (agent_id, sid, a.get("agent.name"))
+        if agent_id and agent not in st.agents_seen:
+            # one agent makes many requests: the same row again would merge to the same result
+            # (its columns keep the first value or prefer a real type), so it is sent once
+            st.agents_seen.add(agent)
+            batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": agent[2]})
+    elif name == "api_error":
+        batch.add("api_errors", {
+            "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,
+            "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
+            "status_code": _int(a.get("status_code")), "error": error_text(a.get("error")),
+            "attempt": _int(a.get("attempt")), "duration_ms": _float(a.get("duration_ms")), **ctx,
+            "source": "otel",
+        })
+    elif name in ("tool_result", "tool_decision"):
+        row: dict[str, Any] = {
+            "tool_use_id": tool_use_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
+            "request_id": request_id, "prompt_id": a.get("prompt.id"), "tool_name": a.get("tool_name"),
+            **ctx, "source_mask": SRC_OTEL_LOG,
+        }
+        if name == "tool_decision":
+            row["decision"] = a.get("decision")
         else:
-            key = "h:" + hashlib.sha1(_json({"r": res, "t": rec["time_ns"], "a": a}).encode()).hexdigest()
-        batch.add("otel_events", {
-            "event_key": key, "event_name": name, "timestamp": ts, "session_id": sid,
-            "prompt_id": a.get("prompt.id"), "agent_id": agent_id, "request_id": request_id,
-            "tool_use_id": tool_use_id, "sequence": seq, **ctx,
-            "attributes": _json(_private(a, store_prompts)), "resource": res_json,
+            success = _bool(a.get("success"))
+            params = a.get("tool_parameters")
+            if isinstance(params, str):
+                try:
+                    params = orjson.loads(params)
+                except orjson.JSONDecodeError:
+                    params = None
+            if isinstance(params, dict):
+                params = {k: (redact(v) if isinstance(v, str) else v) for k, v in params.items()
+                          if k not in _TEXT_KEYS}
+            row.update({
+                "timestamp": ts, "success": success, "duration_ms": _float(a.get("duration_ms")),
+                "error": error_text(a.get("error")) if success is False else None,
+                "error_type": a.get("error_type") or None,
+                "input_size_bytes": _int(a.get("tool_input_size_bytes")),
+                "result_size_bytes": _int(a.get("tool_result_size_bytes")),
+                "tool_parameters": _json(params) if isinstance(params, dict) and params else None,
+            })
+        batch.add("tool_calls", row)
+    elif name == "subagent_completed" and agent_id:
+        batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent_type"),
+                             "model": a.get("final_model") or a.get("model"), "ended_at": ts})
+
+
+def traces_to_batch(doc: Any, batch: Batch, source: str = "/v1/traces") -> int:
+    """Map an OTLP traces request; returns the number of spans seen (see :func:`logs_to_batch`)."""
+    return _each(_iter_spans(doc), batch, source, lambda res, raw: _span_rows(res, _span(raw), batch))
+
+
+def _span_rows(res: Attrs, s: dict, batch: Batch) -> None:
+    a = s["attrs"]
+    if not s["span_id"]:
+        raise ValueError(f"span {str(s['name'])[:80]!r} has no span id")
+    sid = a.get("session.id") or res.get("session.id")
+    kind = a.get("golem.kind")
+    raw_res = res
+    if kind is not None or "golem.workflow_id" in res:
+        # the tracing convention (golem_mcp/tracing.py): golem.workflow_id, golem.queue_wait_ms,
+        # golem.attempt, ... read as their plain names
+        a = {**a, **{k[6:]: v for k, v in a.items() if isinstance(k, str) and k.startswith("golem.")}}
+        res = {**res, **{k[6:]: v for k, v in res.items() if isinstance(k, str) and k.startswith("golem.")}}
+    ctx = _ctx(res, a)
+    start = _ns_to_us(s["start_ns"])
+    end = _ns_to_us(s["end_ns"])
+    dur = _float(a.get("duration_ms"))
+    if dur is None and s["start_ns"] and s["end_ns"]:
+        dur = (s["end_ns"] - s["start_ns"]) / 1e6
+    name = s["name"] if isinstance(s["name"], str) else ""
+    span_type = a.get("span.type") or kind or name.removeprefix("claude_code.")
+    tool_use_id = a.get("tool_use_id") or a.get("gen_ai.tool.call.id")
+    request_id = a.get("request_id")
+    agent_id = a.get("agent_id") or None
+    qw = a.get("queue_wait_ms", a.get("queue.wait_ms"))
+    batch.add("spans", {
+        "span_id": s["span_id"], "trace_id": s["trace_id"], "parent_span_id": s["parent_span_id"],
+        "name": s["name"], "span_type": span_type, "start_time": start, "end_time": end, "duration_ms": dur,
+        "status_code": s["status_code"], "status_message": s["status_message"], "session_id": sid,
+        "agent_id": agent_id, "request_id": request_id, "tool_use_id": tool_use_id,
+        "tool_name": a.get("tool_name"), "attempt": _int(a.get("attempt")), "queue_wait_ms": _float(qw),
+        **ctx, "attributes": _json(_private(s["attrs"], False)), "resource": _json(raw_res),
+    })
+    if sid and ctx.get("workflow_id"):
+        _link(batch, sid, ctx, start)
+    elif kind is not None and ctx.get("workflow_id"):  # an orchestrator's span: its workflow exists
+        batch.add("workflows", {"workflow_id": ctx["workflow_id"], "experiment_id": ctx.get("experiment_id"),
+                                "task_id": ctx.get("task_id"), "started_at": start, "updated_at": end})
+    if span_type == "llm_request" and request_id:
+        batch.add("api_requests", {
+            "request_id": request_id, "session_id": sid, "agent_id": agent_id, "model": a.get("model"),
+            "timestamp": end, "input_tokens": _int(a.get("input_tokens")),
+            "output_tokens": _int(a.get("output_tokens")), "cache_read_tokens": _int(a.get("cache_read_tokens")),
+            "cache_creation_tokens": _int(a.get("cache_creation_tokens")), "duration_ms": dur,
+            "ttft_ms": _float(a.get("ttft_ms")), "attempt": _int(a.get("attempt")),
+            "success": _bool(a.get("success")), "stop_reason": a.get("stop_reason"), **ctx,
+            "source_mask": SRC_OTEL_SPAN,
         })
-        if sid and ctx.get("workflow_id") and (sid, ctx["workflow_id"]) not in linked:
-            linked.add((sid, ctx["workflow_id"]))
-            _link(batch, sid, ctx, ts)
-        if name == "api_request":
-            batch.add("api_requests", {
-                "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
-                "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
-                "input_tokens": _int(a.get("input_tokens")), "output_tokens": _int(a.get("output_tokens")),
-                "cache_read_tokens": _int(a.get("cache_read_tokens")),
-                "cache_creation_tokens": _int(a.get("cache_creation_tokens")),
-                "cache_creation_5m_tokens": _int(a.get("cache_creation_5m_tokens")),
-                "cache_creation_1h_tokens": _int(a.get("cache_creation_1h_tokens")),
-                "recorded_cost_usd": _float(a.get("cost_usd")), "duration_ms": _float(a.get("duration_ms")),
-                "ttft_ms": _float(a.get("ttft_ms")), "query_source": a.get("query_source"),
-                "attempt": _int(a.get("attempt")), "success": True, **ctx, "source_mask": SRC_OTEL_LOG,
-            })
-            agent = (agent_id, sid, a.get("agent.name"))
-            if agent_id and agent not in agents_seen:
-                # one agent makes many requests: the same row again would merge to the same result
-                # (its columns keep the first value or prefer a real type), so it is sent once
-                agents_seen.add(agent)
-                batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": agent[2]})
-        elif name == "api_error":
-            batch.add("api_errors", {
-                "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,
-                "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
-                "status_code": _int(a.get("status_code")), "error": error_text(a.get("error")),
-                "attempt": _int(a.get("attempt")), "duration_ms": _float(a.get("duration_ms")), **ctx,
-                "source": "otel",
-            })
-        elif name in ("tool_result", "tool_decision"):
-            row: dict[str, Any] = {
-                "tool_use_id": tool_use_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
-                "request_id": request_id, "prompt_id": a.get("prompt.id"), "tool_name": a.get("tool_name"),
-                **ctx, "source_mask": SRC_OTEL_LOG,
-            }
-            if name == "tool_decision":
-                row["decision"] = a.get("decision")
-            else:
-                success = _bool(a.get("success"))
-                params = a.get("tool_parameters")
-                if isinstance(params, str):
-                    try:
-                        params = orjson.loads(params)
-                    except orjson.JSONDecodeError:
-                        params = None
-                if isinstance(params, dict):
-                    params = {k: (redact(v) if isinstance(v, str) else v) for k, v in params.items()
-                              if k not in _TEXT_KEYS}
-                row.update({
-                    "timestamp": ts, "success": success, "duration_ms": _float(a.get("duration_ms")),
-                    "error": error_text(a.get("error")) if success is False else None,
-                    "error_type": a.get("error_type") or None,
-                    "input_size_bytes": _int(a.get("tool_input_size_bytes")),
-                    "result_size_bytes": _int(a.get("tool_result_size_bytes")),
-                    "tool_parameters": _json(params) if isinstance(params, dict) and params else None,
-                })
-            batch.add("tool_calls", row)
-        elif name == "subagent_completed" and agent_id:
-            batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent_type"),
-                                 "model": a.get("final_model") or a.get("model"), "ended_at": ts})
-    return n
-
-
-def traces_to_batch(doc: Any, batch: Batch) -> int:
-    n = 0
-    for res, s in _iter_spans(doc):
-        n += 1
-        a = s["attrs"]
-        if not s["span_id"]:
-            batch.skip("otlp/traces", None, f"span {s['name']!r} without a span id")
-            continue
-        sid = a.get("session.id") or res.get("session.id")
-        kind = a.get("golem.kind")
-        raw_res = res
-        if kind is not None or "golem.workflow_id" in res:
-            # the tracing convention (golem_mcp/tracing.py): golem.workflow_id, golem.queue_wait_ms,
-            # golem.attempt, ... read as their plain names
-            a = {**a, **{k[6:]: v for k, v in a.items() if k.startswith("golem.")}}
-            res = {**res, **{k[6:]: v for k, v in res.items() if k.startswith("golem.")}}
-        ctx = _ctx(res, a)
-        start = _ns_to_us(s["start_ns"])
-        end = _ns_to_us(s["end_ns"])
-        dur = _float(a.get("duration_ms"))
-        if dur is None and s["start_ns"] and s["end_ns"]:
-            dur = (s["end_ns"] - s["start_ns"]) / 1e6
-        span_type = a.get("span.type") or kind or (s["name"] or "").removeprefix("claude_code.")
-        tool_use_id = a.get("tool_use_id") or a.get("gen_ai.tool.call.id")
-        request_id = a.get("request_id")
-        agent_id = a.get("agent_id") or None
-        qw = a.get("queue_wait_ms", a.get("queue.wait_ms"))
-        batch.add("spans", {
-            "span_id": s["span_id"], "trace_id": s["trace_id"], "parent_span_id": s["parent_span_id"],
-            "name": s["name"], "span_type": span_type, "start_time": start, "end_time": end, "duration_ms": dur,
-            "status_code": s["status_code"], "status_message": s["status_message"], "session_id": sid,
-            "agent_id": agent_id, "request_id": request_id, "tool_use_id": tool_use_id,
-            "tool_name": a.get("tool_name"), "attempt": _int(a.get("attempt")), "queue_wait_ms": _float(qw),
-            **ctx, "attributes": _json(_private(s["attrs"], False)), "resource": _json(raw_res),
+    elif span_type == "llm_request" and _bool(a.get("success")) is False:
+        batch.add("api_errors", {
+            "error_key": "s:" + s["span_id"], "session_id": sid, "agent_id": agent_id,
+            "model": a.get("model"), "timestamp": end, "status_code": _int(a.get("status_code")),
+            "error": error_text(a.get("error") or s["status_message"]), "attempt": _int(a.get("attempt")),
+            "duration_ms": dur, **ctx, "source": "otel_span",
         })
-        if sid and ctx.get("workflow_id"):
-            _link(batch, sid, ctx, start)
-        elif kind is not None and ctx.get("workflow_id"):  # an orchestrator's span: its workflow exists
-            batch.add("workflows", {"workflow_id": ctx["workflow_id"], "experiment_id": ctx.get("experiment_id"),
-                                    "task_id": ctx.get("task_id"), "started_at": start, "updated_at": end})
-        if span_type == "llm_request" and request_id:
-            batch.add("api_requests", {
-                "request_id": request_id, "session_id": sid, "agent_id": agent_id, "model": a.get("model"),
-                "timestamp": end, "input_tokens": _int(a.get("input_tokens")),
-                "output_tokens": _int(a.get("output_tokens")), "cache_read_tokens": _int(a.get("cache_read_tokens")),
-                "cache_creation_tokens": _int(a.get("cache_creation_tokens")), "duration_ms": dur,
-                "ttft_ms": _float(a.get("ttft_ms")), "attempt": _int(a.get("attempt")),
-                "success": _bool(a.get("success")), "stop_reason": a.get("stop_reason"), **ctx,
-                "source_mask": SRC_OTEL_SPAN,
-            })
-        elif span_type == "llm_request" and _bool(a.get("success")) is False:
-            batch.add("api_errors", {
-                "error_key": "s:" + s["span_id"], "session_id": sid, "agent_id": agent_id,
-                "model": a.get("model"), "timestamp": end, "status_code": _int(a.get("status_code")),
-                "error": error_text(a.get("error") or s["status_message"]), "attempt": _int(a.get("attempt")),
-                "duration_ms": dur, **ctx, "source": "otel_span",
-            })
-        elif span_type in ("tool", "tool.execution") and tool_use_id:
-            row: dict[str, Any] = {"tool_use_id": tool_use_id, "session_id": sid, **ctx, "source_mask": SRC_OTEL_SPAN}
-            if span_type == "tool":
-                row.update({"tool_name": a.get("tool_name"), "agent_id": agent_id, "timestamp": start})
-            else:
-                success = _bool(a.get("success"))
-                row.update({"success": success, "duration_ms": dur,
-                            "error": error_text(a.get("error")) if success is False else None,
-                            "error_type": a.get("error.type") or a.get("error_class")})
-            batch.add("tool_calls", row)
-    return n
+    elif span_type in ("tool", "tool.execution") and tool_use_id:
+        row: dict[str, Any] = {"tool_use_id": tool_use_id, "session_id": sid, **ctx, "source_mask": SRC_OTEL_SPAN}
+        if span_type == "tool":
+            row.update({"tool_name": a.get("tool_name"), "agent_id": agent_id, "timestamp": start})
+        else:
+            success = _bool(a.get("success"))
+            row.update({"success": success, "duration_ms": dur,
+                        "error": error_text(a.get("error")) if success is False else None,
+                        "error_type": a.get("error.type") or a.get("error_class")})
+        batch.add("tool_calls", row)
 
 
-def metrics_to_batch(doc: Any, batch: Batch) -> int:
-    n = 0
-    for res, p in _iter_metric_points(doc):
-        n += 1
-        a = p["attrs"]
-        sid = a.get("session.id") or res.get("session.id")
-        key = "|".join([str(p["name"]), str(sid), _json(dict(sorted(a.items()))), str(p["start_ns"]), str(p["time_ns"])])
-        batch.add("metric_points", {
-            "point_key": hashlib.sha1(key.encode()).hexdigest(), "name": p["name"], "unit": p["unit"],
-            "kind": p["kind"], "temporality": p["temporality"], "session_id": sid, "model": a.get("model"),
-            "type": a.get("type"), "start_time": _ns_to_us(p["start_ns"]), "time": _ns_to_us(p["time_ns"]),
-            "value": p["value"], **_ctx(res, a), "attributes": _json(a), "resource": _json(res),
-        })
-    return n
+def metrics_to_batch(doc: Any, batch: Batch, source: str = "/v1/metrics") -> int:
+    """Map an OTLP metrics request; returns the number of data points seen (see :func:`logs_to_batch`)."""
+    return _each(_iter_metric_points(doc), batch, source, lambda res, raw: _point_rows(res, _point(raw), batch))
 
 
-def to_batch(signal: str, doc: Any, batch: Batch, store_prompts: bool = False) -> int:
+def _point_rows(res: Attrs, p: dict, batch: Batch) -> None:
+    a = p["attrs"]
+    sid = a.get("session.id") or res.get("session.id")
+    key = "|".join([str(p["name"]), str(sid), _json(dict(sorted(a.items()))), str(p["start_ns"]), str(p["time_ns"])])
+    batch.add("metric_points", {
+        "point_key": hashlib.sha1(key.encode()).hexdigest(), "name": p["name"], "unit": p["unit"],
+        "kind": p["kind"], "temporality": p["temporality"], "session_id": sid, "model": a.get("model"),
+        "type": a.get("type"), "start_time": _ns_to_us(p["start_ns"]), "time": _ns_to_us(p["time_ns"]),
+        "value": p["value"], **_ctx(res, a), "attributes": _json(a), "resource": _json(res),
+    })
+
+
+def to_batch(signal: str, doc: Any, batch: Batch, store_prompts: bool = False, source: str | None = None) -> int:
+    """Map a decoded request; returns the records seen. Records that cannot be read are reported in
+    ``batch.skipped`` as ``source`` (default ``/v1/<signal>``) and their index in the request."""
+    src = source or f"/v1/{signal}"
     if signal == "logs":
-        return logs_to_batch(doc, batch, store_prompts)
+        return logs_to_batch(doc, batch, store_prompts, src)
     if signal == "traces":
-        return traces_to_batch(doc, batch)
-    return metrics_to_batch(doc, batch)
+        return traces_to_batch(doc, batch, src)
+    return metrics_to_batch(doc, batch, src)
 
 
 def signal_from_filename(name: str) -> str | None:

@@ -22,23 +22,34 @@ CONTEXT_KEYS = ("workflow_id", "stage", "task_id", "experiment_id")
 
 @dataclass
 class Skipped:
-    """One piece of input that was not imported, with where it was and why."""
+    """One piece of input that was not imported (``dropped``), or imported with a field left out,
+    with where it was and why."""
 
     source: str
     line: int | None
     reason: str
+    dropped: bool = True
 
     def __str__(self) -> str:
         where = f"{self.source}:{self.line}" if self.line is not None else self.source
         return f"{where}: {self.reason}"
 
 
+# Each row remembers the input it came from (source, line or record index) under this key, so the
+# store's field checks can name the file and line of a bad value; the store never writes it.
+ORIGIN = "_at"
+
+
 @dataclass
 class Batch:
     rows: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
     skipped: list[Skipped] = field(default_factory=list)
+    # where the rows added next come from; parsers set it per line / record
+    at: tuple[str, int | None] | None = None
 
     def add(self, table: str, row: dict) -> None:
+        if self.at is not None:
+            row[ORIGIN] = self.at
         self.rows[table].append(row)
 
     def skip(self, source: str, line: int | None, reason: str) -> None:
@@ -54,6 +65,16 @@ class Batch:
 
     def clear_rows(self) -> None:
         self.rows = defaultdict(list)
+
+    def rejected(self) -> int:
+        """Pieces of input (lines, payloads, records) of which something was not stored."""
+        return len({(s.source, s.line) for s in self.skipped if s.dropped})
+
+
+def unexpected(e: BaseException) -> str:
+    """Why a line, payload or record was skipped when reading it failed in a way no check foresaw
+    (what was read of it before is kept, every value checked like any other)."""
+    return f"not read ({type(e).__name__}: {str(e)[:200]})"
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -101,7 +122,7 @@ def tool_parameters(tool_name: str | None, tool_input: object) -> dict | None:
         v = tool_input.get(k)
         if v is not None and isinstance(v, str | int | float | bool):
             params[k] = _redact_cut(v, 500) if isinstance(v, str) else v
-    if tool_name and tool_name.startswith("mcp__"):
+    if isinstance(tool_name, str) and tool_name.startswith("mcp__"):
         params["mcp_tool"] = tool_name
     return params or None
 

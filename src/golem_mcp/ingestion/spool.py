@@ -24,6 +24,7 @@ import time
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from ..store.db import Store
+    from .records import Batch
 
 PREFIX = "hooks-"
 SUFFIX = ".jsonl"
@@ -60,27 +61,41 @@ def append(spool_dir: str, data: bytes, name: str | None = None) -> str:
     raise OSError(f"could not append to {path}: it kept being renamed")
 
 
+QUARANTINE = "quarantine.jsonl"
+
+
+def quarantine_path(spool_dir: str | os.PathLike[str]) -> str:
+    """Where payloads the drain could not store are kept: beside the spool folder, in the data folder."""
+    return os.path.join(os.path.dirname(os.path.abspath(os.fspath(spool_dir))), QUARANTINE)
+
+
 class DrainResult:
-    """What one drain did: files ingested and deleted, payloads read, lines skipped, files kept."""
+    """What one drain did: files ingested and deleted, payloads read, lines skipped, lines put in
+    quarantine, files kept."""
 
     def __init__(self) -> None:
         self.files = 0
         self.payloads = 0
         self.skipped: list[str] = []
+        self.quarantined = 0
         self.failed: list[str] = []
 
 
-def drain(store: Store, spool_dir: str | os.PathLike[str], store_prompts: bool = False) -> DrainResult:
+def drain(store: Store, spool_dir: str | os.PathLike[str], store_prompts: bool = False,
+          quarantine: str | None = None) -> DrainResult:
     """Ingest every spooled hook payload; each file is deleted only after its rows are committed.
 
     Files left ``.draining`` by a crash are ingested again (hook events dedupe by payload key, so a
-    second read adds nothing). A file whose write fails stays for the next drain.
+    second read adds nothing). A line that is not a hook payload, or whose rows the store refused
+    (see ``store/checks.py``), is appended to the quarantine file (``quarantine_path``) with why,
+    and the rest of its file lands: one bad payload never blocks the ones beside it. A file whose
+    write fails as a whole (the disk, not its data) stays for the next drain.
     """
-    from .hooks import parse_hook_lines
     from .records import Batch
 
     res = DrainResult()
     d = os.fspath(spool_dir)
+    qpath = quarantine or quarantine_path(d)
     try:
         names = os.listdir(d)
     except FileNotFoundError:
@@ -106,14 +121,95 @@ def drain(store: Store, spool_dir: str | os.PathLike[str], store_prompts: bool =
                 chunks.append(chunk)
         finally:
             os.close(fd)
+        data = b"".join(chunks)
         batch = Batch()
         try:
-            res.payloads += parse_hook_lines(b"".join(chunks), path, batch, store_prompts=store_prompts)
-            store.write(batch)
+            res.payloads += _ingest(store, data, path, batch, store_prompts)
         except Exception as e:  # noqa: BLE001 - keep the file for the next drain, report why
             res.failed.append(f"{path}: {e}")
             continue
         res.skipped.extend(str(s) for s in batch.skipped)
+        bad: dict[int, list[str]] = {}
+        for s in batch.skipped:
+            if s.dropped and s.line is not None:
+                bad.setdefault(s.line, []).append(s.reason)
+        if bad:
+            _quarantine(qpath, path, data, bad)
+            res.quarantined += len(bad)
         os.unlink(path)
         res.files += 1
     return res
+
+
+def _ingest(store: Store, data: bytes, path: str, batch: Batch, store_prompts: bool) -> int:
+    """Parse and write one spool file's payloads; returns how many were read.
+
+    The store checks every value, so a write fails only for a reason no check foresaw: then each
+    payload is written on its own, and those that still fail are reported in ``batch.skipped``
+    (to be quarantined). When every one fails, the fault is not in the data: the error is raised
+    and the file kept.
+    """
+    import orjson
+
+    from .hooks import hook_to_batch, parse_hook_lines
+    from .records import Batch, Skipped
+
+    n = parse_hook_lines(data, path, batch, store_prompts=store_prompts)
+    parsed = len(batch.skipped)
+    try:
+        store.write(batch)
+        return n
+    except Exception as whole:  # noqa: BLE001 - retried payload by payload below
+        error = whole
+    del batch.skipped[parsed:]  # what the failed write reported is reported again below
+    stored = 0
+    failed: list[Skipped] = []
+    for i, raw in enumerate(data.split(b"\n"), start=1):
+        one = Batch()
+        try:
+            payload = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            continue  # blank, or reported by the first parse
+        if not hook_to_batch(payload, one, store_prompts=store_prompts, source=path, line=i):
+            continue
+        try:
+            store.write(one)
+        except Exception as e:  # noqa: BLE001 - this payload goes to quarantine, its neighbours land
+            failed.append(Skipped(path, i, f"could not be stored: {type(e).__name__}: {str(e)[:200]}"))
+            continue
+        stored += 1
+        batch.skipped.extend(one.skipped)
+    if not stored and failed:
+        raise error
+    batch.skipped.extend(failed)
+    return n
+
+
+def _quarantine(qpath: str, source: str, data: bytes, bad: dict[int, list[str]]) -> None:
+    """Append the refused lines of ``source`` to the quarantine file (mode 0600), durably, with why."""
+    import orjson
+
+    lines = data.split(b"\n")
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    out = []
+    for line, reasons in sorted(bad.items()):
+        raw = lines[line - 1] if 0 < line <= len(lines) else b""
+        out.append(orjson.dumps({"quarantined_at": now, "spool_file": os.path.basename(source), "line": line,
+                                 "reasons": reasons, "payload": raw.decode("utf-8", "replace")}) + b"\n")
+    fd = os.open(qpath, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        view = memoryview(b"".join(out))
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)  # before the spool file, the only other copy, is deleted
+    finally:
+        os.close(fd)
+
+
+def quarantined(qpath: str) -> int:
+    """Payloads in the quarantine file (0 when there is none)."""
+    try:
+        with open(qpath, "rb") as fh:
+            return sum(1 for line in fh if line.strip())
+    except FileNotFoundError:
+        return 0

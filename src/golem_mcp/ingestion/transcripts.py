@@ -20,6 +20,7 @@ from .records import (
     error_text,
     iso_to_us,
     tool_parameters,
+    unexpected,
 )
 
 # Top-level record types Claude Code writes that carry nothing we count; skipped silently.
@@ -74,6 +75,7 @@ def parse_meta(path: Path, batch: Batch) -> None:
     if not isinstance(meta, dict):
         batch.skip(str(path), None, "subagent metadata is not a JSON object")
         return
+    batch.at = (str(path), None)
     name = path.name
     agent_id = name[len("agent-"):-len(".meta.json")] if name.startswith("agent-") else None
     if not agent_id:
@@ -121,14 +123,19 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
             batch.skip(source, lineno, "not a JSON object")
             continue
         rtype = rec.get("type")
-        if rtype == "assistant":
-            _assistant(tf, rec, batch, session_seen, tools)
-        elif rtype == "user":
-            _user(tf, rec, batch, tools)
-        elif rtype == "system":
-            _system(tf, rec, batch)
-        elif rtype not in KNOWN_TYPES:
-            batch.skip(source, lineno, f"unknown record type {rtype!r}")
+        batch.at = (source, lineno)
+        try:
+            if rtype == "assistant":
+                _assistant(tf, rec, batch, session_seen, tools)
+            elif rtype == "user":
+                _user(tf, rec, batch, tools)
+            elif rtype == "system":
+                _system(tf, rec, batch)
+            elif not isinstance(rtype, str) or rtype not in KNOWN_TYPES:
+                batch.skip(source, lineno, f"unknown record type {str(rtype)[:80]!r}")
+        except Exception as e:  # noqa: BLE001 - a line no check foresaw costs only itself
+            batch.skip(source, lineno, unexpected(e))
+    batch.at = None
     return lineno - first_line + 1
 
 

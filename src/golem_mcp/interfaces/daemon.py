@@ -65,7 +65,7 @@ from ..config import (
     state_file,
 )
 from ..errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from ..ingestion.records import Batch
+from ..ingestion.records import Batch, Skipped
 from ..store.db import Store
 from .loopback import is_loopback_host, is_loopback_origin
 from .metrics import metrics_endpoint
@@ -190,19 +190,36 @@ _PARTIAL = {"logs": "rejected_log_records", "traces": "rejected_spans", "metrics
 
 
 def otlp_reply(signal: str, kind: str, rejected: int, message: str) -> Response:
-    """The OTLP/HTTP success reply in the request's encoding: an Export*ServiceResponse."""
+    """The OTLP/HTTP success reply in the request's encoding: an Export*ServiceResponse, with
+    ``partial_success`` when records were rejected (or, with 0 rejected, to carry warnings)."""
     field = _PARTIAL[signal]
     if kind == "json":
         body: dict[str, Any] = {}
-        if rejected:
+        if rejected or message:
             camel = "".join(w.capitalize() if i else w for i, w in enumerate(field.split("_")))
             body["partialSuccess"] = {camel: rejected, "errorMessage": message}
         return json_response(body)
     msg = _pb_response(signal)
-    if rejected:
+    if rejected or message:
         setattr(msg.partial_success, field, rejected)
         msg.partial_success.error_message = message
     return Response(msg.SerializeToString(), media_type="application/x-protobuf")
+
+
+_NOUN = {"logs": "log records", "traces": "spans", "metrics": "data points"}
+
+
+def problems_message(batch: Batch, records: int, noun: str, shown: int = 5) -> str:
+    """What was rejected or left out of a batch, in a line: the first few problems and a count."""
+    if not batch.skipped:
+        return ""
+    rejected = batch.rejected()
+    head = (f"{rejected} of {records} {noun} not stored" if rejected
+            else f"all {records} {noun} stored, some values left out")
+    parts = [s.reason for s in batch.skipped[:shown]]
+    more = len(batch.skipped) - shown
+    tail = f"; {more} more problem(s) in the daemon's log" if more > 0 else ""
+    return f"{head}: " + "; ".join(parts) + tail + "; the rest was stored"
 
 
 def _pb_response(signal: str) -> Any:
@@ -327,8 +344,16 @@ class GroupWriter:
             merged = Batch()
             for b, _ in items:
                 merged.extend(b)
+            owner: dict[int, Batch] = {}
+
+            def report(row: dict, problem: Skipped) -> None:
+                # a problem belongs to the request its row came from, which answers with it
+                if not owner:
+                    owner.update((id(r), b) for b, _ in items for rs in b.rows.values() for r in rs)
+                owner.get(id(row), merged).skipped.append(problem)
+
             try:
-                self.store.write(merged)
+                self.store.write(merged, report)
             except Exception:  # noqa: BLE001 - find the culprit by writing each batch on its own
                 log.warning("a merged write of %d batches failed; writing them one by one", len(items))
             else:
@@ -438,7 +463,7 @@ class Background:
         log.error("%s failed (will retry): %s", name, text, exc_info=e)
 
     def drain_spool(self) -> None:
-        from ..ingestion.spool import drain
+        from ..ingestion.spool import drain, quarantine_path
 
         assert self.spool is not None
         res = drain(self.store, self.spool, self.settings.store_prompts)
@@ -447,7 +472,10 @@ class Background:
             self.stats.spooled += res.payloads
             log.info("ingested %d spooled hook payloads from %d files", res.payloads, res.files)
         for s in res.skipped[:20]:
-            log.warning("spool: skipped %s", s)
+            log.warning("spool: %s", s)
+        if res.quarantined:
+            log.warning("spool: %d payload(s) could not be stored and were moved to %s (see golem-mcp doctor)",
+                        res.quarantined, quarantine_path(self.spool))
         for f in res.failed:
             log.error("spool: %s (kept for the next drain)", f)
 
@@ -591,6 +619,10 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         doc = otlp.decode(signal, body, "application/json" if kind == "json" else "application/x-protobuf")
         batch = Batch()
         n = otlp.to_batch(signal, doc, batch, settings.store_prompts)
+        if n and batch.rejected() >= n:
+            # nothing decodes: the one case that is the sender's error as a whole
+            raise InvalidInput(f"none of the {n} OTLP {_NOUN[signal]} in the body could be read; fix the "
+                               "exporter's data and send again", [str(s) for s in batch.skipped[:10]])
         return batch, n
 
     async def otlp_endpoint(request: Request) -> Response:
@@ -601,9 +633,12 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         kind = media_type(request)
         body = await read_body(request, limit)
         batch, n = await anyio.to_thread.run_sync(map_otlp, signal, body, kind)
-        await writer.write(batch)
+        await writer.write(batch)  # the store's value checks add what they refused to batch.skipped
         stats.records += n
-        return otlp_reply(signal, kind, len(batch.skipped), "; ".join(str(s) for s in batch.skipped[:5]))
+        message = problems_message(batch, n, _NOUN[signal])
+        if message:
+            log.warning("POST /v1/%s: %s", signal, message)
+        return otlp_reply(signal, kind, batch.rejected(), message)
 
     def map_hooks(body: bytes, journal: bool = False) -> tuple[Batch, int, bool]:
         from ..ingestion.hooks import hook_to_batch

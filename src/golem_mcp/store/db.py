@@ -21,8 +21,9 @@ import duckdb
 
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
-from ..ingestion.records import MCP_PLACEHOLDER, Batch
+from ..ingestion.records import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
 from ..redaction import redact, redact_table
+from . import checks
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -302,9 +303,16 @@ class Store:
             self._types.setdefault(t, {})[c] = dt
 
     # -- writing ---------------------------------------------------------------------------------
-    def write(self, batch: Batch) -> dict[str, int]:
-        """Write every row of ``batch`` in one transaction; returns rows offered per table."""
+    def write(self, batch: Batch, report: checks.Report | None = None) -> dict[str, int]:
+        """Write every row of ``batch`` in one transaction; returns rows offered per table.
+
+        Every value is checked first (:mod:`.checks`): a bad one is stored as NULL or its row left
+        out, and reported to ``report(row, problem)``, by default added to ``batch.skipped``.
+        """
         counts: dict[str, int] = {}
+        if report is None:
+            def report(row: dict, problem: Skipped) -> None:
+                batch.skipped.append(problem)
         tables = [t for t in WRITE_ORDER if batch.rows.get(t)] + [t for t in batch.rows if t not in WRITE_ORDER and batch.rows[t]]
         if not tables:
             return counts
@@ -314,7 +322,7 @@ class Store:
                 self._estimates = None
                 self._changed = {}
                 for t in tables:
-                    counts[t] = self._upsert(t, batch.rows[t])
+                    counts[t] = self._upsert(t, batch.rows[t], report)
                 added = self._stamp_changes()
                 self.con.execute("COMMIT")
             except Exception:
@@ -324,7 +332,7 @@ class Store:
                 self._stamped |= added  # only once committed: a rolled-back insert left no row
         return counts
 
-    def _upsert(self, table: str, rows: list[dict]) -> int:
+    def _upsert(self, table: str, rows: list[dict], report: checks.Report) -> int:
         """Merge ``rows`` into ``table`` by its keys, exactly as one INSERT .. ON CONFLICT would.
 
         Most rows are new (OTLP records, a first import), and DuckDB's ON CONFLICT costs several
@@ -338,6 +346,7 @@ class Store:
         present: set[str] = set()
         for r in rows:
             present.update(r)
+        present.discard(ORIGIN)
         if table == "hook_events" and not self.settings.keep_hook_payloads:
             present.discard("payload")  # only the typed columns, unless the user opted in
         extra = present - set(types)
@@ -348,16 +357,20 @@ class Store:
         if len(keys) == 1:
             k0 = keys[0]
             kept = [r for r in rows if r.get(k0) is not None]
-            kv: list[Any] = [r[k0] for r in kept]
         else:
             kept = [r for r in rows if all(r.get(k) is not None for k in keys)]
-            kv = [tuple(r[k] for k in keys) for r in kept]
         if not kept:
             return len(rows)
-        pa, arrow = _arrow_types()
-        schema = pa.schema([(c, arrow.get(types[c], pa.string())) for c in cols])
-        # from_pylist walks the dicts in C++; a Python list per column cost several times more
-        stg = pa.Table.from_pylist(kept, schema=schema)
+        pa, _ = _arrow_types()
+        # every value checked on the way (from_pylist walks the dicts in C++; a Python list per
+        # column cost several times more); rows with a bad key or token count are left out
+        stg, kept = checks.stage(table, kept, cols, types, keys, report)
+        if not kept:
+            return len(rows)
+        if len(keys) == 1:
+            kv: list[Any] = [r[k0] for r in kept]
+        else:
+            kv = [tuple(r[k] for k in keys) for r in kept]
         if table not in NOT_REDACTED:
             # the privacy wall: whatever path a row came by, its texts are redacted here
             stg, changed = redact_table(stg, {c for c in cols if types[c] == "JSON"})
