@@ -15,6 +15,7 @@ import orjson
 from ..redaction import redact_value
 from .records import SRC_HOOK, Batch, error_text, now_us, tool_parameters, unexpected
 
+_IDS = ("session_id", "agent_id", "tool_use_id", "prompt_id")
 _DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message"})
 
 
@@ -36,7 +37,7 @@ def hook_to_batch(payload: Any, batch: Batch, received_us: int | None = None, st
     try:
         _map(payload, event, batch, received_us, store_prompts)
     except Exception as e:  # noqa: BLE001 - a payload no check foresaw costs only itself
-        batch.skip(source, line, unexpected(e))
+        batch.skip(source, line, str(e) if type(e) is ValueError else unexpected(e))
         return False
     finally:
         batch.at = None
@@ -50,6 +51,11 @@ def _map(payload: dict, event: str, batch: Batch, received_us: int | None, store
     agent_type = payload.get("agent_type")
     tool_use_id = payload.get("tool_use_id")
     tool_name = payload.get("tool_name")
+    for k in _IDS:
+        v = payload.get(k)
+        if v is not None and not isinstance(v, str):
+            # the ids join a payload to its session, agent and tool call: without them it is no fact
+            raise ValueError(f"'{k}' is {type(v).__name__}, not a text; payload not stored")
     clean = {k: v for k, v in payload.items() if store_prompts or k not in _DROP}
     clean.pop("_golem_received_us", None)
     if "tool_input" in payload:

@@ -49,9 +49,12 @@ def _json_value(v: Any, depth: int = 0) -> Any:
         return v["stringValue"]
     if "intValue" in v:
         try:
-            return int(v["intValue"])
+            i = int(v["intValue"])
         except (TypeError, ValueError):
             return None
+        # past int64 it is no OTLP int (and no JSON number orjson writes): kept as its text, and a
+        # column that reads it as a number gets it as such, to be judged by the store's checks
+        return i if -(2**63) <= i < 2**63 else str(i)
     if "doubleValue" in v:
         return _float(v["doubleValue"])
     if "boolValue" in v:
@@ -221,12 +224,19 @@ def _json_resources(doc: dict, key: str, scopes: str, records: str) -> Iterator[
             res: Attrs | Exception = _json_attrs(_get(r.get("resource"), "attributes"))
         except Exception as e:  # noqa: BLE001 - the records of this resource are rejected, not the body
             res = e
+        if not _is_list(r.get(scopes)):
+            yield ValueError(f"{key}[{i}].{scopes} is not a list"), None
+            continue
         for j, sc in enumerate(_list(r.get(scopes))):
-            if not isinstance(sc, dict):
-                yield ValueError(f"{key}[{i}].{scopes}[{j}] is not an object"), None
+            if not isinstance(sc, dict) or not _is_list(sc.get(records)):
+                yield ValueError(f"{key}[{i}].{scopes}[{j}] is not an object with a '{records}' list"), None
                 continue
             for rec in _list(sc.get(records)):
                 yield res, rec
+
+
+def _is_list(x: Any) -> bool:
+    return x is None or isinstance(x, list)
 
 
 def _pb_resources(resources: Any, scopes: str, records: str) -> Iterator[Item]:

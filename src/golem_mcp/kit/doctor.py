@@ -282,6 +282,20 @@ def check_otlp_arriving(status: dict | None) -> Check:
     return Check("otlp arriving", OK, f"{n or 0} events, {m or 0} metric points, {s or 0} spans stored")
 
 
+def check_quarantine() -> Check:
+    """Hook payloads the spool drain could not store: kept, with why, in one file of the data folder."""
+    from ..ingestion.spool import quarantine_path, quarantined
+
+    path = quarantine_path(spool_dir())
+    n = quarantined(path)
+    if not n:
+        return Check("quarantine", OK, "no hook payload was refused")
+    return Check("quarantine", WARN, f"{n} hook payload(s) could not be stored and are kept in {path}",
+                 f"read why on each line of {path} (a wrongly typed or oversized field, most likely from a "
+                 "hook script or an old Claude Code); the payloads beside them were stored. Delete the file "
+                 "once read")
+
+
 def transcript_dir(project: Path) -> Path:
     """Claude Code's transcript folder for a project: the path with every non-alphanumeric made '-'."""
     return claude_projects_dir() / re.sub(r"[^A-Za-z0-9]", "-", str(project))
@@ -321,5 +335,6 @@ def run_checks(project: Path | None, claude: str | None = None) -> list[Check]:
             status = got if isinstance(got, dict) else None
         except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
             checks.append(Check("daemon status", FAIL, f"/api/status failed: {e}", "see the daemon's log; restart it"))
-    checks += [check_hooks_firing(status), check_otlp_arriving(status), check_transcripts(project)]
+    checks += [check_hooks_firing(status), check_quarantine(), check_otlp_arriving(status),
+               check_transcripts(project)]
     return checks
