@@ -183,7 +183,7 @@ def decode(signal: str, body: bytes, content_type: str) -> Any:
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError as e:
-            raise InvalidInput(f"OTLP/JSON body does not decode: {e}") from e
+            doc = _lenient_json(body, e)
         key = {"logs": "resourceLogs", "metrics": "resourceMetrics", "traces": "resourceSpans"}[signal]
         if not isinstance(doc, dict) or not isinstance(doc.get(key, []), list):
             raise InvalidInput(f"OTLP/JSON {signal} body must be an object with a '{key}' list")
@@ -195,6 +195,18 @@ def decode(signal: str, body: bytes, content_type: str) -> Any:
     except Exception as e:  # noqa: BLE001 - DecodeError, or a nesting deeper than the parser allows
         raise InvalidInput(f"OTLP/protobuf {signal} body does not decode: {type(e).__name__}: {e}") from e
     return msg
+
+
+def _lenient_json(body: bytes, error: Exception) -> Any:
+    """The body by Python's own JSON reader, which takes what orjson refuses in one record (NaN,
+    1e400, a lone surrogate) so that one record does not cost the batch; the store's checks then
+    judge the values. InvalidInput when it is not JSON at all."""
+    import json
+
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as e:
+        raise InvalidInput(f"OTLP/JSON body does not decode: {error}") from e
 
 
 def _pb_class(signal: str) -> Any:
