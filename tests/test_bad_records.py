@@ -101,7 +101,7 @@ def test_import_stores_every_good_line_beside_bad_ones(tmp_path):
     shutil.copytree(WF1, projects / WF1.name)
     f, where = with_bad_lines(projects)
     db = tmp_path / "g.duckdb"
-    out = subprocess.run([sys.executable, "-m", "golem_mcp", "import", str(projects), "--db", str(db)],
+    out = subprocess.run([sys.executable, "-m", "golem_mcp", "import", str(projects), "--db", str(db), "--create"],
                          capture_output=True, text=True, timeout=120,
                          env={**os.environ, "GOLEM_HOME": str(tmp_path / "home")})
     assert out.returncode == 0, out.stderr
