@@ -241,11 +241,19 @@ def test_constant_sized_values_are_refused_before_duckdb_builds_them(store: Stor
     """DuckDB folds constants while planning, where neither the time limit nor its memory limit stops
     it (repeat('x', 40000*40000) took 3 GB and 26 s): the parse tree refuses them first."""
     for sql in ("SELECT repeat('x', 40000 * 40000)", "SELECT range(0, 2000000000)",
-                "SELECT lpad('a', 2000000000, 'b')", "SELECT repeat('x', '2000000000'::INT)"):
-        with pytest.raises(InvalidInput, match="memory budget"):
+                "SELECT lpad('a', 2000000000, 'b')", "SELECT repeat('x', '2000000000'::INT)",
+                "SELECT repeat('abcdefghij', 2000000)", "SELECT repeat(repeat('x', 10000000), 10)",
+                # one repeat() call builds its whole value uninterruptibly: 1.6 GB ran 40 s past the limit
+                "WITH a AS (SELECT 1600000000 AS n) SELECT length(repeat('x', n)) FROM a",
+                "SELECT max(length(repeat('x', n))) FROM range(5) t(n)",
+                "SELECT repeat(request_id, 1000) FROM api_requests"):
+        with pytest.raises(InvalidInput, match="memory budget") as e:
             sql_guard.run_read_only(store, sql)
-    # sizes that depend on rows run (under the limits), and so do table functions
-    assert sql_guard.run_read_only(store, "SELECT max(length(repeat('x', n))) FROM range(5) t(n)")["rows"] == [[4]]
+        assert "bar()" in str(e.value)
+    # small literal sizes run, lists over rows run (in DuckDB's managed memory), and so do table functions
+    out = sql_guard.run_read_only(store, "SELECT repeat('ab', 3), lpad('7', 3, '0'), repeat([1], 2), bar(5, 0, 10, 4)")
+    assert out["rows"] == [["ababab", "007", [1, 1], "██  "]]
+    assert sql_guard.run_read_only(store, "SELECT max(len(range(0, n))) FROM range(5) t(n)")["rows"] == [[4]]
     out = sql_guard.run_read_only(store, "SELECT count(*) FROM generate_series(DATE '2026-01-01', DATE '2026-01-31', "
                                          "INTERVAL 1 DAY)")
     assert out["rows"] == [[31]]

@@ -20,10 +20,10 @@ names what is refused so the agent knows what to change:
 - table functions only from a small allow-list (``read_csv``, ``glob``, ``query`` and the like
   read files, the network or run other SQL);
 - no scalar function that reads the environment, files or settings or moves a sequence
-  (``getenv``, ``read_text``, ``current_setting``, ``nextval``...), and no literal size past
+  (``getenv``, ``read_text``, ``current_setting``, ``nextval``...), and no size past
   :data:`MAX_BUILT_SIZE` given to a function that builds a value that big (``repeat``, ``range``...):
-  DuckDB computes such constants while planning, where neither the time limit nor its memory limit
-  stops it.
+  DuckDB computes such constants while planning, and builds one ``repeat`` value in one call, where
+  neither the time limit nor its memory limit stops it (see :func:`_constant_sizes`).
 
 A query then gets the time limit and a memory cap: it is interrupted after ``timeout_s``, or as soon
 as the process grows past its memory budget (``memory_budget_mb``; DuckDB's own memory limit, three
@@ -64,10 +64,12 @@ DENIED_FUNCTIONS = frozenset({
 READ_NODES = frozenset({"SELECT_NODE", "SET_OPERATION_NODE", "RECURSIVE_CTE_NODE", "CTE_NODE"})
 # functions whose literal arguments size what they build (a string, a list, rows)
 SIZED_FUNCTIONS = frozenset({
-    "repeat", "range", "generate_series", "lpad", "rpad", "list_resize", "array_resize", "list_pad",
-    "array_pad", "bar", "format", "printf",
+    "repeat", "range", "generate_series", "lpad", "rpad", "list_resize", "array_resize", "list_pad", "array_pad",
 })
 MAX_BUILT_SIZE = 10_000_000
+# sized functions that build one whole value in one call, which DuckDB can neither interrupt nor count
+ONE_CALL_BUILDERS = frozenset({"repeat", "lpad", "rpad", "list_resize", "array_resize", "list_pad", "array_pad"})
+STORED_TEXT_CHARS = 100_000  # what one stored text may hold, for repeat(column, n): n up to 100
 ALLOWED_SCHEMAS = frozenset({"", "main", "information_schema", "pg_catalog", "memory", "temp"})
 MAX_SQL_CHARS = 20_000
 WATCH_INTERVAL_S = 0.02  # how often a running query's time and the process' memory are checked
@@ -91,7 +93,7 @@ def _walk(node: Any, found: dict[str, list[str]]) -> None:
             found["functions"].append(name)
             # a table function (FROM range(...)) streams its rows while the query runs, under its limits
             if name in SIZED_FUNCTIONS and not node.get("_table_function"):
-                found["sizes"].extend(f"{name}({n})" for n in _constant_sizes(node.get("arguments")))
+                found["sizes"].extend(f"{name}({n})" for n in _constant_sizes(name, node.get("arguments")))
         for v in node.values():
             _walk(v, found)
     elif isinstance(node, list):
@@ -99,26 +101,55 @@ def _walk(node: Any, found: dict[str, list[str]]) -> None:
             _walk(v, found)
 
 
-def _constant_sizes(args: Any) -> list[int]:
-    """The sizes a function's arguments give while DuckDB plans the query: each integer literal
-    (``repeat('x', 2000000000)``), and a size computed from literals alone (``40000 * 40000``), which
-    DuckDB folds into one constant while planning, counted as over the limit."""
+def _constant_sizes(name: str, args: Any) -> list[int]:
+    """What a sized function's arguments let it build, checked against :data:`MAX_BUILT_SIZE`.
+
+    Each integer literal is a size (``repeat('x', 2000000000)``); ``repeat`` builds its first
+    argument's length times the count. A size computed from literals alone (``40000 * 40000``) is
+    folded by DuckDB into one constant while planning, where no limit applies: counted as over. A
+    size read from rows is refused for the functions that build one whole value per call
+    (:data:`ONE_CALL_BUILDERS`): one ``repeat('x', n)`` of 1.6 GB ran 40 s past the time limit,
+    uninterruptible; ``range`` over rows builds its lists in DuckDB's managed memory, under its limit."""
     out = []
-    for a in args or []:
+    base, counts = 1, 1
+    for i, a in enumerate(args or []):
         e = a.get("expression", a) if isinstance(a, dict) else None
         if not isinstance(e, dict):
             continue
         if e.get("class") == "CAST" and isinstance(e.get("child"), dict) and e["child"].get("class") == "CONSTANT":
             e = e["child"]  # DATE '2026-01-01', '5'::INT: the literal decides
         lit = e.get("literal") if e.get("class") == "CONSTANT" else None
+        if name in ONE_CALL_BUILDERS and i == 0:  # what is repeated, padded or resized
+            if isinstance(lit, dict):
+                base = max(1, len(str(lit.get("text", ""))))
+            elif _reads_rows(e):
+                base = STORED_TEXT_CHARS
+            else:  # a literal list or expression: no longer than the SQL, unless it builds something itself
+                base = MAX_BUILT_SIZE + 1 if _builds(e) else MAX_SQL_CHARS
+            continue
         if isinstance(lit, dict):
             try:
-                out.append(abs(int(str(lit.get("text", "")).replace("_", ""))))
+                n = abs(int(str(lit.get("text", "")).replace("_", "")))
             except ValueError:
                 continue  # a string, a date or a decimal: not a count
-        elif not _reads_rows(e):
+            out.append(n)
+            counts *= max(n, 1)
+        elif not _reads_rows(e) or name in ONE_CALL_BUILDERS:
             out.append(MAX_BUILT_SIZE + 1)
+    if name == "repeat":
+        out.append(base * counts)
     return out
+
+
+def _builds(node: Any) -> bool:
+    """Whether an expression calls a sized function."""
+    if isinstance(node, dict):
+        if node.get("class") == "FUNCTION" and str(node.get("function_name", "")).lower() in SIZED_FUNCTIONS:
+            return True
+        return any(_builds(v) for v in node.values())
+    if isinstance(node, list):
+        return any(_builds(v) for v in node)
+    return False
 
 
 def _reads_rows(node: Any) -> bool:
@@ -175,9 +206,9 @@ def check_read_only(store: Store, sql: str) -> None:
                                     "use the views listed by describe_schema")
     big = [s for s in found["sizes"] if int(s[s.index("(") + 1:-1]) > MAX_BUILT_SIZE]
     if big:
-        raise InvalidInput(f"{big[0].split('(')[0]} with a size over {MAX_BUILT_SIZE:,} (or one computed from "
-                           "constants) would build a value larger than the memory budget; give it a plain number "
-                           f"up to {MAX_BUILT_SIZE:,}, or aggregate instead")
+        raise InvalidInput(f"{big[0].split('(')[0]} with a size over {MAX_BUILT_SIZE:,}, computed, or read from "
+                           "rows could build a value past the memory budget; give it a plain number (a result up to "
+                           f"{MAX_BUILT_SIZE:,} characters or elements), use bar() for bars, or aggregate instead")
 
 
 def _is_own_catalog(store: Store, catalog: str) -> bool:
