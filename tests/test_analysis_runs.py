@@ -52,7 +52,7 @@ def test_at_most_three_items_per_dimension_per_run(store):
     assert (res.created, res.refreshed_duplicates, res.skipped_rate_limit) == (2, 3, 0)
 
 
-def test_session_start_enqueues_and_displays_fast(store):
+def test_session_start_enqueues_and_displays(store):
     assert runs.session_start_display(store) is None
     assert runs.maybe_enqueue(store) is True
     assert runs.maybe_enqueue(store) is False          # already queued
@@ -61,10 +61,9 @@ def test_session_start_enqueues_and_displays_fast(store):
     assert [r.status for r in done] == ["succeeded"] and done[0].trigger == "session_start"
     assert runs.maybe_enqueue(store) is False          # fresh
     assert runs.maybe_enqueue(store, now=utcnow() + timedelta(days=8)) is True
-    t = time.perf_counter()
+    # its speed (it runs in every SessionStart hook) is measured in bench/, not asserted here: a
+    # wall-clock bound in a test fails on a loaded machine
     text = runs.session_start_display(store)
-    elapsed = time.perf_counter() - t
-    assert elapsed < 0.02, elapsed
     assert text and "Last analysis" in text and "(today)" in text
     assert "x stage:implementer (p50=" in text and "loop: Bash `pytest -x" in text
 

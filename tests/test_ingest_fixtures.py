@@ -138,9 +138,10 @@ def test_context_and_attribution(tmp_path):
 
 
 def test_workflow_link_attributes_transcript_facts(tmp_path):
-    """Transcripts carry no workflow id; once OTel links the session, its transcript facts join it."""
+    """Transcripts carry no workflow id (each session is a workflow of its own); once OTel links the
+    session, its transcript facts join the tagged workflow."""
     store = _store(tmp_path, ["transcripts"])
-    assert store.scalar("SELECT count(*) FROM requests WHERE workflow_id IS NOT NULL") == 0
+    assert store.scalar("SELECT count(*) FROM requests WHERE workflow_id NOT LIKE 'session-%'") == 0
     Importer(store).run([FIX / "otlp" / "00006_logs.json"])  # one body of wf-002
     n = store.scalar("SELECT count(*) FROM requests WHERE workflow_id = 'wf-002'")
     assert n == sum(s["requests"] for s in TRUTH["wf-002"]["stages"].values())

@@ -65,7 +65,7 @@ WITH r AS (
     LEFT JOIN workflow_link_ranges wl
            ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
 ), x AS (
-    SELECT j.*, COALESCE(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id) AS r_workflow_id,
+    SELECT j.*, {db}.main.golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS r_workflow_id,
            COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN {db}.main.golem_main_stage()
                                               ELSE COALESCE(j.agent_type, 'subagent') END) AS r_stage,
            COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS r_task_id,
@@ -159,7 +159,7 @@ JOIN {db}.main.workflow_links l ON l.session_id = g.session_id AND l.valid_from 
 
 # Step 2: context per group (the views' COALESCE order), for groups outside straddling sessions.
 _GROUP_CONTEXT = """
-    SELECT g.*, COALESCE(g.workflow_id, ac.workflow_id, wl.workflow_id) AS r_workflow_id,
+    SELECT g.*, {db}.main.golem_workflow(g.workflow_id, ac.workflow_id, wl.workflow_id, g.session_id) AS r_workflow_id,
            COALESCE(ac.stage, g.stage, CASE WHEN g.agent_id IS NULL THEN {db}.main.golem_main_stage()
                                             ELSE COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') END) AS r_stage,
            {extra}

@@ -88,7 +88,8 @@ def require_workflow(store: Store, workflow_id: str) -> None:
     known = store.scalar(
         "SELECT EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?) "
         "OR EXISTS (SELECT 1 FROM workflow_links WHERE workflow_id = ?) "
-        "OR EXISTS (SELECT 1 FROM agent_context WHERE workflow_id = ?)", [workflow_id] * 3)
+        "OR EXISTS (SELECT 1 FROM agent_context WHERE workflow_id = ?) "
+        "OR EXISTS (SELECT 1 FROM session_workflows WHERE workflow_id = ?)", [workflow_id] * 4)
     if not known:
         known = store.scalar("SELECT EXISTS (SELECT 1 FROM api_requests WHERE workflow_id = ?)", [workflow_id])
     if not known:

@@ -50,6 +50,21 @@ CREATE OR REPLACE MACRO golem_main_stage() AS
 CREATE OR REPLACE MACRO golem_cache_hit_rate(cache_read, uncached_input, cache_creation) AS
     cache_read / NULLIF(uncached_input + cache_read + cache_creation, 0);
 
+-- A root session that no launcher, hook or agent tagged is a workflow of its own (its subagents
+-- share its session id, so their requests are in it too). A tag that arrives later wins: emitted
+-- context and agent context come first, and a session's first workflow link holds from its start.
+CREATE OR REPLACE MACRO golem_session_workflow(session_id) AS 'session-' || left(session_id, 13);
+
+-- The one rule for a fact's workflow: what the fact carried, its agent's context, its session's
+-- link at that moment, else the session's own workflow.
+CREATE OR REPLACE MACRO golem_workflow(emitted, agent_ctx, link, session_id) AS
+    COALESCE(emitted, agent_ctx, link, golem_session_workflow(session_id));
+
+-- A folder as its user would type it: the home folder as ~ (the project's path, never its
+-- transcript folder's mangled name such as -home-dev-work-wf-007).
+CREATE OR REPLACE MACRO golem_home_path(path) AS
+    regexp_replace(path, '^(/home/[^/]+|/Users/[^/]+|/root|[A-Za-z]:\\Users\\[^\\]+)($|/|\\)', '~\2');
+
 CREATE OR REPLACE VIEW requests AS
 WITH r AS (
     SELECT r.*, COALESCE(r."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM api_requests r
@@ -65,7 +80,7 @@ WITH r AS (
     LEFT JOIN workflow_link_ranges wl ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
 ), resolved AS (
     SELECT j.*,
-           COALESCE(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id) AS r_workflow_id,
+           golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS r_workflow_id,
            COALESCE(j.ac_stage, j.stage,
                     CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                          ELSE COALESCE(j.agent_type, 'subagent') END) AS r_stage,
@@ -86,7 +101,7 @@ SELECT x.request_id, x.message_id, x.session_id, x.agent_id, x.prompt_id, x.mode
        -- the stage of the outermost subagent, for rolling nested subagents up
        CASE WHEN x.agent_id IS NULL OR x.agent_depth IS NULL OR x.agent_depth <= 1 THEN x.r_stage
             ELSE COALESCE(x.root_agent_type, x.r_stage) END AS top_stage,
-       w.path AS workflow_path, w.complexity, s.project, s.git_branch, s.cwd, s.version AS claude_code_version,
+       w.path AS workflow_path, w.complexity, COALESCE(golem_home_path(s.cwd), s.project) AS project, s.git_branch, s.cwd, s.version AS claude_code_version,
        x.recorded_cost_usd,
        (COALESCE(x.input_tokens, 0) * p.input_per_mtok
         + COALESCE(x.output_tokens, 0) * p.output_per_mtok
@@ -122,7 +137,7 @@ WITH r AS (
 SELECT j.tool_use_id, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.tool_name, j."timestamp",
        j.success, j.duration_ms, j.error_type, j.error, j.input_size_bytes, j.result_size_bytes,
        j.tool_parameters, j.decision, j.source_mask,
-       COALESCE(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id) AS workflow_id,
+       golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
        COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                                           ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
        COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS task_id,
@@ -144,7 +159,7 @@ WITH r AS (
 )
 SELECT j.error_key, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.model, j."timestamp",
        j.status_code, j.error, j.attempt, j.duration_ms, j.source,
-       COALESCE(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id) AS workflow_id,
+       golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
        COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                                           ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
        COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS task_id,
@@ -271,6 +286,14 @@ LEFT JOIN tl USING (workflow_id, stage)
 LEFT JOIN er USING (workflow_id, stage)
 LEFT JOIN workflows w ON w.workflow_id = req.workflow_id;
 
+-- The workflows that are root sessions of their own, with a label a person recognises: the project's
+-- path, the day and a short session id (never prompt text).
+CREATE OR REPLACE VIEW session_workflows AS
+SELECT golem_session_workflow(session_id) AS workflow_id, session_id,
+       concat_ws(' · ', COALESCE(golem_home_path(cwd), project), strftime(first_seen, '%Y-%m-%d'),
+                 left(session_id, 8)) AS label
+FROM sessions;
+
 CREATE OR REPLACE VIEW workflow_summary AS
 WITH s AS (
     SELECT workflow_id, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
@@ -294,10 +317,11 @@ SELECT s.workflow_id, COALESCE(s.experiment_id, w.experiment_id) AS experiment_i
        s.api_requests, s.tool_calls, s.tool_failures, s.api_errors, s.error_count, s.stages,
        s.started_at, s.ended_at, epoch(s.ended_at - s.started_at) AS duration_seconds,
        COALESCE(q.critical_issues, 0) AS critical_issues, COALESCE(q.major_issues, 0) AS major_issues,
-       COALESCE(q.minor_issues, 0) AS minor_issues, q.rework
+       COALESCE(q.minor_issues, 0) AS minor_issues, q.rework, COALESCE(sw.label, s.workflow_id) AS label
 FROM s
 LEFT JOIN workflows w USING (workflow_id)
-LEFT JOIN q USING (workflow_id);
+LEFT JOIN q USING (workflow_id)
+LEFT JOIN session_workflows sw USING (workflow_id);
 
 -- ---- seeds 003 (LEO workflow telemetry) and 004 (ADW tracking) ---------------------------------
 -- Their table and column names over golem-mcp's facts, so their runbook queries run (README: "The
@@ -321,7 +345,7 @@ SELECT span_id AS id, trace_id, span_id, parent_span_id, span_type, name AS span
        epoch_ms(start_time) AS start_time_ms, epoch_ms(end_time) AS end_time_ms, duration_ms, queue_wait_ms,
        COALESCE(attempt, 1) AS attempt, COALESCE(attempt, 1) - 1 AS retry_count,
        CASE WHEN status_code = 2 THEN 'error' ELSE 'ok' END AS status, status_message,
-       COALESCE(workflow_id, ac_workflow_id, wl_workflow_id) AS workflow_id, COALESCE(ac_stage, stage) AS stage,
+       golem_workflow(workflow_id, ac_workflow_id, wl_workflow_id, session_id) AS workflow_id, COALESCE(ac_stage, stage) AS stage,
        COALESCE(task_id, ac_task_id, wl_task_id) AS task_id,
        COALESCE(experiment_id, ac_experiment_id, wl_experiment_id) AS experiment_id,
        session_id, agent_id, request_id, tool_use_id, tool_name, attributes, resource,
