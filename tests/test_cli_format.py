@@ -306,3 +306,28 @@ def test_tables_from_the_daemon_fit_the_callers_terminal(tmp_path, golem_home, s
         assert "…" not in out.stdout and all(len(line) <= 64 for line in out.stdout.splitlines()), out.stdout
     bad = cli("analyze", "--days", "-1")
     assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_at_every_width_each_number_is_whole_in_full_or_compact_form():
+    from golem_mcp.interfaces.cli_output import Column, render_table
+
+    rows = [{"model": "claude-sonnet-5-5", "project": "~/work/a-rather-long-project-folder-name", "requests": 56,
+             "input_tokens": 392_000, "cache_read_tokens": 1_680_000 + i, "cost_usd": 2.0695 / (i + 1),
+             "cache_hit_rate": 0.7666, "duration_seconds": 15.8 * i} for i in range(4)]
+    cols = [Column("model"), Column("project"), Column("requests", unit="count", drop=1),
+            Column("input_tokens", "input", "tokens"), Column("cache_read_tokens", "cache read", "tokens", drop=2),
+            Column("cost_usd", "cost", "usd"), Column("cache_hit_rate", "cache hit", "rate"),
+            Column("duration_seconds", "time", "seconds", drop=3)]
+    for width in range(30, 140, 7):
+        lines = render_table(cols, rows, width)
+        text = "\n".join(lines)
+        note = " ".join(text[text.find("(not shown"):].split()) if "(not shown" in text else ""
+        for c in cols:
+            if c.unit is None or f" {c.title}" in note:
+                continue
+            for r in rows:
+                full, compact = formatting.show(r[c.key], c.unit), formatting.show(r[c.key], c.unit, compact=True)
+                assert re.search(rf"(^|\s){re.escape(full)}($|\s)", text, re.M) or \
+                    re.search(rf"(^|\s){re.escape(compact)}($|\s)", text, re.M), (width, c.key, full, compact)
+        if width >= 60:
+            assert all(len(line) <= width for line in lines), (width, text)

@@ -348,7 +348,8 @@ def cmd_status(args: argparse.Namespace) -> int:
                 info["store"] = store.table_counts()
     counts = [{"table": k, "rows": v} for k, v in (info.get("store") or {}).items()]
     lead = [f"daemon: {url or 'not running'}"] + ([f"dashboard: {url}/"] if url else [f"db: {info['db']}"])
-    emit(args.format, info, [Section(None, [Column("table"), Column("rows", unit="count")], counts)], sys.stdout,
+    empty = "no store yet: `golem-mcp import` (or `golem-mcp report`) creates it"
+    emit(args.format, info, [Section(None, [Column("table"), Column("rows", unit="count")], counts, empty)], sys.stdout,
          A.table_width(args), lead=lead, csv_rows=counts)
     return 0
 
