@@ -63,6 +63,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
                    else known.window_note(start, now, span))
     scope = {k: v for k, v in (("workflow_id", workflow_id), ("stage", stage)) if v}
     more: list[str] = []
+    failed = ""
 
     def capped(name: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
         if len(rows) > limit:
@@ -89,6 +90,8 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
         answer["rework"] = capped("rework", staged(rework), ["workflow_id", "stage", "what"])
     if want & {"failures", "api_errors", "by_stage"}:
         qe = query_errors(store, workflow_id, stage, start.isoformat() if not workflow_id or days else None, limit=100)
+        failed = (f"{sum(r['failures'] for r in qe['tool_failures'])} failed tool call(s), "
+                  f"{sum(r['errors'] for r in qe['api_errors_by_status'])} API error(s); ")
         if "failures" in want:
             answer["failures"] = capped("failures", qe["tool_failures"], ["tool_name", "stage", "failures", "example"])
         if "api_errors" in want:
@@ -109,7 +112,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
             answer["patterns"] = capped("patterns", cats, ["category", "count", "stages", "fix"])
     n_fail = sum(r["failures"] for r in loops_rows)
     with_loops = sorted({str(r["workflow_id"]) for r in loops_rows})
-    summary = (f"{len(with_loops)} workflow(s) with loops"
+    summary = (failed + f"{len(with_loops)} workflow(s) with loops"
                + (f" ({', '.join(with_loops[:5])})" if with_loops else "")
                + f"; {len(loops_rows)} repeated call(s) with {n_fail} failures; {len(staged(lp.retries))} retried "
                f"request(s)")
