@@ -204,7 +204,7 @@ def test_weekly_report_shows_numbers_as_people_read_them(home, tmp_path):
     assert out.returncode == 0, out.stderr
     md = next((tmp_path / "new" / "folder").glob("weekly-*.md")).read_text()
     assert not EXPONENT.search(md), md
-    assert "total_tokens 110,500 = 2.6x normal (42,500" in md
+    assert "total_tokens 526,500 = 2.6x normal (202,500" in md  # all four kinds of tokens
     for svg in (tmp_path / "new" / "folder" / "charts").glob("*.svg"):
         assert not EXPONENT.search(svg.read_text()), svg
 

@@ -134,3 +134,17 @@ async def test_what_will_a_full_path_complex_workflow_cost(store: Store) -> None
     assert "complexity" in out["note"]
     none = await ask(store, "What will a fast-track workflow cost?", "predict_cost", {"path": "fast-track"})
     assert none["prediction"]["matched_workflows"] == 0
+
+
+async def test_one_meaning_per_token_field_name(store: Store) -> None:
+    """total_tokens = all four kinds, io_tokens = input + output: in the tools, the views and the schema doc."""
+    async with Client(build_server(lambda: store, wait_for_caller_s=0.1)) as c:
+        cost = (await c.call_tool("query_workflow_cost", {"workflow_id": "wf-003", "group_by": []})).structured_content
+        view = (await c.call_tool("query_sql", {"sql": "SELECT total_tokens, io_tokens FROM workflow_summary "
+                                                       "WHERE workflow_id = 'wf-003'"})).structured_content
+        doc = (await c.call_tool("describe_schema", {"view": "workflow_summary"})).structured_content
+    t = TRUTH["wf-003"]["stages"].values()
+    assert view["rows"] == [[cost["total"]["total_tokens"], sum(s["input"] + s["output"] for s in t)]]
+    assert cost["total"]["total_tokens"] == sum(_tokens(s) for s in t)
+    described = {col["name"]: col.get("description", "") for col in doc["columns"]}
+    assert "all four" in described["total_tokens"] and "input + output" in described["io_tokens"]

@@ -79,7 +79,8 @@ class BottleneckReport(BaseModel):
     samples_scanned: int
     no_baseline: list[str] = Field(default_factory=list,
                                    description="dimension:key pairs without configured baseline or enough history")
-    durations: list[dict] = Field(default_factory=list, description=(
+    # kept out of dumps (the CLI's tables and JSON stay as they were); the MCP answer reads it directly
+    durations: list[dict] = Field(default_factory=list, exclude=True, description=(
         "every (dimension, key) with enough samples: p50/p95/p99 ms and the baseline used, or why there is none"))
 
 
