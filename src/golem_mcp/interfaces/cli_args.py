@@ -58,11 +58,18 @@ DATE_FORMS = "type one like 2026-11-01 or 2026-11-01T14:30 (ISO 8601; a time zon
 
 
 def iso_datetime(text: str) -> datetime:
-    """``--since``/``--now``: an ISO date or date-time."""
+    """``--since``/``--now``: an ISO date or date-time, from 1970 on (a window reaches back from it)."""
     try:
-        return datetime.fromisoformat(text.strip())
+        when = datetime.fromisoformat(text.strip())
     except ValueError:
         _refuse(f"{text!r} is not a date; {DATE_FORMS}")
+    if not 1970 <= when.year <= 9000:
+        _refuse(f"{text!r} is out of range; give a date between 1970 and 9000, e.g. 2026-11-01")
+    return when
+
+
+MAX_COUNT = 1_000_000_000
+MAX_DAYS = 36_500  # a window of a century: enough for any history, short of date arithmetic overflowing
 
 
 def positive_int(text: str) -> int:
@@ -71,8 +78,8 @@ def positive_int(text: str) -> int:
         n = int(text)
     except ValueError:
         _refuse(f"{text!r} is not a whole number; type one like 10")
-    if n < 1:
-        _refuse(f"must be 1 or more, not {n}")
+    if not 1 <= n <= MAX_COUNT:
+        _refuse(f"must be between 1 and {MAX_COUNT:,}, not {n}")
     return n
 
 
@@ -87,8 +94,8 @@ def positive_days(text: str) -> float:
         days = float(text)
     except ValueError:
         _refuse(f"{text!r} is not a number of days; type one like 7 or 0.5")
-    if not days > 0 or days == float("inf"):
-        _refuse(f"must be more than 0 days, not {text}; type one like 7")
+    if not 0 < days <= MAX_DAYS:
+        _refuse(f"must be more than 0 days and at most {MAX_DAYS:,}, not {text}; type one like 7")
     return days
 
 

@@ -136,7 +136,8 @@ def run(argv: list[str]) -> int:
         if args.debug:
             raise
         where = _log_traceback(args)
-        print(f"golem-mcp: unexpected error: {type(e).__name__}: {e} (full traceback in {where}; "
+        first = (str(e).strip().splitlines() or [""])[0]
+        print(f"golem-mcp: unexpected error: {type(e).__name__}: {first} (full traceback in {where}; "
               f"`golem-mcp --debug {args.command} ...` prints it)", file=sys.stderr)
         return 1
 

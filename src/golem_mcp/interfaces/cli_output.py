@@ -242,9 +242,10 @@ def write_json(obj: Any, out: TextIO, indent: int | None = 1) -> None:
     out.write(json.dumps(to_data(obj), default=_json_default, indent=indent) + "\n")
 
 
-def write_csv(rows: Sequence[dict[str, Any]], out: TextIO) -> None:
-    """Every key of every row, values unformatted (nested ones as JSON), one header line."""
-    keys: dict[str, None] = {}
+def write_csv(rows: Sequence[dict[str, Any]], out: TextIO, header: Sequence[str] = ()) -> None:
+    """Every key of every row, values unformatted (nested ones as JSON), one header line (``header``
+    when there are no rows to take it from)."""
+    keys: dict[str, None] = dict.fromkeys(header) if not rows else {}
     for r in rows:
         keys.update(dict.fromkeys(r))
     w = csv.writer(out, lineterminator="\n")
@@ -262,7 +263,8 @@ def emit(fmt: str, data: Any, sections: Sequence[Section], out: TextIO, width: i
     if fmt == "json":
         write_json(data, out)
     elif fmt == "csv":
-        write_csv(csv_rows if csv_rows is not None else (sections[0].rows if sections else []), out)
+        write_csv(csv_rows if csv_rows is not None else (sections[0].rows if sections else []), out,
+                  header=[c.key for c in sections[0].columns] if sections else ())
     else:
         for line in [*lead, *render_sections(sections, width), *tail]:
             out.write(line + "\n")
