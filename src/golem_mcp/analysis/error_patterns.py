@@ -24,6 +24,15 @@ FIXES: dict[str, str] = {
     "file_not_found": "Tell the agent where files are (list the tree with Glob first) instead of guessing paths; "
                       "check the paths in its prompt.",
     "syntax": "Run a formatter/linter after each edit so syntax errors surface before tests.",
+    "import": "A module is missing or misnamed: install the dependency (or activate the project's environment) "
+              "before running, and check the import path against the tree.",
+    "connection": "A service the step needs was not reachable: start it first (or wait for its port), or point the "
+                  "step at the right host and port; retrying the same call rarely helps.",
+    "type": "A value of the wrong type reached a call: run the type checker after edits, and read the traceback's "
+            "last frame before changing code.",
+    "memory": "The step ran out of memory: work on a smaller input or in chunks, and stop leftover processes.",
+    "test_failure": "Tests failed: have the agent read the failure output and change the code before re-running "
+                    "the same command.",
     "shell_exit": "A command failed; if the same command fails again and again, have the agent read the output "
                   "and change something before re-running (or stop after 2 failures).",
     "edit_conflict": "Read the file again before editing; make old_string unique.",

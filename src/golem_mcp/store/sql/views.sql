@@ -168,7 +168,8 @@ SELECT j.error_key, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.model
 FROM j;
 
 -- The category of a failure (tool call or API error); ``msg`` is the error text in lower case, ``etype``
--- Claude Code's error type. Order matters: the first match wins. The one definition of error
+-- Claude Code's error type. Order matters: the first match wins (seed 004's categories: import,
+-- connection, timeout, syntax, type, file, permission, rate limit, and more). The one definition of error
 -- categories: failure_events, task_logs, workflow_history and analysis/error_patterns.py use it.
 CREATE OR REPLACE MACRO golem_error_category(status_code, msg, etype) AS
 CASE
@@ -176,10 +177,19 @@ CASE
   WHEN status_code = 529 OR regexp_matches(msg, 'overload') THEN 'overload'
   WHEN regexp_matches(msg, 'timed? ?out|timeout|deadline') THEN 'timeout'
   WHEN status_code IN (401, 403) OR regexp_matches(msg, 'permission|denied|not allowed|unauthori') THEN 'permission'
+  WHEN regexp_matches(msg, 'modulenotfounderror|importerror|no module named|cannot find module|cannot import name|module not found|unresolved import')
+       THEN 'import'
+  WHEN regexp_matches(msg, 'connection ?(refused|reset|aborted|error)|econnrefused|econnreset|could not resolve host|name or service not known|network is unreachable|broken pipe')
+       THEN 'connection'
+  -- before file_not_found: Edit's "String to replace not found in file" is a stale read, not a missing file
+  WHEN regexp_matches(msg, 'old_string|string to replace|not unique|file has been modified|read it first') THEN 'edit_conflict'
   WHEN etype = 'file_not_found' OR regexp_matches(msg, 'no such file|does not exist|not found|enoent') THEN 'file_not_found'
   WHEN regexp_matches(msg, 'syntax ?error|parse error|unexpected token|indentation') THEN 'syntax'
+  WHEN regexp_matches(msg, 'typeerror|type ?error|attributeerror|is not assignable to type|incompatible types?|has no attribute')
+       THEN 'type'
+  WHEN regexp_matches(msg, 'memoryerror|out of memory|cannot allocate memory|heap out of memory|oom-?kill') THEN 'memory'
+  WHEN regexp_matches(msg, 'assertionerror|assertion failed|tests? failed|[0-9]+ failed') THEN 'test_failure'
   WHEN etype = 'shell_exit' OR regexp_matches(msg, 'exit code|exited with') THEN 'shell_exit'
-  WHEN regexp_matches(msg, 'old_string|string to replace|not unique|file has been modified|read it first') THEN 'edit_conflict'
   WHEN status_code >= 500 THEN 'server_error'
   WHEN status_code >= 400 THEN 'bad_request'
   ELSE COALESCE(NULLIF(etype, ''), 'other')
