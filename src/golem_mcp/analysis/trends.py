@@ -4,7 +4,7 @@ daily/weekly cost, tokens, duration, error rate, cache hit rate and findings by 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -25,8 +25,8 @@ class TrendPoint(BaseModel):
     findings_critical: int
     findings_major: int
     findings_minor: int
-    cost_ma7: float | None = Field(default=None, description="moving average of cost over the last 7 periods")
-    cost_change: float | None = Field(default=None, description="relative change of cost vs the previous period")
+    cost_ma7: float | None = Field(default=None, description="average cost of the last 7 calendar periods (empty ones count as $0)")
+    cost_change: float | None = Field(default=None, description="relative change of cost vs the previous calendar period")
 
 
 class TrendReport(BaseModel):
@@ -42,12 +42,20 @@ def query_trends(store: Store, period: str = "day", days: float = 30, now: datet
         raise InvalidInput("period must be 'day' or 'week'")
     start, end = window(now, days)
     prev_start, _ = window(start, days)
-    rows = store.query("""
-        WITH r AS (
+    # Every calendar period of the window is a point, the empty ones too (a chart's time axis shows a
+    # gap as a gap), and the moving average and the change are over calendar periods: 7 days back, not
+    # the 7 rows before, which on intermittent use joined days weeks apart. The 6 periods before the
+    # window are read so the first points' averages are whole.
+    step = timedelta(days=1 if period == "day" else 7)
+    ext_start = start - 6 * step
+    rows = store.query(f"""
+        WITH cal AS (SELECT CAST(range AS DATE) AS p
+                     FROM range(date_trunc('{period}', ?::TIMESTAMP), ?::TIMESTAMP, INTERVAL 1 {period})),
+        r AS (
             SELECT CAST(date_trunc(?, "timestamp") AS DATE) AS p, sum(cost_usd) AS cost,
                    sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) AS tokens,
                    count(*) AS requests, sum(attempt - 1) AS retries,
-                   sum(cache_read_tokens) / NULLIF(sum(input_tokens + cache_read_tokens + cache_creation_tokens), 0) AS hit,
+                   golem_cache_hit_rate(sum(cache_read_tokens), sum(input_tokens), sum(cache_creation_tokens)) AS hit,
                    count(DISTINCT workflow_id) AS workflows
             FROM requests WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY 1),
         t AS (SELECT CAST(date_trunc(?, "timestamp") AS DATE) AS p, count(*) AS calls,
@@ -60,14 +68,20 @@ def query_trends(store: Store, period: str = "day", days: float = 30, now: datet
         q AS (SELECT CAST(date_trunc(?, ts) AS DATE) AS p, sum(critical) AS c, sum(major) AS ma, sum(minor) AS mi
               FROM review_reports WHERE ts >= ? AND ts < ? GROUP BY 1),
         j AS (
-            SELECT r.p, r.cost, r.tokens, r.requests, r.workflows, w.secs, r.hit,
-                   (COALESCE(t.fails, 0) + COALESCE(e.errs, 0) + r.retries) / NULLIF(COALESCE(t.calls, 0) + r.requests, 0) AS err,
+            SELECT cal.p, COALESCE(r.cost, 0) AS cost, COALESCE(r.tokens, 0) AS tokens,
+                   COALESCE(r.requests, 0) AS requests, COALESCE(r.workflows, 0) AS workflows, w.secs, r.hit,
+                   (COALESCE(t.fails, 0) + COALESCE(e.errs, 0) + COALESCE(r.retries, 0))
+                       / NULLIF(COALESCE(t.calls, 0) + COALESCE(r.requests, 0), 0) AS err,
                    COALESCE(q.c, 0) AS c, COALESCE(q.ma, 0) AS ma, COALESCE(q.mi, 0) AS mi
-            FROM r LEFT JOIN t USING (p) LEFT JOIN e USING (p) LEFT JOIN w USING (p) LEFT JOIN q USING (p))
-        SELECT CAST(p AS VARCHAR) AS period, cost, tokens, requests, workflows, secs, err, hit, c, ma, mi,
-               avg(cost) OVER (ORDER BY p ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS ma7,
-               cost / NULLIF(lag(cost) OVER (ORDER BY p), 0) - 1 AS change
-        FROM j ORDER BY p""", [period, start, end] * 5)
+            FROM cal LEFT JOIN r USING (p) LEFT JOIN t USING (p) LEFT JOIN e USING (p) LEFT JOIN w USING (p)
+            LEFT JOIN q USING (p)),
+        m AS (
+            SELECT *, avg(cost) OVER (ORDER BY p ROWS BETWEEN 6 PRECEDING AND CURRENT ROW) AS ma7,
+                   cost / NULLIF(lag(cost) OVER (ORDER BY p), 0) - 1 AS change
+            FROM j)
+        SELECT CAST(p AS VARCHAR) AS period, cost, tokens, requests, workflows, secs, err, hit, c, ma, mi, ma7, change
+        FROM m WHERE p >= CAST(date_trunc('{period}', ?::TIMESTAMP) AS DATE) ORDER BY p""",
+        [ext_start, end] + [period, ext_start, end] * 5 + [start])
     points = [TrendPoint(period=r["period"], cost_usd=r["cost"] or 0.0, tokens=int(r["tokens"] or 0),
                          requests=r["requests"], workflows=r["workflows"], avg_workflow_seconds=r["secs"],
                          error_rate=r["err"], cache_hit_rate=r["hit"], findings_critical=int(r["c"]),
