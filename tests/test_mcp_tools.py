@@ -352,6 +352,12 @@ async def test_stage_usage_observed_or_given(bare_store: Store) -> None:
         text = await error(c, "record_stage_usage", {"workflow_id": "wf-D", "stage": "x",
                                                      "started_at": "2026-01-02", "ended_at": "2026-01-01"})
         assert "before started_at" in text
+        for bad in ({"input_tokens": 10**12}, {"cost_usd": 1e9}, {"output_tokens": -1}):
+            text = await error(c, "record_stage_usage", {"workflow_id": "wf-D", "stage": "x", **bad})
+            assert next(iter(bad)) in text  # refused, saying which number; nothing stored
+        # NaN cannot cross JSON: it arrives as null, and nothing non-finite is stored
+        out = await call(c, "record_stage_usage", {"workflow_id": "wf-D", "stage": "y", "cost_usd": float("nan")})
+        assert out["usage"].get("cost_usd") is None
     # the reviewer's requests now count as stage 'review' of wf-D
     rows = bare_store.query("SELECT workflow_id, stage, count(*) AS n FROM requests WHERE agent_id = ? GROUP BY ALL",
                             [agent])

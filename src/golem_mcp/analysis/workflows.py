@@ -19,6 +19,7 @@ How the calling session is known (the ``Caller``):
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -28,6 +29,7 @@ from pydantic import BaseModel, Field
 
 from ..errors import InvalidInput, NotFound
 from ..ingestion.records import Batch, now_us
+from ..store.checks import MAX_COST_USD, MAX_TOKENS
 from ..store.db import Store, dict_rows
 from . import known
 from .common import Table, rounded, table
@@ -169,6 +171,16 @@ def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | 
     return row
 
 
+def _usage_problem(name: str, value: object) -> str | None:
+    """Why a usage number an agent sent cannot be stored (the store's own bounds), or None."""
+    if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value) or value < 0:
+        return f"{name} must be a finite number >= 0, not {value!r}"
+    limit = MAX_COST_USD if name == "cost_usd" else MAX_TOKENS
+    if value > limit:
+        return f"{name} must be at most {limit:,.0f}, not {value!r}"
+    return None
+
+
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "cost_usd")
 
 
@@ -199,8 +211,7 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
     for v, n in ((task_id, "task_id"), (agent, "agent"), (model, "model"), (status, "status")):
         _check_id(v, n)
     usage = {k: v for k, v in (usage or {}).items() if v is not None}
-    bad = [f"{k} must be a number >= 0, not {v!r}" for k, v in usage.items()
-           if not isinstance(v, int | float) or isinstance(v, bool) or v < 0]
+    bad = [p for k, v in usage.items() if (p := _usage_problem(k, v))]
     if bad:
         raise InvalidInput("usage numbers are invalid", bad)
     start, end = _ts(started_at, "started_at"), _ts(ended_at, "ended_at")
