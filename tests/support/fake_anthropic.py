@@ -107,6 +107,7 @@ class FakeMessagesAPI:
     """The stand-in server: ``url``, ``served`` (one dict per response), ``totals()``."""
 
     def __init__(self, script: dict[str, Any], default_role: str = "main") -> None:
+        self.tool_schemas: dict[str, Any] = {}  # every tool definition Claude Code offered, by name
         self.script = script
         self.default_role = script.get("default_role", default_role)
         self.served: list[dict[str, Any]] = []
@@ -230,7 +231,11 @@ class FakeMessagesAPI:
                                 "session_id": handler.headers.get("x-claude-code-session-id"),
                                 "agent_id": handler.headers.get("x-claude-code-agent-id"),
                                 "tool": step[1] if step[0] == "tool" else None,
-                                "tool_use_ids": [b["id"] for b in blocks if b["type"] == "tool_use"], **u})
+                                "tool_use_ids": [b["id"] for b in blocks if b["type"] == "tool_use"],
+                                "tools_offered": sorted(str(t) for t in tools), **u})
+            for t in body.get("tools") or []:
+                if isinstance(t, dict) and t.get("name"):
+                    self.tool_schemas.setdefault(t["name"], t)
         usage_start = {"input_tokens": u["input"], "cache_creation_input_tokens": u["cache_write"],
                        "cache_read_input_tokens": u["cache_read"], "output_tokens": 1}
         if not body.get("stream"):
