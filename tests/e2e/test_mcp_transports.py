@@ -34,10 +34,10 @@ def _import(url: str) -> None:
     daemon_call(url, "/api/import", {"paths": [str(FIX)]})
 
 
-def _stdio(extra_env: dict[str, str] | None = None) -> StdioServerParameters:
+def _stdio(extra_env: dict[str, str] | None = None, *extra_args: str) -> StdioServerParameters:
     env = {**os.environ, **(extra_env or {})}
     env.pop("GOLEM_URL", None)
-    return StdioServerParameters(command=sys.executable, args=["-m", "golem_mcp", "stdio"], env=env)
+    return StdioServerParameters(command=sys.executable, args=["-m", "golem_mcp", "stdio", *extra_args], env=env)
 
 
 async def _cost(c: Client, wf: str) -> dict[str, Any]:
@@ -49,6 +49,18 @@ async def _cost(c: Client, wf: str) -> dict[str, Any]:
 def _check_truth(out: dict[str, Any], wf: str) -> None:
     got = {s: g["input_tokens"] for s, g in by(out["groups"], "stage").items()}
     assert got == {s: t["input"] for s, t in TRUTH[wf]["stages"].items()}
+
+
+async def test_stdio_entry_lists_only_its_toolsets(daemon: str) -> None:
+    """``golem-mcp stdio --toolsets reviewer``: the reviewer's session pays only for its one tool."""
+    async with Client(_stdio(None, "--toolsets", "reviewer")) as c:
+        assert [t.name for t in (await c.list_tools()).tools] == ["report_review_findings"]
+        r = await c.call_tool("query_sql", {"sql": "SELECT 1"})
+        assert r.is_error and "not in this server entry's toolsets" in r.content[0].text
+    async with Client(_stdio(None, "--toolsets", "reader,workflow")) as c:
+        names = {t.name for t in (await c.list_tools()).tools}
+        assert "query_workflow_cost" in names and "record_workflow" in names
+        assert "report_review_findings" not in names and "record_experiment" not in names
 
 
 async def test_http_and_stdio_answer_from_one_store(daemon: str) -> None:
