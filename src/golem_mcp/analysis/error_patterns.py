@@ -67,6 +67,9 @@ class StageErrorRate(BaseModel):
     error_rate: float
     recovered: int = Field(description="failed tool calls followed by a success of the same tool by the same agent")
     recovery_rate: float | None
+    recovery_p50_s: float | None = Field(default=None, description="median seconds from a failed tool call to the "
+                                         "same agent's next success of that tool (seed 004's recovery time)")
+    recovery_p95_s: float | None = Field(default=None, description="95th percentile of the same")
 
 
 class Burst(BaseModel):
@@ -122,23 +125,29 @@ def query_error_patterns(store: Store, days: float = 30, now: datetime | None = 
                                 fix=FIXES.get(r["category"], FIXES["other"])) for r in reps]
     stages = store.query("""
         WITH t AS (
-            SELECT stage, success,
-                   lead(success) OVER (PARTITION BY session_id, agent_id, tool_name ORDER BY "timestamp", tool_use_id) AS next_ok
-            FROM tools WHERE "timestamp" >= ? AND "timestamp" < ?),
+            SELECT stage, success, "timestamp",
+                   lead(success) OVER w AS next_ok, lead("timestamp") OVER w AS next_ts
+            FROM tools WHERE "timestamp" >= ? AND "timestamp" < ?
+            WINDOW w AS (PARTITION BY session_id, agent_id, tool_name ORDER BY "timestamp", tool_use_id)),
         ts AS (SELECT stage, count(*) AS calls, count(*) FILTER (WHERE NOT success) AS fails,
-                      count(*) FILTER (WHERE NOT success AND next_ok) AS recovered FROM t GROUP BY stage),
+                      count(*) FILTER (WHERE NOT success AND next_ok) AS recovered,
+                      quantile_cont(epoch(next_ts - "timestamp"), [0.5, 0.95])
+                          FILTER (WHERE NOT success AND next_ok) AS rec_s
+               FROM t GROUP BY stage),
         rq AS (SELECT stage, count(*) AS reqs, sum(attempt - 1) AS retries FROM requests
                WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY stage),
         er AS (SELECT stage, count(*) AS errs FROM errors WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY stage)
         SELECT COALESCE(ts.stage, rq.stage) AS stage, COALESCE(calls, 0) + COALESCE(reqs, 0) AS operations,
                COALESCE(fails, 0) + COALESCE(errs, 0) + COALESCE(retries, 0) AS failures,
-               COALESCE(fails, 0) AS tool_failures, COALESCE(recovered, 0) AS recovered
+               COALESCE(fails, 0) AS tool_failures, COALESCE(recovered, 0) AS recovered, rec_s
         FROM ts FULL JOIN rq ON rq.stage = ts.stage LEFT JOIN er ON er.stage = COALESCE(ts.stage, rq.stage)
         ORDER BY failures DESC""", [start, end] * 3)
     by_stage = [StageErrorRate(stage=r["stage"] or "-", operations=r["operations"], failures=r["failures"],
                                error_rate=round(r["failures"] / r["operations"], 4) if r["operations"] else 0.0,
                                recovered=r["recovered"],
-                               recovery_rate=round(r["recovered"] / r["tool_failures"], 3) if r["tool_failures"] else None)
+                               recovery_rate=round(r["recovered"] / r["tool_failures"], 3) if r["tool_failures"] else None,
+                               recovery_p50_s=round(r["rec_s"][0], 3) if r["rec_s"] else None,
+                               recovery_p95_s=round(r["rec_s"][1], 3) if r["rec_s"] else None)
                 for r in stages]
     daily = store.query(f"""
         WITH c AS ({base})
