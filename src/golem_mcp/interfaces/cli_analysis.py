@@ -17,7 +17,8 @@ from ..errors import GolemError, InvalidInput, StoreBusy
 from . import cli_args as A
 from .cli_output import Column, Section, columns_for, emit, label
 
-WHAT = ("all", "bottlenecks", "anomalies", "loops", "errors", "sequences", "trends", "quality", "predict")
+WHAT = ("all", "bottlenecks", "anomalies", "loops", "errors", "sequences", "trends", "quality", "predict",
+        "patterns")
 KINDS = ("bottleneck", "token_leak", "loop", "error_pattern", "retry", "model_advice")
 
 
@@ -204,7 +205,9 @@ TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, 
           "bursts": "Error bursts", "top": "Most frequent tool sequences", "typical_of_good": "Typical of good runs",
           "typical_of_bad": "Typical of bad runs", "points": "Per day", "top_files": "Files with most findings",
           "cleanest_workflows": "Cleanest workflows", "model_advice": "Model advice",
-          "prediction.by_stage": "Expected cost by stage (median of past runs)"}
+          "prediction.by_stage": "Expected cost by stage (median of past runs)",
+          "hours": "By hour of day (UTC)", "weekdays": "By day of week (UTC)",
+          "spikes": "Hours and weekdays that stand out"}
 DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
         "points": ["findings_minor", "findings_major", "findings_critical", "cost_change", "cost_ma7",
                    "avg_workflow_seconds", "workflows"],
@@ -278,7 +281,17 @@ def _runs_section(listed: list[Any]) -> Section:
 
 
 def cmd_analyze(args: argparse.Namespace) -> int:
-    from ..analysis import anomalies, bottlenecks, error_patterns, loops, predict, runs, sequences, trends
+    from ..analysis import (
+        anomalies,
+        bottlenecks,
+        error_patterns,
+        loops,
+        predict,
+        runs,
+        sequences,
+        time_patterns,
+        trends,
+    )
 
     if (code := _remote(args)) is not None:
         return code
@@ -303,6 +316,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
               "sequences": lambda: sequences.tool_sequences(store, days=days, now=now),
               "trends": lambda: trends.query_trends(store, days=days, now=now),
               "quality": lambda: trends.query_quality(store, days=days, now=now),
+              "patterns": lambda: time_patterns.time_patterns(store, days=days, now=now),
               "predict": lambda: {"prediction": predict.predict_cost(store, now=now),
                                   "model_advice": predict.model_advice(store, now=now)},
               }[args.what]
