@@ -78,6 +78,16 @@ class RequestGroup(BaseModel):
     buckets: list[int] = Field(description="timed requests at most LATENCY_BUCKETS[i] seconds long (cumulative)")
 
 
+class LatencyGroup(BaseModel):
+    """The request latency histogram of one stage and model (experiments summed)."""
+
+    stage: str
+    model: str
+    count: int = Field(description="timed requests")
+    seconds: float = Field(description="sum of their durations")
+    buckets: list[int] = Field(description="timed requests at most LATENCY_BUCKETS[i] seconds long (cumulative)")
+
+
 class ToolGroup(BaseModel):
     stage: str
     tool: str
@@ -108,6 +118,7 @@ class StoreMetrics(BaseModel):
     """Totals over all history, by bounded labels."""
 
     requests: list[RequestGroup]
+    latency: list[LatencyGroup]
     tools: list[ToolGroup]
     errors: list[ErrorGroup]
     workflows: list[WorkflowGroup]
@@ -162,6 +173,20 @@ def _add(a: M, b: M) -> M:
     return type(a)(**out)
 
 
+def _latency(requests: list[RequestGroup], n_buckets: int) -> list[LatencyGroup]:
+    """Histograms per stage and model: a histogram per experiment too would triple the series for
+    little (experiments compare cost and errors, which keep the label)."""
+    out: dict[tuple[str, str], LatencyGroup] = {}
+    for g in requests:
+        key = (g.stage, g.model)
+        h = out.setdefault(key, LatencyGroup(stage=g.stage, model=g.model, count=0, seconds=0.0,
+                                             buckets=[0] * n_buckets))
+        h.count += g.timed_requests
+        h.seconds += g.duration_seconds
+        h.buckets = [a + b for a, b in zip(h.buckets, g.buckets, strict=True)]
+    return _sorted(list(out.values()))
+
+
 def store_metrics(store: Store, buckets: Sequence[float] = LATENCY_BUCKETS) -> StoreMetrics:
     """Every total ``/metrics`` shows, read in one transaction (the numbers agree with each other).
 
@@ -183,9 +208,11 @@ def store_metrics(store: Store, buckets: Sequence[float] = LATENCY_BUCKETS) -> S
             last = cur.execute(_LAST).fetchone()
         finally:
             cur.execute("ROLLBACK")  # read only: nothing to keep, temporary tables included
+    requests = _cap([RequestGroup(**r) for r in req], {k: MAX_VALUES[k] for k in ("stage", "model", "experiment")},
+                    lambda g: g.requests)
     return StoreMetrics(
-        requests=_cap([RequestGroup(**r) for r in req],
-                      {k: MAX_VALUES[k] for k in ("stage", "model", "experiment")}, lambda g: g.requests),
+        requests=requests,
+        latency=_latency(requests, len(buckets)),
         tools=_cap([ToolGroup(**r) for r in tools], {k: MAX_VALUES[k] for k in ("stage", "tool")}, lambda g: g.calls),
         errors=_cap([ErrorGroup(**r) for r in errors], {k: MAX_VALUES[k] for k in ("stage", "model")},
                     lambda g: g.errors),

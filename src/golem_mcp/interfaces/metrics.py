@@ -126,20 +126,14 @@ def render(m: StoreMetrics) -> str:
 
 
 def _histogram(f: _Family, m: StoreMetrics) -> None:
-    """Per stage and model (experiments summed): cumulative buckets, +Inf = count, then sum and count."""
-    merged: dict[tuple[str, str], tuple[list[int], int, float]] = {}
-    for g in m.requests:
-        key = (g.stage, g.model)
-        b, n, s = merged.get(key, ([0] * len(m.latency_buckets), 0, 0.0))
-        merged[key] = ([x + y for x, y in zip(b, g.buckets, strict=True)], n + g.timed_requests,
-                       s + g.duration_seconds)
-    for (stage, model), (b, n, s) in merged.items():
-        labels = {"stage": stage, "model": model}
-        for le, count in zip(m.latency_buckets, b, strict=True):
+    """Cumulative buckets, +Inf = count, then sum and count, per stage and model."""
+    for h in m.latency:
+        labels = {"stage": h.stage, "model": h.model}
+        for le, count in zip(m.latency_buckets, h.buckets, strict=True):
             f.add({**labels, "le": _value(float(le))}, count, "_bucket")
-        f.add({**labels, "le": "+Inf"}, n, "_bucket")
-        f.add(labels, s, "_sum")
-        f.add(labels, n, "_count")
+        f.add({**labels, "le": "+Inf"}, h.count, "_bucket")
+        f.add(labels, h.seconds, "_sum")
+        f.add(labels, h.count, "_count")
 
 
 class MetricsPage:
