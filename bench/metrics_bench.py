@@ -44,7 +44,7 @@ def history_store(size_gb: float) -> Path:
     Path(str(db) + ".wal").unlink(missing_ok=True)
     t = time.perf_counter()
     env = {**os.environ, "GOLEM_HOME": str(DATA / "metrics-home")}
-    subprocess.run([sys.executable, "-m", "golem_mcp", "import", summary["projects_dir"], "--db", str(db)],
+    subprocess.run([sys.executable, "-m", "golem_mcp", "import", summary["projects_dir"], "--db", str(db), "--create"],
                    check=True, env=env, stdout=subprocess.DEVNULL)
     print(f"  imported {summary['bytes'] / 1e9:.2f} GB of transcripts in {time.perf_counter() - t:.1f}s", flush=True)
     marker.write_text(json.dumps(want))
