@@ -193,8 +193,118 @@ def decode(signal: str, body: bytes, content_type: str) -> Any:
     try:
         msg.ParseFromString(body)
     except Exception as e:  # noqa: BLE001 - DecodeError, or a nesting deeper than the parser allows
-        raise InvalidInput(f"OTLP/protobuf {signal} body does not decode: {type(e).__name__}: {e}") from e
+        salvaged = _salvage(signal, body)
+        if salvaged is None:
+            raise InvalidInput(f"OTLP/protobuf {signal} body does not decode: {type(e).__name__}: {e}") from e
+        return salvaged
     return msg
+
+
+class Salvaged:
+    """A protobuf request rebuilt from the parts of a body that parse on their own, and what was lost."""
+
+    def __init__(self, msg: Any, lost: list[str]) -> None:
+        self.msg = msg
+        self.lost = lost
+
+
+_PB_PATH = {"logs": ("resource_logs", "scope_logs", "log_records"),
+            "traces": ("resource_spans", "scope_spans", "spans"),
+            "metrics": ("resource_metrics", "scope_metrics", "metrics")}
+
+
+def _salvage(signal: str, body: bytes) -> Salvaged | None:
+    """A body protobuf refuses as a whole (one record nested past the parser's depth limit, say):
+    its resources, scopes and records parsed one by one from the wire format, so that the record
+    that does not parse costs only itself. None when the framing itself is broken or nothing parses.
+    """
+    res_f, scope_f, rec_f = _PB_PATH[signal]
+    req = _pb_class(signal)()
+    lost: list[str] = []
+    try:
+        for f, chunk in _wire_fields(body):
+            if f != 1:
+                continue
+            rl = getattr(req, res_f).add()
+            try:
+                rl.ParseFromString(chunk)
+                continue
+            except Exception:  # noqa: BLE001 - split it below
+                rl.Clear()
+            parts = list(_wire_fields(chunk))
+            try:
+                for f2, c2 in parts:
+                    if f2 == 1:
+                        rl.resource.ParseFromString(c2)
+            except Exception:  # noqa: BLE001 - without its resource, its records would lose their context
+                getattr(req, res_f).pop()
+                lost.append(f"a {res_f} entry whose resource does not parse")
+                continue
+            for f2, c2 in parts:
+                if f2 != 2:
+                    continue
+                sl = getattr(rl, scope_f).add()
+                try:
+                    sl.ParseFromString(c2)
+                    continue
+                except Exception:  # noqa: BLE001 - split it below
+                    sl.Clear()
+                for f3, c3 in _wire_fields(c2):
+                    if f3 == 1:
+                        try:
+                            sl.scope.ParseFromString(c3)
+                        except Exception:  # noqa: BLE001 - the scope's name is not needed for its records
+                            sl.ClearField("scope")
+                    elif f3 == 2:
+                        rec = getattr(sl, rec_f).add()
+                        try:
+                            rec.ParseFromString(c3)
+                        except Exception as e:  # noqa: BLE001 - this record is lost, its neighbours are not
+                            del getattr(sl, rec_f)[-1]
+                            lost.append(f"a record does not parse ({type(e).__name__}: {str(e)[:100]})")
+    except ValueError:
+        return None  # the framing itself is broken: no part can be trusted
+    if not any(True for rl in getattr(req, res_f) for sl in getattr(rl, scope_f) for _ in getattr(sl, rec_f)):
+        return None
+    return Salvaged(req, lost)
+
+
+def _wire_fields(buf: bytes) -> Iterator[tuple[int, bytes]]:
+    """(field number, bytes) of each length-delimited field of a protobuf message; other wire types
+    are skipped. ValueError when the bytes are not protobuf framing."""
+    i, n = 0, len(buf)
+    while i < n:
+        key, i = _wire_varint(buf, i)
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            _, i = _wire_varint(buf, i)
+        elif wire == 1:
+            i += 8
+        elif wire == 5:
+            i += 4
+        elif wire == 2:
+            size, i = _wire_varint(buf, i)
+            if i + size > n:
+                raise ValueError("truncated field")
+            yield field, buf[i:i + size]
+            i += size
+        else:
+            raise ValueError(f"wire type {wire}")
+    if i > n:
+        raise ValueError("truncated field")
+
+
+def _wire_varint(buf: bytes, i: int) -> tuple[int, int]:
+    out = shift = 0
+    while True:
+        if i >= len(buf) or shift > 63:
+            raise ValueError("truncated varint")
+        b = buf[i]
+        i += 1
+        out |= (b & 0x7F) << shift
+        if b < 0x80:
+            return out, i
+        shift += 7
 
 
 def _lenient_json(body: bytes, error: Exception) -> Any:
@@ -613,11 +723,18 @@ def to_batch(signal: str, doc: Any, batch: Batch, store_prompts: bool = False, s
     """Map a decoded request; returns the records seen. Records that cannot be read are reported in
     ``batch.skipped`` as ``source`` (default ``/v1/<signal>``) and their index in the request."""
     src = source or f"/v1/{signal}"
+    lost: list[str] = []
+    if isinstance(doc, Salvaged):
+        doc, lost = doc.msg, doc.lost
     if signal == "logs":
-        return logs_to_batch(doc, batch, store_prompts, src)
-    if signal == "traces":
-        return traces_to_batch(doc, batch, src)
-    return metrics_to_batch(doc, batch, src)
+        n = logs_to_batch(doc, batch, store_prompts, src)
+    elif signal == "traces":
+        n = traces_to_batch(doc, batch, src)
+    else:
+        n = metrics_to_batch(doc, batch, src)
+    for i, why in enumerate(lost, start=n + 1):  # counted after the records that were read
+        batch.skip(src, i, f"record {i}: {why}")
+    return n + len(lost)
 
 
 def signal_from_filename(name: str) -> str | None:
