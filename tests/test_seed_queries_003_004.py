@@ -105,7 +105,8 @@ def test_workflow_history_and_task_logs_hold_the_fixtures_numbers(fixtures_store
     phases = {(r["adw_id"], r["phase_name"]): r for r in rows_dict(fixtures_store, "SELECT * FROM task_logs")}
     for wf, t in TRUTH.items():
         for stage, s in t["stages"].items():
-            assert phases[(wf, stage)]["tokens_used"] == s["input"] + s["output"]
+            assert phases[(wf, stage)]["tokens_used"] == s["input"] + s["output"] + s["cache_read"] + s["cache_write"]
+            assert phases[(wf, stage)]["io_tokens"] == s["input"] + s["output"]
             assert phases[(wf, stage)]["phase_status"] == "completed"
     by_phase = {r["phase_name"]: r for r in rows(fixtures_store, "cost_breakdown_by_phase")}
     assert {k: r["count"] for k, r in by_phase.items()} == {s: 8 for s in ("main", "analyst", "planner",

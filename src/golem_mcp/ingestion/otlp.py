@@ -643,7 +643,7 @@ def _span_rows(res: Attrs, s: dict, batch: Batch) -> None:
     sid = a.get("session.id") or res.get("session.id")
     kind = a.get("golem.kind")
     raw_res = res
-    if kind is not None or "golem.workflow_id" in res:
+    if kind is not None or any(str(k).startswith("golem.") for k in (*a, *res)):
         # the tracing convention (golem_mcp/tracing.py): golem.workflow_id, golem.queue_wait_ms,
         # golem.attempt, ... read as their plain names
         a = {**a, **{k[6:]: v for k, v in a.items() if isinstance(k, str) and k.startswith("golem.")}}

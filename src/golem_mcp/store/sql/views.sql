@@ -408,7 +408,7 @@ WITH ph AS (
            COALESCE(ph.ended_at, st.ended_at) AS completed_at,
            ph.last_status, COALESCE(ph.error_message, fe.raw) AS error_message,
            CASE WHEN ph.last_status = 'error' OR ph.failed_attempts > 0 THEN 'span' END AS span_error,
-           fe.category AS error_category, st.total_tokens, st.total_cost, st.input_tokens, st.output_tokens,
+           fe.category AS error_category, st.total_tokens, st.io_tokens, st.total_cost, st.input_tokens, st.output_tokens,
            st.cache_read_tokens, st.cache_creation_tokens, st.cache_hit_rate, st.api_requests, st.tool_calls,
            COALESCE(st.error_count, 0) + COALESCE(ph.failed_attempts, 0) AS error_count,
            COALESCE(st.retries, 0) + COALESCE(ph.retries, 0) AS retry_count
@@ -425,7 +425,7 @@ SELECT row_number() OVER (ORDER BY started_at, workflow_id, stage) AS id,
            AS phase_status,
        CASE WHEN span_error IS NOT NULL AND last_status <> 'error' THEN 'recovered after a failed attempt' END
            AS log_message,
-       error_message, started_at, completed_at, duration_seconds, total_tokens AS tokens_used, total_cost AS cost_usd,
+       error_message, started_at, completed_at, duration_seconds, total_tokens AS tokens_used, io_tokens, total_cost AS cost_usd,
        input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens,
        cache_hit_rate * 100 AS cache_efficiency_percent, api_requests, tool_calls, error_count,
        CASE WHEN error_count > 0 OR error_message IS NOT NULL THEN COALESCE(error_category, 'other') END AS error_category,
@@ -480,11 +480,13 @@ SELECT p.adw_id, p.adw_id AS workflow_id, NULL::INTEGER AS issue_number, NULL::V
             WHEN p.any_failed THEN 'failed' ELSE 'completed' END AS status,
        p.start_time, p.end_time, epoch(p.end_time - p.start_time) AS duration_seconds, p.current_phase, p.phase_count,
        NULL::DOUBLE AS estimated_cost_total, p.total_cost AS actual_cost_total,
-       p.total_cost / NULLIF(p.input_tokens + p.output_tokens, 0) AS cost_per_token, p.cost_breakdown,
+       p.total_cost / NULLIF(p.input_tokens + p.output_tokens + p.cache_read_tokens + p.cache_creation_tokens, 0)
+           AS cost_per_token, p.cost_breakdown,
        NULL::DOUBLE AS estimated_cost_per_step, p.total_cost / NULLIF(p.phase_count, 0) AS actual_cost_per_step,
        p.input_tokens, p.output_tokens, p.cache_read_tokens AS cached_tokens, p.cache_read_tokens AS cache_hit_tokens,
        p.input_tokens + p.cache_creation_tokens AS cache_miss_tokens, p.cache_creation_tokens,
-       p.input_tokens + p.output_tokens AS total_tokens,
+       p.input_tokens + p.output_tokens AS io_tokens,
+       p.input_tokens + p.output_tokens + p.cache_read_tokens + p.cache_creation_tokens AS total_tokens,
        golem_cache_hit_rate(p.cache_read_tokens, p.input_tokens, p.cache_creation_tokens) * 100
            AS cache_efficiency_percent,
        json_object('input', p.input_tokens, 'output', p.output_tokens, 'cache_read', p.cache_read_tokens,
