@@ -141,18 +141,33 @@ def _link_valid_from(store: Store, caller: Caller, workflow_id: str) -> int:
 def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | None = None,
                     complexity: str | None = None, spec_completeness: str | None = None,
                     experiment_id: str | None = None, task_id: str | None = None,
-                    status: str | None = None) -> dict[str, Any]:
-    """Store a workflow's context and link the calling session to it (one transaction)."""
+                    status: str | None = None, parent_workflow_id: str | None = None) -> dict[str, Any]:
+    """Store a workflow's context and link the calling session to it (one transaction).
+
+    ``parent_workflow_id`` names the workflow that started this one; it must be known already, and
+    a workflow cannot be its own ancestor.
+    """
     _check_id(workflow_id, "workflow_id", required=True)
     for v, n in ((experiment_id, "experiment_id"), (task_id, "task_id"), (status, "status"),
-                 (complexity, "complexity"), (spec_completeness, "spec_completeness")):
+                 (complexity, "complexity"), (spec_completeness, "spec_completeness"),
+                 (parent_workflow_id, "parent_workflow_id")):
         _check_id(v, n)
+    if parent_workflow_id is not None:
+        require_workflow(store, parent_workflow_id)
+        ancestors = {r["workflow_id"] for r in store.query(
+            "SELECT root_workflow_id AS workflow_id FROM workflow_tree WHERE workflow_id = ? "
+            "UNION SELECT ancestor FROM (SELECT unnest(ancestors) AS ancestor FROM workflow_tree WHERE workflow_id = ?)",
+            [parent_workflow_id, parent_workflow_id])} | {parent_workflow_id}
+        if workflow_id in ancestors:
+            raise InvalidInput(f"{workflow_id!r} cannot be a child of {parent_workflow_id!r}: "
+                               f"{parent_workflow_id!r} already descends from it")
     if path is not None and path not in WORKFLOW_PATHS:
         raise InvalidInput(f"path must be one of {', '.join(WORKFLOW_PATHS)}, not {path!r}")
     now = now_us()
     b = Batch()
     b.add("workflows", {"workflow_id": workflow_id, "path": path, "complexity": complexity,
                         "spec_completeness": spec_completeness, "experiment_id": experiment_id,
+                        "parent_workflow_id": parent_workflow_id,
                         "task_id": task_id, "status": status, "started_at": now, "updated_at": now,
                         "ended_at": now if status in ("done", "completed", "failed", "abandoned") else None})
     linked_from = None

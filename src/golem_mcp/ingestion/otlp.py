@@ -502,7 +502,18 @@ def _private(attrs: Attrs, store_prompts: bool) -> Attrs:
     return {k: v for k, v in attrs.items() if k not in _TEXT_KEYS}
 
 
-def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None) -> None:
+def _parent(res: Attrs, attrs: Attrs) -> str | None:
+    """The workflow that started this one (``parent_workflow_id``, or the tracing API's
+    ``golem.parent_workflow_id``), from the record or its resource."""
+    for d in (attrs, res):
+        for k in ("parent_workflow_id", "golem.parent_workflow_id"):
+            v = d.get(k)
+            if isinstance(v, str) and v:
+                return v
+    return None
+
+
+def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None, parent: str | None = None) -> None:
     wf = ctx.get("workflow_id")
     if session_id and wf:
         # resource attributes are session-wide, so the link holds from the session's start
@@ -510,7 +521,8 @@ def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None) -> No
                                      "task_id": ctx.get("task_id"), "experiment_id": ctx.get("experiment_id"),
                                      "source": "otel"})
         batch.add("workflows", {"workflow_id": wf, "experiment_id": ctx.get("experiment_id"),
-                                "task_id": ctx.get("task_id"), "started_at": ts, "updated_at": ts})
+                                "task_id": ctx.get("task_id"), "started_at": ts, "updated_at": ts,
+                                "parent_workflow_id": parent if parent != wf else None})
 
 
 def logs_to_batch(doc: Any, batch: Batch, store_prompts: bool = False, source: str = "/v1/logs") -> int:
@@ -570,7 +582,7 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
     })
     if sid and ctx.get("workflow_id") and (sid, ctx["workflow_id"]) not in st.linked:
         st.linked.add((sid, ctx["workflow_id"]))
-        _link(batch, sid, ctx, ts)
+        _link(batch, sid, ctx, ts, _parent(res, a))
     if name == "api_request":
         batch.add("api_requests", {
             "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
@@ -669,10 +681,12 @@ def _span_rows(res: Attrs, s: dict, batch: Batch) -> None:
         **ctx, "attributes": _json(_private(s["attrs"], False)), "resource": _json(raw_res),
     })
     if sid and ctx.get("workflow_id"):
-        _link(batch, sid, ctx, start)
+        _link(batch, sid, ctx, start, _parent(res, a))
     elif kind is not None and ctx.get("workflow_id"):  # an orchestrator's span: its workflow exists
+        parent = _parent(res, a)
         batch.add("workflows", {"workflow_id": ctx["workflow_id"], "experiment_id": ctx.get("experiment_id"),
-                                "task_id": ctx.get("task_id"), "started_at": start, "updated_at": end})
+                                "task_id": ctx.get("task_id"), "started_at": start, "updated_at": end,
+                                "parent_workflow_id": parent if parent != ctx["workflow_id"] else None})
     if span_type == "llm_request" and request_id:
         batch.add("api_requests", {
             "request_id": request_id, "session_id": sid, "agent_id": agent_id, "model": a.get("model"),

@@ -336,6 +336,32 @@ LEFT JOIN workflows w USING (workflow_id)
 LEFT JOIN q USING (workflow_id)
 LEFT JOIN session_workflows sw USING (workflow_id);
 
+-- Parent/child workflows (a workflow started by another: record_workflow's parent_workflow_id or the
+-- OTel attribute parent_workflow_id). Each workflow with its root, depth and ancestors (cycles cut),
+-- and its cost and tokens with those of every descendant rolled up.
+CREATE OR REPLACE VIEW workflow_tree AS
+WITH RECURSIVE t(workflow_id, root_workflow_id, depth, ancestors) AS (
+    SELECT workflow_id, workflow_id, 0, []::VARCHAR[] FROM workflows
+    WHERE parent_workflow_id IS NULL OR parent_workflow_id NOT IN (SELECT workflow_id FROM workflows)
+    UNION ALL
+    SELECT w.workflow_id, t.root_workflow_id, t.depth + 1, list_append(t.ancestors, t.workflow_id)
+    FROM workflows w JOIN t ON w.parent_workflow_id = t.workflow_id
+    WHERE t.depth < 32 AND NOT list_contains(t.ancestors, w.workflow_id)
+)
+SELECT t.workflow_id, w.parent_workflow_id, t.root_workflow_id, t.depth, t.ancestors
+FROM t JOIN workflows w USING (workflow_id);
+
+CREATE OR REPLACE VIEW workflow_rollup AS
+WITH own AS (SELECT workflow_id, total_cost, input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens
+                    AS total_tokens FROM workflow_summary),
+     pairs AS (SELECT unnest(list_append(ancestors, workflow_id)) AS ancestor, workflow_id FROM workflow_tree)
+SELECT p.ancestor AS workflow_id, count(*) - 1 AS descendants,
+       sum(own.total_cost) FILTER (WHERE p.workflow_id = p.ancestor) AS own_cost,
+       sum(own.total_cost) AS total_cost_with_children,
+       sum(own.total_tokens) AS total_tokens_with_children
+FROM pairs p LEFT JOIN own ON own.workflow_id = p.workflow_id
+GROUP BY p.ancestor;
+
 -- ---- seeds 003 (LEO workflow telemetry) and 004 (ADW tracking) ---------------------------------
 -- Their table and column names over golem-mcp's facts, so their runbook queries run (README: "The
 -- seeds' SQL"). telemetry_thresholds is a real table (migration 005): the seed writes to it.
