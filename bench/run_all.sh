@@ -35,6 +35,7 @@ run analysis_bench.py --requests "$ANALYSIS_REQUESTS"
 run tools_bench.py --requests "$ANALYSIS_REQUESTS"
 run metrics_bench.py --requests "$ANALYSIS_REQUESTS" --size-gb "$SIZE_GB"
 run sql_guard_bench.py --requests "$ANALYSIS_REQUESTS"
+run checks_bench.py
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
