@@ -333,12 +333,13 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         experiment_id: Annotated[OptId, Field(description="experiment arm, e.g. baseline")] = None,
         task_id: Annotated[OptId, Field(description="task worked on")] = None,
         status: Annotated[OptId, Field(description="running | completed | failed | abandoned")] = None,
+        parent_workflow_id: Annotated[OptId, Field(description="the workflow that started this one")] = None,
         session_id: Annotated[OptId, Field(description="only for another session (e.g. a claude -p run)")] = None,
         ctx: Context | None = None,
     ) -> WorkflowRecorded:
         c = caller(ctx, session_id, None)
         row = workflows.record_workflow(get_store(), c, workflow_id, path, complexity, spec_completeness,
-                                        experiment_id, task_id, status)
+                                        experiment_id, task_id, status, parent_workflow_id)
         note = None if c.known else ("the calling session is unknown, so usage is not linked yet: enable golem-mcp's "
                                      "hooks (golem-mcp install) or pass session_id")
         summary = f"workflow {workflow_id} recorded" + (f", session linked ({c.how})" if c.known else ", not linked")
