@@ -18,7 +18,7 @@ from . import cli_args as A
 from .cli_output import Column, Section, columns_for, emit, label
 
 WHAT = ("all", "bottlenecks", "anomalies", "loops", "errors", "sequences", "trends", "quality", "predict",
-        "patterns")
+        "patterns", "timeouts")
 KINDS = ("bottleneck", "token_leak", "loop", "error_pattern", "retry", "model_advice")
 
 
@@ -207,7 +207,8 @@ TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, 
           "cleanest_workflows": "Cleanest workflows", "model_advice": "Model advice",
           "prediction.by_stage": "Expected cost by stage (median of past runs)",
           "hours": "By hour of day (UTC)", "weekdays": "By day of week (UTC)",
-          "spikes": "Hours and weekdays that stand out"}
+          "spikes": "Hours and weekdays that stand out",
+          "rows": "Time used of the limit (tools by name, requests by model and input size)"}
 DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
         "points": ["findings_minor", "findings_major", "findings_critical", "cost_change", "cost_ma7",
                    "avg_workflow_seconds", "workflows"],
@@ -290,6 +291,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         runs,
         sequences,
         time_patterns,
+        timeout_risk,
         trends,
     )
 
@@ -317,6 +319,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
               "trends": lambda: trends.query_trends(store, days=days, now=now),
               "quality": lambda: trends.query_quality(store, days=days, now=now),
               "patterns": lambda: time_patterns.time_patterns(store, days=days, now=now),
+              "timeouts": lambda: timeout_risk.timeout_risk(store, days=days, now=now),
               "predict": lambda: {"prediction": predict.predict_cost(store, now=now),
                                   "model_advice": predict.model_advice(store, now=now)},
               }[args.what]
