@@ -491,3 +491,35 @@ async def test_master_recording_a_stage_does_not_relabel_its_own_requests(bare_s
         assert out["session_id"] == sid and "agent_id" not in out
     stages = bare_store.query("SELECT DISTINCT stage FROM requests WHERE session_id = ? AND agent_id IS NULL", [sid])
     assert stages == [{"stage": "main"}]
+
+
+# --- report_review_findings: the v1 fields as the tool's own arguments --------------------------------
+
+async def test_findings_as_v1_arguments_and_unknown_parent(store: Store) -> None:
+    async with mcp(store) as client:
+        out = await call(client, "report_review_findings", {**FINDINGS, "task": "wf-003.review-2", "rework": True})
+        assert out["workflow_id"] == "wf-003" and out["issues_stored"] == 2 and out["duplicate"] is False
+        # the older wrapped form and the new form store the same report once
+        again = await call(client, "report_review_findings", {"findings_json": {**FINDINGS, "task": "wf-003.review-2",
+                                                                                 "rework": True}})
+        assert again["report_id"] == out["report_id"] and again["duplicate"] is True
+        text = await error(client, "report_review_findings", {**FINDINGS, "severity": {"critical": "none"}})
+        assert "- severity.critical:" in text and "- severity.major: required" in text
+        # an unknown parent and no session to link through: refused, nothing invented or stored
+        before = store.scalar("SELECT count(*) FROM review_reports")
+        text = await error(client, "report_review_findings", {**FINDINGS, "parent": "wf-03"})
+        assert "parent 'wf-03' is not a known workflow; closest: wf-0" in text
+        assert store.scalar("SELECT count(*) FROM review_reports") == before
+        assert store.scalar("SELECT count(*) FROM workflows WHERE workflow_id = 'wf-03'") == 0
+
+
+async def test_unknown_parent_is_linked_to_the_calling_sessions_workflow(bare_store: Store) -> None:
+    sid = _session_of("wf-002")
+    tuid = bare_store.scalar("SELECT tool_use_id FROM tool_calls WHERE session_id = ? AND agent_id IS NULL "
+                             "ORDER BY timestamp LIMIT 1", [sid])
+    async with mcp(bare_store) as c:
+        await call(c, "record_workflow", {"workflow_id": "wf-R"}, meta={"claudecode/toolUseId": tuid})
+        out = await call(c, "report_review_findings", {**FINDINGS, "parent": "wf-typo"},
+                         meta={"claudecode/toolUseId": tuid})
+        assert out["workflow_id"] == "wf-R" and "wf-typo" in out["warnings"][0]
+    assert bare_store.scalar("SELECT count(*) FROM workflows WHERE workflow_id = 'wf-typo'") == 0

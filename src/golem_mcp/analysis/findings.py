@@ -6,10 +6,12 @@ import functools
 import hashlib
 import json
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
+from pydantic import BaseModel, Field
 
 from ..errors import GolemError, InvalidInput, NotFound
 from ..ingestion.records import Batch, iso_to_us, now_us, redact
@@ -56,11 +58,39 @@ def parse_report(report: dict[str, Any] | str) -> dict[str, Any]:
     return report
 
 
+class FindingsRecorded(BaseModel):
+    summary: str
+    report_id: str = Field(description="stable id: the same report sent twice is stored once")
+    workflow_id: str | None = None
+    task_id: str
+    severity: dict[str, int]
+    issues_stored: int
+    categories: dict[str, int] = Field(default_factory=dict)
+    duplicate: bool
+    session_id: str | None = None
+    agent_id: str | None = None
+    warnings: list[str] | None = None
+
+
+
+def report_from_fields(findings_json: dict[str, Any] | str | None = None, **fields: Any) -> dict[str, Any] | str:
+    """The report from the v1 fields given as a tool's arguments, or the older wrapped ``findings_json``."""
+    if findings_json is not None:
+        given = [n for n in ("task", "severity", "issues", "parent") if fields.get(n) is not None]
+        if given:
+            raise InvalidInput(f"send either findings_json or the v1 fields, not both (also got {', '.join(given)})")
+        return findings_json
+    report = {"v": fields.get("v", 1), "categories": fields.get("categories") or {},
+              "ts": fields.get("ts") or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+              **{k: fields.get(k) for k in ("task", "parent", "severity", "issues", "rework")}}
+    return {k: x for k, x in report.items() if x is not None}
+
+
 FUTURE_SKEW_US = 5 * 60 * 1_000_000   # clocks of agent and server may differ by this much
 
 
 def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, workflow_id: str | None = None,
-                    task_id: str | None = None) -> dict[str, Any]:
+                    task_id: str | None = None) -> FindingsRecorded:
     """Validate and store one review report with its issues, in one transaction; returns what was stored."""
     rep = parse_report(report)
     task = task_id or rep["task"]
@@ -115,6 +145,8 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     existed = bool(store.scalar("SELECT count(*) FROM review_reports WHERE report_id = ?", [report_id]))
     store.write(b)
     cats = rep.get("categories") or {}
-    return {"report_id": report_id, "workflow_id": wf, "task_id": task, "severity": sev,
-            "issues_stored": len(issues), "categories": cats, "duplicate": existed,
-            "session_id": caller.session_id, "agent_id": caller.agent_id, "warnings": warnings or None}
+    return FindingsRecorded(
+        summary=(f"{'already stored' if existed else 'stored'}: {len(issues)} issue(s) ({sev['critical']} critical, "
+                 f"{sev['major']} major, {sev['minor']} minor) for {wf or 'no workflow'}"),
+        report_id=report_id, workflow_id=wf, task_id=task, severity=sev, issues_stored=len(issues), categories=cats,
+        duplicate=existed, session_id=caller.session_id, agent_id=caller.agent_id, warnings=warnings or None)

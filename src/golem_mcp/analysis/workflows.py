@@ -23,7 +23,7 @@ import math
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -141,7 +141,7 @@ def _link_valid_from(store: Store, caller: Caller, workflow_id: str) -> int:
 def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | None = None,
                     complexity: str | None = None, spec_completeness: str | None = None,
                     experiment_id: str | None = None, task_id: str | None = None,
-                    status: str | None = None, parent_workflow_id: str | None = None) -> dict[str, Any]:
+                    status: str | None = None, parent_workflow_id: str | None = None) -> WorkflowRecorded:
     """Store a workflow's context and link the calling session to it (one transaction).
 
     ``parent_workflow_id`` names the workflow that started this one; it must be known already, and
@@ -180,10 +180,11 @@ def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | 
     store.write(b)
     row = store.query("SELECT workflow_id, path, complexity, spec_completeness, experiment_id, task_id, status "
                       "FROM workflows WHERE workflow_id = ?", [workflow_id])[0]
-    row.update({"session_id": caller.session_id, "linked": caller.known, "linked_by": caller.how,
-                "linked_from": None if linked_from is None else
-                datetime.fromtimestamp(linked_from / 1e6, UTC).isoformat()})
-    return row
+    note = None if caller.known else ("the calling session is unknown, so usage is not linked yet: enable "
+                                      "golem-mcp's hooks (golem-mcp install) or pass session_id")
+    return WorkflowRecorded(summary=f"workflow {workflow_id} recorded" + (
+        f", session linked ({caller.how})" if caller.known else ", not linked"), note=note,
+        session_id=caller.session_id, linked=caller.known, linked_by=caller.how, **row)
 
 
 def _usage_problem(name: str, value: object) -> str | None:
@@ -194,6 +195,49 @@ def _usage_problem(name: str, value: object) -> str | None:
     if value > limit:
         return f"{name} must be at most {limit:,.0f}, not {value!r}"
     return None
+
+
+class Usage(BaseModel):
+    input_tokens: int | None = None
+    output_tokens: int | None = None
+    cache_read_tokens: int | None = None
+    cache_creation_tokens: int | None = None
+    cost_usd: float | None = None
+
+
+
+class WorkflowRecorded(BaseModel):
+    summary: str
+    workflow_id: str
+    path: str | None = None
+    complexity: str | None = None
+    spec_completeness: str | None = None
+    experiment_id: str | None = None
+    task_id: str | None = None
+    status: str | None = None
+    session_id: str | None = Field(None, description="the calling Claude Code session, when known")
+    linked: bool = Field(description="true: this session's and its subagents' usage is attributed to the workflow")
+    linked_by: str = Field(description="argument | tool_use_id | mcp_client | unknown")
+    note: str | None = Field(None, description="what to do when not linked")
+
+
+
+class StageRecorded(BaseModel):
+    summary: str
+    id: int
+    workflow_id: str
+    stage: str
+    task_id: str | None = None
+    agent: str | None = None
+    model: str | None = None
+    status: str | None = None
+    session_id: str | None = None
+    agent_id: str | None = None
+    usage: Usage
+    usage_source: Literal["given", "observed", "none"] = Field(
+        description="given = numbers from the caller; observed = what the store saw for the caller")
+    observed_requests: int | None = Field(None, description="API requests the store saw for the caller")
+
 
 
 USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "cost_usd")
@@ -219,7 +263,7 @@ def observed_usage(store: Store, caller: Caller) -> dict[str, Any] | None:
 def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: str, task_id: str | None = None,
                        agent: str | None = None, model: str | None = None, status: str | None = None,
                        started_at: str | None = None, ended_at: str | None = None,
-                       usage: dict[str, float | int | None] | None = None) -> dict[str, Any]:
+                       usage: dict[str, float | int | None] | None = None) -> StageRecorded:
     """Record one stage of a workflow; without usage numbers, attribute what was observed for the caller."""
     _check_id(workflow_id, "workflow_id", required=True)
     _check_id(stage, "stage", required=True)
@@ -255,13 +299,14 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
         b.add("agent_context", {"agent_id": caller.agent_id or caller.session_id, "workflow_id": workflow_id,
                                 "stage": stage, "task_id": task_id, "source": "mcp", "updated_at": now})
     store.write(b)
-    out = {k: row[k] for k in ("id", "workflow_id", "stage", "task_id", "agent", "model", "status",
-                               "session_id", "agent_id")}
-    out["usage"] = {k: row[k] for k in USAGE_FIELDS}
-    out["usage_source"] = "given" if given else ("observed" if observed and observed["requests"] else "none")
-    out["observed"] = observed
-    out["caller_known_by"] = caller.how
-    return out
+    source: Literal["given", "observed", "none"] = (
+        "given" if given else ("observed" if observed and observed["requests"] else "none"))
+    return StageRecorded(
+        summary=f"stage {stage} of {workflow_id} recorded ({source} usage)",
+        **{k: row[k] for k in ("id", "workflow_id", "stage", "task_id", "agent", "model", "status", "session_id",
+                               "agent_id")},
+        usage=Usage(**{k: rounded(k, row[k]) for k in USAGE_FIELDS}), usage_source=source,
+        observed_requests=(observed or {}).get("requests"))
 
 
 # --- cost -----------------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import contextlib
 import functools
 import json
 from collections.abc import AsyncIterator, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeVar
 
 from mcp.server.mcpserver import Context, MCPServer
@@ -41,9 +40,8 @@ from ..analysis import (
     sql_guard,
     workflows,
 )
-from ..analysis.common import rounded
 from ..config import Settings
-from ..errors import GolemError, InvalidInput, PayloadTooLarge
+from ..errors import GolemError, PayloadTooLarge
 from ..store.db import Store
 from . import mcp_analysis_tools
 from .toolsets import parse as parse_toolsets
@@ -64,46 +62,6 @@ cover the last 30 days of data. Anything else: describe_schema, then query_sql."
 
 # --- result models --------------------------------------------------------------------------------
 
-class Usage(BaseModel):
-    input_tokens: int | None = None
-    output_tokens: int | None = None
-    cache_read_tokens: int | None = None
-    cache_creation_tokens: int | None = None
-    cost_usd: float | None = None
-
-
-class WorkflowRecorded(BaseModel):
-    summary: str
-    workflow_id: str
-    path: str | None = None
-    complexity: str | None = None
-    spec_completeness: str | None = None
-    experiment_id: str | None = None
-    task_id: str | None = None
-    status: str | None = None
-    session_id: str | None = Field(None, description="the calling Claude Code session, when known")
-    linked: bool = Field(description="true: this session's and its subagents' usage is attributed to the workflow")
-    linked_by: str = Field(description="argument | tool_use_id | mcp_client | unknown")
-    note: str | None = Field(None, description="what to do when not linked")
-
-
-class StageRecorded(BaseModel):
-    summary: str
-    id: int
-    workflow_id: str
-    stage: str
-    task_id: str | None = None
-    agent: str | None = None
-    model: str | None = None
-    status: str | None = None
-    session_id: str | None = None
-    agent_id: str | None = None
-    usage: Usage
-    usage_source: Literal["given", "observed", "none"] = Field(
-        description="given = numbers from the caller; observed = what the store saw for the caller")
-    observed_requests: int | None = Field(None, description="API requests the store saw for the caller")
-
-
 class ExperimentRecord(BaseModel):
     summary: str
     experiment_id: str
@@ -122,20 +80,6 @@ class ExperimentRecord(BaseModel):
     created_at: Any = None
     updated_at: Any = None
     decided_at: Any = None
-    warnings: list[str] | None = None
-
-
-class FindingsRecorded(BaseModel):
-    summary: str
-    report_id: str = Field(description="stable id: the same report sent twice is stored once")
-    workflow_id: str | None = None
-    task_id: str
-    severity: dict[str, int]
-    issues_stored: int
-    categories: dict[str, int] = Field(default_factory=dict)
-    duplicate: bool
-    session_id: str | None = None
-    agent_id: str | None = None
     warnings: list[str] | None = None
 
 
@@ -336,16 +280,10 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         parent_workflow_id: Annotated[OptId, Field(description="the workflow that started this one")] = None,
         session_id: Annotated[OptId, Field(description="only for another session (e.g. a claude -p run)")] = None,
         ctx: Context | None = None,
-    ) -> WorkflowRecorded:
-        c = caller(ctx, session_id, None)
-        row = workflows.record_workflow(get_store(), c, workflow_id, path, complexity, spec_completeness,
-                                        experiment_id, task_id, status, parent_workflow_id)
-        note = None if c.known else ("the calling session is unknown, so usage is not linked yet: enable golem-mcp's "
-                                     "hooks (golem-mcp install) or pass session_id")
-        summary = f"workflow {workflow_id} recorded" + (f", session linked ({c.how})" if c.known else ", not linked")
-        return WorkflowRecorded(summary=summary, note=note, **{k: row[k] for k in (
-            "workflow_id", "path", "complexity", "spec_completeness", "experiment_id", "task_id", "status",
-            "session_id", "linked", "linked_by")})
+    ) -> workflows.WorkflowRecorded:
+        return workflows.record_workflow(get_store(), caller(ctx, session_id, None), workflow_id, path, complexity,
+                                         spec_completeness, experiment_id, task_id, status,
+                                         parent_workflow_id)
 
     @server.tool(annotations=RECORDS, description=(
         "Record one stage of a workflow. Without token numbers the tokens and cost observed for the calling "
@@ -366,19 +304,11 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         session_id: Annotated[OptId, Field(description="only for another session")] = None,
         agent_id: Annotated[OptId, Field(description="only for another subagent")] = None,
         ctx: Context | None = None,
-    ) -> StageRecorded:
-        c = caller(ctx, session_id, agent_id)
+    ) -> workflows.StageRecorded:
         usage = {"input_tokens": input_tokens, "output_tokens": output_tokens, "cache_read_tokens": cache_read_tokens,
                  "cache_creation_tokens": cache_creation_tokens, "cost_usd": cost_usd}
-        out = workflows.record_stage_usage(get_store(), c, workflow_id, stage, task_id, agent, model, status,
-                                           started_at, ended_at, usage)
-        obs = out["observed"] or {}
-        u = Usage(**{k: rounded(k, v) for k, v in out["usage"].items()})
-        return StageRecorded(
-            summary=f"stage {stage} of {workflow_id} recorded ({out['usage_source']} usage)",
-            **{k: out[k] for k in ("id", "workflow_id", "stage", "task_id", "agent", "model", "status", "session_id",
-                                   "agent_id", "usage_source")},
-            usage=u, observed_requests=obs.get("requests"))
+        return workflows.record_stage_usage(get_store(), caller(ctx, session_id, agent_id), workflow_id, stage,
+                                            task_id, agent, model, status, started_at, ended_at, usage)
 
     @server.tool(annotations=READ_ONLY, description=(
         "What did a workflow, task, stage or experiment cost? Tokens and cost grouped by stage (default), model, day...: "
@@ -446,28 +376,12 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         findings_json: Annotated[dict[str, Any] | str | None, Field(description="older form: the whole v1 object")
                                  ] = None,
         ctx: Context | None = None,
-    ) -> FindingsRecorded:
-        c = caller(ctx, None, None)
-        if findings_json is not None:
-            given = [n for n, x in (("task", task), ("severity", severity), ("issues", issues), ("parent", parent))
-                     if x is not None]
-            if given:
-                raise InvalidInput(f"send either findings_json or the v1 fields, not both (also got {', '.join(given)})")
-            report: dict[str, Any] | str = findings_json
-        else:
-            report = {"v": v, "ts": ts or datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-                      "task": task, "parent": parent,
-                      "severity": severity.model_dump() if severity else None,
-                      "categories": categories or {},
-                      "issues": [i.model_dump(exclude_none=True) for i in issues] if issues is not None else None}
-            if rework is not None:
-                report["rework"] = rework
-            report = {k: x for k, x in report.items() if x is not None}
-        out = findings.report_findings(get_store(), c, report)
-        sev = out["severity"]
-        return FindingsRecorded(summary=(f"{'already stored' if out['duplicate'] else 'stored'}: {out['issues_stored']} "
-                                         f"issue(s) ({sev['critical']} critical, {sev['major']} major, {sev['minor']} "
-                                         f"minor) for {out['workflow_id'] or 'no workflow'}"), **out)
+    ) -> findings.FindingsRecorded:
+        report = findings.report_from_fields(
+            findings_json, v=v, ts=ts, task=task, parent=parent,
+            severity=severity.model_dump() if severity else None, categories=categories,
+            issues=[i.model_dump(exclude_none=True) for i in issues] if issues is not None else None, rework=rework)
+        return findings.report_findings(get_store(), caller(ctx, None, None), report)
 
     @server.tool(annotations=READ_ONLY, description=(
         "Errors and loops: what failed, repeatedly failing commands, workflows with loops, retries, rework, "
