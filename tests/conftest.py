@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -60,6 +61,49 @@ def wait_healthy(url: str, timeout: float = 15) -> bool:
     return False
 
 
+# the token of every daemon the tests started, by URL: what its local clients read from its data folder
+TOKENS: dict[str, str] = {}
+
+
+def auth(url: str) -> dict[str, str]:
+    """The ``Authorization`` header for the daemon at ``url`` (one the tests started, else the one
+    the product's own reader finds through $GOLEM_HOME/GOLEM_TOKEN)."""
+    from golem_mcp.home import read_token
+
+    tok = next((t for u, t in TOKENS.items() if url.startswith(u)), None) or read_token()
+    return {"authorization": f"Bearer {tok}"} if tok else {}
+
+
+class _Api:
+    """``httpx.get/post/request`` with the daemon's token added, as a local client sends it;
+    ``headers`` given by the caller win (a test of a wrong token sets its own)."""
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        kw["headers"] = {**auth(url), **(kw.get("headers") or {})}
+        kw.setdefault("timeout", 30)
+        return httpx.request(method, url, **kw)
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", url, **kw)
+
+    def client(self, url: str, **kw: Any) -> httpx.Client:
+        return httpx.Client(headers=auth(url), **kw)
+
+
+api = _Api()
+
+
+def mcp_http(url: str) -> Any:
+    """An MCP client transport for the daemon's ``/mcp`` at ``url`` (the daemon's base URL), with its token."""
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    return streamable_http_client(url + "/mcp", http_client=create_mcp_http_client(headers=auth(url)))
+
+
 def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None = None) -> Daemon:
     """Run ``python -m golem_mcp serve --port 0 --db DB --no-watch`` (no ``--no-watch`` when
     ``--watch`` is among ``extra``) with GOLEM_HOME=home, and wait for /healthz. Usable from
@@ -83,6 +127,7 @@ def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None 
             time.sleep(0.05)
             continue
         if wait_healthy(url, max(0.1, deadline - time.monotonic())):
+            TOKENS[url] = json.loads(state.read_text())["token"]
             return Daemon(url, proc, db, home)
     proc.kill()
     raise RuntimeError(f"daemon did not answer /healthz within 30 s:\n{out.read_text()}")

@@ -9,9 +9,9 @@ import time
 from datetime import timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 
-import httpx
 import pytest
 
+from conftest import api
 from golem_mcp.analysis import budgets, findings_store, runs
 from golem_mcp.analysis.common import utcnow
 from golem_mcp.store.db import Store
@@ -147,13 +147,13 @@ def test_budget_status_projection(store):
 
 
 def _daemon_runs(url: str) -> list[dict]:
-    r = httpx.post(url + "/api/cli", json={"argv": ["analyze", "--runs", "--json"]}, timeout=30)
+    r = api.post(url + "/api/cli", json={"argv": ["analyze", "--runs", "--json"]}, timeout=30)
     assert r.status_code == 200 and r.json()["exit"] == 0, r.text
     return json.loads(r.json()["stdout"])
 
 
 def _session_start(url: str, sid: str) -> dict:
-    r = httpx.post(url + "/hooks", json={"session_id": sid, "hook_event_name": "SessionStart", "source": "startup",
+    r = api.post(url + "/hooks", json={"session_id": sid, "hook_event_name": "SessionStart", "source": "startup",
                                          "cwd": "/tmp", "transcript_path": f"/tmp/{sid}.jsonl"}, timeout=5)
     assert r.status_code == 200, r.text
     return r.json()
@@ -198,7 +198,7 @@ def test_auto_trigger_can_be_turned_off(golem_home, start_daemon, tmp_path):
     _session_start(d.url, "sess-off")
     # the analysis thread looks at once when woken (with the setting on, a run is queued within
     # milliseconds and listed below); a manual run meanwhile gives it time to look
-    r = httpx.post(d.url + "/api/cli", json={"argv": ["analyze", "--json"]}, timeout=60)
+    r = api.post(d.url + "/api/cli", json={"argv": ["analyze", "--json"]}, timeout=60)
     assert r.status_code == 200, r.text
     time.sleep(0.5)
     assert [x["trigger"] for x in _daemon_runs(d.url)] == ["cli"]
@@ -217,7 +217,7 @@ def test_daemon_keeps_the_analysis_cache_warm(golem_home, start_daemon, tmp_path
     while time.monotonic() < deadline and "analysis cache: built" not in (log.read_text() if log.exists() else ""):
         time.sleep(0.1)
     assert "analysis cache: built" in log.read_text()
-    r = httpx.post(d.url + "/api/cli", json={"argv": ["analyze", "--json", "--now", p.now.isoformat()]}, timeout=120)
+    r = api.post(d.url + "/api/cli", json={"argv": ["analyze", "--json", "--now", p.now.isoformat()]}, timeout=120)
     assert r.status_code == 200 and r.json()["exit"] == 0, r.text
     run = json.loads(r.json()["stdout"])
     assert run["status"] == "succeeded" and run["scanned"]["seconds"]["snapshot.cache_days"] == 0, run["scanned"]

@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import FIXTURES, launch_daemon
+from conftest import FIXTURES, api, launch_daemon
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 TOKENS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
@@ -43,7 +43,7 @@ def post_otlp(url: str, signal: str, ctype: str, body: bytes, gz: bool = False) 
     if gz:
         body = gzip.compress(body)
         headers["content-encoding"] = "gzip"
-    return httpx.post(f"{url}/v1/{signal}", content=body, headers=headers, timeout=30)
+    return api.post(f"{url}/v1/{signal}", content=body, headers=headers, timeout=30)
 
 
 def post_everything(url: str, hooks_as_list: bool = False) -> None:
@@ -63,16 +63,16 @@ def post_everything(url: str, hooks_as_list: bool = False) -> None:
         list(pool.map(otlp, enumerate(otlp_bodies())))
     payloads = hook_payloads()
     if hooks_as_list:
-        r = httpx.post(f"{url}/hooks", json=payloads, timeout=30)
+        r = api.post(f"{url}/hooks", json=payloads, timeout=30)
         assert r.status_code == 200 and r.json()["stored"] == len(payloads), r.text
         return
-    with httpx.Client(timeout=30, limits=httpx.Limits(max_connections=8)) as c, ThreadPoolExecutor(8) as pool:
+    with api.client(url, timeout=30, limits=httpx.Limits(max_connections=8)) as c, ThreadPoolExecutor(8) as pool:
         for r in pool.map(lambda p: c.post(f"{url}/hooks", json=p), payloads):
             assert r.status_code == 200 and r.json()["ok"] is True, r.text
 
 
 def per_stage(url: str) -> dict[tuple[str, str], dict[str, int]]:
-    rows = httpx.post(f"{url}/api/report", json={"by": ["workflow", "stage"]}, timeout=30).json()
+    rows = api.post(f"{url}/api/report", json={"by": ["workflow", "stage"]}, timeout=30).json()
     return {(r["workflow"], r["stage"]): {k: r[col] for k, col in TOKENS.items()} | {"requests": r["requests"]}
             for r in rows}
 
@@ -83,7 +83,7 @@ def truth_per_stage() -> dict[tuple[str, str], dict[str, int]]:
 
 
 def status(url: str) -> dict[str, int]:
-    r = httpx.get(f"{url}/api/status", timeout=10)
+    r = api.get(f"{url}/api/status", timeout=10)
     assert r.status_code == 200
     return r.json()
 
@@ -136,11 +136,11 @@ def small_daemon(tmp_path_factory):
 ])
 def test_bad_input_is_refused_with_a_reason_and_loses_nothing(small_daemon, case, path, headers, body, code, says):
     before = status(small_daemon)
-    r = httpx.post(small_daemon + path, content=body, headers=headers, timeout=30)
+    r = api.post(small_daemon + path, content=body, headers=headers, timeout=30)
     assert r.status_code == code, (case, r.text)
     assert says in r.json()["error"], (case, r.json())
     assert status(small_daemon) == before
-    assert httpx.get(small_daemon + "/healthz").status_code == 200
+    assert api.get(small_daemon + "/healthz").status_code == 200
 
 
 def test_oversized_body_without_content_length_is_cut_off(small_daemon):
@@ -150,57 +150,57 @@ def test_oversized_body_without_content_length_is_cut_off(small_daemon):
         for _ in range(40):
             yield b" " * 10_000
 
-    r = httpx.post(small_daemon + "/v1/logs", content=chunks(), headers={"content-type": "application/json"})
+    r = api.post(small_daemon + "/v1/logs", content=chunks(), headers={"content-type": "application/json"})
     assert r.status_code == 413, r.text
     assert status(small_daemon) == before
 
 
 def test_api_import_report_status_and_their_errors(daemon, tmp_path):
-    r = httpx.post(daemon + "/api/import", json={"paths": [str(FIXTURES / "home")]}, timeout=60)
+    r = api.post(daemon + "/api/import", json={"paths": [str(FIXTURES / "home")]}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.json()["files_read"] > 0 and r.json()["skipped"] == []
-    again = httpx.post(daemon + "/api/import", json={"paths": [str(FIXTURES / "home")]}, timeout=60).json()
+    again = api.post(daemon + "/api/import", json={"paths": [str(FIXTURES / "home")]}, timeout=60).json()
     assert again["files_read"] == 0 and again["files_unchanged"] == r.json()["files_seen"]
     # transcripts carry stages but not workflow ids (those come from OTLP resource attributes)
-    rows = httpx.post(daemon + "/api/report", json={"by": "stage", "filters": {"stage": "planner"}}).json()
+    rows = api.post(daemon + "/api/report", json={"by": "stage", "filters": {"stage": "planner"}}).json()
     assert [row["stage"] for row in rows] == ["planner"]
     assert rows[0]["input_tokens"] == sum(t["stages"]["planner"]["input"] for t in TRUTH.values())
     for payload, says in [({"by": ["colour"]}, "unknown grouping"), ({"since": "last tuesday"}, "ISO"),
                           ({"limit": -1}, "positive"), ({"filters": {"planet": "x"}}, "unknown filter")]:
-        bad = httpx.post(daemon + "/api/report", json=payload)
+        bad = api.post(daemon + "/api/report", json=payload)
         assert bad.status_code == 400 and says in bad.json()["error"], bad.text
-    bad = httpx.post(daemon + "/api/import", json={"paths": "nope"})
+    bad = api.post(daemon + "/api/import", json={"paths": "nope"})
     assert bad.status_code == 400 and "paths" in bad.json()["error"]
-    bad = httpx.post(daemon + "/api/import", content=b"[1, 2]", headers={"content-type": "application/json"})
+    bad = api.post(daemon + "/api/import", content=b"[1, 2]", headers={"content-type": "application/json"})
     assert bad.status_code == 400
     assert status(daemon)["api_requests"] == sum(s["requests"] for t in TRUTH.values() for s in t["stages"].values())
-    h = httpx.get(daemon + "/healthz").json()
+    h = api.get(daemon + "/healthz").json()
     assert h["ok"] is True and h["version"]
 
 
 def test_web_origins_and_foreign_host_names_are_refused(daemon):
-    r = httpx.get(daemon + "/api/status", headers={"origin": "http://evil.example"})
+    r = api.get(daemon + "/api/status", headers={"origin": "http://evil.example"})
     assert r.status_code == 403 and "origin" in r.json()["error"]
-    r = httpx.post(daemon + "/hooks", json={"hook_event_name": "Stop", "session_id": "s"},
+    r = api.post(daemon + "/hooks", json={"hook_event_name": "Stop", "session_id": "s"},
                    headers={"origin": "https://attacker.test:4319"})
     assert r.status_code == 403
     assert status(daemon)["hook_events"] == 0
     # DNS rebinding: a page on attacker.test resolved to 127.0.0.1 sends its own host name
-    r = httpx.get(daemon + "/api/status", headers={"host": "attacker.test"})
+    r = api.get(daemon + "/api/status", headers={"host": "attacker.test"})
     assert r.status_code == 403
     for ok_origin in ("http://localhost:3000", "http://127.0.0.1", "http://[::1]:8080"):
-        assert httpx.get(daemon + "/api/status", headers={"origin": ok_origin}).status_code == 200
-    assert httpx.get(daemon.replace("127.0.0.1", "localhost") + "/healthz").status_code == 200
+        assert api.get(daemon + "/api/status", headers={"origin": ok_origin}).status_code == 200
+    assert api.get(daemon.replace("127.0.0.1", "localhost") + "/healthz").status_code == 200
 
 
-def test_token_is_required_everywhere_but_healthz_when_configured(start_daemon):
+def test_a_token_chosen_with_the_token_option_is_the_one_required(start_daemon):
     d = start_daemon("--token", "s3cret")
     assert httpx.get(d.url + "/healthz").status_code == 200
     r = httpx.get(d.url + "/api/status")
     assert r.status_code == 401 and "token" in r.json()["error"]
     assert httpx.get(d.url + "/api/status", headers={"authorization": "Bearer wrong"}).status_code == 401
     signal, ctype, body = otlp_bodies()[0]
-    assert post_otlp(d.url, signal, ctype, body).status_code == 401
+    assert httpx.post(f"{d.url}/v1/{signal}", content=body, headers={"content-type": ctype}).status_code == 401
     ok = httpx.get(d.url + "/api/status", headers={"authorization": "Bearer s3cret"})
     assert ok.status_code == 200 and ok.json()["api_requests"] == 0
     # the token sits in the state file, readable by the user only, so local clients find it
@@ -236,7 +236,7 @@ def test_watcher_picks_up_a_new_session_folder_within_seconds(start_daemon, tmp_
     while time.monotonic() < deadline and status(d.url)["api_requests"] < want:
         time.sleep(0.2)
     assert status(d.url)["api_requests"] == want
-    rows = httpx.post(d.url + "/api/report", json={"by": ["stage"]}).json()
+    rows = api.post(d.url + "/api/report", json={"by": ["stage"]}).json()
     assert {r["stage"]: r["input_tokens"] for r in rows} == {
         stage: s["input"] for stage, s in TRUTH["wf-002"]["stages"].items()}
 
@@ -268,13 +268,13 @@ def test_detach_starts_a_background_daemon_that_stop_ends(golem_home, tmp_path):
         assert r.returncode == 0, r.stderr
         url = r.stdout.strip().splitlines()[-1]
         assert url.startswith("http://127.0.0.1:")
-        assert httpx.get(url + "/healthz").status_code == 200
+        assert api.get(url + "/healthz").status_code == 200
     finally:
         stop = subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], capture_output=True, text=True, env=env,
                               timeout=60)
     assert stop.returncode == 0 and "stopped" in stop.stdout
     with pytest.raises(httpx.HTTPError):
-        httpx.get(url + "/healthz", timeout=1)
+        api.get(url + "/healthz", timeout=1)
 
 
 def test_alerts_are_evaluated_on_ingest_and_posted_to_the_webhook(golem_home: Path, tmp_path: Path) -> None:
@@ -316,7 +316,7 @@ def test_alerts_are_evaluated_on_ingest_and_posted_to_the_webhook(golem_home: Pa
                         a["value"] = {"stringValue": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())}
     d = launch_daemon(golem_home, db, env={"GOLEM_ALERT_INTERVAL": "0.3"})
     try:
-        r = httpx.post(d.url + "/v1/logs", json=body, timeout=10)
+        r = api.post(d.url + "/v1/logs", json=body, timeout=10)
         assert r.status_code == 200, r.text
         deadline = time.monotonic() + 20
         while not received and time.monotonic() < deadline:
@@ -327,7 +327,7 @@ def test_alerts_are_evaluated_on_ingest_and_posted_to_the_webhook(golem_home: Pa
             == {("budget", "workflow", "wf-002")}
         assert "wf-002" in (golem_home / "alerts.log").read_text()
         # the same data again: nothing new to say
-        httpx.post(d.url + "/v1/logs", json=body, timeout=10)
+        api.post(d.url + "/v1/logs", json=body, timeout=10)
         time.sleep(1.5)
         assert len(received) == 1
     finally:

@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import httpx
 import pytest
 
-from conftest import FIXTURES
+from conftest import FIXTURES, api
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 DAYS = "365"  # the fixtures were recorded on 2026-11-21; a year's window keeps them in view
@@ -67,16 +67,16 @@ def count(cell: str) -> int:
 def loaded(daemon: str) -> str:
     # all three sources: transcripts, and OTLP and hooks, which name each session's workflow
     paths = [str(FIXTURES / "home"), str(FIXTURES / "otlp"), str(FIXTURES / "hooks.jsonl")]
-    r = httpx.post(daemon + "/api/import", json={"paths": paths}, timeout=120)
+    r = api.post(daemon + "/api/import", json={"paths": paths}, timeout=120)
     assert r.status_code == 200, r.text
     # an analysis run as of a few days after the fixtures, so findings and a run are there to show
-    r = httpx.post(daemon + "/api/cli", json={"argv": ["analyze", "--now", "2026-11-25", "--days", "30"]}, timeout=120)
+    r = api.post(daemon + "/api/cli", json={"argv": ["analyze", "--now", "2026-11-25", "--days", "30"]}, timeout=120)
     assert r.status_code == 200 and r.json()["exit"] == 0, r.text
     return daemon
 
 
 def test_dashboard_shows_the_stores_figures(loaded: str) -> None:
-    r = httpx.get(loaded + "/", params={"days": DAYS}, timeout=60)
+    r = api.get(loaded + "/", params={"days": DAYS}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in r.headers["content-security-policy"]   # no script can run
@@ -130,9 +130,9 @@ def test_dashboard_escapes_what_it_shows_and_refuses_bad_arguments(daemon: str) 
             {"key": "input_tokens", "value": {"stringValue": "10"}},
             {"key": "output_tokens", "value": {"stringValue": "5"}},
             {"key": "cost_usd", "value": {"stringValue": "0.01"}}]}]}]}]}
-    r = httpx.post(daemon + "/v1/logs", json=body, timeout=30)
+    r = api.post(daemon + "/v1/logs", json=body, timeout=30)
     assert r.status_code == 200, r.text
-    page = httpx.get(daemon + "/dashboard", timeout=60)
+    page = api.get(daemon + "/dashboard", timeout=60)
     assert page.status_code == 200
     assert evil not in page.text and "&lt;script&gt;alert(1)&lt;/script&gt;" in page.text
     # a page is kept for a minute (a dashboard left open must not keep a big store's daemon busy):
@@ -140,11 +140,11 @@ def test_dashboard_escapes_what_it_shows_and_refuses_bad_arguments(daemon: str) 
     for attr in body["resourceLogs"][0]["scopeLogs"][0]["logRecords"][0]["attributes"]:
         if attr["key"] == "request_id":
             attr["value"]["stringValue"] = "req_evil_2"
-    assert httpx.post(daemon + "/v1/logs", json=body, timeout=30).status_code == 200
-    again = httpx.get(daemon + "/", timeout=60)
+    assert api.post(daemon + "/v1/logs", json=body, timeout=30).status_code == 200
+    again = api.get(daemon + "/", timeout=60)
     assert again.text == page.text and 'http-equiv="refresh" content="60"' in again.text
     for bad in ("0", "abc", "9999"):
-        r = httpx.get(daemon + "/", params={"days": bad}, timeout=10)
+        r = api.get(daemon + "/", params={"days": bad}, timeout=10)
         assert r.status_code == 400 and "days must be" in r.json()["error"], (bad, r.text)
 
 
@@ -160,9 +160,15 @@ def test_cli_dashboard_starts_the_daemon_and_prints_the_page(golem_home, tmp_pat
         out = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
         assert out.returncode == 0, out.stderr
         url = out.stdout.strip()
-        assert url.startswith("http://127.0.0.1:") and url.endswith("/?days=7")
-        page = httpx.get(url, timeout=30)
-        assert page.status_code == 200 and "last 7 days" in page.text
+        token = (golem_home / "token").read_text().strip()
+        assert url.startswith("http://127.0.0.1:") and url.endswith(f"/?days=7&token={token}")
+        # as a browser follows the link: the token is traded for a page cookie, and dropped from the address
+        with httpx.Client(follow_redirects=True, timeout=30) as browser:
+            page = browser.get(url)
+            assert page.status_code == 200 and "last 7 days" in page.text
+            assert [str(r.url) for r in page.history] == [url] and str(page.url) == url.split("&token=")[0]
+            assert browser.get(url.split("?")[0] + "?days=30").status_code == 200   # the cookie opens the pages
+            assert browser.get(url.split("?")[0] + "api/status").status_code == 401  # but nothing else
         again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)   # running: same daemon
         assert again.returncode == 0 and again.stdout.strip() == url
         bad = subprocess.run([*cmd[:4], "--days", "0"], capture_output=True, text=True, env=env, timeout=60)

@@ -13,10 +13,9 @@ import threading
 import time
 from pathlib import Path
 
-import httpx
 import pytest
 
-from conftest import FIXTURES, launch_daemon
+from conftest import FIXTURES, api, launch_daemon
 from golem_mcp.ingestion import spool
 from golem_mcp.store import Store
 
@@ -41,7 +40,7 @@ def counts(url: str, headers: dict[str, str] | None = None, **want: int) -> dict
     gets its reply once the payload is journaled, and the daemon commits it moments later."""
     deadline = time.monotonic() + 10
     while True:
-        c = httpx.get(url + "/api/status", timeout=10, headers=headers).json()
+        c = api.get(url + "/api/status", timeout=10, headers=headers).json()
         if all(c.get(k, 0) >= v for k, v in want.items()) or time.monotonic() > deadline:
             return c
         time.sleep(0.05)
@@ -72,7 +71,7 @@ def test_session_start_prints_only_the_daemons_display_text(golem_home, daemon):
     r = run_hook(golem_home, SESSION_START)
     assert r.returncode == 0 and r.stderr == b""
     # SessionStart stdout becomes session context: it is the daemon's display text or nothing
-    reply = httpx.post(daemon + "/hooks", json=SESSION_START).json()
+    reply = api.post(daemon + "/hooks", json=SESSION_START).json()
     assert reply["ok"] is True
     if "display" not in reply:
         assert r.stdout == b""

@@ -114,6 +114,7 @@ def test_all_ok_once_hooks_and_otlp_reach_a_real_daemon(project: Path, start_dae
     install(Target.project(project), Options(command=[sys.executable, "-m", "golem_mcp"], port=port, force=True))
     checks = by_name(run_checks(project))
     assert checks["daemon"].status == OK and checks["otlp endpoint"].status == OK
+    assert checks["otlp token"].status == OK
     assert checks["hooks firing"].status == FAIL and checks["otlp arriving"].status == FAIL
 
     # one real hook payload through the installed hook command, one real OTLP body
@@ -123,8 +124,10 @@ def test_all_ok_once_hooks_and_otlp_reach_a_real_daemon(project: Path, start_dae
     subprocess.run(hook_cmd, shell=True, input=payload, text=True, check=True, timeout=30)
     body = next(p for p in sorted((FIXTURES / "otlp").glob("*_logs.json")))
     user_env = json.loads((Path(os.environ["HOME"]) / ".claude" / "settings.json").read_text())["env"]
+    # sent as Claude Code's exporter sends it: to the endpoint, with the headers install wrote
+    name, _, value = user_env["OTEL_EXPORTER_OTLP_HEADERS"].partition("=")
     r = httpx.post(f"{user_env['OTEL_EXPORTER_OTLP_ENDPOINT']}/v1/logs", content=body.read_bytes(),
-                   headers={"content-type": "application/json"}, timeout=10)
+                   headers={"content-type": "application/json", name: value}, timeout=10)
     assert r.status_code == 200, r.text
 
     claude = str(CLAUDE) if CLAUDE.exists() else None
@@ -153,3 +156,20 @@ def test_golem_tools_allowed_only_where_claude_code_applies_it(project: Path) ->
     user_json.unlink()
     (project / ".claude" / "settings.local.json").write_text(json.dumps({"permissions": {"allow": ["mcp__golem"]}}))
     assert by_name(run_checks(project))["tool permissions"].status == OK
+
+
+def test_otlp_headers_without_the_daemons_token_are_named(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from golem_mcp.home import ensure_token
+
+    tok = ensure_token()
+    settings = Path(os.environ["HOME"]) / ".claude" / "settings.json"
+    for headers, status, says in [(None, FAIL, "carries no token"),
+                                  ("x-other=1", FAIL, "has no Authorization"),
+                                  ("Authorization=Bearer stale-token", FAIL, "is not the daemon's"),
+                                  (f"x-other=1,authorization=Bearer%20{tok}", OK, "carries the daemon's token")]:
+        settings.write_text(json.dumps({"env": {"OTEL_EXPORTER_OTLP_HEADERS": headers} if headers else {}}))
+        c = by_name(run_checks(project))["otlp token"]
+        assert c.status == status and says in c.detail, c
+        assert tok not in c.line()  # the doctor's output may be pasted anywhere
+        if status == FAIL:
+            assert "golem-mcp install" in (c.fix or "")

@@ -269,3 +269,22 @@ def test_user_settings_edited_between_installs_are_edited_back_not_restored(proj
     uninstall(Target.project(project))
     got = json.loads(user.read_text())
     assert got == {**json.loads(USER_SETTINGS), "theme": "dark"}
+
+
+def test_the_daemons_token_goes_into_the_otlp_headers_and_nowhere_in_the_project(project: Path, home: Path,
+                                                                                  tmp_path: Path) -> None:
+    token_file = tmp_path / "golem-home" / "token"
+    r = install(Target.project(project), OPTS)
+    tok = token_file.read_text().strip()  # made now: Claude Code must carry the token the daemon will want
+    user = home / ".claude" / "settings.json"
+    assert json.loads(user.read_text())["env"]["OTEL_EXPORTER_OTLP_HEADERS"] == f"Authorization=Bearer {tok}"
+    # a project folder may be committed: the token is not in it; a diff shown on screen hides it
+    assert not [name for name, data in snapshot(project).items() if tok.encode() in data]
+    assert all(tok not in c.diff() for c in r.changes) and any("Bearer [token]" in c.diff() for c in r.changes)
+    # a new token (the old file removed): installing again updates the header
+    token_file.unlink()
+    install(Target.project(project), OPTS)
+    new = token_file.read_text().strip()
+    assert new != tok and json.loads(user.read_text())["env"]["OTEL_EXPORTER_OTLP_HEADERS"] == f"Authorization=Bearer {new}"
+    uninstall(Target.project(project))
+    assert user.read_bytes() == USER_SETTINGS

@@ -12,18 +12,15 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from . import home
+
 DEFAULT_PORT = 4319  # one above OTLP/HTTP's 4318, so a local collector can coexist
 DEFAULT_HOST = "127.0.0.1"
 MAIN_STAGE = "main"
 
 
 def data_dir() -> Path:
-    home = os.environ.get("GOLEM_HOME")
-    if home:
-        return Path(home).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share"
-    return base / "golem-mcp"
+    return Path(home.data_dir())
 
 
 def default_db_path() -> Path:
@@ -32,8 +29,13 @@ def default_db_path() -> Path:
 
 
 def state_file(db_path: Path | None = None) -> Path:
-    """The daemon's state file (url, pid, db). One per data directory."""
-    return data_dir() / "daemon.json"
+    """The daemon's state file (url, pid, db, token). One per data directory."""
+    return Path(home.state_path())
+
+
+def token_file() -> Path:
+    """The daemon's token (mode 0600), made at its first start; see ``golem_mcp.home``."""
+    return Path(home.token_path())
 
 
 def spool_dir() -> Path:

@@ -20,6 +20,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from conftest import mcp_http
 from golem_mcp.interfaces.client import call as daemon_call
 from support.claude_cli import ClaudeProject
 from support.fake_anthropic import FakeMessagesAPI
@@ -95,11 +96,13 @@ def test_two_concurrent_workflows_are_attributed_to_workflow_and_stage(daemon: s
 
     for res in runs.values():
         assert res["is_error"] is False and res["_returncode"] == 0, res
+    # Claude Code's own OTLP exporter got through: it sent the token the settings gave it
+    assert daemon_call(daemon, "/api/status")["otel_events"] > 0
     # transcripts are the complete record; OTLP and hooks arrived while the sessions ran
     daemon_call(daemon, "/api/import", {"paths": [str(p.projects_dir) for p in projects.values()]})
 
     async def check() -> None:
-        async with Client(daemon + "/mcp") as c:
+        async with Client(mcp_http(daemon)) as c:
             for wf, res in runs.items():
                 sid = res["session_id"]
                 truth = api.totals(session_id=sid)

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from conftest import auth
 from golem_mcp.interfaces.client import call as daemon_call
 from support.tables import by
 
@@ -52,7 +53,7 @@ def _drop_none(v: Any) -> Any:
 def test_inspector_lists_tools_and_calls_query_workflow_cost(daemon: str, tmp_path: Path, transport: str) -> None:
     daemon_call(daemon, "/api/import", {"paths": [str(FIX)]})
     if transport == "http":
-        target = [f"{daemon}/mcp", "--transport", "http"]
+        target = [f"{daemon}/mcp", "--transport", "http", "--header", f"Authorization: {auth(daemon)['authorization']}"]
     else:
         target = [sys.executable, "-m", "golem_mcp", "stdio", "-e", f"GOLEM_HOME={os.environ['GOLEM_HOME']}"]
     listed = inspector(tmp_path, *target, "--method", "tools/list")

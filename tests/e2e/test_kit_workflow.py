@@ -29,6 +29,7 @@ import anyio
 import pytest
 from mcp import Client
 
+from conftest import mcp_http
 from golem_mcp.interfaces.client import call as daemon_call
 from support.fake_anthropic import FakeMessagesAPI
 from support.tables import by
@@ -186,7 +187,7 @@ def test_master_runs_the_kit_workflow_and_analyze_reports_it(daemon: str, golem_
         daemon_call(daemon, "/api/import", {"paths": [str(m.config_dir / "projects")]})
 
         async def check_workflow() -> None:
-            async with Client(daemon + "/mcp") as c:
+            async with Client(mcp_http(daemon)) as c:
                 # the workflow id reached every request of the session and its subagents
                 rows = await _sql(c, "SELECT count(*), count(*) FILTER (WHERE workflow_id IS DISTINCT FROM "
                                      f"'{WF}') FROM requests WHERE session_id = '{sid}'")
@@ -284,7 +285,7 @@ def test_a_process_per_stage_is_one_workflow_through_otel_resource_attributes(da
         daemon_call(daemon, "/api/import", {"paths": [str(m.config_dir / "projects")]})
 
         async def check() -> None:
-            async with Client(daemon + "/mcp") as c:
+            async with Client(mcp_http(daemon)) as c:
                 ids = ", ".join(f"'{s}'" for s in sessions.values())
                 rows = await _sql(c, "SELECT count(*), count(*) FILTER (WHERE workflow_id IS DISTINCT FROM "
                                      f"'{wf}') FROM requests WHERE session_id IN ({ids})")

@@ -11,18 +11,21 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import anyio
-import httpx
 import pytest
 from mcp import Client, StdioServerParameters
 
+from conftest import api, launch_daemon, mcp_http
 from golem_mcp.interfaces.client import call as daemon_call
 from support.tables import by
 
@@ -65,7 +68,7 @@ async def test_stdio_entry_lists_only_its_toolsets(daemon: str) -> None:
 
 async def test_http_and_stdio_answer_from_one_store(daemon: str) -> None:
     _import(daemon)
-    async with Client(daemon + "/mcp") as http_client:
+    async with Client(mcp_http(daemon)) as http_client:
         names = {t.name for t in (await http_client.list_tools()).tools}
         assert {"query_workflow_cost", "record_workflow", "report_review_findings"} <= names
         _check_truth(await _cost(http_client, "wf-003"), "wf-003")
@@ -86,12 +89,12 @@ def test_http_refuses_foreign_origin_and_huge_bodies(daemon: str) -> None:
     init = {"jsonrpc": "2.0", "id": 1, "method": "initialize",
             "params": {"protocolVersion": "2025-06-18", "capabilities": {}, "clientInfo": {"name": "t", "version": "1"}}}
     headers = {"accept": "application/json, text/event-stream", "content-type": "application/json"}
-    r = httpx.post(daemon + "/mcp", json=init, headers={**headers, "origin": "http://evil.example"}, timeout=10)
+    r = api.post(daemon + "/mcp", json=init, headers={**headers, "origin": "http://evil.example"}, timeout=10)
     assert r.status_code == 403
     big = dict(init, params=dict(init["params"], padding="x" * (10 * 1024 * 1024)))
-    r = httpx.post(daemon + "/mcp", content=json.dumps(big), headers=headers, timeout=30)
+    r = api.post(daemon + "/mcp", content=json.dumps(big), headers=headers, timeout=30)
     assert r.status_code == 413
-    r = httpx.post(daemon + "/mcp", json=init, headers=headers, timeout=10)
+    r = api.post(daemon + "/mcp", json=init, headers=headers, timeout=10)
     assert r.status_code == 200 and r.json()["result"]["serverInfo"]["name"] == "golem"
 
 
@@ -116,7 +119,7 @@ async def test_stdio_starts_the_daemon_when_absent(golem_home: Path, tmp_path: P
             r = await c.call_tool("record_workflow", {"workflow_id": "wf-auto", "session_id": "s-auto"})
             assert not r.is_error and r.structured_content["linked"] is True
         state = json.loads((golem_home / "daemon.json").read_text())
-        assert httpx.get(state["url"] + "/healthz", timeout=5).status_code == 200
+        assert api.get(state["url"] + "/healthz", timeout=5).status_code == 200
     finally:
         subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], env={**os.environ, **env}, timeout=30,
                        capture_output=True)
@@ -149,7 +152,7 @@ async def test_ten_clients_200_mixed_calls_with_otlp_ingest(daemon: str) -> None
 
     def ingest() -> None:
         # OTLP keeps arriving (the same bodies again: idempotent) while the tools run
-        with httpx.Client(timeout=30) as h:
+        with api.client(daemon, timeout=30) as h:
             while not stop.is_set():
                 for b in bodies:
                     if stop.is_set():
@@ -165,7 +168,7 @@ async def test_ten_clients_200_mixed_calls_with_otlp_ingest(daemon: str) -> None
 
     async def one_client(i: int) -> None:
         # half the clients are stdio bridges (as Claude Code sessions are), half talk HTTP directly
-        async with Client(_stdio() if i % 2 else daemon + "/mcp") as c:
+        async with Client(_stdio() if i % 2 else mcp_http(daemon)) as c:
             for k in range(calls_per_client):
                 kind = k % 5
                 if kind == 0:
@@ -195,7 +198,7 @@ async def test_ten_clients_200_mixed_calls_with_otlp_ingest(daemon: str) -> None
         t.join()
     assert errors == []
     assert otlp_errors == []
-    async with Client(daemon + "/mcp") as c:
+    async with Client(mcp_http(daemon)) as c:
         r = await c.call_tool("query_sql", {"sql": "SELECT count(*) AS n, count(DISTINCT workflow_id) AS w, "
                                                    "sum(input_tokens) AS t FROM stage_records"})
         n, w, tokens = r.structured_content["rows"][0]
@@ -216,3 +219,71 @@ def test_bridge_answers_garbage_with_protocol_errors(daemon: str, bad: bytes) ->
     lines = [json.loads(x) for x in p.stdout.splitlines()]
     assert lines[0]["id"] == 1 and "result" in lines[0]
     assert len(lines) == 2 and "error" in lines[1]
+
+
+def _wait_for_snapshot(home: Path) -> Path:
+    """The daemon writes its list answers for the bridge just after it starts."""
+    snap = home / "mcp-tools.json"
+    deadline = time.monotonic() + 30
+    while not snap.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert snap.exists() and snap.stat().st_mode & 0o077 == 0
+    return snap
+
+
+def _hold_port() -> socket.socket:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    s.listen(1)
+    return s
+
+
+async def test_bridge_answers_the_lists_at_once_and_names_a_port_another_program_holds(
+        start_daemon: Callable[..., Any], golem_home: Path, tmp_path: Path) -> None:
+    d = start_daemon()
+    _wait_for_snapshot(golem_home)
+    async with Client(mcp_http(d.url)) as c:
+        served = sorted((await c.list_tools()).tools, key=lambda t: t.name)
+        prompts = (await c.list_prompts()).prompts
+    d.stop()
+    with _hold_port() as held:
+        env = {"GOLEM_PORT": str(held.getsockname()[1]), "GOLEM_DB": str(d.db),
+               "CLAUDE_CONFIG_DIR": str(tmp_path / "no-claude")}
+        # no daemon can start on that port, yet the session gets its tools: the daemon's own answers
+        async with Client(_stdio(env)) as c:
+            assert sorted((await c.list_tools()).tools, key=lambda t: t.name) == served
+            assert (await c.list_prompts()).prompts == prompts
+            # only a tool call needs the daemon: it is told why there is none, and what to do
+            r = await c.call_tool("query_workflow_cost", {"workflow_id": "wf-001"})
+            text = r.content[0].text
+            assert r.is_error and "another program holds that port" in text and str(held.getsockname()[1]) in text
+            assert "--port" in text and "GOLEM_PORT" in text and "did not start within" not in text
+    assert not (golem_home / "daemon.json").exists()
+
+
+async def test_a_port_held_by_the_daemon_of_another_data_folder_is_named(golem_home: Path, tmp_path: Path) -> None:
+    other_home = tmp_path / "other-home"
+    other_home.mkdir()
+    other = launch_daemon(other_home, tmp_path / "other.duckdb")
+    try:
+        port = str(other.url.rsplit(":", 1)[1])
+        # the CLI says who holds the port, at once
+        r = subprocess.run([sys.executable, "-m", "golem_mcp", "serve", "--port", port, "--no-watch", "--db",
+                            str(tmp_path / "mine.duckdb")], capture_output=True, text=True, timeout=120,
+                           env={**os.environ, "GOLEM_HOME": str(golem_home)})
+        assert r.returncode == 1
+        assert "another golem-mcp daemon" in r.stderr and str(other_home) in r.stderr and str(golem_home) in r.stderr
+        assert "--port" in r.stderr and "GOLEM_PORT" in r.stderr
+        # and so does the bridge of this data folder, to the agent (the lists come from a snapshot of
+        # the same package, here the other daemon's)
+        shutil.copy(_wait_for_snapshot(other_home), golem_home / "mcp-tools.json")
+        env = {"GOLEM_PORT": port, "GOLEM_DB": str(tmp_path / "mine.duckdb"), "CLAUDE_CONFIG_DIR": str(tmp_path / "x")}
+        async with Client(_stdio(env)) as c:
+            assert {"query_workflow_cost", "query_sql"} <= {t.name for t in (await c.list_tools()).tools}
+            r2 = await c.call_tool("query_sql", {"sql": "SELECT 1"})
+            assert r2.is_error and "another golem-mcp daemon" in r2.content[0].text
+            assert str(other_home) in r2.content[0].text and "GOLEM_PORT" in r2.content[0].text
+        # the other daemon was not disturbed
+        assert api.get(other.url + "/api/status").status_code == 200
+    finally:
+        other.stop()

@@ -7,7 +7,8 @@ A :class:`ClaudeProject` is a throw-away project folder plus an isolated Claude 
 - ``.claude/settings.json`` wiring every hook event to ``golem-mcp hook`` (so the daemon sees
   SessionStart, PreToolUse with tool_use_id, SubagentStart with agent_type, ...);
 - an MCP config file for ``--mcp-config`` that launches ``golem-mcp stdio`` (the bridge);
-- the environment: ``ANTHROPIC_BASE_URL`` at the stand-in, OTLP/HTTP JSON export to the daemon,
+- the environment: ``ANTHROPIC_BASE_URL`` at the stand-in, OTLP/HTTP JSON export to the daemon
+  (with its token in ``OTEL_EXPORTER_OTLP_HEADERS``, as ``golem-mcp install`` writes it),
   ``ENABLE_TOOL_SEARCH=false`` (Claude Code 2.1.328 defers MCP tools behind ToolSearch otherwise),
   HOME and ``CLAUDE_CONFIG_DIR`` in the tmp folder so nothing of the real user is read or written.
 
@@ -78,8 +79,14 @@ class ClaudeProject:
             "DISABLE_ERROR_REPORTING": "1", "MCP_TIMEOUT": "60000", "MCP_TOOL_TIMEOUT": "120000",
             "CLAUDE_CODE_ENABLE_TELEMETRY": "1", "OTEL_LOGS_EXPORTER": "otlp", "OTEL_METRICS_EXPORTER": "otlp",
             "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json", "OTEL_EXPORTER_OTLP_ENDPOINT": self.daemon_url,
+            # what `golem-mcp install` writes: the daemon refuses OTLP without its token
+            "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {self.token()}",
             "OTEL_LOGS_EXPORT_INTERVAL": "500", "OTEL_METRIC_EXPORT_INTERVAL": "1000",
         }
+
+    def token(self) -> str:
+        """The daemon's token, from its state file in the data folder (as the hook and bridge read it)."""
+        return str(json.loads((self.golem_home / "daemon.json").read_text())["token"])
 
     def run(self, prompt: str, allowed_tools: list[str], timeout: float = 300,
             extra_args: list[str] | None = None) -> dict[str, Any]:

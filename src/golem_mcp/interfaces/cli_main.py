@@ -319,22 +319,50 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
         if started.returncode != 0:
             raise GolemError(f"could not start the daemon: {(started.stderr or started.stdout).strip()}")
         url = started.stdout.strip().splitlines()[-1]
-    page = f"{url}/?days={days}"
+    page = dashboard_link(url, days=days)
     print(page)
     if not args.no_open:
         import webbrowser
 
         # no browser here (a server, a container): the printed URL is the answer
         with contextlib.suppress(Exception):
-            webbrowser.open(page)
+            webbrowser.open(_opener(page))
     return 0
+
+
+def dashboard_link(url: str, days: int | None = None) -> str:
+    """The dashboard's address with the token, which the daemon trades for a page cookie."""
+    from urllib.parse import urlencode
+
+    from .client import read_token
+
+    query = {k: v for k, v in (("days", days), ("token", read_token())) if v is not None}
+    return f"{url}/?{urlencode(query)}" if query else f"{url}/"
+
+
+def _opener(link: str) -> str:
+    """A file:// page (mode 0600, in the data folder) that forwards the browser to ``link``: a browser
+    is started with its address on the command line, where ``ps`` shows it to every local user, so
+    that address must not be the one holding the token."""
+    import html
+
+    from ..config import data_dir
+
+    path = data_dir() / "dashboard-open.html"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f'<!doctype html><meta http-equiv="refresh" content="0;url={html.escape(link)}">'
+                 f'<a href="{html.escape(link)}">open the golem-mcp dashboard</a>\n')
+    return path.as_uri()
 
 
 def cmd_status(args: argparse.Namespace) -> int:
     from .client import find_daemon, read_state
 
     url = find_daemon()
-    info: dict[str, Any] = {"daemon": url, "state": read_state() if url else None}
+    state = {k: v for k, v in (read_state() or {}).items() if k != "token"} if url else None
+    info: dict[str, Any] = {"daemon": url, "state": state}
     if url:
         from .client import call
 
@@ -348,7 +376,8 @@ def cmd_status(args: argparse.Namespace) -> int:
             with Store(db, read_only=True) as store:
                 info["store"] = store.table_counts()
     counts = [{"table": k, "rows": v} for k, v in (info.get("store") or {}).items()]
-    lead = [f"daemon: {url or 'not running'}"] + ([f"dashboard: {url}/"] if url else [f"db: {info['db']}"])
+    lead = [f"daemon: {url or 'not running'}"] + ([f"dashboard: {dashboard_link(url)}"] if url else
+                                                  [f"db: {info['db']}"])
     empty = "no store yet: `golem-mcp import` (or `golem-mcp report`) creates it"
     emit(args.format, info, [Section(None, [Column("table"), Column("rows", unit="count")], counts, empty)], sys.stdout,
          A.table_width(args), lead=lead, csv_rows=counts)

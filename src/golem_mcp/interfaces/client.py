@@ -1,4 +1,6 @@
-"""Finding and talking to the daemon. Stdlib only: the hook client imports this at start-up."""
+"""Finding and talking to the daemon: where it listens (:func:`find_daemon`) and the token it wants
+(:func:`auth_headers`, from ``golem_mcp.home``). Stdlib only: the stdio bridge imports this at
+start-up."""
 
 from __future__ import annotations
 
@@ -8,16 +10,9 @@ import socket
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..config import state_file
+from ..home import read_state, read_token
 
-
-def read_state() -> dict[str, Any] | None:
-    try:
-        with open(state_file()) as fh:
-            data = json.load(fh)
-        return data if isinstance(data, dict) else None
-    except (OSError, ValueError):
-        return None
+__all__ = ["auth_headers", "call", "daemon_url", "find_daemon", "read_state", "read_token"]
 
 
 def daemon_url() -> str | None:
@@ -54,7 +49,7 @@ def call(url: str, path: str, payload: dict | None = None, timeout: float = 600.
 
     data = json.dumps(payload).encode() if payload is not None else None
     req = urllib.request.Request(url + path, data=data, method="POST" if data is not None else "GET",
-                                 headers={"content-type": "application/json", **_auth()})
+                                 headers={"content-type": "application/json", **auth_headers()})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as r:
             return json.loads(r.read() or b"null")
@@ -63,14 +58,15 @@ def call(url: str, path: str, payload: dict | None = None, timeout: float = 600.
             msg = json.loads(e.read()).get("error", str(e))
         except (ValueError, AttributeError):
             msg = str(e)
+        if e.code == 401:
+            msg = (f"the daemon at {url} refused this client's token: it was started with another one. Set "
+                   "GOLEM_TOKEN to the token it was given, or restart it (`golem-mcp stop`, then any command)")
         raise GolemError(msg) from e
     except (OSError, urllib.error.URLError) as e:
         raise GolemError(f"the daemon at {url} did not answer ({e}); is `golem-mcp serve` running?") from e
 
 
-def _auth() -> dict[str, str]:
-    tok = os.environ.get("GOLEM_TOKEN")
-    if not tok:
-        st = read_state()
-        tok = st.get("token") if st else None
+def auth_headers() -> dict[str, str]:
+    """The ``Authorization`` header every local client sends (empty when there is no token yet)."""
+    tok = read_token()
     return {"authorization": f"Bearer {tok}"} if tok else {}

@@ -42,8 +42,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Future
 from datetime import date, datetime
 from decimal import Decimal
+from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlencode
 
 import anyio
 import anyio.to_thread
@@ -63,6 +65,7 @@ from ..config import (
     default_db_path,
     spool_dir,
     state_file,
+    token_file,
 )
 from ..errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
 from ..ingestion.records import Batch, Skipped
@@ -238,8 +241,16 @@ def _pb_response(signal: str) -> Any:
 class Guard:
     """ASGI middleware: Origin and Host checks against DNS rebinding, and the bearer token.
 
+    The token is sent as ``Authorization: Bearer <token>`` by every client; a browser cannot, so the
+    dashboard's pages (GET ``/``, ``/dashboard``) also take it once as ``?token=`` (the link that
+    ``golem-mcp dashboard`` opens), which answers with a redirect to the same page without it and
+    an HttpOnly, SameSite=Strict cookie that later page loads carry. The cookie opens the pages
+    only, never an API or MCP route, so another page on a loopback port cannot use it to write.
+
     Plain ASGI (not BaseHTTPMiddleware) so streamed MCP responses pass through untouched.
     """
+
+    PAGES = frozenset({"/", "/dashboard"})
 
     def __init__(self, app: ASGIApp, token: str | None, loopback_only: bool) -> None:
         self.app = app
@@ -251,7 +262,13 @@ class Guard:
             await self.app(scope, receive, send)
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
-        problem = self.check(scope.get("path", ""), headers)
+        path = scope.get("path", "")
+        problem: tuple[int, str] | Response | None = self.check(path, headers)
+        if problem is None and self.token and path != "/healthz":
+            problem = self.authorize(scope, path, headers)
+        if isinstance(problem, Response):
+            await problem(scope, receive, send)
+            return
         if problem:
             status, message = problem
             extra = {"www-authenticate": "Bearer"} if status == 401 else None
@@ -260,6 +277,7 @@ class Guard:
         await self.app(scope, receive, send)
 
     def check(self, path: str, headers: dict[str, str]) -> tuple[int, str] | None:
+        """Origin and Host (DNS rebinding); every route, /healthz too."""
         origin = headers.get("origin")
         if origin is not None and not is_loopback_origin(origin):
             return 403, f"requests from web origin {origin!r} are refused: golem-mcp serves local tools only"
@@ -268,11 +286,39 @@ class Guard:
             if not is_loopback_host(host):
                 return 403, (f"Host {host!r} is not a loopback address; connect to 127.0.0.1, [::1] or localhost "
                              "(DNS names are refused: they could point anywhere)")
-        if self.token and path != "/healthz":
-            auth = headers.get("authorization", "")
-            if not hmac.compare_digest(auth.encode(), f"Bearer {self.token}".encode()):
-                return 401, "missing or wrong bearer token: send 'Authorization: Bearer <token>' (GOLEM_TOKEN)"
         return None
+
+    def _is_token(self, candidate: str | None) -> bool:
+        assert self.token is not None
+        return candidate is not None and hmac.compare_digest(candidate.encode(), self.token.encode())
+
+    def authorize(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | Response | None:
+        """None when the request carries the token; a redirect that sets the page cookie; or 401."""
+        auth = headers.get("authorization", "")
+        if auth[:7].lower() == "bearer " and self._is_token(auth[7:].strip()):
+            return None
+        page = path in self.PAGES and scope.get("method") in ("GET", "HEAD")
+        if page:
+            port = (scope.get("server") or (None, None))[1]
+            cookie_name = f"golem_token_{port}" if port else "golem_token"
+            query = parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+            given = [v for k, v in query if k == "token"]
+            if given and self._is_token(given[-1]):
+                rest = urlencode([(k, v) for k, v in query if k != "token"])
+                return Response(status_code=303, headers={
+                    "location": path + (f"?{rest}" if rest else ""), "cache-control": "no-store",
+                    "referrer-policy": "no-referrer",
+                    "set-cookie": f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"})
+            cookies = SimpleCookie()
+            with contextlib.suppress(CookieError):  # a malformed Cookie header is no token
+                cookies.load(headers.get("cookie", ""))
+            if not given and cookie_name in cookies and self._is_token(cookies[cookie_name].value):
+                return None
+            return Response("golem-mcp: this page needs the daemon's token. Open it with `golem-mcp dashboard`, "
+                            "which opens a link carrying it.\n", status_code=401, media_type="text/plain",
+                            headers={"cache-control": "no-store"})
+        return 401, ("missing or wrong token: send 'Authorization: Bearer <token>'. Local clients read it from "
+                     "GOLEM_TOKEN or the daemon's data folder by themselves")
 
 
 # -- group commit --------------------------------------------------------------------------------
@@ -588,11 +634,13 @@ def _mcp_parts(store: Store, settings: Settings) -> tuple[list[BaseRoute], Lifes
 
 def create_app(store: Store, settings: Settings | None = None, *, token: str | None = None,
                loopback_only: bool = True, watch: list[Path] | None = None,
-               spool: Path | None = None, mount_mcp: bool = True) -> ASGIApp:
+               spool: Path | None = None, mount_mcp: bool = True, mcp_snapshot: bool = False) -> ASGIApp:
     """The daemon's ASGI app over ``store``; usable in-process (tests) as well as by :func:`serve`.
 
     ``watch``: transcript folders to scan every few seconds; ``spool``: the hook spool folder to
     drain (None: neither runs). ``token``: bearer token required on all but /healthz.
+    ``mcp_snapshot``: once started, write the MCP list answers the stdio bridge gives while a
+    daemon starts (``mcp_stdio.record_snapshot``).
 
     MCP contract: when ``golem_mcp.interfaces.mcp_server`` defines
     ``mcp_routes(store, settings) -> tuple[list[starlette.routing.BaseRoute], lifespan | None]``,
@@ -759,7 +807,9 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                                  "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def healthz(request: Request) -> Response:
-        return json_response({"ok": True, "version": __version__, "pid": os.getpid()})
+        # what a second daemon, failing to bind this port, tells its user about the one holding it
+        return json_response({"ok": True, "service": "golem-mcp", "version": __version__, "pid": os.getpid(),
+                              "data_dir": str(data_dir())})
 
     routes: list[BaseRoute] = [
         Route("/healthz", ep(healthz), methods=["GET"]),
@@ -787,9 +837,14 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                 except Exception:  # noqa: BLE001 - the store must stay reachable for OTLP and hooks
                     log.exception("MCP server failed to start; serving without it")
             background.start()
+            snapshot = None
+            if mcp_snapshot and mcp_routes:
+                snapshot = asyncio.get_running_loop().create_task(_record_mcp_snapshot(app))
             try:
                 yield
             finally:
+                if snapshot is not None:
+                    snapshot.cancel()
                 background.stop()
                 writer.close()
 
@@ -798,6 +853,15 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     app.state.stats = stats
     app.state.writer = writer
     return Guard(app, token, loopback_only)
+
+
+async def _record_mcp_snapshot(app: ASGIApp) -> None:
+    from .mcp_stdio import record_snapshot
+
+    try:
+        await record_snapshot(app)
+    except Exception:  # noqa: BLE001 - without it the bridge waits for the daemon, as before
+        log.exception("could not write the MCP snapshot for the stdio bridge")
 
 
 async def _json_body(request: Request, limit: int) -> dict[str, Any]:
@@ -938,11 +1002,47 @@ def _bind(host: str, port: int) -> socket.socket:
         sock.bind((host.strip("[]"), port))
     except OSError as e:
         sock.close()
-        raise GolemError(f"cannot listen on {host}:{port} ({e.strerror}); is another golem-mcp or program "
-                         "using it? Pick another with --port (0 = any free port)") from e
+        holder = _port_holder(host, port)
+        if holder and Path(str(holder.get("data_dir", ""))).resolve() == data_dir().resolve():
+            raise AlreadyServing(f"golem-mcp: a daemon of this data folder already listens on {host}:{port} "
+                                 f"(pid {holder.get('pid')})") from e
+        who = (f"another golem-mcp daemon (pid {holder.get('pid')}, data folder {holder.get('data_dir', '?')}; "
+               f"this one's is {data_dir()})" if holder else "another program")
+        raise GolemError(f"cannot listen on {host}:{port}: {who} holds that port ({e.strerror}). Stop it, or "
+                         f"choose another port for this daemon: `golem-mcp serve --port N` or GOLEM_PORT=N in the "
+                         "environment (then `golem-mcp install --port N` so Claude Code's telemetry follows; "
+                         "--port 0 takes any free port)") from e
     sock.listen(128)
     sock.set_inheritable(False)
     return sock
+
+
+class AlreadyServing(GolemError):
+    """This data folder's daemon already holds the port (its state file was gone, or two started at once)."""
+
+
+def _port_holder(host: str, port: int) -> dict[str, Any] | None:
+    """What /healthz at host:port says when a golem-mcp daemon answers there, else None."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("::1" if host.strip("[]") == "::" else host.strip("[]"))
+    try:
+        with socket.create_connection((target, port), timeout=1.0) as s:
+            s.settimeout(2.0)
+            s.sendall(b"GET /healthz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+            data = b""
+            while len(data) < 65536:
+                chunk = s.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+    except OSError:
+        return None
+    try:
+        info = orjson.loads(data.partition(b"\r\n\r\n")[2])
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(info, dict) and info.get("ok") is True and "pid" in info and "version" in info:
+        return info
+    return None
 
 
 def _running() -> dict[str, Any] | None:
@@ -953,13 +1053,29 @@ def _running() -> dict[str, Any] | None:
     return None
 
 
+def _token(chosen: str | None) -> str:
+    """The token this daemon requires: the one chosen (--token, GOLEM_TOKEN), else the data folder's."""
+    from ..home import check_token, ensure_token
+
+    try:
+        return check_token(chosen) if chosen else ensure_token()
+    except ValueError as e:
+        where = "--token/GOLEM_TOKEN" if chosen else str(token_file())
+        raise GolemError(f"the token in {where} cannot be used: {e}. Choose another"
+                         + ("" if chosen else " (or delete the file: a new one is made)")) from e
+    except OSError as e:
+        raise GolemError(f"cannot read or create the token file {token_file()} ({e}); check the data folder's "
+                         "permissions, or choose a token with --token/GOLEM_TOKEN") from e
+
+
 def serve(args: argparse.Namespace) -> int:
     """``golem-mcp serve``: run the daemon in the foreground (or ``--detach``)."""
     host = getattr(args, "host", None) or DEFAULT_HOST
-    token = getattr(args, "token", None) or None
-    if not is_loopback_host(host) and not token:
+    chosen = getattr(args, "token", None) or None
+    if not is_loopback_host(host) and not chosen:
         raise GolemError(f"refusing to listen on {host} without a token: anyone on that network could read "
                          "your usage. Use the default 127.0.0.1, or pass --token (or GOLEM_TOKEN)")
+    token = _token(chosen)
     db = Path(args.db).expanduser().resolve() if getattr(args, "db", None) else default_db_path().resolve()
     running = _running()
     if running:
@@ -971,17 +1087,28 @@ def serve(args: argparse.Namespace) -> int:
               f"({running.get('db')}); stop it first (`golem-mcp stop`) or use another GOLEM_HOME", file=sys.stderr)
         return 1
     if getattr(args, "detach", False):
-        return _detach(args, host, db, token)
+        if int(args.port):  # a held port is said here, at once, not after the child's start-up
+            try:
+                _bind(host, int(args.port)).close()
+            except AlreadyServing as e:
+                print(e)
+                return 0
+        return _detach(args, host, db, chosen)
 
     import uvicorn
 
+    try:
+        # before opening the store: a held port fails at once, saying who holds it
+        sock = _bind(host, int(args.port))
+    except AlreadyServing as e:
+        print(e)
+        return 0
     _setup_logging()
     settings = Settings.load()
-    store = Store(db, settings=settings)
     try:
-        sock = _bind(host, int(args.port))
-    except GolemError:
-        store.close()
+        store = Store(db, settings=settings)
+    except BaseException:
+        sock.close()
         raise
     port = sock.getsockname()[1]
     url_host = f"[{host.strip('[]')}]" if ":" in host else host
@@ -989,7 +1116,7 @@ def serve(args: argparse.Namespace) -> int:
     watch = [] if getattr(args, "no_watch", False) else [
         Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
     app = create_app(store, settings, token=token, loopback_only=is_loopback_host(host), watch=watch,
-                     spool=spool_dir())
+                     spool=spool_dir(), mcp_snapshot=True)
     config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
                             timeout_graceful_shutdown=5, server_header=False)
     # An OTLP body of 500 records becomes ~50,000 short-lived dicts that reference counting frees.
@@ -1000,9 +1127,7 @@ def serve(args: argparse.Namespace) -> int:
     pid = os.getpid()
     state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
                              "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
-                             "version": __version__}
-    if token:
-        state["token"] = token
+                             "version": __version__, "token": token}
     write_state(state)
     log.info("golem-mcp %s serving %s on %s (watching %s); dashboard at %s/", __version__, db, url,
              ", ".join(map(str, watch)) or "nothing", url)
@@ -1038,6 +1163,13 @@ def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) ->
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
         code = proc.poll()
+        if code == 0:  # another start won the race for the port: wait for that daemon instead
+            running = _running()
+            if running:
+                print(running["url"])
+                return 0
+            time.sleep(0.1)
+            continue
         if code is not None:
             print(f"golem-mcp: the daemon exited at start (code {code}):\n{_tail(out_path)}", file=sys.stderr)
             return 1

@@ -22,18 +22,11 @@ import socket
 import sys
 import time
 
+from ..home import data_dir as _data_dir
+from ..home import read_state, read_token
+
 CONNECT_TIMEOUT = 0.2
 TOTAL_TIMEOUT = 1.0
-
-
-# Duplicates golem_mcp.config.data_dir(): importing config would cost more than the whole hook.
-def _data_dir() -> str:
-    home = os.environ.get("GOLEM_HOME")
-    if home:
-        return os.path.expanduser(home)
-    xdg = os.environ.get("XDG_DATA_HOME")
-    base = os.path.expanduser(xdg) if xdg else os.path.join(os.path.expanduser("~"), ".local", "share")
-    return os.path.join(base, "golem-mcp")
 
 
 def _log_error(message: str) -> None:
@@ -55,23 +48,12 @@ def _target() -> tuple[tuple[str, int, str, str | None] | None, bool]:
     """((host, port, path prefix, token) of the daemon or None, whether it shares our data folder):
     from GOLEM_URL, else from the state file the daemon wrote into the data folder."""
     url = os.environ.get("GOLEM_URL")
-    token = os.environ.get("GOLEM_TOKEN")
     shared = not url
-    if not url or not token:
-        try:
-            import json
-
-            with open(os.path.join(_data_dir(), "daemon.json"), "rb") as fh:
-                state = json.loads(fh.read())
-        except (OSError, ValueError):
-            state = {}
-        if not isinstance(state, dict):
-            state = {}
-        url = url or state.get("url")
-        token = token or state.get("token")
+    state = read_state() or {}
+    url = url or state.get("url")
     if not url or not isinstance(url, str):
         return None, False
-    return (*_split_url(url), token), shared
+    return (*_split_url(url), read_token(state)), shared
 
 
 def _split_url(url: str) -> tuple[str, int, str]:
@@ -202,7 +184,12 @@ def main(argv: list[str] | None = None) -> int:
                 # the daemon read it and said why it is not a hook payload: spooling would not help
                 _log_error(f"daemon refused the payload: {reply[:2000]!r}")
                 return 0
-            if status:
+            if status == 401:
+                # a daemon started with another token: the payload waits in the spool, which the
+                # daemon of this data folder drains itself (no token needed for that)
+                _log_error("daemon refused the token (401: started with another --token/GOLEM_TOKEN?); "
+                           "the payload is spooled, nothing is lost")
+            elif status:
                 _log_error(f"daemon answered {status}: {reply[:2000]!r}; spooled")
         spool(body, received_us)
     except Exception as e:  # noqa: BLE001 - a hook must never fail Claude Code; log and exit 0

@@ -6,12 +6,21 @@ each, to the one daemon (streamable HTTP, stateless, JSON responses) and starts 
 none answers. Stateless means a daemon restart loses nothing: the next POST simply reaches the
 new process.
 
+Claude Code waits for ``initialize`` and ``tools/list`` before a session can use the tools, while
+starting the daemon takes seconds (more on a busy machine). So when no daemon answers, the bridge
+answers those (and the other list methods) at once from the snapshot the daemon wrote of its own
+answers at its last start (``mcp-tools.json`` in the data folder, used only while it matches the
+installed package), starts the daemon meanwhile, and makes only tool calls wait for it. A daemon
+that cannot start (its port is held by another program, or by the daemon of another data folder)
+turns each tool call into a tool error that says so and how to choose another port.
+
 Only protocol messages go to stdout; everything else goes to stderr. Stdlib only, for a fast start.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import http.client
 import json
 import os
@@ -22,12 +31,19 @@ import time
 from typing import IO, Any
 from urllib.parse import urlsplit
 
+from .. import __version__
+from ..home import data_dir
 from . import toolsets
-from .client import _auth, find_daemon
+from .client import auth_headers, find_daemon
 
 START_TIMEOUT_S = 20.0
+FAILED_START_TTL_S = 5.0  # a start that failed is not retried for every tool call of a burst
 RETRY_FOR_S = 30.0  # how long a message waits for a restarting daemon before the agent gets an error
 SESSION_ENV = ("CLAUDE_CODE_SESSION_ID", "CLAUDE_SESSION_ID")
+
+
+class DaemonUnavailable(Exception):
+    """No daemon answers and none could be started; the message says why and what to do."""
 
 
 class Bridge:
@@ -40,13 +56,15 @@ class Bridge:
         self.url = url
         self.start_daemon = start_daemon
         self.protocol_version: str | None = None
+        self.snapshot: dict[str, Any] | None = None  # the daemon's list answers, while it is not up
         self._out_lock = threading.Lock()
         self._start_lock = threading.Lock()
+        self._failed: tuple[float, str] | None = None
         self.session_id = next((os.environ[k] for k in SESSION_ENV if os.environ.get(k)), None)
 
     # -- daemon ------------------------------------------------------------------------------------
     def daemon(self, force_check: bool = False) -> str:
-        """The daemon's URL, starting it when none answers."""
+        """The daemon's URL, starting it when none answers; DaemonUnavailable when it cannot start."""
         if self.url and not force_check:
             return self.url
         with self._start_lock:
@@ -55,26 +73,73 @@ class Bridge:
                 self.url = url
                 return url
             if not self.start_daemon:
-                raise ConnectionError("no golem-mcp daemon answers; start it with `golem-mcp serve --detach`")
-            _log("starting the golem-mcp daemon")
-            subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--detach"], stdin=subprocess.DEVNULL,
-                             stdout=subprocess.DEVNULL, stderr=sys.stderr, start_new_session=True)
-            deadline = time.monotonic() + START_TIMEOUT_S
-            while time.monotonic() < deadline:
-                url = find_daemon()
-                if url:
-                    self.url = url
-                    return url
-                time.sleep(0.2)
-            raise ConnectionError(f"the golem-mcp daemon did not start within {START_TIMEOUT_S:.0f} s; run "
-                                  "`golem-mcp serve` in a terminal to see why")
+                raise DaemonUnavailable("no golem-mcp daemon answers; start it with `golem-mcp serve --detach`")
+            if self._failed and time.monotonic() - self._failed[0] < FAILED_START_TTL_S:
+                raise DaemonUnavailable(self._failed[1])
+            try:
+                self.url = self._start()
+            except DaemonUnavailable as e:
+                self._failed = (time.monotonic(), str(e))
+                raise
+            self._failed = None
+            return self.url
+
+    def _start(self) -> str:
+        """Run ``golem-mcp serve --detach`` (which returns once the daemon answers, or says why it
+        cannot start: a held port fails at once) and return the daemon's URL."""
+        _log("starting the golem-mcp daemon")
+        try:
+            p = subprocess.run([sys.executable, "-m", "golem_mcp", "serve", "--detach"], stdin=subprocess.DEVNULL,
+                               capture_output=True, text=True, timeout=START_TIMEOUT_S, start_new_session=True)
+        except subprocess.TimeoutExpired:
+            raise DaemonUnavailable(f"the golem-mcp daemon did not start within {START_TIMEOUT_S:.0f} s; run "
+                                    "`golem-mcp serve` in a terminal to see why") from None
+        if p.returncode != 0:
+            why = (p.stderr or p.stdout).strip().removeprefix("golem-mcp: ")
+            _log(why)
+            raise DaemonUnavailable(f"the golem-mcp daemon cannot start: {why}")
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:  # started (or another bridge's start won): wait for it to answer
+            url = find_daemon()
+            if url:
+                return url
+            time.sleep(0.2)
+        raise DaemonUnavailable(f"the golem-mcp daemon did not answer within {START_TIMEOUT_S:.0f} s of starting; "
+                                "run `golem-mcp status`, or `golem-mcp serve` in a terminal to see why")
+
+    def _warm(self) -> None:
+        # a failure is logged; each tool call tries again and reports it to the agent
+        with contextlib.suppress(DaemonUnavailable):
+            self.daemon()
+
+    # -- answers without the daemon ------------------------------------------------------------------
+    def local_answer(self, msg: dict[str, Any]) -> dict[str, Any] | None:
+        """The daemon's own answer to ``msg`` from the snapshot, while no daemon is up; else None."""
+        if self.snapshot is None or self.url is not None:
+            return None
+        versions = self.snapshot["versions"]
+        method, params = msg.get("method"), msg.get("params") or {}
+        result = None
+        if method == "initialize" and isinstance(params, dict):
+            entry = versions.get(params.get("protocolVersion")) or versions.get("*")
+            result = entry and entry.get("initialize")
+            if result:
+                self.protocol_version = result.get("protocolVersion")
+        elif method == "ping":
+            result = {}
+        elif method in LIST_METHODS and isinstance(params, dict) and not params.get("cursor"):
+            result = (versions.get(self.protocol_version or "") or {}).get(method)
+            if result is not None and method == "tools/list" and self.tools is not None:
+                result = {**result, "tools": [t for t in result.get("tools", [])
+                                              if isinstance(t, dict) and t.get("name") in self.tools]}
+        return None if result is None else {"jsonrpc": "2.0", "id": msg.get("id"), "result": result}
 
     # -- messages ----------------------------------------------------------------------------------
     def post(self, body: bytes) -> tuple[int, bytes, str]:
         parts = urlsplit(self.daemon() + "/mcp")
         conn = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port or 80, timeout=600)
         headers = {"content-type": "application/json", "accept": "application/json, text/event-stream",
-                   **_auth()}
+                   **auth_headers()}
         if self.protocol_version:
             headers["mcp-protocol-version"] = self.protocol_version
         if self.session_id:
@@ -100,11 +165,19 @@ class Bridge:
                 self.fail(msg_id, method, f"{name!r} is not in this server entry's toolsets; its tools: "
                           f"{', '.join(sorted(self.tools))}. Add the toolset to `golem-mcp stdio --toolsets`.")
                 return
+        if isinstance(msg, dict) and "id" in msg and (local := self.local_answer(msg)) is not None:
+            self.write(local)
+            return
+        if msg_id is None and self.snapshot is not None and self.url is None:
+            return  # a notification (initialized, cancelled) while no daemon is up: nothing to tell it
         deadline = time.monotonic() + RETRY_FOR_S
         while True:
             try:
                 status, body, ctype = self.post(line)
                 break
+            except DaemonUnavailable as e:
+                self.fail(msg_id, method, str(e))
+                return
             except OSError as e:
                 # the daemon is restarting or gone: find (or start) it again and resend
                 if time.monotonic() >= deadline:
@@ -114,7 +187,7 @@ class Bridge:
                 time.sleep(0.3)
                 try:
                     self.daemon(force_check=True)
-                except ConnectionError as ce:
+                except DaemonUnavailable as ce:
                     self.fail(msg_id, method, str(ce))
                     return
         if status == 202 or msg_id is None:
@@ -151,6 +224,13 @@ class Bridge:
             self.out.flush()
 
     def run(self, inp: IO[bytes]) -> None:
+        if self.url is None and self.start_daemon:
+            url = find_daemon(0.3)
+            if url:
+                self.url = url
+            else:  # answer the list methods from the snapshot while the daemon starts
+                self.snapshot = load_snapshot()
+                threading.Thread(target=self._warm, name="golem-start", daemon=True).start()
         threads: list[threading.Thread] = []
         for line in inp:
             if not line.strip():
@@ -163,6 +243,112 @@ class Bridge:
             threads = [x for x in threads if x.is_alive()] + [t]
         for t in threads:
             t.join(timeout=RETRY_FOR_S)
+
+
+# -- the snapshot of the daemon's list answers ------------------------------------------------------
+
+SNAPSHOT_FILE = "mcp-tools.json"
+LIST_METHODS = ("tools/list", "prompts/list", "resources/list", "resources/templates/list")
+
+
+def snapshot_path() -> str:
+    return os.path.join(data_dir(), SNAPSHOT_FILE)
+
+
+def fingerprint() -> str:
+    """What the tool definitions depend on: the version and every file of the installed package
+    (names, sizes, modification times), so an edited or upgraded package never gets an old list."""
+    import hashlib
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    h = hashlib.sha256(__version__.encode())
+    for dirpath, dirnames, files in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d != "__pycache__")
+        for f in sorted(files):
+            st = os.stat(os.path.join(dirpath, f))
+            h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}:{st.st_size}:{st.st_mtime_ns}\n".encode())
+    return h.hexdigest()
+
+
+def load_snapshot() -> dict[str, Any] | None:
+    """The daemon's snapshot when it was made by this very package, else None."""
+    try:
+        with open(snapshot_path(), "rb") as fh:
+            snap = json.loads(fh.read())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(snap, dict) or snap.get("fingerprint") != fingerprint() or not isinstance(snap.get("versions"), dict):
+        return None
+    return snap
+
+
+async def record_snapshot(app: Any) -> None:
+    """Ask the daemon's own MCP app (in process, over ASGI) what the bridge answers without it, for
+    each handshake protocol version, and write it to the data folder (atomically, mode 0600)."""
+    from mcp_types.version import HANDSHAKE_PROTOCOL_VERSIONS
+
+    versions: dict[str, dict[str, Any]] = {}
+    for asked in (*HANDSHAKE_PROTOCOL_VERSIONS, "*"):
+        init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": asked if asked != "*" else "0000-00-00", "capabilities": {},
+            "clientInfo": {"name": "golem-mcp-snapshot", "version": __version__}}}
+        reply = await _asgi_post(app, init, None)
+        result = reply.get("result") if isinstance(reply, dict) else None
+        if not isinstance(result, dict):
+            continue
+        entry: dict[str, Any] = {"initialize": result}
+        for method in LIST_METHODS:
+            reply = await _asgi_post(app, {"jsonrpc": "2.0", "id": 2, "method": method, "params": {}},
+                                     result.get("protocolVersion"))
+            if isinstance(reply, dict) and isinstance(reply.get("result"), dict):
+                entry[method] = reply["result"]
+        versions[asked] = entry
+    path = snapshot_path()
+    tmp = f"{path}.{os.getpid()}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(json.dumps({"fingerprint": fingerprint(), "versions": versions}).encode())
+    os.replace(tmp, path)
+
+
+async def _asgi_post(app: Any, msg: dict[str, Any], protocol_version: str | None) -> Any:
+    """POST ``msg`` to ``/mcp`` of the ASGI ``app`` and return the decoded JSON-RPC reply."""
+    import anyio
+
+    body = json.dumps(msg).encode()
+    headers = [(b"host", b"127.0.0.1"), (b"content-type", b"application/json"),
+               (b"accept", b"application/json, text/event-stream"), (b"content-length", str(len(body)).encode())]
+    if protocol_version:
+        headers.append((b"mcp-protocol-version", protocol_version.encode()))
+    scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+             "path": "/mcp", "raw_path": b"/mcp", "query_string": b"", "root_path": "", "headers": headers,
+             "client": ("127.0.0.1", 0), "server": ("127.0.0.1", 0), "state": {}}
+    done = anyio.Event()
+    received = False
+    chunks: list[bytes] = []
+    ctype = ""
+
+    async def receive() -> dict[str, Any]:
+        nonlocal received
+        if not received:
+            received = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        await done.wait()  # the client "disconnects" only once the reply is complete
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal ctype
+        if message["type"] == "http.response.start":
+            ctype = dict(message.get("headers") or []).get(b"content-type", b"").decode()
+        elif message["type"] == "http.response.body":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                done.set()
+
+    with anyio.fail_after(30):
+        await app(scope, receive, send)
+    replies = _replies(b"".join(chunks), ctype)
+    return replies[0] if replies else None
 
 
 def _replies(body: bytes, ctype: str) -> list[Any]:

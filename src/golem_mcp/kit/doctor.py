@@ -200,6 +200,43 @@ def check_otel_settings(project: Path | None, daemon_url: str | None) -> Check:
     return Check("otlp endpoint", OK, f"telemetry exported to {ep[0] if ep else expected} ({proto or 'default protocol'})")
 
 
+def _bearer(headers: str) -> str | None:
+    """The bearer token in an ``OTEL_EXPORTER_OTLP_HEADERS`` value (``k=v,k2=v2``, values may be
+    percent-encoded), else None."""
+    from urllib.parse import unquote
+
+    for item in headers.split(","):
+        key, _, value = item.partition("=")
+        value = unquote(value.strip())
+        if key.strip().lower() == "authorization" and value[:7].lower() == "bearer ":
+            return value[7:].strip()
+    return None
+
+
+def check_otlp_token(project: Path | None) -> Check:
+    """Claude Code's exporter must send the daemon's token, or every OTLP export is answered 401."""
+    import hmac
+
+    from ..home import read_token
+
+    want = read_token()
+    fix = _install_fix(project)
+    if not want:
+        return Check("otlp token", WARN, "the daemon has not made its token yet (it does at its first start)",
+                     f"start the daemon (`golem-mcp serve --detach`), then run `{fix}` again")
+    have = exporter_env().get("OTEL_EXPORTER_OTLP_HEADERS")
+    sent = _bearer(have[0]) if have else None
+    if sent is None:
+        return Check("otlp token", FAIL, "Claude Code's OTLP export carries no token"
+                     + (f" (OTEL_EXPORTER_OTLP_HEADERS in {have[1]} has no Authorization)" if have else "")
+                     + ": the daemon refuses it (401) and that telemetry is lost", fix)
+    if not hmac.compare_digest(sent.encode(), want.encode()):
+        return Check("otlp token", FAIL, f"the token in OTEL_EXPORTER_OTLP_HEADERS (set in {have[1] if have else '?'}) "
+                     "is not the daemon's (a new token, or a daemon started with --token?): OTLP is refused (401)",
+                     f"{fix} (it writes the current token; add --force if the header was set by hand)")
+    return Check("otlp token", OK, "Claude Code's OTLP export carries the daemon's token")
+
+
 def _allows_golem(obj: dict) -> bool:
     allow = (obj.get("permissions") or {}).get("allow") if isinstance(obj.get("permissions"), dict) else None
     return isinstance(allow, list) and any(
@@ -327,7 +364,7 @@ def run_checks(project: Path | None, claude: str | None = None) -> list[Check]:
 
     url = find_daemon()
     checks = [check_versions(claude), check_mcp_entry(project), check_hooks_installed(project),
-              check_tool_permissions(project), check_otel_settings(project, url), check_daemon(url, daemon_url())]
+              check_tool_permissions(project), check_otel_settings(project, url), check_otlp_token(project), check_daemon(url, daemon_url())]
     status = None
     if url:
         try:

@@ -30,6 +30,7 @@ import difflib
 import hashlib
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -152,6 +153,7 @@ class Options:
     copy_kit: bool = True        # agents and commands
     force: bool = False          # replace conflicting env values and files (originals kept for uninstall)
     command: list[str] | None = None   # how to run golem-mcp; default: found on PATH or this executable
+    token: str | None = None     # the daemon's token for the OTLP headers; default: the one clients read
 
     @property
     def endpoint(self) -> str:
@@ -171,6 +173,9 @@ class Change:
         a = (self.before or b"").decode("utf-8", "replace").splitlines(keepends=True)
         b = (self.after or b"").decode("utf-8", "replace").splitlines(keepends=True)
         name = str(self.path)
+        # a diff is for reading on screen: the daemon's token is not shown
+        a = [_TOKEN_IN_TEXT.sub(r"\1[token]", line) for line in a]
+        b = [_TOKEN_IN_TEXT.sub(r"\1[token]", line) for line in b]
         out = "".join(difflib.unified_diff(a, b, "/dev/null" if self.before is None else name,
                                            "/dev/null" if self.after is None else name))
         return out if out.endswith("\n") or not out else out + "\n"
@@ -293,6 +298,8 @@ def desired_env(opts: Options) -> dict[str, str]:
         "OTEL_METRICS_EXPORTER": "otlp",
         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
         "OTEL_EXPORTER_OTLP_ENDPOINT": opts.endpoint,
+        # the daemon answers 401 without its token; Claude Code's exporter sends these headers
+        "OTEL_EXPORTER_OTLP_HEADERS": f"Authorization=Bearer {opts.token or daemon_token()}",
         # short intervals: agents ask about their own spend minutes later, not an hour later
         "OTEL_METRIC_EXPORT_INTERVAL": "10000",
         "OTEL_LOGS_EXPORT_INTERVAL": "2000",
@@ -301,6 +308,17 @@ def desired_env(opts: Options) -> dict[str, str]:
         env.update({"OTEL_TRACES_EXPORTER": "otlp", "CLAUDE_CODE_ENHANCED_TELEMETRY_BETA": "1",
                     "OTEL_TRACES_EXPORT_INTERVAL": "2000"})
     return env
+
+
+def daemon_token() -> str:
+    """The token local clients send (``GOLEM_TOKEN``, the running daemon's, the data folder's), made
+    now when the daemon has never run, so the telemetry env carries the one it will use."""
+    from ..home import ensure_token, read_token
+
+    return read_token() or ensure_token()
+
+
+_TOKEN_IN_TEXT = re.compile(r"(Bearer )[A-Za-z0-9._~+/=-]+")
 
 
 def _get_path(obj: dict, keys: list[str]) -> Any:
