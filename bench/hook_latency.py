@@ -98,7 +98,8 @@ def main() -> None:
                 t = measure(cmd, home, data, args.n)
                 print(f"{name:<30}{'up':>8}{pct(t, .5):>9.1f}{pct(t, .95):>9.1f}")
             time.sleep(1)
-            st = httpx.get(url + "/api/status", timeout=10).json()
+            token = json.loads(Path(home, "daemon.json").read_text())["token"]  # as the hook reads it
+            st = httpx.get(url + "/api/status", timeout=10, headers={"authorization": f"Bearer {token}"}).json()
             print(f"spooled while down: {spooled} lines; hook_events stored now: {st['hook_events']} "
                   "(one payload repeated: dedupe keeps 1)")
         finally:

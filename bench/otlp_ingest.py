@@ -27,6 +27,8 @@ from pathlib import Path
 import httpx
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+TOKEN = "bench-token"  # the daemon requires one; chosen here so every client below can send it
+AUTH = {"authorization": f"Bearer {TOKEN}"}
 MARK = "B000000000000"  # fixed-width placeholder, replaced per batch: protobuf lengths stay valid
 
 
@@ -81,7 +83,7 @@ def encodings(n: int) -> dict[str, tuple[str, bytes]]:
 
 
 def start_daemon(home: str) -> tuple[subprocess.Popen, str]:
-    env = {**os.environ, "GOLEM_HOME": home}
+    env = {**os.environ, "GOLEM_HOME": home, "GOLEM_TOKEN": TOKEN}
     with open(os.path.join(home, "daemon.err"), "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch",
                                  "--db", os.path.join(home, "bench.duckdb")], env=env,
@@ -118,7 +120,7 @@ def run(url: str, ctype: str, template: bytes, records: int, seconds: float, cli
     stop_at = time.monotonic() + seconds
 
     def client() -> None:
-        with httpx.Client(timeout=60) as c:
+        with httpx.Client(timeout=60, headers=AUTH) as c:
             while time.monotonic() < stop_at:
                 with lock:
                     mark = f"B{next(counter):012d}".encode()
@@ -171,7 +173,7 @@ def main() -> None:
                     print(f"{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}{pct(lat, .95):>9.1f}{errors:>8}"
                           f"{cpu / wall:>14.2f}{per_cpu}")
             print(f"load average {os.getloadavg()[0]:.1f} after")
-            st = httpx.get(url + "/api/status", timeout=30).json()
+            st = httpx.get(url + "/api/status", timeout=30, headers=AUTH).json()
             print(f"store now holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} tool_calls, "
                   f"{st['otel_events']:,} otel_events")
         finally:

@@ -144,6 +144,9 @@ def test_local_clients_use_the_token_without_being_told(daemon: str, golem_home:
     hook = subprocess.run([sys.executable, "-m", "golem_mcp", "hook"], input=b'{"hook_event_name": "SessionStart", '
                           b'"session_id": "tok-1", "source": "startup"}', capture_output=True, env=env, timeout=60)
     assert hook.returncode == 0 and not (golem_home / "hook-errors.log").exists()
+    deadline = time.monotonic() + 15  # the hook's payload is journaled, then committed moments later
+    while api.get(daemon + "/api/status").json()["sessions"] < 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert api.get(daemon + "/api/status").json()["sessions"] == 1
 
 

@@ -158,6 +158,8 @@ def test_conflicting_endpoint_is_kept_unless_forced_and_restored_after(project: 
 
     install(Target.project(project), Options(command=["golem-mcp"], force=True, port=5555))
     assert json.loads(sp.read_text())["env"]["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://127.0.0.1:5555"
+    # the daemon the MCP bridge starts listens where the telemetry goes
+    assert json.loads((project / ".mcp.json").read_text())["mcpServers"]["golem"]["env"] == {"GOLEM_PORT": "5555"}
     # edited structurally now: uninstall must still hand the user's endpoint back
     s = json.loads(sp.read_text())
     s["env"]["ANOTHER"] = "1"

@@ -20,7 +20,7 @@ import duckdb
 import httpx
 from mcp import Client
 
-from conftest import launch_daemon
+from conftest import launch_daemon, mcp_http
 from support.secrets import ALL, KINDS
 from test_hook import run_hook
 
@@ -166,7 +166,7 @@ async def test_no_secret_reaches_any_table_log_or_spool(golem_home: Path, tmp_pa
         for signal, body in _otlp().items():
             resp = httpx.post(f"{d.url}/v1/{signal}", json=body, headers=h, timeout=30)
             assert resp.status_code == 200, resp.text
-        async with Client(d.url + "/mcp") as mcp:
+        async with Client(mcp_http(d.url)) as mcp:
             res = await mcp.call_tool("record_stage_usage", {
                 "workflow_id": "wf-redaction", "stage": "implementer", "session_id": SID_HOOK,
                 "agent": KINDS[0].text, "input_tokens": 1})

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from golem_mcp import tracing
-from golem_mcp.interfaces.client import _auth
+from golem_mcp.interfaces.client import auth_headers
 from golem_mcp.store import Store
 
 PLAIN_OTEL = textwrap.dedent('''
@@ -87,7 +87,7 @@ def test_python_api_and_plain_otel_give_the_same_rows_and_bottlenecks(golem_home
     for i in range(3):
         orchestrate(golem, f"wf-py-{i}")
     assert golem.flush()
-    headers = ",".join(f"{k}={v.replace(' ', '%20')}" for k, v in _auth().items())
+    headers = ",".join(f"{k}={v.replace(' ', '%20')}" for k, v in auth_headers().items())
     plain = subprocess.run([sys.executable, "-c", PLAIN_OTEL], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": d.url + "/v1/traces",
                                 "OTEL_EXPORTER_OTLP_HEADERS": headers})

@@ -71,9 +71,9 @@ def _endpoint() -> str:
 
 
 def _auth_headers() -> dict[str, str]:
-    from .interfaces.client import _auth  # the daemon's token, as every client of it sends it
+    from .interfaces.client import auth_headers  # the daemon's token, as every client of it sends it
 
-    return _auth()
+    return auth_headers()
 
 
 class Span:

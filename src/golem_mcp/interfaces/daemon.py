@@ -8,13 +8,16 @@ It serves on loopback:
 - ``POST /api/import``, ``POST /api/report``, ``GET /api/status`` — what the CLI asks when a daemon
   runs (it cannot open the database itself then).
 - ``GET /metrics`` — the store's totals for Prometheus (``interfaces/metrics.py``).
-- ``GET /healthz`` — liveness, no token needed.
+- ``GET /healthz`` — liveness (and which data folder it serves, for a second daemon's message), no
+  token needed.
 - MCP (streamable HTTP), when ``interfaces/mcp_server.py`` provides it (see :func:`create_app`).
 
 Background threads watch the transcript folders (new sessions appear within seconds) and drain the
 hook spool that ``golem-mcp hook`` writes while the daemon is down.
 
-Safety: it binds 127.0.0.1 by default and refuses any other address without a token; requests whose
+Safety: every route but ``/healthz`` requires the token (``--token``/``GOLEM_TOKEN``, else the data
+folder's, made at first start: ``golem_mcp.home``). It binds 127.0.0.1 by default and refuses any
+other address without a token chosen explicitly; requests whose
 ``Origin`` is not a loopback origin, or whose ``Host`` is not a literal loopback address or
 ``localhost`` while serving on loopback, get 403 (a web page must not reach the store through DNS
 rebinding; the rule is ``interfaces/loopback.py``'s).

@@ -388,7 +388,9 @@ class _Installer:
         # ~/.claude.json is Claude Code's own state file, rewritten constantly: keeping a copy
         # would be useless for restoring and would duplicate private state, so it is edited only
         entry = self._file_entry(p, before, keep_original=self.t.scope == "project")
-        want = {"command": self.cmd[0], "args": [*self.cmd[1:], "stdio"]}
+        want: dict[str, Any] = {"command": self.cmd[0], "args": [*self.cmd[1:], "stdio"]}
+        if self.o.port != DEFAULT_PORT:  # the daemon the bridge starts must listen where OTLP is sent
+            want["env"] = {"GOLEM_PORT": str(self.o.port)}
         if self.t.scope == "user":
             want["type"] = "stdio"
         servers = _ensure_path(obj, ["mcpServers"], {}, entry["created"])
