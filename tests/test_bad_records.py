@@ -20,7 +20,7 @@ import httpx
 import pytest
 from google.protobuf.json_format import ParseDict
 
-from conftest import FIXTURES
+from conftest import FIXTURES, api
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store import Store
 
@@ -30,7 +30,7 @@ SID = "e0012828-f4f9-49e1-a3e1-72267cbe7974"
 
 
 def status(url: str) -> dict[str, int]:
-    return httpx.get(url + "/api/status", timeout=30).json()
+    return api.get(url + "/api/status", timeout=30).json()
 
 
 def wait_for(url: str, table: str, n: int, timeout: float = 60) -> int:
@@ -229,12 +229,12 @@ def otlp_body(shapes: list[tuple[str, dict, bool]], good: int = 10, json_only: b
 
 def post(url: str, doc: dict, kind: str, signal: str = "logs") -> httpx.Response:
     if kind == "json":
-        return httpx.post(f"{url}/v1/{signal}", content=json.dumps(doc), timeout=30,
+        return api.post(f"{url}/v1/{signal}", content=json.dumps(doc), timeout=30,
                           headers={"content-type": "application/json"})
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
     body = ParseDict(doc, ExportLogsServiceRequest()).SerializeToString()
-    return httpx.post(f"{url}/v1/{signal}", content=body, timeout=30, headers={"content-type": "application/x-protobuf"})
+    return api.post(f"{url}/v1/{signal}", content=body, timeout=30, headers={"content-type": "application/x-protobuf"})
 
 
 def partial(resp: httpx.Response, kind: str) -> tuple[int, str]:
@@ -256,14 +256,14 @@ def test_otlp_batch_with_bad_records_stores_every_good_one_and_answers_partial_s
         from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
         body = ParseDict(doc, ExportLogsServiceRequest()).SerializeToString() + ld(1, ld(2, ld(2, deep_record(300))))
-        r = httpx.post(f"{daemon}/v1/logs", content=body, timeout=30, headers={"content-type": "application/x-protobuf"})
+        r = api.post(f"{daemon}/v1/logs", content=body, timeout=30, headers={"content-type": "application/x-protobuf"})
     assert r.status_code == 200, r.text
     rejected, message = partial(r, kind)
     # rejected: the shapes that reject, plus the 300-deep record; in JSON also the intValue past int64,
     # `1` and the scope list that is a string
     assert rejected == sum(1 for *_, rej in OTLP_SHAPES if rej) + (4 if kind == "json" else 1), message
     assert "not stored" in message and "input_tokens" in message
-    with httpx.Client() as c:
+    with api.client(daemon) as c:
         rows = c.post(daemon + "/api/report", json={"by": ["model"]}, timeout=30).json()
     assert all(math.isfinite(x["cost_usd"]) for x in rows)
     st = status(daemon)
@@ -275,16 +275,16 @@ def test_otlp_batch_with_bad_records_stores_every_good_one_and_answers_partial_s
 def test_otlp_body_of_nothing_decodable_is_400_never_500(daemon, kind):
     if kind == "json":
         for body in ({"resourceLogs": [1, "x", None]}, {"resourceLogs": [{"scopeLogs": [{"logRecords": [5]}]}]}):
-            r = httpx.post(daemon + "/v1/logs", content=json.dumps(body), headers={"content-type": "application/json"})
+            r = api.post(daemon + "/v1/logs", content=json.dumps(body), headers={"content-type": "application/json"})
             assert r.status_code == 400 and "could be read" in r.json()["error"], r.text
         deep = "[" * 100_000 + "]" * 100_000
-        r = httpx.post(daemon + "/v1/logs", content=deep, headers={"content-type": "application/json"})
+        r = api.post(daemon + "/v1/logs", content=deep, headers={"content-type": "application/json"})
         assert r.status_code == 400, r.text
     else:
         # a body whose only record protobuf refuses (nested past the parser's limit; written on the wire
         # by hand, the library refuses to build it)
         body = ld(1, ld(2, ld(2, deep_record(300))))  # request.resource_logs.scope_logs.log_records
-        r = httpx.post(daemon + "/v1/logs", content=body, headers={"content-type": "application/x-protobuf"})
+        r = api.post(daemon + "/v1/logs", content=body, headers={"content-type": "application/x-protobuf"})
         assert r.status_code == 400, r.text
     assert status(daemon)["otel_events"] == 0
 
@@ -313,14 +313,14 @@ def _varint(n: int) -> bytes:
 
 def test_nan_cost_leaves_every_total_finite_and_the_budget_exceeded(daemon):
     # a day budget of $1 and $1.20 spent: exceeded (120 %)
-    r = httpx.post(daemon + "/api/cli", json={"argv": ["budget", "--set", "day", "1", "--json"]}, timeout=60)
+    r = api.post(daemon + "/api/cli", json={"argv": ["budget", "--set", "day", "1", "--json"]}, timeout=60)
     assert r.status_code == 200, r.text
     recs = [request_record(f"req_cost_{i}", i, cost_usd="0.4") for i in range(3)]
     doc = {"resourceLogs": [{"scopeLogs": [{"logRecords": recs}]}]}
     assert post(daemon, doc, "json").status_code == 200
 
     def budget() -> dict:
-        out = httpx.post(daemon + "/api/cli", json={"argv": ["budget", "--json"]}, timeout=60).json()
+        out = api.post(daemon + "/api/cli", json={"argv": ["budget", "--json"]}, timeout=60).json()
         assert out["exit"] == 0, out
         return json.loads(out["stdout"])
 
@@ -334,7 +334,7 @@ def test_nan_cost_leaves_every_total_finite_and_the_budget_exceeded(daemon):
     assert "exceeded" in after["status"]["advice"], after
     spent = after["status"]["today"]["spent_usd"]
     assert math.isfinite(spent) and spent >= before["status"]["today"]["spent_usd"]
-    rows = httpx.post(daemon + "/api/report", json={"by": ["day"]}, timeout=30).json()
+    rows = api.post(daemon + "/api/report", json={"by": ["day"]}, timeout=30).json()
     assert rows and all(math.isfinite(x["cost_usd"]) for x in rows)
-    page = httpx.get(daemon + "/", timeout=60).text
+    page = api.get(daemon + "/", timeout=60).text
     assert "$nan" not in page and "NaN" not in page

@@ -15,13 +15,12 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import FIXTURES, launch_daemon
+from conftest import FIXTURES, api, launch_daemon
 from golem_mcp.errors import InvalidInput
 from golem_mcp.ingestion import otlp, spool
 from golem_mcp.ingestion.hooks import parse_hook_lines
@@ -337,7 +336,7 @@ def test_the_daemon_answers_200_or_400_never_500(fuzz_daemon, signal, kind, n_va
         body = json.dumps(doc).encode()  # NaN, 1e400 and integers past 64 bits included
     else:
         body = _pb_request(doc).SerializeToString() if signal == "logs" else noise
-    r = httpx.post(f"{fuzz_daemon}/v1/{signal}", content=body, timeout=60,
+    r = api.post(f"{fuzz_daemon}/v1/{signal}", content=body, timeout=60,
                    headers={"content-type": "application/json" if kind == "json" else "application/x-protobuf"})
     assert r.status_code in (200, 400), (r.status_code, r.text[:500])
     if signal == "logs" and ids:

@@ -22,7 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mcp import Client
 
-from conftest import FIXTURES, launch_daemon
+from conftest import FIXTURES, launch_daemon, mcp_http
 from golem_mcp.analysis import sql_guard
 from golem_mcp.config import Settings
 from golem_mcp.errors import GolemError, InvalidInput, ReadOnlyViolation
@@ -306,7 +306,7 @@ async def test_daemon_refuses_each_shape_over_mcp_and_the_store_is_unchanged(
     shapes = hostile(files)
     subset = shapes["writes"][:16] + ["CREATE MACRO evil(x) AS x", "SET threads = 1", "PRAGMA threads = 1",
                                       "ROLLBACK; DELETE FROM api_requests"] + shapes["outside"] + shapes["parse_tree_only"]
-    async with Client(d.url + "/mcp") as c:
+    async with Client(mcp_http(d.url)) as c:
         before = await _rows(c, ROW_COUNTS)
         assert before[0][0] > 0
         for sql in subset:
@@ -349,7 +349,7 @@ async def test_hostile_string_agg_is_stopped_with_the_daemon_under_its_budget(go
 
     sampler = threading.Thread(target=sample)
     try:
-        async with Client(d.url + "/mcp") as c:
+        async with Client(mcp_http(d.url)) as c:
             need = await _rows(c, "SELECT sum(length(request_id) + 2000) / 1e6 FROM api_requests")
             assert need[0][0] > budget  # the answer alone would not fit
             sampler.start()

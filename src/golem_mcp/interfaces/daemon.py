@@ -87,6 +87,9 @@ ALERT_INTERVAL = float(os.environ.get("GOLEM_ALERT_INTERVAL") or 20.0)
 ANALYSIS_INTERVAL = 300.0  # seconds between looks for queued analysis runs (a SessionStart wakes it at once)
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
 SIGNALS = ("logs", "metrics", "traces")
+# how long `serve --detach` waits for the daemon to answer: 15 s was too short on a busy 2-core
+# machine (start-ups of 15-16 s were measured under a load average of 18)
+DETACH_WAIT_S = 30.0
 
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]]
 
@@ -1163,7 +1166,7 @@ def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) ->
     with open(out_path, "ab") as out:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                                 start_new_session=True, close_fds=True)
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + DETACH_WAIT_S
     while time.monotonic() < deadline:
         code = proc.poll()
         if code == 0:  # another start won the race for the port: wait for that daemon instead
@@ -1181,7 +1184,7 @@ def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) ->
             print(st["url"])
             return 0
         time.sleep(0.1)
-    print(f"golem-mcp: the daemon (pid {proc.pid}) did not answer within 15 s; see {out_path} and "
+    print(f"golem-mcp: the daemon (pid {proc.pid}) did not answer within {DETACH_WAIT_S:.0f} s; see {out_path} and "
           f"{data_dir() / 'daemon.log'}", file=sys.stderr)
     return 1
 
