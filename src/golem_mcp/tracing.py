@@ -18,7 +18,9 @@ Example::
     golem.flush()                                    # also done when the process exits
 
 Without ``with``: ``s = golem.start_span("phase", "BUILD")`` ... ``s.end()`` (or ``s.end(error="...")``).
-Failures never reach the orchestrator: a daemon that is down costs the spans, not the workflow.
+Failures never reach the orchestrator: a daemon that is down costs the spans (dropped with a warning
+in the ``opentelemetry`` log, after the exporter's retries: a flush then takes up to ~5 s), never the
+workflow.
 
 The span convention. Any OpenTelemetry SDK (Node, Go, ...) that sends spans like these to
 ``http://127.0.0.1:4319/v1/traces`` (OTLP/HTTP, protobuf or JSON; ``Authorization: Bearer <token>``
@@ -221,7 +223,8 @@ class Tracer:
                 return
 
     def flush(self, timeout_s: float = 10.0) -> bool:
-        """Send every ended span now; False when the daemon did not take them in time."""
+        """Send every ended span now. False when that did not finish within ``timeout_s``; spans the
+        daemon could not take are dropped (the exporter logs it), which does not make this False."""
         return bool(self.provider.force_flush(int(timeout_s * 1000)))
 
     def shutdown(self) -> None:
