@@ -19,11 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
+from pydantic import BaseModel, Field
 
 from ..errors import GolemError, InvalidInput, NotFound
 from ..redaction import redact_value
 from ..store.db import Store
 from .common import execute
+from .known import closest
 
 SCHEMA_NAME = "experiment.v1.json"
 
@@ -59,7 +61,7 @@ def parse_definition(definition: dict[str, Any] | str) -> dict[str, Any]:
     return definition
 
 
-def record_experiment(store: Store, definition: dict[str, Any] | str) -> dict[str, Any]:
+def record_experiment(store: Store, definition: dict[str, Any] | str) -> ExperimentRecord:
     """Store (or update) one definition; a ``decision`` with a verdict marks it decided. Returns what
     is stored, with warnings about arms no workflow has been tagged with yet."""
     # kept with execute(), beside the store's write path: redacted here like everything it writes
@@ -78,19 +80,42 @@ def record_experiment(store: Store, definition: dict[str, Any] | str) -> dict[st
         [d["arms"]])}
     missing = [a for a in d["arms"] if a not in seen]
     out = get_experiment(store, d["experiment_id"])
-    out["warnings"] = [f"no workflow is tagged with arm {a!r} yet: start runs with OTEL_RESOURCE_ATTRIBUTES="
-                       f"\"experiment_id={a}\" or pass it to record_workflow" for a in missing] or None
-    return out
+    warnings = [f"no workflow is tagged with arm {a!r} yet: start runs with OTEL_RESOURCE_ATTRIBUTES="
+                f"\"experiment_id={a}\" or pass it to record_workflow" for a in missing] or None
+    return ExperimentRecord(summary=f"experiment {d['experiment_id']} {out['status']}", warnings=warnings,
+                            **{k: v for k, v in out.items() if k != "warnings"})
+
+
+class ExperimentRecord(BaseModel):
+    summary: str
+    experiment_id: str
+    hypothesis: str
+    arms: list[str]
+    metric: str
+    stage: str | None = None
+    expected_change_pct: float | None = None
+    expected: str | None = None
+    alpha: float | None = None
+    guardrails: list[str] | None = None
+    min_runs_per_arm: int | None = None
+    status: str = Field(description="defined, running or decided")
+    verdict: str | None = None
+    decision: dict[str, Any] | None = None
+    created_at: Any = None
+    updated_at: Any = None
+    decided_at: Any = None
+    warnings: list[str] | None = None
+
 
 
 def get_experiment(store: Store, experiment_id: str) -> dict[str, Any]:
     rows = store.query("SELECT experiment_id, status, verdict, CAST(definition AS VARCHAR) AS definition, "
                        "created_at, updated_at, decided_at FROM experiments WHERE experiment_id = ?", [experiment_id])
     if not rows:
-        known = [r["experiment_id"] for r in store.query(
-            "SELECT experiment_id FROM experiments ORDER BY updated_at DESC LIMIT 10")]
+        defined = [r["experiment_id"] for r in store.query("SELECT experiment_id FROM experiments ORDER BY 1")]
         raise NotFound(f"no experiment {experiment_id!r} is defined"
-                       + (f"; defined: {', '.join(known)}" if known else "; record one with record_experiment"))
+                       + (f"; closest: {', '.join(closest(experiment_id, defined))}" if defined
+                          else "; record one with record_experiment"))
     r = rows[0]
     return {**json.loads(r["definition"]), "status": r["status"], "verdict": r["verdict"],
             "created_at": r["created_at"], "updated_at": r["updated_at"], "decided_at": r["decided_at"]}

@@ -62,27 +62,6 @@ cover the last 30 days of data. Anything else: describe_schema, then query_sql."
 
 # --- result models --------------------------------------------------------------------------------
 
-class ExperimentRecord(BaseModel):
-    summary: str
-    experiment_id: str
-    hypothesis: str
-    arms: list[str]
-    metric: str
-    stage: str | None = None
-    expected_change_pct: float | None = None
-    expected: str | None = None
-    alpha: float | None = None
-    guardrails: list[str] | None = None
-    min_runs_per_arm: int | None = None
-    status: str = Field(description="defined, running or decided")
-    verdict: str | None = None
-    decision: dict[str, Any] | None = None
-    created_at: Any = None
-    updated_at: Any = None
-    decided_at: Any = None
-    warnings: list[str] | None = None
-
-
 class SqlResult(BaseModel):
     summary: str
     columns: list[str]
@@ -356,9 +335,8 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         definition_json: Annotated[dict[str, Any] | str, Field(description=(
             "{experiment_id, hypothesis, arms (baseline first), metric, stage, expected_change_pct, guardrails, "
             "min_runs_per_arm, decision?}"))],
-    ) -> ExperimentRecord:
-        rec = experiment_defs.record_experiment(get_store(), definition_json)
-        return ExperimentRecord(summary=f"experiment {rec['experiment_id']} {rec['status']}", **rec)
+    ) -> experiment_defs.ExperimentRecord:
+        return experiment_defs.record_experiment(get_store(), definition_json)
 
     @server.tool(annotations=RECORDS, description=(
         "Reviewers: post review findings (.claude-metrics v1). Counts in severity and categories must match "
