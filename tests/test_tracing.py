@@ -1,6 +1,7 @@
-"""The tracing API (golem_mcp.tracing) and a plain OpenTelemetry SDK program following the written span
-convention, both sending to a real daemon over loopback: the same handoff -> phase -> gate/subagent
-rows, which the bottleneck analysis reads with queue wait apart from execution."""
+"""The tracing API (golem_mcp.tracing), a plain OpenTelemetry SDK program and a hand-written OTLP/JSON
+body following the written span convention, all sending to a real daemon over loopback: the same
+handoff -> phase -> gate/subagent rows, which the bottleneck analysis reads with queue wait apart
+from execution."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 from golem_mcp import tracing
@@ -65,6 +67,30 @@ def orchestrate(golem: tracing.Tracer, workflow_id: str) -> None:
         assert tries == [1, 2]
 
 
+def _raw_otlp_json(workflow_id: str) -> dict:
+    """The same tree as :func:`orchestrate`, written by hand as OTLP/JSON."""
+    t0 = time.time_ns()
+    trace = "5" * 32
+
+    def span(sid: str, parent: str | None, name: str, kind: str, start_ms: int, end_ms: int,
+             extra: dict | None = None, error: str | None = None) -> dict:
+        attrs = {"golem.kind": kind, "golem.workflow_id": workflow_id, **({"golem.stage": "PLAN"} if parent else {}),
+                 **(extra or {})}
+        values = [{"key": k, "value": {"doubleValue": v} if isinstance(v, float) else
+                   {"intValue": str(v)} if isinstance(v, int) else {"stringValue": v}} for k, v in attrs.items()]
+        return {"traceId": trace, "spanId": sid * 16, "parentSpanId": parent * 16 if parent else "", "name": name,
+                "startTimeUnixNano": str(t0 + start_ms * 1_000_000), "endTimeUnixNano": str(t0 + end_ms * 1_000_000),
+                "attributes": values, "status": {"code": 2, "message": error} if error else {"code": 0}}
+
+    spans = [span("a", None, "LEAD->PLAN", "handoff", 0, 100, {"sd_type": "feature"}),
+             span("b", "a", "PLAN", "phase", 1, 90, {"golem.queue_wait_ms": 3000.0}),
+             span("c", "b", "GATE_PRD_REQUIRED", "gate", 70, 71, {"score": 0.9}),
+             span("d", "b", "DESIGN", "subagent", 72, 73, {"golem.attempt": 1}, "RuntimeError: design timed out"),
+             span("e", "b", "DESIGN", "subagent", 74, 75, {"golem.attempt": 2})]
+    return {"resourceSpans": [{"resource": {"attributes": [{"key": "service.name", "value": {"stringValue": "raw"}}]},
+                               "scopeSpans": [{"scope": {"name": "raw"}, "spans": spans}]}]}
+
+
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "GOLEM_HOME": str(home), "HOME": str(home)}
     env.pop("GOLEM_DB", None)
@@ -105,12 +131,15 @@ def test_python_api_and_plain_otel_give_the_same_rows_and_bottlenecks(golem_home
     assert ex["samples"] == 6 and 60 <= ex["p50_ms"] < 3000 and ex["queue_wait_p50_ms"] == 3000
     assert wait["samples"] == 6 and wait["p50_ms"] == 3000 and wait["severity"] == 150
     assert {"gate:GATE_PRD_REQUIRED", "subagent:DESIGN", "handoff:LEAD->PLAN"} <= set(rep["no_baseline"])
+    # and a sender with no SDK at all: one OTLP/JSON body following the convention
+    r = httpx.post(d.url + "/v1/traces", json=_raw_otlp_json("wf-json-0"), headers=auth_headers(), timeout=30)
+    assert r.status_code == 200, r.text
     golem.shutdown()
     d.stop()
 
     with Store(d.db, read_only=True) as store:
         py, otel = _tree(store, "wf-py-0"), _tree(store, "wf-otel-0")
-        assert py == otel
+        assert py == otel == _tree(store, "wf-json-0")
         assert py == [
             ("handoff", "LEAD->PLAN", None, None, None, 1, "ok", None, True, None),
             ("phase", "PLAN", "LEAD->PLAN", "PLAN", 3000.0, 1, "ok", None, True, True),
