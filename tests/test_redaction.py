@@ -214,3 +214,15 @@ def test_what_claude_code_really_writes_is_left_alone():
              for x in f.read_text().splitlines() if x.strip()]
     for doc in hooks + otlp + lines:
         assert redact_value(doc) == doc
+
+
+def test_improvement_items_written_beside_the_store_are_redacted_too(tmp_path):
+    from golem_mcp.analysis.findings_store import Candidate, list_findings, save_items
+
+    with _store(tmp_path) as store:
+        c = Candidate(kind="error_pattern", dimension="tool", key="Bash", title=f"fails: {KINDS[13].text}",
+                      severity=2.0, recommendation="rotate it: export API_KEY=abc", evidence={"example": KINDS[0].text})
+        assert save_items(store, None, [c, c]).created == 1
+        [item] = list_findings(store, with_evidence=True)
+        assert (item.title, item.recommendation) == (f"fails: {KINDS[13].redacted}", "rotate it: export API_KEY=[REDACTED]")
+        assert item.evidence == {"example": KINDS[0].redacted}

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidInput, NotFound
+from ..redaction import redact_value
 from ..store.db import Store
 from .common import as_naive, dumps, execute
 
@@ -56,6 +57,10 @@ def save_items(store: Store, run_id: int | None, candidates: list[Candidate], no
     ts = as_naive(now)
     res = SaveResult()
     per_dim: dict[str, int] = {}
+    # written beside Store.write: a candidate quotes stored (redacted) facts, and is redacted again
+    # here so nothing an analysis adds (a key, an example) can bring a secret back
+    candidates = [c.model_copy(update=redact_value(c.model_dump(include={"key", "title", "recommendation", "evidence"})))
+                  for c in candidates]
     for c in sorted(candidates, key=lambda c: -c.severity):
         open_ = execute(store, "SELECT item_id FROM improvement_items WHERE kind = ? AND dimension = ? AND key = ? "
                         "AND status = 'open'", [c.kind, c.dimension, c.key])
