@@ -343,20 +343,28 @@ def redact_table(table: Any, json_columns: frozenset[str] | set[str] = frozenset
     import pyarrow.compute as pc
 
     changed: set[str] = set()
-    for i, name in enumerate(table.column_names):
-        col = table.column(i)
-        if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)) or col.null_count == len(col):
+    # each distinct text once (a batch repeats its resource, session ids and names on every row;
+    # finding the distinct values costs a tenth of scanning them), and all columns in one RE2 call
+    # (compiling DETECT costs ~0.4 ms a call)
+    texts = [i for i, f in enumerate(table.schema) if pa.types.is_string(f.type) or pa.types.is_large_string(f.type)]
+    distinct = [pc.unique(table.column(i)).cast(pa.large_string()) for i in texts]
+    if not distinct:
+        return table, changed
+    flagged = pc.match_substring_regex(pa.concat_arrays(distinct), DETECT)
+    if not pc.any(flagged).as_py():
+        return table, changed
+    start = 0
+    for i, values in zip(texts, distinct, strict=True):
+        hits = flagged.slice(start, len(values))
+        start += len(values)
+        if not pc.any(hits).as_py():
             continue
-        # each distinct text once: a batch repeats its resource, session ids and names on every row,
-        # and finding the distinct values costs a tenth of scanning them with DETECT
-        distinct = pc.unique(col)
-        flagged = pc.match_substring_regex(distinct, DETECT)
-        if not pc.any(flagged).as_py():
-            continue
+        name = table.column_names[i]
         fix = redact_json_text if name in json_columns else redact
-        fixed = {v: fix(v) for v in pc.filter(distinct, flagged).to_pylist()}
+        fixed = {v: fix(v) for v in pc.filter(values, hits).to_pylist()}
         fixed = {v: f for v, f in fixed.items() if f != v}
         if fixed:
+            col = table.column(i)
             new = [fixed.get(v, v) if v is not None else None for v in col.to_pylist()]
             table = table.set_column(i, name, pa.array(new, type=col.type))
             changed.add(name)
