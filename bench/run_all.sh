@@ -31,6 +31,7 @@ run() {
 run import_bench.py --size-gb "$SIZE_GB" --runs 5
 run otlp_ingest.py --seconds "$OTLP_SECONDS"
 run hook_latency.py -n "$HOOK_RUNS"
+run bridge_start.py -n 5
 run analysis_bench.py --requests "$ANALYSIS_REQUESTS"
 run tools_bench.py --requests "$ANALYSIS_REQUESTS"
 run metrics_bench.py --requests "$ANALYSIS_REQUESTS" --size-gb "$SIZE_GB"
