@@ -4,10 +4,10 @@ loops, errors, budgets, quality and model advice."""
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from html import escape
 from pathlib import Path
 
 from .. import formatting as fmt
+from ..charts import time_chart
 from ..store.db import Store
 from .anomalies import detect_anomalies
 from .bottlenecks import find_bottlenecks
@@ -20,31 +20,6 @@ from .predict import model_advice
 from .trends import query_quality, query_trends
 
 
-def bar_svg(values: list[float], labels: list[str], title: str, width: int = 560, height: int = 160,
-            line: list[float | None] | None = None, unit: str = "number") -> str:
-    """Bars (and an optional line, e.g. a moving average) as a self-contained SVG; numbers shown in
-    ``unit`` (see :mod:`golem_mcp.formatting`)."""
-    n = max(len(values), 1)
-    top = max([v for v in values] + [v for v in (line or []) if v is not None] + [1e-9])
-    pad, bw = 30, (width - 40) / n
-    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-family="sans-serif" font-size="10">',
-           f'<text x="4" y="12">{escape(title)} (max {fmt.show(top, unit)})</text>']
-    for i, v in enumerate(values):
-        h = (height - pad - 16) * v / top
-        x = 20 + i * bw
-        out.append(f'<rect x="{x:.1f}" y="{height - pad - h:.1f}" width="{max(bw - 2, 1):.1f}" height="{h:.1f}" fill="#4a7fb5">'
-                   f'<title>{escape(labels[i])}: {fmt.show(v, unit)}</title></rect>')
-    if line:
-        pts = [f"{20 + i * bw + bw / 2:.1f},{height - pad - (height - pad - 16) * v / top:.1f}"
-               for i, v in enumerate(line) if v is not None]
-        out.append(f'<polyline points="{" ".join(pts)}" fill="none" stroke="#d9822b" stroke-width="2"/>')
-    if labels:
-        out.append(f'<text x="20" y="{height - 12}">{escape(labels[0])}</text>')
-        out.append(f'<text x="{width - 20}" y="{height - 12}" text-anchor="end">{escape(labels[-1])}</text>')
-    out.append("</svg>")
-    return "\n".join(out)
-
-
 def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None) -> Path:
     """Write ``weekly-YYYY-MM-DD.md`` and its charts into ``out_dir``; returns the Markdown file."""
     end = as_naive(now)
@@ -55,9 +30,12 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
     tr = query_trends(store, "day", days=30, now=end)
     labels = [p.period for p in tr.points]
 
-    def chart(name: str, values: list[float], title: str, line: list[float | None] | None = None,
-              unit: str = "number") -> str:
-        (charts / f"{name}-{stamp}.svg").write_text(bar_svg(values, labels, title, line=line, unit=unit))
+    empty = [p.requests == 0 for p in tr.points]
+
+    def chart(name: str, values: list[float | None], title: str, line: list[float | None] | None = None,
+              unit: str = "number", mark_empty: bool = True) -> str:
+        (charts / f"{name}-{stamp}.svg").write_text(
+            time_chart(values, labels, title, unit=unit, empty=empty if mark_empty else None, line=line))
         return f"![{title}](charts/{name}-{stamp}.svg)"
 
     md = [f"# golem-mcp weekly report — week ending {stamp}", ""]
@@ -71,8 +49,8 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
            "", chart("cost", [p.cost_usd for p in tr.points], "cost per day, $ (line: 7-day average)",
                      [p.cost_ma7 for p in tr.points], unit="usd"), "",
            chart("tokens", [float(p.tokens) for p in tr.points], "tokens per day", unit="tokens"), "",
-           chart("errors", [p.error_rate or 0.0 for p in tr.points], "error rate per day", unit="rate"), "",
-           chart("cache", [p.cache_hit_rate or 0.0 for p in tr.points], "cache hit rate per day", unit="rate"), ""]
+           chart("errors", [p.error_rate for p in tr.points], "error rate per day", unit="rate"), "",
+           chart("cache", [p.cache_hit_rate for p in tr.points], "cache hit rate per day", unit="rate"), ""]
     bn = find_bottlenecks(store, days=7, now=end)
     md += ["## Bottlenecks (p50 over 7 days vs baseline)", ""]
     md += [f"- {b.line()}" for b in bn.bottlenecks[:10]] or ["- none"]
@@ -104,7 +82,7 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
     md += [f"- {f.file}: {f.findings} findings ({f.critical} critical, {f.major} major)" for f in q.top_files]
     md += ["", "Cleanest workflows: " + (", ".join(f"{c.workflow_id} ({fmt.usd(c.total_cost or 0)})" for c in q.cleanest_workflows) or "-"),
            "", chart("findings", [float(p.findings_critical + p.findings_major) for p in tr.points],
-                     "critical + major findings per day", unit="count"), ""]
+                     "critical + major findings per day", unit="count", mark_empty=False), ""]
     md += ["## Model advice", ""]
     md += [f"- {a.stage}: {a.verdict}" + (f" — {a.suggested_model} instead of {a.current_model}, {fmt.percent(a.saving_pct, compact=True)} cheaper"
                                           if a.suggested_model else "") for a in model_advice(store, now=end)] or ["- not enough data"]

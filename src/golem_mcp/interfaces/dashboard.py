@@ -24,7 +24,7 @@ from .. import formatting
 from ..analysis import budgets, error_patterns, findings_store, runs, sequences, trends
 from ..analysis.common import as_naive
 from ..analysis.cost import cost_by
-from ..analysis.weekly import bar_svg
+from ..charts import time_chart
 from ..errors import InvalidInput
 from ..store.db import Store
 
@@ -102,18 +102,21 @@ def _spend(store: Store, days: int, now: datetime) -> str:
 
 def _trends(store: Store, days: int, now: datetime) -> str:
     tr = trends.query_trends(store, "day", days=days, now=now)
-    if not tr.points:
+    if not any(p.requests for p in tr.points):
         return '<p class="sub">no API requests in this window</p>'
     labels = [p.period for p in tr.points]
+    empty = [p.requests == 0 for p in tr.points]   # every calendar day is a slot; these are shaded
     charts = [
-        bar_svg([p.cost_usd for p in tr.points], labels, "cost per day, USD (line: 7-day average)",
-                line=[p.cost_ma7 for p in tr.points]),
-        bar_svg([p.error_rate or 0.0 for p in tr.points], labels, "error rate per day (failures per operation)"),
-        bar_svg([p.cache_hit_rate or 0.0 for p in tr.points], labels, "cache hit rate per day"),
-        bar_svg([float(p.tokens) for p in tr.points], labels, "tokens per day"),
+        time_chart([p.cost_usd for p in tr.points], labels, "cost per day (line: 7-day average)", unit="usd",
+                   empty=empty, line=[p.cost_ma7 for p in tr.points]),
+        time_chart([p.error_rate for p in tr.points], labels, "error rate per day (failures per operation)",
+                   unit="rate", empty=empty),
+        time_chart([p.cache_hit_rate for p in tr.points], labels, "cache hit rate per day", unit="rate", empty=empty),
+        time_chart([float(p.tokens) for p in tr.points], labels, "tokens per day", unit="tokens", empty=empty),
     ]
     change = tr.cost_change_vs_previous_window
-    note = (f'<p class="sub">cost vs the {days} days before: {change * 100:+.0f}%</p>' if change is not None else "")
+    note = (f'<p class="sub">cost vs the {days} days before: {"+" if change > 0 else ""}'
+            f'{_pct(change, compact=True)}</p>' if change is not None else "")
     return note + '<div class="grid">' + "".join(f'<div class="card">{c}</div>' for c in charts) + "</div>"
 
 
