@@ -33,7 +33,6 @@ from golem_mcp.store import Store
 MONITORING = Path(__file__).resolve().parents[1] / "monitoring"
 RULES = MONITORING / "golem-mcp.rules.yml"
 DASHBOARD = MONITORING / "grafana-dashboard.json"
-TOKEN = "metrics-test-token"
 KINDS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
          "cache_creation": "cache_creation_tokens"}
 _SAMPLE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$')
@@ -190,13 +189,13 @@ def test_prometheus_scrapes_the_daemon_with_its_token_and_its_sums_equal_the_sto
     home = tmp_path / "home"
     home.mkdir()
     shutil.copy(db, tmp_path / "golem.duckdb")
-    d = launch_daemon(home, tmp_path / "golem.duckdb", "--token", TOKEN)
+    d = launch_daemon(home, tmp_path / "golem.duckdb")
     prom: subprocess.Popen | None = None
     try:
         assert httpx.get(d.url + "/metrics", timeout=30).status_code == 401  # the token guards it
         host = d.url.removeprefix("http://")
-        token_file = tmp_path / "golem-token"
-        token_file.write_text(TOKEN + "\n")
+        token_file = home / "token"  # the daemon's own, made at its first start: Prometheus reads it as it is
+        assert token_file.read_text().strip()
         config = tmp_path / "prometheus.yml"
         config.write_text(json.dumps({  # YAML is a superset of JSON
             "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
