@@ -338,3 +338,16 @@ def test_nan_cost_leaves_every_total_finite_and_the_budget_exceeded(daemon):
     assert rows and all(math.isfinite(x["cost_usd"]) for x in rows)
     page = api.get(daemon + "/", timeout=60).text
     assert "$nan" not in page and "NaN" not in page
+
+
+def test_a_sender_repeating_a_bad_field_is_logged_once_a_minute(caplog):
+    from golem_mcp.interfaces.daemon import ThrottledLog
+
+    t = ThrottledLog(every=0.5)
+    with caplog.at_level("WARNING"):
+        for _ in range(5):
+            t.warning("POST /v1/logs", "1 of 3 log records not stored")
+        time.sleep(0.6)
+        t.warning("POST /v1/logs", "again")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == ["POST /v1/logs: 1 of 3 log records not stored", "POST /v1/logs: again (4 more like it not logged)"]

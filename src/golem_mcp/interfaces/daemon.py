@@ -218,6 +218,26 @@ def otlp_reply(signal: str, kind: str, rejected: int, message: str) -> Response:
 _NOUN = {"logs": "log records", "traces": "spans", "metrics": "data points"}
 
 
+class ThrottledLog:
+    """Warnings about what a sender keeps getting wrong: the first at once, then at most one a
+    minute per kind with how many were not logged (an exporter that sends the same bad field in
+    every batch must not fill the log)."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self.last: dict[str, tuple[float, int]] = {}
+
+    def warning(self, kind: str, message: str) -> None:
+        now = time.monotonic()
+        at, quiet = self.last.get(kind, (-self.every, 0))
+        if now - at < self.every:
+            self.last[kind] = (at, quiet + 1)
+            return
+        more = f" ({quiet} more like it not logged)" if quiet else ""
+        log.warning("%s: %s%s", kind, message, more)
+        self.last[kind] = (now, 0)
+
+
 def problems_message(batch: Batch, records: int, noun: str, shown: int = 5) -> str:
     """What was rejected or left out of a batch, in a line: the first few problems and a count."""
     if not batch.skipped:
@@ -663,6 +683,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     limit = int(settings.max_body_bytes)
 
     writer = GroupWriter(store)
+    partial_log = ThrottledLog()
     from .dashboard import PageCache
 
     pages = PageCache()
@@ -691,7 +712,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         stats.records += n
         message = problems_message(batch, n, _NOUN[signal])
         if message:
-            log.warning("POST /v1/%s: %s", signal, message)
+            partial_log.warning(f"POST /v1/{signal}", message)
         return otlp_reply(signal, kind, batch.rejected(), message)
 
     def map_hooks(body: bytes, journal: bool = False) -> tuple[Batch, int, bool]:
