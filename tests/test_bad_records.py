@@ -150,7 +150,7 @@ def test_spool_with_a_bad_payload_is_drained_past_it_into_quarantine(start_daemo
     (spool / "hooks-20261121.jsonl").write_text("\n".join(lines) + "\n")
     d = start_daemon()
     assert wait_for(d.url, "hook_events", 40) == 40
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60
     while any(spool.iterdir()) and time.monotonic() < deadline:
         time.sleep(0.1)
     assert not any(spool.iterdir())  # the file is drained (not kept, and not retried every second)
@@ -159,7 +159,7 @@ def test_spool_with_a_bad_payload_is_drained_past_it_into_quarantine(start_daemo
     assert oct(q.stat().st_mode & 0o777) == "0o600"
     [entry] = [json.loads(x) for x in q.read_text().splitlines()]
     assert entry["line"] == 21 and json.loads(entry["payload"]) == bad and "tool_use_id" in entry["reasons"][0]
-    doc = subprocess.run([sys.executable, "-m", "golem_mcp", "doctor"], capture_output=True, text=True, timeout=60,
+    doc = subprocess.run([sys.executable, "-m", "golem_mcp", "doctor"], capture_output=True, text=True, timeout=180,
                          env={**os.environ, "GOLEM_HOME": str(golem_home)})
     assert f"1 hook payload(s) could not be stored and are kept in {q}" in doc.stdout, doc.stdout
 
