@@ -13,6 +13,9 @@ them and nothing on a control history:
   a phase per stage (queue wait ~0.5 s), a subagent span in each phase and a gate in the implementer's
 - ``queue_wait``: with ``traces``, the planner phase waits ~40 s for a worker from ``slow_from`` on
   (its execution unchanged)
+
+``idle_days`` (day indexes from 0) get no workflow at all: intermittent use, for calendar-day axes.
+``fast_track_every`` = n: every n-th workflow is on the fast-track path and skips analyst and planner.
 """
 
 from __future__ import annotations
@@ -47,7 +50,8 @@ class Planted:
 
 
 def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), days: int = 28, per_day: int = 3,
-             now: datetime = datetime(2031, 3, 1), seed: int = 7) -> Planted:
+             now: datetime = datetime(2031, 3, 1), seed: int = 7, idle_days: frozenset[int] = frozenset(),
+             fast_track_every: int = 0) -> Planted:
     bad = set(effects) - set(EFFECTS)
     if bad:
         raise ValueError(f"unknown effects {bad}")
@@ -60,6 +64,8 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
     b = Batch()
     seq = 0
     for d in range(days):
+        if d in idle_days:
+            continue
         for k in range(per_day):
             i = d * per_day + k
             wf = f"wf-{i:04d}"
@@ -67,7 +73,8 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
             sid = f"sess-{i:04d}"
             t = start + timedelta(days=d, hours=9 + 3 * k)
             exp = "arm-a" if i % 2 == 0 else "arm-b"
-            b.add("workflows", {"workflow_id": wf, "path": "full", "complexity": "simple", "experiment_id": exp,
+            fast = bool(fast_track_every) and i % fast_track_every == fast_track_every - 1
+            b.add("workflows", {"workflow_id": wf, "path": "fast-track" if fast else "full", "complexity": "simple", "experiment_id": exp,
                                 "started_at": t, "updated_at": t})
             b.add("sessions", {"session_id": sid, "first_seen": t, "last_seen": t + timedelta(hours=1), "project": "demo"})
             trace = f"{i:032x}"
@@ -77,6 +84,8 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
                 b.add("spans", _span(trace, f"{i:08x}00000000", None, "handoff", "LEAD->EXEC", t, total * 1000, wf,
                                      None, None))
             for si, (stage, model, secs, tin, tout, tools) in enumerate(STAGES):
+                if fast and stage in ("analyst", "planner"):
+                    continue
                 if stage == "reviewer" and "cheap_model" in effects and i % 2 == 1:
                     model = "claude-sonnet-test"
                 dur = secs * rnd.uniform(0.9, 1.1)

@@ -46,9 +46,11 @@ def test_units_and_a_broken_average_line() -> None:
     texts = {t.text for t in root.iter(NS + "text")}
     assert {"0%", "25%", "50%"} <= texts
     assert len(list(root.iter(NS + "polyline"))) == 2          # the missing days break the line
+    low = ET.fromstring(time_chart([0.03, 0.01], labels[:2], "error rate", unit="rate"))
+    assert {"0%", "1.5%", "3%"} <= {t.text for t in low.iter(NS + "text")}
     cost = time_chart([12.5, 178_700.0], labels[:2], "cost", unit="usd")
     assert "$200k" in cost and "$100k" in cost and "$178,700.00" in cost
 
 
 def test_nice_top() -> None:
-    assert [nice_top(v) for v in (0, 0.3, 1, 1.2, 2.1, 4.9, 29_000, 178_700)] == pytest.approx([1, 0.3, 1, 1.5, 2.5, 5, 30_000, 200_000])
+    assert [nice_top(v) for v in (0, 0.3, 1, 1.2, 2.1, 4.9, 29_000, 178_700)] == pytest.approx([1, 0.3, 1, 2, 3, 5, 30_000, 200_000])

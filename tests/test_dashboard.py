@@ -4,14 +4,25 @@ daemon, the page parsed and its figures checked against what Claude Code served 
 from __future__ import annotations
 
 import json
+import os
+import re
+import shutil
+import struct
+import subprocess
 import time
+import zlib
 from collections import defaultdict
+from datetime import timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 
 import httpx
 import pytest
 
 from conftest import FIXTURES, api
+from golem_mcp.interfaces.dashboard import render
+from golem_mcp.store.db import Store
+from synthetic import Planted, generate
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 DAYS = "365"  # the fixtures were recorded on 2026-11-21; a year's window keeps them in view
@@ -75,14 +86,15 @@ def loaded(daemon: str) -> str:
     return daemon
 
 
-def test_dashboard_shows_the_stores_figures(loaded: str) -> None:
+def test_dashboard_shows_the_stores_figures(loaded: str, tmp_path: Path) -> None:
     r = api.get(loaded + "/", params={"days": DAYS}, timeout=60)
     assert r.status_code == 200, r.text
     assert r.headers["content-type"].startswith("text/html")
     assert "default-src 'none'" in r.headers["content-security-policy"]   # no script can run
     page = Page()
     page.feed(r.text)
-    assert set(page.text) == {"spend", "trends", "cost", "errors", "sequences", "findings", "alerts", "runs"}
+    assert set(page.text) == {"spend", "trends", "cost", "latency", "experiments", "paths", "errors", "sequences",
+                              "findings", "alerts", "runs"}
     assert "this widget failed" not in r.text
 
     # cost per workflow: what Claude Code itself reported each run cost
@@ -114,6 +126,24 @@ def test_dashboard_shows_the_stores_figures(loaded: str) -> None:
     assert runs[1][1] == "succeeded" and runs[1][2] == "cli"
     # the spend cards and four charts
     assert "burn rate" in page.text["spend"] and r.text.count("<svg") == 4
+    # a year's window on a few days of use: every day a slot, all but the recorded days shaded as empty
+    trends_html = r.text[r.text.index('<section id="trends">'):r.text.index('<section id="cost">')]
+    cost_chart = trends_html.split("<svg")[1]
+    used = {day for day in re.findall(r"<title>(\d{4}-\d\d-\d\d): \$", cost_chart)}
+    assert used and "2026-11-21" in " ".join(used)
+    assert cost_chart.count('class="empty"') + cost_chart.count('class="bar"') in (int(DAYS), int(DAYS) + 1)
+    assert cost_chart.count('class="empty"') >= int(DAYS) - 10
+    # latency per model from the requests' durations, the paths the workflows took
+    latency = page.sections["latency"][0]
+    assert latency[0][:7] == ["by", "key", "what is timed", "samples", "p50", "p95", "p99"]
+    models = [row for row in latency[1:] if row[0] == "model"]
+    assert models and all(re.fullmatch(r"[\d.]+(ms|s|min)", cell) for row in models for cell in row[4:7])
+    assert page.sections["paths"] and sum(count(row[1]) for row in page.sections["paths"][0][1:]) == len(TRUTH)
+    arms = {row[0]: count(row[1]) for row in page.sections["experiments"][0][1:]}
+    assert arms == {"baseline (baseline)": 4, "analyst-file-limit-v2": 4}
+    assert not re.search(r"\de[+-]\d", r.text)   # no exponent notation anywhere
+    if CHROMIUM:
+        screenshot(r.text, tmp_path)
 
 
 def test_dashboard_escapes_what_it_shows_and_refuses_bad_arguments(daemon: str) -> None:
@@ -175,3 +205,83 @@ def test_cli_dashboard_starts_the_daemon_and_prints_the_page(golem_home, tmp_pat
         assert bad.returncode == 2 and "--days: must be between 1 and 365" in bad.stderr
     finally:
         subprocess.run([sys.executable, "-m", "golem_mcp", "stop"], env=env, capture_output=True, timeout=60)
+
+
+# --- looked at as a person would: the page on a synthetic history, and a headless browser's screenshot ---
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+NO_CHROMIUM = "no chromium binary on PATH (apt-get install chromium) to take the dashboard's screenshot"
+IDLE = frozenset({3, 4, 10, 11, 12, 20})   # days of the synthetic history with no workflow
+
+
+def screenshot(html: str, folder: Path) -> bytes:
+    """The page as headless Chromium draws it, 1400 x 2000; checked to be a PNG that is not blank."""
+    assert CHROMIUM
+    page, png = folder / "dashboard.html", folder / "dashboard.png"
+    page.write_text(html)
+    subprocess.run([CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", f"--screenshot={png}",
+                    "--window-size=1400,2000", page.as_uri()], capture_output=True, timeout=120, check=True,
+                   env={**os.environ, "HOME": str(folder)})
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = struct.unpack(">II", data[16:24])
+    assert (width, height) == (1400, 2000)
+    idat, pos = b"", 8
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT":
+            idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    # a blank page is one colour: its rows are a handful of byte values; text, bars and tables are not
+    assert len(set(zlib.decompress(idat))) > 100
+    return data
+
+
+@pytest.fixture
+def synthetic_page(tmp_path: Path) -> tuple[str, Planted]:
+    with Store(tmp_path / "synthetic.duckdb") as st:
+        planted = generate(st, {"cheap_model", "error_burst"}, idle_days=IDLE, fast_track_every=3)
+        return render(st, days=30, now=planted.now), planted
+
+
+def test_dashboard_on_a_synthetic_history_shows_empty_days_latency_experiments_and_paths(
+        synthetic_page: tuple[str, Planted]) -> None:
+    html, planted = synthetic_page
+    page = Page()
+    page.feed(html)
+    assert "this widget failed" not in html
+    assert {"latency", "experiments", "paths"} <= set(page.text)
+    # every calendar day of the window is a slot; the days without activity are shaded, named as such
+    days = [(planted.now - timedelta(days=30 - i)).date() for i in range(30)]
+    active = {(planted.start + timedelta(days=d)).date() for d in range(28) if d not in IDLE}
+    trends_html = html[html.index('<section id="trends">'):html.index('<section id="cost">')]
+    charts = trends_html.split("<svg")[1:]
+    assert len(charts) == 4
+    for svg in charts:
+        assert svg.count('class="empty"') + svg.count('class="bar"') == 30
+        for d in days:
+            assert (f"{d}: no activity" in svg) == (d not in active), d
+    assert "Feb 28" in charts[0] and "$0.00" in charts[0] and "no activity" in charts[0]
+    # latency: p50/p95/p99 per model (one API request takes ~2 s in the history) and per stage
+    latency = {(r[0], r[1]): r for r in page.sections["latency"][0][1:]}
+    assert {k for d, k in latency if d == "model"} == {"claude-haiku-test", "claude-sonnet-test", "claude-opus-test"}
+    assert {k for d, k in latency if d == "stage"} == {"analyst", "planner", "implementer", "reviewer"}
+    assert latency[("model", "claude-opus-test")][4] in ("1.9s", "2.0s", "2.1s")
+    # experiments: arm-b's reviewer runs on sonnet, so arm-a (opus) costs more per workflow
+    arms = {r[0]: r for r in page.sections["experiments"][0][1:]}
+    assert set(arms) == {"arm-b (baseline)", "arm-a"} or set(arms) == {"arm-a (baseline)", "arm-b"}
+    a = arms.get("arm-a") or arms["arm-a (baseline)"]
+    b = arms.get("arm-b") or arms["arm-b (baseline)"]
+    assert money(a[2]) > money(b[2]) and count(a[1]) + count(b[1]) == len(planted.workflows) == 3 * (28 - len(IDLE))
+    # paths: a fast-track workflow skips two stages, so it costs less than a full one
+    paths = {r[0]: r for r in page.sections["paths"][0][1:]}
+    assert set(paths) == {"fast-track", "full"}
+    # the third workflow of each day is fast-track; all started inside the 30-day window
+    assert (count(paths["fast-track"][1]), count(paths["full"][1])) == (28 - len(IDLE), 2 * (28 - len(IDLE)))
+    assert money(paths["fast-track"][3]) < money(paths["full"][3])
+    assert not re.search(r"\de[+-]\d", html)   # no exponent notation anywhere
+
+
+@pytest.mark.skipif(not CHROMIUM, reason=NO_CHROMIUM)
+def test_dashboard_screenshot_of_a_synthetic_history(synthetic_page: tuple[str, Planted], tmp_path: Path) -> None:
+    screenshot(synthetic_page[0], tmp_path)

@@ -26,11 +26,11 @@ LABEL_STEPS = (1, 2, 7, 14, 28, 56, 91, 182, 364)   # days between date labels; 
 
 
 def nice_top(value: float) -> float:
-    """The smallest of 1, 1.5, 2, 2.5, 3, 4, 5, 6, 8 x 10^k at or above ``value`` (a y axis' top); 1 for nothing."""
+    """The smallest of 1, 2, 3, 4, 5, 6, 8 x 10^k at or above ``value`` (a y axis' top); 1 for nothing."""
     if not value or value <= 0 or not math.isfinite(value):
         return 1.0
     k = math.floor(math.log10(value))
-    for m in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+    for m in (1, 2, 3, 4, 5, 6, 8, 10):   # so that half the top is a round number too
         top = m * 10.0 ** k
         if top >= value * (1 - 1e-9):
             return top
@@ -43,6 +43,14 @@ def _date_label(label: str, with_year: bool) -> str:
     except ValueError:
         return label
     return f"{d:%b} {d.day}" + (f" {d.year}" if with_year else "")
+
+
+def _tick(value: float, unit: str) -> str:
+    """An axis label: compact, but a share keeps its decimal when it has one (7.5%, not 8%)."""
+    if unit in ("rate", "percent"):
+        whole = round(value * (100 if unit == "rate" else 1), 6)
+        return fmt.show(value, unit, compact=whole == int(whole))
+    return fmt.show(value, unit, compact=True)
 
 
 def time_chart(values: list[float | None], labels: list[str], title: str, unit: str = "number",
@@ -75,7 +83,7 @@ def time_chart(values: list[float | None], labels: list[str], title: str, unit: 
         gy = y(tick)
         out.append(f'<line x1="{left}" x2="{width - right}" y1="{gy:.1f}" y2="{gy:.1f}" stroke="{GRID}"/>'
                    f'<text x="{left - 5}" y="{gy + 3.5:.1f}" text-anchor="end" fill="#444">'
-                   f"{escape(fmt.show(tick, unit, compact=True))}</text>")
+                   f"{escape(_tick(tick, unit))}</text>")
     for i, v in enumerate(values):
         x = left + i * bw
         tip = escape(f"{labels[i]}: " + ("no activity" if empty[i] or v is None else fmt.show(v, unit)))
@@ -103,8 +111,10 @@ def time_chart(values: list[float | None], labels: list[str], title: str, unit: 
     years = {lbl[:4] for lbl in labels}
     for i in range(len(labels) - 1, -1, -step):
         cx = left + i * bw + bw / 2
+        text = _date_label(labels[i], len(years) > 1 and i in (0, len(labels) - 1))
+        half = len(text) * 2.9   # about half the label's width at 10px: keep it inside the picture
+        tx = min(max(cx, half + 2), width - half - 2)
         out.append(f'<line x1="{cx:.1f}" x2="{cx:.1f}" y1="{base_y}" y2="{base_y + 4}" stroke="#888"/>'
-                   f'<text x="{cx:.1f}" y="{base_y + 15}" text-anchor="middle" fill="#444">'
-                   f"{escape(_date_label(labels[i], len(years) > 1 and i in (0, len(labels) - 1)))}</text>")
+                   f'<text x="{tx:.1f}" y="{base_y + 15}" text-anchor="middle" fill="#444">{escape(text)}</text>')
     out.append("</svg>")
     return "\n".join(out)

@@ -126,6 +126,13 @@ def number(x: float | None, compact: bool = False) -> str:
     return f"{x:.{min(digits, 8)}f}".rstrip("0").rstrip(".") or "0"
 
 
+def p_value(p: float | None, compact: bool = False) -> str:
+    """A test's p-value: ``p=0.032``, ``p<0.001`` (never ``p=3.1e-12``)."""
+    if p is None:
+        return MISSING
+    return "p<0.001" if p < 0.001 else f"p={p:.3f}"
+
+
 _SHOW = {"tokens": tokens, "count": count, "usd": usd, "rate": rate, "percent": percent, "ratio": ratio, "ms": duration_ms,
          "seconds": duration_s, "number": number}
 

@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field
 from scipy import stats
 
 from ..errors import InvalidInput, NotFound
+from ..formatting import p_value
 from ..store.db import Store
 from . import known
 from .common import rounded
@@ -224,7 +225,7 @@ def _verdict(c: dict[str, Any], base: list[float], arm: list[float], alpha: floa
     needed = max(min_runs, power_n or 0) if not significant else min_runs
     more = max(0, needed - n)
     pct = f"{c['relative_change']:+.0%}" if c.get("relative_change") is not None else "n/a"
-    pv = f"p={p:.3g}" if p is not None else "no test (fewer than 2 runs)"
+    pv = p_value(p) if p is not None else "no test (fewer than 2 runs)"
     if n >= min_runs and guard_worse:
         return {"verdict": "rejected", "more_runs_needed": 0,
                 "reason": f"guardrail(s) got worse: {', '.join(guard_worse)}"}

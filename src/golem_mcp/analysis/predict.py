@@ -29,6 +29,11 @@ class CostPrediction(BaseModel):
 
 
 FULL_PATH_STAGES = ("analyst", "planner")  # the stages a fast-track workflow skips
+# a workflow without a recorded path gets the one its stages show: analyst and planner ran = full
+# (a CTE ``ip``: workflow_id, inferred_path; its parameters are FULL_PATH_STAGES)
+INFERRED_PATH = """ip AS (SELECT workflow_id, CASE WHEN count(DISTINCT stage) FILTER (WHERE stage IN (?, ?)) = 2
+                                        THEN 'full' ELSE 'fast-track' END AS inferred_path
+               FROM workflow_stage_summary GROUP BY 1)"""
 
 
 def predict_cost(store: Store, path: str | None = None, complexity: str | None = None, model: str | None = None,
@@ -54,10 +59,7 @@ def _predict(store: Store, start: datetime, end: datetime, models: str, model_pa
     by_model = " AND s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)" if models else ""
     wf = f"""
         WITH {models}
-        -- a workflow without a recorded path gets the one its stages show: analyst and planner ran = full
-        ip AS (SELECT workflow_id, CASE WHEN count(DISTINCT stage) FILTER (WHERE stage IN (?, ?)) = 2
-                                        THEN 'full' ELSE 'fast-track' END AS inferred_path
-               FROM workflow_stage_summary GROUP BY 1),
+        {INFERRED_PATH},
         w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s LEFT JOIN ip USING (workflow_id)
               WHERE s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
                 AND (? IS NULL OR COALESCE(s.workflow_path, ip.inferred_path) = ?)
@@ -157,3 +159,36 @@ def model_advice(store: Store, days: float = 90, now: datetime | None = None, mi
             out.append(ModelAdvice(stage=stage, current_model=current.model,
                                    verdict="keep: cheaper model did worse", evidence=runs))
     return out
+
+
+class PathCost(BaseModel):
+    path: str = Field(description="fast-track or full (recorded, else inferred from the stages that ran)")
+    workflows: int
+    inferred: int = Field(description="of those, workflows whose path was inferred, not recorded")
+    avg_cost_usd: float | None = Field(description="mean cost per workflow")
+    median_cost_usd: float | None
+    avg_tokens: float | None = Field(description="mean tokens per workflow (input + output + cache)")
+    median_duration_seconds: float | None
+
+
+def compare_paths(store: Store, days: float = 30, now: datetime | None = None) -> list[PathCost]:
+    """Cost, tokens and duration per workflow on the fast-track and the full path, for workflows started
+    in the last ``days``.
+
+    Example: ``compare_paths(store, 30)[0].avg_cost_usd`` -> ``0.42``
+    """
+    start, end = window(now, days)
+    from .snapshot import summaries
+
+    with summaries(store) as reader:
+        rows = reader.query(f"""
+            WITH {INFERRED_PATH}
+            SELECT COALESCE(s.workflow_path, ip.inferred_path) AS path, count(*) AS workflows,
+                   count(*) FILTER (WHERE s.workflow_path IS NULL) AS inferred,
+                   avg(s.total_cost) AS avg_cost_usd, quantile_cont(s.total_cost, 0.5) AS median_cost_usd,
+                   avg(s.total_tokens) AS avg_tokens,
+                   quantile_cont(s.duration_seconds, 0.5) AS median_duration_seconds
+            FROM workflow_summary s LEFT JOIN ip USING (workflow_id)
+            WHERE s.started_at >= ? AND s.started_at < ?
+            GROUP BY 1 ORDER BY 1""", [*FULL_PATH_STAGES, start, end])
+    return [PathCost(**r) for r in rows]

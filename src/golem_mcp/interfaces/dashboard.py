@@ -2,9 +2,11 @@
 
 Seed 002's widgets, rendered on the server from the analysis functions (no SQL here, no script, no
 external asset; the page reloads itself every minute, or less often where building it takes long:
-see ``PageCache``): spend today against the day budget with the
-burn rate and a projection; daily cost with its 7-day average, error rate and cache hit rate; cost
-by workflow, stage and model (model efficiency); error patterns with a suggested fix and recovery
+see ``PageCache``): spend today against the day budget with the burn rate and a projection; daily
+cost with its 7-day average, error rate, cache hit rate and tokens (charts of
+:mod:`golem_mcp.charts`, a slot per calendar day); cost by workflow, stage and model (model
+efficiency); latency (p50/p95/p99 per model, stage and tool) and bottlenecks; experiment arms on cost
+and tokens per workflow; fast-track vs full path; error patterns with a suggested fix and recovery
 rates per stage; the most common tool sequences; the open improvement items, review findings and
 recent alerts; the last analysis runs. Each widget is computed on its own: one that fails shows its
 error and the others still render.
@@ -21,7 +23,17 @@ from html import escape
 from typing import Any
 
 from .. import formatting
-from ..analysis import budgets, error_patterns, findings_store, runs, sequences, trends
+from ..analysis import (
+    bottlenecks,
+    budgets,
+    error_patterns,
+    experiments,
+    findings_store,
+    predict,
+    runs,
+    sequences,
+    trends,
+)
 from ..analysis.common import as_naive
 from ..analysis.cost import cost_by
 from ..charts import time_chart
@@ -63,6 +75,11 @@ def parse_days(value: str | None) -> int:
 _money = formatting.usd
 _pct = formatting.rate
 _int = formatting.count
+_ms = formatting.duration_ms
+
+
+def _signed(x: float | None) -> str:
+    return "-" if x is None else ("+" if x > 0 else "") + _pct(x, compact=True)
 
 
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
@@ -115,8 +132,7 @@ def _trends(store: Store, days: int, now: datetime) -> str:
         time_chart([float(p.tokens) for p in tr.points], labels, "tokens per day", unit="tokens", empty=empty),
     ]
     change = tr.cost_change_vs_previous_window
-    note = (f'<p class="sub">cost vs the {days} days before: {"+" if change > 0 else ""}'
-            f'{_pct(change, compact=True)}</p>' if change is not None else "")
+    note = f'<p class="sub">cost vs the {days} days before: {_signed(change)}</p>' if change is not None else ""
     return note + '<div class="grid">' + "".join(f'<div class="card">{c}</div>' for c in charts) + "</div>"
 
 
@@ -142,6 +158,57 @@ def _cost_tables(store: Store, days: int, now: datetime) -> str:
           _int((r["total_tokens"] or 0) / r["requests"] if r["requests"] else None), _pct(r["cache_hit_rate"])]
          for r in rows], {1, 2, 3, 4, 5}))
     return "".join(out)
+
+
+_TIMED = {"stage": "a stage's wall time", "model": "one API request", "tool": "one tool call"}
+
+
+def _latency(store: Store, days: int, now: datetime) -> str:
+    rep = bottlenecks.find_bottlenecks(store, days=days, now=now, dimensions=list(_TIMED))
+    durs = rep.durations
+    rows = [d for d in durs if d["dimension"] != "tool"] + [d for d in durs if d["dimension"] == "tool"][:10]
+    out = ['<p class="sub">p50/p95/p99 duration in the window, against the configured baseline or the '
+           "dimension's own earlier history; at least 3 samples</p>"]
+    out.append(_table(
+        ["by", "key", "what is timed", "samples", "p50", "p95", "p99", "vs baseline"],
+        [[d["dimension"], d["key"], _TIMED[d["dimension"]], _int(d["samples"]), _ms(d["p50_ms"]), _ms(d["p95_ms"]),
+          _ms(d["p99_ms"]), formatting.ratio(d["severity"]) if d.get("severity") is not None else "no baseline yet"]
+         for d in rows], {3, 4, 5, 6, 7}))
+    out.append("<h3>Bottlenecks (p50 over its baseline x multiplier)</h3>")
+    out.append("<ul>" + "".join(f"<li>{escape(b.line())}</li>" for b in rep.bottlenecks[:10]) + "</ul>"
+               if rep.bottlenecks else '<p class="sub">none: nothing ran slower than its baseline allows</p>')
+    return "".join(out)
+
+
+def _experiments(store: Store, days: int, now: datetime) -> str:
+    try:
+        cost = experiments.compare_experiments(store, metric="cost")
+        tokens = experiments.compare_experiments(store, metric="tokens")
+    except InvalidInput as e:
+        return f'<p class="sub">no comparison yet: {escape(str(e))}</p>'
+    vs = {c["arm"]: c for c in cost["comparisons"]}
+    tvs = {c["arm"]: c for c in tokens["comparisons"]}
+    rows = []
+    for arm, st in cost["arms"].items():
+        c, t = vs.get(arm), tvs.get(arm)
+        rows.append([arm + (" (baseline)" if arm == cost["baseline"] else ""), _int(st["n"]), _money(st["mean"]),
+                     _money(st["median"]), _int(tokens["arms"][arm]["mean"]),
+                     _signed(c["relative_change"]) if c else "-", _signed(t["relative_change"]) if t else "-",
+                     f'{c["verdict"]}: {c["reason"]}' if c else "-"])
+    return ('<p class="sub">per workflow, all history; verdict on cost (Mann-Whitney U, '
+            f'alpha {cost["alpha"]:g}, at least {cost["min_runs"]} runs per arm)</p>' + _table(
+                ["arm", "workflows", "mean cost", "median cost", "mean tokens", "cost vs baseline",
+                 "tokens vs baseline", "verdict"], rows, {1, 2, 3, 4, 5, 6}))
+
+
+def _paths(store: Store, days: int, now: datetime) -> str:
+    rows = predict.compare_paths(store, days=days, now=now)
+    return ('<p class="sub">per workflow started in the window; a workflow without a recorded path gets the one '
+            "its stages show (analyst and planner ran: full)</p>" + _table(
+                ["path", "workflows", "of which inferred", "mean cost", "median cost", "mean tokens", "median duration"],
+                [[r.path, _int(r.workflows), _int(r.inferred), _money(r.avg_cost_usd), _money(r.median_cost_usd),
+                  _int(r.avg_tokens), formatting.duration_s(r.median_duration_seconds)] for r in rows],
+                {1, 2, 3, 4, 5, 6}))
 
 
 def _errors(store: Store, days: int, now: datetime) -> str:
@@ -199,6 +266,9 @@ WIDGETS: list[tuple[str, str, Callable[[Store, int, datetime], str]]] = [
     ("spend", "Spend and budget", _spend),
     ("trends", "Trends", _trends),
     ("cost", "Where the money goes", _cost_tables),
+    ("latency", "Latency and bottlenecks", _latency),
+    ("experiments", "Experiments", _experiments),
+    ("paths", "Fast-track vs full path", _paths),
     ("errors", "Errors", _errors),
     ("sequences", "Tool sequences", _sequences),
     ("findings", "Findings", _findings),
