@@ -49,6 +49,8 @@ def test_numbers_full_and_compact_never_in_exponent_notation():
     assert formatting.rate(0.7666) == "76.7%" and formatting.rate(0.7666, compact=True) == "77%"
     assert formatting.duration_ms(350) == "350ms" and formatting.duration_ms(95_000) == "1.6min"
     assert formatting.duration_s(2.5 * 3600) == "2.5h"
+    assert formatting.change(0.72) == "+72%" and formatting.change(-0.031) == "-3%" and formatting.change(None) == "-"
+    assert formatting.p_value(3.1e-12) == "p<0.001" and formatting.p_value(0.0321) == "p=0.032"
     assert formatting.metric("total_tokens", 1.787e5) == "178,700"
     assert formatting.metric("total_cost", 0.185) == "$0.1850"
     for x in (1.787e5, 1e-7, 3.3e-5, 2.5e12, 123456.789, 0.000123):
@@ -207,6 +209,12 @@ def test_weekly_report_shows_numbers_as_people_read_them(home, tmp_path):
     assert "total_tokens 526,500 = 2.6x normal (202,500" in md  # all four kinds of tokens
     for svg in (tmp_path / "new" / "folder" / "charts").glob("*.svg"):
         assert not EXPONENT.search(svg.read_text()), svg
+    # the panels seed 000's users had, and a time axis where the days without use are empty slots
+    assert "## Latency (7 days)" in md and "| model | " in md
+    assert "| analyst-file-limit-v2 | 4 |" in md and "| baseline (baseline) | 4 |" in md
+    assert "## Fast-track vs full path" in md
+    cost = next((tmp_path / "new" / "folder" / "charts").glob("cost-*.svg")).read_text()
+    assert cost.count('class="bar"') + cost.count('class="empty"') in (30, 31) and cost.count('class="empty"') >= 20
 
 
 # -- bad arguments: one line, exit 2, what to type instead --------------------------------------------

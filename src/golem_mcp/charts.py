@@ -64,7 +64,7 @@ def time_chart(values: list[float | None], labels: list[str], title: str, unit: 
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     base_y = top_pad + plot_h
     peak = max([v for v in values if v is not None] + [v for v in (line or []) if v is not None] + [0.0])
-    top = nice_top(peak)
+    top = nice_top(peak * 1.05)   # a little headroom: a bar at the top edge looks cut off
     bw = plot_w / n
 
     def y(v: float) -> float:

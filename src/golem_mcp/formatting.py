@@ -17,7 +17,7 @@ from typing import Any
 MISSING = "-"
 
 # the units a value can be shown in; ``unit_of`` guesses one from a field name
-UNITS = ("tokens", "count", "usd", "rate", "percent", "ms", "seconds", "ratio", "number")
+UNITS = ("change", "tokens", "count", "usd", "rate", "percent", "ms", "seconds", "ratio", "number")
 
 
 def _si(n: float) -> str:
@@ -69,6 +69,13 @@ def rate(x: float | None, compact: bool = False) -> str:
     if x is None:
         return MISSING
     return f"{x * 100:.0f}%" if compact else f"{x * 100:.1f}%"
+
+
+def change(x: float | None, compact: bool = True) -> str:
+    """A relative change as a signed percentage: ``+72%``, ``-3%`` (``+72.4%`` not compact)."""
+    if x is None:
+        return MISSING
+    return ("+" if x > 0 else "") + rate(x, compact)
 
 
 def percent(x: float | None, compact: bool = False) -> str:
@@ -133,7 +140,7 @@ def p_value(p: float | None, compact: bool = False) -> str:
     return "p<0.001" if p < 0.001 else f"p={p:.3f}"
 
 
-_SHOW = {"tokens": tokens, "count": count, "usd": usd, "rate": rate, "percent": percent, "ratio": ratio, "ms": duration_ms,
+_SHOW = {"change": change, "tokens": tokens, "count": count, "usd": usd, "rate": rate, "percent": percent, "ratio": ratio, "ms": duration_ms,
          "seconds": duration_s, "number": number}
 
 

@@ -8,15 +8,17 @@ from pathlib import Path
 
 from .. import formatting as fmt
 from ..charts import time_chart
+from ..errors import InvalidInput
 from ..store.db import Store
 from .anomalies import detect_anomalies
 from .bottlenecks import find_bottlenecks
 from .budgets import budget_alert_candidates
 from .common import as_naive
 from .error_patterns import query_error_patterns
+from .experiments import compare_experiments
 from .findings_store import list_findings
 from .loops import find_loops
-from .predict import model_advice
+from .predict import compare_paths, model_advice
 from .trends import query_quality, query_trends
 
 
@@ -38,14 +40,14 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
             time_chart(values, labels, title, unit=unit, empty=empty if mark_empty else None, line=line))
         return f"![{title}](charts/{name}-{stamp}.svg)"
 
-    md = [f"# golem-mcp weekly report — week ending {stamp}", ""]
+    md: list[str] = [f"# golem-mcp weekly report — week ending {stamp}", ""]
     cutoff = (end - timedelta(days=7)).date().isoformat()
     week = [p for p in tr.points if p.period >= cutoff]
     cost_w = sum(p.cost_usd for p in week)
     md += ["## Cost and usage", "",
            f"Last 7 days: **{fmt.usd(cost_w)}**, {fmt.count(sum(p.workflows for p in week))} workflow-days, "
            f"{fmt.count(sum(p.requests for p in week))} API requests. 30 days: {fmt.usd(sum(p.cost_usd for p in tr.points))}"
-           + (f" ({'+' if tr.cost_change_vs_previous_window > 0 else ''}{fmt.rate(tr.cost_change_vs_previous_window, compact=True)} vs the 30 days before)." if tr.cost_change_vs_previous_window is not None else "."),
+           + (f" ({fmt.change(tr.cost_change_vs_previous_window)} vs the 30 days before)." if tr.cost_change_vs_previous_window is not None else "."),
            "", chart("cost", [p.cost_usd for p in tr.points], "cost per day, $ (line: 7-day average)",
                      [p.cost_ma7 for p in tr.points], unit="usd"), "",
            chart("tokens", [float(p.tokens) for p in tr.points], "tokens per day", unit="tokens"), "",
@@ -55,6 +57,27 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
     md += ["## Bottlenecks (p50 over 7 days vs baseline)", ""]
     md += [f"- {b.line()}" for b in bn.bottlenecks[:10]] or ["- none"]
     md += ["", f"({fmt.count(bn.samples_scanned)} samples, {fmt.count(bn.dimensions_evaluated)} dimensions)", ""]
+    lat = [d for d in bn.durations if d["dimension"] in ("model", "stage")]
+    md += ["## Latency (7 days)", "", "| by | key | samples | p50 | p95 | p99 |", "|---|---|---:|---:|---:|---:|"]
+    md += [f"| {d['dimension']} | {d['key']} | {fmt.count(d['samples'])} | {fmt.duration_ms(d['p50_ms'])} | "
+           f"{fmt.duration_ms(d['p95_ms'])} | {fmt.duration_ms(d['p99_ms'])} |" for d in lat] or ["| - | none | | | | |"]
+    md += ["", "## Experiments (cost per workflow, all history)", ""]
+    try:
+        ex = compare_experiments(store, metric="cost")
+        md += ["| arm | workflows | mean cost | median cost | vs baseline | verdict |", "|---|---:|---:|---:|---:|---|"]
+        vs = {c["arm"]: c for c in ex["comparisons"]}
+        md += [f"| {arm}{' (baseline)' if arm == ex['baseline'] else ''} | {fmt.count(a['n'])} | {fmt.usd(a['mean'])} | "
+               f"{fmt.usd(a['median'])} | {fmt.change(vs[arm]['relative_change']) if arm in vs else '-'} | "
+               f"{vs[arm]['verdict'] + ': ' + vs[arm]['reason'] if arm in vs else '-'} |" for arm, a in ex["arms"].items()]
+    except InvalidInput as e:
+        md += [f"- no comparison yet: {e}"]
+    md += ["", "## Fast-track vs full path (workflows started in the last 7 days)", "",
+           "| path | workflows | inferred | mean cost | median cost | mean tokens | median duration |",
+           "|---|---:|---:|---:|---:|---:|---:|"]
+    md += [f"| {r.path} | {fmt.count(r.workflows)} | {fmt.count(r.inferred)} | {fmt.usd(r.avg_cost_usd)} | "
+           f"{fmt.usd(r.median_cost_usd)} | {fmt.tokens(r.avg_tokens)} | {fmt.duration_s(r.median_duration_seconds)} |"
+           for r in compare_paths(store, days=7, now=end)] or ["| none | | | | | | |"]
+    md += [""]
     an = detect_anomalies(store, days=7, now=end)
     md += ["## Token leaks and anomalies", ""]
     md += [f"- {a.level} {a.workflow_id}{'/' + a.stage if a.stage else ''}: {a.metric} {fmt.metric(a.metric, a.value)} = "

@@ -78,10 +78,6 @@ _int = formatting.count
 _ms = formatting.duration_ms
 
 
-def _signed(x: float | None) -> str:
-    return "-" if x is None else ("+" if x > 0 else "") + _pct(x, compact=True)
-
-
 def _table(headers: list[str], rows: list[list[Any]], numeric: set[int] | None = None) -> str:
     if not rows:
         return '<p class="sub">nothing in this window</p>'
@@ -132,7 +128,7 @@ def _trends(store: Store, days: int, now: datetime) -> str:
         time_chart([float(p.tokens) for p in tr.points], labels, "tokens per day", unit="tokens", empty=empty),
     ]
     change = tr.cost_change_vs_previous_window
-    note = f'<p class="sub">cost vs the {days} days before: {_signed(change)}</p>' if change is not None else ""
+    note = f'<p class="sub">cost vs the {days} days before: {formatting.change(change)}</p>' if change is not None else ""
     return note + '<div class="grid">' + "".join(f'<div class="card">{c}</div>' for c in charts) + "</div>"
 
 
@@ -193,7 +189,7 @@ def _experiments(store: Store, days: int, now: datetime) -> str:
         c, t = vs.get(arm), tvs.get(arm)
         rows.append([arm + (" (baseline)" if arm == cost["baseline"] else ""), _int(st["n"]), _money(st["mean"]),
                      _money(st["median"]), _int(tokens["arms"][arm]["mean"]),
-                     _signed(c["relative_change"]) if c else "-", _signed(t["relative_change"]) if t else "-",
+                     formatting.change(c["relative_change"]) if c else "-", formatting.change(t["relative_change"]) if t else "-",
                      f'{c["verdict"]}: {c["reason"]}' if c else "-"])
     return ('<p class="sub">per workflow, all history; verdict on cost (Mann-Whitney U, '
             f'alpha {cost["alpha"]:g}, at least {cost["min_runs"]} runs per arm)</p>' + _table(
