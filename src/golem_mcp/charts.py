@@ -60,7 +60,7 @@ def time_chart(values: list[float | None], labels: list[str], title: str, unit: 
     period, drawn as a shaded slot; ``line`` an optional second series (e.g. a moving average)."""
     n = max(len(values), 1)
     empty = empty or [False] * len(values)
-    left, right, top_pad, bottom = 62, 12, 24, 34
+    left, right, top_pad, bottom = 62, 12, 24, 22
     plot_w, plot_h = width - left - right, height - top_pad - bottom
     base_y = top_pad + plot_h
     peak = max([v for v in values if v is not None] + [v for v in (line or []) if v is not None] + [0.0])

@@ -55,7 +55,7 @@ h3{font-size:.95rem;margin:.8rem 0 .3rem;color:#444}
 table{border-collapse:collapse;background:#fff;font-size:.85rem;margin:.3rem 0}
 th,td{border:1px solid #e3e3e3;padding:.2rem .5rem;text-align:left;vertical-align:top}
 td.n{text-align:right;font-variant-numeric:tabular-nums} .err{color:#b00020;font-size:.85rem}
-form{display:inline} input{width:4rem}
+form{display:inline} input{width:4rem} .card svg{display:block}
 """
 
 
