@@ -163,7 +163,7 @@ def test_experiment_schema_speaks_compare_experiments_terms(tools: dict[str, Any
 
 def test_experiment_schema_and_the_stored_record_agree() -> None:
     # record_experiment takes the schema's object and answers with a pydantic model of it
-    from golem_mcp.interfaces.mcp_server import ExperimentRecord
+    from golem_mcp.analysis.experiment_defs import ExperimentRecord
 
     props = json.loads(schema_path("experiment.v1.json").read_text())["properties"]
     assert set(props) - {"v"} <= set(ExperimentRecord.model_fields), set(props) - set(ExperimentRecord.model_fields)
