@@ -55,9 +55,11 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
         params.append(until)
     sel = [f"{DIMENSIONS[b]} AS {ident(b)}" for b in by]
     group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(by)))}" if by else ""
-    order_sql = {"cost": "cost_usd DESC NULLS LAST", "tokens": "total_tokens DESC", "key": "1"}.get(order, "cost_usd DESC")
+    order_sql = {"cost": "round(sum(cost_usd), 6) DESC NULLS LAST", "tokens": "total_tokens DESC", "key": "1"}.get(order, "cost_usd DESC")
     if not by and order == "key":
         order_sql = "requests DESC"
+    if by:  # ties (equal costs, sums that differ in the last bit) broken by the keys: the same order every run
+        order_sql += "".join(f", {i + 1}" for i in range(len(by)))
     sql = f"""
         SELECT {"".join(s + ", " for s in sel)}
                count(*) AS requests,
@@ -69,7 +71,7 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
                sum(calculated_cost_usd) AS calculated_cost_usd,
                count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_requests,
                list(DISTINCT model) FILTER (WHERE cost_source = 'unpriced') AS unpriced_models,
-               sum(cache_read_tokens) / NULLIF(sum(input_tokens + cache_read_tokens + cache_creation_tokens), 0)
+               golem_cache_hit_rate(sum(cache_read_tokens), sum(input_tokens), sum(cache_creation_tokens))
                    AS cache_hit_rate,
                sum(attempt - 1) AS retries,
                min("timestamp") AS first_at, max("timestamp") AS last_at,
