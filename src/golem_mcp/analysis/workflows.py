@@ -59,8 +59,15 @@ def resolve_caller(store: Store, session_id: str | None = None, agent_id: str | 
     if session_id:
         return Caller(session_id, agent_id, tool_use_id, "argument")
     if tool_use_id:
-        # with the client's session already known, only a short wait: the agent id is a bonus
-        deadline = time.monotonic() + (min(wait_s, 1.5) if client_session_id else wait_s)
+        # The PreToolUse hook names the calling agent. When the client's session is known and its hooks
+        # have never reached the daemon (not installed), the row will not come: a short look only. When
+        # they have, wait for it: a hook process on a busy machine can take seconds, and without it a
+        # subagent's call (the reviewer's findings) would lose its agent.
+        wait = wait_s
+        if client_session_id and not store.scalar(
+                "SELECT EXISTS (SELECT 1 FROM hook_events WHERE session_id = ?)", [client_session_id]):
+            wait = min(wait_s, 0.3)
+        deadline = time.monotonic() + wait
         while True:
             rows = store.query("SELECT session_id, agent_id FROM tool_calls WHERE tool_use_id = ? "
                                "AND session_id IS NOT NULL", [tool_use_id])
