@@ -16,7 +16,7 @@ from mcp import Client
 
 from golem_mcp.config import Settings
 from golem_mcp.ingestion.importer import Importer
-from golem_mcp.interfaces.mcp_server import build_server
+from golem_mcp.interfaces.mcp_server import _drop_none, build_server
 from golem_mcp.interfaces.toolsets import TOOLSETS
 from golem_mcp.store import Store
 
@@ -85,13 +85,6 @@ async def error(c: Client, name: str, args: dict[str, Any]) -> str:
     assert r.is_error, r
     return r.content[0].text
 
-
-def _drop_none(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _drop_none(x) for k, x in v.items() if x is not None}
-    if isinstance(v, list):
-        return [_drop_none(x) for x in v]
-    return v
 
 
 def _session_of(wf: str) -> str:

@@ -16,9 +16,6 @@ from golem_mcp.store import Store
 NOW = datetime(2026, 11, 30)
 
 
-def _us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
-
 
 def _history(store: Store, spike_hour: int | None) -> None:
     """14 days, every hour: 2 requests and 3 Bash calls; 5 % of calls fail at random, 2 in 3 at spike_hour."""
@@ -31,13 +28,13 @@ def _history(store: Store, spike_hour: int | None) -> None:
             for k in range(2):
                 n += 1
                 b.add("api_requests", {"request_id": f"r{n}", "session_id": f"s{d}", "model": "claude-sonnet-4-5",
-                                       "timestamp": _us(t0 + timedelta(seconds=k)), "input_tokens": 1000,
+                                       "timestamp": t0 + timedelta(seconds=k), "input_tokens": 1000,
                                        "output_tokens": 100, "recorded_cost_usd": 0.01})
             for k in range(3):
                 n += 1
                 fail = (h == spike_hour and k < 2) or rng.random() < 0.05
                 b.add("tool_calls", {"tool_use_id": f"tu{n}", "session_id": f"s{d}", "tool_name": "Bash",
-                                     "timestamp": _us(t0 + timedelta(seconds=10 + k)), "success": not fail,
+                                     "timestamp": t0 + timedelta(seconds=10 + k), "success": not fail,
                                      "error": "Exit code 1" if fail else None})
     store.write(b)
 
@@ -75,7 +72,7 @@ def test_recovery_time_per_stage(store):
              ("a1", 0, False), ("a1", 2, True)]
     for i, (agent, sec, ok) in enumerate(calls):
         b.add("tool_calls", {"tool_use_id": f"t{i}", "session_id": "s1", "agent_id": agent, "tool_name": "Bash",
-                             "timestamp": _us(t + timedelta(seconds=sec)), "success": ok,
+                             "timestamp": t + timedelta(seconds=sec), "success": ok,
                              "error": None if ok else "Exit code 1"})
     store.write(b)
     by = {s.stage: s for s in query_error_patterns(store, now=NOW).by_stage}

@@ -14,9 +14,6 @@ from golem_mcp.store import Store
 NOW = datetime(2026, 11, 30)
 
 
-def _us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
-
 
 def _history(store: Store, slow_bash: bool) -> None:
     b = Batch()
@@ -26,15 +23,15 @@ def _history(store: Store, slow_bash: bool) -> None:
         dur = 110_000.0 if slow_bash and i % 3 == 0 else 4_000.0
         timed_out = slow_bash and i == 39
         b.add("tool_calls", {"tool_use_id": f"b{i}", "session_id": "s1", "tool_name": "Bash",
-                             "timestamp": _us(t + timedelta(minutes=i)), "duration_ms": dur, "success": not timed_out,
+                             "timestamp": t + timedelta(minutes=i), "duration_ms": dur, "success": not timed_out,
                              "error": "Command timed out after 2m 0.0s" if timed_out else None,
                              "tool_parameters": '{"bash_command": "pytest"}'})
         # a Bash call with its own 10-minute timeout at 110 s is far from it
         b.add("tool_calls", {"tool_use_id": f"l{i}", "session_id": "s1", "tool_name": "Bash",
-                             "timestamp": _us(t + timedelta(minutes=i, seconds=30)), "duration_ms": 110_000.0,
+                             "timestamp": t + timedelta(minutes=i, seconds=30), "duration_ms": 110_000.0,
                              "success": True, "tool_parameters": '{"bash_command": "make", "timeout": 600000}'})
         b.add("api_requests", {"request_id": f"r{i}", "session_id": "s1", "model": "claude-opus-4-5",
-                               "timestamp": _us(t + timedelta(minutes=i, seconds=40)), "input_tokens": 200_000,
+                               "timestamp": t + timedelta(minutes=i, seconds=40), "input_tokens": 200_000,
                                "output_tokens": 1000, "duration_ms": 30_000.0})
     store.write(b)
 

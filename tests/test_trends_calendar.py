@@ -14,9 +14,6 @@ from golem_mcp.store import Store
 NOW = datetime(2026, 11, 30)
 
 
-def _us(dt: datetime) -> int:
-    return int((dt - datetime(1970, 1, 1)).total_seconds() * 1_000_000)
-
 
 @pytest.fixture
 def store(tmp_path):
@@ -25,7 +22,7 @@ def store(tmp_path):
     # $7 eleven days before the $14 day, nothing in between
     for i, (day, cost) in enumerate(((NOW - timedelta(days=13), 7.0), (NOW - timedelta(days=2), 14.0))):
         b.add("api_requests", {"request_id": f"r{i}", "session_id": "s1", "model": "claude-sonnet-4-5",
-                               "timestamp": _us(day + timedelta(hours=10)), "input_tokens": 100, "output_tokens": 10,
+                               "timestamp": day + timedelta(hours=10), "input_tokens": 100, "output_tokens": 10,
                                "recorded_cost_usd": cost})
     s.write(b)
     yield s

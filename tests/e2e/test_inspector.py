@@ -13,6 +13,7 @@ import pytest
 
 from conftest import auth
 from golem_mcp.interfaces.client import call as daemon_call
+from golem_mcp.interfaces.mcp_server import _drop_none
 from support.tables import by
 
 from .node import bin_path
@@ -40,13 +41,6 @@ def _stages(result: dict[str, Any]) -> dict[str, int]:
     assert answer == _drop_none(answer) and result["content"][0]["text"] == answer["summary"]
     return {s: g["input_tokens"] for s, g in by(answer["groups"], "stage").items()}
 
-
-def _drop_none(v: Any) -> Any:
-    if isinstance(v, dict):
-        return {k: _drop_none(x) for k, x in v.items() if x is not None}
-    if isinstance(v, list):
-        return [_drop_none(x) for x in v]
-    return v
 
 
 @pytest.mark.parametrize("transport", ["http", "stdio"])
