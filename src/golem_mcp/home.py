@@ -114,3 +114,66 @@ def ensure_token() -> str:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return check_token(tok)
+
+
+# -- the machine ---------------------------------------------------------------------------------
+# Every fact carries the machine it was observed on (issue 11): an id made at the first start and
+# kept in the data folder, so it stays the same across restarts and upgrades; the host name is its
+# label. ``GOLEM_MACHINE`` overrides both (a CI runner or container that should keep one name).
+# The id starts with the host name, so shard files and `report --by machine` read as the machine.
+MACHINE_FILE = "machine"
+_ID_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789-")
+
+
+def machine_path() -> str:
+    return os.path.join(data_dir(), MACHINE_FILE)
+
+
+def _slug(text: str, limit: int = 40) -> str:
+    """``text`` as a machine id may hold it: lower-case letters, digits and single dashes (it names files)."""
+    out = "".join(c if c in _ID_CHARS else "-" for c in text.strip().lower())
+    while "--" in out:
+        out = out.replace("--", "-")
+    return out.strip("-")[:limit].strip("-")
+
+
+def host_label() -> str:
+    import socket
+
+    return socket.gethostname() or "localhost"
+
+
+def machine() -> tuple[str, str]:
+    """This machine's (id, label): ``GOLEM_MACHINE`` when set; else the id in the data folder (made at
+    the first call: ``<host>-<8 hex>``) and the host name."""
+    override = os.environ.get("GOLEM_MACHINE", "").strip()
+    if override:
+        return _slug(override) or "machine", override
+    label = host_label()
+    path = machine_path()
+    try:
+        with open(path) as fh:
+            mid = _slug(fh.read())
+        if mid:
+            return mid, label
+    except (OSError, UnicodeDecodeError):
+        pass
+    import secrets
+
+    mid = f"{_slug(label, 24) or 'machine'}-{secrets.token_hex(4)}"
+    try:
+        os.makedirs(data_dir(), exist_ok=True)
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as fh:
+            fh.write(mid + "\n")
+        try:
+            os.link(tmp, path)  # fails if another process made one meanwhile: theirs wins, for everyone
+        except FileExistsError:
+            with open(path) as fh:
+                mid = _slug(fh.read()) or mid
+        finally:
+            os.unlink(tmp)
+    except OSError:
+        # a data folder that cannot be written: the host name alone, the same on every start
+        return _slug(label, 24) or "machine", label
+    return mid, label

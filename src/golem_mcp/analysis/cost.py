@@ -18,6 +18,7 @@ DIMENSIONS: dict[str, str] = {
     "task": "task_id",
     "experiment": "experiment_id",
     "session": "session_id",
+    "machine": "machine_id",
     "project": "project",
     "branch": "git_branch",
     "path": "workflow_path",
@@ -26,7 +27,7 @@ DIMENSIONS: dict[str, str] = {
 }
 
 FILTERS = {"workflow_id", "stage", "task_id", "experiment_id", "session_id", "model", "agent", "project",
-           "git_branch"}
+           "git_branch", "machine_id"}
 
 
 def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,

@@ -318,7 +318,7 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
 
 # --- cost -----------------------------------------------------------------------------------------
 
-GROUPS = ("stage", "agent", "model", "task", "day", "workflow", "experiment", "session", "top_stage")
+GROUPS = ("stage", "agent", "model", "task", "day", "workflow", "experiment", "session", "top_stage", "machine")
 COST_COLUMNS = ["requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
                 "total_tokens", "cost_usd", "cache_hit_rate"]
 
@@ -351,7 +351,8 @@ class CostAnswer(BaseModel):
 def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: str | None = None,
                         experiment_id: str | None = None, stage: str | None = None,
                         since: str | None = None, until: str | None = None,
-                        group_by: list[str] | None = None, limit: int = 20, offset: int = 0) -> CostAnswer:
+                        group_by: list[str] | None = None, limit: int = 20, offset: int = 0,
+                        machine_id: str | None = None) -> CostAnswer:
     """Totals and groups of cost, tokens, cache hit rate and requests; no scope = the recent window."""
     group_by = list(group_by) if group_by is not None else ["stage"]
     bad = [g for g in group_by if g not in GROUPS or g not in DIMENSIONS]
@@ -365,11 +366,12 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
     since_dt = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None) if s is not None else None
     until_dt = datetime.fromtimestamp(u / 1e6, UTC).replace(tzinfo=None) if u is not None else None
     window_text = None
-    if not (workflow_id or task_id or experiment_id or since or until):
+    if not (workflow_id or task_id or experiment_id or since or until or machine_id):
         until_dt = known.data_now(store)
         since_dt = until_dt - timedelta(days=known.DEFAULT_DAYS)
         window_text = known.window_note(since_dt, until_dt, known.DEFAULT_DAYS)
-    filters = {"workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id, "stage": stage}
+    filters = {"workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id, "stage": stage,
+               "machine_id": machine_id}
     rows = cost_by(store, group_by, filters, since=since_dt, until=until_dt,
                    order="tokens" if group_by == ["stage"] else "cost") if group_by else []
     # totals from the groups: one scan of the requests view instead of two
@@ -387,7 +389,7 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
                            for k in CostTotals.model_fields if k != "duration_s"},
                         duration_s=rounded("duration_s", total.get("duration_seconds")))
     scope = {k: v for k, v in (("workflow_id", workflow_id), ("task_id", task_id), ("experiment_id", experiment_id),
-                               ("stage", stage), ("since", since), ("until", until)) if v}
+                               ("stage", stage), ("since", since), ("until", until), ("machine_id", machine_id)) if v}
     nxt = offset + limit
     more = (f"showing {len(page)} of {len(rows)} groups; ask again with offset={nxt}" if nxt < len(rows) else None)
     cost = "unknown cost" if totals.cost_usd is None else f"${totals.cost_usd:.4f}"

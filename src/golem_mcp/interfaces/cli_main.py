@@ -54,11 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
                         "never a cut number); --format csv or json gives every value unformatted.")
     sp.add_argument("--by", default=["workflow", "stage"], type=A.groupings,
                     help="comma-separated: workflow, stage, top_stage, agent, model, task, experiment, session, "
-                    "project, branch, path, day, week (default: workflow,stage)")
+                    "machine, project, branch, path, day, week (default: workflow,stage)")
     sp.add_argument("--workflow", help="only this workflow_id")
     sp.add_argument("--stage", help="only this stage")
     sp.add_argument("--task", help="only this task_id")
     sp.add_argument("--experiment", help="only this experiment_id")
+    sp.add_argument("--machine", help="only requests seen on this machine (its id, as `--by machine` shows it)")
     sp.add_argument("--since", type=A.iso_datetime,
                     help="only requests from this date/time on (ISO, e.g. 2026-11-01 or 2026-11-01T14:30)")
     sp.add_argument("--limit", "--top", type=A.positive_int, help="at most this many rows (the costliest)")
@@ -238,7 +239,7 @@ def cmd_import(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     by = list(args.by)
     filters = {"workflow_id": args.workflow, "stage": args.stage, "task_id": args.task,
-               "experiment_id": args.experiment}
+               "experiment_id": args.experiment, "machine_id": args.machine}
     since: datetime | None = args.since
     url = _daemon_for(args)
     if url:

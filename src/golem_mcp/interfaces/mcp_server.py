@@ -299,13 +299,15 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         since: Annotated[str | None, Field(max_length=64, description="ISO-8601 start")] = None,
         until: Annotated[str | None, Field(max_length=64, description="ISO-8601 end, exclusive")] = None,
         group_by: Annotated[list[Literal["stage", "agent", "model", "task", "day", "workflow", "experiment",
-                                         "session", "top_stage"]] | None,
+                                         "session", "top_stage", "machine"]] | None,
                             Field(max_length=3, description="default [stage]; [] = totals only")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="groups shown (default 20, max 200)")] = 20,
         offset: Annotated[int, Field(ge=0, description="for the next page (default 0)")] = 0,
+        machine_id: Annotated[OptId, Field(description="only facts seen on this machine")] = None,
     ) -> workflows.CostAnswer:
         return workflows.query_workflow_cost(get_store(), workflow_id, task_id, experiment_id, stage, since, until,
-                                             list(group_by) if group_by is not None else None, limit, offset)
+                                             list(group_by) if group_by is not None else None, limit, offset,
+                                             machine_id)
 
     @server.tool(annotations=READ_ONLY, description=(
         "Is experiment arm B better than A on a metric (one stage or whole workflows)? Difference, CI, "

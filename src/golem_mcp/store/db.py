@@ -19,6 +19,7 @@ from typing import Any
 
 import duckdb
 
+from .. import home
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..ingestion.records import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
@@ -37,6 +38,7 @@ def _migrations() -> list[tuple[int, str]]:
 
 
 SCHEMA_VERSION = max(v for v, _ in _migrations())
+MACHINE_MIGRATION = 9  # machine_id and _change_seq (009_machines_changes.sql)
 
 # How a column merges when the same fact arrives again (another source, a re-import, a resumed
 # session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
@@ -58,6 +60,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "review_issues": ("report_id", "idx"),
     "ingest_files": ("path",),
     "stage_records": ("id",),
+    "machines": ("machine_id",),
 }
 POLICY: dict[str, dict[str, str]] = {
     "api_requests": {"output_tokens": "max", "source_mask": "or", "timestamp": "min", "attempt": "max",
@@ -73,9 +76,10 @@ POLICY: dict[str, dict[str, str]] = {
                       "source": "new", "updated_at": "new"},
     "ingest_files": {"kind": "new", "size": "new", "mtime_ns": "new", "offset": "new", "lines": "new",
                      "skipped": "new", "updated_at": "new"},
+    "machines": {"label": "new", "first_seen": "min", "last_seen": "max"},
 }
 # tables written in this order so that facts and their context land in one transaction
-WRITE_ORDER = ("sessions", "agents", "workflows", "workflow_links", "agent_context", "api_requests",
+WRITE_ORDER = ("machines", "sessions", "agents", "workflows", "workflow_links", "agent_context", "api_requests",
                "tool_calls", "api_errors", "spans", "otel_events", "metric_points", "hook_events",
                "review_reports", "review_issues", "stage_records", "ingest_files")
 # Facts whose changed days are stamped into fact_changes (003) for the analysis' aggregate cache.
@@ -87,6 +91,26 @@ FACT_DAY_SQL = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  
 # paths of files this machine read, matched by the importer to resume them (a redacted path would
 # never match, and the file would be read again on every scan).
 NOT_REDACTED = frozenset({"ingest_files"})
+
+# -- Many machines (migration 009) -----------------------------------------------------------------
+# Machine identity: the rows of these tables that Store.write stores without a machine_id get this
+# store's machine (golem_mcp.home.machine()); rows that carry one (imported shards) keep theirs.
+MACHINE_TABLES = ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
+                  "hook_events", "sessions", "agents")
+# Change tracking: every row of these tables has ``_change_seq``, the change number of the write that
+# last inserted or changed it. Store.write takes one number per write (``_change_number()``, from the
+# sequence change_seq, under the write lock, so numbers commit in order) and sets it on each row it
+# inserts, and on each row its merge actually changes (a merge that changes nothing keeps the old
+# number: importing a shard twice sends nothing new on). ANY OTHER STATEMENT THAT INSERTS OR UPDATES
+# A ROW OF THESE TABLES (the resolver's re-resolution UPDATEs) MUST SET ``_change_seq =
+# self._change_number()`` inside Store.write's transaction, or the change is never exported or pushed.
+# (A row inserted without it still gets a fresh number from the column's default.)
+# Readers: ``Store.changes_since(table, seq)`` (the rows changed after ``seq``, as Arrow) and the
+# per-destination watermarks ``watermark(dest, table)`` / ``set_watermark(dest, table, seq)``.
+CHANGE_TABLES = ("machines", "sessions", "agents", "workflows", "workflow_links", "agent_context",
+                 "api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
+                 "hook_events", "review_reports", "review_issues")
+CHANGE_COLUMN = "_change_seq"
 
 
 def _arrow_types() -> tuple[Any, dict[str, Any]]:
@@ -131,30 +155,43 @@ def _agg(col: str, policy: str) -> str:
 
 
 def _merge(table: str, col: str, policy: str) -> str:
+    return f"{ident(col)} = {_merged(table, col, policy)}"
+
+
+def _merged(table: str, col: str, policy: str) -> str:
+    """The value ``col`` of a stored row takes when the same fact arrives again (``EXCLUDED``)."""
     c, t = ident(col), f"{ident(table)}.{ident(col)}"
     e = f"EXCLUDED.{c}"
     if policy == "max":
-        return f"{c} = greatest({t}, {e})"
+        return f"greatest({t}, {e})"
     if policy == "min":
-        return f"{c} = least({t}, {e})"
+        return f"least({t}, {e})"
     if policy == "or":
-        return f"{c} = COALESCE({t}, 0) | COALESCE({e}, 0)"
+        return f"COALESCE({t}, 0) | COALESCE({e}, 0)"
     if policy == "and":
-        return f"{c} = CASE WHEN {t} IS NULL THEN {e} WHEN {e} IS NULL THEN {t} ELSE {t} AND {e} END"
+        return f"CASE WHEN {t} IS NULL THEN {e} WHEN {e} IS NULL THEN {t} ELSE {t} AND {e} END"
     if policy == "typed":
-        return f"{c} = CASE WHEN {e} IS NOT NULL AND {e} <> 'custom' THEN {e} ELSE COALESCE({t}, {e}) END"
+        return f"CASE WHEN {e} IS NOT NULL AND {e} <> 'custom' THEN {e} ELSE COALESCE({t}, {e}) END"
     if policy == "new":
-        return f"{c} = COALESCE({e}, {t})"
+        return f"COALESCE({e}, {t})"
     if policy == "named":  # a real tool name replaces Claude Code's redacted placeholder, never the reverse
-        return (f"{c} = CASE WHEN {t} IS NULL OR ({t} = '{MCP_PLACEHOLDER}' AND {e} IS NOT NULL) THEN {e} "
-                f"ELSE {t} END")
-    return f"{c} = COALESCE({t}, {e})"
+        return f"CASE WHEN {t} IS NULL OR ({t} = '{MCP_PLACEHOLDER}' AND {e} IS NOT NULL) THEN {e} ELSE {t} END"
+    return f"COALESCE({t}, {e})"
+
+
+def _change_merge(table: str, cols: list[str], policy: dict[str, str]) -> str:
+    """``_change_seq`` of a merged row: the write's number when the merge changes any column, else its own."""
+    t = f"{ident(table)}.{ident(CHANGE_COLUMN)}"
+    changed = " OR ".join(f"({_merged(table, c, policy.get(c, 'keep'))}) IS DISTINCT FROM {ident(table)}.{ident(c)}"
+                          for c in cols)
+    return f"{ident(CHANGE_COLUMN)} = CASE WHEN {changed} THEN EXCLUDED.{ident(CHANGE_COLUMN)} ELSE {t} END"
 
 
 class Store:
     """One DuckDB database. Writes go through :meth:`write` under a lock; reads use cursors."""
 
-    def __init__(self, path: str | Path, read_only: bool = False, settings: Settings | None = None) -> None:
+    def __init__(self, path: str | Path, read_only: bool = False, settings: Settings | None = None,
+                 machine: tuple[str, str] | None = None) -> None:
         self.path = str(path)
         self.read_only = read_only
         self.settings = settings or Settings.load()
@@ -184,9 +221,14 @@ class Store:
         self._estimates: dict[str, int] | None = None  # per write, fetched when first needed
         self._changed: dict[str, set[Any]] = {}  # per write: fact table -> days its rows landed on
         self._stamped: set[tuple[str, Any]] | None = None  # (fact, day) rows in fact_changes, once read
+        self._change: int | None = None  # this write's change number, taken when first needed
+        # the machine this store's own writes were observed on (id, label); read-only stores write nothing
+        self.machine_id, self.machine_label = machine or (("", "") if read_only else home.machine())
         if not read_only:
             self.migrate()
         self._load_types()
+        if not read_only:
+            self.note_machine(self.machine_id, self.machine_label)
 
     def _config(self, read_only: bool) -> dict[str, Any]:
         """DuckDB's settings for this database, fixed when it opens and locked: agents send SQL to it.
@@ -270,6 +312,8 @@ class Store:
                 self.con.execute("BEGIN")
                 try:
                     self.con.execute(_sql(name))
+                    if version == MACHINE_MIGRATION and applied:
+                        self._claim_unowned()
                     self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
                     self.con.execute("COMMIT")
                 except Exception:
@@ -278,6 +322,21 @@ class Store:
             self.con.execute(_sql("views.sql"))
             self.con.execute("INSERT OR REPLACE INTO settings VALUES ('main_stage', ?)", [self.settings.main_stage])
             self._load_prices()
+
+    def _claim_unowned(self) -> None:
+        """Facts stored before machines were tracked were observed here: they get this machine's id."""
+        for t in MACHINE_TABLES:
+            self.con.execute(f"UPDATE {ident(t)} SET machine_id = ? WHERE machine_id IS NULL", [self.machine_id])
+
+    def note_machine(self, machine_id: str, label: str | None, first: Any = None, last: Any = None) -> None:
+        """Record a machine (this store's own at open, a shard's at import) in ``machines``."""
+        if not machine_id:
+            return
+        from datetime import UTC, datetime
+
+        now = datetime.now(UTC).replace(tzinfo=None)
+        self.write(Batch(rows={"machines": [{"machine_id": machine_id, "label": label,
+                                             "first_seen": first or now, "last_seen": last or now}]}))
 
     def _load_prices(self) -> None:
         table = json.loads(resources.files("golem_mcp.store").joinpath("prices.json").read_text())
@@ -322,6 +381,7 @@ class Store:
             try:
                 self._estimates = None
                 self._changed = {}
+                self._change = None
                 for t in tables:
                     counts[t] = self._upsert(t, batch.rows[t], report)
                 added = self._stamp_changes()
@@ -348,6 +408,7 @@ class Store:
         for r in rows:
             present.update(r)
         present.discard(ORIGIN)
+        present.discard(CHANGE_COLUMN)  # set by the write itself (rows read back from a shard carry one)
         if table == "hook_events" and not self.settings.keep_hook_payloads:
             present.discard("payload")  # only the typed columns, unless the user opted in
         extra = present - set(types)
@@ -378,6 +439,8 @@ class Store:
             if changed.intersection(keys):  # a key held a secret: match on the redacted keys
                 key_cols = [stg.column(k).to_pylist() for k in keys]
                 kv = key_cols[0] if len(keys) == 1 else list(zip(*key_cols, strict=True))
+        if table in MACHINE_TABLES and self.machine_id:
+            stg, cols = self._stamp_machine(stg, cols)
         stg = stg.append_column("_golem_seq", pa.array(range(len(kept)), type=pa.int64()))
         n_keys = len(set(kv))
         name = f"_stg_{table}"
@@ -410,6 +473,25 @@ class Store:
         finally:
             self.con.unregister(name)
         return len(rows)
+
+    def _stamp_machine(self, stg: Any, cols: list[str]) -> tuple[Any, list[str]]:
+        """Rows observed here get this machine's id; rows that name their machine (a shard's) keep it."""
+        pa, _ = _arrow_types()
+        if "machine_id" in stg.column_names:
+            import pyarrow.compute as pc
+
+            i = stg.schema.get_field_index("machine_id")
+            return stg.set_column(i, "machine_id", pc.fill_null(stg.column(i), self.machine_id)), cols
+        stg = stg.append_column("machine_id", pa.array([self.machine_id] * stg.num_rows, type=pa.string()))
+        return stg, [*cols, "machine_id"]
+
+    def _change_number(self) -> int:
+        """This write's change number (see CHANGE_TABLES): taken from change_seq at its first use in a
+        write, under the write lock, so a higher number never commits before a lower one."""
+        if self._change is None:
+            row = self.con.execute("SELECT nextval('change_seq')").fetchone()
+            self._change = int(row[0]) if row else 0
+        return self._change
 
     def _note_new_days(self, table: str, staged: Any) -> None:
         """The days new rows of a fact table land on, read off their staged (arrow) timestamps."""
@@ -468,28 +550,33 @@ class Store:
         non_keys = [c for c in cols if c not in keys]
         key_list = ", ".join(ident(k) for k in keys)
         col_list = ", ".join(ident(c) for c in cols)
+        tracked = CHANGE_COLUMN in self._types[table]
+        params: list[Any] = [self._change_number()] if tracked else []
+        change = f", ? AS {ident(CHANGE_COLUMN)}" if tracked else ""
         if dups:
             sel = ", ".join([ident(k) for k in keys] + [f"{_agg(c, policy.get(c, 'keep'))} AS {ident(c)}" for c in non_keys])
-            src = f"SELECT {sel} FROM {staged} GROUP BY {key_list}"
+            src = f"SELECT {sel}{change} FROM {staged} GROUP BY {key_list}"
         else:
-            src = f"SELECT {col_list} FROM {staged}"
-        sql = f"INSERT INTO {ident(table)} ({col_list}) {src}"
+            src = f"SELECT {col_list}{change} FROM {staged}"
+        sql = f"INSERT INTO {ident(table)} ({col_list}{', ' + ident(CHANGE_COLUMN) if tracked else ''}) {src}"
         if merge:
             if non_keys:
                 sql += f" ON CONFLICT ({key_list}) DO UPDATE SET " + ", ".join(
-                    _merge(table, c, policy.get(c, "keep")) for c in non_keys)
+                    [_merge(table, c, policy.get(c, "keep")) for c in non_keys]
+                    + ([_change_merge(table, non_keys, policy)] if tracked else []))
             else:
                 sql += f" ON CONFLICT ({key_list}) DO NOTHING"
         if table not in FACT_TABLES:
-            self.con.execute(sql)
+            self.con.execute(sql, params)
             return
         if not merge:
-            self.con.execute(sql)  # new rows: _note_new_days took their days from the staged batch
+            self.con.execute(sql, params)  # new rows: _note_new_days took their days from the staged batch
             return
         # a merged row keeps its stored day or moves to the batch's (timestamp policy min): the day
         # it ends on is the one stamped (the day it left shows in the analysis' day counts)
         self._changed.setdefault(table, set()).update(
-            NO_DAY if r[0] is None else r[0] for r in self.con.execute(f"{sql} RETURNING {FACT_DAY_SQL}").fetchall())
+            NO_DAY if r[0] is None else r[0]
+            for r in self.con.execute(f"{sql} RETURNING {FACT_DAY_SQL}", params).fetchall())
 
     def _stamp_changes(self) -> set[tuple[str, Any]]:
         """Stamp the days this write's facts landed on with a new sequence number, in its transaction
@@ -577,3 +664,35 @@ class Store:
                   "hook_events", "sessions", "agents", "workflows", "review_reports")
         row = self.query("SELECT " + ", ".join(f"(SELECT count(*) FROM {ident(t)}) AS {ident(t)}" for t in tables))[0]
         return {t: int(row[t] or 0) for t in tables}
+
+    # -- change tracking (migration 009; see CHANGE_TABLES) --------------------------------------
+    def change_high(self) -> int:
+        """The highest change number every write has committed: read under the write lock, so no
+        write holding a lower number is still in flight. An export or push sends (watermark, this]."""
+        with self._lock:
+            row = self.con.execute("SELECT COALESCE(last_value, start_value - 1) FROM duckdb_sequences() "
+                                   "WHERE sequence_name = 'change_seq' AND schema_name = 'main'").fetchone()
+        return int(row[0]) if row and row[0] is not None else 0
+
+    def changes_since(self, table: str, seq: int, upto: int | None = None) -> Any:
+        """The rows of ``table`` inserted or changed after change number ``seq`` (up to ``upto``,
+        default :meth:`change_high`), as a ``pyarrow.Table`` ordered by ``_change_seq`` (a column of it)."""
+        if table not in CHANGE_TABLES:
+            raise GolemError(f"{table} is not change-tracked; choose from {', '.join(CHANGE_TABLES)}")
+        high = self.change_high() if upto is None else upto
+        c = ident(CHANGE_COLUMN)
+        with self.reader() as cur:
+            return cur.execute(f"SELECT * FROM {ident(table)} WHERE {c} > ? AND {c} <= ? ORDER BY {c}",
+                               [int(seq), int(high)]).to_arrow_table()
+
+    def watermark(self, destination: str, table: str) -> int:
+        """How far ``table`` has been sent to ``destination`` (0: nothing yet)."""
+        v = self.scalar("SELECT seq FROM change_watermarks WHERE destination = ? AND table_name = ?",
+                        [destination, table])
+        return int(v) if v is not None else 0
+
+    def set_watermark(self, destination: str, table: str, seq: int) -> None:
+        """Every change of ``table`` up to ``seq`` is at ``destination`` now."""
+        with self._lock:
+            self.con.execute("INSERT OR REPLACE INTO change_watermarks VALUES (?, ?, ?, current_timestamp)",
+                             [destination, table, int(seq)])

@@ -94,7 +94,7 @@ SELECT x.request_id, x.message_id, x.session_id, x.agent_id, x.prompt_id, x.mode
        COALESCE(x.cache_creation_tokens, 0) AS cache_creation_tokens,
        x.cache_creation_5m_tokens, x.cache_creation_1h_tokens,
        x.duration_ms, x.ttft_ms, x.query_source, COALESCE(x.attempt, 1) AS attempt,
-       COALESCE(x.success, true) AS success, x.stop_reason, x.source_mask,
+       COALESCE(x.success, true) AS success, x.stop_reason, x.source_mask, x.machine_id,
        x.r_workflow_id AS workflow_id, x.r_stage AS stage, x.r_task_id AS task_id,
        COALESCE(x.r_experiment_id, w.experiment_id) AS experiment_id,
        CASE WHEN x.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(x.agent_type, 'subagent') END AS agent,
@@ -136,7 +136,7 @@ WITH r AS (
 )
 SELECT j.tool_use_id, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.tool_name, j."timestamp",
        j.success, j.duration_ms, j.error_type, j.error, j.input_size_bytes, j.result_size_bytes,
-       j.tool_parameters, j.decision, j.source_mask,
+       j.tool_parameters, j.decision, j.source_mask, j.machine_id,
        golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
        COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                                           ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
@@ -158,7 +158,7 @@ WITH r AS (
     LEFT JOIN workflow_link_ranges wl ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
 )
 SELECT j.error_key, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.model, j."timestamp",
-       j.status_code, j.error, j.attempt, j.duration_ms, j.source,
+       j.status_code, j.error, j.attempt, j.duration_ms, j.source, j.machine_id,
        golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
        COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                                           ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
