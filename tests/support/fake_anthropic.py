@@ -23,7 +23,9 @@ Script format (a dict, or the same as JSON)::
     }
 
 - **Role**: the first ``ROLE:<name>`` marker found in the request's system prompt (put it in the
-  body of ``.claude/agents/<name>.md``); no marker means ``"main"`` (or ``default_role``).
+  body of ``.claude/agents/<name>.md``), else in the conversation's first user message (an agent
+  without a custom type, e.g. a ``Workflow`` script's ``agent("ROLE:x ...")``); no marker means
+  ``"main"`` (or ``default_role``).
 - **Step**: the number of assistant messages already in the request's ``messages``: the first request
   of a conversation gets step 0, the request after the first tool result step 1, and so on; past the
   end, the last step is served again. A ``"tool"`` step whose tool is not among the request's
@@ -31,10 +33,12 @@ Script format (a dict, or the same as JSON)::
 - **Templates**: every string in a step may contain ``{wf}``; it is replaced with the value of the
   first ``WF:<value>`` marker found anywhere in the request (system prompt or messages). Put
   ``WF:<id>`` in the ``claude -p`` prompt and in the ``Agent`` prompts the script sends, and each
-  session's subagents carry their workflow id along.
+  session's subagents carry their workflow id along. ``{run_id}`` is replaced with the last
+  ``Workflow`` run id (``wf_...``) found in the conversation's tool results, so a script can resume
+  the run it launched (``{"resumeFromRunId": "{run_id}"}``).
 - **Usage**: every response of a role reports that role's ``usage`` (input, output, cache_read,
   cache_write tokens). ``served`` records each response: role, step, model, usage, request_id,
-  tool_use ids, the ``WF`` marker and Claude Code's ``X-Claude-Code-Session-Id`` /
+  tool_use ids, the ``WF`` marker, the last ``Workflow`` run id in the conversation and Claude Code's ``X-Claude-Code-Session-Id`` /
   ``X-Claude-Code-Agent-Id`` request headers, so a test can compute the exact truth to compare against.
 - **Reports**: ``["report", "Heading"]`` answers with text built from the conversation: the heading,
   then one line per tool result in ``messages`` (``- <tool name>: <result text>``), so a final answer
@@ -62,6 +66,7 @@ from typing import Any
 
 ROLE_RE = re.compile(r"ROLE:([A-Za-z0-9_-]+)")
 WF_RE = re.compile(r"WF:([A-Za-z0-9_.-]+)")
+RUN_RE = re.compile(r"\bwf_[a-z0-9-]{6,}")
 USAGE_KEYS = ("input", "output", "cache_read", "cache_write")
 
 
@@ -77,14 +82,27 @@ def _texts(value: Any) -> Iterator[str]:
             yield from _texts(v)
 
 
-def _fill(value: Any, wf: str) -> Any:
+def _fill(value: Any, wf: str, run_id: str = "") -> Any:
     if isinstance(value, str):
-        return value.replace("{wf}", wf)
+        return value.replace("{wf}", wf).replace("{run_id}", run_id)
     if isinstance(value, dict):
-        return {k: _fill(v, wf) for k, v in value.items()}
+        return {k: _fill(v, wf, run_id) for k, v in value.items()}
     if isinstance(value, list):
-        return [_fill(v, wf) for v in value]
+        return [_fill(v, wf, run_id) for v in value]
     return value
+
+
+def _last_run_id(messages: list[Any]) -> str:
+    """The last ``Workflow`` run id (``wf_...``) in the conversation's tool results."""
+    found = ""
+    for m in messages:
+        for b in (m.get("content") if isinstance(m, dict) and isinstance(m.get("content"), list) else []):
+            if isinstance(b, dict) and b.get("type") == "tool_result":
+                for t in _texts(b.get("content")):
+                    ids = RUN_RE.findall(t)
+                    if ids:
+                        found = ids[-1]
+    return found
 
 
 def _report(heading: str, messages: list[Any]) -> str:
@@ -181,10 +199,13 @@ class FakeMessagesAPI:
 
     # -- answers -----------------------------------------------------------------------------------
     def role_of(self, body: dict[str, Any]) -> str:
-        for text in _texts(body.get("system")):
-            m = ROLE_RE.search(text)
-            if m and m.group(1) in self.script["roles"]:
-                return m.group(1)
+        messages = body.get("messages") or []
+        first_user = next((m for m in messages if isinstance(m, dict) and m.get("role") == "user"), None)
+        for where in (body.get("system"), first_user):
+            for text in _texts(where):
+                m = ROLE_RE.search(text)
+                if m and m.group(1) in self.script["roles"]:
+                    return m.group(1)
         return self.default_role
 
     def answer(self, handler: BaseHTTPRequestHandler, body: dict[str, Any]) -> None:
@@ -196,7 +217,8 @@ class FakeMessagesAPI:
         idx = min(step_no, len(steps) - 1)
         wf_m = next((m for t in _texts([body.get("system"), messages]) if (m := WF_RE.search(t))), None)
         wf = wf_m.group(1) if wf_m else ""
-        step = _fill(steps[idx], wf)
+        run_id = _last_run_id(messages)
+        step = _fill(steps[idx], wf, run_id)
         tools = {t.get("name") for t in body.get("tools") or [] if isinstance(t, dict)}
         conv = json.dumps(messages[:1], sort_keys=True)[:2000] + role
         if step[0] == "error":
@@ -208,7 +230,7 @@ class FakeMessagesAPI:
                 handler._json(int(step[1]), {"type": "error", "error": {"type": "overloaded_error",  # type: ignore[attr-defined]
                                                                         "message": step[2]}})
                 return
-            step = _fill(steps[min(idx + 1, len(steps) - 1)], wf)
+            step = _fill(steps[min(idx + 1, len(steps) - 1)], wf, run_id)
         if step[0] == "report":
             step = ["text", _report(step[1], messages)]
         if step[0] == "tool" and step[1] not in tools:
@@ -227,7 +249,8 @@ class FakeMessagesAPI:
             blocks.append({"type": "text", "text": step[1]})
             stop_reason = "end_turn"
         with self._lock:
-            self.served.append({"role": role, "step": idx, "model": model, "wf": wf, "request_id": request_id,
+            self.served.append({"role": role, "step": idx, "model": model, "wf": wf, "run_id": run_id or None,
+                                "request_id": request_id,
                                 "session_id": handler.headers.get("x-claude-code-session-id"),
                                 "agent_id": handler.headers.get("x-claude-code-agent-id"),
                                 "tool": step[1] if step[0] == "tool" else None,
