@@ -27,6 +27,7 @@ from . import otlp
 from .hooks import parse_hook_lines
 from .records import Batch, Skipped, now_us
 from .transcripts import TOOL_MERGE, TranscriptFile, parse_lines, parse_meta
+from .workflow_runs import JOURNAL, is_run_record, parse_journal_lines, parse_run_record
 
 FLUSH_BYTES = 128 * 1024 * 1024  # fewer, larger transactions: each costs ~0.1 s of CPU beyond its rows
 FLUSH_ROWS = 200_000
@@ -60,7 +61,11 @@ def classify(path: Path) -> str | None:
 
 def _classify_name(name: str) -> str | None:
     if name.endswith(".jsonl"):  # the common case first (a large history is thousands of these)
+        if name == JOURNAL:  # a Workflow run's per-agent journal, never a session
+            return "journal"
         return "hooks" if "hook" in name.lower() else "transcript"
+    if is_run_record(name):  # <session>/workflows/<run id>.json
+        return "workflow_run"
     name = name.lower()
     if name.endswith(".meta.json"):
         return "meta"
@@ -130,7 +135,7 @@ class Importer:
                     continue
                 # hooks-or-transcript is told by the file's first line, read with the file itself
                 todo.append((Path(key), st, kind))
-        total = sum(st.st_size - (states.get(str(f), (0, 0, 0, 0))[2] if k == "transcript" else 0)
+        total = sum(st.st_size - (states.get(str(f), (0, 0, 0, 0))[2] if k in ("transcript", "journal") else 0)
                     for f, st, k in todo)
         batch = Batch()
         pending_bytes = 0
@@ -374,8 +379,8 @@ def read_file(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: 
 
 def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batch, store_prompts: bool) -> int:
     before = len(batch.skipped)
-    if kind == "meta":
-        parse_meta(f, batch)
+    if kind in ("meta", "workflow_run"):
+        (parse_meta if kind == "meta" else parse_run_record)(f, batch)
         _state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
         return st.st_size
     if kind == "otlp":
@@ -407,7 +412,7 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         else:
             data = fh.read()
             head = data[:HEAD_BYTES]
-        hooks = _head_is_hooks(head)
+        hooks = kind != "journal" and _head_is_hooks(head)
         if hooks and offset:
             fh.seek(0)
             data = fh.read()
@@ -415,23 +420,31 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         parse_hook_lines(data, str(f), batch, store_prompts)
         _state(batch, f, "hooks", st, st.st_size, 0, len(batch.skipped) - before)
         return len(data)
-    # transcript: resume at the byte offset already consumed
+    # transcript or workflow journal: resume at the byte offset already consumed
     end = data.rfind(b"\n") + 1
     tail = data[end:]
     body = data[:end]
-    tf = TranscriptFile.from_path(f)
-    consumed = parse_lines(tf, body, lines + 1, batch) if body else 0
+    if kind == "journal":
+        def parse(chunk: bytes, first: int) -> int:
+            return parse_journal_lines(f, chunk, first, batch)
+    else:
+        tf = TranscriptFile.from_path(f)
+
+        def parse(chunk: bytes, first: int) -> int:
+            return parse_lines(tf, chunk, first, batch)
+    consumed = parse(body, lines + 1) if body else 0
     new_offset = offset + end
     if tail.strip():
         # a last line without its newline: complete JSON is taken, a torn write waits for more
         try:
             orjson.loads(tail)
-            consumed += parse_lines(tf, tail, lines + consumed + 1, batch)
+            consumed += parse(tail, lines + consumed + 1)
             new_offset = offset + len(data)
         except orjson.JSONDecodeError:
             batch.skip(str(f), lines + consumed + 1,
                        "incomplete last line (no newline, not valid JSON); it is read again when the file grows")
-    _state(batch, f, "transcript", st, new_offset, lines + consumed, len(batch.skipped) - before)
+    _state(batch, f, "journal" if kind == "journal" else "transcript", st, new_offset, lines + consumed,
+           len(batch.skipped) - before)
     return len(data)
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInput
+from . import workflow_runs
 from .records import (
     CONTEXT_KEYS,
     SRC_OTEL_LOG,
@@ -538,6 +539,7 @@ class _Seen:
     def __init__(self) -> None:
         self.linked: set[tuple[Any, Any]] = set()
         self.agents_seen: set[tuple[Any, Any, Any]] = set()
+        self.runs: set[tuple[Any, ...]] = set()  # Workflow runs and their agents already sent
         self.res: Attrs | None = None
         self.res_json = ""
 
@@ -565,7 +567,9 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
     name = a.get("event.name") or (body.rsplit(".", 1)[-1] if body and body.startswith("claude_code.") else body) or "unknown"
     ts = iso_to_us(a.get("event.timestamp")) or _ns_to_us(rec["time_ns"])
     sid = a.get("session.id") or res.get("session.id")
-    ctx = _ctx(res, a)
+    session_ctx = _ctx(res, a)
+    # an agent of a native Workflow run: its facts belong to the run (workflow_runs.fact_context)
+    ctx = workflow_runs.fact_context(a, session_ctx, batch, ts, st.runs)
     seq = _int(a.get("event.sequence"))
     agent_id = a.get("agent_id") or None
     request_id = a.get("request_id") or None
@@ -580,9 +584,9 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
         "tool_use_id": tool_use_id, "sequence": seq, **ctx,
         "attributes": _json(_private(a, store_prompts)), "resource": st.res_json,
     })
-    if sid and ctx.get("workflow_id") and (sid, ctx["workflow_id"]) not in st.linked:
-        st.linked.add((sid, ctx["workflow_id"]))
-        _link(batch, sid, ctx, ts, _parent(res, a))
+    if sid and session_ctx.get("workflow_id") and (sid, session_ctx["workflow_id"]) not in st.linked:
+        st.linked.add((sid, session_ctx["workflow_id"]))
+        _link(batch, sid, session_ctx, ts, _parent(res, a))
     if name == "api_request":
         batch.add("api_requests", {
             "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
@@ -645,10 +649,11 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
 
 def traces_to_batch(doc: Any, batch: Batch, source: str = "/v1/traces") -> int:
     """Map an OTLP traces request; returns the number of spans seen (see :func:`logs_to_batch`)."""
-    return _each(_iter_spans(doc), batch, source, lambda res, raw: _span_rows(res, _span(raw), batch))
+    runs: set[tuple[Any, ...]] = set()  # Workflow runs and their agents already sent
+    return _each(_iter_spans(doc), batch, source, lambda res, raw: _span_rows(res, _span(raw), batch, runs))
 
 
-def _span_rows(res: Attrs, s: dict, batch: Batch) -> None:
+def _span_rows(res: Attrs, s: dict, batch: Batch, runs: set[tuple[Any, ...]]) -> None:
     a = s["attrs"]
     if not s["span_id"]:
         raise ValueError(f"span {str(s['name'])[:80]!r} has no span id")
@@ -660,8 +665,9 @@ def _span_rows(res: Attrs, s: dict, batch: Batch) -> None:
         # golem.attempt, ... read as their plain names
         a = {**a, **{k[6:]: v for k, v in a.items() if isinstance(k, str) and k.startswith("golem.")}}
         res = {**res, **{k[6:]: v for k, v in res.items() if isinstance(k, str) and k.startswith("golem.")}}
-    ctx = _ctx(res, a)
+    session_ctx = _ctx(res, a)
     start = _ns_to_us(s["start_ns"])
+    ctx = workflow_runs.fact_context(a, session_ctx, batch, start, runs)
     end = _ns_to_us(s["end_ns"])
     dur = _float(a.get("duration_ms"))
     if dur is None and s["start_ns"] and s["end_ns"]:
@@ -680,8 +686,8 @@ def _span_rows(res: Attrs, s: dict, batch: Batch) -> None:
         "tool_name": a.get("tool_name"), "attempt": _int(a.get("attempt")), "queue_wait_ms": _float(qw),
         **ctx, "attributes": _json(_private(s["attrs"], False)), "resource": _json(raw_res),
     })
-    if sid and ctx.get("workflow_id"):
-        _link(batch, sid, ctx, start, _parent(res, a))
+    if sid and session_ctx.get("workflow_id"):
+        _link(batch, sid, session_ctx, start, _parent(res, a))
     elif kind is not None and ctx.get("workflow_id"):  # an orchestrator's span: its workflow exists
         parent = _parent(res, a)
         batch.add("workflows", {"workflow_id": ctx["workflow_id"], "experiment_id": ctx.get("experiment_id"),

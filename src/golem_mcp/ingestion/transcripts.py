@@ -1,5 +1,6 @@
 """Claude Code session transcripts: ``~/.claude/projects/<project>/<session>.jsonl`` and
-``<session>/subagents/agent-<id>.jsonl`` with ``agent-<id>.meta.json``.
+``<session>/subagents/agent-<id>.jsonl`` with ``agent-<id>.meta.json``; the agents of a native
+``Workflow`` run are in ``<session>/subagents/workflows/<run id>/`` (see ``workflow_runs``).
 
 One API response appears on several lines (one per content block) and sometimes in several files
 (resumed sessions); the store keeps one row per ``requestId`` (largest ``output_tokens`` wins).
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import orjson
 
+from . import workflow_runs
 from .records import (
     MCP_PLACEHOLDER,
     SRC_TRANSCRIPT,
@@ -35,12 +37,14 @@ KNOWN_TYPES = frozenset({
 
 @dataclass
 class TranscriptFile:
-    """What the path tells: the project folder, the session and, for subagents, the agent id."""
+    """What the path tells: the project folder, the session and, for subagents, the agent id (and the
+    ``Workflow`` run whose agent it is)."""
 
     path: Path
     project: str | None
     session_id: str | None
     agent_id: str | None
+    workflow_run_id: str | None = None
 
     @classmethod
     def from_path(cls, path: Path) -> TranscriptFile:
@@ -55,6 +59,9 @@ class TranscriptFile:
             if len(parts) >= 4 and parts[-2] == "subagents":
                 session_id = parts[-3]
                 project = parts[-4]
+            elif (run := workflow_runs.RunPath.of(path)) is not None:
+                # .../<project>/<session>/subagents/workflows/<run id>/agent-<id>.jsonl
+                return cls(path, run.project, run.session_id, agent_id, run.run_id)
         else:
             session_id = name[:-len(".jsonl")] if name.endswith(".jsonl") else None
             project = parts[-2] if len(parts) >= 2 else None
@@ -82,6 +89,12 @@ def parse_meta(path: Path, batch: Batch) -> None:
         return
     parts = path.parts
     session_id = parts[-3] if len(parts) >= 3 and parts[-2] == "subagents" else None
+    run = workflow_runs.RunPath.of(path)
+    if run is not None:
+        session_id = run.session_id
+        # the agent of a Workflow run: the run is its workflow, its type (or label) its stage
+        batch.add("agent_context", workflow_runs.agent_context(
+            agent_id, run.run_id, workflow_runs.stage_of(meta.get("agentType"), meta.get("description"))))
     batch.add("agents", {
         "agent_id": agent_id,
         "session_id": session_id,
@@ -101,6 +114,10 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
     source = str(tf.path)
     lineno = first_line - 1
     session_seen: set = set()  # session ids and agent rows already sent for this file
+    if tf.workflow_run_id and tf.agent_id:
+        # its stage comes with its .meta.json (type or label); its workflow is the run its folder names
+        batch.at = (source, first_line)
+        batch.add("agent_context", workflow_runs.agent_context(tf.agent_id, tf.workflow_run_id))
     tools: dict[str, dict] = {}  # tool_use_id -> its row in this batch, to merge the result into
     loads = orjson.loads
     lines = data.split(b"\n")

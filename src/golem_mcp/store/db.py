@@ -42,7 +42,8 @@ MACHINE_MIGRATION = 9  # machine_id and _change_seq (009_machines_changes.sql)
 
 # How a column merges when the same fact arrives again (another source, a re-import, a resumed
 # session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
-# typed = a real agent type beats OTel's 'custom'; and = a failure seen by any source stays a failure.
+# typed = a real agent type beats OTel's 'custom'; and = a failure seen by any source stays a failure;
+# patch = JSON objects merged key by key (the newer value of a key wins).
 KEYS: dict[str, tuple[str, ...]] = {
     "api_requests": ("request_id",),
     "tool_calls": ("tool_use_id",),
@@ -70,7 +71,7 @@ POLICY: dict[str, dict[str, str]] = {
     "agents": {"agent_type": "typed", "started_at": "min", "ended_at": "max", "model": "new"},
     "sessions": {"first_seen": "min", "last_seen": "max", "end_reason": "new"},
     "workflows": {"started_at": "min", "updated_at": "max", "path": "new", "complexity": "new",
-                  "spec_completeness": "new", "status": "new", "ended_at": "new", "attributes": "new",
+                  "spec_completeness": "new", "status": "new", "ended_at": "new", "attributes": "patch",
                   "parent_workflow_id": "new"},
     "agent_context": {"workflow_id": "new", "stage": "new", "task_id": "new", "experiment_id": "new",
                       "source": "new", "updated_at": "new"},
@@ -149,6 +150,8 @@ def _agg(col: str, policy: str) -> str:
         "max": f"max({c})", "min": f"min({c})", "or": f"bit_or({c})", "and": f"bool_and({c})",
         "typed": f"COALESCE(any_value(NULLIF({c}, 'custom')), any_value({c}))",
         "new": f"last({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)",
+        "patch": f"list_reduce(list({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL), "
+                 "lambda x, y: json_merge_patch(x, y))",
         "named": f"COALESCE(first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL AND {c} <> '{MCP_PLACEHOLDER}'), "
                  f"first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL))",
     }.get(policy, f"first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)")
@@ -174,6 +177,8 @@ def _merged(table: str, col: str, policy: str) -> str:
         return f"CASE WHEN {e} IS NOT NULL AND {e} <> 'custom' THEN {e} ELSE COALESCE({t}, {e}) END"
     if policy == "new":
         return f"COALESCE({e}, {t})"
+    if policy == "patch":  # JSON objects: the new one's keys over the old one's (a native run's name and counts)
+        return f"CASE WHEN {e} IS NULL THEN {t} WHEN {t} IS NULL THEN {e} ELSE json_merge_patch({t}, {e}) END"
     if policy == "named":  # a real tool name replaces Claude Code's redacted placeholder, never the reverse
         return f"CASE WHEN {t} IS NULL OR ({t} = '{MCP_PLACEHOLDER}' AND {e} IS NOT NULL) THEN {e} ELSE {t} END"
     return f"COALESCE({t}, {e})"
