@@ -95,6 +95,8 @@ def test_transcripts_alone_give_each_run_as_a_workflow_with_its_stages(tmp_path)
         "SELECT workflow_id, attributes FROM workflows WHERE workflow_id LIKE 'wf\\_%' ESCAPE '\\'")}
     assert {k: v["name"] for k, v in w.items()} == {k: v["name"] for k, v in TRUTH["workflows"].items()}
     assert (w[RUN1]["resumed"], w[RUN1]["cached_agents"], w[RUN2]["resumed"]) == (True, 2, False)
+    labels = dict(store.con.execute("SELECT workflow_id, label FROM workflow_summary").fetchall())
+    assert labels[RUN1] == f"build-feature · {RUN1}" and labels[RUN2] == f"second-opinion · {RUN2}"
 
 
 @pytest.mark.parametrize("order", [["transcripts", "otlp"], ["otlp", "transcripts"],

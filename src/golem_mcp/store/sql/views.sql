@@ -330,7 +330,9 @@ SELECT s.workflow_id, COALESCE(s.experiment_id, w.experiment_id) AS experiment_i
        s.api_requests, s.tool_calls, s.tool_failures, s.api_errors, s.error_count, s.stages,
        s.started_at, s.ended_at, epoch(s.ended_at - s.started_at) AS duration_seconds,
        COALESCE(q.critical_issues, 0) AS critical_issues, COALESCE(q.major_issues, 0) AS major_issues,
-       COALESCE(q.minor_issues, 0) AS minor_issues, q.rework, COALESCE(sw.label, s.workflow_id) AS label
+       COALESCE(q.minor_issues, 0) AS minor_issues, q.rework,
+       -- a Claude Code Workflow run: its script's name and its run id (ingestion/workflow_runs.py)
+       COALESCE(sw.label, (w.attributes->>'name') || ' · ' || s.workflow_id, s.workflow_id) AS label
 FROM s
 LEFT JOIN workflows w USING (workflow_id)
 LEFT JOIN q USING (workflow_id)
