@@ -13,9 +13,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import home
+from .home import DEFAULT_HOST, DEFAULT_PORT
 
-DEFAULT_PORT = 4319  # one above OTLP/HTTP's 4318, so a local collector can coexist
-DEFAULT_HOST = "127.0.0.1"
+__all__ = ["DEFAULT_HOST", "DEFAULT_PORT", "MAIN_STAGE", "Settings", "claude_projects_dir", "data_dir",
+           "default_db_path", "spool_dir", "state_file", "token_file"]
 MAIN_STAGE = "main"
 
 

@@ -12,7 +12,10 @@ Example: ``tokens(392_000)`` -> ``'392,000'``; ``tokens(392_000, compact=True)``
 from __future__ import annotations
 
 import math
-from typing import Any
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (every CLI command loads this)
+if TYPE_CHECKING:
+    from typing import Any
 
 MISSING = "-"
 

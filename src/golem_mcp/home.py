@@ -16,8 +16,13 @@ local user could read it in ``ps``.
 from __future__ import annotations
 
 import os
-from typing import Any
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (the hook's start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
+DEFAULT_PORT = 4319  # one above OTLP/HTTP's 4318, so a local collector can coexist
+DEFAULT_HOST = "127.0.0.1"
 TOKEN_FILE = "token"
 STATE_FILE = "daemon.json"
 # what a token may hold: it travels in an HTTP header and in OTEL_EXPORTER_OTLP_HEADERS

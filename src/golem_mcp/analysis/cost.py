@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import Any
-
 from ..errors import InvalidInput
-from ..store.db import Store, ident
+
+# the CLI checks `report --by` against DIMENSIONS without loading the store (DuckDB) or typing
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from datetime import datetime
+    from typing import Any
+
+    from ..store.db import Store
 
 # dimension name -> expression over the ``requests`` view
 DIMENSIONS: dict[str, str] = {
@@ -37,6 +41,8 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
 
     Example: ``cost_by(store, ["workflow", "stage"], {"workflow_id": "wf-001"})``
     """
+    from ..store.db import ident
+
     unknown = [b for b in by if b not in DIMENSIONS]
     if unknown:
         raise InvalidInput(f"unknown grouping {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}")

@@ -9,13 +9,17 @@ Example: ``golem-mcp report --since notadate`` ->
 from __future__ import annotations
 
 import argparse
-import difflib
 import os
 import re
 import sys
-from datetime import datetime
-from pathlib import Path
-from typing import Any, NoReturn
+
+# Loaded by every command, also `golem-mcp report` answered by the daemon in a few tens of ms:
+# datetime, pathlib, difflib and typing are imported where they are used
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+    from typing import Any, NoReturn
 
 FORMATS = ("table", "csv", "json")
 USAGE_ERROR = 2  # argparse's own exit status for bad usage; every refused argument uses it
@@ -31,6 +35,10 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.exit(USAGE_ERROR, f"{one_line_error(self.prog, message)}\n")
 
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # argparse makes a formatter for every add_argument, and its default width imports shutil
+        return self.formatter_class(prog=self.prog, width=terminal_columns() - 2)  # type: ignore[call-arg]
+
 
 def one_line_error(prog: str, message: str) -> str:
     message = message.removeprefix("argument ")
@@ -44,6 +52,8 @@ def one_line_error(prog: str, message: str) -> str:
 
 
 def _closest(word: str, choices: list[str]) -> str:
+    import difflib
+
     near = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
     return f" (did you mean {near[0]}?)" if near else ""
 
@@ -59,6 +69,8 @@ DATE_FORMS = "type one like 2026-11-01 or 2026-11-01T14:30 (ISO 8601; a time zon
 
 def iso_datetime(text: str) -> datetime:
     """``--since``/``--now``: an ISO date or date-time, from 1970 on (a window reaches back from it)."""
+    from datetime import datetime
+
     try:
         when = datetime.fromisoformat(text.strip())
     except ValueError:
@@ -194,6 +206,8 @@ def groupings(text: str) -> list[str]:
 
 def output_folder(text: str) -> Path:
     """``weekly --out``: a folder that exists or can be made, and can be written."""
+    from pathlib import Path
+
     path = Path(text).expanduser()
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -206,6 +220,8 @@ def output_folder(text: str) -> Path:
 
 def existing_path(text: str) -> Path:
     """``import PATH``: a file or folder that is there."""
+    from pathlib import Path
+
     path = Path(text).expanduser()
     if not path.exists():
         _refuse(f"{text}: no such file or folder; give a transcript folder (e.g. ~/.claude/projects) or a file "
@@ -235,11 +251,13 @@ def add_db(sp: argparse.ArgumentParser, create_help: str | None = None) -> None:
 def check_db(args: argparse.Namespace) -> None:
     """Refuse a ``--db`` that names no existing file (usually a typo that would otherwise be created
     and filled), unless ``--create`` asks for it or it is the default store."""
-    from ..config import default_db_path
-
     given = getattr(args, "db", None)
     if not given or getattr(args, "create", True):  # no --create option (serve): the command makes its store
         return
+    from pathlib import Path
+
+    from ..config import default_db_path
+
     path = Path(given).expanduser()
     if path.exists():
         if path.is_dir():
@@ -252,11 +270,24 @@ def check_db(args: argparse.Namespace) -> None:
 
 def table_width(args: argparse.Namespace | None = None) -> int:
     """The width a table must fit: ``--width``, else the terminal's (``$COLUMNS`` first), else 80 (a pipe)."""
-    import shutil
-
     if args is not None and getattr(args, "width", None):
         return int(args.width)
-    return max(20, shutil.get_terminal_size((80, 24)).columns)
+    return max(20, terminal_columns())
+
+
+def terminal_columns() -> int:
+    """``shutil.get_terminal_size((80, 24)).columns`` without shutil's imports (bz2, lzma, fnmatch:
+    a few ms of every command's start-up): ``$COLUMNS``, else the terminal's, else 80."""
+    try:
+        columns = int(os.environ.get("COLUMNS", "0"))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):
+            columns = 0
+    return columns or 80
 
 
 def prog_of(args: argparse.Namespace) -> str:

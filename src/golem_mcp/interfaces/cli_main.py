@@ -3,20 +3,22 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
-import subprocess
 import sys
-import traceback
-from datetime import datetime
-from pathlib import Path
-from typing import Any
 
-from .. import __version__, formatting
-from ..config import DEFAULT_PORT, Settings, claude_projects_dir, data_dir, default_db_path
+from .. import __version__
 from ..errors import GolemError, InvalidInput
+from ..home import DEFAULT_PORT
 from . import cli_args as A
 from .cli_output import Column, Section, emit
+
+# `golem-mcp report` with a daemon running is this module, argparse and one socket: what else a
+# command needs (pathlib, config, subprocess, the store, the analyses) is imported where it is used
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from datetime import datetime
+    from pathlib import Path
+    from typing import Any
 
 EPILOG = f"""\
 examples:
@@ -30,14 +32,33 @@ Commands that print data take --format table|csv|json (--json is --format json).
 """
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The whole command line, or, when ``command`` is one of this module's own commands, just that
+    command's parser under the top level (``golem-mcp report`` need not build thirty others)."""
     p = A.Parser(prog="golem-mcp", description="Telemetry that coding agents can read: what "
                  "every Claude Code workflow cost and did, per workflow, stage, task, agent and model.",
                  epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--version", action="version", version=f"golem-mcp {__version__}")
     p.add_argument("--debug", action="store_true", help="print the full traceback of an unexpected error")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    if command == "--version":
+        return p  # answered by the top level alone
+    if command in COMMANDS:
+        COMMANDS[command](sub)
+    else:
+        from . import cli_analysis, cli_install
 
+        for add in COMMANDS.values():
+            add(sub)
+        cli_analysis.register(sub, HANDLERS)
+        cli_install.register(sub, HANDLERS)
+    for parser in sub.choices.values():
+        # `golem-mcp report --debug` as well as `golem-mcp --debug report`
+        parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    return p
+
+
+def _add_import(sub: Any) -> None:
     sp = sub.add_parser("import", help="import transcripts, captured OTLP bodies and hook payload files",
                         description="Import Claude Code transcripts (default ~/.claude/projects), files of captured "
                         "OTLP request bodies (*_logs.json, *_metrics.pb, ...) and hook payload files (JSON lines). "
@@ -48,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     A.add_db(sp)
 
+
+def _add_report(sub: Any) -> None:
     sp = sub.add_parser("report", help="cost and tokens by workflow, stage, model, day, ...",
                         description="Cost, tokens by type, cache hit rate, requests and time, grouped as asked. "
                         "The table fits the terminal (compact numbers such as 392k, then fewer columns, "
@@ -67,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--no-sync", action="store_true", help="do not import new transcript lines first")
     A.add_db(sp)
 
+
+def _add_serve(sub: Any) -> None:
     sp = sub.add_parser("serve", help="run the daemon (owns the database; OTLP, hooks, MCP on loopback)")
     sp.add_argument("--port", type=A.port, default=os.environ.get("GOLEM_PORT") or str(DEFAULT_PORT),
                     help=f"port on 127.0.0.1 (default $GOLEM_PORT or {DEFAULT_PORT}; 0 picks a free one)")
@@ -80,32 +105,56 @@ def build_parser() -> argparse.ArgumentParser:
     # `dashboard`) with the path they were given, which the command that started them has checked
     sp.add_argument("--db", metavar="FILE", help="DuckDB file (default: $GOLEM_DB or golem.duckdb in the data folder)")
 
-    sp = sub.add_parser("stop", help="stop the daemon")
+
+def _add_stop(sub: Any) -> None:
+    sub.add_parser("stop", help="stop the daemon")
+
+
+def _add_status(sub: Any) -> None:
     sp = sub.add_parser("status", help="is the daemon running, and what does the store hold")
     A.add_format(sp)
     A.add_db(sp)
+
+
+def _add_dashboard(sub: Any) -> None:
     sp = sub.add_parser("dashboard", help="open the local dashboard (starts the daemon when it is not running)",
                         description="Print the dashboard's URL and open it in a browser. When no daemon runs, "
                         "one is started in the background first (as `golem-mcp serve --detach`).")
     sp.add_argument("--days", type=A.dashboard_days, default=30, help="the window in days (default 30)")
     sp.add_argument("--no-open", action="store_true", help="only print the URL")
     A.add_db(sp)
+
+
+def _add_hook(sub: Any) -> None:
     sub.add_parser("hook", help="read one hook payload on stdin and pass it on (always exits 0)")
+
+
+def _add_stdio(sub: Any) -> None:
     sp = sub.add_parser("stdio", help="MCP over stdio, bridged to the daemon (what Claude Code launches)")
     sp.add_argument("--toolsets", default=None, help="list only these toolsets' tools, e.g. reader,reviewer "
                     "(reader, workflow, reviewer, maintainer; default all)")
-    from . import cli_analysis, cli_install
 
-    cli_analysis.register(sub, HANDLERS)
-    cli_install.register(sub, HANDLERS)
-    for command in sub.choices.values():
-        # `golem-mcp report --debug` as well as `golem-mcp --debug report`
-        command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
-    return p
+
+# this module's commands, in the order `--help` lists them (the analyses' and install's follow)
+COMMANDS = {"import": _add_import, "report": _add_report, "serve": _add_serve, "stop": _add_stop,
+            "status": _add_status, "dashboard": _add_dashboard, "hook": _add_hook, "stdio": _add_stdio}
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The command ``argv`` names: its first word that is not an option (the top level's options
+    take no values), None when there is none or help is asked before it, ``--version`` when that is."""
+    for a in argv:
+        if a in ("-h", "--help"):
+            return None
+        if a == "--version":
+            return a
+        if not a.startswith("-"):
+            return a
+    return None
 
 
 def run(argv: list[str]) -> int:
-    parser = build_parser()
+    parser = build_parser(_command_of(argv))
     args, extra = parser.parse_known_args(argv)
     if extra:  # said by the command's own parser, so the hint names its --help
         commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
@@ -130,6 +179,8 @@ def run(argv: list[str]) -> int:
         return 130
     except BrokenPipeError:
         # the reader went away (`| head`): not an error of ours; keep Python from complaining at exit
+        import contextlib
+
         with contextlib.suppress(OSError):
             os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
@@ -147,6 +198,11 @@ def _log_traceback(args: argparse.Namespace) -> Path:
     """Append the current exception's traceback to ``cli-errors.log`` in the data folder (or the temp
     folder when that cannot be written); returns where it went."""
     import tempfile
+    import traceback
+    from datetime import datetime
+    from pathlib import Path
+
+    from ..config import data_dir
 
     text = f"--- {datetime.now().isoformat(timespec='seconds')} golem-mcp {' '.join(args.argv)}\n{traceback.format_exc()}"
     for folder in (data_dir(), Path(tempfile.gettempdir())):
@@ -166,6 +222,10 @@ def _log_traceback(args: argparse.Namespace) -> Path:
 # -- helpers -------------------------------------------------------------------------------------
 
 def _db(args: argparse.Namespace) -> Path:
+    from pathlib import Path
+
+    from ..config import default_db_path
+
     return Path(args.db).expanduser() if getattr(args, "db", None) else default_db_path()
 
 
@@ -177,14 +237,22 @@ def _daemon_for(args: argparse.Namespace) -> str | None:
     if not url:
         return None
     st = read_state() or {}
-    if getattr(args, "db", None) and st.get("db") and Path(st["db"]).resolve() != _db(args).resolve():
-        return None
+    if getattr(args, "db", None) and st.get("db"):
+        from pathlib import Path
+
+        if Path(st["db"]).resolve() != _db(args).resolve():
+            return None
     return url
 
 
 # -- import --------------------------------------------------------------------------------------
 
 def cmd_import(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .. import formatting
+    from ..config import claude_projects_dir
+
     if args.paths:
         paths = [str(p) for p in args.paths]
     elif claude_projects_dir().exists():
@@ -249,6 +317,7 @@ def cmd_report(args: argparse.Namespace) -> int:
                                          "limit": args.limit})
     else:
         from ..analysis.cost import cost_by
+        from ..config import Settings, claude_projects_dir
         from ..store.db import Store
 
         db = _db(args)
@@ -284,6 +353,8 @@ def report_section(rows: list[dict[str, Any]], by: list[str]) -> Section:
 
 
 def _report_tail(rows: list[dict[str, Any]]) -> list[str]:
+    from .. import formatting
+
     total = sum(r.get("cost_usd") or 0 for r in rows)
     unpriced = sum(r.get("unpriced_requests") or 0 for r in rows)
     tail = [f"total {formatting.usd(total)}" + (f"  ({formatting.count(unpriced)} requests of unpriced models not "
@@ -308,6 +379,10 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    import contextlib
+    import subprocess
+    from pathlib import Path
+
     from .client import find_daemon
 
     days = args.days

@@ -9,30 +9,37 @@ is never cut, at any width, in a terminal or a pipe. How each number looks is de
 
 from __future__ import annotations
 
-import csv
 import json
 import sys
-import textwrap
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import date, datetime
-from typing import Any, TextIO
 
 from .. import formatting
+
+# `golem-mcp report --json` through the daemon loads this module and answers in a few tens of ms:
+# csv, textwrap, datetime, dataclasses and typing (~10 ms of imports together) stay out of its way
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from typing import Any, TextIO
 
 SEP = "  "
 
 
-@dataclass
 class Column:
     """One column: the row key it shows, its header, the unit of its numbers (None: text) and
     ``drop``: 0 when it is always shown, else its turn to go when the width is short (highest first)."""
 
-    key: str
-    header: str | None = None
-    unit: str | None = None
-    drop: int = 0
-    unit_key: str | None = None  # a row key naming the metric this value measures (tokens, dollars, ...)
+    __slots__ = ("key", "header", "unit", "drop", "unit_key")
+
+    def __init__(self, key: str, header: str | None = None, unit: str | None = None, drop: int = 0,
+                 unit_key: str | None = None) -> None:
+        self.key = key
+        self.header = header
+        self.unit = unit
+        self.drop = drop
+        self.unit_key = unit_key  # a row key naming the metric this value measures (tokens, dollars, ...)
+
+    def __repr__(self) -> str:
+        return f"Column({self.key!r}, {self.header!r}, {self.unit!r}, drop={self.drop})"
 
     @property
     def title(self) -> str:
@@ -53,15 +60,18 @@ def label(key: str) -> str:
     return key.replace("_", " ")
 
 
-@dataclass
 class Section:
     """A titled table: what a single analysis prints is one or more of these."""
 
-    title: str | None
-    columns: list[Column]
-    rows: list[dict[str, Any]]
-    empty: str | None = None           # printed instead of the table when there are no rows
-    notes: list[str] = field(default_factory=list)
+    __slots__ = ("title", "columns", "rows", "empty", "notes")
+
+    def __init__(self, title: str | None, columns: list[Column], rows: list[dict[str, Any]],
+                 empty: str | None = None, notes: list[str] | None = None) -> None:
+        self.title = title
+        self.columns = columns
+        self.rows = rows
+        self.empty = empty  # printed instead of the table when there are no rows
+        self.notes = notes if notes is not None else []
 
 
 def columns_for(rows: Sequence[dict[str, Any]], skip: Iterable[str] = (), drop: Iterable[str] = ()) -> list[Column]:
@@ -79,6 +89,8 @@ def columns_for(rows: Sequence[dict[str, Any]], skip: Iterable[str] = (), drop: 
 
 
 def _text(v: Any) -> str:
+    from datetime import datetime
+
     if v is None:
         return formatting.MISSING
     if isinstance(v, dict):
@@ -109,18 +121,22 @@ def _min_header(title: str) -> int:
 
 
 def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
     lines: list[str] = []
     for part in text.splitlines() or [""]:
         lines += textwrap.wrap(part, width, break_long_words=True, break_on_hyphens=True) or [""]
     return lines
 
 
-@dataclass
 class _Plan:
-    columns: list[Column]
-    widths: list[int]
-    cells: list[list[str]]
-    dropped: list[Column]
+    __slots__ = ("columns", "widths", "cells", "dropped")
+
+    def __init__(self, columns: list[Column], widths: list[int], cells: list[list[str]], dropped: list[Column]) -> None:
+        self.columns = columns
+        self.widths = widths
+        self.cells = cells
+        self.dropped = dropped
 
 
 def _plan(columns: list[Column], rows: Sequence[dict[str, Any]], width: int) -> _Plan:
@@ -199,6 +215,8 @@ def render_table(columns: list[Column], rows: Sequence[dict[str, Any]], width: i
                 parts.append(text.ljust(w) if c.unit is None else text.rjust(w))
             lines.append(SEP.join(parts).rstrip())
     if plan.dropped:
+        import textwrap
+
         lines += textwrap.wrap(f"(not shown at {width} columns: {', '.join(c.title for c in plan.dropped)}; "
                                "--format csv or json has every column)", max(width, 40))
     return lines
@@ -222,6 +240,8 @@ def render_sections(sections: Sequence[Section], width: int) -> list[str]:
 # -- machine formats --------------------------------------------------------------------------------
 
 def _json_default(o: Any) -> Any:
+    from datetime import date, datetime
+
     if isinstance(o, datetime | date):
         return o.isoformat()
     if hasattr(o, "model_dump"):
@@ -245,6 +265,9 @@ def write_json(obj: Any, out: TextIO, indent: int | None = 1) -> None:
 def write_csv(rows: Sequence[dict[str, Any]], out: TextIO, header: Sequence[str] = ()) -> None:
     """Every key of every row, values unformatted (nested ones as JSON), one header line (``header``
     when there are no rows to take it from)."""
+    import csv
+    from datetime import date, datetime
+
     keys: dict[str, None] = dict.fromkeys(header) if not rows else {}
     for r in rows:
         keys.update(dict.fromkeys(r))

@@ -4,7 +4,7 @@ This runs on every hook event Claude Code fires, so it must never slow Claude Co
 - it always exits 0 and prints nothing, except the ``display`` text the daemon returns for a
   SessionStart (Claude Code adds a SessionStart hook's stdout to the session's context);
 - it imports almost nothing: no ``golem_mcp.config`` (it pulls pathlib and dataclasses), no
-  http.client or urllib (tens of milliseconds), just a raw socket;
+  http.client or urllib (tens of milliseconds), just a raw socket (``client.http``);
 - a SessionStart (whose display text the daemon returns) and a daemon named by ``GOLEM_URL`` (whose
   data folder may be another) get the payload over HTTP: 0.2 s to accept, 1 s to answer;
 - every other event, with the daemon found through the state file in the shared data folder, is
@@ -18,12 +18,12 @@ This runs on every hook event Claude Code fires, so it must never slow Claude Co
 from __future__ import annotations
 
 import os
-import socket
 import sys
 import time
 
 from ..home import data_dir as _data_dir
 from ..home import read_state, read_token
+from .client import http
 
 CONNECT_TIMEOUT = 0.2
 TOTAL_TIMEOUT = 1.0
@@ -44,8 +44,8 @@ def _log_error(message: str) -> None:
         pass  # nowhere left to report to; the hook must still exit 0
 
 
-def _target() -> tuple[tuple[str, int, str, str | None] | None, bool]:
-    """((host, port, path prefix, token) of the daemon or None, whether it shares our data folder):
+def _target() -> tuple[tuple[str, str | None] | None, bool]:
+    """((url, token) of the daemon or None, whether it shares our data folder):
     from GOLEM_URL, else from the state file the daemon wrote into the data folder."""
     url = os.environ.get("GOLEM_URL")
     shared = not url
@@ -53,75 +53,21 @@ def _target() -> tuple[tuple[str, int, str, str | None] | None, bool]:
     url = url or state.get("url")
     if not url or not isinstance(url, str):
         return None, False
-    return (*_split_url(url), read_token(state)), shared
+    return (url.rstrip("/"), read_token(state)), shared
 
 
-def _split_url(url: str) -> tuple[str, int, str]:
-    """``http://host:port/prefix`` -> (host, port, prefix); urllib.parse would cost its import."""
-    rest = url.split("://", 1)[-1]
-    hostport, _, prefix = rest.partition("/")
-    prefix = "/" + prefix.rstrip("/") if prefix else ""
-    if hostport.startswith("["):  # [::1]:4319
-        host, _, port = hostport[1:].partition("]")
-        port = port.lstrip(":")
-    else:
-        host, _, port = hostport.rpartition(":") if ":" in hostport else (hostport, "", "")
-    return host, int(port) if port else 80, prefix
-
-
-def post(body: bytes, target: tuple[str, int, str, str | None]) -> tuple[int, bytes]:
-    """POST ``body`` to the daemon's /hooks over a raw socket; (status, response body)."""
-    host, port, prefix, token = target
-    deadline = time.monotonic() + TOTAL_TIMEOUT
-    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def post(body: bytes, target: tuple[str, str | None]) -> tuple[int, bytes]:
+    """POST ``body`` to the daemon's /hooks; (status, response body)."""
     # ack=spooled: the daemon replies once the payload is journaled, not after a database commit
-    head = (f"POST {prefix}/hooks?ack=spooled HTTP/1.1\r\nHost: {host_header}\r\nContent-Type: application/json\r\n"
-            f"Content-Length: {len(body)}\r\nConnection: close\r\n")
-    if token:
-        head += f"Authorization: Bearer {token}\r\n"
-    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as s:
-        s.settimeout(max(0.01, deadline - time.monotonic()))
-        s.sendall(head.encode("latin-1") + b"\r\n" + body)
-        chunks = []
-        while True:
-            s.settimeout(max(0.01, deadline - time.monotonic()))
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            chunks.append(chunk)
-    raw = b"".join(chunks)
-    status_line, _, rest = raw.partition(b"\r\n")
-    parts = status_line.split(b" ", 2)
-    if len(parts) < 2 or not parts[0].startswith(b"HTTP/"):
-        raise OSError(f"not an HTTP reply: {status_line[:80]!r}")
-    headers, _, payload = rest.partition(b"\r\n\r\n")
-    if b"transfer-encoding: chunked" in headers.lower():
-        payload = _dechunk(payload)
-    return int(parts[1]), payload
+    return http(target[0], "POST", "/hooks?ack=spooled", body, target[1], connect_timeout=CONNECT_TIMEOUT,
+                timeout=TOTAL_TIMEOUT)
 
 
-def poke(target: tuple[str, int, str, str | None]) -> None:
+def poke(target: tuple[str, str | None]) -> None:
     """Ask the daemon to drain the spool now; the reply is not awaited (the drainer's own round
     comes within seconds anyway, so a lost nudge only delays ingestion)."""
-    host, port, prefix, token = target
-    host_header = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
-    head = f"POST {prefix}/api/wake HTTP/1.1\r\nHost: {host_header}\r\nContent-Length: 0\r\nConnection: close\r\n"
-    if token:
-        head += f"Authorization: Bearer {token}\r\n"
-    with socket.create_connection((host, port), timeout=CONNECT_TIMEOUT) as s:
-        s.sendall(head.encode("latin-1") + b"\r\n")
-
-
-def _dechunk(data: bytes) -> bytes:
-    out = []
-    while data:
-        size_line, _, data = data.partition(b"\r\n")
-        size = int(size_line.split(b";")[0] or b"0", 16)
-        if size == 0:
-            break
-        out.append(data[:size])
-        data = data[size + 2:]
-    return b"".join(out)
+    http(target[0], "POST", "/api/wake", b"", target[1], connect_timeout=CONNECT_TIMEOUT,
+         timeout=TOTAL_TIMEOUT, wait=False)
 
 
 def spool(body: bytes, received_us: int) -> bool:
