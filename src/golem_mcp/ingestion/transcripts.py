@@ -119,17 +119,28 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
         batch.at = (source, first_line)
         batch.add("agent_context", workflow_runs.agent_context(tf.agent_id, tf.workflow_run_id))
     tools: dict[str, dict] = {}  # tool_use_id -> its row in this batch, to merge the result into
+    if not data:
+        batch.at = None
+        return 0
     loads = orjson.loads
-    lines = data.split(b"\n")
-    if lines and not lines[-1]:
-        lines.pop()  # the newline that ends the last line does not start another
-    for raw in lines:
+    find, rfind, startswith = data.find, data.rfind, data.startswith
+    # lines are found in place, not split out: most bytes belong to records never read (attachments,
+    # api-request shapes), and recognising those without copying or parsing them is most of import speed
+    stop = len(data) - 1 if data.endswith(b"\n") else len(data)  # the last newline starts no line
+    nxt = 0
+    while nxt <= stop:
+        pos = nxt
+        end = find(b"\n", pos, stop)
+        if end < 0:
+            end = stop
+        nxt = end + 1
         lineno += 1
-        if not raw or raw.isspace():
+        if end == pos:
             continue
-        # Most bytes of a transcript are records we never read (attachments, api-request shapes):
-        # recognising them without parsing is most of import speed. See _ignorable for what is safe.
-        if raw[-1:] == b"}" and _ignorable(raw):
+        if data[end - 1] == 0x7D and (startswith(_SKIP_FIRST, pos, end) or _attachment(data, rfind(_ATTACHMENT, pos, end), end)):
+            continue  # see _SKIP_FIRST and _attachment for why this is exact
+        raw = data[pos:end]
+        if raw.isspace():
             continue
         try:
             rec = loads(raw)
@@ -156,32 +167,35 @@ def parse_lines(tf: TranscriptFile, data: bytes, first_line: int, batch: Batch) 
     return lineno - first_line + 1
 
 
-# Records we never read, recognised without parsing them. Claude Code writes compact JSON; these
-# types put "type" first, so the first key *is* the record type (exact, not a guess).
-_SKIP_FIRST = frozenset(("{\"type\":\"" + t + "\"").encode() for t in KNOWN_TYPES - {"user", "assistant", "system"})
-_TYPE_FIRST = b'{"type":"'
-# Attachments (half of a transcript's bytes) write "type" after the nested attachment object.
+# Records we never read, recognised without parsing them (a line that ends with ``}``; one that is
+# not JSON inside but looks like these records outside is skipped unreported, every other bad line
+# is parsed and reported with its number).
+#
+# Claude Code writes compact JSON, and these types put "type" first, so the first key *is* the
+# record type (exact, not a guess).
+_SKIP_FIRST = tuple(sorted(("{\"type\":\"" + t + "\"").encode() for t in KNOWN_TYPES - {"user", "assistant", "system"}))
+# Attachments (half of a transcript's bytes) write "type" after the nested attachment object,
+# near the end of the line, so they are recognised from the end (see _attachment).
 _ATTACHMENT = b'},"type":"attachment","uuid":"'
-# Every record we do read carries one of these as JSON structure (not inside a string, where the
-# quotes would be escaped): "type":"assistant", a "tool_result" block, "subtype":"api_error".
-_WANTED = (b'"assistant"', b'"tool_result"', b'"api_error"')
+_NESTING = (b"{", b"}", b"[", b"]", b'"type"')
 
 
-def _ignorable(raw: bytes) -> bool:
-    """True for a line that looks like a JSON object of a record type we never read.
+def _attachment(data: bytes, at: int, end: int) -> bool:
+    """True when ``_ATTACHMENT`` found at ``at`` (-1: not found) is the top-level ``"type"`` of the
+    line ending at ``end`` (exclusive; ``data[end - 1]`` is its closing brace): the record is an
+    attachment, which holds nothing golem-mcp stores.
 
-    Such lines are skipped unparsed, so a line that is not JSON inside but begins like one of these
-    records and ends with ``}`` is not reported; every line that could hold usage, tool or error
-    data is parsed (it contains one of ``_WANTED``), and so is every other line, so bad JSON and
-    unknown record types are still reported with their line.
+    Why this is exact for a JSON line: the marker's quotes are unescaped, so it is structure, not
+    text in a string, and its ``"type"`` is a key of the object its ``},`` continues. When nothing
+    between the marker and the line's last ``}`` opens or closes an object or array, that last brace
+    closes this same object, so it is the record itself; and with no ``"type"`` key after it, this
+    is the record's type (the last of duplicate keys wins in the JSON reader). Only the tail after
+    the marker (a uuid, a time, a few short fields) is read, whatever the attachment's size.
     """
-    if raw.startswith(_TYPE_FIRST):
-        end = raw.find(b'"', 9)
-        return end > 0 and raw[:end + 1] in _SKIP_FIRST
-    if _ATTACHMENT in raw:
-        w0, w1, w2 = _WANTED
-        return w0 not in raw and w1 not in raw and w2 not in raw
-    return False
+    if at < 0:
+        return False
+    tail = data[at + len(_ATTACHMENT):end - 1]
+    return not any(t in tail for t in _NESTING)
 
 
 def _session_row(tf: TranscriptFile, rec: dict, ts: int | None) -> dict:
