@@ -60,6 +60,30 @@ def read_state() -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+def write_state(state: dict[str, Any]) -> None:
+    """Write the daemon's state file atomically (write + rename), readable by the user only: it
+    holds the token."""
+    import json
+
+    path = state_path()
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = os.path.join(os.path.dirname(path), f".{STATE_FILE}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(json.dumps(state, indent=2))
+    os.replace(tmp, path)
+
+
+def remove_state(pid: int) -> None:
+    """Remove the state file if it still names ``pid`` (a newer daemon may have replaced it)."""
+    st = read_state()
+    if st and st.get("pid") == pid:
+        try:  # noqa: SIM105 - this module imports os alone (the hook loads it on every event)
+            os.unlink(state_path())
+        except FileNotFoundError:
+            pass  # already gone: what was asked
+
+
 def read_token(state: dict[str, Any] | None = None) -> str | None:
     """The token a client sends: ``GOLEM_TOKEN``, else the running daemon's (``state``, read from
     the state file when not given), else the token file's; None when there is none yet."""

@@ -231,18 +231,18 @@ def _db(args: argparse.Namespace) -> Path:
 
 def _daemon_for(args: argparse.Namespace) -> str | None:
     """The running daemon, when it owns the database this command wants."""
-    from .client import find_daemon, read_state
+    from .client import locate_daemon
 
-    url = find_daemon()
-    if not url:
+    found = locate_daemon()
+    if not found:
         return None
-    st = read_state() or {}
+    st = found.state
     if getattr(args, "db", None) and st.get("db"):
         from pathlib import Path
 
         if Path(st["db"]).resolve() != _db(args).resolve():
             return None
-    return url
+    return found.url
 
 
 # -- import --------------------------------------------------------------------------------------
@@ -434,10 +434,11 @@ def _opener(link: str) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from .client import find_daemon, read_state
+    from .client import locate_daemon
 
-    url = find_daemon()
-    state = {k: v for k, v in (read_state() or {}).items() if k != "token"} if url else None
+    found = locate_daemon()
+    url = found.url if found else None
+    state = {k: v for k, v in found.state.items() if k != "token"} if found else None
     info: dict[str, Any] = {"daemon": url, "state": state}
     if url:
         from .client import call

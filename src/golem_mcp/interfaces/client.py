@@ -19,16 +19,73 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (a few ms
 if TYPE_CHECKING:
     from typing import Any
 
-__all__ = ["auth_headers", "call", "daemon_url", "find_daemon", "http", "read_state", "read_token", "split_url"]
+__all__ = ["Daemon", "auth_headers", "call", "daemon_url", "find_daemon", "http", "locate_daemon", "probe", "read_state",
+           "read_token", "split_url"]
+
+
+class Daemon:
+    """A daemon found by :func:`locate_daemon`: where it listens and the state file beside it."""
+
+    __slots__ = ("health", "shared", "state", "url")
+
+    def __init__(self, url: str, state: dict[str, Any], shared: bool, health: bytes | None = None) -> None:
+        self.url = url
+        self.state = state  # this data folder's state file ({} when there is none)
+        self.shared = shared  # found through that state file (not GOLEM_URL): it serves this data folder
+        self.health = health  # the body of its /healthz answer (None: not asked)
+
+    @property
+    def token(self) -> str | None:
+        return read_token(self.state)
+
+    @property
+    def opening(self) -> bool:
+        """It answers, but its store is still opening (requests other than /healthz wait for it)."""
+        return self.health is not None and b'"opening"' in self.health
+
+
+def locate_daemon(timeout: float = 0.5, *, check: bool = True, env: bool = True) -> Daemon | None:
+    """The one way every client (CLI, hook, stdio bridge, tracing, doctor, ``serve`` itself) finds
+    the running daemon: ``GOLEM_URL`` (unless ``env`` is False), else the URL in this data folder's
+    state file. With ``check``, only a daemon that answers ``/healthz`` within ``timeout`` is
+    returned; the hook passes ``check=False`` (it posts at once, and spools when that fails).
+    """
+    url = os.environ.get("GOLEM_URL") if env else None
+    shared = not url
+    state = read_state() or {}
+    url = url or state.get("url")
+    if not url or not isinstance(url, str):
+        return None
+    url = url.rstrip("/")
+    health = None
+    if check:
+        health = probe(url, timeout)
+        if health is None:
+            return None
+    return Daemon(url, state, shared, health)
 
 
 def daemon_url() -> str | None:
     """``GOLEM_URL`` or the URL in the state file, without checking that it answers."""
-    env = os.environ.get("GOLEM_URL")
-    if env:
-        return env.rstrip("/")
-    st = read_state()
-    return st.get("url") if st else None
+    found = locate_daemon(check=False)
+    return found.url if found else None
+
+
+def find_daemon(timeout: float = 0.5) -> str | None:
+    """The daemon's URL if one answers its health check, else None (:func:`locate_daemon`)."""
+    found = locate_daemon(timeout)
+    return found.url if found else None
+
+
+def probe(url: str, timeout: float = 0.5) -> bytes | None:
+    """The body of the daemon's ``GET /healthz`` answer at ``url``, None when none answers 200. It
+    answers from the moment it listens, with ``"store": "opening"`` until its store is open. Every
+    CLI call starts with this check, so the body is not parsed here (``json`` is an import more)."""
+    try:
+        status, body = http(url, "GET", "/healthz", connect_timeout=timeout, timeout=max(timeout, 1.0))
+    except OSError:
+        return None
+    return body if status == 200 else None
 
 
 def split_url(url: str) -> tuple[str, int, str]:
@@ -99,22 +156,6 @@ def _dechunk(data: bytes) -> bytes:
         out.append(data[:size])
         data = data[size + 2:]
     return b"".join(out)
-
-
-def find_daemon(timeout: float = 0.5) -> str | None:
-    """The daemon's URL if one answers its health check, else None."""
-    url = daemon_url()
-    if not url:
-        return None
-    # the status line is enough: every CLI call starts with this check
-    host, port, prefix = split_url(url)
-    try:
-        with socket.create_connection((_host(host or "127.0.0.1"), port), timeout=timeout) as s:  # type: ignore[arg-type]
-            s.sendall(f"GET {prefix}/healthz HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-            head = s.recv(64)
-    except OSError:
-        return None
-    return url if head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")) else None
 
 
 def call(url: str, path: str, payload: dict | None = None, timeout: float = 600.0) -> Any:

@@ -22,8 +22,7 @@ import sys
 import time
 
 from ..home import data_dir as _data_dir
-from ..home import read_state, read_token
-from .client import http
+from .client import http, locate_daemon
 
 CONNECT_TIMEOUT = 0.2
 TOTAL_TIMEOUT = 1.0
@@ -45,15 +44,12 @@ def _log_error(message: str) -> None:
 
 
 def _target() -> tuple[tuple[str, str | None] | None, bool]:
-    """((url, token) of the daemon or None, whether it shares our data folder):
-    from GOLEM_URL, else from the state file the daemon wrote into the data folder."""
-    url = os.environ.get("GOLEM_URL")
-    shared = not url
-    state = read_state() or {}
-    url = url or state.get("url")
-    if not url or not isinstance(url, str):
+    """((url, token) of the daemon or None, whether it shares our data folder). Not health-checked:
+    a hook posts at once and spools when that fails."""
+    found = locate_daemon(check=False)
+    if found is None:
         return None, False
-    return (url.rstrip("/"), read_token(state)), shared
+    return (found.url, found.token), found.shared
 
 
 def post(body: bytes, target: tuple[str, str | None]) -> tuple[int, bytes]:

@@ -36,7 +36,7 @@ from ..home import data_dir
 from . import toolsets
 from .client import auth_headers, find_daemon
 
-START_TIMEOUT_S = 40.0  # above `serve --detach`'s own wait (daemon.DETACH_WAIT_S), which says why it failed
+START_TIMEOUT_S = 40.0  # above `serve --detach`'s own wait (daemon.process.DETACH_WAIT_S), which says why it failed
 FAILED_START_TTL_S = 5.0  # a start that failed is not retried for every tool call of a burst
 RETRY_FOR_S = 30.0  # how long a message waits for a restarting daemon before the agent gets an error
 SESSION_ENV = ("CLAUDE_CODE_SESSION_ID", "CLAUDE_SESSION_ID")

@@ -1,0 +1,35 @@
+"""The daemon (``golem-mcp serve``): the one process that owns the DuckDB file.
+
+It serves on loopback:
+
+- ``POST /v1/logs``, ``/v1/metrics``, ``/v1/traces`` — OTLP/HTTP, JSON or protobuf, gzip accepted.
+  Each body is committed to the store before the reply, so a 200 means stored.
+- ``POST /hooks`` — one Claude Code hook payload (or a JSON list of them), from ``golem-mcp hook``.
+- ``POST /api/import``, ``POST /api/report``, ``GET /api/status`` — what the CLI asks when a daemon
+  runs (it cannot open the database itself then).
+- ``GET /metrics`` — the store's totals for Prometheus (``interfaces/metrics.py``).
+- ``GET /healthz`` — liveness (and which data folder it serves, for a second daemon's message), no
+  token needed.
+- MCP (streamable HTTP), when ``interfaces/mcp_server.py`` provides it (see :func:`create_app`).
+
+Background threads watch the transcript folders (new sessions appear within seconds) and drain the
+hook spool that ``golem-mcp hook`` writes while the daemon is down.
+
+The package, a module per job: ``bodies`` (reading bodies, OTLP media types and replies), ``guard``
+(Origin/Host checks and the token), ``app`` (the routes over an open store), ``writer`` (group
+commit), ``background`` (watcher, spool drain, alerts, analyses), ``process`` (serve, detach, stop).
+
+Safety: every route but ``/healthz`` requires the token (``--token``/``GOLEM_TOKEN``, else the data
+folder's, made at first start: ``golem_mcp.home``). It binds 127.0.0.1 by default and refuses any
+other address without a token chosen explicitly; requests whose
+``Origin`` is not a loopback origin, or whose ``Host`` is not a literal loopback address or
+``localhost`` while serving on loopback, get 403 (a web page must not reach the store through DNS
+rebinding; the rule is ``interfaces/loopback.py``'s).
+"""
+
+from .app import create_app
+from .bodies import ThrottledLog, json_response
+from .guard import Guard
+from .process import AlreadyServing, serve, stop
+
+__all__ = ["AlreadyServing", "Guard", "ThrottledLog", "create_app", "json_response", "serve", "stop"]

@@ -1,0 +1,313 @@
+"""Running the daemon as a process: ``serve`` (bind, open the store, write the state file, run),
+``serve --detach`` and ``stop``."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import gc
+import logging
+import logging.handlers
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from ... import __version__
+from ...config import (
+    DEFAULT_HOST,
+    Settings,
+    claude_projects_dir,
+    data_dir,
+    default_db_path,
+    spool_dir,
+    token_file,
+)
+from ...errors import GolemError
+from ...home import read_state, remove_state, state_path, write_state
+from ...store.db import Store
+from ..client import locate_daemon, probe
+from ..loopback import is_loopback_host
+from .app import create_app
+
+log = logging.getLogger("golem_mcp.daemon")
+
+log = logging.getLogger("golem_mcp.daemon")
+
+# how long `serve --detach` waits for the daemon to answer: 15 s was too short on a busy 2-core
+# machine (start-ups of 15-16 s were measured under a load average of 18)
+DETACH_WAIT_S = 30.0
+
+def _pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        # a zombie (exited, not yet reaped by its parent) still answers kill(0); it is gone for us
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
+
+
+# -- serve / stop --------------------------------------------------------------------------------
+
+class _RedactingFormatter(logging.Formatter):
+    """Log lines may quote what clients sent (a skipped line, a refused body, a request's query
+    string, an exception's message): they are redacted like everything stored."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        from ...redaction import redact
+
+        return redact(super().format(record))
+
+
+def _setup_logging() -> None:
+    fmt = _RedactingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handlers: list[logging.Handler] = [logging.StreamHandler(sys.stderr)]
+    try:
+        data_dir().mkdir(parents=True, exist_ok=True)
+        handlers.append(logging.handlers.RotatingFileHandler(data_dir() / "daemon.log", maxBytes=5_000_000,
+                                                             backupCount=3))
+    except OSError as e:
+        print(f"golem-mcp: cannot write {data_dir() / 'daemon.log'} ({e}); logging to stderr only", file=sys.stderr)
+    for name in ("golem_mcp", "uvicorn"):
+        lg = logging.getLogger(name)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+        for h in handlers:
+            h.setFormatter(fmt)
+            lg.addHandler(h)
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host.strip("[]"), port))
+    except OSError as e:
+        sock.close()
+        holder = _port_holder(host, port)
+        if holder and Path(str(holder.get("data_dir", ""))).resolve() == data_dir().resolve():
+            raise AlreadyServing(f"golem-mcp: a daemon of this data folder already listens on {host}:{port} "
+                                 f"(pid {holder.get('pid')})") from e
+        who = (f"another golem-mcp daemon (pid {holder.get('pid')}, data folder {holder.get('data_dir', '?')}; "
+               f"this one's is {data_dir()})" if holder else "another program")
+        raise GolemError(f"cannot listen on {host}:{port}: {who} holds that port ({e.strerror}). Stop it, or "
+                         f"choose another port for this daemon: `golem-mcp serve --port N` or GOLEM_PORT=N in the "
+                         "environment (then `golem-mcp install --port N` so Claude Code's telemetry follows; "
+                         "--port 0 takes any free port)") from e
+    sock.listen(128)
+    sock.set_inheritable(False)
+    return sock
+
+
+class AlreadyServing(GolemError):
+    """This data folder's daemon already holds the port (its state file was gone, or two started at once)."""
+
+
+def _port_holder(host: str, port: int) -> dict[str, Any] | None:
+    """What /healthz at host:port says when a golem-mcp daemon answers there, else None."""
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else ("[::1]" if host.strip("[]") == "::" else host)
+    body = probe(f"http://{target}:{port}", 1.0)
+    try:
+        info = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        return None
+    if isinstance(info, dict) and info.get("ok") is True and "pid" in info and "version" in info:
+        return info
+    return None
+
+
+def _running() -> dict[str, Any] | None:
+    """The state of this data folder's daemon when it answers its health check, else None."""
+    found = locate_daemon(1.0, env=False)
+    return found.state if found else None
+
+
+def _token(chosen: str | None) -> str:
+    """The token this daemon requires: the one chosen (--token, GOLEM_TOKEN), else the data folder's."""
+    from ...home import check_token, ensure_token
+
+    try:
+        return check_token(chosen) if chosen else ensure_token()
+    except ValueError as e:
+        where = "--token/GOLEM_TOKEN" if chosen else str(token_file())
+        raise GolemError(f"the token in {where} cannot be used: {e}. Choose another"
+                         + ("" if chosen else " (or delete the file: a new one is made)")) from e
+    except OSError as e:
+        raise GolemError(f"cannot read or create the token file {token_file()} ({e}); check the data folder's "
+                         "permissions, or choose a token with --token/GOLEM_TOKEN") from e
+
+
+def serve(args: argparse.Namespace) -> int:
+    """``golem-mcp serve``: run the daemon in the foreground (or ``--detach``)."""
+    host = getattr(args, "host", None) or DEFAULT_HOST
+    chosen = getattr(args, "token", None) or None
+    if not is_loopback_host(host) and not chosen:
+        raise GolemError(f"refusing to listen on {host} without a token: anyone on that network could read "
+                         "your usage. Use the default 127.0.0.1, or pass --token (or GOLEM_TOKEN)")
+    token = _token(chosen)
+    db = Path(args.db).expanduser().resolve() if getattr(args, "db", None) else default_db_path().resolve()
+    running = _running()
+    if running:
+        same = Path(str(running.get("db", ""))).expanduser().resolve() == db
+        if same:
+            print(f"golem-mcp daemon already running at {running['url']} (pid {running.get('pid')}, db {db})")
+            return 0
+        print(f"golem-mcp: a daemon already runs at {running['url']} with another database "
+              f"({running.get('db')}); stop it first (`golem-mcp stop`) or use another GOLEM_HOME", file=sys.stderr)
+        return 1
+    if getattr(args, "detach", False):
+        if int(args.port):  # a held port is said here, at once, not after the child's start-up
+            try:
+                _bind(host, int(args.port)).close()
+            except AlreadyServing as e:
+                print(e)
+                return 0
+        return _detach(args, host, db, chosen)
+
+    import uvicorn
+
+    try:
+        # before opening the store: a held port fails at once, saying who holds it
+        sock = _bind(host, int(args.port))
+    except AlreadyServing as e:
+        print(e)
+        return 0
+    _setup_logging()
+    settings = Settings.load()
+    try:
+        store = Store(db, settings=settings)
+    except BaseException:
+        sock.close()
+        raise
+    port = sock.getsockname()[1]
+    url_host = f"[{host.strip('[]')}]" if ":" in host else host
+    url = f"http://{url_host}:{port}"
+    watch = [] if getattr(args, "no_watch", False) else [
+        Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
+    app = create_app(store, settings, token=token, loopback_only=is_loopback_host(host), watch=watch,
+                     spool=spool_dir(), mcp_snapshot=True)
+    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=5, server_header=False)
+    # An OTLP body of 500 records becomes ~50,000 short-lived dicts that reference counting frees.
+    # At the default threshold (700 allocations) the cycle collector ran dozens of times a body and
+    # its passes walked every live object (bodies in flight, queued batches): half the ingest CPU.
+    gc.set_threshold(100_000, 50, 100)
+    server = uvicorn.Server(config)
+    pid = os.getpid()
+    state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
+                             "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
+                             "version": __version__, "token": token}
+    write_state(state)
+    log.info("golem-mcp %s serving %s on %s (watching %s); dashboard at %s/", __version__, db, url,
+             ", ".join(map(str, watch)) or "nothing", url)
+    # uvicorn re-raises the signal that stopped it once it has shut down; with the default SIGTERM
+    # action that would kill us before the state file is removed, so let those signals be no-ops
+    previous = {s: signal.signal(s, lambda *_: None) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        server.run(sockets=[sock])
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+        remove_state(pid)
+        sock.close()
+        store.close()
+        log.info("golem-mcp daemon stopped")
+    return 0
+
+
+def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) -> int:
+    cmd = [sys.executable, "-m", "golem_mcp", "serve", "--host", host, "--port", str(args.port), "--db", str(db)]
+    if getattr(args, "no_watch", False):
+        cmd.append("--no-watch")
+    for w in getattr(args, "watch", None) or []:
+        cmd += ["--watch", str(Path(w).expanduser().resolve())]
+    env = dict(os.environ)
+    if token:
+        env["GOLEM_TOKEN"] = token  # not on the command line, where every local user could read it
+    data_dir().mkdir(parents=True, exist_ok=True)
+    out_path = data_dir() / "daemon.out"
+    with open(out_path, "ab") as out:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
+                                start_new_session=True, close_fds=True)
+    deadline = time.monotonic() + DETACH_WAIT_S
+    while time.monotonic() < deadline:
+        code = proc.poll()
+        if code == 0:  # another start won the race for the port: wait for that daemon instead
+            running = _running()
+            if running:
+                print(running["url"])
+                return 0
+            time.sleep(0.1)
+            continue
+        if code is not None:
+            print(f"golem-mcp: the daemon exited at start (code {code}):\n{_tail(out_path)}", file=sys.stderr)
+            return 1
+        found = locate_daemon(0.5, env=False)
+        if found and found.state.get("pid") == proc.pid:
+            print(found.url)
+            return 0
+        time.sleep(0.1)
+    print(f"golem-mcp: the daemon (pid {proc.pid}) did not answer within {DETACH_WAIT_S:.0f} s; see {out_path} and "
+          f"{data_dir() / 'daemon.log'}", file=sys.stderr)
+    return 1
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def _is_golem(pid: int) -> bool:
+    """Guard against a stale state file whose pid now belongs to some other program."""
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return True  # no /proc (macOS): trust the state file
+    return b"golem" in cmdline
+
+
+def stop() -> int:
+    """``golem-mcp stop``: SIGTERM the daemon named in the state file and wait for it to exit."""
+    st = read_state()
+    if not st:
+        print("golem-mcp: no daemon running (no state file)")
+        return 0
+    pid = st.get("pid")
+    if not _pid_alive(pid) or not isinstance(pid, int) or not _is_golem(pid):
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(state_path())
+        print(f"golem-mcp: no daemon running (removed a stale state file for pid {pid})")
+        return 0
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        if not _pid_alive(pid):
+            break
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)  # reap it if it happens to be our child (tests)
+        time.sleep(0.05)
+    else:
+        print(f"golem-mcp: the daemon (pid {pid}) did not stop within 15 s; it may be finishing a long "
+              f"import. Try again, or `kill {pid}`", file=sys.stderr)
+        return 1
+    remove_state(pid)
+    print(f"golem-mcp: stopped the daemon (pid {pid}, {st.get('url')})")
+    return 0
