@@ -45,6 +45,9 @@ Script format (a dict, or the same as JSON)::
   carries exactly what the tools returned (the way a model's report is built from its tool calls).
 - **Errors**: ``["error", 529, "Overloaded"]`` as a step answers with that HTTP status once per
   (conversation, step); Claude Code's retry then gets the next step's normal answer.
+  ``["error", 529, "Overloaded", "always"]`` answers so every time (Claude Code's retries run out).
+- **Refusals**: ``["refusal", "text"]`` answers the text with ``stop_reason: "refusal"`` (the model
+  declined; Claude Code reports it as an ``api_refusal`` event).
 
 Example::
 
@@ -226,7 +229,7 @@ class FakeMessagesAPI:
             with self._lock:
                 first = key not in self._errors_sent
                 self._errors_sent.add(key)
-            if first:
+            if first or (len(step) > 3 and step[3] == "always"):
                 handler._json(int(step[1]), {"type": "error", "error": {"type": "overloaded_error",  # type: ignore[attr-defined]
                                                                         "message": step[2]}})
                 return
@@ -245,6 +248,9 @@ class FakeMessagesAPI:
             blocks.append({"type": "tool_use", "id": "toolu_" + uuid.uuid4().hex[:24], "name": step[1],
                            "input": step[2]})
             stop_reason = "tool_use"
+        elif step[0] == "refusal":
+            blocks.append({"type": "text", "text": step[1]})
+            stop_reason = "refusal"
         else:
             blocks.append({"type": "text", "text": step[1]})
             stop_reason = "end_turn"

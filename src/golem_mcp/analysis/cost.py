@@ -1,4 +1,4 @@
-"""Cost and tokens grouped by workflow, stage, agent, model, task, day, ... (the first report)."""
+"""Cost and tokens grouped by workflow, stage, agent, model, task, day, skill, plugin, MCP server, ..."""
 
 from __future__ import annotations
 
@@ -28,6 +28,10 @@ DIMENSIONS: dict[str, str] = {
     "path": "workflow_path",
     "day": "CAST(\"timestamp\" AS DATE)",
     "week": "CAST(date_trunc('week', \"timestamp\") AS DATE)",
+    # whom Claude Code made the request for, as its /usage breaks cost down (NULL: none of them)
+    "skill": "skill_name",
+    "plugin": "plugin_name",
+    "mcp_server": "mcp_server_name",
 }
 
 FILTERS = {"workflow_id", "stage", "task_id", "experiment_id", "session_id", "model", "agent", "project",

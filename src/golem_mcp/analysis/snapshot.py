@@ -253,7 +253,7 @@ _STAGE_GROUPS = [
 _TOOLS_COLUMNS = ('tool_use_id, session_id, agent_id, request_id, tool_name, "timestamp", success, duration_ms, '
                   "error_type, error, tool_parameters, workflow_id, stage, task_id, experiment_id, agent")
 _ERRORS_COLUMNS = ('error_key, session_id, agent_id, request_id, model, "timestamp", status_code, error, attempt, '
-                   "duration_ms, workflow_id, stage, task_id, experiment_id, agent")
+                   "duration_ms, workflow_id, stage, task_id, experiment_id, agent, kind, error_type, retries_exhausted")
 
 
 

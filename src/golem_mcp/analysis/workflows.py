@@ -318,7 +318,8 @@ def record_stage_usage(store: Store, caller: Caller, workflow_id: str, stage: st
 
 # --- cost -----------------------------------------------------------------------------------------
 
-GROUPS = ("stage", "agent", "model", "task", "day", "workflow", "experiment", "session", "top_stage", "machine")
+GROUPS = ("stage", "agent", "model", "task", "day", "workflow", "experiment", "session", "top_stage", "machine",
+          "skill", "plugin", "mcp_server")
 COST_COLUMNS = ["requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens",
                 "total_tokens", "cost_usd", "cache_hit_rate"]
 

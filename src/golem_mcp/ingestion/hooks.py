@@ -13,10 +13,13 @@ from typing import Any
 import orjson
 
 from ..redaction import redact_value
-from .records import SRC_HOOK, Batch, error_text, now_us, tool_parameters, unexpected
+from .records import SRC_HOOK, Batch, error_text, mcp_names, now_us, tool_parameters, unexpected
 
 _IDS = ("session_id", "agent_id", "tool_use_id", "prompt_id")
-_DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message"})
+# texts a person or the model wrote (and PostToolBatch's calls, which hold tool inputs and
+# responses): kept only when the user asked for prompts to be stored
+_DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message", "compact_summary",
+                   "custom_instructions", "task_subject", "task_description", "tool_calls"})
 
 
 def payload_key(payload: dict) -> str:
@@ -62,13 +65,16 @@ def _map(payload: dict, event: str, batch: Batch, received_us: int | None, store
         params = tool_parameters(tool_name, payload.get("tool_input"))
         if params:
             clean["tool_parameters"] = params
+    # keyed by the redacted payload: what the spool holds, so a payload posted and spooled both counts once
+    event_key = payload_key(redact_value({k: v for k, v in payload.items() if k != "_golem_received_us"}))
+    prompt_id = payload.get("prompt_id")
     batch.add("hook_events", {
-        # keyed by the redacted payload: what the spool holds, so a payload posted and spooled both counts once
-        "event_key": payload_key(redact_value({k: v for k, v in payload.items() if k != "_golem_received_us"})),
+        "event_key": event_key,
         "received_at": received_us, "session_id": sid, "event_name": event, "agent_id": agent_id,
-        "agent_type": agent_type, "tool_use_id": tool_use_id, "tool_name": tool_name,
+        "agent_type": agent_type, "tool_use_id": tool_use_id, "tool_name": tool_name, "prompt_id": prompt_id,
         "payload": orjson.dumps(clean, default=str).decode(),  # the store keeps it only if keep_hook_payloads
     })
+    _map_today(payload, event, batch, received_us, store_prompts, event_key)
     if sid and event == "SessionStart":
         tp = payload.get("transcript_path")
         batch.add("sessions", {
@@ -85,7 +91,7 @@ def _map(payload: dict, event: str, batch: Batch, received_us: int | None, store
     if tool_use_id and event in ("PreToolUse", "PostToolUse", "PostToolUseFailure"):
         tc: dict[str, Any] = {"tool_use_id": tool_use_id, "session_id": sid, "agent_id": agent_id,
                               "tool_name": tool_name, "prompt_id": payload.get("prompt_id"),
-                              "source_mask": SRC_HOOK}
+                              "source_mask": SRC_HOOK, **_mcp(payload, tool_name)}
         if event == "PreToolUse":
             tinput = payload.get("tool_input")
             params = tool_parameters(tool_name, tinput)
@@ -107,6 +113,66 @@ def _map(payload: dict, event: str, batch: Batch, received_us: int | None, store
                 "description": resp.get("description"), "model": resp.get("resolvedModel"),
                 "parent_agent_id": agent_id,
             })
+
+
+def _mcp(payload: dict, tool_name: Any) -> dict[str, Any]:
+    """The MCP server and tool of a tool call, from its name or the payload's ``mcp_server``."""
+    server, tool = mcp_names(tool_name)
+    named = payload.get("mcp_server")
+    if server is None and isinstance(named, dict) and isinstance(named.get("name"), str):
+        server = named["name"]
+    return {"mcp_server_name": server, "mcp_tool_name": tool} if server or tool else {}
+
+
+def _map_today(payload: dict, event: str, batch: Batch, received_us: int | None, store_prompts: bool,
+               event_key: str) -> None:
+    """The events Claude Code 2.1 added, mapped to what they mean: a tool batch (how many calls ran
+    together), a denied permission (a failed tool call), a turn that ended on an API error, a
+    compaction, a task of Claude Code's own task list."""
+    sid = payload.get("session_id")
+    agent_id = payload.get("agent_id")
+    prompt_id = payload.get("prompt_id")
+    if event == "PostToolBatch":
+        calls = [c for c in payload.get("tool_calls") or () if isinstance(c, dict)]
+        for c in calls:
+            tid, name = c.get("tool_use_id"), c.get("tool_name")
+            if not isinstance(tid, str) or not tid:
+                continue
+            batch.add("tool_calls", {"tool_use_id": tid, "session_id": sid, "agent_id": agent_id,
+                                     "tool_name": name if isinstance(name, str) else None, "prompt_id": prompt_id,
+                                     "timestamp": received_us, "batch_size": len(calls), "source_mask": SRC_HOOK, **_mcp(c, name)})
+    elif event == "PermissionDenied" and isinstance(payload.get("tool_use_id"), str):
+        name = payload.get("tool_name")
+        reason = error_text(payload.get("reason"))
+        batch.add("tool_calls", {
+            "tool_use_id": payload["tool_use_id"], "session_id": sid, "agent_id": agent_id, "tool_name": name,
+            "prompt_id": prompt_id, "timestamp": received_us, "success": False, "decision": "denied",
+            "error_type": "permission_denied",
+            "error": "permission denied" + (f": {reason}" if reason else ""), "source_mask": SRC_HOOK,
+            **_mcp(payload, name)})
+    elif event == "StopFailure":
+        kind = payload.get("error") if isinstance(payload.get("error"), str) else None
+        # the last "assistant message" of a failed turn is Claude Code's own error text, not the model's
+        last = payload.get("last_assistant_message")
+        shown = last if isinstance(last, str) and last.startswith("API Error") else None
+        batch.add("api_errors", {
+            "error_key": "h:" + event_key, "session_id": sid, "agent_id": agent_id, "prompt_id": prompt_id,
+            "timestamp": received_us, "error": error_text(payload.get("error_details") or shown) or kind,
+            "error_type": kind, "kind": "stop_failure", "source": "hook"})
+    elif event in ("PreCompact", "PostCompact"):
+        trigger = payload.get("trigger")
+        batch.add("compaction_events", {
+            "event_key": "h:" + event_key, "source": "hook", "phase": "pre" if event == "PreCompact" else "post",
+            "session_id": sid, "agent_id": agent_id, "prompt_id": prompt_id, "timestamp": received_us,
+            "trigger": trigger if isinstance(trigger, str) else None})
+    elif event in ("TaskCreated", "TaskCompleted") and sid and isinstance(payload.get("task_id"), str):
+        subject, mate = payload.get("task_subject"), payload.get("teammate_name")
+        batch.add("agent_tasks", {
+            "task_key": f"{sid}|{payload['task_id']}", "session_id": sid, "cc_task_id": payload["task_id"],
+            "agent_id": agent_id, "prompt_id": prompt_id,
+            "subject": subject if store_prompts and isinstance(subject, str) else None,
+            "teammate_name": mate if isinstance(mate, str) else None,
+            "created_at" if event == "TaskCreated" else "completed_at": received_us})
 
 
 def parse_hook_lines(data: bytes, source: str, batch: Batch, store_prompts: bool = False) -> int:

@@ -24,6 +24,7 @@ from .records import (
     Batch,
     error_text,
     iso_to_us,
+    mcp_names,
     redact,
     unexpected,
 )
@@ -485,6 +486,30 @@ def _point(item: tuple) -> dict:
 
 # --- mapping to store rows ---------------------------------------------------------------------
 
+# Claude Code's attribution of a request (whom it was made for), as it names the attributes, to
+# our columns. It writes "third-party" / "custom" where it redacts a name; those are kept as written.
+_ATTRIBUTION = {"skill.name": "skill_name", "plugin.name": "plugin_name", "marketplace.name": "marketplace_name",
+                "mcp_server.name": "mcp_server_name", "mcp_tool.name": "mcp_tool_name"}
+
+
+def _attribution(a: Attrs) -> dict:
+    return {col: _text(a.get(k)) for k, col in _ATTRIBUTION.items()}
+
+
+def _text(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
+def recorded_cost(a: Attrs) -> float | None:
+    """Claude Code's own cost of a request: its exact integer micro-dollars (``cost_usd_micros``)
+    when sent, else ``cost_usd`` (the same figure as a binary fraction: 49000 micros arrive as
+    0.048999999999999995). What the store's cost rule then prefers to the price table."""
+    micros = _int(a.get("cost_usd_micros"))
+    if micros is not None and micros >= 0:
+        return micros / 1_000_000
+    return _float(a.get("cost_usd"))
+
+
 def _ctx(res: Attrs, attrs: Attrs) -> dict:
     return {k: (attrs.get(k) if attrs.get(k) not in (None, "") else res.get(k)) or None for k in CONTEXT_KEYS}
 
@@ -596,8 +621,11 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
             "cache_creation_tokens": _int(a.get("cache_creation_tokens")),
             "cache_creation_5m_tokens": _int(a.get("cache_creation_5m_tokens")),
             "cache_creation_1h_tokens": _int(a.get("cache_creation_1h_tokens")),
-            "recorded_cost_usd": _float(a.get("cost_usd")), "duration_ms": _float(a.get("duration_ms")),
+            "recorded_cost_usd": recorded_cost(a), "cost_usd_micros": _int(a.get("cost_usd_micros")),
+            "duration_ms": _float(a.get("duration_ms")),
             "ttft_ms": _float(a.get("ttft_ms")), "query_source": a.get("query_source"),
+            "effort": _text(a.get("effort")), "speed": _text(a.get("speed")),
+            "client_request_id": _text(a.get("client_request_id")), **_attribution(a),
             "attempt": _int(a.get("attempt")), "success": True, **ctx, "source_mask": SRC_OTEL_LOG,
         })
         agent = (agent_id, sid, a.get("agent.name"))
@@ -612,7 +640,34 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
             "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
             "status_code": _int(a.get("status_code")), "error": error_text(a.get("error")),
             "attempt": _int(a.get("attempt")), "duration_ms": _float(a.get("duration_ms")), **ctx,
-            "source": "otel",
+            "source": "otel", "kind": "api_error",
+        })
+    elif name == "api_retries_exhausted":
+        # Claude Code sends it right after the api_error of the same failure (the next event.sequence
+        # of the session): it is that row's "gave up after N attempts", merged into it, not a second error
+        ekey = f"o:{sid}|{seq - 1}|api_error" if seq is not None and sid else "o:" + key
+        batch.add("api_errors", {
+            "error_key": ekey, "session_id": sid, "agent_id": agent_id, "prompt_id": a.get("prompt.id"),
+            "model": a.get("model"), "timestamp": ts, "status_code": _int(a.get("status_code")),
+            "error": error_text(a.get("error")), "attempt": _int(a.get("total_attempts")),
+            "retries_exhausted": True, "total_retry_duration_ms": _float(a.get("total_retry_duration_ms")),
+            **ctx, "source": "otel", "kind": "api_error",
+        })
+    elif name == "api_refusal":
+        category = _text(a.get("category"))
+        batch.add("api_errors", {
+            "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,
+            "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
+            "error": "the model refused" + (f" ({category})" if category else ""), "error_type": "refusal",
+            "attempt": _int(a.get("attempt")), **ctx, "source": "otel", "kind": "refusal",
+        })
+    elif name == "compaction":
+        batch.add("compaction_events", {
+            "event_key": "o:" + key, "source": "otel", "session_id": sid, "agent_id": agent_id,
+            "prompt_id": a.get("prompt.id"), "timestamp": ts, "trigger": _text(a.get("trigger")),
+            "success": _bool(a.get("success")), "duration_ms": _float(a.get("duration_ms")),
+            "pre_tokens": _int(a.get("pre_tokens")), "post_tokens": _int(a.get("post_tokens")),
+            "error": error_text(a.get("error")), **ctx,
         })
     elif name in ("tool_result", "tool_decision"):
         row: dict[str, Any] = {
@@ -633,7 +688,9 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
             if isinstance(params, dict):
                 params = {k: (redact(v) if isinstance(v, str) else v) for k, v in params.items()
                           if k not in _TEXT_KEYS}
+            server, tool = mcp_names(a.get("tool_name"), params)
             row.update({
+                "mcp_server_name": server, "mcp_tool_name": tool,
                 "timestamp": ts, "success": success, "duration_ms": _float(a.get("duration_ms")),
                 "error": error_text(a.get("error")) if success is False else None,
                 "error_type": a.get("error_type") or None,
@@ -644,7 +701,10 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
         batch.add("tool_calls", row)
     elif name == "subagent_completed" and agent_id:
         batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent_type"),
-                             "model": a.get("final_model") or a.get("model"), "ended_at": ts})
+                             "model": a.get("final_model") or a.get("model"), "ended_at": ts,
+                             "total_tokens": _int(a.get("total_tokens")),
+                             "total_tool_uses": _int(a.get("total_tool_uses")),
+                             "duration_ms": _float(a.get("duration_ms"))})
 
 
 def traces_to_batch(doc: Any, batch: Batch, source: str = "/v1/traces") -> int:

@@ -127,6 +127,21 @@ def tool_parameters(tool_name: str | None, tool_input: object) -> dict | None:
     return params or None
 
 
+def mcp_names(tool_name: object, params: object = None) -> tuple[str | None, str | None]:
+    """(MCP server, MCP tool) of a tool call: split from ``mcp__<server>__<tool>`` as Claude Code splits
+    it (the server is the part before the second ``__``, the tool all after), else from the
+    ``mcp_server_name``/``mcp_tool_name`` its tool_result event puts in ``tool_parameters``."""
+    if isinstance(tool_name, str) and tool_name.startswith("mcp__"):
+        parts = tool_name.split("__")
+        if len(parts) >= 3 and parts[1] and "__".join(parts[2:]):
+            return parts[1], "__".join(parts[2:])
+    if isinstance(params, dict):
+        server, tool = params.get("mcp_server_name"), params.get("mcp_tool_name")
+        return (server if isinstance(server, str) and server else None,
+                tool if isinstance(tool, str) and tool else None)
+    return None, None
+
+
 def error_text(value: object, limit: int = 500) -> str | None:
     if value is None:
         return None

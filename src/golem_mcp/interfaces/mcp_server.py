@@ -290,7 +290,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
                                             task_id, agent, model, status, started_at, ended_at, usage)
 
     @server.tool(annotations=READ_ONLY, description=(
-        "What did a workflow, task, stage or experiment cost? Tokens and cost grouped by stage (default), model, day...: "
+        "What did a workflow, task, stage or experiment cost? Tokens and cost grouped by stage (default), model, skill, MCP server...: "
         "USD, tokens by kind, cache hit rate. No id = last 30 days. Over budget? use budget_status."))
     @_guard
     def query_workflow_cost(
@@ -299,7 +299,8 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         since: Annotated[str | None, Field(max_length=64, description="ISO-8601 start")] = None,
         until: Annotated[str | None, Field(max_length=64, description="ISO-8601 end, exclusive")] = None,
         group_by: Annotated[list[Literal["stage", "agent", "model", "task", "day", "workflow", "experiment",
-                                         "session", "top_stage", "machine"]] | None,
+                                         "session", "top_stage", "machine", "skill", "plugin",
+                                         "mcp_server"]] | None,
                             Field(max_length=3, description="default [stage]; [] = totals only")] = None,
         limit: Annotated[int, Field(ge=1, le=200, description="groups shown (default 20, max 200)")] = 20,
         offset: Annotated[int, Field(ge=0, description="for the next page (default 0)")] = 0,

@@ -62,6 +62,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "ingest_files": ("path",),
     "stage_records": ("id",),
     "machines": ("machine_id",),
+    "compaction_events": ("event_key",),
+    "agent_tasks": ("task_key",),
 }
 POLICY: dict[str, dict[str, str]] = {
     "api_requests": {"output_tokens": "max", "source_mask": "or", "timestamp": "min", "attempt": "max",
@@ -75,6 +77,7 @@ POLICY: dict[str, dict[str, str]] = {
                   "parent_workflow_id": "new"},
     "agent_context": {"workflow_id": "new", "stage": "new", "task_id": "new", "experiment_id": "new",
                       "source": "new", "updated_at": "new"},
+    "agent_tasks": {"created_at": "min", "completed_at": "max"},
     "ingest_files": {"kind": "new", "size": "new", "mtime_ns": "new", "offset": "new", "lines": "new",
                      "skipped": "new", "updated_at": "new"},
     "machines": {"label": "new", "first_seen": "min", "last_seen": "max"},
@@ -82,7 +85,8 @@ POLICY: dict[str, dict[str, str]] = {
 # tables written in this order so that facts and their context land in one transaction
 WRITE_ORDER = ("machines", "sessions", "agents", "workflows", "workflow_links", "agent_context", "api_requests",
                "tool_calls", "api_errors", "spans", "otel_events", "metric_points", "hook_events",
-               "review_reports", "review_issues", "stage_records", "ingest_files")
+               "review_reports", "review_issues", "stage_records", "compaction_events", "agent_tasks",
+               "ingest_files")
 # Facts whose changed days are stamped into fact_changes (003) for the analysis' aggregate cache.
 # A row without a time counts as this day (the analysis' "no time" sorts after every real one).
 FACT_TABLES = ("api_requests", "tool_calls", "api_errors")

@@ -102,7 +102,8 @@ SELECT x.request_id, x.message_id, x.session_id, x.agent_id, x.prompt_id, x.mode
        CASE WHEN x.agent_id IS NULL OR x.agent_depth IS NULL OR x.agent_depth <= 1 THEN x.r_stage
             ELSE COALESCE(x.root_agent_type, x.r_stage) END AS top_stage,
        w.path AS workflow_path, w.complexity, COALESCE(golem_home_path(s.cwd), s.project) AS project, s.git_branch, s.cwd, s.version AS claude_code_version,
-       x.recorded_cost_usd,
+       x.skill_name, x.plugin_name, x.mcp_server_name, x.mcp_tool_name, x.effort, x.client_request_id,
+       x.cost_usd_micros, x.recorded_cost_usd,
        (COALESCE(x.input_tokens, 0) * p.input_per_mtok
         + COALESCE(x.output_tokens, 0) * p.output_per_mtok
         + COALESCE(x.cache_read_tokens, 0) * p.cache_read_per_mtok
@@ -136,7 +137,7 @@ WITH r AS (
 )
 SELECT j.tool_use_id, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.tool_name, j."timestamp",
        j.success, j.duration_ms, j.error_type, j.error, j.input_size_bytes, j.result_size_bytes,
-       j.tool_parameters, j.decision, j.source_mask, j.machine_id,
+       j.tool_parameters, j.decision, j.source_mask, j.machine_id, j.mcp_server_name, j.mcp_tool_name, j.batch_size,
        golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
        COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                                           ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
@@ -156,9 +157,15 @@ WITH r AS (
     LEFT JOIN agents a ON a.agent_id = r.agent_id  -- as in tools: the agent's own type only
     LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
     LEFT JOIN workflow_link_ranges wl ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
+    -- a StopFailure hook repeats the API error or refusal OTel already reported for its prompt: counted once
+    WHERE r.kind IS DISTINCT FROM 'stop_failure' OR NOT EXISTS (
+        SELECT 1 FROM api_errors o WHERE o.session_id = r.session_id AND o.prompt_id = r.prompt_id
+                                     AND o.kind IS DISTINCT FROM 'stop_failure')
 )
 SELECT j.error_key, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.model, j."timestamp",
        j.status_code, j.error, j.attempt, j.duration_ms, j.source, j.machine_id,
+       COALESCE(j.kind, 'api_error') AS kind, j.error_type, COALESCE(j.retries_exhausted, false) AS retries_exhausted,
+       j.total_retry_duration_ms,
        golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
        COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
                                           ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
@@ -203,7 +210,7 @@ WITH f AS (
            CAST(tool_parameters AS VARCHAR) AS params
     FROM tools WHERE success = false
     UNION ALL
-    SELECT "timestamp", workflow_id, stage, NULL, status_code, lower(COALESCE(error, '')), error, NULL,
+    SELECT "timestamp", workflow_id, stage, NULL, status_code, lower(COALESCE(error, '')), error, error_type,
            session_id, agent_id, NULL FROM errors
 )
 SELECT *, golem_error_category(status_code, msg, etype) AS category FROM f;
@@ -226,7 +233,7 @@ FROM tools;
 
 CREATE OR REPLACE VIEW otel_api_error_events AS
 SELECT "timestamp", workflow_id, stage, task_id, agent, experiment_id, model, status_code, error,
-       attempt, duration_ms, session_id, agent_id, request_id, source
+       attempt, duration_ms, session_id, agent_id, request_id, source, kind, error_type, retries_exhausted
 FROM errors;
 
 CREATE OR REPLACE VIEW claude_metrics AS
@@ -531,3 +538,34 @@ FROM p
 LEFT JOIN workflows w ON w.workflow_id = p.adw_id
 LEFT JOIN m ON m.workflow_id = p.adw_id
 LEFT JOIN q ON q.workflow_id = p.adw_id;
+
+-- Context compactions, each once, with the tokens they saved: Claude Code's OTel event (tokens before
+-- and after), else its PostCompact hook (or PreCompact when that is all that came), which has no counts.
+CREATE OR REPLACE VIEW compactions AS
+WITH c AS (
+    SELECT e.*, COALESCE(e."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM compaction_events e
+    WHERE e.source = 'otel'
+       OR (NOT EXISTS (SELECT 1 FROM compaction_events o WHERE o.source = 'otel' AND o.session_id = e.session_id
+                         AND o.prompt_id IS NOT DISTINCT FROM e.prompt_id
+                         AND o.agent_id IS NOT DISTINCT FROM e.agent_id)
+           AND (e.phase = 'post' OR NOT EXISTS (
+                 SELECT 1 FROM compaction_events p WHERE p.source = 'hook' AND p.phase = 'post'
+                   AND p.session_id = e.session_id AND p.prompt_id IS NOT DISTINCT FROM e.prompt_id
+                   AND p.agent_id IS NOT DISTINCT FROM e.agent_id)))
+), j AS (
+    SELECT c.*, NULLIF(a.agent_type, 'custom') AS agent_type, ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage,
+           ac.task_id AS ac_task_id, ac.experiment_id AS ac_experiment_id,
+           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
+    FROM c
+    LEFT JOIN agents a ON a.agent_id = c.agent_id
+    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(c.agent_id, c.session_id)
+    LEFT JOIN workflow_link_ranges wl ON wl.session_id = c.session_id AND c._ts >= wl.valid_from AND c._ts < wl.valid_to
+)
+SELECT j."timestamp", j.session_id, j.agent_id, j.prompt_id, j."trigger", j.success, j.duration_ms,
+       j.pre_tokens, j.post_tokens, j.pre_tokens - j.post_tokens AS tokens_saved, j.error, j.source,
+       golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
+       COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
+                                          ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
+       COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS task_id,
+       COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS experiment_id
+FROM j;
