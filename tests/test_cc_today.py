@@ -1,5 +1,5 @@
 """What Claude Code 2.1.328 emits beyond the first schema, typed: attribution of a request (skill,
-plugin, MCP server), effort, exact cost in micro-dollars, compactions, refusals, retries exhausted,
+plugin, MCP server), effort, cost in micro-dollars, compactions, refusals, retries exhausted,
 and the hooks PostToolBatch, StopFailure, Pre/PostCompact, TaskCreated, PermissionDenied.
 
 The data is a real capture (``tests/fixtures/cc-2.1.328-today``, made by its ``capture.py`` with the
@@ -82,9 +82,9 @@ def test_requests_carry_attribution_effort_and_exact_cost(captured: Any) -> None
         assert r["mcp_server_name"] == e.get("mcp_server.name")
         assert r["plugin_name"] == e.get("plugin.name")
         assert (r["effort"], r["query_source"]) == (e["effort"], e["query_source"])
-        # the integer micro-dollars are the recorded cost (cost_usd is the same as a binary fraction)
-        assert r["cost_usd_micros"] == e["cost_usd_micros"]
-        assert r["recorded_cost_usd"] == e["cost_usd_micros"] / 1_000_000 == r["cost_usd"]
+        # the micro-dollars are kept as sent; the recorded cost is cost_usd, unrounded, as Claude Code sums it
+        assert r["cost_usd_micros"] == e["cost_usd_micros"] == round(e["cost_usd"] * 1e6)
+        assert r["recorded_cost_usd"] == e["cost_usd"] == r["cost_usd"]
         assert r["cost_source"] == "claude_code"
     assert any(r["skill_name"] == "cost-check" for r in rows.values())
     assert any(r["mcp_server_name"] == "demo" for r in rows.values())
@@ -95,12 +95,12 @@ def test_cost_by_skill_and_mcp_server_over_http(captured: Any) -> None:
     for by, attr in (("skill", "skill.name"), ("mcp_server", "mcp_server.name"), ("plugin", "plugin.name")):
         want: dict[Any, list[int]] = {}
         for e in events("api_request"):
-            want.setdefault(e.get(attr), []).append(e["cost_usd_micros"])
+            want.setdefault(e.get(attr), []).append(e["cost_usd"])
         got = {r[by]: r for r in reports[by]}
         assert set(got) == set(want), by
-        for key, micros in want.items():
-            assert got[key]["requests"] == len(micros)
-            assert got[key]["cost_usd"] == pytest.approx(sum(micros) / 1e6, abs=1e-12)
+        for key, costs in want.items():
+            assert got[key]["requests"] == len(costs)
+            assert got[key]["cost_usd"] == pytest.approx(sum(costs), rel=1e-12)
 
 
 def test_mcp_tool_calls_named_with_server_and_tool_and_batches(captured: Any) -> None:

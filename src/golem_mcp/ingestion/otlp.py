@@ -501,13 +501,17 @@ def _text(v: Any) -> str | None:
 
 
 def recorded_cost(a: Attrs) -> float | None:
-    """Claude Code's own cost of a request: its exact integer micro-dollars (``cost_usd_micros``)
-    when sent, else ``cost_usd`` (the same figure as a binary fraction: 49000 micros arrive as
-    0.048999999999999995). What the store's cost rule then prefers to the price table."""
+    """Claude Code's own cost of a request: ``cost_usd``, else its ``cost_usd_micros``.
+
+    The micro-dollars are ``cost_usd`` rounded per request (0.0011875 arrives as 1188), so summed
+    they drift from Claude Code's own session total (``total_cost_usd``, the sum of the unrounded
+    figures: 0.553328 against 0.553325 for one captured workflow); they stand in only when
+    ``cost_usd`` is missing. What the store's cost rule then prefers to the price table."""
+    cost = _float(a.get("cost_usd"))
+    if cost is not None:
+        return cost
     micros = _int(a.get("cost_usd_micros"))
-    if micros is not None and micros >= 0:
-        return micros / 1_000_000
-    return _float(a.get("cost_usd"))
+    return micros / 1_000_000 if micros is not None and micros >= 0 else None
 
 
 def _ctx(res: Attrs, attrs: Attrs) -> dict:

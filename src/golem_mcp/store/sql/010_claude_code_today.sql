@@ -3,8 +3,8 @@
 
 -- api_request: who the request was made for (Claude Code's attribution: a skill, a plugin, an MCP
 -- server and tool; "third-party" / "custom" when it redacts a name), how hard the model was asked to
--- think, and Claude Code's own cost in integer micro-dollars (cost_usd rounded by Claude Code;
--- recorded_cost_usd is taken from it when present, see ingestion/otlp.py).
+-- think, and Claude Code's own cost in integer micro-dollars (cost_usd rounded per request, so
+-- recorded_cost_usd stays cost_usd and takes the micros only when cost_usd is missing: ingestion/otlp.py).
 ALTER TABLE api_requests ADD COLUMN IF NOT EXISTS skill_name VARCHAR;
 ALTER TABLE api_requests ADD COLUMN IF NOT EXISTS plugin_name VARCHAR;
 ALTER TABLE api_requests ADD COLUMN IF NOT EXISTS marketplace_name VARCHAR;
