@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 import httpx
 import pytest
 
-from golem_mcp.kit.doctor import FAIL, OK, Check, run_checks
+from golem_mcp.kit.doctor import FAIL, OK, WARN, Check, run_checks
 from golem_mcp.kit.install import Options, Target, install
 
 FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
@@ -68,6 +68,29 @@ def test_missing_hooks_are_named(project: Path) -> None:
     assert c.status == FAIL and c.detail.endswith("missing for: PostToolUseFailure, SubagentStart")
     proc = doctor_cli(project)
     assert proc.returncode == 1 and "FAIL  hooks installed" in proc.stdout
+
+
+def test_an_install_without_claude_code_21s_hook_events_is_told_what_they_add(project: Path) -> None:
+    """An install made before PostToolBatch, StopFailure, Pre/PostCompact, ... existed still works
+    (a warning, not a failure) and doctor names the events missing and what each adds; installing
+    again adds only those."""
+    install(Target.project(project), Options(command=["golem-mcp"]))
+    sp = project / ".claude" / "settings.json"
+    s = json.loads(sp.read_text())
+    for event in ("PostToolBatch", "StopFailure", "PreCompact", "PostCompact", "TaskCreated", "TaskCompleted",
+                  "PermissionDenied"):
+        del s["hooks"][event]
+    sp.write_text(json.dumps(s))
+    c = by_name(run_checks(project))["hooks installed"]
+    assert c.status == WARN, c
+    assert "missing for: PostToolBatch, PermissionDenied, StopFailure, PreCompact, PostCompact" in c.detail
+    assert "context compactions (without OTel)" in c.detail and "which tool calls ran together" in c.detail
+    assert c.fix == f"golem-mcp install --project {project}"
+    again = install(Target.project(project), Options(command=["golem-mcp"]))
+    assert sp in [x.path for x in again.changed] and (project / ".mcp.json") not in [x.path for x in again.changed]
+    assert by_name(run_checks(project))["hooks installed"].status == OK
+    s = json.loads(sp.read_text())
+    assert s["hooks"]["PermissionDenied"][-1]["matcher"] == "*" and "matcher" not in s["hooks"]["StopFailure"][-1]
 
 
 def test_otlp_pointed_elsewhere_is_named(project: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -28,7 +28,9 @@ from typing import Any
 from .. import __version__
 from ..config import DEFAULT_HOST, DEFAULT_PORT, claude_projects_dir, spool_dir
 from .install import (
+    CORE_HOOK_EVENTS,
     HOOK_EVENTS,
+    NEWER_HOOK_EVENTS,
     SERVER_NAME,
     claude_config_dir,
     claude_user_json,
@@ -155,7 +157,14 @@ def check_hooks_installed(project: Path | None) -> Check:
         return Check("hooks installed", FAIL, "no `golem-mcp hook` in any settings file "
                      f"({', '.join(str(p) for p, _ in layers) or 'none found'}); stages of custom agents "
                      "will not be named", _install_fix(project))
-    return Check("hooks installed", FAIL, f"`golem-mcp hook` missing for: {', '.join(missing)}", _install_fix(project))
+    core = [e for e in missing if e in CORE_HOOK_EVENTS]
+    if core:
+        return Check("hooks installed", FAIL, f"`golem-mcp hook` missing for: {', '.join(missing)}",
+                     _install_fix(project))
+    # an install from before Claude Code 2.1's events: everything works, these add information
+    adds = sorted({NEWER_HOOK_EVENTS[e] for e in missing})
+    return Check("hooks installed", WARN, f"`golem-mcp hook` missing for: {', '.join(missing)} "
+                 f"(they add: {'; '.join(adds)})", _install_fix(project))
 
 
 def exporter_env() -> dict[str, tuple[str, Path | str]]:

@@ -48,9 +48,20 @@ MANIFEST_NAME = "golem-install.json"
 SERVER_NAME = "golem"
 
 # Every hook event golem-mcp ingests. Tool events take a matcher; "*" matches every tool.
-HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure",
-               "SubagentStart", "SubagentStop", "Stop", "SessionEnd")
-TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure"})
+CORE_HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure",
+                    "SubagentStart", "SubagentStop", "Stop", "SessionEnd")
+# The events Claude Code 2.1 added that tell golem-mcp something the others do not, and what.
+NEWER_HOOK_EVENTS: dict[str, str] = {
+    "PostToolBatch": "which tool calls ran together",
+    "PermissionDenied": "tool calls refused by a permission rule",
+    "StopFailure": "turns that ended on an API error (without OTel)",
+    "PreCompact": "context compactions (without OTel)",
+    "PostCompact": "context compactions (without OTel)",
+    "TaskCreated": "Claude Code's own task list",
+    "TaskCompleted": "Claude Code's own task list",
+}
+HOOK_EVENTS = CORE_HOOK_EVENTS + tuple(NEWER_HOOK_EVENTS)
+TOOL_EVENTS = frozenset({"PreToolUse", "PostToolUse", "PostToolUseFailure", "PermissionDenied"})
 
 
 def claude_config_dir() -> Path:
