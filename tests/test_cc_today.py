@@ -215,3 +215,30 @@ def test_hooks_alone_give_failures_compactions_and_denials(tmp_path: Path) -> No
         # the summary of the conversation is text: not kept
         assert "compact_summary" not in (s.scalar("SELECT payload FROM hook_events WHERE event_name = 'PostCompact'")
                                          or "")
+
+
+def test_refusals_retries_and_compactions_show_in_the_analyses(captured: Any, tmp_path: Path) -> None:
+    """The errors answer splits API failures by kind and counts exhausted retries; the cost answer
+    names the compactions of its scope and the tokens they saved."""
+    import shutil
+
+    from golem_mcp.analysis.errors_loops import errors_and_loops
+    from golem_mcp.analysis.workflows import query_workflow_cost
+
+    store, _ = captured
+    copy = tmp_path / "copy.duckdb"
+    shutil.copy(store.path, copy)
+    with Store(copy) as s:
+        out = errors_and_loops(s, days=3650, sections=["api_errors"], limit=10)
+        assert out.api_errors is not None
+        rows = [dict(zip(out.api_errors.columns, r, strict=True)) for r in out.api_errors.rows]
+        by_kind = {r["kind"]: r for r in rows}
+        assert by_kind["refusal"]["errors"] == len(events("api_refusal"))
+        assert by_kind["api_error"]["retries_exhausted"] == len(events("api_retries_exhausted"))
+        cost = query_workflow_cost(s, workflow_id="wf-today")
+        e = events("compaction")[0]
+        saved = int(e["pre_tokens"]) - int(e["post_tokens"])
+        assert cost.compactions == f"1 context compaction(s) (0 auto), {saved:,} tokens saved"
+        by_skill = query_workflow_cost(s, workflow_id="wf-today", group_by=["skill"])
+        skills = {r[0]: r[1] for r in by_skill.groups.rows}
+        assert skills["cost-check"] == sum(1 for ev in events("api_request") if ev.get("skill.name") == "cost-check")

@@ -34,7 +34,8 @@ class ErrorsAndLoops(BaseModel):
     loops: Table | None = Field(None, description="repeated identical tool calls (failing 3+ or identical 5+ times)")
     retries: Table | None = Field(None, description="API requests Claude Code retried (attempt > 1, e.g. after 529)")
     failures: Table | None = Field(None, description="failed tool calls by tool and stage, with an example")
-    api_errors: Table | None = Field(None, description="API errors by HTTP status")
+    api_errors: Table | None = Field(None, description=(
+        "API errors by kind (api_error, refusal, stop_failure) and HTTP status; retries_exhausted: Claude Code gave up"))
     by_stage: Table | None = Field(None, description="requests, errors, retries and tool error rate per stage")
     patterns: Table | None = Field(None, description="error categories with a suggested fix")
     rework: Table | None = Field(None, description="work sent back by the reviewer, edit-then-test-fail cycles")
@@ -95,8 +96,8 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
         if "failures" in want:
             answer["failures"] = capped("failures", qe["tool_failures"], ["tool_name", "stage", "failures", "example"])
         if "api_errors" in want:
-            answer["api_errors"] = capped("api_errors", qe["api_errors_by_status"], ["status_code", "errors",
-                                                                                      "example"])
+            answer["api_errors"] = capped("api_errors", qe["api_errors_by_status"], [
+                "kind", "status_code", "errors", "retries_exhausted", "example"])
         if "by_stage" in want:
             answer["by_stage"] = capped("by_stage", qe["by_stage"], ["stage", "requests", "api_errors", "retries",
                                                                      "tool_calls", "tool_failures", "tool_error_rate"])

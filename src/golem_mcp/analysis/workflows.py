@@ -347,6 +347,28 @@ class CostAnswer(BaseModel):
     groups: Table = Field(description="one row per group, most tokens (by stage) or cost first")
     group_count: int
     more: str | None = Field(None, description="how to get the groups not shown")
+    compactions: str | None = Field(None, description="context compactions in scope and the tokens they saved")
+
+
+def compaction_note(store: Store, filters: dict[str, Any], since: datetime | None,
+                    until: datetime | None) -> str | None:
+    """``"2 context compactions (1 auto), 41,000 tokens saved"`` for the scope, or None without any."""
+    where, params = ["1=1"], []
+    for k in ("workflow_id", "task_id", "experiment_id", "stage"):
+        if filters.get(k) is not None:
+            where.append(f"{k} = ?")
+            params.append(filters[k])
+    for op, t in ((">=", since), ("<", until)):
+        if t is not None:
+            where.append(f'"timestamp" {op} ?')
+            params.append(t)
+    row = store.query("SELECT count(*) AS n, count(*) FILTER (WHERE \"trigger\" = 'auto') AS auto, "
+                      "sum(tokens_saved) AS saved, count(tokens_saved) AS counted "
+                      f"FROM compactions WHERE {' AND '.join(where)}", params)[0]
+    if not row["n"]:
+        return None
+    saved = (f", {int(row['saved']):,} tokens saved" if row["counted"] else "")
+    return f"{row['n']} context compaction(s) ({row['auto']} auto){saved}"
 
 
 def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: str | None = None,
@@ -397,7 +419,8 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
     summary = (f"{cost}, {totals.total_tokens:,} tokens in {totals.requests} requests"
                + (f"; most tokens: {top}" if top else "") + (f" ({window_text.split(' (')[0]})" if window_text else ""))
     return CostAnswer(summary=summary, scope=scope, window=window_text, total=totals, top=top,
-                      groups=table(page, group_by + COST_COLUMNS), group_count=len(rows), more=more)
+                      groups=table(page, group_by + COST_COLUMNS), group_count=len(rows), more=more,
+                      compactions=compaction_note(store, filters, since_dt, until_dt))
 
 
 _SUMMED = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "total_tokens",
@@ -454,9 +477,12 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
         cur.execute(f"CREATE TEMP TABLE _qe_requests AS SELECT stage, attempt FROM requests WHERE {w}", params)
         cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, workflow_id, success, error, "
                     f"tool_parameters->>'bash_command' AS command FROM tools WHERE {w}", params)
-        cur.execute(f"CREATE TEMP TABLE _qe_errors AS SELECT stage, status_code, error FROM errors WHERE {w}", params)
-        api = rows("SELECT status_code, count(*) AS errors, any_value(error) AS example FROM _qe_errors "
-                   "GROUP BY 1 ORDER BY errors DESC LIMIT ?", [limit])
+        cur.execute("CREATE TEMP TABLE _qe_errors AS SELECT stage, status_code, error, kind, retries_exhausted "
+                    f"FROM errors WHERE {w}", params)
+        # kind: api_error, refusal (the model declined), stop_failure (a turn ended on an API error)
+        api = rows("SELECT kind, status_code, count(*) AS errors, "
+                   "count(*) FILTER (WHERE retries_exhausted) AS retries_exhausted, any_value(error) AS example "
+                   "FROM _qe_errors GROUP BY 1, 2 ORDER BY errors DESC, 1, 2 LIMIT ?", [limit])
         retried = rows("SELECT count(*) FILTER (WHERE attempt > 1) AS retried_requests, sum(attempt - 1) AS retries "
                        "FROM _qe_requests")[0]
         tools = rows("SELECT tool_name, stage, count(*) AS failures, any_value(error) AS example FROM _qe_tools "
