@@ -242,3 +242,26 @@ def test_refusals_retries_and_compactions_show_in_the_analyses(captured: Any, tm
         by_skill = query_workflow_cost(s, workflow_id="wf-today", group_by=["skill"])
         skills = {r[0]: r[1] for r in by_skill.groups.rows}
         assert skills["cost-check"] == sum(1 for ev in events("api_request") if ev.get("skill.name") == "cost-check")
+
+
+def test_transcripts_swept_by_claude_code_stay_answered(tmp_path: Path) -> None:
+    """Claude Code deletes transcripts older than cleanupPeriodDays; what was read from them stays:
+    a later scan of the emptied folder changes nothing."""
+    import shutil
+
+    from conftest import FIXTURES
+    from golem_mcp.ingestion.importer import Importer
+
+    projects = tmp_path / "projects"
+    shutil.copytree(FIXTURES / "home" / ".claude" / "projects", projects)
+    with _store(tmp_path) as s:
+        Importer(s).run([projects])
+        before = s.query("SELECT workflow_id, stage, count(*) AS n, sum(output_tokens) AS out FROM requests "
+                         "GROUP BY ALL ORDER BY ALL")
+        assert before
+        for session in projects.glob("*/*.jsonl"):  # the sweep: session files and their subagents' go
+            session.unlink()
+            shutil.rmtree(session.with_suffix(""), ignore_errors=True)
+        Importer(s).run([projects])
+        assert s.query("SELECT workflow_id, stage, count(*) AS n, sum(output_tokens) AS out FROM requests "
+                       "GROUP BY ALL ORDER BY ALL") == before
