@@ -110,6 +110,8 @@ def test_transcripts_and_otel_joined_in_either_order(tmp_path, order):
     assert store.scalar("SELECT count(*) FROM api_requests WHERE source_mask & 3 <> 3") == 0
     assert store.scalar("SELECT count(*) FROM api_requests") == TRUTH["main"]["requests"] + sum(
         t["requests"] for t in _truth().values())
+    # the runs' cost and the session's own add up to Claude Code's total for the session
+    assert store.scalar("SELECT sum(cost_usd) FROM requests") == pytest.approx(TRUTH["total_cost_usd"], rel=1e-9)
 
 
 def test_otel_alone_gives_each_run_its_tokens_and_agents(tmp_path):
