@@ -66,6 +66,9 @@ class Settings:
     # the most memory the process may use (MB): DuckDB gets three quarters of it as its memory_limit
     # (spilling to disk beyond), and an agent's query_sql is stopped when the process grows past it
     memory_budget_mb: int = 2048
+    # issue 11: a folder (relative to the session's project, e.g. ".golem/telemetry") that the
+    # SessionEnd hook exports the project's new telemetry to as Parquet shards; None: no export
+    export_on_session_end: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -95,6 +98,8 @@ class Settings:
         if os.environ.get("GOLEM_MEMORY_BUDGET_MB"):
             with contextlib.suppress(ValueError):  # a typo must not stop the daemon; the default stands
                 s.memory_budget_mb = int(os.environ["GOLEM_MEMORY_BUDGET_MB"])
+        if os.environ.get("GOLEM_EXPORT_ON_SESSION_END"):
+            s.export_on_session_end = os.environ["GOLEM_EXPORT_ON_SESSION_END"]
         if os.environ.get("GOLEM_PRICES"):
             s.price_file = os.environ["GOLEM_PRICES"]
         return s

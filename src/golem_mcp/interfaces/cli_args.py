@@ -224,8 +224,9 @@ def existing_path(text: str) -> Path:
 
     path = Path(text).expanduser()
     if not path.exists():
-        _refuse(f"{text}: no such file or folder; give a transcript folder (e.g. ~/.claude/projects) or a file "
-                "of captured OTLP bodies or hook payloads")
+        _refuse(f"{text}: no such file or folder; give a transcript folder (e.g. ~/.claude/projects), a file "
+                "of captured OTLP bodies or hook payloads, or shards from `golem-mcp export` (a .parquet file or "
+                "their folder)")
     return path
 
 

@@ -46,12 +46,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     if command in COMMANDS:
         COMMANDS[command](sub)
     else:
-        from . import cli_analysis, cli_install
+        from . import cli_analysis, cli_install, cli_shards
 
         for add in COMMANDS.values():
             add(sub)
         cli_analysis.register(sub, HANDLERS)
         cli_install.register(sub, HANDLERS)
+        cli_shards.register(sub, HANDLERS)
     for parser in sub.choices.values():
         # `golem-mcp report --debug` as well as `golem-mcp --debug report`
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
@@ -59,10 +60,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def _add_import(sub: Any) -> None:
-    sp = sub.add_parser("import", help="import transcripts, captured OTLP bodies and hook payload files",
+    sp = sub.add_parser("import", help="import transcripts, captured OTLP bodies, hook payload files and shards",
                         description="Import Claude Code transcripts (default ~/.claude/projects), files of captured "
                         "OTLP request bodies (*_logs.json, *_metrics.pb, ...) and hook payload files (JSON lines). "
-                        "Incremental: files already read are skipped or resumed where they ended.")
+                        "Incremental: files already read are skipped or resumed where they ended. A .parquet file "
+                        "or a folder of them (e.g. .golem/telemetry) is read as shards from `golem-mcp export`: "
+                        "merged once, whatever machine or shard a fact came in.")
     sp.add_argument("paths", nargs="*", metavar="PATH", type=A.existing_path,
                     help="files or folders (default: ~/.claude/projects)")
     A.add_format(sp)
@@ -260,6 +263,23 @@ def cmd_import(args: argparse.Namespace) -> int:
     else:
         raise GolemError(f"no Claude Code transcripts at {claude_projects_dir()}; give the folder or files to "
                          "read: `golem-mcp import DIR`")
+    from ..store.shards import is_shard_path
+
+    shard_paths = [p for p in paths if is_shard_path(p)]
+    if shard_paths:
+        from . import cli_shards
+
+        merged = cli_shards.import_shards(args, shard_paths)
+        paths = [p for p in paths if p not in shard_paths]
+        if not paths:
+            if args.format != "table":
+                emit(args.format, merged, [], sys.stdout, 0, csv_rows=[{"table": t, "rows": n}
+                                                                       for t, n in merged["rows"].items()])
+            else:
+                cli_shards.print_shards(merged)
+            return 0
+        if args.format == "table":
+            cli_shards.print_shards(merged)
     url = _daemon_for(args)
     if url:
         from .client import call

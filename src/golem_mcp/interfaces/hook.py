@@ -26,6 +26,9 @@ from .client import http, locate_daemon
 
 CONNECT_TIMEOUT = 0.2
 TOTAL_TIMEOUT = 1.0
+# a SessionEnd export (export_on_session_end) reads the session's transcript and writes shards: it
+# is waited for, since the session's container may be gone right after (Claude Code gives a hook 60 s)
+EXPORT_TIMEOUT = 50.0
 
 
 def _log_error(message: str) -> None:
@@ -106,37 +109,80 @@ def main(argv: list[str] | None = None) -> int:
         _log_error("empty stdin; nothing to record")
         return 0
     try:
-        target, shared = _target()
-        if target is not None and shared and b'"SessionStart"' not in body:
-            if spool(body, received_us):
-                try:  # noqa: SIM105 - contextlib would be one more import on every hook
-                    poke(target)
-                except OSError:
-                    pass  # down after all: the spooled payload waits for its next start
-            return 0
-        if target is not None:
-            try:
-                status, reply = post(body, target)
-            except (OSError, ValueError) as e:
-                status, reply = 0, str(e).encode()
-            if 200 <= status < 300:
-                _show_display(reply)
-                return 0
-            if status == 400:
-                # the daemon read it and said why it is not a hook payload: spooling would not help
-                _log_error(f"daemon refused the payload: {reply[:2000]!r}")
-                return 0
-            if status == 401:
-                # a daemon started with another token: the payload waits in the spool, which the
-                # daemon of this data folder drains itself (no token needed for that)
-                _log_error("daemon refused the token (401: started with another --token/GOLEM_TOKEN?); "
-                           "the payload is spooled, nothing is lost")
-            elif status:
-                _log_error(f"daemon answered {status}: {reply[:2000]!r}; spooled")
-        spool(body, received_us)
+        _pass_on(body, received_us)
     except Exception as e:  # noqa: BLE001 - a hook must never fail Claude Code; log and exit 0
         _log_error(f"{type(e).__name__}: {e}")
+    if b'"SessionEnd"' in body:
+        try:
+            _session_end(body)
+        except Exception as e:  # noqa: BLE001 - as above: logged, never in Claude Code's way
+            _log_error(f"SessionEnd export failed: {type(e).__name__}: {e}")
     return 0
+
+
+def _pass_on(body: bytes, received_us: int) -> None:
+    """Hand the payload to the daemon, or spool it."""
+    target, shared = _target()
+    if target is not None and shared and b'"SessionStart"' not in body:
+        if spool(body, received_us):
+            try:  # noqa: SIM105 - contextlib would be one more import on every hook
+                poke(target)
+            except OSError:
+                pass  # down after all: the spooled payload waits for its next start
+        return
+    if target is not None:
+        try:
+            status, reply = post(body, target)
+        except (OSError, ValueError) as e:
+            status, reply = 0, str(e).encode()
+        if 200 <= status < 300:
+            _show_display(reply)
+            return
+        if status == 400:
+            # the daemon read it and said why it is not a hook payload: spooling would not help
+            _log_error(f"daemon refused the payload: {reply[:2000]!r}")
+            return
+        if status == 401:
+            # a daemon started with another token: the payload waits in the spool, which the
+            # daemon of this data folder drains itself (no token needed for that)
+            _log_error("daemon refused the token (401: started with another --token/GOLEM_TOKEN?); "
+                       "the payload is spooled, nothing is lost")
+        elif status:
+            _log_error(f"daemon answered {status}: {reply[:2000]!r}; spooled")
+    spool(body, received_us)
+
+
+def _session_end(body: bytes) -> None:
+    """With ``export_on_session_end`` set, export the ended session's project into that folder of it
+    (see ``session_export``): by the daemon when one answers, else here, on the store itself."""
+    import json
+
+    from ..config import Settings
+
+    settings = Settings.load()
+    if not settings.export_on_session_end:
+        return
+    items = json.loads(body)
+    for payload in items if isinstance(items, list) else [items]:
+        if not isinstance(payload, dict) or payload.get("hook_event_name") != "SessionEnd":
+            continue
+        found = locate_daemon(check=False)
+        url = found.url if found else None
+        if url:
+            from ..errors import GolemError
+            from .client import call
+
+            try:
+                call(url, "/api/export", {"session_end": payload}, timeout=EXPORT_TIMEOUT)
+                continue
+            except GolemError as e:
+                _log_error(f"SessionEnd export through the daemon failed ({e}); exporting here")
+        from ..config import default_db_path, spool_dir
+        from ..store.db import Store
+        from .session_export import session_end_export
+
+        with Store(default_db_path(), settings=settings) as store:
+            session_end_export(store, settings, payload, spool_dir())
 
 
 def _show_display(reply: bytes) -> None:

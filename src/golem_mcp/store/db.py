@@ -372,18 +372,21 @@ class Store:
             self._types.setdefault(t, {})[c] = dt
 
     # -- writing ---------------------------------------------------------------------------------
-    def write(self, batch: Batch, report: checks.Report | None = None) -> dict[str, int]:
+    def write(self, batch: Batch, report: checks.Report | None = None,
+              shards: Sequence[tuple[str, str, int]] = ()) -> dict[str, int]:
         """Write every row of ``batch`` in one transaction; returns rows offered per table.
 
         Every value is checked first (:mod:`.checks`): a bad one is stored as NULL or its row left
         out, and reported to ``report(row, problem)``, by default added to ``batch.skipped``.
+        ``shards``: the shard files (name, machine, rows) this batch was read from, listed in
+        ``imported_shards`` in the same transaction (see :mod:`golem_mcp.store.shards`).
         """
         counts: dict[str, int] = {}
         if report is None:
             def report(row: dict, problem: Skipped) -> None:
                 batch.skipped.append(problem)
         tables = [t for t in WRITE_ORDER if batch.rows.get(t)] + [t for t in batch.rows if t not in WRITE_ORDER and batch.rows[t]]
-        if not tables:
+        if not tables and not shards:
             return counts
         with self._lock:
             self.con.execute("BEGIN")
@@ -393,6 +396,9 @@ class Store:
                 self._change = None
                 for t in tables:
                     counts[t] = self._upsert(t, batch.rows[t], report)
+                if shards:
+                    self.con.executemany("INSERT OR REPLACE INTO imported_shards VALUES (?, ?, ?, ?, current_timestamp)",
+                                         [[n, m, r, self._change_number()] for n, m, r in shards])
                 added = self._stamp_changes()
                 self.con.execute("COMMIT")
             except Exception:
@@ -683,16 +689,20 @@ class Store:
                                    "WHERE sequence_name = 'change_seq' AND schema_name = 'main'").fetchone()
         return int(row[0]) if row and row[0] is not None else 0
 
-    def changes_since(self, table: str, seq: int, upto: int | None = None) -> Any:
+    def changes_since(self, table: str, seq: int, upto: int | None = None, local_only: bool = False) -> Any:
         """The rows of ``table`` inserted or changed after change number ``seq`` (up to ``upto``,
-        default :meth:`change_high`), as a ``pyarrow.Table`` ordered by ``_change_seq`` (a column of it)."""
+        default :meth:`change_high`), as a ``pyarrow.Table`` ordered by ``_change_seq`` (a column of it).
+        ``local_only``: without the rows last changed by merging a shard (``imported_shards``)."""
         if table not in CHANGE_TABLES:
             raise GolemError(f"{table} is not change-tracked; choose from {', '.join(CHANGE_TABLES)}")
         high = self.change_high() if upto is None else upto
         c = ident(CHANGE_COLUMN)
+        skip = (f" AND {c} NOT IN (SELECT change_seq FROM imported_shards WHERE change_seq > ?)"
+                if local_only else "")
+        params = [int(seq), int(high)] + ([int(seq)] if local_only else [])
         with self.reader() as cur:
-            return cur.execute(f"SELECT * FROM {ident(table)} WHERE {c} > ? AND {c} <= ? ORDER BY {c}",
-                               [int(seq), int(high)]).to_arrow_table()
+            return cur.execute(f"SELECT * FROM {ident(table)} WHERE {c} > ? AND {c} <= ?{skip} ORDER BY {c}",
+                               params).to_arrow_table()
 
     def watermark(self, destination: str, table: str) -> int:
         """How far ``table`` has been sent to ``destination`` (0: nothing yet)."""

@@ -229,6 +229,42 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         stats.records += result.get("rows", 0)
         return json_response(result)
 
+    async def export_endpoint(request: Request) -> Response:
+        # `golem-mcp export DIR` ({"folder", "project"}) and the SessionEnd hook ({"session_end": payload})
+        args = await json_body(request, limit)
+        end = args.get("session_end")
+        folder, project = args.get("folder"), args.get("project")
+        if end is not None and not isinstance(end, dict):
+            raise InvalidInput("'session_end' must be the SessionEnd hook payload (an object)")
+        if end is None and (not isinstance(folder, str) or not folder or not isinstance(project, str | None)):
+            raise InvalidInput("'folder' must be the export folder's path ('project' optional: a project folder)")
+
+        def run() -> dict | None:
+            from ...store.shards import export
+            from ..session_export import session_end_export
+
+            with import_lock:
+                if end is not None:
+                    return session_end_export(store, settings, end, spool)
+                return export(store, str(folder), project)
+
+        return json_response(await anyio.to_thread.run_sync(run))
+
+    async def shards_endpoint(request: Request) -> Response:
+        # `golem-mcp import DIR` with shard files: merged through the store's write path
+        args = await json_body(request, limit)
+        paths = args.get("paths")
+        if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+            raise InvalidInput("'paths' must be a non-empty list of shard files or folders")
+
+        def run() -> dict:
+            from ...store.shards import import_shards
+
+            with import_lock:
+                return import_shards(store, paths)
+
+        return json_response(await anyio.to_thread.run_sync(run))
+
     async def report_endpoint(request: Request) -> Response:
         from ...analysis.cost import cost_by
 
@@ -281,6 +317,8 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         Route("/v1/{signal}", ep(otlp_endpoint), methods=["POST"]),
         Route("/hooks", ep(hooks_endpoint), methods=["POST"]),
         Route("/api/import", ep(import_endpoint), methods=["POST"]),
+        Route("/api/export", ep(export_endpoint), methods=["POST"]),
+        Route("/api/shards", ep(shards_endpoint), methods=["POST"]),
         Route("/api/report", ep(report_endpoint), methods=["POST"]),
         Route("/api/status", ep(status_endpoint), methods=["GET"]),
         Route("/api/cli", ep(cli_endpoint), methods=["POST"]),

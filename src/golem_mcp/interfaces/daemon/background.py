@@ -68,6 +68,7 @@ class Background:
         self.watch = watch
         self.spool = spool
         self.import_lock = import_lock
+        self.drain_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.spool_wake = threading.Event()
         self.analysis_wake = threading.Event()
@@ -140,7 +141,8 @@ class Background:
         from ...ingestion.spool import drain, quarantine_path
 
         assert self.spool is not None
-        res = drain(self.store, self.spool, self.settings.store_prompts)
+        with self.drain_lock:  # the SessionEnd export drains too: two drains at once read a file twice
+            res = drain(self.store, self.spool, self.settings.store_prompts)
         if res.files:
             self.ingested += res.payloads
             self.stats.spooled += res.payloads

@@ -67,11 +67,14 @@ CREATE TABLE IF NOT EXISTS change_watermarks (
     PRIMARY KEY (destination, table_name)
 );
 
--- Shards merged into this store (`golem-mcp import`): a shard's name is unique per machine and
--- sequence, so one already listed here is not read again.
+-- Shard files merged into this store (`golem-mcp import`): a shard file's name is unique per
+-- machine and change number, so one listed here is not read again. change_seq is the number of the
+-- write that merged it: rows last changed by such a write came from elsewhere, and `export` does not
+-- send them back out (a laptop importing a repository's shards would otherwise re-export them).
 CREATE TABLE IF NOT EXISTS imported_shards (
     shard       VARCHAR PRIMARY KEY,
     machine_id  VARCHAR,
     rows        BIGINT,
+    change_seq  BIGINT,
     imported_at TIMESTAMP
 );

@@ -1,0 +1,62 @@
+"""The SessionEnd export (issue 11): when ``export_on_session_end`` is set (settings.json or
+``GOLEM_EXPORT_ON_SESSION_END``, e.g. ``.golem/telemetry``), a session that ends leaves its
+project's new telemetry as Parquet shards in that folder of the project, to be committed with the
+work it did (an ephemeral remote run keeps what it spent in the repository).
+
+Run by the daemon (``POST /api/export`` from ``golem-mcp hook``) or, with no daemon, by the hook
+itself. Before exporting, what the session wrote that may not be in the store yet is read: the
+hook spool and the session's transcript (with its subagents'), so the shard holds the whole run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from ..config import Settings
+from ..store.db import Store
+
+
+def project_root(cwd: str) -> Path:
+    """The project a session ran in: the git work tree holding ``cwd``, else ``cwd`` itself."""
+    start = Path(cwd).expanduser().resolve()
+    for d in (start, *start.parents):
+        if (d / ".git").exists():
+            return d
+    return start
+
+
+def export_folder(settings: Settings, root: Path) -> Path | None:
+    folder = settings.export_on_session_end
+    if not folder or not isinstance(folder, str):
+        return None
+    p = Path(folder).expanduser()
+    return p if p.is_absolute() else root / p
+
+
+def session_end_export(store: Store, settings: Settings, payload: dict[str, Any],
+                       spool: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+    """Export the ended session's project to its export folder; None when no export is configured
+    or the payload names no folder it ran in. Called with the store's import lock held (daemon)."""
+    cwd = payload.get("cwd")
+    if not isinstance(cwd, str) or not cwd:
+        return None
+    root = project_root(cwd)
+    folder = export_folder(settings, root)
+    if folder is None:
+        return None
+    if spool is not None:
+        from ..ingestion.spool import drain
+
+        drain(store, spool, settings.store_prompts)
+    transcript = payload.get("transcript_path")
+    if isinstance(transcript, str) and transcript.endswith(".jsonl"):
+        from ..ingestion.importer import Importer
+
+        paths = [p for p in (Path(transcript), Path(transcript[:-len(".jsonl")])) if p.exists()]
+        if paths:
+            Importer(store, settings.store_prompts).run(paths)
+    from ..store.shards import export
+
+    return export(store, folder, project=root)
