@@ -176,13 +176,18 @@ def _session_end(body: bytes) -> None:
                 call(url, "/api/export", {"session_end": payload}, timeout=EXPORT_TIMEOUT)
                 continue
             except GolemError as e:
-                _log_error(f"SessionEnd export through the daemon failed ({e}); exporting here")
+                if not isinstance(e.__cause__, OSError):  # the daemon answered: it holds the store, say why
+                    _log_error(f"SessionEnd export by the daemon failed: {e}")
+                    continue
+                _log_error(f"SessionEnd export: no daemon answered ({e}); exporting here")
         from ..config import default_db_path, spool_dir
         from ..store.db import Store
         from .session_export import session_end_export
 
         with Store(default_db_path(), settings=settings) as store:
-            session_end_export(store, settings, payload, spool_dir())
+            from ..ingestion.spool import drain
+
+            session_end_export(store, settings, payload, lambda: drain(store, spool_dir(), settings.store_prompts))
 
 
 def _show_display(reply: bytes) -> None:

@@ -10,7 +10,7 @@ hook spool and the session's transcript (with its subagents'), so the shard hold
 
 from __future__ import annotations
 
-import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -36,9 +36,10 @@ def export_folder(settings: Settings, root: Path) -> Path | None:
 
 
 def session_end_export(store: Store, settings: Settings, payload: dict[str, Any],
-                       spool: str | os.PathLike[str] | None = None) -> dict[str, Any] | None:
+                       spool: Callable[[], object] | None = None) -> dict[str, Any] | None:
     """Export the ended session's project to its export folder; None when no export is configured
-    or the payload names no folder it ran in. Called with the store's import lock held (daemon)."""
+    or the payload names no folder it ran in. ``spool``: drains the hook spool first (the daemon's
+    own drain, which never runs twice at once). Called with the store's import lock held (daemon)."""
     cwd = payload.get("cwd")
     if not isinstance(cwd, str) or not cwd:
         return None
@@ -47,9 +48,7 @@ def session_end_export(store: Store, settings: Settings, payload: dict[str, Any]
     if folder is None:
         return None
     if spool is not None:
-        from ..ingestion.spool import drain
-
-        drain(store, spool, settings.store_prompts)
+        spool()
     transcript = payload.get("transcript_path")
     if isinstance(transcript, str) and transcript.endswith(".jsonl"):
         from ..ingestion.importer import Importer

@@ -245,7 +245,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
 
             with import_lock:
                 if end is not None:
-                    return session_end_export(store, settings, end, spool)
+                    return session_end_export(store, settings, end, background.drain_spool if spool else None)
                 return export(store, str(folder), project)
 
         return json_response(await anyio.to_thread.run_sync(run))
