@@ -265,3 +265,17 @@ def test_transcripts_swept_by_claude_code_stay_answered(tmp_path: Path) -> None:
         Importer(s).run([projects])
         assert s.query("SELECT workflow_id, stage, count(*) AS n, sum(output_tokens) AS out FROM requests "
                        "GROUP BY ALL ORDER BY ALL") == before
+
+
+def test_new_views_and_columns_are_described(tmp_path: Path) -> None:
+    """describe_schema names the new views and says what the new columns mean."""
+    from golem_mcp.analysis.schema_doc import describe
+
+    with _store(tmp_path) as s:
+        views = {v["name"]: v for v in describe(s)["views"]}
+        assert {"compactions", "agent_tasks"} <= set(views)
+        for view, cols in (("requests", ("skill_name", "plugin_name", "mcp_server_name", "effort", "cost_usd_micros")),
+                           ("errors", ("kind", "retries_exhausted")), ("compactions", ("tokens_saved",))):
+            described = {c["name"]: c["description"] for c in describe(s, view)["columns"]}
+            for c in cols:
+                assert described[c], (view, c)

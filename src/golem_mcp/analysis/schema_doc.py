@@ -10,7 +10,13 @@ from ..store.db import Store
 VIEWS: dict[str, str] = {
     "requests": "One row per API request (model response) with its workflow, stage, task, experiment, tokens and cost.",
     "tools": "One row per tool call (Read, Bash, Agent, MCP tools...) with success, error, duration and parameters.",
-    "errors": "API errors (HTTP status, message) attributed to workflow and stage.",
+    "errors": "Failed API calls attributed to workflow and stage: kind api_error (HTTP status, message, "
+              "retries_exhausted), refusal (the model declined) or stop_failure (a turn ended on an API error, "
+              "from the StopFailure hook when OTel did not report it).",
+    "compactions": "Context compactions, once each: trigger (auto, manual), pre_tokens, post_tokens, tokens_saved, "
+                   "workflow and stage.",
+    "agent_tasks": "Claude Code's own task list (TaskCreated/TaskCompleted hooks): cc_task_id, created_at, "
+                   "completed_at; subject only when prompts are stored.",
     "agent_tree": "Subagents with their type (= stage), parent and depth.",
     "workflow_stage_summary": "Per workflow and stage: cost, tokens by type, cache hit rate, requests, tool calls, "
                               "failures, retries, duration.",
@@ -82,6 +88,16 @@ COLUMNS: dict[str, str] = {
     "categories": "map category -> count of a review report",
     "issues": "list of {severity, category, file, line, summary}",
     "rework": "the reviewer asked for rework",
+    "skill_name": "the skill the request was made for (Claude Code's attribution; 'third-party' when it hides the name)",
+    "plugin_name": "the plugin the request was made for",
+    "mcp_server_name": "the MCP server the request or tool call was made for",
+    "mcp_tool_name": "the MCP tool the request or tool call was made for",
+    "effort": "the thinking effort asked of the model (low, medium, high, xhigh, max)",
+    "cost_usd_micros": "Claude Code's cost of the request in micro-dollars, rounded per request",
+    "kind": "api_error | refusal | stop_failure",
+    "retries_exhausted": "Claude Code gave up after attempt tries (api_retries_exhausted)",
+    "tokens_saved": "pre_tokens - post_tokens of a compaction (NULL when only the hooks reported it)",
+    "batch_size": "tool calls run in the same batch (PostToolBatch)",
 }
 
 
