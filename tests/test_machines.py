@@ -99,3 +99,21 @@ def test_change_numbers_follow_real_changes_only(tmp_path: Path, golem_home: Pat
         assert store.watermark("export:/x", "api_requests") == high
         with pytest.raises(Exception, match="not change-tracked"):
             store.changes_since("prices", 0)
+
+
+def test_tables_of_later_migrations_get_both_columns(tmp_path: Path, golem_home: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GOLEM_MACHINE", "box")
+    db = tmp_path / "g.duckdb"
+    with Store(db, settings=Settings()) as store:
+        # as 010's compaction_events is on a store where it was made after 009 ran: without the columns
+        store.con.execute("ALTER TABLE compaction_events DROP COLUMN machine_id")
+        store.con.execute("ALTER TABLE compaction_events DROP COLUMN _change_seq")
+        store.con.execute("INSERT INTO compaction_events (event_key, session_id) VALUES ('c1', 's1')")
+    with Store(db, settings=Settings()) as store:
+        assert store.query("SELECT machine_id, _change_seq FROM compaction_events") == [
+            {"machine_id": "box", "_change_seq": 1}]
+        b = Batch()
+        b.add("compaction_events", {"event_key": "c2", "session_id": "s1", "pre_tokens": 10})
+        store.write(b)
+        assert store.changes_since("compaction_events", 1).column("machine_id").to_pylist() == ["box"]

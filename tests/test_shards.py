@@ -175,6 +175,9 @@ def test_a_shard_holds_no_prompt_text_and_no_secret(tmp_path: Path, monkeypatch:
                                                         "prompt_length": 41})})
         b.add("hook_events", {"event_key": "h1", "session_id": "s1", "event_name": "UserPromptSubmit",
                               "payload": json.dumps({"prompt": "PROMPT-TEXT-2"})})
+        b.add("agent_tasks", {"task_key": "s1|1", "session_id": "s1", "cc_task_id": "1",
+                              "subject": "PROMPT-TEXT-3 migrate the billing tables"})
+        b.add("compaction_events", {"event_key": "c1", "session_id": "s1", "pre_tokens": 90000, "post_tokens": 12000})
         for i, k in enumerate(KINDS):
             b.add("tool_calls", {"tool_use_id": f"t{i}", "session_id": "s1", "tool_name": "Bash", "success": False,
                                  "error": k.text})
@@ -183,7 +186,9 @@ def test_a_shard_holds_no_prompt_text_and_no_secret(tmp_path: Path, monkeypatch:
         res = export(store, folder)
     raw = b"".join((folder / f).read_bytes() for f in res["files"])
     texts = json.dumps([pq.read_table(folder / f).to_pylist() for f in res["files"]], default=str)
-    for marker in ("PROMPT-TEXT-1", "PROMPT-TEXT-2", *(k.secret for k in KINDS)):
+    assert any(f.endswith("-agent_tasks.parquet") for f in res["files"])  # the task travels, its subject not
+    assert any(f.endswith("-compaction_events.parquet") for f in res["files"])
+    for marker in ("PROMPT-TEXT-1", "PROMPT-TEXT-2", "PROMPT-TEXT-3", *(k.secret for k in KINDS)):
         assert marker not in texts and marker.encode() not in raw, marker
     events = pq.read_table(next(folder / f for f in res["files"] if f.endswith("-otel_events.parquet"))).to_pylist()
     assert json.loads(events[0]["attributes"]) == {"prompt_length": 41}  # the rest of the event travels

@@ -3,6 +3,14 @@
 All SQL of golem-mcp lives in this package (``sql/*.sql`` and the statements here); analyses and
 interfaces call methods or pass bound parameters. Values are always bound; identifiers only ever
 come from the fixed table definitions below and go through :func:`ident`.
+
+Change tracking, for whatever sends rows elsewhere (``export`` shards, ``push`` to a team store):
+every row of a table in ``CHANGE_TABLES`` has ``_change_seq``, the number of the write that last
+inserted or changed it (see the comment at ``CHANGE_TABLES``; an UPDATE must set it too).
+``high = store.change_high()`` is the highest committed number; ``store.changes_since(table, seq,
+upto=high)`` the rows changed in (seq, high] as a ``pyarrow.Table`` (``local_only=True`` leaves out
+rows last changed by merging a shard); ``store.watermark(dest, table)`` / ``set_watermark(dest,
+table, high)`` keep how far each destination has got. Facts carry ``machine_id`` (``MACHINE_TABLES``).
 """
 
 from __future__ import annotations
@@ -100,8 +108,9 @@ NOT_REDACTED = frozenset({"ingest_files"})
 # -- Many machines (migration 009) -----------------------------------------------------------------
 # Machine identity: the rows of these tables that Store.write stores without a machine_id get this
 # store's machine (golem_mcp.home.machine()); rows that carry one (imported shards) keep theirs.
+# A table a later migration adds gets the columns at the next open (``_ensure_tracking``): list it here.
 MACHINE_TABLES = ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
-                  "hook_events", "sessions", "agents")
+                  "hook_events", "sessions", "agents", "compaction_events", "agent_tasks")
 # Change tracking: every row of these tables has ``_change_seq``, the change number of the write that
 # last inserted or changed it. Store.write takes one number per write (``_change_number()``, from the
 # sequence change_seq, under the write lock, so numbers commit in order) and sets it on each row it
@@ -114,7 +123,7 @@ MACHINE_TABLES = ("api_requests", "tool_calls", "api_errors", "spans", "otel_eve
 # per-destination watermarks ``watermark(dest, table)`` / ``set_watermark(dest, table, seq)``.
 CHANGE_TABLES = ("machines", "sessions", "agents", "workflows", "workflow_links", "agent_context",
                  "api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
-                 "hook_events", "review_reports", "review_issues")
+                 "hook_events", "review_reports", "review_issues", "compaction_events", "agent_tasks")
 CHANGE_COLUMN = "_change_seq"
 
 
@@ -328,6 +337,7 @@ class Store:
                 except Exception:
                     self.con.execute("ROLLBACK")
                     raise
+            self._ensure_tracking()
             self.con.execute(_sql("views.sql"))
             self.con.execute("INSERT OR REPLACE INTO settings VALUES ('main_stage', ?)", [self.settings.main_stage])
             self._load_prices()
@@ -335,7 +345,39 @@ class Store:
     def _claim_unowned(self) -> None:
         """Facts stored before machines were tracked were observed here: they get this machine's id."""
         for t in MACHINE_TABLES:
-            self.con.execute(f"UPDATE {ident(t)} SET machine_id = ? WHERE machine_id IS NULL", [self.machine_id])
+            if self._has_column(t, "machine_id"):
+                self.con.execute(f"UPDATE {ident(t)} SET machine_id = ? WHERE machine_id IS NULL", [self.machine_id])
+
+    def _has_column(self, table: str, column: str) -> bool:
+        row = self.con.execute("SELECT count(*) FROM information_schema.columns WHERE table_schema = 'main' "
+                               "AND table_name = ? AND column_name = ?", [table, column]).fetchone()
+        return bool(row and row[0])
+
+    def _ensure_tracking(self) -> None:
+        """009's two columns on the tables later migrations added (010's compaction_events, ...): a
+        machine_id (rows already there were observed here) and a _change_seq (1: before tracking)."""
+        have = set(self.con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                    "WHERE table_schema = 'main'").fetchall())
+        tables = {t for t, _ in have}
+        todo = [(t, "machine_id") for t in MACHINE_TABLES if t in tables and (t, "machine_id") not in have]
+        todo += [(t, CHANGE_COLUMN) for t in CHANGE_TABLES if t in tables and (t, CHANGE_COLUMN) not in have]
+        if not todo:
+            return
+        self.con.execute("BEGIN")
+        try:
+            for t, c in todo:  # every ALTER before any UPDATE: DuckDB refuses a table altered after an update
+                if c == "machine_id":
+                    self.con.execute(f"ALTER TABLE {ident(t)} ADD COLUMN machine_id VARCHAR")
+                else:
+                    self.con.execute(f"ALTER TABLE {ident(t)} ADD COLUMN {ident(c)} BIGINT DEFAULT 1")
+                    self.con.execute(f"ALTER TABLE {ident(t)} ALTER COLUMN {ident(c)} SET DEFAULT nextval('change_seq')")
+            for t, c in todo:
+                if c == "machine_id":
+                    self.con.execute(f"UPDATE {ident(t)} SET machine_id = ?", [self.machine_id])
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
 
     def note_machine(self, machine_id: str, label: str | None, first: Any = None, last: Any = None) -> None:
         """Record a machine (this store's own at open, a shard's at import) in ``machines``."""

@@ -38,10 +38,11 @@ META_KEY = b"golem.shard"
 SUFFIX = ".parquet"
 # facts: rows scoped by their session (a project's export sends only its sessions' facts)
 FACTS = ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points", "hook_events",
-         "review_reports")
+         "review_reports", "compaction_events", "agent_tasks")
 # what never leaves the machine in a shard: prompt and response text (kept only when store_prompts)
 # and hook payloads (kept only when keep_hook_payloads)
-DROPPED_COLUMNS = {"hook_events": ("payload",)}
+# and the subjects of Claude Code's task list (written by the model)
+DROPPED_COLUMNS = {"hook_events": ("payload",), "agent_tasks": ("subject",)}
 ATTRIBUTE_COLUMNS = {"otel_events": ("attributes",), "spans": ("attributes",)}
 
 
