@@ -279,3 +279,29 @@ def test_new_views_and_columns_are_described(tmp_path: Path) -> None:
             described = {c["name"]: c["description"] for c in describe(s, view)["columns"]}
             for c in cols:
                 assert described[c], (view, c)
+
+
+def test_compactions_and_tasks_travel_in_shards(tmp_path: Path, golem_home: Path) -> None:
+    """An exported shard folder carries the compactions and tasks, with the machine that saw them."""
+    from golem_mcp.ingestion import otlp
+    from golem_mcp.ingestion.hooks import parse_hook_lines
+    from golem_mcp.store.shards import export, import_shards
+
+    b = Batch()
+    for f in sorted((CAPTURE / "otlp").iterdir()):
+        signal = f.stem.split("_")[1]
+        otlp.to_batch(signal, otlp.decode(signal, f.read_bytes(), "application/json"), b)
+    parse_hook_lines((CAPTURE / "hooks.jsonl").read_bytes(), "hooks.jsonl", b)
+    query = ("SELECT (SELECT list(tokens_saved) FROM compactions) AS saved, "
+             "(SELECT list(cc_task_id) FROM agent_tasks) AS tasks, "
+             "(SELECT count(*) FROM compaction_events) AS events")
+    with Store(tmp_path / "a.duckdb") as a:
+        a.write(b)
+        want = a.query(query)
+        machine = a.machine_id
+        export(a, tmp_path / "shards")
+    with Store(tmp_path / "b.duckdb") as other:
+        import_shards(other, [tmp_path / "shards"])
+        assert other.query(query) == want and want[0]["saved"] and want[0]["tasks"]
+        assert other.query("SELECT DISTINCT machine_id FROM compaction_events UNION "
+                           "SELECT DISTINCT machine_id FROM agent_tasks") == [{"machine_id": machine}]
