@@ -29,6 +29,10 @@ CASES = [
     (None, "Exit code 1", None, "shell_exit"),
     (None, "String to replace not found in file", None, "edit_conflict"),
     (500, "internal server error", None, "server_error"),
+    # Claude Code's own classes: an api_refusal, and StopFailure's error when its text says nothing more
+    (None, "the model refused", "refusal", "refusal"),
+    (None, "API Error: the model is busy", "overloaded", "overload"),
+    (None, "API Error: flagged", "invalid_request", "bad_request"),
     (None, "something nobody has seen", None, "other"),
 ]
 

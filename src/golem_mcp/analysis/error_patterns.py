@@ -38,6 +38,8 @@ FIXES: dict[str, str] = {
     "edit_conflict": "Read the file again before editing; make old_string unique.",
     "server_error": "Transient API error; retry. If it persists, report it with the request id.",
     "bad_request": "A request was rejected; check the model name and the size of the context.",
+    "refusal": "The model declined (stop_reason refusal): rephrase the task or the prompt that leads to it, or use "
+               "another model; the same request again gets the same answer.",
     "other": "Look at the examples; no rule matches this error yet.",
 }
 

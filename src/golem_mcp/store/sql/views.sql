@@ -199,6 +199,10 @@ CASE
   WHEN etype = 'shell_exit' OR regexp_matches(msg, 'exit code|exited with') THEN 'shell_exit'
   WHEN status_code >= 500 THEN 'server_error'
   WHEN status_code >= 400 THEN 'bad_request'
+  -- Claude Code's own classes (StopFailure's error, api_refusal): refusal, server_error, ... as they are
+  WHEN etype = 'overloaded' THEN 'overload'
+  WHEN etype = 'invalid_request' THEN 'bad_request'
+  WHEN etype IN ('authentication_failed', 'oauth_org_not_allowed') THEN 'permission'
   ELSE COALESCE(NULLIF(etype, ''), 'other')
 END;
 
