@@ -15,6 +15,10 @@ Measures, on a history built by ``gen_history.py`` (reused when it already has t
 (c) ``ccusage daily --json --offline`` (npm package, installed into bench/.data/node) with HOME and
     CLAUDE_CONFIG_DIR pointed at the history: its time, our figures as ratios of it, and whether
     token totals (input, output, cache read, cache creation; all days, and per day) agree.
+(d) ``golem-mcp report --json`` with a daemon running (``serve --detach`` on the imported store):
+    the whole CLI process, wall and CPU, median of ``--runs``, and how many times faster than (c).
+
+Targets (issue 10): first import >= 0.5x ccusage's throughput (MB/s); (d) >= 15x faster than ccusage.
 
 Files are in the page cache (just written or read): this measures parsing and storing, not the disk.
 Results go to stdout as a table and to bench/.data/import_bench.json.
@@ -48,6 +52,8 @@ TOKENS = (("input_tokens", "inputTokens"), ("output_tokens", "outputTokens"),
           ("cache_read_tokens", "cacheReadTokens"), ("cache_creation_tokens", "cacheCreationTokens"))
 TARGET_MBPS = 150.0
 TARGET_RESYNC_S = 0.2
+TARGET_FIRST_VS_CCUSAGE = 0.5   # first import throughput, as a share of ccusage's
+TARGET_DAEMON_REPORT_X = 15.0   # report --json through a daemon, times faster than ccusage
 
 
 def golem_bin() -> str:
@@ -137,6 +143,28 @@ def library_resync(db: Path, projects: str, runs: int) -> dict:
             "open_store_report_s": statistics.median(rep), "with_store_open_s": statistics.median(cold)}
 
 
+def daemon_report(gm: str, db: Path, env: dict[str, str], runs: int) -> dict:
+    """``golem-mcp report --json`` while a daemon owns ``db``: wall and CPU of the CLI process."""
+    started = subprocess.run([gm, "serve", "--detach", "--port", "0", "--no-watch", "--db", str(db)], env=env,
+                             capture_output=True, text=True, timeout=300)
+    if started.returncode != 0:
+        raise SystemExit(f"serve --detach failed: {started.stderr[-2000:]}")
+    try:
+        timed([gm, "report", "--json"], env)  # the daemon's first answer warms its caches
+        walls, cpus = [], []
+        for _ in range(max(runs, 5)):
+            c0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            secs, out = timed([gm, "report", "--json"], env)
+            c1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+            walls.append(secs)
+            cpus.append(c1.ru_utime - c0.ru_utime + c1.ru_stime - c0.ru_stime)
+        rows = json.loads(out)
+    finally:
+        subprocess.run([gm, "stop"], env=env, capture_output=True, timeout=120)
+    return {"daemon_report_s": statistics.median(walls), "daemon_report_best_s": min(walls),
+            "daemon_report_cpu_s": statistics.median(cpus), "daemon_report_rows": len(rows)}
+
+
 def fmt_s(x: float | None) -> str:
     return "-" if x is None else f"{x:.3f} s"
 
@@ -223,6 +251,9 @@ def main(argv: list[str] | None = None) -> int:
         r["resync_cli_one_command_s"] = statistics.median(one_cmd)
         r.update({f"resync_lib_{k}": v for k, v in library_resync(db, projects, args.runs).items()})
 
+        # -- (d) report --json through a running daemon
+        r.update(daemon_report(gm, db, env, args.runs))
+
         # our per-day totals, for the comparison
         secs, out = timed([gm, "report", "--json", "--no-sync", "--by", "day", "--db", str(db)], env)
         ours_days = json.loads(out)
@@ -253,6 +284,9 @@ def main(argv: list[str] | None = None) -> int:
             r["ratio_resync_cli_vs_ccusage"] = r["resync_cli_total_s"] / secs
             r["ratio_resync_one_command_vs_ccusage"] = r["resync_cli_one_command_s"] / secs
             r["ratio_resync_lib_vs_ccusage"] = r["resync_lib_open_store_s"] / secs
+            # throughput of the first import as a share of ccusage's (same bytes: its time over ours)
+            r["first_import_share_of_ccusage"] = secs / r["first_import_s"]
+            r["daemon_report_times_faster"] = secs / r["daemon_report_s"]
         r["load_avg_after"] = os.getloadavg()[0]
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -298,7 +332,15 @@ def print_table(r: dict, jsonl_mb: float) -> None:
         ("    golem-mcp --version", fmt_s(r["golem_version_s"]), "CLI start-up floor"),
     ]
     if cc:
-        rows.append((f"(c) ccusage daily --json (v{r['ccusage_version']})", fmt_s(cc), "1.00x"))
+        rows.append((f"(c) ccusage daily --json (v{r['ccusage_version']})", fmt_s(cc),
+                     f"{r['first_import_bytes'] / 1e6 / cc:.0f} MB/s; our first import {r['first_import_share_of_ccusage']:.2f}x "
+                     f"its throughput, {ok(r['first_import_share_of_ccusage'] >= TARGET_FIRST_VS_CCUSAGE)} "
+                     f"(>= {TARGET_FIRST_VS_CCUSAGE}x)"))
+    rows.append(("(d) report --json, daemon running (median)", fmt_s(r["daemon_report_s"]),
+                 f"best {r['daemon_report_best_s']:.3f} s, CLI CPU {r['daemon_report_cpu_s']:.3f} s"
+                 + (f"; {r['daemon_report_times_faster']:.1f}x faster than ccusage, "
+                    f"{ok(r['daemon_report_times_faster'] >= TARGET_DAEMON_REPORT_X)} (>= {TARGET_DAEMON_REPORT_X:.0f}x)"
+                    if cc else "")))
     w = max(len(a) for a, _, _ in rows)
     print(f"\n{'measure':<{w}}  {'time':>9}  notes")
     print("-" * (w + 60))
