@@ -37,6 +37,7 @@ run tools_bench.py --requests "$ANALYSIS_REQUESTS"
 run metrics_bench.py --requests "$ANALYSIS_REQUESTS" --size-gb "$SIZE_GB"
 run sql_guard_bench.py --requests "$ANALYSIS_REQUESTS"
 run checks_bench.py
+run shards_bench.py --size-gb 0.05
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then

@@ -754,6 +754,16 @@ class Store:
 
     def set_watermark(self, destination: str, table: str, seq: int) -> None:
         """Every change of ``table`` up to ``seq`` is at ``destination`` now."""
+        self.set_watermarks(destination, [table], seq)
+
+    def watermarks(self, destination: str) -> dict[str, int]:
+        """Every table's watermark at ``destination`` in one read (tables not sent yet are absent: 0)."""
+        return {r["table_name"]: int(r["seq"]) for r in self.query(
+            "SELECT table_name, seq FROM change_watermarks WHERE destination = ?", [destination])}
+
+    def set_watermarks(self, destination: str, tables: Sequence[str], seq: int) -> None:
+        """Every change of each of ``tables`` up to ``seq`` is at ``destination`` now (one statement)."""
         with self._lock:
-            self.con.execute("INSERT OR REPLACE INTO change_watermarks VALUES (?, ?, ?, current_timestamp)",
-                             [destination, table, int(seq)])
+            self.con.execute("INSERT OR REPLACE INTO change_watermarks "
+                             "SELECT ?, unnest(?::VARCHAR[]), ?, current_timestamp",
+                             [destination, list(tables), int(seq)])

@@ -80,8 +80,9 @@ def export(store: Store, folder: str | os.PathLike[str], project: str | os.PathL
                                                           "created_at": datetime.now(UTC).isoformat()})
             files.append(name)
             rows[table] = tbl.num_rows
-        # this table is at the destination up to `high` now (a crash later re-sends only the rest)
-        store.set_watermark(dest, table, high)
+    # every table is at the destination up to `high` now (a crash before this line sends it all again,
+    # in files of another name: merging them twice changes nothing)
+    store.set_watermarks(dest, _ORDER, high)
     return {"folder": str(out), "files": files, "rows": rows, "seq": high}
 
 
@@ -93,12 +94,13 @@ def _collect(store: Store, dest: str, high: int, project: str | None) -> dict[st
     """Per table, the rows of this export: changed (not by an import) since the destination's
     watermark and in scope, plus the context rows the facts among them need."""
     c = ident(CHANGE_COLUMN)
+    marks = store.watermarks(dest)
 
     def changed(table: str) -> str:  # the table's rows in its window (bound by window(table))
         return f"({c} > ? AND {c} <= ? AND {c} NOT IN (SELECT change_seq FROM imported_shards WHERE change_seq > ?))"
 
     def window(table: str) -> list[Any]:
-        low = store.watermark(dest, table)
+        low = marks.get(table, 0)
         return [low, high, low]
 
     out: dict[str, Any] = {}
