@@ -77,3 +77,29 @@ def test_no_setting_no_export(golem_home: Path, tmp_path: Path, monkeypatch: pyt
     proj, payload = _project(tmp_path)
     assert run_hook(golem_home, payload).returncode == 0
     assert not (proj / ".golem").exists()
+
+
+def test_export_and_import_go_through_a_running_daemon(golem_home: Path, tmp_path: Path,
+                                                      start_daemon: Callable[..., Daemon]) -> None:
+    import os
+    import subprocess
+    import sys
+
+    d = start_daemon()
+    proj, payload = _project(tmp_path)
+    env = {**os.environ, "GOLEM_HOME": str(golem_home)}
+
+    def cli(*argv: str) -> str:
+        r = subprocess.run([sys.executable, "-m", "golem_mcp", *argv], env=env, capture_output=True, text=True,
+                           timeout=120)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    cli("import", str(Path(payload["transcript_path"]).parent))
+    out = json.loads(cli("export", str(tmp_path / "shards"), "--format", "json"))
+    assert out["rows"]["api_requests"] == sum(s["requests"] for s in TRUTH["stages"].values())
+    # the daemon holds the store: a second daemon-side import of the same shards merges nothing new
+    merged = json.loads(cli("import", str(tmp_path / "shards"), "--format", "json"))
+    assert merged["shards"] == len(out["files"]) and merged["skipped"] == []
+    assert json.loads(cli("export", str(tmp_path / "shards"), "--format", "json"))["files"] == []
+    d.stop()
