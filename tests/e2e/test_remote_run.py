@@ -50,13 +50,16 @@ def _git(cwd: Path, *args: str) -> str:
 def test_a_remote_runs_telemetry_travels_in_its_git_repository(golem_home: Path, tmp_path: Path,
                                                               start_daemon: Callable[..., Daemon]) -> None:
     claude = bin_path("claude")
-    # the remote machine: its own data folder, the SessionEnd export on, a daemon (as the bridge starts one)
-    (golem_home / "settings.json").write_text(json.dumps({"export_on_session_end": ".golem/telemetry"}))
+    # the remote machine: its own data folder and a daemon (as the bridge starts one)
     daemon = start_daemon(env={"GOLEM_MACHINE": "remote-runner"})
     with FakeMessagesAPI(SCRIPT) as api:
         p = ClaudeProject(tmp_path / "remote", claude, api.url, daemon.url, golem_home)
         p.add_agent("analyst", model="haiku")
         p.add_agent("implementer", model="sonnet")
+        # the SessionEnd export is on in the repository itself: its committed Claude Code settings
+        settings = p.workdir / ".claude" / "settings.json"
+        settings.write_text(json.dumps({**json.loads(settings.read_text()),
+                                        "env": {"GOLEM_EXPORT_ON_SESSION_END": ".golem/telemetry"}}, indent=1))
         _git(p.workdir, "init", "-q")
         _git(p.workdir, "add", "-A")
         _git(p.workdir, "commit", "-qm", "start")

@@ -173,7 +173,8 @@ def _session_end(body: bytes) -> None:
             from .client import call
 
             try:
-                call(url, "/api/export", {"session_end": payload}, timeout=EXPORT_TIMEOUT)
+                call(url, "/api/export", {"session_end": payload, "folder": settings.export_on_session_end},
+                     timeout=EXPORT_TIMEOUT)
                 continue
             except GolemError as e:
                 if not isinstance(e.__cause__, OSError):  # the daemon answered: it holds the store, say why

@@ -27,8 +27,10 @@ def project_root(cwd: str) -> Path:
     return start
 
 
-def export_folder(settings: Settings, root: Path) -> Path | None:
-    folder = settings.export_on_session_end
+def export_folder(settings: Settings, root: Path, folder: str | None = None) -> Path | None:
+    """Where the project at ``root`` exports to: ``folder`` (the hook's own setting, sent to the
+    daemon: Claude Code's settings ``env`` reaches the hook, not the daemon), else the setting."""
+    folder = folder or settings.export_on_session_end
     if not folder or not isinstance(folder, str):
         return None
     p = Path(folder).expanduser()
@@ -36,7 +38,7 @@ def export_folder(settings: Settings, root: Path) -> Path | None:
 
 
 def session_end_export(store: Store, settings: Settings, payload: dict[str, Any],
-                       spool: Callable[[], object] | None = None) -> dict[str, Any] | None:
+                       spool: Callable[[], object] | None = None, folder: str | None = None) -> dict[str, Any] | None:
     """Export the ended session's project to its export folder; None when no export is configured
     or the payload names no folder it ran in. ``spool``: drains the hook spool first (the daemon's
     own drain, which never runs twice at once). Called with the store's import lock held (daemon)."""
@@ -44,8 +46,8 @@ def session_end_export(store: Store, settings: Settings, payload: dict[str, Any]
     if not isinstance(cwd, str) or not cwd:
         return None
     root = project_root(cwd)
-    folder = export_folder(settings, root)
-    if folder is None:
+    target = export_folder(settings, root, folder)
+    if target is None:
         return None
     if spool is not None:
         spool()
@@ -58,4 +60,4 @@ def session_end_export(store: Store, settings: Settings, payload: dict[str, Any]
             Importer(store, settings.store_prompts).run(paths)
     from ..store.shards import export
 
-    return export(store, folder, project=root)
+    return export(store, target, project=root)

@@ -244,8 +244,9 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
             from ..session_export import session_end_export
 
             with import_lock:
-                if end is not None:
-                    return session_end_export(store, settings, end, background.drain_spool if spool else None)
+                if end is not None:  # `folder`: the hook's setting, which may be in Claude Code's env only
+                    return session_end_export(store, settings, end, background.drain_spool if spool else None,
+                                              folder if isinstance(folder, str) else None)
                 return export(store, str(folder), project)
 
         return json_response(await anyio.to_thread.run_sync(run))
