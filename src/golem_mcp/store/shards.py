@@ -43,6 +43,7 @@ FACTS = ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "me
 # and hook payloads (kept only when keep_hook_payloads)
 # and the subjects of Claude Code's task list (written by the model)
 DROPPED_COLUMNS = {"hook_events": ("payload",), "agent_tasks": ("subject",)}
+RESOLVED_PREFIX = "r_"
 ATTRIBUTE_COLUMNS = {"otel_events": ("attributes",), "spans": ("attributes",)}
 
 
@@ -291,10 +292,12 @@ def _read_into(store: Store, path: Path, table: str, batch: Batch, result: dict[
 
     tbl = pq.read_table(path)
     known = store._types.get(table, {})
-    extra = [c for c in tbl.column_names if c not in known or c == CHANGE_COLUMN]
+    # the resolver's columns (r_..., migration 007) travel for readers of the files; this store's
+    # write path resolves each fact again from the context rows that came with it
+    extra = [c for c in tbl.column_names if c not in known or c == CHANGE_COLUMN or c.startswith(RESOLVED_PREFIX)]
     if extra:
         tbl = tbl.drop_columns(extra)
-        shown = [c for c in extra if c != CHANGE_COLUMN]
+        shown = [c for c in extra if c != CHANGE_COLUMN and not c.startswith(RESOLVED_PREFIX)]
         if shown:
             result["skipped"].append(str(Skipped(str(path), None, f"columns this golem-mcp does not know were "
                                                  f"left out: {', '.join(shown)} (upgrade to keep them)", dropped=False)))
