@@ -29,8 +29,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-HOOK_EVENTS = ("SessionStart", "UserPromptSubmit", "PreToolUse", "PostToolUse", "PostToolUseFailure",
-               "SubagentStart", "SubagentStop", "Stop", "SessionEnd")
+# the events `golem-mcp install` registers (and the same matchers), so the CLI runs as installed
+from golem_mcp.kit.install import HOOK_EVENTS, TOOL_EVENTS
 
 
 class ClaudeProject:
@@ -48,7 +48,7 @@ class ClaudeProject:
         (self.workdir / "README.md").write_text("# demo project\n")
         hook_cmd = f"{sys.executable} -m golem_mcp hook"
         settings = {"hooks": {ev: [{"matcher": "*", "hooks": [{"type": "command", "command": hook_cmd}]}]
-                              if ev in ("PreToolUse", "PostToolUse", "PostToolUseFailure")
+                              if ev in TOOL_EVENTS
                               else [{"hooks": [{"type": "command", "command": hook_cmd}]}]
                               for ev in HOOK_EVENTS}}
         (self.workdir / ".claude" / "settings.json").write_text(json.dumps(settings, indent=1))
