@@ -69,6 +69,10 @@ class Settings:
     # issue 11: a folder (relative to the session's project, e.g. ".golem/telemetry") that the
     # SessionEnd hook exports the project's new telemetry to as Parquet shards; None: no export
     export_on_session_end: str | None = None
+    # the team store (DuckLake): its catalog, e.g. "ducklake:postgres:dbname=golem host=db.internal",
+    # and where its data files live (an s3:// prefix or a shared folder); both unset: no team store
+    team_url: str | None = None
+    team_data_path: str | None = None
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -100,6 +104,10 @@ class Settings:
                 s.memory_budget_mb = int(os.environ["GOLEM_MEMORY_BUDGET_MB"])
         if os.environ.get("GOLEM_EXPORT_ON_SESSION_END"):
             s.export_on_session_end = os.environ["GOLEM_EXPORT_ON_SESSION_END"]
+        if os.environ.get("GOLEM_TEAM_URL"):
+            s.team_url = os.environ["GOLEM_TEAM_URL"]
+        if os.environ.get("GOLEM_TEAM_DATA_PATH"):
+            s.team_data_path = os.environ["GOLEM_TEAM_DATA_PATH"]
         if os.environ.get("GOLEM_PRICES"):
             s.price_file = os.environ["GOLEM_PRICES"]
         return s

@@ -215,16 +215,7 @@ class Store:
         self.settings = settings or Settings.load()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        try:
-            self.con = duckdb.connect(self.path, read_only=read_only, config=self._config(read_only))
-        except duckdb.IOException as e:
-            if "lock" in str(e).lower():
-                raise StoreBusy(
-                    f"the database {self.path} is held by another process (the golem-mcp daemon, most "
-                    "likely). Commands go through the daemon when it runs; if none runs, find the "
-                    "process holding the file and stop it."
-                ) from e
-            raise GolemError(f"cannot open {self.path}: {e}") from e
+        self.con = self._connect(read_only)
         # a library and a daemon: DuckDB's terminal progress bar would write into our output (a
         # setting of the connection, so not among the database's above); then nothing changes again
         try:
@@ -247,6 +238,19 @@ class Store:
         self._load_types()
         if not read_only:
             self.note_machine(self.machine_id, self.machine_label)
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """Open the database (the team store opens a lake instead: store/team.py)."""
+        try:
+            return duckdb.connect(self.path, read_only=read_only, config=self._config(read_only))
+        except duckdb.IOException as e:
+            if "lock" in str(e).lower():
+                raise StoreBusy(
+                    f"the database {self.path} is held by another process (the golem-mcp daemon, most "
+                    "likely). Commands go through the daemon when it runs; if none runs, find the "
+                    "process holding the file and stop it."
+                ) from e
+            raise GolemError(f"cannot open {self.path}: {e}") from e
 
     def _config(self, read_only: bool) -> dict[str, Any]:
         """DuckDB's settings for this database, fixed when it opens and locked: agents send SQL to it.

@@ -1,0 +1,533 @@
+"""The team store: one DuckLake every machine pushes its facts to and ``serve --team`` reads.
+
+DuckLake is DuckDB's own lakehouse format: its catalog lives in PostgreSQL (``GOLEM_TEAM_URL``, e.g.
+``ducklake:postgres:dbname=golem host=db.internal``) and its data files as Parquet in a shared folder
+or on object storage (``GOLEM_TEAM_DATA_PATH``). Many machines write and read it at once, and it keeps
+DuckDB's dialect, so the store's views, the tools' SQL and the analyses run on it unchanged.
+
+- **Schema.** The lake's tables are the local store's fact and context tables (those with a
+  ``_change_seq``), made from the local store's own column definitions, less the local bookkeeping
+  column. ``golem_schema`` holds the version, as ``schema_migrations`` does locally; a push from a
+  newer golem-mcp adds what is missing.
+- **Push.** What changed locally since the last push (the store's change numbers and watermarks)
+  goes into the lake by each table's key, merged by the same policies as the local upsert
+  (the store's own ``ON CONFLICT`` merge expressions, the lake's rows aliased as the table and the
+  incoming ones as ``EXCLUDED``), all in one DuckLake transaction. The watermark moves
+  only after that transaction committed, and resending merges to the same rows, so a push killed at
+  any point is simply pushed again.
+- **Concurrency.** DuckLake lets two transactions that both only insert into a table commit side by
+  side, which would double a fact two machines pushed at the same moment (a workflow whose stages ran
+  on both). So every push also updates the one row of ``golem_push_lock``: two pushes in flight then
+  conflict, DuckLake refuses the second commit, and it is retried from a fresh snapshot with backoff.
+- **Reading.** :class:`TeamStore` is a :class:`~golem_mcp.store.db.Store` whose fact and context
+  tables are views over the lake attached read-only; the rest of the local schema (settings, prices,
+  the analysis tables) lives in memory beside it. External access is turned off and the configuration
+  locked after attaching, so an agent's SQL reaches neither files nor the network.
+
+The extensions come from the ``duckdb-extension-ducklake`` and ``duckdb-extension-postgres`` wheels
+(built for one DuckDB version); nothing here relies on ``INSTALL`` reaching the network.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib.util import find_spec
+from pathlib import Path
+from typing import Any, TypeVar
+
+import duckdb
+
+from .. import home
+from ..config import Settings
+from ..errors import GolemError
+from .db import KEYS, POLICY, SCHEMA_VERSION, Store, _merge, ident
+
+log = logging.getLogger("golem_mcp.team")
+
+LAKE = "team"  # the name the lake is attached under
+SEQ_COLUMN = "_change_seq"  # the local store's change number: which rows a push sends, never sent itself
+# rows sent per table in one push transaction: the initial push of a large store goes in several
+# transactions of this size (each resumable on its own) instead of one that holds it all in memory
+PUSH_ROWS = 250_000
+# DuckLake's own retries cover commits that do not conflict; a real conflict (another push) is
+# retried here from a fresh snapshot: waits from 50 ms growing 1.6x, with jitter, for up to a minute
+RETRY_FIRST_S = 0.05
+RETRY_GROWTH = 1.6
+RETRY_MAX_S = 60.0
+
+T = TypeVar("T")
+
+
+class TeamUnavailable(GolemError):
+    """The team store is not configured right or cannot be reached."""
+
+    http_status = 503
+
+
+def literal(value: str) -> str:
+    """A SQL string literal (ATTACH takes no bound parameters)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
+# -- configuration -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class TeamConfig:
+    url: str
+    data_path: str
+    options: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def shown_url(self) -> str:
+        """The catalog's address without its password (for messages and watermarks)."""
+        return re.sub(r"password=\S+", "password=***", self.url)
+
+    @property
+    def destination(self) -> str:
+        """The name of this team store among the local store's change watermarks."""
+        return "team:" + self.shown_url
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url.startswith("ducklake:postgres:")
+
+
+def team_config(settings: Settings | None = None, required: bool = True) -> TeamConfig | None:
+    """The team store configured by ``GOLEM_TEAM_URL``/``GOLEM_TEAM_DATA_PATH`` (or ``team_url`` and
+    ``team_data_path`` in settings.json); None when neither is set and not ``required``."""
+    s = settings or Settings.load()
+    url, data = (s.team_url or "").strip(), (s.team_data_path or "").strip()
+    if not url and not data:
+        if required:
+            raise TeamUnavailable(
+                "no team store is configured: set GOLEM_TEAM_URL (e.g. 'ducklake:postgres:dbname=golem "
+                "host=db.internal') and GOLEM_TEAM_DATA_PATH (a shared folder or an s3:// prefix), or "
+                "team_url and team_data_path in settings.json; see the README, 'Running for a team'")
+        return None
+    if not url:
+        raise TeamUnavailable("GOLEM_TEAM_DATA_PATH is set but GOLEM_TEAM_URL is not: set the catalog too, "
+                              "e.g. GOLEM_TEAM_URL='ducklake:postgres:dbname=golem host=db.internal'")
+    if not data:
+        raise TeamUnavailable("GOLEM_TEAM_URL is set but GOLEM_TEAM_DATA_PATH is not: set where the team's "
+                              "data files live (a shared folder every machine mounts, or an s3:// prefix)")
+    if not url.startswith("ducklake:"):
+        raise TeamUnavailable(f"GOLEM_TEAM_URL must start with 'ducklake:' (got {url[:40]!r}), e.g. "
+                              "'ducklake:postgres:dbname=golem host=db.internal'")
+    if "://" not in data:
+        folder = Path(data).expanduser()
+        if not folder.is_dir():
+            raise TeamUnavailable(f"GOLEM_TEAM_DATA_PATH {data} is not a folder: mount the team's shared "
+                                  "folder there (or create it), or give an s3:// prefix")
+        data = str(folder.resolve()) + os.sep
+    elif not data.endswith("/"):
+        data += "/"
+    return TeamConfig(url=url, data_path=data)
+
+
+# -- connecting ----------------------------------------------------------------------------------
+def _extension_file(package: str, name: str) -> Path:
+    """``name``'s extension file in the installed ``duckdb-extension-<package>`` wheel."""
+    version = duckdb.__version__
+    spec = find_spec(f"duckdb_extension_{package}")
+    path = (Path(spec.origin).parent / "extensions" / f"v{version}" / f"{name}.duckdb_extension"
+            if spec and spec.origin else None)
+    if path is None or not path.is_file():
+        raise TeamUnavailable(f"DuckDB's {name} extension for DuckDB {version} is not installed: "
+                              f"pip install 'duckdb-extension-{package}=={version}'")
+    return path
+
+
+def _postgres_extension() -> Path:
+    """The PostgreSQL extension, under the file name DuckDB loads it by (``postgres_scanner``: the
+    wheel names it ``postgres``, and DuckDB derives the entry point from the file name)."""
+    src = _extension_file("postgres", "postgres")
+    dest = Path(home.data_dir()) / "extensions" / f"v{duckdb.__version__}" / "postgres_scanner.duckdb_extension"
+    with contextlib.suppress(OSError):
+        if dest.stat().st_size == src.stat().st_size:
+            return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f"{dest.name}.{os.getpid()}.tmp")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dest)  # atomic: a concurrent copy by another process leaves one whole file
+    return dest
+
+
+def _explain(e: Exception, cfg: TeamConfig) -> TeamUnavailable:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return TeamUnavailable(
+        f"cannot open the team store ({cfg.shown_url}, data in {cfg.data_path}): {first}. Check "
+        "GOLEM_TEAM_URL and GOLEM_TEAM_DATA_PATH, that PostgreSQL runs and lets this machine in, and "
+        "that the data path is reachable; this machine's own store keeps everything meanwhile.")
+
+
+def connect(cfg: TeamConfig, read_only: bool = False, memory_limit_mb: int | None = None,
+            lock: bool = False) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB with the lake attached as ``team``; with ``lock``, external access is then
+    turned off and the configuration locked (for serving agents' SQL)."""
+    config: dict[str, Any] = {"autoinstall_known_extensions": False, "autoload_known_extensions": False}
+    if memory_limit_mb:
+        config["memory_limit"] = f"{memory_limit_mb}MB"
+    con = duckdb.connect(":memory:", config=config)
+    try:
+        con.execute(f"LOAD {literal(str(_extension_file('ducklake', 'ducklake')))}")
+        if cfg.is_postgres:
+            con.execute(f"LOAD {literal(str(_postgres_extension()))}")
+        if cfg.data_path.startswith(("s3://", "gs://", "r2://", "https://", "az://")):
+            con.execute(f"LOAD {literal(str(_extension_file('httpfs', 'httpfs')))}")
+            _object_storage_secret(con, cfg)
+        opts = f"DATA_PATH {literal(cfg.data_path)}" + (", READ_ONLY" if read_only else "")
+        con.execute(f"ATTACH {literal(cfg.url)} AS {LAKE} ({opts})")
+        con.execute("SET enable_progress_bar = false")
+        if lock:
+            con.execute("SET enable_external_access = false")
+            con.execute("SET lock_configuration = true")
+    except TeamUnavailable:
+        con.close()
+        raise
+    except duckdb.Error as e:
+        con.close()
+        raise _explain(e, cfg) from e
+    return con
+
+
+def _object_storage_secret(con: duckdb.DuckDBPyConnection, cfg: TeamConfig) -> None:
+    """S3 credentials from the usual environment variables, when given (else DuckDB's own defaults)."""
+    key, secret = os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_SECRET_ACCESS_KEY")
+    if not (key and secret):
+        return
+    parts = [f"KEY_ID {literal(key)}", f"SECRET {literal(secret)}"]
+    if os.environ.get("AWS_REGION"):
+        parts.append(f"REGION {literal(os.environ['AWS_REGION'])}")
+    if os.environ.get("AWS_ENDPOINT_URL"):
+        endpoint = re.sub(r"^https?://", "", os.environ["AWS_ENDPOINT_URL"])
+        parts.append(f"ENDPOINT {literal(endpoint)}")
+        if os.environ["AWS_ENDPOINT_URL"].startswith("http://"):
+            parts.append("USE_SSL false")
+        parts.append("URL_STYLE 'path'")
+    con.execute(f"CREATE OR REPLACE SECRET golem_team_s3 (TYPE s3, {', '.join(parts)})")
+
+
+def is_conflict(e: Exception) -> bool:
+    """A DuckLake commit refused because another transaction changed the same thing meanwhile."""
+    text = str(e).lower()
+    return isinstance(e, duckdb.TransactionException) or "conflict" in text or "retry count" in text
+
+
+def with_retries(con: duckdb.DuckDBPyConnection, work: Callable[[], T], what: str,
+                 budget_s: float = RETRY_MAX_S) -> T:
+    """Run ``work`` in one transaction on ``con``; a commit conflict rolls back and runs it again from
+    a fresh snapshot, after a growing, jittered wait, for up to ``budget_s`` seconds."""
+    deadline = time.monotonic() + budget_s
+    wait = RETRY_FIRST_S
+    attempt = 0
+    while True:
+        attempt += 1
+        con.execute("BEGIN")
+        try:
+            out = work()
+            con.execute("COMMIT")
+            return out
+        except duckdb.Error as e:
+            with contextlib.suppress(duckdb.Error):  # a failed COMMIT already ended the transaction
+                con.execute("ROLLBACK")
+            if not is_conflict(e) or time.monotonic() + wait > deadline:
+                raise
+            log.debug("%s: commit conflict (attempt %d), retrying in %.2f s", what, attempt, wait)
+            time.sleep(wait * (0.5 + random.random()))
+            wait *= RETRY_GROWTH
+
+
+# -- the lake's schema ---------------------------------------------------------------------------
+def team_tables(store: Store) -> dict[str, dict[str, str]]:
+    """table -> column -> type of the lake's tables: the local store's tables that keep change numbers
+    (facts and context), with their local column types, less the change number itself."""
+    rows = store.query(
+        "SELECT table_name, column_name, data_type FROM information_schema.columns "
+        "WHERE table_schema = 'main' AND table_catalog = current_database() AND table_name IN ("
+        "  SELECT table_name FROM information_schema.columns WHERE column_name = ? "
+        "  AND table_schema = 'main' AND table_catalog = current_database()) "
+        "ORDER BY table_name, ordinal_position", [SEQ_COLUMN])
+    out: dict[str, dict[str, str]] = {}
+    for r in rows:
+        if r["column_name"] != SEQ_COLUMN:
+            out.setdefault(r["table_name"], {})[r["column_name"]] = r["data_type"]
+    return out
+
+
+def lake_version(con: duckdb.DuckDBPyConnection) -> int | None:
+    """The schema version of the lake (None: golem-mcp never wrote to it)."""
+    has = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_catalog = ? "
+                      "AND table_name = 'golem_schema'", [LAKE]).fetchone()
+    if not has or not has[0]:
+        return None
+    row = con.execute(f"SELECT max(version) FROM {LAKE}.golem_schema").fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, str]]) -> int:
+    """Create or upgrade the lake's tables to this golem-mcp's schema; returns the lake's version.
+
+    Two machines upgrading at once conflict (two creates of one name) and the loser, retried, finds
+    the work done."""
+    version = lake_version(con)
+    if version is not None and version > SCHEMA_VERSION:
+        raise TeamUnavailable(f"the team store was written by a newer golem-mcp (schema {version}, this one "
+                              f"knows {SCHEMA_VERSION}): upgrade golem-mcp on this machine; its own store "
+                              "keeps everything until then")
+    if version == SCHEMA_VERSION:
+        return version
+
+    def upgrade() -> int:
+        current = lake_version(con)
+        if current is not None and current >= SCHEMA_VERSION:
+            return current
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.golem_schema (version INTEGER, applied_at TIMESTAMP)")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.golem_push_lock (pushes BIGINT)")
+        if not con.execute(f"SELECT count(*) FROM {LAKE}.golem_push_lock").fetchone()[0]:  # type: ignore[index]
+            con.execute(f"INSERT INTO {LAKE}.golem_push_lock VALUES (0)")
+        present: dict[str, set[str]] = {}
+        for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                "WHERE table_catalog = ?", [LAKE]).fetchall():
+            present.setdefault(t, set()).add(c)
+        for table, cols in tables.items():
+            if table not in present:
+                body = ", ".join(f"{ident(c)} {t}" for c, t in cols.items())
+                con.execute(f"CREATE TABLE {LAKE}.{ident(table)} ({body})")
+                continue
+            for c, t in cols.items():
+                if c not in present[table]:
+                    con.execute(f"ALTER TABLE {LAKE}.{ident(table)} ADD COLUMN {ident(c)} {t}")
+        con.execute(f"INSERT INTO {LAKE}.golem_schema VALUES (?, now())", [SCHEMA_VERSION])
+        return SCHEMA_VERSION
+
+    return with_retries(con, upgrade, "schema upgrade")
+
+
+# -- pushing -------------------------------------------------------------------------------------
+@dataclass
+class PushResult:
+    rows: dict[str, int] = field(default_factory=dict)  # rows sent per table
+    transactions: int = 0
+    seconds: float = 0.0
+
+    @property
+    def total(self) -> int:
+        return sum(self.rows.values())
+
+
+def _merge_sql(table: str, cols: list[str], staged: str) -> str:
+    """``MERGE INTO`` the lake's ``table`` from the registered ``staged`` rows: by the table's key, each
+    other column merged by the local store's policy for it. The stored rows are aliased as the table
+    and the incoming ones as ``EXCLUDED``, so the SET items are the local upsert's own (``_merge``)."""
+    keys = KEYS[table]
+    policy = POLICY.get(table, {})
+    t, e = ident(table), "EXCLUDED"
+    on = " AND ".join(f"{t}.{ident(k)} = {e}.{ident(k)}" for k in keys)
+    non_keys = [c for c in cols if c not in keys]
+    sql = f"MERGE INTO {LAKE}.{t} AS {t} USING {staged} AS {e} ON ({on}) "
+    if non_keys:
+        sql += "WHEN MATCHED THEN UPDATE SET " + ", ".join(_merge(table, c, policy.get(c, "keep")) for c in non_keys) + " "
+    col_list = ", ".join(ident(c) for c in cols)
+    return sql + f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({', '.join(f'{e}.{ident(c)}' for c in cols)})"
+
+
+def _chunk_end(store: Store, table: str, since: int, high: int, max_rows: int) -> int:
+    """The highest change number up to which ``table``'s changes after ``since`` hold about ``max_rows``
+    rows (one write's rows share a number: at least one whole write)."""
+    c = ident(SEQ_COLUMN)
+    rows = store.query(f"SELECT {c} AS seq, count(*) AS n FROM {ident(table)} WHERE {c} > ? AND {c} <= ? "
+                       f"GROUP BY 1 ORDER BY 1", [since, high])
+    total, end = 0, since
+    for r in rows:
+        if total and total + r["n"] > max_rows:
+            break
+        total += r["n"]
+        end = r["seq"]
+    return end
+
+
+def push(store: Store, cfg: TeamConfig, con: duckdb.DuckDBPyConnection | None = None,
+         max_rows: int = PUSH_ROWS, until: Callable[[], bool] | None = None) -> PushResult:
+    """Send every change of ``store`` not yet in the team store; returns what was sent.
+
+    ``con``: an open connection from :func:`connect` (the daemon keeps one); else one is opened and
+    closed. Each transaction sends up to ``max_rows`` rows per table and then moves the watermarks;
+    ``until`` returning True stops between transactions (a daemon stopping)."""
+    started = time.monotonic()
+    own = con is None
+    lake = con or connect(cfg)
+    result = PushResult()
+    try:
+        tables = team_tables(store)
+        if not tables:
+            return result
+        ensure_schema(lake, tables)
+        high = store.change_high()
+        while not (until and until()):
+            batch: dict[str, tuple[Any, int]] = {}
+            for table in tables:
+                since = store.watermark(cfg.destination, table)
+                end = _chunk_end(store, table, since, high, max_rows)
+                if end > since:
+                    batch[table] = (store.changes_since(table, since, end), end)
+            if not batch:
+                break
+
+            def send(batch: dict[str, tuple[Any, int]] = batch) -> None:
+                lake.execute(f"UPDATE {LAKE}.golem_push_lock SET pushes = pushes + 1")
+                for table, (rows, _) in batch.items():
+                    cols = [c for c in rows.column_names if c in tables[table]]
+                    lake.register("_golem_push", rows)
+                    try:
+                        lake.execute(_merge_sql(table, cols, "_golem_push"))
+                    finally:
+                        lake.unregister("_golem_push")
+
+            with_retries(lake, send, "push")
+            # only now: a push killed before this line sends the same rows again, merged to the same
+            for t, (_, end) in batch.items():
+                store.set_watermark(cfg.destination, t, end)
+            result.transactions += 1
+            for t, (rows, _) in batch.items():
+                result.rows[t] = result.rows.get(t, 0) + rows.num_rows
+    except duckdb.Error as e:
+        raise _explain(e, cfg) from e
+    finally:
+        if own:
+            lake.close()
+    result.seconds = time.monotonic() - started
+    return result
+
+
+def compact(con: duckdb.DuckDBPyConnection, keep_snapshots_s: int = 3600) -> None:
+    """DuckLake's own maintenance: inlined rows into Parquet files, small files merged, snapshots
+    older than ``keep_snapshots_s`` expired and the files only they used removed. Each step may meet a
+    push and lose: it is retried, and what is left is done the next time."""
+    steps = [
+        f"CALL ducklake_flush_inlined_data({literal(LAKE)})",
+        f"CALL ducklake_merge_adjacent_files({literal(LAKE)})",
+        f"CALL ducklake_expire_snapshots({literal(LAKE)}, older_than => now() - INTERVAL {keep_snapshots_s} SECOND)",
+        f"CALL ducklake_cleanup_old_files({literal(LAKE)}, older_than => now() - INTERVAL {keep_snapshots_s} SECOND)",
+    ]
+    for sql in steps:
+        with_retries(con, lambda sql=sql: con.execute(sql).fetchall(), "compaction", budget_s=20)
+
+
+# -- the daemon's job ----------------------------------------------------------------------------
+class TeamPusher:
+    """Pushes the store's changes to the team store every ``interval`` seconds, on a thread of its
+    own; compacts the lake's small files every ``compact_every`` seconds.
+
+    The team store being down changes nothing locally: the store keeps every fact, the watermarks stay
+    where they are, and the next push that gets through sends it all. One warning a minute says so."""
+
+    def __init__(self, store: Store, cfg: TeamConfig, interval: float = 5.0, compact_every: float = 600.0) -> None:
+        self.store, self.cfg = store, cfg
+        self.interval, self.compact_every = interval, compact_every
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._last_warning = 0.0
+        self._next_compact = time.monotonic() + compact_every * (0.5 + random.random())
+        self.last_error: str | None = None
+        self.last_push: PushResult | None = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="golem-team-push", daemon=True)
+        self._thread.start()
+
+    def stop(self, wait: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(wait)
+        self._close()
+
+    def _close(self) -> None:
+        if self._con is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._con.close()
+            self._con = None
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.run_once()
+
+    def run_once(self) -> PushResult | None:
+        try:
+            if self._con is None:
+                self._con = connect(self.cfg)
+            self.last_push = push(self.store, self.cfg, self._con, until=self._stop.is_set)
+            self.last_error = None
+            if time.monotonic() >= self._next_compact:
+                self._next_compact = time.monotonic() + self.compact_every
+                compact(self._con)
+            return self.last_push
+        except Exception as e:  # noqa: BLE001 -- the daemon goes on whatever the team store does
+            self._close()  # a broken connection is opened afresh next time
+            self.last_error = str(e)
+            if time.monotonic() - self._last_warning > 60:
+                self._last_warning = time.monotonic()
+                log.warning("team store push failed (will retry; nothing is lost locally): %s", e)
+            return None
+
+
+# -- reading -------------------------------------------------------------------------------------
+class TeamStore(Store):
+    """The team store for reading: the local schema in memory, its fact and context tables replaced
+    by views over the lake (attached read-only), then the store's views and macros over those, so the
+    seed views, the tools' SQL and the analyses run unchanged."""
+
+    def __init__(self, cfg: TeamConfig, settings: Settings | None = None) -> None:
+        self.team = cfg
+        super().__init__(":memory:", settings=settings)
+
+    def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        self._config(read_only)  # sets the memory limit the rest of the store reads
+        # the lake's schema first, with a short-lived writer (a team server may start before any push)
+        with self._writer() as w:
+            tables = _local_tables(self.settings)
+            ensure_schema(w, tables)
+        self._lake_tables = tables
+        return connect(self.team, read_only=True, memory_limit_mb=self.memory_limit_mb, lock=True)
+
+    @contextlib.contextmanager
+    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        con = connect(self.team)
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def migrate(self) -> None:
+        super().migrate()  # the local schema, in memory: settings, prices, analysis tables
+        with self._lock:
+            for table, cols in self._lake_tables.items():
+                self.con.execute(f"DROP TABLE IF EXISTS main.{ident(table)}")
+                self.con.execute(f"CREATE VIEW main.{ident(table)} AS SELECT "
+                                 f"{', '.join(ident(c) for c in cols)}, 0::BIGINT AS {ident(SEQ_COLUMN)} "
+                                 f"FROM {LAKE}.{ident(table)}")
+            self.con.execute(_views_sql())
+
+    def write(self, *args: Any, **kwargs: Any) -> dict[str, int]:
+        raise GolemError("the team store is read here, not written: each machine's own daemon records facts "
+                         "and pushes them (golem-mcp push)")
+
+
+def _views_sql() -> str:
+    from .db import _sql
+
+    return _sql("views.sql")
+
+
+def _local_tables(settings: Settings) -> dict[str, dict[str, str]]:
+    """The lake's tables as this golem-mcp defines them: read off a fresh in-memory local store."""
+    with Store(":memory:", settings=settings) as s:
+        return team_tables(s)
