@@ -178,6 +178,10 @@ def _open(args: argparse.Namespace, read_only: bool = False) -> Any:
     served = _SERVED.get()
     if served is not None:
         return contextlib.nullcontext(served[0])
+    if getattr(args, "team", False):
+        from ..store.team import open_team_store
+
+        return open_team_store()
 
     db = Path(args.db).expanduser() if getattr(args, "db", None) else default_db_path()
     if read_only and not db.exists():

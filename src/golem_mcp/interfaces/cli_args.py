@@ -249,6 +249,15 @@ def add_db(sp: argparse.ArgumentParser, create_help: str | None = None) -> None:
                     help=create_help or "with --db: create the database file when it does not exist")
 
 
+TEAM_HELP = ("read the team store (GOLEM_TEAM_URL and GOLEM_TEAM_DATA_PATH) instead of this machine's: "
+             "every machine's pushed facts")
+
+
+def add_team(sp: argparse.ArgumentParser) -> None:
+    """``--team``: a read command answers from the team store (see the README, 'Running for a team')."""
+    sp.add_argument("--team", action="store_true", help=TEAM_HELP)
+
+
 def check_db(args: argparse.Namespace) -> None:
     """Refuse a ``--db`` that names no existing file (usually a typo that would otherwise be created
     and filled), unless ``--create`` asks for it or it is the default store."""

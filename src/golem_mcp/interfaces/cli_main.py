@@ -53,7 +53,12 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         cli_analysis.register(sub, HANDLERS)
         cli_install.register(sub, HANDLERS)
         cli_shards.register(sub, HANDLERS)
-    for parser in sub.choices.values():
+    for name, parser in sub.choices.items():
+        # every command that reads a store can read the team's instead
+        reads = any("--db" in a.option_strings for a in parser._actions)
+        if reads and name not in ("import", "export", "push", "serve") and not any(
+                "--team" in a.option_strings for a in parser._actions):
+            A.add_team(parser)
         # `golem-mcp report --debug` as well as `golem-mcp --debug report`
         parser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     return p
@@ -108,6 +113,17 @@ def _add_serve(sub: Any) -> None:
     # `dashboard`) with the path they were given, which the command that started them has checked
     sp.add_argument("--db", metavar="FILE", help="DuckDB file (default: $GOLEM_DB or golem.duckdb in the data folder)")
 
+    A.add_team(sp)
+
+
+def _add_push(sub: Any) -> None:
+    sp = sub.add_parser("push", help="send what is new in this machine's store to the team store",
+                        description="Send every fact and context row that is new or changed since the last push "
+                        "to the team store (GOLEM_TEAM_URL, GOLEM_TEAM_DATA_PATH). Idempotent: a push that was "
+                        "interrupted is simply run again. A daemon with a team store configured pushes by itself.")
+    A.add_format(sp)
+    A.add_db(sp)
+
 
 def _add_stop(sub: Any) -> None:
     sub.add_parser("stop", help="stop the daemon")
@@ -139,7 +155,7 @@ def _add_stdio(sub: Any) -> None:
 
 
 # this module's commands, in the order `--help` lists them (the analyses' and install's follow)
-COMMANDS = {"import": _add_import, "report": _add_report, "serve": _add_serve, "stop": _add_stop,
+COMMANDS = {"import": _add_import, "report": _add_report, "serve": _add_serve, "push": _add_push, "stop": _add_stop,
             "status": _add_status, "dashboard": _add_dashboard, "hook": _add_hook, "stdio": _add_stdio}
 
 
@@ -233,9 +249,11 @@ def _db(args: argparse.Namespace) -> Path:
 
 
 def _daemon_for(args: argparse.Namespace) -> str | None:
-    """The running daemon, when it owns the database this command wants."""
+    """The running daemon, when it owns the database this command wants (never for ``--team``)."""
     from .client import locate_daemon
 
+    if getattr(args, "team", False):
+        return None
     found = locate_daemon()
     if not found:
         return None
@@ -335,6 +353,12 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         rows = call(url, "/api/report", {"by": by, "filters": filters, "since": since.isoformat() if since else None,
                                          "limit": args.limit})
+    elif args.team:
+        from ..analysis.cost import cost_by
+        from ..store.team import open_team_store
+
+        with open_team_store() as store:
+            rows = cost_by(store, by, filters, since=since, limit=args.limit)
     else:
         from ..analysis.cost import cost_by
         from ..config import Settings, claude_projects_dir
@@ -460,7 +484,13 @@ def cmd_status(args: argparse.Namespace) -> int:
     url = found.url if found else None
     state = {k: v for k, v in found.state.items() if k != "token"} if found else None
     info: dict[str, Any] = {"daemon": url, "state": state}
-    if url:
+    if getattr(args, "team", False):
+        from ..store.team import open_team_store
+
+        with open_team_store() as store:
+            info["team"] = store.team.shown_url
+            info["store"] = store.table_counts()
+    elif url:
         from .client import call
 
         info["store"] = call(url, "/api/status")
@@ -481,6 +511,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_push(args: argparse.Namespace) -> int:
+    from ..store.team import team_config
+
+    cfg = team_config()  # refused here, before the store opens, when it is not configured
+    assert cfg is not None
+    url = _daemon_for(args)
+    if url:
+        from .client import call
+
+        result = call(url, "/api/push", {}, timeout=3600)
+    else:
+        from ..store.db import Store
+        from ..store.team import push
+
+        with Store(_db(args)) as store:
+            result = push(store, cfg).as_dict()
+    if args.format != "table":
+        emit(args.format, result, [], sys.stdout, 0, csv_rows=[{"table": t, "rows": n} for t, n in result["rows"].items()])
+        return 0
+    from .. import formatting
+
+    sent = sum(result["rows"].values())
+    print(f"pushed {formatting.count(sent)} rows to {cfg.shown_url} in {result['transactions']} transaction(s), "
+          f"{result['seconds']:.1f} s" if sent else f"nothing new to push; {cfg.shown_url} has everything")
+    return 0
+
+
 def cmd_hook(args: argparse.Namespace) -> int:
     from .hook import main as hook_main
 
@@ -493,5 +550,5 @@ def cmd_stdio(args: argparse.Namespace) -> int:
     return stdio_main(args)
 
 
-HANDLERS = {"import": cmd_import, "report": cmd_report, "serve": cmd_serve, "stop": cmd_stop,
+HANDLERS = {"import": cmd_import, "push": cmd_push, "report": cmd_report, "serve": cmd_serve, "stop": cmd_stop,
             "status": cmd_status, "hook": cmd_hook, "stdio": cmd_stdio, "dashboard": cmd_dashboard}

@@ -187,6 +187,9 @@ def connect(cfg: TeamConfig, read_only: bool = False, memory_limit_mb: int | Non
         con.execute(f"ATTACH {literal(cfg.url)} AS {LAKE} ({opts})")
         con.execute("SET enable_progress_bar = false")
         if lock:
+            # DuckDB then reaches only the lake's data files (read through the read-only attach);
+            # agents' SQL names no file either way (the SQL guard refuses file readers and COPY)
+            con.execute(f"SET allowed_directories = [{literal(cfg.data_path)}]")
             con.execute("SET enable_external_access = false")
             con.execute("SET lock_configuration = true")
     except TeamUnavailable:
@@ -322,6 +325,9 @@ class PushResult:
     def total(self) -> int:
         return sum(self.rows.values())
 
+    def as_dict(self) -> dict[str, Any]:
+        return {"rows": dict(self.rows), "transactions": self.transactions, "seconds": round(self.seconds, 3)}
+
 
 def _merge_sql(table: str, cols: list[str], staged: str) -> str:
     """``MERGE INTO`` the lake's ``table`` from the registered ``staged`` rows: by the table's key, each
@@ -418,7 +424,10 @@ def compact(con: duckdb.DuckDBPyConnection, keep_snapshots_s: int = 3600) -> Non
         f"CALL ducklake_cleanup_old_files({literal(LAKE)}, older_than => now() - INTERVAL {keep_snapshots_s} SECOND)",
     ]
     for sql in steps:
-        with_retries(con, lambda sql=sql: con.execute(sql).fetchall(), "compaction", budget_s=20)
+        def step(sql: str = sql) -> None:
+            con.execute(sql).fetchall()
+
+        with_retries(con, step, "compaction", budget_s=20)
 
 
 # -- the daemon's job ----------------------------------------------------------------------------
@@ -479,6 +488,27 @@ class TeamPusher:
             return None
 
 
+def start_pusher(store: Store, settings: Settings, interval: float | None = None) -> TeamPusher | None:
+    """The daemon's push job, started when a team store is configured (None when not). A team store
+    configured wrong is said in the log and leaves the daemon running: facts stay local meanwhile."""
+    try:
+        cfg = team_config(settings, required=False)
+    except TeamUnavailable as e:
+        log.warning("no pushes to the team store: %s", e)
+        return None
+    if cfg is None:
+        return None
+    if interval is None:
+        try:
+            interval = float(os.environ.get("GOLEM_TEAM_PUSH_SECONDS") or 5)
+        except ValueError:
+            interval = 5.0
+    pusher = TeamPusher(store, cfg, interval=interval)
+    pusher.start()
+    log.info("pushing to the team store %s every %.0f s", cfg.shown_url, interval)
+    return pusher
+
+
 # -- reading -------------------------------------------------------------------------------------
 class TeamStore(Store):
     """The team store for reading: the local schema in memory, its fact and context tables replaced
@@ -516,9 +546,20 @@ class TeamStore(Store):
                                  f"FROM {LAKE}.{ident(table)}")
             self.con.execute(_views_sql())
 
+    def note_machine(self, *args: Any, **kwargs: Any) -> None:
+        """The machines are the lake's (pushed with their facts): a team server adds none."""
+
     def write(self, *args: Any, **kwargs: Any) -> dict[str, int]:
         raise GolemError("the team store is read here, not written: each machine's own daemon records facts "
                          "and pushes them (golem-mcp push)")
+
+
+def open_team_store(settings: Settings | None = None) -> TeamStore:
+    """The configured team store, for reading (``serve --team``, ``report --team``, ...)."""
+    settings = settings or Settings.load()
+    cfg = team_config(settings)
+    assert cfg is not None  # required=True: raised when unset
+    return TeamStore(cfg, settings)
 
 
 def _views_sql() -> str:

@@ -297,6 +297,11 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     async def status_endpoint(request: Request) -> Response:
         return json_response(await anyio.to_thread.run_sync(store.table_counts))
 
+    async def push_endpoint(request: Request) -> Response:
+        from ...store.team import push_now
+
+        return json_response(await anyio.to_thread.run_sync(push_now, store, settings))
+
     async def dashboard_endpoint(request: Request) -> Response:
         from ..dashboard import CSP, parse_days
 
@@ -322,6 +327,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         Route("/api/shards", ep(shards_endpoint), methods=["POST"]),
         Route("/api/report", ep(report_endpoint), methods=["POST"]),
         Route("/api/status", ep(status_endpoint), methods=["GET"]),
+        Route("/api/push", ep(push_endpoint), methods=["POST"]),
         Route("/api/cli", ep(cli_endpoint), methods=["POST"]),
         Route("/api/wake", ep(wake_endpoint), methods=["POST"]),
         Route("/metrics", ep(metrics_endpoint(store)), methods=["GET"]),

@@ -190,15 +190,21 @@ def serve(args: argparse.Namespace) -> int:
         return 0
     _setup_logging()
     settings = Settings.load()
+    team = bool(getattr(args, "team", False))
     try:
-        store = Store(db, settings=settings)
+        if team:  # every tool, the dashboard and the API answer from the team store
+            from ...store.team import open_team_store
+
+            store: Store = open_team_store(settings)
+        else:
+            store = Store(db, settings=settings)
     except BaseException:
         sock.close()
         raise
     port = sock.getsockname()[1]
     url_host = f"[{host.strip('[]')}]" if ":" in host else host
     url = f"http://{url_host}:{port}"
-    watch = [] if getattr(args, "no_watch", False) else [
+    watch = [] if getattr(args, "no_watch", False) or team else [
         Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
     app = create_app(store, settings, token=token, loopback_only=is_loopback_host(host), watch=watch,
                      spool=spool_dir(), mcp_snapshot=True)
@@ -209,6 +215,9 @@ def serve(args: argparse.Namespace) -> int:
     # its passes walked every live object (bodies in flight, queued batches): half the ingest CPU.
     gc.set_threshold(100_000, 50, 100)
     server = uvicorn.Server(config)
+    from ...store.team import start_pusher
+
+    pusher = None if team else start_pusher(store, settings)  # a team store configured: push to it
     pid = os.getpid()
     state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
                              "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -226,6 +235,8 @@ def serve(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         remove_state(pid)
         sock.close()
+        if pusher is not None:
+            pusher.stop()
         store.close()
         log.info("golem-mcp daemon stopped")
     return 0
@@ -235,6 +246,8 @@ def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) ->
     cmd = [sys.executable, "-m", "golem_mcp", "serve", "--host", host, "--port", str(args.port), "--db", str(db)]
     if getattr(args, "no_watch", False):
         cmd.append("--no-watch")
+    if getattr(args, "team", False):
+        cmd.append("--team")
     for w in getattr(args, "watch", None) or []:
         cmd += ["--watch", str(Path(w).expanduser().resolve())]
     env = dict(os.environ)

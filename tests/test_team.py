@@ -1,0 +1,255 @@
+"""The team store on DuckLake, against a real PostgreSQL this test starts and a real data folder.
+
+Three daemons (separate data folders, machine ids m1-m3) each ingest a part of the real Claude Code
+corpus (wf-005's main session on one machine, its subagents on another; OTel and hooks on a third)
+and push to the team store at the same time; one is killed -9 while pushing and restarted. A fourth
+daemon runs ``serve --team``: through the real MCP client every workflow x stage equals truth.json,
+totals equal the union, and no fact is there twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp import Client
+
+from conftest import FIXTURES, Daemon, api, launch_daemon, mcp_http
+from golem_mcp.config import Settings
+from golem_mcp.ingestion.importer import Importer
+from golem_mcp.store import Store
+from golem_mcp.store.team import TeamUnavailable, connect, push, team_config
+
+PG_BIN = Path(os.environ.get("GOLEM_TEST_PG_BIN", "/usr/lib/postgresql/15/bin"))
+TRUTH = json.loads((FIXTURES / "truth.json").read_text())
+PROJECTS = FIXTURES / "home" / ".claude" / "projects"
+TOKENS = ("input", "output", "cache_read", "cache_write")
+
+pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(),
+                                reason=f"PostgreSQL binaries not found in {PG_BIN} (set GOLEM_TEST_PG_BIN)")
+
+
+def _as_postgres(*cmd: str) -> list[str]:
+    """PostgreSQL refuses to run as root: as root (CI), commands run as the postgres user."""
+    return ["runuser", "-u", "postgres", "--", *cmd] if os.geteuid() == 0 else list(cmd)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def postgres() -> Iterator[dict[str, str]]:
+    """A PostgreSQL server of its own in a temporary folder (unix socket there), stopped at the end.
+    The folder is a top-level temp folder: as root, the postgres user must reach it (pytest's own are 0700)."""
+    root = Path(tempfile.mkdtemp(prefix="golem-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    data, port = root / "data", _free_port()
+    subprocess.run(_as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"),
+                   check=True, capture_output=True, timeout=120)
+    subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-w", "-t", "60", "-l", str(root / "log"),
+                                "-o", f"-p {port} -k {root} -c listen_addresses=''", "start"),
+                   check=True, capture_output=True, timeout=90)
+    try:
+        yield {"host": str(root), "port": str(port), "root": str(root)}
+    finally:
+        subprocess.run(_as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"),
+                       capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+_N = iter(range(1000))
+
+
+@pytest.fixture
+def team_env(postgres: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A fresh catalog database and data folder; the environment that names them."""
+    db = f"golem{next(_N)}"
+    subprocess.run(_as_postgres(str(PG_BIN / "createdb"), "-h", postgres["host"], "-p", postgres["port"],
+                                "-U", "postgres", db), check=True, capture_output=True, timeout=60)
+    data = tmp_path / "team-data"
+    data.mkdir()
+    env = {"GOLEM_TEAM_URL": f"ducklake:postgres:dbname={db} host={postgres['host']} port={postgres['port']} "
+                             "user=postgres",
+           "GOLEM_TEAM_DATA_PATH": str(data)}
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path / "home"))
+    return env
+
+
+def _truth() -> dict[tuple[str, str], dict[str, int]]:
+    return {(wf, stage): {"requests": s["requests"], **{k: s[k] for k in TOKENS}}
+            for wf, t in TRUTH.items() for stage, s in t["stages"].items()}
+
+
+def _parts(root: Path) -> dict[str, list[Path]]:
+    """The corpus split over three machines: wf-005's main session on m1 and its subagents on m2."""
+    wf5 = PROJECTS / "-home-dev-work-wf-005"
+    (session,) = [p for p in wf5.iterdir() if p.is_dir()]
+    parts: dict[str, list[Path]] = {
+        "m1": [PROJECTS / f"-home-dev-work-wf-00{i}" for i in (1, 2, 3, 4)] + [wf5 / f"{session.name}.jsonl"],
+        "m2": [session] + [PROJECTS / f"-home-dev-work-wf-00{i}" for i in (6, 7, 8)],
+        "m3": [FIXTURES / "otlp", FIXTURES / "hooks.jsonl"],
+    }
+    out: dict[str, list[Path]] = {}
+    for m, paths in parts.items():  # copies, so each machine reads its own folder
+        out[m] = []
+        for p in paths:
+            dest = root / m / p.relative_to(FIXTURES)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            (shutil.copytree if p.is_dir() else shutil.copyfile)(p, dest)
+            out[m].append(dest)
+    return out
+
+
+def _stage_rows(store: Any) -> dict[tuple[str, str], dict[str, int]]:
+    rows = store.query("""
+        SELECT workflow_id, stage, count(*) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output,
+               sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_write
+        FROM requests GROUP BY ALL""")
+    return {(r["workflow_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+
+
+# -- the library: push and read ------------------------------------------------------------------
+def test_pushes_from_three_stores_read_back_as_truth_and_pushing_again_adds_nothing(team_env, tmp_path):
+    cfg = team_config()
+    parts = _parts(tmp_path / "corpus")
+    for m, paths in parts.items():
+        os.environ["GOLEM_MACHINE"] = m
+        try:
+            with Store(tmp_path / f"{m}.duckdb") as s:
+                Importer(s).run(paths)
+                assert push(s, cfg).total > 0
+                assert push(s, cfg).total == 0  # everything is there: nothing is sent twice
+        finally:
+            del os.environ["GOLEM_MACHINE"]
+    from golem_mcp.store.team import open_team_store
+
+    with open_team_store() as team:
+        assert _stage_rows(team) == _truth()
+        # wf-005's stages were seen on two machines (main on m1, subagents on m2): one whole workflow
+        seen = team.query("SELECT DISTINCT machine_id FROM requests WHERE workflow_id = 'wf-005' ORDER BY 1")
+        assert [r["machine_id"] for r in seen] == ["m1", "m2"]
+        dups = team.scalar("SELECT count(*) - count(DISTINCT request_id) FROM api_requests")
+        assert dups == 0
+        # the team server cannot be written, nor can agents' SQL reach files
+        with pytest.raises(Exception, match="read-only|read here"):
+            team.con.execute("INSERT INTO team.machines (machine_id) VALUES ('x')")
+        with pytest.raises(Exception, match="disabled by configuration|locked"):
+            team.con.execute("SELECT * FROM read_csv('/etc/passwd')")
+
+
+def test_a_push_is_resumed_after_a_crash_before_its_watermark_moved(team_env, tmp_path, monkeypatch):
+    """The lake commit happened but the process died before the local watermark moved: the next
+    push sends the same rows again, and they merge into the same facts (none doubled)."""
+    cfg = team_config()
+    with Store(tmp_path / "a.duckdb") as s:
+        Importer(s).run([PROJECTS / "-home-dev-work-wf-001"])
+        first = push(s, cfg)
+        with s.reader() as cur:
+            cur.execute("DELETE FROM change_watermarks")  # as if the watermark had never been written
+        again = push(s, cfg)
+        assert again.rows == first.rows
+    con = connect(cfg)
+    try:
+        n, distinct = con.execute("SELECT count(*), count(DISTINCT request_id) FROM team.api_requests").fetchone()
+    finally:
+        con.close()
+    assert n == distinct == sum(t["requests"] for t in TRUTH["wf-001"]["stages"].values())
+
+
+def test_misconfigured_or_unreachable_team_store_says_what_to_do(team_env, tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_TEAM_DATA_PATH", str(tmp_path / "nowhere"))
+    with pytest.raises(TeamUnavailable, match="not a folder"):
+        team_config()
+    monkeypatch.delenv("GOLEM_TEAM_DATA_PATH")
+    with pytest.raises(TeamUnavailable, match="GOLEM_TEAM_DATA_PATH is not"):
+        team_config()
+    monkeypatch.setenv("GOLEM_TEAM_DATA_PATH", str(tmp_path / "team-data"))
+    monkeypatch.setenv("GOLEM_TEAM_URL", "ducklake:postgres:dbname=golem host=127.0.0.1 port=1 user=postgres")
+    with pytest.raises(TeamUnavailable, match="cannot open the team store.*PostgreSQL runs"):
+        connect(team_config())
+    monkeypatch.delenv("GOLEM_TEAM_URL")
+    monkeypatch.delenv("GOLEM_TEAM_DATA_PATH")
+    assert team_config(Settings.load(), required=False) is None
+
+
+# -- daemons: concurrent pushes, a kill -9, serve --team ---------------------------------------
+def _daemon(home: Path, env: dict[str, str], machine: str, *extra: str) -> Daemon:
+    home.mkdir(parents=True, exist_ok=True)
+    return launch_daemon(home, home / "golem.duckdb", *extra,
+                         env={**env, "GOLEM_MACHINE": machine, "GOLEM_TEAM_PUSH_SECONDS": "0.5"})
+
+
+def _lake_requests(cfg: Any) -> tuple[int, int]:
+    con = connect(cfg, read_only=True)
+    try:
+        with contextlib.suppress(Exception):  # no table yet: nothing pushed
+            return tuple(con.execute("SELECT count(*), count(DISTINCT request_id) FROM team.api_requests").fetchone())
+        return (0, 0)
+    finally:
+        con.close()
+
+
+async def test_three_daemons_push_at_once_one_killed_and_serve_team_answers_truth(team_env, tmp_path):
+    cfg = team_config()
+    parts = _parts(tmp_path / "corpus")
+    homes = {m: tmp_path / m for m in parts}
+    daemons = {m: _daemon(homes[m], team_env, m) for m in parts}
+    served: Daemon | None = None
+    try:
+        for m, d in daemons.items():  # each ingests its part; each pushes by itself, all at once
+            r = api.post(d.url + "/api/import", json={"paths": [str(p) for p in parts[m]]}, timeout=300)
+            assert r.status_code == 200, r.text
+        # m3 holds most rows: kill it -9 while its pushes are under way, then start it again
+        time.sleep(0.7)
+        daemons["m3"].proc.send_signal(signal.SIGKILL)
+        daemons["m3"].proc.wait(30)
+        daemons["m3"] = _daemon(homes["m3"], team_env, "m3")
+        expected = sum(s["requests"] for t in TRUTH.values() for s in t["stages"].values())
+        deadline = time.monotonic() + 180
+        while _lake_requests(cfg)[1] < expected and time.monotonic() < deadline:
+            time.sleep(0.5)
+        time.sleep(2)  # the last context rows of a push land with its requests; one more round
+        count, distinct = _lake_requests(cfg)
+        assert count == distinct == expected  # every request, none doubled
+
+        served = _daemon(tmp_path / "team-server", team_env, "reader", "--team")
+        async with Client(mcp_http(served.url)) as c:
+            for wf, t in TRUTH.items():
+                for stage, s in t["stages"].items():
+                    out = (await c.call_tool("query_workflow_cost", {"workflow_id": wf, "stage": stage})).structured_content
+                    assert out["total"]["requests"] == s["requests"], (wf, stage)
+                    assert out["total"]["input_tokens"] == s["input"], (wf, stage)
+                    assert out["total"]["output_tokens"] == s["output"], (wf, stage)
+            total = (await c.call_tool("query_workflow_cost", {"group_by": ["workflow"], "since": "2000-01-01"})).structured_content
+            assert total["total"]["requests"] == expected
+            assert total["total"]["cost_usd"] == pytest.approx(sum(t["total_cost_usd"] for t in TRUTH.values()), abs=1e-3)
+            # wf-005 ran on two machines (main session on m1, subagents on m2) and is one whole workflow
+            whole = (await c.call_tool("query_workflow_cost", {"workflow_id": "wf-005", "group_by": ["stage"]})).structured_content
+            assert whole["total"]["requests"] == sum(s["requests"] for s in TRUTH["wf-005"]["stages"].values())
+            seen = (await c.call_tool("query_sql", {"sql": "SELECT DISTINCT machine_id FROM requests "
+                                                           "WHERE workflow_id = 'wf-005'"})).structured_content
+            assert {"m1", "m2"} <= {r[0] for r in seen["rows"]}
+        # the JSON API and the dashboard answer from the team store too
+        report = api.post(served.url + "/api/report", json={"by": ["workflow"]}).json()
+        assert sorted(r["workflow"] if "workflow" in r else r["workflow_id"] for r in report) == sorted(TRUTH)
+        assert api.get(served.url + "/").status_code == 200
+    finally:
+        for d in [*daemons.values(), *([served] if served else [])]:
+            d.stop()
