@@ -40,6 +40,24 @@ if ! command -v prometheus >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1
   fi
 fi
 
+# PostgreSQL for tests/test_team.py (the team store's catalog): the tests start their own server in a
+# temporary folder (as the postgres user when run as root); here only the binaries are installed when
+# missing, with no system service started. The tests skip themselves with a reason without them.
+if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "== installing postgresql (Debian package) for tests/test_team.py"
+  policy_added=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && policy_added=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 \
+    || { DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null 2>&1 && \
+         DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1; } \
+    || echo "   could not install postgresql; the team store tests will skip"
+  if [ -n "$policy_added" ]; then
+    rm -f /usr/sbin/policy-rc.d
+  fi
+fi
+
 echo "== ruff"
 .venv/bin/ruff check src tests bench
 echo "== mypy"

@@ -487,9 +487,9 @@ def cmd_status(args: argparse.Namespace) -> int:
     if getattr(args, "team", False):
         from ..store.team import open_team_store
 
-        with open_team_store() as store:
-            info["team"] = store.team.shown_url
-            info["store"] = store.table_counts()
+        with open_team_store() as team:
+            info["team"] = team.team.shown_url
+            info["store"] = team.table_counts()
     elif url:
         from .client import call
 

@@ -328,9 +328,11 @@ class Store:
             current = max(applied, default=0)
             if current > SCHEMA_VERSION:
                 raise GolemError(f"{self.path} was written by a newer golem-mcp (schema {current}); upgrade golem-mcp")
+            ran = False
             for version, name in _migrations():
                 if version in applied:
                     continue
+                ran = True
                 self.con.execute("BEGIN")
                 try:
                     self.con.execute(_sql(name))
@@ -342,6 +344,10 @@ class Store:
                     self.con.execute("ROLLBACK")
                     raise
             self._ensure_tracking()
+            if ran and self.path != ":memory:":
+                # DuckDB 1.5.5 cannot replay a WAL holding 009's column defaults (nextval): a daemon
+                # killed -9 before its first checkpoint could never open its store again
+                self.con.execute("CHECKPOINT")
             self.con.execute(_sql("views.sql"))
             self.con.execute("INSERT OR REPLACE INTO settings VALUES ('main_stage', ?)", [self.settings.main_stage])
             self._load_prices()

@@ -361,12 +361,13 @@ def _chunk_end(store: Store, table: str, since: int, high: int, max_rows: int) -
 
 
 def push(store: Store, cfg: TeamConfig, con: duckdb.DuckDBPyConnection | None = None,
-         max_rows: int = PUSH_ROWS, until: Callable[[], bool] | None = None) -> PushResult:
+         max_rows: int = PUSH_ROWS, until: Callable[[], bool] | None = None, schema_checked: bool = False) -> PushResult:
     """Send every change of ``store`` not yet in the team store; returns what was sent.
 
     ``con``: an open connection from :func:`connect` (the daemon keeps one); else one is opened and
     closed. Each transaction sends up to ``max_rows`` rows per table and then moves the watermarks;
-    ``until`` returning True stops between transactions (a daemon stopping)."""
+    ``until`` returning True stops between transactions (a daemon stopping). ``schema_checked``: the
+    lake's schema was brought up to date on ``con`` already (the daemon checks once per connection)."""
     started = time.monotonic()
     own = con is None
     lake = con or connect(cfg)
@@ -375,7 +376,8 @@ def push(store: Store, cfg: TeamConfig, con: duckdb.DuckDBPyConnection | None = 
         tables = team_tables(store)
         if not tables:
             return result
-        ensure_schema(lake, tables)
+        if not schema_checked:
+            ensure_schema(lake, tables)
         high = store.change_high()
         while not (until and until()):
             batch: dict[str, tuple[Any, int]] = {}
@@ -471,9 +473,10 @@ class TeamPusher:
 
     def run_once(self) -> PushResult | None:
         try:
+            fresh = self._con is None
             if self._con is None:
                 self._con = connect(self.cfg)
-            self.last_push = push(self.store, self.cfg, self._con, until=self._stop.is_set)
+            self.last_push = push(self.store, self.cfg, self._con, until=self._stop.is_set, schema_checked=not fresh)
             self.last_error = None
             if time.monotonic() >= self._next_compact:
                 self._next_compact = time.monotonic() + self.compact_every
@@ -518,6 +521,9 @@ class TeamStore(Store):
     def __init__(self, cfg: TeamConfig, settings: Settings | None = None) -> None:
         self.team = cfg
         super().__init__(":memory:", settings=settings)
+
+    def __enter__(self) -> TeamStore:
+        return self
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         self._config(read_only)  # sets the memory limit the rest of the store reads
