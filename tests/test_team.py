@@ -16,6 +16,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -154,6 +155,17 @@ def test_pushes_from_three_stores_read_back_as_truth_and_pushing_again_adds_noth
             team.con.execute("INSERT INTO team.machines (machine_id) VALUES ('x')")
         with pytest.raises(Exception, match="disabled by configuration|locked"):
             team.con.execute("SELECT * FROM read_csv('/etc/passwd')")
+    # the CLI: push sends only the machine's row (opening a store notes the machine as seen now);
+    # report --team answers for every machine
+    cli = [sys.executable, "-m", "golem_mcp"]
+    out = subprocess.run([*cli, "push", "--db", str(tmp_path / "m1.duckdb"), "--format", "json"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert set(json.loads(out.stdout)["rows"]) <= {"machines"}
+    out = subprocess.run([*cli, "report", "--team", "--by", "workflow", "--format", "json"], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert sorted(r["workflow"] for r in json.loads(out.stdout)) == sorted(TRUTH)
 
 
 def test_a_push_is_resumed_after_a_crash_before_its_watermark_moved(team_env, tmp_path, monkeypatch):
@@ -195,7 +207,9 @@ def test_misconfigured_or_unreachable_team_store_says_what_to_do(team_env, tmp_p
 def _daemon(home: Path, env: dict[str, str], machine: str, *extra: str) -> Daemon:
     home.mkdir(parents=True, exist_ok=True)
     return launch_daemon(home, home / "golem.duckdb", *extra,
-                         env={**env, "GOLEM_MACHINE": machine, "GOLEM_TEAM_PUSH_SECONDS": "0.5"})
+                         env={**env, "GOLEM_MACHINE": machine, "GOLEM_TEAM_PUSH_SECONDS": "0.5",
+                              # compaction meets pushes: its commit conflicts are retried too
+                              "GOLEM_TEAM_COMPACT_SECONDS": "3"})
 
 
 def _lake_requests(cfg: Any) -> tuple[int, int]:

@@ -415,7 +415,7 @@ def push(store: Store, cfg: TeamConfig, con: duckdb.DuckDBPyConnection | None = 
     return result
 
 
-def compact(con: duckdb.DuckDBPyConnection, keep_snapshots_s: int = 3600) -> None:
+def compact(con: duckdb.DuckDBPyConnection, keep_snapshots_s: int = 600) -> None:
     """DuckLake's own maintenance: inlined rows into Parquet files, small files merged, snapshots
     older than ``keep_snapshots_s`` expired and the files only they used removed. Each step may meet a
     push and lose: it is retried, and what is left is done the next time."""
@@ -440,7 +440,7 @@ class TeamPusher:
     The team store being down changes nothing locally: the store keeps every fact, the watermarks stay
     where they are, and the next push that gets through sends it all. One warning a minute says so."""
 
-    def __init__(self, store: Store, cfg: TeamConfig, interval: float = 5.0, compact_every: float = 600.0) -> None:
+    def __init__(self, store: Store, cfg: TeamConfig, interval: float = 5.0, compact_every: float = 60.0) -> None:
         self.store, self.cfg = store, cfg
         self.interval, self.compact_every = interval, compact_every
         self._stop = threading.Event()
@@ -491,6 +491,16 @@ class TeamPusher:
             return None
 
 
+def push_now(store: Store, settings: Settings | None = None) -> dict[str, Any]:
+    """One push of ``store`` to the configured team store (``golem-mcp push`` through the daemon). A
+    push the daemon's job runs meanwhile sends the same rows, merged to the same facts."""
+    if isinstance(store, TeamStore):
+        raise GolemError("this daemon serves the team store (serve --team): push from each machine's own daemon")
+    cfg = team_config(settings or store.settings)
+    assert cfg is not None
+    return push(store, cfg).as_dict()
+
+
 def start_pusher(store: Store, settings: Settings, interval: float | None = None) -> TeamPusher | None:
     """The daemon's push job, started when a team store is configured (None when not). A team store
     configured wrong is said in the log and leaves the daemon running: facts stay local meanwhile."""
@@ -506,7 +516,11 @@ def start_pusher(store: Store, settings: Settings, interval: float | None = None
             interval = float(os.environ.get("GOLEM_TEAM_PUSH_SECONDS") or 5)
         except ValueError:
             interval = 5.0
-    pusher = TeamPusher(store, cfg, interval=interval)
+    try:
+        compact_every = float(os.environ.get("GOLEM_TEAM_COMPACT_SECONDS") or 60)
+    except ValueError:
+        compact_every = 60.0
+    pusher = TeamPusher(store, cfg, interval=interval, compact_every=compact_every)
     pusher.start()
     log.info("pushing to the team store %s every %.0f s", cfg.shown_url, interval)
     return pusher
