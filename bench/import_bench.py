@@ -232,6 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         r["first_report_s"] = secs
         r["first_total_s"] = r["first_import_s"] + r["first_report_s"]
 
+        # -- (d) report --json through a running daemon (on the store the first import made)
+        r.update(daemon_report(gm, db, env, args.runs))
+
         # -- (b) re-sync of the unchanged history + report
         cli_imp, cli_rep, one_cmd = [], [], []
         senv = dict(env, CLAUDE_CONFIG_DIR=str(Path(projects).parent))
@@ -250,9 +253,6 @@ def main(argv: list[str] | None = None) -> int:
         r["resync_cli_total_s"] = r["resync_cli_import_s"] + r["resync_cli_report_s"]
         r["resync_cli_one_command_s"] = statistics.median(one_cmd)
         r.update({f"resync_lib_{k}": v for k, v in library_resync(db, projects, args.runs).items()})
-
-        # -- (d) report --json through a running daemon
-        r.update(daemon_report(gm, db, env, args.runs))
 
         # our per-day totals, for the comparison
         secs, out = timed([gm, "report", "--json", "--no-sync", "--by", "day", "--db", str(db)], env)
