@@ -36,7 +36,8 @@ import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
-DATA = Path(__file__).resolve().parent / ".data"
+# generated stores are large (10M requests: ~1.4 GB) and slow to build: GOLEM_BENCH_DATA puts them elsewhere
+DATA = Path(os.environ.get("GOLEM_BENCH_DATA") or Path(__file__).resolve().parent / ".data")
 GENERATOR = "analysis-bench-v3"  # bump when build() changes: cached stores are rebuilt
 STAGES = "['analyst', 'planner', 'implementer', 'reviewer']"
 MODELS = "['claude-haiku-4-5', 'claude-sonnet-4-5', 'claude-sonnet-4-5', 'claude-opus-4-1']"

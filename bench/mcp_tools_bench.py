@@ -1,0 +1,299 @@
+"""Benchmark: every agent-facing MCP tool through the real MCP client on a real daemon, side by side
+with the same question asked as plain DuckDB SQL (issue 10's targets: query_workflow_cost and
+budget_status p95 <= 50 ms, every other tool <= 250 ms, tool / SQL <= 1.5).
+
+    python bench/mcp_tools_bench.py                           # 1M and 10M requests (figure of record)
+    python bench/mcp_tools_bench.py --requests 200000 --calls 10
+    GOLEM_BENCH_DATA=/big/disk python bench/mcp_tools_bench.py
+
+The stores are ``analysis_bench.py``'s (generated once, cached in ``$GOLEM_BENCH_DATA`` or
+``bench/.data``). Each is prepared once more into ``analysis-N.prepared.duckdb``: opened by this
+checkout's ``Store`` (its migrations: resolved facts, rollups) and, because the generator writes its
+facts around ``Store.write``, its rollups built from them. Per size:
+
+1. a copy of the prepared store is served by ``golem-mcp serve`` (a subprocess, loopback, its own
+   GOLEM_HOME); the daemon is given ``--warm`` seconds to warm its caches after ``/healthz``;
+2. one MCP client session (the SDK's streamable HTTP client, with the install's token) calls each
+   tool ``--calls`` times after one unmeasured call; wall time per call from the client's side;
+3. the same question as plain SQL (``SQL`` below: on the rollups and resolved columns when the
+   store has them, else on the views) on another copy opened read-only by plain ``duckdb`` in this
+   process, ``--calls`` times after one unmeasured run.
+
+Printed: p50 / p95 ms per tool and per SQL, the ratio of the p95s, the target and whether it is met,
+and the load average (the machine is shared: read the ratio, and rerun when the load is high).
+Results also go to ``$DATA/mcp_tools_bench.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from analysis_bench import DATA, NOW, cached_store  # noqa: E402
+
+FAST = ("query_workflow_cost", "budget_status")
+FAST_MS, OTHER_MS, RATIO = 50.0, 250.0, 1.5
+WINDOW_START = NOW - timedelta(days=30)
+
+# tool -> (arguments, {store shape: the same question as plain SQL}). "{wf}" is a recent workflow id.
+# "rolled": the store has the rollups and resolved columns; "views": it has not (an older checkout).
+CALLS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
+    "query_workflow_cost": ({"workflow_id": "{wf}"}, {
+        "rolled": "SELECT stage, sum(requests), sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), "
+                  "sum(cost_usd) FROM rollup_requests WHERE workflow_id = '{wf}' GROUP BY stage",
+        "views": "SELECT stage, count(*), sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), "
+                 "sum(cost_usd) FROM requests WHERE workflow_id = '{wf}' GROUP BY stage"}),
+    "query_workflow_cost (30 days)": ({}, {
+        "rolled": "SELECT stage, sum(requests), sum(cost_usd) FROM rollup_requests WHERE day >= DATE '{start}' GROUP BY stage",
+        "views": "SELECT stage, count(*), sum(cost_usd) FROM requests WHERE \"timestamp\" >= TIMESTAMP '{start}' GROUP BY stage"}),
+    "budget_status": ({"workflow_id": "{wf}", "stage": "implementer"}, {
+        "rolled": "SELECT sum(cost_usd), sum(cost_usd) FILTER (WHERE stage = 'implementer') FROM rollup_requests "
+                  "WHERE workflow_id = '{wf}'",
+        "views": "SELECT sum(cost_usd), sum(cost_usd) FILTER (WHERE stage = 'implementer') FROM requests "
+                 "WHERE workflow_id = '{wf}'"}),
+    "query_errors_and_loops": ({"workflow_id": "{wf}"}, {
+        "rolled": "SELECT tool_name, r_stage, count(*) FROM tool_calls WHERE r_workflow_id = '{wf}' AND success = false "
+                  "GROUP BY ALL",
+        "views": "SELECT tool_name, stage, count(*) FROM tools WHERE workflow_id = '{wf}' AND success = false GROUP BY ALL"}),
+    "query_errors_and_loops (30 days)": ({}, {
+        "rolled": "SELECT tool_parameters->>'bash_command', r_stage, r_workflow_id, count(*) FROM tool_calls "
+                  "WHERE \"timestamp\" >= TIMESTAMP '{start}' AND success = false GROUP BY ALL HAVING count(*) >= 2",
+        "views": "SELECT tool_parameters->>'bash_command', stage, workflow_id, count(*) FROM tools "
+                 "WHERE \"timestamp\" >= TIMESTAMP '{start}' AND success = false GROUP BY ALL HAVING count(*) >= 2"}),
+    "compare_experiments": ({"metric": "tokens"}, {
+        "rolled": "SELECT experiment_id, count(*), avg(t) FROM (SELECT experiment_id, workflow_id, "
+                  "sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) AS t "
+                  "FROM rollup_requests WHERE experiment_id IS NOT NULL GROUP BY ALL) GROUP BY 1",
+        "views": "SELECT experiment_id, count(*), avg(t) FROM (SELECT experiment_id, workflow_id, "
+                 "sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) AS t "
+                 "FROM requests WHERE experiment_id IS NOT NULL GROUP BY ALL) GROUP BY 1"}),
+    "find_slow_stages": ({}, {
+        "rolled": "SELECT r_stage, quantile_cont(duration_ms, [0.5, 0.95, 0.99]) FROM api_requests "
+                  "WHERE \"timestamp\" >= TIMESTAMP '{start}' GROUP BY 1",
+        "views": "SELECT stage, quantile_cont(duration_ms, [0.5, 0.95, 0.99]) FROM requests "
+                 "WHERE \"timestamp\" >= TIMESTAMP '{start}' GROUP BY 1"}),
+    "find_token_leaks": ({}, {
+        "rolled": "WITH g AS (SELECT workflow_id, stage, sum(input_tokens + output_tokens) AS t FROM rollup_requests "
+                  "WHERE day >= DATE '{start}' GROUP BY ALL), m AS (SELECT stage, median(t) AS med FROM g GROUP BY 1) "
+                  "SELECT g.* FROM g JOIN m USING (stage) WHERE t > 3 * med",
+        "views": "WITH g AS (SELECT workflow_id, stage, sum(input_tokens + output_tokens) AS t FROM requests "
+                 "WHERE \"timestamp\" >= TIMESTAMP '{start}' GROUP BY ALL), m AS (SELECT stage, median(t) AS med FROM g "
+                 "GROUP BY 1) SELECT g.* FROM g JOIN m USING (stage) WHERE t > 3 * med"}),
+    "query_review_findings": ({}, {
+        "rolled": "SELECT lower(severity), count(*) FROM review_issue_rows WHERE ts >= TIMESTAMP '{start}' GROUP BY 1",
+        "views": "SELECT lower(severity), count(*) FROM review_issue_rows WHERE ts >= TIMESTAMP '{start}' GROUP BY 1"}),
+    "list_improvements": ({}, {
+        "rolled": "SELECT * FROM improvement_items WHERE status = 'open' ORDER BY severity DESC LIMIT 5",
+        "views": "SELECT * FROM improvement_items WHERE status = 'open' ORDER BY severity DESC LIMIT 5"}),
+    "predict_cost": ({"path": "full"}, {
+        "rolled": "SELECT quantile_cont(c, [0.1, 0.5, 0.9]) FROM (SELECT workflow_id, sum(cost_usd) AS c FROM rollup_requests "
+                  "WHERE workflow_path = 'full' AND day >= DATE '{start90}' GROUP BY 1)",
+        "views": "SELECT quantile_cont(c, [0.1, 0.5, 0.9]) FROM (SELECT workflow_id, sum(cost_usd) AS c FROM requests "
+                 "WHERE workflow_path = 'full' AND \"timestamp\" >= TIMESTAMP '{start90}' GROUP BY 1)"}),
+    "describe_schema": ({}, {
+        "rolled": "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE NOT internal",
+        "views": "SELECT table_name, column_name, data_type FROM duckdb_columns() WHERE NOT internal"}),
+    "query_sql": ({"sql": "SELECT stage, sum(cost_usd) AS cost FROM otel_api_request_events "
+                          "WHERE workflow_id = '{wf}' GROUP BY stage"}, {
+        "rolled": "SELECT stage, sum(cost_usd) AS cost FROM otel_api_request_events WHERE workflow_id = '{wf}' GROUP BY stage",
+        "views": "SELECT stage, sum(cost_usd) AS cost FROM otel_api_request_events WHERE workflow_id = '{wf}' GROUP BY stage"}),
+}
+
+
+def prepared_store(n: int) -> Path:
+    """``analysis-N.prepared.duckdb``: the generated store migrated by this checkout, rollups built."""
+    import duckdb
+
+    from golem_mcp.store.db import SCHEMA_VERSION, Store
+
+    src = cached_store(n)
+    out = DATA / f"analysis-{n}.prepared.duckdb"
+    if out.exists():
+        con = duckdb.connect(str(out), read_only=True)
+        try:
+            ok = (con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION  # type: ignore[index]
+                  and con.execute("SELECT value FROM settings WHERE key = 'bench_prepared'").fetchall() == [("1",)])
+        finally:
+            con.close()
+        if ok and out.stat().st_mtime >= src.stat().st_mtime:
+            return out
+    tmp = out.with_suffix(".building")
+    shutil.copyfile(src, tmp)
+    t = time.perf_counter()
+    con = duckdb.connect(str(tmp))
+    try:  # rollup tables from an older checkout of this branch: built again by the migration
+        if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rollup_requests'").fetchone()[0]:  # type: ignore[index]
+            con.execute("DROP TABLE IF EXISTS rollup_requests; DROP TABLE IF EXISTS rollup_tools; "
+                        "DROP TABLE IF EXISTS rollup_errors; DELETE FROM schema_migrations WHERE version = 8")
+    finally:
+        con.close()
+    with Store(tmp) as st:  # migrations: resolved columns (backfilled), rollups (built)
+        rolled = _shape(st.con) == "rolled"
+        if rolled:
+            from golem_mcp.store import rollups
+
+            with st._lock:  # the generator wrote facts around Store.write: rollups from them once
+                st.con.execute("BEGIN")
+                rollups.build(st.con)
+                st.con.execute("COMMIT")
+        st.con.execute("INSERT OR REPLACE INTO settings VALUES ('bench_prepared', '1')")
+        st.con.execute("CHECKPOINT")
+    tmp.rename(out)
+    print(f"  prepared {out.name} in {time.perf_counter() - t:.1f} s", flush=True)
+    return out
+
+
+def _shape(con: Any) -> str:
+    have = con.execute("SELECT count(*) FROM duckdb_columns() WHERE table_name = 'api_requests' "
+                       "AND column_name = 'r_workflow_id'").fetchone()[0]
+    rolled = con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'rollup_requests'").fetchone()[0]
+    return "rolled" if have and rolled else "views"
+
+
+def _pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))]
+
+
+def start_daemon(db: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
+    home.mkdir(parents=True, exist_ok=True)
+    log = open(home / "daemon.out", "ab")  # noqa: SIM115 - closed with the process
+    proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch", "--db", str(db)],
+                            stdout=log, stderr=log, env={**os.environ, "GOLEM_HOME": str(home)})
+    import httpx
+
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"daemon exited:\n{(home / 'daemon.out').read_text()[-3000:]}")
+        try:
+            state = json.loads((home / "daemon.json").read_text())
+            if httpx.get(state["url"] + "/healthz", timeout=2).status_code == 200:
+                return proc, state["url"], state["token"]
+        except (OSError, ValueError, KeyError, httpx.HTTPError):
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise SystemExit("daemon did not answer /healthz in 15 minutes")
+
+
+async def time_tools(url: str, token: str, wf: str, calls: int) -> dict[str, list[float]]:
+    from mcp import Client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp.shared._httpx_utils import create_mcp_http_client
+
+    out: dict[str, list[float]] = {}
+    # the SDK's client (its default timeouts: 30 s to connect, 300 s to read)
+    transport = streamable_http_client(url + "/mcp", http_client=create_mcp_http_client(
+        headers={"authorization": f"Bearer {token}"}))
+    async with Client(transport) as c:
+        for name, (args, _) in CALLS.items():
+            tool = name.split(" (")[0]
+            a = {k: v.replace("{wf}", wf) if isinstance(v, str) else v for k, v in args.items()}
+            times = []
+            for i in range(calls + 1):
+                t = time.perf_counter()
+                res = await c.call_tool(tool, a)
+                if i:
+                    times.append((time.perf_counter() - t) * 1000)
+                if getattr(res, "is_error", False) or getattr(res, "isError", False):
+                    raise SystemExit(f"{tool} failed: {res.content}")
+            out[name] = times
+            print(f"    {name:36s} p50 {statistics.median(times):8.1f} ms  p95 {_pct(times, 0.95):8.1f} ms", flush=True)
+    return out
+
+
+def time_sql(db: Path, wf: str, calls: int) -> tuple[str, dict[str, list[float]]]:
+    import duckdb
+
+    con = duckdb.connect(str(db), read_only=True)
+    shape = _shape(con)
+    fill = {"wf": wf, "start": f"{WINDOW_START:%Y-%m-%d %H:%M:%S}",
+            "start90": f"{NOW - timedelta(days=90):%Y-%m-%d}"}
+    out: dict[str, list[float]] = {}
+    try:
+        for name, (_, sql) in CALLS.items():
+            q = sql[shape]
+            for k, v in fill.items():
+                q = q.replace("{" + k + "}", v)
+            times = []
+            for i in range(calls + 1):
+                t = time.perf_counter()
+                con.execute(q).fetchall()
+                if i:
+                    times.append((time.perf_counter() - t) * 1000)
+            out[name] = times
+    finally:
+        con.close()
+    return shape, out
+
+
+def measure(n: int, calls: int, warm: float) -> dict[str, Any]:
+    import duckdb
+
+    src = prepared_store(n)
+    with tempfile.TemporaryDirectory(prefix="golem-mcp-bench-", dir=DATA) as tmp:
+        served, plain = Path(tmp) / "served.duckdb", Path(tmp) / "plain.duckdb"
+        shutil.copyfile(src, served)
+        shutil.copyfile(src, plain)
+        con = duckdb.connect(str(plain), read_only=True)
+        wf = con.execute('SELECT workflow_id FROM api_requests WHERE workflow_id IS NOT NULL ORDER BY "timestamp" DESC '
+                         "LIMIT 1").fetchone()[0]  # type: ignore[index]
+        con.close()
+        print(f"  {n:,} requests: SQL on a read-only copy", flush=True)
+        shape, sql = time_sql(plain, wf, calls)
+        proc, url, token = start_daemon(served, Path(tmp) / "home")
+        try:
+            time.sleep(warm)
+            print(f"  {n:,} requests: tools through MCP on the daemon ({url})", flush=True)
+            tools = asyncio.run(time_tools(url, token, wf, calls))
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    rows = []
+    for name in CALLS:
+        tp95, sp95 = _pct(tools[name], 0.95), _pct(sql[name], 0.95)
+        target = FAST_MS if name.split(" (")[0] in FAST else OTHER_MS
+        ratio = tp95 / sp95 if sp95 else float("inf")
+        rows.append({"tool": name, "tool_p50_ms": round(statistics.median(tools[name]), 1), "tool_p95_ms": round(tp95, 1),
+                     "sql_p50_ms": round(statistics.median(sql[name]), 1), "sql_p95_ms": round(sp95, 1),
+                     "ratio": round(ratio, 2), "target_ms": target,
+                     "met": tp95 <= target and ratio <= RATIO})
+    return {"requests": n, "sql_on": shape, "calls": calls, "load_average": round(os.getloadavg()[0], 2), "rows": rows}
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--requests", default="1000000,10000000", help="store sizes (default 1000000,10000000)")
+    ap.add_argument("--calls", type=int, default=20, help="measured calls per tool and per SQL (default 20)")
+    ap.add_argument("--warm", type=float, default=20.0, help="seconds the daemon gets after /healthz (default 20)")
+    args = ap.parse_args(argv)
+    DATA.mkdir(parents=True, exist_ok=True)
+    results = []
+    for n in [int(x.replace("_", "")) for x in args.requests.split(",") if x.strip()]:
+        r = measure(n, args.calls, args.warm)
+        results.append(r)
+        print(f"\n{n:,} requests (SQL on {r['sql_on']}; load average {r['load_average']}):")
+        print(f"{'tool':36s} {'tool p50':>9s} {'tool p95':>9s} {'SQL p50':>9s} {'SQL p95':>9s} {'ratio':>6s} {'target':>7s}  met")
+        for x in r["rows"]:
+            print(f"{x['tool']:36s} {x['tool_p50_ms']:9.1f} {x['tool_p95_ms']:9.1f} {x['sql_p50_ms']:9.1f} "
+                  f"{x['sql_p95_ms']:9.1f} {x['ratio']:6.2f} {x['target_ms']:7.0f}  {'yes' if x['met'] else 'no'}")
+    (DATA / "mcp_tools_bench.json").write_text(json.dumps(results, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
