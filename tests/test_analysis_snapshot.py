@@ -118,7 +118,8 @@ def test_edge_cases(store):
     con.execute("INSERT INTO workflows (workflow_id, path, experiment_id) VALUES ('wf-a', 'full', 'arm-x'), "
                 "('wf-b', 'fast-track', NULL), ('wf-c', NULL, 'arm-y')")
     # s1 works for wf-a, then for wf-b from `switch` on; s2 only from `switch` on
-    con.execute("INSERT INTO workflow_links VALUES ('s1', TIMESTAMP '1970-01-01', 'wf-a', 't-1', NULL, 'mcp'), "
+    con.execute("INSERT INTO workflow_links (session_id, valid_from, workflow_id, task_id, experiment_id, source) "
+                "VALUES ('s1', TIMESTAMP '1970-01-01', 'wf-a', 't-1', NULL, 'mcp'), "
                 "('s1', ?, 'wf-b', NULL, 'arm-z', 'mcp'), ('s2', ?, 'wf-c', NULL, NULL, 'mcp')", [switch, switch])
     con.execute("INSERT INTO agents (agent_id, session_id, agent_type) VALUES ('ag-1', 's1', 'implementer'), "
                 "('ag-2', 's2', 'custom'), ('ag-3', 's3', 'reviewer'), ('ag-4', 's3', 'implementer')")

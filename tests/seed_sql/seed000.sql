@@ -111,11 +111,13 @@ ORDER BY total_issues ASC
 LIMIT 10;
 
 -- name: repeat_offender_files
+-- DIALECT: DuckDB 1.5 names an UNNEST's column `unnest` whatever the table alias, so the alias names
+-- the column too: `UNNEST(issues) AS t(issue)` instead of `UNNEST(issues) as issue`.
 SELECT
   issue.file,
   COUNT(*) as issue_count,
   ARRAY_AGG(DISTINCT issue.category) as categories
-FROM claude_metrics, UNNEST(issues) as issue
+FROM claude_metrics, UNNEST(issues) AS t(issue)
 GROUP BY issue.file
 ORDER BY issue_count DESC;
 
