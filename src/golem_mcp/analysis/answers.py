@@ -58,13 +58,18 @@ class SlowAnswer(BaseModel):
     window: str
     bottlenecks: Table = Field(description="p50 above baseline x multiplier, worst first")
     durations: Table = Field(description="p50/p95/p99 per dimension and key with the baseline used or why none")
+    workflows: Table = Field(description="per workflow, longest first: its bottleneck stage and share of wall "
+                                         "time, queue wait apart, and idle time between stages")
     more: list[str] | None = None
 
 
-def slow(store: Store, dimension: str | None = None, days: float | None = None, limit: int = 5) -> SlowAnswer:
+def slow(store: Store, dimension: str | None = None, days: float | None = None, limit: int = 5,
+         workflow_id: str | None = None) -> SlowAnswer:
+    known.require(store, "workflow_id", workflow_id)
     d = _days(days)
     now = known.data_now(store)
-    rep = find_bottlenecks(store, days=d, now=now, dimensions=[dimension] if dimension else None)
+    rep = find_bottlenecks(store, days=d, now=now, dimensions=[dimension] if dimension else None,
+                           per_workflow=True, workflow_id=workflow_id)
     more: list[str] = []
     bn = [b.model_dump() for b in rep.bottlenecks]
     durs = sorted(rep.durations, key=lambda r: -(r.get("severity") or 0) - r["p50_ms"] / 1e9)
@@ -76,6 +81,10 @@ def slow(store: Store, dimension: str | None = None, days: float | None = None, 
                                                 "baseline_source", "severity"], limit, more),
         durations=_capped("durations", durs, ["dimension", "key", "samples", "p50_ms", "p95_ms", "p99_ms",
                                               "baseline"], limit, more, "raise limit or pick one dimension"),
+        workflows=_capped("workflows", [w.model_dump() for w in rep.workflows],
+                          ["workflow_id", "wall_ms", "bottleneck_stage", "bottleneck_ms", "bottleneck_share",
+                           "bottleneck_queue_wait_ms", "queue_wait_ms", "idle_ms", "idle_share", "idle_gaps",
+                           "largest_gap_ms", "largest_gap_before"], limit, more, "raise limit or give workflow_id"),
         more=more or None)
 
 

@@ -71,6 +71,25 @@ class Bottleneck(BaseModel):
                 f"(p50={duration_ms(self.p50_ms)} vs baseline={duration_ms(self.baseline_p50_ms)}{wait})")
 
 
+class WorkflowBottleneck(BaseModel):
+    """Seed 004's ``bottleneck_phase`` and ``idle_time_seconds`` of one workflow, with queue wait apart."""
+    workflow_id: str
+    started_at: datetime = Field(description="when its first stage started")
+    wall_ms: float = Field(description="first stage's start to last stage's end, milliseconds")
+    stages: int
+    bottleneck_stage: str = Field(description="the stage that ran longest (execution, without its queue wait)")
+    bottleneck_ms: float = Field(description="that stage's execution time, start to end")
+    bottleneck_share: float = Field(description="bottleneck_ms / wall_ms")
+    bottleneck_queue_wait_ms: float | None = Field(default=None, description="the wait before it started, when reported")
+    queue_wait_ms: float | None = Field(default=None, description="all stages' reported waits before they started")
+    longest_wait_stage: str | None = Field(default=None, description="the stage that waited longest before starting")
+    idle_ms: float = Field(description="time in the workflow's span when none of its stages ran")
+    idle_share: float = Field(description="idle_ms / wall_ms")
+    idle_gaps: int = Field(description="stretches when no stage ran")
+    largest_gap_ms: float | None = Field(default=None, description="the longest of them")
+    largest_gap_before: str | None = Field(default=None, description="the stage that started after the longest gap")
+
+
 class BottleneckReport(BaseModel):
     window_start: datetime
     window_end: datetime
@@ -79,6 +98,9 @@ class BottleneckReport(BaseModel):
     samples_scanned: int
     no_baseline: list[str] = Field(default_factory=list,
                                    description="dimension:key pairs without configured baseline or enough history")
+    workflows: list[WorkflowBottleneck] = Field(default_factory=list, description=(
+        "per workflow: its bottleneck stage and the idle time between its stages, longest workflows first "
+        "(filled when asked for: find_bottlenecks(per_workflow=True))"))
     # kept out of dumps (the CLI's tables and JSON stay as they were); the MCP answer reads it directly
     durations: list[dict] = Field(default_factory=list, exclude=True, description=(
         "every (dimension, key) with enough samples: p50/p95/p99 ms and the baseline used, or why there is none"))
@@ -86,8 +108,11 @@ class BottleneckReport(BaseModel):
 
 def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None, history_days: float = 28,
                      dimensions: list[str] | None = None, min_samples: int = 3, min_history: int = 5,
-                     multiplier: float = DEFAULT_MULTIPLIER) -> BottleneckReport:
-    """Dimensions whose p50 duration in the last ``days`` exceeds baseline x multiplier.
+                     multiplier: float = DEFAULT_MULTIPLIER, per_workflow: bool = False,
+                     workflow_id: str | None = None) -> BottleneckReport:
+    """Dimensions whose p50 duration in the last ``days`` exceeds baseline x multiplier; with
+    ``per_workflow``, also each workflow's bottleneck stage and idle time (``workflow_bottlenecks``; of
+    ``workflow_id`` alone when given).
 
     Example: ``find_bottlenecks(store, days=7).bottlenecks[0].line()`` -> ``'3.1x stage:implementer (...)'``
     """
@@ -98,7 +123,67 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
     from .snapshot import summaries
 
     with summaries(store) as reader:  # summary views, agent spans and fact tables; no rows of the views
-        return _find(reader, days, now, history_days, dims, min_samples, min_history, multiplier)
+        rep = _find(reader, days, now, history_days, dims, min_samples, min_history, multiplier)
+        if per_workflow:
+            rep.workflows = workflow_bottlenecks(reader, days=days, now=now, workflow_id=workflow_id)
+        return rep
+
+
+# Stage intervals are task_logs' (seed 004's phases: a stage's first start to its last end, timed by its
+# phase span when the tracing convention sent one), so the idle time here is workflow_history's
+# idle_time_seconds. A span's start is after its queue wait: the wait is not execution, it lies in the
+# idle time before the stage (or before the workflow's first stage).
+WORKFLOW_SQL = """
+WITH st AS (
+    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM task_logs
+    WHERE workflow_id IS NOT NULL AND started_at IS NOT NULL AND completed_at >= started_at
+      AND (CAST(? AS VARCHAR) IS NULL OR workflow_id = ?)
+), w AS (
+    SELECT workflow_id, min(s) AS first_start, max(e) AS last_end, count(*) AS stages FROM st
+    GROUP BY workflow_id HAVING min(s) >= ? AND min(s) < ?
+), o AS (
+    SELECT st.*, max(st.e) OVER (PARTITION BY st.workflow_id ORDER BY st.s, st.e, st.stage
+                                 ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
+    FROM st JOIN w USING (workflow_id)
+), qw AS (
+    SELECT workflow_id, COALESCE(stage, span_name) AS stage, sum(queue_wait_ms) AS wait_ms
+    FROM workflow_trace_log
+    WHERE span_type = 'phase' AND workflow_id IN (SELECT workflow_id FROM w) AND queue_wait_ms IS NOT NULL
+    GROUP BY ALL
+), g AS (
+    SELECT o.workflow_id, o.stage, epoch_ms(o.e) - epoch_ms(o.s) AS exec_ms, qw.wait_ms,
+           greatest(0, epoch_ms(o.s) - epoch_ms(o.prev_end)) AS gap_ms
+    FROM o LEFT JOIN qw USING (workflow_id, stage)
+)
+SELECT g.workflow_id, w.first_start AS started_at, epoch_ms(w.last_end) - epoch_ms(w.first_start) AS wall_ms,
+       w.stages, first(g.stage ORDER BY g.exec_ms DESC, g.stage) AS bottleneck_stage, max(g.exec_ms) AS bottleneck_ms,
+       first(g.wait_ms ORDER BY g.exec_ms DESC, g.stage) AS bottleneck_queue_wait_ms,
+       sum(g.wait_ms) AS queue_wait_ms,
+       first(g.stage ORDER BY g.wait_ms DESC NULLS LAST, g.stage) FILTER (WHERE g.wait_ms > 0) AS longest_wait_stage,
+       sum(g.gap_ms) AS idle_ms, count(*) FILTER (WHERE g.gap_ms > 0) AS idle_gaps,
+       max(g.gap_ms) FILTER (WHERE g.gap_ms > 0) AS largest_gap_ms,
+       first(g.stage ORDER BY g.gap_ms DESC, g.stage) FILTER (WHERE g.gap_ms > 0) AS largest_gap_before
+FROM g JOIN w USING (workflow_id)
+GROUP BY g.workflow_id, w.first_start, w.last_end, w.stages
+ORDER BY wall_ms DESC, g.workflow_id
+"""
+
+
+def workflow_bottlenecks(store: Store, days: float = 30, now: datetime | None = None,
+                         workflow_id: str | None = None) -> list[WorkflowBottleneck]:
+    """Each workflow started in the last ``days``: the stage that ran longest and its share of the
+    workflow's wall time, queue wait apart, and the idle gaps when none of its stages ran (the union of
+    the stages' intervals against the workflow's span), longest workflows first.
+
+    Example: ``workflow_bottlenecks(store, days=7)[0].bottleneck_stage`` -> ``'implementer'``
+    """
+    start, end = window(now, days)
+    out = []
+    for r in store.query(WORKFLOW_SQL, [workflow_id, workflow_id, start, end]):
+        wall = float(r["wall_ms"])
+        out.append(WorkflowBottleneck(**{**r, "bottleneck_share": round(r["bottleneck_ms"] / wall, 4) if wall else 1.0,
+                                         "idle_share": round(r["idle_ms"] / wall, 4) if wall else 0.0}))
+    return out
 
 
 def _find(store: Store, days: float, now: datetime | None, history_days: float, dims: list[str], min_samples: int,

@@ -34,6 +34,8 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     sp.add_argument("what", nargs="?", default="all", choices=WHAT)
     sp.add_argument("--days", type=A.positive_days, default=7, help="window in days, more than 0 (default 7)")
     sp.add_argument("--now", type=A.iso_datetime, help="analyse as of this ISO date/time (default: now)")
+    sp.add_argument("--workflow", help="bottlenecks: each workflow's bottleneck stage and idle time for this "
+                    "workflow only")
     sp.add_argument("--pending", action="store_true", help="run the queued runs (what the daemon does in the background)")
     sp.add_argument("--runs", action="store_true", help="list the latest analysis runs: status, trigger, times, "
                     "what each produced (the daemon queues one at a session start when the last is a week old)")
@@ -202,6 +204,7 @@ def _emit(args: argparse.Namespace, data: Any, sections: list[Section], lead: li
 # how a single analysis reads as tables: the title of each list, the columns to drop first when the
 # width is short (first named, first gone), lists only counted in the table (JSON has them)
 TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, worst first)",
+          "workflows": "Workflows: bottleneck stage (execution, queue wait apart) and idle time between stages",
           "anomalies": "Anomalies (far from their peers' normal)", "loops": "Repeated identical calls",
           "retries": "API retries", "edit_fail_cycles": "Edit then failing Bash", "rework": "Rework",
           "thrashing": "Thrashing (many tool calls per API request)", "categories": "Errors by category",
@@ -214,6 +217,8 @@ TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, 
           "spikes": "Hours and weekdays that stand out",
           "rows": "Time used of the limit (tools by name, requests by model and input size)"}
 DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
+        "workflows": ["largest_gap_before", "stages", "longest_wait_stage", "started_at", "queue_wait_ms",
+                      "largest_gap_ms", "bottleneck_queue_wait_ms", "idle_gaps"],
         "points": ["findings_minor", "findings_major", "findings_critical", "cost_change", "cost_ma7",
                    "avg_workflow_seconds", "workflows"],
         "categories": ["tools", "stages"], "repeated_failures": ["example", "workflows"],
@@ -315,7 +320,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             _emit(args, run, [], lead=lead, csv_rows=[run.model_dump(mode="json")])
             return 0 if run.status == "succeeded" else 1
         days = max(args.days, 7)
-        fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now),
+        fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now, per_workflow=True,
+                                                                  workflow_id=args.workflow),
               "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now),
               "loops": lambda: loops.find_loops(store, days=days, now=now),
               "errors": lambda: error_patterns.query_error_patterns(store, days=days, now=now),

@@ -39,13 +39,13 @@ def register(server: Any, get_store: Callable[[], Store], guard: Callable[..., A
 
     @server.tool(annotations=READ_ONLY, description=(
         "Slow stages: p50/p95/p99 duration per stage, agent, model, tool or path vs its baseline; flags "
-        "bottlenecks. For cost use query_workflow_cost."))
+        "bottlenecks; each workflow's bottleneck stage and idle time. For cost use query_workflow_cost."))
     @guard
     def find_slow_stages(
         dimension: Annotated[Dimension | None, Field(description="default all")] = None,
-        days: DAYS = None, limit: LIMIT = 5,
+        days: DAYS = None, limit: LIMIT = 5, workflow_id: WF = None,
     ) -> answers.SlowAnswer:
-        return answers.slow(get_store(), dimension, days, limit)
+        return answers.slow(get_store(), dimension, days, limit, workflow_id)
 
     @server.tool(annotations=READ_ONLY, description=(
         "Token leaks: stage runs or workflows using several times the usual tokens, cost or tool calls of "
