@@ -32,7 +32,8 @@ class ErrorsAndLoops(BaseModel):
     window: str = Field(description="the time window looked at")
     workflows_with_loops: list[str] = Field(description="workflows with a repeated failing or identical tool call")
     loops: Table | None = Field(None, description="repeated identical tool calls (failing 3+ or identical 5+ times)")
-    retries: Table | None = Field(None, description="API requests Claude Code retried (attempt > 1, e.g. after 529)")
+    retries: Table | None = Field(None, description=(
+        "API requests Claude Code retried (attempt > 1) with the reason: the failure just before (category, status)"))
     failures: Table | None = Field(None, description="failed tool calls by tool and stage, with an example")
     api_errors: Table | None = Field(None, description=(
         "API errors by kind (api_error, refusal, stop_failure) and HTTP status; retries_exhausted: Claude Code gave up"))
@@ -83,7 +84,8 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
                                                         "failures"])
     if "retries" in want:
         answer["retries"] = capped("retries", staged(lp.retries), ["workflow_id", "stage", "request_id", "attempt",
-                                                                     "model"])
+                                                                     "model", "reason_category", "reason_status_code",
+                                                                     "reason"])
     if "rework" in want:
         rework = [{"workflow_id": r.workflow_id, "stage": None, "what": r.reason} for r in lp.rework]
         rework += [{"workflow_id": c.workflow_id, "stage": c.stage, "what": f"{c.cycles} edit -> failing Bash cycles"}

@@ -6,7 +6,7 @@ implementer pass, and tool calls per API request (thrashing).
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from pydantic import BaseModel, Field
 
@@ -30,6 +30,12 @@ class Retry(BaseModel):
     request_id: str
     attempt: int
     model: str | None
+    # seed 004's retry_reasons: the failure before the retry, in the same session and agent
+    reason_category: str | None = Field(default=None, description=(
+        "category of the failure just before the retry (golem_error_category: overload, rate_limit, timeout, "
+        "connection, ...); None when no failure was recorded in the lookback"))
+    reason_status_code: int | None = Field(default=None, description="its HTTP status, for an API error")
+    reason: str | None = Field(default=None, description="'api_error' or 'tool <name>' and the error text, shortened")
 
 
 class EditFailCycle(BaseModel):
@@ -73,10 +79,43 @@ def _command(params: str | None) -> str | None:
     return params[:200]
 
 
+# Each retried request (attempt > 1) with the reason: the last failure (failure_events, so the categories
+# are golem_error_category's) in the same session and agent at or before it, within the lookback; an API
+# error is preferred to a tool's failure, since Claude Code retries a request after an API error.
+RETRY_SQL = """
+WITH r AS (
+    SELECT workflow_id, stage, request_id, attempt, model, "timestamp" AS ts, session_id,
+           COALESCE(agent_id, '') AS ag
+    FROM requests WHERE {scope} AND attempt > 1
+), f AS (
+    SELECT "timestamp" AS fts, session_id, COALESCE(agent_id, '') AS ag, status_code, category, tool_name,
+           left(raw, 160) AS raw
+    FROM failure_events WHERE "timestamp" >= ? AND "timestamp" < ? AND session_id IS NOT NULL
+), fa AS (SELECT * FROM f WHERE tool_name IS NULL), ft AS (SELECT * FROM f WHERE tool_name IS NOT NULL),
+j AS (
+    SELECT r.*, fa.fts AS a_ts, fa.status_code AS a_status, fa.category AS a_cat, fa.raw AS a_raw,
+           ft.fts AS t_ts, ft.category AS t_cat, ft.tool_name AS t_tool, ft.raw AS t_raw
+    FROM r
+    ASOF LEFT JOIN fa ON fa.session_id = r.session_id AND fa.ag = r.ag AND r.ts >= fa.fts
+    ASOF LEFT JOIN ft ON ft.session_id = r.session_id AND ft.ag = r.ag AND r.ts >= ft.fts
+), k AS (
+    SELECT j.*, a_ts >= ts - to_microseconds(CAST(? * 1e6 AS BIGINT)) AS a_ok,
+           t_ts >= ts - to_microseconds(CAST(? * 1e6 AS BIGINT)) AS t_ok
+    FROM j
+)
+SELECT workflow_id, stage, request_id, attempt, model,
+       CASE WHEN a_ok THEN a_cat WHEN t_ok THEN t_cat END AS reason_category,
+       CASE WHEN a_ok THEN a_status END AS reason_status_code,
+       CASE WHEN a_ok THEN 'api_error' || COALESCE(': ' || a_raw, '')
+            WHEN t_ok THEN 'tool ' || t_tool || COALESCE(': ' || t_raw, '') END AS reason
+FROM k ORDER BY ts, request_id
+"""
+
+
 def find_loops(store: Store, days: float = 30, now: datetime | None = None, workflow_id: str | None = None,
                min_failing: int = 3, min_identical: int = 5, min_cycles: int = 3,
                implementer: str = "implementer", reviewer: str = "reviewer",
-               thrash_ratio: float = 4.0, thrash_min_calls: int = 12) -> LoopReport:
+               thrash_ratio: float = 4.0, thrash_min_calls: int = 12, retry_lookback_s: float = 600) -> LoopReport:
     """Loops, retries and rework in the last ``days`` (optionally one workflow).
 
     Example: ``find_loops(store).loops[0]`` -> wf-006 implementer Bash ``exit 1`` x 9.
@@ -94,9 +133,9 @@ def find_loops(store: Store, days: float = 30, now: datetime | None = None, work
     loops = [RepeatedCall(workflow_id=r["workflow_id"], stage=r["stage"], tool_name=r["tool_name"],
                           command=_command(r["params"]), count=r["n"], failures=r["failures"],
                           kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
-    retries = [Retry(**r) for r in store.query(f"""
-        SELECT workflow_id, stage, request_id, attempt, model FROM requests WHERE {scope} AND attempt > 1
-        ORDER BY "timestamp" """, p)]
+    retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope),
+                                               p + [start - timedelta(seconds=retry_lookback_s), end,
+                                                    retry_lookback_s, retry_lookback_s])]
     cyc = store.query(f"""
         WITH t AS (
             SELECT workflow_id, stage, agent_id, session_id, tool_name, success,
