@@ -201,7 +201,7 @@ class Importer:
     def _flush(self, batch: Batch, res: ImportResult) -> int:
         n = batch.count()
         if n:
-            self.store.write(batch)
+            self.store.submit(batch).result()  # the store's one writer, shared with OTLP and hooks
         res.skipped.extend(batch.skipped)
         batch.clear_rows()
         batch.skipped = []

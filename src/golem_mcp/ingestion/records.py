@@ -1,14 +1,17 @@
-"""The unit of ingestion: a batch of rows per store table, plus what was skipped and why."""
+"""What parsers share: source bits, timestamps, tool parameters and error texts (redacted); the batch
+they fill is the store's (:mod:`golem_mcp.store.batch`)."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from ..redaction import REDACTED, redact
 
-__all__ = ["REDACTED", "redact"]  # the one redaction rule lives in golem_mcp.redaction
+# the unit of writing is the store's (it owns the write path); re-exported for the parsers
+from ..store.batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
+
+# the one redaction rule lives in golem_mcp.redaction
+__all__ = ["MCP_PLACEHOLDER", "ORIGIN", "REDACTED", "Batch", "Skipped", "redact"]
 
 # source_mask bits (see store/sql/001_init.sql)
 SRC_TRANSCRIPT = 1
@@ -18,57 +21,6 @@ SRC_HOOK = 8
 SRC_AGENT = 16
 
 CONTEXT_KEYS = ("workflow_id", "stage", "task_id", "experiment_id")
-
-
-@dataclass
-class Skipped:
-    """One piece of input that was not imported (``dropped``), or imported with a field left out,
-    with where it was and why."""
-
-    source: str
-    line: int | None
-    reason: str
-    dropped: bool = True
-
-    def __str__(self) -> str:
-        where = f"{self.source}:{self.line}" if self.line is not None else self.source
-        return f"{where}: {self.reason}"
-
-
-# Each row remembers the input it came from (source, line or record index) under this key, so the
-# store's field checks can name the file and line of a bad value; the store never writes it.
-ORIGIN = "_at"
-
-
-@dataclass
-class Batch:
-    rows: dict[str, list[dict]] = field(default_factory=lambda: defaultdict(list))
-    skipped: list[Skipped] = field(default_factory=list)
-    # where the rows added next come from; parsers set it per line / record
-    at: tuple[str, int | None] | None = None
-
-    def add(self, table: str, row: dict) -> None:
-        if self.at is not None:
-            row[ORIGIN] = self.at
-        self.rows[table].append(row)
-
-    def skip(self, source: str, line: int | None, reason: str) -> None:
-        self.skipped.append(Skipped(source, line, reason))
-
-    def extend(self, other: Batch) -> None:
-        for t, rs in other.rows.items():
-            self.rows[t].extend(rs)
-        self.skipped.extend(other.skipped)
-
-    def count(self) -> int:
-        return sum(len(v) for v in self.rows.values())
-
-    def clear_rows(self) -> None:
-        self.rows = defaultdict(list)
-
-    def rejected(self) -> int:
-        """Pieces of input (lines, payloads, records) of which something was not stored."""
-        return len({(s.source, s.line) for s in self.skipped if s.dropped})
 
 
 def unexpected(e: BaseException) -> str:
@@ -99,10 +51,6 @@ def now_us() -> int:
 
 _US = datetime(1970, 1, 1, 0, 0, 0, 1, tzinfo=UTC) - _EPOCH
 
-# Claude Code's OTel tool_result events name every MCP tool 'mcp_tool' (the real name only with
-# OTEL_LOG_TOOL_DETAILS=1); transcripts and hooks name it. Whichever arrives first, the real name wins
-# (the store's merge policy "named", mirrored by the transcript reader).
-MCP_PLACEHOLDER = "mcp_tool"
 
 # Parameters worth keeping per tool call; content, old/new strings and prompts are never stored.
 _KEEP_PARAMS = ("file_path", "path", "pattern", "glob", "description", "subagent_type", "url", "query",

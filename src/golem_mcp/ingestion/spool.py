@@ -157,7 +157,7 @@ def _ingest(store: Store, data: bytes, path: str, batch: Batch, store_prompts: b
     n = parse_hook_lines(data, path, batch, store_prompts=store_prompts)
     parsed = len(batch.skipped)
     try:
-        store.write(batch)
+        store.submit(batch).result()  # the store's one writer, shared with OTLP and the watcher
         return n
     except Exception as whole:  # noqa: BLE001 - retried payload by payload below
         error = whole
@@ -173,7 +173,7 @@ def _ingest(store: Store, data: bytes, path: str, batch: Batch, store_prompts: b
         if not hook_to_batch(payload, one, store_prompts=store_prompts, source=path, line=i):
             continue
         try:
-            store.write(one)
+            store.submit(one).result()
         except Exception as e:  # noqa: BLE001 - this payload goes to quarantine, its neighbours land
             failed.append(Skipped(path, i, f"could not be stored: {type(e).__name__}: {str(e)[:200]}"))
             continue

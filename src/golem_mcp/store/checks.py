@@ -11,7 +11,7 @@ import``, agents' MCP records) ends in :meth:`Store.write`, which stages each ta
 - a text longer than :data:`MAX_TEXT_CHARS` is cut to it;
 
 and each is reported with the file and line (or batch index) the row came from
-(:data:`~golem_mcp.ingestion.records.ORIGIN`), the rest of the batch lands.
+(:data:`~golem_mcp.store.batch.ORIGIN`), the rest of the batch lands.
 
 Speed: Arrow converts the rows and so checks their types in C; the value rules run as vectorised
 Arrow kernels. Only a batch Arrow refuses is walked in Python (:func:`_fix_types`), to find which
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..ingestion.records import ORIGIN, Skipped
+from .batch import ORIGIN, Skipped
 
 MIN_TIME_US = 946_684_800_000_000     # 2000-01-01: no Claude Code session is older
 MAX_TIME_US = 4_102_444_800_000_000   # 2100-01-01

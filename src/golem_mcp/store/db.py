@@ -20,6 +20,7 @@ import json
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from datetime import date
 from importlib import resources
 from pathlib import Path
@@ -30,9 +31,10 @@ import duckdb
 from .. import home
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
-from ..ingestion.records import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
 from ..redaction import redact, redact_table
 from . import checks
+from .batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
+from .writer import WriteQueue
 
 
 def _migrations() -> list[tuple[int, str]]:
@@ -236,6 +238,7 @@ class Store:
         if not read_only:
             self.migrate()
         self._load_types()
+        self._writes = WriteQueue(self.write)  # the one writer behind submit()
         if not read_only:
             self.note_machine(self.machine_id, self.machine_label)
 
@@ -288,7 +291,8 @@ class Store:
         interrupted first and given ``wait`` seconds to let go: DuckDB refuses to close a connection
         one of its cursors is busy on, and a daemon stopping mid-analysis aborted on that."""
         deadline = time.monotonic() + wait
-        self.interrupt_readers(wait)
+        self._writes.close(wait)  # what was submitted is written first
+        self.interrupt_readers(max(0.0, deadline - time.monotonic()))
         # a write in flight (the analysis recording its run as failed) finishes first
         got = self._lock.acquire(timeout=max(0.0, deadline - time.monotonic()))
         try:
@@ -424,6 +428,17 @@ class Store:
             self._types.setdefault(t, {})[c] = dt
 
     # -- writing ---------------------------------------------------------------------------------
+    def submit(self, batch: Batch) -> Future[dict[str, int]]:
+        """Queue ``batch`` for the store's one writer thread, which commits queued batches together
+        (:mod:`.writer`); the future resolves once its rows are committed, as :meth:`write` returns.
+        The daemon's every source of facts writes through here."""
+        return self._writes.submit(batch)
+
+    @property
+    def commits(self) -> int:
+        """Transactions :meth:`submit` committed so far (what changed since a caller last looked)."""
+        return self._writes.commits
+
     def write(self, batch: Batch, report: checks.Report | None = None,
               shards: Sequence[tuple[str, str, int]] = ()) -> dict[str, int]:
         """Write every row of ``batch`` in one transaction; returns rows offered per table.

@@ -25,7 +25,7 @@ from starlette.types import ASGIApp
 from ... import __version__
 from ...config import Settings, data_dir
 from ...errors import GolemError, InvalidInput
-from ...ingestion.records import Batch
+from ...store.batch import Batch
 from ...store.db import Store
 from ..metrics import metrics_endpoint
 from .background import Background, Stats
@@ -41,7 +41,6 @@ from .bodies import (
     read_body,
 )
 from .guard import Guard
-from .writer import GroupWriter
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -118,7 +117,6 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     ep = _endpoint(stats)
     limit = int(settings.max_body_bytes)
 
-    writer = GroupWriter(store)
     partial_log = ThrottledLog()
     from ..dashboard import PageCache
 
@@ -144,7 +142,8 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
         kind = media_type(request)
         body = await read_body(request, limit)
         batch, n = await anyio.to_thread.run_sync(map_otlp, signal, body, kind)
-        await writer.write(batch)  # the store's value checks add what they refused to batch.skipped
+        # committed by the store's one writer; its value checks add what they refused to batch.skipped
+        await asyncio.wrap_future(store.submit(batch))
         stats.records += n
         message = problems_message(batch, n, NOUN[signal])
         if message:
@@ -196,7 +195,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
             background.wake_spool()
             reply: dict[str, Any] = {"ok": True, "queued": n}
         else:
-            await writer.write(batch)
+            await asyncio.wrap_future(store.submit(batch))
             reply = {"ok": True, "stored": n}
         stats.hooks += n
         if batch.skipped:
@@ -334,7 +333,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     ]
     mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
     routes.extend(mcp_routes)
-    background = Background(store, settings, stats, list(watch or []), spool, import_lock, writer)
+    background = Background(store, settings, stats, list(watch or []), spool, import_lock)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -354,12 +353,10 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                 if snapshot is not None:
                     snapshot.cancel()
                 background.stop()
-                writer.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store
     app.state.stats = stats
-    app.state.writer = writer
     return Guard(app, token, loopback_only)
 
 

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from ...config import Settings
 from ...store.db import Store
-from .writer import GroupWriter
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -58,10 +57,8 @@ class Background:
     """
 
     def __init__(self, store: Store, settings: Settings, stats: Stats, watch: list[Path],
-                 spool: Path | None, import_lock: threading.Lock, writer: GroupWriter | None = None) -> None:
+                 spool: Path | None, import_lock: threading.Lock) -> None:
         self.store = store
-        self.writer = writer
-        self.ingested = 0           # rows the watcher and the spool drainer wrote (the writer counts its own)
         self._alerts_seen = -1
         self.settings = settings
         self.stats = stats
@@ -144,7 +141,6 @@ class Background:
         with self.drain_lock:  # the SessionEnd export drains too: two drains at once read a file twice
             res = drain(self.store, self.spool, self.settings.store_prompts)
         if res.files:
-            self.ingested += res.payloads
             self.stats.spooled += res.payloads
             log.info("ingested %d spooled hook payloads from %d files", res.payloads, res.files)
         for s in res.skipped[:20]:
@@ -164,7 +160,6 @@ class Background:
         with self.import_lock:
             res = Importer(self.store, self.settings.store_prompts).run(paths)
         if res.files_read:
-            self.ingested += res.rows
             self.stats.watched_files += res.files_read
             self.stats.records += res.rows
             log.info("watch: read %d files (%.1f MB), %d records", res.files_read, res.bytes_read / 1e6, res.rows)
@@ -176,7 +171,7 @@ class Background:
         and the webhook (each alert once, ever; see ``analysis.budgets``)."""
         from ...analysis.budgets import evaluate_alerts
 
-        seen = self.ingested + (self.writer.commits if self.writer else 0)
+        seen = self.store.commits
         if seen == self._alerts_seen:
             return
         self._alerts_seen = seen

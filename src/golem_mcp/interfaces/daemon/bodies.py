@@ -8,17 +8,19 @@ import time
 import zlib
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
 from ...errors import GolemError, InvalidInput, PayloadTooLarge, UnsupportedMediaType
-from ...ingestion.records import Batch
+
+if TYPE_CHECKING:
+    from ...store.batch import Batch
 
 log = logging.getLogger("golem_mcp.daemon")
-log = logging.getLogger("golem_mcp.daemon")
+
 
 def _json_default(o: Any) -> Any:
     if isinstance(o, Decimal):

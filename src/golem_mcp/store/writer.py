@@ -1,0 +1,132 @@
+"""The store's one writer: a queue and a thread that commits what was submitted, in groups.
+
+Every way facts arrive while the daemon runs (OTLP and hook posts, the hook spool's drain, the
+transcript watcher, ``/api/import``) submits its batches here (:meth:`Store.submit`), as datasette's
+``Database`` owns its write queue. A DuckDB transaction costs a few milliseconds per table whatever
+its size, so batches that arrive while a write runs go into the next one together (the store's merge
+policies make a merged write equal to separate ones). Each caller still gets its answer only once
+the transaction holding its rows committed: a 200, a deleted spool file or a recorded file offset
+still means stored, and a kill -9 loses nothing that was acknowledged. If a merged write fails, its
+batches are written one by one, so one bad batch cannot fail the others.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from concurrent.futures import Future
+
+from .batch import Batch, Skipped
+
+log = logging.getLogger("golem_mcp.store")
+
+Report = Callable[[dict, Skipped], None]
+Write = Callable[[Batch, Report | None], dict[str, int]]
+
+
+class WriteQueue:
+    """Batches in, one writer thread, one transaction per group of queued batches."""
+
+    MAX_ROWS = 50_000  # bound one transaction's time, and so the latency of those queued behind it
+
+    def __init__(self, write: Write, name: str = "golem-writer") -> None:
+        self.write = write
+        self.name = name
+        self.queue: queue.SimpleQueue[tuple[Batch, Future[dict[str, int]]] | None] = queue.SimpleQueue()
+        self.thread: threading.Thread | None = None
+        self.lock = threading.Lock()
+        self.commits = 0  # transactions committed (the daemon's alerts look again when it moves)
+        self.closed = False
+
+    def submit(self, batch: Batch) -> Future[dict[str, int]]:
+        """Queue ``batch``; the future gives its rows offered per table once committed, or raises
+        what the write raised. Problems found in its values are added to ``batch.skipped`` first."""
+        fut: Future[dict[str, int]] = Future()
+        if not batch.count():
+            fut.set_result({})
+            return fut
+        with self.lock:
+            if self.closed:
+                raise RuntimeError("the store is closed; nothing more can be written")
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+                self.thread.start()
+            self.queue.put((batch, fut))
+        return fut
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Write what is queued, then stop the thread (submit raises afterwards)."""
+        with self.lock:
+            self.closed = True
+            t, self.thread = self.thread, None
+            if t is None:
+                return
+            self.queue.put(None)
+        t.join(timeout)
+
+    def _run(self) -> None:
+        while True:
+            item = self.queue.get()
+            if item is None:
+                return
+            items = [_running(item)]
+            rows = item[0].count()
+            stop = False
+            while rows < self.MAX_ROWS:
+                try:
+                    nxt = self.queue.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    stop = True
+                    break
+                items.append(_running(nxt))
+                rows += nxt[0].count()
+            self._commit(items)
+            if stop:
+                return
+
+    def _commit(self, items: list[tuple[Batch, Future[dict[str, int]]]]) -> None:
+        if len(items) > 1:
+            merged = Batch()
+            for b, _ in items:
+                merged.extend(b)
+            owner: dict[int, Batch] = {}
+
+            def report(row: dict, problem: Skipped) -> None:
+                # a problem belongs to the batch its row came from, whose caller answers with it
+                if not owner:
+                    owner.update((id(r), b) for b, _ in items for rs in b.rows.values() for r in rs)
+                owner.get(id(row), merged).skipped.append(problem)
+
+            try:
+                self.write(merged, report)
+            except Exception:  # noqa: BLE001 - find the culprit by writing each batch on its own
+                log.warning("a merged write of %d batches failed; writing them one by one", len(items))
+            else:
+                self.commits += 1
+                for b, f in items:
+                    f.set_result({t: len(rs) for t, rs in b.rows.items() if rs})
+                return
+        for b, f in items:
+            try:
+                counts = self.write(b, None)
+            except Exception as e:  # noqa: BLE001 - handed to the caller waiting on the future
+                f.set_exception(e)
+            else:
+                self.commits += 1
+                f.set_result(counts)
+
+
+def _running(item: tuple[Batch, Future[dict[str, int]]]) -> tuple[Batch, Future[dict[str, int]]]:
+    """Mark the future running, so its caller can no longer cancel it while it is written. One
+    cancelled before (its caller left: a closed connection) gets a stand-in, and its batch is written
+    all the same: writes merge by key, so the caller's retry adds nothing."""
+    batch, fut = item
+    if fut.set_running_or_notify_cancel():
+        return item
+    stand_in: Future[dict[str, int]] = Future()
+    stand_in.set_running_or_notify_cancel()
+    return batch, stand_in
