@@ -54,7 +54,9 @@ def wait_healthy(url: str, timeout: float = 15) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            r = httpx.get(url + "/healthz", timeout=1)
+            # it answers at once, while its store still opens: wait for the store too
+            if r.status_code == 200 and r.json().get("store", "ready") == "ready":
                 return True
         except httpx.HTTPError:
             pass

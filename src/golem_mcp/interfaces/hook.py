@@ -11,8 +11,8 @@ This runs on every hook event Claude Code fires, so it must never slow Claude Co
   appended to the spool by the hook itself and the daemon is only nudged (``POST /api/wake``, reply
   not awaited) to drain it now: a hook's time is then Python's start-up plus one file append, and
   never waits on a busy daemon;
-- when the daemon is down or fails, the payload is appended to the spool with its receive time,
-  and the daemon ingests it when it next runs.
+- when the daemon is down, fails, or is still opening its store (503), the payload is appended to
+  the spool with its receive time, and the daemon ingests it when it next runs (or once open).
 """
 
 from __future__ import annotations
@@ -147,7 +147,7 @@ def _pass_on(body: bytes, received_us: int) -> None:
             # daemon of this data folder drains itself (no token needed for that)
             _log_error("daemon refused the token (401: started with another --token/GOLEM_TOKEN?); "
                        "the payload is spooled, nothing is lost")
-        elif status:
+        elif status and status != 503:  # 503: its store is still opening; it drains the spool once open
             _log_error(f"daemon answered {status}: {reply[:2000]!r}; spooled")
     spool(body, received_us)
 

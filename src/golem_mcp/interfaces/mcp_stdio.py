@@ -34,7 +34,7 @@ from urllib.parse import urlsplit
 from .. import __version__
 from ..home import data_dir
 from . import toolsets
-from .client import auth_headers, find_daemon
+from .client import auth_headers, find_daemon, locate_daemon, probe
 
 START_TIMEOUT_S = 40.0  # above `serve --detach`'s own wait (daemon.process.DETACH_WAIT_S), which says why it failed
 FAILED_START_TTL_S = 5.0  # a start that failed is not retried for every tool call of a burst
@@ -57,6 +57,7 @@ class Bridge:
         self.start_daemon = start_daemon
         self.protocol_version: str | None = None
         self.snapshot: dict[str, Any] | None = None  # the daemon's list answers, while it is not up
+        self.opening = False  # the daemon answers but its store is still opening: list answers stay local
         self._out_lock = threading.Lock()
         self._start_lock = threading.Lock()
         self._failed: tuple[float, str] | None = None
@@ -68,10 +69,11 @@ class Bridge:
         if self.url and not force_check:
             return self.url
         with self._start_lock:
-            url = find_daemon()
-            if url:
-                self.url = url
-                return url
+            found = locate_daemon()
+            if found:
+                self.url = found.url
+                self.opening = found.opening
+                return found.url
             if not self.start_daemon:
                 raise DaemonUnavailable("no golem-mcp daemon answers; start it with `golem-mcp serve --detach`")
             if self._failed and time.monotonic() - self._failed[0] < FAILED_START_TTL_S:
@@ -82,6 +84,7 @@ class Bridge:
                 self._failed = (time.monotonic(), str(e))
                 raise
             self._failed = None
+            self.opening = True  # `serve --detach` returns once /healthz answers, before the store is open
             return self.url
 
     def _start(self) -> str:
@@ -112,10 +115,17 @@ class Bridge:
         with contextlib.suppress(DaemonUnavailable):
             self.daemon()
 
+    def _still_opening(self) -> bool:
+        """Whether the daemon found or started is still opening its store (asked until it is not)."""
+        if self.opening and self.url is not None:
+            health = probe(self.url, 0.3)
+            self.opening = health is None or b'"opening"' in health
+        return self.opening
+
     # -- answers without the daemon ------------------------------------------------------------------
     def local_answer(self, msg: dict[str, Any]) -> dict[str, Any] | None:
         """The daemon's own answer to ``msg`` from the snapshot, while no daemon is up; else None."""
-        if self.snapshot is None or self.url is not None:
+        if self.snapshot is None or (self.url is not None and not self._still_opening()):
             return None
         versions = self.snapshot["versions"]
         method, params = msg.get("method"), msg.get("params") or {}
@@ -174,7 +184,6 @@ class Bridge:
         while True:
             try:
                 status, body, ctype = self.post(line)
-                break
             except DaemonUnavailable as e:
                 self.fail(msg_id, method, str(e))
                 return
@@ -190,6 +199,12 @@ class Bridge:
                 except DaemonUnavailable as ce:
                     self.fail(msg_id, method, str(ce))
                     return
+                continue
+            if status == 503 and time.monotonic() < deadline:
+                # its store is still opening (a first start after an upgrade migrates): wait and resend
+                time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+                continue
+            break
         if status == 202 or msg_id is None:
             return
         if status == 413:
@@ -225,9 +240,12 @@ class Bridge:
 
     def run(self, inp: IO[bytes]) -> None:
         if self.url is None and self.start_daemon:
-            url = find_daemon(0.3)
-            if url:
-                self.url = url
+            found = locate_daemon(0.3)
+            if found:
+                self.url = found.url
+                self.opening = found.opening
+                if found.opening:  # answer the list methods from the snapshot while its store opens
+                    self.snapshot = load_snapshot()
             else:  # answer the list methods from the snapshot while the daemon starts
                 self.snapshot = load_snapshot()
                 threading.Thread(target=self._warm, name="golem-start", daemon=True).start()

@@ -16,8 +16,10 @@ Background threads watch the transcript folders (new sessions appear within seco
 hook spool that ``golem-mcp hook`` writes while the daemon is down.
 
 The package, a module per job: ``bodies`` (reading bodies, OTLP media types and replies), ``guard``
-(Origin/Host checks and the token), ``app`` (the routes over an open store), ``writer`` (group
-commit), ``background`` (watcher, spool drain, alerts, analyses), ``process`` (serve, detach, stop).
+(Origin/Host checks and the token), ``app`` (the routes over an open store), ``startup`` (``/healthz``
+at once, the store opened behind it), ``background`` (watcher, spool drain, alerts, analyses),
+``process`` (serve, detach, stop), ``asgi`` (plain replies). Every write goes through the store's
+one writer (``Store.submit``, ``store/writer.py``).
 
 Safety: every route but ``/healthz`` requires the token (``--token``/``GOLEM_TOKEN``, else the data
 folder's, made at first start: ``golem_mcp.home``). It binds 127.0.0.1 by default and refuses any
@@ -27,9 +29,20 @@ other address without a token chosen explicitly; requests whose
 rebinding; the rule is ``interfaces/loopback.py``'s).
 """
 
-from .app import create_app
-from .bodies import ThrottledLog, json_response
-from .guard import Guard
+from typing import Any
+
 from .process import AlreadyServing, serve, stop
 
 __all__ = ["AlreadyServing", "Guard", "ThrottledLog", "create_app", "json_response", "serve", "stop"]
+
+_LAZY = {"create_app": "app", "ThrottledLog": "bodies", "json_response": "bodies", "Guard": "guard"}
+
+
+def __getattr__(name: str) -> Any:
+    # `golem-mcp serve` imports this package to answer /healthz within a second: the app and the
+    # store (DuckDB, pyarrow, pydantic) load only when asked for, in serve's case after the bind
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

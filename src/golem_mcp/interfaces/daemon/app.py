@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
@@ -22,8 +21,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp
 
-from ... import __version__
-from ...config import Settings, data_dir
+from ...config import Settings
 from ...errors import GolemError, InvalidInput
 from ...store.batch import Batch
 from ...store.db import Store
@@ -41,6 +39,7 @@ from .bodies import (
     read_body,
 )
 from .guard import Guard
+from .startup import health
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -96,10 +95,19 @@ def _mcp_parts(store: Store, settings: Settings) -> tuple[list[BaseRoute], Lifes
 def create_app(store: Store, settings: Settings | None = None, *, token: str | None = None,
                loopback_only: bool = True, watch: list[Path] | None = None,
                spool: Path | None = None, mount_mcp: bool = True, mcp_snapshot: bool = False) -> ASGIApp:
-    """The daemon's ASGI app over ``store``; usable in-process (tests) as well as by :func:`serve`.
+    """The daemon's app over an open ``store`` behind its :class:`~.guard.Guard` (in-process use:
+    tests). ``token``: bearer token required on all but /healthz; the rest as :func:`build_app`."""
+    return Guard(build_app(store, settings, watch=watch, spool=spool, mount_mcp=mount_mcp,
+                           mcp_snapshot=mcp_snapshot), token, loopback_only)
+
+
+def build_app(store: Store, settings: Settings | None = None, *, watch: list[Path] | None = None,
+              spool: Path | None = None, mount_mcp: bool = True, mcp_snapshot: bool = False) -> Starlette:
+    """The daemon's routes over ``store``, without the guard (``serve`` puts it in front of
+    :class:`~.startup.Opening`, which hands requests to this app once the store is open).
 
     ``watch``: transcript folders to scan every few seconds; ``spool``: the hook spool folder to
-    drain (None: neither runs). ``token``: bearer token required on all but /healthz.
+    drain (None: neither runs).
     ``mcp_snapshot``: once started, write the MCP list answers the stdio bridge gives while a
     daemon starts (``mcp_stdio.record_snapshot``).
 
@@ -311,9 +319,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
                                  "Cache-Control": "no-store", "Referrer-Policy": "no-referrer"})
 
     async def healthz(request: Request) -> Response:
-        # what a second daemon, failing to bind this port, tells its user about the one holding it
-        return json_response({"ok": True, "service": "golem-mcp", "version": __version__, "pid": os.getpid(),
-                              "data_dir": str(data_dir())})
+        return json_response(health("ready"))
 
     routes: list[BaseRoute] = [
         Route("/healthz", ep(healthz), methods=["GET"]),
@@ -357,7 +363,7 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store
     app.state.stats = stats
-    return Guard(app, token, loopback_only)
+    return app
 
 
 async def _record_mcp_snapshot(app: ASGIApp) -> None:

@@ -8,11 +8,10 @@ import hmac
 from http.cookies import CookieError, SimpleCookie
 from urllib.parse import parse_qsl, urlencode
 
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..loopback import is_loopback_host, is_loopback_origin
-from .bodies import json_response
+from .asgi import Reply, json_reply
 
 
 class Guard:
@@ -40,16 +39,16 @@ class Guard:
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         path = scope.get("path", "")
-        problem: tuple[int, str] | Response | None = self.check(path, headers)
+        problem: tuple[int, str] | Reply | None = self.check(path, headers)
         if problem is None and self.token and path != "/healthz":
             problem = self.authorize(scope, path, headers)
-        if isinstance(problem, Response):
+        if isinstance(problem, Reply):
             await problem(scope, receive, send)
             return
         if problem:
             status, message = problem
             extra = {"www-authenticate": "Bearer"} if status == 401 else None
-            await json_response({"error": message}, status, extra)(scope, receive, send)
+            await json_reply({"error": message}, status, extra)(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -69,7 +68,7 @@ class Guard:
         assert self.token is not None
         return candidate is not None and hmac.compare_digest(candidate.encode(), self.token.encode())
 
-    def authorize(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | Response | None:
+    def authorize(self, scope: Scope, path: str, headers: dict[str, str]) -> tuple[int, str] | Reply | None:
         """None when the request carries the token; a redirect that sets the page cookie; or 401."""
         auth = headers.get("authorization", "")
         if auth[:7].lower() == "bearer " and self._is_token(auth[7:].strip()):
@@ -82,7 +81,7 @@ class Guard:
             given = [v for k, v in query if k == "token"]
             if given and self._is_token(given[-1]):
                 rest = urlencode([(k, v) for k, v in query if k != "token"])
-                return Response(status_code=303, headers={
+                return Reply(b"", 303, "text/plain; charset=utf-8", headers={
                     "location": path + (f"?{rest}" if rest else ""), "cache-control": "no-store",
                     "referrer-policy": "no-referrer",
                     "set-cookie": f"{cookie_name}={self.token}; Path=/; HttpOnly; SameSite=Strict"})
@@ -91,8 +90,8 @@ class Guard:
                 cookies.load(headers.get("cookie", ""))
             if not given and cookie_name in cookies and self._is_token(cookies[cookie_name].value):
                 return None
-            return Response("golem-mcp: this page needs the daemon's token. Open it with `golem-mcp dashboard`, "
-                            "which opens a link carrying it.\n", status_code=401, media_type="text/plain",
-                            headers={"cache-control": "no-store"})
+            return Reply("golem-mcp: this page needs the daemon's token. Open it with `golem-mcp dashboard`, "
+                         "which opens a link carrying it.\n", 401, "text/plain; charset=utf-8",
+                         headers={"cache-control": "no-store"})
         return 401, ("missing or wrong token: send 'Authorization: Bearer <token>'. Local clients read it from "
                      "GOLEM_TOKEN or the daemon's data folder by themselves")

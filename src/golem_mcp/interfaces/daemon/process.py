@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -32,10 +33,10 @@ from ...config import (
 )
 from ...errors import GolemError
 from ...home import read_state, remove_state, state_path, write_state
-from ...store.db import Store
 from ..client import locate_daemon, probe
 from ..loopback import is_loopback_host
-from .app import create_app
+from .guard import Guard
+from .startup import Opening
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -183,41 +184,61 @@ def serve(args: argparse.Namespace) -> int:
     import uvicorn
 
     try:
-        # before opening the store: a held port fails at once, saying who holds it
+        # a held port fails at once, saying who holds it
         sock = _bind(host, int(args.port))
     except AlreadyServing as e:
         print(e)
         return 0
     _setup_logging()
-    settings = Settings.load()
     team = bool(getattr(args, "team", False))
-    try:
+    port = sock.getsockname()[1]
+    url_host = f"[{host.strip('[]')}]" if ":" in host else host
+    url = f"http://{url_host}:{port}"
+    watch = [] if getattr(args, "no_watch", False) or team else [
+        Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
+    server: uvicorn.Server | None = None
+
+    def open_app() -> tuple[Any, Callable[[], None]]:
+        # in a thread, while /healthz already answers: the heavy imports, the store and the app
+        from ...store.db import Store
+        from ...store.team import start_pusher
+        from .app import build_app
+
+        settings = Settings.load()
         if team:  # every tool, the dashboard and the API answer from the team store
             from ...store.team import open_team_store
 
             store: Store = open_team_store(settings)
         else:
             store = Store(db, settings=settings)
-    except BaseException:
-        sock.close()
-        raise
-    port = sock.getsockname()[1]
-    url_host = f"[{host.strip('[]')}]" if ":" in host else host
-    url = f"http://{url_host}:{port}"
-    watch = [] if getattr(args, "no_watch", False) or team else [
-        Path(w).expanduser() for w in (getattr(args, "watch", None) or [str(claude_projects_dir())])]
-    app = create_app(store, settings, token=token, loopback_only=is_loopback_host(host), watch=watch,
-                     spool=spool_dir(), mcp_snapshot=True)
-    config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="on",
-                            timeout_graceful_shutdown=5, server_header=False)
+        try:
+            app = build_app(store, settings, watch=watch, spool=spool_dir(), mcp_snapshot=True)
+            pusher = None if team else start_pusher(store, settings)  # a team store configured: push to it
+        except BaseException:
+            store.close()
+            raise
+
+        def close() -> None:
+            if pusher is not None:
+                pusher.stop()
+            store.close()
+
+        return app, close
+
+    def failed(e: BaseException) -> None:
+        log.error("cannot open the store %s: %s", db, e)
+        if server is not None:
+            server.should_exit = True
+
+    opening = Opening(open_app, failed)
+    config = uvicorn.Config(Guard(opening, token, is_loopback_host(host)), log_config=None, access_log=False,
+                            lifespan="on", timeout_graceful_shutdown=5, server_header=False, http="h11",
+                            ws="none")
     # An OTLP body of 500 records becomes ~50,000 short-lived dicts that reference counting frees.
     # At the default threshold (700 allocations) the cycle collector ran dozens of times a body and
     # its passes walked every live object (bodies in flight, queued batches): half the ingest CPU.
     gc.set_threshold(100_000, 50, 100)
     server = uvicorn.Server(config)
-    from ...store.team import start_pusher
-
-    pusher = None if team else start_pusher(store, settings)  # a team store configured: push to it
     pid = os.getpid()
     state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
                              "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -235,10 +256,9 @@ def serve(args: argparse.Namespace) -> int:
             signal.signal(s, h)
         remove_state(pid)
         sock.close()
-        if pusher is not None:
-            pusher.stop()
-        store.close()
         log.info("golem-mcp daemon stopped")
+    if opening.error is not None:
+        raise opening.error
     return 0
 
 
