@@ -3,10 +3,12 @@ its 200 reply, for OTLP/JSON and OTLP/protobuf side by side.
 
 Batches are built from the fixtures' real ``api_request`` and ``tool_result`` records with fresh
 session, request and tool-use ids, so every record is new to the store. Prints figures, asserts
-nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clients 4]``.
+nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clients 4] [--baseline SRC]``;
+with ``--baseline`` (another checkout's ``src``, e.g. a worktree of an older commit) the same series
+runs against a daemon from that code too, so before and after are measured side by side in one run.
 
 Besides records per second, each row gives the daemon's CPU seconds (all its threads) per wall
-second and the records per daemon CPU-second: on a machine shared with other work the rate follows
+second (its decoding workers included) and the records per daemon CPU-second: on a machine shared with other work the rate follows
 the CPU the daemon got, the per-CPU-second figure much less so.
 """
 
@@ -82,17 +84,21 @@ def encodings(n: int) -> dict[str, tuple[str, bytes]]:
             "protobuf": ("application/x-protobuf", pb.SerializeToString())}
 
 
-def start_daemon(home: str) -> tuple[subprocess.Popen, str]:
+def start_daemon(home: str, src: str | None = None) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "GOLEM_HOME": home, "GOLEM_TOKEN": TOKEN}
+    if src:
+        env["PYTHONPATH"] = src
     with open(os.path.join(home, "daemon.err"), "wb") as err:
         proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch",
                                  "--db", os.path.join(home, "bench.duckdb")], env=env,
                                 stdout=subprocess.DEVNULL, stderr=err)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         try:
             url = json.loads(Path(home, "daemon.json").read_text())["url"]
-            if httpx.get(url + "/healthz", timeout=1).status_code == 200:
+            r = httpx.get(url + "/healthz", timeout=1)
+            # it answers while its store still opens; measure ingest once the store is open
+            if r.status_code == 200 and r.json().get("store", "ready") == "ready":
                 return proc, url
         except (OSError, ValueError, KeyError, httpx.HTTPError):
             pass
@@ -102,12 +108,24 @@ def start_daemon(home: str) -> tuple[subprocess.Popen, str]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all threads) so far; 0 where /proc is missing."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU so far of a process (all threads) and of its descendants (the daemon's
+    decoding workers); 0 where /proc is missing."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not d.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(d)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        p = todo.pop()
+        total += stats.get(p, (0, 0.0))[1]
+        todo += [c for c, (parent, _) in stats.items() if parent == p]
+    return total
 
 
 def run(url: str, ctype: str, template: bytes, records: int, seconds: float, clients: int,
@@ -154,31 +172,35 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=15)
     ap.add_argument("--batch", type=int, default=500, help="log records per request")
     ap.add_argument("--clients", type=int, default=4, help="concurrent connections (exporters)")
+    ap.add_argument("--baseline", help="another checkout's src folder: the same series against its daemon")
     args = ap.parse_args()
     bodies = encodings(args.batch)
     counter = itertools.count(1)
-    with tempfile.TemporaryDirectory() as home:
-        proc, url = start_daemon(home)
-        try:
-            print(f"OTLP logs ingest, {args.batch} records per request, each committed before its 200 "
-                  f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
-            print(f"{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}"
-                  f"{'daemon CPU/s':>14}{'rec/CPU-s':>11}")
-            for clients, seconds in ((1, min(5.0, args.seconds)), (args.clients, args.seconds)):
-                for name, (ctype, template) in bodies.items():
-                    c0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                    rate, errors, lat = run(url, ctype, template, args.batch, seconds, clients, counter)
-                    cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - t0
-                    per_cpu = f"{rate * wall / cpu:>11,.0f}" if cpu else f"{'-':>11}"
-                    print(f"{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}{pct(lat, .95):>9.1f}{errors:>8}"
-                          f"{cpu / wall:>14.2f}{per_cpu}")
-            print(f"load average {os.getloadavg()[0]:.1f} after")
-            st = httpx.get(url + "/api/status", timeout=30, headers=AUTH).json()
-            print(f"store now holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} tool_calls, "
-                  f"{st['otel_events']:,} otel_events")
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    here = str(Path(__file__).resolve().parents[1] / "src")
+    variants = [("this", here)] + ([("baseline", str(Path(args.baseline).resolve()))] if args.baseline else [])
+    print(f"OTLP logs ingest, {args.batch} records per request, each committed before its 200 "
+          f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
+    print(f"{'code':<10}{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}"
+          f"{'daemon CPU/s':>14}{'rec/CPU-s':>11}")
+    for label, src in variants:
+        with tempfile.TemporaryDirectory() as home:
+            proc, url = start_daemon(home, src)
+            try:
+                for clients, seconds in ((1, min(5.0, args.seconds)), (args.clients, args.seconds)):
+                    for name, (ctype, template) in bodies.items():
+                        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                        rate, errors, lat = run(url, ctype, template, args.batch, seconds, clients, counter)
+                        cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - t0
+                        per_cpu = f"{rate * wall / cpu:>11,.0f}" if cpu else f"{'-':>11}"
+                        print(f"{label:<10}{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}"
+                              f"{pct(lat, .95):>9.1f}{errors:>8}{cpu / wall:>14.2f}{per_cpu}")
+                st = httpx.get(url + "/api/status", timeout=30, headers=AUTH).json()
+                print(f"{label:<10}store now holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} "
+                      f"tool_calls, {st['otel_events']:,} otel_events")
+            finally:
+                proc.terminate()
+                proc.wait(30)
+    print(f"load average {os.getloadavg()[0]:.1f} after")
 
 
 if __name__ == "__main__":

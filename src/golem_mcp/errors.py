@@ -21,10 +21,15 @@ class InvalidInput(GolemError):
     http_status = 400
 
     def __init__(self, message: str, problems: list[str] | None = None) -> None:
+        self.message = message
         self.problems = problems or []
         if self.problems:
             message = message + "\n" + "\n".join(f"- {p}" for p in self.problems)
         super().__init__(message)
+
+    def __reduce__(self) -> tuple:
+        # whole across processes (the daemon decodes OTLP bodies in worker processes)
+        return type(self), (self.message, self.problems)
 
 
 class PayloadTooLarge(GolemError):

@@ -803,6 +803,22 @@ def _point_rows(res: Attrs, p: dict, batch: Batch) -> None:
     })
 
 
+NOUN = {"logs": "log records", "traces": "spans", "metrics": "data points"}
+
+
+def body_to_batch(signal: str, body: bytes, content_type: str, store_prompts: bool = False) -> tuple[Batch, int]:
+    """One OTLP/HTTP request body to a batch and the number of records it held; InvalidInput when it
+    does not decode, or when none of its records can be read (the sender's error as a whole). Pure:
+    the daemon runs it in worker processes."""
+    doc = decode(signal, body, content_type)
+    batch = Batch()
+    n = to_batch(signal, doc, batch, store_prompts)
+    if n and batch.rejected() >= n:
+        raise InvalidInput(f"none of the {n} OTLP {NOUN[signal]} in the body could be read; fix the "
+                           "exporter's data and send again", [str(s) for s in batch.skipped[:10]])
+    return batch, n
+
+
 def to_batch(signal: str, doc: Any, batch: Batch, store_prompts: bool = False, source: str | None = None) -> int:
     """Map a decoded request; returns the records seen. Records that cannot be read are reported in
     ``batch.skipped`` as ``source`` (default ``/v1/<signal>``) and their index in the request."""

@@ -23,12 +23,12 @@ from starlette.types import ASGIApp
 
 from ...config import Settings
 from ...errors import GolemError, InvalidInput
+from ...ingestion.otlp import NOUN
 from ...store.batch import Batch
 from ...store.db import Store
 from ..metrics import metrics_endpoint
 from .background import Background, Stats
 from .bodies import (
-    NOUN,
     ThrottledLog,
     error_response,
     json_body,
@@ -38,6 +38,7 @@ from .bodies import (
     problems_message,
     read_body,
 )
+from .decoding import Decoder
 from .guard import Guard
 from .startup import health
 
@@ -102,12 +103,14 @@ def create_app(store: Store, settings: Settings | None = None, *, token: str | N
 
 
 def build_app(store: Store, settings: Settings | None = None, *, watch: list[Path] | None = None,
-              spool: Path | None = None, mount_mcp: bool = True, mcp_snapshot: bool = False) -> Starlette:
+              spool: Path | None = None, mount_mcp: bool = True, mcp_snapshot: bool = False,
+              decode_workers: int = 0) -> Starlette:
     """The daemon's routes over ``store``, without the guard (``serve`` puts it in front of
     :class:`~.startup.Opening`, which hands requests to this app once the store is open).
 
     ``watch``: transcript folders to scan every few seconds; ``spool``: the hook spool folder to
-    drain (None: neither runs).
+    drain (None: neither runs). ``decode_workers``: processes that decode OTLP bodies (0: a thread
+    of this process does, as in-process tests want).
     ``mcp_snapshot``: once started, write the MCP list answers the stdio bridge gives while a
     daemon starts (``mcp_stdio.record_snapshot``).
 
@@ -130,17 +133,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
 
     pages = PageCache()
 
-    def map_otlp(signal: str, body: bytes, kind: str) -> tuple[Batch, int]:
-        from ...ingestion import otlp
-
-        doc = otlp.decode(signal, body, "application/json" if kind == "json" else "application/x-protobuf")
-        batch = Batch()
-        n = otlp.to_batch(signal, doc, batch, settings.store_prompts)
-        if n and batch.rejected() >= n:
-            # nothing decodes: the one case that is the sender's error as a whole
-            raise InvalidInput(f"none of the {n} OTLP {NOUN[signal]} in the body could be read; fix the "
-                               "exporter's data and send again", [str(s) for s in batch.skipped[:10]])
-        return batch, n
+    decoder = Decoder(decode_workers, settings.store_prompts)
 
     async def otlp_endpoint(request: Request) -> Response:
         signal = request.path_params["signal"]
@@ -149,7 +142,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
                                  404)
         kind = media_type(request)
         body = await read_body(request, limit)
-        batch, n = await anyio.to_thread.run_sync(map_otlp, signal, body, kind)
+        batch, n = await decoder.batch(signal, body, kind)
         # committed by the store's one writer; its value checks add what they refused to batch.skipped
         await asyncio.wrap_future(store.submit(batch))
         stats.records += n
@@ -350,6 +343,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
                 except Exception:  # noqa: BLE001 - the store must stay reachable for OTLP and hooks
                     log.exception("MCP server failed to start; serving without it")
             background.start()
+            threading.Thread(target=decoder.warm, name="golem-decoders", daemon=True).start()
             snapshot = None
             if mcp_snapshot and mcp_routes:
                 snapshot = asyncio.get_running_loop().create_task(_record_mcp_snapshot(app))
@@ -359,6 +353,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
                 if snapshot is not None:
                     snapshot.cancel()
                 background.stop()
+                decoder.close()
 
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.store = store

@@ -118,7 +118,6 @@ def otlp_reply(signal: str, kind: str, rejected: int, message: str) -> Response:
     return Response(msg.SerializeToString(), media_type="application/x-protobuf")
 
 
-NOUN = {"logs": "log records", "traces": "spans", "metrics": "data points"}
 
 
 class ThrottledLog:

@@ -203,6 +203,7 @@ def serve(args: argparse.Namespace) -> int:
         from ...store.db import Store
         from ...store.team import start_pusher
         from .app import build_app
+        from .decoding import default_workers
 
         settings = Settings.load()
         if team:  # every tool, the dashboard and the API answer from the team store
@@ -212,7 +213,8 @@ def serve(args: argparse.Namespace) -> int:
         else:
             store = Store(db, settings=settings)
         try:
-            app = build_app(store, settings, watch=watch, spool=spool_dir(), mcp_snapshot=True)
+            app = build_app(store, settings, watch=watch, spool=spool_dir(), mcp_snapshot=True,
+                            decode_workers=default_workers())
             pusher = None if team else start_pusher(store, settings)  # a team store configured: push to it
         except BaseException:
             store.close()

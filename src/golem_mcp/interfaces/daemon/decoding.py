@@ -1,0 +1,175 @@
+"""OTLP bodies to batches off the writer's GIL: worker processes decode and map each body
+(``ingestion.otlp.body_to_batch``), the daemon only unpickles the rows and submits them.
+
+Decoding and mapping a 500-record body is pure Python (orjson or protobuf, then a dict per row) and
+cost about as much CPU as committing it, all under the one GIL the writer and the event loop need
+too: the daemon used one core of two. The workers are plain ``python -c`` children that import the
+OTLP decoder and nothing of the daemon's state (the importer's parsers start the same way, for the
+same reasons: a fork would copy DuckDB's threads, and multiprocessing's spawn re-imports the
+caller's ``__main__``). Bodies and batches cross as pickled frames on the child's stdin/stdout. A
+worker that dies is replaced and its body decoded in the daemon, so a sender never sees it.
+Without workers (``GOLEM_OTLP_WORKERS=0``, or in-process apps) bodies are decoded in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import queue
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from typing import IO, Any
+
+import anyio.to_thread
+
+from ...store.batch import Batch
+
+log = logging.getLogger("golem_mcp.daemon")
+
+CTYPE = {"json": "application/json", "protobuf": "application/x-protobuf"}
+_WORKER_MAIN = "from golem_mcp.interfaces.daemon.decoding import worker_main; worker_main()"
+
+
+def default_workers() -> int:
+    """``GOLEM_OTLP_WORKERS``, else one per core (at most 4)."""
+    env = os.environ.get("GOLEM_OTLP_WORKERS", "").strip()
+    if env.isdigit():
+        return int(env)
+    return min(os.cpu_count() or 1, 4)
+
+
+class WorkerGone(Exception):
+    """A decoding worker ended or answered garbage; the body is decoded in the daemon instead."""
+
+
+class Decoder:
+    """``await decoder.batch(signal, body, kind)`` -> (batch, records); raises what decoding raised
+    (InvalidInput for a body that does not decode)."""
+
+    def __init__(self, workers: int, store_prompts: bool) -> None:
+        self.workers = workers
+        self.store_prompts = store_prompts
+        self._idle: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
+        self._all: list[subprocess.Popen[bytes]] = []
+        self._lock = threading.Lock()
+        self._started = False
+        self._closed = False
+
+    def warm(self) -> None:
+        """Start the workers (the first request should not wait for them)."""
+        with self._lock:
+            if self._started or self._closed or self.workers <= 0:
+                return
+            self._started = True
+            for _ in range(self.workers):
+                self._idle.put(self._spawn())
+
+    def _spawn(self) -> subprocess.Popen[bytes]:
+        import golem_mcp
+
+        env = dict(os.environ)
+        # the child must import this same golem_mcp, also when it runs from a source tree
+        root = str(Path(golem_mcp.__file__).resolve().parent.parent)
+        env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                env=env)
+        self._all.append(proc)
+        return proc
+
+    def _decode_in_worker(self, task: tuple[str, bytes, str, bool]) -> tuple[Batch, int]:
+        proc = self._idle.get()
+        try:
+            _send(proc.stdin, task)
+            kind, *result = _recv(proc.stdout)  # type: ignore[misc]
+        except (OSError, EOFError, pickle.UnpicklingError, WorkerGone) as e:
+            log.warning("an OTLP decoding worker (pid %d) failed (%s); starting another", proc.pid, e)
+            proc.kill()
+            with self._lock:
+                if not self._closed:
+                    proc = self._spawn()
+            raise WorkerGone(str(e)) from e
+        finally:
+            self._idle.put(proc)
+        if kind == "error":
+            raise result[0]
+        if kind != "ok":
+            raise WorkerGone(str(result[0]))
+        return result[0], result[1]
+
+    def _decode(self, task: tuple[str, bytes, str, bool]) -> tuple[Batch, int]:
+        if self.workers > 0 and not self._closed:
+            self.warm()
+            try:
+                return self._decode_in_worker(task)
+            except WorkerGone:
+                pass  # decoded here instead, below
+        from ...ingestion.otlp import body_to_batch
+
+        return body_to_batch(*task)
+
+    async def batch(self, signal: str, body: bytes, kind: str) -> tuple[Batch, int]:
+        return await anyio.to_thread.run_sync(self._decode, (signal, body, CTYPE[kind], self.store_prompts))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            procs, self._all = self._all, []
+        for p in procs:
+            try:
+                if p.stdin:
+                    p.stdin.close()
+            except OSError:
+                pass  # already gone
+        for p in procs:
+            try:
+                p.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+def _send(fh: IO[bytes] | None, obj: object) -> None:
+    if fh is None:
+        raise OSError("worker pipe closed")
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    fh.write(len(data).to_bytes(8, "little") + data)
+    fh.flush()
+
+
+def _recv(fh: IO[bytes] | None) -> Any:
+    if fh is None:
+        raise OSError("worker pipe closed")
+    head = fh.read(8)
+    if len(head) < 8:
+        raise WorkerGone("the worker ended")
+    n = int.from_bytes(head, "little")
+    data = fh.read(n)
+    if len(data) < n:
+        raise WorkerGone("the worker ended mid-answer")
+    return pickle.loads(data)
+
+
+def worker_main() -> None:
+    """Body of a decoding worker: tasks on stdin, ("ok", batch, n) or ("error", exc) on stdout."""
+    import traceback
+
+    from ...ingestion.otlp import body_to_batch
+
+    inp, out = sys.stdin.buffer, sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing may print into the result channel
+    while True:
+        try:
+            task = _recv(inp)
+        except WorkerGone:
+            return  # stdin closed: the daemon is stopping
+        try:
+            result: tuple = ("ok", *body_to_batch(*task))
+        except Exception as e:  # noqa: BLE001 - handed to the daemon, which answers the sender with it
+            result = ("error", e)
+        try:
+            _send(out, result)
+        except (pickle.PicklingError, TypeError, AttributeError):
+            _send(out, ("crash", traceback.format_exc(limit=5)))
