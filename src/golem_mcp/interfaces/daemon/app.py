@@ -343,7 +343,6 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
                 except Exception:  # noqa: BLE001 - the store must stay reachable for OTLP and hooks
                     log.exception("MCP server failed to start; serving without it")
             background.start()
-            threading.Thread(target=decoder.warm, name="golem-decoders", daemon=True).start()
             snapshot = None
             if mcp_snapshot and mcp_routes:
                 snapshot = asyncio.get_running_loop().create_task(_record_mcp_snapshot(app))

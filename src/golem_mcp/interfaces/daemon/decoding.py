@@ -59,7 +59,8 @@ class Decoder:
         self._closed = False
 
     def warm(self) -> None:
-        """Start the workers (the first request should not wait for them)."""
+        """Start the workers; done at the first body (not at start, where two more interpreters
+        starting would slow the store's opening, and a daemon serving only MCP needs none)."""
         with self._lock:
             if self._started or self._closed or self.workers <= 0:
                 return
