@@ -187,3 +187,16 @@ def test_a_store_that_cannot_open_stops_serve_with_its_reason(golem_home: Path, 
     assert r.returncode != 0
     assert "held by another process" in r.stderr, r.stderr[-2000:]
     assert not (golem_home / "daemon.json").exists()
+
+
+def test_detach_waits_for_the_store_and_says_why_it_cannot_open(golem_home: Path, tmp_path: Path) -> None:
+    db = tmp_path / "held.duckdb"
+    holder = Store(db)
+    try:
+        r = subprocess.run([sys.executable, "-m", "golem_mcp", "serve", "--detach", "--port", "0", "--db", str(db),
+                            "--no-watch"], capture_output=True, text=True, timeout=180,
+                           env={**os.environ, "GOLEM_HOME": str(golem_home)})
+    finally:
+        holder.close()
+    assert r.returncode == 1, (r.stdout, r.stderr)
+    assert "exited at start" in r.stderr and "held by another process" in r.stderr, r.stderr[-2000:]

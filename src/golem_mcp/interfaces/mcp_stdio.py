@@ -84,7 +84,7 @@ class Bridge:
                 self._failed = (time.monotonic(), str(e))
                 raise
             self._failed = None
-            self.opening = True  # `serve --detach` returns once /healthz answers, before the store is open
+            self.opening = True  # asked again before the next list answer: it may still be opening
             return self.url
 
     def _start(self) -> str:

@@ -281,6 +281,7 @@ def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) ->
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env,
                                 start_new_session=True, close_fds=True)
     deadline = time.monotonic() + DETACH_WAIT_S
+    answered = False
     while time.monotonic() < deadline:
         code = proc.poll()
         if code == 0:  # another start won the race for the port: wait for that daemon instead
@@ -294,10 +295,19 @@ def _detach(args: argparse.Namespace, host: str, db: Path, token: str | None) ->
             print(f"golem-mcp: the daemon exited at start (code {code}):\n{_tail(out_path)}", file=sys.stderr)
             return 1
         found = locate_daemon(0.5, env=False)
-        if found and found.state.get("pid") == proc.pid:
+        answered = answered or (found is not None and found.state.get("pid") == proc.pid)
+        # it answers before its store is open: wait for the store too, so that a store that cannot
+        # open (held, newer schema, an unreachable team catalog) is said here with the reason
+        if answered and found is not None and not found.opening:
             print(found.url)
             return 0
         time.sleep(0.1)
+    if answered:  # alive, still opening its store (a long migration): requests wait for it
+        st = read_state() or {}
+        print(f"golem-mcp: the daemon (pid {proc.pid}) answers but is still opening its store; requests wait "
+              f"for it (see {data_dir() / 'daemon.log'})", file=sys.stderr)
+        print(st.get("url", ""))
+        return 0
     print(f"golem-mcp: the daemon (pid {proc.pid}) did not answer within {DETACH_WAIT_S:.0f} s; see {out_path} and "
           f"{data_dir() / 'daemon.log'}", file=sys.stderr)
     return 1
