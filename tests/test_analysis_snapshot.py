@@ -154,6 +154,7 @@ def test_edge_cases(store):
     con.executemany("""INSERT INTO api_errors (error_key, session_id, agent_id, "timestamp", status_code, error)
         VALUES (?, ?, ?, ?, ?, ?)""", [(f"e{k}", s, a, day + timedelta(minutes=13 * k), 529, "overloaded")
                                       for k, (s, a) in enumerate(sessions)])
+    store.resolve_all()  # written around Store.write: resolved here
     # wf-a, wf-b, wf-c, and the untagged parts of s2 (before its link), s3 (ag-4) and s4 as their sessions' own
     assert {r["workflow_id"] for r in store.query("SELECT DISTINCT workflow_id FROM requests")} == {
         "wf-a", "wf-b", "wf-c", "session-s2", "session-s3", "session-s4"}

@@ -28,7 +28,6 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ..store.db import Store, dict_rows
-from .snapshot import all_requests_resolved
 
 # upper bounds (seconds) of the API request latency histogram: a Claude API call takes from under a
 # second (haiku, short answer) to minutes (long outputs, extended thinking)
@@ -47,7 +46,7 @@ SELECT stage, COALESCE(model, '{none}') AS model, COALESCE(experiment_id, '{none
        CAST(sum(attempt - 1) AS BIGINT) AS retries,
        count(duration_ms) AS timed_requests, COALESCE(sum(duration_ms), 0) / 1000.0 AS duration_seconds,
        [{buckets}] AS buckets
-FROM ({rows}) GROUP BY ALL"""
+FROM requests GROUP BY ALL"""
 _TOOLS = """
 SELECT stage, COALESCE(tool_name, '{none}') AS tool, count(*) AS calls,
        count(*) FILTER (WHERE success = false) AS failures
@@ -190,16 +189,15 @@ def _latency(requests: list[RequestGroup], n_buckets: int) -> list[LatencyGroup]
 def store_metrics(store: Store, buckets: Sequence[float] = LATENCY_BUCKETS) -> StoreMetrics:
     """Every total ``/metrics`` shows, read in one transaction (the numbers agree with each other).
 
-    Cost: one pass over each fact table; requests are resolved row by row without the views'
-    recursive agent tree (1M requests: ~0.8 s; see bench/metrics_bench.py)."""
+    Cost: one pass over each fact table, whose rows carry their resolved context (see
+    bench/metrics_bench.py)."""
     start = time.monotonic()
     bucket_sql = ", ".join("count(*) FILTER (WHERE duration_ms <= ?)" for _ in buckets)
     none = {"none": NONE}
     with store.reader() as cur:
         cur.execute("BEGIN TRANSACTION")
         try:
-            rows = all_requests_resolved(cur)
-            req = dict_rows(cur, _REQUESTS.format(rows=rows, buckets=bucket_sql, **none),
+            req = dict_rows(cur, _REQUESTS.format(buckets=bucket_sql, **none),
                             [float(b) * 1000 for b in buckets])
             tools = dict_rows(cur, _TOOLS.format(**none))
             errors = dict_rows(cur, _ERRORS.format(**none))

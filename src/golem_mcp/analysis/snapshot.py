@@ -1,20 +1,15 @@
 """The analysis run's snapshot: what every analysis reads, computed once per run in temporary tables.
 
-Issue 5 asks for a full run over 10 million requests in under 10 s. Resolving context (workflow
-links, agent context, agent type, prices) for every request costs most of that, and the analyses
-need it row by row only for the last ``max(days, 7)`` days; for the rest of history they need
-aggregates (the workflow and stage summaries, each agent's first and last request per stage, the
-usual model per stage). So a run:
+Facts carry their resolved context (``store/resolve.py``), so a run resolves nothing; it saves
+re-aggregating all history. The analyses need rows only for the last ``max(days, 7)`` days; for
+the rest of history they need aggregates (the workflow and stage summaries, each agent's first and
+last request per stage, the usual model per stage). So a run:
 
-1. aggregates the fact tables first, by every column that context resolution depends on (session,
-   agent, the context emitted on the row, model, whether Claude Code recorded a cost) and keeps
-   each group's first and last timestamp: ~2 million groups for 10 million requests;
-2. resolves context per group. A session's workflow links depend on time; a group lies inside one
-   link's range unless a link starts strictly inside the group's time span. Sessions with such a
-   group (rare: a session switching workflows while an agent runs) are resolved row by row as the
-   views do. Costs are linear in token counts, so a group's cost is its summed tokens times its
-   model's prices, exactly as the sum of per-request costs;
-3. puts temporary tables named like the views in front of them on the run's own connection
+1. takes the facts aggregated per day by their resolved workflow, stage, agent, model, task and
+   experiment from a cache kept in the database (``analysis_request_days``/``analysis_tool_days``),
+   refreshed first for the days a write stamped since (``fact_changes``: new and merged rows, and
+   rows whose resolved context changed);
+2. puts temporary tables named like the views in front of them on the run's own connection
    (DuckDB resolves unqualified names in the temporary catalog first, view bodies included):
    ``request_stage_groups``, ``tool_stage_groups``, ``error_stage_groups`` and ``stage_agent_spans``
    from the groups, then ``workflow_stage_summary`` / ``workflow_summary`` from the views' own
@@ -24,8 +19,9 @@ usual model per stage). So a run:
 
 Every analysis the run calls reads ``requests``/``tools``/``errors`` only inside its window, so
 the answers equal those of the views (``tests/test_analysis_snapshot.py`` checks it). Temporary
-tables live in memory and go with the connection; nothing is written to the database file, and
-the copies are taken in one read transaction, so writers are not held up and the copies agree.
+tables live in memory and go with the connection; nothing but the cache is written to the
+database file, and the copies are taken in one read transaction, so writers are not held up and
+the copies agree.
 """
 
 from __future__ import annotations
@@ -44,70 +40,14 @@ from .common import as_naive
 
 MODEL_ADVICE_DAYS = 90  # predict.model_advice's default window, the one the run uses
 
-# Context resolution as views.sql's ``requests`` view does it, row by row, less what no analysis
-# reads (top_stage from the recursive agent tree; session and workflow attributes). {where}
-# filters api_requests. Keep in step with views.sql.
-_ROW_REQUESTS = """
-WITH r AS (
-    SELECT r.request_id, r.session_id, r.agent_id, r.model, r."timestamp", r.input_tokens, r.output_tokens,
-           r.cache_read_tokens, r.cache_creation_tokens, r.cache_creation_5m_tokens, r.cache_creation_1h_tokens,
-           r.recorded_cost_usd, r.duration_ms, r.attempt, r.success, r.workflow_id, r.stage, r.task_id,
-           r.experiment_id, COALESCE(r."timestamp", TIMESTAMP '2262-01-01') AS _ts
-    FROM {db}.main.api_requests r WHERE {where}
-), j AS (
-    SELECT r.*, NULLIF(a.agent_type, 'custom') AS agent_type,
-           ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage, ac.task_id AS ac_task_id,
-           ac.experiment_id AS ac_experiment_id,
-           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
-    FROM r
-    LEFT JOIN agents a ON a.agent_id = r.agent_id
-    LEFT JOIN {db}.main.agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
-    LEFT JOIN workflow_link_ranges wl
-           ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
-), x AS (
-    SELECT j.*, {db}.main.golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS r_workflow_id,
-           COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN {db}.main.golem_main_stage()
-                                              ELSE COALESCE(j.agent_type, 'subagent') END) AS r_stage,
-           COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS r_task_id,
-           COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS r_experiment_id
-    FROM j
-)
-SELECT x.request_id, x.session_id, x.agent_id, x.model, x."timestamp",
-       COALESCE(x.input_tokens, 0) AS input_tokens, COALESCE(x.output_tokens, 0) AS output_tokens,
-       COALESCE(x.cache_read_tokens, 0) AS cache_read_tokens,
-       COALESCE(x.cache_creation_tokens, 0) AS cache_creation_tokens,
-       x.duration_ms, COALESCE(x.attempt, 1) AS attempt, COALESCE(x.success, true) AS success,
-       x.r_workflow_id AS workflow_id, x.r_stage AS stage, x.r_task_id AS task_id,
-       COALESCE(x.r_experiment_id, w.experiment_id) AS experiment_id,
-       CASE WHEN x.agent_id IS NULL THEN {db}.main.golem_main_stage() ELSE COALESCE(x.agent_type, 'subagent') END AS agent,
-       COALESCE(x.recorded_cost_usd,
-                (COALESCE(x.input_tokens, 0) * p.input_per_mtok
-                 + COALESCE(x.output_tokens, 0) * p.output_per_mtok
-                 + COALESCE(x.cache_read_tokens, 0) * p.cache_read_per_mtok
-                 + CASE WHEN x.cache_creation_5m_tokens IS NULL AND x.cache_creation_1h_tokens IS NULL
-                        THEN COALESCE(x.cache_creation_tokens, 0) * p.cache_write_5m_per_mtok
-                        ELSE COALESCE(x.cache_creation_5m_tokens, 0) * p.cache_write_5m_per_mtok
-                             + COALESCE(x.cache_creation_1h_tokens, 0) * p.cache_write_1h_per_mtok END) / 1e6) AS cost_usd,
-       CASE WHEN x.recorded_cost_usd IS NOT NULL THEN 'claude_code'
-            WHEN p.model IS NOT NULL THEN 'price_table' ELSE 'unpriced' END AS cost_source
-FROM x
-LEFT JOIN {db}.main.workflows w ON w.workflow_id = x.r_workflow_id
-LEFT JOIN _snap_prices p ON p.request_model = x.model"""
-
-# Step 1: requests grouped by what resolution depends on. Per group also what the cost formula
-# needs (tokens by kind; whether Claude Code recorded the cost; whether the cache write is split
-# by TTL), and the count inside the model-advice window.
-_REQ_AGG = """session_id, agent_id, workflow_id, stage, task_id, experiment_id, model,
-       recorded_cost_usd IS NULL AS rec_null,
-       (cache_creation_5m_tokens IS NULL AND cache_creation_1h_tokens IS NULL) AS cc_plain,
-       count(*) AS n, sum(recorded_cost_usd) AS rec_cost,
+# Step 1: requests grouped by their resolved context, per group what the summaries read.
+_REQ_AGG = """r_workflow_id AS workflow_id, r_stage AS stage, agent_id, model, r_experiment_id AS experiment_id,
+       r_task_id AS task_id, count(*) AS n, sum(r_cost_usd) AS cost,
+       count(*) FILTER (WHERE r_cost_source = 'unpriced') AS unpriced,
        CAST(sum(COALESCE(input_tokens, 0)) AS BIGINT) AS input_tokens, CAST(sum(COALESCE(output_tokens, 0)) AS BIGINT) AS output_tokens,
        CAST(sum(COALESCE(cache_read_tokens, 0)) AS BIGINT) AS cache_read_tokens,
        CAST(sum(COALESCE(cache_creation_tokens, 0)) AS BIGINT) AS cache_creation_tokens,
-       CAST(sum(COALESCE(cache_creation_5m_tokens, 0)) AS BIGINT) AS cc5m, CAST(sum(COALESCE(cache_creation_1h_tokens, 0)) AS BIGINT) AS cc1h,
        CAST(sum(COALESCE(attempt, 1) - 1) AS BIGINT) AS retries, min("timestamp") AS first_at, max("timestamp") AS last_at,
-       min(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS min_ts,
-       max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts,
        sum(duration_ms) AS duration_ms,
        -- the agent's last timed request (arg_max skips NULL durations and times)
        arg_max(duration_ms, "timestamp") AS last_dur,
@@ -116,16 +56,14 @@ _REQ_WINDOW = 'count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < 
 _REQ_PRE = ("CREATE OR REPLACE TEMP TABLE _snap_req_pre AS SELECT " + _REQ_AGG + ", " + _REQ_WINDOW
             + " FROM {db}.main.api_requests WHERE {where} GROUP BY ALL")
 
-_TOOL_AGG = """session_id, agent_id, workflow_id, stage, count(*) AS n,
-       count(*) FILTER (WHERE success = false) AS fails, min("timestamp") AS first_at, max("timestamp") AS last_at,
-       min(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS min_ts,
-       max(COALESCE("timestamp", TIMESTAMP '2262-01-01')) AS max_ts"""
+_TOOL_AGG = """r_workflow_id AS workflow_id, r_stage AS stage, count(*) AS n,
+       count(*) FILTER (WHERE success = false) AS fails, min("timestamp") AS first_at, max("timestamp") AS last_at"""
 _TOOL_PRE = "CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT " + _TOOL_AGG + " FROM {db}.main.tool_calls GROUP BY ALL"
 
-# The aggregate cache: step 1's groups per day, kept in the database between runs (context-free:
-# only the fact tables' own columns, so links, agent context, agent types and prices are applied
-# fresh on every run). fact -> (cache table, what a day's group holds)
-CACHE_VERSION = "fact-days-1"  # change with _REQ_AGG / _TOOL_AGG: the cache is rebuilt
+# The aggregate cache: step 1's groups per day, kept in the database between runs. A write stamps
+# the days of the rows it inserted, merged or re-resolved (Store.write), so a day's groups are
+# re-aggregated whenever a row of it changed. fact -> (cache table, what a day's group holds)
+CACHE_VERSION = "resolved-days-1"  # change with _REQ_AGG / _TOOL_AGG: the cache is rebuilt
 _CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG)}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
 # holding another number of facts than the cache counts (a fact that moved to another day when a
@@ -142,77 +80,7 @@ SELECT 'tool_calls', day FROM (SELECT {day} AS day, count(*) AS n FROM {db}.main
 FULL JOIN (SELECT day, sum(n) AS n FROM {db}.main.analysis_tool_days GROUP BY 1) c USING (day)
 WHERE f.n IS DISTINCT FROM c.n"""
 
-# same model -> price mapping as the model_prices view, over the models actually present
-_PRICES = """
-CREATE OR REPLACE TEMP TABLE _snap_prices AS
-SELECT m.model AS request_model, p.*
-FROM (SELECT DISTINCT model FROM _snap_req_pre WHERE model IS NOT NULL) m
-JOIN {db}.main.prices p ON p.model = regexp_replace(m.model, '-[0-9]{{8}}$', '')"""
-
-# sessions where a workflow link starts strictly inside some group's time span
-_STRADDLE = """
-CREATE OR REPLACE TEMP TABLE _snap_straddle AS
-SELECT DISTINCT g.session_id
-FROM (SELECT session_id, min_ts, max_ts FROM _snap_req_pre WHERE min_ts < max_ts
-      UNION ALL SELECT session_id, min_ts, max_ts FROM _snap_tool_pre WHERE min_ts < max_ts) g
-JOIN {db}.main.workflow_links l ON l.session_id = g.session_id AND l.valid_from > g.min_ts AND l.valid_from <= g.max_ts"""
-
-# Step 2: context per group (the views' COALESCE order), for groups outside straddling sessions.
-_GROUP_CONTEXT = """
-    SELECT g.*, {db}.main.golem_workflow(g.workflow_id, ac.workflow_id, wl.workflow_id, g.session_id) AS r_workflow_id,
-           COALESCE(ac.stage, g.stage, CASE WHEN g.agent_id IS NULL THEN {db}.main.golem_main_stage()
-                                            ELSE COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') END) AS r_stage,
-           {extra}
-    FROM {pre} g
-    LEFT JOIN {db}.main.agents a ON a.agent_id = g.agent_id
-    LEFT JOIN {db}.main.agent_context ac ON ac.agent_id = COALESCE(g.agent_id, g.session_id)
-    LEFT JOIN workflow_link_ranges wl
-           ON wl.session_id = g.session_id AND g.min_ts >= wl.valid_from AND g.min_ts < wl.valid_to
-    WHERE g.session_id IS NULL OR g.session_id NOT IN (SELECT session_id FROM _snap_straddle)"""
-
-_REQ_GROUPS = """
-CREATE OR REPLACE TEMP TABLE _snap_req_groups AS
-WITH x AS ({context})
-SELECT x.r_workflow_id AS workflow_id, x.r_stage AS stage, x.agent_id, x.model,
-       COALESCE(x.r_experiment_id, w.experiment_id) AS experiment_id, x.r_task_id AS task_id, x.n,
-       CASE WHEN x.rec_null
-            THEN (x.input_tokens * p.input_per_mtok + x.output_tokens * p.output_per_mtok
-                  + x.cache_read_tokens * p.cache_read_per_mtok
-                  + CASE WHEN x.cc_plain THEN x.cache_creation_tokens * p.cache_write_5m_per_mtok
-                         ELSE x.cc5m * p.cache_write_5m_per_mtok + x.cc1h * p.cache_write_1h_per_mtok END) / 1e6
-            ELSE x.rec_cost END AS cost,
-       CASE WHEN x.rec_null AND p.model IS NULL THEN x.n ELSE 0 END AS unpriced,
-       x.input_tokens, x.output_tokens, x.cache_read_tokens, x.cache_creation_tokens, x.retries,
-       x.first_at, x.last_at, x.duration_ms, x.n_window
-FROM x
-LEFT JOIN {db}.main.workflows w ON w.workflow_id = x.r_workflow_id
-LEFT JOIN _snap_prices p ON p.request_model = x.model"""
-
-# straddling sessions, row by row, into the same shape
-_REQ_GROUPS_ROWS = """
-INSERT INTO _snap_req_groups BY NAME
-SELECT workflow_id, stage, agent_id, model, any_value(experiment_id) AS experiment_id,
-       any_value(task_id) AS task_id, count(*) AS n, sum(cost_usd) AS cost,
-       count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced, sum(input_tokens) AS input_tokens,
-       sum(output_tokens) AS output_tokens, sum(cache_read_tokens) AS cache_read_tokens,
-       sum(cache_creation_tokens) AS cache_creation_tokens, sum(attempt - 1) AS retries,
-       min("timestamp") AS first_at, max("timestamp") AS last_at, sum(duration_ms) AS duration_ms,
-       count(*) FILTER (WHERE "timestamp" >= $m_start AND "timestamp" < $end) AS n_window
-FROM ({rows}) GROUP BY workflow_id, stage, agent_id, model"""
-
-_TOOL_GROUPS = """
-CREATE OR REPLACE TEMP TABLE _snap_tool_groups AS
-WITH x AS ({context})
-SELECT r_workflow_id AS workflow_id, r_stage AS stage, n, fails, first_at, last_at FROM x"""
-
-_TOOL_GROUPS_ROWS = """
-INSERT INTO _snap_tool_groups BY NAME
-SELECT workflow_id, stage, count(*) AS n, count(*) FILTER (WHERE success = false) AS fails,
-       min("timestamp") AS first_at, max("timestamp") AS last_at
-FROM {db}.main.tools WHERE session_id IN (SELECT session_id FROM _snap_straddle) GROUP BY workflow_id, stage"""
-
-# Step 3: the views' parts from the groups (same columns and types as views.sql's)
-# Step 3: the views' parts from the groups (same columns and types as views.sql's)
+# Step 2: the views' parts from the groups (same columns and types as views.sql's)
 _STAGE_GROUPS = [
     """CREATE OR REPLACE TEMP TABLE request_stage_groups AS
        SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
@@ -224,18 +92,18 @@ _STAGE_GROUPS = [
               sum(duration_ms) AS api_duration_ms,
               -- for stage_models below (the summary view reads the columns above by name)
               min(model) FILTER (WHERE n_window > 0) AS _model_lo, max(model) FILTER (WHERE n_window > 0) AS _model_hi
-       FROM _snap_req_groups WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
+       FROM _snap_req_pre WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
     """CREATE OR REPLACE TEMP TABLE tool_stage_groups AS
        SELECT workflow_id, stage, CAST(sum(n) AS BIGINT) AS tool_calls, CAST(sum(fails) AS BIGINT) AS tool_failures,
               min(first_at) AS started_at, max(last_at) AS ended_at
-       FROM _snap_tool_groups WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
+       FROM _snap_tool_pre WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
     """CREATE OR REPLACE TEMP TABLE agent_request_spans AS
        SELECT agent_id, min(first_at) AS first_at, max(last_at) AS last_at,
               arg_max(last_dur, last_dur_at) AS last_duration_ms
        FROM _snap_req_pre WHERE agent_id IS NOT NULL GROUP BY agent_id""",
     """CREATE OR REPLACE TEMP TABLE stage_agent_spans AS
        SELECT workflow_id, stage, agent_id, min(first_at) AS first_at, max(last_at) AS last_at
-       FROM _snap_req_groups WHERE workflow_id IS NOT NULL GROUP BY ALL""",
+       FROM _snap_req_pre WHERE workflow_id IS NOT NULL GROUP BY ALL""",
     # the model with most of the window's requests per workflow stage (ties: the first name), as
     # predict.model_advice computes it from the requests view; counted out only where a stage ran
     # on more than one model
@@ -243,29 +111,12 @@ _STAGE_GROUPS = [
        SELECT workflow_id, stage, _model_lo AS model FROM request_stage_groups WHERE _model_lo = _model_hi
        UNION ALL
        SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
-       FROM (SELECT workflow_id, stage, model, sum(n_window) AS n FROM _snap_req_groups
+       FROM (SELECT workflow_id, stage, model, sum(n_window) AS n FROM _snap_req_pre
              SEMI JOIN (SELECT workflow_id, stage FROM request_stage_groups WHERE _model_lo <> _model_hi)
                   USING (workflow_id, stage)
              WHERE model IS NOT NULL AND n_window > 0 GROUP BY ALL)
        GROUP BY workflow_id, stage""",
 ]
-
-_TOOLS_COLUMNS = ('tool_use_id, session_id, agent_id, request_id, tool_name, "timestamp", success, duration_ms, '
-                  "error_type, error, tool_parameters, workflow_id, stage, task_id, experiment_id, agent")
-_ERRORS_COLUMNS = ('error_key, session_id, agent_id, request_id, model, "timestamp", status_code, error, attempt, '
-                   "duration_ms, workflow_id, stage, task_id, experiment_id, agent, kind, error_type, retries_exhausted")
-
-
-
-def all_requests_resolved(cur: Any) -> str:
-    """SQL of every API request resolved row by row as ``_ROW_REQUESTS`` does (the ``requests`` view
-    less the recursive agent tree; ~2x faster than the view over all history), for readers that need
-    per-request columns the per-day cache does not keep (durations). Puts the link ranges and the model
-    prices it reads in front as temporary tables on ``cur``: call it inside the reader's transaction."""
-    db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE workflow_link_ranges AS SELECT * FROM {db}.main.workflow_link_ranges")
-    cur.execute(f"CREATE OR REPLACE TEMP TABLE _snap_prices AS SELECT * FROM {db}.main.model_prices")
-    return _ROW_REQUESTS.format(db=db, where="true")
 
 _CACHE_LOCK = threading.Lock()
 
@@ -416,26 +267,12 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
         with _CACHE_LOCK if cached else contextlib.nullcontext():
             cur.execute("BEGIN TRANSACTION")
             try:
-                # the link ranges (a window function over every link) once, for every view read below too
-                run("resolve", f"CREATE OR REPLACE TEMP TABLE workflow_link_ranges AS SELECT * FROM {db}.main.workflow_link_ranges")
                 if cached:
                     t["cache_days"] = _refresh_cache(cur, db, run)
                     _pre_from_cache(cur, db, run, m_start, end, win)
                 else:
                     run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
                     run("group_tools", _TOOL_PRE.format(db=db))
-                run("resolve", _PRICES.format(db=db))
-                run("resolve", _STRADDLE.format(db=db))
-                req_ctx = _GROUP_CONTEXT.format(
-                    db=db, pre="_snap_req_pre",
-                    extra="COALESCE(g.task_id, ac.task_id, wl.task_id) AS r_task_id, "
-                          "COALESCE(g.experiment_id, ac.experiment_id, wl.experiment_id) AS r_experiment_id")
-                run("resolve", _REQ_GROUPS.format(db=db, context=req_ctx))
-                run("resolve", _TOOL_GROUPS.format(context=_GROUP_CONTEXT.format(db=db, pre="_snap_tool_pre", extra="1 AS _x")))
-                if cur.execute("SELECT count(*) FROM _snap_straddle").fetchone()[0]:  # type: ignore[index]
-                    straddling = _ROW_REQUESTS.format(db=db, where="r.session_id IN (SELECT session_id FROM _snap_straddle)")
-                    run("resolve", _REQ_GROUPS_ROWS.format(rows=straddling), win)
-                    run("resolve", _TOOL_GROUPS_ROWS.format(db=db))
                 for sql in _STAGE_GROUPS:
                     run("summaries", sql)
                 # API errors are few: the view, row by row (before `errors` below shadows what it reads)
@@ -443,26 +280,15 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                 # the summary views' bodies, bound on this connection, read the temporary parts above
                 for v in ("workflow_stage_summary", "workflow_summary"):
                     run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
-                for name in ("_snap_req_pre", "_snap_tool_pre", "_snap_req_groups", "_snap_tool_groups",
-                             "request_stage_groups", "tool_stage_groups", "_snap_req_cut", "_snap_win"):
+                for name in ("_snap_req_pre", "_snap_tool_pre", "request_stage_groups", "tool_stage_groups",
+                             "_snap_req_cut", "_snap_win"):
                     # done with: their memory goes to what follows (the cached step 1 is views)
                     kind = cur.execute("SELECT CASE WHEN EXISTS (SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?) "
                                        "THEN 'VIEW' ELSE 'TABLE' END", [name]).fetchone()[0]  # type: ignore[index]
                     cur.execute(f"DROP {kind} IF EXISTS temp.main.{name}")
                 window = '"timestamp" >= $start AND "timestamp" < $end'
-                # the window's rows name a small part of all agents: shadow `agents` with those while the
-                # window's rows are resolved (hash-joining every agent cost more than the rows themselves)
-                run("window_rows", f"""CREATE OR REPLACE TEMP TABLE agents AS SELECT * FROM {db}.main.agents WHERE agent_id IN (
-                    SELECT agent_id FROM {db}.main.api_requests WHERE {window}
-                    UNION SELECT agent_id FROM {db}.main.tool_calls WHERE {window}
-                    UNION SELECT agent_id FROM {db}.main.api_errors WHERE {window})""", rows)
-                run("window_rows", "CREATE OR REPLACE TEMP TABLE requests AS "
-                    + _ROW_REQUESTS.format(db=db, where=window.replace('"timestamp"', 'r."timestamp"')), rows)
-                run("window_rows", f"CREATE OR REPLACE TEMP TABLE tools AS SELECT {_TOOLS_COLUMNS} FROM {db}.main.tools "
-                    f"WHERE {window}", rows)
-                run("window_rows", f"CREATE OR REPLACE TEMP TABLE errors AS SELECT {_ERRORS_COLUMNS} FROM {db}.main.errors "
-                    f"WHERE {window}", rows)
-                cur.execute("DROP TABLE temp.main.agents")  # `agents` is the real table again for the analyses
+                for view in ("requests", "tools", "errors"):
+                    run("window_rows", f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM {db}.main.{view} WHERE {window}", rows)
                 cur.execute("COMMIT")
             except BaseException:
                 with contextlib.suppress(Exception):  # closing the cursor would roll back too, after the lock

@@ -49,6 +49,9 @@ def register(sub: argparse._SubParsersAction, handlers: dict) -> None:
                         "what does not. Exit status 1 when a check fails.")
     sp.add_argument("--project", metavar="DIR", help="the project folder (default: the current folder)")
     sp.add_argument("--claude", metavar="PATH", help="the Claude Code executable (default: `claude` on PATH)")
+    sp.add_argument("--verify", action="store_true",
+                    help="check that every stored fact's resolved context equals a from-scratch resolution "
+                         "(by default only the most recent facts are checked)")
     A.add_format(sp)
     handlers["doctor"] = cmd_doctor
 
@@ -101,7 +104,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     from ..kit.doctor import FAIL, run_checks
 
     project = Path(args.project or ".").expanduser().resolve()
-    checks = run_checks(project, claude=args.claude)
+    checks = run_checks(project, claude=args.claude, verify=args.verify)
     if args.format != "table":
         rows = [c.as_dict() for c in checks]
         emit(args.format, rows, [], sys.stdout, A.table_width(args), csv_rows=rows)

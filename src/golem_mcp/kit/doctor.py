@@ -368,7 +368,40 @@ def check_transcripts(project: Path | None) -> Check:
     return Check("transcripts", OK, f"{sum(1 for _ in base.glob('*/*.jsonl'))} session transcripts in {base}")
 
 
-def run_checks(project: Path | None, claude: str | None = None) -> list[Check]:
+def check_resolution(url: str | None, verify: bool = False) -> Check:
+    """Stored resolved facts equal a from-scratch resolution (of the recent rows; every row with
+    ``verify``): asked of the daemon, or read from the store itself when no daemon holds it."""
+    from ..interfaces.client import call
+
+    name = "resolved facts"
+    try:
+        if url:
+            got = call(url, "/api/resolution" + ("?full=1" if verify else ""), timeout=3600 if verify else 60)
+        else:
+            from ..config import default_db_path
+            from ..store import Store
+
+            path = default_db_path()
+            if not path.exists():
+                return Check(name, OK, "no store yet")
+            with Store(path, read_only=True) as store:
+                got = store.check_resolution(full=verify)
+    except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
+        return Check(name, WARN, f"could not check: {e}", "run `golem-mcp doctor --verify` again once the daemon answers")
+    what = "every fact" if got.get("checked") == "all" else "the most recent facts"
+    bad = got.get("mismatches") or {}
+    if not bad:
+        return Check(name, OK, f"{what} resolve as from scratch" + ("" if verify else " (--verify: all of them)"))
+    parts = []
+    for table, m in bad.items():
+        first = "; ".join(f"{f['key']}: {f['column']} is {f['stored']!r}, expected {f['expected']!r}" for f in m["first"][:3])
+        parts.append(f"{table}: {m['rows']} rows differ ({first})")
+    return Check(name, FAIL, "; ".join(parts),
+                 "report it with these lines; restarting the daemon does not fix it (the facts are re-resolved when "
+                 "their context changes)")
+
+
+def run_checks(project: Path | None, claude: str | None = None, verify: bool = False) -> list[Check]:
     from ..interfaces.client import call, daemon_url, find_daemon
 
     url = find_daemon()
@@ -382,5 +415,5 @@ def run_checks(project: Path | None, claude: str | None = None) -> list[Check]:
         except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
             checks.append(Check("daemon status", FAIL, f"/api/status failed: {e}", "see the daemon's log; restart it"))
     checks += [check_hooks_firing(status), check_quarantine(), check_otlp_arriving(status),
-               check_transcripts(project)]
+               check_transcripts(project), check_resolution(url, verify)]
     return checks

@@ -19,7 +19,7 @@ import contextlib
 import json
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import date
 from importlib import resources
@@ -32,7 +32,7 @@ from .. import home
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..redaction import redact, redact_table
-from . import checks
+from . import checks, resolve
 from .batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
 from .writer import WriteQueue
 
@@ -235,6 +235,9 @@ class Store:
         self._change: int | None = None  # this write's change number, taken when first needed
         # the machine this store's own writes were observed on (id, label); read-only stores write nothing
         self.machine_id, self.machine_label = machine or (("", "") if read_only else home.machine())
+        self._owners = resolve.Owners()  # keys with stored facts (resolve_owners), cached
+        self._res: resolve.WriteResolution | None = None  # the resolver's state during a write
+        self._fact_hooks: list[Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]] = []
         if not read_only:
             self.migrate()
         self._load_types()
@@ -342,6 +345,8 @@ class Store:
                     self.con.execute(_sql(name))
                     if version == MACHINE_MIGRATION and applied:
                         self._claim_unowned()
+                    if version == 7:
+                        self._backfill_resolved()
                     self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
                     self.con.execute("COMMIT")
                 except Exception:
@@ -352,9 +357,62 @@ class Store:
                 # DuckDB 1.5.5 cannot replay a WAL holding 009's column defaults (nextval): a daemon
                 # killed -9 before its first checkpoint could never open its store again
                 self.con.execute("CHECKPOINT")
+            self.con.execute(resolve.SQL["macros"])
+            resolve.build_tree(self.con, ())  # the tree the resolver joins, empty until a write fills it
             self.con.execute(_sql("views.sql"))
+            self._settle_resolution_inputs()
+
+    def _backfill_resolved(self) -> None:
+        """Migration 007 on a store with facts: resolve them all once (progress on stderr when big)."""
+        self.con.execute(resolve.SQL["macros"])
+        self._load_types()
+        rows = self.con.execute("SELECT " + " + ".join(f"(SELECT count(*) FROM {ident(t)})" for t in resolve.FACTS)).fetchone()
+        big = bool(rows and rows[0] > 100_000)
+        resolve.backfill(self.con, self._types, resolve.stderr_progress if big else None)
+
+    def _settle_resolution_inputs(self) -> None:
+        """Write the main stage setting and the price table (both read by the resolver) and, when either
+        differs from what the stored facts were resolved with, re-resolve the facts concerned."""
+        self.con.execute("BEGIN")
+        try:
+            old_stage = self.con.execute("SELECT value FROM settings WHERE key = 'main_stage'").fetchall()
+            old_prices = set(self.con.execute("SELECT * EXCLUDE (as_of, source) FROM prices").fetchall())
             self.con.execute("INSERT OR REPLACE INTO settings VALUES ('main_stage', ?)", [self.settings.main_stage])
             self._load_prices()
+            new_prices = set(self.con.execute("SELECT * EXCLUDE (as_of, source) FROM prices").fetchall())
+            scope = resolve.Scope(models={p[0] for p in old_prices ^ new_prices},
+                                  main_thread=bool(old_stage) and old_stage[0][0] != self.settings.main_stage)
+            if scope:
+                self._load_types()
+                self._change = None
+                res = resolve.WriteResolution(self.con, self._types, self._owners, track=False, change=self._change_number)
+                res.scope = scope
+                res.finish()
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
+
+    def resolve_all(self, progress: Callable[[str], None] | None = None) -> None:
+        """Resolve every stored fact from scratch, in one transaction: for facts written around
+        :meth:`write` (plain SQL, generated stores); :meth:`write` keeps them resolved otherwise."""
+        with self._lock:
+            self.con.execute("BEGIN")
+            try:
+                resolve.backfill(self.con, self._types, progress)
+                # the analysis' per-day aggregates group by resolved columns: built again
+                self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+
+    def on_fact_changes(self, hook: Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]) -> None:
+        """Call ``hook(con, {fact table: changed rows})`` inside every write's transaction, after the
+        facts are resolved and before the commit, when the write changed facts. The rows are in the
+        temporary tables ``golem_delta_old_<table>`` (as stored before) and ``golem_delta_new_<table>``
+        (as stored now); see :mod:`golem_mcp.store.resolve`. An exception rolls the write back."""
+        self._fact_hooks.append(hook)
 
     def _claim_unowned(self) -> None:
         """Facts stored before machines were tracked were observed here: they get this machine's id."""
@@ -424,6 +482,7 @@ class Store:
         rows = self.con.execute(
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
             "WHERE table_schema = 'main' ORDER BY table_name, ordinal_position").fetchall()
+        self._types = {}
         for t, c, dt in rows:
             self._types.setdefault(t, {})[c] = dt
 
@@ -461,18 +520,36 @@ class Store:
                 self._estimates = None
                 self._changed = {}
                 self._change = None
+                hooks = list(self._fact_hooks)
+                res = self._res = resolve.WriteResolution(self.con, self._types, self._owners, track=bool(hooks),
+                                                          change=self._change_number)
+                res.begin(batch.rows)
+                resolving = False
                 for t in tables:
+                    if t in resolve.FACTS and not resolving:
+                        res.context_written(batch.rows)  # facts are written after all their context
+                        resolving = True
                     counts[t] = self._upsert(t, batch.rows[t], report)
                 if shards:
                     self.con.executemany("INSERT OR REPLACE INTO imported_shards VALUES (?, ?, ?, ?, current_timestamp)",
                                          [[n, m, r, self._change_number()] for n, m, r in shards])
+                if not resolving:
+                    res.context_written({})
+                changed = res.finish()
+                self._note_resolved_days(res.rescoped)
+                if hooks and changed:
+                    for hook in hooks:
+                        hook(self.con, changed)
                 added = self._stamp_changes()
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
                 raise
+            finally:
+                self._res = None
             if self._stamped is not None:
                 self._stamped |= added  # only once committed: a rolled-back insert left no row
+            self._owners.remember(res.new_owners)
         return counts
 
     def _upsert(self, table: str, rows: list[dict], report: checks.Report) -> int:
@@ -491,6 +568,8 @@ class Store:
             present.update(r)
         present.discard(ORIGIN)
         present.discard(CHANGE_COLUMN)  # set by the write itself (rows read back from a shard carry one)
+        if table in resolve.FACTS:  # the resolver's columns: resolved here, whatever a row carries
+            present -= {c for c in present if c.startswith("r_")}
         if table == "hook_events" and not self.settings.keep_hook_payloads:
             present.discard("payload")  # only the typed columns, unless the user opted in
         extra = present - set(types)
@@ -528,11 +607,17 @@ class Store:
         name = f"_stg_{table}"
         self.con.register(name, stg)
         try:
-            if n_keys <= self._SMALL:
+            if table == "tool_calls" and self._res is not None and "agent_id" in cols:
+                self._res.note_tool_calls(kept)
+            if table in resolve.FACTS and self._res is not None:
+                # the stored rows of these keys, kept as they are before the merge (the change set)
+                existing = set(self._res.before_merge(table, list(dict.fromkeys(kv))))
+            elif n_keys <= self._SMALL:
                 # a few keys: ON CONFLICT is as cheap as the lookup it would save
                 self._insert(table, cols, name, n_keys != len(kv), merge=True)
                 return len(rows)
-            existing = self._existing(table, keys, kv, name)
+            else:
+                existing = self._existing(table, keys, kv, name)
             if not existing:
                 self._note_new_days(table, stg)
                 self._insert(table, cols, name, n_keys != len(kv), merge=False)
@@ -574,6 +659,15 @@ class Store:
             row = self.con.execute("SELECT nextval('change_seq')").fetchone()
             self._change = int(row[0]) if row else 0
         return self._change
+
+    def _note_resolved_days(self, tables: set[str]) -> None:
+        """The days of the fact rows the resolver re-resolved (their resolved context is part of what
+        the analysis' per-day cache groups by)."""
+        for t in tables:
+            if t in FACT_TABLES:
+                rows = self.con.execute(f"SELECT DISTINCT {FACT_DAY_SQL} FROM {ident('_res_cur_' + t)} UNION "
+                                        f"SELECT DISTINCT {FACT_DAY_SQL} FROM {ident('_res_out_' + t)}").fetchall()
+                self._changed.setdefault(t, set()).update(NO_DAY if r[0] is None else r[0] for r in rows)
 
     def _note_new_days(self, table: str, staged: Any) -> None:
         """The days new rows of a fact table land on, read off their staged (arrow) timestamps."""
@@ -640,6 +734,10 @@ class Store:
             src = f"SELECT {sel}{change} FROM {staged} GROUP BY {key_list}"
         else:
             src = f"SELECT {col_list}{change} FROM {staged}"
+        if not merge and table in resolve.FACTS and self._res is not None:
+            # new facts: resolved as they go in
+            self._res.insert(table, cols + ([CHANGE_COLUMN] if tracked else []), src, params)
+            return
         sql = f"INSERT INTO {ident(table)} ({col_list}{', ' + ident(CHANGE_COLUMN) if tracked else ''}) {src}"
         if merge:
             if non_keys:
@@ -738,6 +836,19 @@ class Store:
         """path -> (size, mtime_ns, offset, lines) for files read before."""
         rows = self.con.cursor().execute('SELECT path, size, mtime_ns, "offset", lines FROM ingest_files').fetchall()
         return {p: (s, m, o, n) for p, s, m, o, n in rows}
+
+    def check_resolution(self, full: bool = False, limit: int = 5) -> dict[str, Any]:
+        """Whether the stored resolved columns equal a from-scratch resolution (``golem-mcp doctor``):
+        of the most recent 2,000 rows of each fact table, or of every row when ``full``. Returns
+        ``{"checked": "recent"|"all", "mismatches": {table: {"rows": n, "first": [...]}}}``."""
+        with self.reader() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                found = resolve.mismatches(cur, self._types, limit=limit, sample=None if full else 2000)
+            finally:
+                cur.execute("ROLLBACK")
+        return {"checked": "all" if full else "recent",
+                "mismatches": {t: {"rows": n, "first": first} for t, (n, first) in found.items()}}
 
     def table_counts(self) -> dict[str, int]:
         """Rows per table, all from one snapshot: counted one statement each, a commit landing between

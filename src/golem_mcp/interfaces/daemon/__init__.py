@@ -6,7 +6,8 @@ It serves on loopback:
   Each body is committed to the store before the reply, so a 200 means stored.
 - ``POST /hooks`` — one Claude Code hook payload (or a JSON list of them), from ``golem-mcp hook``.
 - ``POST /api/import``, ``POST /api/report``, ``GET /api/status`` — what the CLI asks when a daemon
-  runs (it cannot open the database itself then).
+  runs (it cannot open the database itself then). ``GET /api/resolution`` (``?full=1``): whether the
+  stored resolved facts equal a from-scratch resolution (``golem-mcp doctor``).
 - ``GET /metrics`` — the store's totals for Prometheus (``interfaces/metrics.py``).
 - ``GET /healthz`` — liveness (and which data folder it serves, for a second daemon's message), no
   token needed.

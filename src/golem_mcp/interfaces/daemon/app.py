@@ -302,6 +302,10 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
 
         return json_response(await anyio.to_thread.run_sync(push_now, store, settings))
 
+    async def resolution_endpoint(request: Request) -> Response:
+        full = request.query_params.get("full") in ("1", "true")
+        return json_response(await anyio.to_thread.run_sync(lambda: store.check_resolution(full=full)))
+
     async def dashboard_endpoint(request: Request) -> Response:
         from ..dashboard import CSP, parse_days
 
@@ -326,6 +330,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         Route("/api/report", ep(report_endpoint), methods=["POST"]),
         Route("/api/status", ep(status_endpoint), methods=["GET"]),
         Route("/api/push", ep(push_endpoint), methods=["POST"]),
+        Route("/api/resolution", ep(resolution_endpoint), methods=["GET"]),
         Route("/api/cli", ep(cli_endpoint), methods=["POST"]),
         Route("/api/wake", ep(wake_endpoint), methods=["POST"]),
         Route("/metrics", ep(metrics_endpoint(store)), methods=["GET"]),

@@ -1,30 +1,16 @@
--- Views: facts joined with context. Recreated on every open (CREATE OR REPLACE), so they can change
+-- Views over the resolved facts and their context. Recreated on every open (CREATE OR REPLACE), so they can change
 -- without a migration. The seed documents' table names are views here.
 
 -- Agents with their parent (direct, or the agent that issued the spawning Agent tool call) and
--- the outermost ancestor below the main thread, so nested costs can roll up to the outer stage.
+-- the outermost ancestor below the main thread, so nested costs can roll up to the outer stage
+-- (resolve.sql's agent_parents and golem_agent_tree: the rule the resolver uses).
 CREATE OR REPLACE VIEW agent_tree AS
-WITH RECURSIVE base AS (
-    SELECT a.agent_id, a.session_id, a.agent_type, a.description, a.model, a.started_at, a.ended_at,
-           COALESCE(a.parent_agent_id, tc.agent_id) AS parent_agent_id
-    FROM agents a LEFT JOIN tool_calls tc ON tc.tool_use_id = a.spawn_tool_use_id
-),
--- walk down from the agents the main thread started (most agents: one step, no recursion)
-tree(agent_id, root_agent_id, depth) AS (
-    SELECT agent_id, agent_id, 1 FROM base
-    WHERE parent_agent_id IS NULL OR parent_agent_id = agent_id
-    UNION ALL
-    SELECT b.agent_id, t.root_agent_id, t.depth + 1
-    FROM base b JOIN tree t ON b.parent_agent_id = t.agent_id
-    WHERE b.parent_agent_id <> b.agent_id AND t.depth < 16
-)
-SELECT b.agent_id, b.session_id, NULLIF(b.agent_type, 'custom') AS agent_type, b.agent_type AS raw_agent_type,
-       b.description, b.model, b.started_at, b.ended_at, b.parent_agent_id,
-       COALESCE(t.root_agent_id, b.agent_id) AS root_agent_id, COALESCE(t.depth, 1) AS depth,
-       NULLIF(COALESCE(r.agent_type, b.agent_type), 'custom') AS root_agent_type
-FROM base b
-LEFT JOIN tree t USING (agent_id)
-LEFT JOIN base r ON r.agent_id = t.root_agent_id;
+SELECT a.agent_id, a.session_id, t.agent_type, a.agent_type AS raw_agent_type,
+       a.description, a.model, a.started_at, a.ended_at, p.parent_agent_id,
+       COALESCE(t.root_agent_id, a.agent_id) AS root_agent_id, t.depth, t.root_agent_type
+FROM agents a
+JOIN agent_parents p USING (agent_id)
+JOIN golem_agent_tree('agent_parents') t USING (agent_id);
 
 -- Session -> workflow links as [valid_from, valid_to) ranges: a hash join on session_id with a
 -- range filter is ~7x faster than an ASOF join at a million requests.
@@ -39,140 +25,53 @@ FROM workflow_links;
 CREATE OR REPLACE VIEW model_prices AS
 SELECT m.model AS request_model, p.*
 FROM (SELECT DISTINCT model FROM api_requests WHERE model IS NOT NULL) m
-JOIN prices p ON p.model = regexp_replace(m.model, '-[0-9]{8}$', '');
-
--- Context of any fact keyed by (session_id, agent_id, timestamp, emitted context).
-CREATE OR REPLACE MACRO golem_main_stage() AS
-    COALESCE((SELECT value FROM settings WHERE key = 'main_stage'), 'main');
+JOIN prices p ON p.model = golem_price_model(m.model);
 
 -- The cache hit rate: of the input tokens a request sent, the share read from the prompt cache.
 -- The one SQL definition: every view with a cache rate uses it.
 CREATE OR REPLACE MACRO golem_cache_hit_rate(cache_read, uncached_input, cache_creation) AS
     cache_read / NULLIF(uncached_input + cache_read + cache_creation, 0);
 
--- A root session that no launcher, hook or agent tagged is a workflow of its own (its subagents
--- share its session id, so their requests are in it too). A tag that arrives later wins: emitted
--- context and agent context come first, and a session's first workflow link holds from its start.
-CREATE OR REPLACE MACRO golem_session_workflow(session_id) AS 'session-' || left(session_id, 13);
-
--- The one rule for a fact's workflow: what the fact carried, its agent's context, its session's
--- link at that moment, else the session's own workflow.
-CREATE OR REPLACE MACRO golem_workflow(emitted, agent_ctx, link, session_id) AS
-    COALESCE(emitted, agent_ctx, link, golem_session_workflow(session_id));
-
--- A folder as its user would type it: the home folder as ~ (the project's path, never its
--- transcript folder's mangled name such as -home-dev-work-wf-007).
-CREATE OR REPLACE MACRO golem_home_path(path) AS
-    regexp_replace(path, '^(/home/[^/]+|/Users/[^/]+|/root|[A-Za-z]:\\Users\\[^\\]+)($|/|\\)', '~\2');
-
+-- The facts with their resolved context (store/resolve.py fills the r_ columns when a fact is
+-- written, and again when context it depends on arrives): no attribution rule is restated here.
 CREATE OR REPLACE VIEW requests AS
-WITH r AS (
-    SELECT r.*, COALESCE(r."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM api_requests r
-), joined AS (
-    SELECT r.*,
-           t.agent_type, t.root_agent_type, t.depth AS agent_depth,
-           ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage, ac.task_id AS ac_task_id,
-           ac.experiment_id AS ac_experiment_id,
-           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
-    FROM r
-    LEFT JOIN agent_tree t ON t.agent_id = r.agent_id
-    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
-    LEFT JOIN workflow_link_ranges wl ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
-), resolved AS (
-    SELECT j.*,
-           golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS r_workflow_id,
-           COALESCE(j.ac_stage, j.stage,
-                    CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
-                         ELSE COALESCE(j.agent_type, 'subagent') END) AS r_stage,
-           COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS r_task_id,
-           COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS r_experiment_id
-    FROM joined j
-)
-SELECT x.request_id, x.message_id, x.session_id, x.agent_id, x.prompt_id, x.model, x."timestamp",
-       COALESCE(x.input_tokens, 0) AS input_tokens, COALESCE(x.output_tokens, 0) AS output_tokens,
-       COALESCE(x.cache_read_tokens, 0) AS cache_read_tokens,
-       COALESCE(x.cache_creation_tokens, 0) AS cache_creation_tokens,
-       x.cache_creation_5m_tokens, x.cache_creation_1h_tokens,
-       x.duration_ms, x.ttft_ms, x.query_source, COALESCE(x.attempt, 1) AS attempt,
-       COALESCE(x.success, true) AS success, x.stop_reason, x.source_mask, x.machine_id,
-       x.r_workflow_id AS workflow_id, x.r_stage AS stage, x.r_task_id AS task_id,
-       COALESCE(x.r_experiment_id, w.experiment_id) AS experiment_id,
-       CASE WHEN x.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(x.agent_type, 'subagent') END AS agent,
-       -- the stage of the outermost subagent, for rolling nested subagents up
-       CASE WHEN x.agent_id IS NULL OR x.agent_depth IS NULL OR x.agent_depth <= 1 THEN x.r_stage
-            ELSE COALESCE(x.root_agent_type, x.r_stage) END AS top_stage,
-       w.path AS workflow_path, w.complexity, COALESCE(golem_home_path(s.cwd), s.project) AS project, s.git_branch, s.cwd, s.version AS claude_code_version,
-       x.skill_name, x.plugin_name, x.mcp_server_name, x.mcp_tool_name, x.effort, x.client_request_id,
-       x.cost_usd_micros, x.recorded_cost_usd,
-       (COALESCE(x.input_tokens, 0) * p.input_per_mtok
-        + COALESCE(x.output_tokens, 0) * p.output_per_mtok
-        + COALESCE(x.cache_read_tokens, 0) * p.cache_read_per_mtok
-        + CASE WHEN x.cache_creation_5m_tokens IS NULL AND x.cache_creation_1h_tokens IS NULL
-               THEN COALESCE(x.cache_creation_tokens, 0) * p.cache_write_5m_per_mtok
-               ELSE COALESCE(x.cache_creation_5m_tokens, 0) * p.cache_write_5m_per_mtok
-                    + COALESCE(x.cache_creation_1h_tokens, 0) * p.cache_write_1h_per_mtok END
-       ) / 1e6 AS calculated_cost_usd,
-       COALESCE(x.recorded_cost_usd, calculated_cost_usd) AS cost_usd,
-       CASE WHEN x.recorded_cost_usd IS NOT NULL THEN 'claude_code'
-            WHEN p.model IS NOT NULL THEN 'price_table' ELSE 'unpriced' END AS cost_source
-FROM resolved x
-LEFT JOIN workflows w ON w.workflow_id = x.r_workflow_id
-LEFT JOIN sessions s ON s.session_id = x.session_id
-LEFT JOIN model_prices p ON p.request_model = x.model;
+SELECT request_id, message_id, session_id, agent_id, prompt_id, model, "timestamp",
+       COALESCE(input_tokens, 0) AS input_tokens, COALESCE(output_tokens, 0) AS output_tokens,
+       COALESCE(cache_read_tokens, 0) AS cache_read_tokens,
+       COALESCE(cache_creation_tokens, 0) AS cache_creation_tokens,
+       cache_creation_5m_tokens, cache_creation_1h_tokens,
+       duration_ms, ttft_ms, query_source, COALESCE(attempt, 1) AS attempt,
+       COALESCE(success, true) AS success, stop_reason, source_mask, machine_id,
+       r_workflow_id AS workflow_id, r_stage AS stage, r_task_id AS task_id, r_experiment_id AS experiment_id,
+       r_agent AS agent, r_top_stage AS top_stage, r_workflow_path AS workflow_path, r_complexity AS complexity,
+       r_project AS project, r_git_branch AS git_branch, r_cwd AS cwd, r_claude_code_version AS claude_code_version,
+       skill_name, plugin_name, mcp_server_name, mcp_tool_name, effort, client_request_id,
+       cost_usd_micros, recorded_cost_usd, r_calculated_cost_usd AS calculated_cost_usd, r_cost_usd AS cost_usd,
+       r_cost_source AS cost_source
+FROM api_requests;
 
 CREATE OR REPLACE VIEW tools AS
-WITH r AS (
-    SELECT c.*, COALESCE(c."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM tool_calls c
-), j AS (
-    SELECT r.*, NULLIF(a.agent_type, 'custom') AS agent_type,
-           ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage, ac.task_id AS ac_task_id,
-           ac.experiment_id AS ac_experiment_id,
-           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
-    FROM r
-    -- only the agent's own type is needed (agent_tree's agent_type is the same NULLIF): the recursive
-    -- tree over every agent cost 3 s at 2 million agents on every read of this view
-    LEFT JOIN agents a ON a.agent_id = r.agent_id
-    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
-    LEFT JOIN workflow_link_ranges wl ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
-)
-SELECT j.tool_use_id, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.tool_name, j."timestamp",
-       j.success, j.duration_ms, j.error_type, j.error, j.input_size_bytes, j.result_size_bytes,
-       j.tool_parameters, j.decision, j.source_mask, j.machine_id, j.mcp_server_name, j.mcp_tool_name, j.batch_size,
-       golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
-       COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
-                                          ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
-       COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS task_id,
-       COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS experiment_id,
-       CASE WHEN j.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(j.agent_type, 'subagent') END AS agent
-FROM j;
+SELECT tool_use_id, session_id, agent_id, request_id, prompt_id, tool_name, "timestamp",
+       success, duration_ms, error_type, error, input_size_bytes, result_size_bytes,
+       tool_parameters, decision, source_mask, machine_id, mcp_server_name, mcp_tool_name, batch_size,
+       r_workflow_id AS workflow_id, r_stage AS stage, r_task_id AS task_id, r_experiment_id AS experiment_id,
+       r_agent AS agent, r_top_stage AS top_stage, r_workflow_path AS workflow_path, r_complexity AS complexity,
+       r_project AS project, r_git_branch AS git_branch
+FROM tool_calls;
 
 CREATE OR REPLACE VIEW errors AS
-WITH r AS (
-    SELECT e.*, COALESCE(e."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM api_errors e
-), j AS (
-    SELECT r.*, NULLIF(a.agent_type, 'custom') AS agent_type, ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage,
-           ac.task_id AS ac_task_id, ac.experiment_id AS ac_experiment_id,
-           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
-    FROM r
-    LEFT JOIN agents a ON a.agent_id = r.agent_id  -- as in tools: the agent's own type only
-    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(r.agent_id, r.session_id)
-    LEFT JOIN workflow_link_ranges wl ON wl.session_id = r.session_id AND r._ts >= wl.valid_from AND r._ts < wl.valid_to
-    -- a StopFailure hook repeats the API error or refusal OTel already reported for its prompt: counted once
-    WHERE r.kind IS DISTINCT FROM 'stop_failure' OR NOT EXISTS (
-        SELECT 1 FROM api_errors o WHERE o.session_id = r.session_id AND o.prompt_id = r.prompt_id
-                                     AND o.kind IS DISTINCT FROM 'stop_failure')
-)
-SELECT j.error_key, j.session_id, j.agent_id, j.request_id, j.prompt_id, j.model, j."timestamp",
-       j.status_code, j.error, j.attempt, j.duration_ms, j.source, j.machine_id,
-       COALESCE(j.kind, 'api_error') AS kind, j.error_type, COALESCE(j.retries_exhausted, false) AS retries_exhausted,
-       j.total_retry_duration_ms,
-       golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
-       COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
-                                          ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
-       COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS task_id,
-       COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS experiment_id,
-       CASE WHEN j.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(j.agent_type, 'subagent') END AS agent
-FROM j;
+SELECT r.error_key, r.session_id, r.agent_id, r.request_id, r.prompt_id, r.model, r."timestamp",
+       r.status_code, r.error, r.attempt, r.duration_ms, r.source, r.machine_id,
+       COALESCE(r.kind, 'api_error') AS kind, r.error_type, COALESCE(r.retries_exhausted, false) AS retries_exhausted,
+       r.total_retry_duration_ms,
+       r.r_workflow_id AS workflow_id, r.r_stage AS stage, r.r_task_id AS task_id, r.r_experiment_id AS experiment_id,
+       r.r_agent AS agent, r.r_top_stage AS top_stage, r.r_workflow_path AS workflow_path, r.r_complexity AS complexity,
+       r.r_project AS project, r.r_git_branch AS git_branch
+FROM api_errors r
+-- a StopFailure hook repeats the API error or refusal OTel already reported for its prompt: counted once
+WHERE r.kind IS DISTINCT FROM 'stop_failure' OR NOT EXISTS (
+    SELECT 1 FROM api_errors o WHERE o.session_id = r.session_id AND o.prompt_id = r.prompt_id
+                                 AND o.kind IS DISTINCT FROM 'stop_failure');
 
 -- The category of a failure (tool call or API error); ``msg`` is the error text in lower case, ``etype``
 -- Claude Code's error type. Order matters: the first match wins (seed 004's categories: import,
@@ -383,26 +282,14 @@ GROUP BY p.ancestor;
 -- follows the span convention (golem.kind = handoff | phase | gate | subagent). Times in epoch ms;
 -- duration_ms is execution only, queue_wait_ms the wait before it started (NULL: not measured).
 CREATE OR REPLACE VIEW workflow_trace_log AS
-WITH s AS (
-    SELECT s.*, COALESCE(s.start_time, TIMESTAMP '2262-01-01') AS _ts FROM spans s
-), j AS (
-    SELECT s.*, ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage, ac.task_id AS ac_task_id,
-           ac.experiment_id AS ac_experiment_id,
-           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
-    FROM s
-    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(s.agent_id, s.session_id)
-    LEFT JOIN workflow_link_ranges wl ON wl.session_id = s.session_id AND s._ts >= wl.valid_from AND s._ts < wl.valid_to
-)
 SELECT span_id AS id, trace_id, span_id, parent_span_id, span_type, name AS span_name,
        epoch_ms(start_time) AS start_time_ms, epoch_ms(end_time) AS end_time_ms, duration_ms, queue_wait_ms,
        COALESCE(attempt, 1) AS attempt, COALESCE(attempt, 1) - 1 AS retry_count,
        CASE WHEN status_code = 2 THEN 'error' ELSE 'ok' END AS status, status_message,
-       golem_workflow(workflow_id, ac_workflow_id, wl_workflow_id, session_id) AS workflow_id, COALESCE(ac_stage, stage) AS stage,
-       COALESCE(task_id, ac_task_id, wl_task_id) AS task_id,
-       COALESCE(experiment_id, ac_experiment_id, wl_experiment_id) AS experiment_id,
+       r_workflow_id AS workflow_id, r_stage AS stage, r_task_id AS task_id, r_experiment_id AS experiment_id,
        session_id, agent_id, request_id, tool_use_id, tool_name, attributes, resource,
        start_time, end_time, COALESCE(end_time, start_time) AS created_at
-FROM j;
+FROM spans;
 
 -- Seed 003's analysis runs: status in the seed's capitals, output_ref as the seed's JSON.
 CREATE OR REPLACE VIEW telemetry_analysis_runs AS

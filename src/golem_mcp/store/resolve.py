@@ -1,0 +1,574 @@
+"""The resolver: gives every fact its context once, when it is written (issue 10).
+
+Facts (``api_requests``, ``tool_calls``, ``api_errors``, ``spans``) are stored with ``r_``
+columns: workflow, stage, top stage, agent label, task, experiment, workflow path, complexity,
+project, branch and, for requests, cost and cost source. The rules are in ``sql/resolve.sql`` and
+nowhere else; every reader (views, analyses, tools, dashboard) reads the ``r_`` columns.
+
+Inside :meth:`Store.write <golem_mcp.store.db.Store.write>`'s transaction:
+
+1. :meth:`WriteResolution.begin` notes the context rows the batch is about to change (sessions,
+   agents, workflows, workflow links, agent context), as they are stored;
+2. once the batch's context is written, :meth:`WriteResolution.context_written` compares, and turns
+   what changed into a *scope*: the stored facts the change concerns (by session, agent, declared
+   context key or workflow), kept only for keys that have facts at all (``resolve_owners``), so
+   new sessions and agents cost no scan;
+3. new fact rows are resolved as they are inserted (:meth:`WriteResolution.insert`), by joining
+   only the batch's own keys with the context tables;
+4. :meth:`WriteResolution.finish` re-resolves the merged rows (a fact seen again by another source)
+   and the scope's rows, updates those whose resolved values changed, and leaves the change set.
+
+The change set (the hook point for rollups): for each fact table ``T`` the write changed, two
+temporary tables on the store's connection, valid until the write commits:
+
+- ``golem_delta_old_T``: the rows as they were stored before this write, for keys that existed and
+  whose stored values (resolved or measured) changed;
+- ``golem_delta_new_T``: the rows as they are now, for every key inserted or changed.
+
+Both have exactly ``T``'s columns. Subtracting each ``golem_delta_old_T`` row's contribution and
+adding each ``golem_delta_new_T`` row's keeps an aggregate over ``T`` equal to the same
+``GROUP BY`` over ``T``. Code that maintains such aggregates registers a callable with
+:meth:`Store.on_fact_changes <golem_mcp.store.db.Store.on_fact_changes>`; it is called with the
+connection and ``{table: rows in golem_delta_new_T}`` after resolution, before the commit, in the
+write's transaction (an exception rolls the whole write back).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, NamedTuple
+
+COMMON = ("r_workflow_id", "r_stage", "r_top_stage", "r_agent", "r_task_id", "r_experiment_id",
+          "r_workflow_path", "r_complexity", "r_project", "r_git_branch")
+# (a fact's machine is its own column, migration 009's machine_id, carried as written: not resolved)
+REQUEST = (*COMMON, "r_cwd", "r_claude_code_version", "r_calculated_cost_usd", "r_cost_usd", "r_cost_source")
+
+_DEFAULT_STAGE = "CASE WHEN f.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(t.agent_type, 'subagent') END"
+
+
+class Fact(NamedTuple):
+    key: str
+    ts: str            # the time column the session's workflow link is looked up at
+    stage_default: str  # a fact's stage when no context names one
+    resolved: tuple[str, ...]
+
+
+FACTS: dict[str, Fact] = {
+    "api_requests": Fact("request_id", '"timestamp"', _DEFAULT_STAGE, REQUEST),
+    "tool_calls": Fact("tool_use_id", '"timestamp"', _DEFAULT_STAGE, COMMON),
+    "api_errors": Fact("error_key", '"timestamp"', _DEFAULT_STAGE, COMMON),
+    # a span names a stage only when it or its agent declares one (phase spans are named otherwise)
+    "spans": Fact("span_id", "start_time", "NULL", COMMON),
+}
+
+# Context tables: what a fact's resolution reads of each, looked up by which column.
+# table -> (lookup column, the columns whose change concerns facts)
+CONTEXT: dict[str, tuple[str, tuple[str, ...]]] = {
+    "sessions": ("session_id", ("project", "cwd", "git_branch", "version")),
+    "agents": ("agent_id", ("session_id", "agent_type", "parent_agent_id", "spawn_tool_use_id")),
+    "workflows": ("workflow_id", ("path", "complexity", "experiment_id")),
+    "workflow_links": ("session_id", ("valid_from", "workflow_id", "task_id", "experiment_id")),
+    "agent_context": ("agent_id", ("workflow_id", "stage", "task_id", "experiment_id")),
+}
+
+_CHUNK = 2000  # DuckDB answers an IN list from the primary-key index for up to 2048 keys
+
+
+def _sections() -> dict[str, str]:
+    text = resources.files("golem_mcp.store").joinpath("sql", "resolve.sql").read_text()
+    out: dict[str, str] = {}
+    name = None
+    for line in text.splitlines(keepends=True):
+        if line.startswith("-- name:"):
+            name = line.split(":", 1)[1].strip()
+            out[name] = ""
+        elif name is not None:
+            out[name] += line
+    return out
+
+
+SQL = _sections()
+
+
+def q(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def chunks(values: list[Any], size: int = _CHUNK) -> Iterable[list[Any]]:
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
+def fact_columns(types: dict[str, str]) -> list[str]:
+    """A fact table's own columns (what sources write), in table order."""
+    return [c for c in types if not c.startswith("r_")]
+
+
+def resolution_sql(table: str, facts: str) -> str:
+    """SELECT resolving the rows of ``facts`` (a query over ``table``'s own columns): those columns
+    and the resolved ones. Reads ``_rc_tree`` (:func:`build_tree`) for the agents of those rows."""
+    spec = FACTS[table]
+    req = table == "api_requests"
+    return (SQL["facts"].replace("{facts}", facts).replace("{ts}", spec.ts)
+            .replace("{stage_default}", spec.stage_default)
+            .replace("{request_columns}", SQL["request_columns"].strip() if req else "")
+            .replace("{request_join}", SQL["request_join"].strip() if req else ""))
+
+
+def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
+    """``_rc_tree`` for ``agent_ids`` (None: every agent). Fetches the agents and their ancestors by
+    their keys (an IN list is answered from the primary-key index: no scan of agents or tool calls),
+    level by level, then runs the tree rule (resolve.sql's ``tree``) over them."""
+    if agent_ids is None:
+        con.execute("CREATE OR REPLACE TEMP TABLE _rc_agent_base AS SELECT * FROM agent_parents")
+    else:
+        base: dict[str, tuple[Any, Any]] = {}
+        todo = sorted({a for a in agent_ids if a is not None})
+        seen: set[str] = set(todo)
+        for _ in range(17):
+            if not todo:
+                break
+            rows: list[tuple[Any, ...]] = []
+            for part in chunks(todo):
+                rows += con.execute("SELECT agent_id, agent_type, parent_agent_id, spawn_tool_use_id FROM agents "
+                                    f"WHERE agent_id IN ({marks(len(part))})", part).fetchall()
+            spawns = sorted({r[3] for r in rows if r[2] is None and r[3] is not None})
+            spawner: dict[str, Any] = {}
+            for part in chunks(spawns):
+                spawner.update(con.execute(f"SELECT tool_use_id, agent_id FROM tool_calls WHERE tool_use_id IN ({marks(len(part))})",
+                                           part).fetchall())
+            nxt = set()
+            for aid, atype, parent, spawn in rows:
+                parent = parent if parent is not None else spawner.get(spawn)
+                base[aid] = (atype, parent)
+                if parent is not None and parent not in seen:
+                    seen.add(parent)
+                    nxt.add(parent)
+            todo = sorted(nxt)
+        ids = list(base)
+        con.execute("CREATE OR REPLACE TEMP TABLE _rc_agent_base AS SELECT unnest(?::VARCHAR[]) AS agent_id, "
+                    "unnest(?::VARCHAR[]) AS agent_type, unnest(?::VARCHAR[]) AS parent_agent_id",
+                    [ids, [base[a][0] for a in ids], [base[a][1] for a in ids]])
+    con.execute(SQL["tree"])
+
+
+@dataclass
+class Scope:
+    """Stored facts a change of context concerns."""
+    sessions: set[str] = field(default_factory=set)
+    agents: set[str] = field(default_factory=set)
+    declared: set[str] = field(default_factory=set)   # agent_context keys: an agent id, or a session id (main thread)
+    workflows: set[str] = field(default_factory=set)
+    models: set[str] = field(default_factory=set)      # price changed for these (priced) model names
+    main_thread: bool = False                          # the main stage setting changed
+    everything: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.sessions or self.agents or self.declared or self.workflows or self.models
+                    or self.main_thread or self.everything)
+
+    def predicate(self, table: str) -> tuple[str, list[Any]]:
+        """A WHERE clause over ``table`` selecting the facts in scope (a scan of the table)."""
+        if self.everything:
+            return "true", []
+        parts: list[str] = []
+        params: list[Any] = []
+        for col, values in (("session_id", self.sessions), ("agent_id", self.agents),
+                            ("COALESCE(agent_id, session_id)", self.declared), ("r_workflow_id", self.workflows)):
+            if values:
+                parts.append(f"{col} IN ({marks(len(values))})")
+                params += sorted(values)
+        if self.models and table == "api_requests":
+            parts.append(f"golem_price_model(model) IN ({marks(len(self.models))})")
+            params += sorted(self.models)
+        if self.main_thread:
+            parts.append("agent_id IS NULL")
+        return (" OR ".join(parts) or "false"), params
+
+
+class Owners:
+    """Which sessions, agents and workflows have facts (table ``resolve_owners``: 's:' || session id,
+    'a:' || agent id, 'w:' || workflow id), so context arriving for a key without facts costs no
+    scan. Kept as a superset: a write records the sessions and agents of its facts, and every
+    workflow a fact could resolve to (the workflow ids its facts carry, the ones its agent context
+    and workflow links name, and its sessions' own workflows). A small cache of keys known to be
+    stored saves the insert for keys that repeat."""
+
+    def __init__(self, size: int = 50_000) -> None:
+        self._known: OrderedDict[str, None] = OrderedDict()
+        self._size = size
+
+    def present(self, con: Any, owners: Iterable[str]) -> set[str]:
+        want = sorted(set(owners))
+        found = {o for o in want if o in self._known}
+        rest = [o for o in want if o not in found]
+        for part in chunks(rest):
+            found.update(r[0] for r in con.execute(f"SELECT owner FROM resolve_owners WHERE owner IN ({marks(len(part))})",
+                                                   part).fetchall())
+        return found
+
+    def add(self, con: Any, owners: set[str], sessions: set[str]) -> set[str]:
+        """Store ``owners`` and the own workflows of ``sessions`` (those not known to be stored);
+        returns what to remember once the write commits."""
+        owners = {o for o in owners if o not in self._known}
+        sessions = {v for v in sessions if "sw:" + v not in self._known}
+        if owners or sessions:
+            con.execute("INSERT OR IGNORE INTO resolve_owners SELECT DISTINCT o FROM (SELECT unnest(?::VARCHAR[]) AS o "
+                        "UNION ALL SELECT 'w:' || golem_session_workflow(unnest(?::VARCHAR[])))",
+                        [sorted(owners), sorted(sessions)])
+        return owners | {"sw:" + v for v in sessions}
+
+    def remember(self, owners: Iterable[str]) -> None:
+        for o in owners:
+            self._known[o] = None
+            self._known.move_to_end(o)
+        while len(self._known) > self._size:
+            self._known.popitem(last=False)
+
+
+def _owner_keys(con: Any, relation: str) -> set[str]:
+    rows = con.execute(f"SELECT DISTINCT 's:' || session_id FROM {relation} WHERE session_id IS NOT NULL "
+                       f"UNION SELECT DISTINCT 'a:' || agent_id FROM {relation} WHERE agent_id IS NOT NULL "
+                       f"UNION SELECT DISTINCT 'w:' || r_workflow_id FROM {relation} WHERE r_workflow_id IS NOT NULL").fetchall()
+    return {r[0] for r in rows}
+
+
+# Claude Code's tools that start a subagent (its Agent tool, called Task before 2.x): a tool call
+# of another name is never an agent's spawn_tool_use_id, so only these are looked up among agents.
+SPAWN_TOOLS = ("Agent", "Task")
+
+
+class WriteResolution:
+    """The resolver's state during one :meth:`Store.write`; see the module docstring. ``track``: keep
+    the change set (someone registered for it); without it no delta tables are written."""
+
+    def __init__(self, con: Any, types: dict[str, dict[str, str]], owners: Owners, track: bool = True,
+                 change: Callable[[], int] | None = None) -> None:
+        self.con = con
+        self.change = change  # the write's change number (migration 009's _change_seq), for rows it updates
+        self.types = types
+        self.owners = owners
+        self.track = track
+        self.old: dict[tuple[str, Any], set[tuple[Any, ...]]] = {}
+        self.asked: dict[str, list[Any]] = {}
+        self.scope = Scope()
+        self.inserted: set[str] = set()   # fact tables with rows inserted (resolved) by this write
+        self.merged: dict[str, list[Any]] = {}  # fact table -> keys merged into stored rows
+        self.before: set[str] = set()  # fact tables whose pre-merge images are in _res_before_T
+        self.rescoped: set[str] = set()
+        self.new_owners: set[str] = set()  # to remember once committed
+        self.batch_owners: set[str] = set()
+        self.batch_sessions: set[str] = set()
+        self.spawn_ids: list[str] = []
+
+    # -- context -------------------------------------------------------------------------------
+    def _context_rows(self, asked: dict[str, list[Any]]) -> dict[tuple[str, Any], set[tuple[Any, ...]]]:
+        """(table, key) -> the stored values that concern facts; a row whose values are all NULL
+        counts as no row (it resolves nothing), except a workflow link (its time alone counts)."""
+        parts, params = [], []
+        for table, values in asked.items():
+            col, cols = CONTEXT[table]
+            for part in chunks(values):
+                vals = ", ".join(f"CAST({q(c)} AS VARCHAR)" for c in cols)
+                parts.append(f"SELECT '{table}' AS t, {q(col)} AS k, [{vals}] AS v FROM {q(table)} "
+                             f"WHERE {q(col)} IN ({marks(len(part))})")
+                params += part
+        out: dict[tuple[str, Any], set[tuple[Any, ...]]] = {}
+        if parts:
+            for t, k, v in self.con.execute(" UNION ALL ".join(parts), params).fetchall():
+                if t == "workflow_links" or any(x is not None for x in v):
+                    out.setdefault((t, k), set()).add(tuple(v))
+        return out
+
+    def begin(self, rows: dict[str, list[dict]]) -> None:
+        """Note the stored context the batch's rows may change, and what the batch's facts own."""
+        for table, (col, _) in CONTEXT.items():
+            values = sorted({v for r in rows.get(table, ()) if isinstance(v := r.get(col), str)})
+            if values:
+                self.asked[table] = values
+        self.old = self._context_rows(self.asked)
+        owners: set[str] = set()
+        for t in FACTS:
+            for r in rows.get(t, ()):
+                sid, aid, wf = r.get("session_id"), r.get("agent_id"), r.get("workflow_id")
+                if isinstance(sid, str):
+                    owners.add("s:" + sid)
+                    self.batch_sessions.add(sid)
+                if isinstance(aid, str):
+                    owners.add("a:" + aid)
+                if isinstance(wf, str):
+                    owners.add("w:" + wf)
+        for t in ("agent_context", "workflow_links"):
+            owners.update("w:" + wf for r in rows.get(t, ()) if isinstance(wf := r.get("workflow_id"), str))
+        self.batch_owners = owners
+
+    def context_written(self, rows: dict[str, list[dict]]) -> None:
+        """The batch's context is stored: what changed becomes the scope (facts stored before this write
+        only), and the tree of the batch's agents is built for the facts about to be inserted."""
+        if self.asked:
+            after = self._context_rows(self.asked)
+            s = Scope()
+            for key in set(self.old) | set(after):
+                before_v, after_v = self.old.get(key, set()), after.get(key, set())
+                if before_v == after_v:
+                    continue
+                table, v = key
+                if table in ("sessions", "workflow_links"):
+                    s.sessions.add(v)
+                elif table == "agent_context":
+                    s.declared.add(v)
+                elif table == "workflows":
+                    s.workflows.add(v)
+                elif table == "agents":
+                    s.agents.add(v)
+                    # the agent's subagents run in its session: they take their top stage from it
+                    s.sessions.update(t[0] for t in before_v | after_v if t[0] is not None)
+            self._add_scope(s)
+        agents = {a for t in FACTS for r in rows.get(t, ()) if isinstance(a := r.get("agent_id"), str)}
+        if agents:
+            build_tree(self.con, agents)
+
+    def _add_scope(self, s: Scope, extra_owners: set[str] | None = None) -> None:
+        """Keep the keys of ``s`` that have stored facts, and add them to this write's scope."""
+        if not s:
+            return
+        keys = ({f"s:{v}" for v in s.sessions} | {f"a:{v}" for v in s.agents} | {f"w:{v}" for v in s.workflows}
+                | {f"s:{v}" for v in s.declared} | {f"a:{v}" for v in s.declared})
+        have = self.owners.present(self.con, keys) | ((extra_owners or set()) & keys)
+        self.scope.sessions |= {v for v in s.sessions if f"s:{v}" in have}
+        self.scope.agents |= {v for v in s.agents if f"a:{v}" in have}
+        self.scope.workflows |= {v for v in s.workflows if f"w:{v}" in have}
+        self.scope.declared |= {v for v in s.declared if f"s:{v}" in have or f"a:{v}" in have}
+        self.scope.models |= s.models
+        self.scope.main_thread |= s.main_thread
+        self.scope.everything |= s.everything
+
+    # -- facts ---------------------------------------------------------------------------------
+    def _delta_tables(self, table: str) -> None:
+        """The change set's two tables for ``table``, empty (created once per write and table)."""
+        t = q(table)
+        for which in ("new", "old"):
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {q(f'golem_delta_{which}_{table}')} AS SELECT * FROM {t} LIMIT 0")
+
+    def insert(self, table: str, cols: list[str], src: str, params: list[Any] | None = None) -> None:
+        """INSERT the new rows selected by ``src`` (over ``cols``; bound ``params``) into ``table``, resolved."""
+        params = params or []
+        types = self.types[table]
+        present = set(cols)
+        facts = ("SELECT " + ", ".join(q(c) if c in present else f"NULL::{types[c]} AS {q(c)}" for c in fact_columns(types))
+                 + f" FROM ({src})")
+        resolved = f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts)})"
+        if not self.track:
+            self.con.execute(f"INSERT INTO {q(table)} {resolved}", params)
+        elif table not in self.inserted:  # the common case: the change set is the staging table
+            new = q("golem_delta_new_" + table)
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS {resolved}", params)
+            self.con.execute(f"INSERT INTO {q(table)} SELECT * FROM {new}")
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE {q('golem_delta_old_' + table)} AS SELECT * FROM {new} LIMIT 0")
+        else:
+            self.con.execute(f"CREATE OR REPLACE TEMP TABLE _res_ins AS {resolved}", params)
+            self.con.execute(f"INSERT INTO {q(table)} SELECT * FROM _res_ins")
+            self.con.execute(f"INSERT INTO {q('golem_delta_new_' + table)} SELECT * FROM _res_ins")
+        self.inserted.add(table)
+
+    def before_merge(self, table: str, keys: list[Any]) -> list[Any]:
+        """Keep the stored rows of ``keys`` as they are before this write merges into them; returns
+        the keys that are stored."""
+        key = FACTS[table].key
+        found: list[Any] = []
+        before = q("_res_before_" + table)
+        for part in chunks(sorted(set(keys))):
+            got = [r[0] for r in self.con.execute(f"SELECT {q(key)} FROM {q(table)} WHERE {q(key)} IN ({marks(len(part))})",
+                                                  part).fetchall()]
+            if not got:
+                continue
+            found += got
+            rows = f"SELECT * FROM {q(table)} WHERE {q(key)} IN ({marks(len(got))})"
+            if table in self.before:
+                self.con.execute(f"INSERT INTO {before} {rows}", got)
+            else:
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {before} AS {rows}", got)
+                self.before.add(table)
+        self.merged.setdefault(table, []).extend(found)
+        return found
+
+    def note_tool_calls(self, rows: Iterable[dict]) -> None:
+        """Tool calls written now that may have spawned a stored agent (see SPAWN_TOOLS)."""
+        self.spawn_ids += [r["tool_use_id"] for r in rows if r.get("agent_id") is not None
+                           and r.get("tool_name") in SPAWN_TOOLS and isinstance(r.get("tool_use_id"), str)]
+
+    # -- the end of the write ------------------------------------------------------------------
+    def finish(self) -> dict[str, int]:
+        """Re-resolve merged rows and the scope; leave the change set (when tracked); record owners.
+        Returns changed rows per fact table (when tracked; else the tables touched, with 0)."""
+        con = self.con
+        self._spawned()
+        out: dict[str, int] = {}
+        for table in FACTS:
+            self._rescope(table)
+            if table in self.inserted or table in self.rescoped:
+                out[table] = (int(con.execute(f"SELECT count(*) FROM {q('golem_delta_new_' + table)}").fetchone()[0])
+                              if self.track else 0)
+        self.new_owners |= self.owners.add(con, self.batch_owners | self.new_owners, self.batch_sessions)
+        return {t: n for t, n in out.items() if n or not self.track}
+
+    def _spawned(self) -> None:
+        """A tool call of this write that spawned a stored agent without a recorded parent makes the
+        caller its parent: that agent's session is re-resolved (top stages)."""
+        if not self.spawn_ids:
+            return
+        rows = []
+        for part in chunks(sorted(set(self.spawn_ids))):
+            rows += self.con.execute("SELECT agent_id, session_id FROM agents WHERE parent_agent_id IS NULL "
+                                     f"AND spawn_tool_use_id IN ({marks(len(part))})", part).fetchall()
+        if rows:
+            self._add_scope(Scope(agents={r[0] for r in rows}, sessions={r[1] for r in rows if r[1]}), self.batch_owners)
+
+    def _rescope(self, table: str) -> None:
+        con = self.con
+        spec = FACTS[table]
+        key = q(spec.key)
+        t = q(table)
+        merged = sorted(set(self.merged.get(table, ())))
+        if not merged and not self.scope:
+            return
+        cur, out = q("_res_cur_" + table), q("_res_out_" + table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {cur} AS SELECT * FROM {t} LIMIT 0")
+        for part in chunks(merged):
+            con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {key} IN ({marks(len(part))})", part)
+        if self.scope:
+            pred, params = self.scope.predicate(table)
+            con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE ({pred}) AND {key} NOT IN (SELECT {key} FROM {cur})",
+                        params)
+        if not con.execute(f"SELECT count(*) FROM {cur}").fetchone()[0]:
+            return
+        self.rescoped.add(table)
+        types = self.types[table]
+        own = ", ".join(q(c) for c in fact_columns(types))
+        all_cols = ", ".join(q(c) for c in types)
+        build_tree(con, [r[0] for r in con.execute(f"SELECT DISTINCT agent_id FROM {cur} WHERE agent_id IS NOT NULL").fetchall()])
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS "
+                    f"SELECT {all_cols} FROM ({resolution_sql(table, f'SELECT {own} FROM {cur}')})")
+        rcols = ", ".join(q(c) for c in spec.resolved)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _res_changed AS "
+                    f"SELECT {key} AS k FROM (SELECT {key}, {rcols} FROM {out} EXCEPT SELECT {key}, {rcols} FROM {cur})")
+        changed = [r[0] for r in con.execute("SELECT k FROM _res_changed ORDER BY k").fetchall()]
+        if changed:
+            sets = ", ".join(f"{q(c)} = o.{q(c)}" for c in spec.resolved)
+            stamp: list[Any] = []
+            if "_change_seq" in types and self.change is not None:
+                # a re-resolved row is a changed row: exported and pushed again (store/db.py, CHANGE_TABLES)
+                sets += ", _change_seq = ?"
+                stamp = [self.change()]
+                con.execute(f"UPDATE {out} SET _change_seq = ? WHERE {key} IN (SELECT k FROM _res_changed)", stamp)
+            for part in chunks(changed):
+                con.execute(f"UPDATE {t} SET {sets} FROM {out} o WHERE {t}.{key} = o.{key} AND {t}.{key} IN ({marks(len(part))})",
+                            stamp + part)
+            self.new_owners |= _owner_keys(con, out)
+        if not self.track:
+            return
+        # The change set. Rows this write inserted keep their place in `new` (now re-resolved); rows
+        # stored before it are in the set when their stored values changed: merged ones against their
+        # image before the merge, the others (context arrived) when their resolved values changed.
+        new, old = q("golem_delta_new_" + table), q("golem_delta_old_" + table)
+        if table not in self.inserted:
+            self._delta_tables(table)
+        before = q("_res_before_" + table)
+        if table not in self.before:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE {before} AS SELECT * FROM {t} LIMIT 0")
+            self.before.add(table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _res_ins AS SELECT {key} AS k FROM {new} WHERE {key} IN (SELECT {key} FROM {out})")
+        con.execute(f"""CREATE OR REPLACE TEMP TABLE _res_diff AS
+            SELECT {key} AS k FROM (SELECT * FROM {out} EXCEPT SELECT * FROM {before})
+            WHERE {key} IN (SELECT {key} FROM {before})
+            UNION
+            SELECT k FROM _res_changed WHERE k NOT IN (SELECT {key} FROM {before}) AND k NOT IN (SELECT k FROM _res_ins)""")
+        con.execute(f"DELETE FROM {new} WHERE {key} IN (SELECT k FROM _res_ins)")
+        con.execute(f"INSERT INTO {new} SELECT * FROM {out} WHERE {key} IN (SELECT k FROM _res_ins UNION SELECT k FROM _res_diff)")
+        con.execute(f"INSERT INTO {old} SELECT * FROM {before} WHERE {key} IN (SELECT k FROM _res_diff)")
+        con.execute(f"INSERT INTO {old} SELECT * FROM {cur} WHERE {key} IN (SELECT k FROM _res_diff) "
+                    f"AND {key} NOT IN (SELECT {key} FROM {before})")
+
+
+def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str], None] | None = None) -> None:
+    """Resolve every stored fact from scratch (migration 007 on an existing store), with progress."""
+    say = progress or (lambda m: None)
+    build_tree(con, None)
+    for table in FACTS:
+        n = int(con.execute(f"SELECT count(*) FROM {q(table)}").fetchone()[0])
+        if not n:
+            continue
+        start = time.monotonic()
+        say(f"resolving {n:,} {table} ...")
+        parts = max(1, n // 1_000_000)
+        spec = FACTS[table]
+        own = ", ".join(q(c) for c in fact_columns(types[table]))
+        sets = ", ".join(f"{q(c)} = o.{q(c)}" for c in spec.resolved)
+        key = q(spec.key)
+        for i in range(parts):
+            where = f"hash({key}) % {parts} = {i}" if parts > 1 else "true"
+            con.execute(f"UPDATE {q(table)} SET {sets} FROM ({resolution_sql(table, f'SELECT {own} FROM {q(table)} WHERE {where}')}) o "
+                        f"WHERE {q(table)}.{key} = o.{key}")
+            if parts > 1:
+                say(f"  {table}: {i + 1}/{parts} ({time.monotonic() - start:.0f} s)")
+        say(f"  {table}: done in {time.monotonic() - start:.1f} s")
+    con.execute("INSERT INTO resolve_owners " + " UNION ".join(
+        f"SELECT owner FROM (SELECT 's:' || session_id AS owner FROM {q(t)} WHERE session_id IS NOT NULL "
+        f"UNION SELECT 'a:' || agent_id FROM {q(t)} WHERE agent_id IS NOT NULL "
+        f"UNION SELECT 'w:' || r_workflow_id FROM {q(t)} WHERE r_workflow_id IS NOT NULL)" for t in FACTS)
+        + " ON CONFLICT DO NOTHING")
+
+
+def stderr_progress(message: str) -> None:
+    print(f"golem-mcp: {message}", file=sys.stderr, flush=True)
+
+
+def mismatches(con: Any, types: dict[str, dict[str, str]], limit: int = 5, sample: int | None = None
+               ) -> dict[str, tuple[int, list[dict[str, Any]]]]:
+    """Stored resolved columns against a from-scratch resolution: per fact table with differences,
+    how many rows differ and the first ``limit`` of them (key, first differing column, stored,
+    expected). ``sample``: only the ``sample`` most recent rows of each table (a cheap check)."""
+    out: dict[str, tuple[int, list[dict[str, Any]]]] = {}
+    if sample is None:
+        build_tree(con, None)
+    for table, spec in FACTS.items():
+        key = q(spec.key)
+        own = ", ".join(q(c) for c in fact_columns(types[table]))
+        rcols = ", ".join(q(c) for c in spec.resolved)
+        if sample is not None:
+            con.execute(f"CREATE OR REPLACE TEMP TABLE _res_sample AS SELECT * FROM {q(table)} "
+                        f"ORDER BY {spec.ts} DESC NULLS LAST LIMIT {int(sample)}")
+            build_tree(con, [r[0] for r in con.execute("SELECT DISTINCT agent_id FROM _res_sample WHERE agent_id IS NOT NULL").fetchall()])
+            stored = "_res_sample"
+        else:
+            stored = q(table)
+        con.execute(f"CREATE OR REPLACE TEMP TABLE _res_check AS SELECT {key}, {rcols} FROM "
+                    f"({resolution_sql(table, f'SELECT {own} FROM {stored}')})")
+        n = int(con.execute(f"SELECT count(*) FROM (SELECT * FROM _res_check EXCEPT SELECT {key}, {rcols} FROM {stored})").fetchone()[0])
+        first: list[dict[str, Any]] = []
+        if n:
+            ecols = ", ".join(f"e.{q(c)}" for c in spec.resolved)
+            scols = ", ".join(f"s.{q(c)}" for c in spec.resolved)
+            rows = con.execute(f"SELECT e.{key}, {ecols}, {scols} FROM "
+                               f"(SELECT * FROM _res_check EXCEPT SELECT {key}, {rcols} FROM {stored}) e "
+                               f"JOIN {stored} s ON s.{key} = e.{key} ORDER BY 1 LIMIT {int(limit)}").fetchall()
+            k = len(spec.resolved)
+            for row in rows:
+                expected, got = row[1:1 + k], row[1 + k:]
+                for c, e, g in zip(spec.resolved, expected, got, strict=True):
+                    if e != g:
+                        first.append({"key": row[0], "column": c, "stored": g, "expected": e})
+                        break
+            out[table] = (n, first)
+        con.execute("DROP TABLE IF EXISTS _res_check")
+        con.execute("DROP TABLE IF EXISTS _res_sample")
+    return out

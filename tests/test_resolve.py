@@ -1,0 +1,324 @@
+"""Resolved facts (issue 10): every fact stores its context, resolved when it is written and again
+when context it depends on arrives later; whatever the order facts and context arrive in, the
+stored resolved columns equal a from-scratch resolution, and the change set a write leaves (the
+rollups' hook) adds up to the same GROUP BY as the facts."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import duckdb
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from golem_mcp.ingestion.importer import Importer
+from golem_mcp.ingestion.records import Batch
+from golem_mcp.store import Store, resolve
+from golem_mcp.store.db import _migrations, _sql
+
+FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+SOURCES = {"transcripts": [FIX / "home"], "otlp": [FIX / "otlp"], "hooks": [FIX / "hooks.jsonl"]}
+T0 = datetime(2026, 11, 20, 12, 0, 0)
+
+
+@pytest.fixture(autouse=True)
+def _home(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path / "home"))
+
+
+def _write(store: Store, rows: list[tuple[str, dict]]) -> None:
+    b = Batch()
+    for table, row in rows:
+        b.add(table, dict(row))
+    store.write(b)
+
+
+def _resolved(store: Store) -> dict[str, list[tuple]]:
+    """Every fact's key and resolved columns, per fact table."""
+    out = {}
+    for table, spec in resolve.FACTS.items():
+        cols = ", ".join((spec.key, *spec.resolved))
+        out[table] = [tuple(round(v, 9) if isinstance(v, float) else v for v in r)
+                      for r in store.con.execute(f"SELECT {cols} FROM {table} ORDER BY 1").fetchall()]
+    return out
+
+
+def _mismatches(store: Store) -> dict:
+    with store.reader() as cur:
+        return resolve.mismatches(cur, store._types)
+
+
+# -- late context, synthetic -------------------------------------------------------------------
+
+def _req(rid: str, sid: str = "s1", agent: str | None = "a1", minutes: int = 1, **kw) -> tuple[str, dict]:
+    return ("api_requests", {"request_id": rid, "session_id": sid, "agent_id": agent, "model": "claude-sonnet-4-5",
+                             "timestamp": T0 + timedelta(minutes=minutes), "input_tokens": 100,
+                             "output_tokens": 50, "cache_read_tokens": 1000, "cache_creation_tokens": 10, **kw})
+
+
+def test_requests_written_before_their_subagent_start_end_as_in_the_other_order(tmp_path):
+    facts = [_req("r1"), _req("r2", minutes=2), ("tool_calls", {"tool_use_id": "t1", "session_id": "s1", "agent_id": "a1",
+                                                                "tool_name": "Read", "timestamp": T0, "success": True})]
+    context = [("agents", {"agent_id": "a1", "session_id": "s1", "agent_type": "planner"}),
+               ("sessions", {"session_id": "s1", "cwd": "/home/dev/proj", "git_branch": "main"})]
+    late, early = Store(tmp_path / "late.duckdb"), Store(tmp_path / "early.duckdb")
+    _write(late, facts)
+    assert late.query("SELECT stage FROM requests")[0]["stage"] == "subagent"  # no type known yet
+    _write(late, context)
+    _write(early, context + facts)
+    assert _resolved(late) == _resolved(early)
+    row = late.query("SELECT stage, agent, project, git_branch FROM requests WHERE request_id = 'r1'")[0]
+    assert row == {"stage": "planner", "agent": "planner", "project": "~/proj", "git_branch": "main"}
+    assert _mismatches(late) == {} and _mismatches(early) == {}
+
+
+def test_requests_written_before_record_workflow_end_as_in_the_other_order(tmp_path):
+    facts = [_req("r1", agent=None, minutes=1), _req("r2", agent=None, minutes=5), _req("r3", agent="a1", minutes=6)]
+    # the master records its workflow at minute 3: requests from then on belong to it, the earlier ones
+    # too (a session's first link holds from its start)
+    context = [("workflows", {"workflow_id": "wf-1", "path": "full", "complexity": "complex", "experiment_id": "exp-a"}),
+               ("workflow_links", {"session_id": "s1", "valid_from": T0 + timedelta(minutes=3), "workflow_id": "wf-1",
+                                   "task_id": "task-9"})]
+    late, early = Store(tmp_path / "late.duckdb"), Store(tmp_path / "early.duckdb")
+    _write(late, facts)
+    assert {r["workflow_id"] for r in late.query("SELECT workflow_id FROM requests")} == {"session-s1"}
+    _write(late, context)
+    _write(early, context + facts)
+    assert _resolved(late) == _resolved(early)
+    rows = late.query("SELECT request_id, workflow_id, workflow_path, complexity, task_id, experiment_id "
+                      "FROM requests ORDER BY 1")
+    assert [r["workflow_id"] for r in rows] == ["session-s1", "wf-1", "wf-1"]
+    assert rows[2] == {"request_id": "r3", "workflow_id": "wf-1", "workflow_path": "full", "complexity": "complex",
+                       "task_id": "task-9", "experiment_id": "exp-a"}
+    # a later change of the workflow's path reaches its facts
+    _write(late, [("workflows", {"workflow_id": "wf-1", "path": "fast-track"})])
+    assert {r["workflow_path"] for r in late.query("SELECT workflow_path FROM requests WHERE workflow_id = 'wf-1'")} == {"fast-track"}
+    assert _mismatches(late) == {}
+
+
+def test_a_nested_subagent_rolls_up_once_its_spawning_call_arrives(tmp_path):
+    store = Store(tmp_path / "g.duckdb")
+    _write(store, [("agents", {"agent_id": "outer", "session_id": "s1", "agent_type": "implementer"}),
+                   ("agents", {"agent_id": "inner", "session_id": "s1", "agent_type": "analyst", "spawn_tool_use_id": "sp1"}),
+                   _req("r1", agent="inner")])
+    assert store.query("SELECT stage, top_stage FROM requests")[0] == {"stage": "analyst", "top_stage": "analyst"}
+    # the outer agent's Agent call that spawned it arrives later (another source)
+    _write(store, [("tool_calls", {"tool_use_id": "sp1", "session_id": "s1", "agent_id": "outer", "tool_name": "Agent"})])
+    assert store.query("SELECT stage, top_stage FROM requests")[0] == {"stage": "analyst", "top_stage": "implementer"}
+    assert _mismatches(store) == {}
+
+
+def test_declared_context_and_a_price_change_reach_stored_facts(tmp_path, monkeypatch):
+    store = Store(tmp_path / "g.duckdb")
+    _write(store, [_req("r1", agent=None), _req("r2", model="claude-sonnet-4-5-20250929", agent=None)])
+    assert {r["cost_source"] for r in store.query("SELECT cost_source FROM requests")} == {"price_table"}
+    _write(store, [("agent_context", {"agent_id": "s1", "workflow_id": "wf-d", "stage": "review"})])
+    assert {(r["workflow_id"], r["stage"]) for r in store.query("SELECT workflow_id, stage FROM requests")} == {("wf-d", "review")}
+    before = store.scalar("SELECT sum(cost_usd) FROM requests")
+    store.close()
+    prices = tmp_path / "prices.json"
+    prices.write_text('{"as_of": "test", "models": {"claude-sonnet-4-5": {"input": 30, "output": 150, "cache_read": 3, '
+                      '"cache_write_5m": 37.5, "cache_write_1h": 60}}}')
+    (tmp_path / "home").mkdir(exist_ok=True)
+    (tmp_path / "home" / "settings.json").write_text(f'{{"price_file": "{prices}"}}')
+    store = Store(tmp_path / "g.duckdb")
+    assert store.settings.price_file
+    assert store.scalar("SELECT sum(cost_usd) FROM requests") == pytest.approx(before * 10)
+    assert _mismatches(store) == {}
+
+
+# -- late context, the real Claude Code data ----------------------------------------------------
+
+def _import(tmp_path: Path, name: str, order: list[str]) -> Store:
+    store = Store(tmp_path / name)
+    imp = Importer(store)
+    for src in order:
+        assert imp.run(SOURCES[src]).skipped == []
+    return store
+
+
+@pytest.mark.parametrize("order", [["transcripts", "otlp", "hooks"], ["hooks", "transcripts", "otlp"]])
+def test_otlp_after_transcripts_ends_in_the_same_resolved_rows(tmp_path, order):
+    one = _import(tmp_path, "one.duckdb", order)
+    other = _import(tmp_path, "other.duckdb", ["otlp", "hooks", "transcripts"])
+    assert _resolved(one) == _resolved(other)
+    assert _mismatches(one) == {}
+
+
+# -- migration of a store written before resolved facts ----------------------------------------
+
+def test_a_store_of_the_old_schema_upgrades_in_place(tmp_path):
+    new = _import(tmp_path, "new.duckdb", ["transcripts", "otlp", "hooks"])
+    expected = new.query("SELECT * FROM requests ORDER BY request_id")
+    expected_tools = new.query("SELECT * FROM tools ORDER BY tool_use_id")
+    new.close()
+    old_path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(old_path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for version, name in _migrations():
+        if version <= 6:
+            con.execute(_sql(name))
+            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+    con.execute(f"ATTACH '{tmp_path / 'new.duckdb'}' AS src (READ_ONLY)")
+    tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
+                                        "AND table_name <> 'schema_migrations'").fetchall()]
+    for t in tables:
+        cols = [r[0] for r in con.execute("SELECT column_name FROM duckdb_columns() WHERE database_name = current_database() "
+                                          "AND table_name = ?", [t]).fetchall()]
+        assert not any(c.startswith("r_") for c in cols)
+        col_list = ", ".join(f'"{c}"' for c in cols)
+        con.execute(f'INSERT INTO "{t}" ({col_list}) SELECT {col_list} FROM src."{t}"')
+    assert con.execute("SELECT count(*) FROM api_requests").fetchone()[0] == len(expected)
+    con.close()
+
+    store = Store(old_path)  # upgrades in place: migration 007 resolves every stored fact
+    assert store.scalar("SELECT max(version) FROM schema_migrations") >= 7
+    assert store.query("SELECT * FROM requests ORDER BY request_id") == expected
+    assert store.query("SELECT * FROM tools ORDER BY tool_use_id") == expected_tools
+    assert _mismatches(store) == {}
+    assert store.scalar("SELECT count(*) FROM resolve_owners") > 0
+
+
+# -- random interleavings -------------------------------------------------------------------------
+
+SESSIONS = {"s1": ("a1", "a2"), "s2": ("a3",)}
+MODELS = ("claude-sonnet-4-5", "claude-sonnet-4-5-20250929", "claude-opus-4-1", "unknown-model")
+
+
+def _agent_of(draw, sid):
+    return draw(st.sampled_from((None, *SESSIONS[sid])))
+
+
+@st.composite
+def pieces(draw):
+    """A list of (table, row): facts (some sent twice, as two sources would) and context."""
+    out = []
+    n = draw(st.integers(3, 14))
+    for i in range(n):
+        kind = draw(st.sampled_from(("request", "request", "tool", "error", "span", "again", "session", "agent",
+                                     "workflow", "link", "declared", "spawn")))
+        sid = draw(st.sampled_from(sorted(SESSIONS)))
+        agent = _agent_of(draw, sid)
+        ts = T0 + timedelta(minutes=draw(st.integers(0, 9)))
+        wf = draw(st.sampled_from((None, None, "wf-1", "wf-2")))
+        if kind in ("request", "again"):
+            rid = f"r{draw(st.integers(0, 5))}" if kind == "again" else f"r{i}"
+            out.append(("api_requests", {"request_id": rid, "session_id": sid, "agent_id": agent, "timestamp": ts,
+                                         "model": draw(st.sampled_from(MODELS)), "workflow_id": wf,
+                                         "input_tokens": draw(st.integers(0, 1000)), "output_tokens": draw(st.integers(0, 500)),
+                                         "cache_read_tokens": 10, "cache_creation_tokens": 5,
+                                         "recorded_cost_usd": draw(st.sampled_from((None, 0.5)))}))
+        elif kind == "tool":
+            out.append(("tool_calls", {"tool_use_id": f"t{i}", "session_id": sid, "agent_id": agent, "timestamp": ts,
+                                       "tool_name": "Read", "success": draw(st.booleans()), "workflow_id": wf}))
+        elif kind == "spawn":
+            out.append(("tool_calls", {"tool_use_id": "sp-a2", "session_id": "s1", "agent_id": "a1", "timestamp": ts,
+                                       "tool_name": "Agent", "success": True}))
+        elif kind == "error":
+            out.append(("api_errors", {"error_key": f"e{i}", "session_id": sid, "agent_id": agent, "timestamp": ts,
+                                       "status_code": 529, "error": "overloaded"}))
+        elif kind == "span":
+            out.append(("spans", {"span_id": f"p{i}", "session_id": sid, "agent_id": agent, "start_time": ts,
+                                  "name": "phase", "span_type": "phase", "stage": draw(st.sampled_from((None, "PLAN")))}))
+        elif kind == "session":
+            out.append(("sessions", {"session_id": sid, "cwd": draw(st.sampled_from(("/home/u/p", "/tmp/q"))),
+                                     "git_branch": draw(st.sampled_from(("main", "dev")))}))
+        elif kind == "agent":
+            aid = draw(st.sampled_from(SESSIONS[sid]))
+            out.append(("agents", {"agent_id": aid, "session_id": sid, "agent_type": draw(st.sampled_from(("custom", "planner", "reviewer"))),
+                                   "spawn_tool_use_id": "sp-a2" if aid == "a2" else None}))
+        elif kind == "workflow":
+            out.append(("workflows", {"workflow_id": draw(st.sampled_from(("wf-1", "wf-2"))),
+                                      "path": draw(st.sampled_from(("full", "fast-track"))),
+                                      "complexity": draw(st.sampled_from(("simple", "complex"))),
+                                      "experiment_id": draw(st.sampled_from((None, "exp-1")))}))
+        elif kind == "link":
+            out.append(("workflow_links", {"session_id": sid, "valid_from": ts, "workflow_id": draw(st.sampled_from(("wf-1", "wf-2"))),
+                                           "task_id": draw(st.sampled_from((None, "task-1")))}))
+        else:
+            out.append(("agent_context", {"agent_id": agent or sid, "workflow_id": draw(st.sampled_from((None, "wf-2"))),
+                                          "stage": draw(st.sampled_from((None, "review")))}))
+    cuts = sorted(draw(st.sets(st.integers(1, max(1, len(out) - 1)), max_size=4)))
+    return out, cuts
+
+
+class Rollup:
+    """An aggregate kept from the change set alone, as rollups do: per (workflow, stage)."""
+
+    def __init__(self) -> None:
+        self.sums: dict[tuple, list[float]] = {}
+
+    def __call__(self, con, changed: dict[str, int]) -> None:
+        for sign, which in ((-1, "old"), (1, "new")):
+            if "api_requests" in changed:
+                for wf, stage, n, tok, cost in con.execute(
+                        f"SELECT r_workflow_id, r_stage, count(*), sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), "
+                        f"sum(COALESCE(r_cost_usd, 0)) FROM golem_delta_{which}_api_requests GROUP BY ALL").fetchall():
+                    s = self.sums.setdefault(("req", wf, stage), [0, 0, 0.0])
+                    s[0] += sign * n
+                    s[1] += sign * tok
+                    s[2] += sign * cost
+            if "tool_calls" in changed:
+                for wf, stage, n in con.execute(f"SELECT r_workflow_id, r_stage, count(*) FROM golem_delta_{which}_tool_calls "
+                                                "GROUP BY ALL").fetchall():
+                    s = self.sums.setdefault(("tool", wf, stage), [0, 0, 0.0])
+                    s[0] += sign * n
+
+    def table(self) -> dict[tuple, tuple]:
+        return {k: (v[0], v[1], round(v[2], 9)) for k, v in self.sums.items() if v[0] or v[1] or abs(v[2]) > 1e-9}
+
+
+def _group_by(store: Store) -> dict[tuple, tuple]:
+    out = {}
+    for wf, stage, n, tok, cost in store.con.execute(
+            "SELECT r_workflow_id, r_stage, count(*), sum(COALESCE(input_tokens, 0) + COALESCE(output_tokens, 0)), "
+            "sum(COALESCE(r_cost_usd, 0)) FROM api_requests GROUP BY ALL").fetchall():
+        out[("req", wf, stage)] = (n, tok, round(cost, 9))
+    for wf, stage, n in store.con.execute("SELECT r_workflow_id, r_stage, count(*) FROM tool_calls GROUP BY ALL").fetchall():
+        out[("tool", wf, stage)] = (n, 0, 0.0)
+    return out
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=pieces())
+def test_random_interleavings_resolve_as_from_scratch(tmp_path_factory, data):
+    rows, cuts = data
+    store = Store(tmp_path_factory.mktemp("prop") / "g.duckdb")
+    roll = Rollup()
+    store.on_fact_changes(roll)
+    try:
+        for lo, hi in zip([0, *cuts], [*cuts, len(rows)], strict=True):
+            if lo < hi:
+                _write(store, rows[lo:hi])
+        assert _mismatches(store) == {}
+        got, want = roll.table(), _group_by(store)
+        assert got.keys() == want.keys()
+        for k in want:
+            assert got[k][:2] == want[k][:2] and math.isclose(got[k][2], want[k][2], rel_tol=1e-9, abs_tol=1e-9), k
+    finally:
+        store.close()
+
+
+# -- doctor -------------------------------------------------------------------------------------
+
+def test_doctor_names_facts_that_do_not_resolve_as_from_scratch(tmp_path, monkeypatch):
+    from golem_mcp.kit.doctor import FAIL, OK, check_resolution
+
+    db = tmp_path / "g.duckdb"
+    monkeypatch.setenv("GOLEM_DB", str(db))
+    store = Store(db)
+    _write(store, [_req("r1"), _req("r2", agent=None), ("agents", {"agent_id": "a1", "session_id": "s1", "agent_type": "planner"})])
+    store.close()
+    for verify in (False, True):
+        c = check_resolution(None, verify=verify)
+        assert c.status == OK, c
+    with Store(db) as store:  # a fact changed around the resolver
+        store.con.execute("UPDATE api_requests SET r_stage = 'wrong' WHERE request_id = 'r1'")
+    c = check_resolution(None, verify=True)
+    assert c.status == FAIL and "api_requests: 1 rows differ" in c.detail and "r1: r_stage is 'wrong', expected 'planner'" in c.detail
+    with Store(db) as store:
+        store.resolve_all()
+    assert check_resolution(None, verify=True).status == OK
