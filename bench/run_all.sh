@@ -38,6 +38,7 @@ run metrics_bench.py --requests "$ANALYSIS_REQUESTS" --size-gb "$SIZE_GB"
 run sql_guard_bench.py --requests "$ANALYSIS_REQUESTS"
 run checks_bench.py
 run shards_bench.py --size-gb 0.05
+run resolve_bench.py --prefill "$ANALYSIS_REQUESTS" --batches 60 --session 50000
 
 echo
 if [ ${#failed[@]} -gt 0 ]; then
