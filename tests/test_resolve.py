@@ -285,7 +285,7 @@ def _group_by(store: Store) -> dict[tuple, tuple]:
     return out
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=pieces())
 def test_random_interleavings_resolve_as_from_scratch(tmp_path_factory, data):
     rows, cuts = data

@@ -24,6 +24,14 @@ CREATE OR REPLACE MACRO golem_home_path(path) AS
 -- A dated model name (claude-sonnet-4-5-20250929) priced as its base name.
 CREATE OR REPLACE MACRO golem_price_model(model) AS regexp_replace(model, '-[0-9]{8}$', '');
 
+-- A session's workflow links as [valid_from, valid_to) ranges, of the sessions in the list ``sids``
+-- (NULL: every session). A fact takes the link its time falls in.
+CREATE OR REPLACE MACRO golem_link_ranges(sids) AS TABLE
+SELECT session_id, valid_from,
+       COALESCE(lead(valid_from) OVER (PARTITION BY session_id ORDER BY valid_from), TIMESTAMP '9999-12-31') AS valid_to,
+       workflow_id, task_id, experiment_id, source
+FROM workflow_links WHERE sids IS NULL OR list_contains(sids, session_id);
+
 -- Each agent's parent: as recorded, else the agent that issued the Agent tool call that spawned it.
 CREATE OR REPLACE VIEW agent_parents AS
 SELECT a.agent_id, a.agent_type, COALESCE(a.parent_agent_id, tc.agent_id) AS parent_agent_id
@@ -69,10 +77,7 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('_rc_age
 -- tokens at the price table's rates (cost_source says which; 'unpriced' when neither).
 WITH f AS ({facts}),
 links AS (
-    SELECT session_id, valid_from,
-           COALESCE(lead(valid_from) OVER (PARTITION BY session_id ORDER BY valid_from), TIMESTAMP '9999-12-31') AS valid_to,
-           workflow_id, task_id, experiment_id
-    FROM workflow_links WHERE session_id IN (SELECT session_id FROM f)
+    SELECT * FROM golem_link_ranges((SELECT list(DISTINCT session_id) FROM f))
 ), x AS (
     SELECT f.*, t.depth AS _depth, t.root_agent_type AS _root_type,
            golem_workflow(f.workflow_id, ac.workflow_id, wl.workflow_id, f.session_id) AS r_workflow_id,

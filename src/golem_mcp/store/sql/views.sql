@@ -12,13 +12,8 @@ FROM agents a
 JOIN agent_parents p USING (agent_id)
 JOIN golem_agent_tree('agent_parents') t USING (agent_id);
 
--- Session -> workflow links as [valid_from, valid_to) ranges: a hash join on session_id with a
--- range filter is ~7x faster than an ASOF join at a million requests.
-CREATE OR REPLACE VIEW workflow_link_ranges AS
-SELECT session_id, valid_from,
-       COALESCE(lead(valid_from) OVER (PARTITION BY session_id ORDER BY valid_from), TIMESTAMP '9999-12-31') AS valid_to,
-       workflow_id, task_id, experiment_id, source
-FROM workflow_links;
+-- Session -> workflow links as [valid_from, valid_to) ranges (resolve.sql's golem_link_ranges).
+CREATE OR REPLACE VIEW workflow_link_ranges AS SELECT * FROM golem_link_ranges(NULL);
 
 -- Prices per model as recorded (dated suffixes such as -20250929 map to the base name), computed
 -- over the few distinct models rather than per request.
