@@ -388,6 +388,8 @@ class Store:
                 res = resolve.WriteResolution(self.con, self._types, self._owners, track=False, change=self._change_number)
                 res.scope = scope
                 res.finish()
+                if res.rescoped:  # the analysis' per-day aggregates hold resolved costs and stages: built again
+                    self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
