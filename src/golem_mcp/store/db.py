@@ -612,8 +612,9 @@ class Store:
             if table == "tool_calls" and self._res is not None and "agent_id" in cols:
                 self._res.note_tool_calls(kept)
             if table in resolve.FACTS and self._res is not None:
-                # the stored rows of these keys, kept as they are before the merge (the change set)
-                existing = set(self._res.before_merge(table, list(dict.fromkeys(kv))))
+                existing = self._existing(table, keys, kv, name)
+                if existing:  # the stored rows of these keys, kept as they are before the merge (the change set)
+                    self._res.before_merge(table, sorted(existing))
             elif n_keys <= self._SMALL:
                 # a few keys: ON CONFLICT is as cheap as the lookup it would save
                 self._insert(table, cols, name, n_keys != len(kv), merge=True)

@@ -380,26 +380,19 @@ class WriteResolution:
             self.con.execute(f"INSERT INTO {q('golem_delta_new_' + table)} SELECT * FROM _res_ins")
         self.inserted.add(table)
 
-    def before_merge(self, table: str, keys: list[Any]) -> list[Any]:
-        """Keep the stored rows of ``keys`` as they are before this write merges into them; returns
-        the keys that are stored."""
+    def before_merge(self, table: str, keys: list[Any]) -> None:
+        """Keep the stored rows of ``keys`` (keys the table holds) as they are before this write
+        merges into them."""
         key = FACTS[table].key
-        found: list[Any] = []
         before = q("_res_before_" + table)
         for part in chunks(sorted(set(keys))):
-            got = [r[0] for r in self.con.execute(f"SELECT {q(key)} FROM {q(table)} WHERE {q(key)} IN ({marks(len(part))})",
-                                                  part).fetchall()]
-            if not got:
-                continue
-            found += got
-            rows = f"SELECT * FROM {q(table)} WHERE {q(key)} IN ({marks(len(got))})"
+            rows = f"SELECT * FROM {q(table)} WHERE {q(key)} IN ({marks(len(part))})"
             if table in self.before:
-                self.con.execute(f"INSERT INTO {before} {rows}", got)
+                self.con.execute(f"INSERT INTO {before} {rows}", part)
             else:
-                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {before} AS {rows}", got)
+                self.con.execute(f"CREATE OR REPLACE TEMP TABLE {before} AS {rows}", part)
                 self.before.add(table)
-        self.merged.setdefault(table, []).extend(found)
-        return found
+        self.merged.setdefault(table, []).extend(keys)
 
     def note_tool_calls(self, rows: Iterable[dict]) -> None:
         """Tool calls written now that may have spawned a stored agent (see SPAWN_TOOLS)."""
