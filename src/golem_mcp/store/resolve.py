@@ -463,9 +463,12 @@ class WriteResolution:
                 sets += ", _change_seq = ?"
                 stamp = [self.change()]
                 con.execute(f"UPDATE {out} SET _change_seq = ? WHERE {key} IN (SELECT k FROM _res_changed)", stamp)
-            for part in chunks(changed):
-                con.execute(f"UPDATE {t} SET {sets} FROM {out} o WHERE {t}.{key} = o.{key} AND {t}.{key} IN ({marks(len(part))})",
-                            stamp + part)
+            if len(changed) <= _CHUNK:  # a few rows: found through the primary-key index
+                con.execute(f"UPDATE {t} SET {sets} FROM {out} o WHERE {t}.{key} = o.{key} "
+                            f"AND {t}.{key} IN ({marks(len(changed))})", stamp + changed)
+            else:  # many (a big session's late context): one pass joining the table with them
+                con.execute(f"UPDATE {t} SET {sets} FROM (SELECT * FROM {out} WHERE {key} IN (SELECT k FROM _res_changed)) o "
+                            f"WHERE {t}.{key} = o.{key}", stamp)
             self.new_owners |= _owner_keys(con, out)
         if not self.track:
             return
