@@ -1,0 +1,197 @@
+"""Rollups stay equal to a GROUP BY over the resolved facts, whatever order facts and context arrive in.
+
+Property test (Hypothesis) on a real DuckDB file: random interleavings of fact batches (new facts, the
+same facts again from another source, facts whose emitted context differs) and late context (agent
+types and spawn links, workflow links, agents' declared context, workflow attributes, sessions), each
+written through ``Store.write``; after every write every rollup table equals the ``GROUP BY`` it stands
+for (``rollups.differences``). The store is shared by the examples (opening one costs a second), each
+example in its own id space.
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from golem_mcp.ingestion.records import Batch
+from golem_mcp.store import rollups
+from golem_mcp.store.db import Store
+
+BASE = datetime(2026, 3, 1, 8, 0)
+_space = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    s = Store(tmp_path_factory.mktemp("rollups") / "golem.duckdb")
+    s.maintain_rollups = True
+    yield s
+    s.close()
+
+
+def _assert_equal(store: Store) -> None:
+    for fact in rollups.SPECS:
+        diff = rollups.differences(store.con, fact)
+        assert diff == [], f"{rollups.SPECS[fact].table} differs from its GROUP BY: {diff[:3]}"
+
+
+def ts_strategy() -> st.SearchStrategy[datetime | None]:
+    # three days, so facts move between days when a merge brings an earlier time; sometimes no time
+    return st.one_of(st.none(), st.integers(0, 3 * 24 * 60).map(lambda m: BASE + timedelta(minutes=m)))
+
+
+opt = st.one_of(st.none(), st.sampled_from(["a", "b"]))
+tokens = st.one_of(st.none(), st.integers(0, 5000))
+
+request = st.fixed_dictionaries({
+    "k": st.integers(0, 9), "s": st.integers(0, 2), "a": st.one_of(st.none(), st.integers(0, 3)),
+    "model": st.sampled_from(["claude-sonnet-4-5", "claude-haiku-4-5", "no-such-model", None]),
+    "timestamp": ts_strategy(), "input_tokens": tokens, "output_tokens": tokens, "cache_read_tokens": tokens,
+    "cache_creation_tokens": tokens,
+    "recorded_cost_usd": st.one_of(st.none(), st.floats(0, 2, allow_nan=False)),
+    "duration_ms": st.one_of(st.none(), st.floats(0, 400000, allow_nan=False)),
+    "attempt": st.one_of(st.none(), st.integers(1, 3)), "success": st.one_of(st.none(), st.booleans()),
+    "workflow": opt, "stage": st.one_of(st.none(), st.sampled_from(["planner", "reviewer"])), "task": opt,
+    "experiment": opt,
+})
+tool = st.fixed_dictionaries({
+    "k": st.integers(0, 7), "s": st.integers(0, 2), "a": st.one_of(st.none(), st.integers(0, 3)),
+    "tool_name": st.sampled_from(["Read", "Bash", "Task"]), "timestamp": ts_strategy(),
+    "success": st.one_of(st.none(), st.booleans()),
+    "error": st.one_of(st.none(), st.sampled_from(["Exit code 1", "No such file", "timed out"])),
+    "duration_ms": st.one_of(st.none(), st.floats(0, 5000, allow_nan=False)), "workflow": opt,
+})
+error = st.fixed_dictionaries({
+    "k": st.integers(0, 3), "s": st.integers(0, 2), "a": st.one_of(st.none(), st.integers(0, 3)),
+    "timestamp": ts_strategy(), "status_code": st.sampled_from([429, 500, 529, None]),
+    "error": st.sampled_from(["rate limited", "overloaded", "boom"]), "model": st.sampled_from(["claude-sonnet-4-5", None]),
+})
+context = st.one_of(
+    st.fixed_dictionaries({"kind": st.just("agents"), "a": st.integers(0, 3), "s": st.integers(0, 2),
+                           "agent_type": st.sampled_from(["analyst", "implementer", "custom", None]),
+                           "spawn": st.one_of(st.none(), st.integers(0, 7))}),
+    st.fixed_dictionaries({"kind": st.just("workflow_links"), "s": st.integers(0, 2), "valid_from": ts_strategy(),
+                           "workflow": st.sampled_from(["a", "b"]), "task": opt, "experiment": opt}),
+    st.fixed_dictionaries({"kind": st.just("agent_context"), "a": st.one_of(st.integers(0, 3), st.just(None)),
+                           "s": st.integers(0, 2), "workflow": opt,
+                           "stage": st.one_of(st.none(), st.sampled_from(["planner", "tester"])),
+                           "task": opt, "experiment": opt}),
+    st.fixed_dictionaries({"kind": st.just("workflows"), "workflow": st.sampled_from(["a", "b"]),
+                           "path": st.sampled_from(["fast-track", "full", None]),
+                           "complexity": st.sampled_from(["simple", "complex", None]), "experiment": opt}),
+    st.fixed_dictionaries({"kind": st.just("sessions"), "s": st.integers(0, 2),
+                           "cwd": st.sampled_from(["/home/x/p1", "/work/p2", None]),
+                           "git_branch": st.sampled_from(["main", "dev", None])}),
+)
+batch = st.fixed_dictionaries({
+    "requests": st.lists(request, max_size=6), "tools": st.lists(tool, max_size=4),
+    "errors": st.lists(error, max_size=2), "context": st.lists(context, max_size=3),
+})
+
+
+def to_batch(ns: str, spec: dict[str, Any]) -> Batch:
+    def sid(i: int) -> str:
+        return f"{ns}-s{i}"
+
+    def aid(i: int | None) -> str | None:
+        return None if i is None else f"{ns}-a{i}"
+
+    def wf(w: str | None) -> str | None:
+        return None if w is None else f"{ns}-wf-{w}"
+
+    b = Batch()
+    for r in spec["requests"]:
+        b.add("api_requests", {
+            "request_id": f"{ns}-req{r['k']}", "session_id": sid(r["s"]), "agent_id": aid(r["a"]), "model": r["model"],
+            "timestamp": r["timestamp"], "input_tokens": r["input_tokens"], "output_tokens": r["output_tokens"],
+            "cache_read_tokens": r["cache_read_tokens"], "cache_creation_tokens": r["cache_creation_tokens"],
+            "recorded_cost_usd": r["recorded_cost_usd"], "duration_ms": r["duration_ms"], "attempt": r["attempt"],
+            "success": r["success"], "workflow_id": wf(r["workflow"]), "stage": r["stage"],
+            "task_id": r["task"] and f"{ns}-task-{r['task']}", "experiment_id": r["experiment"] and f"arm-{r['experiment']}",
+            "source_mask": 2})
+    for t in spec["tools"]:
+        b.add("tool_calls", {
+            "tool_use_id": f"{ns}-tool{t['k']}", "session_id": sid(t["s"]), "agent_id": aid(t["a"]),
+            "tool_name": t["tool_name"], "timestamp": t["timestamp"], "success": t["success"], "error": t["error"],
+            "duration_ms": t["duration_ms"], "workflow_id": wf(t["workflow"]), "source_mask": 1})
+    for e in spec["errors"]:
+        b.add("api_errors", {
+            "error_key": f"{ns}-err{e['k']}", "session_id": sid(e["s"]), "agent_id": aid(e["a"]),
+            "timestamp": e["timestamp"], "status_code": e["status_code"], "error": e["error"], "model": e["model"]})
+    for c in spec["context"]:
+        kind = c["kind"]
+        if kind == "agents":
+            b.add("agents", {"agent_id": aid(c["a"]), "session_id": sid(c["s"]), "agent_type": c["agent_type"],
+                             "spawn_tool_use_id": None if c["spawn"] is None else f"{ns}-tool{c['spawn']}"})
+        elif kind == "workflow_links":
+            b.add("workflow_links", {"session_id": sid(c["s"]), "valid_from": c["valid_from"] or datetime(1970, 1, 1),
+                                     "workflow_id": wf(c["workflow"]), "task_id": c["task"] and f"{ns}-task-{c['task']}",
+                                     "experiment_id": c["experiment"] and f"arm-{c['experiment']}", "source": "mcp"})
+        elif kind == "agent_context":
+            b.add("agent_context", {"agent_id": aid(c["a"]) or sid(c["s"]), "workflow_id": wf(c["workflow"]),
+                                    "stage": c["stage"], "task_id": c["task"] and f"{ns}-task-{c['task']}",
+                                    "experiment_id": c["experiment"] and f"arm-{c['experiment']}", "source": "mcp",
+                                    "updated_at": BASE})
+        elif kind == "workflows":
+            b.add("workflows", {"workflow_id": wf(c["workflow"]), "path": c["path"], "complexity": c["complexity"],
+                                "experiment_id": c["experiment"] and f"arm-{c['experiment']}"})
+        else:
+            b.add("sessions", {"session_id": sid(c["s"]), "cwd": c["cwd"], "git_branch": c["git_branch"],
+                               "project": "proj"})
+    return b
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(batches=st.lists(batch, min_size=1, max_size=5))
+def test_rollups_equal_group_by_after_any_interleaving(store: Store, batches: list[dict[str, Any]]) -> None:
+    ns = f"x{next(_space)}"
+    for spec in batches:
+        store.write(to_batch(ns, spec))
+        _assert_equal(store)
+
+
+def test_migration_builds_rollups_of_an_existing_store(tmp_path: Path) -> None:
+    """A store written before the rollups existed gets them built once, equal to the GROUP BY."""
+    db = tmp_path / "old.duckdb"
+    with Store(db) as s:
+        s.write(to_batch("old", {"requests": [{"k": 1, "s": 0, "a": None, "model": "claude-sonnet-4-5",
+                                               "timestamp": BASE, "input_tokens": 10, "output_tokens": 5,
+                                               "cache_read_tokens": 1, "cache_creation_tokens": 2,
+                                               "recorded_cost_usd": None, "duration_ms": 900.0, "attempt": 2,
+                                               "success": True, "workflow": "a", "stage": None, "task": None,
+                                               "experiment": None}],
+                                 "tools": [], "errors": [], "context": []}))
+        # as if written by a golem-mcp from before the rollups: no tables, migration not applied
+        s.con.execute("DROP TABLE rollup_requests; DROP TABLE rollup_tools; DROP TABLE rollup_errors")
+        s.con.execute("DELETE FROM schema_migrations WHERE version = ?", [rollups.MIGRATION])
+    with Store(db) as s:
+        _assert_equal(s)
+        assert s.scalar("SELECT sum(requests) FROM rollup_requests") == 1
+        assert s.scalar("SELECT sum(retries) FROM rollup_requests") == 1
+
+
+def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:
+    """first_at / last_at are not sums: moving the earliest request to another stage must not leave
+    its time on the group it left."""
+    with Store(tmp_path / "t.duckdb") as s:
+        s.maintain_rollups = True
+        b = Batch()
+        for i, minutes in enumerate((0, 30, 60)):
+            b.add("api_requests", {"request_id": f"r{i}", "session_id": "s", "agent_id": f"ag{i % 2}",
+                                   "model": "claude-sonnet-4-5", "timestamp": BASE + timedelta(minutes=minutes),
+                                   "input_tokens": 1, "output_tokens": 1})
+        s.write(b)
+        late = Batch()
+        late.add("agents", {"agent_id": "ag0", "session_id": "s", "agent_type": "implementer"})
+        s.write(late)
+        _assert_equal(s)
+        rows = s.query("SELECT stage, first_at, last_at, requests FROM rollup_requests ORDER BY stage")
+        assert [(r["stage"], r["requests"]) for r in rows] == [("implementer", 2), ("subagent", 1)]
+        assert rows[1]["first_at"] == rows[1]["last_at"] == BASE + timedelta(minutes=30)
