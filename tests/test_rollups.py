@@ -30,7 +30,6 @@ _space = itertools.count()
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Any:
     s = Store(tmp_path_factory.mktemp("rollups") / "golem.duckdb")
-    s.maintain_rollups = True
     yield s
     s.close()
 
@@ -181,7 +180,6 @@ def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Pa
     """first_at / last_at are not sums: moving the earliest request to another stage must not leave
     its time on the group it left."""
     with Store(tmp_path / "t.duckdb") as s:
-        s.maintain_rollups = True
         b = Batch()
         for i, minutes in enumerate((0, 30, 60)):
             b.add("api_requests", {"request_id": f"r{i}", "session_id": "s", "agent_id": f"ag{i % 2}",

@@ -2,7 +2,8 @@
 -- and /metrics group by, so their answers read small tables instead of every fact. Kept current by
 -- store/rollups.py in the transaction of every write that changes a fact or its resolved context
 -- (the old contribution of exactly the changed facts subtracted, the new one added, empty groups
--- dropped); built once from the facts when this migration is applied to an existing store.
+-- dropped); built once from the resolved facts (Store.migrate, after every migration) when this
+-- one is applied to an existing store. Dimensions are the facts' resolved (r_) columns.
 --
 -- gkey: the group's identity, a 128-bit hash of its dimension values (NULLs included, which a
 -- primary key over the nullable dimensions could not hold). first_at / last_at are the group's
@@ -25,6 +26,7 @@ CREATE TABLE IF NOT EXISTS rollup_requests (
     project               VARCHAR,
     git_branch            VARCHAR,
     cost_source           VARCHAR,
+    machine_id            VARCHAR,
     requests              BIGINT,
     input_tokens          HUGEINT,
     output_tokens         HUGEINT,
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS rollup_tools (
     experiment_id VARCHAR,
     tool_name     VARCHAR,
     category      VARCHAR,   -- the failure's category (golem_error_category); NULL for calls that worked
+    machine_id    VARCHAR,
     calls         BIGINT,
     failures      BIGINT,
     timed_calls   BIGINT,
@@ -84,6 +87,7 @@ CREATE TABLE IF NOT EXISTS rollup_errors (
     model         VARCHAR,
     status_code   INTEGER,
     category      VARCHAR,
+    machine_id    VARCHAR,
     errors        BIGINT,
     first_at      TIMESTAMP,
     last_at       TIMESTAMP
