@@ -193,3 +193,42 @@ def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Pa
         rows = s.query("SELECT stage, first_at, last_at, requests FROM rollup_requests ORDER BY stage")
         assert [(r["stage"], r["requests"]) for r in rows] == [("implementer", 2), ("subagent", 1)]
         assert rows[1]["first_at"] == rows[1]["last_at"] == BASE + timedelta(minutes=30)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(by=st.lists(st.sampled_from(["workflow", "stage", "top_stage", "agent", "model", "task", "experiment",
+                                    "project", "branch", "path", "day", "week"]), max_size=2, unique=True),
+       since=st.one_of(st.none(), st.integers(-60, 4 * 24 * 60).map(lambda m: BASE + timedelta(minutes=m))),
+       length=st.one_of(st.none(), st.integers(1, 4 * 24 * 60).map(lambda m: timedelta(minutes=m))),
+       stage=st.sampled_from([None, "planner", "main"]))
+def test_cost_by_from_rollups_answers_as_the_facts_do(store: Store, by: list[str], since: datetime | None,
+                                                      length: timedelta | None, stage: str | None) -> None:
+    """Whole days from the rollups plus the cut days from the facts = the facts alone, for any window."""
+    from golem_mcp.analysis.cost import cost_by
+
+    if store.scalar("SELECT count(*) FROM api_requests") < 20:
+        for i in range(8):
+            store.write(to_batch(f"cb{i}", {"requests": [dict(r, k=k) for k, r in enumerate(_SAMPLE)],
+                                            "tools": [], "errors": [], "context": []}))
+    until = since + length if since is not None and length is not None else None
+    a = cost_by(store, by, {"stage": stage}, since=since, until=until, order="key")
+    b = cost_by(store, by, {"stage": stage}, since=since, until=until, order="key", rollups=False)
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for k, v in y.items():
+            if isinstance(v, float):
+                assert x[k] == pytest.approx(v, rel=1e-9), k
+            elif isinstance(v, list):
+                assert sorted(x[k]) == sorted(v), k
+            else:
+                assert x[k] == v, k
+
+
+_SAMPLE = [
+    {"s": i % 3, "a": None if i % 4 == 0 else i % 4, "model": ["claude-sonnet-4-5", "no-such-model"][i % 2],
+     "timestamp": BASE + timedelta(minutes=397 * i), "input_tokens": 10 * i, "output_tokens": i,
+     "cache_read_tokens": 3 * i, "cache_creation_tokens": i % 5, "recorded_cost_usd": 0.01 * i if i % 3 == 0 else None,
+     "duration_ms": 100.0 * i, "attempt": 1 + i % 2, "success": True, "workflow": ["a", "b", None][i % 3],
+     "stage": ["planner", None][i % 2], "task": None, "experiment": ["a", None][i % 2]}
+    for i in range(10)
+]

@@ -7,7 +7,7 @@ from ..errors import InvalidInput
 # the CLI checks `report --by` against DIMENSIONS without loading the store (DuckDB) or typing
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import date, datetime
     from typing import Any
 
     from ..store.db import Store
@@ -38,10 +38,22 @@ FILTERS = {"workflow_id", "stage", "task_id", "experiment_id", "session_id", "mo
            "git_branch", "machine_id"}
 
 
+# dimension name -> expression over rollup_requests (store/rollups.py); "session" is not rolled up
+ROLLUP_DIMENSIONS: dict[str, str] = {
+    **{k: v for k, v in DIMENSIONS.items() if k not in ("session", "day", "week")},
+    "day": "day", "week": "CAST(date_trunc('week', day) AS DATE)",
+}
+ROLLUP_FILTERS = FILTERS - {"session_id"}
+
+
 def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
             since: datetime | None = None, until: datetime | None = None,
-            order: str = "cost", limit: int | None = None) -> list[dict[str, Any]]:
+            order: str = "cost", limit: int | None = None, *, rollups: bool = True) -> list[dict[str, Any]]:
     """Tokens, cost, cache hit rate, requests and duration per group.
+
+    Whole days come from the rollups (``rollup_requests``), the parts of days a window cuts through
+    from the resolved requests; grouping or filtering by session reads the requests alone, as does
+    ``rollups=False`` (the reference the rollup answers are tested against).
 
     Example: ``cost_by(store, ["workflow", "stage"], {"workflow_id": "wf-001"})``
     """
@@ -50,47 +62,142 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
     unknown = [b for b in by if b not in DIMENSIONS]
     if unknown:
         raise InvalidInput(f"unknown grouping {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}")
-    where, params = [], []
-    for k, v in (filters or {}).items():
-        if v is None:
-            continue
+    used = {k: v for k, v in (filters or {}).items() if v is not None}
+    for k in used:
         if k not in FILTERS:
             raise InvalidInput(f"unknown filter {k!r}; choose from {', '.join(sorted(FILTERS))}")
-        where.append(f"{ident(k)} = ?")
-        params.append(v)
-    if since:
-        where.append('"timestamp" >= ?')
-        params.append(since)
-    if until:
-        where.append('"timestamp" < ?')
-        params.append(until)
-    sel = [f"{DIMENSIONS[b]} AS {ident(b)}" for b in by]
-    group = f"GROUP BY {', '.join(str(i + 1) for i in range(len(by)))}" if by else ""
+    rolled = rollups and all(b in ROLLUP_DIMENSIONS for b in by) and all(k in ROLLUP_FILTERS for k in used)
+    keys = [f"{ident(b)}" for b in by]
+    params: list[Any] = []
+    if not rolled:
+        where, params = _where(used, since, until)
+        source = _facts_part(by, where)
+    else:
+        days, cuts = _whole_days(since, until)
+        parts = [_rollup_part(by, used, days, params)]
+        if cuts:
+            where, cut_params = _where(used, None, None)
+            where.append("(" + " OR ".join('("timestamp" >= ? AND "timestamp" < ?)' for _ in cuts) + ")")
+            parts.append(_facts_part(by, where))
+            params += cut_params + [t for c in cuts for t in c]
+        source = " UNION ALL ".join(parts)
+    group = f"GROUP BY {', '.join(keys)}" if by else ""
     order_sql = {"cost": "round(sum(cost_usd), 6) DESC NULLS LAST", "tokens": "total_tokens DESC", "key": "1"}.get(order, "cost_usd DESC")
     if not by and order == "key":
         order_sql = "requests DESC"
     if by:  # ties (equal costs, sums that differ in the last bit) broken by the keys: the same order every run
         order_sql += "".join(f", {i + 1}" for i in range(len(by)))
     sql = f"""
-        SELECT {"".join(s + ", " for s in sel)}
-               count(*) AS requests,
+        SELECT {"".join(k + ", " for k in keys)}
+               CAST(sum(requests) AS BIGINT) AS requests,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
                sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) AS total_tokens,
                sum(cost_usd) AS cost_usd,
                sum(recorded_cost_usd) AS recorded_cost_usd,
                sum(calculated_cost_usd) AS calculated_cost_usd,
-               count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_requests,
+               CAST(sum(requests) FILTER (WHERE cost_source = 'unpriced') AS BIGINT) AS unpriced_requests,
                list(DISTINCT model) FILTER (WHERE cost_source = 'unpriced') AS unpriced_models,
                golem_cache_hit_rate(sum(cache_read_tokens), sum(input_tokens), sum(cache_creation_tokens))
                    AS cache_hit_rate,
-               sum(attempt - 1) AS retries,
-               min("timestamp") AS first_at, max("timestamp") AS last_at,
-               epoch(max("timestamp") - min("timestamp")) AS duration_seconds
-        FROM requests
-        {'WHERE ' + ' AND '.join(where) if where else ''}
+               sum(retries) AS retries,
+               min(first_at) AS first_at, max(last_at) AS last_at,
+               epoch(max(last_at) - min(first_at)) AS duration_seconds
+        FROM ({source}) g
         {group}
         ORDER BY {order_sql}
         {'LIMIT ' + str(int(limit)) if limit else ''}
     """
-    return store.query(sql, params)
+    rows = store.query(sql, params)
+    for r in rows:  # sums of BIGINT columns come back as HUGEINT: plain ints either way
+        if r.get("unpriced_requests") is None:
+            r["unpriced_requests"] = 0
+    return rows
+
+
+def _where(used: dict[str, Any], since: datetime | None, until: datetime | None) -> tuple[list[str], list[Any]]:
+    """Filters and the time window over the resolved requests, with their bound values."""
+    from ..store.db import ident
+
+    ts = '"timestamp"'
+    where: list[str] = []
+    params: list[Any] = []
+    for k, v in used.items():
+        where.append(f"{ident(k)} = ?")
+        params.append(v)
+    if since:
+        where.append(f"{ts} >= ?")
+        params.append(since)
+    if until:
+        where.append(f"{ts} < ?")
+        params.append(until)
+    return where, params
+
+
+def _facts_part(by: list[str], where: list[str]) -> str:
+    """Per-request rows of the resolved requests in the shape of the rollup part."""
+    from ..store.db import ident
+
+    dims = "".join(f"{DIMENSIONS[b]} AS {ident(b)}, " for b in by)
+    return (f"SELECT {dims}1 AS requests, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
+            "cost_usd, recorded_cost_usd, calculated_cost_usd, model, cost_source, attempt - 1 AS retries, "
+            '"timestamp" AS first_at, "timestamp" AS last_at FROM requests'
+            + (" WHERE " + " AND ".join(where) if where else ""))
+
+
+def _rollup_part(by: list[str], used: dict[str, Any], days: tuple[date | None, date | None] | None,
+                 params: list[Any]) -> str:
+    """The rollup's groups of the whole days ``days`` ([first, end), None: unbounded; ``days`` None:
+    every group, facts without a time included), in the shape of :func:`_facts_part`; its bound values
+    are appended to ``params``."""
+    from ..store.db import ident
+
+    where = []
+    for k, v in used.items():
+        where.append(f"{ident(k)} = ?")
+        params.append(v)
+    if days is not None:
+        lo, hi = days
+        where.append("day IS NOT NULL")
+        if lo is not None:
+            where.append("day >= ?")
+            params.append(lo)
+        if hi is not None:
+            where.append("day < ?")
+            params.append(hi)
+    dims = "".join(f"{ROLLUP_DIMENSIONS[b]} AS {ident(b)}, " for b in by)
+    return (f"SELECT {dims}requests, input_tokens, output_tokens, cache_read_tokens, cache_creation_tokens, "
+            "CASE WHEN cost_n > 0 THEN cost_usd END AS cost_usd, "
+            "CASE WHEN recorded_n > 0 THEN recorded_cost_usd END AS recorded_cost_usd, "
+            "CASE WHEN calculated_n > 0 THEN calculated_cost_usd END AS calculated_cost_usd, "
+            "model, cost_source, retries, first_at, last_at FROM rollup_requests"
+            + (" WHERE " + " AND ".join(where) if where else ""))
+
+
+def _whole_days(since: datetime | None, until: datetime | None
+                ) -> tuple[tuple[date | None, date | None] | None, list[tuple[datetime, datetime]]]:
+    """The whole days inside [since, until) and the time ranges of the days it cuts through."""
+    from datetime import timedelta
+
+    if since is None and until is None:
+        return None, []
+    lo = None if since is None else (since.date() if since == _midnight(since) else since.date() + timedelta(days=1))
+    hi = None if until is None else until.date()
+    if lo is not None and hi is not None and lo >= hi:  # inside one day, or two partial ones
+        return (lo, lo), [(since, until)] if since is not None and until is not None and since < until else []
+    cuts = []
+    if since is not None and lo is not None and since < _at(lo):
+        cuts.append((since, _at(lo)))
+    if until is not None and hi is not None and _at(hi) < until:
+        cuts.append((_at(hi), until))
+    return (lo, hi), cuts
+
+
+def _midnight(t: datetime) -> datetime:
+    return t.replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def _at(d: date) -> datetime:
+    from datetime import datetime
+
+    return datetime(d.year, d.month, d.day)
