@@ -333,8 +333,11 @@ def budget_status(store: Store, workflow_id: str | None = None, stage: str | Non
     end = as_naive(now)
     day_start = end.replace(hour=0, minute=0, second=0, microsecond=0)
     budgets = list_budgets(store)
-    spent_today = store.scalar('SELECT COALESCE(sum(cost_usd), 0) FROM requests WHERE "timestamp" >= ? AND "timestamp" < ?',
-                               [day_start, end]) or 0.0
+    # today: its rollup groups, less what lies after ``end`` (nothing, unless ``now`` is in the past)
+    spent_today = store.scalar(
+        "SELECT COALESCE((SELECT sum(cost_usd) FROM rollup_requests WHERE day = ?), 0) "
+        '- COALESCE((SELECT sum(cost_usd) FROM requests WHERE "timestamp" >= ? AND "timestamp" < ?), 0)',
+        [day_start.date(), end, day_start + timedelta(days=1)]) or 0.0
     last3 = store.scalar('SELECT COALESCE(sum(cost_usd), 0) FROM requests WHERE "timestamp" >= ? AND "timestamp" < ?',
                          [end - timedelta(hours=3), end]) or 0.0
     burn = last3 / 3.0
@@ -342,9 +345,9 @@ def budget_status(store: Store, workflow_id: str | None = None, stage: str | Non
     today = _line(budgets, "day", day_start.date().isoformat(), spent_today)
     wf = st = None
     if workflow_id:
-        # one read of the workflow's requests for both lines (resolving the view is the cost)
+        # the workflow's rollup groups for both lines
         row = store.query("SELECT COALESCE(sum(cost_usd), 0) AS wf, COALESCE(sum(cost_usd) FILTER (WHERE stage = ?), 0) "
-                          "AS st FROM requests WHERE workflow_id = ?", [stage, workflow_id])[0]
+                          "AS st FROM rollup_requests WHERE workflow_id = ?", [stage, workflow_id])[0]
         wf = _line(budgets, "workflow", workflow_id, row["wf"] or 0.0)
         if stage:
             st = _line(budgets, "stage", f"{workflow_id}/{stage}", row["st"] or 0.0)
