@@ -28,31 +28,40 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, Field
 
 from ..store.db import Store, dict_rows
+from ..store.rollups import LATENCY_BUCKETS_MS
 
 # upper bounds (seconds) of the API request latency histogram: a Claude API call takes from under a
-# second (haiku, short answer) to minutes (long outputs, extended thinking)
-LATENCY_BUCKETS: tuple[float, ...] = (0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
+# second (haiku, short answer) to minutes (long outputs, extended thinking); the rollups count them
+LATENCY_BUCKETS: tuple[float, ...] = tuple(b / 1000 for b in LATENCY_BUCKETS_MS)
 # how many values of a label are kept (by use); the rest are summed as OTHER
 MAX_VALUES = {"stage": 30, "model": 15, "experiment": 20, "tool": 30, "path": 10}
 OTHER = "other"
 NONE = "none"  # a fact without the label's value (no experiment, no model recorded)
 
+# every total over all history: the rollups' groups summed by the labels (the latency histogram's
+# counts too when its buckets are the rolled-up ones; other buckets are counted over the requests)
 _REQUESTS = """
 SELECT stage, COALESCE(model, '{none}') AS model, COALESCE(experiment_id, '{none}') AS experiment,
-       count(*) AS requests, CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
+       CAST(sum(requests) AS BIGINT) AS requests, CAST(sum(input_tokens) AS BIGINT) AS input_tokens,
        CAST(sum(output_tokens) AS BIGINT) AS output_tokens, CAST(sum(cache_read_tokens) AS BIGINT) AS cache_read_tokens,
        CAST(sum(cache_creation_tokens) AS BIGINT) AS cache_creation_tokens,
-       COALESCE(sum(cost_usd), 0) AS cost_usd, count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_requests,
-       CAST(sum(attempt - 1) AS BIGINT) AS retries,
-       count(duration_ms) AS timed_requests, COALESCE(sum(duration_ms), 0) / 1000.0 AS duration_seconds,
+       COALESCE(sum(cost_usd), 0) AS cost_usd,
+       CAST(COALESCE(sum(requests) FILTER (WHERE cost_source = 'unpriced'), 0) AS BIGINT) AS unpriced_requests,
+       CAST(sum(retries) AS BIGINT) AS retries,
+       CAST(sum(timed_requests) AS BIGINT) AS timed_requests, COALESCE(sum(duration_ms), 0) / 1000.0 AS duration_seconds,
+       [{buckets}] AS buckets
+FROM rollup_requests GROUP BY ALL"""
+_ROLLED_BUCKET = "CAST(sum(lat_le_{ms}) AS BIGINT)"
+_BUCKETS_FROM_ROWS = """
+SELECT stage, COALESCE(model, '{none}') AS model, COALESCE(experiment_id, '{none}') AS experiment,
        [{buckets}] AS buckets
 FROM requests GROUP BY ALL"""
 _TOOLS = """
-SELECT stage, COALESCE(tool_name, '{none}') AS tool, count(*) AS calls,
-       count(*) FILTER (WHERE success = false) AS failures
-FROM tools GROUP BY ALL"""
+SELECT stage, COALESCE(tool_name, '{none}') AS tool, CAST(sum(calls) AS BIGINT) AS calls,
+       CAST(sum(failures) AS BIGINT) AS failures
+FROM rollup_tools GROUP BY ALL"""
 _ERRORS = """
-SELECT stage, COALESCE(model, '{none}') AS model, count(*) AS errors FROM errors GROUP BY ALL"""
+SELECT stage, COALESCE(model, '{none}') AS model, CAST(sum(errors) AS BIGINT) AS errors FROM rollup_errors GROUP BY ALL"""
 _WORKFLOWS = """
 SELECT COALESCE(path, '{none}') AS path, COALESCE(experiment_id, '{none}') AS experiment, count(*) AS workflows
 FROM workflows GROUP BY ALL"""
@@ -189,23 +198,30 @@ def _latency(requests: list[RequestGroup], n_buckets: int) -> list[LatencyGroup]
 def store_metrics(store: Store, buckets: Sequence[float] = LATENCY_BUCKETS) -> StoreMetrics:
     """Every total ``/metrics`` shows, read in one transaction (the numbers agree with each other).
 
-    Cost: one pass over each fact table, whose rows carry their resolved context (see
-    bench/metrics_bench.py)."""
+    Cost: one pass over each rollup table (store/rollups.py), whatever the number of facts."""
     start = time.monotonic()
-    bucket_sql = ", ".join("count(*) FILTER (WHERE duration_ms <= ?)" for _ in buckets)
     none = {"none": NONE}
+    rolled = tuple(round(float(b) * 1000) for b in buckets) == LATENCY_BUCKETS_MS
     with store.reader() as cur:
         cur.execute("BEGIN TRANSACTION")
         try:
-            req = dict_rows(cur, _REQUESTS.format(buckets=bucket_sql, **none),
-                            [float(b) * 1000 for b in buckets])
+            if rolled:
+                bucket_sql = ", ".join(_ROLLED_BUCKET.format(ms=ms) for ms in LATENCY_BUCKETS_MS)
+                req = dict_rows(cur, _REQUESTS.format(buckets=bucket_sql, **none))
+            else:
+                req = dict_rows(cur, _REQUESTS.format(buckets="", **none))
+                counted = ", ".join("count(*) FILTER (WHERE duration_ms <= ?)" for _ in buckets)
+                hist = {(r["stage"], r["model"], r["experiment"]): r["buckets"] for r in dict_rows(
+                    cur, _BUCKETS_FROM_ROWS.format(buckets=counted, **none), [float(b) * 1000 for b in buckets])}
+                for r in req:
+                    r["buckets"] = hist.get((r["stage"], r["model"], r["experiment"]), [0] * len(buckets))
             tools = dict_rows(cur, _TOOLS.format(**none))
             errors = dict_rows(cur, _ERRORS.format(**none))
             workflows = dict_rows(cur, _WORKFLOWS.format(**none))
             alerts = dict_rows(cur, _ALERTS)
             last = cur.execute(_LAST).fetchone()
         finally:
-            cur.execute("ROLLBACK")  # read only: nothing to keep, temporary tables included
+            cur.execute("ROLLBACK")  # read only: nothing to keep
     requests = _cap([RequestGroup(**r) for r in req], {k: MAX_VALUES[k] for k in ("stage", "model", "experiment")},
                     lambda g: g.requests)
     return StoreMetrics(
