@@ -73,7 +73,7 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
         where, params = _where(used, since, until)
         source = _facts_part(by, where)
     else:
-        days, cuts = _whole_days(since, until)
+        days, cuts = whole_days(since, until)
         parts = [_rollup_part(by, used, days, params)]
         if cuts:
             where, cut_params = _where(used, None, None)
@@ -174,7 +174,7 @@ def _rollup_part(by: list[str], used: dict[str, Any], days: tuple[date | None, d
             + (" WHERE " + " AND ".join(where) if where else ""))
 
 
-def _whole_days(since: datetime | None, until: datetime | None
+def whole_days(since: datetime | None, until: datetime | None
                 ) -> tuple[tuple[date | None, date | None] | None, list[tuple[datetime, datetime]]]:
     """The whole days inside [since, until) and the time ranges of the days it cuts through."""
     from datetime import timedelta

@@ -5,12 +5,14 @@ daily/weekly cost, tokens, duration, error rate, cache hit rate and findings by 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ..errors import InvalidInput
 from ..store.db import Store
 from .common import window
+from .cost import whole_days
 
 
 class TrendPoint(BaseModel):
@@ -48,21 +50,28 @@ def query_trends(store: Store, period: str = "day", days: float = 30, now: datet
     # window are read so the first points' averages are whole.
     step = timedelta(days=1 if period == "day" else 7)
     ext_start = start - 6 * step
+    # whole days from the rollups, the days the window cuts through from the resolved facts
+    req, req_p = _daily(ext_start, end, "rollup_requests",
+                        "workflow_id, CASE WHEN cost_n > 0 THEN cost_usd END AS cost_usd, input_tokens, output_tokens, "
+                        "cache_read_tokens, cache_creation_tokens, requests, retries",
+                        "requests", "workflow_id, cost_usd, input_tokens, output_tokens, cache_read_tokens, "
+                        "cache_creation_tokens, 1 AS requests, attempt - 1 AS retries")
+    tool, tool_p = _daily(ext_start, end, "rollup_tools", "calls, failures AS fails", "tools",
+                          "1 AS calls, CAST(NOT success AS INTEGER) AS fails")
+    err, err_p = _daily(ext_start, end, "rollup_errors", "errors AS errs", "errors", "1 AS errs")
     rows = store.query(f"""
         WITH cal AS (SELECT CAST(range AS DATE) AS p
                      FROM range(date_trunc('{period}', ?::TIMESTAMP), ?::TIMESTAMP, INTERVAL 1 {period})),
         r AS (
-            SELECT CAST(date_trunc(?, "timestamp") AS DATE) AS p, sum(cost_usd) AS cost,
+            SELECT CAST(date_trunc(?, d) AS DATE) AS p, sum(cost_usd) AS cost,
                    sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) AS tokens,
-                   count(*) AS requests, sum(attempt - 1) AS retries,
+                   CAST(sum(requests) AS BIGINT) AS requests, sum(retries) AS retries,
                    golem_cache_hit_rate(sum(cache_read_tokens), sum(input_tokens), sum(cache_creation_tokens)) AS hit,
                    count(DISTINCT workflow_id) AS workflows
-            FROM requests WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY 1),
-        t AS (SELECT CAST(date_trunc(?, "timestamp") AS DATE) AS p, count(*) AS calls,
-                     count(*) FILTER (WHERE NOT success) AS fails
-              FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY 1),
-        e AS (SELECT CAST(date_trunc(?, "timestamp") AS DATE) AS p, count(*) AS errs
-              FROM errors WHERE "timestamp" >= ? AND "timestamp" < ? GROUP BY 1),
+            FROM ({req}) GROUP BY 1),
+        t AS (SELECT CAST(date_trunc(?, d) AS DATE) AS p, sum(calls) AS calls, sum(fails) AS fails
+              FROM ({tool}) GROUP BY 1),
+        e AS (SELECT CAST(date_trunc(?, d) AS DATE) AS p, sum(errs) AS errs FROM ({err}) GROUP BY 1),
         w AS (SELECT CAST(date_trunc(?, started_at) AS DATE) AS p, avg(duration_seconds) AS secs
               FROM workflow_summary WHERE started_at >= ? AND started_at < ? GROUP BY 1),
         q AS (SELECT CAST(date_trunc(?, ts) AS DATE) AS p, sum(critical) AS c, sum(major) AS ma, sum(minor) AS mi
@@ -81,7 +90,7 @@ def query_trends(store: Store, period: str = "day", days: float = 30, now: datet
             FROM j)
         SELECT CAST(p AS VARCHAR) AS period, cost, tokens, requests, workflows, secs, err, hit, c, ma, mi, ma7, change
         FROM m WHERE p >= CAST(date_trunc('{period}', ?::TIMESTAMP) AS DATE) ORDER BY p""",
-        [ext_start, end] + [period, ext_start, end] * 5 + [start])
+        [ext_start, end] + [period, *req_p, period, *tool_p, period, *err_p] + [period, ext_start, end] * 2 + [start])
     points = [TrendPoint(period=r["period"], cost_usd=r["cost"] or 0.0, tokens=int(r["tokens"] or 0),
                          requests=r["requests"], workflows=r["workflows"], avg_workflow_seconds=r["secs"],
                          error_rate=r["err"], cache_hit_rate=r["hit"], findings_critical=int(r["c"]),
@@ -91,6 +100,21 @@ def query_trends(store: Store, period: str = "day", days: float = 30, now: datet
     cur = sum(p.cost_usd for p in points)
     return TrendReport(period=period, points=points,
                        cost_change_vs_previous_window=(cur / prev - 1) if prev else None)
+
+
+def _daily(since: datetime, until: datetime, rollup: str, rolled: str, facts: str, per_fact: str
+           ) -> tuple[str, list[Any]]:
+    """Rows ``d`` (the day) + columns of [since, until): the rollup's groups of whole days (``rolled``
+    over ``rollup``), the facts of the days cut through (``per_fact`` over the view ``facts``)."""
+    days, cuts = whole_days(since, until)
+    lo, hi = days or (None, None)
+    sql = f"SELECT day AS d, {rolled} FROM {rollup} WHERE day >= ? AND day < ?"
+    params: list[Any] = [lo, hi]
+    if cuts:
+        sql += (f' UNION ALL SELECT CAST("timestamp" AS DATE) AS d, {per_fact} FROM {facts} WHERE '
+                + " OR ".join('("timestamp" >= ? AND "timestamp" < ?)' for _ in cuts))
+        params += [t for c in cuts for t in c]
+    return sql, params
 
 
 class FileFindings(BaseModel):
