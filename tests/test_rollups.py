@@ -146,7 +146,7 @@ def to_batch(ns: str, spec: dict[str, Any]) -> Batch:
     return b
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(batches=st.lists(batch, min_size=1, max_size=5))
 def test_rollups_equal_group_by_after_any_interleaving(store: Store, batches: list[dict[str, Any]]) -> None:

@@ -31,6 +31,24 @@ _KNOWN_SQL = {
     "experiment_id": "SELECT experiment_id AS v FROM workflows UNION SELECT experiment_id FROM workflow_links "
                      "UNION SELECT experiment_id FROM experiments UNION SELECT DISTINCT experiment_id FROM api_requests",
 }
+# the same question for one value, answered from small tables and the rollups (the resolved ids, a
+# superset of the ids facts emitted) without listing every id: asked first, the full lists above only
+# when the value is not found there (to name the closest ones, or to find it among emitted ids)
+_HAS_SQL = {
+    "workflow_id": "SELECT EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?) "
+                   "OR EXISTS (SELECT 1 FROM workflow_links WHERE workflow_id = ?) "
+                   "OR EXISTS (SELECT 1 FROM agent_context WHERE workflow_id = ?) "
+                   "OR EXISTS (SELECT 1 FROM rollup_requests WHERE workflow_id = ?)",
+    "stage": "SELECT golem_main_stage() = ? OR EXISTS (SELECT 1 FROM agent_context WHERE stage = ?) "
+             "OR EXISTS (SELECT 1 FROM stage_records WHERE stage = ?) "
+             "OR EXISTS (SELECT 1 FROM rollup_requests WHERE stage = ?)",
+    "task_id": "SELECT EXISTS (SELECT 1 FROM workflows WHERE task_id = ?) "
+               "OR EXISTS (SELECT 1 FROM workflow_links WHERE task_id = ?) "
+               "OR EXISTS (SELECT 1 FROM rollup_requests WHERE task_id = ?)",
+    "experiment_id": "SELECT EXISTS (SELECT 1 FROM workflows WHERE experiment_id = ?) "
+                     "OR EXISTS (SELECT 1 FROM experiments WHERE experiment_id = ?) "
+                     "OR EXISTS (SELECT 1 FROM rollup_requests WHERE experiment_id = ?)",
+}
 _WHAT = {"workflow_id": "workflow", "stage": "stage", "task_id": "task", "experiment_id": "experiment"}
 _HOW = {"workflow_id": "record it with record_workflow, or omit workflow_id for the recent window",
         "stage": "stages are subagent types ('main' = the master)",
@@ -51,6 +69,8 @@ def closest(value: str, candidates: list[str], n: int = 3) -> list[str]:
 def require(store: Store, kind: str, value: str | None) -> None:
     """Raise NotFound naming the closest known values when ``value`` is not a known ``kind`` id."""
     if value is None:
+        return
+    if store.scalar(_HAS_SQL[kind], [value] * _HAS_SQL[kind].count("?")):
         return
     known = known_ids(store, kind)
     if value in known:

@@ -149,26 +149,29 @@ SELECT r.ts, r.task, r.parent, COALESCE(r.workflow_id, r.parent) AS workflow_id,
        i.file, i.line, i.summary, r.report_id
 FROM review_issues i JOIN review_reports r USING (report_id);
 
--- The summaries' parts per (workflow, stage), as views of their own: an analysis run puts
--- temporary tables of these names in front of them (analysis/snapshot.py), computed from facts
--- aggregated before their context is resolved, and the summary views then read those.
+-- The summaries' parts per (workflow, stage), as views of their own, summed from the rollups
+-- (store/rollups.py: the resolved facts per day and dimension, kept current by every write) rather
+-- than from every fact. An analysis run puts temporary tables of these names in front of them
+-- (analysis/snapshot.py), and the summary views then read those.
 CREATE OR REPLACE VIEW request_stage_groups AS
 SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
-       count(*) AS api_requests, sum(cost_usd) AS total_cost,
-       count(*) FILTER (WHERE cost_source = 'unpriced') AS unpriced_requests,
+       CAST(sum(requests) AS BIGINT) AS api_requests,
+       CASE WHEN sum(cost_n) > 0 THEN sum(cost_usd) END AS total_cost,
+       CAST(COALESCE(sum(requests) FILTER (WHERE cost_source = 'unpriced'), 0) AS BIGINT) AS unpriced_requests,
        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
        sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
-       sum(attempt - 1) AS retries, min("timestamp") AS started_at, max("timestamp") AS ended_at,
-       sum(duration_ms) AS api_duration_ms
-FROM requests WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
+       sum(retries) AS retries, min(first_at) AS started_at, max(last_at) AS ended_at,
+       CASE WHEN sum(timed_requests) > 0 THEN sum(duration_ms) END AS api_duration_ms
+FROM rollup_requests WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
 
 CREATE OR REPLACE VIEW tool_stage_groups AS
-SELECT workflow_id, stage, count(*) AS tool_calls, count(*) FILTER (WHERE success = false) AS tool_failures,
-       min("timestamp") AS started_at, max("timestamp") AS ended_at
-FROM tools WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
+SELECT workflow_id, stage, CAST(sum(calls) AS BIGINT) AS tool_calls, CAST(sum(failures) AS BIGINT) AS tool_failures,
+       min(first_at) AS started_at, max(last_at) AS ended_at
+FROM rollup_tools WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage;
 
 CREATE OR REPLACE VIEW error_stage_groups AS
-SELECT workflow_id, stage, count(*) AS api_errors FROM errors WHERE workflow_id IS NOT NULL GROUP BY ALL;
+SELECT workflow_id, stage, CAST(sum(errors) AS BIGINT) AS api_errors FROM rollup_errors
+WHERE workflow_id IS NOT NULL GROUP BY ALL;
 
 -- Each subagent's first and last request and the duration of its last timed one (bottlenecks'
 -- agent dimension); from the fact table alone, no context needed.
