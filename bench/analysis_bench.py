@@ -131,7 +131,7 @@ def build(store, n_requests: int, now: datetime = NOW) -> dict[str, int]:  # typ
                CASE WHEN {otel} THEN 'arm-' || (w // 2 % 2) END, CASE WHEN {otel} THEN 2 ELSE 1 END
         FROM (SELECT j, j // {4 * TOOLS_PER_STAGE} AS w, j // {TOOLS_PER_STAGE} AS a
               FROM range({n_wf * 4 * TOOLS_PER_STAGE}) t(j))""")
-    store.resolve_all()  # written around Store.write: every fact resolved once
+    store.resolve_all()  # written around Store.write: every fact resolved once (and the rollups built)
     con.execute("INSERT OR REPLACE INTO settings VALUES ('bench_generator', ?)", [GENERATOR])
     con.execute("CHECKPOINT")
     return store.table_counts()

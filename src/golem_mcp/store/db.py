@@ -32,7 +32,7 @@ from .. import home
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..redaction import redact, redact_table
-from . import checks, resolve
+from . import checks, resolve, rollups
 from .batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
 from .writer import WriteQueue
 
@@ -238,6 +238,7 @@ class Store:
         self._owners = resolve.Owners()  # keys with stored facts (resolve_owners), cached
         self._res: resolve.WriteResolution | None = None  # the resolver's state during a write
         self._fact_hooks: list[Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]] = []
+        self.on_fact_changes(rollups.on_fact_changes)  # the rollups follow every change of a fact
         if not read_only:
             self.migrate()
         self._load_types()
@@ -336,10 +337,12 @@ class Store:
             if current > SCHEMA_VERSION:
                 raise GolemError(f"{self.path} was written by a newer golem-mcp (schema {current}); upgrade golem-mcp")
             ran = False
+            fresh = []
             for version, name in _migrations():
                 if version in applied:
                     continue
                 ran = True
+                fresh.append(version)
                 self.con.execute("BEGIN")
                 try:
                     self.con.execute(_sql(name))
@@ -361,6 +364,17 @@ class Store:
             resolve.build_tree(self.con, ())  # the tree the resolver joins, empty until a write fills it
             self.con.execute(_sql("views.sql"))
             self._settle_resolution_inputs()
+            if rollups.MIGRATION in fresh:  # an existing store's rollups, built once from its resolved facts
+                self._in_transaction(lambda: rollups.build(self.con))
+
+    def _in_transaction(self, fn: Callable[[], Any]) -> None:
+        self.con.execute("BEGIN")
+        try:
+            fn()
+            self.con.execute("COMMIT")
+        except Exception:
+            self.con.execute("ROLLBACK")
+            raise
 
     def _backfill_resolved(self) -> None:
         """Migration 007 on a store with facts: resolve them all once (progress on stderr when big)."""
@@ -390,6 +404,7 @@ class Store:
                 res.finish()
                 if res.rescoped:  # the analysis' per-day aggregates hold resolved costs and stages: built again
                     self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
+                    rollups.build(self.con)  # so do the rollups (a price or main stage change: rare, at open)
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
@@ -402,8 +417,9 @@ class Store:
             self.con.execute("BEGIN")
             try:
                 resolve.backfill(self.con, self._types, progress)
-                # the analysis' per-day aggregates group by resolved columns: built again
+                # the analysis' per-day aggregates and the rollups group by resolved columns: built again
                 self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
+                rollups.build(self.con)
                 self.con.execute("COMMIT")
             except Exception:
                 self.con.execute("ROLLBACK")
