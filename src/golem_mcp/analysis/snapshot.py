@@ -302,14 +302,7 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
 @contextmanager
 def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
     """A reader for analyses that read the summary views over all history (``workflow_summary``,
-    ``workflow_stage_summary``, ``agent_request_spans``, ``stage_models`` for the 90 days up to
-    ``now``) and the fact tables, but no rows of the ``requests``/``tools``/``errors`` views: on a
-    store, a snapshot, whose summaries come from the per-day cache instead of resolving every
-    request again (at 1M requests ~1 s against ~2.5 s per read of a summary view, and these analyses
-    read them several times); a reader that already is a snapshot is used as it is. The snapshot's
-    ``requests``/``tools``/``errors`` hold the last 7 days only: not for analyses that read rows."""
-    if isinstance(store, SnapshotReader):
-        yield store
-        return
-    with snapshot(store, now=now) as snap:
-        yield snap
+    ``workflow_stage_summary``, ``agent_request_spans``) and the fact tables: the store itself, whose
+    summary views sum the rollups (store/rollups.py) rather than every fact, or a snapshot when the
+    caller already is one (an analysis run). ``now`` is kept for callers that pass it."""
+    yield store
