@@ -106,6 +106,8 @@ FACT_DAY_SQL = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  
 # paths of files this machine read, matched by the importer to resume them (a redacted path would
 # never match, and the file would be read again on every scan).
 NOT_REDACTED = frozenset({"ingest_files"})
+# settings key present while migration 007's resolution of an existing store's facts is unfinished
+_BACKFILL_PENDING = "resolve_backfill_pending"
 
 # -- Many machines (migration 009) -----------------------------------------------------------------
 # Machine identity: the rows of these tables that Store.write stores without a machine_id get this
@@ -348,14 +350,18 @@ class Store:
                     self.con.execute(_sql(name))
                     if version == MACHINE_MIGRATION and applied:
                         self._claim_unowned()
-                    if version == 7:
-                        self._backfill_resolved()
+                    if version == 7 and applied:  # an existing store: its facts resolved below, in parts
+                        self.con.execute(f"INSERT OR REPLACE INTO settings VALUES ('{_BACKFILL_PENDING}', 'yes')")
                     self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
                     self.con.execute("COMMIT")
                 except Exception:
                     self.con.execute("ROLLBACK")
                     raise
+                if version == 7:
+                    self._backfill_resolved()
             self._ensure_tracking()
+            if 7 not in fresh and self._backfill_resolved() and rollups.MIGRATION not in fresh:
+                fresh.append(rollups.MIGRATION)  # a backfill cut short, finished now: the rollups follow it
             if ran and self.path != ":memory:":
                 # DuckDB 1.5.5 cannot replay a WAL holding 009's column defaults (nextval): a daemon
                 # killed -9 before its first checkpoint could never open its store again
@@ -376,13 +382,26 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
 
-    def _backfill_resolved(self) -> None:
-        """Migration 007 on a store with facts: resolve them all once (progress on stderr when big)."""
+    def _backfill_resolved(self) -> bool:
+        """Migration 007 on a store with facts: resolve them all once (progress on stderr when big), in
+        parts each committed, so memory stays bounded; a store closed or killed mid-way carries on at
+        its next open (the pending mark goes only with the last part). Returns whether it ran."""
+        if not self.con.execute("SELECT 1 FROM settings WHERE key = ?", [_BACKFILL_PENDING]).fetchall():
+            return False
         self.con.execute(resolve.SQL["macros"])
         self._load_types()
         rows = self.con.execute("SELECT " + " + ".join(f"(SELECT count(*) FROM {ident(t)})" for t in resolve.FACTS)).fetchone()
         big = bool(rows and rows[0] > 100_000)
-        resolve.backfill(self.con, self._types, resolve.stderr_progress if big else None)
+        self._in_transaction(lambda: resolve.backfill(self.con, self._types, resolve.stderr_progress if big else None,
+                                                      commit=self._commit_and_begin))
+        self.con.execute("DELETE FROM settings WHERE key = ?", [_BACKFILL_PENDING])
+        return True
+
+    def _commit_and_begin(self) -> None:
+        self.con.execute("COMMIT")
+        if self.path != ":memory:":
+            self.con.execute("CHECKPOINT")  # the part's rows to the file: out of the memory budget
+        self.con.execute("BEGIN")
 
     def _settle_resolution_inputs(self) -> None:
         """Write the main stage setting and the price table (both read by the resolver) and, when either
@@ -411,12 +430,14 @@ class Store:
             raise
 
     def resolve_all(self, progress: Callable[[str], None] | None = None) -> None:
-        """Resolve every stored fact from scratch, in one transaction: for facts written around
+        """Resolve every stored fact from scratch, in parts each committed: for facts written around
         :meth:`write` (plain SQL, generated stores); :meth:`write` keeps them resolved otherwise."""
         with self._lock:
+            if self.path != ":memory:":
+                self.con.execute("CHECKPOINT")  # rows written around write() (plain SQL) to the file first
             self.con.execute("BEGIN")
             try:
-                resolve.backfill(self.con, self._types, progress)
+                resolve.backfill(self.con, self._types, progress, commit=self._commit_and_begin)
                 # the analysis' per-day aggregates and the rollups group by resolved columns: built again
                 self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
                 rollups.build(self.con)

@@ -495,8 +495,19 @@ class WriteResolution:
                     f"AND {key} NOT IN (SELECT {key} FROM {before})")
 
 
-def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str], None] | None = None) -> None:
-    """Resolve every stored fact from scratch (migration 007 on an existing store), with progress."""
+# Rows resolved per UPDATE when resolving a whole table: DuckDB holds the statement's join and the
+# rows' old versions in memory, and a million requests at once passed the default 1.5 GB budget
+_BACKFILL_ROWS = 200_000
+
+
+def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str], None] | None = None,
+             commit: Callable[[], None] | None = None) -> None:
+    """Resolve every stored fact from scratch (migration 007 on an existing store), with progress.
+
+    ``commit`` (commit the transaction and begin the next) is called after each part: DuckDB keeps a
+    transaction's changed rows in memory until it ends, so a store of a million requests resolved in
+    one transaction ran out of the default memory budget. A backfill cut short leaves some facts
+    resolved and is run again whole (it is idempotent)."""
     say = progress or (lambda m: None)
     build_tree(con, None)
     for table in FACTS:
@@ -505,7 +516,7 @@ def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str
             continue
         start = time.monotonic()
         say(f"resolving {n:,} {table} ...")
-        parts = max(1, n // 1_000_000)
+        parts = max(1, -(-n // _BACKFILL_ROWS))
         spec = FACTS[table]
         own = ", ".join(q(c) for c in fact_columns(types[table]))
         sets = ", ".join(f"{q(c)} = o.{q(c)}" for c in spec.resolved)
@@ -514,6 +525,8 @@ def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str
             where = f"hash({key}) % {parts} = {i}" if parts > 1 else "true"
             con.execute(f"UPDATE {q(table)} SET {sets} FROM ({resolution_sql(table, f'SELECT {own} FROM {q(table)} WHERE {where}')}) o "
                         f"WHERE {q(table)}.{key} = o.{key}")
+            if commit is not None:
+                commit()
             if parts > 1:
                 say(f"  {table}: {i + 1}/{parts} ({time.monotonic() - start:.0f} s)")
         say(f"  {table}: done in {time.monotonic() - start:.1f} s")

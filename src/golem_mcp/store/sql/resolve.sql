@@ -30,7 +30,7 @@ CREATE OR REPLACE MACRO golem_link_ranges(sids) AS TABLE
 SELECT session_id, valid_from,
        COALESCE(lead(valid_from) OVER (PARTITION BY session_id ORDER BY valid_from), TIMESTAMP '9999-12-31') AS valid_to,
        workflow_id, task_id, experiment_id, source
-FROM workflow_links WHERE sids IS NULL OR list_contains(sids, session_id);
+FROM workflow_links WHERE sids IS NULL OR session_id IN (SELECT unnest(sids));
 
 -- Each agent's parent: as recorded, else the agent that issued the Agent tool call that spawned it.
 CREATE OR REPLACE VIEW agent_parents AS
