@@ -38,9 +38,11 @@ FILTERS = {"workflow_id", "stage", "task_id", "experiment_id", "session_id", "mo
            "git_branch", "machine_id"}
 
 
-# dimension name -> expression over rollup_requests (store/rollups.py); "session" is not rolled up
+# dimension name -> expression over rollup_requests (store/rollups.py); the session and whom Claude Code
+# made a request for (skill, plugin, MCP server) are not rolled up: those questions read the facts
+NOT_ROLLED_UP = ("session", "day", "week", "skill", "plugin", "mcp_server")
 ROLLUP_DIMENSIONS: dict[str, str] = {
-    **{k: v for k, v in DIMENSIONS.items() if k not in ("session", "day", "week")},
+    **{k: v for k, v in DIMENSIONS.items() if k not in NOT_ROLLED_UP},
     "day": "day", "week": "CAST(date_trunc('week', day) AS DATE)",
 }
 ROLLUP_FILTERS = FILTERS - {"session_id"}
