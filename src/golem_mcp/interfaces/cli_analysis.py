@@ -204,7 +204,7 @@ def _emit(args: argparse.Namespace, data: Any, sections: list[Section], lead: li
 # how a single analysis reads as tables: the title of each list, the columns to drop first when the
 # width is short (first named, first gone), lists only counted in the table (JSON has them)
 TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, worst first)",
-          "workflows": "Workflows: bottleneck stage (execution, queue wait apart) and idle time between stages",
+          "workflows": "Workflows: bottleneck stage (queue wait apart), idle time between stages",
           "anomalies": "Anomalies (far from their peers' normal)", "loops": "Repeated identical calls",
           "retries": "API retries", "edit_fail_cycles": "Edit then failing Bash", "rework": "Rework",
           "thrashing": "Thrashing (many tool calls per API request)", "categories": "Errors by category",
@@ -223,7 +223,8 @@ DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
                    "avg_workflow_seconds", "workflows"],
         "categories": ["tools", "stages"], "repeated_failures": ["example", "workflows"],
         "top": ["good_share", "workflows"], "typical_of_good": ["good_share"], "typical_of_bad": ["good_share"],
-        "anomalies": ["robust_z", "peers"], "by_stage": ["recovered"]}
+        "anomalies": ["robust_z", "peers"], "by_stage": ["recovered"],
+        "retries": ["request_id", "model", "reason_status_code", "session_id", "agent_id"]}
 COUNT_ONLY = {"no_baseline", "insufficient_history"}
 
 
