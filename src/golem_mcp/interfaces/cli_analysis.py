@@ -224,7 +224,7 @@ DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
         "categories": ["tools", "stages"], "repeated_failures": ["example", "workflows"],
         "top": ["good_share", "workflows"], "typical_of_good": ["good_share"], "typical_of_bad": ["good_share"],
         "anomalies": ["robust_z", "peers"], "by_stage": ["recovered"],
-        "retries": ["request_id", "model", "reason_status_code", "session_id", "agent_id"]}
+        "retries": ["request_id", "model", "reason_status_code", "session_id", "agent_id", "reason_category"]}
 COUNT_ONLY = {"no_baseline", "insufficient_history"}
 
 
