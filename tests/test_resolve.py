@@ -325,3 +325,19 @@ def test_doctor_names_facts_that_do_not_resolve_as_from_scratch(tmp_path, monkey
     with Store(db) as store:
         store.resolve_all()
     assert check_resolution(None, verify=True).status == OK
+
+
+def test_cache_writes_priced_when_the_split_is_zero(tmp_path):
+    """Cache writes whose 5-minute/1-hour split is missing or all zero are priced from their total at the
+    5-minute rate (a split of 0 + 0 under a positive total priced them at nothing)."""
+    with Store(tmp_path / "g.duckdb") as store:
+        price = store.query("SELECT * FROM prices WHERE model = 'claude-sonnet-4-5'")[0]
+        _write(store, [_req("r-split0", cache_creation_5m_tokens=0, cache_creation_1h_tokens=0),
+                       _req("r-nosplit", minutes=2),
+                       _req("r-split", minutes=3, cache_creation_5m_tokens=4, cache_creation_1h_tokens=6)])
+        got = {r["request_id"]: r["calculated_cost_usd"] for r in store.query("SELECT * FROM requests")}
+        base = (100 * price["input_per_mtok"] + 50 * price["output_per_mtok"] + 1000 * price["cache_read_per_mtok"]) / 1e6
+        whole = base + 10 * price["cache_write_5m_per_mtok"] / 1e6
+        assert got["r-split0"] == pytest.approx(whole) and got["r-nosplit"] == pytest.approx(whole)
+        assert got["r-split"] == pytest.approx(
+            base + (4 * price["cache_write_5m_per_mtok"] + 6 * price["cache_write_1h_per_mtok"]) / 1e6)

@@ -108,7 +108,7 @@ LEFT JOIN sessions s ON s.session_id = x.session_id
 (COALESCE(x.input_tokens, 0) * p.input_per_mtok
  + COALESCE(x.output_tokens, 0) * p.output_per_mtok
  + COALESCE(x.cache_read_tokens, 0) * p.cache_read_per_mtok
- + CASE WHEN x.cache_creation_5m_tokens IS NULL AND x.cache_creation_1h_tokens IS NULL
+ + CASE WHEN COALESCE(x.cache_creation_5m_tokens, 0) + COALESCE(x.cache_creation_1h_tokens, 0) = 0
         THEN COALESCE(x.cache_creation_tokens, 0) * p.cache_write_5m_per_mtok
         ELSE COALESCE(x.cache_creation_5m_tokens, 0) * p.cache_write_5m_per_mtok
              + COALESCE(x.cache_creation_1h_tokens, 0) * p.cache_write_1h_per_mtok END
