@@ -93,7 +93,8 @@ def _walk(node: Any, found: dict[str, list[str]]) -> None:
             found["functions"].append(name)
             # a table function (FROM range(...)) streams its rows while the query runs, under its limits
             if name in SIZED_FUNCTIONS and not node.get("_table_function"):
-                found["sizes"].extend(f"{name}({n})" for n in _constant_sizes(name, node.get("arguments")))
+                args = node.get("arguments") if "arguments" in node else node.get("children")  # DuckDB 2 / 1.5
+                found["sizes"].extend(f"{name}({n})" for n in _constant_sizes(name, args))
         for v in node.values():
             _walk(v, found)
     elif isinstance(node, list):
@@ -118,18 +119,18 @@ def _constant_sizes(name: str, args: Any) -> list[int]:
             continue
         if e.get("class") == "CAST" and isinstance(e.get("child"), dict) and e["child"].get("class") == "CONSTANT":
             e = e["child"]  # DATE '2026-01-01', '5'::INT: the literal decides
-        lit = e.get("literal") if e.get("class") == "CONSTANT" else None
+        lit = _literal_text(e) if e.get("class") == "CONSTANT" else None
         if name in ONE_CALL_BUILDERS and i == 0:  # what is repeated, padded or resized
-            if isinstance(lit, dict):
-                base = max(1, len(str(lit.get("text", ""))))
+            if lit is not None:
+                base = max(1, len(lit))
             elif _reads_rows(e):
                 base = STORED_TEXT_CHARS
             else:  # a literal list or expression: no longer than the SQL, unless it builds something itself
                 base = MAX_BUILT_SIZE + 1 if _builds(e) else MAX_SQL_CHARS
             continue
-        if isinstance(lit, dict):
+        if lit is not None:
             try:
-                n = abs(int(str(lit.get("text", "")).replace("_", "")))
+                n = abs(int(lit.replace("_", "")))
             except ValueError:
                 continue  # a string, a date or a decimal: not a count
             out.append(n)
@@ -139,6 +140,18 @@ def _constant_sizes(name: str, args: Any) -> list[int]:
     if name == "repeat":
         out.append(base * counts)
     return out
+
+
+def _literal_text(e: dict[str, Any]) -> str | None:
+    """A constant's text as written, in either parse-tree shape: DuckDB 2's ``literal: {text}`` or
+    DuckDB 1.5's ``value: {type, is_null, value}`` (NULL: None)."""
+    lit = e.get("literal")
+    if isinstance(lit, dict):
+        return str(lit.get("text", ""))
+    val = e.get("value")
+    if isinstance(val, dict) and "value" in val:
+        return None if val.get("is_null") else str(val["value"])
+    return None
 
 
 def _builds(node: Any) -> bool:
