@@ -558,12 +558,25 @@ class TeamStore(Store):
 
     def migrate(self) -> None:
         super().migrate()  # the local schema, in memory: settings, prices, analysis tables
+        self.refresh()
+
+    def refresh(self) -> None:
+        """Copy the lake's facts and context into the in-memory tables and resolve them all again.
+
+        Each machine pushes facts resolved with the context it saw; a workflow's context can live on
+        another machine (hooks on one, transcripts on another), so the team's answers re-resolve the
+        union with the one resolver, and build the rollups from it, rather than trust what each
+        machine resolved alone."""
         with self._lock:
+            here: dict[str, set[str]] = {}
+            for t, c in self.con.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                         "WHERE table_schema = 'main' AND table_catalog = current_database()").fetchall():
+                here.setdefault(t, set()).add(c)
             for table, cols in self._lake_tables.items():
-                self.con.execute(f"DROP TABLE IF EXISTS main.{ident(table)}")
-                self.con.execute(f"CREATE VIEW main.{ident(table)} AS SELECT "
-                                 f"{', '.join(ident(c) for c in cols)}, 0::BIGINT AS {ident(SEQ_COLUMN)} "
-                                 f"FROM {LAKE}.{ident(table)}")
+                names = ", ".join(ident(c) for c in cols if c in here.get(table, ()))
+                self.con.execute(f"DELETE FROM main.{ident(table)}")
+                self.con.execute(f"INSERT INTO main.{ident(table)} ({names}) SELECT {names} FROM {LAKE}.{ident(table)}")
+            self.resolve_all()
             self.con.execute(_views_sql())
 
     def note_machine(self, *args: Any, **kwargs: Any) -> None:
