@@ -264,8 +264,8 @@ class _WorkerPool:
                         if not todo:
                             break
                         i, task = todo.pop()
-                    _send(proc.stdin, task)
-                    results.put((i, _recv(proc.stdout)))
+                    send_frame(proc.stdin, task)
+                    results.put((i, recv_frame(proc.stdout)))
             except BaseException as e:  # noqa: BLE001 - handed to the caller's thread and raised there
                 results.put(e)
             finally:
@@ -299,7 +299,9 @@ class _WorkerPool:
                 todo.clear()  # on an error, feeders stop after their current task
 
 
-def _send(fh: IO[bytes] | None, obj: object) -> None:
+def send_frame(fh: IO[bytes] | None, obj: object) -> None:
+    """Write ``obj`` pickled, after its length, to a child process' pipe (the one framing the
+    transcript parsers and the daemon's OTLP decoders use)."""
     if fh is None:
         raise OSError("worker pipe closed")
     data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
@@ -308,16 +310,18 @@ def _send(fh: IO[bytes] | None, obj: object) -> None:
     fh.flush()
 
 
-def _recv(fh: IO[bytes] | None) -> object:
+def recv_frame(fh: IO[bytes] | None, gone: type[Exception] = GolemError,
+               what: str = "transcript parser process ended unexpectedly") -> object:
+    """Read one :func:`send_frame` frame; ``gone(what)`` is raised when the pipe ends first."""
     if fh is None:
         raise OSError("worker pipe closed")
     head = fh.read(8)
     if len(head) < 8:
-        raise GolemError("transcript parser process ended unexpectedly")
+        raise gone(what)
     n = int.from_bytes(head, "little")
     data = fh.read(n)
     if len(data) < n:
-        raise GolemError("transcript parser process ended unexpectedly")
+        raise gone(what)
     return pickle.loads(data)
 
 
@@ -333,14 +337,14 @@ def worker_main() -> None:
     sys.stdout = sys.stderr  # nothing may print into the result channel
     while True:
         try:
-            task = _recv(inp)
+            task = recv_frame(inp)
         except GolemError:
             return  # stdin closed: the parent is done
         try:
             result: object = _read_task(task)  # type: ignore[arg-type]
         except Exception:  # noqa: BLE001 - reported to the parent, which raises it
             result = ("error", traceback.format_exc(limit=5))
-        _send(out, result)
+        send_frame(out, result)
 
 
 def _workers() -> int:

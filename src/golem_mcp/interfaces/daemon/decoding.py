@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import anyio.to_thread
 
+from ...ingestion.importer import recv_frame, send_frame
 from ...store.batch import Batch
 
 log = logging.getLogger("golem_mcp.daemon")
@@ -138,24 +139,11 @@ class Decoder:
 
 
 def _send(fh: IO[bytes] | None, obj: object) -> None:
-    if fh is None:
-        raise OSError("worker pipe closed")
-    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
-    fh.write(len(data).to_bytes(8, "little") + data)
-    fh.flush()
+    send_frame(fh, obj)
 
 
 def _recv(fh: IO[bytes] | None) -> Any:
-    if fh is None:
-        raise OSError("worker pipe closed")
-    head = fh.read(8)
-    if len(head) < 8:
-        raise WorkerGone("the worker ended")
-    n = int.from_bytes(head, "little")
-    data = fh.read(n)
-    if len(data) < n:
-        raise WorkerGone("the worker ended mid-answer")
-    return pickle.loads(data)
+    return recv_frame(fh, WorkerGone, "the worker ended")
 
 
 def worker_main() -> None:
