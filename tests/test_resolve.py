@@ -99,6 +99,41 @@ def test_requests_written_before_record_workflow_end_as_in_the_other_order(tmp_p
     assert _mismatches(late) == {}
 
 
+def test_a_compaction_written_before_its_sessions_context_ends_as_in_the_other_order(tmp_path):
+    """A compaction is resolved as the requests around it: the session's workflow link and the
+    subagent's type arriving after it move it, as they move the requests."""
+    def compaction(key: str, agent: str | None, minutes: int, **kw) -> tuple[str, dict]:
+        return ("compaction_events", {"event_key": key, "source": "otel", "session_id": "s1", "agent_id": agent,
+                                      "prompt_id": f"p-{key}", "timestamp": T0 + timedelta(minutes=minutes),
+                                      "trigger": "auto", "pre_tokens": 90_000, "post_tokens": 20_000, **kw})
+    facts = [_req("r1", agent=None, minutes=4), _req("r2", agent="a1", minutes=5),
+             compaction("c1", None, 4), compaction("c2", "a1", 5), compaction("c3", None, 1)]
+    context = [("workflows", {"workflow_id": "wf-1", "path": "full", "experiment_id": "exp-a"}),
+               ("workflow_links", {"session_id": "s1", "valid_from": T0 + timedelta(minutes=3), "workflow_id": "wf-1",
+                                   "task_id": "task-9"}),
+               ("agents", {"agent_id": "a1", "session_id": "s1", "agent_type": "planner"})]
+    question = "SELECT prompt_id, workflow_id, stage, task_id, experiment_id, tokens_saved FROM compactions ORDER BY 1"
+    late, early = Store(tmp_path / "late.duckdb"), Store(tmp_path / "early.duckdb")
+    _write(late, facts)
+    assert {(r["workflow_id"], r["stage"]) for r in late.query(question)} == {("session-s1", "main"), ("session-s1", "subagent")}
+    _write(late, context)
+    _write(early, context + facts)
+    assert late.query(question) == early.query(question)
+    assert late.query(question) == [
+        {"prompt_id": "p-c1", "workflow_id": "wf-1", "stage": "main", "task_id": "task-9", "experiment_id": "exp-a",
+         "tokens_saved": 70_000},
+        {"prompt_id": "p-c2", "workflow_id": "wf-1", "stage": "planner", "task_id": "task-9", "experiment_id": "exp-a",
+         "tokens_saved": 70_000},
+        # before the link's time: the session's own workflow, as a request then would be
+        {"prompt_id": "p-c3", "workflow_id": "session-s1", "stage": "main", "task_id": None, "experiment_id": None,
+         "tokens_saved": 70_000}]
+    # each compaction in the workflow and stage of the request beside it
+    assert [(r["workflow_id"], r["stage"]) for r in late.query("SELECT workflow_id, stage FROM requests ORDER BY request_id")] \
+        == [("wf-1", "main"), ("wf-1", "planner")]
+    assert _resolved(late) == _resolved(early)
+    assert _mismatches(late) == {} and _mismatches(early) == {}
+
+
 def test_a_nested_subagent_rolls_up_once_its_spawning_call_arrives(tmp_path):
     store = Store(tmp_path / "g.duckdb")
     _write(store, [("agents", {"agent_id": "outer", "session_id": "s1", "agent_type": "implementer"}),
@@ -183,6 +218,31 @@ def test_a_store_of_the_old_schema_upgrades_in_place(tmp_path):
     assert store.query(question) == answer
     assert _mismatches(store) == {}
     assert store.scalar("SELECT count(*) FROM resolve_owners") > 0
+
+
+def test_compactions_of_a_store_before_012_are_resolved_at_open(tmp_path):
+    """Migration 012 makes compactions resolved facts: the ones a store already holds get their
+    workflow and stage when it opens, as if written now."""
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for version, name in _migrations():
+        if version <= 10:
+            con.execute(_sql(name))
+            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+    con.execute("INSERT INTO workflow_links (session_id, valid_from, workflow_id, task_id) VALUES ('s1', ?, 'wf-1', 'task-9')",
+                [T0])
+    con.execute("INSERT INTO agents (agent_id, session_id, agent_type) VALUES ('a1', 's1', 'planner')")
+    con.execute("INSERT INTO compaction_events (event_key, source, session_id, agent_id, \"timestamp\", pre_tokens, "
+                "post_tokens) VALUES ('c1', 'otel', 's1', 'a1', ?, 900, 200), ('c2', 'otel', 's2', NULL, ?, 50, 10)",
+                [T0 + timedelta(minutes=1), T0])
+    con.close()
+    store = Store(path)
+    assert store.query("SELECT session_id, workflow_id, stage, task_id, tokens_saved FROM compactions ORDER BY 1") == [
+        {"session_id": "s1", "workflow_id": "wf-1", "stage": "planner", "task_id": "task-9", "tokens_saved": 700},
+        {"session_id": "s2", "workflow_id": "session-s2", "stage": "main", "task_id": None, "tokens_saved": 40}]
+    assert _mismatches(store) == {}
+    assert store.scalar("SELECT count(*) FROM resolve_owners WHERE owner IN ('s:s1', 's:s2', 'a:a1', 'w:wf-1')") == 4
 
 
 # -- random interleavings -------------------------------------------------------------------------

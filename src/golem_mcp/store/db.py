@@ -49,6 +49,9 @@ def _migrations() -> list[tuple[int, str]]:
 
 SCHEMA_VERSION = max(v for v, _ in _migrations())
 MACHINE_MIGRATION = 9  # machine_id and _change_seq (009_machines_changes.sql)
+# Migrations that make a table a resolved fact (resolve.FACTS): an existing store's rows of it are
+# resolved in the migration's transaction (few rows: no parts, no pending mark as 007's backfill has)
+FACT_MIGRATIONS = {12: ("compaction_events",)}
 
 # How a column merges when the same fact arrives again (another source, a re-import, a resumed
 # session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
@@ -352,6 +355,10 @@ class Store:
                         self._claim_unowned()
                     if version == 7 and applied:  # an existing store: its facts resolved below, in parts
                         self.con.execute(f"INSERT OR REPLACE INTO settings VALUES ('{_BACKFILL_PENDING}', 'yes')")
+                    if version in FACT_MIGRATIONS and applied:
+                        self.con.execute(resolve.SQL["macros"])
+                        self._load_types()
+                        resolve.backfill(self.con, self._types, tables=FACT_MIGRATIONS[version])
                     self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
                     self.con.execute("COMMIT")
                 except Exception:
@@ -390,7 +397,7 @@ class Store:
             return False
         self.con.execute(resolve.SQL["macros"])
         self._load_types()
-        rows = self.con.execute("SELECT " + " + ".join(f"(SELECT count(*) FROM {ident(t)})" for t in resolve.FACTS)).fetchone()
+        rows = self.con.execute("SELECT " + " + ".join(f"(SELECT count(*) FROM {ident(t)})" for t in resolve.FACTS if t in self._types)).fetchone()
         big = bool(rows and rows[0] > 100_000)
         self._in_transaction(lambda: resolve.backfill(self.con, self._types, resolve.stderr_progress if big else None,
                                                       commit=self._commit_and_begin))

@@ -1,6 +1,6 @@
-"""The resolver: gives every fact its context once, when it is written (issue 10).
+"""The resolver: gives every fact its context once, when it is written.
 
-Facts (``api_requests``, ``tool_calls``, ``api_errors``, ``spans``) are stored with ``r_``
+Facts (``api_requests``, ``tool_calls``, ``api_errors``, ``spans``, ``compaction_events``) are stored with ``r_``
 columns: workflow, stage, top stage, agent label, task, experiment, workflow path, complexity,
 project, branch and, for requests, cost and cost source. The rules are in ``sql/resolve.sql`` and
 nowhere else; every reader (views, analyses, tools, dashboard) reads the ``r_`` columns.
@@ -64,6 +64,8 @@ FACTS: dict[str, Fact] = {
     "api_errors": Fact("error_key", '"timestamp"', _DEFAULT_STAGE, COMMON),
     # a span names a stage only when it or its agent declares one (phase spans are named otherwise)
     "spans": Fact("span_id", "start_time", "NULL", COMMON),
+    # context compactions (migration 012), the OTel event and the Pre/PostCompact hooks alike
+    "compaction_events": Fact("event_key", '"timestamp"', _DEFAULT_STAGE, COMMON),
 }
 
 # Context tables: what a fact's resolution reads of each, looked up by which column.
@@ -501,8 +503,10 @@ _BACKFILL_ROWS = 200_000
 
 
 def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str], None] | None = None,
-             commit: Callable[[], None] | None = None) -> None:
+             commit: Callable[[], None] | None = None, tables: Iterable[str] | None = None) -> None:
     """Resolve every stored fact from scratch (migration 007 on an existing store), with progress.
+    ``tables``: only these fact tables (a migration that makes a table a fact); a fact table a later
+    migration creates (not in ``types`` yet) is left to that migration.
 
     ``commit`` (commit the transaction and begin the next) is called after each part: DuckDB keeps a
     transaction's changed rows in memory until it ends, so a store of a million requests resolved in
@@ -510,7 +514,8 @@ def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str
     resolved and is run again whole (it is idempotent)."""
     say = progress or (lambda m: None)
     build_tree(con, None)
-    for table in FACTS:
+    todo = [t for t in (FACTS if tables is None else tables) if t in types]
+    for table in todo:
         n = int(con.execute(f"SELECT count(*) FROM {q(table)}").fetchone()[0])
         if not n:
             continue
@@ -530,10 +535,12 @@ def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str
             if parts > 1:
                 say(f"  {table}: {i + 1}/{parts} ({time.monotonic() - start:.0f} s)")
         say(f"  {table}: done in {time.monotonic() - start:.1f} s")
+    if not todo:
+        return
     con.execute("INSERT INTO resolve_owners " + " UNION ".join(
         f"SELECT owner FROM (SELECT 's:' || session_id AS owner FROM {q(t)} WHERE session_id IS NOT NULL "
         f"UNION SELECT 'a:' || agent_id FROM {q(t)} WHERE agent_id IS NOT NULL "
-        f"UNION SELECT 'w:' || r_workflow_id FROM {q(t)} WHERE r_workflow_id IS NOT NULL)" for t in FACTS)
+        f"UNION SELECT 'w:' || r_workflow_id FROM {q(t)} WHERE r_workflow_id IS NOT NULL)" for t in todo)
         + " ON CONFLICT DO NOTHING")
 
 

@@ -430,31 +430,17 @@ LEFT JOIN q ON q.workflow_id = p.adw_id;
 
 -- Context compactions, each once, with the tokens they saved: Claude Code's OTel event (tokens before
 -- and after), else its PostCompact hook (or PreCompact when that is all that came), which has no counts.
+-- Workflow, stage, task and experiment are the resolver's (migration 012), as for every other fact.
 CREATE OR REPLACE VIEW compactions AS
-WITH c AS (
-    SELECT e.*, COALESCE(e."timestamp", TIMESTAMP '2262-01-01') AS _ts FROM compaction_events e
-    WHERE e.source = 'otel'
-       OR (NOT EXISTS (SELECT 1 FROM compaction_events o WHERE o.source = 'otel' AND o.session_id = e.session_id
-                         AND o.prompt_id IS NOT DISTINCT FROM e.prompt_id
-                         AND o.agent_id IS NOT DISTINCT FROM e.agent_id)
-           AND (e.phase = 'post' OR NOT EXISTS (
-                 SELECT 1 FROM compaction_events p WHERE p.source = 'hook' AND p.phase = 'post'
-                   AND p.session_id = e.session_id AND p.prompt_id IS NOT DISTINCT FROM e.prompt_id
-                   AND p.agent_id IS NOT DISTINCT FROM e.agent_id)))
-), j AS (
-    SELECT c.*, NULLIF(a.agent_type, 'custom') AS agent_type, ac.workflow_id AS ac_workflow_id, ac.stage AS ac_stage,
-           ac.task_id AS ac_task_id, ac.experiment_id AS ac_experiment_id,
-           wl.workflow_id AS wl_workflow_id, wl.task_id AS wl_task_id, wl.experiment_id AS wl_experiment_id
-    FROM c
-    LEFT JOIN agents a ON a.agent_id = c.agent_id
-    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(c.agent_id, c.session_id)
-    LEFT JOIN workflow_link_ranges wl ON wl.session_id = c.session_id AND c._ts >= wl.valid_from AND c._ts < wl.valid_to
-)
-SELECT j."timestamp", j.session_id, j.agent_id, j.prompt_id, j."trigger", j.success, j.duration_ms,
-       j.pre_tokens, j.post_tokens, j.pre_tokens - j.post_tokens AS tokens_saved, j.error, j.source,
-       golem_workflow(j.workflow_id, j.ac_workflow_id, j.wl_workflow_id, j.session_id) AS workflow_id,
-       COALESCE(j.ac_stage, j.stage, CASE WHEN j.agent_id IS NULL THEN golem_main_stage()
-                                          ELSE COALESCE(j.agent_type, 'subagent') END) AS stage,
-       COALESCE(j.task_id, j.ac_task_id, j.wl_task_id) AS task_id,
-       COALESCE(j.experiment_id, j.ac_experiment_id, j.wl_experiment_id) AS experiment_id
-FROM j;
+SELECT e."timestamp", e.session_id, e.agent_id, e.prompt_id, e."trigger", e.success, e.duration_ms,
+       e.pre_tokens, e.post_tokens, e.pre_tokens - e.post_tokens AS tokens_saved, e.error, e.source,
+       e.r_workflow_id AS workflow_id, e.r_stage AS stage, e.r_task_id AS task_id, e.r_experiment_id AS experiment_id
+FROM compaction_events e
+WHERE e.source = 'otel'
+   OR (NOT EXISTS (SELECT 1 FROM compaction_events o WHERE o.source = 'otel' AND o.session_id = e.session_id
+                     AND o.prompt_id IS NOT DISTINCT FROM e.prompt_id
+                     AND o.agent_id IS NOT DISTINCT FROM e.agent_id)
+       AND (e.phase = 'post' OR NOT EXISTS (
+             SELECT 1 FROM compaction_events p WHERE p.source = 'hook' AND p.phase = 'post'
+               AND p.session_id = e.session_id AND p.prompt_id IS NOT DISTINCT FROM e.prompt_id
+               AND p.agent_id IS NOT DISTINCT FROM e.agent_id)));
