@@ -116,3 +116,25 @@ def test_map_columns_are_written_and_merged(store):
     _write(store, "review_reports", [dict(report, categories={"other": 9}), {"report_id": "r2", "categories": None}])
     got = {r["report_id"]: r["categories"] for r in store.query("SELECT report_id, categories FROM review_reports")}
     assert got == {"r1": {"testing": 1, "documentation": 2}, "r2": None}  # keep: the first report's map stays
+
+
+def test_list_parameters_do_not_search_for_pandas_per_value(tmp_path, monkeypatch):
+    """DuckDB's binding asks for pandas once per value of a list parameter; with pandas absent, each
+    ask must fail at once instead of walking sys.path (that walk was most of a large write's CPU)."""
+    import importlib.machinery
+    if importlib.machinery.PathFinder.find_spec("pandas") is not None:
+        pytest.skip("pandas is installed: DuckDB imports it once and reuses it")
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    walks: list[str] = []
+    real = importlib.machinery.PathFinder.find_spec
+
+    def counting(name, path=None, target=None):
+        if name == "pandas":
+            walks.append(name)
+        return real(name, path, target)
+
+    with Store(tmp_path / "g.duckdb") as s:
+        monkeypatch.setattr(importlib.machinery.PathFinder, "find_spec", counting)
+        keys = [f"k{i}" for i in range(500)]
+        assert s.scalar("SELECT count(*) FROM (SELECT unnest(?::VARCHAR[]))", [keys]) == 500
+    assert walks == []
