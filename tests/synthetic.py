@@ -13,6 +13,8 @@ them and nothing on a control history:
   a phase per stage (queue wait ~0.5 s), a subagent span in each phase and a gate in the implementer's
 - ``queue_wait``: with ``traces``, the planner phase waits ~40 s for a worker from ``slow_from`` on
   (its execution unchanged)
+- ``good_sequence``: the implementer first runs Grep -> Read -> Edit (``Planted.good_sequence``) in 9 of
+  10 workflows that go well and in 1 of 6 of those that do not (a major finding every 5th workflow)
 
 ``idle_days`` (day indexes from 0) get no workflow at all: intermittent use, for calendar-day axes.
 ``fast_track_every`` = n: every n-th workflow is on the fast-track path and skips analyst and planner.
@@ -32,7 +34,7 @@ STAGES = (("analyst", "claude-haiku-test", 60.0, 30_000, 1_500, ["Read", "Grep",
           ("implementer", "claude-sonnet-test", 100.0, 20_000, 3_000, ["Write", "Bash", "Edit", "Bash"]),
           ("reviewer", "claude-opus-test", 50.0, 10_000, 1_000, ["Read", "Grep"]))
 PRICES = {"claude-haiku-test": (1.0, 5.0), "claude-sonnet-test": (3.0, 15.0), "claude-opus-test": (15.0, 75.0)}
-EFFECTS = ("slow_stage", "token_leak", "loop", "error_burst", "cheap_model", "traces", "queue_wait")
+EFFECTS = ("slow_stage", "token_leak", "loop", "error_burst", "cheap_model", "traces", "queue_wait", "good_sequence")
 REQUESTS_PER_STAGE = 3
 
 
@@ -47,6 +49,9 @@ class Planted:
     loop_count: int = 8
     burst_day: str | None = None
     workflows: list[str] = field(default_factory=list)
+    failed_workflows: list[str] = field(default_factory=list)
+    good_sequence: tuple[str, ...] = ("Grep", "Read", "Edit")
+    with_good_sequence: list[str] = field(default_factory=list)
 
 
 def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), days: int = 28, per_day: int = 3,
@@ -111,6 +116,11 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
                         "source_mask": 2})
                 calls = [(name, {"file_path": f"/src/{wf}/{stage}/{j}.py"} if name != "Bash"
                           else {"bash_command": f"pytest tests/{wf}_{j}.py"}, True, None) for j, name in enumerate(tools)]
+                if stage == "implementer" and "good_sequence" in effects and (
+                        (i % 5 != 0 and i % 10 != 3) or (i % 5 == 0 and i % 30 == 0)):
+                    planted.with_good_sequence.append(wf)
+                    calls[0:0] = [(name, {"file_path": f"/src/{wf}/{stage}/s{j}.py"}, True, None)
+                                  for j, name in enumerate(planted.good_sequence)]
                 if stage == "reviewer":   # a normal level of errors: one missing file per workflow
                     calls.append(("Read", {"file_path": f"/src/{wf}/missing.py"}, False, "File does not exist."))
                 if stage == "implementer" and "loop" in effects and i == loop_idx:
@@ -144,6 +154,8 @@ def generate(store: Store, effects: set[str] | frozenset[str] = frozenset(), day
                                              t + timedelta(seconds=dur * 0.9), dur * 100, wf, stage, None))
                 t += timedelta(seconds=dur)
             major = 1 if i % 5 == 0 else 0
+            if major:
+                planted.failed_workflows.append(wf)
             rid = f"rep-{i:04d}"
             b.add("review_reports", {"report_id": rid, "v": 1, "ts": t, "task": f"task-{i}", "parent": wf,
                                      "workflow_id": wf, "critical": 0, "major": major, "minor": 1, "rework": False})

@@ -19,9 +19,11 @@ from . import known
 from .common import Table, table
 from .error_patterns import query_error_patterns
 from .loops import find_loops
+from .sequences import reusable_sequences
 from .workflows import query_errors
 
-SECTIONS = ("loops", "retries", "failures", "api_errors", "by_stage", "patterns", "rework")
+SECTIONS = ("loops", "retries", "failures", "api_errors", "by_stage", "patterns", "rework", "sequences")
+DEFAULT_SECTIONS = SECTIONS[:-1]  # sequences, what went right, only when asked
 ALL_TIME_DAYS = 3650  # a workflow, task or stage named explicitly is looked at whole
 EXAMPLE_CHARS = 120
 
@@ -40,6 +42,9 @@ class ErrorsAndLoops(BaseModel):
     by_stage: Table | None = Field(None, description="requests, errors, retries and tool error rate per stage")
     patterns: Table | None = Field(None, description="error categories with a suggested fix")
     rework: Table | None = Field(None, description="work sent back by the reviewer, edit-then-test-fail cycles")
+    sequences: Table | None = Field(None, description=(
+        "what went right: tool (or stage) sequences recurring in successful workflows that go with success; "
+        "successful/failed = workflows with it of all, q = chance it is luck"))
     more: list[str] | None = Field(None, description="sections cut at limit, and how to see the rest")
 
 
@@ -56,7 +61,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
         raise InvalidInput(f"unknown section {', '.join(bad)}; choose from {', '.join(SECTIONS)}")
     if not 1 <= limit <= 50:
         raise InvalidInput("limit must be 1..50")
-    want = set(sections or SECTIONS)
+    want = set(sections or DEFAULT_SECTIONS)
     known.require_all(store, workflow_id=workflow_id, stage=stage)
     now = known.data_now(store)
     span = days if days is not None else (ALL_TIME_DAYS if workflow_id else known.DEFAULT_DAYS)
@@ -113,6 +118,21 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
                      "fix": c.fix} for c in ep.categories
                     if stage is None or stage in c.stages]
             answer["patterns"] = capped("patterns", cats, ["category", "count", "stages", "fix"])
+    if "sequences" in want:
+        if workflow_id:
+            more.append("sequences: learned across workflows; omit workflow_id to see them")
+        else:
+            ru = reusable_sequences(store, days=span, now=now, stage=stage, limit=50)
+            rows = [{"stage": r.stage or "(stages)", "sequence": r.sequence,
+                     "successful": f"{r.successful_with}/{r.successful_total}",
+                     "failed": f"{r.failed_with}/{r.failed_total}", "success_rate_with": r.success_rate_with,
+                     "success_rate_without": r.success_rate_without, "q": f"{r.q_value:.2g}",
+                     "median_cost_with_usd": r.median_cost_with_usd,
+                     "median_cost_without_usd": r.median_cost_without_usd,
+                     "examples": ", ".join(r.examples)} for r in ru.sequences]
+            if ru.note:
+                more.append(f"sequences: {ru.note}")
+            answer["sequences"] = capped("sequences", rows, list(rows[0]) if rows else ["stage", "sequence"])
     n_fail = sum(r["failures"] for r in loops_rows)
     with_loops = sorted({str(r["workflow_id"]) for r in loops_rows})
     summary = (failed + f"{len(with_loops)} workflow(s) with loops"

@@ -21,6 +21,8 @@ VIEWS: dict[str, str] = {
     "workflow_stage_summary": "Per workflow and stage: cost, tokens by type, cache hit rate, requests, tool calls, "
                               "failures, retries, duration.",
     "workflow_summary": "Per workflow: totals, experiment, path, complexity, review findings, duration.",
+    "workflow_outcomes": "Per workflow: successful (not failed, no critical/major finding, no rework, under 3 tool "
+                         "failures; NULL while running), cost, duration.",
     "otel_api_request_events": "Seed-000 name for requests (OTel api_request events).",
     "otel_tool_result_events": "Seed-000 name for tool calls (OTel tool_result events).",
     "otel_api_error_events": "Seed-000 name for API errors.",
@@ -88,6 +90,7 @@ COLUMNS: dict[str, str] = {
     "categories": "map category -> count of a review report",
     "issues": "list of {severity, category, file, line, summary}",
     "rework": "the reviewer asked for rework",
+    "successful": "the workflow went well (workflow_outcomes' rule); NULL while it runs",
     "skill_name": "the skill the request was made for (Claude Code's attribution; 'third-party' when it hides the name)",
     "plugin_name": "the plugin the request was made for",
     "mcp_server_name": "the MCP server the request or tool call was made for",

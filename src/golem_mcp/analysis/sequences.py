@@ -1,16 +1,30 @@
 """Tool sequences (seed 002's Read->Grep->Read->Glob): the most common n-grams of tool calls per stage,
-their success and cost, and the ones typical of workflows that went well vs badly.
+their success and cost, the ones typical of workflows that went badly, and the reusable ones: sequences
+learned from successful workflows (seed 002's "learning from successful sessions", its workflow
+templates), each with its evidence.
+
+A reusable sequence is a run of consecutive tool calls inside one stage (or a run of consecutive stages of a
+workflow) that recurs in at least ``min_support`` successful workflows and goes with success: the
+workflows containing it succeed more often than those without it, by more than chance (one-sided
+hypergeometric test, Benjamini-Hochberg over every sequence tested). When every workflow has a sequence,
+nothing compares with it, and it is not reported. Whether a workflow went well is the view
+``workflow_outcomes`` (the one definition); a session without a workflow is its own workflow (resolver).
 """
 
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any, Literal
 
+import numpy as np
 from pydantic import BaseModel, Field
+from scipy.stats import hypergeom
 
 from ..errors import InvalidInput
 from ..store.db import Store
 from .common import window
+
+EXAMPLES = 3
 
 
 class Sequence(BaseModel):
@@ -23,16 +37,58 @@ class Sequence(BaseModel):
     good_share: float | None = Field(default=None, description="share of occurrences in workflows that went well")
 
 
+class ReusableSequence(BaseModel):
+    kind: Literal["tools", "stages"] = Field(description="tools: tool calls in one stage; stages: a workflow's stages")
+    stage: str | None = Field(description="the stage the tool calls ran in (None for stage sequences)")
+    sequence: str = Field(description="steps joined by '->'")
+    length: int
+    successful_with: int = Field(description="successful workflows containing it (its support)")
+    successful_total: int
+    failed_with: int = Field(description="failed workflows containing it")
+    failed_total: int
+    success_rate_with: float
+    success_rate_without: float
+    lift: float = Field(description="success rate with it / success rate of all workflows")
+    p_value: float
+    q_value: float = Field(description="p adjusted for the number of sequences tested (Benjamini-Hochberg)")
+    median_cost_with_usd: float | None
+    median_cost_without_usd: float | None
+    median_duration_with_s: float | None
+    median_duration_without_s: float | None
+    examples: list[str] = Field(description="successful workflows with it, most recent first")
+
+    def line(self) -> str:
+        where = f"{self.stage}: " if self.stage else "stages: "
+        return (f"{where}{self.sequence} in {self.successful_with}/{self.successful_total} successful and "
+                f"{self.failed_with}/{self.failed_total} failed workflows; success {self.success_rate_with:.0%} "
+                f"with vs {self.success_rate_without:.0%} without (lift {self.lift:.2f}, q {self.q_value:.2g})")
+
+
 class SequenceReport(BaseModel):
     n: int
     top: list[Sequence]
-    typical_of_good: list[Sequence] = Field(description="sequences seen mostly in workflows without findings, rework or repeated failures")
+    reusable: list[ReusableSequence] = Field(description=(
+        "sequences recurring in successful workflows that go with success, with the evidence"))
     typical_of_bad: list[Sequence]
+    successful_workflows: int = 0
+    failed_workflows: int = 0
+    note: str | None = None
+
+
+class Reusable(BaseModel):
+    successful_workflows: int
+    failed_workflows: int
+    min_support: int
+    lengths: list[int]
+    tested: int = Field(description="sequences with at least min_support successful workflows")
+    sequences: list[ReusableSequence]
+    note: str | None = None
 
 
 def tool_sequences(store: Store, n: int = 3, days: float = 30, now: datetime | None = None, stage: str | None = None,
-                   limit: int = 10, min_support: int = 3) -> SequenceReport:
-    """Most common length-``n`` tool-call sequences per stage, with success, cost and outcome."""
+                   limit: int = 10, min_support: int | None = None, max_length: int = 4) -> SequenceReport:
+    """Most common length-``n`` tool-call sequences per stage, with success, cost and outcome; and the
+    reusable sequences (lengths 2..``max_length``) learned from successful workflows."""
     if not 2 <= n <= 6:
         raise InvalidInput("n must be between 2 and 6")
     start, end = window(now, days)
@@ -43,13 +99,10 @@ def tool_sequences(store: Store, n: int = 3, days: float = 30, now: datetime | N
             FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR stage = ?)
             WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id
                          ROWS BETWEEN {int(n) - 1} PRECEDING AND CURRENT ROW)),
-        outcome AS (
-            SELECT workflow_id, (COALESCE(critical_issues, 0) + COALESCE(major_issues, 0) = 0
-                                 AND NOT COALESCE(rework, false) AND COALESCE(tool_failures, 0) < 3) AS good
-            FROM workflow_summary),
         g AS (
-            SELECT t.stage, array_to_string(t.gram, '->') AS sequence, t.ok, t.workflow_id, o.good, s.total_cost
-            FROM t LEFT JOIN outcome o USING (workflow_id)
+            SELECT t.stage, array_to_string(t.gram, '->') AS sequence, t.ok, t.workflow_id, o.successful AS good,
+                   s.total_cost
+            FROM t LEFT JOIN workflow_outcomes o USING (workflow_id)
             LEFT JOIN workflow_stage_summary s ON s.workflow_id = t.workflow_id AND s.stage = t.stage
             WHERE t.len = ?)
         SELECT stage, sequence, count(*) AS count, avg(CAST(ok AS INTEGER)) AS success_rate,
@@ -60,8 +113,173 @@ def tool_sequences(store: Store, n: int = 3, days: float = 30, now: datetime | N
                      success_rate=round(r["success_rate"], 3), workflows=r["workflows"],
                      avg_stage_cost_usd=r["avg_stage_cost_usd"],
                      good_share=round(r["good_share"], 3) if r["good_share"] is not None else None) for r in rows]
-    supported = [s for s in seqs if s.count >= min_support and s.good_share is not None]
+    supported = [s for s in seqs if s.count >= 3 and s.good_share is not None]
     overall = (sum((s.good_share or 0) * s.count for s in supported) / sum(s.count for s in supported)) if supported else 0
-    good = sorted([s for s in supported if (s.good_share or 0) > overall + 0.2], key=lambda s: -(s.good_share or 0) * s.count)
     bad = sorted([s for s in supported if (s.good_share or 0) < overall - 0.2], key=lambda s: (s.good_share or 0, -s.count))
-    return SequenceReport(n=n, top=seqs[:limit], typical_of_good=good[:limit], typical_of_bad=bad[:limit])
+    ru = reusable_sequences(store, days=days, now=now, stage=stage, min_support=min_support, max_length=max_length,
+                            limit=limit)
+    return SequenceReport(n=n, top=seqs[:limit], reusable=ru.sequences, typical_of_bad=bad[:limit],
+                          successful_workflows=ru.successful_workflows, failed_workflows=ru.failed_workflows,
+                          note=ru.note)
+
+
+def reusable_sequences(store: Store, days: float = 30, now: datetime | None = None, stage: str | None = None,
+                       min_support: int | None = None, min_length: int = 2, max_length: int = 4,
+                       kinds: tuple[str, ...] = ("tools", "stages"), alpha: float = 0.05,
+                       limit: int = 10) -> Reusable:
+    """Sequences of ``min_length``..``max_length`` steps in at least ``min_support`` successful workflows
+    (default: 3, or 5 % of the successful workflows when more) whose workflows succeed more often than the
+    others (q <= ``alpha``). Sub-sequences of a reported sequence with the same support are left out."""
+    if not 1 <= min_length <= max_length <= 8:
+        raise InvalidInput("lengths must satisfy 1 <= min_length <= max_length <= 8")
+    if min_support is not None and min_support < 1:
+        raise InvalidInput("min_support must be at least 1")
+    if not set(kinds) <= {"tools", "stages"} or not kinds:
+        raise InvalidInput("kinds are tools and/or stages")
+    if not 0 < alpha <= 1:
+        raise InvalidInput("alpha must be in (0, 1]")
+    start, end = window(now, days)
+    lengths = list(range(min_length, max_length + 1))
+    # the workflows looked at: those with a tool call in the window, judged (not still running)
+    wf = store.query("""
+        SELECT o.workflow_id, o.successful, o.total_cost, o.duration_seconds, o.started_at
+        FROM workflow_outcomes o
+        WHERE o.successful IS NOT NULL AND o.workflow_id IN (
+            SELECT DISTINCT workflow_id FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL)
+        ORDER BY o.started_at DESC NULLS LAST, o.workflow_id""", [start, end])
+    ok = np.array([bool(r["successful"]) for r in wf], dtype=bool)
+    n_all, n_good = len(wf), int(ok.sum())
+    n_bad = n_all - n_good
+    support = min_support if min_support is not None else max(3, -(-n_good * 5 // 100))
+    empty = Reusable(successful_workflows=n_good, failed_workflows=n_bad, min_support=support, lengths=lengths,
+                     tested=0, sequences=[])
+    if n_good < support:
+        empty.note = f"{n_good} successful workflow(s) in the window: fewer than min_support {support}"
+        return empty
+    if n_bad == 0:
+        empty.note = "every workflow in the window succeeded: nothing to compare a sequence with"
+        return empty
+    # one window pass keeps each call's last max_length tool names; every length is a suffix of it
+    grams = []
+    if "tools" in kinds:
+        grams.append(f"""
+            SELECT 'tools' AS kind, stage, workflow_id, tail, L FROM (
+                SELECT workflow_id, COALESCE(stage, '-') AS stage,
+                       list(tool_name) OVER (PARTITION BY workflow_id, stage, session_id, agent_id
+                                             ORDER BY "timestamp", tool_use_id
+                                             ROWS BETWEEN {max_length - 1} PRECEDING AND CURRENT ROW) AS tail
+                FROM tools WHERE "timestamp" >= $start AND "timestamp" < $end AND workflow_id IS NOT NULL
+                             AND ($stage IS NULL OR stage = $stage)
+            ), (SELECT unnest(range($lo, $hi + 1)) AS L)""")
+    if "stages" in kinds and stage is None:
+        grams.append(f"""
+            SELECT 'stages' AS kind, NULL AS stage, workflow_id, tail, L FROM (
+                SELECT workflow_id, list(stage) OVER (PARTITION BY workflow_id ORDER BY started_at, stage
+                                                      ROWS BETWEEN {max_length - 1} PRECEDING AND CURRENT ROW) AS tail
+                FROM workflow_stage_summary WHERE workflow_id IN (SELECT workflow_id FROM ids)
+                                              AND started_at IS NOT NULL
+            ), (SELECT unnest(range($lo, $hi + 1)) AS L)""")
+    if not grams:
+        return empty
+    rows = store.query(f"""
+        WITH ids AS (SELECT unnest($ids) AS workflow_id, unnest($good) AS successful,
+                            unnest(range(len($ids))) AS idx),
+        g AS (SELECT DISTINCT kind, stage, workflow_id, L,
+                              array_to_string(tail[len(tail) - L + 1:], '->') AS sequence
+              FROM ({' UNION ALL '.join(grams)}) WHERE len(tail) >= L)
+        SELECT kind, stage, sequence, L AS length,
+               count(*) FILTER (WHERE ids.successful) AS good, count(*) FILTER (WHERE NOT ids.successful) AS bad,
+               list(ids.idx ORDER BY ids.idx) AS idx
+        FROM g JOIN ids USING (workflow_id)
+        GROUP BY ALL HAVING count(*) FILTER (WHERE ids.successful) >= $support""",
+        {"ids": [r["workflow_id"] for r in wf], "good": ok.tolist(), "lo": min_length, "hi": max_length,
+         "support": support, **({"start": start, "end": end, "stage": stage} if "tools" in kinds else {})})
+    out, sets = _evidence(rows, wf, ok, alpha)
+    out = _condense(out, sets)
+    out.sort(key=lambda s: (s.q_value, -s.successful_with, -s.length, s.sequence))
+    return Reusable(successful_workflows=n_good, failed_workflows=n_bad, min_support=support, lengths=lengths,
+                    tested=len(rows), sequences=out[:limit],
+                    note=None if out else f"no sequence in {support}+ successful workflows goes with success "
+                                          f"({len(rows)} tested)")
+
+
+def _evidence(rows: list[dict[str, Any]], wf: list[dict[str, Any]], ok: np.ndarray,
+              alpha: float) -> tuple[list[ReusableSequence], list[frozenset[int]]]:
+    """Test each candidate (one-sided hypergeometric: more successes among its workflows than chance),
+    adjust for the number tested and give the kept ones their medians and examples."""
+    if not rows:
+        return [], []
+    n_all, n_good = len(wf), int(ok.sum())
+    a = np.array([r["good"] for r in rows])
+    n = a + np.array([r["bad"] for r in rows])
+    p = hypergeom.sf(a - 1, n_all, n_good, n)
+    order = np.argsort(p)
+    m = len(p)
+    q = np.empty(m)
+    q[order] = np.minimum.accumulate((p[order] * m / np.arange(1, m + 1))[::-1])[::-1]
+    q = np.minimum(q, 1.0)
+    cost = np.array([np.nan if r["total_cost"] is None else float(r["total_cost"]) for r in wf])
+    dur = np.array([np.nan if r["duration_seconds"] is None else float(r["duration_seconds"]) for r in wf])
+    overall = n_good / n_all
+    out, sets = [], []
+    for i, r in enumerate(rows):
+        without = n_all - n[i]
+        if without == 0 or q[i] > alpha:
+            continue
+        rate_with, rate_without = a[i] / n[i], (n_good - a[i]) / without
+        if rate_with <= rate_without:
+            continue
+        mask = np.zeros(n_all, dtype=bool)
+        mask[r["idx"]] = True
+        out.append(ReusableSequence(
+            kind=r["kind"], stage=r["stage"], sequence=r["sequence"], length=r["length"],
+            successful_with=int(a[i]), successful_total=n_good, failed_with=int(n[i] - a[i]),
+            failed_total=n_all - n_good, success_rate_with=round(float(rate_with), 3),
+            success_rate_without=round(float(rate_without), 3), lift=round(float(rate_with / overall), 3),
+            p_value=float(f"{p[i]:.3g}"), q_value=float(f"{q[i]:.3g}"),
+            median_cost_with_usd=_median(cost[mask]), median_cost_without_usd=_median(cost[~mask]),
+            median_duration_with_s=_median(dur[mask]), median_duration_without_s=_median(dur[~mask]),
+            examples=[wf[j]["workflow_id"] for j in sorted(r["idx"]) if ok[j]][:EXAMPLES]))
+        sets.append(frozenset(r["idx"]))
+    return out, sets
+
+
+def _median(v: np.ndarray) -> float | None:
+    v = v[~np.isnan(v)]
+    return round(float(np.median(v)), 6) if len(v) else None
+
+
+def _condense(seqs: list[ReusableSequence], sets: list[frozenset[int]]) -> list[ReusableSequence]:
+    """Leave out a sequence when a longer one containing it is in the same workflows, and join sequences
+    that overlap (one's last steps are the other's first) and are in exactly the same workflows into one
+    chain: fixed steps around a planted or habitual run otherwise show as several shifted windows."""
+    def steps(s: ReusableSequence) -> list[str]:
+        return s.sequence.split("->")
+
+    def inside(a: list[str], b: list[str]) -> bool:
+        return len(a) < len(b) and any(b[k:k + len(a)] == a for k in range(len(b) - len(a) + 1))
+
+    groups: dict[tuple[str, str | None, frozenset[int]], list[ReusableSequence]] = {}
+    for s, w in zip(seqs, sets, strict=True):
+        groups.setdefault((s.kind, s.stage, w), []).append(s)
+    out: list[ReusableSequence] = []
+    for group in groups.values():
+        kept = [s for s in group if not any(inside(steps(s), steps(o)) for o in group)]
+        merged = True
+        while merged:
+            merged = False
+            for a in kept:
+                for b in kept:
+                    sa, sb = steps(a), steps(b)
+                    k = len(sb) - 1   # b is a's last k steps and one more
+                    if a is not b and k >= 1 and len(sa) >= k and sa[len(sa) - k:] == sb[:k] and not inside(sb, sa):
+                        chain = sa + sb[k:]
+                        best = a if a.q_value <= b.q_value else b
+                        kept = [s for s in kept if s is not a and s is not b]
+                        kept.append(best.model_copy(update={"sequence": "->".join(chain), "length": len(chain)}))
+                        merged = True
+                        break
+                if merged:
+                    break
+        out += kept
+    return out

@@ -19,6 +19,7 @@ from .experiments import compare_experiments
 from .findings_store import list_findings
 from .loops import find_loops
 from .predict import compare_paths, model_advice
+from .sequences import reusable_sequences
 from .trends import query_quality, query_trends
 
 
@@ -106,7 +107,16 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
     md += ["", "Cleanest workflows: " + (", ".join(f"{c.workflow_id} ({fmt.usd(c.total_cost or 0)})" for c in q.cleanest_workflows) or "-"),
            "", chart("findings", [float(p.findings_critical + p.findings_major) for p in tr.points],
                      "critical + major findings per day", unit="count", mark_empty=False), ""]
-    md += ["## Model advice", ""]
+    ru = reusable_sequences(store, days=30, now=end, limit=5)
+    md += ["## Reusable sequences (30 days)", "",
+           f"Runs of tool calls (or of stages) in at least {ru.min_support} of the {fmt.count(ru.successful_workflows)} "
+           f"successful workflows that go with success ({fmt.count(ru.failed_workflows)} did not go well):", ""]
+    md += [f"- {r.stage or 'stages'}: `{r.sequence}` — in {fmt.count(r.successful_with)} of "
+           f"{fmt.count(r.successful_total)} successful and {fmt.count(r.failed_with)} of {fmt.count(r.failed_total)} "
+           f"failed; success {fmt.rate(r.success_rate_with)} with, {fmt.rate(r.success_rate_without)} without; median "
+           f"cost {fmt.usd(r.median_cost_with_usd)} vs {fmt.usd(r.median_cost_without_usd)}; e.g. "
+           f"{', '.join(r.examples)}" for r in ru.sequences] or [f"- none ({ru.note})"]
+    md += ["", "## Model advice", ""]
     md += [f"- {a.stage}: {a.verdict}" + (f" — {a.suggested_model} instead of {a.current_model}, {fmt.percent(a.saving_pct, compact=True)} cheaper"
                                           if a.suggested_model else "") for a in model_advice(store, now=end)] or ["- not enough data"]
     md += ["", "## Open improvement items", ""]

@@ -36,6 +36,10 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     sp.add_argument("--now", type=A.iso_datetime, help="analyse as of this ISO date/time (default: now)")
     sp.add_argument("--workflow", help="bottlenecks: each workflow's bottleneck stage and idle time for this "
                     "workflow only")
+    sp.add_argument("--min-support", type=A.positive_int, metavar="K", help="sequences: reusable ones recur in at "
+                    "least K successful workflows (default 3, or 5%% of them when more)")
+    sp.add_argument("--max-length", type=A.positive_int, default=4, metavar="L", help="sequences: up to L steps "
+                    "(2-8, default 4)")
     sp.add_argument("--pending", action="store_true", help="run the queued runs (what the daemon does in the background)")
     sp.add_argument("--runs", action="store_true", help="list the latest analysis runs: status, trigger, times, "
                     "what each produced (the daemon queues one at a session start when the last is a week old)")
@@ -209,7 +213,8 @@ TITLES = {"bottlenecks": "Bottlenecks (p50 duration over baseline x multiplier, 
           "retries": "API retries", "edit_fail_cycles": "Edit then failing Bash", "rework": "Rework",
           "thrashing": "Thrashing (many tool calls per API request)", "categories": "Errors by category",
           "repeated_failures": "Repeated failures", "by_stage": "Errors by stage", "daily": "Errors per day",
-          "bursts": "Error bursts", "top": "Most frequent tool sequences", "typical_of_good": "Typical of good runs",
+          "bursts": "Error bursts", "top": "Most frequent tool sequences",
+          "reusable": "Reusable sequences: recur in successful workflows and go with success",
           "typical_of_bad": "Typical of bad runs", "points": "Per day", "top_files": "Files with most findings",
           "cleanest_workflows": "Cleanest workflows", "model_advice": "Model advice",
           "prediction.by_stage": "Expected cost by stage (median of past runs)",
@@ -222,7 +227,10 @@ DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
         "points": ["findings_minor", "findings_major", "findings_critical", "cost_change", "cost_ma7",
                    "avg_workflow_seconds", "workflows"],
         "categories": ["tools", "stages"], "repeated_failures": ["example", "workflows"],
-        "top": ["good_share", "workflows"], "typical_of_good": ["good_share"], "typical_of_bad": ["good_share"],
+        "top": ["good_share", "workflows"], "typical_of_bad": ["good_share"],
+        "reusable": ["p_value", "median_duration_without_s", "median_duration_with_s", "median_cost_without_usd",
+                     "successful_total", "failed_total", "kind", "length", "examples", "median_cost_with_usd",
+                     "success_rate_without"],
         "anomalies": ["robust_z", "peers"], "by_stage": ["recovered"],
         "retries": ["request_id", "model", "reason_status_code", "session_id", "agent_id", "reason_category"]}
 COUNT_ONLY = {"no_baseline", "insufficient_history"}
@@ -326,7 +334,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
               "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now),
               "loops": lambda: loops.find_loops(store, days=days, now=now),
               "errors": lambda: error_patterns.query_error_patterns(store, days=days, now=now),
-              "sequences": lambda: sequences.tool_sequences(store, days=days, now=now),
+              "sequences": lambda: sequences.tool_sequences(store, days=days, now=now, min_support=args.min_support,
+                                                            max_length=args.max_length),
               "trends": lambda: trends.query_trends(store, days=days, now=now),
               "quality": lambda: trends.query_quality(store, days=days, now=now),
               "patterns": lambda: time_patterns.time_patterns(store, days=days, now=now),

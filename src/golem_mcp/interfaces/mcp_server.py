@@ -366,12 +366,14 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
 
     @server.tool(annotations=READ_ONLY, description=(
         "Errors and loops: what failed, repeatedly failing commands, workflows with loops, retries, rework, "
-        "error rate by stage, error patterns with fixes. No id = last 30 days."))
+        "error rate by stage, error patterns with fixes; sequences: what successful workflows repeat. "
+        "No id = last 30 days."))
     @_guard
     def query_errors_and_loops(
         workflow_id: WF = None, stage: STAGE = None, days: DAYS = None,
         sections: Annotated[list[Literal["loops", "retries", "failures", "api_errors", "by_stage", "patterns",
-                                         "rework"]] | None, Field(description="default all")] = None,
+                                         "rework", "sequences"]] | None,
+                    Field(description="default all but sequences")] = None,
         limit: LIMIT = 5,
     ) -> errors_loops.ErrorsAndLoops:
         return errors_loops.errors_and_loops(get_store(), workflow_id, stage, days,

@@ -214,6 +214,15 @@ SELECT golem_session_workflow(session_id) AS workflow_id, session_id,
                  left(session_id, 8)) AS label
 FROM sessions;
 
+-- A workflow's recorded status (record_workflow, OTel) in seed 004's words: completed, failed, running,
+-- pending, or as recorded; NULL when none was recorded.
+CREATE OR REPLACE MACRO golem_workflow_status(status) AS
+    CASE WHEN lower(status) IN ('done', 'complete', 'completed', 'succeeded', 'success', 'ok') THEN 'completed'
+         WHEN lower(status) IN ('failed', 'failure', 'error', 'aborted') THEN 'failed'
+         WHEN lower(status) IN ('started', 'running', 'in_progress', 'active') THEN 'running'
+         WHEN lower(status) IN ('pending', 'queued') THEN 'pending'
+         ELSE status END;
+
 CREATE OR REPLACE VIEW workflow_summary AS
 WITH s AS (
     SELECT workflow_id, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
@@ -245,6 +254,16 @@ FROM s
 LEFT JOIN workflows w USING (workflow_id)
 LEFT JOIN q USING (workflow_id)
 LEFT JOIN session_workflows sw USING (workflow_id);
+
+-- Whether a workflow went well: the one definition the analyses use (sequences learned from successful
+-- workflows, typical of good or bad runs). Successful: not recorded as failed, no critical or major review
+-- finding, no rework asked, fewer than 3 failed tool calls. Still running or pending: NULL (not judged yet).
+CREATE OR REPLACE VIEW workflow_outcomes AS
+SELECT workflow_id, label, started_at, total_cost, duration_seconds,
+       CASE WHEN golem_workflow_status(status) IN ('running', 'pending') THEN NULL
+            ELSE golem_workflow_status(status) IS DISTINCT FROM 'failed' AND critical_issues + major_issues = 0
+                 AND NOT COALESCE(rework, false) AND COALESCE(tool_failures, 0) < 3 END AS successful
+FROM workflow_summary;
 
 -- Parent/child workflows (a workflow started by another: record_workflow's parent_workflow_id or the
 -- OTel attribute parent_workflow_id). Each workflow with its root, depth and ancestors (cycles cut),
@@ -396,12 +415,7 @@ WITH t AS (
 )
 SELECT p.adw_id, p.adw_id AS workflow_id, NULL::INTEGER AS issue_number, NULL::VARCHAR AS github_url,
        COALESCE(p.workflow_template, w.path) AS workflow_template, m.model_used,
-       CASE WHEN lower(w.status) IN ('done', 'complete', 'completed', 'succeeded', 'success', 'ok') THEN 'completed'
-            WHEN lower(w.status) IN ('failed', 'failure', 'error', 'aborted') THEN 'failed'
-            WHEN lower(w.status) IN ('started', 'running', 'in_progress', 'active') THEN 'running'
-            WHEN lower(w.status) IN ('pending', 'queued') THEN 'pending'
-            WHEN w.status IS NOT NULL THEN w.status
-            WHEN p.any_failed THEN 'failed' ELSE 'completed' END AS status,
+       COALESCE(golem_workflow_status(w.status), CASE WHEN p.any_failed THEN 'failed' ELSE 'completed' END) AS status,
        p.start_time, p.end_time, epoch(p.end_time - p.start_time) AS duration_seconds, p.current_phase, p.phase_count,
        NULL::DOUBLE AS estimated_cost_total, p.total_cost AS actual_cost_total,
        p.total_cost / NULLIF(p.input_tokens + p.output_tokens + p.cache_read_tokens + p.cache_creation_tokens, 0)
