@@ -36,6 +36,7 @@ def calls(st: Any, wf: str) -> list[tuple[str, Callable[[], Any]]]:
         bottlenecks,
         budgets,
         error_patterns,
+        errors_loops,
         experiments,
         loops,
         predict,
@@ -59,6 +60,8 @@ def calls(st: Any, wf: str) -> list[tuple[str, Callable[[], Any]]]:
         ("query_error_patterns", lambda: error_patterns.query_error_patterns(st, now=NOW)),
         ("query_trends", lambda: trends.query_trends(st, now=NOW)),
         ("tool_sequences", lambda: sequences.tool_sequences(st, now=NOW)),
+        ("reusable_sequences", lambda: sequences.reusable_sequences(st, now=NOW)),
+        ("errors_and_loops(sequences)", lambda: errors_loops.errors_and_loops(st, sections=["sequences"])),
         ("predict_cost", lambda: predict.predict_cost(st, now=NOW)),
         ("model_advice", lambda: predict.model_advice(st, now=NOW)),
     ]

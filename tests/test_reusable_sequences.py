@@ -109,6 +109,15 @@ def test_stage_sequences_and_bad_input(store):
     assert rep.sequences == [] and rep.note
 
 
+def test_too_few_failures_teach_nothing(store):
+    # 6 workflows, 2 with a major finding: the planted sequence is in the 4 others (and in wf-0000), but two
+    # failures are an anecdote
+    p = generate(store, {"good_sequence"}, days=2)
+    rep = reusable_sequences(store, now=p.now, days=30)
+    assert (rep.successful_workflows, rep.failed_workflows) == (4, 2)
+    assert rep.sequences == [] and "too few" in (rep.note or "")
+
+
 def test_real_fixtures_give_nothing_spurious(tmp_path, monkeypatch):
     if not FIXTURES.exists():
         pytest.skip("fixtures not available")

@@ -6,8 +6,8 @@ templates), each with its evidence.
 A reusable sequence is a run of consecutive tool calls inside one stage (or a run of consecutive stages of a
 workflow) that recurs in at least ``min_support`` successful workflows and goes with success: the
 workflows containing it succeed more often than those without it, by more than chance (one-sided
-hypergeometric test, Benjamini-Hochberg over every sequence tested). When every workflow has a sequence,
-nothing compares with it, and it is not reported. Whether a workflow went well is the view
+hypergeometric test, Benjamini-Hochberg over every sequence tested), and at least 3 failed workflows lack
+it. When every workflow has a sequence, nothing compares with it, and it is not reported. Whether a workflow went well is the view
 ``workflow_outcomes`` (the one definition); a session without a workflow is its own workflow (resolver).
 """
 
@@ -25,6 +25,9 @@ from ..store.db import Store
 from .common import window
 
 EXAMPLES = 3
+# a sequence goes with success only if at least this many failed workflows lack it: with one failure in
+# 25,000 workflows, anything that one lacked would otherwise look significant
+MIN_FAILED_WITHOUT = 3
 
 
 class Sequence(BaseModel):
@@ -141,12 +144,15 @@ def reusable_sequences(store: Store, days: float = 30, now: datetime | None = No
     start, end = window(now, days)
     lengths = list(range(min_length, max_length + 1))
     # the workflows looked at: those with a tool call in the window, judged (not still running)
-    wf = store.query("""
-        SELECT o.workflow_id, o.successful, o.total_cost, o.duration_seconds, o.started_at
+    # (numbered in SQL both times: a list of ids passed as a parameter costs seconds to bind at 25k workflows)
+    judged = """
+        SELECT o.workflow_id, o.successful, o.total_cost, o.duration_seconds, o.started_at,
+               row_number() OVER (ORDER BY o.started_at DESC NULLS LAST, o.workflow_id) - 1 AS idx
         FROM workflow_outcomes o
         WHERE o.successful IS NOT NULL AND o.workflow_id IN (
-            SELECT DISTINCT workflow_id FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL)
-        ORDER BY o.started_at DESC NULLS LAST, o.workflow_id""", [start, end])
+            SELECT DISTINCT workflow_id FROM tools
+            WHERE "timestamp" >= $start AND "timestamp" < $end AND workflow_id IS NOT NULL)"""
+    wf = store.query(judged + " ORDER BY idx", {"start": start, "end": end})
     ok = np.array([bool(r["successful"]) for r in wf], dtype=bool)
     n_all, n_good = len(wf), int(ok.sum())
     n_bad = n_all - n_good
@@ -156,8 +162,9 @@ def reusable_sequences(store: Store, days: float = 30, now: datetime | None = No
     if n_good < support:
         empty.note = f"{n_good} successful workflow(s) in the window: fewer than min_support {support}"
         return empty
-    if n_bad == 0:
-        empty.note = "every workflow in the window succeeded: nothing to compare a sequence with"
+    if n_bad < MIN_FAILED_WITHOUT:
+        empty.note = (f"{n_bad} failed workflow(s) in the window: too few (under {MIN_FAILED_WITHOUT}) to tell "
+                      "what goes with success")
         return empty
     # one window pass keeps each call's last max_length tool names; every length is a suffix of it
     grams = []
@@ -182,8 +189,7 @@ def reusable_sequences(store: Store, days: float = 30, now: datetime | None = No
     if not grams:
         return empty
     rows = store.query(f"""
-        WITH ids AS (SELECT unnest($ids) AS workflow_id, unnest($good) AS successful,
-                            unnest(range(len($ids))) AS idx),
+        WITH ids AS ({judged}),
         g AS (SELECT DISTINCT kind, stage, workflow_id, L,
                               array_to_string(tail[len(tail) - L + 1:], '->') AS sequence
               FROM ({' UNION ALL '.join(grams)}) WHERE len(tail) >= L)
@@ -192,8 +198,8 @@ def reusable_sequences(store: Store, days: float = 30, now: datetime | None = No
                list(ids.idx ORDER BY ids.idx) AS idx
         FROM g JOIN ids USING (workflow_id)
         GROUP BY ALL HAVING count(*) FILTER (WHERE ids.successful) >= $support""",
-        {"ids": [r["workflow_id"] for r in wf], "good": ok.tolist(), "lo": min_length, "hi": max_length,
-         "support": support, **({"start": start, "end": end, "stage": stage} if "tools" in kinds else {})})
+        {"start": start, "end": end, "lo": min_length, "hi": max_length, "support": support,
+         **({"stage": stage} if "tools" in kinds else {})})
     out, sets = _evidence(rows, wf, ok, alpha)
     out = _condense(out, sets)
     out.sort(key=lambda s: (s.q_value, -s.successful_with, -s.length, s.sequence))
@@ -224,7 +230,7 @@ def _evidence(rows: list[dict[str, Any]], wf: list[dict[str, Any]], ok: np.ndarr
     out, sets = [], []
     for i, r in enumerate(rows):
         without = n_all - n[i]
-        if without == 0 or q[i] > alpha:
+        if without == 0 or q[i] > alpha or (n_all - n_good) - (n[i] - a[i]) < MIN_FAILED_WITHOUT:
             continue
         rate_with, rate_without = a[i] / n[i], (n_good - a[i]) / without
         if rate_with <= rate_without:
