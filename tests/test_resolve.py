@@ -401,3 +401,35 @@ def test_cache_writes_priced_when_the_split_is_zero(tmp_path):
         assert got["r-split0"] == pytest.approx(whole) and got["r-nosplit"] == pytest.approx(whole)
         assert got["r-split"] == pytest.approx(
             base + (4 * price["cache_write_5m_per_mtok"] + 6 * price["cache_write_1h_per_mtok"]) / 1e6)
+
+
+def test_many_keys_take_semi_joins_and_resolve_the_same(tmp_path, monkeypatch):
+    """A write naming more keys than an IN list takes (a large import's) looks them up by semi-joins:
+    the same resolved rows as IN lists, and as from scratch, late context included."""
+    def rows(n: int) -> tuple[list, list]:
+        first, late = [], []
+        for i in range(n):
+            sid, parent, child = f"s{i}", f"p{i}", f"c{i}"
+            first += [("sessions", {"session_id": sid, "project": f"proj{i % 3}", "cwd": f"/w/{i}"}),
+                      ("agents", {"agent_id": parent, "session_id": sid, "agent_type": "planner"}),
+                      ("tool_calls", {"tool_use_id": f"t{i}", "session_id": sid, "agent_id": parent, "tool_name": "Agent",
+                                      "timestamp": T0}),
+                      _req(f"rp{i}", sid, parent), _req(f"rc{i}", sid, child, minutes=2), _req(f"rm{i}", sid, None)]
+            # the child's spawning call and the session's workflow arrive after its requests
+            late += [("agents", {"agent_id": child, "session_id": sid, "agent_type": "implementer",
+                                 "spawn_tool_use_id": f"t{i}"}),
+                     ("workflow_links", {"session_id": sid, "valid_from": T0, "workflow_id": f"wf{i % 4}"})]
+        return first, late
+
+    got = {}
+    for label, chunk in (("in_lists", resolve._CHUNK), ("semi_joins", 3)):
+        monkeypatch.setattr(resolve, "_CHUNK", chunk)
+        with Store(tmp_path / f"{label}.duckdb") as store:
+            first, late = rows(12)
+            _write(store, first)
+            _write(store, late)
+            assert _mismatches(store) == {}
+            got[label] = _resolved(store)
+    assert got["semi_joins"] == got["in_lists"]
+    stages = {r[0]: (r[1], r[2], r[3]) for r in got["in_lists"]["api_requests"]}
+    assert stages["rc5"] == ("wf1", "implementer", "planner")  # workflow link, own type, top stage from its parent
