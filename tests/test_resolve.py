@@ -6,6 +6,7 @@ rollups' hook) adds up to the same GROUP BY as the facts."""
 from __future__ import annotations
 
 import math
+import re
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -433,3 +434,54 @@ def test_many_keys_take_semi_joins_and_resolve_the_same(tmp_path, monkeypatch):
     assert got["semi_joins"] == got["in_lists"]
     stages = {r[0]: (r[1], r[2], r[3]) for r in got["in_lists"]["api_requests"]}
     assert stages["rc5"] == ("wf1", "implementer", "planner")  # workflow link, own type, top stage from its parent
+
+
+# -- each rule written once ---------------------------------------------------------------------
+
+def test_a_review_report_counts_for_its_workflow_else_its_parent_everywhere(tmp_path):
+    """A report that names no workflow is its parent's, in the per-workflow views and the loops
+    analysis alike (resolve.sql's golem_report_workflow)."""
+    from golem_mcp.analysis.loops import find_loops
+
+    store = Store(tmp_path / "g.duckdb")
+    _write(store, [_req("r1", agent=None, minutes=1),
+                   ("workflows", {"workflow_id": "wf-p", "started_at": T0}),
+                   ("workflow_links", {"session_id": "s1", "valid_from": T0, "workflow_id": "wf-p"}),
+                   ("review_reports", {"report_id": "rp1", "v": 1, "ts": T0 + timedelta(minutes=2), "task": "wf-p.review",
+                                       "parent": "wf-p", "critical": 2, "major": 0, "minor": 1, "rework": True}),
+                   ("review_issues", {"report_id": "rp1", "idx": 0, "severity": "critical", "category": "bug",
+                                      "summary": "off by one"})])
+    assert store.query("SELECT workflow_id FROM claude_metrics") == [{"workflow_id": "wf-p"}]
+    assert store.query("SELECT workflow_id FROM review_issue_rows") == [{"workflow_id": "wf-p"}]
+    assert store.query("SELECT critical_issues, rework FROM workflow_summary WHERE workflow_id = 'wf-p'") == [
+        {"critical_issues": 2, "rework": True}]
+    answer = find_loops(store, days=2, now=T0 + timedelta(days=1), workflow_id="wf-p")
+    assert [r.workflow_id for r in answer.rework] == ["wf-p"]
+
+
+def test_the_grouped_cost_answer_totals_the_cache_hit_rate_as_the_store_does(tmp_path):
+    from golem_mcp.analysis.workflows import query_workflow_cost
+
+    store = Store(tmp_path / "g.duckdb")
+    _write(store, [_req("r1", agent=None), _req("r2", agent="a1", input_tokens=7, cache_read_tokens=300),
+                   ("workflow_links", {"session_id": "s1", "valid_from": T0, "workflow_id": "wf-1"})])
+    grouped = query_workflow_cost(store, workflow_id="wf-1", group_by=["stage"]).total.cache_hit_rate
+    whole = store.scalar("SELECT golem_cache_hit_rate(sum(cache_read_tokens), sum(input_tokens), "
+                         "sum(cache_creation_tokens)) FROM requests")
+    assert grouped == pytest.approx(whole, abs=1e-4) and 0 < whole < 1
+
+
+def test_attribution_rules_are_written_only_in_resolve_sql():
+    """The stage of an agent, a review report's workflow and a fact's workflow are macros of
+    resolve.sql; no other source restates them."""
+    src = Path(__file__).resolve().parents[1] / "src" / "golem_mcp"
+    restated: dict[str, list[str]] = {r"COALESCE\(.*'subagent'\)": [], r"COALESCE\(workflow_id, parent\)": [],
+                                      r"COALESCE\(emitted, agent_ctx": [], r"'session-' \|\|": []}
+    for path in sorted([*src.rglob("*.py"), *src.rglob("*.sql")]):
+        if path.name == "resolve.sql":
+            continue
+        text = path.read_text()
+        for pattern, where in restated.items():
+            if re.search(pattern, text):
+                where.append(path.name)
+    assert restated == {p: [] for p in restated}

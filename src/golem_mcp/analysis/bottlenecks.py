@@ -30,7 +30,7 @@ SAMPLES: dict[str, str] = {
                         "duration_seconds * 1000 AS dur FROM workflow_stage_summary",
     "workflow_path": "SELECT COALESCE(workflow_path, 'unknown') AS key, started_at AS ts, duration_seconds * 1000 AS dur "
                      "FROM workflow_summary",
-    "agent": "SELECT COALESCE(NULLIF(a.agent_type, 'custom'), 'subagent') AS key, r.first_at AS ts, "
+    "agent": "SELECT golem_agent_label(r.agent_id, NULLIF(a.agent_type, 'custom')) AS key, r.first_at AS ts, "
              "epoch_ms(r.last_at - r.first_at) + COALESCE(r.last_duration_ms, 0) AS dur "
              "FROM agent_request_spans r LEFT JOIN agents a USING (agent_id)",
     "model": "SELECT model AS key, \"timestamp\" AS ts, duration_ms AS dur FROM api_requests",

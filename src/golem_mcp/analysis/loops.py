@@ -147,8 +147,8 @@ def find_loops(store: Store, days: float = 30, now: datetime | None = None, work
         GROUP BY workflow_id, stage, session_id, agent_id HAVING count(*) >= ? ORDER BY cycles DESC""",
         p + [min_cycles])
     rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query("""
-        SELECT COALESCE(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
-        FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR COALESCE(workflow_id, parent) = ?)
+        SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
+        FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR golem_report_workflow(workflow_id, parent) = ?)
         UNION
         -- a new implementer agent that starts after a reviewer agent finished: the review sent work back
         SELECT i.workflow_id, ? FROM

@@ -398,7 +398,7 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
     rows = cost_by(store, group_by, filters, since=since_dt, until=until_dt,
                    order="tokens" if group_by == ["stage"] else "cost") if group_by else []
     # totals from the groups: one scan of the requests view instead of two
-    total = _sum_rows(rows) if group_by else (cost_by(store, [], filters, since=since_dt, until=until_dt) or [{}])[0]
+    total = _sum_rows(store, rows) if group_by else (cost_by(store, [], filters, since=since_dt, until=until_dt) or [{}])[0]
     if group_by == ["day"]:
         rows.sort(key=lambda r: str(r.get("day")))
     page = rows[offset:offset + limit]
@@ -427,7 +427,7 @@ _SUMMED = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "ca
            "cost_usd", "recorded_cost_usd", "calculated_cost_usd", "unpriced_requests", "retries")
 
 
-def _sum_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
+def _sum_rows(store: Store, rows: list[dict[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {k: 0 for k in _SUMMED}
     for k in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
         vals = [r[k] for r in rows if r.get(k) is not None]
@@ -436,8 +436,9 @@ def _sum_rows(rows: list[dict[str, Any]]) -> dict[str, Any]:
         for k in _SUMMED:
             if k not in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
                 out[k] += r.get(k) or 0
-    denom = out["input_tokens"] + out["cache_read_tokens"] + out["cache_creation_tokens"]
-    out["cache_hit_rate"] = out["cache_read_tokens"] / denom if denom else None
+    # the store's one definition of the rate (views.sql), over the summed tokens
+    out["cache_hit_rate"] = store.scalar("SELECT golem_cache_hit_rate(?::DOUBLE, ?::DOUBLE, ?::DOUBLE)",
+                                         [out["cache_read_tokens"], out["input_tokens"], out["cache_creation_tokens"]])
     firsts = [r["first_at"] for r in rows if r.get("first_at") is not None]
     lasts = [r["last_at"] for r in rows if r.get("last_at") is not None]
     out["first_at"], out["last_at"] = (min(firsts), max(lasts)) if firsts else (None, None)

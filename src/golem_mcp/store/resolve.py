@@ -48,7 +48,7 @@ COMMON = ("r_workflow_id", "r_stage", "r_top_stage", "r_agent", "r_task_id", "r_
 # (a fact's machine is its own column, migration 009's machine_id, carried as written: not resolved)
 REQUEST = (*COMMON, "r_cwd", "r_claude_code_version", "r_calculated_cost_usd", "r_cost_usd", "r_cost_source")
 
-_DEFAULT_STAGE = "CASE WHEN f.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(t.agent_type, 'subagent') END"
+_DEFAULT_STAGE = "golem_agent_label(f.agent_id, t.agent_type)"  # resolve.sql's macro, as r_agent
 
 
 class Fact(NamedTuple):

@@ -6,6 +6,14 @@
 CREATE OR REPLACE MACRO golem_main_stage() AS
     COALESCE((SELECT value FROM settings WHERE key = 'main_stage'), 'main');
 
+-- A fact's agent as a stage: the main thread's stage without an agent, else the agent's type
+-- ('subagent' while its type is unknown). Also the stage of a fact no context names.
+CREATE OR REPLACE MACRO golem_agent_label(agent_id, agent_type) AS
+    CASE WHEN agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(agent_type, 'subagent') END;
+
+-- A review report's workflow: the one it names, else its parent (the workflow it reviewed).
+CREATE OR REPLACE MACRO golem_report_workflow(workflow_id, parent) AS COALESCE(workflow_id, parent);
+
 -- A root session that no launcher, hook or agent tagged is a workflow of its own (its subagents
 -- share its session id, so their requests are in it too). A tag that arrives later wins: emitted
 -- context and agent context come first, and a session's first workflow link holds from its start.
@@ -82,7 +90,7 @@ links AS (
     SELECT f.*, t.depth AS _depth, t.root_agent_type AS _root_type,
            golem_workflow(f.workflow_id, ac.workflow_id, wl.workflow_id, f.session_id) AS r_workflow_id,
            COALESCE(ac.stage, f.stage, {stage_default}) AS r_stage,
-           CASE WHEN f.agent_id IS NULL THEN golem_main_stage() ELSE COALESCE(t.agent_type, 'subagent') END AS r_agent,
+           golem_agent_label(f.agent_id, t.agent_type) AS r_agent,
            COALESCE(f.task_id, ac.task_id, wl.task_id) AS r_task_id,
            COALESCE(f.experiment_id, ac.experiment_id, wl.experiment_id) AS _experiment_id
     FROM f

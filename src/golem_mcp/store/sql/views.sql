@@ -135,7 +135,7 @@ SELECT "timestamp", workflow_id, stage, task_id, agent, experiment_id, model, st
 FROM errors;
 
 CREATE OR REPLACE VIEW claude_metrics AS
-SELECT r.v, r.ts, r.task, r.parent, COALESCE(r.workflow_id, r.parent) AS workflow_id,
+SELECT r.v, r.ts, r.task, r.parent, golem_report_workflow(r.workflow_id, r.parent) AS workflow_id,
        {'critical': r.critical, 'major': r.major, 'minor': r.minor} AS severity,
        r.categories, r.rework, r.report_id, r.session_id, r.agent_id,
        COALESCE((SELECT list({'severity': i.severity, 'category': i.category, 'file': i.file,
@@ -145,7 +145,7 @@ FROM review_reports r;
 
 -- One row per review issue, for the seed's UNNEST queries without struct syntax.
 CREATE OR REPLACE VIEW review_issue_rows AS
-SELECT r.ts, r.task, r.parent, COALESCE(r.workflow_id, r.parent) AS workflow_id, i.severity, i.category,
+SELECT r.ts, r.task, r.parent, golem_report_workflow(r.workflow_id, r.parent) AS workflow_id, i.severity, i.category,
        i.file, i.line, i.summary, r.report_id
 FROM review_issues i JOIN review_reports r USING (report_id);
 
@@ -234,7 +234,7 @@ WITH s AS (
            min(started_at) AS started_at, max(ended_at) AS ended_at
     FROM workflow_stage_summary GROUP BY workflow_id
 ), q AS (
-    SELECT COALESCE(workflow_id, parent) AS workflow_id, sum(critical) AS critical_issues,
+    SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, sum(critical) AS critical_issues,
            sum(major) AS major_issues, sum(minor) AS minor_issues, bool_or(rework) AS rework
     FROM review_reports GROUP BY 1
 )
@@ -409,7 +409,7 @@ WITH t AS (
     FROM (SELECT workflow_id, model, count(*) AS n FROM requests WHERE workflow_id IS NOT NULL GROUP BY ALL)
     GROUP BY workflow_id
 ), q AS (
-    SELECT COALESCE(workflow_id, parent) AS workflow_id, sum(critical) AS critical_issues, sum(major) AS major_issues,
+    SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, sum(critical) AS critical_issues, sum(major) AS major_issues,
            sum(minor) AS minor_issues, bool_or(rework) AS rework
     FROM review_reports GROUP BY 1
 )
