@@ -252,3 +252,31 @@ def test_every_truth_stage_is_a_role_the_stand_in_served():
     assert sum(t["requests"] for t in _truth().values()) + TRUTH["main"]["requests"] == len(
         [s for s in served if s["session_id"] == SID])
     assert list(itertools.chain(TRUTH["workflows"])) == [RUN1, RUN2]
+
+
+def test_report_by_workflow_names_each_run_beside_its_id(tmp_path):
+    """``golem-mcp report --by workflow`` shows a run's script name next to its id (the table) and
+    carries both (``--json``); the main thread's session workflow is named by its session label."""
+    import subprocess
+    import sys
+
+    home = tmp_path / "home"
+    env = {**os.environ, "GOLEM_HOME": str(home), "HOME": str(home), "GOLEM_URL": ""}
+    env.pop("GOLEM_DB", None)
+
+    def golem(*args: str) -> str:
+        out = subprocess.run([sys.executable, "-m", "golem_mcp", *args], capture_output=True, text=True, env=env,
+                             timeout=300)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    golem("import", str(FIX / "home"), "--json")
+    rows = {r["workflow"]: r for r in json.loads(golem("report", "--by", "workflow", "--json", "--no-sync"))}
+    assert {w: rows[w]["workflow_name"] for w in (RUN1, RUN2)} == {RUN1: "build-feature", RUN2: "second-opinion"}
+    main = [r for w, r in rows.items() if w not in TRUTH["workflows"]]
+    assert len(main) == 1 and main[0]["workflow"].startswith("session-") and SID[:8] in main[0]["workflow_name"]
+    lines = golem("report", "--by", "workflow", "--no-sync", "--width", "200").splitlines()
+    assert any(RUN1 in line and "build-feature" in line for line in lines), lines
+    assert any(RUN2 in line and "second-opinion" in line for line in lines), lines
+    # grouped by stage alone, no name column
+    assert "workflow_name" not in json.loads(golem("report", "--by", "stage", "--json", "--no-sync"))[0]

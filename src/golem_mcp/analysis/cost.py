@@ -117,6 +117,20 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
     return rows
 
 
+def report(store: Store, by: list[str], filters: dict[str, Any] | None = None, since: datetime | None = None,
+           limit: int | None = None) -> list[dict[str, Any]]:
+    """``golem-mcp report``'s rows (through the daemon or not): :func:`cost_by`, and with ``workflow``
+    among the groupings each row's ``workflow_name`` (the store's ``workflow_labels``; None for a
+    workflow without a name)."""
+    rows = cost_by(store, by, filters, since=since, limit=limit)
+    if "workflow" in by:
+        ids = sorted({r["workflow"] for r in rows if r.get("workflow") is not None})
+        names = dict((r["workflow_id"], r["name"]) for r in store.query(
+            "SELECT workflow_id, name FROM workflow_labels WHERE workflow_id IN (SELECT unnest(?::VARCHAR[]))", [ids])) if ids else {}
+        rows = [{**r, "workflow_name": names.get(r.get("workflow"))} for r in rows]
+    return rows
+
+
 def _where(used: dict[str, Any], since: datetime | None, until: datetime | None) -> tuple[list[str], list[Any]]:
     """Filters and the time window over the resolved requests, with their bound values."""
     from ..store.db import ident

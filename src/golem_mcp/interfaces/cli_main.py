@@ -354,13 +354,13 @@ def cmd_report(args: argparse.Namespace) -> int:
         rows = call(url, "/api/report", {"by": by, "filters": filters, "since": since.isoformat() if since else None,
                                          "limit": args.limit})
     elif args.team:
-        from ..analysis.cost import cost_by
+        from ..analysis.cost import report
         from ..store.team import open_team_store
 
         with open_team_store() as store:
-            rows = cost_by(store, by, filters, since=since, limit=args.limit)
+            rows = report(store, by, filters, since=since, limit=args.limit)
     else:
-        from ..analysis.cost import cost_by
+        from ..analysis.cost import report
         from ..config import Settings, claude_projects_dir
         from ..store.db import Store
 
@@ -378,22 +378,28 @@ def cmd_report(args: argparse.Namespace) -> int:
             with Store(db):
                 pass
         with Store(db, read_only=True, settings=Settings.load()) as store:
-            rows = cost_by(store, by, filters, since=since, limit=args.limit)
+            rows = report(store, by, filters, since=since, limit=args.limit)
     emit(args.format, rows, [report_section(rows, by)], sys.stdout, A.table_width(args), tail=_report_tail(rows))
     return 0
 
 
 # the report's columns; the first to go when the width is short: time, then cache write, then requests
-REPORT_COLUMNS = [Column("requests", unit="count", drop=1), Column("input_tokens", "input", "tokens"),
+# (then a workflow's name, report_section's drop=1)
+REPORT_COLUMNS = [Column("requests", unit="count", drop=2), Column("input_tokens", "input", "tokens"),
                   Column("output_tokens", "output", "tokens"), Column("cache_read_tokens", "cache read", "tokens"),
-                  Column("cache_creation_tokens", "cache write", "tokens", drop=2),
+                  Column("cache_creation_tokens", "cache write", "tokens", drop=3),
                   Column("cache_hit_rate", "cache hit", "rate"), Column("cost_usd", "cost", "usd"),
-                  Column("duration_seconds", "time", "seconds", drop=3)]
+                  Column("duration_seconds", "time", "seconds", drop=4)]
 
 
 def report_section(rows: list[dict[str, Any]], by: list[str]) -> Section:
     shown = [{**r, "cost_usd": "unpriced" if r.get("cost_usd") is None else r["cost_usd"]} for r in rows]
-    return Section(None, [Column(b) for b in by] + REPORT_COLUMNS, shown)
+    keys: list[Column] = []
+    for b in by:
+        keys.append(Column(b))
+        if b == "workflow" and any(r.get("workflow_name") for r in rows):  # the name a person knows it by
+            keys.append(Column("workflow_name", "name", drop=1))
+    return Section(None, keys + REPORT_COLUMNS, shown)
 
 
 def _report_tail(rows: list[dict[str, Any]]) -> list[str]:

@@ -267,7 +267,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         return json_response(await anyio.to_thread.run_sync(run))
 
     async def report_endpoint(request: Request) -> Response:
-        from ...analysis.cost import cost_by
+        from ...analysis.cost import report
 
         args = await json_body(request, limit)
         by = args.get("by") or ["workflow", "stage"]
@@ -280,7 +280,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         limit_rows = args.get("limit")
         if limit_rows is not None and (not isinstance(limit_rows, int) or limit_rows < 1):
             raise InvalidInput("'limit' must be a positive integer")
-        rows = await anyio.to_thread.run_sync(lambda: cost_by(store, by, filters, since=since, limit=limit_rows))
+        rows = await anyio.to_thread.run_sync(lambda: report(store, by, filters, since=since, limit=limit_rows))
         return json_response(rows)
 
     async def cli_endpoint(request: Request) -> Response:

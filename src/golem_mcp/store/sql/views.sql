@@ -223,6 +223,17 @@ CREATE OR REPLACE MACRO golem_workflow_status(status) AS
          WHEN lower(status) IN ('pending', 'queued') THEN 'pending'
          ELSE status END;
 
+-- What a person calls a workflow, where it has a name: a root session's label, else the name of a
+-- Claude Code Workflow run's script (ingestion/workflow_runs.py). ``label`` adds the id to a script's
+-- name (a script runs many times). The one definition: workflow_summary and the reports read it.
+CREATE OR REPLACE VIEW workflow_labels AS
+SELECT COALESCE(sw.workflow_id, w.workflow_id) AS workflow_id,
+       COALESCE(sw.label, (w.attributes->>'name')) AS name,
+       COALESCE(sw.label, (w.attributes->>'name') || ' · ' || w.workflow_id) AS label
+FROM session_workflows sw
+FULL JOIN workflows w ON w.workflow_id = sw.workflow_id
+WHERE sw.label IS NOT NULL OR (w.attributes->>'name') IS NOT NULL;
+
 CREATE OR REPLACE VIEW workflow_summary AS
 WITH s AS (
     SELECT workflow_id, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
@@ -248,12 +259,11 @@ SELECT s.workflow_id, COALESCE(s.experiment_id, w.experiment_id) AS experiment_i
        s.started_at, s.ended_at, epoch(s.ended_at - s.started_at) AS duration_seconds,
        COALESCE(q.critical_issues, 0) AS critical_issues, COALESCE(q.major_issues, 0) AS major_issues,
        COALESCE(q.minor_issues, 0) AS minor_issues, q.rework,
-       -- a Claude Code Workflow run: its script's name and its run id (ingestion/workflow_runs.py)
-       COALESCE(sw.label, (w.attributes->>'name') || ' · ' || s.workflow_id, s.workflow_id) AS label
+       COALESCE(l.label, s.workflow_id) AS label
 FROM s
 LEFT JOIN workflows w USING (workflow_id)
 LEFT JOIN q USING (workflow_id)
-LEFT JOIN session_workflows sw USING (workflow_id);
+LEFT JOIN workflow_labels l USING (workflow_id);
 
 -- Whether a workflow went well: the one definition the analyses use (sequences learned from successful
 -- workflows, typical of good or bad runs). Successful: not recorded as failed, no critical or major review
