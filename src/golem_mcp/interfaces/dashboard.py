@@ -226,7 +226,7 @@ def _errors(store: Store, days: int, now: datetime) -> str:
 
 
 def _sequences(store: Store, days: int, now: datetime) -> str:
-    rep = sequences.tool_sequences(store, n=3, days=days, now=now, limit=10)
+    rep = sequences.tool_sequences(store, n=3, days=days, now=now, limit=10, learn=False)
     return _table(["stage", "sequence", "count", "all succeeded", "workflows", "avg stage cost", "in good workflows"],
                   [[s.stage, s.sequence, s.count, _pct(s.success_rate), s.workflows, _money(s.avg_stage_cost_usd),
                     _pct(s.good_share)] for s in rep.top], {2, 3, 4, 5, 6})
