@@ -92,6 +92,30 @@ def test_submissions_from_many_threads_land_once_each_and_a_bad_batch_fails_alon
         assert 0 < store.commits <= 801  # batches queued together shared a commit
 
 
+def test_a_store_dropped_without_close_lets_go_of_its_database(tmp_path: Path) -> None:
+    """The writer thread outlives its batches; it must not keep the store that started it (and its
+    DuckDB connection and buffers) alive once the store's owner drops it without close(). Every such
+    store once stayed in memory for the life of the process (the test suite grew past 24 GB)."""
+    import gc
+    import weakref
+
+    store = Store(tmp_path / "g.duckdb")
+    b = Batch()
+    hook_to_batch({"hook_event_name": "Stop", "session_id": "s1", "_golem_received_us": 1}, b, received_us=1)
+    store.submit(b).result(timeout=60)
+    thread = store._writes.thread
+    assert thread is not None and thread.is_alive()
+    gone = weakref.ref(store)
+    del store
+    gc.collect()
+    assert gone() is None
+    thread.join(10)
+    assert not thread.is_alive()
+    # the database is free again: another connection may open it for writing
+    with Store(tmp_path / "g.duckdb") as again:
+        assert again.scalar("SELECT count(*) FROM hook_events") == 1
+
+
 def test_http_spool_and_watcher_write_through_one_writer_nothing_lost_or_doubled(
         golem_home: Path, tmp_path: Path, start_daemon) -> None:
     watch = tmp_path / "projects"

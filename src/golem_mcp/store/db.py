@@ -19,6 +19,7 @@ import contextlib
 import json
 import threading
 import time
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
 from datetime import date
@@ -275,6 +276,8 @@ class Store:
             self.migrate()
         self._load_types()
         self._writes = WriteQueue(self.write)  # the one writer behind submit()
+        # a store dropped without close() stops its writer thread (the connection closes with the store)
+        weakref.finalize(self, self._writes.close, 0)
         if not read_only:
             self.note_machine(self.machine_id, self.machine_label)
 

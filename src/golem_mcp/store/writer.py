@@ -12,9 +12,11 @@ batches are written one by one, so one bad batch cannot fail the others.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -32,7 +34,11 @@ class WriteQueue:
     MAX_ROWS = 50_000  # bound one transaction's time, and so the latency of those queued behind it
 
     def __init__(self, write: Write, name: str = "golem-writer") -> None:
-        self.write = write
+        # A bound method (Store.write) is held weakly: the thread waits for batches for as long as
+        # the process lives, and held strongly it kept every store that ever submitted alive, open
+        # and holding its DuckDB buffers (~50 MB each) after its owner dropped it without close()
+        self._write: Callable[[], Write | None] = (weakref.WeakMethod(write) if inspect.ismethod(write)
+                                                   else lambda: write)
         self.name = name
         self.queue: queue.SimpleQueue[tuple[Batch, Future[dict[str, int]]] | None] = queue.SimpleQueue()
         self.thread: threading.Thread | None = None
@@ -55,6 +61,12 @@ class WriteQueue:
                 self.thread.start()
             self.queue.put((batch, fut))
         return fut
+
+    def write(self, batch: Batch, report: Report | None) -> dict[str, int]:
+        write = self._write()
+        if write is None:
+            raise RuntimeError("the store was dropped without close(); nothing more can be written")
+        return write(batch, report)
 
     def close(self, timeout: float = 10.0) -> None:
         """Write what is queued, then stop the thread (submit raises afterwards)."""
