@@ -73,12 +73,12 @@ def test_planted_sequence_is_found_with_its_evidence(store):
     assert hand["failed_with"] == len(set(p.with_good_sequence) & failed) == 3
     for k, v in hand.items():
         assert getattr(found, k) == pytest.approx(v, abs=1e-6), k
-    assert found.success_rate_with == round(58 / 61, 3) and found.success_rate_without == round(9 / 23, 3)
+    assert found.with_success_rate == round(58 / 61, 3) and found.without_success_rate == round(9 / 23, 3)
     assert found.lift == round((58 / 61) / (67 / 84), 3)
     assert found.q_value < 1e-4 and found.p_value <= found.q_value
     assert len(found.examples) == 3 and set(found.examples) <= set(p.with_good_sequence) - failed
     assert found.examples == sorted(found.examples, reverse=True)   # most recent first
-    assert found.median_duration_with_s is not None and found.median_duration_without_s is not None
+    assert found.median_duration_with_seconds is not None and found.median_duration_without_seconds is not None
     # min_support is the bar: one more than the support leaves nothing
     assert reusable_sequences(store, now=p.now, days=30, min_support=59).sequences == []
     assert reusable_sequences(store, now=p.now, days=30, min_support=58).sequences[0].sequence == found.sequence
@@ -161,7 +161,7 @@ async def test_mcp_section_shows_the_evidence(store):
     row = dict(zip(seq["columns"], seq["rows"][0], strict=True))
     assert row["stage"] == "implementer" and "->".join(p.good_sequence) in row["sequence"]
     assert (row["successful"], row["failed"]) == ("58/67", "3/17")
-    assert row["success_rate_with"] == round(58 / 61, 3) and float(row["q"]) < 1e-4
+    assert row["with_success_rate"] == round(58 / 61, 3) and float(row["q"]) < 1e-4
     # not part of the default answer (what went right is asked for)
     assert default.structured_content.get("sequences") is None
     same = errors_and_loops(store, sections=["sequences"])

@@ -125,8 +125,8 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
             ru = reusable_sequences(store, days=span, now=now, stage=stage, limit=50)
             rows = [{"stage": r.stage or "(stages)", "sequence": r.sequence,
                      "successful": f"{r.successful_with}/{r.successful_total}",
-                     "failed": f"{r.failed_with}/{r.failed_total}", "success_rate_with": r.success_rate_with,
-                     "success_rate_without": r.success_rate_without, "q": f"{r.q_value:.2g}",
+                     "failed": f"{r.failed_with}/{r.failed_total}", "with_success_rate": r.with_success_rate,
+                     "without_success_rate": r.without_success_rate, "q": f"{r.q_value:.2g}",
                      "median_cost_with_usd": r.median_cost_with_usd,
                      "median_cost_without_usd": r.median_cost_without_usd,
                      "examples": ", ".join(r.examples)} for r in ru.sequences]

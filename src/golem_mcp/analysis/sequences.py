@@ -50,22 +50,22 @@ class ReusableSequence(BaseModel):
     successful_total: int
     failed_with: int = Field(description="failed workflows containing it")
     failed_total: int
-    success_rate_with: float
-    success_rate_without: float
+    with_success_rate: float
+    without_success_rate: float
     lift: float = Field(description="success rate with it / success rate of all workflows")
     p_value: float
     q_value: float = Field(description="p adjusted for the number of sequences tested (Benjamini-Hochberg)")
     median_cost_with_usd: float | None
     median_cost_without_usd: float | None
-    median_duration_with_s: float | None
-    median_duration_without_s: float | None
+    median_duration_with_seconds: float | None
+    median_duration_without_seconds: float | None
     examples: list[str] = Field(description="successful workflows with it, most recent first")
 
     def line(self) -> str:
         where = f"{self.stage}: " if self.stage else "stages: "
         return (f"{where}{self.sequence} in {self.successful_with}/{self.successful_total} successful and "
-                f"{self.failed_with}/{self.failed_total} failed workflows; success {self.success_rate_with:.0%} "
-                f"with vs {self.success_rate_without:.0%} without (lift {self.lift:.2f}, q {self.q_value:.2g})")
+                f"{self.failed_with}/{self.failed_total} failed workflows; success {self.with_success_rate:.0%} "
+                f"with vs {self.without_success_rate:.0%} without (lift {self.lift:.2f}, q {self.q_value:.2g})")
 
 
 class SequenceReport(BaseModel):
@@ -258,11 +258,11 @@ def _evidence(rows: list[dict[str, Any]], wf: list[dict[str, Any]], ok: np.ndarr
         out.append(ReusableSequence(
             kind=r["kind"], stage=r["stage"], sequence=r["sequence"], length=r["length"],
             successful_with=int(a[i]), successful_total=n_good, failed_with=int(n[i] - a[i]),
-            failed_total=n_all - n_good, success_rate_with=round(float(rate_with), 3),
-            success_rate_without=round(float(rate_without), 3), lift=round(float(rate_with / overall), 3),
+            failed_total=n_all - n_good, with_success_rate=round(float(rate_with), 3),
+            without_success_rate=round(float(rate_without), 3), lift=round(float(rate_with / overall), 3),
             p_value=float(f"{p[i]:.3g}"), q_value=float(f"{q[i]:.3g}"),
             median_cost_with_usd=_median(cost[mask]), median_cost_without_usd=_median(cost[~mask]),
-            median_duration_with_s=_median(dur[mask]), median_duration_without_s=_median(dur[~mask]),
+            median_duration_with_seconds=_median(dur[mask]), median_duration_without_seconds=_median(dur[~mask]),
             examples=[wf[j]["workflow_id"] for j in sorted(r["idx"]) if ok[j]][:EXAMPLES]))
         sets.append(frozenset(r["idx"]))
     return out, sets

@@ -113,7 +113,7 @@ def weekly_report(store: Store, out_dir: str | Path, now: datetime | None = None
            f"successful workflows that go with success ({fmt.count(ru.failed_workflows)} did not go well):", ""]
     md += [f"- {r.stage or 'stages'}: `{r.sequence}` — in {fmt.count(r.successful_with)} of "
            f"{fmt.count(r.successful_total)} successful and {fmt.count(r.failed_with)} of {fmt.count(r.failed_total)} "
-           f"failed; success {fmt.rate(r.success_rate_with)} with, {fmt.rate(r.success_rate_without)} without; median "
+           f"failed; success {fmt.rate(r.with_success_rate)} with, {fmt.rate(r.without_success_rate)} without; median "
            f"cost {fmt.usd(r.median_cost_with_usd)} vs {fmt.usd(r.median_cost_without_usd)}; e.g. "
            f"{', '.join(r.examples)}" for r in ru.sequences] or [f"- none ({ru.note})"]
     md += ["", "## Model advice", ""]

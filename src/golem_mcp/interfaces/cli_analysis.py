@@ -228,9 +228,9 @@ DROP = {"bottlenecks": ["multiplier", "baseline_source", "p95_ms", "samples"],
                    "avg_workflow_seconds", "workflows"],
         "categories": ["tools", "stages"], "repeated_failures": ["example", "workflows"],
         "top": ["good_share", "workflows"], "typical_of_bad": ["good_share"],
-        "reusable": ["p_value", "median_duration_without_s", "median_duration_with_s", "median_cost_without_usd",
+        "reusable": ["p_value", "median_duration_without_seconds", "median_duration_with_seconds", "median_cost_without_usd",
                      "successful_total", "failed_total", "kind", "length", "examples", "median_cost_with_usd",
-                     "success_rate_without"],
+                     "without_success_rate"],
         "anomalies": ["robust_z", "peers"], "by_stage": ["recovered"],
         "retries": ["request_id", "model", "reason_status_code", "session_id", "agent_id", "reason_category"]}
 COUNT_ONLY = {"no_baseline", "insufficient_history"}
