@@ -15,7 +15,9 @@ from typing import Any
 import httpx
 import pytest
 
-FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
+# the tests' one name for the shared fixture, re-exported
+from support.fixture_data import FIXTURES as FIXTURES
+
 DAEMON_START_WAIT_S = 120
 
 

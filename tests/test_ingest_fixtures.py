@@ -11,11 +11,11 @@ import pytest
 
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store import Store
+from support.fixture_data import FIXTURES as FIX
+from support.fixture_data import TOKENS, import_fixture, sources, token_counts
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
 TRUTH = json.loads((FIX / "truth.json").read_text())
-SOURCES = {"transcripts": [FIX / "home"], "otlp": [FIX / "otlp"], "hooks": [FIX / "hooks.jsonl"]}
-TOKENS = ("input", "output", "cache_read", "cache_write")
+SOURCES = sources(FIX)
 
 
 @pytest.fixture(autouse=True)
@@ -24,29 +24,15 @@ def _home(tmp_path, monkeypatch):
 
 
 def _store(tmp_path: Path, order: list[str], name: str = "g.duckdb") -> Store:
-    store = Store(tmp_path / name)
-    imp = Importer(store)
-    for src in order:
-        res = imp.run(SOURCES[src])
-        assert res.skipped == [], res.skipped
-    return store
+    return import_fixture(Store(tmp_path / name), FIX, order)
 
 
 def _by_session_stage(store: Store) -> dict[tuple[str, str], dict[str, int]]:
-    rows = store.query("""
-        SELECT session_id, stage, count(*) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output,
-               sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_write
-        FROM requests GROUP BY ALL""")
-    return {(r["session_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+    return token_counts(store, ("session_id", "stage"))  # type: ignore[return-value]
 
 
 def _by_workflow_stage(store: Store) -> dict[tuple[str, str], dict[str, int]]:
-    rows = store.query("""
-        SELECT workflow_id, stage, count(*) AS requests, sum(input_tokens) AS input,
-               sum(output_tokens) AS output, sum(cache_read_tokens) AS cache_read,
-               sum(cache_creation_tokens) AS cache_write
-        FROM otel_api_request_events GROUP BY ALL""")
-    return {(r["workflow_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+    return token_counts(store, ("workflow_id", "stage"), view="otel_api_request_events")  # type: ignore[return-value]
 
 
 def _truth(key: str) -> dict[tuple[str, str], dict[str, int]]:

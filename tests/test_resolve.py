@@ -15,13 +15,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from golem_mcp.ingestion.importer import Importer
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import Store, resolve
 from golem_mcp.store.db import _migrations, _sql
+from support.fixture_data import FIXTURES, import_fixture
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
-SOURCES = {"transcripts": [FIX / "home"], "otlp": [FIX / "otlp"], "hooks": [FIX / "hooks.jsonl"]}
 T0 = datetime(2026, 11, 20, 12, 0, 0)
 
 
@@ -169,11 +167,7 @@ def test_declared_context_and_a_price_change_reach_stored_facts(tmp_path, monkey
 # -- late context, the real Claude Code data ----------------------------------------------------
 
 def _import(tmp_path: Path, name: str, order: list[str]) -> Store:
-    store = Store(tmp_path / name)
-    imp = Importer(store)
-    for src in order:
-        assert imp.run(SOURCES[src]).skipped == []
-    return store
+    return import_fixture(Store(tmp_path / name), FIXTURES, order)
 
 
 @pytest.mark.parametrize("order", [["transcripts", "otlp", "hooks"], ["hooks", "transcripts", "otlp"]])

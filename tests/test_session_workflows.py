@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import re
 from datetime import datetime
-from pathlib import Path
 
 import pytest
 
@@ -15,11 +14,11 @@ from golem_mcp.analysis.anomalies import detect_anomalies
 from golem_mcp.analysis.loops import find_loops
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store import Store
+from support.fixture_data import FIXTURES as FIX
+from support.fixture_data import TOKENS, token_counts
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
 TRUTH = json.loads((FIX / "truth.json").read_text())
 NOW = datetime(2026, 11, 25)
-TOKENS = ("input", "output", "cache_read", "cache_write")
 
 
 @pytest.fixture(scope="module")
@@ -37,11 +36,7 @@ def _session_workflow(store: Store, wf: str) -> str:
 
 
 def test_each_root_session_is_a_workflow_with_its_stages(store):
-    rows = store.query("""
-        SELECT workflow_id, stage, count(*) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output,
-               sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_write
-        FROM requests GROUP BY ALL""")
-    got = {(r["workflow_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+    got = token_counts(store, ("workflow_id", "stage"))
     want = {(_session_workflow(store, wf), stage): {k: s[k] for k in ("requests", *TOKENS)}
             for wf, t in TRUTH.items() for stage, s in t["stages"].items()}
     assert got == want

@@ -15,11 +15,11 @@ from golem_mcp.ingestion.records import Batch
 from golem_mcp.interfaces.cli_main import run
 from golem_mcp.store import Store
 from golem_mcp.store.shards import export, import_shards
+from support.fixture_data import FIXTURES as FIX
+from support.fixture_data import TOKENS, token_counts
 from support.secrets import KINDS
 
-FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
 TRUTH = json.loads((FIX / "truth.json").read_text())
-TOKENS = ("input", "output", "cache_read", "cache_write")
 A_PART = ["wf-001", "wf-002", "wf-003", "wf-004", "wf-005"]
 B_PART = ["wf-005", "wf-006", "wf-007", "wf-008"]  # wf-005 ran on both
 
@@ -61,12 +61,7 @@ def _machine(tmp: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _per_workflow_stage(db: Path) -> dict[tuple[str, str], dict[str, int]]:
     with Store(db, read_only=True) as store:
-        rows = store.query("""
-            SELECT workflow_id, stage, count(*) AS requests, sum(input_tokens) AS input,
-                   sum(output_tokens) AS output, sum(cache_read_tokens) AS cache_read,
-                   sum(cache_creation_tokens) AS cache_write
-            FROM otel_api_request_events GROUP BY ALL""")
-    return {(r["workflow_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+        return token_counts(store, ("workflow_id", "stage"), view="otel_api_request_events")  # type: ignore[return-value]
 
 
 def _truth(wfs: list[str]) -> dict[tuple[str, str], dict[str, int]]:

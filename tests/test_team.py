@@ -31,13 +31,13 @@ from golem_mcp.config import Settings
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store import Store
 from golem_mcp.store.team import TeamUnavailable, connect, push, team_config
+from support.fixture_data import TOKENS, token_counts
 from support.tables import by
 
 PG_BIN = Path(os.environ.get("GOLEM_TEST_PG_BIN") or next(
     (str(p.parent) for p in sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))), "/usr/lib/postgresql/15/bin"))
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 PROJECTS = FIXTURES / "home" / ".claude" / "projects"
-TOKENS = ("input", "output", "cache_read", "cache_write")
 
 pytestmark = pytest.mark.skipif(not (PG_BIN / "initdb").exists(),
                                 reason=f"PostgreSQL binaries not found in {PG_BIN} (set GOLEM_TEST_PG_BIN)")
@@ -121,11 +121,7 @@ def _parts(root: Path) -> dict[str, list[Path]]:
 
 
 def _stage_rows(store: Any) -> dict[tuple[str, str], dict[str, int]]:
-    rows = store.query("""
-        SELECT workflow_id, stage, count(*) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output,
-               sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_write
-        FROM requests GROUP BY ALL""")
-    return {(r["workflow_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+    return token_counts(store, ("workflow_id", "stage"))  # type: ignore[return-value]
 
 
 # -- the library: push and read ------------------------------------------------------------------

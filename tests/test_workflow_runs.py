@@ -18,13 +18,13 @@ import pytest
 from conftest import api
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store import Store
+from support.fixture_data import TOKENS, import_fixture, sources, token_counts
 
 FIX = Path(__file__).resolve().parent / "fixtures" / "claude-code-2.1.328-workflow"
 TRUTH = json.loads((FIX / "truth.json").read_text())
 SID = TRUTH["session_id"]
 SESSION_DIR = next((FIX / "home" / ".claude" / "projects").glob(f"*/{SID}"))
-SOURCES = {"transcripts": [FIX / "home"], "otlp": [FIX / "otlp"], "hooks": [FIX / "hooks.jsonl"]}
-TOKENS = ("input", "output", "cache_read", "cache_write")
+SOURCES = sources(FIX)
 RUN1, RUN2 = TRUTH["workflows"]  # build-feature (resumed once), second-opinion
 
 
@@ -34,20 +34,11 @@ def _home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _store(tmp_path: Path, order: list[str], name: str = "g.duckdb") -> Store:
-    store = Store(tmp_path / name)
-    imp = Importer(store)
-    for src in order:
-        res = imp.run(SOURCES[src])
-        assert res.skipped == [], res.skipped
-    return store
+    return import_fixture(Store(tmp_path / name), FIX, order)
 
 
 def _by_workflow_stage(store: Store) -> dict[tuple[str, str], dict[str, int]]:
-    rows = store.query("""
-        SELECT workflow_id, stage, count(*) AS requests, sum(input_tokens) AS input, sum(output_tokens) AS output,
-               sum(cache_read_tokens) AS cache_read, sum(cache_creation_tokens) AS cache_write
-        FROM requests WHERE agent_id IS NOT NULL GROUP BY ALL""")
-    return {(r["workflow_id"], r["stage"]): {k: r[k] for k in ("requests", *TOKENS)} for r in rows}
+    return token_counts(store, ("workflow_id", "stage"), where="agent_id IS NOT NULL")  # type: ignore[return-value]
 
 
 def _truth() -> dict[tuple[str, str], dict[str, int]]:
