@@ -199,3 +199,25 @@ def test_cli_and_weekly_report(tmp_path):
     finally:
         s.close()
     assert "## Reusable sequences" in md and "Grep->Read->Edit" in md and "58 of 67 successful" in md
+
+
+def test_overlapping_windows_join_into_one_chain_in_any_order():
+    from itertools import permutations
+
+    from golem_mcp.analysis.sequences import ReusableSequence, _condense
+
+    def seq(s: str) -> ReusableSequence:
+        return ReusableSequence(kind="tools", stage="implementer", sequence=s, length=len(s.split("->")),
+                                successful_with=5, successful_total=9, failed_with=0, failed_total=4,
+                                with_success_rate=1.0, without_success_rate=0.2, lift=1.8, p_value=0.01,
+                                q_value=0.02, median_cost_with_usd=None, median_cost_without_usd=None,
+                                median_duration_with_seconds=None, median_duration_without_seconds=None, examples=[])
+
+    same = frozenset({1, 2, 3, 4, 5})
+    windows = ["Grep->Read->Edit->Write", "Read->Edit->Write->Bash", "Edit->Write->Bash->Edit", "Grep->Read->Edit"]
+    for order in permutations(windows):
+        assert [s.sequence for s in _condense([seq(w) for w in order], [same] * 4)] == [
+            "Grep->Read->Edit->Write->Bash->Edit"]
+    # in other workflows: kept apart
+    out = _condense([seq(windows[0]), seq(windows[1])], [same, frozenset({1, 2, 3, 4, 6})])
+    assert sorted(s.sequence for s in out) == sorted(windows[:2])

@@ -288,15 +288,17 @@ def _condense(seqs: list[ReusableSequence], sets: list[frozenset[int]]) -> list[
         groups.setdefault((s.kind, s.stage, w), []).append(s)
     out: list[ReusableSequence] = []
     for group in groups.values():
-        kept = [s for s in group if not any(inside(steps(s), steps(o)) for o in group)]
+        kept = sorted((s for s in group if not any(inside(steps(s), steps(o)) for o in group)),
+                      key=lambda s: s.sequence)
         merged = True
         while merged:
             merged = False
             for a in kept:
                 for b in kept:
                     sa, sb = steps(a), steps(b)
-                    k = len(sb) - 1   # b is a's last k steps and one more
-                    if a is not b and k >= 1 and len(sa) >= k and sa[len(sa) - k:] == sb[:k] and not inside(sb, sa):
+                    k = min(len(sa), len(sb)) - 1   # all but one step of the shorter: a's end is b's start
+                    if (a is not b and k >= 1 and sa[len(sa) - k:] == sb[:k]
+                            and not inside(sb, sa) and not inside(sa, sb)):
                         chain = sa + sb[k:]
                         best = a if a.q_value <= b.q_value else b
                         kept = [s for s in kept if s is not a and s is not b]
