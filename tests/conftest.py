@@ -32,6 +32,18 @@ def golem_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return home
 
 
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """An empty store in a temporary folder (its data folder there too), closed after the test. A
+    test module with a store of its own (the fixture imported, say) defines ``store`` itself."""
+    from golem_mcp.store import Store
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    s = Store(tmp_path / "t.duckdb")
+    yield s
+    s.close()
+
+
 class Daemon:
     """A ``golem-mcp serve`` subprocess: its URL, process, db and data dir."""
 

@@ -95,14 +95,6 @@ def assert_same(store: Store, now: datetime) -> dict[str, Any]:
     return direct
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    s = Store(tmp_path / "t.duckdb")
-    yield s
-    s.close()
-
-
 def test_synthetic_history(store):
     p = generate(store, set(EFFECTS))
     direct = assert_same(store, p.now)

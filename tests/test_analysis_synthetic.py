@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from golem_mcp.analysis.anomalies import detect_anomalies
 from golem_mcp.analysis.bottlenecks import find_bottlenecks, set_threshold
 from golem_mcp.analysis.error_patterns import query_error_patterns
@@ -11,16 +9,7 @@ from golem_mcp.analysis.loops import find_loops
 from golem_mcp.analysis.predict import model_advice, predict_cost
 from golem_mcp.analysis.sequences import tool_sequences
 from golem_mcp.analysis.trends import query_quality, query_trends
-from golem_mcp.store.db import Store
 from synthetic import generate
-
-
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    s = Store(tmp_path / "t.duckdb")
-    yield s
-    s.close()
 
 
 def test_control_history_has_no_findings(store):

@@ -180,6 +180,17 @@ def test_otlp_after_transcripts_ends_in_the_same_resolved_rows(tmp_path, order):
 
 # -- migration of a store written before resolved facts ----------------------------------------
 
+def _old_store(path: Path, version: int) -> duckdb.DuckDBPyConnection:
+    """A database at schema ``version``, as a golem-mcp of that time left it (migrations up to it)."""
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
+    for v, name in _migrations():
+        if v <= version:
+            con.execute(_sql(name))
+            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [v])
+    return con
+
+
 def test_a_store_of_the_old_schema_upgrades_in_place(tmp_path):
     new = _import(tmp_path, "new.duckdb", ["transcripts", "otlp", "hooks"])
     expected = _resolved(new)
@@ -189,12 +200,7 @@ def test_a_store_of_the_old_schema_upgrades_in_place(tmp_path):
     answer = new.query(question)
     new.close()
     old_path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(old_path))
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
-    for version, name in _migrations():
-        if version <= 6:
-            con.execute(_sql(name))
-            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+    con = _old_store(old_path, 6)
     con.execute(f"ATTACH '{tmp_path / 'new.duckdb'}' AS src (READ_ONLY)")
     tables = [r[0] for r in con.execute("SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() "
                                         "AND table_name <> 'schema_migrations'").fetchall()]
@@ -219,12 +225,7 @@ def test_compactions_of_a_store_before_012_are_resolved_at_open(tmp_path):
     """Migration 012 makes compactions resolved facts: the ones a store already holds get their
     workflow and stage when it opens, as if written now."""
     path = tmp_path / "old.duckdb"
-    con = duckdb.connect(str(path))
-    con.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TIMESTAMP DEFAULT current_timestamp)")
-    for version, name in _migrations():
-        if version <= 10:
-            con.execute(_sql(name))
-            con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
+    con = _old_store(path, 10)
     con.execute("INSERT INTO workflow_links (session_id, valid_from, workflow_id, task_id) VALUES ('s1', ?, 'wf-1', 'task-9')",
                 [T0])
     con.execute("INSERT INTO agents (agent_id, session_id, agent_type) VALUES ('a1', 's1', 'planner')")

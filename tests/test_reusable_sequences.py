@@ -29,14 +29,6 @@ FIXTURES = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude
 NOW = datetime(2031, 3, 1)
 
 
-@pytest.fixture
-def store(tmp_path, monkeypatch):
-    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    s = Store(tmp_path / "t.duckdb")
-    yield s
-    s.close()
-
-
 def _by_hand(store: Store, stage: str, sequence: str, failed: set[str]) -> dict[str, object]:
     """Workflows whose ``stage`` ran ``sequence`` as consecutive calls of one agent, counted by a GROUP BY
     over the tool calls (outcome from the planted failures, cost summed from the requests)."""
