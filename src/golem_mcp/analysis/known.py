@@ -32,22 +32,24 @@ _KNOWN_SQL = {
                      "UNION SELECT experiment_id FROM experiments UNION SELECT DISTINCT experiment_id FROM api_requests",
 }
 # the same question for one value, answered from small tables and the rollups (the resolved ids, a
-# superset of the ids facts emitted) without listing every id: asked first, the full lists above only
-# when the value is not found there (to name the closest ones, or to find it among emitted ids)
+# superset of the ids facts emitted) without listing every id: asked first, one source at a time,
+# cheapest first (a primary key or a small table before the rollups), stopping at the first that has
+# it; the full lists above only when none has (to name the closest ones, or to find it among emitted ids)
 _HAS_SQL = {
-    "workflow_id": "SELECT EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?) "
-                   "OR EXISTS (SELECT 1 FROM workflow_links WHERE workflow_id = ?) "
-                   "OR EXISTS (SELECT 1 FROM agent_context WHERE workflow_id = ?) "
-                   "OR EXISTS (SELECT 1 FROM rollup_requests WHERE workflow_id = ?)",
-    "stage": "SELECT golem_main_stage() = ? OR EXISTS (SELECT 1 FROM agent_context WHERE stage = ?) "
-             "OR EXISTS (SELECT 1 FROM stage_records WHERE stage = ?) "
-             "OR EXISTS (SELECT 1 FROM rollup_requests WHERE stage = ?)",
-    "task_id": "SELECT EXISTS (SELECT 1 FROM workflows WHERE task_id = ?) "
-               "OR EXISTS (SELECT 1 FROM workflow_links WHERE task_id = ?) "
-               "OR EXISTS (SELECT 1 FROM rollup_requests WHERE task_id = ?)",
-    "experiment_id": "SELECT EXISTS (SELECT 1 FROM workflows WHERE experiment_id = ?) "
-                     "OR EXISTS (SELECT 1 FROM experiments WHERE experiment_id = ?) "
-                     "OR EXISTS (SELECT 1 FROM rollup_requests WHERE experiment_id = ?)",
+    "workflow_id": ("SELECT 1 FROM workflows WHERE workflow_id = ?",
+                    "SELECT 1 FROM workflow_links WHERE workflow_id = ? LIMIT 1",
+                    "SELECT 1 FROM agent_context WHERE workflow_id = ? LIMIT 1",
+                    "SELECT 1 FROM rollup_requests WHERE workflow_id = ? LIMIT 1"),
+    "stage": ("SELECT 1 WHERE golem_main_stage() = ?",
+              "SELECT 1 FROM agent_context WHERE stage = ? LIMIT 1",
+              "SELECT 1 FROM stage_records WHERE stage = ? LIMIT 1",
+              "SELECT 1 FROM rollup_requests WHERE stage = ? LIMIT 1"),
+    "task_id": ("SELECT 1 FROM workflows WHERE task_id = ? LIMIT 1",
+                "SELECT 1 FROM workflow_links WHERE task_id = ? LIMIT 1",
+                "SELECT 1 FROM rollup_requests WHERE task_id = ? LIMIT 1"),
+    "experiment_id": ("SELECT 1 FROM workflows WHERE experiment_id = ? LIMIT 1",
+                      "SELECT 1 FROM experiments WHERE experiment_id = ? LIMIT 1",
+                      "SELECT 1 FROM rollup_requests WHERE experiment_id = ? LIMIT 1"),
 }
 _WHAT = {"workflow_id": "workflow", "stage": "stage", "task_id": "task", "experiment_id": "experiment"}
 _HOW = {"workflow_id": "record it with record_workflow, or omit workflow_id for the recent window",
@@ -70,7 +72,7 @@ def require(store: Store, kind: str, value: str | None) -> None:
     """Raise NotFound naming the closest known values when ``value`` is not a known ``kind`` id."""
     if value is None:
         return
-    if store.scalar(_HAS_SQL[kind], [value] * _HAS_SQL[kind].count("?")):
+    if _has(store, kind, value):
         return
     known = known_ids(store, kind)
     if value in known:
@@ -79,6 +81,12 @@ def require(store: Store, kind: str, value: str | None) -> None:
     hint = f"closest: {', '.join(near)}" if near else f"none is known yet; {_HOW[kind]}"
     raise NotFound(f"no {_WHAT[kind]} {value!r}; {hint}. {_HOW[kind][0].upper()}{_HOW[kind][1:]}."
                    if near else f"no {_WHAT[kind]} {value!r}; {hint}.")
+
+
+def _has(store: Store, kind: str, value: str) -> bool:
+    """Whether a small table or the rollups name ``value`` (one cursor, a query per source)."""
+    with store.reader() as cur:
+        return any(cur.execute(sql, [value]).fetchone() for sql in _HAS_SQL[kind])
 
 
 def require_all(store: Store, **ids: str | None) -> None:
