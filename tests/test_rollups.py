@@ -232,3 +232,38 @@ _SAMPLE = [
      "stage": ["planner", None][i % 2], "task": None, "experiment": ["a", None][i % 2]}
     for i in range(10)
 ]
+
+
+def test_a_workflows_rollup_groups_are_read_by_index(tmp_path: Path) -> None:
+    """The agent-facing tools ask about one workflow: its groups come by index, not by scanning
+    every group of the store (a scan grew with the store)."""
+    with Store(tmp_path / "g.duckdb") as s:
+        s.con.execute("INSERT INTO rollup_requests (gkey, workflow_id, requests) "
+                      "SELECT i, 'wf-' || (i // 4), 1 FROM range(10000) t(i)")
+        plan = "".join(str(v) for r in s.query("EXPLAIN ANALYZE SELECT sum(cost_usd) FROM rollup_requests "
+                                                "WHERE workflow_id = ?", ["wf-1"]) for v in r.values())
+    assert "Index Scan" in plan, plan
+
+
+def test_a_statement_with_parameters_looks_for_no_module(tmp_path: Path) -> None:
+    """DuckDB's client looks for pandas on every statement with parameters; where pandas is absent
+    that searched the whole import path each time (~0.3 ms a statement, several per tool call)."""
+    import importlib.abc
+    import sys
+
+    attempts: list[str] = []
+
+    class Spy(importlib.abc.MetaPathFinder):
+        def find_spec(self, name: str, path: Any = None, target: Any = None) -> None:
+            attempts.append(name)
+
+    with Store(tmp_path / "g.duckdb") as s:
+        s.query("SELECT ?::VARCHAR AS v", ["x"])  # whatever loads once, loads now
+        spy = Spy()
+        sys.meta_path.append(spy)  # asked only when every finder before it, the import path's too, found nothing
+        try:
+            for _ in range(3):
+                assert s.query("SELECT ?::VARCHAR AS v", ["x"]) == [{"v": "x"}]
+        finally:
+            sys.meta_path.remove(spy)
+    assert attempts == []
