@@ -16,8 +16,9 @@ from pathlib import Path
 
 import httpx
 import pytest
+from mcp import Client
 
-from conftest import FIXTURES, api, launch_daemon
+from conftest import FIXTURES, api, launch_daemon, mcp_http
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 TOKENS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
@@ -207,6 +208,20 @@ def test_a_token_chosen_with_the_token_option_is_the_one_required(start_daemon):
     state = d.home / "daemon.json"
     assert json.loads(state.read_text())["token"] == "s3cret"
     assert state.stat().st_mode & 0o077 == 0
+
+
+async def test_mcp_tool_calls_add_no_line_each_to_the_daemons_output(start_daemon) -> None:
+    """A tool call is no event: the SDK's INFO line for every stateless request ("Terminating
+    session") stays out of the daemon's output and log (a line per call, ~1-2 CPU-ms each to render)."""
+    d = start_daemon()
+    async with Client(mcp_http(d.url)) as c:
+        for _ in range(3):
+            assert not (await c.call_tool("query_sql", {"sql": "SELECT 1 AS x"})).is_error
+    d.stop()
+    out = (d.home / "daemon.test.out").read_text()
+    log = d.home / "daemon.log"
+    assert "store open" in out  # the daemon's own lines are there
+    assert "Terminating session" not in out + (log.read_text() if log.exists() else "")
 
 
 def test_non_loopback_host_without_token_is_refused(golem_home, tmp_path):

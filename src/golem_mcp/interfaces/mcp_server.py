@@ -230,7 +230,9 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     ``toolsets``: which of :data:`toolsets.TOOLSETS` to list (default all). ``lean=False`` lists the
     full input schemas (with length limits), the contract the published ``schemas/*.json`` match.
     """
-    server = GolemServer("golem", instructions=INSTRUCTIONS, version=__version__)
+    # WARNING: at INFO the SDK logs a line for every stateless request ("Terminating session: None"),
+    # rendered by rich (~1-2 CPU-ms a call) into the daemon's output
+    server = GolemServer("golem", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
 
     def caller(ctx: Context | None, session_id: str | None, agent_id: str | None) -> workflows.Caller:
         tool_use_id = None
