@@ -13,13 +13,15 @@ facts around ``Store.write``, its rollups built from them. Per size:
 
 1. a copy of the prepared store is served by ``golem-mcp serve`` (a subprocess, loopback, its own
    GOLEM_HOME); the daemon is given ``--warm`` seconds to warm its caches after ``/healthz``;
-2. one MCP client session (the SDK's streamable HTTP client, with the install's token) calls each
-   tool ``--calls`` times after one unmeasured call; wall time per call from the client's side;
-3. the same question as plain SQL (``SQL`` below: on the rollups and resolved columns when the
-   store has them, else on the views) on another copy opened read-only by plain ``duckdb`` in this
-   process, ``--calls`` times after one unmeasured run.
+2. another copy, opened once by this checkout's ``Store`` (what the daemon's open adds: its indexes)
+   and then read-only by plain ``duckdb`` in this process, answers the same question as plain SQL
+   (``CALLS`` below: on the rollups and resolved columns when the store has them, else on the views);
+3. per tool, side by side: its SQL ``--calls`` times, then the tool ``--calls`` times through one MCP
+   client session (the SDK's streamable HTTP client, with the install's token), each after one
+   unmeasured run; wall time per call (the tool's from the client's side), and CPU per call (this
+   process's for the SQL, the daemon's for the tool: the steadier figure on a shared machine).
 
-Printed: p50 / p95 ms per tool and per SQL, the ratio of the p95s, the target and whether it is met,
+Printed: p50 / p95 ms per tool and per SQL, the ratio of the p95s, CPU ms per call and their ratio, the target and whether it is met,
 and the load average (the machine is shared: read the ratio, and rerun when the load is high).
 Results also go to ``$DATA/mcp_tools_bench.json``.
 """
@@ -36,13 +38,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from analysis_bench import DATA, NOW, cached_store  # noqa: E402
+from analysis_bench import DATA, GENERATOR, NOW, cached_store  # noqa: E402
 
 FAST = ("query_workflow_cost", "budget_status")
 FAST_MS, OTHER_MS, RATIO = 50.0, 250.0, 1.5
@@ -52,15 +54,26 @@ WINDOW_START = NOW - timedelta(days=30)
 # "rolled": the store has the rollups and resolved columns; "views": it has not (an older checkout).
 CALLS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
     "query_workflow_cost": ({"workflow_id": "{wf}"}, {
-        "rolled": "SELECT stage, sum(requests), sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), "
-                  "sum(cost_usd) FROM rollup_requests WHERE workflow_id = '{wf}' GROUP BY stage",
+        # the tool's whole answer: per stage tokens by kind, cost (recorded, calculated), unpriced
+        # requests, cache hit rate, retries, first and last request; and whether the id is known
+        "rolled": "SELECT stage, sum(requests), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), "
+                  "sum(cache_creation_tokens), sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens) "
+                  "AS t, sum(cost_usd), sum(recorded_cost_usd), sum(calculated_cost_usd), "
+                  "sum(requests) FILTER (WHERE cost_source = 'unpriced'), "
+                  "sum(cache_read_tokens) / sum(input_tokens + cache_read_tokens + cache_creation_tokens), sum(retries), "
+                  "min(first_at), max(last_at) FROM rollup_requests WHERE workflow_id = '{wf}' GROUP BY stage ORDER BY t DESC",
         "views": "SELECT stage, count(*), sum(input_tokens + output_tokens + cache_read_tokens + cache_creation_tokens), "
                  "sum(cost_usd) FROM requests WHERE workflow_id = '{wf}' GROUP BY stage"}),
     "query_workflow_cost (30 days)": ({}, {
         "rolled": "SELECT stage, sum(requests), sum(cost_usd) FROM rollup_requests WHERE day >= DATE '{start}' GROUP BY stage",
         "views": "SELECT stage, count(*), sum(cost_usd) FROM requests WHERE \"timestamp\" >= TIMESTAMP '{start}' GROUP BY stage"}),
     "budget_status": ({"workflow_id": "{wf}", "stage": "implementer"}, {
-        "rolled": "SELECT sum(cost_usd), sum(cost_usd) FILTER (WHERE stage = 'implementer') FROM rollup_requests "
+        # the tool's whole answer: today's spend (the wall clock's day, as the tool's), the last 3 hours'
+        # (burn rate), the workflow's and the stage's
+        "rolled": "SELECT (SELECT sum(cost_usd) FROM rollup_requests WHERE day = DATE '{today}'), "
+                  "(SELECT sum(r_cost_usd) FROM api_requests WHERE \"timestamp\" >= TIMESTAMP '{now}' - INTERVAL 3 HOUR "
+                  "AND \"timestamp\" < TIMESTAMP '{now}'), "
+                  "sum(cost_usd), sum(cost_usd) FILTER (WHERE stage = 'implementer') FROM rollup_requests "
                   "WHERE workflow_id = '{wf}'",
         "views": "SELECT sum(cost_usd), sum(cost_usd) FILTER (WHERE stage = 'implementer') FROM requests "
                  "WHERE workflow_id = '{wf}'"}),
@@ -125,10 +138,12 @@ def prepared_store(n: int) -> Path:
         con = duckdb.connect(str(out), read_only=True)
         try:
             ok = (con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION  # type: ignore[index]
-                  and con.execute("SELECT value FROM settings WHERE key = 'bench_prepared'").fetchall() == [("1",)])
+                  and con.execute("SELECT value FROM settings WHERE key = 'bench_prepared'").fetchall() == [("1",)]
+                  and con.execute("SELECT value FROM settings WHERE key = 'bench_generator'").fetchall()
+                  == [(GENERATOR,)])
         finally:
             con.close()
-        if ok and out.stat().st_mtime >= src.stat().st_mtime:
+        if ok:  # (not by file times: cached_store opening the source with Store touches it)
             return out
     tmp = out.with_suffix(".building")
     shutil.copyfile(src, tmp)
@@ -190,52 +205,69 @@ def start_daemon(db: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
     raise SystemExit("daemon did not answer /healthz in 15 minutes")
 
 
-async def time_tools(url: str, token: str, wf: str, calls: int) -> dict[str, list[float]]:
+def _cpu_s(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _sql_of(shape: str, wf: str) -> dict[str, str]:
+    wall = datetime.now(UTC).replace(tzinfo=None)
+    fill = {"wf": wf, "start": f"{WINDOW_START:%Y-%m-%d %H:%M:%S}", "today": f"{wall:%Y-%m-%d}",
+            "now": f"{wall:%Y-%m-%d %H:%M:%S}", "start90": f"{NOW - timedelta(days=90):%Y-%m-%d}"}
+    out = {}
+    for name, (_, sql) in CALLS.items():
+        q = sql[shape]
+        for k, v in fill.items():
+            q = q.replace("{" + k + "}", v)
+        out[name] = q
+    return out
+
+
+async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls: int
+                    ) -> tuple[str, dict[str, dict[str, Any]]]:
+    """Per tool, side by side: ``calls`` runs of its plain SQL on the read-only copy in this process,
+    then ``calls`` calls through MCP (each after one unmeasured run). Wall ms per call, and CPU ms per
+    call: this process's for the SQL, the daemon's for the tool (the steadier figures when shared)."""
+    import duckdb
     from mcp import Client
     from mcp.client.streamable_http import streamable_http_client
     from mcp.shared._httpx_utils import create_mcp_http_client
 
-    out: dict[str, list[float]] = {}
+    con = duckdb.connect(str(plain), read_only=True)
+    shape = _shape(con)
+    sqls = _sql_of(shape, wf)
+    out: dict[str, dict[str, Any]] = {}
     # the SDK's client (its default timeouts: 30 s to connect, 300 s to read)
     transport = streamable_http_client(url + "/mcp", http_client=create_mcp_http_client(
         headers={"authorization": f"Bearer {token}"}))
-    async with Client(transport) as c:
-        for name, (args, _) in CALLS.items():
-            tool = name.split(" (")[0]
-            a = {k: v.replace("{wf}", wf) if isinstance(v, str) else v for k, v in args.items()}
-            times = []
-            for i in range(calls + 1):
-                t = time.perf_counter()
-                res = await c.call_tool(tool, a)
-                if i:
-                    times.append((time.perf_counter() - t) * 1000)
-                if getattr(res, "is_error", False) or getattr(res, "isError", False):
-                    raise SystemExit(f"{tool} failed: {res.content}")
-            out[name] = times
-            print(f"    {name:36s} p50 {statistics.median(times):8.1f} ms  p95 {_pct(times, 0.95):8.1f} ms", flush=True)
-    return out
-
-
-def time_sql(db: Path, wf: str, calls: int) -> tuple[str, dict[str, list[float]]]:
-    import duckdb
-
-    con = duckdb.connect(str(db), read_only=True)
-    shape = _shape(con)
-    fill = {"wf": wf, "start": f"{WINDOW_START:%Y-%m-%d %H:%M:%S}",
-            "start90": f"{NOW - timedelta(days=90):%Y-%m-%d}"}
-    out: dict[str, list[float]] = {}
     try:
-        for name, (_, sql) in CALLS.items():
-            q = sql[shape]
-            for k, v in fill.items():
-                q = q.replace("{" + k + "}", v)
-            times = []
-            for i in range(calls + 1):
-                t = time.perf_counter()
-                con.execute(q).fetchall()
-                if i:
-                    times.append((time.perf_counter() - t) * 1000)
-            out[name] = times
+        async with Client(transport) as c:
+            for name, (args, _) in CALLS.items():
+                con.execute(sqls[name]).fetchall()
+                sql_ms, cpu0 = [], time.process_time()
+                for _ in range(calls):
+                    t = time.perf_counter()
+                    con.execute(sqls[name]).fetchall()
+                    sql_ms.append((time.perf_counter() - t) * 1000)
+                sql_cpu = (time.process_time() - cpu0) / calls * 1000
+                tool = name.split(" (")[0]
+                a = {k: v.replace("{wf}", wf) if isinstance(v, str) else v for k, v in args.items()}
+                tool_ms: list[float] = []
+                for i in range(calls + 1):
+                    if i == 1:
+                        cpu0 = _cpu_s(pid)
+                    t = time.perf_counter()
+                    res = await c.call_tool(tool, a)
+                    if i:
+                        tool_ms.append((time.perf_counter() - t) * 1000)
+                    if getattr(res, "is_error", False) or getattr(res, "isError", False):
+                        raise SystemExit(f"{tool} failed: {res.content}")
+                tool_cpu = (_cpu_s(pid) - cpu0) / calls * 1000
+                out[name] = {"tool": tool_ms, "sql": sql_ms, "tool_cpu": tool_cpu, "sql_cpu": sql_cpu}
+                print(f"    {name:36s} MCP p50 {statistics.median(tool_ms):8.1f} p95 {_pct(tool_ms, 0.95):8.1f} "
+                      f"({tool_cpu:6.1f} CPU-ms) | SQL p50 {statistics.median(sql_ms):7.1f} p95 {_pct(sql_ms, 0.95):7.1f} "
+                      f"({sql_cpu:6.1f} CPU-ms)", flush=True)
     finally:
         con.close()
     return shape, out
@@ -244,35 +276,44 @@ def time_sql(db: Path, wf: str, calls: int) -> tuple[str, dict[str, list[float]]
 def measure(n: int, calls: int, warm: float) -> dict[str, Any]:
     import duckdb
 
+    from golem_mcp.store.db import Store
+
     src = prepared_store(n)
     with tempfile.TemporaryDirectory(prefix="golem-mcp-bench-", dir=DATA) as tmp:
         served, plain = Path(tmp) / "served.duckdb", Path(tmp) / "plain.duckdb"
         shutil.copyfile(src, served)
         shutil.copyfile(src, plain)
+        with Store(plain):  # what the daemon's open adds (indexes, views of this checkout): the same tables
+            pass
         con = duckdb.connect(str(plain), read_only=True)
         wf = con.execute('SELECT workflow_id FROM api_requests WHERE workflow_id IS NOT NULL ORDER BY "timestamp" DESC '
                          "LIMIT 1").fetchone()[0]  # type: ignore[index]
         con.close()
-        print(f"  {n:,} requests: SQL on a read-only copy", flush=True)
-        shape, sql = time_sql(plain, wf, calls)
         proc, url, token = start_daemon(served, Path(tmp) / "home")
         try:
             time.sleep(warm)
-            print(f"  {n:,} requests: tools through MCP on the daemon ({url})", flush=True)
-            tools = asyncio.run(time_tools(url, token, wf, calls))
+            print(f"  {n:,} requests: per tool, plain SQL on a read-only copy, then the tool through MCP on the "
+                  f"daemon ({url})", flush=True)
+            load0 = os.getloadavg()[0]
+            shape, got = asyncio.run(time_both(url, token, proc.pid, plain, wf, calls))
+            load1 = os.getloadavg()[0]
         finally:
             proc.terminate()
             proc.wait(60)
     rows = []
     for name in CALLS:
-        tp95, sp95 = _pct(tools[name], 0.95), _pct(sql[name], 0.95)
+        g = got[name]
+        tp95, sp95 = _pct(g["tool"], 0.95), _pct(g["sql"], 0.95)
         target = FAST_MS if name.split(" (")[0] in FAST else OTHER_MS
         ratio = tp95 / sp95 if sp95 else float("inf")
-        rows.append({"tool": name, "tool_p50_ms": round(statistics.median(tools[name]), 1), "tool_p95_ms": round(tp95, 1),
-                     "sql_p50_ms": round(statistics.median(sql[name]), 1), "sql_p95_ms": round(sp95, 1),
-                     "ratio": round(ratio, 2), "target_ms": target,
-                     "met": tp95 <= target and ratio <= RATIO})
-    return {"requests": n, "sql_on": shape, "calls": calls, "load_average": round(os.getloadavg()[0], 2), "rows": rows}
+        rows.append({"tool": name, "tool_p50_ms": round(statistics.median(g["tool"]), 1), "tool_p95_ms": round(tp95, 1),
+                     "sql_p50_ms": round(statistics.median(g["sql"]), 1), "sql_p95_ms": round(sp95, 1),
+                     "ratio": round(ratio, 2), "tool_cpu_ms": round(g["tool_cpu"], 1),
+                     "sql_cpu_ms": round(g["sql_cpu"], 1),
+                     "cpu_ratio": round(g["tool_cpu"] / g["sql_cpu"], 2) if g["sql_cpu"] else None,
+                     "target_ms": target, "met": tp95 <= target and ratio <= RATIO})
+    return {"requests": n, "sql_on": shape, "calls": calls, "load_average": [round(load0, 2), round(load1, 2)],
+            "rows": rows}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -280,17 +321,31 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--requests", default="1000000,10000000", help="store sizes (default 1000000,10000000)")
     ap.add_argument("--calls", type=int, default=20, help="measured calls per tool and per SQL (default 20)")
     ap.add_argument("--warm", type=float, default=20.0, help="seconds the daemon gets after /healthz (default 20)")
+    ap.add_argument("--only", default="", help="comma-separated rows of the table to run (default all), e.g. "
+                    "query_workflow_cost,budget_status")
     args = ap.parse_args(argv)
+    only = [x.strip() for x in args.only.split(",") if x.strip()]
+    if only:
+        unknown = [x for x in only if x not in CALLS]
+        if unknown:
+            raise SystemExit(f"unknown rows {', '.join(unknown)}; choose from {', '.join(CALLS)}")
+        for name in list(CALLS):
+            if name not in only:
+                del CALLS[name]
     DATA.mkdir(parents=True, exist_ok=True)
     results = []
     for n in [int(x.replace("_", "")) for x in args.requests.split(",") if x.strip()]:
         r = measure(n, args.calls, args.warm)
         results.append(r)
-        print(f"\n{n:,} requests (SQL on {r['sql_on']}; load average {r['load_average']}):")
-        print(f"{'tool':36s} {'tool p50':>9s} {'tool p95':>9s} {'SQL p50':>9s} {'SQL p95':>9s} {'ratio':>6s} {'target':>7s}  met")
+        la = r["load_average"]
+        print(f"\n{n:,} requests (SQL on {r['sql_on']}; load average {la[0]} at the start, {la[1]} at the end):")
+        print(f"{'tool':36s} {'tool p50':>9s} {'tool p95':>9s} {'SQL p50':>9s} {'SQL p95':>9s} {'ratio':>6s} "
+              f"{'tool CPU':>9s} {'SQL CPU':>8s} {'ratio':>6s} {'target':>7s}  met")
         for x in r["rows"]:
+            cr = f"{x['cpu_ratio']:6.2f}" if x["cpu_ratio"] is not None else f"{'-':>6s}"
             print(f"{x['tool']:36s} {x['tool_p50_ms']:9.1f} {x['tool_p95_ms']:9.1f} {x['sql_p50_ms']:9.1f} "
-                  f"{x['sql_p95_ms']:9.1f} {x['ratio']:6.2f} {x['target_ms']:7.0f}  {'yes' if x['met'] else 'no'}")
+                  f"{x['sql_p95_ms']:9.1f} {x['ratio']:6.2f} {x['tool_cpu_ms']:9.1f} {x['sql_cpu_ms']:8.1f} {cr} "
+                  f"{x['target_ms']:7.0f}  {'yes' if x['met'] else 'no'}")
     (DATA / "mcp_tools_bench.json").write_text(json.dumps(results, indent=1))
     return 0
 
