@@ -7,7 +7,8 @@ budget_status p95 <= 50 ms, every other tool <= 250 ms, tool / SQL <= 1.5).
     GOLEM_BENCH_DATA=/big/disk python bench/mcp_tools_bench.py
 
 The stores are ``analysis_bench.py``'s (generated once, cached in ``$GOLEM_BENCH_DATA`` or
-``bench/.data``). Each is prepared once more into ``analysis-N.prepared.duckdb``: opened by this
+``bench/.data``). Each is prepared once more into ``analysis-N.prepared-sV.duckdb`` (V: the schema
+version; the source is not opened again once it exists): opened by this
 checkout's ``Store`` (its migrations: resolved facts, rollups) and, because the generator writes its
 facts around ``Store.write``, its rollups built from them. Per size:
 
@@ -132,8 +133,8 @@ def prepared_store(n: int) -> Path:
 
     from golem_mcp.store.db import SCHEMA_VERSION, Store
 
-    src = cached_store(n)
-    out = DATA / f"analysis-{n}.prepared.duckdb"
+    # named by schema version: checkouts of different schemas sharing $GOLEM_BENCH_DATA keep their own
+    out = DATA / f"analysis-{n}.prepared-s{SCHEMA_VERSION}.duckdb"
     if out.exists():
         con = duckdb.connect(str(out), read_only=True)
         try:
@@ -145,6 +146,7 @@ def prepared_store(n: int) -> Path:
             con.close()
         if ok:  # (not by file times: cached_store opening the source with Store touches it)
             return out
+    src = cached_store(n)
     tmp = out.with_suffix(".building")
     shutil.copyfile(src, tmp)
     t = time.perf_counter()
