@@ -9,19 +9,22 @@ last request per stage, the usual model per stage). So a run:
    experiment from a cache kept in the database (``analysis_request_days``/``analysis_tool_days``),
    refreshed first for the days a write stamped since (``fact_changes``: new and merged rows, and
    rows whose resolved context changed);
-2. puts temporary tables named like the views in front of them on the run's own connection
-   (DuckDB resolves unqualified names in the temporary catalog first, view bodies included):
-   ``request_stage_groups``, ``tool_stage_groups``, ``error_stage_groups`` and ``stage_agent_spans``
-   from the groups, then ``workflow_stage_summary`` / ``workflow_summary`` from the views' own
-   bodies over those, and ``requests`` / ``tools`` / ``errors`` holding only the window's rows.
+   The cache has a second level (``_GROUPS``): the day groups summed per workflow stage, per agent
+   in a stage and per agent, summed again only for the keys the refreshed days held or hold;
+2. puts temporary tables and views named like the views in front of them on the run's own
+   connection (DuckDB resolves unqualified names in the temporary catalog first, view bodies
+   included): ``request_stage_groups``, ``tool_stage_groups``, ``error_stage_groups``,
+   ``agent_request_spans`` and ``stage_agent_spans`` from the groups, then ``workflow_stage_summary``
+   / ``workflow_summary`` from the views' own bodies over those, and ``requests`` / ``tools`` /
+   ``errors`` as views of the window's rows only.
    ``stage_models`` (the usual model per workflow stage over the model-advice window) has no view:
    ``model_advice`` uses it when the reader says it covers the same window.
 
 Every analysis the run calls reads ``requests``/``tools``/``errors`` only inside its window, so
 the answers equal those of the views (``tests/test_analysis_snapshot.py`` checks it). Temporary
 tables live in memory and go with the connection; nothing but the cache is written to the
-database file, and the copies are taken in one read transaction, so writers are not held up and
-the copies agree.
+database file, and the whole run reads in one transaction, so writers are not held up and every
+read sees the same store.
 """
 
 from __future__ import annotations
@@ -63,8 +66,31 @@ _TOOL_PRE = "CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT " + _TOOL_AGG
 # The aggregate cache: step 1's groups per day, kept in the database between runs. A write stamps
 # the days of the rows it inserted, merged or re-resolved (Store.write), so a day's groups are
 # re-aggregated whenever a row of it changed. fact -> (cache table, what a day's group holds)
-CACHE_VERSION = "resolved-days-1"  # change with _REQ_AGG / _TOOL_AGG: the cache is rebuilt
+CACHE_VERSION = "resolved-days-2"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS: the cache is rebuilt
 _CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG)}
+# The cache's second level: the day groups summed over all days per workflow stage, per agent in a
+# stage and per agent, so a run reads one row per stage (agent) instead of grouping every cached day
+# again. After the days are refreshed, the keys those days held before and hold now are summed again
+# from the day groups (a few days' keys: a run's cost no longer grows with the history).
+# table -> (fact whose day groups it sums, key columns, what a key's row holds)
+_GROUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
+    "analysis_stage_groups": ("api_requests", ("workflow_id", "stage"), f"""
+        min(experiment_id) AS experiment_id, min(task_id) AS task_id, CAST(sum(n) AS BIGINT) AS api_requests,
+        sum(cost) AS total_cost, CAST(sum(unpriced) AS BIGINT) AS unpriced_requests,
+        sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
+        sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
+        sum(retries) AS retries, min(first_at) AS started_at, max(last_at) AS ended_at,
+        sum(duration_ms) AS api_duration_ms, min(model) AS model_lo, max(model) AS model_hi,
+        CAST(COALESCE(sum(n) FILTER (WHERE day = DATE '{_NO_DAY}'), 0) AS BIGINT) AS untimed"""),
+    "analysis_tool_stage_groups": ("tool_calls", ("workflow_id", "stage"), """
+        CAST(sum(n) AS BIGINT) AS tool_calls, CAST(sum(fails) AS BIGINT) AS tool_failures,
+        min(first_at) AS started_at, max(last_at) AS ended_at"""),
+    "analysis_stage_agents": ("api_requests", ("workflow_id", "stage", "agent_id"),
+                              "min(first_at) AS first_at, max(last_at) AS last_at"),
+    "analysis_agent_spans": ("api_requests", ("agent_id",), """
+        min(first_at) AS first_at, max(last_at) AS last_at, arg_max(last_dur, last_dur_at) AS last_duration_ms"""),
+}
+_KEYS = {"api_requests": ("workflow_id", "stage", "agent_id"), "tool_calls": ("workflow_id", "stage")}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
 # holding another number of facts than the cache counts (a fact that moved to another day when a
 # merge brought it an earlier time; facts written around Store.write)
@@ -83,7 +109,7 @@ WHERE f.n IS DISTINCT FROM c.n"""
 # Step 2: the views' parts from the groups (same columns and types as views.sql's)
 _STAGE_GROUPS = [
     """CREATE OR REPLACE TEMP TABLE request_stage_groups AS
-       SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
+       SELECT workflow_id, stage, min(experiment_id) AS experiment_id, min(task_id) AS task_id,
               CAST(sum(n) AS BIGINT) AS api_requests, sum(cost) AS total_cost,
               CAST(sum(unpriced) AS BIGINT) AS unpriced_requests,
               sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
@@ -130,6 +156,9 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
         for fact, (table, agg) in _CACHE.items():
             run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
                                f"FROM {db}.main.{fact} GROUP BY ALL")
+        for table, (fact, keys, agg) in _GROUPS.items():
+            run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {', '.join(keys)}, {agg} "
+                               f"FROM {db}.main.{_CACHE[fact][0]} GROUP BY {', '.join(keys)}")
         refreshed = -1
     else:
         run("cache_check", _DIRTY.format(db=db, day=_DAY), {"seen": state[0][1] or 0})
@@ -140,6 +169,10 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                 days = sorted(d for f, d in dirty if f == fact)
                 if not days:
                     continue
+                # the keys the dirty days held (a key that moves away must be summed again too) and hold now
+                keys = ", ".join(_KEYS[fact])
+                run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_keys_{table} AS SELECT DISTINCT {keys} "
+                                     f"FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
                 run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
                 timed = [d for d in days if d != _NO_DAY]
                 # the dirty days' time range first: row groups outside it are skipped unread
@@ -150,6 +183,21 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                                          f"FROM {db}.main.{fact} WHERE {w} GROUP BY ALL",
                         {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)} if "$lo" in w
                         else {"no_day": _NO_DAY})
+                run("cache_refresh", f"INSERT INTO _snap_keys_{table} SELECT DISTINCT {keys} "
+                                     f"FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
+            for table, (fact, keys, agg) in _GROUPS.items():
+                src = _CACHE[fact][0]
+                if not any(f == fact for f, _ in dirty):
+                    continue
+                k = ", ".join(keys)
+                same = " AND ".join(f"x.{c} IS NOT DISTINCT FROM k.{c}" for c in keys)
+                affected = f"(SELECT DISTINCT {k} FROM _snap_keys_{src})"
+                run("cache_refresh", f"DELETE FROM {db}.main.{table} x USING {affected} k WHERE {same}")
+                run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {', '.join('x.' + c for c in keys)}, "
+                                     f"{agg} FROM {db}.main.{src} x SEMI JOIN {affected} k ON {same} "
+                                     f"GROUP BY {', '.join('x.' + c for c in keys)}")
+            for table, _ in _CACHE.values():
+                cur.execute(f"DROP TABLE IF EXISTS temp.main._snap_keys_{table}")
         cur.execute("DROP TABLE temp.main._snap_dirty")
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
                 [CACHE_VERSION, hi])
@@ -210,6 +258,41 @@ def _pre_from_cache(cur: Any, db: str, run: Any, m_start: datetime, end: datetim
     cur.execute(f"CREATE OR REPLACE TEMP VIEW _snap_tool_pre AS SELECT * EXCLUDE (day) FROM {db}.main.{table}")
 
 
+def _ts(t: datetime) -> str:
+    """A timestamp literal (a view's body takes no parameters)."""
+    return f"TIMESTAMP '{t.isoformat(sep=' ')}'"
+
+
+def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None:
+    """The run's per-stage and per-agent parts from the cache's second level: views over one row per
+    key, no grouping of every cached day. Only ``stage_models`` depends on the model-advice window:
+    a stage that ran on one model, wholly inside the window, has that model; the others (several
+    models, or requests outside the window or without a time) are counted from the day groups."""
+    cols = ("experiment_id, task_id, api_requests, total_cost, unpriced_requests, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_creation_tokens, retries, started_at, ended_at, api_duration_ms")
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW request_stage_groups AS SELECT workflow_id, stage, {cols} "
+                f"FROM {db}.main.analysis_stage_groups WHERE workflow_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW tool_stage_groups AS SELECT workflow_id, stage, tool_calls, tool_failures, "
+                f"started_at, ended_at FROM {db}.main.analysis_tool_stage_groups WHERE workflow_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms "
+                f"FROM {db}.main.analysis_agent_spans WHERE agent_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW stage_agent_spans AS SELECT workflow_id, stage, agent_id, first_at, last_at "
+                f"FROM {db}.main.analysis_stage_agents WHERE workflow_id IS NOT NULL")
+    one = ("COALESCE(untimed = 0 AND model_lo = model_hi AND started_at >= $m_start AND ended_at < $end, false)")
+    run("summaries", f"""CREATE OR REPLACE TEMP TABLE stage_models AS
+        SELECT workflow_id, stage, model_lo AS model FROM {db}.main.analysis_stage_groups
+        WHERE workflow_id IS NOT NULL AND {one}
+        UNION ALL
+        SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
+        FROM (SELECT p.workflow_id, p.stage, p.model, sum(p.n_window) AS n FROM _snap_req_pre p
+              SEMI JOIN (SELECT workflow_id, stage FROM {db}.main.analysis_stage_groups
+                         WHERE workflow_id IS NOT NULL AND NOT {one}
+                           AND (untimed > 0 OR ended_at >= $m_start)) k
+                     ON p.workflow_id = k.workflow_id AND p.stage IS NOT DISTINCT FROM k.stage
+              WHERE p.model IS NOT NULL AND p.n_window > 0 GROUP BY ALL)
+        GROUP BY workflow_id, stage""", win)
+
+
 class SnapshotReader:
     """The store, but reads go through the run's connection, whose temporary tables shadow the views."""
 
@@ -258,23 +341,24 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
     with store.reader() as cur:
         db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
         win = {"m_start": m_start, "end": end}
-        rows = {"start": rows_from, "end": end}
-        # one transaction: every copy sees the same store, the cache is refreshed to exactly what the
-        # copies see, and writers go on meanwhile (they write other tables than the cache's)
+        # one transaction for the whole run: every read sees the same store, the cache is refreshed to
+        # exactly what the reads see, and writers go on meanwhile (they write other tables than the cache's)
         cached = use_cache and not store.read_only
         # The cache's rows are written in this transaction: a second writer of them (another
         # snapshot, warm_cache) meanwhile would conflict, so the lock is held until COMMIT.
         with _CACHE_LOCK if cached else contextlib.nullcontext():
             cur.execute("BEGIN TRANSACTION")
+            done = False
             try:
                 if cached:
                     t["cache_days"] = _refresh_cache(cur, db, run)
                     _pre_from_cache(cur, db, run, m_start, end, win)
+                    _groups_from_cache(cur, db, run, win)
                 else:
                     run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
                     run("group_tools", _TOOL_PRE.format(db=db))
-                for sql in _STAGE_GROUPS:
-                    run("summaries", sql)
+                    for sql in _STAGE_GROUPS:
+                        run("summaries", sql)
                 # API errors are few: the view, row by row (before `errors` below shadows what it reads)
                 run("summaries", f"CREATE OR REPLACE TEMP TABLE error_stage_groups AS SELECT * FROM {db}.main.error_stage_groups")
                 # the summary views' bodies, bound on this connection, read the temporary parts above
@@ -286,17 +370,18 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                     kind = cur.execute("SELECT CASE WHEN EXISTS (SELECT 1 FROM duckdb_views() WHERE temporary AND view_name = ?) "
                                        "THEN 'VIEW' ELSE 'TABLE' END", [name]).fetchone()[0]  # type: ignore[index]
                     cur.execute(f"DROP {kind} IF EXISTS temp.main.{name}")
-                window = '"timestamp" >= $start AND "timestamp" < $end'
+                # the window's rows: views over the facts, not copies (a copy of a week at 10M requests
+                # took most of a run's memory); the transaction keeps what they read fixed
+                window = f"\"timestamp\" >= {_ts(rows_from)} AND \"timestamp\" < {_ts(end)}"
                 for view in ("requests", "tools", "errors"):
-                    run("window_rows", f"CREATE OR REPLACE TEMP TABLE {view} AS SELECT * FROM {db}.main.{view} WHERE {window}", rows)
-                cur.execute("COMMIT")
-            except BaseException:
+                    cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{view} WHERE {window}")
+                if timings is not None:
+                    timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
+                yield SnapshotReader(store, cur, rows_from, end, (m_start, end))
+                done = True
+            finally:
                 with contextlib.suppress(Exception):  # closing the cursor would roll back too, after the lock
-                    cur.execute("ROLLBACK")
-                raise
-        if timings is not None:
-            timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
-        yield SnapshotReader(store, cur, rows_from, end, (m_start, end))
+                    cur.execute("COMMIT" if done else "ROLLBACK")
 
 
 @contextmanager

@@ -154,7 +154,7 @@ FROM review_issues i JOIN review_reports r USING (report_id);
 -- than from every fact. An analysis run puts temporary tables of these names in front of them
 -- (analysis/snapshot.py), and the summary views then read those.
 CREATE OR REPLACE VIEW request_stage_groups AS
-SELECT workflow_id, stage, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
+SELECT workflow_id, stage, min(experiment_id) AS experiment_id, min(task_id) AS task_id,
        CAST(sum(requests) AS BIGINT) AS api_requests,
        CASE WHEN sum(cost_n) > 0 THEN sum(cost_usd) END AS total_cost,
        CAST(COALESCE(sum(requests) FILTER (WHERE cost_source = 'unpriced'), 0) AS BIGINT) AS unpriced_requests,
