@@ -200,19 +200,20 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
         wait = dim in SPAN_KINDS
         rows = store.query(f"""
             WITH s AS ({SAMPLES[dim] if wait else f"SELECT *, NULL::DOUBLE AS wait FROM ({SAMPLES[dim]})"})
-            SELECT key,
-                   quantile_cont(dur, 0.5) FILTER (WHERE ts >= ?) AS p50,
-                   quantile_cont(dur, 0.95) FILTER (WHERE ts >= ?) AS p95,
-                   quantile_cont(dur, 0.99) FILTER (WHERE ts >= ?) AS p99,
-                   count(*) FILTER (WHERE ts >= ?) AS n,
-                   quantile_cont(dur, 0.5) FILTER (WHERE ts < ?) AS hist_p50,
-                   count(*) FILTER (WHERE ts < ?) AS hist_n,
-                   quantile_cont(wait, 0.5) FILTER (WHERE ts >= ?) AS wait_p50,
-                   count(wait) FILTER (WHERE ts >= ?) AS wait_n,
-                   quantile_cont(wait, 0.5) FILTER (WHERE ts < ?) AS hist_wait_p50,
-                   count(wait) FILTER (WHERE ts < ?) AS hist_wait_n
-            FROM s WHERE ts >= ? AND ts < ? AND dur IS NOT NULL AND key IS NOT NULL
-            GROUP BY key""", [start] * 10 + [hist_start, end])
+            SELECT key, q[1] AS p50, q[2] AS p95, q[3] AS p99, n, hist_p50, hist_n, wait_p50, wait_n, hist_wait_p50,
+                   hist_wait_n
+            FROM (SELECT key,
+                         -- the three of the window in one sort (one quantile_cont each sorted it three times)
+                         quantile_cont(dur, [0.5, 0.95, 0.99]) FILTER (WHERE ts >= ?) AS q,
+                         count(*) FILTER (WHERE ts >= ?) AS n,
+                         quantile_cont(dur, 0.5) FILTER (WHERE ts < ?) AS hist_p50,
+                         count(*) FILTER (WHERE ts < ?) AS hist_n,
+                         quantile_cont(wait, 0.5) FILTER (WHERE ts >= ?) AS wait_p50,
+                         count(wait) FILTER (WHERE ts >= ?) AS wait_n,
+                         quantile_cont(wait, 0.5) FILTER (WHERE ts < ?) AS hist_wait_p50,
+                         count(wait) FILTER (WHERE ts < ?) AS hist_wait_n
+                  FROM s WHERE ts >= ? AND ts < ? AND dur IS NOT NULL AND key IS NOT NULL
+                  GROUP BY key)""", [start] * 8 + [hist_start, end])
         for r in rows:
             scanned += r["n"] + r["hist_n"]
             if r["n"] < min_samples or r["p50"] is None:

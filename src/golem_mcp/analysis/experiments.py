@@ -56,17 +56,17 @@ def metric_values(store: Store, metric: str, stage: str | None, arms: list[str] 
     expr = METRICS[metric]
     if stage and metric not in WORKFLOW_ONLY:
         sql = (f"SELECT experiment_id, workflow_id, sum({expr}) AS v FROM workflow_stage_summary "
-               f"WHERE stage = ? AND experiment_id IS NOT NULL GROUP BY 1, 2 ORDER BY 1, 2")
-        rows = store.query(sql, [stage])
+               f"WHERE stage = ? AND experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id)) "
+               f"GROUP BY 1, 2")
+        params: list[Any] = [stage]
     else:
-        rows = store.query(f"SELECT experiment_id, workflow_id, {expr} AS v FROM workflow_summary "
-                           f"WHERE experiment_id IS NOT NULL ORDER BY 1, 2")
-    out: dict[str, list[float]] = {}
-    for r in rows:
-        if arms and r["experiment_id"] not in arms:
-            continue
-        out.setdefault(r["experiment_id"], []).append(float(r["v"]) if r["v"] is not None else 0.0)
-    return out
+        sql = (f"SELECT experiment_id, workflow_id, {expr} AS v FROM workflow_summary "
+               f"WHERE experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id))")
+        params = []
+    # one row per arm with its values in workflow order (a row per workflow was 500,000 dicts at 10M requests)
+    rows = store.query(f"SELECT experiment_id, list(CAST(COALESCE(v, 0) AS DOUBLE) ORDER BY workflow_id) AS v "
+                       f"FROM ({sql}) GROUP BY 1 ORDER BY 1", [*params, arms or None, arms or None])
+    return {r["experiment_id"]: r["v"] for r in rows}
 
 
 def known_arms(store: Store) -> list[str]:
