@@ -173,8 +173,8 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                 if not days:
                     continue
                 # the keys the dirty days held (a key that moves away must be summed again too) and hold now
-                keys = ", ".join(_KEYS[fact])
-                run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_keys_{table} AS SELECT DISTINCT {keys} "
+                held = ", ".join(_KEYS[fact])
+                run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_keys_{table} AS SELECT DISTINCT {held} "
                                      f"FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
                 run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
                 timed = [d for d in days if d != _NO_DAY]
@@ -186,7 +186,7 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                                          f"FROM {db}.main.{fact} WHERE {w} GROUP BY ALL",
                         {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)} if "$lo" in w
                         else {"no_day": _NO_DAY})
-                run("cache_refresh", f"INSERT INTO _snap_keys_{table} SELECT DISTINCT {keys} "
+                run("cache_refresh", f"INSERT INTO _snap_keys_{table} SELECT DISTINCT {held} "
                                      f"FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
             for table, (fact, keys, agg) in _GROUPS.items():
                 src = _CACHE[fact][0]
