@@ -66,8 +66,10 @@ _TOOL_PRE = "CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT " + _TOOL_AGG
 # The aggregate cache: step 1's groups per day, kept in the database between runs. A write stamps
 # the days of the rows it inserted, merged or re-resolved (Store.write), so a day's groups are
 # re-aggregated whenever a row of it changed. fact -> (cache table, what a day's group holds)
-CACHE_VERSION = "resolved-days-3"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS: the cache is rebuilt
-_CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG)}
+CACHE_VERSION = "resolved-days-4"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS: the cache is rebuilt
+_ERR_AGG = "r_workflow_id AS workflow_id, r_stage AS stage, count(*) AS n"
+_CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG),
+          "api_errors": ("analysis_error_days", _ERR_AGG)}
 # The cache's second level: the day groups summed over all days per workflow stage, per agent in a
 # stage and per agent, so a run reads one row per stage (agent) instead of grouping every cached day
 # again. After the days are refreshed, the keys those days held before and hold now are summed again
@@ -88,18 +90,31 @@ _GROUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "analysis_tool_stage_groups": ("tool_calls", ("workflow_id", "stage"), """
         CAST(sum(n) AS BIGINT) AS tool_calls, CAST(sum(fails) AS BIGINT) AS tool_failures,
         min(first_at) AS started_at, max(last_at) AS ended_at"""),
+    "analysis_error_stage_groups": ("api_errors", ("workflow_id", "stage"), "CAST(sum(n) AS BIGINT) AS api_errors"),
     "analysis_stage_agents": ("api_requests", ("workflow_id", "stage", "agent_id"),
                               "min(first_at) AS first_at, max(last_at) AS last_at"),
     "analysis_agent_spans": ("api_requests", ("agent_id",), """
         min(first_at) AS first_at, max(last_at) AS last_at, arg_max(last_dur, last_dur_at) AS last_duration_ms"""),
 }
-_KEYS = {"api_requests": ("workflow_id", "stage", "agent_id"), "tool_calls": ("workflow_id", "stage")}
+_KEYS = {"api_requests": ("workflow_id", "stage", "agent_id"), "tool_calls": ("workflow_id", "stage"),
+         "api_errors": ("workflow_id", "stage")}
+# The cache's third level: the summary views' rows themselves (their bodies evaluated over the second
+# level), per workflow, summed again for the workflows whose stage keys were refreshed and those whose
+# context rows changed since (``_change_seq``: the workflow's row, its review reports, its session).
+# table -> the view it holds
+_SUMMARIES = {"analysis_stage_summary": "workflow_stage_summary", "analysis_workflow_summary": "workflow_summary"}
+_CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
+                    "sessions": "golem_session_workflow(session_id)"}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
 # holding another number of facts than the cache counts (a fact that moved to another day when a
 # merge brought it an earlier time; facts written around Store.write)
 _DIRTY = """
 CREATE OR REPLACE TEMP TABLE _snap_dirty AS
-SELECT fact, day FROM {db}.main.fact_changes WHERE seq > $seen AND fact IN ('api_requests', 'tool_calls')
+SELECT fact, day FROM {db}.main.fact_changes WHERE seq > $seen AND fact IN ('api_requests', 'tool_calls', 'api_errors')
+UNION
+SELECT 'api_errors', day FROM (SELECT {day} AS day, count(*) AS n FROM {db}.main.api_errors GROUP BY 1) f
+FULL JOIN (SELECT day, sum(n) AS n FROM {db}.main.analysis_error_days GROUP BY 1) c USING (day)
+WHERE f.n IS DISTINCT FROM c.n
 UNION
 SELECT 'api_requests', day FROM (SELECT {day} AS day, count(*) AS n FROM {db}.main.api_requests GROUP BY 1) f
 FULL JOIN (SELECT day, sum(n) AS n FROM {db}.main.analysis_request_days GROUP BY 1) c USING (day)
@@ -155,6 +170,8 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     (fact, day) pairs were re-aggregated (-1: built whole)."""
     state = cur.execute(f"SELECT version, seen_seq FROM {db}.main.analysis_cache_state WHERE name = 'facts'").fetchall()
     hi = cur.execute(f"SELECT COALESCE(max(seq), 0) FROM {db}.main.fact_changes").fetchone()[0]
+    # the workflows whose stage keys are refreshed: their summary rows are summed again (_refresh_summaries)
+    cur.execute("CREATE OR REPLACE TEMP TABLE _snap_workflows (workflow_id VARCHAR)")
     if not state or state[0][0] != CACHE_VERSION:
         for fact, (table, agg) in _CACHE.items():
             run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
@@ -199,12 +216,48 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                 run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {', '.join('x.' + c for c in keys)}, "
                                      f"{agg} FROM {db}.main.{src} x SEMI JOIN {affected} k ON {same} "
                                      f"GROUP BY {', '.join('x.' + c for c in keys)}")
+            tables = [table for f, (table, _) in _CACHE.items() if any(f == g for g, _ in dirty)]
+            cur.execute("INSERT INTO _snap_workflows " + " UNION ".join(
+                f"SELECT DISTINCT workflow_id FROM _snap_keys_{t} WHERE workflow_id IS NOT NULL" for t in tables))
             for table, _ in _CACHE.values():
                 cur.execute(f"DROP TABLE IF EXISTS temp.main._snap_keys_{table}")
         cur.execute("DROP TABLE temp.main._snap_dirty")
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
                 [CACHE_VERSION, hi])
     return refreshed
+
+
+def _bigint(cur: Any, source: str) -> str:
+    """``source``'s columns, HUGEINT ones (sums of BIGINTs) cast to BIGINT for storing (see _GROUPS)."""
+    cols = cur.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()
+    return ", ".join(f'CAST("{c[0]}" AS BIGINT) AS "{c[0]}"' if c[1] == "HUGEINT" else f'"{c[0]}"' for c in cols)
+
+
+def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
+    """The cache's third level (``_SUMMARIES``) up to date, and temporary views named like the summary
+    views in front of it. Reads the temporary parts ``_parts_from_cache`` put up."""
+    state = cur.execute(f"SELECT version, seen_seq FROM {db}.main.analysis_cache_state WHERE name = 'summaries'").fetchall()
+    hi = cur.execute("SELECT COALESCE(max(s), 0) FROM (" + " UNION ALL ".join(
+        f"SELECT max(_change_seq) AS s FROM {db}.main.{t}" for t in _CONTEXT_CHANGES) + ")").fetchone()[0]
+    build = rebuilt or not state or state[0][0] != CACHE_VERSION
+    if not build:
+        seen = state[0][1] or 0
+        run("summaries", "INSERT INTO _snap_workflows " + " UNION ".join(
+            f"SELECT {key} FROM {db}.main.{t} WHERE _change_seq > {int(seen)}" for t, key in _CONTEXT_CHANGES.items()))
+    for table, view in _SUMMARIES.items():
+        if build:
+            run("summaries", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_bigint(cur, f'{db}.main.{view}')} "
+                             f"FROM {db}.main.{view}")
+        else:
+            wf = "(SELECT DISTINCT workflow_id FROM _snap_workflows WHERE workflow_id IS NOT NULL)"
+            run("summaries", f"DELETE FROM {db}.main.{table} WHERE workflow_id IN {wf}")
+            run("summaries", f"INSERT INTO {db}.main.{table} SELECT {_bigint(cur, f'{db}.main.{view}')} "
+                             f"FROM {db}.main.{view} WHERE workflow_id IN {wf}")
+        # the next summary (workflow_summary) reads this one
+        cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{table}")
+    cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
+                [CACHE_VERSION, hi])
+    cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
 
 
 def warm_cache(store: Store) -> int:
@@ -277,6 +330,8 @@ def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None
                 f"FROM {db}.main.analysis_stage_groups WHERE workflow_id IS NOT NULL")
     cur.execute("CREATE OR REPLACE TEMP VIEW tool_stage_groups AS SELECT workflow_id, stage, tool_calls, tool_failures, "
                 f"started_at, ended_at FROM {db}.main.analysis_tool_stage_groups WHERE workflow_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW error_stage_groups AS SELECT workflow_id, stage, api_errors "
+                f"FROM {db}.main.analysis_error_stage_groups WHERE workflow_id IS NOT NULL")
     cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms "
                 f"FROM {db}.main.analysis_agent_spans WHERE agent_id IS NOT NULL")
     cur.execute("CREATE OR REPLACE TEMP VIEW stage_agent_spans AS SELECT workflow_id, stage, agent_id, first_at, last_at "
@@ -357,16 +412,18 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                     t["cache_days"] = _refresh_cache(cur, db, run)
                     _pre_from_cache(cur, db, run, m_start, end, win)
                     _groups_from_cache(cur, db, run, win)
+                    _refresh_summaries(cur, db, run, rebuilt=t["cache_days"] == -1)
                 else:
                     run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
                     run("group_tools", _TOOL_PRE.format(db=db))
                     for sql in _STAGE_GROUPS:
                         run("summaries", sql)
-                # API errors are few: the view, row by row (before `errors` below shadows what it reads)
-                run("summaries", f"CREATE OR REPLACE TEMP TABLE error_stage_groups AS SELECT * FROM {db}.main.error_stage_groups")
-                # the summary views' bodies, bound on this connection, read the temporary parts above
-                for v in ("workflow_stage_summary", "workflow_summary"):
-                    run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
+                    # API errors are few: the view, row by row (before `errors` below shadows what it reads)
+                    run("summaries", f"CREATE OR REPLACE TEMP TABLE error_stage_groups AS "
+                                     f"SELECT * FROM {db}.main.error_stage_groups")
+                    # the summary views' bodies, bound on this connection, read the temporary parts above
+                    for v in ("workflow_stage_summary", "workflow_summary"):
+                        run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
                 for name in ("_snap_req_pre", "_snap_tool_pre", "request_stage_groups", "tool_stage_groups",
                              "_snap_req_cut", "_snap_win"):
                     # done with: their memory goes to what follows (the cached step 1 is views)

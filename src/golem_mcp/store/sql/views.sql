@@ -236,7 +236,7 @@ WHERE sw.label IS NOT NULL OR (w.attributes->>'name') IS NOT NULL;
 
 CREATE OR REPLACE VIEW workflow_summary AS
 WITH s AS (
-    SELECT workflow_id, any_value(experiment_id) AS experiment_id, any_value(task_id) AS task_id,
+    SELECT workflow_id, min(experiment_id) AS experiment_id, min(task_id) AS task_id,
            sum(total_cost) AS total_cost, sum(unpriced_requests) AS unpriced_requests,
            sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
            sum(cache_read_tokens) AS cache_read_tokens, sum(cache_creation_tokens) AS cache_creation_tokens,
