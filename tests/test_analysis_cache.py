@@ -137,6 +137,31 @@ def test_cache_answers_as_without(tmp_path, monkeypatch) -> None:
         {k: v for k, v in (ref.produced or {}).items() if k not in skip}
 
 
+def test_warm_cache_between_runs_keeps_the_summaries(tmp_path, monkeypatch) -> None:
+    """The daemon refreshes the cache between runs (warm_cache): the workflows of the days it
+    refreshes get their summary rows summed again then, not left for a run that sees no dirty day."""
+    from golem_mcp.analysis.snapshot import warm_cache
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    with Store(a) as st:
+        base(st)
+    shutil.copyfile(a, b)
+    with Store(a) as st:
+        results(st, use_cache=True)  # the first run builds the cache, summaries included
+        more(st)
+        context_only(st)
+        assert warm_cache(st) > 0
+        warm, timings = results(st, use_cache=True)
+        assert timings["snapshot.cache_days"] == 0
+    with Store(b) as st:
+        more(st)
+        context_only(st)
+        cold, _ = results(st, use_cache=False)
+    for k in cold:
+        assert warm[k] == cold[k], k
+
+
 def test_writes_stamp_days(tmp_path, monkeypatch) -> None:
     """Store.write stamps the days its facts land on, the merged row's day included."""
     monkeypatch.setenv("GOLEM_HOME", str(tmp_path))

@@ -278,6 +278,9 @@ def warm_cache(store: Store) -> int:
             cur.execute("BEGIN TRANSACTION")
             try:
                 n = _refresh_cache(cur, db, run)
+                # the summaries too: the workflows of the days refreshed here are known only now
+                _parts_from_cache(cur, db)
+                _refresh_summaries(cur, db, run, rebuilt=n == -1)
                 cur.execute("COMMIT")
             except Exception:
                 cur.execute("ROLLBACK")
@@ -324,18 +327,7 @@ def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None
     key, no grouping of every cached day. Only ``stage_models`` depends on the model-advice window:
     a stage that ran on one model, wholly inside the window, has that model; the others (several
     models, or requests outside the window or without a time) are counted from the day groups."""
-    cols = ("experiment_id, task_id, api_requests, total_cost, unpriced_requests, input_tokens, output_tokens, "
-            "cache_read_tokens, cache_creation_tokens, retries, started_at, ended_at, api_duration_ms")
-    cur.execute(f"CREATE OR REPLACE TEMP VIEW request_stage_groups AS SELECT workflow_id, stage, {cols} "
-                f"FROM {db}.main.analysis_stage_groups WHERE workflow_id IS NOT NULL")
-    cur.execute("CREATE OR REPLACE TEMP VIEW tool_stage_groups AS SELECT workflow_id, stage, tool_calls, tool_failures, "
-                f"started_at, ended_at FROM {db}.main.analysis_tool_stage_groups WHERE workflow_id IS NOT NULL")
-    cur.execute("CREATE OR REPLACE TEMP VIEW error_stage_groups AS SELECT workflow_id, stage, api_errors "
-                f"FROM {db}.main.analysis_error_stage_groups WHERE workflow_id IS NOT NULL")
-    cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms "
-                f"FROM {db}.main.analysis_agent_spans WHERE agent_id IS NOT NULL")
-    cur.execute("CREATE OR REPLACE TEMP VIEW stage_agent_spans AS SELECT workflow_id, stage, agent_id, first_at, last_at "
-                f"FROM {db}.main.analysis_stage_agents WHERE workflow_id IS NOT NULL")
+    _parts_from_cache(cur, db)
     one = ("COALESCE(untimed = 0 AND model_lo = model_hi AND started_at >= $m_start AND ended_at < $end, false)")
     run("summaries", f"""CREATE OR REPLACE TEMP TABLE stage_models AS
         SELECT workflow_id, stage, model_lo AS model FROM {db}.main.analysis_stage_groups
@@ -349,6 +341,22 @@ def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None
                      ON p.workflow_id = k.workflow_id AND p.stage IS NOT DISTINCT FROM k.stage
               WHERE p.model IS NOT NULL AND p.n_window > 0 GROUP BY ALL)
         GROUP BY workflow_id, stage""", win)
+
+
+def _parts_from_cache(cur: Any, db: str) -> None:
+    """Temporary views named like the summary views' parts, over the cache's second level."""
+    cols = ("experiment_id, task_id, api_requests, total_cost, unpriced_requests, input_tokens, output_tokens, "
+            "cache_read_tokens, cache_creation_tokens, retries, started_at, ended_at, api_duration_ms")
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW request_stage_groups AS SELECT workflow_id, stage, {cols} "
+                f"FROM {db}.main.analysis_stage_groups WHERE workflow_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW tool_stage_groups AS SELECT workflow_id, stage, tool_calls, tool_failures, "
+                f"started_at, ended_at FROM {db}.main.analysis_tool_stage_groups WHERE workflow_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW error_stage_groups AS SELECT workflow_id, stage, api_errors "
+                f"FROM {db}.main.analysis_error_stage_groups WHERE workflow_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms "
+                f"FROM {db}.main.analysis_agent_spans WHERE agent_id IS NOT NULL")
+    cur.execute("CREATE OR REPLACE TEMP VIEW stage_agent_spans AS SELECT workflow_id, stage, agent_id, first_at, last_at "
+                f"FROM {db}.main.analysis_stage_agents WHERE workflow_id IS NOT NULL")
 
 
 class SnapshotReader:
