@@ -67,6 +67,9 @@ echo "== pytest"
 # test opens DuckDB databases with a memory budget of their own, and one process holding all of them
 # grew past 24 GB on the way through ~700 tests (the machine's memory); a group's process gives its
 # memory back when it ends. Options (e.g. -x, -p no:cacheprovider) go to every group.
+# (Most of that was stores the tests dropped without close(): their writer thread kept each open with
+# its DuckDB buffers. Fixed in store/writer.py; `PYTHONPATH=tests .venv/bin/pytest -p support.memory ...`
+# prints resident memory and open stores per file. One process may do once a whole run shows it.)
 paths=()
 opts=()
 for a in "$@"; do
