@@ -240,6 +240,10 @@ class Owners:
         self._known: OrderedDict[str, None] = OrderedDict()
         self._size = size
 
+    def any(self, con: Any) -> bool:
+        """Whether any fact is stored (any owner key is)."""
+        return bool(self._known) or bool(con.execute("SELECT 1 FROM resolve_owners LIMIT 1").fetchall())
+
     def present(self, con: Any, owners: Iterable[str]) -> set[str]:
         want = sorted(set(owners))
         found = {o for o in want if o in self._known}
@@ -335,11 +339,14 @@ class WriteResolution:
 
     def begin(self, rows: dict[str, list[dict]]) -> None:
         """Note the stored context the batch's rows may change, and what the batch's facts own."""
-        for table, (col, _) in CONTEXT.items():
-            values = sorted({v for r in rows.get(table, ()) if isinstance(v := r.get(col), str)})
-            if values:
-                self.asked[table] = values
-        self.old = self._context_rows(self.asked)
+        # a store without facts (a first import's first write): a change of stored context concerns
+        # none (the scope keeps only keys with facts), so it is not looked up
+        if self.owners.any(self.con):
+            for table, (col, _) in CONTEXT.items():
+                values = sorted({v for r in rows.get(table, ()) if isinstance(v := r.get(col), str)})
+                if values:
+                    self.asked[table] = values
+            self.old = self._context_rows(self.asked)
         owners: set[str] = set()
         for t in FACTS:
             for r in rows.get(t, ()):
