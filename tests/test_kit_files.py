@@ -169,3 +169,13 @@ def test_experiment_schema_and_the_stored_record_agree() -> None:
     assert set(props) - {"v"} <= set(ExperimentRecord.model_fields), set(props) - set(ExperimentRecord.model_fields)
     assert set(json.loads(schema_path("experiment.v1.json").read_text())["required"]) <= {
         n for n, f in ExperimentRecord.model_fields.items() if f.is_required()}
+
+
+def test_the_analyses_validate_against_the_kit_schemas():
+    """Review findings and experiment definitions are checked against the schema files the kit ships
+    (found as every kit file is, not by a search of their own)."""
+    from golem_mcp.analysis import experiment_defs, findings
+
+    assert findings.schema_path() == schema_path("review-findings.v1.json")
+    assert experiment_defs.schema_path() == schema_path("experiment.v1.json")
+    assert findings.validator().schema == json.loads(schema_path("review-findings.v1.json").read_text())

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import functools
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,7 +20,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import BaseModel, Field
 
-from ..errors import GolemError, InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound
 from ..redaction import redact_value
 from ..store.db import Store
 from .common import execute
@@ -31,12 +30,10 @@ SCHEMA_NAME = "experiment.v1.json"
 
 
 def schema_path() -> Path:
-    candidates = [parent / "schemas" / SCHEMA_NAME for parent in Path(__file__).resolve().parents]
-    candidates.append(Path(sys.prefix) / "share" / "golem-mcp" / "schemas" / SCHEMA_NAME)
-    for p in candidates:
-        if p.exists():
-            return p
-    raise GolemError(f"schemas/{SCHEMA_NAME} is missing from this installation; reinstall golem-mcp")
+    """``schemas/SCHEMA_NAME`` of the kit (a checkout or an installation), found as every kit file is."""
+    from ..kit.bundle import schema_path as kit_schema
+
+    return kit_schema(SCHEMA_NAME)
 
 
 @functools.cache

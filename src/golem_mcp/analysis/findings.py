@@ -5,7 +5,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,7 +12,7 @@ from typing import Any
 from jsonschema import Draft202012Validator, FormatChecker
 from pydantic import BaseModel, Field
 
-from ..errors import GolemError, InvalidInput, NotFound
+from ..errors import InvalidInput, NotFound
 from ..ingestion.records import Batch, iso_to_us, now_us, redact
 from ..store.db import Store
 from . import known
@@ -23,14 +22,10 @@ SCHEMA_NAME = "review-findings.v1.json"
 
 
 def schema_path() -> Path:
-    """``schemas/review-findings.v1.json`` at the repository top (the published schema agents read)."""
-    # a source checkout or editable install first, then the kit pip installs under <prefix>/share
-    candidates = [parent / "schemas" / SCHEMA_NAME for parent in Path(__file__).resolve().parents]
-    candidates.append(Path(sys.prefix) / "share" / "golem-mcp" / "schemas" / SCHEMA_NAME)
-    for p in candidates:
-        if p.exists():
-            return p
-    raise GolemError(f"schemas/{SCHEMA_NAME} is missing from this installation; reinstall golem-mcp")
+    """``schemas/SCHEMA_NAME`` of the kit (a checkout or an installation), found as every kit file is."""
+    from ..kit.bundle import schema_path as kit_schema
+
+    return kit_schema(SCHEMA_NAME)
 
 
 @functools.cache
