@@ -150,6 +150,15 @@ def resolution_sql(table: str, facts: str) -> str:
             .replace("{request_join}", SQL["request_join"].strip() if req else ""))
 
 
+def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str) -> str:
+    """SELECT of the rows of ``src`` (a query over ``cols``, some of ``table``'s own columns) with
+    every column of ``table``, the resolved ones filled: what an INSERT of new facts takes."""
+    present = set(cols)
+    facts = ("SELECT " + ", ".join(q(c) if c in present else f"NULL::{types[c]} AS {q(c)}" for c in fact_columns(types))
+             + f" FROM ({src})")
+    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts)})"
+
+
 def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
     """``_rc_tree`` for ``agent_ids`` (None: every agent). Fetches the agents and their ancestors by
     their keys (an IN list is answered from the primary-key index: no scan of agents or tool calls),
@@ -414,10 +423,7 @@ class WriteResolution:
         """INSERT the new rows selected by ``src`` (over ``cols``; bound ``params``) into ``table``, resolved."""
         params = params or []
         types = self.types[table]
-        present = set(cols)
-        facts = ("SELECT " + ", ".join(q(c) if c in present else f"NULL::{types[c]} AS {q(c)}" for c in fact_columns(types))
-                 + f" FROM ({src})")
-        resolved = f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts)})"
+        resolved = resolved_rows(table, types, cols, src)
         if not self.track:
             self.con.execute(f"INSERT INTO {q(table)} {resolved}", params)
         elif table not in self.inserted:  # the common case: the change set is the staging table
@@ -584,12 +590,17 @@ def backfill(con: Any, types: dict[str, dict[str, str]], progress: Callable[[str
             if parts > 1:
                 say(f"  {table}: {i + 1}/{parts} ({time.monotonic() - start:.0f} s)")
         say(f"  {table}: done in {time.monotonic() - start:.1f} s")
-    if not todo:
-        return
+    if todo:
+        record_owners(con, todo)
+
+
+def record_owners(con: Any, tables: Iterable[str] | None = None) -> None:
+    """``resolve_owners`` from the stored facts of ``tables`` (default: every fact table), after facts
+    were resolved in bulk."""
     con.execute("INSERT INTO resolve_owners " + " UNION ".join(
         f"SELECT owner FROM (SELECT 's:' || session_id AS owner FROM {q(t)} WHERE session_id IS NOT NULL "
         f"UNION SELECT 'a:' || agent_id FROM {q(t)} WHERE agent_id IS NOT NULL "
-        f"UNION SELECT 'w:' || r_workflow_id FROM {q(t)} WHERE r_workflow_id IS NOT NULL)" for t in todo)
+        f"UNION SELECT 'w:' || r_workflow_id FROM {q(t)} WHERE r_workflow_id IS NOT NULL)" for t in (tables or FACTS))
         + " ON CONFLICT DO NOTHING")
 
 
