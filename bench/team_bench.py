@@ -1,16 +1,20 @@
 #!/usr/bin/env python3
-"""The team store (DuckLake, catalog in PostgreSQL, data in a folder): push rate, and reads through
-``serve --team`` against the same reads on a local store.
+"""The team store (DuckLake, catalog in PostgreSQL, data in a folder): push rate, and ``serve --team``
+against ``serve`` on a local store of the same data, side by side.
 
 1. Facts pushed per second: a local store of ``--push-requests`` synthetic API requests (with their
-   sessions and agents) pushed to an empty team store by :func:`golem_mcp.store.team.push`.
+   sessions and workflows) pushed to an empty team store by :func:`golem_mcp.store.team.push`.
 2. On a team store of ``--requests`` requests (made once under ``--data``, default
-   /work/bench-data/team, and reused): ``query_workflow_cost`` (the MCP tool, through the real MCP
-   client) and the dashboard page, each timed through ``serve --team`` and through ``serve`` on a
-   local store holding the same rows; the ratio team / local is the figure.
+   /work/bench-data/team, and reused: ``local-N.duckdb`` and the lake pushed from it):
+   ``serve --team`` started cold (no replica: the lake copied and resolved) and ``serve`` on the
+   local store, each: the start (launch to the first answer), ``query_workflow_cost`` (the MCP tool,
+   through the real MCP client) and the dashboard page (median of ``--runs`` after a warm-up), the
+   server's RSS now and at its peak; ``ratio_*`` is team / local.
+3. ``serve --team`` started again (warm: its replica kept), a push of ``--late-requests`` new requests
+   from another machine while it runs, and the seconds until its MCP answer counts them exactly.
 
 A PostgreSQL server of its own is started in ``--data`` (binaries from ``--pg-bin``; as root through
-``runuser -u postgres``) and stopped at the end.
+``runuser -u postgres``) and stopped at the end. Load averages are printed with the figures.
 
     python bench/team_bench.py --requests 10000000
 """
@@ -74,44 +78,55 @@ class Postgres:
 
 # synthetic requests: 8 stages over workflows of ~40 requests, 4 models, 30 days
 SYNTH = """
-INSERT INTO api_requests (request_id, message_id, session_id, agent_id, model, "timestamp", input_tokens,
-    output_tokens, cache_read_tokens, cache_creation_tokens, recorded_cost_usd, duration_ms, success,
-    workflow_id, stage, experiment_id, source_mask, machine_id, _change_seq)
-SELECT 'req-' || i, 'msg-' || i, 'sess-' || (i // 40), CASE WHEN i % 5 = 0 THEN NULL ELSE 'agent-' || (i // 8) END,
-       ['claude-sonnet-4-5', 'claude-opus-4-1', 'claude-haiku-4-5', 'claude-sonnet-4'][1 + i % 4],
-       TIMESTAMP '2026-11-01' + INTERVAL (i % 2592000) SECOND, 1000 + i % 5000, 100 + i % 900, 20000 + i % 30000,
-       i % 3000, (i % 1000) / 10000.0, 500 + i % 20000, i % 97 <> 0,
-       'wf-' || (i // 40), ['main', 'analyst', 'planner', 'implementer', 'reviewer', 'tester', 'fixer', 'docs'][1 + i % 8],
-       ['baseline', 'arm-b'][1 + (i // 40) % 2], 2, 'bench-' || (i % 3), $seq
+SELECT 'req-' || i AS request_id, 'msg-' || i AS message_id, 'sess-' || (i // 40) AS session_id,
+       CASE WHEN i % 5 = 0 THEN NULL ELSE 'agent-' || (i // 8) END AS agent_id,
+       ['claude-sonnet-4-5', 'claude-opus-4-1', 'claude-haiku-4-5', 'claude-sonnet-4'][1 + i % 4] AS model,
+       TIMESTAMP '2026-11-01' + INTERVAL (i % 2592000) SECOND AS "timestamp", 1000 + i % 5000 AS input_tokens,
+       100 + i % 900 AS output_tokens, 20000 + i % 30000 AS cache_read_tokens, i % 3000 AS cache_creation_tokens,
+       (i % 1000) / 10000.0 AS recorded_cost_usd, 500 + i % 20000 AS duration_ms, i % 97 <> 0 AS success,
+       'wf-' || (i // 40) AS workflow_id,
+       ['main', 'analyst', 'planner', 'implementer', 'reviewer', 'tester', 'fixer', 'docs'][1 + i % 8] AS stage,
+       ['baseline', 'arm-b'][1 + (i // 40) % 2] AS experiment_id, 2::UTINYINT AS source_mask,
+       'bench-' || (i % 3) AS machine_id, $seq::BIGINT AS _change_seq
 FROM range($lo, $hi) t(i)"""
 SESSIONS = """
-INSERT INTO sessions (session_id, project, first_seen, last_seen, machine_id, _change_seq)
-SELECT 'sess-' || s, 'proj-' || (s % 7), TIMESTAMP '2026-11-01', TIMESTAMP '2026-11-30', 'bench-' || (s % 3), $seq
+SELECT 'sess-' || s AS session_id, 'proj-' || (s % 7) AS project, TIMESTAMP '2026-11-01' AS first_seen,
+       TIMESTAMP '2026-11-30' AS last_seen, 'bench-' || (s % 3) AS machine_id, $seq::BIGINT AS _change_seq
 FROM range($lo, $hi) t(s)"""
 WORKFLOWS = """
-INSERT INTO workflows (workflow_id, started_at, updated_at, _change_seq)
-SELECT 'wf-' || w, TIMESTAMP '2026-11-01', TIMESTAMP '2026-11-30', $seq FROM range($lo, $hi) t(w)"""
+SELECT 'wf-' || w AS workflow_id, TIMESTAMP '2026-11-01' AS started_at, TIMESTAMP '2026-11-30' AS updated_at,
+       $seq::BIGINT AS _change_seq FROM range($lo, $hi) t(w)"""
+STEP = 1_000_000  # requests per generated step (a multiple of 40: a workflow's requests in one step)
 
 
-def make_local(path: Path, requests: int) -> None:
-    """A local store of ``requests`` synthetic requests (made by SQL in bulk: a bench of reads, not of ingest)."""
+def make_local(path: Path, requests: int, start: int = 0) -> None:
+    """A local store of ``requests`` synthetic requests with their sessions and workflows, loaded in bulk
+    and resolved as loaded (Store.load_resolved: a bench of reads, not of ingest); each step of
+    ``STEP`` requests carries one change number, as one daemon write would."""
+    import duckdb
+
     from golem_mcp.store import Store
 
     if path.exists():
         return
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(".building")
     tmp.unlink(missing_ok=True)
+    gen = duckdb.connect()
     with Store(tmp) as s:
-        step = 200_000  # a multiple of 40: a workflow's requests in one step
-        for lo in range(0, requests, step):
-            hi = min(requests, lo + step)
-            # each step is one "write" with its own change number, as the daemon's writes are
-            seq = s.con.execute("SELECT nextval('change_seq')").fetchone()[0]
-            s.con.execute(SYNTH, {"lo": lo, "hi": hi, "seq": seq})
-            s.con.execute(SESSIONS, {"lo": lo // 40, "hi": (hi + 39) // 40, "seq": seq})
-            s.con.execute(WORKFLOWS, {"lo": lo // 40, "hi": (hi + 39) // 40, "seq": seq})
-            if hi % 1_000_000 == 0 or hi == requests:
-                print(f"  local store: {hi:,} requests", file=sys.stderr)
+        end = start + requests
+        steps = [(lo, min(end, lo + STEP)) for lo in range(start, end, STEP)]
+        seqs = [int(s.con.execute("SELECT nextval('change_seq')").fetchone()[0]) for _ in steps]  # type: ignore[index]
+
+        def rows(sql: str, per: int) -> Any:
+            def batches() -> Any:
+                for (lo, hi), seq in zip(steps, seqs, strict=True):
+                    yield from gen.execute(sql, {"lo": lo // per, "hi": (hi + per - 1) // per, "seq": seq}
+                                           ).to_arrow_reader(200_000)
+                    if per == 1:
+                        print(f"  local store: {hi:,} requests", file=sys.stderr, flush=True)
+            return batches
+
+        s.load_resolved({"sessions": rows(SESSIONS, 40), "workflows": rows(WORKFLOWS, 40), "api_requests": rows(SYNTH, 1)})
         s.con.execute("CHECKPOINT")
     tmp.rename(path)
 
@@ -150,13 +165,46 @@ def reads(url: str, runs: int) -> dict[str, float]:
     return out
 
 
+def cost_total(url: str) -> int:
+    """Requests in the team's answer to query_workflow_cost over everything (one MCP call)."""
+    from mcp import Client
+
+    from conftest import mcp_http
+
+    async def ask() -> int:
+        async with Client(mcp_http(url)) as c:
+            r = await c.call_tool("query_workflow_cost", {"group_by": [], "since": "2000-01-01"})
+            assert not r.is_error, r.content
+            return int(r.structured_content["total"]["requests"])
+
+    return asyncio.run(ask())
+
+
+def memory(pid: int) -> dict[str, int]:
+    """The process' resident memory now and at its peak, MB (Linux /proc)."""
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            out[{"VmRSS": "rss_mb", "VmHWM": "peak_rss_mb"}[key]] = int(value.split()[0]) // 1024
+    return out
+
+
+def load() -> str:
+    return " ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--requests", type=int, default=10_000_000, help="requests in the team store (default 10M)")
     ap.add_argument("--push-requests", type=int, default=200_000, help="requests pushed for the rate (default 200k)")
+    ap.add_argument("--late-requests", type=int, default=10_000,
+                    help="requests pushed while serve --team runs, for how soon it answers them (default 10k)")
     ap.add_argument("--data", type=Path, default=Path("/work/bench-data/team"))
     ap.add_argument("--pg-bin", type=Path, default=Path("/usr/lib/postgresql/15/bin"))
     ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--memory-mb", type=int, default=4096, help="GOLEM_MEMORY_BUDGET_MB of both servers")
+    ap.add_argument("--skip-push-rate", action="store_true", help="only the large store's figures")
     args = ap.parse_args()
 
     from conftest import launch_daemon
@@ -168,24 +216,26 @@ def main() -> int:
     os.environ["GOLEM_HOME"] = str(data / "home")
     pg = Postgres(data / "pg", args.pg_bin)
     pg.start()
-    out: dict[str, Any] = {"requests": args.requests}
+    out: dict[str, Any] = {"requests": args.requests, "memory_budget_mb": args.memory_mb, "load_at_start": load()}
     try:
         # 1. push rate, into a fresh catalog and folder
-        run = data / f"push-{int(time.time())}"
-        (run / "files").mkdir(parents=True)
-        os.environ["GOLEM_TEAM_URL"] = pg.createdb(f"push{int(time.time())}")
-        os.environ["GOLEM_TEAM_DATA_PATH"] = str(run / "files")
-        small = run / "local.duckdb"
-        make_local(small, args.push_requests)
-        with Store(small) as s:
-            rows = sum(int(s.scalar(f"SELECT count(*) FROM {t}")) for t in ("api_requests", "sessions", "workflows"))
-            res = push(s, team_config())
-        out["push_rows"] = res.total
-        out["push_rows_per_s"] = round(res.total / res.seconds)
-        out["push_transactions"] = res.transactions
-        print(f"  pushed {res.total:,} rows at {out['push_rows_per_s']:,} rows/s", file=sys.stderr, flush=True)
-        assert res.total >= rows, (res.total, rows)  # and the machine row opening the store notes
-        shutil.rmtree(run, ignore_errors=True)
+        if not args.skip_push_rate:
+            run = data / f"push-{int(time.time())}"
+            (run / "files").mkdir(parents=True)
+            os.environ["GOLEM_TEAM_URL"] = pg.createdb(f"push{int(time.time())}")
+            os.environ["GOLEM_TEAM_DATA_PATH"] = str(run / "files")
+            small = run / "local.duckdb"
+            make_local(small, args.push_requests)
+            with Store(small) as s:
+                rows = sum(int(s.scalar(f"SELECT count(*) FROM {t}")) for t in ("api_requests", "sessions", "workflows"))
+                res = push(s, team_config())
+            out["push_rows"] = res.total
+            out["push_rows_per_s"] = round(res.total / res.seconds)
+            out["push_transactions"] = res.transactions
+            print(f"  pushed {res.total:,} rows at {out['push_rows_per_s']:,} rows/s (load {load()})",
+                  file=sys.stderr, flush=True)
+            assert res.total >= rows, (res.total, rows)  # and the machine row opening the store notes
+            shutil.rmtree(run, ignore_errors=True)
 
         # 2. the large team store, made once (pushed from a local store of the same rows)
         big = data / f"local-{args.requests}.duckdb"
@@ -201,22 +251,60 @@ def main() -> int:
                 res = push(s, team_config(), max_rows=2_000_000)
             out["big_push_s"] = round(time.perf_counter() - t, 1)
             out["big_push_rows_per_s"] = round(res.total / res.seconds)
+            print(f"  pushed the large store: {out['big_push_s']} s (load {load()})", file=sys.stderr, flush=True)
             marker.write_text(json.dumps(res.as_dict()))
+        # both servers: the same memory budget, and requests wait for a store that takes long to open
+        common = {"GOLEM_MEMORY_BUDGET_MB": str(args.memory_mb), "GOLEM_STORE_WAIT_S": "7200"}
+        team_env = {"GOLEM_TEAM_URL": os.environ["GOLEM_TEAM_URL"], "GOLEM_TEAM_DATA_PATH": os.environ["GOLEM_TEAM_DATA_PATH"],
+                    "GOLEM_TEAM_REFRESH_SECONDS": "2", **common}
         for mode in ("local", "team"):
             home = data / f"home-{mode}"
+            if mode == "team":  # a cold start: no replica yet (the figure for a new team server)
+                shutil.rmtree(home / "team", ignore_errors=True)
             home.mkdir(exist_ok=True)
             extra = ("--team",) if mode == "team" else ()
-            d = launch_daemon(home, big, *extra, env={"GOLEM_TEAM_URL": os.environ["GOLEM_TEAM_URL"],
-                                                      "GOLEM_TEAM_DATA_PATH": os.environ["GOLEM_TEAM_DATA_PATH"]}
-                              if mode == "team" else {"GOLEM_TEAM_URL": "", "GOLEM_TEAM_DATA_PATH": ""})
+            env = team_env if mode == "team" else {"GOLEM_TEAM_URL": "", "GOLEM_TEAM_DATA_PATH": "", **common}
+            t = time.perf_counter()
+            d = launch_daemon(home, big, *extra, env=env)
             try:
+                total = cost_total(d.url)  # the first answer: the store is open (a team server: its replica built)
+                out[f"{mode}_start_s"] = round(time.perf_counter() - t, 1)
+                out[f"{mode}_requests"] = total  # the lake may hold an earlier run's late pushes too
                 out[mode] = reads(d.url, args.runs)
+                out[mode].update(memory(d.proc.pid))
+                out[mode]["load"] = load()
             finally:
                 d.stop()
-            print(f"  {mode}: {out[mode]}", file=sys.stderr, flush=True)
+            print(f"  {mode}: start {out[f'{mode}_start_s']} s, {out[mode]}", file=sys.stderr, flush=True)
         for k in out["local"]:
-            if isinstance(out["team"][k], float) and isinstance(out["local"][k], float):
+            if k.endswith("_s") and isinstance(out["team"][k], float) and isinstance(out["local"][k], float):
                 out[f"ratio_{k.removesuffix('_s')}"] = round(out["team"][k] / out["local"][k], 2)
+
+        # 3. serve --team again: a warm start (the replica kept), then a push from another machine
+        # while it runs, and how soon its answer counts it
+        home = data / "home-team"
+        t = time.perf_counter()
+        d = launch_daemon(home, big, "--team", env=team_env)
+        try:
+            before = cost_total(d.url)
+            out["team_warm_start_s"] = round(time.perf_counter() - t, 1)
+            late = data / f"late-{int(time.time())}.duckdb"
+            make_local(late, args.late_requests, start=args.requests + 40 * 1_000_000)  # ids no one has
+            with Store(late, machine=("bench-late", "bench-late")) as s:
+                t = time.perf_counter()
+                push(s, team_config())
+                pushed = time.perf_counter()
+            out["late_push_s"] = round(pushed - t, 2)
+            deadline = pushed + 300
+            while (now := cost_total(d.url)) != before + args.late_requests and time.perf_counter() < deadline:
+                time.sleep(0.2)
+            out["late_answered_after_push_s"] = round(time.perf_counter() - pushed, 2)
+            assert now == before + args.late_requests, (now, before)
+            out["team_after_refresh"] = memory(d.proc.pid)
+            late.unlink(missing_ok=True)
+        finally:
+            d.stop()
+        out["load_at_end"] = load()
     finally:
         pg.stop()
     print(json.dumps(out, indent=1))

@@ -249,15 +249,21 @@ def _db(args: argparse.Namespace) -> Path:
 
 
 def _daemon_for(args: argparse.Namespace) -> str | None:
-    """The running daemon, when it owns the database this command wants (never for ``--team``)."""
+    """The running daemon, when it serves the store this command wants: this machine's database, or
+    with ``--team`` the configured team store (a ``serve --team`` daemon holds its replica)."""
     from .client import locate_daemon
 
-    if getattr(args, "team", False):
-        return None
     found = locate_daemon()
     if not found:
         return None
     st = found.state
+    if getattr(args, "team", False) or st.get("team"):
+        if not (getattr(args, "team", False) and st.get("team")):
+            return None
+        from ..store.team import team_config
+
+        cfg = team_config()
+        return found.url if cfg is not None and st["team"] == cfg.destination else None
     if getattr(args, "db", None) and st.get("db"):
         from pathlib import Path
 

@@ -287,7 +287,6 @@ def import_shards(store: Store, paths: Sequence[str | os.PathLike[str]]) -> dict
 
 
 def _read_into(store: Store, path: Path, table: str, batch: Batch, result: dict[str, Any]) -> int:
-    import pyarrow as pa
     import pyarrow.parquet as pq
 
     tbl = pq.read_table(path)
@@ -301,12 +300,21 @@ def _read_into(store: Store, path: Path, table: str, batch: Batch, result: dict[
         if shown:
             result["skipped"].append(str(Skipped(str(path), None, f"columns this golem-mcp does not know were "
                                                  f"left out: {', '.join(shown)} (upgrade to keep them)", dropped=False)))
-    maps = [f.name for f in tbl.schema if pa.types.is_map(f.type)]
-    for i, row in enumerate(tbl.to_pylist()):
-        for m in maps:
-            if row[m] is not None:
-                row[m] = dict(row[m])
+    for i, row in enumerate(arrow_rows(tbl)):
         batch.at = (str(path), i + 1)
         batch.add(table, row)
     batch.at = None
     return tbl.num_rows
+
+
+def arrow_rows(tbl: Any) -> list[dict[str, Any]]:
+    """An Arrow table's rows as the dicts Store.write takes (MAP columns as dicts, not pair lists)."""
+    import pyarrow as pa
+
+    maps = [f.name for f in tbl.schema if pa.types.is_map(f.type)]
+    rows: list[dict[str, Any]] = tbl.to_pylist()
+    for row in rows:
+        for m in maps:
+            if row[m] is not None:
+                row[m] = dict(row[m])
+    return rows

@@ -19,10 +19,12 @@ DuckDB's dialect, so the store's views, the tools' SQL and the analyses run on i
   side, which would double a fact two machines pushed at the same moment (a workflow whose stages ran
   on both). So every push also updates the one row of ``golem_push_lock``: two pushes in flight then
   conflict, DuckLake refuses the second commit, and it is retried from a fresh snapshot with backoff.
-- **Reading.** :class:`TeamStore` is a :class:`~golem_mcp.store.db.Store` whose fact and context
-  tables are views over the lake attached read-only; the rest of the local schema (settings, prices,
-  the analysis tables) lives in memory beside it. External access is turned off and the configuration
-  locked after attaching, so an agent's SQL reaches neither files nor the network.
+- **Reading.** :class:`TeamStore` is a :class:`~golem_mcp.store.db.Store` over a replica of the lake
+  in a local DuckDB file, resolved again as a whole (a workflow's context may come from several
+  machines) and kept current by :meth:`TeamStore.refresh`: only the rows of pushes it has not seen
+  (``_lake_push``), written through the store's own write path, so the resolver and the rollups
+  follow by delta. The lake is read on a connection of its own; agents' SQL reaches only the replica,
+  which allows no external access.
 
 The extensions come from the ``duckdb-extension-ducklake`` and ``duckdb-extension-postgres`` wheels
 (built for one DuckDB version); nothing here relies on ``INSTALL`` reaching the network.
@@ -31,6 +33,7 @@ The extensions come from the ``duckdb-extension-ducklake`` and ``duckdb-extensio
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import random
@@ -38,7 +41,7 @@ import re
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib.util import find_spec
 from pathlib import Path
@@ -49,12 +52,21 @@ import duckdb
 from .. import home
 from ..config import Settings
 from ..errors import GolemError
-from .db import KEYS, POLICY, SCHEMA_VERSION, Store, _merge, ident
+from . import resolve, rollups
+from .batch import Batch
+from .db import CHANGE_TABLES, KEYS, POLICY, SCHEMA_VERSION, WRITE_ORDER, Store, _merge, ident
 
 log = logging.getLogger("golem_mcp.team")
 
 LAKE = "team"  # the name the lake is attached under
 SEQ_COLUMN = "_change_seq"  # the local store's change number: which rows a push sends, never sent itself
+# The number of the push that last inserted or changed a lake row: every push takes the next value of
+# golem_push_lock.pushes, and pushes commit one after the other (see Concurrency), so a reader that
+# saw the counter at N has every row of pushes <= N and finds what came since as _lake_push > N.
+PUSH_COLUMN = "_lake_push"
+# The lake's own bookkeeping, versioned apart from the tables' columns (which follow SCHEMA_VERSION):
+# 2 added PUSH_COLUMN to every table and golem_schema.layout.
+LAKE_LAYOUT = 2
 # rows sent per table in one push transaction: the initial push of a large store goes in several
 # transactions of this size (each resumable on its own) instead of one that holds it all in memory
 PUSH_ROWS = 250_000
@@ -275,24 +287,32 @@ def lake_version(con: duckdb.DuckDBPyConnection) -> int | None:
     return int(row[0]) if row and row[0] is not None else None
 
 
-def ensure_schema(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, str]]) -> int:
-    """Create or upgrade the lake's tables to this golem-mcp's schema; returns the lake's version.
+def lake_layout(con: duckdb.DuckDBPyConnection) -> int:
+    """The layout of the lake's own bookkeeping (``LAKE_LAYOUT``) it was last upgraded to (1: before
+    layouts were numbered)."""
+    has = con.execute("SELECT count(*) FROM information_schema.columns WHERE table_catalog = ? "
+                      "AND table_name = 'golem_schema' AND column_name = 'layout'", [LAKE]).fetchone()
+    if not has or not has[0]:
+        return 1
+    row = con.execute(f"SELECT max(layout) FROM {LAKE}.golem_schema").fetchone()
+    return int(row[0]) if row and row[0] is not None else 1
 
-    Two machines upgrading at once conflict (two creates of one name) and the loser, retried, finds
-    the work done."""
-    version = lake_version(con)
-    if version is not None and version > SCHEMA_VERSION:
-        raise TeamUnavailable(f"the team store was written by a newer golem-mcp (schema {version}, this one "
-                              f"knows {SCHEMA_VERSION}): upgrade golem-mcp on this machine; its own store "
-                              "keeps everything until then")
-    if version == SCHEMA_VERSION:
-        return version
+
+def ensure_schema(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, str]]) -> int:
+    """Create or upgrade the lake's tables to this golem-mcp's schema and the lake's layout; returns
+    the lake's version.
+
+    Each table has the local table's columns (less the change number) and ``_lake_push``. Upgrades
+    only ever add (tables, columns), in one DuckLake transaction: machines running an older
+    golem-mcp go on pushing the columns they know."""
 
     def upgrade() -> int:
         current = lake_version(con)
-        if current is not None and current >= SCHEMA_VERSION:
+        if current is not None and current >= SCHEMA_VERSION and lake_layout(con) >= LAKE_LAYOUT:
             return current
-        con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.golem_schema (version INTEGER, applied_at TIMESTAMP)")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.golem_schema (version INTEGER, applied_at TIMESTAMP, "
+                    "layout INTEGER)")
+        con.execute(f"ALTER TABLE {LAKE}.golem_schema ADD COLUMN IF NOT EXISTS layout INTEGER")
         con.execute(f"CREATE TABLE IF NOT EXISTS {LAKE}.golem_push_lock (pushes BIGINT)")
         if not con.execute(f"SELECT count(*) FROM {LAKE}.golem_push_lock").fetchone()[0]:  # type: ignore[index]
             con.execute(f"INSERT INTO {LAKE}.golem_push_lock VALUES (0)")
@@ -300,7 +320,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, st
         for t, c in con.execute("SELECT table_name, column_name FROM information_schema.columns "
                                 "WHERE table_catalog = ?", [LAKE]).fetchall():
             present.setdefault(t, set()).add(c)
-        for table, cols in tables.items():
+        for table, local_cols in tables.items():
+            cols = {**local_cols, PUSH_COLUMN: "BIGINT"}
             if table not in present:
                 body = ", ".join(f"{ident(c)} {t}" for c, t in cols.items())
                 con.execute(f"CREATE TABLE {LAKE}.{ident(table)} ({body})")
@@ -308,8 +329,10 @@ def ensure_schema(con: duckdb.DuckDBPyConnection, tables: dict[str, dict[str, st
             for c, t in cols.items():
                 if c not in present[table]:
                     con.execute(f"ALTER TABLE {LAKE}.{ident(table)} ADD COLUMN {ident(c)} {t}")
-        con.execute(f"INSERT INTO {LAKE}.golem_schema VALUES (?, now())", [SCHEMA_VERSION])
-        return SCHEMA_VERSION
+        version = max(SCHEMA_VERSION, current or 0)
+        con.execute(f"INSERT INTO {LAKE}.golem_schema (version, applied_at, layout) VALUES (?, now(), ?)",
+                    [version, LAKE_LAYOUT])
+        return version
 
     return with_retries(con, upgrade, "schema upgrade")
 
@@ -329,20 +352,22 @@ class PushResult:
         return {"rows": dict(self.rows), "transactions": self.transactions, "seconds": round(self.seconds, 3)}
 
 
-def _merge_sql(table: str, cols: list[str], staged: str) -> str:
+def _merge_sql(table: str, cols: list[str], staged: str, push_no: int) -> str:
     """``MERGE INTO`` the lake's ``table`` from the registered ``staged`` rows: by the table's key, each
-    other column merged by the local store's policy for it. The stored rows are aliased as the table
-    and the incoming ones as ``EXCLUDED``, so the SET items are the local upsert's own (``_merge``)."""
+    other column merged by the local store's policy for it, and every row it touches stamped with
+    the push's number (``PUSH_COLUMN``). The stored rows are aliased as the table and the incoming
+    ones as ``EXCLUDED``, so the SET items are the local upsert's own (``_merge``)."""
     keys = KEYS[table]
     policy = POLICY.get(table, {})
     t, e = ident(table), "EXCLUDED"
     on = " AND ".join(f"{t}.{ident(k)} = {e}.{ident(k)}" for k in keys)
     non_keys = [c for c in cols if c not in keys]
-    sql = f"MERGE INTO {LAKE}.{t} AS {t} USING {staged} AS {e} ON ({on}) "
-    if non_keys:
-        sql += "WHEN MATCHED THEN UPDATE SET " + ", ".join(_merge(table, c, policy.get(c, "keep")) for c in non_keys) + " "
-    col_list = ", ".join(ident(c) for c in cols)
-    return sql + f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({', '.join(f'{e}.{ident(c)}' for c in cols)})"
+    stamp = f"{ident(PUSH_COLUMN)} = {int(push_no)}"
+    sets = [_merge(table, c, policy.get(c, "keep")) for c in non_keys] + [stamp]
+    sql = f"MERGE INTO {LAKE}.{t} AS {t} USING {staged} AS {e} ON ({on}) WHEN MATCHED THEN UPDATE SET {', '.join(sets)} "
+    col_list = ", ".join(ident(c) for c in [*cols, PUSH_COLUMN])
+    values = ", ".join([*(f"{e}.{ident(c)}" for c in cols), str(int(push_no))])
+    return sql + f"WHEN NOT MATCHED THEN INSERT ({col_list}) VALUES ({values})"
 
 
 def _chunk_end(store: Store, table: str, since: int, high: int, max_rows: int) -> int:
@@ -391,11 +416,12 @@ def push(store: Store, cfg: TeamConfig, con: duckdb.DuckDBPyConnection | None = 
 
             def send(batch: dict[str, tuple[Any, int]] = batch) -> None:
                 lake.execute(f"UPDATE {LAKE}.golem_push_lock SET pushes = pushes + 1")
+                push_no = int(lake.execute(f"SELECT max(pushes) FROM {LAKE}.golem_push_lock").fetchone()[0])  # type: ignore[index]
                 for table, (rows, _) in batch.items():
                     cols = [c for c in rows.column_names if c in tables[table]]
                     lake.register("_golem_push", rows)
                     try:
-                        lake.execute(_merge_sql(table, cols, "_golem_push"))
+                        lake.execute(_merge_sql(table, cols, "_golem_push", push_no))
                     finally:
                         lake.unregister("_golem_push")
 
@@ -527,57 +553,209 @@ def start_pusher(store: Store, settings: Settings, interval: float | None = None
 
 
 # -- reading -------------------------------------------------------------------------------------
-class TeamStore(Store):
-    """The team store for reading: the local schema in memory, its fact and context tables replaced
-    by views over the lake (attached read-only), then the store's views and macros over those, so the
-    seed views, the tools' SQL and the analyses run unchanged."""
+SEEN_KEY = "team_pushes_seen"  # settings key of a replica: the lake's push counter it holds everything up to
+# rows of one fact table written to the replica per transaction when catching up (each is resolved
+# and rolled up in its write; a smaller transaction lets the next refresh's readers see progress)
+APPLY_ROWS = 50_000
+COPY_BATCH_ROWS = 500_000  # rows per Arrow batch while copying the lake whole into a new replica
 
-    def __init__(self, cfg: TeamConfig, settings: Settings | None = None) -> None:
+
+def replica_path(cfg: TeamConfig) -> Path:
+    """Where this machine keeps its replica of the team store ``cfg`` (one file per lake)."""
+    digest = hashlib.sha256(f"{cfg.shown_url}|{cfg.data_path}".encode()).hexdigest()[:16]
+    return Path(home.data_dir()) / "team" / f"replica-{digest}.duckdb"
+
+
+@dataclass
+class RefreshResult:
+    pushes: int = 0                     # the lake's push counter the replica now holds everything up to
+    rows: dict[str, int] = field(default_factory=dict)  # lake rows applied per table
+    whole: bool = False                 # copied whole (a new replica, or a lake made anew)
+    seconds: float = 0.0
+
+
+class TeamStore(Store):
+    """The team store for reading: a replica of the lake in a local DuckDB file (``replica_path``),
+    with the local store's schema, so the seed views, the tools' SQL and the analyses run unchanged.
+
+    Each machine pushes facts resolved with the context it saw; a workflow's context can live on
+    another machine (hooks on one, transcripts on another), so the replica resolves the union again
+    with the one resolver and keeps its own rollups, rather than trust what each machine resolved
+    alone. :meth:`refresh` keeps it current: a new replica copies the lake whole and resolves it
+    once; after that, only the rows pushes stamped with a higher ``_lake_push`` than the replica has
+    seen are read, and written through :meth:`Store.write` (the same merge policies the lake
+    applied, so a row merges to the lake's value; the resolver re-resolves what new context
+    concerns, and the rollups follow by delta). The file is kept between starts: a server starting
+    again catches up on what was pushed meanwhile instead of copying the lake again.
+
+    Readers use their own cursors and snapshots: a refresh never blocks them, and they see each of
+    its writes whole or not at all."""
+
+    def __init__(self, cfg: TeamConfig, settings: Settings | None = None, path: str | Path | None = None) -> None:
         self.team = cfg
-        super().__init__(":memory:", settings=settings)
+        self._lake: duckdb.DuckDBPyConnection | None = None
+        self._refresh_lock = threading.Lock()
+        self._stop_refresh = threading.Event()
+        self._refresher: threading.Thread | None = None
+        self._last_warning = 0.0
+        self.last_refresh: RefreshResult | None = None
+        self.refresh_error: str | None = None
+        # the replica notes no machine of its own: its machines are the lake's
+        super().__init__(path or replica_path(cfg), settings=settings, machine=("", ""))
 
     def __enter__(self) -> TeamStore:
         return self
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        self._config(read_only)  # sets the memory limit the rest of the store reads
         # the lake's schema first, with a short-lived writer (a team server may start before any push)
-        with self._writer() as w:
-            tables = _local_tables(self.settings)
-            ensure_schema(w, tables)
-        self._lake_tables = tables
-        return connect(self.team, read_only=True, memory_limit_mb=self.memory_limit_mb, lock=True)
-
-    @contextlib.contextmanager
-    def _writer(self) -> Iterator[duckdb.DuckDBPyConnection]:
         con = connect(self.team)
         try:
-            yield con
+            ensure_schema(con, _local_tables(self.settings))
         finally:
             con.close()
+        return super()._connect(read_only)
 
     def migrate(self) -> None:
-        super().migrate()  # the local schema, in memory: settings, prices, analysis tables
+        super().migrate()  # the replica's schema: the local store's
         self.refresh()
 
-    def refresh(self) -> None:
-        """Copy the lake's facts and context into the in-memory tables and resolve them all again.
+    # -- keeping current -------------------------------------------------------------------------
+    def _lake_con(self) -> duckdb.DuckDBPyConnection:
+        if self._lake is None:
+            self._lake = connect(self.team, read_only=True, memory_limit_mb=max(256, self.memory_limit_mb // 2))
+        return self._lake
 
-        Each machine pushes facts resolved with the context it saw; a workflow's context can live on
-        another machine (hooks on one, transcripts on another), so the team's answers re-resolve the
-        union with the one resolver, and build the rollups from it, rather than trust what each
-        machine resolved alone."""
+    def _close_lake(self) -> None:
+        if self._lake is not None:
+            with contextlib.suppress(duckdb.Error):
+                self._lake.close()
+            self._lake = None
+
+    def pushes_seen(self) -> int | None:
+        """The lake's push counter this replica holds everything up to (None: never filled)."""
+        v = self.scalar("SELECT value FROM settings WHERE key = ?", [SEEN_KEY])
+        return int(v) if v is not None else None
+
+    def refresh(self) -> RefreshResult:
+        """Bring the replica up to the lake's latest snapshot: the rows pushed since the last refresh
+        (a new replica, or a lake whose counter went back, made anew: the whole lake). One lake
+        snapshot for the counter and the rows, so nothing pushed meanwhile is half read."""
+        with self._refresh_lock:
+            started = time.monotonic()
+            result = RefreshResult()
+            lake = self._lake_con()
+            try:
+                lake.execute("BEGIN")
+                try:
+                    row = lake.execute(f"SELECT max(pushes) FROM {LAKE}.golem_push_lock").fetchone()
+                    result.pushes = int(row[0]) if row and row[0] is not None else 0
+                    seen = self.pushes_seen()
+                    tables = self._lake_columns(lake)
+                    self._load_types()  # (refresh runs from migrate, before Store.__init__ loads them)
+                    if seen is None or result.pushes < seen:
+                        result.whole = True
+                        self._copy_whole(lake, tables, result)
+                    elif result.pushes > seen:
+                        self._apply_since(lake, tables, seen, result)
+                finally:
+                    with contextlib.suppress(duckdb.Error):
+                        lake.execute("ROLLBACK")  # read only: nothing to commit
+            except duckdb.Error as e:
+                self._close_lake()  # a broken connection is opened afresh next time
+                raise _explain(e, self.team) from e
+            if result.whole or result.pushes != seen:
+                with self._lock:
+                    self.con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [SEEN_KEY, str(result.pushes)])
+            result.seconds = time.monotonic() - started
+            self.last_refresh = result
+            if result.rows:
+                log.info("team store: %s %s rows of pushes up to %d in %.2f s", "copied whole" if result.whole else "applied",
+                         sum(result.rows.values()), result.pushes, result.seconds)
+            return result
+
+    def _lake_columns(self, lake: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
+        """table -> the columns both the lake and the replica have (a newer machine may have pushed
+        columns this golem-mcp does not know; the replica's own may be missing from an older lake)."""
+        here: dict[str, set[str]] = {}
+        for t, c in self.con.cursor().execute("SELECT table_name, column_name FROM information_schema.columns "
+                                              "WHERE table_schema = 'main' AND table_catalog = current_database()").fetchall():
+            here.setdefault(t, set()).add(c)
+        out: dict[str, list[str]] = {}
+        for t, c in lake.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                 "WHERE table_catalog = ? ORDER BY table_name, ordinal_position", [LAKE]).fetchall():
+            if t in here and c in here[t] and c != SEQ_COLUMN and not (t in resolve.FACTS and c.startswith("r_")):
+                out.setdefault(t, []).append(c)
+        return {t: out[t] for t in [*WRITE_ORDER, *sorted(out)] if t in out and t in CHANGE_TABLES}
+
+    def _copy_whole(self, lake: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], result: RefreshResult) -> None:
+        """Fill the replica with the whole lake, in Arrow batches, each fact resolved as it goes in."""
         with self._lock:
-            here: dict[str, set[str]] = {}
-            for t, c in self.con.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                         "WHERE table_schema = 'main' AND table_catalog = current_database()").fetchall():
-                here.setdefault(t, set()).add(c)
-            for table, cols in self._lake_tables.items():
-                names = ", ".join(ident(c) for c in cols if c in here.get(table, ()))
-                self.con.execute(f"DELETE FROM main.{ident(table)}")
-                self.con.execute(f"INSERT INTO main.{ident(table)} ({names}) SELECT {names} FROM {LAKE}.{ident(table)}")
-            self.resolve_all()
-            self.con.execute(_views_sql())
+            self.con.execute("BEGIN")
+            try:
+                self.con.execute("DELETE FROM settings WHERE key = ?", [SEEN_KEY])  # not whole until loaded
+                for table in [*tables, *rollups.TABLES, "resolve_owners"]:
+                    self.con.execute(f"DELETE FROM main.{ident(table)}")
+                self.con.execute("COMMIT")
+            except Exception:
+                self.con.execute("ROLLBACK")
+                raise
+
+            def rows(table: str) -> Callable[[], Any]:
+                names = ", ".join(ident(c) for c in tables[table])
+                return lambda: lake.execute(f"SELECT {names} FROM {LAKE}.{ident(table)}").to_arrow_reader(COPY_BATCH_ROWS)
+
+            result.rows = self.load_resolved({t: rows(t) for t in tables})
+
+    def _apply_since(self, lake: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], seen: int,
+                     result: RefreshResult) -> None:
+        """The lake rows of pushes after ``seen``, written through Store.write: context first (one
+        write: the stored facts it concerns are re-resolved), then each fact table in parts."""
+        from .shards import arrow_rows
+
+        context = Batch()
+        facts: list[tuple[str, Any]] = []
+        for table, cols in tables.items():
+            names = ", ".join(ident(c) for c in cols)
+            tbl = lake.execute(f"SELECT {names} FROM {LAKE}.{ident(table)} WHERE {ident(PUSH_COLUMN)} > ?",
+                               [seen]).to_arrow_table()
+            if not tbl.num_rows:
+                continue
+            result.rows[table] = tbl.num_rows
+            if table in resolve.FACTS:
+                facts.append((table, tbl))
+            else:
+                context.rows[table] = arrow_rows(tbl)
+        if context.rows:
+            Store.write(self, context)
+        for table, tbl in facts:
+            for lo in range(0, tbl.num_rows, APPLY_ROWS):
+                Store.write(self, Batch(rows={table: arrow_rows(tbl.slice(lo, APPLY_ROWS))}))
+
+    def start_refreshing(self, interval: float) -> None:
+        """Refresh every ``interval`` seconds on a thread of its own until :meth:`close`. The lake
+        being unreachable leaves the replica as it was (answers as of the last refresh); one warning
+        a minute says so."""
+        def run() -> None:
+            while not self._stop_refresh.wait(interval):
+                try:
+                    self.refresh()
+                    self.refresh_error = None
+                except Exception as e:  # noqa: BLE001 -- the server goes on answering from the replica
+                    self.refresh_error = str(e)
+                    if time.monotonic() - self._last_warning > 60:
+                        self._last_warning = time.monotonic()
+                        log.warning("team store refresh failed (answers are as of the last refresh; will retry): %s", e)
+
+        self._refresher = threading.Thread(target=run, name="golem-team-refresh", daemon=True)
+        self._refresher.start()
+
+    def close(self, wait: float = 10.0) -> None:
+        self._stop_refresh.set()
+        if self._refresher is not None:
+            self._refresher.join(wait)
+        with self._refresh_lock:
+            self._close_lake()
+        super().close(wait)
 
     def note_machine(self, *args: Any, **kwargs: Any) -> None:
         """The machines are the lake's (pushed with their facts): a team server adds none."""
@@ -595,13 +773,15 @@ def open_team_store(settings: Settings | None = None) -> TeamStore:
     return TeamStore(cfg, settings)
 
 
-def _views_sql() -> str:
-    from .db import _sql
-
-    return _sql("views.sql")
+def refresh_interval() -> float:
+    """Seconds between a team server's refreshes (``GOLEM_TEAM_REFRESH_SECONDS``, default 2)."""
+    try:
+        return max(0.1, float(os.environ.get("GOLEM_TEAM_REFRESH_SECONDS") or 2))
+    except ValueError:
+        return 2.0
 
 
 def _local_tables(settings: Settings) -> dict[str, dict[str, str]]:
     """The lake's tables as this golem-mcp defines them: read off a fresh in-memory local store."""
-    with Store(":memory:", settings=settings) as s:
+    with Store(":memory:", settings=settings, machine=("", "")) as s:
         return team_tables(s)

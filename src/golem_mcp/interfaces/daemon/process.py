@@ -207,9 +207,11 @@ def serve(args: argparse.Namespace) -> int:
 
         settings = Settings.load()
         if team:  # every tool, the dashboard and the API answer from the team store
-            from ...store.team import open_team_store
+            from ...store.team import open_team_store, refresh_interval
 
-            store: Store = open_team_store(settings)
+            team_store = open_team_store(settings)
+            team_store.start_refreshing(refresh_interval())  # what machines push is read as it lands
+            store: Store = team_store
         else:
             store = Store(db, settings=settings)
         try:
@@ -245,6 +247,12 @@ def serve(args: argparse.Namespace) -> int:
     state: dict[str, Any] = {"url": url, "pid": pid, "port": port, "host": host, "db": str(db),
                              "started_at": datetime.now().astimezone().isoformat(timespec="seconds"),
                              "version": __version__, "token": token}
+    if team:  # `report --team` and the other reads with --team go through this daemon (cli_main._daemon_for)
+        from ...store.team import TeamUnavailable, team_config
+
+        with contextlib.suppress(TeamUnavailable):  # said when the store opens, with what to do
+            cfg = team_config(Settings.load())
+            state["team"] = cfg.destination if cfg else None
     write_state(state)
     log.info("golem-mcp %s serving %s on %s (watching %s); dashboard at %s/", __version__, db, url,
              ", ".join(map(str, watch)) or "nothing", url)
