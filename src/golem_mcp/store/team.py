@@ -557,7 +557,8 @@ SEEN_KEY = "team_pushes_seen"  # settings key of a replica: the lake's push coun
 # rows of one fact table written to the replica per transaction when catching up (each is resolved
 # and rolled up in its write; a smaller transaction lets the next refresh's readers see progress)
 APPLY_ROWS = 50_000
-COPY_BATCH_ROWS = 500_000  # rows per Arrow batch while copying the lake whole into a new replica
+COPY_BATCH_ROWS = 500_000
+OPEN_RETRY_S = 60.0  # how long a team server opening keeps reading the lake again after a failed read  # rows per Arrow batch while copying the lake whole into a new replica
 
 
 def replica_path(cfg: TeamConfig) -> Path:
@@ -617,7 +618,19 @@ class TeamStore(Store):
 
     def migrate(self) -> None:
         super().migrate()  # the replica's schema: the local store's
-        self.refresh()
+        # a read of the lake while pushes commit has failed now and then inside DuckLake (an INT128
+        # "-1" cast to UINT64 while reading a snapshot); read again from a fresh connection, as
+        # the refresher does every few seconds, before giving up on opening
+        deadline = time.monotonic() + OPEN_RETRY_S
+        while True:
+            try:
+                self.refresh()
+                return
+            except TeamUnavailable as e:
+                if time.monotonic() >= deadline:
+                    raise
+                log.warning("team store: reading the lake failed, reading again: %s", e)
+                time.sleep(1.0)
 
     # -- keeping current -------------------------------------------------------------------------
     def _lake_con(self) -> duckdb.DuckDBPyConnection:
