@@ -3,13 +3,16 @@ its 200 reply, for OTLP/JSON and OTLP/protobuf side by side.
 
 Batches are built from the fixtures' real ``api_request`` and ``tool_result`` records with fresh
 session, request and tool-use ids, so every record is new to the store. Prints figures, asserts
-nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clients 4] [--baseline SRC]``;
+nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clients 4] [--baseline SRC]
+[--workers N]``;
 with ``--baseline`` (another checkout's ``src``, e.g. a worktree of an older commit) the same series
 runs against a daemon from that code too, so before and after are measured side by side in one run.
 
 Besides records per second, each row gives the daemon's CPU seconds (all its threads) per wall
 second (its decoding workers included) and the records per daemon CPU-second: on a machine shared with other work the rate follows
-the CPU the daemon got, the per-CPU-second figure much less so.
+the CPU the daemon got, the per-CPU-second figure much less so. The daemon's resident memory (its
+workers included) is printed idle after start, as the highest sample during each series, and after
+the last post. ``--workers N`` adds a daemon of this checkout decoding in N worker processes.
 """
 
 from __future__ import annotations
@@ -84,8 +87,10 @@ def encodings(n: int) -> dict[str, tuple[str, bytes]]:
             "protobuf": ("application/x-protobuf", pb.SerializeToString())}
 
 
-def start_daemon(home: str, src: str | None = None) -> tuple[subprocess.Popen, str]:
+def start_daemon(home: str, src: str | None = None, workers: int | None = None) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "GOLEM_HOME": home, "GOLEM_TOKEN": TOKEN}
+    if workers is not None:
+        env["GOLEM_OTLP_WORKERS"] = str(workers)
     if src:
         env["PYTHONPATH"] = src
     with open(os.path.join(home, "daemon.err"), "wb") as err:
@@ -126,6 +131,54 @@ def cpu_seconds(pid: int) -> float:
         total += stats.get(p, (0, 0.0))[1]
         todo += [c for c, (parent, _) in stats.items() if parent == p]
     return total
+
+
+def rss_mb(pid: int) -> tuple[float, float]:
+    """(resident, peak resident) MB of a process and its descendants (the decoding workers); 0 where
+    /proc is missing. The peak is each process's own high-water mark, summed."""
+    kids: dict[int, list[int]] = {}
+    for d in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if d.isdigit():
+            try:
+                parent = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            kids.setdefault(parent, []).append(int(d))
+    now = peak = 0.0
+    todo = [pid]
+    while todo:
+        p = todo.pop()
+        todo += kids.get(p, [])
+        try:
+            status = Path(f"/proc/{p}/status").read_text()
+        except OSError:
+            continue
+        for line in status.splitlines():
+            if line.startswith("VmRSS:"):
+                now += int(line.split()[1]) / 1024
+            elif line.startswith("VmHWM:"):
+                peak += int(line.split()[1]) / 1024
+    return now, peak
+
+
+class RssWatch:
+    """Samples the daemon's resident memory every 0.2 s while a series runs; ``max`` is the highest."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.max, self._stop = pid, 0.0, threading.Event()
+        self._t = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.2):
+            self.max = max(self.max, rss_mb(self.pid)[0])
+
+    def __enter__(self) -> RssWatch:
+        self._t.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._t.join()
 
 
 def run(url: str, ctype: str, template: bytes, records: int, seconds: float, clients: int,
@@ -173,30 +226,41 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=500, help="log records per request")
     ap.add_argument("--clients", type=int, default=4, help="concurrent connections (exporters)")
     ap.add_argument("--baseline", help="another checkout's src folder: the same series against its daemon")
+    ap.add_argument("--workers", type=int, help="also run this checkout with GOLEM_OTLP_WORKERS=N (decoding workers)")
     args = ap.parse_args()
     bodies = encodings(args.batch)
     counter = itertools.count(1)
     here = str(Path(__file__).resolve().parents[1] / "src")
-    variants = [("this", here)] + ([("baseline", str(Path(args.baseline).resolve()))] if args.baseline else [])
+    variants: list[tuple[str, str, int | None]] = [("this", here, None)]
+    if args.workers:
+        variants.append((f"this+w{args.workers}", here, args.workers))
+    if args.baseline:
+        variants.append(("baseline", str(Path(args.baseline).resolve()), None))
     print(f"OTLP logs ingest, {args.batch} records per request, each committed before its 200 "
           f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
     print(f"{'code':<10}{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}"
-          f"{'daemon CPU/s':>14}{'rec/CPU-s':>11}")
-    for label, src in variants:
+          f"{'daemon CPU/s':>14}{'rec/CPU-s':>11}{'max RSS MB':>12}")
+    for label, src, workers in variants:
         with tempfile.TemporaryDirectory() as home:
-            proc, url = start_daemon(home, src)
+            proc, url = start_daemon(home, src, workers)
             try:
+                time.sleep(2)  # idle: started, store open, nothing posted yet
+                print(f"{label:<10}daemon RSS idle after start: {rss_mb(proc.pid)[0]:,.0f} MB")
                 for clients, seconds in ((1, min(5.0, args.seconds)), (args.clients, args.seconds)):
                     for name, (ctype, template) in bodies.items():
                         c0, t0 = cpu_seconds(proc.pid), time.monotonic()
-                        rate, errors, lat = run(url, ctype, template, args.batch, seconds, clients, counter)
+                        with RssWatch(proc.pid) as watch:
+                            rate, errors, lat = run(url, ctype, template, args.batch, seconds, clients, counter)
                         cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - t0
                         per_cpu = f"{rate * wall / cpu:>11,.0f}" if cpu else f"{'-':>11}"
                         print(f"{label:<10}{name:<10}{clients:>8}{rate:>12,.0f}{pct(lat, .5):>9.1f}"
-                              f"{pct(lat, .95):>9.1f}{errors:>8}{cpu / wall:>14.2f}{per_cpu}")
+                              f"{pct(lat, .95):>9.1f}{errors:>8}{cpu / wall:>14.2f}{per_cpu}{watch.max:>12,.0f}")
                 st = httpx.get(url + "/api/status", timeout=30, headers=AUTH).json()
+                time.sleep(5)
+                now, peak = rss_mb(proc.pid)
                 print(f"{label:<10}store now holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} "
-                      f"tool_calls, {st['otel_events']:,} otel_events")
+                      f"tool_calls, {st['otel_events']:,} otel_events; daemon RSS 5 s after the last post "
+                      f"{now:,.0f} MB, peak {peak:,.0f} MB")
             finally:
                 proc.terminate()
                 proc.wait(30)

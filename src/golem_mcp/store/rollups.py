@@ -122,6 +122,18 @@ def _grouped(spec: Spec, source: str, sign: int) -> str:
             f"FROM {source} GROUP BY ALL")
 
 
+def _columns(spec: Spec) -> str:
+    return ", ".join(_q(c) for c in ["gkey", *spec.dim_cols, *spec.measure_cols, "first_at", "last_at"])
+
+
+def _groups(spec: Spec, source: str) -> str:
+    """The groups of the facts in ``source``, shaped as the rollup table's rows (:func:`_columns`)."""
+    dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
+    sums = [f"COALESCE(sum({e}), 0) AS {_q(c)}" for c, e in spec.sums.items()]
+    return (f"SELECT {_gkey(spec.dims.values())}, {', '.join(dims)}, {', '.join(sums)}, "
+            f"min({spec.ts}), max({spec.ts}) FROM {source} GROUP BY ALL")
+
+
 def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None) -> dict[str, int]:
     """(Re)build the rollup tables whole from the resolved facts; returns groups per table.
 
@@ -130,13 +142,8 @@ def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None) ->
     out = {}
     for fact in facts or SPECS:
         spec = SPECS[fact]
-        cols = ["gkey", *spec.dim_cols, *spec.measure_cols, "first_at", "last_at"]
-        dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
-        sums = [f"COALESCE(sum({e}), 0) AS {_q(c)}" for c, e in spec.sums.items()]
         con.execute(f"DELETE FROM {spec.table}")
-        con.execute(f"INSERT INTO {spec.table} ({', '.join(_q(c) for c in cols)}) "
-                    f"SELECT {_gkey(spec.dims.values())}, {', '.join(dims)}, {', '.join(sums)}, "
-                    f"min({spec.ts}), max({spec.ts}) FROM {spec.fact} GROUP BY ALL")
+        con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, spec.fact)}")
         out[spec.table] = int(con.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0])  # type: ignore[index]
     return out
 
@@ -184,10 +191,30 @@ def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> 
     for fact, spec in SPECS.items():
         if not changed.get(fact):
             continue
+        old = _q("golem_delta_old_" + fact)
+        if not con.execute(f"SELECT count(*) FROM {old}").fetchone()[0]:  # type: ignore[index]
+            _add(con, spec, _q("golem_delta_new_" + fact))
+            continue
         delta = f"_rollup_delta_{fact}"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS {_grouped(spec, _q('golem_delta_new_' + fact), 1)} "
                     f"UNION ALL BY NAME {_grouped(spec, _q('golem_delta_old_' + fact), -1)}")
         _fold(con, spec, delta)
+
+
+def _add(con: duckdb.DuckDBPyConnection, spec: Spec, source: str) -> None:
+    """The common write: new facts only (nothing subtracted). Their sums per group are added in one
+    upsert; no group can drop to zero facts or lose its first or last time, so :func:`_fold`'s
+    other steps have nothing to do."""
+    t = spec.table
+    con.execute(f"INSERT INTO {t} ({_columns(spec)}) {_groups(spec, source)} "
+                f"ON CONFLICT (gkey) DO UPDATE SET {', '.join(_add_sets(spec))}")
+
+
+def _add_sets(spec: Spec) -> list[str]:
+    """An upsert's SET list adding a group's sums and widening its time range."""
+    t = spec.table
+    return ([f"{_q(c)} = {t}.{_q(c)} + EXCLUDED.{_q(c)}" for c in spec.measure_cols]
+            + [f"first_at = least({t}.first_at, EXCLUDED.first_at)", f"last_at = greatest({t}.last_at, EXCLUDED.last_at)"])
 
 
 def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, delta: str) -> None:
@@ -206,14 +233,10 @@ def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, delta: str) -> None:
     try:
         if not con.execute(f"SELECT count(*) FROM {net}").fetchone()[0]:  # type: ignore[index]
             return
-        cols = ["gkey", *dims, *sums, "first_at", "last_at"]
         t = spec.table
-        sets = [f"{_q(c)} = {t}.{_q(c)} + EXCLUDED.{_q(c)}" for c in sums]
-        sets += [f"first_at = least({t}.first_at, EXCLUDED.first_at)",
-                 f"last_at = greatest({t}.last_at, EXCLUDED.last_at)"]
-        con.execute(f"INSERT INTO {t} ({', '.join(_q(c) for c in cols)}) "
+        con.execute(f"INSERT INTO {t} ({_columns(spec)}) "
                     f"SELECT gkey, {', '.join(_q(c) for c in dims + sums)}, add_min, add_max FROM {net} "
-                    f"ON CONFLICT (gkey) DO UPDATE SET {', '.join(sets)}")
+                    f"ON CONFLICT (gkey) DO UPDATE SET {', '.join(_add_sets(spec))}")
         con.execute(f"DELETE FROM {t} WHERE {_q(spec.count)} = 0 AND gkey IN (SELECT gkey FROM {net})")
         # a group that lost its earliest (latest) fact without gaining one as early (late): its times again
         stale = con.execute(f"""SELECT DISTINCT n.day FROM {net} n JOIN {t} r USING (gkey)
