@@ -160,7 +160,7 @@ def cached_store(n: int, regen: bool = False) -> Path:
     return path
 
 
-def small_ingest(store, n_workflows: int = 150) -> int:  # type: ignore[no-untyped-def]
+def small_ingest(store, n_workflows: int = 150, now: datetime = NOW) -> int:  # type: ignore[no-untyped-def]
     """A few thousand new requests on the last day, through Store.write like any ingest: whole workflows,
     half with context on every row (OTel), half transcript-like (context from workflow links)."""
     from golem_mcp.ingestion.records import Batch
@@ -168,7 +168,7 @@ def small_ingest(store, n_workflows: int = 150) -> int:  # type: ignore[no-untyp
     stages = ["analyst", "planner", "implementer", "reviewer"]
     models = ["claude-haiku-4-5", "claude-sonnet-4-5", "claude-sonnet-4-5", "claude-opus-4-1"]
     b = Batch()
-    base = NOW - timedelta(hours=20)
+    base = now - timedelta(hours=20)
     n = 0
     for w in range(n_workflows):
         wf, sid, otel = f"wf-late-{w}", f"sess-late-{w}", w % 2 == 0
@@ -197,7 +197,7 @@ def small_ingest(store, n_workflows: int = 150) -> int:  # type: ignore[no-untyp
     return n
 
 
-def one_run(db: str, warm: bool = False) -> dict:
+def one_run(db: str, warm: bool = False, now: datetime | None = None) -> dict:
     """Child process: open the store, run the analysis once, report seconds and peak RSS. ``warm``:
     first a small ingest on the last day (timed apart), on a copy whose cache a cold run built."""
     from golem_mcp.analysis.runs import run_analysis
@@ -209,11 +209,11 @@ def one_run(db: str, warm: bool = False) -> dict:
         ingested, ingest_s = 0, 0.0
         if warm:
             t = time.perf_counter()
-            ingested = small_ingest(store)
+            ingested = small_ingest(store, now=now or NOW)
             ingest_s = time.perf_counter() - t
         rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         t, cpu = time.perf_counter(), time.process_time()
-        run = run_analysis(store, now=NOW, days=7, trigger="bench", alert=True)
+        run = run_analysis(store, now=now or NOW, days=7, trigger="bench", alert=True)
         secs, cpu = time.perf_counter() - t, time.process_time() - cpu
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         n = store.scalar("SELECT count(*) FROM api_requests")
@@ -230,11 +230,12 @@ def main(argv: list[str] | None = None) -> int:
                     help="comma-separated store sizes in API requests (default 1000000,10000000)")
     ap.add_argument("--runs", type=int, default=1, help="analysis runs per size, each on a fresh copy (default 1)")
     ap.add_argument("--regen", action="store_true", help="rebuild the cached stores")
-    ap.add_argument("--one", help=argparse.SUPPRESS)  # child mode: run once on this DB file
-    ap.add_argument("--warm", action="store_true", help=argparse.SUPPRESS)  # child mode: ingest first
+    ap.add_argument("--one", help="run once on this store file (it is written to: pass a copy) and print JSON")
+    ap.add_argument("--warm", action="store_true", help="with --one: ingest 3,000 requests on the last day first")
+    ap.add_argument("--now", help="with --one: the run's end (ISO time; default 2031-01-01, the generated stores')")
     args = ap.parse_args(argv)
     if args.one:
-        print(json.dumps(one_run(args.one, args.warm)))
+        print(json.dumps(one_run(args.one, args.warm, datetime.fromisoformat(args.now) if args.now else None)))
         return 0
     sizes = [int(x.replace("_", "")) for x in args.requests.split(",") if x.strip()]
     DATA.mkdir(parents=True, exist_ok=True)
