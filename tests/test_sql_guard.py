@@ -231,6 +231,14 @@ def test_reads_still_work_and_the_writer_is_neither_blocked_nor_rolled_back(stor
     assert store.scalar("SELECT count(*) FROM workflows WHERE workflow_id = 'wf-written-meanwhile'") == 1
 
 
+def test_time_zone_values_are_answered(store: Store) -> None:
+    """now() and other TIMESTAMP WITH TIME ZONE values (common in runbook queries) come back as text
+    with their offset; DuckDB needs pytz to hand them to Python, and without it the query failed."""
+    out = sql_guard.run_read_only(store, "SELECT TIMESTAMPTZ '2026-01-02 03:04:05+00' AS t, now() > t AS later")
+    assert out["rows"][0][0].startswith("2026-01-02") and out["rows"][0][0].endswith("+00:00")
+    assert out["rows"][0][1] is True
+
+
 def test_long_values_are_cut_with_a_note(store: Store) -> None:
     out = sql_guard.run_read_only(store, "SELECT 1 AS n, repeat('x', 100000) AS big")
     assert out["rows"][0][0] == 1 and out["truncated"] is True

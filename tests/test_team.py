@@ -32,7 +32,15 @@ from golem_mcp.ingestion.importer import Importer
 from golem_mcp.store import Store
 from golem_mcp.store.batch import Batch
 from golem_mcp.store.rollups import SPECS, differences
-from golem_mcp.store.team import TeamStore, TeamUnavailable, connect, open_team_store, push, team_config
+from golem_mcp.store.team import (
+    TeamStore,
+    TeamUnavailable,
+    compact,
+    connect,
+    open_team_store,
+    push,
+    team_config,
+)
 from support.fixture_data import TOKENS, token_counts
 from support.tables import by, rows
 
@@ -183,6 +191,34 @@ def test_a_push_is_resumed_after_a_crash_before_its_watermark_moved(team_env, tm
     finally:
         con.close()
     assert n == distinct == sum(t["requests"] for t in TRUTH["wf-001"]["stages"].values())
+
+
+def test_compaction_merges_small_pushes_and_keeps_every_fact(team_env, tmp_path):
+    """The daemon compacts the lake every minute; a step that fails is only logged there, so here it
+    runs directly: small pushes become fewer files, old snapshots go, and every fact reads the same."""
+    cfg = team_config()
+    with Store(tmp_path / "a.duckdb") as s:
+        for wf in ("001", "002", "003"):
+            Importer(s).run([PROJECTS / f"-home-dev-work-wf-{wf}"])
+            assert push(s, cfg).total > 0
+    con = connect(cfg)
+    try:
+        def facts() -> list[tuple[Any, ...]]:
+            return con.execute("SELECT request_id, input_tokens, output_tokens FROM team.api_requests "
+                               "ORDER BY request_id").fetchall()
+
+        def files() -> int:
+            return int(con.execute("SELECT count(*) FROM ducklake_list_files('team', 'api_requests')").fetchone()[0])
+
+        before, files_before = facts(), files()
+        assert len(before) == sum(t["requests"] for wf in ("wf-001", "wf-002", "wf-003")
+                                  for t in TRUTH[wf]["stages"].values())
+        compact(con, keep_snapshots_s=0)
+        assert facts() == before
+        assert files() <= max(1, files_before)
+        compact(con, keep_snapshots_s=0)  # nothing left to do is not an error
+    finally:
+        con.close()
 
 
 def test_misconfigured_or_unreachable_team_store_says_what_to_do(team_env, tmp_path, monkeypatch):
