@@ -176,6 +176,41 @@ def test_migration_builds_rollups_of_an_existing_store(tmp_path: Path) -> None:
         assert s.scalar("SELECT sum(retries) FROM rollup_requests") == 1
 
 
+def test_rollups_of_a_store_with_hugeint_sums_become_bigint_and_stay_equal(tmp_path: Path) -> None:
+    """Migration 013: a store whose rollups hold HUGEINT token sums (and the workflow index that blocks an
+    ALTER) opens with BIGINT sums, the same groups, and later writes fold into them."""
+    db = tmp_path / "hugeint.duckdb"
+    with Store(db) as s:
+        s.write(to_batch("old", {"requests": [{"k": 1, "s": 0, "a": None, "model": "claude-sonnet-4-5",
+                                               "timestamp": BASE, "input_tokens": 10, "output_tokens": 5,
+                                               "cache_read_tokens": 1, "cache_creation_tokens": 2,
+                                               "recorded_cost_usd": None, "duration_ms": 900.0, "attempt": 2,
+                                               "success": True, "workflow": "a", "stage": None, "task": None,
+                                               "experiment": None}],
+                                 "tools": [], "errors": [], "context": []}))
+        # as a golem-mcp of schema 12 left it
+        s.con.execute("DROP INDEX rollup_requests_workflow")
+        for col in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "retries"):
+            s.con.execute(f"ALTER TABLE rollup_requests ALTER COLUMN {col} TYPE HUGEINT")
+        s.con.execute("CREATE INDEX rollup_requests_workflow ON rollup_requests (workflow_id)")
+        s.con.execute("DELETE FROM schema_migrations WHERE version = 13")
+    with Store(db) as s:
+        types = dict(s.con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                                   "WHERE table_name = 'rollup_requests'").fetchall())
+        assert [c for c, t in types.items() if "HUGEINT" in t and c != "gkey"] == []
+        _assert_equal(s)
+        assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests") == 10
+        s.write(to_batch("new", {"requests": [{"k": 2, "s": 0, "a": None, "model": "claude-sonnet-4-5",
+                                               "timestamp": BASE, "input_tokens": 7, "output_tokens": 1,
+                                               "cache_read_tokens": 0, "cache_creation_tokens": 0,
+                                               "recorded_cost_usd": None, "duration_ms": 10.0, "attempt": 1,
+                                               "success": True, "workflow": "a", "stage": None, "task": None,
+                                               "experiment": None}],
+                                 "tools": [], "errors": [], "context": []}))
+        _assert_equal(s)
+        assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests") == 17
+
+
 def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:
     """first_at / last_at are not sums: moving the earliest request to another stage must not leave
     its time on the group it left."""
