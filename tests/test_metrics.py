@@ -260,7 +260,12 @@ def test_prometheus_scrapes_the_daemon_with_its_token_and_its_sums_equal_the_sto
         assert len(exprs) >= 15
         for e in exprs:
             query(_grafana_to_promql(e))
-        assert query(_grafana_to_promql(next(e for e in exprs if e.startswith("sum by (stage) (increase(golem_cost"))))
+        # increase() needs two scrapes of a series in its window: until the second, it is empty
+        cost_by_stage = _grafana_to_promql(next(e for e in exprs if e.startswith("sum by (stage) (increase(golem_cost")))
+        deadline = time.monotonic() + 30
+        while not (found := query(cost_by_stage)) and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert found, query("count_over_time(golem_cost_usd_total[1m])")
     finally:
         if prom is not None:
             prom.terminate()
