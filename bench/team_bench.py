@@ -5,7 +5,7 @@ against ``serve`` on a local store of the same data, side by side.
 1. Facts pushed per second: a local store of ``--push-requests`` synthetic API requests (with their
    sessions and workflows) pushed to an empty team store by :func:`golem_mcp.store.team.push`.
 2. On a team store of ``--requests`` requests (made once under ``--data``, default
-   /work/bench-data/team, and reused: ``local-N.duckdb`` and the lake pushed from it):
+   ``$GOLEM_BENCH_DATA/team`` or bench/.data/team, and reused: ``local-N.duckdb`` and the lake pushed from it):
    ``serve --team`` started cold (no replica: the lake copied and resolved) and ``serve`` on the
    local store, each: the start (launch to the first answer), ``query_workflow_cost`` (the MCP tool,
    through the real MCP client) and the dashboard page (median of ``--runs`` after a warm-up), the
@@ -200,7 +200,7 @@ def main() -> int:
     ap.add_argument("--push-requests", type=int, default=200_000, help="requests pushed for the rate (default 200k)")
     ap.add_argument("--late-requests", type=int, default=10_000,
                     help="requests pushed while serve --team runs, for how soon it answers them (default 10k)")
-    ap.add_argument("--data", type=Path, default=Path("/work/bench-data/team"))
+    ap.add_argument("--data", type=Path, default=Path(os.environ.get("GOLEM_BENCH_DATA") or Path(__file__).resolve().parent / ".data") / "team")
     ap.add_argument("--pg-bin", type=Path, default=Path("/usr/lib/postgresql/15/bin"))
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--memory-mb", type=int, default=4096, help="GOLEM_MEMORY_BUDGET_MB of both servers")
