@@ -156,17 +156,22 @@ def test_rollups_equal_group_by_after_any_interleaving(store: Store, batches: li
         _assert_equal(store)
 
 
+def _one_request(prefix: str, k: int = 1, input_tokens: int = 10) -> Batch:
+    """One request of workflow "a" (retried once), as a batch of :func:`to_batch`."""
+    return to_batch(prefix, {"requests": [{"k": k, "s": 0, "a": None, "model": "claude-sonnet-4-5",
+                                           "timestamp": BASE, "input_tokens": input_tokens, "output_tokens": 5,
+                                           "cache_read_tokens": 1, "cache_creation_tokens": 2,
+                                           "recorded_cost_usd": None, "duration_ms": 900.0, "attempt": 2,
+                                           "success": True, "workflow": "a", "stage": None, "task": None,
+                                           "experiment": None}],
+                             "tools": [], "errors": [], "context": []})
+
+
 def test_migration_builds_rollups_of_an_existing_store(tmp_path: Path) -> None:
     """A store written before the rollups existed gets them built once, equal to the GROUP BY."""
     db = tmp_path / "old.duckdb"
     with Store(db) as s:
-        s.write(to_batch("old", {"requests": [{"k": 1, "s": 0, "a": None, "model": "claude-sonnet-4-5",
-                                               "timestamp": BASE, "input_tokens": 10, "output_tokens": 5,
-                                               "cache_read_tokens": 1, "cache_creation_tokens": 2,
-                                               "recorded_cost_usd": None, "duration_ms": 900.0, "attempt": 2,
-                                               "success": True, "workflow": "a", "stage": None, "task": None,
-                                               "experiment": None}],
-                                 "tools": [], "errors": [], "context": []}))
+        s.write(_one_request("old"))
         # as if written by a golem-mcp from before the rollups: no tables, migration not applied
         s.con.execute("DROP TABLE rollup_requests; DROP TABLE rollup_tools; DROP TABLE rollup_errors")
         s.con.execute("DELETE FROM schema_migrations WHERE version = ?", [rollups.MIGRATION])
@@ -181,13 +186,7 @@ def test_rollups_of_a_store_with_hugeint_sums_become_bigint_and_stay_equal(tmp_p
     ALTER) opens with BIGINT sums, the same groups, and later writes fold into them."""
     db = tmp_path / "hugeint.duckdb"
     with Store(db) as s:
-        s.write(to_batch("old", {"requests": [{"k": 1, "s": 0, "a": None, "model": "claude-sonnet-4-5",
-                                               "timestamp": BASE, "input_tokens": 10, "output_tokens": 5,
-                                               "cache_read_tokens": 1, "cache_creation_tokens": 2,
-                                               "recorded_cost_usd": None, "duration_ms": 900.0, "attempt": 2,
-                                               "success": True, "workflow": "a", "stage": None, "task": None,
-                                               "experiment": None}],
-                                 "tools": [], "errors": [], "context": []}))
+        s.write(_one_request("old"))
         # as a golem-mcp of schema 12 left it
         s.con.execute("DROP INDEX rollup_requests_workflow")
         for col in ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "retries"):
@@ -200,13 +199,7 @@ def test_rollups_of_a_store_with_hugeint_sums_become_bigint_and_stay_equal(tmp_p
         assert [c for c, t in types.items() if "HUGEINT" in t and c != "gkey"] == []
         _assert_equal(s)
         assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests") == 10
-        s.write(to_batch("new", {"requests": [{"k": 2, "s": 0, "a": None, "model": "claude-sonnet-4-5",
-                                               "timestamp": BASE, "input_tokens": 7, "output_tokens": 1,
-                                               "cache_read_tokens": 0, "cache_creation_tokens": 0,
-                                               "recorded_cost_usd": None, "duration_ms": 10.0, "attempt": 1,
-                                               "success": True, "workflow": "a", "stage": None, "task": None,
-                                               "experiment": None}],
-                                 "tools": [], "errors": [], "context": []}))
+        s.write(_one_request("new", k=2, input_tokens=7))
         _assert_equal(s)
         assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests") == 17
 

@@ -475,16 +475,14 @@ class Store:
         with self._lock:
             if self.path != ":memory:":
                 self.con.execute("CHECKPOINT")  # rows written around write() (plain SQL) to the file first
-            self.con.execute("BEGIN")
-            try:
+
+            def resolve_and_rebuild() -> None:
                 resolve.backfill(self.con, self._types, progress, commit=self._commit_and_begin)
                 # the analysis' per-day aggregates and the rollups group by resolved columns: built again
                 self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
                 rollups.build(self.con)
-                self.con.execute("COMMIT")
-            except Exception:
-                self.con.execute("ROLLBACK")
-                raise
+
+            self._in_transaction(resolve_and_rebuild)
 
     def load_resolved(self, tables: dict[str, Callable[[], Iterable[Any]]]) -> dict[str, int]:
         """Fill the empty store from bulk rows, each fact resolved as it goes in (one pass: resolving
@@ -500,8 +498,8 @@ class Store:
         out: dict[str, int] = {}
         with self._lock:
             self._load_types()
-            self.con.execute("BEGIN")
-            try:
+
+            def load() -> None:
                 def insert(table: str, into: str, resolved: bool) -> None:
                     n = 0
                     for part in tables[table]():
@@ -538,10 +536,8 @@ class Store:
                 resolve.record_owners(self.con)
                 self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
                 rollups.build(self.con)
-                self.con.execute("COMMIT")
-            except Exception:
-                self.con.execute("ROLLBACK")
-                raise
+
+            self._in_transaction(load)
             resolve.build_tree(self.con, ())  # the tree the resolver joins, empty until a write fills it
         return out
 
