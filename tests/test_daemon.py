@@ -8,6 +8,7 @@ import gzip
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import httpx
 import pytest
 from mcp import Client
 
-from conftest import FIXTURES, api, launch_daemon, mcp_http
+from conftest import FIXTURES, api, launch_daemon, mcp_http, wait_healthy
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 TOKENS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
@@ -348,3 +349,67 @@ def test_alerts_are_evaluated_on_ingest_and_posted_to_the_webhook(golem_home: Pa
     finally:
         d.stop()
         server.shutdown()
+
+
+def _accepted_sockets(port: int) -> list[socket.socket]:
+    """This process's connected TCP sockets whose local port is ``port`` (what a server accepted),
+    as duplicates the caller closes."""
+    found = []
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            if not os.readlink(f"/proc/self/fd/{fd}").startswith("socket:"):
+                continue
+            s = socket.socket(fileno=os.dup(int(fd)))
+        except OSError:  # closed meanwhile (the listing's own fd, a connection just ended)
+            continue
+        try:
+            if s.family in (socket.AF_INET, socket.AF_INET6) and s.getsockname()[1] == port:
+                s.getpeername()  # the listener has no peer
+                found.append(s)
+                continue
+        except OSError:
+            pass
+        s.close()
+    return found
+
+
+async def test_the_daemons_connections_send_each_write_at_once(golem_home: Path, tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nagle is off on every connection the daemon's listening socket accepts (TCP_NODELAY). With it
+    on, uvicorn's response, written as headers then body, waited for the client's delayed ACK: ~40 ms
+    of most MCP tool calls on loopback, more than the whole call's work on a small store.
+
+    Served as ``serve`` serves: the listening socket from ``process._bind``, uvicorn over the real
+    app, the SDK's client calling a tool."""
+    import threading
+
+    import uvicorn
+
+    from golem_mcp.interfaces.daemon.app import create_app
+    from golem_mcp.interfaces.daemon.process import _bind
+    from golem_mcp.store import Store
+
+    store = Store(tmp_path / "nodelay.duckdb")
+    sock = _bind("127.0.0.1", 0)
+    port = sock.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("GOLEM_TOKEN", "nodelay-token")  # what the tests' client sends
+    server = uvicorn.Server(uvicorn.Config(create_app(store, token="nodelay-token"), log_config=None,
+                                           lifespan="on", http="h11", ws="none"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        assert wait_healthy(url, 60)
+        async with Client(mcp_http(url)) as c:
+            assert not (await c.call_tool("budget_status", {})).is_error
+            accepted = _accepted_sockets(port)  # the client's connection, kept alive for the session
+            try:
+                assert accepted, "no connection accepted by the daemon found"
+                assert all(s.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for s in accepted)
+            finally:
+                for s in accepted:
+                    s.close()
+    finally:
+        server.should_exit = True
+        thread.join(60)
+        store.close()

@@ -95,7 +95,10 @@ def _setup_logging() -> None:
 
 def _bind(host: str, port: int) -> socket.socket:
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    # IPPROTO_TCP, not the default 0: accepted sockets inherit the listener's proto, and asyncio turns
+    # Nagle off (TCP_NODELAY) only on sockets whose proto says TCP. With Nagle on, a response written
+    # as headers then body waited for the client's delayed ACK: ~40 ms on most MCP calls.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host.strip("[]"), port))
