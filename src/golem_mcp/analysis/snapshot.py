@@ -189,33 +189,10 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                 days = sorted(d for f, d in dirty if f == fact)
                 if not days:
                     continue
-                # the keys the dirty days held (a key that moves away must be summed again too) and hold now
-                held = ", ".join(_KEYS[fact])
-                run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_keys_{table} AS SELECT DISTINCT {held} "
-                                     f"FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
-                run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
-                timed = [d for d in days if d != _NO_DAY]
-                # the dirty days' time range first: row groups outside it are skipped unread
-                where = [f'"timestamp" >= $lo AND "timestamp" < $hi AND list_contains($days, {_DAY})'] if timed else []
-                where += [f"{_DAY} = $no_day"] if _NO_DAY in days else []
-                for w in where:
-                    run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {_DAY} AS day, {agg} "
-                                         f"FROM {db}.main.{fact} WHERE {w} GROUP BY ALL",
-                        {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)} if "$lo" in w
-                        else {"no_day": _NO_DAY})
-                run("cache_refresh", f"INSERT INTO _snap_keys_{table} SELECT DISTINCT {held} "
-                                     f"FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
-            for table, (fact, keys, agg) in _GROUPS.items():
-                src = _CACHE[fact][0]
-                if not any(f == fact for f, _ in dirty):
-                    continue
-                k = ", ".join(keys)
-                same = " AND ".join(f"x.{c} IS NOT DISTINCT FROM k.{c}" for c in keys)
-                affected = f"(SELECT DISTINCT {k} FROM _snap_keys_{src})"
-                run("cache_refresh", f"DELETE FROM {db}.main.{table} x USING {affected} k WHERE {same}")
-                run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {', '.join('x.' + c for c in keys)}, "
-                                     f"{agg} FROM {db}.main.{src} x SEMI JOIN {affected} k ON {same} "
-                                     f"GROUP BY {', '.join('x.' + c for c in keys)}")
+                _refresh_days(cur, db, run, fact, table, agg, days)
+            for fact, (src, _) in _CACHE.items():
+                if any(f == fact for f, _ in dirty):
+                    _refresh_groups(cur, db, run, fact, src)
             tables = [table for f, (table, _) in _CACHE.items() if any(f == g for g, _ in dirty)]
             cur.execute("INSERT INTO _snap_workflows " + " UNION ".join(
                 f"SELECT DISTINCT workflow_id FROM _snap_keys_{t} WHERE workflow_id IS NOT NULL" for t in tables))
@@ -225,6 +202,74 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
                 [CACHE_VERSION, hi])
     return refreshed
+
+
+def _same(cols: list[str], a: str = "x", b: str = "k") -> str:
+    return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in cols)
+
+
+def _refresh_days(cur: Any, db: str, run: Any, fact: str, table: str, agg: str, days: list[Any]) -> None:
+    """Re-aggregate ``fact``'s dirty ``days`` and write only the day groups that differ from the
+    stored ones (a day written to holds mostly groups no write touched: rewriting them all, and
+    summing every one of their keys again at the levels above, cost a run seconds at 10M requests).
+    Leaves ``_snap_keys_<table>``: the keys of the groups that went or came."""
+    timed = [d for d in days if d != _NO_DAY]
+    # the dirty days' time range first: row groups outside it are skipped unread
+    where = [f'"timestamp" >= $lo AND "timestamp" < $hi AND list_contains($days, {_DAY})'] if timed else []
+    where += [f"{_DAY} = $no_day"] if _NO_DAY in days else []
+    cur.execute(f"CREATE OR REPLACE TEMP TABLE _snap_new AS SELECT * FROM {db}.main.{table} WHERE false")
+    for w in where:
+        run("cache_refresh", f"INSERT INTO _snap_new BY NAME SELECT {_DAY} AS day, {agg} "
+                             f"FROM {db}.main.{fact} WHERE {w} GROUP BY ALL",
+            {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)} if "$lo" in w
+            else {"no_day": _NO_DAY})
+    run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_old AS SELECT rowid AS _rid, * FROM {db}.main.{table} "
+                         "WHERE list_contains($days, day)", {"days": days})
+    cols = [c[0] for c in cur.execute(f"DESCRIBE {db}.main.{table}").fetchall()]
+    # a group is kept when every column is the same (sums of doubles summed in another order may
+    # differ in their last bits: such a group is rewritten, which costs a little and changes nothing)
+    run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_gone AS SELECT x.* FROM _snap_old x "
+                         f"ANTI JOIN _snap_new k ON {_same(cols)}")
+    run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_came AS SELECT x.* FROM _snap_new x "
+                         f"ANTI JOIN _snap_old k ON {_same(cols)}")
+    run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE rowid IN (SELECT _rid FROM _snap_gone)")
+    run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT * FROM _snap_came")
+    # the keys whose groups changed, before and after (a key that moves away must be summed again too)
+    held = ", ".join(_KEYS[fact])
+    run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_keys_{table} AS SELECT DISTINCT {held} FROM "
+                         f"(SELECT {held} FROM _snap_gone UNION ALL SELECT {held} FROM _snap_came)")
+    for t in ("_snap_new", "_snap_old", "_snap_gone", "_snap_came"):
+        cur.execute(f"DROP TABLE temp.main.{t}")
+
+
+def _refresh_groups(cur: Any, db: str, run: Any, fact: str, src: str) -> None:
+    """Sum the second level (``_GROUPS``) again for the keys ``_refresh_days`` left in
+    ``_snap_keys_<src>``: the day groups of those keys are read from ``src`` once, into a small
+    temporary table, and every second-level table of ``fact`` is summed from it."""
+    tables = {t: (keys, agg) for t, (f, keys, agg) in _GROUPS.items() if f == fact}
+    keysets = sorted({keys for keys, _ in tables.values()}, key=len)
+    # one key set contains the others' columns or is disjoint from them: read the day groups of
+    # each distinct set once (stage keys cover stage-agent keys; agent keys are their own)
+    reads = []
+    for keys in keysets:
+        if any(set(k) <= set(keys) and k != keys for k in keysets):
+            continue
+        reads.append(keys)
+    parts = []
+    for keys in reads:
+        k = ", ".join(keys)
+        parts.append(f"SELECT x.rowid AS _rid, x.* FROM {db}.main.{src} x SEMI JOIN "
+                     f"(SELECT DISTINCT {k} FROM _snap_keys_{src}) k ON {_same(list(keys))}")
+    run("cache_refresh", "CREATE OR REPLACE TEMP TABLE _snap_rows AS SELECT DISTINCT ON (_rid) * FROM ("
+                         + " UNION ALL ".join(parts) + ")")
+    for table, (keys, agg) in tables.items():
+        k = ", ".join(keys)
+        affected = f"(SELECT DISTINCT {k} FROM _snap_keys_{src})"
+        run("cache_refresh", f"DELETE FROM {db}.main.{table} x USING {affected} k WHERE {_same(list(keys))}")
+        run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {', '.join('x.' + c for c in keys)}, "
+                             f"{agg} FROM _snap_rows x SEMI JOIN {affected} k ON {_same(list(keys))} "
+                             f"GROUP BY {', '.join('x.' + c for c in keys)}")
+    cur.execute("DROP TABLE temp.main._snap_rows")
 
 
 def _bigint(cur: Any, source: str) -> str:
