@@ -294,10 +294,13 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
             run("summaries", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_bigint(cur, f'{db}.main.{view}')} "
                              f"FROM {db}.main.{view}")
         else:
-            wf = "(SELECT DISTINCT workflow_id FROM _snap_workflows WHERE workflow_id IS NOT NULL)"
-            run("summaries", f"DELETE FROM {db}.main.{table} WHERE workflow_id IN {wf}")
+            # the workflows as a list, not a subquery: a filter on the view's grouping column goes down
+            # into its scans (a semi join stays above the view, which then sums every workflow)
+            wfs = [r[0] for r in cur.execute("SELECT DISTINCT workflow_id FROM _snap_workflows "
+                                             "WHERE workflow_id IS NOT NULL").fetchall()]
+            run("summaries", f"DELETE FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
             run("summaries", f"INSERT INTO {db}.main.{table} SELECT {_bigint(cur, f'{db}.main.{view}')} "
-                             f"FROM {db}.main.{view} WHERE workflow_id IN {wf}")
+                             f"FROM {db}.main.{view} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
         # the next summary (workflow_summary) reads this one
         cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{table}")
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
