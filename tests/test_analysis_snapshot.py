@@ -151,3 +151,34 @@ def test_edge_cases(store):
     assert {r["workflow_id"] for r in store.query("SELECT DISTINCT workflow_id FROM requests")} == {
         "wf-a", "wf-b", "wf-c", "session-s2", "session-s3", "session-s4"}
     assert_same(store, NOW)
+
+
+def test_summaries_read_the_cache_brought_up_to_date(store):
+    """Outside a run, summaries() reads the cache's summary rows; a write since (new facts, late
+    context, a review) is summed in before the answer, which stays what the views give."""
+    from golem_mcp.ingestion.records import Batch
+
+    p = generate(store, set(EFFECTS))
+    assert_same(store, p.now)
+    assert snapshot_module.cache_current(store)
+    t = p.now - timedelta(days=1)
+    b = Batch()
+    b.add("workflows", {"workflow_id": p.workflows[-1], "experiment_id": "arm-b", "updated_at": t})  # late context
+    b.add("workflows", {"workflow_id": "wf-new", "experiment_id": "arm-a", "path": "full", "started_at": t})
+    b.add("api_requests", {"request_id": "req-new", "session_id": "sess-new", "model": "claude-sonnet-4-5",
+                           "timestamp": t, "input_tokens": 90_000, "output_tokens": 9_000, "workflow_id": "wf-new",
+                           "stage": "analyst", "duration_ms": 1500.0})
+    b.add("review_reports", {"report_id": "rr-new", "ts": t, "task": "t-new", "parent": "wf-new", "critical": 1,
+                             "major": 0, "minor": 2, "rework": True})
+    store.write(b)
+    fns = {k: f for k, f in analyses(p.now).items() if k in ("anomalies", "quality", "experiments", "bottlenecks",
+                                                              "models", "predict")}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(snapshot_module, "summaries", _views)
+        direct = {k: norm(f(store)) for k, f in fns.items()}
+    assert not snapshot_module.cache_current(store)
+    for k, f in fns.items():  # the first refreshes the cache; every one reads it
+        assert norm(f(store)) == direct[k], k
+        assert snapshot_module.cache_current(store)
+    arms = direct["experiments"]["arms"]
+    assert sum(a["n"] for a in arms.values()) == len(p.workflows) + 1  # wf-new counted

@@ -500,10 +500,67 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                     cur.execute("COMMIT" if done else "ROLLBACK")
 
 
+def cache_current(store: Store) -> bool:
+    """Whether the cache's summaries hold every write so far: no fact day stamped and no context row
+    (workflow, review report, session) changed since they were refreshed. Four small reads (the
+    stamps are one row per fact and day); facts written around ``Store.write`` count once
+    ``resolve_all``/``load_resolved`` dropped the cache's state, as they do."""
+    with store.reader() as cur:
+        row = cur.execute(f"""
+            SELECT (SELECT seen_seq FROM analysis_cache_state WHERE name = 'facts' AND version = $v)
+                       = (SELECT COALESCE(max(seq), 0) FROM fact_changes),
+                   (SELECT seen_seq FROM analysis_cache_state WHERE name = 'summaries' AND version = $v)
+                       = (SELECT COALESCE(max(s), 0) FROM ({" UNION ALL ".join(
+                             f"SELECT max(_change_seq) AS s FROM {t}" for t in _CONTEXT_CHANGES)}))""",
+                          {"v": CACHE_VERSION}).fetchone()
+    return bool(row and row[0] and row[1])
+
+
 @contextmanager
 def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
     """A reader for analyses that read the summary views over all history (``workflow_summary``,
-    ``workflow_stage_summary``, ``agent_request_spans``) and the fact tables: the store itself, whose
-    summary views sum the rollups (store/rollups.py) rather than every fact, or a snapshot when the
-    caller already is one (an analysis run). ``now`` is kept for callers that pass it."""
-    yield store
+    ``workflow_stage_summary``, their parts, ``agent_request_spans``, ``stage_agent_spans``) and the
+    fact tables.
+
+    On a writable store: the cache's summary rows (one per workflow, one per workflow stage), brought
+    up to date first when a write came since (:func:`warm_cache`: only the days and workflows written
+    since are summed again; the daemon also does it in idle time, so a tool call rarely waits for it).
+    The views sum the rollups at every read instead: 7.75M groups at 10M requests, seconds per
+    question. A snapshot (an analysis run) already is such a reader; a read-only store reads the views.
+    ``now`` is kept for callers that pass it."""
+    if isinstance(store, SnapshotReader) or store.read_only:
+        yield store
+        return
+    if not cache_current(store):
+        warm_cache(store)
+    with store.reader() as cur:
+        db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
+        # one transaction: every read of the answer sees the same cache (a refresh may commit meanwhile)
+        cur.execute("BEGIN TRANSACTION")
+        try:
+            _parts_from_cache(cur, db)
+            for table, view in _SUMMARIES.items():
+                cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{table}")
+            yield CacheReader(store, cur)
+        finally:
+            with contextlib.suppress(Exception):  # a closed store's cursor has rolled back already
+                cur.execute("COMMIT")
+
+
+class CacheReader:
+    """The store, but reads go through a cursor whose temporary views put the cache's summary rows in
+    front of the summary views (view bodies such as ``workflow_outcomes`` read them too)."""
+
+    def __init__(self, store: Store, cur: Any) -> None:
+        self._store = store
+        self._cur = cur
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        return dict_rows(self._cur, sql, params)
+
+    def scalar(self, sql: str, params: Any = None) -> Any:
+        rows = self.query(sql, params or [])
+        return next(iter(rows[0].values())) if rows else None
