@@ -90,7 +90,7 @@ def assert_same(store: Store, now: datetime) -> dict[str, Any]:
         assert norm(snap.query("SELECT * FROM stage_models ORDER BY 1, 2")) == models
         for k, f in fns.items():
             assert norm(f(snap)) == direct[k], k
-    for k in ("anomalies", "quality", "experiments", "bottlenecks", "models", "predict"):  # on the store: summaries()
+    for k in ("anomalies", "quality", "experiments", "bottlenecks", "models", "predict", "loops"):  # on the store: summaries()
         assert norm(fns[k](store)) == direct[k], k
     return direct
 
@@ -171,7 +171,7 @@ def test_summaries_read_the_cache_brought_up_to_date(store):
     b.add("review_reports", {"report_id": "rr-new", "ts": t, "task": "t-new", "parent": "wf-new", "critical": 1,
                              "major": 0, "minor": 2, "rework": True})
     store.write(b)
-    fns = {k: f for k, f in analyses(p.now).items() if k in ("anomalies", "quality", "experiments", "bottlenecks",
+    fns = {k: f for k, f in analyses(p.now).items() if k in ("anomalies", "quality", "experiments", "bottlenecks", "loops",
                                                               "models", "predict")}
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(snapshot_module, "summaries", _views)

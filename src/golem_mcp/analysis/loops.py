@@ -120,6 +120,16 @@ def find_loops(store: Store, days: float = 30, now: datetime | None = None, work
 
     Example: ``find_loops(store).loops[0]`` -> wf-006 implementer Bash ``exit 1`` x 9.
     """
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # stage_agent_spans and workflow_stage_summary: one row per key
+        return _find_loops(reader, days, now, workflow_id, min_failing, min_identical, min_cycles, implementer,
+                           reviewer, thrash_ratio, thrash_min_calls, retry_lookback_s)
+
+
+def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: str | None, min_failing: int,
+                min_identical: int, min_cycles: int, implementer: str, reviewer: str, thrash_ratio: float,
+                thrash_min_calls: int, retry_lookback_s: float) -> LoopReport:
     start, end = window(now, days)
     p = [start, end, workflow_id, workflow_id]
     scope = '"timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR workflow_id = ?)'
