@@ -103,11 +103,11 @@ class ModelAdvice(BaseModel):
 def model_advice(store: Store, days: float = 90, now: datetime | None = None, min_runs: int = 3,
                  findings_tolerance: float = 0.25, error_tolerance: float = 0.05) -> list[ModelAdvice]:
     """Per stage: did a cheaper model do as well (findings, errors, rework) in past runs?"""
-    from .snapshot import MODEL_ADVICE_DAYS, SnapshotReader, summaries
+    from .snapshot import MODEL_ADVICE_DAYS, CacheReader, SnapshotReader, summaries
 
     start, end = window(now, days)
-    if days == MODEL_ADVICE_DAYS and not isinstance(store, SnapshotReader):
-        # a snapshot up to the same end has the usual model per stage for this very window
+    if days == MODEL_ADVICE_DAYS and not isinstance(store, SnapshotReader | CacheReader):
+        # the cache's summaries up to the same end have the usual model per stage for this very window
         with summaries(store, now=end) as reader:
             if getattr(reader, "stage_models_window", None) == (start, end):
                 return model_advice(reader, days, end, min_runs, findings_tolerance, error_tolerance)

@@ -376,6 +376,12 @@ def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None
     a stage that ran on one model, wholly inside the window, has that model; the others (several
     models, or requests outside the window or without a time) are counted from the day groups."""
     _parts_from_cache(cur, db)
+    _stage_models(cur, db, run, win)
+
+
+def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None:
+    """``stage_models`` of the model-advice window ``win`` (see :func:`_groups_from_cache`); reads
+    ``_snap_req_pre`` (:func:`_pre_from_cache`)."""
     one = ("COALESCE(untimed = 0 AND model_lo = model_hi AND started_at >= $m_start AND ended_at < $end, false)")
     run("summaries", f"""CREATE OR REPLACE TEMP TABLE stage_models AS
         SELECT workflow_id, stage, model_lo AS model FROM {db}.main.analysis_stage_groups
@@ -527,8 +533,9 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
     since are summed again; the daemon also does it in idle time, so a tool call rarely waits for it).
     The views sum the rollups at every read instead: 7.75M groups at 10M requests, seconds per
     question. A snapshot (an analysis run) already is such a reader; a read-only store reads the views.
-    ``now`` is kept for callers that pass it."""
-    if isinstance(store, SnapshotReader) or store.read_only:
+    With ``now``, the reader also has ``stage_models`` (the usual model per workflow stage) for the
+    model-advice window ending then, from the cache as an analysis run has it."""
+    if isinstance(store, SnapshotReader | CacheReader) or store.read_only:
         yield store
         return
     if not cache_current(store):
@@ -541,7 +548,19 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
             _parts_from_cache(cur, db)
             for table, view in _SUMMARIES.items():
                 cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{table}")
-            yield CacheReader(store, cur)
+            reader = CacheReader(store, cur)
+            if now is not None:
+                end = as_naive(now)
+                m_start = end - timedelta(days=MODEL_ADVICE_DAYS)
+                win = {"m_start": m_start, "end": end}
+
+                def run(name: str, sql: str, params: dict[str, Any] | None = None) -> None:
+                    cur.execute(sql, params) if params else cur.execute(sql)
+
+                _pre_from_cache(cur, db, run, m_start, end, win)
+                _stage_models(cur, db, run, win)
+                reader.stage_models_window = (m_start, end)
+            yield reader
         finally:
             with contextlib.suppress(Exception):  # a closed store's cursor has rolled back already
                 cur.execute("COMMIT")
@@ -554,6 +573,7 @@ class CacheReader:
     def __init__(self, store: Store, cur: Any) -> None:
         self._store = store
         self._cur = cur
+        self.stage_models_window: tuple[datetime, datetime] | None = None
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
