@@ -161,14 +161,15 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
         FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR golem_report_workflow(workflow_id, parent) = ?)
         UNION
         -- a new implementer agent that starts after a reviewer agent finished: the review sent work back
+        -- (stage_agent_spans has one row per workflow, stage and agent: the window filters its rows)
         SELECT i.workflow_id, ? FROM
-            (SELECT workflow_id, agent_id, min(first_at) AS first_at FROM stage_agent_spans
-             WHERE stage = ? GROUP BY 1, 2) i
-        JOIN (SELECT workflow_id, agent_id, max(last_at) AS last_at FROM stage_agent_spans
-              WHERE stage = ? GROUP BY 1, 2) rv
+            (SELECT workflow_id, agent_id, first_at FROM stage_agent_spans
+             WHERE stage = ? AND first_at >= ? AND first_at < ? AND (? IS NULL OR workflow_id = ?)) i
+        JOIN (SELECT workflow_id, agent_id, last_at FROM stage_agent_spans
+              WHERE stage = ? AND (? IS NULL OR workflow_id = ?)) rv
           ON rv.workflow_id = i.workflow_id AND i.first_at > rv.last_at
-        WHERE i.first_at >= ? AND i.first_at < ? AND (? IS NULL OR i.workflow_id = ?)
-        ORDER BY 1""", p + [f"another {implementer} pass after the {reviewer}", implementer, reviewer] + p)]
+        ORDER BY 1""", p + [f"another {implementer} pass after the {reviewer}", implementer] + p
+        + [reviewer, workflow_id, workflow_id])]
     thrash = [Thrashing(**r) for r in store.query("""
         SELECT workflow_id, stage, tool_calls, api_requests, round(tool_calls / api_requests, 2) AS calls_per_request
         FROM workflow_stage_summary
