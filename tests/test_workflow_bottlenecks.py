@@ -45,6 +45,9 @@ def store(tmp_path):
     _phase(b, "b1", "wf-b", "plan", 100, 20, None)
     # wf-old started before the window
     _phase(b, "c1", "wf-old", "plan", -3 * 86400, 5, None)
+    # wf-straddle started before the window too, though a later stage ran inside it
+    _phase(b, "d1", "wf-straddle", "plan", -3 * 86400, 5, None)
+    _phase(b, "d2", "wf-straddle", "implement", 200, 5, None)
     s.write(b)
     yield s
     s.close()
@@ -52,7 +55,7 @@ def store(tmp_path):
 
 def test_bottleneck_stage_idle_gaps_and_queue_wait_exactly(store):
     got = {w.workflow_id: w.model_dump() for w in workflow_bottlenecks(store, days=2, now=NOW)}
-    assert list(got) == ["wf-a", "wf-b"]  # longest first; wf-old started outside the window
+    assert list(got) == ["wf-a", "wf-b"]  # longest first; wf-old and wf-straddle started outside the window
     assert got["wf-a"] == {
         "workflow_id": "wf-a", "started_at": T0, "wall_ms": 60000.0, "stages": 4,
         "bottleneck_stage": "implement", "bottleneck_ms": 30000.0, "bottleneck_share": 0.5,

@@ -129,17 +129,19 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
         return rep
 
 
-# Stage intervals are task_logs' (seed 004's phases: a stage's first start to its last end, timed by its
-# phase span when the tracing convention sent one), so the idle time here is workflow_history's
+# Stage intervals are task_logs' (stage_phases: seed 004's phases, a stage's first start to its last end,
+# timed by its phase span when the tracing convention sent one), so the idle time here is workflow_history's
 # idle_time_seconds. A span's start is after its queue wait: the wait is not execution, it lies in the
 # idle time before the stage (or before the workflow's first stage).
 WORKFLOW_SQL = """
 WITH st AS (
-    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM task_logs
+    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM stage_phases
     WHERE workflow_id IS NOT NULL AND started_at IS NOT NULL AND completed_at >= started_at
       AND (CAST(? AS VARCHAR) IS NULL OR workflow_id = ?)
 ), w AS (
+    -- (a workflow whose first stage started in the window has a stage that did: only those are grouped)
     SELECT workflow_id, min(s) AS first_start, max(e) AS last_end, count(*) AS stages FROM st
+    WHERE workflow_id IN (SELECT workflow_id FROM st WHERE s >= ? AND s < ?)
     GROUP BY workflow_id HAVING min(s) >= ? AND min(s) < ?
 ), o AS (
     SELECT st.*, max(st.e) OVER (PARTITION BY st.workflow_id ORDER BY st.s, st.e, st.stage
@@ -179,7 +181,7 @@ def workflow_bottlenecks(store: Store, days: float = 30, now: datetime | None = 
     """
     start, end = window(now, days)
     out = []
-    for r in store.query(WORKFLOW_SQL, [workflow_id, workflow_id, start, end]):
+    for r in store.query(WORKFLOW_SQL, [workflow_id, workflow_id, start, end, start, end]):
         wall = float(r["wall_ms"])
         out.append(WorkflowBottleneck(**{**r, "bottleneck_share": round(r["bottleneck_ms"] / wall, 4) if wall else 1.0,
                                          "idle_share": round(r["idle_ms"] / wall, 4) if wall else 0.0}))

@@ -340,10 +340,12 @@ SELECT item_id AS id, kind AS item_type, dimension AS dimension_type, "key" AS d
        first_run_id AS analysis_run_id, last_run_id, times_seen, 'telemetry_auto' AS source, created_at, updated_at
 FROM improvement_items;
 
--- Seed 004's task_logs: one row per workflow stage (a stage is a phase), from Claude Code's facts
+-- A workflow's stages as seed 004's phases, one row per workflow stage, from Claude Code's facts
 -- and from phase spans of the tracing convention (golem.kind = phase; the phase name is golem.stage,
--- else the span name); a phase seen both ways is one row, timed by its span.
-CREATE OR REPLACE VIEW task_logs AS
+-- else the span name); a phase seen both ways is one row, timed by its span. task_logs adds the
+-- failures and the numbering; analyses that need a stage's interval read this (no window functions
+-- over all of history in the way of their filters).
+CREATE OR REPLACE VIEW stage_phases AS
 WITH ph AS (
     SELECT workflow_id, COALESCE(stage, span_name) AS stage, min(start_time) AS started_at,
            max(end_time) AS ended_at, arg_max(status, start_time) AS last_status,
@@ -351,23 +353,31 @@ WITH ph AS (
            max(attempt) - 1 AS retries, count(*) FILTER (WHERE status = 'error') AS failed_attempts,
            arg_max(experiment_id, start_time) AS experiment_id, arg_max(task_id, start_time) AS task_id
     FROM workflow_trace_log WHERE span_type = 'phase' AND workflow_id IS NOT NULL GROUP BY ALL
-), fe AS (
+)
+SELECT COALESCE(st.workflow_id, ph.workflow_id) AS workflow_id, COALESCE(st.stage, ph.stage) AS stage,
+       COALESCE(st.experiment_id, ph.experiment_id) AS experiment_id, COALESCE(st.task_id, ph.task_id) AS task_id,
+       st.workflow_path, COALESCE(ph.started_at, st.started_at) AS started_at,
+       COALESCE(ph.ended_at, st.ended_at) AS completed_at,
+       ph.last_status, ph.error_message AS phase_error_message,
+       CASE WHEN ph.last_status = 'error' OR ph.failed_attempts > 0 THEN 'span' END AS span_error,
+       st.total_tokens, st.io_tokens, st.total_cost, st.input_tokens, st.output_tokens,
+       st.cache_read_tokens, st.cache_creation_tokens, st.cache_hit_rate, st.api_requests, st.tool_calls,
+       COALESCE(st.error_count, 0) + COALESCE(ph.failed_attempts, 0) AS error_count,
+       COALESCE(st.retries, 0) + COALESCE(ph.retries, 0) AS retry_count
+FROM workflow_stage_summary st
+FULL OUTER JOIN ph ON ph.workflow_id = st.workflow_id AND ph.stage = st.stage;
+
+-- Seed 004's task_logs: one row per workflow stage (a stage is a phase: stage_phases), with its last
+-- failure's category and message, numbered.
+CREATE OR REPLACE VIEW task_logs AS
+WITH fe AS (
     SELECT workflow_id, stage, arg_max(category, "timestamp") AS category, arg_max(raw, "timestamp") AS raw
     FROM failure_events WHERE workflow_id IS NOT NULL GROUP BY ALL
 ), j AS (
-    SELECT COALESCE(st.workflow_id, ph.workflow_id) AS workflow_id, COALESCE(st.stage, ph.stage) AS stage,
-           COALESCE(st.experiment_id, ph.experiment_id) AS experiment_id, COALESCE(st.task_id, ph.task_id) AS task_id,
-           st.workflow_path, COALESCE(ph.started_at, st.started_at) AS started_at,
-           COALESCE(ph.ended_at, st.ended_at) AS completed_at,
-           ph.last_status, COALESCE(ph.error_message, fe.raw) AS error_message,
-           CASE WHEN ph.last_status = 'error' OR ph.failed_attempts > 0 THEN 'span' END AS span_error,
-           fe.category AS error_category, st.total_tokens, st.io_tokens, st.total_cost, st.input_tokens, st.output_tokens,
-           st.cache_read_tokens, st.cache_creation_tokens, st.cache_hit_rate, st.api_requests, st.tool_calls,
-           COALESCE(st.error_count, 0) + COALESCE(ph.failed_attempts, 0) AS error_count,
-           COALESCE(st.retries, 0) + COALESCE(ph.retries, 0) AS retry_count
-    FROM workflow_stage_summary st
-    FULL OUTER JOIN ph ON ph.workflow_id = st.workflow_id AND ph.stage = st.stage
-    LEFT JOIN fe ON fe.workflow_id = COALESCE(st.workflow_id, ph.workflow_id) AND fe.stage = COALESCE(st.stage, ph.stage)
+    SELECT sp.* EXCLUDE (phase_error_message), COALESCE(sp.phase_error_message, fe.raw) AS error_message,
+           fe.category AS error_category
+    FROM stage_phases sp
+    LEFT JOIN fe ON fe.workflow_id = sp.workflow_id AND fe.stage = sp.stage
 ), d AS (
     SELECT j.*, epoch(completed_at - started_at) AS duration_seconds FROM j
 )
