@@ -230,3 +230,31 @@ def test_concurrent_snapshots_and_writes_do_not_conflict(tmp_path, monkeypatch) 
         warm_cache(st)
         cached = st.scalar("SELECT sum(n) FROM analysis_request_days")
         assert cached == st.scalar("SELECT count(*) FROM api_requests")
+
+
+def test_cache_built_in_parts_as_at_once(tmp_path, monkeypatch) -> None:
+    """A cache built in many small parts (by days, by key hash, summaries by workflow) holds what one
+    built at once holds, and the runs on it answer alike."""
+    import golem_mcp.analysis.snapshot as snap
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    with Store(a) as st:
+        base(st)
+        more(st)  # facts without a time too
+    shutil.copyfile(a, b)
+    levels = [*snap._CACHE_TABLES, *snap._GROUPS, *snap._SUMMARIES]
+
+    def built(path: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+        with Store(path) as st:
+            answers, timings = results(st, use_cache=True)
+            assert timings["snapshot.cache_days"] == -1
+            return answers, {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels}
+
+    whole = built(a)
+    monkeypatch.setattr(snap, "BUILD_CHUNK_ROWS", 7)
+    parts = built(b)
+    assert parts[1] == whole[1]
+    assert parts[0] == whole[0]
+    # every level holds rows (the synthetic history has no API errors)
+    assert [t for t in levels if not whole[1][t]] == ["analysis_error_days", "analysis_error_stage_groups"]

@@ -70,6 +70,7 @@ CACHE_VERSION = "resolved-days-4"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS:
 _ERR_AGG = "r_workflow_id AS workflow_id, r_stage AS stage, count(*) AS n"
 _CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG),
           "api_errors": ("analysis_error_days", _ERR_AGG)}
+_CACHE_TABLES = tuple(table for table, _ in _CACHE.values())
 # The cache's second level: the day groups summed over all days per workflow stage, per agent in a
 # stage and per agent, so a run reads one row per stage (agent) instead of grouping every cached day
 # again. After the days are refreshed, the keys those days held before and hold now are summed again
@@ -173,12 +174,7 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     # the workflows whose stage keys are refreshed: their summary rows are summed again (_refresh_summaries)
     cur.execute("CREATE OR REPLACE TEMP TABLE _snap_workflows (workflow_id VARCHAR)")
     if not state or state[0][0] != CACHE_VERSION:
-        for fact, (table, agg) in _CACHE.items():
-            run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
-                               f"FROM {db}.main.{fact} GROUP BY ALL")
-        for table, (fact, keys, agg) in _GROUPS.items():
-            run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {', '.join(keys)}, {agg} "
-                               f"FROM {db}.main.{_CACHE[fact][0]} GROUP BY {', '.join(keys)}")
+        _build_cache(cur, db, run)
         refreshed = -1
     else:
         run("cache_check", _DIRTY.format(db=db, day=_DAY), {"seen": state[0][1] or 0})
@@ -202,6 +198,49 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
                 [CACHE_VERSION, hi])
     return refreshed
+
+
+# The cache is built in parts of at most this many facts (day groups): one GROUP BY over all of them
+# held every group at once, and at 10M requests it spilled to disk for minutes under the memory limit.
+BUILD_CHUNK_ROWS = 2_000_000
+
+
+def _build_cache(cur: Any, db: str, run: Any) -> None:
+    """The cache's first two levels from every fact, in parts: the day groups by ranges of whole days
+    (a group is one day's, so parts never share one), the second level by a hash of its first key
+    column (a key's groups all fall in one part)."""
+    for fact, (table, agg) in _CACHE.items():
+        days = cur.execute(f"SELECT {_DAY} AS day, count(*) FROM {db}.main.{fact} GROUP BY 1 ORDER BY 1").fetchall()
+        cur.execute(f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
+                    f"FROM {db}.main.{fact} WHERE false GROUP BY ALL")
+        ranges: list[list[Any]] = []  # [first day, last day, facts]
+        for day, n in days:
+            if ranges and ranges[-1][2] + n <= BUILD_CHUNK_ROWS:
+                ranges[-1][1:] = [day, ranges[-1][2] + n]
+            else:
+                ranges.append([day, day, n])
+        for lo, hi, _ in ranges:
+            # on the time column, so row groups of other days are skipped unread (facts without a
+            # time count on NO_DAY)
+            untimed = ' OR "timestamp" IS NULL' if lo <= _NO_DAY <= hi else ""
+            run("cache_build", f"INSERT INTO {db}.main.{table} BY NAME SELECT {_DAY} AS day, {agg} FROM {db}.main.{fact} "
+                               f'WHERE ("timestamp" >= $lo AND "timestamp" < $hi){untimed} GROUP BY ALL',
+                {"lo": lo, "hi": hi + timedelta(days=1)})
+    for table, (fact, keys, agg) in _GROUPS.items():
+        src = _CACHE[fact][0]
+        k = ", ".join(keys)
+        cur.execute(f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {k}, {agg} "
+                    f"FROM {db}.main.{src} WHERE false GROUP BY {k}")
+        parts = _parts(cur, f"{db}.main.{src}")
+        for i in range(parts):
+            run("cache_build", f"INSERT INTO {db}.main.{table} BY NAME SELECT {k}, {agg} FROM {db}.main.{src} "
+                               f"WHERE hash({keys[0]}) % {parts} = {i} GROUP BY {k}")
+
+
+def _parts(cur: Any, table: str) -> int:
+    """In how many parts to group ``table``'s rows (BUILD_CHUNK_ROWS each at most)."""
+    n = int(cur.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    return max(1, -(-n // BUILD_CHUNK_ROWS))
 
 
 def _same(cols: list[str], a: str = "x", b: str = "k") -> str:
@@ -291,8 +330,14 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
             f"SELECT {key} FROM {db}.main.{t} WHERE _change_seq > {int(seen)}" for t, key in _CONTEXT_CHANGES.items()))
     for table, view in _SUMMARIES.items():
         if build:
-            run("summaries", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_bigint(cur, f'{db}.main.{view}')} "
-                             f"FROM {db}.main.{view}")
+            # in parts by workflow (the views group by it): all at once held every workflow's groups
+            cols = _bigint(cur, f"{db}.main.{view}")
+            run("summaries", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {cols} FROM {db}.main.{view} "
+                             "WHERE false")
+            parts = _parts(cur, f"{db}.main.analysis_stage_groups")
+            for i in range(parts):
+                run("summaries", f"INSERT INTO {db}.main.{table} SELECT {cols} FROM {db}.main.{view} "
+                                 f"WHERE hash(workflow_id) % {parts} = {i}")
         else:
             # the workflows as a list, not a subquery: a filter on the view's grouping column goes down
             # into its scans (a semi join stays above the view, which then sums every workflow)
