@@ -42,3 +42,24 @@ def test_large_arms_are_compared_without_pairwise_matrices() -> None:
     assert out["p_value"] < 1e-6 and -0.3 < out["cliffs_delta"] < -0.05
     small = experiments._compare(list(base[:50]), list(arm[:60]), 0.05)
     assert small["ci_method"].startswith("bootstrap")
+
+
+def test_a_metric_and_its_guardrails_read_together_as_each_alone(store) -> None:
+    """metrics_values reads each summary once for several metrics: each metric's values per arm are
+    what it gives alone, for whole workflows and for one stage (review findings stay per workflow)."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from synthetic import EFFECTS, generate
+
+    generate(store, set(EFFECTS))
+    ms = list(experiments.METRICS)
+    for stage in (None, "implementer"):
+        together = experiments.metrics_values(store, ms, stage, None)
+        for m in ms:
+            alone = experiments.metrics_values(store, [m], stage, None)[m]
+            # (float sums of the views may come in another order from one read to the next)
+            assert together[m].keys() == alone.keys() and len(alone) == 2, (m, stage)
+            assert all(together[m][a] == pytest.approx(alone[a], rel=1e-12) for a in alone), (m, stage)
+    assert experiments.metrics_values(store, ["tokens", "errors"], "implementer", ["arm-a"])["errors"].keys() == {"arm-a"}

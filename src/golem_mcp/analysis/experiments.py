@@ -51,22 +51,40 @@ GUARDRAILS = ("errors", "review_findings")
 
 def metric_values(store: Store, metric: str, stage: str | None, arms: list[str] | None) -> dict[str, list[float]]:
     """experiment arm -> one value per workflow."""
-    if metric not in METRICS:
-        raise InvalidInput(f"unknown metric {metric!r}; choose from {', '.join(METRICS)}")
-    expr = METRICS[metric]
-    if stage and metric not in WORKFLOW_ONLY:
-        sql = (f"SELECT experiment_id, workflow_id, sum({expr}) AS v FROM workflow_stage_summary "
-               f"WHERE stage = ? AND experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id)) "
-               f"GROUP BY 1, 2")
-        params: list[Any] = [stage]
-    else:
-        sql = (f"SELECT experiment_id, workflow_id, {expr} AS v FROM workflow_summary "
-               f"WHERE experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id))")
-        params = []
-    # one row per arm with its values in workflow order (a row per workflow was 500,000 dicts at 10M requests)
-    rows = store.query(f"SELECT experiment_id, list(CAST(COALESCE(v, 0) AS DOUBLE) ORDER BY workflow_id) AS v "
-                       f"FROM ({sql}) GROUP BY 1 ORDER BY 1", [*params, arms or None, arms or None])
-    return {r["experiment_id"]: r["v"] for r in rows}
+    return metrics_values(store, [metric], stage, arms)[metric]
+
+
+def metrics_values(store: Store, metrics: list[str], stage: str | None,
+                   arms: list[str] | None) -> dict[str, dict[str, list[float]]]:
+    """metric -> experiment arm -> one value per workflow (in workflow order); each summary read once
+    for all the metrics it gives (a metric and its guardrails: three scans of 250k workflows were most
+    of a comparison at 10M requests)."""
+    bad = [m for m in metrics if m not in METRICS]
+    if bad:
+        raise InvalidInput(f"unknown metric {bad[0]!r}; choose from {', '.join(METRICS)}")
+    out: dict[str, dict[str, list[float]]] = {}
+    for staged in (True, False):
+        ms = [m for m in metrics if bool(stage and m not in WORKFLOW_ONLY) == staged]
+        if not ms:
+            continue
+        if staged:
+            cols = ", ".join(f"sum({METRICS[m]}) AS v{i}" for i, m in enumerate(ms))
+            sql = (f"SELECT experiment_id, workflow_id, {cols} FROM workflow_stage_summary "
+                   f"WHERE stage = ? AND experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id)) "
+                   f"GROUP BY 1, 2")
+            params: list[Any] = [stage]
+        else:
+            cols = ", ".join(f"{METRICS[m]} AS v{i}" for i, m in enumerate(ms))
+            sql = (f"SELECT experiment_id, workflow_id, {cols} FROM workflow_summary "
+                   f"WHERE experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id))")
+            params = []
+        # one row per arm with its values in workflow order (a row per workflow was 500,000 dicts at 10M requests)
+        lists = ", ".join(f"list(CAST(COALESCE(v{i}, 0) AS DOUBLE) ORDER BY workflow_id) AS v{i}" for i in range(len(ms)))
+        rows = store.query(f"SELECT experiment_id, {lists} FROM ({sql}) GROUP BY 1 ORDER BY 1",
+                           [*params, arms or None, arms or None])
+        for i, m in enumerate(ms):
+            out[m] = {r["experiment_id"]: r[f"v{i}"] for r in rows}
+    return out
 
 
 def known_arms(store: Store) -> list[str]:
@@ -176,17 +194,18 @@ def compare_experiments(store: Store, metric: str = "tokens", stage: str | None 
 
 def _compare_arms(store: Store, metric: str, stage: str | None, arms: list[str] | None, baseline: str | None,
                   expected: str | None, alpha: float, min_runs: int) -> dict[str, Any]:
-    values = metric_values(store, metric, stage, arms)
-    available = known_arms(store)
+    every = metrics_values(store, list(dict.fromkeys([metric, *GUARDRAILS])), stage, arms)
+    values = every[metric]
     if arms:
         missing = [a for a in arms if a not in values]
         if missing:
             raise NotFound(f"no workflows for arm(s) {', '.join(missing)}"
                            + (f" at stage {stage!r}" if stage else "")
-                           + f"; known experiment arms: {', '.join(available) or 'none yet'}")
+                           + f"; known experiment arms: {', '.join(known_arms(store)) or 'none yet'}")
     order = list(arms) if arms else sorted(values, key=lambda a: (-len(values[a]), a))
     if len(order) < 2:
-        raise InvalidInput(f"need at least two experiment arms with data; known: {', '.join(available) or 'none'}. "
+        raise InvalidInput(f"need at least two experiment arms with data; known: "
+                           f"{', '.join(known_arms(store)) or 'none'}. "
                            "Tag workflows with experiment_id (record_workflow or OTEL_RESOURCE_ATTRIBUTES).")
     base = baseline or ("baseline" if "baseline" in order else order[0])
     if base not in values:
@@ -199,7 +218,7 @@ def _compare_arms(store: Store, metric: str, stage: str | None, arms: list[str] 
         c = {"arm": arm, "vs": base, **_compare(values[base], values[arm], alpha)}
         guard = {}
         for g in GUARDRAILS:
-            gv = metric_values(store, g, stage if g not in WORKFLOW_ONLY else None, [base, arm])
+            gv = every[g]  # (the arms' values are the same whichever other arms are read with them)
             if base in gv and arm in gv:
                 gc = _compare(gv[base], gv[arm], alpha)
                 guard[g] = {"baseline_mean": float(np.mean(gv[base])), "arm_mean": float(np.mean(gv[arm])),
