@@ -6,15 +6,18 @@ against ``serve`` on a local store of the same data, side by side.
    sessions and workflows) pushed to an empty team store by :func:`golem_mcp.store.team.push`.
 2. On a team store of ``--requests`` requests (made once under ``--data``, default
    ``$GOLEM_BENCH_DATA/team`` or bench/.data/team, and reused: ``local-N.duckdb`` and the lake pushed from it):
-   ``serve --team`` started cold (no replica: the lake copied and resolved) and ``serve`` on the
-   local store, each: the start (launch to the first answer), ``query_workflow_cost`` (the MCP tool,
-   through the real MCP client) and the dashboard page (median of ``--runs`` after a warm-up), the
-   server's RSS now and at its peak; ``ratio_*`` is team / local.
+   ``serve`` on the local store and ``serve --team`` started cold (no replica: the lake copied and
+   resolved), one after the other: the start (launch to the first answer) and RSS after it. Then,
+   both running (after ``--settle`` seconds of their warm-up), ``query_workflow_cost`` (the MCP tool,
+   through the real MCP client, over everything by stage) and the dashboard page, asked of each
+   server in turn for ``--runs`` rounds after one unmeasured ask: medians, RSS now and at its peak;
+   ``ratio_*`` is team / local, measured side by side.
 3. ``serve --team`` started again (warm: its replica kept), a push of ``--late-requests`` new requests
    from another machine while it runs, and the seconds until its MCP answer counts them exactly.
 
 A PostgreSQL server of its own is started in ``--data`` (binaries from ``--pg-bin``; as root through
-``runuser -u postgres``) and stopped at the end. Load averages are printed with the figures.
+``runuser -u postgres``) and stopped at the end (one already running on that folder is used and
+left running). Load averages are printed with the figures.
 
     python bench/team_bench.py --requests 10000000
 """
@@ -36,6 +39,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 READ_TIMEOUT_S = 600
+START_WAIT_S = 7200  # a team server's cold start copies the whole lake (10M requests: ~10 min)
 sys.path.insert(0, str(HERE.parent / "tests"))
 
 
@@ -56,15 +60,24 @@ class Postgres:
         self.port = free_port()
 
     def start(self) -> None:
+        """Start the server, or use the one already running on this data folder (another run's, or
+        one started by hand to look at the lake): it is then left running at the end."""
         self.root.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             shutil.chown(self.root, "postgres")
+        self.started = False
+        pid_file = self.data / "postmaster.pid"
+        if pid_file.exists() and subprocess.run(as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "status"),
+                                                capture_output=True).returncode == 0:
+            self.port = int(pid_file.read_text().splitlines()[3])  # postmaster.pid's 4th line: the port
+            return
         if not self.data.exists():
             subprocess.run(as_postgres(str(self.bin / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres"),
                            check=True, capture_output=True)
         subprocess.run(as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-w", "-l", str(self.root / "pg.log"),
                                    "-o", f"-p {self.port} -k {self.root} -c listen_addresses=''", "start"),
                        check=True, capture_output=True)
+        self.started = True
 
     def createdb(self, name: str) -> str:
         subprocess.run(as_postgres(str(self.bin / "createdb"), "-h", str(self.root), "-p", str(self.port), "-U",
@@ -72,6 +85,8 @@ class Postgres:
         return f"ducklake:postgres:dbname={name} host={self.root} port={self.port} user=postgres"
 
     def stop(self) -> None:
+        if not self.started:
+            return
         subprocess.run(as_postgres(str(self.bin / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop"),
                        capture_output=True)
 
@@ -131,37 +146,44 @@ def make_local(path: Path, requests: int, start: int = 0) -> None:
     tmp.rename(path)
 
 
-def timed(fn: Any, runs: int) -> float:
-    fn()  # warm: first-run caches (the analysis' per-day aggregates, DuckDB's metadata) are not the figure
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return statistics.median(times)
-
-
-def reads(url: str, runs: int) -> dict[str, float]:
+def reads(urls: dict[str, str], runs: int) -> dict[str, dict[str, Any]]:
+    """``query_workflow_cost`` (the MCP tool through the real MCP client) and the dashboard page on
+    every server in ``urls``, side by side: each question is asked once of each server unmeasured
+    (first-run caches are not the figure), then ``runs`` rounds in which every server answers it in
+    turn, so load on the machine falls on all of them alike. Median seconds per server and question."""
     from mcp import Client
 
     from conftest import api, mcp_http
 
-    async def cost() -> None:
-        async with Client(mcp_http(url)) as c:
-            r = await c.call_tool("query_workflow_cost", {"group_by": ["stage"], "since": "2026-01-01"})
-            assert not r.is_error, r.content
+    def cost(url: str) -> None:
+        async def ask() -> None:
+            async with Client(mcp_http(url)) as c:
+                r = await c.call_tool("query_workflow_cost", {"group_by": ["stage"], "since": "2026-01-01"})
+                assert not r.is_error, r.content
+        asyncio.run(ask())
 
-    def dashboard() -> None:
+    def dashboard(url: str) -> None:
         r = api.get(url + "/?days=90", timeout=READ_TIMEOUT_S)
         assert r.status_code == 200
 
-    out: dict[str, float | str] = {}
-    for name, fn in (("query_workflow_cost_s", lambda: asyncio.run(cost())), ("dashboard_s", dashboard)):
+    out: dict[str, dict[str, Any]] = {name: {} for name in urls}
+    for question, fn in (("query_workflow_cost_s", cost), ("dashboard_s", dashboard)):
+        times: dict[str, list[float]] = {name: [] for name in urls}
         try:
-            out[name] = timed(fn, runs)
+            for url in urls.values():
+                fn(url)
+            for _ in range(runs):
+                for name, url in urls.items():
+                    t = time.perf_counter()
+                    fn(url)
+                    times[name].append(time.perf_counter() - t)
         except Exception as e:  # noqa: BLE001 -- a read past the timeout is a figure too, said as such
-            out[name] = f"failed or over {READ_TIMEOUT_S} s: {type(e).__name__}"
-        print(f"  {name}: {out[name]}", file=sys.stderr, flush=True)
+            for name in urls:
+                out[name][question] = f"failed or over {READ_TIMEOUT_S} s: {type(e).__name__}"
+            continue
+        for name in urls:
+            out[name][question] = round(statistics.median(times[name]), 4)
+        print(f"  {question}: " + ", ".join(f"{n} {out[n][question]}" for n in urls), file=sys.stderr, flush=True)
     return out
 
 
@@ -202,7 +224,9 @@ def main() -> int:
                     help="requests pushed while serve --team runs, for how soon it answers them (default 10k)")
     ap.add_argument("--data", type=Path, default=Path(os.environ.get("GOLEM_BENCH_DATA") or Path(__file__).resolve().parent / ".data") / "team")
     ap.add_argument("--pg-bin", type=Path, default=Path("/usr/lib/postgresql/15/bin"))
-    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--runs", type=int, default=5, help="rounds of reads, each server in turn (default 5)")
+    ap.add_argument("--settle", type=float, default=30.0,
+                    help="seconds both servers idle after starting, before the reads (default 30)")
     ap.add_argument("--memory-mb", type=int, default=4096, help="GOLEM_MEMORY_BUDGET_MB of both servers")
     ap.add_argument("--skip-push-rate", action="store_true", help="only the large store's figures")
     args = ap.parse_args()
@@ -257,34 +281,43 @@ def main() -> int:
         common = {"GOLEM_MEMORY_BUDGET_MB": str(args.memory_mb), "GOLEM_STORE_WAIT_S": "7200"}
         team_env = {"GOLEM_TEAM_URL": os.environ["GOLEM_TEAM_URL"], "GOLEM_TEAM_DATA_PATH": os.environ["GOLEM_TEAM_DATA_PATH"],
                     "GOLEM_TEAM_REFRESH_SECONDS": "2", **common}
-        for mode in ("local", "team"):
-            home = data / f"home-{mode}"
-            if mode == "team":  # a cold start: no replica yet (the figure for a new team server)
-                shutil.rmtree(home / "team", ignore_errors=True)
-            home.mkdir(exist_ok=True)
-            extra = ("--team",) if mode == "team" else ()
-            env = team_env if mode == "team" else {"GOLEM_TEAM_URL": "", "GOLEM_TEAM_DATA_PATH": "", **common}
-            t = time.perf_counter()
-            d = launch_daemon(home, big, *extra, env=env)
-            try:
+        # each server started alone (its start-up is a figure: launch to the first answer; the team
+        # server's cold start copies and resolves the whole lake into its replica); then both run at
+        # once and the reads alternate between them (the machine's load falls on both alike)
+        daemons: dict[str, Any] = {}
+        try:
+            for mode in ("local", "team"):
+                home = data / f"home-{mode}"
+                if mode == "team":  # a cold start: no replica yet (the figure for a new team server)
+                    shutil.rmtree(home / "team", ignore_errors=True)
+                home.mkdir(exist_ok=True)
+                extra = ("--team",) if mode == "team" else ()
+                env = team_env if mode == "team" else {"GOLEM_TEAM_URL": "", "GOLEM_TEAM_DATA_PATH": "", **common}
+                t = time.perf_counter()
+                daemons[mode] = d = launch_daemon(home, big, *extra, env=env, wait_s=START_WAIT_S)
                 total = cost_total(d.url)  # the first answer: the store is open (a team server: its replica built)
                 out[f"{mode}_start_s"] = round(time.perf_counter() - t, 1)
                 out[f"{mode}_requests"] = total  # the lake may hold an earlier run's late pushes too
-                out[mode] = reads(d.url, args.runs)
-                out[mode].update(memory(d.proc.pid))
-                out[mode]["load"] = load()
-            finally:
+                out[mode] = {"start": memory(d.proc.pid), "load_after_start": load()}
+                print(f"  {mode}: start {out[f'{mode}_start_s']} s, {out[mode]}", file=sys.stderr, flush=True)
+            time.sleep(args.settle)  # the daemons' warm-up after start (analysis cache) is not the figure
+            out["load_during_reads"] = load()
+            for mode, figures in reads({m: d.url for m, d in daemons.items()}, args.runs).items():
+                out[mode].update(figures)
+                out[mode].update(memory(daemons[mode].proc.pid))
+        finally:
+            for d in daemons.values():
                 d.stop()
-            print(f"  {mode}: start {out[f'{mode}_start_s']} s, {out[mode]}", file=sys.stderr, flush=True)
+        print(f"  side by side: {json.dumps({m: out[m] for m in daemons})}", file=sys.stderr, flush=True)
         for k in out["local"]:
-            if k.endswith("_s") and isinstance(out["team"][k], float) and isinstance(out["local"][k], float):
+            if k.endswith("_s") and isinstance(out["team"].get(k), float) and isinstance(out["local"][k], float):
                 out[f"ratio_{k.removesuffix('_s')}"] = round(out["team"][k] / out["local"][k], 2)
 
         # 3. serve --team again: a warm start (the replica kept), then a push from another machine
         # while it runs, and how soon its answer counts it
         home = data / "home-team"
         t = time.perf_counter()
-        d = launch_daemon(home, big, "--team", env=team_env)
+        d = launch_daemon(home, big, "--team", env=team_env, wait_s=START_WAIT_S)
         try:
             before = cost_total(d.url)
             out["team_warm_start_s"] = round(time.perf_counter() - t, 1)

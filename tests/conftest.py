@@ -121,10 +121,12 @@ def mcp_http(url: str) -> Any:
     return streamable_http_client(url + "/mcp", http_client=create_mcp_http_client(headers=auth(url)))
 
 
-def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None = None) -> Daemon:
+def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None = None,
+                  wait_s: float = DAEMON_START_WAIT_S) -> Daemon:
     """Run ``python -m golem_mcp serve --port 0 --db DB --no-watch`` (no ``--no-watch`` when
-    ``--watch`` is among ``extra``) with GOLEM_HOME=home, and wait for /healthz. Usable from
-    fixtures of any scope; the caller stops it."""
+    ``--watch`` is among ``extra``) with GOLEM_HOME=home, and wait up to ``wait_s`` for /healthz to
+    say its store is ready. Usable from fixtures of any scope (and benches: a large store takes
+    longer to open); the caller stops it."""
     args = [sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--db", str(db), *extra]
     if "--watch" not in extra:
         args.append("--no-watch")
@@ -135,7 +137,7 @@ def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None 
         proc = subprocess.Popen(args, stdout=log, stderr=log,
                                 env={**os.environ, "GOLEM_HOME": str(home), **(env or {})})
     # a wait, not a speed check (bench/ measures start-up): a loaded machine can take a minute
-    deadline = time.monotonic() + DAEMON_START_WAIT_S
+    deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode}:\n{out.read_text()}")
@@ -148,7 +150,7 @@ def launch_daemon(home: Path, db: Path, *extra: str, env: dict[str, str] | None 
             TOKENS[url] = json.loads(state.read_text())["token"]
             return Daemon(url, proc, db, home)
     proc.kill()
-    raise RuntimeError(f"daemon did not answer /healthz within {DAEMON_START_WAIT_S} s:\n{out.read_text()}")
+    raise RuntimeError(f"daemon's store was not ready within {wait_s} s:\n{out.read_text()}")
 
 
 @pytest.fixture
