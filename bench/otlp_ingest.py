@@ -8,6 +8,12 @@ nothing. Run: ``python bench/otlp_ingest.py [--seconds 15] [--batch 500] [--clie
 with ``--baseline`` (another checkout's ``src``, e.g. a worktree of an older commit) the same series
 runs against a daemon from that code too, so before and after are measured side by side in one run.
 
+``--requests N`` (e.g. 2000000) is the memory run instead: ``--clients`` exporters post protobuf
+bodies until N API requests' worth of log records (each body's ``api_request`` records, with their
+``tool_result`` records beside them) are committed, and the daemon's resident memory is printed idle
+before, at its highest sample while posting (and its kernel high-water mark), right after the last
+post and 10 s later, with the rate and records per daemon CPU-second over the whole run.
+
 Besides records per second, each row gives the daemon's CPU seconds (all its threads) per wall
 second (its decoding workers included) and the records per daemon CPU-second: on a machine shared with other work the rate follows
 the CPU the daemon got, the per-CPU-second figure much less so. The daemon's resident memory (its
@@ -182,18 +188,22 @@ class RssWatch:
 
 
 def run(url: str, ctype: str, template: bytes, records: int, seconds: float, clients: int,
-        counter: itertools.count) -> tuple[float, int, list[float]]:
-    """Send batches from ``clients`` connections for ``seconds``; (records/s, errors, latencies)."""
+        counter: itertools.count, posts: int | None = None) -> tuple[float, int, list[float]]:
+    """Send batches from ``clients`` connections for ``seconds`` (or until ``posts`` bodies were sent);
+    (records/s, errors, latencies)."""
     lock = threading.Lock()
     done = [0]
     errors = [0]
     latencies: list[float] = []
     stop_at = time.monotonic() + seconds
+    sent = itertools.count()
 
     def client() -> None:
         with httpx.Client(timeout=60, headers=AUTH) as c:
             while time.monotonic() < stop_at:
                 with lock:
+                    if posts is not None and next(sent) >= posts:
+                        return
                     mark = f"B{next(counter):012d}".encode()
                 body = template.replace(MARK.encode(), mark)
                 t0 = time.perf_counter()
@@ -220,6 +230,43 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(p * len(xs)))] * 1000 if xs else float("nan")
 
 
+def memory_run(args: argparse.Namespace) -> None:
+    """``--requests N``: the daemon's resident memory while N API requests' worth of records are posted."""
+    ctype, template = encodings(args.batch)["protobuf"]
+    per_body = sum(1 for r in body_template(args.batch)["resourceLogs"][0]["scopeLogs"][0]["logRecords"]
+                   if _attrs(r)["event.name"]["stringValue"] == "api_request")
+    posts = -(-args.requests // per_body)
+    src = str(Path(args.baseline).resolve()) if args.baseline else str(Path(__file__).resolve().parents[1] / "src")
+    print(f"OTLP memory run: {posts:,} protobuf bodies of {args.batch} records ({per_body} API requests each, "
+          f"{posts * per_body:,} in all) from {args.clients} exporters, code {src} "
+          f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
+    with tempfile.TemporaryDirectory(dir=args.data) as home:
+        proc, url = start_daemon(home, src)
+        try:
+            time.sleep(2)
+            print(f"daemon RSS idle after start: {rss_mb(proc.pid)[0]:,.0f} MB")
+            c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            with RssWatch(proc.pid) as watch:
+                rate, errors, lat = run(url, ctype, template, args.batch, float("inf"), args.clients,
+                                        itertools.count(1), posts=posts)
+            cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - t0
+            end, peak = rss_mb(proc.pid)
+            st = httpx.get(url + "/api/status", timeout=60, headers=AUTH).json()
+            time.sleep(10)
+            later = rss_mb(proc.pid)[0]
+            size = os.path.getsize(os.path.join(home, "bench.duckdb")) / 2**20
+            print(f"posted in {wall:,.0f} s: {rate:,.0f} records/s, {rate * wall / cpu:,.0f} records per daemon "
+                  f"CPU-s ({cpu:,.0f} CPU-s), p50 / p95 {pct(lat, .5):,.0f} / {pct(lat, .95):,.0f} ms, {errors} errors")
+            print(f"store holds {st['api_requests']:,} api_requests, {st['tool_calls']:,} tool_calls, "
+                  f"{st['otel_events']:,} otel_events; file {size:,.0f} MB")
+            print(f"daemon RSS: highest sample while posting {watch.max:,.0f} MB (kernel high-water mark {peak:,.0f} MB), "
+                  f"after the last post {end:,.0f} MB, 10 s later {later:,.0f} MB (target <= 800 MB while posting)")
+        finally:
+            proc.terminate()
+            proc.wait(60)
+    print(f"load average {os.getloadavg()[0]:.1f} after")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=15)
@@ -227,7 +274,12 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="concurrent connections (exporters)")
     ap.add_argument("--baseline", help="another checkout's src folder: the same series against its daemon")
     ap.add_argument("--workers", type=int, help="also run this checkout with GOLEM_OTLP_WORKERS=N (decoding workers)")
+    ap.add_argument("--requests", type=int, help="the memory run: post N API requests' worth of records (see above)")
+    ap.add_argument("--data", help="folder for the memory run's store (default: the system's temporary folder)")
     args = ap.parse_args()
+    if args.requests:
+        memory_run(args)
+        return
     bodies = encodings(args.batch)
     counter = itertools.count(1)
     here = str(Path(__file__).resolve().parents[1] / "src")
