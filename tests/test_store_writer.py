@@ -92,6 +92,46 @@ def test_submissions_from_many_threads_land_once_each_and_a_bad_batch_fails_alon
         assert 0 < store.commits <= 801  # batches queued together shared a commit
 
 
+def test_a_write_waits_for_batches_announced_as_coming_and_commits_them_together(tmp_path: Path) -> None:
+    """Exporters that got their answers together post again together: the writer must not take the
+    first body decoded alone while the others are being decoded (``Store.coming``)."""
+    def batch(i: int) -> Batch:
+        b = Batch()
+        hook_to_batch({"hook_event_name": "Stop", "session_id": f"s{i}", "_golem_received_us": i}, b, received_us=i)
+        return b
+
+    with Store(tmp_path / "s.duckdb") as store:
+        store._writes.GATHER_WAIT = 60  # longer than any test step: only the announcements decide
+        with store.coming():  # a second body is being decoded
+            first = store.submit(batch(1))
+            time.sleep(0.3)
+            assert not first.done()  # the writer waits for the batch announced
+            second = store.submit(batch(2))
+        assert first.result(WAIT) and second.result(WAIT)
+        assert store.commits == 1  # one transaction for both
+
+        # an announced body that did not decode releases the write as it gives up
+        with store.coming():
+            third = store.submit(batch(3))
+            time.sleep(0.3)
+            assert not third.done()
+        assert third.result(WAIT)["hook_events"] == 1  # (the decoding failed: nothing more submitted)
+        assert store.commits == 2
+
+        # nothing announced (one exporter, an import): written at once
+        t0 = time.monotonic()
+        assert store.submit(batch(4)).result(WAIT)["hook_events"] == 1
+        assert time.monotonic() - t0 < 30
+
+        # an announced batch that is slow to come waits for the next write past GATHER_WAIT
+        store._writes.GATHER_WAIT = 0.2
+        with store.coming():
+            t0 = time.monotonic()
+            assert store.submit(batch(5)).result(WAIT)["hook_events"] == 1
+            assert time.monotonic() - t0 < 30
+        assert store.scalar("SELECT count(*) FROM hook_events") == 5
+
+
 def test_a_store_dropped_without_close_lets_go_of_its_database(tmp_path: Path) -> None:
     """The writer thread outlives its batches; it must not keep the store that started it (and its
     DuckDB connection and buffers) alive once the store's owner drops it without close(). Every such

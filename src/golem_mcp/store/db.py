@@ -627,6 +627,11 @@ class Store:
         The daemon's every source of facts writes through here."""
         return self._writes.submit(batch)
 
+    def coming(self) -> contextlib.AbstractContextManager[None]:
+        """``with store.coming(): ...decode...; store.submit(batch)``: a batch is on its way, so a
+        write starting meanwhile waits for it (:meth:`.writer.WriteQueue.coming`)."""
+        return self._writes.coming()
+
     @property
     def commits(self) -> int:
         """Transactions :meth:`submit` committed so far (what changed since a caller last looked)."""

@@ -141,10 +141,12 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
             return json_response({"error": f"unknown OTLP signal {signal!r}; use /v1/logs, /v1/metrics or /v1/traces"},
                                  404)
         kind = media_type(request)
-        body = await read_body(request, limit)
-        batch, n = await decoder.batch(signal, body, kind)
-        # committed by the store's one writer; its value checks add what they refused to batch.skipped
-        await asyncio.wrap_future(store.submit(batch))
+        with store.coming():  # a write starting meanwhile waits for this body (store/writer.py)
+            body = await read_body(request, limit)
+            batch, n = await decoder.batch(signal, body, kind)
+            # committed by the store's one writer; its value checks add what they refused to batch.skipped
+            committed = store.submit(batch)
+        await asyncio.wrap_future(committed)
         stats.records += n
         message = problems_message(batch, n, NOUN[signal])
         if message:
