@@ -79,3 +79,32 @@ def test_the_errors_answer_shows_the_reasons(store):
     assert {r["request_id"]: r["reason_category"] for r in rows} == {
         "r1": "overload", "r2": "overload", "r3": "rate_limit", "r4": None, "r5": "import"}
     assert next(r for r in rows if r["request_id"] == "r3")["reason_status_code"] == 429
+
+
+@pytest.mark.parametrize("since", [None, T0 + timedelta(seconds=4), T0.replace(hour=0), T0 + timedelta(days=1)])
+def test_requests_and_retries_per_stage_are_the_request_rows(store, since):
+    """query_errors counts requests and retries per stage from the rollups (whole days) and the request
+    rows (the part of a day a `since` cuts): the same as counting the rows."""
+    from golem_mcp.analysis.workflows import query_errors
+
+    store.write(_second_day())
+    for wf, stage in ((None, None), ("wf-r", None), ("wf-r", "implementer"), (None, "reviewer")):
+        got = query_errors(store, wf, stage, since.isoformat() if since else None, limit=100)
+        cond = "(? IS NULL OR workflow_id = ?) AND (? IS NULL OR stage = ?) AND (? IS NULL OR \"timestamp\" >= ?)"
+        args = [wf, wf, stage, stage, since, since]
+        want = store.query(f"SELECT count(*) FILTER (WHERE attempt > 1) AS retried_requests, sum(attempt - 1) AS retries "
+                           f"FROM requests WHERE {cond}", args)[0]
+        assert got["retries"] == want, (wf, stage, since)
+        per_stage = {r["stage"]: (r["requests"], r["retries"]) for r in store.query(
+            f"SELECT stage, count(*) AS requests, sum(attempt - 1) AS retries FROM requests WHERE {cond} GROUP BY 1",
+            args)}
+        assert {r["stage"]: (r["requests"], r["retries"]) for r in got["by_stage"]} == per_stage, (wf, stage, since)
+
+
+def _second_day() -> Batch:
+    b = Batch()
+    _req(b, "r7", "s4", 86400 + 60, 3)
+    b.add("api_requests", {"request_id": "r8", "session_id": "s4", "model": "claude-sonnet-4-5",
+                           "timestamp": _at(86400 + 90), "input_tokens": 5, "output_tokens": 1, "attempt": None,
+                           "workflow_id": "wf-q", "stage": "reviewer"})
+    return b
