@@ -143,9 +143,13 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
     loops = [RepeatedCall(workflow_id=r["workflow_id"], stage=r["stage"], tool_name=r["tool_name"],
                           command=_command(r["params"]), count=r["n"], failures=r["failures"],
                           kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
+    # the rollups know whether the window's days hold a retried request at all (most workflows have
+    # none): the request rows are read only when they do
+    retried = store.scalar("SELECT COALESCE(sum(retried_requests), 0) FROM rollup_requests WHERE day >= ? AND day <= ? "
+                           "AND (? IS NULL OR workflow_id = ?)", [start.date(), end.date(), workflow_id, workflow_id])
     retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope),
                                                p + [start - timedelta(seconds=retry_lookback_s), end,
-                                                    retry_lookback_s, retry_lookback_s])]
+                                                    retry_lookback_s, retry_lookback_s])] if retried else []
     cyc = store.query(f"""
         WITH t AS (
             SELECT workflow_id, stage, agent_id, session_id, tool_name, success,
