@@ -13,6 +13,8 @@ bodies until N API requests' worth of log records (each body's ``api_request`` r
 ``tool_result`` records beside them) are committed, and the daemon's resident memory is printed idle
 before, at its highest sample while posting (and its kernel high-water mark), right after the last
 post and 10 s later, with the rate and records per daemon CPU-second over the whole run.
+``--memory-budget MB`` gives that daemon this ``memory_budget_mb`` setting (DuckDB's memory limit is
+three quarters of it; the default budget is 2,048 MB).
 
 Besides records per second, each row gives the daemon's CPU seconds (all its threads) per wall
 second (its decoding workers included) and the records per daemon CPU-second: on a machine shared with other work the rate follows
@@ -93,7 +95,10 @@ def encodings(n: int) -> dict[str, tuple[str, bytes]]:
             "protobuf": ("application/x-protobuf", pb.SerializeToString())}
 
 
-def start_daemon(home: str, src: str | None = None, workers: int | None = None) -> tuple[subprocess.Popen, str]:
+def start_daemon(home: str, src: str | None = None, workers: int | None = None,
+                 memory_budget_mb: int | None = None) -> tuple[subprocess.Popen, str]:
+    if memory_budget_mb:
+        Path(home, "settings.json").write_text(json.dumps({"memory_budget_mb": memory_budget_mb}))
     env = {**os.environ, "GOLEM_HOME": home, "GOLEM_TOKEN": TOKEN}
     if workers is not None:
         env["GOLEM_OTLP_WORKERS"] = str(workers)
@@ -241,14 +246,30 @@ def memory_run(args: argparse.Namespace) -> None:
           f"{posts * per_body:,} in all) from {args.clients} exporters, code {src} "
           f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
     with tempfile.TemporaryDirectory(dir=args.data) as home:
-        proc, url = start_daemon(home, src)
+        proc, url = start_daemon(home, src, memory_budget_mb=args.memory_budget)
         try:
             time.sleep(2)
+            if args.memory_budget:
+                print(f"memory_budget_mb {args.memory_budget:,}")
             print(f"daemon RSS idle after start: {rss_mb(proc.pid)[0]:,.0f} MB")
             c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+            stop = threading.Event()
+
+            def progress() -> None:  # a run takes most of an hour on a busy machine: say where it is
+                while not stop.wait(60):
+                    try:
+                        n = httpx.get(url + "/api/status", timeout=60, headers=AUTH).json()["api_requests"]
+                    except (httpx.HTTPError, ValueError, KeyError):
+                        continue
+                    print(f"  {time.monotonic() - t0:,.0f} s: {n:,} api_requests stored, daemon RSS "
+                          f"{rss_mb(proc.pid)[0]:,.0f} MB, {cpu_seconds(proc.pid) - c0:,.0f} CPU-s", flush=True)
+
+            reporter = threading.Thread(target=progress, daemon=True)
+            reporter.start()
             with RssWatch(proc.pid) as watch:
                 rate, errors, lat = run(url, ctype, template, args.batch, float("inf"), args.clients,
                                         itertools.count(1), posts=posts)
+            stop.set()
             cpu, wall = cpu_seconds(proc.pid) - c0, time.monotonic() - t0
             end, peak = rss_mb(proc.pid)
             st = httpx.get(url + "/api/status", timeout=60, headers=AUTH).json()
@@ -275,6 +296,7 @@ def main() -> None:
     ap.add_argument("--baseline", help="another checkout's src folder: the same series against its daemon")
     ap.add_argument("--workers", type=int, help="also run this checkout with GOLEM_OTLP_WORKERS=N (decoding workers)")
     ap.add_argument("--requests", type=int, help="the memory run: post N API requests' worth of records (see above)")
+    ap.add_argument("--memory-budget", type=int, help="the memory run's daemon gets this memory_budget_mb setting")
     ap.add_argument("--data", help="folder for the memory run's store (default: the system's temporary folder)")
     args = ap.parse_args()
     if args.requests:

@@ -105,6 +105,7 @@ class WriteQueue:
             if t is None:
                 return
             self.queue.put(None)
+            self._arrived.notify_all()
         t.join(timeout)
 
     def _run(self) -> None:
