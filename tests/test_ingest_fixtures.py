@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from golem_mcp.ingestion.importer import Importer
+from golem_mcp.ingestion.importer import FirstImport, Importer
 from golem_mcp.store import Store
 from support.fixture_data import FIXTURES as FIX
 from support.fixture_data import TOKENS, import_fixture, sources, token_counts
@@ -96,6 +96,24 @@ def test_importing_twice_adds_nothing(tmp_path):
     assert res.files_read > 0
     assert store.table_counts() == before
     assert _by_workflow_stage(store) == totals
+
+
+def test_a_first_import_parsed_while_its_store_is_created_gives_truth(tmp_path, monkeypatch):
+    monkeypatch.setenv("GOLEM_IMPORT_WORKERS", "2")  # the parser processes, on this small folder too
+    transcripts = SOURCES["transcripts"]
+    started = FirstImport.start(transcripts)
+    assert started.parsing is not None  # parsing before the store exists
+    store = Store(tmp_path / "g.duckdb")
+    res = Importer(store).run(transcripts, started=started)
+    assert res.skipped == [] and res.files_read == res.files_seen > 0
+    assert started.parsing is None  # the parser processes are stopped
+    assert _by_session_stage(store) == _truth("session")
+    # handed to a store that has read files already, it is set aside: what is unchanged is not read
+    late = FirstImport.start(transcripts)
+    res = Importer(store).run(transcripts, started=late)
+    assert res.files_read == 0 and res.files_unchanged == res.files_seen > 0
+    assert late.parsing is None
+    assert _by_session_stage(store) == _truth("session")
 
 
 def test_context_and_attribution(tmp_path):

@@ -10,10 +10,10 @@ from __future__ import annotations
 import gzip
 import os
 import pickle
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
@@ -30,10 +30,11 @@ from .transcripts import TOOL_MERGE, TranscriptFile, parse_lines, parse_meta
 from .workflow_runs import JOURNAL, is_run_record, parse_journal_lines, parse_run_record
 
 # Fewer, larger transactions: each costs CPU beyond its rows (lookups of stored keys, merges of the
-# sessions and agents that span writes, a checkpoint). A first import of 1 GB of transcripts measured
-# 2.7 CPU-s in writes at 128 MB (8 writes; this process 4.8 CPU-s, peak RSS 324 MB), 1.4 at 512 MB
-# (2 writes; 2.9 CPU-s, 391 MB) and 1.5 in one write (3.5 CPU-s, 449 MB: no write overlaps parsing).
-FLUSH_BYTES = 512 * 1024 * 1024
+# sessions and agents that span writes, the resolution's and the rollups' statements, the commit).
+# A first import of 1 GB of transcripts (149,350 rows), this process' CPU-s with the workers' beside:
+# 6.5 at 256 MB (4 writes), 4.9 at 512 MB (2 writes) and 4.2 in one write (2.9-3.3 in the workers
+# each time). One write overlaps no parsing, but on two cores the parsers already hold both.
+FLUSH_BYTES = 1024 * 1024 * 1024
 FLUSH_ROWS = 200_000
 HEAD_BYTES = 4096  # how much of a .jsonl file tells hooks from a transcript
 # Parallel parsing: worth its process start-up (~0.1 s) from this much new data on
@@ -120,83 +121,68 @@ class Importer:
         self.store = store
         self.store_prompts = store_prompts
 
-    def run(self, paths: Iterable[str | Path], progress: Progress | None = None) -> ImportResult:
-        res = ImportResult()
+    def run(self, paths: Iterable[str | Path], progress: Progress | None = None,
+            started: FirstImport | None = None) -> ImportResult:
+        """Read what is new under ``paths`` into the store. ``started``: the same paths' parsing, begun
+        by :meth:`FirstImport.start` while this (new) store was being created; it is used only when
+        the store has indeed read no file yet, and closed either way."""
         states = self.store.file_states()
-        todo: list[tuple[Path, os.stat_result, str]] = []
-        for p in [Path(x).expanduser() for x in paths]:
-            if not p.exists():
-                res.skipped.append(Skipped(str(p), None, "no such file or folder"))
-                continue
-            for key, name, st in _walk_keys(p):
-                kind = _classify_name(name)
-                if kind is None:
-                    continue
-                res.files_seen += 1
-                old = states.get(key)
-                if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
-                    res.files_unchanged += 1
-                    continue
-                # hooks-or-transcript is told by the file's first line, read with the file itself
-                todo.append((Path(key), st, kind))
-        total = sum(st.st_size - (states.get(str(f), (0, 0, 0, 0))[2] if k in ("transcript", "journal") else 0)
+        if started is not None and (states or started.store_prompts != self.store_prompts):
+            started.close()  # (not a new store after all, or other settings: read as usual)
+            started = None
+        if started is None:
+            res, todo = _plan(paths, states)
+            parsing = None
+        else:
+            res, todo, parsing = started.res, started.todo, started.parsing
+        total = sum(st.st_size - (states.get(f, (0, 0, 0, 0))[2] if k in ("transcript", "journal") else 0)
                     for f, st, k in todo)
         batch = Batch()
         pending_bytes = 0
         done = 0
-        for n in self._read_all(todo, states, batch):
-            if n is None:
-                continue  # skipped (deleted, unreadable); the reason is in batch.skipped
-            res.files_read += 1
-            res.bytes_read += n
-            pending_bytes += n
-            done += n
-            if pending_bytes >= FLUSH_BYTES or batch.count() >= FLUSH_ROWS:
-                res.rows += self._flush(batch, res)
-                pending_bytes = 0
-            if progress:
-                progress(done, total)
+        failed = True
+        try:
+            for n in self._read_all(todo, states, batch, parsing):
+                if n is None:
+                    continue  # skipped (deleted, unreadable); the reason is in batch.skipped
+                res.files_read += 1
+                res.bytes_read += n
+                pending_bytes += n
+                done += n
+                if pending_bytes >= FLUSH_BYTES or batch.count() >= FLUSH_ROWS:
+                    res.rows += self._flush(batch, res)
+                    pending_bytes = 0
+                if progress:
+                    progress(done, total)
+            failed = False
+        finally:
+            if started is not None:
+                started.close(failed)
         res.rows += self._flush(batch, res)
         return res
 
-    def _read_all(self, todo: list[tuple[Path, os.stat_result, str]], states: dict[str, tuple],
-                  batch: Batch) -> Iterator[int | None]:
+    def _read_all(self, todo: list[tuple[str, os.stat_result, str]], states: dict[str, tuple],
+                  batch: Batch, parsing: _Parsing | None = None) -> Iterator[int | None]:
         """Read every file into ``batch`` in ``todo`` order; yields bytes read per file (None: skipped).
 
         A large import is parsed by worker processes (parsing is CPU-bound, and this process writes
         the store meanwhile). Rows come back as plain dicts and are merged here in the same order a
         serial read gives, so which source's value a merge keeps does not depend on timing.
         """
-        workers = _workers()
-        if workers > 1 and len(todo) > 1 and sum(t[1].st_size for t in todo) >= _parallel_min_bytes():
-            yield from self._read_parallel(todo, states, batch, workers)
+        if parsing is None:
+            parsing = _Parsing.start(todo, states, self.store_prompts)
+            if parsing is None:
+                for f, st, kind in todo:
+                    yield read_file(Path(f), st, kind, states.get(f), batch, self.store_prompts)
+                return
+            try:
+                yield from parsing.merge(batch)
+            except BaseException:
+                parsing.close(failed=True)
+                raise
+            parsing.close()
             return
-        for f, st, kind in todo:
-            yield read_file(f, st, kind, states.get(str(f)), batch, self.store_prompts)
-
-    def _read_parallel(self, todo: list[tuple[Path, os.stat_result, str]], states: dict[str, tuple],
-                       batch: Batch, workers: int) -> Iterator[int | None]:
-        # consecutive files in tasks of ~TASK_BYTES; workers take the next task when done
-        tasks: list[list[tuple[str, os.stat_result, str, tuple | None]]] = []
-        cur: list[tuple[str, os.stat_result, str, tuple | None]] = []
-        size = 0
-        for f, st, kind in todo:
-            cur.append((str(f), st, kind, states.get(str(f))))
-            size += st.st_size
-            if size >= TASK_BYTES:
-                tasks.append(cur)
-                cur, size = [], 0
-        if cur:
-            tasks.append(cur)
-        with _WorkerPool(min(workers, len(tasks))) as pool:
-            # the store's first write imports pyarrow (~0.1-0.3 s): do it while the workers parse
-            import pyarrow  # noqa: F401
-
-            for rows, skipped, counts in pool.map_ordered([(t, self.store_prompts) for t in tasks]):
-                for table, rs in rows.items():
-                    batch.rows[table].extend(rs)
-                batch.skipped.extend(skipped)
-                yield from counts
+        yield from parsing.merge(batch)
 
     def _flush(self, batch: Batch, res: ImportResult) -> int:
         n = batch.count()
@@ -206,6 +192,102 @@ class Importer:
         batch.clear_rows()
         batch.skipped = []
         return n
+
+
+def _plan(paths: Iterable[str | Path], states: dict[str, tuple]) -> tuple[ImportResult, list[tuple[str, os.stat_result, str]]]:
+    """Walk ``paths``: the files to read (by key: a Path per file cost ~15 us, 0.3 s of a 20,000-file
+    first import), and the result's counts of files seen and unchanged since ``states``."""
+    res = ImportResult()
+    todo: list[tuple[str, os.stat_result, str]] = []
+    for p in [Path(x).expanduser() for x in paths]:
+        if not p.exists():
+            res.skipped.append(Skipped(str(p), None, "no such file or folder"))
+            continue
+        for key, name, st in _walk_keys(p):
+            kind = _classify_name(name)
+            if kind is None:
+                continue
+            res.files_seen += 1
+            old = states.get(key)
+            if old and old[0] == st.st_size and old[1] == st.st_mtime_ns:
+                res.files_unchanged += 1
+                continue
+            # hooks-or-transcript is told by the file's first line, read with the file itself
+            todo.append((key, st, kind))
+    return res, todo
+
+
+class FirstImport:
+    """A first import's walk and parsing, begun before its store is open.
+
+    Creating a store (importing DuckDB and pyarrow, the migrations) takes ~1 CPU-s in which the parser
+    processes, started first, already read: a new database has no file read yet, so what to read does
+    not depend on it. Hand it to :meth:`Importer.run`, which checks that the store is indeed new.
+    """
+
+    def __init__(self, paths: Iterable[str | Path], store_prompts: bool) -> None:
+        self.store_prompts = store_prompts
+        self.res, self.todo = _plan(paths, {})
+        self.parsing = _Parsing.start(self.todo, {}, store_prompts)
+
+    @classmethod
+    def start(cls, paths: Iterable[str | Path], store_prompts: bool = False) -> FirstImport:
+        return cls(paths, store_prompts)
+
+    def close(self, failed: bool = False) -> None:
+        """Stop the parser processes (after :meth:`Importer.run`, or instead of it)."""
+        if self.parsing is not None:
+            self.parsing.close(failed)
+            self.parsing = None
+
+
+class _Parsing:
+    """Files being parsed by worker processes, from the moment it starts; :meth:`merge` adds their rows
+    to a batch in file order."""
+
+    def __init__(self, tasks: list[list[tuple[str, os.stat_result, str, tuple | None]]], store_prompts: bool,
+                 workers: int) -> None:
+        self.pool = _WorkerPool(min(workers, len(tasks)))
+        try:
+            self.results = self.pool.map_ordered([(t, store_prompts) for t in tasks])
+        except BaseException:
+            self.pool.__exit__(RuntimeError, None, None)
+            raise
+
+    @classmethod
+    def start(cls, todo: list[tuple[str, os.stat_result, str]], states: dict[str, tuple],
+              store_prompts: bool) -> _Parsing | None:
+        """Parsing of ``todo`` started in worker processes; None when too little to be worth them."""
+        workers = _workers()
+        if not (workers > 1 and len(todo) > 1 and sum(t[1].st_size for t in todo) >= _parallel_min_bytes()):
+            return None
+        # consecutive files in tasks of ~TASK_BYTES; workers take the next task when done
+        tasks: list[list[tuple[str, os.stat_result, str, tuple | None]]] = []
+        cur: list[tuple[str, os.stat_result, str, tuple | None]] = []
+        size = 0
+        for f, st, kind in todo:
+            cur.append((f, st, kind, states.get(f)))
+            size += st.st_size
+            if size >= TASK_BYTES:
+                tasks.append(cur)
+                cur, size = [], 0
+        if cur:
+            tasks.append(cur)
+        return cls(tasks, store_prompts, workers)
+
+    def merge(self, batch: Batch) -> Iterator[int | None]:
+        # the store's first write imports pyarrow (~0.1-0.3 s): do it while the workers parse
+        import pyarrow  # noqa: F401
+
+        for rows, skipped, counts in self.results:
+            for table, rs in rows.items():
+                batch.rows[table].extend(rs)
+            batch.skipped.extend(skipped)
+            yield from counts
+
+    def close(self, failed: bool = False) -> None:
+        self.results.close()
+        self.pool.__exit__(RuntimeError if failed else None, None, None)
 
 
 class _WorkerPool:
@@ -234,6 +316,7 @@ class _WorkerPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        self._stop()  # feeders hand out no more tasks
         for p in self.procs:
             try:
                 if p.stdin:
@@ -247,8 +330,12 @@ class _WorkerPool:
                 p.kill()
                 p.wait()
 
-    def map_ordered(self, tasks: list) -> Iterator:
-        """Results in task order (tasks run in any order; early results wait for their turn)."""
+    def _stop(self) -> None:
+        pass  # (until map_ordered hands out tasks)
+
+    def map_ordered(self, tasks: list) -> Generator[Any, None, None]:
+        """Results in task order (tasks run in any order; early results wait for their turn). The
+        children start on the tasks at once, before the first result is asked for."""
         import queue
         import threading
 
@@ -256,6 +343,12 @@ class _WorkerPool:
         lock = threading.Lock()
         results: queue.SimpleQueue = queue.SimpleQueue()
         done = object()
+
+        def stop() -> None:
+            with lock:
+                todo.clear()  # on an error, feeders stop after their current task
+
+        self._stop = stop  # type: ignore[method-assign]
 
         def feed(proc: subprocess.Popen) -> None:
             try:
@@ -274,7 +367,9 @@ class _WorkerPool:
         threads = [threading.Thread(target=feed, args=(p,), daemon=True) for p in self.procs]
         for t in threads:
             t.start()
-        running = len(threads)
+        return self._in_order(results, done, len(threads), len(tasks))
+
+    def _in_order(self, results: Any, done: object, running: int, n_tasks: int) -> Generator[Any, None, None]:
         waiting: dict[int, object] = {}
         nxt = 0
         try:
@@ -292,11 +387,10 @@ class _WorkerPool:
                 while nxt in waiting:
                     yield waiting.pop(nxt)
                     nxt += 1
-            if waiting or nxt != len(tasks):
+            if waiting or nxt != n_tasks:
                 raise GolemError("transcript parser processes lost a task")
         finally:
-            with lock:
-                todo.clear()  # on an error, feeders stop after their current task
+            self._stop()
 
 
 def send_frame(fh: IO[bytes] | None, obj: object) -> None:

@@ -310,11 +310,22 @@ def cmd_import(args: argparse.Namespace) -> int:
 
         result = call(url, "/api/import", {"paths": [str(Path(p).expanduser().resolve()) for p in paths]})
     else:
-        from ..ingestion.importer import Importer
-        from ..store.db import Store
+        from ..config import Settings
+        from ..ingestion.importer import FirstImport, Importer
 
-        with Store(_db(args)) as store:
-            settings = store.settings
+        settings = Settings.load()
+        db = _db(args)
+        # a new database has read nothing yet: its parsing starts now, while DuckDB loads and creates it
+        started = None if db.exists() else FirstImport.start(paths, settings.store_prompts)
+        try:
+            from ..store.db import Store
+
+            store = Store(db, settings=settings)
+        except BaseException:
+            if started is not None:
+                started.close(failed=True)
+            raise
+        with store:
             progress = None
             bar = None
             if not args.quiet and args.format == "table" and sys.stderr.isatty():
@@ -328,7 +339,7 @@ def cmd_import(args: argparse.Namespace) -> int:
                 def progress(done: int, total: int) -> None:
                     bar.update(task, completed=done, total=total)
             try:
-                result = Importer(store, settings.store_prompts).run(paths, progress).as_dict()
+                result = Importer(store, settings.store_prompts).run(paths, progress, started).as_dict()
             finally:
                 if bar:
                     bar.stop()
