@@ -113,23 +113,23 @@ def model_advice(store: Store, days: float = 90, now: datetime | None = None, mi
                 return model_advice(reader, days, end, min_runs, findings_tolerance, error_tolerance)
         # (a snapshot for another window would hold too few request rows: the views below then)
     if getattr(store, "stage_models_window", None) == (start, end):
-        # an analysis run's snapshot has the usual model per workflow stage for this very window
-        sm, params = "SELECT workflow_id, stage, model FROM stage_models", []
+        # an analysis run's snapshot has each workflow stage with its usual model for this very window
+        src, params = "stage_model_runs", []
     else:
         # the most used model; a tie goes to the first name (mode() alone picks either)
-        sm, params = ("SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model FROM "
-                      "(SELECT workflow_id, stage, model, count(*) AS n FROM requests "
-                      'WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL AND model IS NOT NULL '
-                      "GROUP BY ALL) GROUP BY 1, 2"), [start, end]
+        src, params = ("(SELECT workflow_id, stage, sm.model, ss.total_cost, ss.error_count, ss.tool_calls, "
+                        "ss.api_requests FROM workflow_stage_summary ss JOIN "
+                        "(SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model FROM "
+                        "(SELECT workflow_id, stage, model, count(*) AS n FROM requests "
+                        'WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL AND model IS NOT NULL '
+                        "GROUP BY ALL) GROUP BY 1, 2) sm USING (workflow_id, stage))"), [start, end]
     rows = store.query(f"""
-        WITH sm AS ({sm})
-        SELECT ss.stage, sm.model, count(*) AS runs, avg(ss.total_cost) AS avg_cost_usd,
+        SELECT ss.stage, ss.model, count(*) AS runs, avg(ss.total_cost) AS avg_cost_usd,
                avg(COALESCE(w.critical_issues, 0) + COALESCE(w.major_issues, 0)) AS findings_per_run,
                sum(ss.error_count) / NULLIF(sum(ss.tool_calls + ss.api_requests), 0) AS error_rate,
                avg(CAST(COALESCE(w.rework, false) AS INTEGER)) AS rework_rate
-        FROM workflow_stage_summary ss JOIN sm USING (workflow_id, stage)
-        LEFT JOIN workflow_summary w USING (workflow_id)
-        WHERE sm.model IS NOT NULL GROUP BY 1, 2 ORDER BY 1, runs DESC""", params)
+        FROM {src} ss LEFT JOIN workflow_summary w USING (workflow_id)
+        WHERE ss.model IS NOT NULL GROUP BY 1, 2 ORDER BY 1, runs DESC""", params)
     by_stage: dict[str, list[ModelRun]] = {}
     for r in rows:
         by_stage.setdefault(r["stage"], []).append(ModelRun(model=r["model"], runs=r["runs"],

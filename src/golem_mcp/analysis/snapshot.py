@@ -18,7 +18,9 @@ last request per stage, the usual model per stage). So a run:
    / ``workflow_summary`` from the views' own bodies over those, and ``requests`` / ``tools`` /
    ``errors`` as views of the window's rows only.
    ``stage_models`` (the usual model per workflow stage over the model-advice window) has no view:
-   ``model_advice`` uses it when the reader says it covers the same window.
+   ``model_advice`` uses it when the reader says it covers the same window, through
+   ``stage_model_runs`` (each workflow stage's summary with that model: one read of the cache's
+   stage summaries, which keep what the usual model is read from).
 
 Every analysis the run calls reads ``requests``/``tools``/``errors`` only inside its window, so
 the answers equal those of the views (``tests/test_analysis_snapshot.py`` checks it). Temporary
@@ -104,6 +106,12 @@ _KEYS = {"api_requests": ("workflow_id", "stage", "agent_id"), "tool_calls": ("w
 # context rows changed since (``_change_seq``: the workflow's row, its review reports, its session).
 # table -> the view it holds
 _SUMMARIES = {"analysis_stage_summary": "workflow_stage_summary", "analysis_workflow_summary": "workflow_summary"}
+# analysis_stage_summary also keeps, per workflow stage, what its usual model over a window is read
+# from (analysis_stage_groups' columns): model advice then reads one table, not a join of two with a
+# row per workflow stage each (2M x 2M at 10M requests). The view in front of it leaves them out.
+_STAGE_MODEL_COLS = {"req_model_lo": "model_lo", "req_model_hi": "model_hi", "req_untimed": "untimed",
+                     "req_started_at": "started_at", "req_ended_at": "ended_at"}
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1"  # change with _SUMMARIES' shape: the summaries are rebuilt
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
@@ -317,13 +325,31 @@ def _bigint(cur: Any, source: str) -> str:
     return ", ".join(f'CAST("{c[0]}" AS BIGINT) AS "{c[0]}"' if c[1] == "HUGEINT" else f'"{c[0]}"' for c in cols)
 
 
+def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
+    """A SELECT of the rows of summary ``table`` (its ``view``'s, sums as BIGINT) for the workflows
+    ``where`` holds (``{wf}`` stands for the workflow column)."""
+    rows = f"SELECT {_bigint(cur, f'{db}.main.{view}')} FROM {db}.main.{view} WHERE {where.format(wf='workflow_id')}"
+    if table != "analysis_stage_summary":
+        return rows
+    extra = ", ".join(f"g.{c} AS {name}" for name, c in _STAGE_MODEL_COLS.items())
+    return (f"SELECT v.*, {extra} FROM ({rows}) v LEFT JOIN {db}.main.analysis_stage_groups g "
+            f"ON g.workflow_id = v.workflow_id AND g.stage IS NOT DISTINCT FROM v.stage "
+            f"AND {where.format(wf='g.workflow_id')}")
+
+
+def _summary_view(cur: Any, db: str, table: str, view: str) -> None:
+    """The temporary view named like summary ``view`` in front of the cache's ``table``."""
+    extra = f" EXCLUDE ({', '.join(_STAGE_MODEL_COLS)})" if table == "analysis_stage_summary" else ""
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *{extra} FROM {db}.main.{table}")
+
+
 def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
     """The cache's third level (``_SUMMARIES``) up to date, and temporary views named like the summary
     views in front of it. Reads the temporary parts ``_parts_from_cache`` put up."""
     state = cur.execute(f"SELECT version, seen_seq FROM {db}.main.analysis_cache_state WHERE name = 'summaries'").fetchall()
     hi = cur.execute("SELECT COALESCE(max(s), 0) FROM (" + " UNION ALL ".join(
         f"SELECT max(_change_seq) AS s FROM {db}.main.{t}" for t in _CONTEXT_CHANGES) + ")").fetchone()[0]
-    build = rebuilt or not state or state[0][0] != CACHE_VERSION
+    build = rebuilt or not state or state[0][0] != SUMMARIES_VERSION
     if not build:
         seen = state[0][1] or 0
         run("summaries", "INSERT INTO _snap_workflows " + " UNION ".join(
@@ -331,25 +357,24 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
     for table, view in _SUMMARIES.items():
         if build:
             # in parts by workflow (the views group by it): all at once held every workflow's groups
-            cols = _bigint(cur, f"{db}.main.{view}")
-            run("summaries", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {cols} FROM {db}.main.{view} "
-                             "WHERE false")
+            run("summaries", f"CREATE OR REPLACE TABLE {db}.main.{table} AS "
+                             + _summary_rows(cur, db, table, view, "false"))
             parts = _parts(cur, f"{db}.main.analysis_stage_groups")
             for i in range(parts):
-                run("summaries", f"INSERT INTO {db}.main.{table} SELECT {cols} FROM {db}.main.{view} "
-                                 f"WHERE hash(workflow_id) % {parts} = {i}")
+                run("summaries", f"INSERT INTO {db}.main.{table} "
+                                 + _summary_rows(cur, db, table, view, f"hash({{wf}}) % {parts} = {i}"))
         else:
             # the workflows as a list, not a subquery: a filter on the view's grouping column goes down
             # into its scans (a semi join stays above the view, which then sums every workflow)
             wfs = [r[0] for r in cur.execute("SELECT DISTINCT workflow_id FROM _snap_workflows "
                                              "WHERE workflow_id IS NOT NULL").fetchall()]
             run("summaries", f"DELETE FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
-            run("summaries", f"INSERT INTO {db}.main.{table} SELECT {_bigint(cur, f'{db}.main.{view}')} "
-                             f"FROM {db}.main.{view} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
+            run("summaries", f"INSERT INTO {db}.main.{table} "
+                             + _summary_rows(cur, db, table, view, "list_contains($wfs, {wf})"), {"wfs": wfs})
         # the next summary (workflow_summary) reads this one
-        cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{table}")
+        _summary_view(cur, db, table, view)
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
-                [CACHE_VERSION, hi])
+                [SUMMARIES_VERSION, hi])
     cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
 
 
@@ -421,25 +446,34 @@ def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None
     a stage that ran on one model, wholly inside the window, has that model; the others (several
     models, or requests outside the window or without a time) are counted from the day groups."""
     _parts_from_cache(cur, db)
-    _stage_models(cur, db, run, win)
 
 
 def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None:
-    """``stage_models`` of the model-advice window ``win`` (see :func:`_groups_from_cache`); reads
-    ``_snap_req_pre`` (:func:`_pre_from_cache`)."""
-    one = ("COALESCE(untimed = 0 AND model_lo = model_hi AND started_at >= $m_start AND ended_at < $end, false)")
-    run("summaries", f"""CREATE OR REPLACE TEMP TABLE stage_models AS
-        SELECT workflow_id, stage, model_lo AS model FROM {db}.main.analysis_stage_groups
-        WHERE workflow_id IS NOT NULL AND {one}
-        UNION ALL
+    """``stage_models`` of the model-advice window ``win`` (see :func:`_groups_from_cache`), and
+    ``stage_model_runs`` (each workflow stage with its usual model and what model advice sums: one
+    read of the summary rows instead of joining them with ``stage_models``); reads the cache's stage
+    summaries, up to date, and ``_snap_req_pre`` (:func:`_pre_from_cache`)."""
+    one = (f"COALESCE(req_untimed = 0 AND req_model_lo = req_model_hi AND req_started_at >= {_ts(win['m_start'])} "
+           f"AND req_ended_at < {_ts(win['end'])}, false)")
+    summary = f"{db}.main.analysis_stage_summary"
+    run("summaries", f"""CREATE OR REPLACE TEMP TABLE _snap_stage_models_counted AS
         SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
         FROM (SELECT p.workflow_id, p.stage, p.model, sum(p.n_window) AS n FROM _snap_req_pre p
-              SEMI JOIN (SELECT workflow_id, stage FROM {db}.main.analysis_stage_groups
-                         WHERE workflow_id IS NOT NULL AND NOT {one}
-                           AND (untimed > 0 OR ended_at >= $m_start)) k
+              SEMI JOIN (SELECT workflow_id, stage FROM {summary}
+                         WHERE NOT {one} AND (req_untimed > 0 OR req_ended_at >= $m_start)) k
                      ON p.workflow_id = k.workflow_id AND p.stage IS NOT DISTINCT FROM k.stage
               WHERE p.model IS NOT NULL AND p.n_window > 0 GROUP BY ALL)
-        GROUP BY workflow_id, stage""", win)
+        GROUP BY workflow_id, stage""", {"m_start": win["m_start"]})
+    cur.execute(f"""CREATE OR REPLACE TEMP VIEW stage_models AS
+        SELECT workflow_id, stage, req_model_lo AS model FROM {summary} WHERE {one}
+        UNION ALL SELECT workflow_id, stage, model FROM _snap_stage_models_counted""")
+    # (rows with no stage left out, as the join of the two on workflow and stage leaves them)
+    runs = "total_cost, error_count, tool_calls, api_requests"
+    cur.execute(f"""CREATE OR REPLACE TEMP VIEW stage_model_runs AS
+        SELECT workflow_id, stage, req_model_lo AS model, {runs} FROM {summary} WHERE stage IS NOT NULL AND {one}
+        UNION ALL
+        SELECT s.workflow_id, s.stage, c.model, {', '.join('s.' + x for x in runs.split(', '))}
+        FROM _snap_stage_models_counted c JOIN {summary} s ON s.workflow_id = c.workflow_id AND s.stage = c.stage""")
 
 
 def _parts_from_cache(cur: Any, db: str) -> None:
@@ -520,6 +554,7 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                     _pre_from_cache(cur, db, run, m_start, end, win)
                     _groups_from_cache(cur, db, run, win)
                     _refresh_summaries(cur, db, run, rebuilt=t["cache_days"] == -1)
+                    _stage_models(cur, db, run, win)  # reads the summaries
                 else:
                     run("group_requests", _REQ_PRE.format(db=db, where="true"), win)
                     run("group_tools", _TOOL_PRE.format(db=db))
@@ -531,6 +566,10 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                     # the summary views' bodies, bound on this connection, read the temporary parts above
                     for v in ("workflow_stage_summary", "workflow_summary"):
                         run("summaries", f"CREATE OR REPLACE TEMP TABLE {v} AS SELECT * FROM {db}.main.{v}")
+                    cur.execute("""CREATE OR REPLACE TEMP VIEW stage_model_runs AS
+                        SELECT workflow_id, stage, sm.model, ss.total_cost, ss.error_count, ss.tool_calls,
+                               ss.api_requests
+                        FROM workflow_stage_summary ss JOIN stage_models sm USING (workflow_id, stage)""")
                 for name in ("_snap_req_pre", "_snap_tool_pre", "request_stage_groups", "tool_stage_groups",
                              "_snap_req_cut", "_snap_win"):
                     # done with: their memory goes to what follows (the cached step 1 is views)
@@ -560,10 +599,10 @@ def cache_current(store: Store) -> bool:
         row = cur.execute(f"""
             SELECT (SELECT seen_seq FROM analysis_cache_state WHERE name = 'facts' AND version = $v)
                        = (SELECT COALESCE(max(seq), 0) FROM fact_changes),
-                   (SELECT seen_seq FROM analysis_cache_state WHERE name = 'summaries' AND version = $v)
+                   (SELECT seen_seq FROM analysis_cache_state WHERE name = 'summaries' AND version = $sv)
                        = (SELECT COALESCE(max(s), 0) FROM ({" UNION ALL ".join(
                              f"SELECT max(_change_seq) AS s FROM {t}" for t in _CONTEXT_CHANGES)}))""",
-                          {"v": CACHE_VERSION}).fetchone()
+                          {"v": CACHE_VERSION, "sv": SUMMARIES_VERSION}).fetchone()
     return bool(row and row[0] and row[1])
 
 
@@ -592,7 +631,7 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
         try:
             _parts_from_cache(cur, db)
             for table, view in _SUMMARIES.items():
-                cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{table}")
+                _summary_view(cur, db, table, view)
             reader = CacheReader(store, cur)
             if now is not None:
                 end = as_naive(now)
