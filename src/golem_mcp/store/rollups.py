@@ -130,22 +130,52 @@ def _groups(spec: Spec, source: str) -> str:
     """The groups of the facts in ``source``, shaped as the rollup table's rows (:func:`_columns`)."""
     dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
     sums = [f"COALESCE(sum({e}), 0) AS {_q(c)}" for c, e in spec.sums.items()]
-    return (f"SELECT {_gkey(spec.dims.values())}, {', '.join(dims)}, {', '.join(sums)}, "
-            f"min({spec.ts}), max({spec.ts}) FROM {source} GROUP BY ALL")
+    # the key from each group's dimensions once, not from every fact's (~20% of a build's CPU)
+    return (f"SELECT {_gkey(_q(c) for c in spec.dims)}, * FROM (SELECT {', '.join(dims)}, {', '.join(sums)}, "
+            f"min({spec.ts}), max({spec.ts}) FROM {source} GROUP BY ALL)")
 
 
-def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None) -> dict[str, int]:
+# facts summed per statement when building whole: a rollup group is one day's, so the facts go in
+# runs of whole days of about this many rows and each run's GROUP BY holds only its own groups (one
+# GROUP BY over 10 M requests held 7.75 M groups of wide keys at once, past the memory budget)
+BUILD_ROWS = 1_000_000
+
+
+def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
+          part_rows: int = BUILD_ROWS) -> dict[str, int]:
     """(Re)build the rollup tables whole from the resolved facts; returns groups per table.
 
-    For the migration that adds them, and for a store whose facts were written around
-    ``Store.write`` (the benchmarks' generated stores): writes never call it."""
+    For the migration that adds them, a team replica built whole, and a store whose facts were
+    written around ``Store.write`` (the benchmarks' generated stores): writes never call it. The
+    facts are summed a run of days at a time (:data:`BUILD_ROWS`)."""
     out = {}
     for fact in facts or SPECS:
         spec = SPECS[fact]
         con.execute(f"DELETE FROM {spec.table}")
-        con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, spec.fact)}")
+        for where, params in _day_runs(con, spec, part_rows):
+            source = f"(SELECT * FROM {spec.fact} WHERE {where})"
+            con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, source)}", params)
         out[spec.table] = int(con.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0])  # type: ignore[index]
     return out
+
+
+def _day_runs(con: duckdb.DuckDBPyConnection, spec: Spec, part_rows: int) -> list[tuple[str, list[Any]]]:
+    """Filters splitting ``spec``'s facts into runs of consecutive days of about ``part_rows`` facts
+    (a day larger than that is a run of its own), and the facts without a time."""
+    days = con.execute(f"SELECT CAST({spec.ts} AS DATE) AS d, count(*) FROM {spec.fact} "
+                       "GROUP BY d ORDER BY d NULLS LAST").fetchall()
+    runs: list[tuple[str, list[Any]]] = []
+    first, n = None, 0
+    for i, (day, rows) in enumerate(days):
+        if day is None:
+            runs.append((f"{spec.ts} IS NULL", []))
+            continue
+        first, n = (day if first is None else first), n + rows
+        last = i + 1 == len(days) or days[i + 1][0] is None
+        if n >= part_rows or last:
+            runs.append((f"{spec.ts} >= ?::DATE AND {spec.ts} < ?::DATE + 1", [first, day]))
+            first, n = None, 0
+    return runs
 
 
 def expected(fact: str) -> str:
