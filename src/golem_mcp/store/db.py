@@ -250,14 +250,7 @@ class Store:
         self.settings = settings or Settings.load()
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self.con = self._connect(read_only)
-        # a library and a daemon: DuckDB's terminal progress bar would write into our output (a
-        # setting of the connection, so not among the database's above); then nothing changes again
-        try:
-            self.con.execute("SET enable_progress_bar = false")
-            self.con.execute("SET lock_configuration = true")
-        except duckdb.InvalidInputException:
-            pass  # the file is open twice in this process: one database, configured and locked by the first
+        self.con = self._open(read_only)
         self._lock = threading.RLock()
         self._readers: set[Any] = set()  # cursors handed out by reader(): interrupted on close
         self._readers_lock = threading.Lock()
@@ -280,6 +273,18 @@ class Store:
         weakref.finalize(self, self._writes.close, 0)
         if not read_only:
             self.note_machine(self.machine_id, self.machine_label)
+
+    def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
+        """The store's connection: the database opened, configured and locked."""
+        con = self._connect(read_only)
+        # a library and a daemon: DuckDB's terminal progress bar would write into our output (a
+        # setting of the connection, so not among the database's above); then nothing changes again
+        try:
+            con.execute("SET enable_progress_bar = false")
+            con.execute("SET lock_configuration = true")
+        except duckdb.InvalidInputException:
+            pass  # the file is open twice in this process: one database, configured and locked by the first
+        return con
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
         """Open the database (the team store opens a lake instead: store/team.py)."""

@@ -139,24 +139,30 @@ def fact_columns(types: dict[str, str]) -> list[str]:
     return [c for c in types if not c.startswith("r_")]
 
 
-def resolution_sql(table: str, facts: str) -> str:
+def resolution_sql(table: str, facts: str, every_session: bool = False) -> str:
     """SELECT resolving the rows of ``facts`` (a query over ``table``'s own columns): those columns
-    and the resolved ones. Reads ``_rc_tree`` (:func:`build_tree`) for the agents of those rows."""
+    and the resolved ones. Reads ``_rc_tree`` (:func:`build_tree`) for the agents of those rows.
+
+    The workflow links read are those of the facts' sessions, or with ``every_session`` all of them:
+    ``facts`` is then read once, so a whole table streams through instead of being held to list
+    its sessions first (a table copied whole has most sessions anyway)."""
     spec = FACTS[table]
     req = table == "api_requests"
-    return (SQL["facts"].replace("{facts}", facts).replace("{ts}", spec.ts)
+    sessions = "NULL" if every_session else "(SELECT list(DISTINCT session_id) FROM f)"
+    return (SQL["facts"].replace("{facts}", facts).replace("{link_sessions}", sessions).replace("{ts}", spec.ts)
             .replace("{stage_default}", spec.stage_default)
             .replace("{request_columns}", SQL["request_columns"].strip() if req else "")
             .replace("{request_join}", SQL["request_join"].strip() if req else ""))
 
 
-def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str) -> str:
+def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str, every_session: bool = False) -> str:
     """SELECT of the rows of ``src`` (a query over ``cols``, some of ``table``'s own columns) with
-    every column of ``table``, the resolved ones filled: what an INSERT of new facts takes."""
+    every column of ``table``, the resolved ones filled: what an INSERT of new facts takes.
+    ``every_session``: see :func:`resolution_sql`."""
     present = set(cols)
     facts = ("SELECT " + ", ".join(q(c) if c in present else f"NULL::{types[c]} AS {q(c)}" for c in fact_columns(types))
              + f" FROM ({src})")
-    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts)})"
+    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts, every_session)})"
 
 
 def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901

@@ -559,8 +559,8 @@ SEEN_KEY = "team_pushes_seen"  # settings key of a replica: the lake's push coun
 # rows of one fact table written to the replica per transaction when catching up (each is resolved
 # and rolled up in its write; a smaller transaction lets the next refresh's readers see progress)
 APPLY_ROWS = 50_000
-COPY_BATCH_ROWS = 500_000
-OPEN_RETRY_S = 60.0  # how long a team server opening keeps reading the lake again after a failed read  # rows per Arrow batch while copying the lake whole into a new replica
+OPEN_RETRY_S = 60.0  # how long a team server opening keeps reading the lake again after a failed read
+BUILDING = "golem_replica"  # the name a replica being built whole is attached under, beside the lake
 
 
 def replica_path(cfg: TeamConfig) -> Path:
@@ -575,6 +575,92 @@ class RefreshResult:
     rows: dict[str, int] = field(default_factory=dict)  # lake rows applied per table
     whole: bool = False                 # copied whole (a new replica, or a lake made anew)
     seconds: float = 0.0
+
+
+def _shared_columns(here: list[tuple[str, str]], lake: list[tuple[str, str]]) -> dict[str, list[str]]:
+    """table -> the columns both the lake and the replica have, in the lake's order (a newer machine
+    may have pushed columns this golem-mcp does not know; the replica's own may be missing from an
+    older lake), tables in write order; ``here`` and ``lake`` are (table, column) rows."""
+    mine: dict[str, set[str]] = {}
+    for t, c in here:
+        mine.setdefault(t, set()).add(c)
+    out: dict[str, list[str]] = {}
+    for t, c in lake:
+        if t in mine and c in mine[t] and c != SEQ_COLUMN and not (t in resolve.FACTS and c.startswith("r_")):
+            out.setdefault(t, []).append(c)
+    return {t: out[t] for t in [*WRITE_ORDER, *sorted(out)] if t in out and t in CHANGE_TABLES}
+
+
+def _columns_of(con: duckdb.DuckDBPyConnection, catalog: str) -> list[tuple[str, str]]:
+    return [(t, c) for t, c in con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_catalog = ? "
+        "AND table_schema = 'main' ORDER BY table_name, ordinal_position", [catalog]).fetchall()]
+
+
+def build_replica(cfg: TeamConfig, path: Path, settings: Settings, memory_limit_mb: int) -> RefreshResult:
+    """A new replica of the lake ``cfg`` at ``path`` (a file not in use), built whole inside DuckDB.
+
+    The file gets the store's schema from a plain open, then is attached beside the lake on one
+    connection, and each table goes in as one ``INSERT ... SELECT`` from the lake, facts resolved as
+    they stream through (``resolve.resolved_rows``, links of every session): no row passes through
+    Python, and the one DuckDB instance doing the work has the memory limit. Every table is read at
+    one lake snapshot, the one whose push counter the replica records. Each step commits on its own
+    and the file is checkpointed after the facts and after the rollups: a build cut short leaves a
+    file its caller discards (it records the counter last), and the WAL never holds the whole lake."""
+    started = time.monotonic()
+    for leftover in (path, Path(f"{path}.wal")):
+        leftover.unlink(missing_ok=True)
+    with Store(path, settings=settings, machine=("", "")) as schema:  # the schema, macros and views
+        types = dict(schema._types)
+    spill = path.with_name(path.name + ".tmp")
+    con = connect(cfg, read_only=True, memory_limit_mb=memory_limit_mb)
+    try:
+        con.execute(f"SET temp_directory = {literal(str(spill))}")
+        con.execute("SET preserve_insertion_order = false")  # INSERT ... SELECT without ordering buffers
+        con.execute(f"ATTACH {literal(str(path))} AS {BUILDING}")
+        con.execute(f"USE {BUILDING}")  # the store's macros and views name its tables unqualified
+        result = RefreshResult(whole=True)
+        snapshot = int(con.execute(f"SELECT id FROM ducklake_current_snapshot({literal(LAKE)})").fetchone()[0])  # type: ignore[index]
+        at = f"AT (VERSION => {snapshot})"
+        row = con.execute(f"SELECT max(pushes) FROM {LAKE}.golem_push_lock {at}").fetchone()
+        result.pushes = int(row[0]) if row and row[0] is not None else 0
+        tables = _shared_columns(_columns_of(con, BUILDING), _columns_of(con, LAKE))
+
+        def lake_rows(table: str, where: str = "") -> str:
+            return f"SELECT {', '.join(ident(c) for c in tables[table])} FROM {LAKE}.{ident(table)} {at} {where}"
+
+        def insert(table: str, sql: str) -> int:
+            return int(con.execute(f"INSERT INTO main.{ident(table)} {sql}").fetchone()[0])  # type: ignore[index]
+
+        for table in tables:
+            if table not in resolve.FACTS:
+                cols = ", ".join(ident(c) for c in tables[table])
+                result.rows[table] = insert(table, f"({cols}) {lake_rows(table)}")
+        # the agent tree reads the tool calls that spawned agents: those go in first as they are
+        if "tool_calls" in tables:
+            insert("tool_calls", f"({', '.join(ident(c) for c in tables['tool_calls'])}) "
+                   + lake_rows("tool_calls", "WHERE tool_use_id IN (SELECT spawn_tool_use_id FROM main.agents)"))
+        resolve.build_tree(con, None)
+        con.execute("DELETE FROM main.tool_calls")
+        for table in resolve.FACTS:
+            if table in tables:
+                result.rows[table] = insert(table, resolve.resolved_rows(table, types[table], tables[table], lake_rows(table),
+                                                                         every_session=True))
+        con.execute(f"CHECKPOINT {BUILDING}")
+        resolve.record_owners(con)
+        con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
+        rollups.build(con)
+        con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [SEEN_KEY, str(result.pushes)])
+        con.execute(f"CHECKPOINT {BUILDING}")
+        con.execute("USE memory")
+        con.execute(f"DETACH {BUILDING}")
+    finally:
+        con.close()
+        shutil.rmtree(spill, ignore_errors=True)
+    if Path(f"{path}.wal").exists():  # checkpointed and detached: the file alone is the replica
+        raise GolemError(f"the replica built at {path} left a WAL behind")
+    result.seconds = time.monotonic() - started
+    return result
 
 
 class TeamStore(Store):
@@ -665,13 +751,12 @@ class TeamStore(Store):
                     row = lake.execute(f"SELECT max(pushes) FROM {LAKE}.golem_push_lock").fetchone()
                     result.pushes = int(row[0]) if row and row[0] is not None else 0
                     seen = self.pushes_seen()
-                    tables = self._lake_columns(lake)
                     self._load_types()  # (refresh runs from migrate, before Store.__init__ loads them)
                     if seen is None or result.pushes < seen:
                         result.whole = True
-                        self._copy_whole(lake, tables, result)
+                        self._copy_whole(result)
                     elif result.pushes > seen:
-                        self._apply_since(lake, tables, seen, result)
+                        self._apply_since(lake, self._lake_columns(lake), seen, result)
                 finally:
                     with contextlib.suppress(duckdb.Error):
                         lake.execute("ROLLBACK")  # read only: nothing to commit
@@ -689,37 +774,32 @@ class TeamStore(Store):
             return result
 
     def _lake_columns(self, lake: duckdb.DuckDBPyConnection) -> dict[str, list[str]]:
-        """table -> the columns both the lake and the replica have (a newer machine may have pushed
-        columns this golem-mcp does not know; the replica's own may be missing from an older lake)."""
-        here: dict[str, set[str]] = {}
-        for t, c in self.con.cursor().execute("SELECT table_name, column_name FROM information_schema.columns "
-                                              "WHERE table_schema = 'main' AND table_catalog = current_database()").fetchall():
-            here.setdefault(t, set()).add(c)
-        out: dict[str, list[str]] = {}
-        for t, c in lake.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                 "WHERE table_catalog = ? ORDER BY table_name, ordinal_position", [LAKE]).fetchall():
-            if t in here and c in here[t] and c != SEQ_COLUMN and not (t in resolve.FACTS and c.startswith("r_")):
-                out.setdefault(t, []).append(c)
-        return {t: out[t] for t in [*WRITE_ORDER, *sorted(out)] if t in out and t in CHANGE_TABLES}
+        """table -> the columns both the lake and the replica have (:func:`_shared_columns`)."""
+        here = [(t, c) for t, c in self.con.cursor().execute(
+            "SELECT table_name, column_name FROM information_schema.columns "
+            "WHERE table_schema = 'main' AND table_catalog = current_database()").fetchall()]
+        return _shared_columns(here, _columns_of(lake, LAKE))
 
-    def _copy_whole(self, lake: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], result: RefreshResult) -> None:
-        """Fill the replica with the whole lake, in Arrow batches, each fact resolved as it goes in."""
-        with self._lock:
-            self.con.execute("BEGIN")
-            try:
-                self.con.execute("DELETE FROM settings WHERE key = ?", [SEEN_KEY])  # not whole until loaded
-                for table in [*tables, *rollups.TABLES, "resolve_owners"]:
-                    self.con.execute(f"DELETE FROM main.{ident(table)}")
-                self.con.execute("COMMIT")
-            except Exception:
-                self.con.execute("ROLLBACK")
-                raise
-
-            def rows(table: str) -> Callable[[], Any]:
-                names = ", ".join(ident(c) for c in tables[table])
-                return lambda: lake.execute(f"SELECT {names} FROM {LAKE}.{ident(table)}").to_arrow_reader(COPY_BATCH_ROWS)
-
-            result.rows = self.load_resolved({t: rows(t) for t in tables})
+    def _copy_whole(self, result: RefreshResult) -> None:
+        """A replica built whole beside this one (:func:`build_replica`), then put in its place: the
+        readers are interrupted and the store's connection opened again on the new file."""
+        building = Path(f"{self.path}.building")
+        try:
+            built = build_replica(self.team, building, self.settings, self.memory_limit_mb)
+            with self._lock:
+                self.interrupt_readers()
+                self.con.close()
+                Path(f"{self.path}.wal").unlink(missing_ok=True)  # the old file's: never replayed on the new one
+                os.replace(building, self.path)
+                self.con = self._open(False)
+                Store.migrate(self)  # the connection's own: macros, the resolver's empty tree
+                self._load_types()
+                self._owners = resolve.Owners()
+                self._estimates, self._stamped = None, None
+        finally:
+            building.unlink(missing_ok=True)
+            Path(f"{building}.wal").unlink(missing_ok=True)
+        result.pushes, result.rows = built.pushes, built.rows
 
     def _apply_since(self, lake: duckdb.DuckDBPyConnection, tables: dict[str, list[str]], seen: int,
                      result: RefreshResult) -> None:

@@ -77,6 +77,7 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('_rc_age
 
 -- name: facts
 -- Context of the facts in {facts} (a fact table's own columns). {ts} is the fact's time column;
+-- {link_sessions} the sessions whose workflow links are read (their list, or NULL: every session).
 -- {stage_default} the stage of a fact no context names. The COALESCE order: what the fact
 -- carried (OTel resource attributes), its agent's declared context (agent_context, keyed by agent
 -- id, or by session id for the main thread), the session's workflow link at the fact's time, the
@@ -85,7 +86,7 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('_rc_age
 -- tokens at the price table's rates (cost_source says which; 'unpriced' when neither).
 WITH f AS ({facts}),
 links AS (
-    SELECT * FROM golem_link_ranges((SELECT list(DISTINCT session_id) FROM f))
+    SELECT * FROM golem_link_ranges({link_sessions})
 ), x AS (
     SELECT f.*, t.depth AS _depth, t.root_agent_type AS _root_type,
            golem_workflow(f.workflow_id, ac.workflow_id, wl.workflow_id, f.session_id) AS r_workflow_id,
