@@ -204,6 +204,29 @@ def test_rollups_of_a_store_with_hugeint_sums_become_bigint_and_stay_equal(tmp_p
         assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests") == 17
 
 
+def test_a_build_in_runs_of_days_equals_one_group_by(tmp_path: Path) -> None:
+    """rollups.build sums the facts a run of days at a time (groups are one day's): whatever the run
+    size, including facts without a time, the rollups equal the GROUP BY and its groups."""
+    with Store(tmp_path / "runs.duckdb") as s:
+        b = Batch()
+        for i in range(12):
+            b.add("api_requests", {"request_id": f"r{i}", "session_id": f"s{i % 3}", "model": "claude-sonnet-4-5",
+                                   "timestamp": None if i % 5 == 4 else BASE + timedelta(hours=11 * i),
+                                   "input_tokens": i, "output_tokens": 1, "duration_ms": 100.0 * i})
+        s.write(b)
+        whole = s.query("SELECT * FROM rollup_requests ORDER BY gkey")
+        days = s.scalar("SELECT count(DISTINCT CAST(timestamp AS DATE)) FROM api_requests")
+        assert days > 3
+        for part_rows in (1, 2, 5, 1_000):
+            s.con.execute("BEGIN")
+            assert rollups.build(s.con, part_rows=part_rows)["rollup_requests"] == len(whole)
+            s.con.execute("COMMIT")
+            _assert_equal(s)
+            assert s.query("SELECT * FROM rollup_requests ORDER BY gkey") == whole
+        runs = rollups._day_runs(s.con, rollups.SPECS["api_requests"], 1)
+        assert len(runs) == days + 1  # a run per day, and the facts without a time
+
+
 def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:
     """first_at / last_at are not sums: moving the earliest request to another stage must not leave
     its time on the group it left."""
