@@ -144,9 +144,11 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
                           command=_command(r["params"]), count=r["n"], failures=r["failures"],
                           kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
     # the rollups know whether the window's days hold a retried request at all (most workflows have
-    # none): the request rows are read only when they do
-    retried = store.scalar("SELECT COALESCE(sum(retried_requests), 0) FROM rollup_requests WHERE day >= ? AND day <= ? "
-                           "AND (? IS NULL OR workflow_id = ?)", [start.date(), end.date(), workflow_id, workflow_id])
+    # none): the request rows are read only when they do (a workflow's groups by the workflow index: no
+    # "? IS NULL OR" around its filter, which keeps DuckDB from using it)
+    one = " AND workflow_id = ?" if workflow_id is not None else ""
+    retried = store.scalar(f"SELECT COALESCE(sum(retried_requests), 0) FROM rollup_requests WHERE day >= ? AND day <= ?{one}",
+                           [start.date(), end.date(), *([workflow_id] if workflow_id is not None else [])])
     retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope),
                                                p + [start - timedelta(seconds=retry_lookback_s), end,
                                                     retry_lookback_s, retry_lookback_s])] if retried else []
