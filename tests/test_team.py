@@ -33,6 +33,7 @@ from golem_mcp.store import Store
 from golem_mcp.store.batch import Batch
 from golem_mcp.store.rollups import SPECS, differences
 from golem_mcp.store.team import (
+    SEEN_KEY,
     TeamStore,
     TeamUnavailable,
     compact,
@@ -369,6 +370,18 @@ def test_the_replica_follows_pushes_by_delta_and_catches_up_after_a_restart(team
             cols = "request_id, r_workflow_id, r_stage, r_top_stage, r_agent, r_task_id, r_cost_usd, machine_id"
             assert (whole.query(f"SELECT {cols} FROM api_requests ORDER BY request_id")
                     == team.query(f"SELECT {cols} FROM api_requests ORDER BY request_id"))
+            # a lake whose push counter went back (made anew): the replica is built whole again and
+            # put in place of the open one, which then answers from it
+            with whole._lock:
+                whole.con.execute("UPDATE settings SET value = '1000000' WHERE key = ?", [SEEN_KEY])
+                whole.con.execute("DELETE FROM api_requests")
+            again = whole.refresh()
+            assert again.whole and again.pushes == team.pushes_seen()
+            assert whole.pushes_seen() == again.pushes
+            assert (whole.query(f"SELECT {cols} FROM api_requests ORDER BY request_id")
+                    == team.query(f"SELECT {cols} FROM api_requests ORDER BY request_id"))
+            _rollups_agree(whole)
+            assert not [*tmp_path.glob("whole.duckdb.building*"), *tmp_path.glob("whole.duckdb.building.tmp")]
 
 
 async def test_what_is_pushed_while_serve_team_runs_is_answered_within_seconds(team_env, tmp_path):
