@@ -646,10 +646,14 @@ def build_replica(cfg: TeamConfig, path: Path, settings: Settings, memory_limit_
             if table in tables:
                 result.rows[table] = insert(table, resolve.resolved_rows(table, types[table], tables[table], lake_rows(table),
                                                                          every_session=True))
+                if result.rows[table]:
+                    log.info("team store: building a replica: %d %s in, resolved (%.0f s)", result.rows[table], table,
+                             time.monotonic() - started)
         con.execute(f"CHECKPOINT {BUILDING}")
         resolve.record_owners(con)
         con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
-        rollups.build(con)
+        groups = rollups.build(con)
+        log.info("team store: building a replica: %s rollup groups (%.0f s)", sum(groups.values()), time.monotonic() - started)
         con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [SEEN_KEY, str(result.pushes)])
         con.execute(f"CHECKPOINT {BUILDING}")
         con.execute("USE memory")
