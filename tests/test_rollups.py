@@ -167,6 +167,24 @@ def _one_request(prefix: str, k: int = 1, input_tokens: int = 10) -> Batch:
                              "tools": [], "errors": [], "context": []})
 
 
+def _has_change_set(s: Store) -> bool:
+    return bool(s.con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = 'golem_delta_new_api_requests'").fetchall())
+
+
+def test_a_stores_first_facts_build_the_rollups_without_a_change_set(tmp_path: Path) -> None:
+    """The write that brings a store's first facts (a first import) builds the rollups from the tables,
+    equal to the GROUP BY, without copying its rows into a change set; later writes fold theirs in."""
+    with Store(tmp_path / "first.duckdb") as s:
+        s.write(_one_request("first"))
+        _assert_equal(s)
+        assert not _has_change_set(s)
+        assert s.scalar("SELECT sum(requests) FROM rollup_requests") == 1
+        s.write(_one_request("next", k=2, input_tokens=7))
+        _assert_equal(s)
+        assert _has_change_set(s)
+        assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests") == 17
+
+
 def test_migration_builds_rollups_of_an_existing_store(tmp_path: Path) -> None:
     """A store written before the rollups existed gets them built once, equal to the GROUP BY."""
     db = tmp_path / "old.duckdb"

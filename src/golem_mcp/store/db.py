@@ -665,8 +665,9 @@ class Store:
                 self._changed = {}
                 self._change = None
                 hooks = list(self._fact_hooks)
-                res = self._res = resolve.WriteResolution(self.con, self._types, self._owners, track=bool(hooks),
-                                                          change=self._change_number)
+                first = self._first_facts(hooks)
+                res = self._res = resolve.WriteResolution(self.con, self._types, self._owners,
+                                                          track=bool(hooks) and not first, change=self._change_number)
                 res.begin(batch.rows)
                 resolving = False
                 for t in tables:
@@ -681,7 +682,10 @@ class Store:
                     res.context_written({})
                 changed = res.finish()
                 self._note_resolved_days(res.rescoped)
-                if hooks and changed:
+                if first:
+                    if built := [t for t in changed if t in rollups.SPECS]:
+                        rollups.build(self.con, built)
+                elif hooks and changed:
                     for hook in hooks:
                         hook(self.con, changed)
                 added = self._stamp_changes()
@@ -695,6 +699,18 @@ class Store:
                 self._stamped |= added  # only once committed: a rolled-back insert left no row
             self._owners.remember(res.new_owners)
         return counts
+
+    def _first_facts(self, hooks: list[Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]]) -> bool:
+        """Whether this write brings the store's first facts while only the rollups follow fact changes:
+        its change set would then be a copy of every fact it inserts, so the rollups are built from the
+        tables after the insert instead (one GROUP BY each: a first import of 1 GB spent ~0.3 CPU-s
+        copying 100,000 rows into the change set and reading them back)."""
+        if hooks != [rollups.on_fact_changes] or self._owners.any(self.con):
+            return False
+        # (resolve_owners is empty in a store whose facts were written around write(): look at the tables)
+        row = self.con.execute("SELECT " + " + ".join(
+            f"(SELECT count(*) FROM (SELECT 1 FROM {ident(t)} LIMIT 1))" for t in rollups.SPECS)).fetchone()
+        return not (row and row[0])
 
     def _upsert(self, table: str, rows: list[dict], report: checks.Report) -> int:
         """Merge ``rows`` into ``table`` by its keys, exactly as one INSERT .. ON CONFLICT would.
