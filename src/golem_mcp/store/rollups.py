@@ -145,8 +145,9 @@ def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
           part_rows: int = BUILD_ROWS) -> dict[str, int]:
     """(Re)build the rollup tables whole from the resolved facts; returns groups per table.
 
-    For the migration that adds them, a team replica built whole, and a store whose facts were
-    written around ``Store.write`` (the benchmarks' generated stores): writes never call it. The
+    For the migration that adds them, a team replica built whole, a store whose facts were written
+    around ``Store.write`` (the benchmarks' generated stores), and the write that brings a store's
+    first facts (``Store._first_facts``); other writes fold their change sets in. The
     facts are summed a run of days at a time (:data:`BUILD_ROWS`)."""
     out = {}
     for fact in facts or SPECS:
