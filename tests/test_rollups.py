@@ -199,6 +199,23 @@ def test_migration_builds_rollups_of_an_existing_store(tmp_path: Path) -> None:
         assert s.scalar("SELECT sum(retries) FROM rollup_requests") == 1
 
 
+def test_migration_adds_the_coarse_rollup_to_a_store_that_has_the_others(tmp_path: Path) -> None:
+    """Migration 18 on a store of schema 13: rollup_requests_coarse built from its resolved facts, equal
+    to the GROUP BY, and later writes fold into it."""
+    db = tmp_path / "s13.duckdb"
+    with Store(db) as s:
+        s.write(_one_request("old"))
+        # as a golem-mcp of schema 13 left it
+        s.con.execute("DROP TABLE rollup_requests_coarse")
+        s.con.execute("DELETE FROM schema_migrations WHERE version = 18")
+    with Store(db) as s:
+        _assert_equal(s)
+        assert s.scalar("SELECT sum(requests) FROM rollup_requests_coarse") == 1
+        s.write(_one_request("new", k=2, input_tokens=7))
+        _assert_equal(s)
+        assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests_coarse") == 17
+
+
 def test_rollups_of_a_store_with_hugeint_sums_become_bigint_and_stay_equal(tmp_path: Path) -> None:
     """Migration 013: a store whose rollups hold HUGEINT token sums (and the workflow index that blocks an
     ALTER) opens with BIGINT sums, the same groups, and later writes fold into them."""

@@ -417,6 +417,10 @@ class Store:
             self._settle_resolution_inputs()
             if rollups.MIGRATION in fresh:  # an existing store's rollups, built once from its resolved facts
                 self._in_transaction(lambda: rollups.build(self.con))
+            else:  # a rollup added to a store that has the others: that one built
+                added = [name for v, name in rollups.ADDED.items() if v in fresh]
+                if added and applied:
+                    self._in_transaction(lambda: rollups.build(self.con, added))
 
     def _in_transaction(self, fn: Callable[[], Any]) -> None:
         self.con.execute("BEGIN")
@@ -683,7 +687,7 @@ class Store:
                 changed = res.finish()
                 self._note_resolved_days(res.rescoped)
                 if first:
-                    if built := [t for t in changed if t in rollups.SPECS]:
+                    if built := rollups.of_facts(changed):
                         rollups.build(self.con, built)
                 elif hooks and changed:
                     for hook in hooks:
@@ -709,7 +713,7 @@ class Store:
             return False
         # (resolve_owners is empty in a store whose facts were written around write(): look at the tables)
         row = self.con.execute("SELECT " + " + ".join(
-            f"(SELECT count(*) FROM (SELECT 1 FROM {ident(t)} LIMIT 1))" for t in rollups.SPECS)).fetchone()
+            f"(SELECT count(*) FROM (SELECT 1 FROM {ident(t)} LIMIT 1))" for t in rollups.FACTS)).fetchone()
         return not (row and row[0])
 
     def _upsert(self, table: str, rows: list[dict], report: checks.Report) -> int:

@@ -1,7 +1,8 @@
 """Rollups: the resolved facts summed per day and dimension, kept current on every write (issue 10).
 
-Three tables (``sql/008_rollups.sql``): ``rollup_requests``, ``rollup_tools``, ``rollup_errors``. Each
-row is one group: a day and the dimensions the tools, the dashboard and ``/metrics`` group by, with
+Three tables (``sql/008_rollups.sql``): ``rollup_requests``, ``rollup_tools``, ``rollup_errors``, and
+``rollup_requests_coarse`` (``sql/018_rollup_requests_coarse.sql``): the requests without the workflow,
+agent and task, for questions over a whole window of the store. Each row is one group: a day and the dimensions the tools, the dashboard and ``/metrics`` group by, with
 additive measures (counts, token and cost sums, latency bucket counts) and the group's first and
 last fact time.
 
@@ -77,12 +78,21 @@ def _req_sums() -> dict[str, str]:
     return sums
 
 
+# rollup name (the fact's name for the first of each fact) -> its spec
 SPECS: dict[str, Spec] = {
     "api_requests": Spec(
         table="rollup_requests", fact="api_requests",
         dims={"day": _DAY, **_CONTEXT, "top_stage": "r_top_stage", "model": "model",
               "workflow_path": "r_workflow_path", "complexity": "r_complexity", "project": "r_project",
               "git_branch": "r_git_branch", "cost_source": "r_cost_source", "machine_id": "machine_id"},
+        sums=_req_sums(), count="requests"),
+    # the same less the workflow, agent and task: its groups do not grow with the workflows
+    "rollup_requests_coarse": Spec(
+        table="rollup_requests_coarse", fact="api_requests",
+        dims={"day": _DAY, "stage": "r_stage", "top_stage": "r_top_stage", "model": "model",
+              "experiment_id": "r_experiment_id", "workflow_path": "r_workflow_path", "complexity": "r_complexity",
+              "project": "r_project", "git_branch": "r_git_branch", "cost_source": "r_cost_source",
+              "machine_id": "machine_id"},
         sums=_req_sums(), count="requests"),
     "tool_calls": Spec(
         table="rollup_tools", fact="tool_calls",
@@ -98,7 +108,18 @@ SPECS: dict[str, Spec] = {
         sums={"errors": "1"}, count="errors"),
 }
 TABLES = tuple(s.table for s in SPECS.values())
+FACTS = tuple(dict.fromkeys(s.fact for s in SPECS.values()))  # the fact tables the rollups sum
+
+
+def of_facts(facts: Iterable[str]) -> list[str]:
+    """The rollups (SPECS keys) that sum any of ``facts``."""
+    wanted = set(facts)
+    return [name for name, spec in SPECS.items() if spec.fact in wanted]
+
+
 MIGRATION = 8  # sql/008_rollups.sql: the tables; built whole once when it is applied
+# migrations adding a rollup to a store that has the others: the rollup (a SPECS key) built once
+ADDED: dict[int, str] = {18: "rollup_requests_coarse"}
 
 
 def _q(name: str) -> str:
@@ -143,7 +164,8 @@ BUILD_ROWS = 1_000_000
 
 def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
           part_rows: int = BUILD_ROWS) -> dict[str, int]:
-    """(Re)build the rollup tables whole from the resolved facts; returns groups per table.
+    """(Re)build the rollup tables (``facts``: SPECS keys; None: all) whole from the resolved facts;
+    returns groups per table.
 
     For the migration that adds them, a team replica built whole, a store whose facts were written
     around ``Store.write`` (the benchmarks' generated stores), and the write that brings a store's
@@ -180,7 +202,7 @@ def _day_runs(con: duckdb.DuckDBPyConnection, spec: Spec, part_rows: int) -> lis
 
 
 def expected(fact: str) -> str:
-    """SQL of what ``SPECS[fact].table`` must hold: the GROUP BY over the resolved facts."""
+    """SQL of what ``SPECS[fact].table`` (``fact``: a SPECS key) must hold: the GROUP BY over the resolved facts."""
     spec = SPECS[fact]
     dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
     sums = [f"COALESCE(sum({e}), 0) AS {_q(c)}" for c, e in spec.sums.items()]
@@ -219,14 +241,15 @@ def differences(con: duckdb.DuckDBPyConnection, fact: str, tolerance: float = 1e
 
 def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> None:
     """The store's fact-change hook: fold a write's change set into the rollups (module docstring)."""
-    for fact, spec in SPECS.items():
+    for name, spec in SPECS.items():
+        fact = spec.fact
         if not changed.get(fact):
             continue
         old = _q("golem_delta_old_" + fact)
         if not con.execute(f"SELECT count(*) FROM {old}").fetchone()[0]:  # type: ignore[index]
             _add(con, spec, _q("golem_delta_new_" + fact))
             continue
-        delta = f"_rollup_delta_{fact}"
+        delta = f"_rollup_delta_{name}"
         con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS {_grouped(spec, _q('golem_delta_new_' + fact), 1)} "
                     f"UNION ALL BY NAME {_grouped(spec, _q('golem_delta_old_' + fact), -1)}")
         _fold(con, spec, delta)
