@@ -492,16 +492,13 @@ def _parts_from_cache(cur: Any, db: str) -> None:
                 f"FROM {db}.main.analysis_stage_agents WHERE workflow_id IS NOT NULL")
 
 
-class SnapshotReader:
-    """The store, but reads go through the run's connection, whose temporary tables shadow the views."""
+class _CursorReader:
+    """The store, but its reads (``query``, ``scalar``) go through ``cur``, whose temporary tables or
+    views shadow the store's views; everything else is the store's."""
 
-    def __init__(self, store: Store, cur: Any, rows_from: datetime, end: datetime,
-                 stage_models_window: tuple[datetime, datetime]) -> None:
+    def __init__(self, store: Store, cur: Any) -> None:
         self._store = store
         self._cur = cur
-        self.rows_from = rows_from  # requests/tools/errors hold rows of [rows_from, end) only
-        self.rows_until = end
-        self.stage_models_window = stage_models_window
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._store, name)
@@ -512,6 +509,17 @@ class SnapshotReader:
     def scalar(self, sql: str, params: Any = None) -> Any:
         rows = self.query(sql, params or [])
         return next(iter(rows[0].values())) if rows else None
+
+
+class SnapshotReader(_CursorReader):
+    """The store, but reads go through the run's connection, whose temporary tables shadow the views."""
+
+    def __init__(self, store: Store, cur: Any, rows_from: datetime, end: datetime,
+                 stage_models_window: tuple[datetime, datetime]) -> None:
+        super().__init__(store, cur)
+        self.rows_from = rows_from  # requests/tools/errors hold rows of [rows_from, end) only
+        self.rows_until = end
+        self.stage_models_window = stage_models_window
 
 
 @contextmanager
@@ -650,21 +658,10 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
                 cur.execute("COMMIT")
 
 
-class CacheReader:
+class CacheReader(_CursorReader):
     """The store, but reads go through a cursor whose temporary views put the cache's summary rows in
     front of the summary views (view bodies such as ``workflow_outcomes`` read them too)."""
 
     def __init__(self, store: Store, cur: Any) -> None:
-        self._store = store
-        self._cur = cur
+        super().__init__(store, cur)
         self.stage_models_window: tuple[datetime, datetime] | None = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._store, name)
-
-    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
-        return dict_rows(self._cur, sql, params)
-
-    def scalar(self, sql: str, params: Any = None) -> Any:
-        rows = self.query(sql, params or [])
-        return next(iter(rows[0].values())) if rows else None
