@@ -322,7 +322,9 @@ def main() -> int:
             before = cost_total(d.url)
             out["team_warm_start_s"] = round(time.perf_counter() - t, 1)
             late = data / f"late-{int(time.time())}.duckdb"
-            make_local(late, args.late_requests, start=args.requests + 40 * 1_000_000)  # ids no one has
+            # ids no one has, this run's own: an earlier run's late push is in the lake already, and the
+            # same ids again would count once (as they should), never reaching before + late_requests
+            make_local(late, args.late_requests, start=args.requests + 40 * int(time.time()))
             with Store(late, machine=("bench-late", "bench-late")) as s:
                 t = time.perf_counter()
                 push(s, team_config())
