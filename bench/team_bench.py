@@ -138,7 +138,7 @@ def make_local(path: Path, requests: int, start: int = 0) -> None:
                     yield from gen.execute(sql, {"lo": lo // per, "hi": (hi + per - 1) // per, "seq": seq}
                                            ).to_arrow_reader(200_000)
                     if per == 1:
-                        print(f"  local store: {hi:,} requests", file=sys.stderr, flush=True)
+                        print(f"  local store: {hi - start:,} requests", file=sys.stderr, flush=True)
             return batches
 
         s.load_resolved({"sessions": rows(SESSIONS, 40), "workflows": rows(WORKFLOWS, 40), "api_requests": rows(SYNTH, 1)})
