@@ -493,8 +493,12 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
         cur.execute("CREATE TEMP TABLE _qe_requests AS SELECT stage, CAST(sum(requests) AS BIGINT) AS requests, "
                     "CAST(sum(retries) AS BIGINT) AS retries, CAST(sum(retried) AS BIGINT) AS retried "
                     f"FROM ({rolled}) GROUP BY stage", rolled_params)
-        cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, workflow_id, success, error, "
-                    f"tool_parameters->>'bash_command' AS command FROM tools WHERE {w}", params)
+        # the failed calls' rows (a few percent of the calls) and the calls counted per stage: copying
+        # every call of the window with its error and command was most of the answer's cost
+        cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, workflow_id, error, "
+                    f"tool_parameters->>'bash_command' AS command FROM tools WHERE {w} AND success = false", params)
+        cur.execute(f"CREATE TEMP TABLE _qe_calls AS SELECT stage, count(*) AS tool_calls FROM tools WHERE {w} "
+                    "GROUP BY stage", params)
         cur.execute("CREATE TEMP TABLE _qe_errors AS SELECT stage, status_code, error, kind, retries_exhausted "
                     f"FROM errors WHERE {w}", params)
         # kind: api_error, refusal (the model declined), stop_failure (a turn ended on an API error)
@@ -504,14 +508,14 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
         retried = rows("SELECT CAST(COALESCE(sum(retried), 0) AS BIGINT) AS retried_requests, "
                        "CAST(sum(retries) AS BIGINT) AS retries FROM _qe_requests")[0]
         tools = rows("SELECT tool_name, stage, count(*) AS failures, any_value(error) AS example FROM _qe_tools "
-                     "WHERE success = false GROUP BY 1, 2 ORDER BY failures DESC LIMIT ?", [limit])
+                     "GROUP BY 1, 2 ORDER BY failures DESC LIMIT ?", [limit])
         repeated = rows(
             "SELECT command, stage, workflow_id, count(*) AS failures FROM _qe_tools "
-            "WHERE success = false AND command IS NOT NULL "
+            "WHERE command IS NOT NULL "
             "GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY failures DESC LIMIT ?", [limit])
         by_stage = rows(
-            "WITH t AS (SELECT stage, count(*) AS tool_calls, count(*) FILTER (WHERE success = false) AS tool_failures "
-            "FROM _qe_tools GROUP BY 1), r AS (SELECT stage, requests, retries "
+            "WITH t AS (SELECT stage, tool_calls, COALESCE(f.n, 0) AS tool_failures FROM _qe_calls "
+            "LEFT JOIN (SELECT stage, count(*) AS n FROM _qe_tools GROUP BY 1) f USING (stage)), r AS (SELECT stage, requests, retries "
             "FROM _qe_requests), e AS (SELECT stage, count(*) AS api_errors FROM _qe_errors "
             "GROUP BY 1) SELECT stage, COALESCE(requests, 0) AS requests, COALESCE(api_errors, 0) AS api_errors, "
             "COALESCE(retries, 0) AS retries, COALESCE(tool_calls, 0) AS tool_calls, "
