@@ -25,6 +25,11 @@ facts around ``Store.write``, its rollups built from them. Per size:
    unmeasured run; wall time per call (the tool's from the client's side), and CPU per call (this
    process's for the SQL, the daemon's for the tool: the steadier figure on a shared machine).
 
+Both sides ask the same clock (``--now``, default the generator's 2031-01-01, when its stores end): the
+daemon runs with ``GOLEM_CLOCK`` set to it, so the tools' default windows ("the last 30 days" up to the
+newest request or now, whichever is earlier; today's spend) are of the store's days, and the plain SQL's
+windows are taken from the same time. ``--now wall`` leaves the daemon on the wall clock (as before).
+
 Printed: p50 / p95 ms per tool and per SQL, the ratio of the p95s, CPU ms per call and their ratio, the target and whether it is met,
 and the load average (the machine is shared: read the ratio, and rerun when the load is high).
 Results also go to ``$DATA/mcp_tools_bench.json``.
@@ -52,7 +57,6 @@ from analysis_bench import DATA, GENERATOR, NOW, cached_store  # noqa: E402
 
 FAST = ("query_workflow_cost", "budget_status")
 FAST_MS, OTHER_MS, RATIO = 50.0, 250.0, 1.5
-WINDOW_START = NOW - timedelta(days=30)
 
 # tool -> (arguments, {store shape: the same question as plain SQL}). "{wf}" is a recent workflow id.
 # "rolled": the store has the rollups and resolved columns; "views": it has not (an older checkout).
@@ -72,7 +76,7 @@ CALLS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
         "rolled": "SELECT stage, sum(requests), sum(cost_usd) FROM rollup_requests WHERE day >= DATE '{start}' GROUP BY stage",
         "views": "SELECT stage, count(*), sum(cost_usd) FROM requests WHERE \"timestamp\" >= TIMESTAMP '{start}' GROUP BY stage"}),
     "budget_status": ({"workflow_id": "{wf}", "stage": "implementer"}, {
-        # the tool's whole answer: today's spend (the wall clock's day, as the tool's), the last 3 hours'
+        # the tool's whole answer: today's spend (the clock's day, as the tool's), the last 3 hours'
         # (burn rate), the workflow's and the stage's
         "rolled": "SELECT (SELECT sum(cost_usd) FROM rollup_requests WHERE day = DATE '{today}'), "
                   "(SELECT sum(r_cost_usd) FROM api_requests WHERE \"timestamp\" >= TIMESTAMP '{now}' - INTERVAL 3 HOUR "
@@ -188,11 +192,15 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))]
 
 
-def start_daemon(db: Path, home: Path) -> tuple[subprocess.Popen, str, str]:
+def start_daemon(db: Path, home: Path, clock: datetime | None = None) -> tuple[subprocess.Popen, str, str]:
+    """``golem-mcp serve`` on ``db``; with ``clock``, its analyses' clock stands at that time (GOLEM_CLOCK)."""
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "daemon.out", "ab")  # noqa: SIM115 - closed with the process
+    env = {**os.environ, "GOLEM_HOME": str(home)}
+    if clock is not None:
+        env["GOLEM_CLOCK"] = clock.isoformat()
     proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch", "--db", str(db)],
-                            stdout=log, stderr=log, env={**os.environ, "GOLEM_HOME": str(home)})
+                            stdout=log, stderr=log, env=env)
     import httpx
 
     deadline = time.monotonic() + 900
@@ -230,10 +238,11 @@ def _cpu_s(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def _sql_of(shape: str, wf: str) -> dict[str, str]:
-    wall = datetime.now(UTC).replace(tzinfo=None)
-    fill = {"wf": wf, "start": f"{WINDOW_START:%Y-%m-%d %H:%M:%S}", "today": f"{wall:%Y-%m-%d}",
-            "now": f"{wall:%Y-%m-%d %H:%M:%S}", "start90": f"{NOW - timedelta(days=90):%Y-%m-%d}"}
+def _sql_of(shape: str, wf: str, clock: datetime | None) -> dict[str, str]:
+    """The plain SQL of each row, its windows taken from ``clock`` (the daemon's), else the wall clock."""
+    now = clock or datetime.now(UTC).replace(tzinfo=None)
+    fill = {"wf": wf, "start": f"{now - timedelta(days=30):%Y-%m-%d %H:%M:%S}", "today": f"{now:%Y-%m-%d}",
+            "now": f"{now:%Y-%m-%d %H:%M:%S}", "start90": f"{now - timedelta(days=90):%Y-%m-%d}"}
     out = {}
     for name, (_, sql) in CALLS.items():
         q = sql[shape]
@@ -243,7 +252,7 @@ def _sql_of(shape: str, wf: str) -> dict[str, str]:
     return out
 
 
-async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls: int
+async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls: int, clock: datetime | None
                     ) -> tuple[str, dict[str, dict[str, Any]]]:
     """Per tool, side by side: ``calls`` runs of its plain SQL on the read-only copy in this process,
     then ``calls`` calls through MCP (each after one unmeasured run). Wall ms per call, and CPU ms per
@@ -255,7 +264,7 @@ async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls:
 
     con = duckdb.connect(str(plain), read_only=True)
     shape = _shape(con)
-    sqls = _sql_of(shape, wf)
+    sqls = _sql_of(shape, wf, clock)
     out: dict[str, dict[str, Any]] = {}
     # the SDK's client (its default timeouts: 30 s to connect, 300 s to read)
     transport = streamable_http_client(url + "/mcp", http_client=create_mcp_http_client(
@@ -292,7 +301,7 @@ async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls:
     return shape, out
 
 
-def measure(n: int, calls: int, warm: float) -> dict[str, Any]:
+def measure(n: int, calls: int, warm: float, clock: datetime | None) -> dict[str, Any]:
     import duckdb
 
     from golem_mcp.store.db import Store
@@ -308,7 +317,7 @@ def measure(n: int, calls: int, warm: float) -> dict[str, Any]:
         wf = con.execute('SELECT workflow_id FROM api_requests WHERE workflow_id IS NOT NULL ORDER BY "timestamp" DESC '
                          "LIMIT 1").fetchone()[0]  # type: ignore[index]
         con.close()
-        proc, url, token = start_daemon(served, Path(tmp) / "home")
+        proc, url, token = start_daemon(served, Path(tmp) / "home", clock)
         try:
             time.sleep(warm)
             idle = wait_idle(proc.pid)
@@ -317,7 +326,7 @@ def measure(n: int, calls: int, warm: float) -> dict[str, Any]:
             print(f"  {n:,} requests: per tool, plain SQL on a read-only copy, then the tool through MCP on the "
                   f"daemon ({url})", flush=True)
             load0 = os.getloadavg()[0]
-            shape, got = asyncio.run(time_both(url, token, proc.pid, plain, wf, calls))
+            shape, got = asyncio.run(time_both(url, token, proc.pid, plain, wf, calls, clock))
             load1 = os.getloadavg()[0]
         finally:
             proc.terminate()
@@ -334,7 +343,8 @@ def measure(n: int, calls: int, warm: float) -> dict[str, Any]:
                      "sql_cpu_ms": round(g["sql_cpu"], 1),
                      "cpu_ratio": round(g["tool_cpu"] / g["sql_cpu"], 2) if g["sql_cpu"] else None,
                      "target_ms": target, "met": tp95 <= target and ratio <= RATIO})
-    return {"requests": n, "sql_on": shape, "calls": calls, "load_average": [round(load0, 2), round(load1, 2)],
+    return {"requests": n, "sql_on": shape, "clock": clock.isoformat() if clock else "wall", "calls": calls,
+            "load_average": [round(load0, 2), round(load1, 2)],
             "idle_after_s": round(idle, 1),
             "rows": rows}
 
@@ -347,7 +357,14 @@ def main(argv: list[str] | None = None) -> int:
                     "waiting until it is idle (default 20)")
     ap.add_argument("--only", default="", help="comma-separated rows of the table to run (default all), e.g. "
                     "query_workflow_cost,budget_status")
+    ap.add_argument("--now", default=NOW.isoformat(), help="the clock of both sides: the daemon's (GOLEM_CLOCK) and "
+                    "the plain SQL's windows; ISO time, or 'wall' for the wall clock (default the generated "
+                    f"stores' end, {NOW:%Y-%m-%d})")
     args = ap.parse_args(argv)
+    try:
+        clock = None if args.now == "wall" else datetime.fromisoformat(args.now)
+    except ValueError:
+        raise SystemExit(f"--now {args.now!r}: give an ISO time or 'wall'") from None
     only = [x.strip() for x in args.only.split(",") if x.strip()]
     if only:
         unknown = [x for x in only if x not in CALLS]
@@ -359,10 +376,10 @@ def main(argv: list[str] | None = None) -> int:
     DATA.mkdir(parents=True, exist_ok=True)
     results = []
     for n in [int(x.replace("_", "")) for x in args.requests.split(",") if x.strip()]:
-        r = measure(n, args.calls, args.warm)
+        r = measure(n, args.calls, args.warm, clock)
         results.append(r)
         la = r["load_average"]
-        print(f"\n{n:,} requests (SQL on {r['sql_on']}; load average {la[0]} at the start, {la[1]} at the end):")
+        print(f"\n{n:,} requests (SQL on {r['sql_on']}; clock {r['clock']}; load average {la[0]} at the start, {la[1]} at the end):")
         print(f"{'tool':36s} {'tool p50':>9s} {'tool p95':>9s} {'SQL p50':>9s} {'SQL p95':>9s} {'ratio':>6s} "
               f"{'tool CPU':>9s} {'SQL CPU':>8s} {'ratio':>6s} {'target':>7s}  met")
         for x in r["rows"]:

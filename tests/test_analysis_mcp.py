@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -52,4 +53,31 @@ async def test_tools_listed_and_answer(tmp_path, monkeypatch):
         keys = {r[durations["columns"].index("key")] for r in durations["rows"]}
         assert {"analyst", "planner", "implementer", "reviewer"} <= keys
         assert all(r[durations["columns"].index("baseline")] for r in durations["rows"])
+    store.close()
+
+
+@pytest.mark.asyncio
+async def test_clock_setting_moves_the_tools_windows(tmp_path, monkeypatch):
+    """GOLEM_CLOCK (benches and tests on stores dated elsewhere): the tools' windows end at that time,
+    the newest request's when it is earlier; a clock that is not a time is a clear error."""
+    pytest.importorskip("golem_mcp.interfaces.mcp_server")
+    from mcp.client.client import Client
+
+    from golem_mcp.interfaces.mcp_server import build_server
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    store = Store(tmp_path / "t.duckdb")
+    Importer(store, False).run([FIXTURES])
+    newest = store.scalar('SELECT max("timestamp") FROM api_requests')
+    server = build_server(lambda: store)
+    async with Client(server) as client:
+        monkeypatch.setenv("GOLEM_CLOCK", "2020-01-02T03:04:00")
+        res = await client.call_tool("find_token_leaks", {"days": 1})
+        assert res.structured_content["window"].startswith("2020-01-01 03:04 to 2020-01-02 03:04 UTC")
+        monkeypatch.setenv("GOLEM_CLOCK", "2099-01-01T00:00:00+00:00")
+        res = await client.call_tool("find_token_leaks", {"days": 1})
+        assert res.structured_content["window"].split(" UTC")[0].endswith(f"{newest + timedelta(seconds=1):%Y-%m-%d %H:%M}")
+        monkeypatch.setenv("GOLEM_CLOCK", "tomorrow")
+        res = await client.call_tool("find_token_leaks", {})
+        assert res.is_error and "GOLEM_CLOCK='tomorrow' is not an ISO time" in res.content[0].text
     store.close()

@@ -3,16 +3,26 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel
 
+from ..errors import InvalidInput
 from ..store.db import Store
 
 
 def utcnow() -> datetime:
-    """Naive UTC now: the store keeps TIMESTAMP columns as naive UTC."""
+    """Naive UTC now: the store keeps TIMESTAMP columns as naive UTC. ``$GOLEM_CLOCK`` (an ISO time, for
+    benches and tests on stores dated elsewhere) stands still at that time instead: the analyses' windows
+    ("the last 30 days", today's spend) and the times they record are then of that day."""
+    fixed = os.environ.get("GOLEM_CLOCK")
+    if fixed:
+        try:
+            return as_naive(datetime.fromisoformat(fixed))
+        except ValueError:
+            raise InvalidInput(f"GOLEM_CLOCK={fixed!r} is not an ISO time, e.g. 2031-01-01T00:00:00") from None
     return datetime.now(UTC).replace(tzinfo=None)
 
 
