@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from golem_mcp.analysis.bottlenecks import find_bottlenecks, workflow_bottlenecks
+from golem_mcp.analysis.bottlenecks import find_bottlenecks, longest_workflows, workflow_bottlenecks
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import Store
@@ -74,6 +74,23 @@ def test_bottleneck_stage_idle_gaps_and_queue_wait_exactly(store):
     rep = find_bottlenecks(store, days=2, now=NOW, per_workflow=True)
     assert [w.model_dump() for w in rep.workflows] == list(got.values())
     assert find_bottlenecks(store, days=2, now=NOW).workflows == []
+    # the longest first ones only (what an answer shows), and how many there are: the same rows
+    first = find_bottlenecks(store, days=2, now=NOW, per_workflow=True, workflow_limit=1)
+    assert ([w.model_dump() for w in first.workflows], first.workflows_total) == ([got["wf-a"]], 2)
+    assert longest_workflows(store, days=5, now=NOW, limit=2) == (workflow_bottlenecks(store, days=5, now=NOW)[:2], 4)
+    assert longest_workflows(store, days=2, now=NOW, workflow_id="wf-old", limit=1) == ([], 0)
+
+
+
+def test_slow_stages_answer_shows_the_longest_and_counts_the_rest(store, monkeypatch):
+    from golem_mcp.analysis.answers import slow
+
+    monkeypatch.setenv("GOLEM_CLOCK", NOW.isoformat())
+    ans = slow(store, days=2, limit=1)
+    wf = ans.workflows
+    assert [r[wf.columns.index("workflow_id")] for r in wf.rows] == ["wf-a"]
+    assert "workflows: 1 of 2 rows; raise limit or give workflow_id" in (ans.more or [])
+    assert [r[0] for r in slow(store, days=2, limit=5).workflows.rows] == ["wf-a", "wf-b"]
 
 
 def test_fixture_corpus_agrees_with_workflow_history(tmp_path, monkeypatch):

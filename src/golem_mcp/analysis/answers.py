@@ -31,9 +31,11 @@ def _days(days: float | None) -> float:
 
 
 def _capped(name: str, rows: list[dict[str, Any]], columns: list[str], limit: int, more: list[str],
-            how: str = "raise limit (max 50)") -> Table:
-    if len(rows) > limit:
-        more.append(f"{name}: {limit} of {len(rows)} rows; {how}")
+            how: str = "raise limit (max 50)", total: int | None = None) -> Table:
+    """The first ``limit`` rows; ``total``: how many there are when ``rows`` holds only the first ones."""
+    total = len(rows) if total is None else total
+    if total > limit:
+        more.append(f"{name}: {limit} of {total} rows; {how}")
     return table(rows[:limit], columns)
 
 
@@ -69,7 +71,7 @@ def slow(store: Store, dimension: str | None = None, days: float | None = None, 
     d = _days(days)
     now = known.data_now(store)
     rep = find_bottlenecks(store, days=d, now=now, dimensions=[dimension] if dimension else None,
-                           per_workflow=True, workflow_id=workflow_id)
+                           per_workflow=True, workflow_id=workflow_id, workflow_limit=limit)
     more: list[str] = []
     bn = [b.model_dump() for b in rep.bottlenecks]
     durs = sorted(rep.durations, key=lambda r: -(r.get("severity") or 0) - r["p50_ms"] / 1e9)
@@ -84,7 +86,8 @@ def slow(store: Store, dimension: str | None = None, days: float | None = None, 
         workflows=_capped("workflows", [w.model_dump() for w in rep.workflows],
                           ["workflow_id", "wall_ms", "bottleneck_stage", "bottleneck_ms", "bottleneck_share",
                            "bottleneck_queue_wait_ms", "queue_wait_ms", "idle_ms", "idle_share", "idle_gaps",
-                           "largest_gap_ms", "largest_gap_before"], limit, more, "raise limit or give workflow_id"),
+                           "largest_gap_ms", "largest_gap_before"], limit, more, "raise limit or give workflow_id",
+                          rep.workflows_total),
         more=more or None)
 
 

@@ -101,7 +101,8 @@ class BottleneckReport(BaseModel):
     workflows: list[WorkflowBottleneck] = Field(default_factory=list, description=(
         "per workflow: its bottleneck stage and the idle time between its stages, longest workflows first "
         "(filled when asked for: find_bottlenecks(per_workflow=True))"))
-    # kept out of dumps (the CLI's tables and JSON stay as they were); the MCP answer reads it directly
+    # kept out of dumps (the CLI's tables and JSON stay as they were); the MCP answer reads them directly
+    workflows_total: int = Field(default=0, exclude=True, description="workflows of the window (per_workflow)")
     durations: list[dict] = Field(default_factory=list, exclude=True, description=(
         "every (dimension, key) with enough samples: p50/p95/p99 ms and the baseline used, or why there is none"))
 
@@ -109,10 +110,11 @@ class BottleneckReport(BaseModel):
 def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None, history_days: float = 28,
                      dimensions: list[str] | None = None, min_samples: int = 3, min_history: int = 5,
                      multiplier: float = DEFAULT_MULTIPLIER, per_workflow: bool = False,
-                     workflow_id: str | None = None) -> BottleneckReport:
+                     workflow_id: str | None = None, workflow_limit: int | None = None) -> BottleneckReport:
     """Dimensions whose p50 duration in the last ``days`` exceeds baseline x multiplier; with
     ``per_workflow``, also each workflow's bottleneck stage and idle time (``workflow_bottlenecks``; of
-    ``workflow_id`` alone when given).
+    ``workflow_id`` alone when given; the longest ``workflow_limit`` of them when given, and
+    ``workflows_total`` says how many there are).
 
     Example: ``find_bottlenecks(store, days=7).bottlenecks[0].line()`` -> ``'3.1x stage:implementer (...)'``
     """
@@ -125,7 +127,7 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
     with summaries(store) as reader:  # summary views, agent spans and fact tables; no rows of the views
         rep = _find(reader, days, now, history_days, dims, min_samples, min_history, multiplier)
         if per_workflow:
-            rep.workflows = workflow_bottlenecks(reader, days=days, now=now, workflow_id=workflow_id)
+            rep.workflows, rep.workflows_total = longest_workflows(reader, days, now, workflow_id, workflow_limit)
         return rep
 
 
@@ -138,11 +140,15 @@ WITH st AS (
     SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM stage_phases
     WHERE workflow_id IS NOT NULL AND started_at IS NOT NULL AND completed_at >= started_at
       AND (CAST(? AS VARCHAR) IS NULL OR workflow_id = ?)
-), w AS (
+), w_all AS (
     -- (a workflow whose first stage started in the window has a stage that did: only those are grouped)
     SELECT workflow_id, min(s) AS first_start, max(e) AS last_end, count(*) AS stages FROM st
     WHERE workflow_id IN (SELECT workflow_id FROM st WHERE s >= ? AND s < ?)
     GROUP BY workflow_id HAVING min(s) >= ? AND min(s) < ?
+), w AS (
+    -- the longest first (the order of the answer), the first ? of them when asked: only those are
+    -- taken apart stage by stage
+    SELECT * FROM w_all ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT ?
 ), o AS (
     SELECT st.*, max(st.e) OVER (PARTITION BY st.workflow_id ORDER BY st.s, st.e, st.stage
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
@@ -157,7 +163,7 @@ WITH st AS (
            greatest(0, epoch_ms(o.s) - epoch_ms(o.prev_end)) AS gap_ms
     FROM o LEFT JOIN qw USING (workflow_id, stage)
 )
-SELECT g.workflow_id, w.first_start AS started_at, epoch_ms(w.last_end) - epoch_ms(w.first_start) AS wall_ms,
+SELECT (SELECT count(*) FROM w_all) AS workflows_total, g.workflow_id, w.first_start AS started_at, epoch_ms(w.last_end) - epoch_ms(w.first_start) AS wall_ms,
        w.stages, first(g.stage ORDER BY g.exec_ms DESC, g.stage) AS bottleneck_stage, max(g.exec_ms) AS bottleneck_ms,
        first(g.wait_ms ORDER BY g.exec_ms DESC, g.stage) AS bottleneck_queue_wait_ms,
        sum(g.wait_ms) AS queue_wait_ms,
@@ -179,13 +185,22 @@ def workflow_bottlenecks(store: Store, days: float = 30, now: datetime | None = 
 
     Example: ``workflow_bottlenecks(store, days=7)[0].bottleneck_stage`` -> ``'implementer'``
     """
+    return longest_workflows(store, days, now, workflow_id)[0]
+
+
+def longest_workflows(store: Store, days: float = 30, now: datetime | None = None, workflow_id: str | None = None,
+                      limit: int | None = None) -> tuple[list[WorkflowBottleneck], int]:
+    """``workflow_bottlenecks``' first ``limit`` rows (all when None), and how many workflows it has:
+    only those rows' workflows are taken apart stage by stage (an answer showing five of 250k workflows
+    reads each one's span, not each one's stages)."""
     start, end = window(now, days)
-    out = []
-    for r in store.query(WORKFLOW_SQL, [workflow_id, workflow_id, start, end, start, end]):
+    out, total = [], 0
+    for r in store.query(WORKFLOW_SQL, [workflow_id, workflow_id, start, end, start, end, limit]):
+        total = r.pop("workflows_total")
         wall = float(r["wall_ms"])
         out.append(WorkflowBottleneck(**{**r, "bottleneck_share": round(r["bottleneck_ms"] / wall, 4) if wall else 1.0,
                                          "idle_share": round(r["idle_ms"] / wall, 4) if wall else 0.0}))
-    return out
+    return out, total
 
 
 def _find(store: Store, days: float, now: datetime | None, history_days: float, dims: list[str], min_samples: int,
