@@ -30,10 +30,13 @@ class CostPrediction(BaseModel):
 
 FULL_PATH_STAGES = ("analyst", "planner")  # the stages a fast-track workflow skips
 # a workflow without a recorded path gets the one its stages show: analyst and planner ran = full
-# (a CTE ``ip``: workflow_id, inferred_path; its parameters are FULL_PATH_STAGES)
+# (a CTE ``ip``: workflow_id, inferred_path; its parameters are FULL_PATH_STAGES). Only those
+# workflows' stages are grouped: grouping every workflow's was most of predict_cost's cost.
 INFERRED_PATH = """ip AS (SELECT workflow_id, CASE WHEN count(DISTINCT stage) FILTER (WHERE stage IN (?, ?)) = 2
                                         THEN 'full' ELSE 'fast-track' END AS inferred_path
-               FROM workflow_stage_summary GROUP BY 1)"""
+               FROM workflow_stage_summary
+               WHERE workflow_id IN (SELECT workflow_id FROM workflow_summary WHERE workflow_path IS NULL)
+               GROUP BY 1)"""
 
 
 def predict_cost(store: Store, path: str | None = None, complexity: str | None = None, model: str | None = None,
