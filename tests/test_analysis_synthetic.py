@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from golem_mcp.analysis.anomalies import detect_anomalies
 from golem_mcp.analysis.bottlenecks import find_bottlenecks, set_threshold
 from golem_mcp.analysis.error_patterns import query_error_patterns
@@ -48,6 +50,16 @@ def test_token_leak_is_flagged_with_its_ratio(store):
     tok = next(a for a in found if a.metric == "total_tokens" and a.level == "stage")
     assert 5.0 < tok.ratio < 7.0
     assert {a.workflow_id for a in found} == {p.leak_workflow}
+    # peers, normal and robust z are DuckDB's median and MAD over the same stage (or all workflows) in
+    # the 90-day history, computed here apart, for every leak at both levels
+    assert {a.level for a in found} == {"stage", "workflow"}
+    hist = p.now - timedelta(days=90)
+    for a in found:
+        src, cond = ("workflow_stage_summary", "stage = ?") if a.level == "stage" else ("workflow_summary", "? IS NULL")
+        med, mad, n = store.query(f"SELECT median(CAST({a.metric} AS DOUBLE)) AS med, mad(CAST({a.metric} AS DOUBLE)) AS mad, "
+                                  f"count(*) AS n FROM {src} WHERE {cond} AND started_at >= ? AND started_at < ?",
+                                  [a.stage, hist, p.now])[0].values()
+        assert (a.normal, a.peers, a.robust_z) == (med, n, round((a.value - med) / (1.4826 * mad), 1) if mad else None)
 
 
 def test_short_history_is_reported_not_flagged(store):

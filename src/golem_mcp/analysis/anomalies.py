@@ -65,9 +65,13 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
             min_ratio: float, min_z: float, workflow_id: str | None) -> AnomalyReport:
     start, end = window(now, days)
     hist_start, _ = window(now, history_days)
-    unpivot = " UNION ALL ".join(
-        f"SELECT workflow_id, {{stage}} AS stage, started_at, '{m}' AS metric, CAST({m} AS DOUBLE) AS v FROM {{src}}"
-        for m in METRICS)
+    cols = ", ".join(f"CAST({m} AS DOUBLE) AS {m}" for m in METRICS)
+    # each metric's median per peer group in one pass over the group's rows (the metrics side by side),
+    # then one row per metric of the groups and of the window's runs
+    meds = ", ".join(f"median({m}) AS {m}" for m in METRICS)
+    norm = " UNION ALL ".join(f"SELECT stage, '{m}' AS metric, {m} AS med, n FROM nw" for m in METRICS)
+    runs = " UNION ALL ".join(f"SELECT workflow_id, stage, '{m}' AS metric, {m} AS v, started_at FROM h"
+                              for m in METRICS)
     out: list[Anomaly] = []
     insufficient: list[str] = []
     for level, src, stage_expr in (("stage", "workflow_stage_summary", "stage"),
@@ -75,19 +79,28 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
         # Only candidates come back to Python: runs at min_ratio x normal or more (with enough
         # peers), and one row per peer group too small to judge. _flag decides on the candidates
         # with the same arithmetic; the SQL bound is a hair looser so rounding cannot drop one.
+        # The spread (MAD: the median distance from the median) is computed for the groups with a
+        # candidate only: most groups have none, and it costs a second sort of the group's values.
         rows = store.query(f"""
-            WITH x AS ({unpivot.format(stage=stage_expr, src=src)}),
-            h AS (SELECT * FROM x WHERE started_at >= ? AND started_at < ?),
-            norm AS (SELECT stage, metric, median(v) AS med, mad(v) AS mad, count(*) AS n
-                     FROM h GROUP BY stage, metric),
-            j AS (SELECT h.workflow_id, h.stage, h.metric, h.v, norm.med, norm.mad, norm.n
-                  FROM h JOIN norm ON norm.metric = h.metric AND norm.stage IS NOT DISTINCT FROM h.stage
-                  WHERE h.started_at >= ? AND (? IS NULL OR h.workflow_id = ?))
-            SELECT * FROM j WHERE n >= ? AND med > 0 AND v >= med * ?
+            WITH h AS (SELECT workflow_id, {stage_expr} AS stage, started_at, {cols} FROM {src}
+                       WHERE started_at >= $hist_start AND started_at < $end),
+            nw AS (SELECT stage, {meds}, count(*) AS n FROM h GROUP BY stage),
+            norm AS ({norm}),
+            x AS ({runs}),
+            j AS (SELECT x.workflow_id, x.stage, x.metric, x.v, norm.med, norm.n FROM x
+                  JOIN norm ON norm.metric = x.metric AND norm.stage IS NOT DISTINCT FROM x.stage
+                  WHERE x.started_at >= $start AND ($wf IS NULL OR x.workflow_id = $wf)),
+            c AS (SELECT * FROM j WHERE n >= $min_history AND med > 0 AND v >= med * $ratio),
+            g AS (SELECT DISTINCT stage, metric, med FROM c),
+            spread AS (SELECT x.stage, x.metric, median(abs(x.v - g.med)) AS mad FROM x
+                       JOIN g ON g.metric = x.metric AND g.stage IS NOT DISTINCT FROM x.stage GROUP BY ALL)
+            SELECT c.workflow_id, c.stage, c.metric, c.v, c.med, spread.mad, c.n FROM c
+            JOIN spread ON spread.metric = c.metric AND spread.stage IS NOT DISTINCT FROM c.stage
             UNION ALL
-            SELECT DISTINCT NULL, stage, NULL, NULL, NULL, NULL, n FROM j WHERE n < ?
-            ORDER BY stage NULLS FIRST, n
-            """, [hist_start, end, start, workflow_id, workflow_id, min_history, min_ratio * (1 - 1e-9), min_history])
+            SELECT DISTINCT NULL, stage, NULL, NULL, NULL, NULL, n FROM j WHERE n < $min_history
+            ORDER BY stage NULLS FIRST, n, metric, v DESC, workflow_id
+            """, {"hist_start": hist_start, "end": end, "start": start, "wf": workflow_id, "min_history": min_history,
+                  "ratio": min_ratio * (1 - 1e-9)})
         enough = [r for r in rows if r["n"] >= min_history]
         for r in rows:
             if r["n"] < min_history:
