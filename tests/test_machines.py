@@ -3,6 +3,8 @@ observed on; every row of an exported table knows the write that last changed it
 
 from __future__ import annotations
 
+import itertools
+import random
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -14,6 +16,7 @@ from golem_mcp.analysis.cost import cost_by
 from golem_mcp.config import Settings
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store.db import CHANGE_TABLES, MACHINE_TABLES, Store
+from support import sightings
 
 
 def _req(rid: str, **kw: object) -> Batch:
@@ -43,7 +46,7 @@ def test_local_facts_get_this_machine_imported_keep_theirs(tmp_path: Path, golem
         b.add("sessions", {"session_id": "s1", "cwd": "/tmp/p"})
         store.write(b)
         store.write(_req("r2", machine_id="runner-1", session_id="s2"))
-        # the same fact again from elsewhere: the machine that saw it first stays
+        # the same fact again from elsewhere, by no better source: the least machine id stays (either order)
         store.write(_req("r1", machine_id="runner-1", output_tokens=5))
         got = {r["request_id"]: r["machine_id"] for r in store.query("SELECT request_id, machine_id FROM requests")}
         assert got == {"r1": "laptop", "r2": "runner-1"}
@@ -117,3 +120,36 @@ def test_tables_of_later_migrations_get_both_columns(tmp_path: Path, golem_home:
         b.add("compaction_events", {"event_key": "c2", "session_id": "s1", "pre_tokens": 10})
         store.write(b)
         assert store.changes_since("compaction_events", 1).column("machine_id").to_pylist() == ["box"]
+
+
+def _named_after(writes: list[list[tuple[str, str, str, int | None]]]) -> dict[tuple[str, str], str]:
+    with Store(":memory:", settings=Settings(), machine=("here", "here")) as store:
+        for w in writes:
+            store.write(sightings.batch(w))
+        return sightings.named(store.con)
+
+
+def test_a_fact_seen_on_several_machines_names_the_same_machine_in_any_order(golem_home: Path) -> None:
+    """The same facts from three machines (a shard of each imported, a sighting arriving again),
+    merged in every order of the machines, one sighting at a time in shuffled orders, and all in one
+    batch (folded by key before the merge): every fact names the machine the rule picks."""
+    by_machine = [sightings.of(m) for m in sightings.MACHINES]
+    for order in itertools.permutations(by_machine):
+        assert _named_after(list(order)) == sightings.EXPECTED, [o[0][2] for o in order]
+    for seed in range(3):
+        shuffled = list(sightings.SIGHTINGS)
+        random.Random(seed).shuffle(shuffled)
+        assert _named_after([[s] for s in shuffled]) == sightings.EXPECTED, seed
+    assert _named_after([sightings.SIGHTINGS]) == sightings.EXPECTED
+    assert _named_after([list(reversed(sightings.SIGHTINGS))]) == sightings.EXPECTED
+    # sightings sent again (a resent push, a shard imported twice) name the same machines and, sent
+    # once more, change nothing, so send nothing on (the first resend turns a NULL source_mask into 0)
+    with Store(":memory:", settings=Settings(), machine=("here", "here")) as store:
+        store.write(sightings.batch(sightings.SIGHTINGS))
+        for _ in range(2):
+            high = store.change_high()
+            for m in by_machine:
+                store.write(sightings.batch(m))
+            assert sightings.named(store.con) == sightings.EXPECTED
+        assert sum(store.changes_since(t, high).num_rows for t in ("api_requests", "tool_calls", "api_errors",
+                                                                   "spans", "sessions")) == 0

@@ -84,7 +84,8 @@ FACT_MIGRATIONS = {12: ("compaction_events",)}
 # How a column merges when the same fact arrives again (another source, a re-import, a resumed
 # session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
 # typed = a real agent type beats OTel's 'custom'; and = a failure seen by any source stays a failure;
-# patch = JSON objects merged key by key (the newer value of a key wins).
+# patch = JSON objects merged key by key (the newer value of a key wins); machine_id of a fact
+# merges by the rule at SOURCE_RANK (``column_policy``).
 KEYS: dict[str, tuple[str, ...]] = {
     "api_requests": ("request_id",),
     "tool_calls": ("tool_use_id",),
@@ -146,6 +147,43 @@ _BACKFILL_PENDING = "resolve_backfill_pending"
 # A table a later migration adds gets the columns at the next open (``_ensure_tracking``): list it here.
 MACHINE_TABLES = ("api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
                   "hook_events", "sessions", "agents", "compaction_events", "agent_tasks")
+# Which machine a fact names when more than one machine saw it (m1 read the session's transcripts,
+# m3 received the same requests as OTel; a shard of another machine's facts imported here). It must
+# not depend on the order the sightings meet in (which push merged first, which shard came first), so
+# ``machine_id`` of these tables merges by this one rule (policy "machine", ``column_policy``) in
+# every place facts meet: the local upsert (a fact arriving again, a shard), a push's MERGE into the
+# lake (team.push, the same SET items) and the replica's refresh (Store.write); the replica's whole
+# build copies the lake's one row per fact, already merged by it.
+# The rule: the machine whose sighting came by the most authoritative source, then the least
+# machine_id. Transcripts are files on the disk of the machine Claude Code ran on and hooks run
+# there too; an agent's own record comes from the MCP server beside it; OTel goes wherever its
+# exporter points (a team's collector receives every machine's), so it names a machine last (its
+# log events, which carry the request's figures, before its spans). A sighting ranks by the best
+# source in its source_mask. A stored row's mask is the OR of every sighting merged into it
+# (POLICY), so it ranks as the best of them: the one its machine was chosen for. Merging is thus a
+# maximum over (rank, least machine_id): commutative, associative, and idempotent (a resent push
+# changes nothing). Tables without a source_mask (errors, spans, sessions, ...): the least machine_id.
+SOURCE_RANK = ((1, 5), (8, 4), (16, 3), (2, 2), (4, 1))  # source_mask bit -> rank: transcript, hook, agent, OTel log, span
+MACHINE_POLICY = "machine"
+
+
+def column_policy(table: str, col: str) -> str:
+    """How ``col`` of ``table`` merges when the same fact arrives again (POLICY; machine_id: the rule above)."""
+    if col == "machine_id" and table in MACHINE_TABLES:
+        return MACHINE_POLICY
+    return POLICY.get(table, {}).get(col, "keep")
+
+
+def _ranked(table: str) -> bool:
+    """Whether ``table``'s facts rank their machine by source_mask (it must merge by OR: see SOURCE_RANK)."""
+    return POLICY.get(table, {}).get("source_mask") == "or"
+
+
+def source_rank(mask: str) -> str:
+    """SQL: the rank of the sighting whose source_mask is the expression ``mask`` (0: none known)."""
+    return "CASE " + " ".join(f"WHEN ({mask} & {bit}) <> 0 THEN {rank}" for bit, rank in SOURCE_RANK) + " ELSE 0 END"
+
+
 # Change tracking: every row of these tables has ``_change_seq``, the change number of the write that
 # last inserted or changed it. Store.write takes one number per write (``_change_number()``, from the
 # sequence change_seq, under the write lock, so numbers commit in order) and sets it on each row it
@@ -192,8 +230,12 @@ def dict_rows(cur: duckdb.DuckDBPyConnection, sql: str,
     return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
 
 
-def _agg(col: str, policy: str) -> str:
+def _agg(col: str, policy: str, table: str = "", cols: Sequence[str] = ()) -> str:
+    """The value ``col`` of rows sharing a key in one batch folds to (``cols``: the batch's columns)."""
     c = ident(col)
+    if policy == MACHINE_POLICY:
+        rank = source_rank(ident("source_mask")) if _ranked(table) and "source_mask" in cols else "0"
+        return f"first({c} ORDER BY {rank} DESC, {c}) FILTER (WHERE {c} IS NOT NULL)"
     return {
         "max": f"max({c})", "min": f"min({c})", "or": f"bit_or({c})", "and": f"bool_and({c})",
         "typed": f"COALESCE(any_value(NULLIF({c}, 'custom')), any_value({c}))",
@@ -205,14 +247,22 @@ def _agg(col: str, policy: str) -> str:
     }.get(policy, f"first({c} ORDER BY _golem_seq) FILTER (WHERE {c} IS NOT NULL)")
 
 
-def _merge(table: str, col: str, policy: str) -> str:
-    return f"{ident(col)} = {_merged(table, col, policy)}"
+def _merge(table: str, col: str, policy: str, cols: Sequence[str]) -> str:
+    return f"{ident(col)} = {_merged(table, col, policy, cols)}"
 
 
-def _merged(table: str, col: str, policy: str) -> str:
-    """The value ``col`` of a stored row takes when the same fact arrives again (``EXCLUDED``)."""
+def _merged(table: str, col: str, policy: str, cols: Sequence[str]) -> str:
+    """The value ``col`` of a stored row takes when the same fact arrives again (``EXCLUDED``, whose
+    columns are ``cols``)."""
     c, t = ident(col), f"{ident(table)}.{ident(col)}"
     e = f"EXCLUDED.{c}"
+    if policy == MACHINE_POLICY:  # the stored row's source_mask as it was: SET items read the row before the update
+        if not _ranked(table):
+            return f"least({t}, {e})"
+        rt = source_rank(f"{ident(table)}.{ident('source_mask')}")
+        re_ = source_rank(f"EXCLUDED.{ident('source_mask')}") if "source_mask" in cols else "0"
+        return (f"CASE WHEN {e} IS NULL THEN {t} WHEN {t} IS NULL THEN {e} "
+                f"WHEN ({re_}) > ({rt}) OR (({re_}) = ({rt}) AND {e} < {t}) THEN {e} ELSE {t} END")
     if policy == "max":
         return f"greatest({t}, {e})"
     if policy == "min":
@@ -232,10 +282,10 @@ def _merged(table: str, col: str, policy: str) -> str:
     return f"COALESCE({t}, {e})"
 
 
-def _change_merge(table: str, cols: list[str], policy: dict[str, str]) -> str:
+def _change_merge(table: str, cols: list[str], staged: Sequence[str]) -> str:
     """``_change_seq`` of a merged row: the write's number when the merge changes any column, else its own."""
     t = f"{ident(table)}.{ident(CHANGE_COLUMN)}"
-    changed = " OR ".join(f"({_merged(table, c, policy.get(c, 'keep'))}) IS DISTINCT FROM {ident(table)}.{ident(c)}"
+    changed = " OR ".join(f"({_merged(table, c, column_policy(table, c), staged)}) IS DISTINCT FROM {ident(table)}.{ident(c)}"
                           for c in cols)
     return f"{ident(CHANGE_COLUMN)} = CASE WHEN {changed} THEN EXCLUDED.{ident(CHANGE_COLUMN)} ELSE {t} END"
 
@@ -887,7 +937,6 @@ class Store:
         """INSERT the registered ``staged`` rows: folded by key first when ``dups``; merged into
         stored rows when ``merge``."""
         keys = KEYS[table]
-        policy = POLICY.get(table, {})
         non_keys = [c for c in cols if c not in keys]
         key_list = ", ".join(ident(k) for k in keys)
         col_list = ", ".join(ident(c) for c in cols)
@@ -895,7 +944,7 @@ class Store:
         params: list[Any] = [self._change_number()] if tracked else []
         change = f", ? AS {ident(CHANGE_COLUMN)}" if tracked else ""
         if dups:
-            sel = ", ".join([ident(k) for k in keys] + [f"{_agg(c, policy.get(c, 'keep'))} AS {ident(c)}" for c in non_keys])
+            sel = ", ".join([ident(k) for k in keys] + [f"{_agg(c, column_policy(table, c), table, cols)} AS {ident(c)}" for c in non_keys])
             src = f"SELECT {sel}{change} FROM {staged} GROUP BY {key_list}"
         else:
             src = f"SELECT {col_list}{change} FROM {staged}"
@@ -907,8 +956,8 @@ class Store:
         if merge:
             if non_keys:
                 sql += f" ON CONFLICT ({key_list}) DO UPDATE SET " + ", ".join(
-                    [_merge(table, c, policy.get(c, "keep")) for c in non_keys]
-                    + ([_change_merge(table, non_keys, policy)] if tracked else []))
+                    [_merge(table, c, column_policy(table, c), cols) for c in non_keys]
+                    + ([_change_merge(table, non_keys, cols)] if tracked else []))
             else:
                 sql += f" ON CONFLICT ({key_list}) DO NOTHING"
         if table not in FACT_TABLES:

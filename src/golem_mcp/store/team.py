@@ -54,7 +54,7 @@ from ..config import Settings
 from ..errors import GolemError
 from . import resolve, rollups
 from .batch import Batch
-from .db import CHANGE_TABLES, KEYS, POLICY, SCHEMA_VERSION, WRITE_ORDER, Store, _merge, ident
+from .db import CHANGE_TABLES, KEYS, SCHEMA_VERSION, WRITE_ORDER, Store, _merge, column_policy, ident
 
 log = logging.getLogger("golem_mcp.team")
 
@@ -358,12 +358,11 @@ def _merge_sql(table: str, cols: list[str], staged: str, push_no: int) -> str:
     the push's number (``PUSH_COLUMN``). The stored rows are aliased as the table and the incoming
     ones as ``EXCLUDED``, so the SET items are the local upsert's own (``_merge``)."""
     keys = KEYS[table]
-    policy = POLICY.get(table, {})
     t, e = ident(table), "EXCLUDED"
     on = " AND ".join(f"{t}.{ident(k)} = {e}.{ident(k)}" for k in keys)
     non_keys = [c for c in cols if c not in keys]
     stamp = f"{ident(PUSH_COLUMN)} = {int(push_no)}"
-    sets = [_merge(table, c, policy.get(c, "keep")) for c in non_keys] + [stamp]
+    sets = [_merge(table, c, column_policy(table, c), cols) for c in non_keys] + [stamp]
     sql = f"MERGE INTO {LAKE}.{t} AS {t} USING {staged} AS {e} ON ({on}) WHEN MATCHED THEN UPDATE SET {', '.join(sets)} "
     col_list = ", ".join(ident(c) for c in [*cols, PUSH_COLUMN])
     values = ", ".join([*(f"{e}.{ident(c)}" for c in cols), str(int(push_no))])
