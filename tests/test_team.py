@@ -42,6 +42,7 @@ from golem_mcp.store.team import (
     push,
     team_config,
 )
+from support import sightings
 from support.fixture_data import TOKENS, token_counts
 from support.tables import by, rows
 
@@ -131,6 +132,18 @@ def _parts(root: Path) -> dict[str, list[Path]]:
     return out
 
 
+# wf-005's requests by stage and the machine each names: its main session's on m1 and its subagents'
+# on m2 (their transcripts), though m3's OTel saw every one of them too: a transcript names a
+# machine before OTel (store.db.SOURCE_RANK), whatever order the pushes merged in
+WF5_MACHINES_SQL = ("SELECT stage, machine_id, count(*) FROM requests WHERE workflow_id = 'wf-005' "
+                    "GROUP BY ALL ORDER BY ALL")
+
+
+def _wf5_machines() -> list[list[Any]]:
+    return sorted([stage, "m1" if stage == "main" else "m2", s["requests"]]
+                  for stage, s in TRUTH["wf-005"]["stages"].items())
+
+
 def _stage_rows(store: Any) -> dict[tuple[str, str], dict[str, int]]:
     return token_counts(store, ("workflow_id", "stage"))  # type: ignore[return-value]
 
@@ -151,8 +164,7 @@ def test_pushes_from_three_stores_read_back_as_truth_and_pushing_again_adds_noth
     with open_team_store() as team:
         assert _stage_rows(team) == _truth()
         # wf-005's stages were seen on two machines (main on m1, subagents on m2): one whole workflow
-        seen = team.query("SELECT DISTINCT machine_id FROM requests WHERE workflow_id = 'wf-005' ORDER BY 1")
-        assert [r["machine_id"] for r in seen] == ["m1", "m2"]
+        assert [list(r) for r in team.con.execute(WF5_MACHINES_SQL).fetchall()] == _wf5_machines()
         dups = team.scalar("SELECT count(*) - count(DISTINCT request_id) FROM api_requests")
         assert dups == 0
         # the team server cannot be written, nor can agents' SQL reach files or the lake
@@ -173,6 +185,38 @@ def test_pushes_from_three_stores_read_back_as_truth_and_pushing_again_adds_noth
                          text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert sorted(r["workflow"] for r in json.loads(out.stdout)) == sorted(TRUTH)
+
+
+@pytest.mark.parametrize("order", [("m1", "m2", "m3"), ("m3", "m2", "m1"), ("m2", "m3", "m1")])
+def test_a_fact_pushed_by_several_machines_names_the_same_machine_whatever_the_order(team_env, tmp_path, order):
+    """The same facts seen on three machines by different sources (support.sightings), pushed in
+    different orders: the lake's MERGE, the replica's refresh by delta (the second push arrives after
+    the replica was built) and a replica built whole all name the machine the rule picks."""
+    cfg = team_config()
+    stores = {m: Store(tmp_path / f"{m}.duckdb", machine=(m, m)) for m in order}
+    try:
+        for m, s in stores.items():
+            s.write(sightings.batch(sightings.of(m)))
+        assert push(stores[order[0]], cfg).total > 0
+        with open_team_store() as team:  # built whole after the first push, then refreshed by delta
+            for m in order[1:]:
+                assert push(stores[m], cfg).total > 0
+                team.refresh()
+            assert sightings.named(team.con) == sightings.EXPECTED
+        with TeamStore(cfg, path=tmp_path / "whole.duckdb") as whole:
+            assert whole.last_refresh is not None and whole.last_refresh.whole
+            assert sightings.named(whole.con) == sightings.EXPECTED
+        lake = connect(cfg, read_only=True)
+        try:
+            assert sightings.named(lake, "team") == sightings.EXPECTED
+        finally:
+            lake.close()
+        # pushing again sends nothing, and a machine's own store still names itself for what it saw
+        assert all(push(s, cfg).total == 0 for s in stores.values())
+        assert set(sightings.named(stores["m1"].con).values()) == {"m1"}
+    finally:
+        for s in stores.values():
+            s.close()
 
 
 def test_a_push_is_resumed_after_a_crash_before_its_watermark_moved(team_env, tmp_path, monkeypatch):
@@ -314,12 +358,10 @@ async def test_three_daemons_push_at_once_one_killed_and_serve_team_answers_trut
             # wf-005 ran on two machines (main session on m1, subagents on m2) and is one whole workflow
             whole = (await c.call_tool("query_workflow_cost", {"workflow_id": "wf-005", "group_by": ["stage"]})).structured_content
             assert whole["total"]["requests"] == sum(s["requests"] for s in TRUTH["wf-005"]["stages"].values())
-            # its requests name the machines that saw them: m1 (main session) and m2 (subagents) from
-            # transcripts, and m3, whose OTel saw the same requests; a fact two machines saw names the
-            # one whose push merged it first, so which of them a request names depends on the race
-            seen = (await c.call_tool("query_sql", {"sql": "SELECT DISTINCT machine_id FROM requests "
-                                                           "WHERE workflow_id = 'wf-005'"})).structured_content
-            assert {r[0] for r in seen["rows"]} and {r[0] for r in seen["rows"]} <= {"m1", "m2", "m3"}
+            # its requests name the machine whose transcripts saw them (m1 the main session's, m2 the
+            # subagents'), though m3's OTel saw them too and the three pushes raced
+            seen = (await c.call_tool("query_sql", {"sql": WF5_MACHINES_SQL})).structured_content
+            assert [list(r) for r in seen["rows"]] == _wf5_machines()
         # the JSON API and the dashboard answer from the team store too
         report = api.post(served.url + "/api/report", json={"by": ["workflow"]}, timeout=600).json()
         assert sorted(r["workflow"] for r in report) == sorted(TRUTH)
