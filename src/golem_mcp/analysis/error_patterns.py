@@ -94,10 +94,9 @@ def _failures_sql() -> str:
     return 'SELECT * FROM failure_events WHERE "timestamp" >= ? AND "timestamp" < ?'
 
 
-def query_error_patterns(store: Store, days: float = 30, now: datetime | None = None, min_repeat: int = 3,
-                         burst_factor: float = 3.0, burst_min: int = 5) -> ErrorPatternReport:
-    """Errors grouped into patterns with a suggested fix each, over the last ``days``."""
-    start, end = window(now, days)
+def error_categories(store: Store, start: datetime, end: datetime) -> list[CategoryCount]:
+    """The failures of [start, end) per category, with their stages and tools and a suggested fix (the
+    first part of :func:`query_error_patterns`, alone for an answer that shows only it)."""
     base = _failures_sql()
     cats = store.query(f"""
         WITH c AS ({base})
@@ -114,6 +113,15 @@ def query_error_patterns(store: Store, days: float = 30, now: datetime | None = 
             tl[t] = tl.get(t, 0) + 1
         categories.append(CategoryCount(category=r["category"], count=r["n"], stages=st, tools=tl,
                                         fix=FIXES.get(r["category"], FIXES["other"])))
+    return categories
+
+
+def query_error_patterns(store: Store, days: float = 30, now: datetime | None = None, min_repeat: int = 3,
+                         burst_factor: float = 3.0, burst_min: int = 5) -> ErrorPatternReport:
+    """Errors grouped into patterns with a suggested fix each, over the last ``days``."""
+    start, end = window(now, days)
+    base = _failures_sql()
+    categories = error_categories(store, start, end)
     reps = store.query(f"""
         WITH c AS ({base})
         SELECT category, tool_name, COALESCE(stage, '-') AS stage, count(*) AS n,

@@ -3,7 +3,7 @@
 Before, three tools (errors, error patterns, loops) reported overlapping views of the same failures and
 an agent had to pick one; this answer has one section per question, each a compact table capped at
 ``limit`` rows, computed by the analyses that already own each rule (``workflows.query_errors``,
-``loops.find_loops``, ``error_patterns.query_error_patterns``).
+``loops.find_loops``, ``error_patterns.error_categories``).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from ..errors import InvalidInput
 from ..store.db import Store
 from . import known
-from .common import Table, table
-from .error_patterns import query_error_patterns
+from .common import Table, table, window
+from .error_patterns import error_categories
 from .loops import find_loops
 from .sequences import reusable_sequences
 from .workflows import query_errors
@@ -112,10 +112,10 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
         if workflow_id:
             more.append("patterns: over the recent window only; omit workflow_id to see them")
         else:
-            ep = query_error_patterns(store, days=span, now=now)
+            # the categories only: the pattern report's other parts (by stage, repeats, days) are not shown
             cats = [{"category": c.category, "count": c.count,
                      "stages": ", ".join(f"{k} {v}" for k, v in sorted(c.stages.items(), key=lambda kv: -kv[1])),
-                     "fix": c.fix} for c in ep.categories
+                     "fix": c.fix} for c in error_categories(store, *window(now, span))
                     if stage is None or stage in c.stages]
             answer["patterns"] = capped("patterns", cats, ["category", "count", "stages", "fix"])
     if "sequences" in want:
