@@ -133,13 +133,19 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
     start, end = window(now, days)
     p = [start, end, workflow_id, workflow_id]
     scope = '"timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR workflow_id = ?)'
+    # the calls counted by a hash of the identical call's key first (one number, not six strings, per
+    # call); only the calls of hashes made often enough are grouped by the key itself, with the same test
+    # (a group's count is at most its hash's, so none is missed; a shared hash only adds candidates)
+    key = "workflow_id, stage, session_id, agent_id, tool_name, CAST(tool_parameters AS VARCHAR)"
     rep = store.query(f"""
+        WITH c AS (SELECT hash({key}) AS h FROM tools WHERE {scope} AND tool_parameters IS NOT NULL
+                   GROUP BY h HAVING count(*) >= least(?, ?))
         SELECT workflow_id, stage, tool_name, CAST(tool_parameters AS VARCHAR) AS params, count(*) AS n,
                count(*) FILTER (WHERE NOT success) AS failures
-        FROM tools WHERE {scope} AND tool_parameters IS NOT NULL
-        GROUP BY workflow_id, stage, session_id, agent_id, tool_name, CAST(tool_parameters AS VARCHAR)
+        FROM tools WHERE {scope} AND tool_parameters IS NOT NULL AND hash({key}) IN (SELECT h FROM c)
+        GROUP BY {key}
         HAVING (count(*) FILTER (WHERE NOT success) >= ? AND count(*) FILTER (WHERE success) <= 1) OR count(*) >= ?
-        ORDER BY n DESC""", p + [min_failing, min_identical])
+        ORDER BY n DESC""", p + [min_failing, min_identical] + p + [min_failing, min_identical])
     loops = [RepeatedCall(workflow_id=r["workflow_id"], stage=r["stage"], tool_name=r["tool_name"],
                           command=_command(r["params"]), count=r["n"], failures=r["failures"],
                           kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
@@ -152,16 +158,22 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
     retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope),
                                                p + [start - timedelta(seconds=retry_lookback_s), end,
                                                     retry_lookback_s, retry_lookback_s])] if retried else []
+    # only the sessions' agents with at least min_cycles failing Bash calls can have as many cycles:
+    # their calls alone are ordered (all of them, so each call's next is the same)
     cyc = store.query(f"""
-        WITH t AS (
-            SELECT workflow_id, stage, agent_id, session_id, tool_name, success,
+        WITH k AS (SELECT session_id, agent_id FROM tools WHERE {scope} AND tool_name = 'Bash' AND success = false
+                   GROUP BY ALL HAVING count(*) >= ?),
+        t AS (
+            SELECT workflow_id, stage, x.agent_id, x.session_id, tool_name, success,
                    lead(tool_name) OVER w AS next_tool, lead(success) OVER w AS next_ok
-            FROM tools WHERE {scope}
-            WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id))
+            FROM tools x SEMI JOIN k ON x.session_id IS NOT DISTINCT FROM k.session_id
+                                     AND x.agent_id IS NOT DISTINCT FROM k.agent_id
+            WHERE {scope}
+            WINDOW w AS (PARTITION BY x.session_id, x.agent_id ORDER BY "timestamp", tool_use_id))
         SELECT workflow_id, stage, count(*) AS cycles FROM t
         WHERE tool_name IN ('Edit', 'Write', 'MultiEdit', 'NotebookEdit') AND next_tool = 'Bash' AND NOT next_ok
         GROUP BY workflow_id, stage, session_id, agent_id HAVING count(*) >= ? ORDER BY cycles DESC""",
-        p + [min_cycles])
+        p + [min_cycles] + p + [min_cycles])
     rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query("""
         SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
         FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR golem_report_workflow(workflow_id, parent) = ?)
