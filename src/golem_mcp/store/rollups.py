@@ -175,9 +175,12 @@ def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
     for fact in facts or SPECS:
         spec = SPECS[fact]
         con.execute(f"DELETE FROM {spec.table}")
+        # a workflow's groups stored together (a run's in workflow order): a workflow's question
+        # then reads one or two row groups, not one per group (~31 at 10M requests)
+        order = ' ORDER BY "workflow_id", "day"' if "workflow_id" in spec.dims else ""
         for where, params in _day_runs(con, spec, part_rows):
             source = f"(SELECT * FROM {spec.fact} WHERE {where})"
-            con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, source)}", params)
+            con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, source)}{order}", params)
         out[spec.table] = int(con.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0])  # type: ignore[index]
     return out
 
