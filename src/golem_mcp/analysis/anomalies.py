@@ -66,12 +66,13 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
     start, end = window(now, days)
     hist_start, _ = window(now, history_days)
     cols = ", ".join(f"CAST({m} AS DOUBLE) AS {m}" for m in METRICS)
-    # each metric's median per peer group in one pass over the group's rows (the metrics side by side),
-    # then one row per metric of the groups and of the window's runs
+    # The metrics side by side: each one's median per peer group in one pass over the group's rows, the
+    # window's runs held against them in one join, and only the candidates as one row per metric.
     meds = ", ".join(f"median({m}) AS {m}" for m in METRICS)
-    norm = " UNION ALL ".join(f"SELECT stage, '{m}' AS metric, {m} AS med, n FROM nw" for m in METRICS)
-    runs = " UNION ALL ".join(f"SELECT workflow_id, stage, '{m}' AS metric, {m} AS v, started_at FROM h"
-                              for m in METRICS)
+    against = ", ".join(f"h.{m}, nw.{m} AS med_{m}" for m in METRICS)
+    cands = " UNION ALL ".join(f"SELECT workflow_id, stage, '{m}' AS metric, {m} AS v, med_{m} AS med, n FROM w "
+                               f"WHERE n >= $min_history AND med_{m} > 0 AND {m} >= med_{m} * $ratio" for m in METRICS)
+    value = "CASE g.metric " + " ".join(f"WHEN '{m}' THEN h.{m}" for m in METRICS) + " END"
     out: list[Anomaly] = []
     insufficient: list[str] = []
     for level, src, stage_expr in (("stage", "workflow_stage_summary", "stage"),
@@ -85,19 +86,17 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
             WITH h AS (SELECT workflow_id, {stage_expr} AS stage, started_at, {cols} FROM {src}
                        WHERE started_at >= $hist_start AND started_at < $end),
             nw AS (SELECT stage, {meds}, count(*) AS n FROM h GROUP BY stage),
-            norm AS ({norm}),
-            x AS ({runs}),
-            j AS (SELECT x.workflow_id, x.stage, x.metric, x.v, norm.med, norm.n FROM x
-                  JOIN norm ON norm.metric = x.metric AND norm.stage IS NOT DISTINCT FROM x.stage
-                  WHERE x.started_at >= $start AND ($wf IS NULL OR x.workflow_id = $wf)),
-            c AS (SELECT * FROM j WHERE n >= $min_history AND med > 0 AND v >= med * $ratio),
+            w AS (SELECT h.workflow_id, h.stage, {against}, nw.n FROM h
+                  JOIN nw ON nw.stage IS NOT DISTINCT FROM h.stage
+                  WHERE h.started_at >= $start AND ($wf IS NULL OR h.workflow_id = $wf)),
+            c AS ({cands}),
             g AS (SELECT DISTINCT stage, metric, med FROM c),
-            spread AS (SELECT x.stage, x.metric, median(abs(x.v - g.med)) AS mad FROM x
-                       JOIN g ON g.metric = x.metric AND g.stage IS NOT DISTINCT FROM x.stage GROUP BY ALL)
+            spread AS (SELECT g.stage, g.metric, median(abs({value} - g.med)) AS mad FROM h
+                       JOIN g ON g.stage IS NOT DISTINCT FROM h.stage GROUP BY ALL)
             SELECT c.workflow_id, c.stage, c.metric, c.v, c.med, spread.mad, c.n FROM c
             JOIN spread ON spread.metric = c.metric AND spread.stage IS NOT DISTINCT FROM c.stage
             UNION ALL
-            SELECT DISTINCT NULL, stage, NULL, NULL, NULL, NULL, n FROM j WHERE n < $min_history
+            SELECT DISTINCT NULL, stage, NULL, NULL, NULL, NULL, n FROM w WHERE n < $min_history
             ORDER BY stage NULLS FIRST, n, metric, v DESC, workflow_id
             """, {"hist_start": hist_start, "end": end, "start": start, "wf": workflow_id, "min_history": min_history,
                   "ratio": min_ratio * (1 - 1e-9)})
