@@ -126,12 +126,19 @@ def model_advice(store: Store, days: float = 90, now: datetime | None = None, mi
                         "(SELECT workflow_id, stage, model, count(*) AS n FROM requests "
                         'WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL AND model IS NOT NULL '
                         "GROUP BY ALL) GROUP BY 1, 2) sm USING (workflow_id, stage))"), [start, end]
+    # per run, the workflow's findings and rework: a workflow with neither adds nothing to their sums,
+    # so only the workflows with some are joined (joining every stage run with every workflow was
+    # most of the advice's cost); the means are their sums over all the runs
     rows = store.query(f"""
         SELECT ss.stage, ss.model, count(*) AS runs, avg(ss.total_cost) AS avg_cost_usd,
-               avg(COALESCE(w.critical_issues, 0) + COALESCE(w.major_issues, 0)) AS findings_per_run,
+               COALESCE(sum(w.findings), 0) / count(*) AS findings_per_run,
                sum(ss.error_count) / NULLIF(sum(ss.tool_calls + ss.api_requests), 0) AS error_rate,
-               avg(CAST(COALESCE(w.rework, false) AS INTEGER)) AS rework_rate
-        FROM {src} ss LEFT JOIN workflow_summary w USING (workflow_id)
+               COALESCE(sum(w.rework), 0) / count(*) AS rework_rate
+        FROM {src} ss LEFT JOIN (
+            SELECT workflow_id, COALESCE(critical_issues, 0) + COALESCE(major_issues, 0) AS findings,
+                   CAST(COALESCE(rework, false) AS INTEGER) AS rework
+            FROM workflow_summary WHERE COALESCE(critical_issues, 0) + COALESCE(major_issues, 0) <> 0 OR rework) w
+          USING (workflow_id)
         WHERE ss.model IS NOT NULL GROUP BY 1, 2 ORDER BY 1, runs DESC""", params)
     by_stage: dict[str, list[ModelRun]] = {}
     for r in rows:
