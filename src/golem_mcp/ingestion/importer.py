@@ -7,6 +7,8 @@ changed, and dedupe keys make re-reading harmless.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import gzip
 import os
 import pickle
@@ -138,6 +140,19 @@ class Importer:
         total = sum(st.st_size - (states.get(f, (0, 0, 0, 0))[2] if k in ("transcript", "journal") else 0)
                     for f, st, k in todo)
         batch = Batch()
+        # a large import holds up to a flush's rows (~150,000 dicts per GiB) and makes as many Arrow
+        # values again: the cyclic collector would walk them all every few thousand allocations,
+        # ~40% of receiving a worker's rows. They hold no cycles; collection resumes afterwards.
+        paused = _gc_paused() if parsing is not None or total >= _parallel_min_bytes() else contextlib.nullcontext()
+        with paused:
+            res.rows += self._read_flush(todo, states, batch, parsing, started, res, progress, total)
+        return res
+
+    def _read_flush(self, todo: list[tuple[str, os.stat_result, str]], states: dict[str, tuple], batch: Batch,
+                    parsing: _Parsing | None, started: FirstImport | None, res: ImportResult,
+                    progress: Progress | None, total: int) -> int:
+        """Read ``todo`` into ``batch``, writing it every FLUSH_BYTES; returns the rows written."""
+        rows = 0
         pending_bytes = 0
         done = 0
         failed = True
@@ -150,7 +165,7 @@ class Importer:
                 pending_bytes += n
                 done += n
                 if pending_bytes >= FLUSH_BYTES or batch.count() >= FLUSH_ROWS:
-                    res.rows += self._flush(batch, res)
+                    rows += self._flush(batch, res)
                     pending_bytes = 0
                 if progress:
                     progress(done, total)
@@ -158,8 +173,7 @@ class Importer:
         finally:
             if started is not None:
                 started.close(failed)
-        res.rows += self._flush(batch, res)
-        return res
+        return rows + self._flush(batch, res)
 
     def _read_all(self, todo: list[tuple[str, os.stat_result, str]], states: dict[str, tuple],
                   batch: Batch, parsing: _Parsing | None = None) -> Iterator[int | None]:
@@ -194,11 +208,14 @@ class Importer:
         return n
 
 
-def _plan(paths: Iterable[str | Path], states: dict[str, tuple]) -> tuple[ImportResult, list[tuple[str, os.stat_result, str]]]:
+def _plan(paths: Iterable[str | Path], states: dict[str, tuple], enough: tuple[int, Callable[[], object]] | None = None
+          ) -> tuple[ImportResult, list[tuple[str, os.stat_result, str]]]:
     """Walk ``paths``: the files to read (by key: a Path per file cost ~15 us, 0.3 s of a 20,000-file
-    first import), and the result's counts of files seen and unchanged since ``states``."""
+    first import), and the result's counts of files seen and unchanged since ``states``.
+    ``enough``: (bytes, call): ``call()`` once the files to read reach that size, during the walk."""
     res = ImportResult()
     todo: list[tuple[str, os.stat_result, str]] = []
+    size = 0
     for p in [Path(x).expanduser() for x in paths]:
         if not p.exists():
             res.skipped.append(Skipped(str(p), None, "no such file or folder"))
@@ -214,6 +231,11 @@ def _plan(paths: Iterable[str | Path], states: dict[str, tuple]) -> tuple[Import
                 continue
             # hooks-or-transcript is told by the file's first line, read with the file itself
             todo.append((key, st, kind))
+            if enough is not None:
+                size += st.st_size
+                if size >= enough[0]:
+                    enough[1]()
+                    enough = None
     return res, todo
 
 
@@ -227,8 +249,20 @@ class FirstImport:
 
     def __init__(self, paths: Iterable[str | Path], store_prompts: bool) -> None:
         self.store_prompts = store_prompts
-        self.res, self.todo = _plan(paths, {})
-        self.parsing = _Parsing.start(self.todo, {}, store_prompts)
+        pool: list[_WorkerPool] = []
+        workers = _workers()
+
+        def spawn() -> None:
+            # the parser processes start (Python, their imports: ~0.1 s) while the walk goes on
+            pool.append(_WorkerPool(workers))
+
+        try:
+            self.res, self.todo = _plan(paths, {}, (_parallel_min_bytes(), spawn) if workers > 1 else None)
+            self.parsing = _Parsing.start(self.todo, {}, store_prompts, pool[0] if pool else None)
+        except BaseException:
+            for p in pool:
+                p.__exit__(RuntimeError, None, None)
+            raise
 
     @classmethod
     def start(cls, paths: Iterable[str | Path], store_prompts: bool = False) -> FirstImport:
@@ -246,8 +280,8 @@ class _Parsing:
     to a batch in file order."""
 
     def __init__(self, tasks: list[list[tuple[str, os.stat_result, str, tuple | None]]], store_prompts: bool,
-                 workers: int) -> None:
-        self.pool = _WorkerPool(min(workers, len(tasks)))
+                 workers: int, pool: _WorkerPool | None = None) -> None:
+        self.pool = pool or _WorkerPool(min(workers, len(tasks)))
         try:
             self.results = self.pool.map_ordered([(t, store_prompts) for t in tasks])
         except BaseException:
@@ -256,10 +290,13 @@ class _Parsing:
 
     @classmethod
     def start(cls, todo: list[tuple[str, os.stat_result, str]], states: dict[str, tuple],
-              store_prompts: bool) -> _Parsing | None:
-        """Parsing of ``todo`` started in worker processes; None when too little to be worth them."""
+              store_prompts: bool, pool: _WorkerPool | None = None) -> _Parsing | None:
+        """Parsing of ``todo`` started in worker processes (``pool``'s when given, already started);
+        None when too little to be worth them."""
         workers = _workers()
         if not (workers > 1 and len(todo) > 1 and sum(t[1].st_size for t in todo) >= _parallel_min_bytes()):
+            if pool is not None:
+                pool.__exit__(None, None, None)
             return None
         # consecutive files in tasks of ~TASK_BYTES; workers take the next task when done
         tasks: list[list[tuple[str, os.stat_result, str, tuple | None]]] = []
@@ -273,7 +310,7 @@ class _Parsing:
                 cur, size = [], 0
         if cur:
             tasks.append(cur)
-        return cls(tasks, store_prompts, workers)
+        return cls(tasks, store_prompts, workers, pool)
 
     def merge(self, batch: Batch) -> Iterator[int | None]:
         # the store's first write imports pyarrow (~0.1-0.3 s): do it while the workers parse
@@ -429,6 +466,9 @@ def worker_main() -> None:
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may print into the result channel
+    # a parser makes rows (dicts of plain values, no cycles) that are freed by reference counting
+    # once sent: the cyclic collector only walks them over and over (~7% of a parser's CPU)
+    gc.disable()
     while True:
         try:
             task = recv_frame(inp)
@@ -439,6 +479,19 @@ def worker_main() -> None:
         except Exception:  # noqa: BLE001 - reported to the parent, which raises it
             result = ("error", traceback.format_exc(limit=5))
         send_frame(out, result)
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """No cyclic garbage collection inside (restored as it was after: GC is process-wide, and a
+    daemon's import must not leave it off)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _workers() -> int:
