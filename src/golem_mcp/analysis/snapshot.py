@@ -452,7 +452,8 @@ def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None:
     """``stage_models`` of the model-advice window ``win`` (see :func:`_groups_from_cache`), and
     ``stage_model_runs`` (each workflow stage with its usual model and what model advice sums: one
     read of the summary rows instead of joining them with ``stage_models``); reads the cache's stage
-    summaries, up to date, and ``_snap_req_pre`` (:func:`_pre_from_cache`)."""
+    summaries, up to date, and, when some stage needs its models counted, ``_snap_req_pre``
+    (:func:`_pre_from_cache`, put up here)."""
     one = (f"COALESCE(req_untimed = 0 AND req_model_lo = req_model_hi AND req_started_at >= {_ts(win['m_start'])} "
            f"AND req_ended_at < {_ts(win['end'])}, false)")
     summary = f"{db}.main.analysis_stage_summary"
@@ -463,13 +464,18 @@ def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None:
         SELECT workflow_id, stage FROM {summary} WHERE NOT {one} AND (req_untimed > 0 OR req_ended_at >= $m_start)""",
         {"m_start": win["m_start"]})
     none = not cur.execute("SELECT count(*) FROM _snap_stage_models_keys").fetchone()[0]
-    run("summaries", f"""CREATE OR REPLACE TEMP TABLE _snap_stage_models_counted AS
-        SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
-        FROM (SELECT p.workflow_id, p.stage, p.model, sum(p.n_window) AS n FROM _snap_req_pre p
-              SEMI JOIN _snap_stage_models_keys k
-                     ON p.workflow_id = k.workflow_id AND p.stage IS NOT DISTINCT FROM k.stage
-              WHERE {'false' if none else 'true'} AND p.model IS NOT NULL AND p.n_window > 0 GROUP BY ALL)
-        GROUP BY workflow_id, stage""")
+    if none:
+        cur.execute("CREATE OR REPLACE TEMP TABLE _snap_stage_models_counted "
+                    "(workflow_id VARCHAR, stage VARCHAR, model VARCHAR)")
+    else:  # the day groups, and the requests of the days the window cuts through, only when read
+        _pre_from_cache(cur, db, run, win["m_start"], win["end"], win)
+        run("summaries", """CREATE OR REPLACE TEMP TABLE _snap_stage_models_counted AS
+            SELECT workflow_id, stage, first(model ORDER BY n DESC, model) AS model
+            FROM (SELECT p.workflow_id, p.stage, p.model, sum(p.n_window) AS n FROM _snap_req_pre p
+                  SEMI JOIN _snap_stage_models_keys k
+                         ON p.workflow_id = k.workflow_id AND p.stage IS NOT DISTINCT FROM k.stage
+                  WHERE p.model IS NOT NULL AND p.n_window > 0 GROUP BY ALL)
+            GROUP BY workflow_id, stage""")
     cur.execute("DROP TABLE temp.main._snap_stage_models_keys")
     cur.execute(f"""CREATE OR REPLACE TEMP VIEW stage_models AS
         SELECT workflow_id, stage, req_model_lo AS model FROM {summary} WHERE {one}
@@ -566,7 +572,6 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
             try:
                 if cached:
                     t["cache_days"] = _refresh_cache(cur, db, run)
-                    _pre_from_cache(cur, db, run, m_start, end, win)
                     _groups_from_cache(cur, db, run, win)
                     _refresh_summaries(cur, db, run, rebuilt=t["cache_days"] == -1)
                     _stage_models(cur, db, run, win)  # reads the summaries
@@ -656,7 +661,6 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
                 def run(name: str, sql: str, params: dict[str, Any] | None = None) -> None:
                     cur.execute(sql, params) if params else cur.execute(sql)
 
-                _pre_from_cache(cur, db, run, m_start, end, win)
                 _stage_models(cur, db, run, win)
                 reader.stage_models_window = (m_start, end)
             yield reader
