@@ -16,6 +16,7 @@ from golem_mcp.analysis.cost import cost_by
 from golem_mcp.config import Settings
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store.db import CHANGE_TABLES, MACHINE_TABLES, Store
+from golem_mcp.store.rollups import SPECS, differences
 from support import sightings
 
 
@@ -126,6 +127,8 @@ def _named_after(writes: list[list[tuple[str, str, str, int | None]]]) -> dict[t
     with Store(":memory:", settings=Settings(), machine=("here", "here")) as store:
         for w in writes:
             store.write(sightings.batch(w))
+        for fact in SPECS:  # the rollups (by machine among others) follow a fact's machine changing
+            assert differences(store.con, fact) == [], fact
         return sightings.named(store.con)
 
 

@@ -203,6 +203,7 @@ def test_a_fact_pushed_by_several_machines_names_the_same_machine_whatever_the_o
                 assert push(stores[m], cfg).total > 0
                 team.refresh()
             assert sightings.named(team.con) == sightings.EXPECTED
+            _rollups_agree(team)
         with TeamStore(cfg, path=tmp_path / "whole.duckdb") as whole:
             assert whole.last_refresh is not None and whole.last_refresh.whole
             assert sightings.named(whole.con) == sightings.EXPECTED
