@@ -387,15 +387,24 @@ class _WorkerPool:
 
         self._stop = stop  # type: ignore[method-assign]
 
+        def take() -> tuple[int, Any] | None:
+            with lock:
+                return todo.pop() if todo else None
+
         def feed(proc: subprocess.Popen) -> None:
             try:
-                while True:
-                    with lock:
-                        if not todo:
-                            break
-                        i, task = todo.pop()
-                    send_frame(proc.stdin, task)
-                    results.put((i, recv_frame(proc.stdout)))
+                item = take()
+                if item is not None:
+                    send_frame(proc.stdin, item[1])
+                while item is not None:
+                    i = item[0]
+                    data = recv_bytes(proc.stdout)
+                    # the child gets its next task before this result is unpickled: it parses meanwhile
+                    # instead of waiting for this thread (which waits for the GIL while the store opens)
+                    item = take()
+                    if item is not None:
+                        send_frame(proc.stdin, item[1])
+                    results.put((i, pickle.loads(data)))
             except BaseException as e:  # noqa: BLE001 - handed to the caller's thread and raised there
                 results.put(e)
             finally:
@@ -444,6 +453,12 @@ def send_frame(fh: IO[bytes] | None, obj: object) -> None:
 def recv_frame(fh: IO[bytes] | None, gone: type[Exception] = GolemError,
                what: str = "transcript parser process ended unexpectedly") -> object:
     """Read one :func:`send_frame` frame; ``gone(what)`` is raised when the pipe ends first."""
+    return pickle.loads(recv_bytes(fh, gone, what))
+
+
+def recv_bytes(fh: IO[bytes] | None, gone: type[Exception] = GolemError,
+               what: str = "transcript parser process ended unexpectedly") -> bytes:
+    """:func:`recv_frame`'s bytes, not yet unpickled."""
     if fh is None:
         raise OSError("worker pipe closed")
     head = fh.read(8)
@@ -453,7 +468,7 @@ def recv_frame(fh: IO[bytes] | None, gone: type[Exception] = GolemError,
     data = fh.read(n)
     if len(data) < n:
         raise gone(what)
-    return pickle.loads(data)
+    return data
 
 
 _WORKER_MAIN = "from golem_mcp.ingestion.importer import worker_main; worker_main()"
