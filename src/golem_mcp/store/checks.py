@@ -274,6 +274,8 @@ def _bad_mask(col: Any, rule: Rule, pa: Any, pc: Any) -> Any | None:
     elif kind == "int":
         if rule.lo is None and rule.hi is None:
             return None
+        if _within(pc.min_max(col), rule.lo, rule.hi):  # the common case, in one pass
+            return None
         bad = pc.less(col, int(rule.lo)) if rule.lo is not None else None
         if rule.hi is not None:
             over = pc.greater(col, int(rule.hi))
@@ -288,11 +290,21 @@ def _bad_mask(col: Any, rule: Rule, pa: Any, pc: Any) -> Any | None:
         if rule.lo is None:
             return None
         us = pc.cast(col, pa.int64())
+        if _within(pc.min_max(us), int(rule.lo), int(rule.hi or 0) - 1):
+            return None
         bad = pc.or_(pc.less(us, int(rule.lo or 0)), pc.greater_equal(us, int(rule.hi or 0)))
     else:
         return None
     bad = pc.fill_null(bad, False)
     return bad if pc.any(bad).as_py() else None
+
+
+def _within(mm: Any, lo: float | None, hi: float | None) -> bool:
+    """Whether a column's ``pc.min_max`` lies in [lo, hi] (None: unbounded on that side)."""
+    least, most = mm["min"].as_py(), mm["max"].as_py()
+    if least is None:  # nothing but nulls
+        return True
+    return (lo is None or least >= lo) and (hi is None or most <= hi)
 
 
 def _convertible(table: str, rows: list[dict], schema: Any, report: Report) -> list[dict]:

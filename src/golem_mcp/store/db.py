@@ -230,6 +230,17 @@ def dict_rows(cur: duckdb.DuckDBPyConnection, sql: str,
     return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
 
 
+def _sessions(staged: Any) -> list[str] | None:
+    """The distinct session ids of a staged (Arrow) batch, as stored (after redaction); None when it
+    has no such column or more than the resolver binds (see resolve.WriteResolution.insert)."""
+    if "session_id" not in staged.column_names:
+        return None
+    import pyarrow.compute as pc
+
+    ids = pc.unique(staged.column("session_id").drop_null())
+    return ids.to_pylist() if len(ids) <= resolve._BOUND_SESSIONS else None
+
+
 def _agg(col: str, policy: str, table: str = "", cols: Sequence[str] = ()) -> str:
     """The value ``col`` of rows sharing a key in one batch folds to (``cols``: the batch's columns)."""
     c = ident(col)
@@ -305,7 +316,10 @@ class Store:
         self._readers: set[Any] = set()  # cursors handed out by reader(): interrupted on close
         self._readers_lock = threading.Lock()
         self._types: dict[str, dict[str, str]] = {}
-        self._estimates: dict[str, int] | None = None  # per write, fetched when first needed
+        # rows per table, fetched when first needed and again every _ESTIMATE_WRITES writes (only a
+        # choice of lookup rests on it: asking each write cost a statement, ~2 CPU-ms)
+        self._estimates: dict[str, int] | None = None
+        self._estimate_writes = 0
         self._changed: dict[str, set[Any]] = {}  # per write: fact table -> days its rows landed on
         self._stamped: set[tuple[str, Any]] | None = None  # (fact, day) rows in fact_changes, once read
         self._change: int | None = None  # this write's change number, taken when first needed
@@ -715,7 +729,9 @@ class Store:
         with self._lock:
             self.con.execute("BEGIN")
             try:
-                self._estimates = None
+                self._estimate_writes += 1
+                if self._estimate_writes >= self._ESTIMATE_WRITES:
+                    self._estimates, self._estimate_writes = None, 0
                 self._changed = {}
                 self._change = None
                 hooks = list(self._fact_hooks)
@@ -835,7 +851,7 @@ class Store:
                 existing = self._existing(table, keys, kv, name)
             if not existing:
                 self._note_new_days(table, stg)
-                self._insert(table, cols, name, n_keys != len(kv), merge=False)
+                self._insert(table, cols, name, n_keys != len(kv), merge=False, sessions=_sessions(stg))
             elif len(existing) == n_keys:
                 self._insert(table, cols, name, n_keys != len(kv), merge=True)
             else:
@@ -849,7 +865,8 @@ class Store:
                         self._note_new_days(table, rows_part)
                     self.con.register(sub, rows_part)
                     try:
-                        self._insert(table, cols, sub, dups, merge=part == "old")
+                        self._insert(table, cols, sub, dups, merge=part == "old",
+                                     sessions=_sessions(rows_part) if part == "new" else None)
                     finally:
                         self.con.unregister(sub)
         finally:
@@ -905,6 +922,7 @@ class Store:
     # up to this many keys DuckDB's ON CONFLICT probes the index (~7 ms at 2M rows); at 500 keys
     # it costs ~90 ms there, against ~4 ms for a plain INSERT
     _SMALL = 32
+    _ESTIMATE_WRITES = 32
 
     def _existing(self, table: str, keys: tuple[str, ...], kv: list[Any], staged: str) -> set[Any]:
         """The keys among ``kv`` (the rows of the registered table ``staged``) already in ``table``."""
@@ -933,9 +951,11 @@ class Store:
                                 "WHERE schema_name = 'main'").fetchall()
         return {t: int(n or 0) for t, n in rows}
 
-    def _insert(self, table: str, cols: list[str], staged: str, dups: bool, merge: bool) -> None:
+    def _insert(self, table: str, cols: list[str], staged: str, dups: bool, merge: bool,
+                sessions: list[str] | None = None) -> None:
         """INSERT the registered ``staged`` rows: folded by key first when ``dups``; merged into
-        stored rows when ``merge``."""
+        stored rows when ``merge``. ``sessions``: the staged rows' session ids, when known (new
+        facts resolve against those sessions' workflow links)."""
         keys = KEYS[table]
         non_keys = [c for c in cols if c not in keys]
         key_list = ", ".join(ident(k) for k in keys)
@@ -950,7 +970,7 @@ class Store:
             src = f"SELECT {col_list}{change} FROM {staged}"
         if not merge and table in resolve.FACTS and self._res is not None:
             # new facts: resolved as they go in
-            self._res.insert(table, cols + ([CHANGE_COLUMN] if tracked else []), src, params)
+            self._res.insert(table, cols + ([CHANGE_COLUMN] if tracked else []), src, params, sessions)
             return
         sql = f"INSERT INTO {ident(table)} ({col_list}{', ' + ident(CHANGE_COLUMN) if tracked else ''}) {src}"
         if merge:

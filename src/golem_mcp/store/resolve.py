@@ -79,6 +79,9 @@ CONTEXT: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 _CHUNK = 2000  # DuckDB answers an IN list from the primary-key index for up to 2048 keys
+# a write's new facts name their sessions as a bound list up to this many (a list parameter costs
+# DuckDB's Python layer ~25 us a value); more (a large import) are listed from the facts by DuckDB
+_BOUND_SESSIONS = 256
 
 
 def _sections() -> dict[str, str]:
@@ -139,30 +142,34 @@ def fact_columns(types: dict[str, str]) -> list[str]:
     return [c for c in types if not c.startswith("r_")]
 
 
-def resolution_sql(table: str, facts: str, every_session: bool = False) -> str:
+def resolution_sql(table: str, facts: str, every_session: bool = False, bound_sessions: bool = False) -> str:
     """SELECT resolving the rows of ``facts`` (a query over ``table``'s own columns): those columns
     and the resolved ones. Reads ``_rc_tree`` (:func:`build_tree`) for the agents of those rows.
 
     The workflow links read are those of the facts' sessions, or with ``every_session`` all of them:
     ``facts`` is then read once, so a whole table streams through instead of being held to list
-    its sessions first (a table copied whole has most sessions anyway)."""
+    its sessions first (a table copied whole has most sessions anyway). With ``bound_sessions`` the
+    sessions are a parameter (``?::VARCHAR[]``, bound after those of ``facts``) holding at least the
+    facts' sessions: a write knows them, and listing them from ``facts`` cost two aggregates over it."""
     spec = FACTS[table]
     req = table == "api_requests"
-    sessions = "NULL" if every_session else "(SELECT list(DISTINCT session_id) FROM f)"
+    sessions = ("NULL" if every_session else "?::VARCHAR[]" if bound_sessions
+                else "(SELECT list(DISTINCT session_id) FROM f)")
     return (SQL["facts"].replace("{facts}", facts).replace("{link_sessions}", sessions).replace("{ts}", spec.ts)
             .replace("{stage_default}", spec.stage_default)
             .replace("{request_columns}", SQL["request_columns"].strip() if req else "")
             .replace("{request_join}", SQL["request_join"].strip() if req else ""))
 
 
-def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str, every_session: bool = False) -> str:
+def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str, every_session: bool = False,
+                  bound_sessions: bool = False) -> str:
     """SELECT of the rows of ``src`` (a query over ``cols``, some of ``table``'s own columns) with
     every column of ``table``, the resolved ones filled: what an INSERT of new facts takes.
-    ``every_session``: see :func:`resolution_sql`."""
+    ``every_session``, ``bound_sessions``: see :func:`resolution_sql`."""
     present = set(cols)
     facts = ("SELECT " + ", ".join(q(c) if c in present else f"NULL::{types[c]} AS {q(c)}" for c in fact_columns(types))
              + f" FROM ({src})")
-    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts, every_session)})"
+    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts, every_session, bound_sessions)})"
 
 
 def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
@@ -198,14 +205,16 @@ def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
         else:
             import pyarrow as pa
 
-            # as an Arrow table: three list parameters cost DuckDB's Python layer ~25 us a value
+            # as an Arrow table: three list parameters cost DuckDB's Python layer ~25 us a value; the
+            # tree rule reads it as registered (copying it into _rc_agent_base first cost a statement)
             con.register("_golem_tree_base", pa.table({
                 "agent_id": pa.array(ids, pa.string()), "agent_type": pa.array([base[a][0] for a in ids], pa.string()),
                 "parent_agent_id": pa.array([base[a][1] for a in ids], pa.string())}))
             try:
-                con.execute("CREATE OR REPLACE TEMP TABLE _rc_agent_base AS SELECT * FROM _golem_tree_base")
+                con.execute(SQL["tree"].replace("'_rc_agent_base'", "'_golem_tree_base'"))
             finally:
                 con.unregister("_golem_tree_base")
+            return
     con.execute(SQL["tree"])
 
 
@@ -425,11 +434,16 @@ class WriteResolution:
         for which in ("new", "old"):
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {q(f'golem_delta_{which}_{table}')} AS SELECT * FROM {t} LIMIT 0")
 
-    def insert(self, table: str, cols: list[str], src: str, params: list[Any] | None = None) -> None:
-        """INSERT the new rows selected by ``src`` (over ``cols``; bound ``params``) into ``table``, resolved."""
+    def insert(self, table: str, cols: list[str], src: str, params: list[Any] | None = None,
+               sessions: list[str] | None = None) -> None:
+        """INSERT the new rows selected by ``src`` (over ``cols``; bound ``params``) into ``table``, resolved.
+        ``sessions``: every session id those rows name (more do no harm), when the caller has them."""
         params = params or []
         types = self.types[table]
-        resolved = resolved_rows(table, types, cols, src)
+        bound = sessions is not None and len(sessions) <= _BOUND_SESSIONS
+        resolved = resolved_rows(table, types, cols, src, bound_sessions=bound)
+        if bound:
+            params = [*params, sessions]
         if not self.track:
             self.con.execute(f"INSERT INTO {q(table)} {resolved}", params)
         elif table not in self.inserted:  # the common case: the change set is the staging table
