@@ -91,6 +91,19 @@ def recent_workflows(store: Store, limit: int = 5) -> list[str]:
     return [r["workflow_id"] for r in rows]
 
 
+def live_transcripts(store: Store, workflow_id: str, limit: int = 16) -> list[str]:
+    """Transcript paths the hooks named for the sessions working for ``workflow_id`` (linked by
+    record_workflow, or through an agent's declared context), the most recently seen first: what a
+    "so far" answer reads up to the moment it is asked (Claude Code exports OTLP every few seconds,
+    the transcript has each request as soon as it is answered)."""
+    rows = store.query(
+        "SELECT transcript_path FROM sessions WHERE transcript_path LIKE '%.jsonl' AND session_id IN ("
+        " SELECT session_id FROM workflow_links WHERE workflow_id = ?"
+        " UNION SELECT a.session_id FROM agent_context c JOIN agents a USING (agent_id) WHERE c.workflow_id = ?)"
+        " ORDER BY last_seen DESC NULLS LAST LIMIT ?", [workflow_id, workflow_id, limit])
+    return [r["transcript_path"] for r in rows]
+
+
 def require_workflow(store: Store, workflow_id: str) -> None:
     """Raise NotFound, naming recent workflows, when nothing is known about ``workflow_id``."""
     # the plain tables first: the requests view is the costly fallback (context emitted on records only)

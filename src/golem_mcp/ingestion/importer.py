@@ -62,6 +62,14 @@ class ImportResult:
                 "skipped": [str(s) for s in self.skipped]}
 
 
+def session_files(transcript_path: str) -> list[Path]:
+    """A session's transcript and, beside it, the folder of its subagents' transcripts: those of
+    them that exist here (a session that ran on another machine has none)."""
+    if not transcript_path.endswith(".jsonl"):
+        return []
+    return [p for p in (Path(transcript_path), Path(transcript_path[:-len(".jsonl")])) if p.exists()]
+
+
 def classify(path: Path) -> str | None:
     return _classify_name(path.name)
 

@@ -26,15 +26,18 @@ WF = Annotated[str | None, Field(max_length=200, description="workflow id; omit 
 STAGE = Annotated[str | None, Field(max_length=200, description="stage, e.g. implementer")]
 
 
-def register(server: Any, get_store: Callable[[], Store], guard: Callable[..., Any]) -> None:
+def register(server: Any, get_store: Callable[[], Store], guard: Callable[..., Any],
+             catch_up: Callable[[str], None] | None = None) -> None:
     """Add budget_status, find_slow_stages, find_token_leaks, query_review_findings, list_improvements,
-    predict_cost and set_threshold to ``server``."""
+    predict_cost and set_threshold to ``server``. ``catch_up``: see ``mcp_server.build_server``."""
 
     @server.tool(annotations=READ_ONLY, description=(
         "Budget: am I over budget today, in this workflow or stage? Spend vs budget (workflow $5, stage $2, day "
         "$150 by default), burn rate, projection, advice. Check before an expensive step."))
     @guard
     def budget_status(workflow_id: WF = None, stage: STAGE = None) -> answers.BudgetAnswer:
+        if workflow_id and catch_up is not None:
+            catch_up(workflow_id)
         return answers.budget(get_store(), workflow_id, stage)
 
     @server.tool(annotations=READ_ONLY, description=(

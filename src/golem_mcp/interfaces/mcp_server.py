@@ -224,11 +224,13 @@ class GolemServer(MCPServer):
 
 def build_server(get_store: Callable[[], Store], settings: Settings | None = None,
                  wait_for_caller_s: float = 5.0, toolsets: str | list[str] | tuple[str, ...] | None = None,
-                 lean: bool = True) -> MCPServer:
+                 lean: bool = True, catch_up: Callable[[str], None] | None = None) -> MCPServer:
     """The MCP server over the store ``get_store()`` returns (called per tool call, so it may change).
 
     ``toolsets``: which of :data:`toolsets.TOOLSETS` to list (default all). ``lean=False`` lists the
     full input schemas (with length limits), the contract the published ``schemas/*.json`` match.
+    ``catch_up(workflow_id)``: called before a "so far" answer about one workflow (its cost, its
+    budget), to read what its live sessions wrote since (the daemon's reads their transcripts).
     """
     # WARNING: at INFO the SDK logs a line for every stateless request ("Terminating session: None"),
     # rendered by rich (~1-2 CPU-ms a call) into the daemon's output
@@ -308,6 +310,8 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         offset: Annotated[int, Field(ge=0, description="for the next page (default 0)")] = 0,
         machine_id: Annotated[OptId, Field(description="only facts seen on this machine")] = None,
     ) -> workflows.CostAnswer:
+        if workflow_id and catch_up is not None:
+            catch_up(workflow_id)
         return workflows.query_workflow_cost(get_store(), workflow_id, task_id, experiment_id, stage, since, until,
                                              list(group_by) if group_by is not None else None, limit, offset,
                                              machine_id)
@@ -420,7 +424,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
             "concrete change (prompt, model or workflow) with the metric that would show it helped."
         )
 
-    mcp_analysis_tools.register(server, get_store, _guard)
+    mcp_analysis_tools.register(server, get_store, _guard, catch_up)
     keep = tools_of(parse_toolsets(toolsets))
     for t in list(server._tool_manager.list_tools()):
         if t.name not in keep:
@@ -430,8 +434,8 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     return server
 
 
-def mcp_routes(store: Store, settings: Settings | None = None, *,
-               max_body_bytes: int = 4 * 1024 * 1024) -> tuple[list[Any], Callable[[Any], Any] | None]:
+def mcp_routes(store: Store, settings: Settings | None = None, *, max_body_bytes: int = 4 * 1024 * 1024,
+               catch_up: Callable[[str], None] | None = None) -> tuple[list[Any], Callable[[Any], Any] | None]:
     """Routes serving MCP at ``/mcp`` (streamable HTTP) and the lifespan that runs its session manager.
 
     Contract with the daemon: mount the routes, and enter ``lifespan(app)`` for the app's lifetime.
@@ -440,7 +444,7 @@ def mcp_routes(store: Store, settings: Settings | None = None, *,
     Stateless with JSON responses: no per-session state to lose when the daemon restarts, and no
     long-lived SSE streams to hold open per Claude Code session.
     """
-    server = build_server(lambda: store, settings)
+    server = build_server(lambda: store, settings, catch_up=catch_up)
     app = server.streamable_http_app(
         streamable_http_path="/mcp", stateless_http=True, json_response=True, max_request_body_size=max_body_bytes,
         transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False))

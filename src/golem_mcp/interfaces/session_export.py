@@ -52,10 +52,10 @@ def session_end_export(store: Store, settings: Settings, payload: dict[str, Any]
     if spool is not None:
         spool()
     transcript = payload.get("transcript_path")
-    if isinstance(transcript, str) and transcript.endswith(".jsonl"):
-        from ..ingestion.importer import Importer
+    if isinstance(transcript, str):
+        from ..ingestion.importer import Importer, session_files
 
-        paths = [p for p in (Path(transcript), Path(transcript[:-len(".jsonl")])) if p.exists()]
+        paths = session_files(transcript)
         if paths:
             Importer(store, settings.store_prompts).run(paths)
     from ..store.shards import export

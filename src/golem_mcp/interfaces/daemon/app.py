@@ -47,6 +47,7 @@ log = logging.getLogger("golem_mcp.daemon")
 log = logging.getLogger("golem_mcp.daemon")
 
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
+CATCH_UP_WAIT_S = 2.0  # seconds an MCP answer waits for a running import before answering without it
 SIGNALS = ("logs", "metrics", "traces")
 
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]]
@@ -77,7 +78,8 @@ def _endpoint(stats: Stats) -> Callable[[Endpoint], Endpoint]:
     return wrap
 
 
-def _mcp_parts(store: Store, settings: Settings) -> tuple[list[BaseRoute], Lifespan | None]:
+def _mcp_parts(store: Store, settings: Settings,
+               catch_up: Callable[[str], None] | None = None) -> tuple[list[BaseRoute], Lifespan | None]:
     """The MCP server's routes and lifespan from ``interfaces/mcp_server.py``, when it exists."""
     try:
         from ..mcp_server import mcp_routes  # type: ignore[attr-defined,unused-ignore]
@@ -86,7 +88,7 @@ def _mcp_parts(store: Store, settings: Settings) -> tuple[list[BaseRoute], Lifes
             log.warning("MCP server not mounted: %s", e)  # it exists but cannot import: say why
         return [], None
     try:
-        routes, lifespan = mcp_routes(store, settings)
+        routes, lifespan = mcp_routes(store, settings, catch_up=catch_up)
     except Exception:  # noqa: BLE001 - OTLP and hooks must keep working without MCP
         log.exception("MCP server not mounted: mcp_routes() failed")
         return [], None
@@ -337,7 +339,28 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         Route("/api/wake", ep(wake_endpoint), methods=["POST"]),
         Route("/metrics", ep(metrics_endpoint(store)), methods=["GET"]),
     ]
-    mcp_routes, mcp_lifespan = _mcp_parts(store, settings) if mount_mcp else ([], None)
+    def catch_up(workflow_id: str) -> None:
+        """Read what the live sessions of ``workflow_id`` wrote to their transcripts since they were
+        last read, before an MCP answer about the workflow so far. Claude Code exports OTLP every
+        few seconds, so without it an agent asking a moment after its workflow started is told of
+        none of it. An import already holding the lock past CATCH_UP_WAIT_S (a first import of a
+        long history) is not waited for: the answer is then what is stored."""
+        from ...analysis.workflows import live_transcripts
+        from ...ingestion.importer import Importer, session_files
+
+        try:
+            paths = [p for t in live_transcripts(store, workflow_id) for p in session_files(t)]
+            if not paths or not import_lock.acquire(timeout=CATCH_UP_WAIT_S):
+                return
+            try:
+                res = Importer(store, settings.store_prompts).run(paths)
+            finally:
+                import_lock.release()
+            stats.records += res.rows
+        except Exception:  # noqa: BLE001 - the answer from what is stored beats no answer
+            log.exception("catching up workflow %s's transcripts failed; answering from the store", workflow_id)
+
+    mcp_routes, mcp_lifespan = _mcp_parts(store, settings, catch_up) if mount_mcp else ([], None)
     routes.extend(mcp_routes)
     background = Background(store, settings, stats, list(watch or []), spool, import_lock)
 
