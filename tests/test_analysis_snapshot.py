@@ -182,3 +182,47 @@ def test_summaries_read_the_cache_brought_up_to_date(store):
         assert snapshot_module.cache_current(store)
     arms = direct["experiments"]["arms"]
     assert sum(a["n"] for a in arms.values()) == len(p.workflows) + 1  # wf-new counted
+
+
+def test_model_advice_counts_the_models_only_of_stages_with_several(store):
+    """summaries() puts up the usual models only of the stages whose workflow stages may have different
+    ones in the model-advice window (one model: nothing cheaper to compare). On random models per stage
+    (one; several; one inside the window and another only before it), requests across the window's
+    start, some without a time or a model, random findings and rework, the advice is the views'."""
+    import random
+
+    from golem_mcp.ingestion.records import Batch
+
+    rng = random.Random(10)
+    # stage -> models inside the window, models before it
+    pools = {"analyst": (["m-a"], ["m-a"]), "planner": (["m-a", "m-b"], ["m-a"]),
+             "implementer": (["m-b", "m-c", "m-a"], ["m-c"]), "reviewer": (["m-c"], ["m-old"])}
+    b = Batch()
+    n = 0
+    for w in range(80):
+        wf = f"wf-{w:03d}"
+        b.add("workflows", {"workflow_id": wf, "path": rng.choice(["full", "fast-track", None])})
+        if rng.random() < 0.4:
+            b.add("review_reports", {"report_id": f"rr-{w}", "ts": NOW - timedelta(days=rng.uniform(1, 80)),
+                                     "workflow_id": wf, "critical": rng.randint(0, 2), "major": rng.randint(0, 3),
+                                     "minor": 0, "rework": rng.choice([True, False, None])})
+        for stage, (inside, before) in pools.items():
+            for _ in range(rng.randint(1, 4)):
+                n += 1
+                age = rng.uniform(85, 95)  # days: across the 90-day window's start
+                model = rng.choice(inside if age < 90 else before) if rng.random() > 0.1 else None
+                b.add("api_requests", {
+                    "request_id": f"r-{n}", "session_id": f"s-{w}", "model": model,
+                    "timestamp": None if rng.random() < 0.05 else NOW - timedelta(days=age),
+                    "input_tokens": rng.randint(100, 9000), "output_tokens": rng.randint(10, 900),
+                    "recorded_cost_usd": rng.choice([None, rng.uniform(0.01, 2.0)]), "workflow_id": wf,
+                    "stage": stage, "duration_ms": 1000.0})
+    store.write(b)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(snapshot_module, "summaries", _views)
+        direct = norm(model_advice(store, now=NOW))
+    assert {a["stage"] for a in direct} == {"planner", "implementer"}, direct
+    assert norm(model_advice(store, now=NOW)) == direct
+    with snapshot_module.summaries(store, now=NOW) as reader:  # the single-model stages were left out
+        counted = {r["stage"] for r in reader.query("SELECT DISTINCT stage FROM stage_model_runs")}
+    assert counted == {"planner", "implementer", "reviewer"}  # (reviewer: m-old before the window)

@@ -435,6 +435,11 @@ def _pre_from_cache(cur: Any, db: str, run: Any, m_start: datetime, end: datetim
     cur.execute(f"CREATE OR REPLACE TEMP VIEW _snap_tool_pre AS SELECT * EXCLUDE (day) FROM {db}.main.{table}")
 
 
+def _str(v: str) -> str:
+    """A string literal (a view's body takes no parameters)."""
+    return "'" + v.replace("'", "''") + "'"
+
+
 def _ts(t: datetime) -> str:
     """A timestamp literal (a view's body takes no parameters)."""
     return f"TIMESTAMP '{t.isoformat(sep=' ')}'"
@@ -448,15 +453,31 @@ def _groups_from_cache(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None
     _parts_from_cache(cur, db)
 
 
-def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any]) -> None:
+def _advised_stages(cur: Any, db: str, win: dict[str, Any]) -> list[str]:
+    """The stages whose workflow stages in the model-advice window ``win`` may have different usual
+    models: a workflow stage's usual model lies between the least and the greatest model of its
+    requests (``req_model_lo``/``_hi``, over all its days), and every one in ``stage_model_runs`` has a
+    request at or after the window's start (or one without a time). A stage whose least and greatest
+    model over those agree ran on one model in the window (or none)."""
+    return [r[0] for r in cur.execute(f"""
+        SELECT stage FROM {db}.main.analysis_stage_summary
+        WHERE stage IS NOT NULL AND (req_untimed > 0 OR req_ended_at >= $m_start)
+        GROUP BY stage HAVING min(req_model_lo) <> max(req_model_hi) ORDER BY stage""",
+        {"m_start": win["m_start"]}).fetchall()]
+
+
+def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any], stages: list[str] | None = None) -> None:
     """``stage_models`` of the model-advice window ``win`` (see :func:`_groups_from_cache`), and
     ``stage_model_runs`` (each workflow stage with its usual model and what model advice sums: one
     read of the summary rows instead of joining them with ``stage_models``); reads the cache's stage
     summaries, up to date, and, when some stage needs its models counted, ``_snap_req_pre``
-    (:func:`_pre_from_cache`, put up here)."""
+    (:func:`_pre_from_cache`, put up here). ``stages``: of these stages only (None: all)."""
     one = (f"COALESCE(req_untimed = 0 AND req_model_lo = req_model_hi AND req_started_at >= {_ts(win['m_start'])} "
            f"AND req_ended_at < {_ts(win['end'])}, false)")
     summary = f"{db}.main.analysis_stage_summary"
+    if stages is not None:  # (stage names are the store's own strings: quoted as literals)
+        summary = (f"(SELECT * FROM {summary} WHERE "
+                   + (f"stage IN ({', '.join(_str(s) for s in stages)}))" if stages else "false)"))
     # the stages to count first: when there are none (every stage ran on one model inside the
     # window), the day groups are not read at all (scanning them to join with nothing cost ~20
     # CPU-ms at 1M requests)
@@ -638,7 +659,9 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
     The views sum the rollups at every read instead: 7.75M groups at 10M requests, seconds per
     question. A snapshot (an analysis run) already is such a reader; a read-only store reads the views.
     With ``now``, the reader also has ``stage_models`` (the usual model per workflow stage) for the
-    model-advice window ending then, from the cache as an analysis run has it."""
+    model-advice window ending then, from the cache as an analysis run has it, of the stages that ran on
+    more than one model in it only: a stage of one model has no cheaper one to compare (model advice
+    leaves it out), and every stage's runs were most of the advice's cost at 10M requests."""
     if isinstance(store, SnapshotReader | CacheReader) or store.read_only:
         yield store
         return
@@ -661,7 +684,7 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
                 def run(name: str, sql: str, params: dict[str, Any] | None = None) -> None:
                     cur.execute(sql, params) if params else cur.execute(sql)
 
-                _stage_models(cur, db, run, win)
+                _stage_models(cur, db, run, win, _advised_stages(cur, db, win))
                 reader.stage_models_window = (m_start, end)
             yield reader
         finally:
