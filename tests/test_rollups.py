@@ -46,6 +46,7 @@ def ts_strategy() -> st.SearchStrategy[datetime | None]:
 
 
 opt = st.one_of(st.none(), st.sampled_from(["a", "b"]))
+durations_in_buckets = st.sampled_from([0.0, 0.4, 1.0, 1.02, 1.0199, 900.0, 901.0, 1200.0])
 tokens = st.one_of(st.none(), st.integers(0, 5000))
 
 request = st.fixed_dictionaries({
@@ -54,7 +55,8 @@ request = st.fixed_dictionaries({
     "timestamp": ts_strategy(), "input_tokens": tokens, "output_tokens": tokens, "cache_read_tokens": tokens,
     "cache_creation_tokens": tokens,
     "recorded_cost_usd": st.one_of(st.none(), st.floats(0, 2, allow_nan=False)),
-    "duration_ms": st.one_of(st.none(), st.floats(0, 400000, allow_nan=False)),
+    # durations sharing a bucket (rollup_*_durations) too, and on either side of a bucket's edge
+    "duration_ms": st.one_of(st.none(), st.floats(0, 400000, allow_nan=False), durations_in_buckets),
     "attempt": st.one_of(st.none(), st.integers(1, 3)), "success": st.one_of(st.none(), st.booleans()),
     "workflow": opt, "stage": st.one_of(st.none(), st.sampled_from(["planner", "reviewer"])), "task": opt,
     "experiment": opt,
@@ -64,7 +66,7 @@ tool = st.fixed_dictionaries({
     "tool_name": st.sampled_from(["Read", "Bash", "Task"]), "timestamp": ts_strategy(),
     "success": st.one_of(st.none(), st.booleans()),
     "error": st.one_of(st.none(), st.sampled_from(["Exit code 1", "No such file", "timed out"])),
-    "duration_ms": st.one_of(st.none(), st.floats(0, 5000, allow_nan=False)), "workflow": opt,
+    "duration_ms": st.one_of(st.none(), st.floats(0, 5000, allow_nan=False), durations_in_buckets), "workflow": opt,
 })
 error = st.fixed_dictionaries({
     "k": st.integers(0, 3), "s": st.integers(0, 2), "a": st.one_of(st.none(), st.integers(0, 3)),
@@ -214,6 +216,41 @@ def test_migration_adds_the_coarse_rollup_to_a_store_that_has_the_others(tmp_pat
         s.write(_one_request("new", k=2, input_tokens=7))
         _assert_equal(s)
         assert s.scalar("SELECT sum(input_tokens) FROM rollup_requests_coarse") == 17
+
+
+def test_migration_adds_the_duration_rollups_to_a_store_that_has_the_others(tmp_path: Path) -> None:
+    """Migration 20 on a store of schema 18: rollup_request_durations and rollup_tool_durations built
+    from its resolved facts, equal to the GROUP BY, and later writes fold into them."""
+    db = tmp_path / "s18.duckdb"
+    tool = {"k": 1, "s": 0, "a": None, "tool_name": "Read", "timestamp": BASE, "success": True, "error": None,
+            "duration_ms": 40.0, "workflow": "a"}
+    with Store(db) as s:
+        s.write(_one_request("old"))
+        s.write(to_batch("old", {"requests": [], "tools": [tool], "errors": [], "context": []}))
+        # as a golem-mcp of schema 18 left it
+        s.con.execute("DROP TABLE rollup_request_durations; DROP TABLE rollup_tool_durations")
+        s.con.execute("DELETE FROM schema_migrations WHERE version = 20")
+    with Store(db) as s:
+        _assert_equal(s)
+        assert s.con.execute("SELECT model, bucket, requests FROM rollup_request_durations").fetchall() == [
+            ("claude-sonnet-4-5", 343, 1)]  # 900 ms: 1.02^343 <= 900 < 1.02^344
+        assert s.scalar("SELECT sum(calls) FROM rollup_tool_durations") == 1
+        s.write(_one_request("new", k=2, input_tokens=7))
+        _assert_equal(s)
+        assert s.scalar("SELECT sum(requests) FROM rollup_request_durations WHERE bucket = 343") == 2
+
+
+def test_a_duration_bucket_stands_for_its_durations_within_one_percent(tmp_path: Path) -> None:
+    """Every duration's bucket (DURATION_BUCKET, computed by DuckDB) reads back (bucket_ms) within 1 %,
+    0.5 ms under 1 ms."""
+    import duckdb
+
+    durations = [0.0, 0.3, 0.999, 1.0, 1.5, 2.0, 17.3, 250.0, 900.0, 2000.0, 59_999.9, 3_600_000.0]
+    con = duckdb.connect()
+    got = con.execute(f"SELECT duration_ms, {rollups.DURATION_BUCKET} FROM unnest(?::DOUBLE[]) t(duration_ms)",
+                      [durations]).fetchall()
+    for d, b in got:
+        assert abs(rollups.bucket_ms(b) - d) <= 0.01 * d + (0.5 if d < 1 else 0), (d, b)
 
 
 def test_rollups_of_a_store_with_hugeint_sums_become_bigint_and_stay_equal(tmp_path: Path) -> None:

@@ -482,7 +482,7 @@ class Store:
             if rollups.MIGRATION in fresh:  # an existing store's rollups, built once from its resolved facts
                 self._in_transaction(lambda: rollups.build(self.con))
             else:  # a rollup added to a store that has the others: that one built
-                added = [name for v, name in rollups.ADDED.items() if v in fresh]
+                added = [name for v, names in rollups.ADDED.items() if v in fresh for name in names]
                 if added and applied:
                     self._in_transaction(lambda: rollups.build(self.con, added))
 

@@ -1,8 +1,10 @@
 """Rollups: the resolved facts summed per day and dimension, kept current on every write (issue 10).
 
-Three tables (``sql/008_rollups.sql``): ``rollup_requests``, ``rollup_tools``, ``rollup_errors``, and
+The tables (``sql/008_rollups.sql``): ``rollup_requests``, ``rollup_tools``, ``rollup_errors``, and
 ``rollup_requests_coarse`` (``sql/018_rollup_requests_coarse.sql``): the requests without the workflow,
-agent and task, for questions over a whole window of the store. Each row is one group: a day and the dimensions the tools, the dashboard and ``/metrics`` group by, with
+agent and task, for questions over a whole window of the store, and ``rollup_request_durations`` /
+``rollup_tool_durations`` (``sql/020_rollup_durations.sql``): requests (tool calls) counted per day, model
+(tool) and duration bucket (:data:`DURATION_BUCKET`), the percentiles of a window. Each row is one group: a day and the dimensions the tools, the dashboard and ``/metrics`` group by, with
 additive measures (counts, token and cost sums, latency bucket counts) and the group's first and
 last fact time.
 
@@ -31,6 +33,19 @@ import duckdb
 
 # upper bounds of the /metrics request latency histogram, in ms (rollup_requests.lat_le_N)
 LATENCY_BUCKETS_MS: tuple[int, ...] = (500, 1000, 2500, 5000, 10000, 20000, 30000, 60000, 120000, 300000)
+
+# A duration's bucket (rollup_*_durations.bucket): log-spaced, each bucket [1.02^b, 1.02^(b+1)) ms, so a
+# bucket's middle (:func:`bucket_ms`) is within 1 % of every duration in it; under 1 ms (and the odd
+# negative duration) bucket -1, read as 0.5 ms. NULL when the duration is.
+BUCKET_WIDTH = 1.02
+DURATION_BUCKET = f"CAST(CASE WHEN duration_ms < 1 THEN -1 ELSE floor(ln(duration_ms) / ln({BUCKET_WIDTH})) END AS INTEGER)"
+
+
+def bucket_ms(bucket: int) -> float:
+    """The duration a bucket stands for (ms): the geometric middle of its bounds, within 1 % of each
+    duration in it (0.5 ms for the bucket under 1 ms: within 0.5 ms)."""
+    return 0.5 if bucket < 0 else float(BUCKET_WIDTH ** (bucket + 0.5))
+
 
 _FAILURE_CATEGORY_TOOL = ("CASE WHEN success = false THEN golem_error_category(NULL::INTEGER, "
                           "lower(COALESCE(error, '')), error_type) END")
@@ -106,6 +121,13 @@ SPECS: dict[str, Spec] = {
         dims={"day": _DAY, **_CONTEXT, "model": "model", "status_code": "status_code",
               "category": _FAILURE_CATEGORY_API, "machine_id": "machine_id"},
         sums={"errors": "1"}, count="errors"),
+    # durations per day, model (tool) and bucket: the percentiles of a window without its rows
+    "request_durations": Spec(
+        table="rollup_request_durations", fact="api_requests",
+        dims={"day": _DAY, "model": "model", "bucket": DURATION_BUCKET}, sums={"requests": "1"}, count="requests"),
+    "tool_durations": Spec(
+        table="rollup_tool_durations", fact="tool_calls",
+        dims={"day": _DAY, "tool_name": "tool_name", "bucket": DURATION_BUCKET}, sums={"calls": "1"}, count="calls"),
 }
 TABLES = tuple(s.table for s in SPECS.values())
 FACTS = tuple(dict.fromkeys(s.fact for s in SPECS.values()))  # the fact tables the rollups sum
@@ -118,8 +140,8 @@ def of_facts(facts: Iterable[str]) -> list[str]:
 
 
 MIGRATION = 8  # sql/008_rollups.sql: the tables; built whole once when it is applied
-# migrations adding a rollup to a store that has the others: the rollup (a SPECS key) built once
-ADDED: dict[int, str] = {18: "rollup_requests_coarse"}
+# migrations adding rollups to a store that has the others: those rollups (SPECS keys) built once
+ADDED: dict[int, tuple[str, ...]] = {18: ("rollup_requests_coarse",), 20: ("request_durations", "tool_durations")}
 
 
 def _q(name: str) -> str:
