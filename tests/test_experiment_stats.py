@@ -63,3 +63,77 @@ def test_a_metric_and_its_guardrails_read_together_as_each_alone(store) -> None:
             assert together[m].keys() == alone.keys() and len(alone) == 2, (m, stage)
             assert all(together[m][a] == pytest.approx(alone[a], rel=1e-12) for a in alone), (m, stage)
     assert experiments.metrics_values(store, ["tokens", "errors"], "implementer", ["arm-a"])["errors"].keys() == {"arm-a"}
+
+
+def _old_metrics_values(store, metrics: list[str], stage: str | None, arms: list[str] | None) -> dict:
+    """metrics_values as it was: a list per arm, ordered by workflow in SQL (the reference)."""
+    out: dict = {}
+    for staged in (True, False):
+        ms = [m for m in metrics if bool(stage and m not in experiments.WORKFLOW_ONLY) == staged]
+        if not ms:
+            continue
+        if staged:
+            cols = ", ".join(f"sum({experiments.METRICS[m]}) AS v{i}" for i, m in enumerate(ms))
+            sql = (f"SELECT experiment_id, workflow_id, {cols} FROM workflow_stage_summary WHERE stage = ? "
+                   "AND experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id)) GROUP BY 1, 2")
+            params: list = [stage]
+        else:
+            cols = ", ".join(f"{experiments.METRICS[m]} AS v{i}" for i, m in enumerate(ms))
+            sql = (f"SELECT experiment_id, workflow_id, {cols} FROM workflow_summary "
+                   "WHERE experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id))")
+            params = []
+        lists = ", ".join(f"list(CAST(COALESCE(v{i}, 0) AS DOUBLE) ORDER BY workflow_id) AS v{i}" for i in range(len(ms)))
+        rows = store.query(f"SELECT experiment_id, {lists} FROM ({sql}) GROUP BY 1 ORDER BY 1",
+                           [*params, arms or None, arms or None])
+        for i, m in enumerate(ms):
+            out[m] = {r["experiment_id"]: r[f"v{i}"] for r in rows}
+    return out
+
+
+def test_values_per_arm_are_the_old_lists_in_the_same_order(store) -> None:
+    """The arms' values come as numpy columns now, not a SQL list per arm: on random workflows (three
+    arms, untagged ones, NULL tokens, stages some workflows skip, review findings) each metric's values
+    per arm are the old lists, element by element, whole and per stage, with and without
+    chosen arms; and the rank test on the sorted values is the test on them as they come."""
+    import random
+    from datetime import datetime, timedelta
+
+    from golem_mcp.ingestion.records import Batch
+
+    rng = random.Random(11)
+    t0 = datetime(2030, 12, 1)
+    b = Batch()
+    n = 0
+    for w in range(150):
+        wf = f"wf-{rng.randint(0, 10**6):07d}-{w}"  # workflow order is not insertion order
+        b.add("workflows", {"workflow_id": wf, "experiment_id": rng.choice(["arm-a", "arm-b", "arm-c", None])})
+        if rng.random() < 0.3:
+            b.add("review_reports", {"report_id": f"rr-{w}", "ts": t0, "workflow_id": wf,
+                                     "critical": rng.randint(0, 2), "major": rng.randint(0, 2),
+                                     "minor": rng.randint(0, 3), "rework": False})
+        for stage in ("analyst", "implementer", "reviewer"):
+            if rng.random() < 0.2:
+                continue
+            for _ in range(rng.randint(1, 3)):
+                n += 1
+                b.add("api_requests", {
+                    "request_id": f"r-{n}", "session_id": f"s-{w}", "model": "claude-sonnet-4-5",
+                    "timestamp": t0 + timedelta(minutes=n), "workflow_id": wf, "stage": stage,
+                    "input_tokens": rng.choice([None, rng.randint(0, 5000)]),
+                    "output_tokens": rng.randint(0, 900), "cache_read_tokens": rng.choice([None, 0, 7000]),
+                    "duration_ms": rng.choice([None, 1000.0 * rng.random()])})
+    store.write(b)
+    ms = list(experiments.METRICS)
+    for stage in (None, "implementer"):
+        for arms in (None, ["arm-c", "arm-a"]):
+            new, old = experiments.metrics_values(store, ms, stage, arms), _old_metrics_values(store, ms, stage, arms)
+            for m in ms:
+                assert new[m].keys() == old[m].keys() and len(old[m]) == (2 if arms else 3), (m, stage, arms)
+                for a, v in old[m].items():  # (cost: float sums of the views, in any order from one read to the next)
+                    assert isinstance(new[m][a], np.ndarray) and len(new[m][a]) == len(v), (m, stage, arms, a)
+                    assert new[m][a].tolist() == (v if m != "cost" else pytest.approx(v, rel=1e-12)), (m, stage, arms, a)
+    x = np.asarray(old["tokens"]["arm-a"])
+    y = np.asarray(old["tokens"]["arm-c"])
+    for u, v in ((x, y), (np.round(x / 1000), np.round(y / 1000))):  # (the second: many ties)
+        as_they_come = stats.mannwhitneyu(u, v, alternative="two-sided", method="auto")
+        assert experiments._compare(list(v), list(u), 0.05)["p_value"] == float(as_they_come.pvalue)

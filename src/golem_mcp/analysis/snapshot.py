@@ -40,7 +40,7 @@ from typing import Any
 
 from ..store.db import FACT_DAY_SQL as _DAY
 from ..store.db import NO_DAY as _NO_DAY
-from ..store.db import Store, dict_rows, ident
+from ..store.db import Store, column_arrays, dict_rows, ident
 from .common import as_naive
 
 MODEL_ADVICE_DAYS = 90  # predict.model_advice's default window, the one the run uses
@@ -543,6 +543,9 @@ class _CursorReader:
     def scalar(self, sql: str, params: Any = None) -> Any:
         rows = self.query(sql, params or [])
         return next(iter(rows[0].values())) if rows else None
+
+    def arrays(self, sql: str, params: Any = None) -> dict[str, Any]:
+        return column_arrays(self._cur, sql, params)
 
 
 class SnapshotReader(_CursorReader):

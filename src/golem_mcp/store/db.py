@@ -230,6 +230,13 @@ def dict_rows(cur: duckdb.DuckDBPyConnection, sql: str,
     return [dict(zip(names, row, strict=False)) for row in res.fetchall()]
 
 
+def column_arrays(cur: duckdb.DuckDBPyConnection, sql: str,
+                  params: Sequence[Any] | dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run ``sql`` on ``cur``; its columns as numpy arrays by name (many numbers without a Python object each)."""
+    res = cur.execute(sql, params) if params is not None else cur.execute(sql)
+    return dict(res.fetchnumpy())
+
+
 def _sessions(staged: Any) -> list[str] | None:
     """The distinct session ids of a staged (Arrow) batch, as stored (after redaction); None when it
     has no such column or more than the resolver binds (see resolve.WriteResolution.insert)."""
@@ -1064,6 +1071,11 @@ class Store:
         with self.reader() as cur:
             row = cur.execute(sql, params or []).fetchone()
             return row[0] if row else None
+
+    def arrays(self, sql: str, params: Sequence[Any] | dict[str, Any] | None = None) -> dict[str, Any]:
+        """:func:`column_arrays` on a reader cursor."""
+        with self.reader() as cur:
+            return column_arrays(cur, sql, params)
 
     # -- ingest state ----------------------------------------------------------------------------
     def file_states(self, paths: Iterable[str] | None = None) -> dict[str, tuple[int, int, int, int]]:
