@@ -226,3 +226,33 @@ def test_model_advice_counts_the_models_only_of_stages_with_several(store):
     with snapshot_module.summaries(store, now=NOW) as reader:  # the single-model stages were left out
         counted = {r["stage"] for r in reader.query("SELECT DISTINCT stage FROM stage_model_runs")}
     assert counted == {"planner", "implementer", "reviewer"}  # (reviewer: m-old before the window)
+
+
+def test_an_agents_late_type_reaches_its_bottleneck_label(tmp_path):
+    """The agent dimension's key is the resolver's label carried by the cached agent spans: an agent
+    type written after the agents' requests is read by the next answer, as the views read it."""
+    from golem_mcp.ingestion.records import Batch
+
+    now = datetime(2026, 11, 21)
+    with Store(tmp_path / "late.duckdb") as s:
+        b = Batch()
+        for a in range(6):
+            for k in range(2):
+                b.add("api_requests", {"request_id": f"r{a}-{k}", "session_id": "s1", "agent_id": f"ag-{a}",
+                                       "model": "claude-sonnet-4-5", "duration_ms": 100.0 * (a + 1),
+                                       "timestamp": now - timedelta(days=1, minutes=10 * a + k)})
+        s.write(b)
+
+        def keys() -> dict[str, int]:
+            rep = find_bottlenecks(s, days=7, now=now, dimensions=["agent"])
+            with pytest.MonkeyPatch.context() as mp:
+                mp.setattr(snapshot_module, "summaries", _views)
+                assert norm(find_bottlenecks(s, days=7, now=now, dimensions=["agent"])) == norm(rep)
+            return {d["key"]: d["samples"] for d in rep.durations}
+
+        assert keys() == {"subagent": 6}
+        b = Batch()
+        for a in range(3):
+            b.add("agents", {"agent_id": f"ag-{a}", "session_id": "s1", "agent_type": "tester"})
+        s.write(b)
+        assert keys() == {"tester": 3, "subagent": 3}

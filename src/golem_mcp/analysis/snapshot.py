@@ -46,7 +46,9 @@ from .common import as_naive
 MODEL_ADVICE_DAYS = 90  # predict.model_advice's default window, the one the run uses
 
 # Step 1: requests grouped by their resolved context, per group what the summaries read.
-_REQ_AGG = """r_workflow_id AS workflow_id, r_stage AS stage, agent_id, model, r_experiment_id AS experiment_id,
+# (r_agent: the resolver's label of the agent, one per agent_id, so it adds no groups)
+_REQ_AGG = """r_workflow_id AS workflow_id, r_stage AS stage, agent_id, r_agent AS agent_label, model,
+       r_experiment_id AS experiment_id,
        r_task_id AS task_id, count(*) AS n, sum(r_cost_usd) AS cost,
        count(*) FILTER (WHERE r_cost_source = 'unpriced') AS unpriced,
        CAST(sum(COALESCE(input_tokens, 0)) AS BIGINT) AS input_tokens, CAST(sum(COALESCE(output_tokens, 0)) AS BIGINT) AS output_tokens,
@@ -68,7 +70,7 @@ _TOOL_PRE = "CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT " + _TOOL_AGG
 # The aggregate cache: step 1's groups per day, kept in the database between runs. A write stamps
 # the days of the rows it inserted, merged or re-resolved (Store.write), so a day's groups are
 # re-aggregated whenever a row of it changed. fact -> (cache table, what a day's group holds)
-CACHE_VERSION = "resolved-days-4"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS: the cache is rebuilt
+CACHE_VERSION = "resolved-days-5"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS: the cache is rebuilt
 _ERR_AGG = "r_workflow_id AS workflow_id, r_stage AS stage, count(*) AS n"
 _CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG),
           "api_errors": ("analysis_error_days", _ERR_AGG)}
@@ -97,7 +99,8 @@ _GROUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
     "analysis_stage_agents": ("api_requests", ("workflow_id", "stage", "agent_id"),
                               "min(first_at) AS first_at, max(last_at) AS last_at"),
     "analysis_agent_spans": ("api_requests", ("agent_id",), """
-        min(first_at) AS first_at, max(last_at) AS last_at, arg_max(last_dur, last_dur_at) AS last_duration_ms"""),
+        min(first_at) AS first_at, max(last_at) AS last_at, arg_max(last_dur, last_dur_at) AS last_duration_ms,
+        min(agent_label) AS agent_label"""),
 }
 _KEYS = {"api_requests": ("workflow_id", "stage", "agent_id"), "tool_calls": ("workflow_id", "stage"),
          "api_errors": ("workflow_id", "stage")}
@@ -152,7 +155,7 @@ _STAGE_GROUPS = [
        FROM _snap_tool_pre WHERE workflow_id IS NOT NULL GROUP BY workflow_id, stage""",
     """CREATE OR REPLACE TEMP TABLE agent_request_spans AS
        SELECT agent_id, min(first_at) AS first_at, max(last_at) AS last_at,
-              arg_max(last_dur, last_dur_at) AS last_duration_ms
+              arg_max(last_dur, last_dur_at) AS last_duration_ms, min(agent_label) AS agent_label
        FROM _snap_req_pre WHERE agent_id IS NOT NULL GROUP BY agent_id""",
     """CREATE OR REPLACE TEMP TABLE stage_agent_spans AS
        SELECT workflow_id, stage, agent_id, min(first_at) AS first_at, max(last_at) AS last_at
@@ -520,7 +523,8 @@ def _parts_from_cache(cur: Any, db: str) -> None:
                 f"started_at, ended_at FROM {db}.main.analysis_tool_stage_groups WHERE workflow_id IS NOT NULL")
     cur.execute("CREATE OR REPLACE TEMP VIEW error_stage_groups AS SELECT workflow_id, stage, api_errors "
                 f"FROM {db}.main.analysis_error_stage_groups WHERE workflow_id IS NOT NULL")
-    cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms "
+    cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms, "
+                "agent_label "
                 f"FROM {db}.main.analysis_agent_spans WHERE agent_id IS NOT NULL")
     cur.execute("CREATE OR REPLACE TEMP VIEW stage_agent_spans AS SELECT workflow_id, stage, agent_id, first_at, last_at "
                 f"FROM {db}.main.analysis_stage_agents WHERE workflow_id IS NOT NULL")

@@ -177,7 +177,8 @@ WHERE workflow_id IS NOT NULL GROUP BY ALL;
 -- agent dimension); from the fact table alone, no context needed.
 CREATE OR REPLACE VIEW agent_request_spans AS
 SELECT agent_id, min("timestamp") AS first_at, max("timestamp") AS last_at,
-       arg_max(duration_ms, "timestamp") AS last_duration_ms
+       arg_max(duration_ms, "timestamp") AS last_duration_ms,
+       min(r_agent) AS agent_label  -- the resolver's label of the agent (its type), one per agent
 FROM api_requests WHERE agent_id IS NOT NULL GROUP BY agent_id;
 
 -- First and last request of each agent in each workflow stage (rework detection).
