@@ -67,6 +67,8 @@ tool = st.fixed_dictionaries({
     "success": st.one_of(st.none(), st.booleans()),
     "error": st.one_of(st.none(), st.sampled_from(["Exit code 1", "No such file", "timed out"])),
     "duration_ms": st.one_of(st.none(), st.floats(0, 5000, allow_nan=False), durations_in_buckets), "workflow": opt,
+    # few values, so identical calls (rollup_calls) repeat, and move when their context arrives late
+    "params": st.one_of(st.none(), st.sampled_from(['{"bash_command": "make"}', '{"file_path": "a.py"}'])),
 })
 error = st.fixed_dictionaries({
     "k": st.integers(0, 3), "s": st.integers(0, 2), "a": st.one_of(st.none(), st.integers(0, 3)),
@@ -120,7 +122,8 @@ def to_batch(ns: str, spec: dict[str, Any]) -> Batch:
         b.add("tool_calls", {
             "tool_use_id": f"{ns}-tool{t['k']}", "session_id": sid(t["s"]), "agent_id": aid(t["a"]),
             "tool_name": t["tool_name"], "timestamp": t["timestamp"], "success": t["success"], "error": t["error"],
-            "duration_ms": t["duration_ms"], "workflow_id": wf(t["workflow"]), "source_mask": 1})
+            "duration_ms": t["duration_ms"], "workflow_id": wf(t["workflow"]), "source_mask": 1,
+            "tool_parameters": t.get("params")})
     for e in spec["errors"]:
         b.add("api_errors", {
             "error_key": f"{ns}-err{e['k']}", "session_id": sid(e["s"]), "agent_id": aid(e["a"]),
@@ -297,6 +300,29 @@ def test_a_build_in_runs_of_days_equals_one_group_by(tmp_path: Path) -> None:
             assert s.query("SELECT * FROM rollup_requests ORDER BY gkey") == whole
         runs = rollups._day_runs(s.con, rollups.SPECS["api_requests"], 1)
         assert len(runs) == days + 1  # a run per day, and the facts without a time
+
+
+def test_migration_adds_the_identical_calls_rollup_one_group_across_days(tmp_path: Path) -> None:
+    """Migration 19 on a store of schema 18: rollup_calls built from its facts; it has no day, so the same
+    call made on three days is one group, however the build splits the facts into runs of days."""
+    db = tmp_path / "s18.duckdb"
+    with Store(db) as s:
+        b = Batch()
+        for i in range(3):
+            b.add("tool_calls", {"tool_use_id": f"t{i}", "session_id": "s", "agent_id": "ag", "tool_name": "Bash",
+                                 "timestamp": BASE + timedelta(hours=20 * i), "success": False,
+                                 "tool_parameters": '{"bash_command": "make"}', "source_mask": 1})
+        s.write(b)
+        s.con.execute("DROP TABLE rollup_calls")
+        s.con.execute("DELETE FROM schema_migrations WHERE version = 19")
+    with Store(db) as s:
+        _assert_equal(s)
+        assert s.query("SELECT calls, first_at, last_at FROM rollup_calls") == [
+            {"calls": 3, "first_at": BASE, "last_at": BASE + timedelta(hours=40)}]
+        s.con.execute("BEGIN")
+        assert rollups.build(s.con, ["rollup_calls"], part_rows=1)["rollup_calls"] == 1
+        s.con.execute("COMMIT")
+        _assert_equal(s)
 
 
 def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from ..store.db import Store
+from ..store.rollups import CALL_KEY
 from .common import window
+from .snapshot import SnapshotReader
 
 
 class RepeatedCall(BaseModel):
@@ -81,20 +84,23 @@ def _command(params: str | None) -> str | None:
 
 # Each retried request (attempt > 1) with the reason: the last failure (failure_events, so the categories
 # are golem_error_category's) in the same session and agent at or before it, within the lookback; an API
-# error is preferred to a tool's failure, since Claude Code retries a request after an API error.
+# error is preferred to a tool's failure, since Claude Code retries a request after an API error. The
+# category (failure_events' rule, golem_error_category) of the chosen failure only, and only the failures
+# of the retried requests' sessions (a list, which DuckDB filters the scan by): categorizing and joining
+# every failure of the window was most of the answer's cost.
 RETRY_SQL = """
 WITH r AS (
     SELECT workflow_id, stage, request_id, attempt, model, "timestamp" AS ts, session_id,
            COALESCE(agent_id, '') AS ag
     FROM requests WHERE {scope} AND attempt > 1
 ), f AS (
-    SELECT "timestamp" AS fts, session_id, COALESCE(agent_id, '') AS ag, status_code, category, tool_name,
+    SELECT "timestamp" AS fts, session_id, COALESCE(agent_id, '') AS ag, status_code, msg, etype, tool_name,
            left(raw, 160) AS raw
-    FROM failure_events WHERE "timestamp" >= ? AND "timestamp" < ? AND session_id IS NOT NULL
+    FROM failure_events WHERE "timestamp" >= ? AND "timestamp" < ? AND session_id IN (SELECT unnest(?::VARCHAR[]))
 ), fa AS (SELECT * FROM f WHERE tool_name IS NULL), ft AS (SELECT * FROM f WHERE tool_name IS NOT NULL),
 j AS (
-    SELECT r.*, fa.fts AS a_ts, fa.status_code AS a_status, fa.category AS a_cat, fa.raw AS a_raw,
-           ft.fts AS t_ts, ft.category AS t_cat, ft.tool_name AS t_tool, ft.raw AS t_raw
+    SELECT r.*, fa.fts AS a_ts, fa.status_code AS a_status, fa.msg AS a_msg, fa.etype AS a_etype, fa.raw AS a_raw,
+           ft.fts AS t_ts, ft.msg AS t_msg, ft.etype AS t_etype, ft.tool_name AS t_tool, ft.raw AS t_raw
     FROM r
     ASOF LEFT JOIN fa ON fa.session_id = r.session_id AND fa.ag = r.ag AND r.ts >= fa.fts
     ASOF LEFT JOIN ft ON ft.session_id = r.session_id AND ft.ag = r.ag AND r.ts >= ft.fts
@@ -104,12 +110,54 @@ j AS (
     FROM j
 )
 SELECT workflow_id, stage, request_id, attempt, model,
-       CASE WHEN a_ok THEN a_cat WHEN t_ok THEN t_cat END AS reason_category,
+       CASE WHEN a_ok THEN golem_error_category(a_status, a_msg, a_etype)
+            WHEN t_ok THEN golem_error_category(NULL::INTEGER, t_msg, t_etype) END AS reason_category,
        CASE WHEN a_ok THEN a_status END AS reason_status_code,
        CASE WHEN a_ok THEN 'api_error' || COALESCE(': ' || a_raw, '')
             WHEN t_ok THEN 'tool ' || t_tool || COALESCE(': ' || t_raw, '') END AS reason
 FROM k ORDER BY ts, request_id
 """
+
+
+def _repeated_calls(store: Store, p: list[Any], start: datetime, end: datetime, workflow_id: str | None,
+                    min_failing: int, min_identical: int) -> list[dict[str, Any]]:
+    """The identical calls of the window made ``min_failing`` times failing (at most one success) or
+    ``min_identical`` times, with their counts."""
+    scope = '"timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR workflow_id = ?)'
+    key = f"workflow_id, stage, {CALL_KEY.split(', ', 2)[2]}"  # the rollup's identity, by the view's names
+    having = ("HAVING (count(*) FILTER (WHERE NOT success) >= ? AND count(*) FILTER (WHERE success) <= 1) "
+              "OR count(*) >= ?")
+    grouped = (f"SELECT workflow_id, stage, tool_name, CAST(tool_parameters AS VARCHAR) AS params, count(*) AS n, "
+               f"count(*) FILTER (WHERE NOT success) AS failures FROM tools WHERE {scope} AND tool_parameters IS NOT NULL")
+    fewest = min(min_failing, min_identical)
+    if workflow_id is None and not isinstance(store, SnapshotReader):
+        # a whole window: rollup_calls (every session's calls per hash of their identity, all time) names
+        # the hashes made at least `fewest` times with a call in the window (a group's count in the window
+        # is at most its count), and only their sessions' calls in their time range are grouped, with the
+        # same test: exact, and a few candidates instead of hashing every call of the window
+        cand = store.query("SELECT session_id, call_hash, first_at, last_at FROM rollup_calls "
+                           "WHERE calls >= ? AND call_hash IS NOT NULL AND first_at < ? AND last_at >= ?",
+                           [fewest, end, start])
+        if not cand:
+            return []
+        sessions = sorted({c["session_id"] for c in cand if c["session_id"] is not None})
+        return store.query(f"""{grouped}
+            AND "timestamp" >= ? AND "timestamp" <= ?
+            AND (session_id IN (SELECT unnest(?::VARCHAR[])) OR (session_id IS NULL AND ?))
+            AND hash({key}) IN (SELECT unnest(?::UBIGINT[]))
+            GROUP BY {key} {having} ORDER BY n DESC""",
+            p + [min(c["first_at"] for c in cand), max(c["last_at"] for c in cand), sessions,
+                 any(c["session_id"] is None for c in cand), sorted({c["call_hash"] for c in cand}),
+                 min_failing, min_identical])
+    # one workflow (or a snapshot's rows): the calls counted by a hash of the identical call's key first
+    # (one number, not six strings, per call); only the calls of hashes made often enough are grouped by
+    # the key itself, with the same test (a group's count is at most its hash's, so none is missed; a
+    # shared hash only adds candidates)
+    return store.query(f"""
+        WITH c AS (SELECT hash({key}) AS h FROM tools WHERE {scope} AND tool_parameters IS NOT NULL
+                   GROUP BY h HAVING count(*) >= ?)
+        {grouped} AND hash({key}) IN (SELECT h FROM c)
+        GROUP BY {key} {having} ORDER BY n DESC""", p + [fewest] + p + [min_failing, min_identical])
 
 
 def find_loops(store: Store, days: float = 30, now: datetime | None = None, workflow_id: str | None = None,
@@ -133,19 +181,7 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
     start, end = window(now, days)
     p = [start, end, workflow_id, workflow_id]
     scope = '"timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR workflow_id = ?)'
-    # the calls counted by a hash of the identical call's key first (one number, not six strings, per
-    # call); only the calls of hashes made often enough are grouped by the key itself, with the same test
-    # (a group's count is at most its hash's, so none is missed; a shared hash only adds candidates)
-    key = "workflow_id, stage, session_id, agent_id, tool_name, CAST(tool_parameters AS VARCHAR)"
-    rep = store.query(f"""
-        WITH c AS (SELECT hash({key}) AS h FROM tools WHERE {scope} AND tool_parameters IS NOT NULL
-                   GROUP BY h HAVING count(*) >= least(?, ?))
-        SELECT workflow_id, stage, tool_name, CAST(tool_parameters AS VARCHAR) AS params, count(*) AS n,
-               count(*) FILTER (WHERE NOT success) AS failures
-        FROM tools WHERE {scope} AND tool_parameters IS NOT NULL AND hash({key}) IN (SELECT h FROM c)
-        GROUP BY {key}
-        HAVING (count(*) FILTER (WHERE NOT success) >= ? AND count(*) FILTER (WHERE success) <= 1) OR count(*) >= ?
-        ORDER BY n DESC""", p + [min_failing, min_identical] + p + [min_failing, min_identical])
+    rep = _repeated_calls(store, p, start, end, workflow_id, min_failing, min_identical)
     loops = [RepeatedCall(workflow_id=r["workflow_id"], stage=r["stage"], tool_name=r["tool_name"],
                           command=_command(r["params"]), count=r["n"], failures=r["failures"],
                           kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
@@ -155,25 +191,32 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
     one = " AND workflow_id = ?" if workflow_id is not None else ""
     retried = store.scalar(f"SELECT COALESCE(sum(retried_requests), 0) FROM rollup_requests WHERE day >= ? AND day <= ?{one}",
                            [start.date(), end.date(), *([workflow_id] if workflow_id is not None else [])])
+    sessions = [r["session_id"] for r in store.query(
+        f"SELECT DISTINCT session_id FROM requests WHERE {scope} AND attempt > 1 AND session_id IS NOT NULL", p)
+        ] if retried else []
     retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope),
-                                               p + [start - timedelta(seconds=retry_lookback_s), end,
+                                               p + [start - timedelta(seconds=retry_lookback_s), end, sorted(sessions),
                                                     retry_lookback_s, retry_lookback_s])] if retried else []
     # only the sessions' agents with at least min_cycles failing Bash calls can have as many cycles:
-    # their calls alone are ordered (all of them, so each call's next is the same)
+    # their calls alone are ordered (all of them, so each call's next is the same), found by their
+    # sessions (a list: DuckDB filters the scan by it; a join read every call of the window's sessions)
+    k = store.query(f"""SELECT session_id, agent_id FROM tools WHERE {scope} AND tool_name = 'Bash' AND success = false
+                        GROUP BY ALL HAVING count(*) >= ?""", p + [min_cycles])
     cyc = store.query(f"""
-        WITH k AS (SELECT session_id, agent_id FROM tools WHERE {scope} AND tool_name = 'Bash' AND success = false
-                   GROUP BY ALL HAVING count(*) >= ?),
+        WITH k AS (SELECT unnest(?::VARCHAR[]) AS session_id, unnest(?::VARCHAR[]) AS agent_id),
         t AS (
             SELECT workflow_id, stage, x.agent_id, x.session_id, tool_name, success,
                    lead(tool_name) OVER w AS next_tool, lead(success) OVER w AS next_ok
             FROM tools x SEMI JOIN k ON x.session_id IS NOT DISTINCT FROM k.session_id
                                      AND x.agent_id IS NOT DISTINCT FROM k.agent_id
-            WHERE {scope}
+            WHERE {scope} AND (x.session_id IN (SELECT unnest(?::VARCHAR[])) OR (x.session_id IS NULL AND ?))
             WINDOW w AS (PARTITION BY x.session_id, x.agent_id ORDER BY "timestamp", tool_use_id))
         SELECT workflow_id, stage, count(*) AS cycles FROM t
         WHERE tool_name IN ('Edit', 'Write', 'MultiEdit', 'NotebookEdit') AND next_tool = 'Bash' AND NOT next_ok
         GROUP BY workflow_id, stage, session_id, agent_id HAVING count(*) >= ? ORDER BY cycles DESC""",
-        p + [min_cycles] + p + [min_cycles])
+        [[r["session_id"] for r in k], [r["agent_id"] for r in k]] + p
+        + [sorted({r["session_id"] for r in k if r["session_id"] is not None}), any(r["session_id"] is None for r in k),
+           min_cycles]) if k else []
     rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query("""
         SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
         FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR golem_report_workflow(workflow_id, parent) = ?)

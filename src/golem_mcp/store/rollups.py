@@ -1,6 +1,7 @@
 """Rollups: the resolved facts summed per day and dimension, kept current on every write (issue 10).
 
-The tables (``sql/008_rollups.sql``): ``rollup_requests``, ``rollup_tools``, ``rollup_errors``, and
+The tables (``sql/008_rollups.sql``): ``rollup_requests``, ``rollup_tools``, ``rollup_errors``; ``rollup_calls``
+(``sql/019_rollup_calls.sql``): identical tool calls, for loops; and
 ``rollup_requests_coarse`` (``sql/018_rollup_requests_coarse.sql``): the requests without the workflow,
 agent and task, for questions over a whole window of the store, and ``rollup_request_durations`` /
 ``rollup_tool_durations`` (``sql/020_rollup_durations.sql``): requests (tool calls) counted per day, model
@@ -51,6 +52,9 @@ _FAILURE_CATEGORY_TOOL = ("CASE WHEN success = false THEN golem_error_category(N
                           "lower(COALESCE(error, '')), error_type) END")
 _FAILURE_CATEGORY_API = "golem_error_category(status_code, lower(COALESCE(error, '')), NULL::VARCHAR)"
 _DAY = 'CAST("timestamp" AS DATE)'
+# a tool call's identity for loops (analysis/loops.py): the same call made again, hashed
+CALL_KEY = "r_workflow_id, r_stage, session_id, agent_id, tool_name, CAST(tool_parameters AS VARCHAR)"
+CALL_HASH = f"hash({CALL_KEY})"
 _CONTEXT = {"workflow_id": "r_workflow_id", "stage": "r_stage", "agent": "r_agent", "task_id": "r_task_id",
             "experiment_id": "r_experiment_id"}
 
@@ -65,6 +69,9 @@ class Spec:
     sums: dict[str, str]        # rollup column -> per-fact expression summed (NULLs skipped)
     count: str                  # the column counting the group's facts (0: the group is dropped)
     ts: str = '"timestamp"'
+    # the dimension (also a fact column, or "day") whose values hold a group's facts: a group's times
+    # are read again from the facts of those values only; without a day, a group may span build runs
+    part: str = "day"
 
     @property
     def measure_cols(self) -> list[str]:
@@ -128,6 +135,12 @@ SPECS: dict[str, Spec] = {
     "tool_durations": Spec(
         table="rollup_tool_durations", fact="tool_calls",
         dims={"day": _DAY, "tool_name": "tool_name", "bucket": DURATION_BUCKET}, sums={"calls": "1"}, count="calls"),
+    # identical tool calls (analysis/loops.py): per session, the calls of one hash of their identity,
+    # over all time (no day: a loop across midnight is one group); a call without parameters is no loop
+    "rollup_calls": Spec(
+        table="rollup_calls", fact="tool_calls",
+        dims={"session_id": "session_id", "call_hash": f"CASE WHEN tool_parameters IS NOT NULL THEN {CALL_HASH} END"},
+        sums={"calls": "1"}, count="calls", part="session_id"),
 }
 TABLES = tuple(s.table for s in SPECS.values())
 FACTS = tuple(dict.fromkeys(s.fact for s in SPECS.values()))  # the fact tables the rollups sum
@@ -141,7 +154,8 @@ def of_facts(facts: Iterable[str]) -> list[str]:
 
 MIGRATION = 8  # sql/008_rollups.sql: the tables; built whole once when it is applied
 # migrations adding rollups to a store that has the others: those rollups (SPECS keys) built once
-ADDED: dict[int, tuple[str, ...]] = {18: ("rollup_requests_coarse",), 20: ("request_durations", "tool_durations")}
+ADDED: dict[int, tuple[str, ...]] = {18: ("rollup_requests_coarse",), 19: ("rollup_calls",),
+                                     20: ("request_durations", "tool_durations")}
 
 
 def _q(name: str) -> str:
@@ -200,9 +214,11 @@ def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
         # a workflow's groups stored together (a run's in workflow order): a workflow's question
         # then reads one or two row groups, not one per group (~31 at 10M requests)
         order = ' ORDER BY "workflow_id", "day"' if "workflow_id" in spec.dims else ""
+        # groups without a day may span runs: a later run's part of one is added to it
+        merge = f" ON CONFLICT (gkey) DO UPDATE SET {', '.join(_add_sets(spec))}" if spec.part != "day" else ""
         for where, params in _day_runs(con, spec, part_rows):
             source = f"(SELECT * FROM {spec.fact} WHERE {where})"
-            con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, source)}{order}", params)
+            con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, source)}{order}{merge}", params)
         out[spec.table] = int(con.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0])  # type: ignore[index]
     return out
 
@@ -318,7 +334,7 @@ def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, delta: str) -> None:
                     f"ON CONFLICT (gkey) DO UPDATE SET {', '.join(_add_sets(spec))}")
         con.execute(f"DELETE FROM {t} WHERE {_q(spec.count)} = 0 AND gkey IN (SELECT gkey FROM {net})")
         # a group that lost its earliest (latest) fact without gaining one as early (late): its times again
-        stale = con.execute(f"""SELECT DISTINCT n.day FROM {net} n JOIN {t} r USING (gkey)
+        stale = con.execute(f"""SELECT DISTINCT n.{_q(spec.part)} FROM {net} n JOIN {t} r USING (gkey)
             WHERE (n.sub_min IS NOT NULL AND (n.add_min IS NULL OR n.add_min > n.sub_min))
                OR (n.sub_max IS NOT NULL AND (n.add_max IS NULL OR n.add_max < n.sub_max))""").fetchall()
         if stale:
@@ -328,13 +344,23 @@ def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, delta: str) -> None:
 
 
 def _reread_times(con: duckdb.DuckDBPyConnection, spec: Spec, net: str, days: list[Any]) -> None:
-    """first_at / last_at of the groups in ``net`` read again from their facts (of ``days`` only)."""
-    where, params = [], []
-    for lo, hi in _ranges(sorted(d for d in days if d is not None)):
-        where.append(f"({spec.ts} >= ?::DATE AND {spec.ts} < ?::DATE + 1)")
-        params += [lo, hi]
-    if None in days:
-        where.append(f"{spec.ts} IS NULL")
+    """first_at / last_at of the groups in ``net`` read again from their facts (of ``days`` only: the
+    values of the spec's ``part``, days or, say, sessions)."""
+    where: list[str] = []
+    params: list[Any] = []
+    if spec.part == "day":
+        for lo, hi in _ranges(sorted(d for d in days if d is not None)):
+            where.append(f"({spec.ts} >= ?::DATE AND {spec.ts} < ?::DATE + 1)")
+            params += [lo, hi]
+        if None in days:
+            where.append(f"{spec.ts} IS NULL")
+    else:
+        col = spec.dims[spec.part]
+        if [d for d in days if d is not None]:
+            where.append(f"{col} IN (SELECT unnest(?))")
+            params.append([d for d in days if d is not None])
+        if None in days:
+            where.append(f"{col} IS NULL")
     t = spec.table
     con.execute(f"""UPDATE {t} SET first_at = x.mn, last_at = x.mx FROM (
             SELECT {_gkey(spec.dims.values())} AS gkey, min({spec.ts}) AS mn, max({spec.ts}) AS mx
