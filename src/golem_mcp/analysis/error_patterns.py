@@ -97,22 +97,24 @@ def _failures_sql() -> str:
 def error_categories(store: Store, start: datetime, end: datetime) -> list[CategoryCount]:
     """The failures of [start, end) per category, with their stages and tools and a suggested fix (the
     first part of :func:`query_error_patterns`, alone for an answer that shows only it)."""
-    base = _failures_sql()
+    # the failures counted per error text, status, stage and tool first, then each such group
+    # categorized (the category is a function of the text, status and type): the rule's regular
+    # expressions run once per distinct failure, not per failure, and no per-failure list leaves DuckDB
     cats = store.query(f"""
-        WITH c AS ({base})
-        SELECT category, count(*) AS n,
-               list(COALESCE(stage, '-')) AS stages, list(COALESCE(tool_name, 'api')) AS tools
-        FROM c GROUP BY category ORDER BY n DESC""", [start, end])
-    categories = []
+        WITH g AS (SELECT status_code, msg, etype, COALESCE(stage, '-') AS stage,
+                          COALESCE(tool_name, 'api') AS tool, count(*) AS n
+                   FROM ({_failures_sql()}) GROUP BY ALL),
+        c AS (SELECT golem_error_category(status_code, msg, etype) AS category, stage, tool, n FROM g)
+        SELECT category, CAST(sum(sum(n)) OVER (PARTITION BY category) AS BIGINT) AS total, stage, tool,
+               CAST(sum(n) AS BIGINT) AS n
+        FROM c GROUP BY category, stage, tool ORDER BY total DESC, category""", [start, end])
+    by_cat: dict[str, tuple[int, dict[str, int], dict[str, int]]] = {}
     for r in cats:
-        st: dict[str, int] = {}
-        for s in r["stages"]:
-            st[s] = st.get(s, 0) + 1
-        tl: dict[str, int] = {}
-        for t in r["tools"]:
-            tl[t] = tl.get(t, 0) + 1
-        categories.append(CategoryCount(category=r["category"], count=r["n"], stages=st, tools=tl,
-                                        fix=FIXES.get(r["category"], FIXES["other"])))
+        total, st, tl = by_cat.setdefault(r["category"], (r["total"], {}, {}))
+        st[r["stage"]] = st.get(r["stage"], 0) + r["n"]
+        tl[r["tool"]] = tl.get(r["tool"], 0) + r["n"]
+    categories = [CategoryCount(category=cat, count=total, stages=st, tools=tl, fix=FIXES.get(cat, FIXES["other"]))
+                  for cat, (total, st, tl) in by_cat.items()]
     return categories
 
 

@@ -114,7 +114,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
         else:
             # the categories only: the pattern report's other parts (by stage, repeats, days) are not shown
             cats = [{"category": c.category, "count": c.count,
-                     "stages": ", ".join(f"{k} {v}" for k, v in sorted(c.stages.items(), key=lambda kv: -kv[1])),
+                     "stages": ", ".join(f"{k} {v}" for k, v in sorted(c.stages.items(), key=lambda kv: (-kv[1], kv[0]))),
                      "fix": c.fix} for c in error_categories(store, *window(now, span))
                     if stage is None or stage in c.stages]
             answer["patterns"] = capped("patterns", cats, ["category", "count", "stages", "fix"])

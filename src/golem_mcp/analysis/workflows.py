@@ -465,7 +465,7 @@ def _sum_rows(store: Store, rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def query_errors(store: Store, workflow_id: str | None = None, stage: str | None = None,
                  since: str | None = None, limit: int = 10) -> dict[str, Any]:
-    """API errors by status, tool failures by tool and stage, repeated failing commands, error rate by stage."""
+    """API errors by status, tool failures by tool and stage, error rate by stage."""
     if limit < 1 or limit > 100:
         raise InvalidInput("limit must be 1..100")
     if workflow_id:
@@ -506,10 +506,11 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
         cur.execute("CREATE TEMP TABLE _qe_requests AS SELECT stage, CAST(sum(requests) AS BIGINT) AS requests, "
                     "CAST(sum(retries) AS BIGINT) AS retries, CAST(sum(retried) AS BIGINT) AS retried "
                     f"FROM ({rolled}) GROUP BY stage", rolled_params)
-        # the failed calls' rows (a few percent of the calls) and the calls counted per stage: copying
-        # every call of the window with its error and command was most of the answer's cost
-        cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, workflow_id, error, "
-                    f"tool_parameters->>'bash_command' AS command FROM tools WHERE {w} AND success = false", params)
+        # the failed calls (a few percent of the calls) counted per tool and stage, and the calls per
+        # stage: copying every call of the window with its error and command was most of the answer's
+        # cost, then copying the failed ones (their command read from the JSON parameters) most of the rest
+        cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, count(*) AS failures, "
+                    f"any_value(error) AS example FROM tools WHERE {w} AND success = false GROUP BY 1, 2", params)
         cur.execute(f"CREATE TEMP TABLE _qe_calls AS SELECT stage, count(*) AS tool_calls FROM tools WHERE {w} "
                     "GROUP BY stage", params)
         cur.execute("CREATE TEMP TABLE _qe_errors AS SELECT stage, status_code, error, kind, retries_exhausted "
@@ -520,15 +521,11 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
                    "FROM _qe_errors GROUP BY 1, 2 ORDER BY errors DESC, 1, 2 LIMIT ?", [limit])
         retried = rows("SELECT CAST(COALESCE(sum(retried), 0) AS BIGINT) AS retried_requests, "
                        "CAST(sum(retries) AS BIGINT) AS retries FROM _qe_requests")[0]
-        tools = rows("SELECT tool_name, stage, count(*) AS failures, any_value(error) AS example FROM _qe_tools "
-                     "GROUP BY 1, 2 ORDER BY failures DESC LIMIT ?", [limit])
-        repeated = rows(
-            "SELECT command, stage, workflow_id, count(*) AS failures FROM _qe_tools "
-            "WHERE command IS NOT NULL "
-            "GROUP BY 1, 2, 3 HAVING count(*) >= 2 ORDER BY failures DESC LIMIT ?", [limit])
+        tools = rows("SELECT tool_name, stage, failures, example FROM _qe_tools ORDER BY failures DESC, 1, 2 LIMIT ?",
+                     [limit])
         by_stage = rows(
             "WITH t AS (SELECT stage, tool_calls, COALESCE(f.n, 0) AS tool_failures FROM _qe_calls "
-            "LEFT JOIN (SELECT stage, count(*) AS n FROM _qe_tools GROUP BY 1) f USING (stage)), r AS (SELECT stage, requests, retries "
+            "LEFT JOIN (SELECT stage, CAST(sum(failures) AS BIGINT) AS n FROM _qe_tools GROUP BY 1) f USING (stage)), r AS (SELECT stage, requests, retries "
             "FROM _qe_requests), e AS (SELECT stage, count(*) AS api_errors FROM _qe_errors "
             "GROUP BY 1) SELECT stage, COALESCE(requests, 0) AS requests, COALESCE(api_errors, 0) AS api_errors, "
             "COALESCE(retries, 0) AS retries, COALESCE(tool_calls, 0) AS tool_calls, "
@@ -536,5 +533,5 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
             "round(COALESCE(tool_failures, 0) / NULLIF(tool_calls, 0), 4) AS tool_error_rate "
             "FROM r FULL JOIN t USING (stage) FULL JOIN e USING (stage) ORDER BY tool_failures DESC NULLS LAST, stage "
             "LIMIT ?", [limit])
-    return {"api_errors_by_status": api, "retries": retried, "tool_failures": tools,
-            "repeated_failing_commands": repeated, "by_stage": by_stage}
+    # (repeated failing commands: the loops of loops.find_loops)
+    return {"api_errors_by_status": api, "retries": retried, "tool_failures": tools, "by_stage": by_stage}
