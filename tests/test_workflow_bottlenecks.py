@@ -131,3 +131,16 @@ def test_cli_prints_each_workflows_bottleneck_and_idle_time(store, tmp_path):
     r = subprocess.run([*base, "--width", "200"], capture_output=True, text=True, env=env, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "idle time between stages" in r.stdout and "wf-a" in r.stdout and "wf-b" in r.stdout
+
+
+def test_a_workflow_id_with_a_quote_is_taken_apart_like_any_other(tmp_path):
+    """The longest workflows' ids go into the second statement as constants: quoted, not broken by them."""
+    with Store(tmp_path / "q.duckdb") as s:
+        b = Batch()
+        _phase(b, "q1", "wf-o'brien", "plan", 0, 10, None)
+        _phase(b, "q2", "wf-o'brien", "test", 12, 3, None)
+        _phase(b, "q3", "wf-plain", "plan", 0, 5, None)
+        s.write(b)
+        got, total = longest_workflows(s, days=2, now=NOW, limit=1)
+        assert total == 2 and [(w.workflow_id, w.wall_ms, w.bottleneck_stage, w.idle_ms) for w in got] == [
+            ("wf-o'brien", 15000.0, "plan", 2000.0)]

@@ -25,7 +25,7 @@ from pydantic import BaseModel, Field
 from ..errors import InvalidInput, NotFound
 from ..formatting import duration_ms
 from ..store import rollups
-from ..store.db import Store
+from ..store.db import Store, literal
 from .common import utcnow, window
 
 # dimension -> SQL yielding (key, ts, dur_ms) samples. Stage/workflow durations come from the
@@ -36,7 +36,7 @@ from .common import utcnow, window
 # agent_request_spans carries: no join of every agent with the agents table (~0.4 CPU-s at 10M requests).
 SAMPLES: dict[str, str] = {
     "stage": "SELECT stage AS key, started_at AS ts, duration_seconds * 1000 AS dur FROM workflow_stage_summary",
-    "stage_experiment": "SELECT stage || ' x ' || COALESCE(experiment_id, '-') AS key, started_at AS ts, "
+    "stage_experiment": "SELECT stage AS key, experiment_id AS key2, started_at AS ts, "
                         "duration_seconds * 1000 AS dur FROM workflow_stage_summary",
     "workflow_path": "SELECT COALESCE(workflow_path, 'unknown') AS key, started_at AS ts, duration_seconds * 1000 AS dur "
                      "FROM workflow_summary",
@@ -47,6 +47,8 @@ SAMPLES: dict[str, str] = {
     "span": "SELECT span_type || ':' || COALESCE(tool_name, name) AS key, start_time AS ts, duration_ms AS dur FROM spans "
             "WHERE span_type NOT IN ('handoff', 'phase', 'gate', 'subagent')",
 }
+# a key of two parts (key, key2) grouped as they are and named after: not a string built for every row
+NAMED_AFTER = {"stage_experiment": "key || ' x ' || COALESCE(key2, '-')"}
 # seed 003's span types (golem.kind of the tracing convention): execution and queue wait per span name
 SPAN_KINDS = ("handoff", "phase", "gate", "subagent")
 for _kind in SPAN_KINDS:
@@ -148,35 +150,45 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
 # timed by its phase span when the tracing convention sent one), so the idle time here is workflow_history's
 # idle_time_seconds. A span's start is after its queue wait: the wait is not execution, it lies in the
 # idle time before the stage (or before the workflow's first stage).
-WORKFLOW_SQL = """
+LONGEST_SQL = """
 WITH st AS (
-    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM stage_phases
+    SELECT workflow_id, started_at AS s, completed_at AS e FROM stage_phases
     WHERE workflow_id IS NOT NULL AND started_at IS NOT NULL AND completed_at >= started_at
       AND (CAST(? AS VARCHAR) IS NULL OR workflow_id = ?)
 ), w_all AS (
-    -- (a workflow whose first stage started in the window has a stage that did: only those are grouped)
+    -- the workflows whose first stage started in the window
     SELECT workflow_id, min(s) AS first_start, max(e) AS last_end, count(*) AS stages FROM st
-    WHERE workflow_id IN (SELECT workflow_id FROM st WHERE s >= ? AND s < ?)
     GROUP BY workflow_id HAVING min(s) >= ? AND min(s) < ?
-), w AS (
-    -- the longest first (the order of the answer), the first ? of them when asked: only those are
-    -- taken apart stage by stage
-    SELECT * FROM w_all ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT ?
+)
+-- the longest first (the order of the answer), the first ? of them when asked, and how many there are
+SELECT *, count(*) OVER () AS workflows_total FROM w_all
+ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT ?
+"""
+# ... and only those are taken apart stage by stage (w: LONGEST_SQL's rows)
+WORKFLOW_SQL = """
+WITH w AS (
+    SELECT * FROM (SELECT unnest(?::VARCHAR[]) AS workflow_id, unnest(?::TIMESTAMP[]) AS first_start,
+                          unnest(?::TIMESTAMP[]) AS last_end, unnest(?::BIGINT[]) AS stages)
+), st AS (
+    -- (the ids as constants: the planner filters the view's parts by them before joining them, where a
+    -- semi join read every stage of the store)
+    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM stage_phases
+    WHERE workflow_id IN ({ids}) AND started_at IS NOT NULL AND completed_at >= started_at
 ), o AS (
     SELECT st.*, max(st.e) OVER (PARTITION BY st.workflow_id ORDER BY st.s, st.e, st.stage
                                  ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS prev_end
-    FROM st JOIN w USING (workflow_id)
+    FROM st
 ), qw AS (
     SELECT workflow_id, COALESCE(stage, span_name) AS stage, sum(queue_wait_ms) AS wait_ms
     FROM workflow_trace_log
-    WHERE span_type = 'phase' AND workflow_id IN (SELECT workflow_id FROM w) AND queue_wait_ms IS NOT NULL
+    WHERE span_type = 'phase' AND workflow_id IN ({ids}) AND queue_wait_ms IS NOT NULL
     GROUP BY ALL
 ), g AS (
     SELECT o.workflow_id, o.stage, epoch_ms(o.e) - epoch_ms(o.s) AS exec_ms, qw.wait_ms,
            greatest(0, epoch_ms(o.s) - epoch_ms(o.prev_end)) AS gap_ms
     FROM o LEFT JOIN qw USING (workflow_id, stage)
 )
-SELECT (SELECT count(*) FROM w_all) AS workflows_total, g.workflow_id, w.first_start AS started_at, epoch_ms(w.last_end) - epoch_ms(w.first_start) AS wall_ms,
+SELECT g.workflow_id, w.first_start AS started_at, epoch_ms(w.last_end) - epoch_ms(w.first_start) AS wall_ms,
        w.stages, first(g.stage ORDER BY g.exec_ms DESC, g.stage) AS bottleneck_stage, max(g.exec_ms) AS bottleneck_ms,
        first(g.wait_ms ORDER BY g.exec_ms DESC, g.stage) AS bottleneck_queue_wait_ms,
        sum(g.wait_ms) AS queue_wait_ms,
@@ -207,9 +219,16 @@ def longest_workflows(store: Store, days: float = 30, now: datetime | None = Non
     only those rows' workflows are taken apart stage by stage (an answer showing five of 250k workflows
     reads each one's span, not each one's stages)."""
     start, end = window(now, days)
-    out, total = [], 0
-    for r in store.query(WORKFLOW_SQL, [workflow_id, workflow_id, start, end, start, end, limit]):
-        total = r.pop("workflows_total")
+    # in two steps: the window's stages grouped per workflow once (the longest and how many), then the
+    # stages of the longest alone (one statement kept every stage of the window and read it twice)
+    top = store.query(LONGEST_SQL, [workflow_id, workflow_id, start, end, limit])
+    if not top:
+        return [], 0
+    total = top[0]["workflows_total"]
+    out = []
+    ids = ", ".join(literal(w["workflow_id"]) for w in top)
+    cols = ("workflow_id", "first_start", "last_end", "stages")
+    for r in store.query(WORKFLOW_SQL.format(ids=ids), [[w[c] for w in top] for c in cols]):
         wall = float(r["wall_ms"])
         out.append(WorkflowBottleneck(**{**r, "bottleneck_share": round(r["bottleneck_ms"] / wall, 4) if wall else 1.0,
                                          "idle_share": round(r["idle_ms"] / wall, 4) if wall else 0.0}))
@@ -230,9 +249,9 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
         wait = dim in SPAN_KINDS
         rows = _bucketed(store, BUCKETED[dim], hist_start, start, end) if buckets and dim in BUCKETED else store.query(f"""
             WITH s AS ({SAMPLES[dim] if wait else f"SELECT *, NULL::DOUBLE AS wait FROM ({SAMPLES[dim]})"})
-            SELECT key, q[1] AS p50, q[2] AS p95, q[3] AS p99, n, hist_p50, hist_n, wait_p50, wait_n, hist_wait_p50,
-                   hist_wait_n
-            FROM (SELECT key,
+            SELECT {NAMED_AFTER.get(dim, "key")} AS key, q[1] AS p50, q[2] AS p95, q[3] AS p99, n, hist_p50, hist_n,
+                   wait_p50, wait_n, hist_wait_p50, hist_wait_n
+            FROM (SELECT {"key, key2" if dim in NAMED_AFTER else "key"},
                          -- the three of the window in one sort (one quantile_cont each sorted it three times)
                          quantile_cont(dur, [0.5, 0.95, 0.99]) FILTER (WHERE ts >= ?) AS q,
                          count(*) FILTER (WHERE ts >= ?) AS n,
@@ -243,7 +262,7 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
                          quantile_cont(wait, 0.5) FILTER (WHERE ts < ?) AS hist_wait_p50,
                          count(wait) FILTER (WHERE ts < ?) AS hist_wait_n
                   FROM s WHERE ts >= ? AND ts < ? AND dur IS NOT NULL AND key IS NOT NULL
-                  GROUP BY key)""", [start] * 8 + [hist_start, end])
+                  GROUP BY ALL)""", [start] * 8 + [hist_start, end])
         for r in rows:
             scanned += r["n"] + r["hist_n"]
             if r["n"] < min_samples or r["p50"] is None:

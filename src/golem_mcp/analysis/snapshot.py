@@ -40,7 +40,7 @@ from typing import Any
 
 from ..store.db import FACT_DAY_SQL as _DAY
 from ..store.db import NO_DAY as _NO_DAY
-from ..store.db import Store, column_arrays, dict_rows, ident
+from ..store.db import Store, column_arrays, dict_rows, ident, literal
 from .common import as_naive
 
 MODEL_ADVICE_DAYS = 90  # predict.model_advice's default window, the one the run uses
@@ -438,11 +438,6 @@ def _pre_from_cache(cur: Any, db: str, run: Any, m_start: datetime, end: datetim
     cur.execute(f"CREATE OR REPLACE TEMP VIEW _snap_tool_pre AS SELECT * EXCLUDE (day) FROM {db}.main.{table}")
 
 
-def _str(v: str) -> str:
-    """A string literal (a view's body takes no parameters)."""
-    return "'" + v.replace("'", "''") + "'"
-
-
 def _ts(t: datetime) -> str:
     """A timestamp literal (a view's body takes no parameters)."""
     return f"TIMESTAMP '{t.isoformat(sep=' ')}'"
@@ -480,7 +475,7 @@ def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any], stages: list
     summary = f"{db}.main.analysis_stage_summary"
     if stages is not None:  # (stage names are the store's own strings: quoted as literals)
         summary = (f"(SELECT * FROM {summary} WHERE "
-                   + (f"stage IN ({', '.join(_str(s) for s in stages)}))" if stages else "false)"))
+                   + (f"stage IN ({', '.join(literal(s) for s in stages)}))" if stages else "false)"))
     # the stages to count first: when there are none (every stage ran on one model inside the
     # window), the day groups are not read at all (scanning them to join with nothing cost ~20
     # CPU-ms at 1M requests)

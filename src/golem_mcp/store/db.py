@@ -218,6 +218,12 @@ def ident(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def literal(value: str) -> str:
+    """A SQL string literal (the one place values are put into SQL text: where a statement takes no
+    bound parameters (ATTACH, a view's body), or a constant list the planner pushes into a view)."""
+    return "'" + value.replace("'", "''") + "'"
+
+
 def _sql(name: str) -> str:
     return resources.files("golem_mcp.store").joinpath("sql", name).read_text()
 

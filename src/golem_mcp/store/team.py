@@ -54,7 +54,7 @@ from ..config import Settings
 from ..errors import GolemError
 from . import resolve, rollups
 from .batch import Batch
-from .db import CHANGE_TABLES, KEYS, SCHEMA_VERSION, WRITE_ORDER, Store, _merge, column_policy, ident
+from .db import CHANGE_TABLES, KEYS, SCHEMA_VERSION, WRITE_ORDER, Store, _merge, column_policy, ident, literal
 
 log = logging.getLogger("golem_mcp.team")
 
@@ -83,11 +83,6 @@ class TeamUnavailable(GolemError):
     """The team store is not configured right or cannot be reached."""
 
     http_status = 503
-
-
-def literal(value: str) -> str:
-    """A SQL string literal (ATTACH takes no bound parameters)."""
-    return "'" + value.replace("'", "''") + "'"
 
 
 # -- configuration -------------------------------------------------------------------------------
