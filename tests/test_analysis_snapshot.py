@@ -256,3 +256,60 @@ def test_an_agents_late_type_reaches_its_bottleneck_label(tmp_path):
             b.add("agents", {"agent_id": f"ag-{a}", "session_id": "s1", "agent_type": "tester"})
         s.write(b)
         assert keys() == {"tester": 3, "subagent": 3}
+
+
+def test_predict_cost_from_stage_rows_carrying_their_workflow(store):
+    """On a store, predict_cost picks the matched workflows' stage runs from the cache's stage rows,
+    which carry their workflow's recorded path, complexity and start; the runs of workflows without a
+    path are matched on the path their stages show. On random workflows (paths recorded or not, some
+    recorded later, complexities, starts across the window's, unpriced stages) every prediction is the
+    views', before and after a write that changes workflows' paths and adds a stage to others."""
+    import random
+
+    from golem_mcp.analysis.predict import FULL_PATH_STAGES
+    from golem_mcp.ingestion.records import Batch
+
+    rng = random.Random(12)
+    b = Batch()
+    n = 0
+    wfs = []
+    for w in range(120):
+        wf = f"wf-{w:03d}"
+        wfs.append(wf)
+        b.add("workflows", {"workflow_id": wf, "path": rng.choice(["full", "fast-track", None, None]),
+                            "complexity": rng.choice(["simple", "complex", None])})
+        start = rng.uniform(0.5, 40)  # days before NOW: across the 20-day window's start
+        stages = [s for s in ("analyst", "planner", "implementer", "reviewer")
+                  if s not in FULL_PATH_STAGES or rng.random() < 0.6]
+        for k, stage in enumerate(stages):
+            for _ in range(rng.randint(1, 3)):
+                n += 1
+                b.add("api_requests", {
+                    "request_id": f"r-{n}", "session_id": f"s-{w}", "model": rng.choice(["claude-sonnet-4-5", "nope"]),
+                    "timestamp": NOW - timedelta(days=start - 0.01 * k - 0.001 * n / 100),
+                    "input_tokens": rng.randint(100, 9000), "output_tokens": rng.randint(10, 900),
+                    "recorded_cost_usd": rng.choice([None, rng.uniform(0.01, 2.0)]), "workflow_id": wf,
+                    "stage": stage})
+    store.write(b)
+
+    def every(s: Any) -> list[Any]:
+        return [norm(predict_cost(s, path=p, complexity=c, days=d, now=NOW, min_samples=1))
+                for p in (None, "full", "fast-track") for c in (None, "simple", "complex") for d in (90, 20)]
+
+    def check() -> None:
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(snapshot_module, "summaries", _views)
+            direct = every(store)
+        assert sum(1 for x in direct if x["by_stage"]) > 10, direct
+        assert every(store) == direct
+
+    check()
+    b = Batch()
+    for wf in rng.sample(wfs, 30):  # late context: paths recorded, changed or cleared
+        b.add("workflows", {"workflow_id": wf, "path": rng.choice(["full", "fast-track"]), "complexity": "complex"})
+    for i, wf in enumerate(rng.sample(wfs, 10)):  # a stage later (earlier than the others for some)
+        b.add("api_requests", {"request_id": f"late-{i}", "session_id": "s-late", "model": "claude-sonnet-4-5",
+                               "timestamp": NOW - timedelta(days=rng.uniform(0.1, 45)), "input_tokens": 10,
+                               "output_tokens": 1, "recorded_cost_usd": 0.5, "workflow_id": wf, "stage": "planner"})
+    store.write(b)
+    check()

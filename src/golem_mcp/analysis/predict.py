@@ -48,17 +48,35 @@ def predict_cost(store: Store, path: str | None = None, complexity: str | None =
     start, end = window(now, days)
     if model is None:
         # the summary views only (no request rows): on a store, from the analysis snapshot
-        from .snapshot import summaries
+        from .snapshot import CacheReader, summaries
 
         with summaries(store) as reader:
-            return _predict(reader, start, end, "", [], path, complexity, min_samples)
+            return _predict(reader, start, end, "", [], path, complexity, min_samples,
+                            stage_rows=isinstance(reader, CacheReader))
     models = """sm AS (SELECT workflow_id, stage, mode(model) AS model FROM requests
                     WHERE "timestamp" >= ? AND "timestamp" < ? AND workflow_id IS NOT NULL GROUP BY 1, 2),"""
     return _predict(store, start, end, models, [start, end], path, complexity, min_samples, model)
 
 
+# The matched workflows' stage runs from the cache's stage summaries (``stage_rows``), which carry their
+# workflow's recorded path, complexity and start (snapshot._STAGE_WORKFLOW_COLS): the runs of workflows with
+# a recorded path are filtered, only those without one are joined with their inferred path. The same
+# runs as joining the stage summary with ``w`` below: a workflow's cost is NULL only when each of its
+# stages' is, and those are left out either way. Parameters: FULL_PATH_STAGES, then (start, end, path,
+# path, complexity, complexity) twice.
+_MATCHED_STAGE_RUNS = f"""
+    WITH {INFERRED_PATH}
+    SELECT stage, total_cost FROM analysis_stage_summary
+    WHERE wf_started_at >= ? AND wf_started_at < ? AND (? IS NULL OR wf_path = ?) AND (? IS NULL OR wf_complexity = ?)
+    UNION ALL
+    SELECT ss.stage, ss.total_cost FROM analysis_stage_summary ss JOIN ip USING (workflow_id)
+    WHERE ss.wf_path IS NULL AND ss.wf_started_at >= ? AND ss.wf_started_at < ? AND ? IS NOT NULL
+      AND ip.inferred_path = ? AND (? IS NULL OR ss.wf_complexity = ?)"""
+
+
 def _predict(store: Store, start: datetime, end: datetime, models: str, model_params: list[Any], path: str | None,
-             complexity: str | None, min_samples: int, model: str | None = None) -> CostPrediction:
+             complexity: str | None, min_samples: int, model: str | None = None,
+             stage_rows: bool = False) -> CostPrediction:
     by_model = " AND s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)" if models else ""
     wf = f"""
         WITH {models}
@@ -76,11 +94,15 @@ def _predict(store: Store, start: datetime, end: datetime, models: str, model_pa
         return CostPrediction(matched_workflows=r["n"],
                               note=f"only {r['n']} past workflow(s) match; need {min_samples} for an estimate "
                                    "(loosen path/complexity/model)")
-    stages = store.query(wf + """
-        SELECT ss.stage, quantile_cont(ss.total_cost, 0.5) AS p50_usd, count(*) AS runs
-        FROM workflow_stage_summary ss JOIN w USING (workflow_id)
-        WHERE ss.total_cost IS NOT NULL  -- a stage of unpriced requests only has no cost to estimate from
-        GROUP BY 1 ORDER BY p50_usd DESC""", p)
+    if stage_rows:
+        match = [start, end, path, path, complexity, complexity]
+        runs, runs_params = f"WITH ss AS ({_MATCHED_STAGE_RUNS})", [*FULL_PATH_STAGES, *match, *match]
+    else:
+        runs, runs_params = wf + ", ss AS (SELECT ss.* FROM workflow_stage_summary ss JOIN w USING (workflow_id))", p
+    stages = store.query(runs + """
+        SELECT stage, quantile_cont(total_cost, 0.5) AS p50_usd, count(*) AS runs FROM ss
+        WHERE total_cost IS NOT NULL  -- a stage of unpriced requests only has no cost to estimate from
+        GROUP BY 1 ORDER BY p50_usd DESC""", runs_params)
     return CostPrediction(matched_workflows=r["n"], expected_usd=round(r["p50"], 4), low_usd=round(r["p10"], 4),
                           high_usd=round(r["p90"], 4), by_stage=[StageEstimate(**s) for s in stages])
 

@@ -114,7 +114,14 @@ _SUMMARIES = {"analysis_stage_summary": "workflow_stage_summary", "analysis_work
 # row per workflow stage each (2M x 2M at 10M requests). The view in front of it leaves them out.
 _STAGE_MODEL_COLS = {"req_model_lo": "model_lo", "req_model_hi": "model_hi", "req_untimed": "untimed",
                      "req_started_at": "started_at", "req_ended_at": "ended_at"}
-SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1"  # change with _SUMMARIES' shape: the summaries are rebuilt
+# It also keeps, per workflow stage, its workflow's recorded path and complexity and start (the least
+# start of its stages, as workflow_summary has it): predict_cost then picks the stage runs of the
+# workflows it matches by filtering them, not by joining them with the workflows (2M x 500k at 10M
+# requests, most of the prediction). A workflow's stages are summed again together whenever the workflow
+# is (its facts or its ``workflows`` row changed), so they stay its workflow's. The view leaves them out.
+_STAGE_WORKFLOW_COLS = {"wf_path": "w.path", "wf_complexity": "w.complexity",
+                        "wf_started_at": "min(v.started_at) OVER (PARTITION BY v.workflow_id)"}
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1"  # change with _SUMMARIES' shape: rebuilt
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
@@ -334,15 +341,19 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
     rows = f"SELECT {_bigint(cur, f'{db}.main.{view}')} FROM {db}.main.{view} WHERE {where.format(wf='workflow_id')}"
     if table != "analysis_stage_summary":
         return rows
-    extra = ", ".join(f"g.{c} AS {name}" for name, c in _STAGE_MODEL_COLS.items())
+    extra = ", ".join([*(f"g.{c} AS {name}" for name, c in _STAGE_MODEL_COLS.items()),
+                       *(f"{e} AS {name}" for name, e in _STAGE_WORKFLOW_COLS.items())])
+    # (``where`` holds whole workflows: the least start over ``v``'s rows of a workflow is over all its stages)
     return (f"SELECT v.*, {extra} FROM ({rows}) v LEFT JOIN {db}.main.analysis_stage_groups g "
             f"ON g.workflow_id = v.workflow_id AND g.stage IS NOT DISTINCT FROM v.stage "
-            f"AND {where.format(wf='g.workflow_id')}")
+            f"AND {where.format(wf='g.workflow_id')} "
+            f"LEFT JOIN {db}.main.workflows w ON w.workflow_id = v.workflow_id AND {where.format(wf='w.workflow_id')}")
 
 
 def _summary_view(cur: Any, db: str, table: str, view: str) -> None:
     """The temporary view named like summary ``view`` in front of the cache's ``table``."""
-    extra = f" EXCLUDE ({', '.join(_STAGE_MODEL_COLS)})" if table == "analysis_stage_summary" else ""
+    extra = (f" EXCLUDE ({', '.join([*_STAGE_MODEL_COLS, *_STAGE_WORKFLOW_COLS])})"
+             if table == "analysis_stage_summary" else "")
     cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *{extra} FROM {db}.main.{table}")
 
 
