@@ -211,11 +211,11 @@ def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
                 "agent_id": pa.array(ids, pa.string()), "agent_type": pa.array([base[a][0] for a in ids], pa.string()),
                 "parent_agent_id": pa.array([base[a][1] for a in ids], pa.string())}))
             try:
-                con.execute(SQL["tree"].replace("'_rc_agent_base'", "'_golem_tree_base'"))
+                con.execute(SQL["tree"].replace("{tree_base}", "_golem_tree_base"))
             finally:
                 con.unregister("_golem_tree_base")
             return
-    con.execute(SQL["tree"])
+    con.execute(SQL["tree"].replace("{tree_base}", "_rc_agent_base"))
 
 
 @dataclass

@@ -73,7 +73,8 @@ SELECT agent_id, NULLIF(agent_type, 'custom') AS agent_type, CASE WHEN ok THEN d
 FROM j;
 
 -- name: tree
-CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('_rc_agent_base');
+-- {tree_base}: the table of (agent_id, agent_type, parent_agent_id) the tree is built over
+CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('{tree_base}');
 
 -- name: facts
 -- Context of the facts in {facts} (a fact table's own columns). {ts} is the fact's time column;
