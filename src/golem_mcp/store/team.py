@@ -678,6 +678,8 @@ class TeamStore(Store):
     Readers use their own cursors and snapshots: a refresh never blocks them, and they see each of
     its writes whole or not at all."""
 
+    records_facts = False
+
     def __init__(self, cfg: TeamConfig, settings: Settings | None = None, path: str | Path | None = None) -> None:
         self.team = cfg
         self._lake: duckdb.DuckDBPyConnection | None = None

@@ -344,10 +344,13 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         last read, before an MCP answer about the workflow so far. Claude Code exports OTLP every
         few seconds, so without it an agent asking a moment after its workflow started is told of
         none of it. An import already holding the lock past CATCH_UP_WAIT_S (a first import of a
-        long history) is not waited for: the answer is then what is stored."""
+        long history) is not waited for: the answer is then what is stored. A team server reads
+        what machines pushed, and reads no transcripts."""
         from ...analysis.workflows import live_transcripts
         from ...ingestion.importer import Importer, session_files
 
+        if not store.records_facts:
+            return
         try:
             paths = [p for t in live_transcripts(store, workflow_id) for p in session_files(t)]
             if not paths or not import_lock.acquire(timeout=CATCH_UP_WAIT_S):
