@@ -166,13 +166,8 @@ def prepared_store(n: int) -> Path:
         con.close()
     with Store(tmp) as st:  # migrations: resolved columns (backfilled), rollups (built)
         rolled = _shape(st.con) == "rolled"
-        if rolled:
-            from golem_mcp.store import rollups
-
-            with st._lock:  # the generator wrote facts around Store.write: rollups from them once
-                st.con.execute("BEGIN")
-                rollups.build(st.con)
-                st.con.execute("COMMIT")
+        if rolled:  # the generator wrote facts around Store.write: rollups from them once
+            st.rebuild_rollups()
         st.con.execute("INSERT OR REPLACE INTO settings VALUES ('bench_prepared', '1')")
         st.con.execute("CHECKPOINT")
     tmp.rename(out)

@@ -325,6 +325,39 @@ def test_migration_adds_the_identical_calls_rollup_one_group_across_days(tmp_pat
         _assert_equal(s)
 
 
+def test_a_rollup_build_cut_short_is_built_again_at_the_next_open(tmp_path: Path) -> None:
+    """A whole build (a migration, a price change, a re-resolution) commits a run of days at a time,
+    to stay inside the memory budget at 10 M requests. A store closed or killed between two runs has
+    half its rollups: the mark its build left makes the next open build them again."""
+    db = tmp_path / "cut.duckdb"
+    with Store(db) as s:
+        b = Batch()
+        for i in range(12):
+            b.add("api_requests", {"request_id": f"r{i}", "session_id": f"s{i % 3}", "model": "claude-sonnet-4-5",
+                                   "timestamp": BASE + timedelta(hours=11 * i), "input_tokens": i, "output_tokens": 1})
+        s.write(b)
+        whole = s.query("SELECT * FROM rollup_requests ORDER BY gkey")
+        runs = iter(range(2))
+
+        def commit_twice() -> None:  # the process dies at the third run's commit
+            s._commit_and_begin()
+            if next(runs, None) is None:
+                raise KeyboardInterrupt
+
+        with s._lock:
+            s.con.execute("BEGIN")
+            s._mark_rollups([])
+            with pytest.raises(KeyboardInterrupt):
+                rollups.build(s.con, part_rows=1, commit=commit_twice)
+            s.con.execute("ROLLBACK")
+        assert 0 < s.scalar("SELECT count(*) FROM rollup_requests") < len(whole)  # two runs' days
+        assert rollups.differences(s.con, "api_requests")
+    with Store(db) as s:
+        _assert_equal(s)
+        assert s.query("SELECT * FROM rollup_requests ORDER BY gkey") == whole
+        assert s.query("SELECT * FROM settings WHERE key = 'rollups_pending'") == []
+
+
 def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:
     """first_at / last_at are not sums: moving the earliest request to another stage must not leave
     its time on the group it left."""

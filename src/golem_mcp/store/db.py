@@ -140,6 +140,9 @@ FACT_DAY_SQL = "CAST(COALESCE(\"timestamp\", TIMESTAMP '2262-01-01') AS DATE)"  
 NOT_REDACTED = frozenset({"ingest_files"})
 # settings key present while migration 007's resolution of an existing store's facts is unfinished
 _BACKFILL_PENDING = "resolve_backfill_pending"
+# settings key naming the rollups (SPECS keys, comma-separated) to build whole: set in the transaction
+# that made them stale or added them, gone with the last run of their build (Store._build_marked_rollups)
+_ROLLUPS_PENDING = "rollups_pending"
 
 # -- Many machines (migration 009) -----------------------------------------------------------------
 # Machine identity: the rows of these tables that Store.write stores without a machine_id get this
@@ -317,6 +320,9 @@ def _change_merge(table: str, cols: list[str], staged: Sequence[str]) -> str:
 class Store:
     """One DuckDB database. Writes go through :meth:`write` under a lock; reads use cursors."""
 
+    # whether this machine's facts are recorded here (the team replica only reads the lake's)
+    records_facts = True
+
     def __init__(self, path: str | Path, read_only: bool = False, settings: Settings | None = None,
                  machine: tuple[str, str] | None = None) -> None:
         self.path = str(path)
@@ -471,6 +477,9 @@ class Store:
                         self.con.execute(resolve.SQL["macros"])
                         self._load_types()
                         resolve.backfill(self.con, self._types, tables=FACT_MIGRATIONS[version])
+                    if applied and (version == rollups.MIGRATION or version in rollups.ADDED):
+                        # an existing store's rollups, built once from its resolved facts (below)
+                        self._mark_rollups([] if version == rollups.MIGRATION else list(rollups.ADDED[version]))
                     self.con.execute("INSERT INTO schema_migrations (version) VALUES (?)", [version])
                     self.con.execute("COMMIT")
                 except Exception:
@@ -479,8 +488,8 @@ class Store:
                 if version == 7:
                     self._backfill_resolved()
             self._ensure_tracking()
-            if 7 not in fresh and self._backfill_resolved() and rollups.MIGRATION not in fresh:
-                fresh.append(rollups.MIGRATION)  # a backfill cut short, finished now: the rollups follow it
+            if 7 not in fresh:
+                self._backfill_resolved()  # a backfill cut short, finished now (the rollups follow it)
             if ran and self.path != ":memory:":
                 # DuckDB 1.5.5 cannot replay a WAL holding 009's column defaults (nextval): a daemon
                 # killed -9 before its first checkpoint could never open its store again
@@ -492,12 +501,47 @@ class Store:
             # index, where a scan of the rollups grew with the store (~5 CPU-ms per 1M requests)
             self.con.execute("CREATE INDEX IF NOT EXISTS rollup_requests_workflow ON rollup_requests (workflow_id)")
             self._settle_resolution_inputs()
-            if rollups.MIGRATION in fresh:  # an existing store's rollups, built once from its resolved facts
-                self._in_transaction(lambda: rollups.build(self.con))
-            else:  # a rollup added to a store that has the others: that one built
-                added = [name for v, names in rollups.ADDED.items() if v in fresh for name in names]
-                if added and applied:
-                    self._in_transaction(lambda: rollups.build(self.con, added))
+            self._build_marked_rollups()
+
+    def _mark_rollups(self, facts: Sequence[str]) -> None:
+        """Mark the rollups of ``facts`` (SPECS keys; empty: all) to be built whole, in the open
+        transaction that made them stale; :meth:`_build_marked_rollups` builds them."""
+        rows = self.con.execute("SELECT value FROM settings WHERE key = ?", [_ROLLUPS_PENDING]).fetchall()
+        names = set(facts or rollups.SPECS) | (set(rows[0][0].split(",")) if rows else set())
+        self.con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)",
+                         [_ROLLUPS_PENDING, ",".join(n for n in rollups.SPECS if n in names)])
+
+    def rebuild_rollups(self) -> dict[str, int]:
+        """Build every rollup whole from the resolved facts (for facts written around :meth:`write`,
+        as the benchmarks' generated stores are); groups per rollup table."""
+        with self._lock:
+            self._in_transaction(lambda: self._mark_rollups([]))
+            return self._build_marked_rollups()
+
+    def _build_marked_rollups(self) -> dict[str, int]:
+        """Build the marked rollups whole (:meth:`_mark_rollups`), a run of days at a time, each run
+        committed and checkpointed: one transaction over a 10 M-request store's build held more than
+        the default memory budget (out of memory at 1.4 GiB). The mark goes with the last run, so a
+        store closed or killed mid-way builds them again at its next open, never answering from
+        half-built rollups. Returns groups per rollup table; {} when none was marked."""
+        rows = self.con.execute("SELECT value FROM settings WHERE key = ?", [_ROLLUPS_PENDING]).fetchall()
+        names = [n for n in rows[0][0].split(",") if n in rollups.SPECS] if rows else []
+        out: dict[str, int] = {}
+        if not rows:
+            return out
+
+        big = sum(self.con.execute(f"SELECT count(*) FROM {ident(rollups.SPECS[n].fact)}").fetchone()[0]  # type: ignore[index]
+                  for n in names) > 100_000
+        if big:
+            resolve.stderr_progress(f"building the rollups of {', '.join(names)} ...")
+
+        def build() -> None:
+            out.update(rollups.build(self.con, names, commit=self._commit_and_begin,
+                                     progress=resolve.stderr_progress if big else None))
+            self.con.execute("DELETE FROM settings WHERE key = ?", [_ROLLUPS_PENDING])
+
+        self._in_transaction(build)
+        return out
 
     def _in_transaction(self, fn: Callable[[], Any]) -> None:
         self.con.execute("BEGIN")
@@ -518,9 +562,13 @@ class Store:
         self._load_types()
         rows = self.con.execute("SELECT " + " + ".join(f"(SELECT count(*) FROM {ident(t)})" for t in resolve.FACTS if t in self._types)).fetchone()
         big = bool(rows and rows[0] > 100_000)
-        self._in_transaction(lambda: resolve.backfill(self.con, self._types, resolve.stderr_progress if big else None,
-                                                      commit=self._commit_and_begin))
-        self.con.execute("DELETE FROM settings WHERE key = ?", [_BACKFILL_PENDING])
+        def backfill() -> None:
+            resolve.backfill(self.con, self._types, resolve.stderr_progress if big else None,
+                             commit=self._commit_and_begin)
+            self._mark_rollups([])  # the rollups group resolved columns: built whole after it
+            self.con.execute("DELETE FROM settings WHERE key = ?", [_BACKFILL_PENDING])
+
+        self._in_transaction(backfill)
         return True
 
     def _commit_and_begin(self) -> None:
@@ -549,7 +597,7 @@ class Store:
                 res.finish()
                 if res.rescoped:  # the analysis' per-day aggregates hold resolved costs and stages: built again
                     self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
-                    rollups.build(self.con)  # so do the rollups (a price or main stage change: rare, at open)
+                    self._mark_rollups([])  # so are the rollups (a price or main stage change: rare, at open)
             self.con.execute("COMMIT")
         except Exception:
             self.con.execute("ROLLBACK")
@@ -566,9 +614,10 @@ class Store:
                 resolve.backfill(self.con, self._types, progress, commit=self._commit_and_begin)
                 # the analysis' per-day aggregates and the rollups group by resolved columns: built again
                 self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
-                rollups.build(self.con)
+                self._mark_rollups([])
 
             self._in_transaction(resolve_and_rebuild)
+            self._build_marked_rollups()
 
     def load_resolved(self, tables: dict[str, Callable[[], Iterable[Any]]]) -> dict[str, int]:
         """Fill the empty store from bulk rows, each fact resolved as it goes in (one pass: resolving
@@ -621,9 +670,10 @@ class Store:
                         insert(t, ident(t), resolved=True)
                 resolve.record_owners(self.con)
                 self.con.execute("DELETE FROM analysis_cache_state WHERE name = 'facts'")
-                rollups.build(self.con)
+                self._mark_rollups([])
 
             self._in_transaction(load)
+            self._build_marked_rollups()
             resolve.build_tree(self.con, ())  # the tree the resolver joins, empty until a write fills it
         return out
 

@@ -26,7 +26,8 @@ a NULL success as true. Dimensions are the resolver's ``r_`` columns.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -199,14 +200,18 @@ BUILD_ROWS = 1_000_000
 
 
 def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
-          part_rows: int = BUILD_ROWS) -> dict[str, int]:
+          part_rows: int = BUILD_ROWS, commit: Callable[[], None] | None = None,
+          progress: Callable[[str], None] | None = None) -> dict[str, int]:
     """(Re)build the rollup tables (``facts``: SPECS keys; None: all) whole from the resolved facts;
     returns groups per table.
 
     For the migration that adds them, a team replica built whole, a store whose facts were written
     around ``Store.write`` (the benchmarks' generated stores), and the write that brings a store's
     first facts (``Store._first_facts``); other writes fold their change sets in. The
-    facts are summed a run of days at a time (:data:`BUILD_ROWS`)."""
+    facts are summed a run of days at a time (:data:`BUILD_ROWS`); ``commit`` is called after each
+    run (one transaction over a 10 M-request store's build held past the default memory budget: see
+    ``Store._build_marked_rollups``, which makes a build cut short start again). ``progress`` is
+    told of each run of a build in several."""
     out = {}
     for fact in facts or SPECS:
         spec = SPECS[fact]
@@ -216,9 +221,15 @@ def build(con: duckdb.DuckDBPyConnection, facts: Sequence[str] | None = None,
         order = ' ORDER BY "workflow_id", "day"' if "workflow_id" in spec.dims else ""
         # groups without a day may span runs: a later run's part of one is added to it
         merge = f" ON CONFLICT (gkey) DO UPDATE SET {', '.join(_add_sets(spec))}" if spec.part != "day" else ""
-        for where, params in _day_runs(con, spec, part_rows):
+        runs = _day_runs(con, spec, part_rows)
+        start = time.monotonic()
+        for i, (where, params) in enumerate(runs):
             source = f"(SELECT * FROM {spec.fact} WHERE {where})"
             con.execute(f"INSERT INTO {spec.table} ({_columns(spec)}) {_groups(spec, source)}{order}{merge}", params)
+            if commit is not None:
+                commit()
+            if progress is not None and len(runs) > 1:
+                progress(f"  {spec.table}: {i + 1}/{len(runs)} ({time.monotonic() - start:.0f} s)")
         out[spec.table] = int(con.execute(f"SELECT count(*) FROM {spec.table}").fetchone()[0])  # type: ignore[index]
     return out
 
