@@ -81,6 +81,22 @@ def test_the_errors_answer_shows_the_reasons(store):
     assert next(r for r in rows if r["request_id"] == "r3")["reason_status_code"] == 429
 
 
+@pytest.mark.parametrize("shown", [1, 2, 3, 5])
+def test_an_answer_showing_a_few_retries_has_their_reasons_and_counts_them_all(store, shown):
+    """The answer looks the reasons up for the retries it shows only (the first `limit`, in time order):
+    the same rows and reasons as all of them, and the count of all in the summary and the cut note."""
+    every = find_loops(store, days=2, now=NOW).retries
+    few = find_loops(store, days=2, now=NOW, retry_reasons=shown)
+    assert few.retries == every[:shown] and few.retried_requests == len(every) == 5
+    ans = errors_and_loops(store, days=3650, sections=["retries"], limit=shown)
+    assert ans.retries is not None
+    assert [r[2] for r in ans.retries.rows] == [r.request_id for r in every[:shown]]
+    assert [r[5] for r in ans.retries.rows] == [r.reason_category for r in every[:shown]]
+    assert "5 retried request(s)" in ans.summary
+    assert (ans.more or []) == ([f"retries: {shown} of 5 rows; raise limit (max 50) or narrow by workflow_id/stage"]
+                                if shown < 5 else [])
+
+
 @pytest.mark.parametrize("since", [None, T0 + timedelta(seconds=4), T0.replace(hour=0), T0 + timedelta(days=1)])
 def test_requests_and_retries_per_stage_are_the_request_rows(store, since):
     """query_errors counts requests and retries per stage from the rollups (whole days) and the request

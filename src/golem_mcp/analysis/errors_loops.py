@@ -72,16 +72,19 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
     more: list[str] = []
     failed = ""
 
-    def capped(name: str, rows: list[dict[str, Any]], columns: list[str]) -> Table:
-        if len(rows) > limit:
-            more.append(f"{name}: {limit} of {len(rows)} rows; raise limit (max 50) or narrow by workflow_id/stage")
+    def capped(name: str, rows: list[dict[str, Any]], columns: list[str], total: int | None = None) -> Table:
+        n = len(rows) if total is None else total  # total: rows has the first `limit` of them only
+        if n > limit:
+            more.append(f"{name}: {limit} of {n} rows; raise limit (max 50) or narrow by workflow_id/stage")
         return table([{k: _cut(v) for k, v in r.items()} for r in rows[:limit]], columns)
 
     def staged(rows: list[Any]) -> list[dict[str, Any]]:
         out = [r.model_dump() if isinstance(r, BaseModel) else r for r in rows]
         return [r for r in out if stage is None or r.get("stage") == stage]
 
-    lp = find_loops(store, days=span, now=now, workflow_id=workflow_id)
+    # the retries shown (the first `limit`) with their reasons, all counted; by stage, all with reasons
+    lp = find_loops(store, days=span, now=now, workflow_id=workflow_id, retry_reasons=limit if stage is None else None)
+    n_retried = lp.retried_requests if stage is None else len(staged(lp.retries))
     loops_rows = staged(lp.loops)
     answer: dict[str, Any] = {}
     if "loops" in want:
@@ -90,7 +93,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
     if "retries" in want:
         answer["retries"] = capped("retries", staged(lp.retries), ["workflow_id", "stage", "request_id", "attempt",
                                                                      "model", "reason_category", "reason_status_code",
-                                                                     "reason"])
+                                                                     "reason"], n_retried)
     if "rework" in want:
         rework = [{"workflow_id": r.workflow_id, "stage": None, "what": r.reason} for r in lp.rework]
         rework += [{"workflow_id": c.workflow_id, "stage": c.stage, "what": f"{c.cycles} edit -> failing Bash cycles"}
@@ -137,7 +140,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
     with_loops = sorted({str(r["workflow_id"]) for r in loops_rows})
     summary = (failed + f"{len(with_loops)} workflow(s) with loops"
                + (f" ({', '.join(with_loops[:5])})" if with_loops else "")
-               + f"; {len(loops_rows)} repeated call(s) with {n_fail} failures; {len(staged(lp.retries))} retried "
+               + f"; {len(loops_rows)} repeated call(s) with {n_fail} failures; {n_retried} retried "
                f"request(s)")
     return ErrorsAndLoops(summary=summary, scope=scope, window=window_text,
                           workflows_with_loops=with_loops, more=more or None, **answer)

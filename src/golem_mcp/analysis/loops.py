@@ -63,7 +63,8 @@ class Thrashing(BaseModel):
 class LoopReport(BaseModel):
     loops: list[RepeatedCall]
     workflows_with_loops: list[str]
-    retries: list[Retry]
+    retries: list[Retry] = Field(description="the retried requests with their reasons (the first retry_reasons of them)")
+    retried_requests: int = Field(description="retried requests in the window, all of them")
     edit_fail_cycles: list[EditFailCycle]
     rework: list[Rework]
     thrashing: list[Thrashing]
@@ -86,13 +87,13 @@ def _command(params: str | None) -> str | None:
 # are golem_error_category's) in the same session and agent at or before it, within the lookback; an API
 # error is preferred to a tool's failure, since Claude Code retries a request after an API error. The
 # category (failure_events' rule, golem_error_category) of the chosen failure only, and only the failures
-# of the retried requests' sessions (a list, which DuckDB filters the scan by): categorizing and joining
-# every failure of the window was most of the answer's cost.
+# of the listed requests' sessions (a list, which DuckDB filters the scan by): categorizing and joining
+# every failure of the window was most of the answer's cost. The requests: a list of ids (RETRIED_SQL's).
 RETRY_SQL = """
 WITH r AS (
     SELECT workflow_id, stage, request_id, attempt, model, "timestamp" AS ts, session_id,
            COALESCE(agent_id, '') AS ag
-    FROM requests WHERE {scope} AND attempt > 1
+    FROM requests WHERE {scope} AND attempt > 1 AND request_id IN (SELECT unnest(from_json(?, '["VARCHAR"]')))
 ), f AS (
     SELECT "timestamp" AS fts, session_id, COALESCE(agent_id, '') AS ag, status_code, msg, etype, tool_name,
            left(raw, 160) AS raw
@@ -117,6 +118,9 @@ SELECT workflow_id, stage, request_id, attempt, model,
             WHEN t_ok THEN 'tool ' || t_tool || COALESCE(': ' || t_raw, '') END AS reason
 FROM k ORDER BY ts, request_id
 """
+# the retried requests alone, in the same order
+RETRIED_SQL = """SELECT request_id, session_id, "timestamp" AS ts FROM requests WHERE {scope} AND attempt > 1
+                  ORDER BY "timestamp", request_id"""
 
 
 def _listed(values: Any) -> str:
@@ -169,8 +173,10 @@ def _repeated_calls(store: Store, p: list[Any], start: datetime, end: datetime, 
 def find_loops(store: Store, days: float = 30, now: datetime | None = None, workflow_id: str | None = None,
                min_failing: int = 3, min_identical: int = 5, min_cycles: int = 3,
                implementer: str = "implementer", reviewer: str = "reviewer",
-               thrash_ratio: float = 4.0, thrash_min_calls: int = 12, retry_lookback_s: float = 600) -> LoopReport:
-    """Loops, retries and rework in the last ``days`` (optionally one workflow).
+               thrash_ratio: float = 4.0, thrash_min_calls: int = 12, retry_lookback_s: float = 600,
+               retry_reasons: int | None = None) -> LoopReport:
+    """Loops, retries and rework in the last ``days`` (optionally one workflow). ``retry_reasons``: list
+    only the first that many retried requests (in time order) with their reasons; all are counted.
 
     Example: ``find_loops(store).loops[0]`` -> wf-006 implementer Bash ``exit 1`` x 9.
     """
@@ -178,12 +184,12 @@ def find_loops(store: Store, days: float = 30, now: datetime | None = None, work
 
     with summaries(store) as reader:  # stage_agent_spans and workflow_stage_summary: one row per key
         return _find_loops(reader, days, now, workflow_id, min_failing, min_identical, min_cycles, implementer,
-                           reviewer, thrash_ratio, thrash_min_calls, retry_lookback_s)
+                           reviewer, thrash_ratio, thrash_min_calls, retry_lookback_s, retry_reasons)
 
 
 def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: str | None, min_failing: int,
                 min_identical: int, min_cycles: int, implementer: str, reviewer: str, thrash_ratio: float,
-                thrash_min_calls: int, retry_lookback_s: float) -> LoopReport:
+                thrash_min_calls: int, retry_lookback_s: float, retry_reasons: int | None) -> LoopReport:
     start, end = window(now, days)
     p = [start, end, workflow_id, workflow_id]
     scope = '"timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR workflow_id = ?)'
@@ -197,12 +203,21 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
     one = " AND workflow_id = ?" if workflow_id is not None else ""
     retried = store.scalar(f"SELECT COALESCE(sum(retried_requests), 0) FROM rollup_requests WHERE day >= ? AND day <= ?{one}",
                            [start.date(), end.date(), *([workflow_id] if workflow_id is not None else [])])
-    sessions = [r["session_id"] for r in store.query(
-        f"SELECT DISTINCT session_id FROM requests WHERE {scope} AND attempt > 1 AND session_id IS NOT NULL", p)
-        ] if retried else []
-    retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope),
-                                               p + [start - timedelta(seconds=retry_lookback_s), end, _listed(sorted(sessions)),
-                                                    retry_lookback_s, retry_lookback_s])] if retried else []
+    retries: list[Retry] = []
+    listed: list[dict[str, Any]] = []
+    if retried:
+        # every retried request counted; the first `retry_reasons` (an answer showing a few) listed with
+        # their reasons, from the failures of their sessions alone, in the lookbacks' time range (a
+        # failure before a request's lookback is no reason, as none found)
+        listed = store.query(RETRIED_SQL.format(scope=scope), p)
+        asked = listed if retry_reasons is None else listed[:retry_reasons]
+        lookback = timedelta(seconds=retry_lookback_s)
+        f_from = max(start, min((r["ts"] for r in asked), default=start)) - lookback
+        f_until = min(end, max((r["ts"] for r in asked), default=end) + timedelta(microseconds=1))
+        retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope), p + [
+            _listed(r["request_id"] for r in asked), f_from, f_until,
+            _listed(sorted({r["session_id"] for r in asked if r["session_id"] is not None})),
+            retry_lookback_s, retry_lookback_s])] if asked else []
     # only the sessions' agents with at least min_cycles failing Bash calls can have as many cycles:
     # their calls alone are ordered (all of them, so each call's next is the same), found by their
     # sessions (a list: DuckDB filters the scan by it; a join read every call of the window's sessions)
@@ -246,5 +261,5 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
           AND api_requests > 0 AND tool_calls >= ? AND tool_calls / api_requests >= ?
         ORDER BY calls_per_request DESC""", p + [thrash_min_calls, thrash_ratio])]
     return LoopReport(loops=loops, workflows_with_loops=sorted({str(r.workflow_id) for r in loops}),
-                      retries=retries, edit_fail_cycles=[EditFailCycle(**r) for r in cyc], rework=rework,
+                      retries=retries, retried_requests=len(listed), edit_fail_cycles=[EditFailCycle(**r) for r in cyc], rework=rework,
                       thrashing=thrash)
