@@ -266,7 +266,7 @@ def test_predict_cost_from_stage_rows_carrying_their_workflow(store):
     views', before and after a write that changes workflows' paths and adds a stage to others."""
     import random
 
-    from golem_mcp.analysis.predict import FULL_PATH_STAGES
+    from golem_mcp.analysis.predict import FULL_PATH_STAGES, INFERRED_PATH
     from golem_mcp.ingestion.records import Batch
 
     rng = random.Random(12)
@@ -296,12 +296,30 @@ def test_predict_cost_from_stage_rows_carrying_their_workflow(store):
         return [norm(predict_cost(s, path=p, complexity=c, days=d, now=NOW, min_samples=1))
                 for p in (None, "full", "fast-track") for c in (None, "simple", "complex") for d in (90, 20)]
 
+    def old_matched(p: str | None, c: str | None, d: float) -> dict[str, Any]:
+        """The matched workflows as the prediction's query had them (a LEFT JOIN with the inferred paths,
+        three quantiles apart), on the views."""
+        r = store.query(f"""WITH {INFERRED_PATH},
+            w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s LEFT JOIN ip USING (workflow_id)
+                  WHERE s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
+                    AND (? IS NULL OR COALESCE(s.workflow_path, ip.inferred_path) = ?)
+                    AND (? IS NULL OR s.complexity_assessment = ?))
+            SELECT count(*) AS n, quantile_cont(total_cost, 0.5) AS p50, quantile_cont(total_cost, 0.1) AS p10,
+                   quantile_cont(total_cost, 0.9) AS p90 FROM w""",
+            [*FULL_PATH_STAGES, NOW - timedelta(days=d), NOW, p, p, c, c])[0]
+        return {"matched_workflows": r["n"], "expected_usd": None if r["p50"] is None else round(r["p50"], 4),
+                "low_usd": None if r["p10"] is None else round(r["p10"], 4),
+                "high_usd": None if r["p90"] is None else round(r["p90"], 4)}
+
     def check() -> None:
         with pytest.MonkeyPatch.context() as mp:
             mp.setattr(snapshot_module, "summaries", _views)
             direct = every(store)
         assert sum(1 for x in direct if x["by_stage"]) > 10, direct
         assert every(store) == direct
+        olds = [norm(old_matched(p, c, d)) for p in (None, "full", "fast-track") for c in (None, "simple", "complex")
+                for d in (90, 20)]
+        assert [{k: x[k] for k in olds[0]} for x in direct] == olds
 
     check()
     b = Batch()
@@ -313,3 +331,18 @@ def test_predict_cost_from_stage_rows_carrying_their_workflow(store):
                                "output_tokens": 1, "recorded_cost_usd": 0.5, "workflow_id": wf, "stage": "planner"})
     store.write(b)
     check()
+
+
+def test_three_quantiles_in_one_aggregate_are_each_alone(store):
+    """predict_cost takes the matched costs' 10th, 50th and 90th percentiles in one quantile_cont: each
+    is what it is alone, on random costs with ties and NULLs, few and many."""
+    import random
+
+    rng = random.Random(13)
+    for n in (1, 2, 3, 7, 10, 101, 5000):
+        vals = [None if rng.random() < 0.1 else round(rng.lognormvariate(0, 1), rng.choice([1, 9])) for _ in range(n)]
+        store.con.execute("CREATE OR REPLACE TEMP TABLE q (c DOUBLE)")
+        store.con.executemany("INSERT INTO q VALUES (?)", [[v] for v in vals])
+        one, *alone = store.con.execute("SELECT quantile_cont(c, [0.5, 0.1, 0.9]), quantile_cont(c, 0.5), "
+                                        "quantile_cont(c, 0.1), quantile_cont(c, 0.9) FROM q").fetchone()
+        assert (one or [None] * 3) == alone, n

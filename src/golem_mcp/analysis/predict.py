@@ -78,18 +78,24 @@ def _predict(store: Store, start: datetime, end: datetime, models: str, model_pa
              complexity: str | None, min_samples: int, model: str | None = None,
              stage_rows: bool = False) -> CostPrediction:
     by_model = " AND s.workflow_id IN (SELECT workflow_id FROM sm WHERE model = ?)" if models else ""
+    # the workflows with a recorded path filtered, those without one joined with the path their stages
+    # show (a LEFT JOIN of every workflow with the few inferred paths cost ~15 CPU-ms at 10M for none)
     wf = f"""
         WITH {models}
         {INFERRED_PATH},
-        w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s LEFT JOIN ip USING (workflow_id)
+        w AS (SELECT s.workflow_id, s.total_cost FROM workflow_summary s
               WHERE s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
-                AND (? IS NULL OR COALESCE(s.workflow_path, ip.inferred_path) = ?)
-                AND (? IS NULL OR s.complexity_assessment = ?){by_model})"""
-    p = [*model_params, *FULL_PATH_STAGES, start, end, path, path, complexity, complexity,
-         *([model] if models else [])]
+                AND (? IS NULL OR s.workflow_path = ?) AND (? IS NULL OR s.complexity_assessment = ?){by_model}
+              UNION ALL
+              SELECT s.workflow_id, s.total_cost FROM workflow_summary s JOIN ip USING (workflow_id)
+              WHERE s.workflow_path IS NULL AND s.started_at >= ? AND s.started_at < ? AND s.total_cost IS NOT NULL
+                AND ? IS NOT NULL AND ip.inferred_path = ? AND (? IS NULL OR s.complexity_assessment = ?){by_model})"""
+    match = [start, end, path, path, complexity, complexity, *([model] if models else [])]
+    p = [*model_params, *FULL_PATH_STAGES, *match, *match]
+    # the three quantiles in one aggregate: one selection over the matched costs, not three (~20 CPU-ms at 10M)
     r = store.query(wf + """
-        SELECT count(*) AS n, quantile_cont(total_cost, 0.5) AS p50, quantile_cont(total_cost, 0.1) AS p10,
-               quantile_cont(total_cost, 0.9) AS p90 FROM w""", p)[0]
+        SELECT count(*) AS n, quantile_cont(total_cost, [0.5, 0.1, 0.9]) AS q FROM w""", p)[0]
+    r["p50"], r["p10"], r["p90"] = r["q"] or (None, None, None)
     if r["n"] < min_samples:
         return CostPrediction(matched_workflows=r["n"],
                               note=f"only {r['n']} past workflow(s) match; need {min_samples} for an estimate "
