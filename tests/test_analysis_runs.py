@@ -174,9 +174,10 @@ def test_daemon_runs_the_analysis_a_session_start_queues(golem_home, start_daemo
         st.con.execute("UPDATE analysis_runs SET status = 'running' WHERE run_id = ?", [crashed])
     d = start_daemon(db=db)
 
-    t = time.perf_counter()
+    # the reply shows the last analysis as it was: the run this SessionStart queues is not waited for
+    # (how long the hook's round trip takes is bench/hook_latency.py's to measure, not a test's: a
+    # wall-clock bound here failed on a loaded machine)
     reply = _session_start(d.url, "sess-auto-1")
-    assert time.perf_counter() - t < 1.0                     # the hook's budget: the run is not waited for
     assert "Last analysis" in reply["display"] and "10 days ago" in reply["display"]
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:

@@ -215,7 +215,7 @@ def test_reads_still_work_and_the_writer_is_neither_blocked_nor_rolled_back(stor
             # a long scan that holds no memory (a cross join materializes a side: past the budget in a
             # process already holding a test suite's stores, the memory watch stopped it first)
             sql_guard.run_read_only(store, "SELECT count(*) FROM range(100000000000) WHERE range % 7 = 9",
-                                    timeout_s=2)
+                                    timeout_s=5)
         except InvalidInput as e:
             result["error"] = str(e)
 
@@ -223,12 +223,12 @@ def test_reads_still_work_and_the_writer_is_neither_blocked_nor_rolled_back(stor
     t.start()
     started.wait()
     time.sleep(0.3)
-    t0 = time.monotonic()
     store.write(Batch(rows={"workflows": [{"workflow_id": "wf-written-meanwhile", "path": "full"}]}))
-    write_s = time.monotonic() - t0
+    # committed while the agent's query still ran: the write did not wait for it (an order, not a
+    # wall-clock bound, which a loaded machine breaks)
+    assert t.is_alive() and "error" not in result, "the write waited for the agent's query"
     t.join(30)
-    assert "longer than 2 s" in result["error"] and "LIMIT" in result["error"]
-    assert write_s < 1.5, f"the write waited {write_s:.1f} s for the agent's query"
+    assert "longer than 5 s" in result["error"] and "LIMIT" in result["error"]
     # the agent's transaction was rolled back; the store's commit was not
     assert store.scalar("SELECT count(*) FROM workflows WHERE workflow_id = 'wf-written-meanwhile'") == 1
 
