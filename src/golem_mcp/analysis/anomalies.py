@@ -65,33 +65,37 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
             min_ratio: float, min_z: float, workflow_id: str | None) -> AnomalyReport:
     start, end = window(now, days)
     hist_start, _ = window(now, history_days)
-    cols = ", ".join(f"CAST({m} AS DOUBLE) AS {m}" for m in METRICS)
-    # The metrics side by side: each one's median per peer group in one pass over the group's rows, the
-    # window's runs held against them in one join, and only the candidates as one row per metric.
+    # The metrics side by side: each one's median per peer group in one pass over the history's
+    # numbers (in their own type: DuckDB's median of an integer column is that of its DOUBLE cast,
+    # values and interpolation alike, at about half the cost), the window's runs held against them
+    # in one join, and only the candidates as one row per metric. The history is read by scans, not
+    # kept as a table of its rows with their workflow ids: only the window's runs carry those.
     meds = ", ".join(f"median({m}) AS {m}" for m in METRICS)
-    against = ", ".join(f"h.{m}, nw.{m} AS med_{m}" for m in METRICS)
+    against = ", ".join(f"CAST(s.{m} AS DOUBLE) AS {m}, nw.{m} AS med_{m}" for m in METRICS)
     cands = " UNION ALL ".join(f"SELECT workflow_id, stage, '{m}' AS metric, {m} AS v, med_{m} AS med, n FROM w "
                                f"WHERE n >= $min_history AND med_{m} > 0 AND {m} >= med_{m} * $ratio" for m in METRICS)
-    value = "CASE g.metric " + " ".join(f"WHEN '{m}' THEN h.{m}" for m in METRICS) + " END"
+    value = "CASE g.metric " + " ".join(f"WHEN '{m}' THEN CAST(h.{m} AS DOUBLE)" for m in METRICS) + " END"
     out: list[Anomaly] = []
     insufficient: list[str] = []
     for level, src, stage_expr in (("stage", "workflow_stage_summary", "stage"),
                                     ("workflow", "workflow_summary", "NULL::VARCHAR")):
+        hist = f"(SELECT {stage_expr} AS stage, {', '.join(METRICS)} FROM {src} " \
+               f"WHERE started_at >= $hist_start AND started_at < $end)"
         # Only candidates come back to Python: runs at min_ratio x normal or more (with enough
         # peers), and one row per peer group too small to judge. _flag decides on the candidates
         # with the same arithmetic; the SQL bound is a hair looser so rounding cannot drop one.
         # The spread (MAD: the median distance from the median) is computed for the groups with a
         # candidate only: most groups have none, and it costs a second sort of the group's values.
         rows = store.query(f"""
-            WITH h AS (SELECT workflow_id, {stage_expr} AS stage, started_at, {cols} FROM {src}
-                       WHERE started_at >= $hist_start AND started_at < $end),
-            nw AS (SELECT stage, {meds}, count(*) AS n FROM h GROUP BY stage),
-            w AS (SELECT h.workflow_id, h.stage, {against}, nw.n FROM h
-                  JOIN nw ON nw.stage IS NOT DISTINCT FROM h.stage
-                  WHERE h.started_at >= $start AND ($wf IS NULL OR h.workflow_id = $wf)),
+            WITH nw AS (SELECT stage, {meds}, count(*) AS n FROM {hist} GROUP BY stage),
+            w AS (SELECT s.workflow_id, s.stage, {against}, nw.n
+                  FROM (SELECT workflow_id, {stage_expr} AS stage, {', '.join(METRICS)} FROM {src}
+                        WHERE started_at >= $start AND started_at >= $hist_start AND started_at < $end
+                          AND ($wf IS NULL OR workflow_id = $wf)) s
+                  JOIN nw ON nw.stage IS NOT DISTINCT FROM s.stage),
             c AS ({cands}),
             g AS (SELECT DISTINCT stage, metric, med FROM c),
-            spread AS (SELECT g.stage, g.metric, median(abs({value} - g.med)) AS mad FROM h
+            spread AS (SELECT g.stage, g.metric, median(abs({value} - g.med)) AS mad FROM {hist} h
                        JOIN g ON g.stage IS NOT DISTINCT FROM h.stage GROUP BY ALL)
             SELECT c.workflow_id, c.stage, c.metric, c.v, c.med, spread.mad, c.n FROM c
             JOIN spread ON spread.metric = c.metric AND spread.stage IS NOT DISTINCT FROM c.stage

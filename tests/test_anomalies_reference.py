@@ -1,0 +1,108 @@
+"""Token leaks on random peer groups equal a plain reference: per peer group and metric DuckDB's own
+median, MAD and count over the history, every run of the window held against them one by one.
+
+The detection reads the history in scans and takes medians of the metrics in their own types; the
+reference takes them of the DOUBLE casts, group by group, so the two agree only when neither drops,
+adds or reorders a leak (ties, NULL metrics, NULL stages, small groups, integer and HUGEINT columns).
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+import duckdb
+import pytest
+
+from golem_mcp.analysis.anomalies import METRICS, _detect
+from golem_mcp.store.db import dict_rows
+
+NOW = datetime(2030, 6, 1)
+
+
+class _Reader:
+    """What the detection reads: ``query`` on a connection holding the two summary tables."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self.con = con
+
+    def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+        return dict_rows(self.con, sql, params)
+
+
+def _random_summaries(seed: int) -> duckdb.DuckDBPyConnection:
+    rnd = random.Random(seed)
+    con = duckdb.connect()
+    for table, tokens in (("workflow_stage_summary", "HUGEINT"), ("workflow_summary", "BIGINT")):
+        con.execute(f"CREATE TABLE {table} (workflow_id VARCHAR, stage VARCHAR, started_at TIMESTAMP, "
+                    f"total_tokens {tokens}, total_cost DOUBLE, tool_calls BIGINT)")
+    stages = ["implementer", "reviewer", "planner", None, "tiny"]
+    rows = []
+    for i in range(3000):
+        stage = rnd.choice(stages)
+        if stage == "tiny" and rnd.random() < 0.95:
+            stage = "planner"  # a group too small to judge in some windows
+        big = rnd.random() < 0.03  # the leaks
+        tokens = None if rnd.random() < 0.02 else rnd.choice([1000, 2000, 2000, 5000]) * (8 if big else 1) + rnd.randint(0, 3)
+        cost = None if rnd.random() < 0.02 else round(rnd.uniform(0.01, 2.0) * (6 if big else 1), rnd.choice([2, 6]))
+        calls = None if rnd.random() < 0.05 else rnd.choice([0, 0, 3, 4, 4, 5]) * (5 if big else 1)
+        started = NOW - timedelta(days=rnd.uniform(-1, 120))
+        rows.append((f"wf-{i % 900}", stage, started, tokens, cost, calls))
+    con.executemany("INSERT INTO workflow_stage_summary VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("INSERT INTO workflow_summary SELECT workflow_id, NULL, min(started_at), sum(total_tokens), "
+                "sum(total_cost), sum(tool_calls) FROM workflow_stage_summary GROUP BY workflow_id")
+    return con
+
+
+def _reference(con: duckdb.DuckDBPyConnection, days: float, history_days: float, min_history: int,
+               min_ratio: float, min_z: float, workflow_id: str | None) -> tuple[list[dict[str, Any]], list[str]]:
+    end, start, hist_start = NOW, NOW - timedelta(days=days), NOW - timedelta(days=history_days)
+    found: list[tuple[Any, ...]] = []
+    small: list[tuple[Any, ...]] = []
+    for li, (level, src) in enumerate((("stage", "workflow_stage_summary"), ("workflow", "workflow_summary"))):
+        for (stage,) in con.execute(f"SELECT DISTINCT stage FROM {src}").fetchall():
+            peers = f"FROM {src} WHERE stage IS NOT DISTINCT FROM ? AND started_at >= ? AND started_at < ?"
+            n, in_window = con.execute(f"SELECT count(*), count(*) FILTER (WHERE started_at >= ? AND (CAST(? AS VARCHAR) "
+                                       f"IS NULL OR workflow_id = ?)) {peers}",
+                                       [start, workflow_id, workflow_id, stage, hist_start, end]).fetchone()  # type: ignore[misc]
+            if n < min_history:
+                if in_window:
+                    small.append((li, stage is not None, stage or "", n, f"{level}:{stage or 'all'} ({n} runs)"))
+                continue
+            for metric in METRICS:
+                med, mad = con.execute(f"SELECT median(CAST({metric} AS DOUBLE)), mad(CAST({metric} AS DOUBLE)) {peers}",
+                                       [stage, hist_start, end]).fetchone()  # type: ignore[misc]
+                if not med or med <= 0:
+                    continue
+                runs = con.execute(f"SELECT workflow_id, CAST({metric} AS DOUBLE) {peers} AND started_at >= ? "
+                                   "AND (CAST(? AS VARCHAR) IS NULL OR workflow_id = ?)",
+                                   [stage, hist_start, end, start, workflow_id, workflow_id]).fetchall()
+                for wf, v in runs:
+                    if v is None:
+                        continue
+                    z = (v - med) / (1.4826 * mad) if mad else None
+                    if v / med >= min_ratio and (z is None or z >= min_z):
+                        found.append((li, stage is not None, stage or "", n, metric, -v, wf, {
+                            "level": level, "workflow_id": wf, "stage": stage, "metric": metric, "value": v,
+                            "normal": med, "ratio": round(v / med, 2), "robust_z": round(z, 1) if z is not None else None,
+                            "peers": n}))
+    # the detection's order: level, then its SQL order (stage NULLS FIRST, n, metric, value DESC,
+    # workflow), then largest ratio first (a stable sort)
+    out = [f[-1] for f in sorted(found, key=lambda f: f[:-1])]
+    return sorted(out, key=lambda a: a["ratio"], reverse=True), [s[-1] for s in sorted(small)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("args", [(30, 90, 5, 2.0, 3.5, None), (30, 90, 5, 1.2, 0.0, None),
+                                  (7, 20, 5, 1.05, -9.0, None), (120, 90, 40, 1.3, 0.0, None),
+                                  (30, 90, 5, 1.2, 0.0, "wf-7")])
+def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...]) -> None:
+    con = _random_summaries(seed)
+    days, history_days, min_history, min_ratio, min_z, wf = args
+    got = _detect(_Reader(con), days, NOW, history_days, min_history, min_ratio, min_z, wf)  # type: ignore[arg-type]
+    want, small = _reference(con, days, history_days, min_history, min_ratio, min_z, wf)
+    assert [a.model_dump() for a in got.anomalies] == want
+    assert got.insufficient_history == small
+    if min_ratio < 2 and wf is None:
+        assert want  # the case has leaks to compare
