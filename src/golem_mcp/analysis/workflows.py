@@ -92,16 +92,21 @@ def recent_workflows(store: Store, limit: int = 5) -> list[str]:
 
 
 def live_transcripts(store: Store, workflow_id: str, limit: int = 16) -> list[str]:
-    """Transcript paths the hooks named for the sessions working for ``workflow_id`` (linked by
-    record_workflow, or through an agent's declared context), the most recently seen first: what a
-    "so far" answer reads up to the moment it is asked (Claude Code exports OTLP every few seconds,
-    the transcript has each request as soon as it is answered)."""
-    rows = store.query(
-        "SELECT transcript_path FROM sessions WHERE transcript_path LIKE '%.jsonl' AND session_id IN ("
-        " SELECT session_id FROM workflow_links WHERE workflow_id = ?"
-        " UNION SELECT a.session_id FROM agent_context c JOIN agents a USING (agent_id) WHERE c.workflow_id = ?)"
-        " ORDER BY last_seen DESC NULLS LAST LIMIT ?", [workflow_id, workflow_id, limit])
-    return [r["transcript_path"] for r in rows]
+    """Transcript paths the hooks named for the sessions ``record_workflow`` (or the OTLP resource
+    attributes) linked to ``workflow_id``, the most recently seen first: what a "so far" answer
+    reads up to the moment it is asked (Claude Code exports OTLP every few seconds, the transcript
+    has each request as soon as it is answered). The links first, then those sessions by their key
+    (a join of the two scanned every session: ~9 CPU-ms at 10M requests, against ~2)."""
+    from ..store.resolve import keyed
+
+    sessions = [r["session_id"] for r in store.query(
+        "SELECT DISTINCT session_id FROM workflow_links WHERE workflow_id = ?", [workflow_id])]
+    if not sessions:
+        return []
+    with store.reader() as cur:
+        rows = keyed(cur, "SELECT transcript_path, last_seen FROM sessions WHERE session_id IN ({keys}) "
+                          "AND transcript_path LIKE '%.jsonl'", sessions)
+    return [r[0] for r in sorted(rows, key=lambda r: r[1] or datetime.min, reverse=True)[:limit]]
 
 
 def require_workflow(store: Store, workflow_id: str) -> None:
