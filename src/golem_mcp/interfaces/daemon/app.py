@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
@@ -48,6 +49,7 @@ log = logging.getLogger("golem_mcp.daemon")
 
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
 CATCH_UP_WAIT_S = 2.0  # seconds an MCP answer waits for a running import before answering without it
+CATCH_UP_LIVE_S = 3600.0  # no hook payload for this long: no session is live here, nothing to catch up
 SIGNALS = ("logs", "metrics", "traces")
 
 Lifespan = Callable[[Starlette], contextlib.AbstractAsyncContextManager[Any]]
@@ -136,6 +138,10 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
     pages = PageCache()
 
     decoder = Decoder(decode_workers, settings.store_prompts)
+    last_hook = [-CATCH_UP_LIVE_S - 1.0]  # monotonic time of the last hook payload, posted or drained
+
+    def note_hooks() -> None:
+        last_hook[0] = time.monotonic()
 
     async def otlp_endpoint(request: Request) -> Response:
         signal = request.path_params["signal"]
@@ -182,6 +188,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
                                                             else received})) + b"\n")
         if not n:
             raise InvalidInput("no hook payload in the body", [str(s) for s in batch.skipped[:10]])
+        note_hooks()
         if journal and spool is not None:
             from ...ingestion.spool import append
 
@@ -349,7 +356,8 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         from ...analysis.workflows import live_transcripts
         from ...ingestion.importer import Importer, session_files
 
-        if not store.records_facts:
+        # no hook for an hour (a team server, a benchmark, agents on other machines): no query
+        if not store.records_facts or time.monotonic() - last_hook[0] > CATCH_UP_LIVE_S:
             return
         try:
             paths = [p for t in live_transcripts(store, workflow_id) for p in session_files(t)]
@@ -366,6 +374,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
     mcp_routes, mcp_lifespan = _mcp_parts(store, settings, catch_up) if mount_mcp else ([], None)
     routes.extend(mcp_routes)
     background = Background(store, settings, stats, list(watch or []), spool, import_lock)
+    background.on_hooks = note_hooks
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

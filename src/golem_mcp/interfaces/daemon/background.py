@@ -65,6 +65,7 @@ class Background:
         self.watch = watch
         self.spool = spool
         self.import_lock = import_lock
+        self.on_hooks: Callable[[], None] | None = None  # told when a drain stored hook payloads
         self.drain_lock = threading.Lock()
         self.stop_event = threading.Event()
         self.spool_wake = threading.Event()
@@ -140,6 +141,8 @@ class Background:
         assert self.spool is not None
         with self.drain_lock:  # the SessionEnd export drains too: two drains at once read a file twice
             res = drain(self.store, self.spool, self.settings.store_prompts)
+        if res.payloads and self.on_hooks is not None:
+            self.on_hooks()
         if res.files:
             self.stats.spooled += res.payloads
             log.info("ingested %d spooled hook payloads from %d files", res.payloads, res.files)
