@@ -525,11 +525,10 @@ class Store:
         store closed or killed mid-way builds them again at its next open, never answering from
         half-built rollups. Returns groups per rollup table; {} when none was marked."""
         rows = self.con.execute("SELECT value FROM settings WHERE key = ?", [_ROLLUPS_PENDING]).fetchall()
-        names = [n for n in rows[0][0].split(",") if n in rollups.SPECS] if rows else []
-        out: dict[str, int] = {}
         if not rows:
-            return out
-
+            return {}
+        names = [n for n in rows[0][0].split(",") if n in rollups.SPECS]
+        out: dict[str, int] = {}
         big = sum(self.con.execute(f"SELECT count(*) FROM {ident(rollups.SPECS[n].fact)}").fetchone()[0]  # type: ignore[index]
                   for n in names) > 100_000
         if big:
