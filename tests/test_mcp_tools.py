@@ -506,6 +506,53 @@ async def test_findings_as_v1_arguments_and_unknown_parent(store: Store) -> None
         assert store.scalar("SELECT count(*) FROM workflows WHERE workflow_id = 'wf-03'") == 0
 
 
+async def test_findings_reported_before_their_hook_take_the_caller_when_it_arrives(bare_store: Store) -> None:
+    """On a loaded machine the reviewer's PreToolUse hook can reach the store after its findings (the
+    server waits for it only so long). The report is stored without its caller, and the write that
+    brings the call's row gives it the call's session, agent and the session's workflow: the same row
+    as when the hook came first."""
+    from golem_mcp.ingestion.hooks import hook_to_batch
+    from golem_mcp.ingestion.records import Batch
+
+    sid = _session_of("wf-004")
+    agent = bare_store.scalar("SELECT agent_id FROM agent_tree WHERE session_id = ? AND agent_type = 'reviewer'", [sid])
+    report = {k: v for k, v in FINDINGS.items() if k != "parent"}
+
+    def hook(tool_use_id: str) -> None:
+        b = Batch()
+        assert hook_to_batch({"hook_event_name": "PreToolUse", "session_id": sid, "agent_id": agent,
+                              "agent_type": "reviewer", "tool_name": "mcp__golem__report_review_findings",
+                              "tool_input": {}, "tool_use_id": tool_use_id}, b)
+        bare_store.write(b)
+
+    def stored(task: str) -> list[Any]:
+        return [tuple(r.values()) for r in bare_store.query(
+            "SELECT m.session_id, m.agent_id, m.workflow_id, r._change_seq FROM claude_metrics m "
+            "JOIN review_reports r USING (report_id) WHERE r.task = ?", [task])]
+
+    async with Client(build_server(lambda: bare_store, wait_for_caller_s=0.3)) as c:
+        await call(c, "record_workflow", {"workflow_id": "wf-L", "session_id": sid})
+        late = await call(c, "report_review_findings", {**report, "task": "wf-L.late"},
+                          meta={"claudecode/toolUseId": "toolu_late_review"})
+        assert "agent_id" not in late and "session_id" not in late  # not known yet: the hook is on its way
+        assert "linked to its agent, session and workflow when it does" in late["warnings"][0]
+        before = stored("wf-L.late")
+        assert [r[:3] for r in before] == [(None, None, None)]
+        hook("toolu_late_review")
+        # the other order: the hook first, then the findings
+        hook("toolu_early_review")
+        early = await call(c, "report_review_findings", {**report, "task": "wf-L.early"},
+                           meta={"claudecode/toolUseId": "toolu_early_review"})
+        assert (early["session_id"], early["agent_id"], early["workflow_id"]) == (sid, agent, "wf-L")
+        assert "warnings" not in early
+    after = stored("wf-L.late")
+    assert [r[:3] for r in after] == [r[:3] for r in stored("wf-L.early")] == [(sid, agent, "wf-L")]
+    assert after[0][3] > before[0][3]  # a changed row: exported and pushed again
+    # a later write of the same call changes nothing more
+    hook("toolu_late_review")
+    assert stored("wf-L.late") == after
+
+
 async def test_unknown_parent_is_linked_to_the_calling_sessions_workflow(bare_store: Store) -> None:
     sid = _session_of("wf-002")
     tuid = bare_store.scalar("SELECT tool_use_id FROM tool_calls WHERE session_id = ? AND agent_id IS NULL "

@@ -15,6 +15,7 @@ from pydantic import BaseModel, Field
 from ..errors import InvalidInput, NotFound
 from ..ingestion.records import Batch, iso_to_us, now_us, redact
 from ..store.db import Store
+from ..store.resolve import SESSION_WORKFLOW_SQL
 from . import known
 from .workflows import Caller
 
@@ -90,8 +91,8 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     rep = parse_report(report)
     task = task_id or rep["task"]
     warnings: list[str] = []
-    session_wf = store.scalar("SELECT workflow_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from DESC "
-                              "LIMIT 1", [caller.session_id]) if caller.known else None
+    session_wf = store.scalar("SELECT " + SESSION_WORKFLOW_SQL.format(session="?"),
+                              [caller.session_id]) if caller.known else None
     parent = rep.get("parent")
     wf = workflow_id or rep.get("workflow_id")
     if wf is None and parent is not None:
@@ -110,6 +111,9 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     if wf is None:
         # the session's workflow link, when the reviewer did not name one
         wf = session_wf
+    if caller.tool_use_id and caller.how != "tool_use_id":
+        warnings.append("this call's hook has not reached golem yet: the report is linked to its agent"
+                        + ("" if caller.known else ", session and workflow") + " when it does")
     issues = rep.get("issues", [])
     counted = {s: sum(1 for i in issues if i.get("severity") == s) for s in ("critical", "major", "minor")}
     sev = rep["severity"]
@@ -128,7 +132,7 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     b.add("review_reports", {
         "report_id": report_id, "v": 1, "ts": ts, "task": task,
         "parent": rep.get("parent"), "workflow_id": wf, "session_id": caller.session_id,
-        "agent_id": caller.agent_id, "critical": sev["critical"], "major": sev["major"], "minor": sev["minor"],
+        "agent_id": caller.agent_id, "tool_use_id": caller.tool_use_id, "critical": sev["critical"], "major": sev["major"], "minor": sev["minor"],
         "rework": rep.get("rework"), "raw": json.dumps(rep), "recorded_at": now,
         "categories": {str(k): int(v) for k, v in (rep.get("categories") or {}).items()} or None})
     for i, issue in enumerate(issues):

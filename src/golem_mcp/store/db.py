@@ -899,7 +899,7 @@ class Store:
         name = f"_stg_{table}"
         self.con.register(name, stg)
         try:
-            if table == "tool_calls" and self._res is not None and "agent_id" in cols:
+            if table == "tool_calls" and self._res is not None and ("agent_id" in cols or "session_id" in cols):
                 self._res.note_tool_calls(kept)
             if table in resolve.FACTS and self._res is not None:
                 existing = self._existing(table, keys, kv, name)

@@ -312,6 +312,10 @@ def _owner_keys(con: Any, relation: str) -> set[str]:
 # Claude Code's tools that start a subagent (its Agent tool, called Task before 2.x): a tool call
 # of another name is never an agent's spawn_tool_use_id, so only these are looked up among agents.
 SPAWN_TOOLS = ("Agent", "Task")
+# The workflow a session works for now: its latest workflow link (a review report that names no
+# workflow takes its session's; analysis/findings.py and WriteResolution.link_reports).
+SESSION_WORKFLOW_SQL = ("(SELECT l.workflow_id FROM workflow_links l WHERE l.session_id = {session} "
+                        "ORDER BY l.valid_from DESC LIMIT 1)")
 
 
 class WriteResolution:
@@ -336,6 +340,7 @@ class WriteResolution:
         self.batch_owners: set[str] = set()
         self.batch_sessions: set[str] = set()
         self.spawn_ids: list[str] = []
+        self.call_ids: list[str] = []  # tool calls written now that name their caller (link_reports)
 
     # -- context -------------------------------------------------------------------------------
     def _context_rows(self, asked: dict[str, list[Any]]) -> dict[tuple[str, Any], set[tuple[Any, ...]]]:
@@ -473,8 +478,33 @@ class WriteResolution:
 
     def note_tool_calls(self, rows: Iterable[dict]) -> None:
         """Tool calls written now that may have spawned a stored agent (see SPAWN_TOOLS)."""
-        self.spawn_ids += [r["tool_use_id"] for r in rows if r.get("agent_id") is not None
-                           and r.get("tool_name") in SPAWN_TOOLS and isinstance(r.get("tool_use_id"), str)]
+        for r in rows:
+            if isinstance(tid := r.get("tool_use_id"), str) and (r.get("agent_id") is not None
+                                                                 or r.get("session_id") is not None):
+                self.call_ids.append(tid)
+                if r.get("agent_id") is not None and r.get("tool_name") in SPAWN_TOOLS:
+                    self.spawn_ids.append(tid)
+
+    def link_reports(self) -> None:
+        """Review reports whose reporting tool call (``review_reports.tool_use_id``) this write
+        brought, stored without their caller: they take the call's agent and session (and, naming no
+        workflow, the session's), in this write's transaction. The report came first when the
+        call's PreToolUse hook was still on its way (the MCP server waits for it only so long)."""
+        if not self.call_ids or not self.con.execute(
+                "SELECT EXISTS (SELECT 1 FROM review_reports WHERE tool_use_id IS NOT NULL "
+                "AND (agent_id IS NULL OR session_id IS NULL))").fetchone()[0]:
+            return
+        stamp = [self.change()] if self.change is not None else []
+        seq = ", _change_seq = ?" if stamp else ""
+        wf = SESSION_WORKFLOW_SQL.format(session="COALESCE(r.session_id, c.session_id)")
+        for part in chunks(sorted(set(self.call_ids))):
+            self.con.execute(
+                f"UPDATE review_reports r SET agent_id = COALESCE(r.agent_id, c.agent_id), "
+                f"session_id = COALESCE(r.session_id, c.session_id), workflow_id = COALESCE(r.workflow_id, {wf}){seq} "
+                "FROM tool_calls c WHERE c.tool_use_id = r.tool_use_id "
+                f"AND c.tool_use_id IN ({marks(len(part))}) "
+                "AND ((r.agent_id IS NULL AND c.agent_id IS NOT NULL) OR (r.session_id IS NULL AND c.session_id IS NOT NULL))",
+                stamp + part)
 
     # -- the end of the write ------------------------------------------------------------------
     def finish(self) -> dict[str, int]:
@@ -482,6 +512,7 @@ class WriteResolution:
         Returns changed rows per fact table (when tracked; else the tables touched, with 0)."""
         con = self.con
         self._spawned()
+        self.link_reports()
         out: dict[str, int] = {}
         for table in FACTS:
             self._rescope(table)
