@@ -142,17 +142,33 @@ def prepared_store(n: int) -> Path:
 
     # named by schema version: checkouts of different schemas sharing $GOLEM_BENCH_DATA keep their own
     out = DATA / f"analysis-{n}.prepared-s{SCHEMA_VERSION}.duckdb"
-    if out.exists():
-        con = duckdb.connect(str(out), read_only=True)
+
+    def ready(path: Path, version: int) -> bool:
+        con = duckdb.connect(str(path), read_only=True)
         try:
-            ok = (con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION  # type: ignore[index]
-                  and con.execute("SELECT value FROM settings WHERE key = 'bench_prepared'").fetchall() == [("1",)]
-                  and con.execute("SELECT value FROM settings WHERE key = 'bench_generator'").fetchall()
-                  == [(GENERATOR,)])
+            return bool(con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == version  # type: ignore[index]
+                        and con.execute("SELECT value FROM settings WHERE key = 'bench_prepared'").fetchall() == [("1",)]
+                        and con.execute("SELECT value FROM settings WHERE key = 'bench_generator'").fetchall()
+                        == [(GENERATOR,)])
         finally:
             con.close()
-        if ok:  # (not by file times: cached_store opening the source with Store touches it)
-            return out
+
+    if out.exists() and ready(out, SCHEMA_VERSION):  # (not by file times: cached_store opening the source touches it)
+        return out
+    # A store prepared by an older schema is carried forward by this checkout's migrations (those that
+    # change what is rolled up mark the rollups, which the open rebuilds): a 10M store is prepared from
+    # its source in ~10 minutes, a column added in seconds.
+    older = sorted(((v, p) for v in range(SCHEMA_VERSION - 1, 0, -1)
+                    if (p := DATA / f"analysis-{n}.prepared-s{v}.duckdb").exists() and ready(p, v)), reverse=True)
+    if older:
+        tmp = out.with_suffix(".building")
+        shutil.copyfile(older[0][1], tmp)
+        t = time.perf_counter()
+        with Store(tmp) as st:
+            st.con.execute("CHECKPOINT")
+        tmp.rename(out)
+        print(f"  prepared {out.name} from {older[0][1].name} in {time.perf_counter() - t:.1f} s", flush=True)
+        return out
     src = cached_store(n)
     tmp = out.with_suffix(".building")
     shutil.copyfile(src, tmp)
