@@ -19,6 +19,7 @@ import bisect
 import itertools
 import math
 from datetime import datetime, timedelta
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -56,9 +57,31 @@ for _kind in SPAN_KINDS:
                       f"FROM spans WHERE span_type = '{_kind}'")
 # dimensions whose percentiles are read from a duration rollup (store/rollups.py SPECS key), not their rows
 BUCKETED = {"model": "request_durations", "tool": "tool_durations"}
+# ... and those read from the analysis cache's duration counts (analysis/snapshot.py DURATIONS: the
+# durations of its summary rows and agent spans per day, key and bucket, kept with those rows): dimension
+# -> the dimension whose counts it reads (stage sums stage_experiment's over the experiments)
+CACHED = {"stage": "stage_experiment", "stage_experiment": "stage_experiment", "workflow_path": "workflow_path",
+          "agent": "agent"}
+# the view a counted dimension's samples read (the cache counts them from its table in front of it)
+COUNTED_VIEW = {"stage_experiment": "workflow_stage_summary", "workflow_path": "workflow_summary",
+                "agent": "agent_request_spans"}
 DEFAULT_MULTIPLIER = 2.0
 # a learned queue-wait baseline is at least this: a wait going from 5 ms to 40 ms is no bottleneck
 MIN_QUEUE_BASELINE_MS = 1000.0
+
+
+def bucket_rows(dim: str, source: str | None = None) -> str:
+    """SQL of ``dim``'s samples with a time, a duration and a key: key, key2 (NULL for a key of one part),
+    ts, its day and its duration's bucket (``rollups.duration_bucket``). ``source``: a table (or
+    subquery) read instead of the dimension's view (``COUNTED_VIEW``), with the view's columns."""
+    sql = SAMPLES[dim]
+    if source is not None:
+        view = f"FROM {COUNTED_VIEW[dim]}"
+        assert sql.count(view) == 1, sql
+        sql = sql.replace(view, f"FROM {source}")
+    key2 = "key2" if dim in NAMED_AFTER else "NULL::VARCHAR"
+    return (f"SELECT key, {key2} AS key2, ts, CAST(ts AS DATE) AS day, {rollups.duration_bucket('dur', zero=True)} AS bucket "
+            f"FROM ({sql}) WHERE ts IS NOT NULL AND dur IS NOT NULL AND key IS NOT NULL")
 
 
 class Bottleneck(BaseModel):
@@ -247,7 +270,8 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
     durations: list[dict] = []
     for dim in dims:
         wait = dim in SPAN_KINDS
-        rows = _bucketed(store, BUCKETED[dim], hist_start, start, end) if buckets and dim in BUCKETED else store.query(f"""
+        rows = _bucketed(store, dim, hist_start, start, end) if buckets and (dim in BUCKETED or dim in CACHED) \
+            else store.query(f"""
             WITH s AS ({SAMPLES[dim] if wait else f"SELECT *, NULL::DOUBLE AS wait FROM ({SAMPLES[dim]})"})
             SELECT {NAMED_AFTER.get(dim, "key")} AS key, q[1] AS p50, q[2] AS p95, q[3] AS p99, n, hist_p50, hist_n,
                    wait_p50, wait_n, hist_wait_p50, hist_wait_n
@@ -309,34 +333,56 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
                             durations=sorted(durations, key=lambda d: (d["dimension"], -d["p50_ms"])))
 
 
-def _bucketed(store: Store, rollup: str, hist_start: datetime, start: datetime, end: datetime) -> list[dict]:
-    """``_find``'s rows of a dimension with a duration rollup (``rollup``: a SPECS key): the bucket counts
-    per key of its whole days, those of the days the window and the history cut through counted from
-    the facts, and the percentiles from the counts (:func:`_quantiles`)."""
+def _bucketed(store: Store, dim: str, hist_start: datetime, start: datetime, end: datetime) -> list[dict]:
+    """``_find``'s rows of a dimension whose durations are counted per day and bucket: the bucket counts
+    per key of the whole days (a duration rollup's for model and tool, the analysis cache's for the
+    ``CACHED`` dimensions when ``store`` reads the cache: its ``durations`` table), those of the days the
+    window and the history cut through (of every day without such a table) counted from the rows, and
+    the percentiles from the counts (:func:`_quantiles`)."""
     from .cost import whole_days
 
-    spec = rollups.SPECS[rollup]
-    key = next(c for c in spec.dims if c not in ("day", "bucket"))
+    if dim in BUCKETED:
+        spec = rollups.SPECS[BUCKETED[dim]]
+        key = next(c for c in spec.dims if c not in ("day", "bucket"))
+        table: str | None = (f"SELECT {key} AS key, NULL::VARCHAR AS key2, bucket, {spec.count} AS n FROM {spec.table} "
+                             f"WHERE day >= ? AND day < ? AND bucket IS NOT NULL AND {key} IS NOT NULL")
+        rows = (f"SELECT {spec.dims[key]} AS key, NULL::VARCHAR AS key2, {spec.dims['bucket']} AS bucket, 1 AS n "
+                f"FROM {spec.fact} WHERE {spec.ts} >= ? AND {spec.ts} < ? AND duration_ms IS NOT NULL "
+                f"AND {spec.dims[key]} IS NOT NULL")
+    else:
+        counted = CACHED[dim]
+        durations = getattr(store, "durations", None)
+        table = (f"SELECT key, key2, bucket, n FROM {durations} WHERE dim = '{counted}' AND day >= ? AND day < ?"
+                 if durations else None)
+        rows = f"SELECT key, key2, bucket, ts, 1 AS n FROM ({bucket_rows(counted)})"
     parts, params = [], []
+    ranges: list[tuple[datetime, datetime]] = []  # the rows' time ranges
     for side, (a, b) in (("hist", (hist_start, start)), ("window", (start, end))):
-        days, cuts = whole_days(a, b)
+        days, cuts = whole_days(a, b) if table else (None, [(a, b)] if a < b else [])
         if days is not None:
-            parts.append(f"SELECT {key} AS key, bucket, '{side}' AS side, {spec.count} AS n FROM {spec.table} "
-                         f"WHERE day >= ? AND day < ? AND bucket IS NOT NULL AND {key} IS NOT NULL")
+            parts.append(f"SELECT *, '{side}' AS side FROM ({table})")
             params += list(days)
-        for cut in cuts:
-            parts.append(f"SELECT {spec.dims[key]} AS key, {spec.dims['bucket']} AS bucket, '{side}' AS side, 1 AS n "
-                         f"FROM {spec.fact} WHERE {spec.ts} >= ? AND {spec.ts} < ? AND duration_ms IS NOT NULL "
-                         f"AND {spec.dims[key]} IS NOT NULL")
-            params += list(cut)
-    counts: dict[str, dict[str, list[tuple[int, int]]]] = {}
-    for r in store.query(f"SELECT key, side, bucket, CAST(sum(n) AS BIGINT) AS n FROM ({' UNION ALL '.join(parts)}) "
-                         "GROUP BY ALL ORDER BY key, side, bucket", params):
-        counts.setdefault(r["key"], {"hist": [], "window": []})[r["side"]].append((r["bucket"], r["n"]))
+        ranges += cuts
+    if dim in BUCKETED:  # the facts, in time order: each range's row groups read alone
+        for cut in ranges:
+            parts.append(f"SELECT *, CASE WHEN ? THEN 'hist' ELSE 'window' END AS side FROM ({rows})")
+            params += [cut[0] < start, *cut]
+    elif ranges:  # the cache's rows, in no time order: one scan for every range
+        within = " OR ".join("(ts >= ? AND ts < ?)" for _ in ranges)
+        parts.append(f"SELECT key, key2, bucket, n, CASE WHEN ts < ? THEN 'hist' ELSE 'window' END AS side "
+                     f"FROM ({rows}) WHERE {within}")
+        params += [start, *(t for r in ranges for t in r)]
+    group = "key, key2" if dim in NAMED_AFTER else "key"
+    counts: dict[tuple, dict[str, Any]] = {}
+    for r in store.query(f"SELECT {group}, {NAMED_AFTER.get(dim, 'key')} AS name, side, bucket, "
+                         f"CAST(sum(n) AS BIGINT) AS n FROM ({' UNION ALL '.join(parts)}) "
+                         f"GROUP BY {group}, side, bucket ORDER BY {group}, side, bucket", params):
+        c = counts.setdefault((r["key"], r.get("key2")), {"name": r["name"], "hist": [], "window": []})
+        c[r["side"]].append((r["bucket"], r["n"]))
     out = []
-    for k, c in counts.items():
+    for c in counts.values():
         q, hist = _quantiles(c["window"], (0.5, 0.95, 0.99)), _quantiles(c["hist"], (0.5,))
-        out.append({"key": k, "p50": q[0], "p95": q[1], "p99": q[2], "n": sum(n for _, n in c["window"]),
+        out.append({"key": c["name"], "p50": q[0], "p95": q[1], "p99": q[2], "n": sum(n for _, n in c["window"]),
                     "hist_p50": hist[0], "hist_n": sum(n for _, n in c["hist"]), "wait_p50": None, "wait_n": 0,
                     "hist_wait_p50": None, "hist_wait_n": 0})
     return out

@@ -121,7 +121,18 @@ _STAGE_MODEL_COLS = {"req_model_lo": "model_lo", "req_model_hi": "model_hi", "re
 # is (its facts or its ``workflows`` row changed), so they stay its workflow's. The view leaves them out.
 _STAGE_WORKFLOW_COLS = {"wf_path": "w.path", "wf_complexity": "w.complexity",
                         "wf_started_at": "min(v.started_at) OVER (PARTITION BY v.workflow_id)"}
-SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1"  # change with _SUMMARIES' shape: rebuilt
+# The cache's duration counts (find_slow_stages' percentiles of stages, workflow paths and agents,
+# bottlenecks.CACHED): the durations of the summary rows and agent spans counted per day of their start,
+# key and bucket (bottlenecks.bucket_rows: the duration rollups' buckets), so a window's percentiles read
+# its days' counts, not every row. Kept with the rows they count: the counts of the rows a refresh takes
+# out are subtracted, those of the rows it puts back added (``_snap_dur_delta``), the net folded in once
+# the summaries are refreshed; built whole with them. cache table -> (dimension counted, the filter of
+# the view in front of the table)
+DURATIONS = "analysis_duration_days"
+_DURATION_SOURCES = {"analysis_stage_summary": ("stage_experiment", "true"),
+                     "analysis_workflow_summary": ("workflow_path", "true"),
+                     "analysis_agent_spans": ("agent", "agent_id IS NOT NULL")}
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/durations-1"  # change with _SUMMARIES' shape
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
@@ -191,6 +202,9 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     hi = cur.execute(f"SELECT COALESCE(max(seq), 0) FROM {db}.main.fact_changes").fetchone()[0]
     # the workflows whose stage keys are refreshed: their summary rows are summed again (_refresh_summaries)
     cur.execute("CREATE OR REPLACE TEMP TABLE _snap_workflows (workflow_id VARCHAR)")
+    # the duration counts of the rows refreshed below and in _refresh_summaries (see DURATIONS)
+    cur.execute("CREATE OR REPLACE TEMP TABLE _snap_dur_delta (dim VARCHAR, key VARCHAR, key2 VARCHAR, day DATE, "
+                "bucket INTEGER, n BIGINT)")
     if not state or state[0][0] != CACHE_VERSION:
         _build_cache(cur, db, run)
         refreshed = -1
@@ -322,10 +336,13 @@ def _refresh_groups(cur: Any, db: str, run: Any, fact: str, src: str) -> None:
     for table, (keys, agg) in tables.items():
         k = ", ".join(keys)
         affected = f"(SELECT DISTINCT {k} FROM _snap_keys_{src})"
+        rows = f"(SELECT x.* FROM {db}.main.{table} x SEMI JOIN {affected} k ON {_same(list(keys))})"
+        _count_durations(run, db, table, rows, -1)
         run("cache_refresh", f"DELETE FROM {db}.main.{table} x USING {affected} k WHERE {_same(list(keys))}")
         run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {', '.join('x.' + c for c in keys)}, "
                              f"{agg} FROM _snap_rows x SEMI JOIN {affected} k ON {_same(list(keys))} "
                              f"GROUP BY {', '.join('x.' + c for c in keys)}")
+        _count_durations(run, db, table, rows, 1)
     cur.execute("DROP TABLE temp.main._snap_rows")
 
 
@@ -382,14 +399,57 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
             # into its scans (a semi join stays above the view, which then sums every workflow)
             wfs = [r[0] for r in cur.execute("SELECT DISTINCT workflow_id FROM _snap_workflows "
                                              "WHERE workflow_id IS NOT NULL").fetchall()]
+            rows = f"(SELECT * FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id))"
+            _count_durations(run, db, table, rows, -1, {"wfs": wfs})
             run("summaries", f"DELETE FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
             run("summaries", f"INSERT INTO {db}.main.{table} "
                              + _summary_rows(cur, db, table, view, "list_contains($wfs, {wf})"), {"wfs": wfs})
+            _count_durations(run, db, table, rows, 1, {"wfs": wfs})
         # the next summary (workflow_summary) reads this one
         _summary_view(cur, db, table, view)
+    _fold_durations(cur, db, run, build)
     cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
                 [SUMMARIES_VERSION, hi])
     cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
+
+
+def _count_durations(run: Any, db: str, table: str, rows: str, sign: int, params: dict[str, Any] | None = None) -> None:
+    """Add the duration counts (DURATIONS) of cache ``table``'s ``rows`` (a subquery of its rows), times
+    ``sign``, to ``_snap_dur_delta``: before a refresh takes them out (-1), after it puts them back (+1)."""
+    if table not in _DURATION_SOURCES:
+        return
+    from .bottlenecks import bucket_rows
+
+    dim, where = _DURATION_SOURCES[table]
+    run("durations", f"INSERT INTO _snap_dur_delta SELECT '{dim}', key, key2, day, bucket, {sign} * count(*) "
+                     f"FROM ({bucket_rows(dim, f'(SELECT * FROM {rows} WHERE {where})')}) GROUP BY ALL", params)
+
+
+def _fold_durations(cur: Any, db: str, run: Any, build: bool) -> None:
+    """The duration counts (DURATIONS) up to date with the summaries: counted whole when they were
+    built whole, else the refreshes' net counts (``_snap_dur_delta``) folded in."""
+    from .bottlenecks import bucket_rows
+
+    table = f"{db}.main.{DURATIONS}"
+    if build:
+        run("durations", f"CREATE OR REPLACE TABLE {table} AS " + " UNION ALL ".join(
+            f"SELECT '{dim}' AS dim, key, key2, day, bucket, count(*) AS n "
+            f"FROM ({bucket_rows(dim, f'(SELECT * FROM {db}.main.{src} WHERE {where})')}) GROUP BY ALL"
+            for src, (dim, where) in _DURATION_SOURCES.items()))
+    else:
+        cols = ["dim", "key", "key2", "day", "bucket"]
+        run("durations", "CREATE OR REPLACE TEMP TABLE _snap_dur_net AS SELECT dim, key, key2, day, bucket, "
+                         "CAST(sum(n) AS BIGINT) AS n FROM _snap_dur_delta GROUP BY ALL HAVING sum(n) <> 0")
+        if cur.execute("SELECT count(*) FROM _snap_dur_net").fetchone()[0]:
+            run("durations", "CREATE OR REPLACE TEMP TABLE _snap_dur_sum AS SELECT dim, key, key2, day, bucket, "
+                             "CAST(sum(n) AS BIGINT) AS n FROM (SELECT x.* FROM "
+                             f"{table} x SEMI JOIN _snap_dur_net k ON {_same(cols)} "
+                             "UNION ALL SELECT * FROM _snap_dur_net) GROUP BY ALL")
+            run("durations", f"DELETE FROM {table} x USING _snap_dur_net k WHERE {_same(cols)}")
+            run("durations", f"INSERT INTO {table} SELECT * FROM _snap_dur_sum WHERE n <> 0")
+            cur.execute("DROP TABLE temp.main._snap_dur_sum")
+        cur.execute("DROP TABLE temp.main._snap_dur_net")
+    cur.execute("DROP TABLE IF EXISTS temp.main._snap_dur_delta")
 
 
 def warm_cache(store: Store) -> int:
@@ -540,6 +600,9 @@ class _CursorReader:
     """The store, but its reads (``query``, ``scalar``) go through ``cur``, whose temporary tables or
     views shadow the store's views; everything else is the store's."""
 
+    # the cache's duration counts (DURATIONS), when the reader reads the cache they are kept with
+    durations: str | None = None
+
     def __init__(self, store: Store, cur: Any) -> None:
         self._store = store
         self._cur = cur
@@ -637,7 +700,10 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                     cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT * FROM {db}.main.{view} WHERE {window}")
                 if timings is not None:
                     timings.update({f"snapshot.{k}": round(v, 3) for k, v in t.items()})
-                yield SnapshotReader(store, cur, rows_from, end, (m_start, end))
+                reader = SnapshotReader(store, cur, rows_from, end, (m_start, end))
+                if cached:
+                    reader.durations = f"{db}.main.{DURATIONS}"
+                yield reader
                 done = True
             finally:
                 with contextlib.suppress(Exception):  # closing the cursor would roll back too, after the lock
@@ -689,6 +755,7 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
             for table, view in _SUMMARIES.items():
                 _summary_view(cur, db, table, view)
             reader = CacheReader(store, cur)
+            reader.durations = f"{db}.main.{DURATIONS}"
             if now is not None:
                 end = as_naive(now)
                 m_start = end - timedelta(days=MODEL_ADVICE_DAYS)

@@ -38,15 +38,28 @@ LATENCY_BUCKETS_MS: tuple[int, ...] = (500, 1000, 2500, 5000, 10000, 20000, 3000
 
 # A duration's bucket (rollup_*_durations.bucket): log-spaced, each bucket [1.02^b, 1.02^(b+1)) ms, so a
 # bucket's middle (:func:`bucket_ms`) is within 1 % of every duration in it; under 1 ms (and the odd
-# negative duration) bucket -1, read as 0.5 ms. NULL when the duration is.
+# negative duration) bucket -1, read as 0.5 ms. NULL when the duration is. Where durations of 0 are
+# common (the analysis cache's stage and agent durations: a stage of one request), they have a bucket of
+# their own, ZERO_BUCKET, read as 0 (``duration_bucket(..., zero=True)``).
 BUCKET_WIDTH = 1.02
-DURATION_BUCKET = f"CAST(CASE WHEN duration_ms < 1 THEN -1 ELSE floor(ln(duration_ms) / ln({BUCKET_WIDTH})) END AS INTEGER)"
+ZERO_BUCKET = -2
+
+
+def duration_bucket(ms: str, zero: bool = False) -> str:
+    """SQL of the bucket of the duration (ms) ``ms`` evaluates to; also the analysis cache's durations'
+    (analysis/bottlenecks.py ``bucket_rows``), so every bucketed percentile is read the same way.
+    ``zero``: durations of 0 or less in ZERO_BUCKET (the rollups count them in -1)."""
+    zeros = f"WHEN {ms} <= 0 THEN {ZERO_BUCKET} " if zero else ""
+    return f"CAST(CASE {zeros}WHEN {ms} < 1 THEN -1 ELSE floor(ln({ms}) / ln({BUCKET_WIDTH})) END AS INTEGER)"
+
+
+DURATION_BUCKET = duration_bucket("duration_ms")
 
 
 def bucket_ms(bucket: int) -> float:
     """The duration a bucket stands for (ms): the geometric middle of its bounds, within 1 % of each
-    duration in it (0.5 ms for the bucket under 1 ms: within 0.5 ms)."""
-    return 0.5 if bucket < 0 else float(BUCKET_WIDTH ** (bucket + 0.5))
+    duration in it (0.5 ms for the bucket under 1 ms: within 0.5 ms; 0 for ZERO_BUCKET)."""
+    return 0.0 if bucket <= ZERO_BUCKET else 0.5 if bucket < 0 else float(BUCKET_WIDTH ** (bucket + 0.5))
 
 
 _FAILURE_CATEGORY_TOOL = ("CASE WHEN success = false THEN golem_error_category(NULL::INTEGER, "
