@@ -89,3 +89,40 @@ def test_cached_duration_counts_give_the_rows_answer_after_each_refresh(tmp_path
             s.write(b)
             assert not snapshot_module.cache_current(s)
             _check(s)
+
+
+def _rounded(got: tuple[list, int]) -> tuple[list, int]:
+    """(queue waits are sums of doubles, in the order of the plan's threads)"""
+    return [{k: round(v, 6) if isinstance(v, float) else v for k, v in w.model_dump().items()} for w in got[0]], got[1]
+
+
+@pytest.mark.parametrize("effects", [{"slow_stage"}, {"slow_stage", "traces"}])
+def test_longest_workflows_from_the_cache_are_the_views(tmp_path, effects):
+    """The window's workflows ranked by their span (find_slow_stages' workflows) from the cache's workflow
+    rows, those with phase spans from their stage_phases rows, equal the ranking over the views' stage
+    rows, before and after writes that lengthen workflows and add new ones."""
+    from golem_mcp.analysis.bottlenecks import longest_workflows
+
+    rnd = random.Random(5)
+    with Store(tmp_path / "w.duckdb") as s:
+        p = generate(s, effects, days=20, per_day=3, now=NOW)
+
+        def same() -> None:
+            for days, wf, limit in ((7, None, 5), (3, None, None), (20, p.workflows[-1], 5), (20, "wf-new-1-0", 5)):
+                want = _rounded(longest_workflows(s, days, NOW, wf, limit))  # the store's views
+                with snapshot_module.summaries(s) as reader:
+                    assert reader.workflow_spans is not None
+                    assert _rounded(longest_workflows(reader, days, NOW, wf, limit)) == want, (days, wf, limit)
+                assert want[1] > 0 or wf == "wf-new-1-0", (days, wf)
+
+        same()
+        for w in range(2):
+            b = Batch()
+            for i in range(12):
+                wf = rnd.choice(p.workflows) if i % 2 else f"wf-new-{w}-{i}"
+                ts = NOW - timedelta(seconds=rnd.uniform(0, 10 * 86400))
+                b.add("api_requests", {"request_id": f"y{w}-{i}", "session_id": f"sy{w}", "workflow_id": wf,
+                                       "stage": rnd.choice(["analyst", "implementer"]), "model": "claude-sonnet-test",
+                                       "timestamp": ts, "duration_ms": 1000.0})
+            s.write(b)
+            same()

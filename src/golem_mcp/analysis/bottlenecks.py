@@ -3,9 +3,10 @@ configured baseline (seed 003's ``telemetry_thresholds`` table) or the dimension
 severity = observed / baseline.
 
 Model and tool percentiles are read from the duration buckets of the rollups
-(``rollup_request_durations`` / ``rollup_tool_durations``, whole days) and the rows of the days the
-window cuts through: each is within 1 % of the exact one (0.5 ms under 1 ms), the counts exact. The
-other dimensions' are exact.
+(``rollup_request_durations`` / ``rollup_tool_durations``, whole days), those of stages, stage x
+experiment, workflow paths and agents from the analysis cache's duration counts (the same buckets, per
+day of their start: ``snapshot.DURATIONS``), and the rows of the days the window cuts through: each is
+within 1 % of the exact one (0.5 ms under 1 ms), the counts exact. The span dimensions' are exact.
 
 Spans of the tracing convention (``golem.kind`` handoff, phase, gate, subagent: see
 ``golem_mcp.tracing``) are their own dimensions, keyed by span name. Their ``duration_ms`` is execution
@@ -187,7 +188,31 @@ WITH st AS (
 SELECT *, count(*) OVER () AS workflows_total FROM w_all
 ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT ?
 """
-# ... and only those are taken apart stage by stage (w: LONGEST_SQL's rows)
+# The same from the analysis cache (a reader's ``workflow_spans``: its workflow summary rows keep each
+# workflow's span over its stage rows, analysis/snapshot.py): a workflow with phase spans (which
+# stage_phases times by those: LONGEST_PHASED) is ranked from its stage_phases rows, every other one
+# from its row.
+LONGEST_CACHED_SQL = """
+WITH w_all AS (
+    SELECT workflow_id, span_first_start AS first_start, span_last_end AS last_end, span_stages AS stages
+    FROM {spans}
+    WHERE span_first_start >= $start AND span_first_start < $end AND workflow_id IS NOT NULL AND span_stages > 0
+      AND NOT list_contains($ids, workflow_id) AND ($wf IS NULL OR workflow_id = $wf)
+    {phased}
+)
+SELECT *, count(*) OVER () AS workflows_total FROM w_all
+ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT $limit
+"""
+LONGEST_PHASED = """UNION ALL
+    SELECT workflow_id, min(started_at), max(completed_at), count(*) FROM stage_phases
+    WHERE workflow_id IN ({ids}) AND started_at IS NOT NULL AND completed_at >= started_at
+    GROUP BY workflow_id HAVING min(started_at) >= $start AND min(started_at) < $end"""
+# more workflows with phase spans than this: LONGEST_SQL (their ids are constants in LONGEST_CACHED_SQL)
+MAX_PHASED = 1000
+# ... and only those are taken apart stage by stage (w: LONGEST_SQL's rows), from ``{stages}``: stage_phases,
+# or, when none of them has a phase span, the stage rows it would give them (a filter of the workflows
+# stays above stage_phases' full join: every stage of the store was joined to find five workflows' stages)
+STAGE_ROWS = "(SELECT workflow_id, stage, started_at, ended_at AS completed_at FROM workflow_stage_summary)"
 WORKFLOW_SQL = """
 WITH w AS (
     SELECT * FROM (SELECT unnest(?::VARCHAR[]) AS workflow_id, unnest(?::TIMESTAMP[]) AS first_start,
@@ -195,7 +220,7 @@ WITH w AS (
 ), st AS (
     -- (the ids as constants: the planner filters the view's parts by them before joining them, where a
     -- semi join read every stage of the store)
-    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM stage_phases
+    SELECT workflow_id, stage, started_at AS s, completed_at AS e FROM {stages}
     WHERE workflow_id IN ({ids}) AND started_at IS NOT NULL AND completed_at >= started_at
 ), o AS (
     SELECT st.*, max(st.e) OVER (PARTITION BY st.workflow_id ORDER BY st.s, st.e, st.stage
@@ -244,14 +269,25 @@ def longest_workflows(store: Store, days: float = 30, now: datetime | None = Non
     start, end = window(now, days)
     # in two steps: the window's stages grouped per workflow once (the longest and how many), then the
     # stages of the longest alone (one statement kept every stage of the window and read it twice)
-    top = store.query(LONGEST_SQL, [workflow_id, workflow_id, start, end, limit])
+    spans = getattr(store, "workflow_spans", None)
+    phased = [] if spans is None else [r["workflow_id"] for r in store.query(
+        "SELECT DISTINCT workflow_id FROM workflow_trace_log WHERE span_type = 'phase' AND workflow_id IS NOT NULL "
+        "AND (CAST(? AS VARCHAR) IS NULL OR workflow_id = ?) LIMIT ?", [workflow_id, workflow_id, MAX_PHASED + 1])]
+    if spans is not None and len(phased) <= MAX_PHASED:
+        ids = ", ".join(literal(w) for w in phased)
+        top = store.query(LONGEST_CACHED_SQL.format(spans=spans, phased=LONGEST_PHASED.format(ids=ids) if ids else ""),
+                          {"start": start, "end": end, "ids": phased, "wf": workflow_id, "limit": limit})
+    else:
+        top = store.query(LONGEST_SQL, [workflow_id, workflow_id, start, end, limit])
     if not top:
         return [], 0
     total = top[0]["workflows_total"]
     out = []
     ids = ", ".join(literal(w["workflow_id"]) for w in top)
     cols = ("workflow_id", "first_start", "last_end", "stages")
-    for r in store.query(WORKFLOW_SQL.format(ids=ids), [[w[c] for w in top] for c in cols]):
+    plain = spans is not None and len(phased) <= MAX_PHASED and not {w["workflow_id"] for w in top} & set(phased)
+    for r in store.query(WORKFLOW_SQL.format(ids=ids, stages=STAGE_ROWS if plain else "stage_phases"),
+                         [[w[c] for w in top] for c in cols]):
         wall = float(r["wall_ms"])
         out.append(WorkflowBottleneck(**{**r, "bottleneck_share": round(r["bottleneck_ms"] / wall, 4) if wall else 1.0,
                                          "idle_share": round(r["idle_ms"] / wall, 4) if wall else 0.0}))
@@ -268,9 +304,10 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
     evaluated = scanned = 0
     no_baseline: list[str] = []
     durations: list[dict] = []
+    memo: dict[str, list[dict]] = {}
     for dim in dims:
         wait = dim in SPAN_KINDS
-        rows = _bucketed(store, dim, hist_start, start, end) if buckets and (dim in BUCKETED or dim in CACHED) \
+        rows = _bucketed(store, dim, hist_start, start, end, memo) if buckets and (dim in BUCKETED or dim in CACHED) \
             else store.query(f"""
             WITH s AS ({SAMPLES[dim] if wait else f"SELECT *, NULL::DOUBLE AS wait FROM ({SAMPLES[dim]})"})
             SELECT {NAMED_AFTER.get(dim, "key")} AS key, q[1] AS p50, q[2] AS p95, q[3] AS p99, n, hist_p50, hist_n,
@@ -333,12 +370,14 @@ def _find(store: Store, days: float, now: datetime | None, history_days: float, 
                             durations=sorted(durations, key=lambda d: (d["dimension"], -d["p50_ms"])))
 
 
-def _bucketed(store: Store, dim: str, hist_start: datetime, start: datetime, end: datetime) -> list[dict]:
+def _bucketed(store: Store, dim: str, hist_start: datetime, start: datetime, end: datetime,
+              memo: dict[str, list[dict]] | None = None) -> list[dict]:
     """``_find``'s rows of a dimension whose durations are counted per day and bucket: the bucket counts
     per key of the whole days (a duration rollup's for model and tool, the analysis cache's for the
     ``CACHED`` dimensions when ``store`` reads the cache: its ``durations`` table), those of the days the
     window and the history cut through (of every day without such a table) counted from the rows, and
-    the percentiles from the counts (:func:`_quantiles`)."""
+    the percentiles from the counts (:func:`_quantiles`). ``memo``: counts read before in the same call
+    (stage and stage_experiment read the same)."""
     from .cost import whole_days
 
     if dim in BUCKETED:
@@ -355,7 +394,8 @@ def _bucketed(store: Store, dim: str, hist_start: datetime, start: datetime, end
         table = (f"SELECT key, key2, bucket, n FROM {durations} WHERE dim = '{counted}' AND day >= ? AND day < ?"
                  if durations else None)
         rows = f"SELECT key, key2, bucket, ts, 1 AS n FROM ({bucket_rows(counted)})"
-    parts, params = [], []
+    parts: list[str] = []
+    params: list[Any] = []
     ranges: list[tuple[datetime, datetime]] = []  # the rows' time ranges
     for side, (a, b) in (("hist", (hist_start, start)), ("window", (start, end))):
         days, cuts = whole_days(a, b) if table else (None, [(a, b)] if a < b else [])
@@ -372,13 +412,25 @@ def _bucketed(store: Store, dim: str, hist_start: datetime, start: datetime, end
         parts.append(f"SELECT key, key2, bucket, n, CASE WHEN ts < ? THEN 'hist' ELSE 'window' END AS side "
                      f"FROM ({rows}) WHERE {within}")
         params += [start, *(t for r in ranges for t in r)]
-    group = "key, key2" if dim in NAMED_AFTER else "key"
+    rows_of = CACHED.get(dim, dim)  # the dimension whose keys are counted
+    if memo is None or rows_of not in memo:
+        got = store.query(f"SELECT key, key2, {NAMED_AFTER.get(rows_of, 'key')} AS name, side, bucket, "
+                          f"CAST(sum(n) AS BIGINT) AS n FROM ({' UNION ALL '.join(parts)}) "
+                          "GROUP BY key, key2, side, bucket ORDER BY key, key2, side, bucket", params)
+        if memo is not None:
+            memo[rows_of] = got
+    else:
+        got = memo[rows_of]
+    # (stage: stage_experiment's counts summed over the experiments)
+    one = dim not in NAMED_AFTER and rows_of in NAMED_AFTER
     counts: dict[tuple, dict[str, Any]] = {}
-    for r in store.query(f"SELECT {group}, {NAMED_AFTER.get(dim, 'key')} AS name, side, bucket, "
-                         f"CAST(sum(n) AS BIGINT) AS n FROM ({' UNION ALL '.join(parts)}) "
-                         f"GROUP BY {group}, side, bucket ORDER BY {group}, side, bucket", params):
-        c = counts.setdefault((r["key"], r.get("key2")), {"name": r["name"], "hist": [], "window": []})
-        c[r["side"]].append((r["bucket"], r["n"]))
+    for r in got:
+        c = counts.setdefault((r["key"],) if one else (r["key"], r["key2"]),
+                              {"name": r["key"] if one else r["name"], "hist": {}, "window": {}})
+        c[r["side"]][r["bucket"]] = c[r["side"]].get(r["bucket"], 0) + r["n"]
+    for c in counts.values():
+        for side in ("hist", "window"):
+            c[side] = sorted(c[side].items())
     out = []
     for c in counts.values():
         q, hist = _quantiles(c["window"], (0.5, 0.95, 0.99)), _quantiles(c["hist"], (0.5,))

@@ -132,7 +132,13 @@ DURATIONS = "analysis_duration_days"
 _DURATION_SOURCES = {"analysis_stage_summary": ("stage_experiment", "true"),
                      "analysis_workflow_summary": ("workflow_path", "true"),
                      "analysis_agent_spans": ("agent", "agent_id IS NOT NULL")}
-SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/durations-1"  # change with _SUMMARIES' shape
+# analysis_workflow_summary also keeps each workflow's span as find_slow_stages ranks the longest
+# workflows by it (bottlenecks.LONGEST_SQL over stage_phases, for a workflow without phase spans: its
+# stage rows with a start and an end not before it): the least start, the greatest end, how many such
+# stages. Ranking 250k workflows then reads one row each, not 2M stage rows grouped. The view leaves
+# them out.
+_WORKFLOW_SPAN_COLS = ("span_first_start", "span_last_end", "span_stages")
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1"  # change with _SUMMARIES' shape
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
@@ -356,6 +362,13 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
     """A SELECT of the rows of summary ``table`` (its ``view``'s, sums as BIGINT) for the workflows
     ``where`` holds (``{wf}`` stands for the workflow column)."""
     rows = f"SELECT {_bigint(cur, f'{db}.main.{view}')} FROM {db}.main.{view} WHERE {where.format(wf='workflow_id')}"
+    if table == "analysis_workflow_summary":  # (the stage rows are refreshed first)
+        spans = (f"SELECT workflow_id, min(started_at) AS span_first_start, max(ended_at) AS span_last_end, "
+                 f"count(*) AS span_stages FROM {db}.main.analysis_stage_summary "
+                 f"WHERE started_at IS NOT NULL AND ended_at >= started_at AND {where.format(wf='workflow_id')} "
+                 f"GROUP BY workflow_id")
+        return (f"SELECT v.*, p.span_first_start, p.span_last_end, CAST(COALESCE(p.span_stages, 0) AS BIGINT) "
+                f"AS span_stages FROM ({rows}) v LEFT JOIN ({spans}) p ON p.workflow_id = v.workflow_id")
     if table != "analysis_stage_summary":
         return rows
     extra = ", ".join([*(f"g.{c} AS {name}" for name, c in _STAGE_MODEL_COLS.items()),
@@ -370,7 +383,8 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
 def _summary_view(cur: Any, db: str, table: str, view: str) -> None:
     """The temporary view named like summary ``view`` in front of the cache's ``table``."""
     extra = (f" EXCLUDE ({', '.join([*_STAGE_MODEL_COLS, *_STAGE_WORKFLOW_COLS])})"
-             if table == "analysis_stage_summary" else "")
+             if table == "analysis_stage_summary" else
+             f" EXCLUDE ({', '.join(_WORKFLOW_SPAN_COLS)})" if table == "analysis_workflow_summary" else "")
     cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *{extra} FROM {db}.main.{table}")
 
 
@@ -394,17 +408,24 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
             for i in range(parts):
                 run("summaries", f"INSERT INTO {db}.main.{table} "
                                  + _summary_rows(cur, db, table, view, f"hash({{wf}}) % {parts} = {i}"))
+            if table == "analysis_stage_summary":
+                # a few workflows' stages (find_slow_stages takes the longest apart) by index, not a
+                # scan of every stage row (~6 CPU-ms per 1M requests)
+                run("summaries", f"CREATE INDEX IF NOT EXISTS analysis_stage_summary_workflow "
+                                 f"ON {db}.main.{table} (workflow_id)")
         else:
             # the workflows as a list, not a subquery: a filter on the view's grouping column goes down
             # into its scans (a semi join stays above the view, which then sums every workflow)
             wfs = [r[0] for r in cur.execute("SELECT DISTINCT workflow_id FROM _snap_workflows "
                                              "WHERE workflow_id IS NOT NULL").fetchall()]
-            rows = f"(SELECT * FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id))"
-            _count_durations(run, db, table, rows, -1, {"wfs": wfs})
+            # (a join: list_contains over every row costs as many comparisons as the list is long)
+            rows = (f"(SELECT x.* FROM {db}.main.{table} x SEMI JOIN (SELECT DISTINCT workflow_id FROM _snap_workflows) k "
+                    "ON x.workflow_id = k.workflow_id)")
+            _count_durations(run, db, table, rows, -1)
             run("summaries", f"DELETE FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
             run("summaries", f"INSERT INTO {db}.main.{table} "
                              + _summary_rows(cur, db, table, view, "list_contains($wfs, {wf})"), {"wfs": wfs})
-            _count_durations(run, db, table, rows, 1, {"wfs": wfs})
+            _count_durations(run, db, table, rows, 1)
         # the next summary (workflow_summary) reads this one
         _summary_view(cur, db, table, view)
     _fold_durations(cur, db, run, build)
@@ -600,8 +621,10 @@ class _CursorReader:
     """The store, but its reads (``query``, ``scalar``) go through ``cur``, whose temporary tables or
     views shadow the store's views; everything else is the store's."""
 
-    # the cache's duration counts (DURATIONS), when the reader reads the cache they are kept with
+    # when the reader reads the cache: its duration counts (DURATIONS) and its workflow summary rows,
+    # which keep each workflow's span (_WORKFLOW_SPAN_COLS)
     durations: str | None = None
+    workflow_spans: str | None = None
 
     def __init__(self, store: Store, cur: Any) -> None:
         self._store = store
@@ -703,6 +726,7 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                 reader = SnapshotReader(store, cur, rows_from, end, (m_start, end))
                 if cached:
                     reader.durations = f"{db}.main.{DURATIONS}"
+                    reader.workflow_spans = f"{db}.main.analysis_workflow_summary"
                 yield reader
                 done = True
             finally:
@@ -756,6 +780,7 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
                 _summary_view(cur, db, table, view)
             reader = CacheReader(store, cur)
             reader.durations = f"{db}.main.{DURATIONS}"
+            reader.workflow_spans = f"{db}.main.analysis_workflow_summary"
             if now is not None:
                 end = as_naive(now)
                 m_start = end - timedelta(days=MODEL_ADVICE_DAYS)

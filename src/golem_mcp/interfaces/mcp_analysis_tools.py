@@ -42,7 +42,7 @@ def register(server: Any, get_store: Callable[[], Store], guard: Callable[..., A
 
     @server.tool(annotations=READ_ONLY, description=(
         "Slow stages: p50/p95/p99 duration per stage, agent, model, tool or path vs its baseline; flags "
-        "bottlenecks; each workflow's bottleneck stage and idle time. Model and tool percentiles: within 1 %. "
+        "bottlenecks; each workflow's bottleneck stage and idle time. Percentiles: within 1 %. "
         "For cost use query_workflow_cost."))
     @guard
     def find_slow_stages(
