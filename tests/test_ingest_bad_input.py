@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from golem_mcp.ingestion.importer import Importer
+from golem_mcp.ingestion.records import Skipped
 from golem_mcp.store import Store
 
 FIX = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "claude-code-2.1.328"
@@ -57,7 +58,9 @@ def test_truncated_last_line_is_reported_then_completed(env):
     assert requests(store) == 24
 
 
-def test_line_that_is_not_json_and_unknown_type(env):
+@pytest.mark.parametrize("workers", ["1", "2"])  # read here, and by parser processes (their rows sent back)
+def test_line_that_is_not_json_and_unknown_type(env, monkeypatch, workers):
+    monkeypatch.setenv("GOLEM_IMPORT_WORKERS", workers)
     tmp, projects = env
     f = main_file(projects)
     lines = f.read_bytes().split(b"\n")
@@ -69,6 +72,7 @@ def test_line_that_is_not_json_and_unknown_type(env):
     res = Importer(store).run([projects])
     got = sorted((s.line, s.reason.split(" (")[0]) for s in res.skipped)
     assert got == [(6, "not JSON"), (10, "unknown record type 'hologram'"), (13, "not a JSON object")]
+    assert all(isinstance(s, Skipped) and s.source == str(f) and s.dropped for s in res.skipped)
     assert requests(store) == 24
 
 
