@@ -8,8 +8,9 @@ from datetime import datetime
 
 from pydantic import BaseModel, Field
 
-from ..store.db import Store
+from ..store.db import Store, dict_rows
 from .common import window
+from .snapshot import CacheReader, current_cache, failure_groups_sql
 
 # One classification for tool failures and API errors: the store's golem_error_category macro
 # (views.sql), which the failure_events view applies to every failure.
@@ -100,14 +101,21 @@ def error_categories(store: Store, start: datetime, end: datetime) -> list[Categ
     # the failures counted per error text, status, stage and tool first, then each such group
     # categorized (the category is a function of the text, status and type): the rule's regular
     # expressions run once per distinct failure, not per failure, and no per-failure list leaves DuckDB
-    cats = store.query(f"""
-        WITH g AS (SELECT status_code, msg, etype, COALESCE(stage, '-') AS stage,
-                          COALESCE(tool_name, 'api') AS tool, count(*) AS n
-                   FROM ({_failures_sql()}) GROUP BY ALL),
+    sql = """WITH g AS ({groups}),
         c AS (SELECT golem_error_category(status_code, msg, etype) AS category, stage, tool, n FROM g)
         SELECT category, CAST(sum(sum(n)) OVER (PARTITION BY category) AS BIGINT) AS total, stage, tool,
                CAST(sum(n) AS BIGINT) AS n
-        FROM c GROUP BY category, stage, tool ORDER BY total DESC, category""", [start, end])
+        FROM c GROUP BY category, stage, tool ORDER BY total DESC, category"""
+    rows = (f"""SELECT status_code, msg, etype, COALESCE(stage, '-') AS stage, COALESCE(tool_name, 'api') AS tool,
+                       count(*) AS n FROM ({_failures_sql()}) GROUP BY ALL""", [start, end])
+    days = failure_groups_sql(start, end)
+    if isinstance(store, Store | CacheReader) and days is not None:
+        # a window of whole days on a store: the failed tool calls' groups per day from the analysis cache
+        with current_cache(store) as (cur, cached):
+            groups = days if cached else rows
+            cats = dict_rows(cur, sql.format(groups=groups[0]), groups[1])
+    else:  # one day or less, or a run's reader (its own views): the rows
+        cats = store.query(sql.format(groups=rows[0]), rows[1])
     by_cat: dict[str, tuple[int, dict[str, int], dict[str, int]]] = {}
     for r in cats:
         total, st, tl = by_cat.setdefault(r["category"], (r["total"], {}, {}))

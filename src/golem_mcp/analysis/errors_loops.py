@@ -8,7 +8,7 @@ an agent had to pick one; this answer has one section per question, each a compa
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, Field
@@ -69,6 +69,16 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
     window_text = ("all of the workflow" if workflow_id and days is None
                    else known.window_note(start, now, span))
     scope = {k: v for k, v in (("workflow_id", workflow_id), ("stage", stage)) if v}
+    from .snapshot import summaries
+
+    # one reader of the analysis cache (brought up to date first) for the loops, errors and categories
+    with summaries(store) as reader:
+        return _answer(store, reader, workflow_id, stage, span, now, start, days, window_text, scope, want, limit)
+
+
+def _answer(store: Store, reader: Any, workflow_id: str | None, stage: str | None, span: float, now: datetime,
+            start: datetime, days: float | None, window_text: str, scope: dict[str, str], want: set[str],
+            limit: int) -> ErrorsAndLoops:
     more: list[str] = []
     failed = ""
 
@@ -83,7 +93,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
         return [r for r in out if stage is None or r.get("stage") == stage]
 
     # the retries shown (the first `limit`) with their reasons, all counted; by stage, all with reasons
-    lp = find_loops(store, days=span, now=now, workflow_id=workflow_id, retry_reasons=limit if stage is None else None)
+    lp = find_loops(reader, days=span, now=now, workflow_id=workflow_id, retry_reasons=limit if stage is None else None)
     n_retried = lp.retried_requests if stage is None else len(staged(lp.retries))
     loops_rows = staged(lp.loops)
     answer: dict[str, Any] = {}
@@ -100,7 +110,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
                    for c in lp.edit_fail_cycles]
         answer["rework"] = capped("rework", staged(rework), ["workflow_id", "stage", "what"])
     if want & {"failures", "api_errors", "by_stage"}:
-        qe = query_errors(store, workflow_id, stage, start.isoformat() if not workflow_id or days else None, limit=100)
+        qe = query_errors(reader, workflow_id, stage, start.isoformat() if not workflow_id or days else None, limit=100)
         failed = (f"{sum(r['failures'] for r in qe['tool_failures'])} failed tool call(s), "
                   f"{sum(r['errors'] for r in qe['api_errors_by_status'])} API error(s); ")
         if "failures" in want:
@@ -118,7 +128,7 @@ def errors_and_loops(store: Store, workflow_id: str | None = None, stage: str | 
             # the categories only: the pattern report's other parts (by stage, repeats, days) are not shown
             cats = [{"category": c.category, "count": c.count,
                      "stages": ", ".join(f"{k} {v}" for k, v in sorted(c.stages.items(), key=lambda kv: (-kv[1], kv[0]))),
-                     "fix": c.fix} for c in error_categories(store, *window(now, span))
+                     "fix": c.fix} for c in error_categories(reader, *window(now, span))
                     if stage is None or stage in c.stages]
             answer["patterns"] = capped("patterns", cats, ["category", "count", "stages", "fix"])
     if "sequences" in want:

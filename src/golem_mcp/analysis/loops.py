@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field
 from ..store.db import Store
 from ..store.rollups import CALL_KEY
 from .common import window
-from .snapshot import SnapshotReader
+from .snapshot import REWORK_STAGES, CacheReader, SnapshotReader
 
 
 class RepeatedCall(BaseModel):
@@ -88,12 +88,13 @@ def _command(params: str | None) -> str | None:
 # error is preferred to a tool's failure, since Claude Code retries a request after an API error. The
 # category (failure_events' rule, golem_error_category) of the chosen failure only, and only the failures
 # of the listed requests' sessions (a list, which DuckDB filters the scan by): categorizing and joining
-# every failure of the window was most of the answer's cost. The requests: a list of ids (RETRIED_SQL's).
+# every failure of the window was most of the answer's cost. The requests: RETRIED_SQL's rows, as one JSON
+# text (finding them again among the window's requests by their ids was half of this query's cost).
 RETRY_SQL = """
 WITH r AS (
-    SELECT workflow_id, stage, request_id, attempt, model, "timestamp" AS ts, session_id,
-           COALESCE(agent_id, '') AS ag
-    FROM requests WHERE {scope} AND attempt > 1 AND request_id IN (SELECT unnest(from_json(?, '["VARCHAR"]')))
+    SELECT unnest(from_json(?, '[{"workflow_id": "VARCHAR", "stage": "VARCHAR", "request_id": "VARCHAR",
+                                  "attempt": "INTEGER", "model": "VARCHAR", "ts": "TIMESTAMP", "session_id": "VARCHAR",
+                                  "ag": "VARCHAR"}]'), recursive := true)
 ), f AS (
     SELECT "timestamp" AS fts, session_id, COALESCE(agent_id, '') AS ag, status_code, msg, etype, tool_name,
            left(raw, 160) AS raw
@@ -111,16 +112,19 @@ j AS (
     FROM j
 )
 SELECT workflow_id, stage, request_id, attempt, model,
-       CASE WHEN a_ok THEN golem_error_category(a_status, a_msg, a_etype)
-            WHEN t_ok THEN golem_error_category(NULL::INTEGER, t_msg, t_etype) END AS reason_category,
+       -- one use of the rule (its regular expressions are compiled per use): the API error's, else the tool's
+       CASE WHEN a_ok OR t_ok THEN golem_error_category(CASE WHEN a_ok THEN a_status END,
+                                                        CASE WHEN a_ok THEN a_msg ELSE t_msg END,
+                                                        CASE WHEN a_ok THEN a_etype ELSE t_etype END) END AS reason_category,
        CASE WHEN a_ok THEN a_status END AS reason_status_code,
        CASE WHEN a_ok THEN 'api_error' || COALESCE(': ' || a_raw, '')
             WHEN t_ok THEN 'tool ' || t_tool || COALESCE(': ' || t_raw, '') END AS reason
 FROM k ORDER BY ts, request_id
 """
 # the retried requests alone, in the same order
-RETRIED_SQL = """SELECT request_id, session_id, "timestamp" AS ts FROM requests WHERE {scope} AND attempt > 1
-                  ORDER BY "timestamp", request_id"""
+RETRIED_SQL = """SELECT workflow_id, stage, request_id, attempt, model, "timestamp" AS ts, session_id,
+                         COALESCE(agent_id, '') AS ag
+                  FROM requests WHERE {scope} AND attempt > 1 ORDER BY "timestamp", request_id"""
 
 
 def _listed(values: Any) -> str:
@@ -170,9 +174,54 @@ def _repeated_calls(store: Store, p: list[Any], start: datetime, end: datetime, 
         GROUP BY {key} {having} ORDER BY n DESC""", p + [fewest] + p + [min_failing, min_identical])
 
 
+# the rework the reviewer reported, and (REWORK_PASSES_SQL) the workflows where a new implementer agent
+# starts (in the window) after a reviewer agent finished: the review sent work back
+REWORK_SQL = """
+    SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
+    FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR golem_report_workflow(workflow_id, parent) = ?)
+    UNION {passes}
+    ORDER BY 1"""
+# (stage_agent_spans has one row per workflow, stage and agent: the window filters its rows; {only}: a
+# filter on the implementer's workflow)
+REWORK_PASSES_SQL = """
+    SELECT i.workflow_id, ? FROM
+        (SELECT workflow_id, agent_id, first_at FROM stage_agent_spans
+         WHERE stage = ? AND first_at >= ? AND first_at < ? AND (? IS NULL OR workflow_id = ?){only}) i
+    JOIN (SELECT workflow_id, agent_id, last_at FROM stage_agent_spans
+          WHERE stage = ? AND (? IS NULL OR workflow_id = ?)) rv
+      ON rv.workflow_id = i.workflow_id AND i.first_at > rv.last_at"""
+# The same from the cache's workflow summaries (a CacheReader's), for loops' own stages (REWORK_STAGES):
+# per workflow the latest start of its implementer agents and the earliest finish of its reviewer agents.
+# Some implementer agent starting in the window after some reviewer agent finished is: the latest
+# implementer start in the window after the earliest reviewer finish. Where the latest start overall is
+# in the window, that is it; a workflow whose latest implementer start is at or after the window's end
+# (a window in the past) is looked at row by row (above).
+REWORK_CACHED_SQL = """
+    SELECT workflow_id, ? FROM analysis_workflow_summary
+    WHERE rw_implementer_last_start >= ? AND rw_implementer_last_start < ? AND (? IS NULL OR workflow_id = ?)
+      AND rw_implementer_last_start > rw_reviewer_first_end"""
+
+
+def _rework(store: Store, p: list[Any], end: datetime, workflow_id: str | None, implementer: str,
+            reviewer: str) -> list[dict[str, Any]]:
+    reason = f"another {implementer} pass after the {reviewer}"
+    args = [reason, implementer, *p, reviewer, workflow_id, workflow_id]
+    if not isinstance(store, CacheReader) or (implementer, reviewer) != REWORK_STAGES:
+        return store.query(REWORK_SQL.format(passes=REWORK_PASSES_SQL.format(only="")), p + args)
+    late = [r["workflow_id"] for r in store.query(
+        "SELECT workflow_id FROM analysis_workflow_summary WHERE rw_implementer_last_start >= ? "
+        "AND (? IS NULL OR workflow_id = ?)", [end, workflow_id, workflow_id])]
+    passes, cached = REWORK_CACHED_SQL, [reason, *p]
+    if late:
+        passes += " UNION " + REWORK_PASSES_SQL.format(
+            only=" AND workflow_id IN (SELECT unnest(from_json(?, '[\"VARCHAR\"]')))")
+        cached += [reason, implementer, *p, _listed(late), reviewer, workflow_id, workflow_id]
+    return store.query(REWORK_SQL.format(passes=passes), p + cached)
+
+
 def find_loops(store: Store, days: float = 30, now: datetime | None = None, workflow_id: str | None = None,
                min_failing: int = 3, min_identical: int = 5, min_cycles: int = 3,
-               implementer: str = "implementer", reviewer: str = "reviewer",
+               implementer: str = REWORK_STAGES[0], reviewer: str = REWORK_STAGES[1],
                thrash_ratio: float = 4.0, thrash_min_calls: int = 12, retry_lookback_s: float = 600,
                retry_reasons: int | None = None) -> LoopReport:
     """Loops, retries and rework in the last ``days`` (optionally one workflow). ``retry_reasons``: list
@@ -199,9 +248,11 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
                           kind="failing_repeat" if r["failures"] >= min_failing else "identical_repeat") for r in rep]
     # the rollups know whether the window's days hold a retried request at all (most workflows have
     # none): the request rows are read only when they do (a workflow's groups by the workflow index: no
-    # "? IS NULL OR" around its filter, which keeps DuckDB from using it)
+    # "? IS NULL OR" around its filter, which keeps DuckDB from using it; every workflow's from the same
+    # sums without the workflow, a few rows a day)
     one = " AND workflow_id = ?" if workflow_id is not None else ""
-    retried = store.scalar(f"SELECT COALESCE(sum(retried_requests), 0) FROM rollup_requests WHERE day >= ? AND day <= ?{one}",
+    rolled = "rollup_requests" if workflow_id is not None else "rollup_requests_coarse"
+    retried = store.scalar(f"SELECT COALESCE(sum(retried_requests), 0) FROM {rolled} WHERE day >= ? AND day <= ?{one}",
                            [start.date(), end.date(), *([workflow_id] if workflow_id is not None else [])])
     retries: list[Retry] = []
     listed: list[dict[str, Any]] = []
@@ -214,15 +265,22 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
         lookback = timedelta(seconds=retry_lookback_s)
         f_from = max(start, min((r["ts"] for r in asked), default=start)) - lookback
         f_until = min(end, max((r["ts"] for r in asked), default=end) + timedelta(microseconds=1))
-        retries = [Retry(**r) for r in store.query(RETRY_SQL.format(scope=scope), p + [
-            _listed(r["request_id"] for r in asked), f_from, f_until,
+        retries = [Retry(**r) for r in store.query(RETRY_SQL, [
+            json.dumps([{**r, "ts": r["ts"].isoformat()} for r in asked]), f_from, f_until,
             _listed(sorted({r["session_id"] for r in asked if r["session_id"] is not None})),
             retry_lookback_s, retry_lookback_s])] if asked else []
     # only the sessions' agents with at least min_cycles failing Bash calls can have as many cycles:
     # their calls alone are ordered (all of them, so each call's next is the same), found by their
     # sessions (a list: DuckDB filters the scan by it; a join read every call of the window's sessions)
-    k = store.query(f"""SELECT session_id, agent_id FROM tools WHERE {scope} AND tool_name = 'Bash' AND success = false
-                        GROUP BY ALL HAVING count(*) >= ?""", p + [min_cycles])
+    if workflow_id is None and isinstance(store, CacheReader) and store.cache_current():
+        # every workflow's: those agents from the cache's failed calls per day and agent, the window's
+        # edge days whole (a superset of them: the cycles below are counted from the window's rows)
+        k = store.query("""SELECT session_id, agent_id FROM analysis_agent_failure_days
+                           WHERE tool_name = 'Bash' AND day >= ? AND day <= ? GROUP BY ALL HAVING sum(n) >= ?""",
+                        [start.date(), end.date(), min_cycles])
+    else:
+        k = store.query(f"""SELECT session_id, agent_id FROM tools WHERE {scope} AND tool_name = 'Bash'
+                            AND success = false GROUP BY ALL HAVING count(*) >= ?""", p + [min_cycles])
     cyc = store.query(f"""
         WITH k AS (SELECT unnest(from_json(?, '["VARCHAR"]')) AS session_id,
                           unnest(from_json(?, '["VARCHAR"]')) AS agent_id),
@@ -240,20 +298,8 @@ def _find_loops(store: Store, days: float, now: datetime | None, workflow_id: st
         + [_listed(sorted({r["session_id"] for r in k if r["session_id"] is not None})),
            any(r["session_id"] is None for r in k),
            min_cycles]) if k else []
-    rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"]) for r in store.query("""
-        SELECT golem_report_workflow(workflow_id, parent) AS workflow_id, 'reviewer reported rework' AS reason
-        FROM review_reports WHERE rework AND ts >= ? AND ts < ? AND (? IS NULL OR golem_report_workflow(workflow_id, parent) = ?)
-        UNION
-        -- a new implementer agent that starts after a reviewer agent finished: the review sent work back
-        -- (stage_agent_spans has one row per workflow, stage and agent: the window filters its rows)
-        SELECT i.workflow_id, ? FROM
-            (SELECT workflow_id, agent_id, first_at FROM stage_agent_spans
-             WHERE stage = ? AND first_at >= ? AND first_at < ? AND (? IS NULL OR workflow_id = ?)) i
-        JOIN (SELECT workflow_id, agent_id, last_at FROM stage_agent_spans
-              WHERE stage = ? AND (? IS NULL OR workflow_id = ?)) rv
-          ON rv.workflow_id = i.workflow_id AND i.first_at > rv.last_at
-        ORDER BY 1""", p + [f"another {implementer} pass after the {reviewer}", implementer] + p
-        + [reviewer, workflow_id, workflow_id])]
+    rework = [Rework(workflow_id=r["workflow_id"], reason=r["reason"])
+              for r in _rework(store, p, end, workflow_id, implementer, reviewer)]
     thrash = [Thrashing(**r) for r in store.query("""
         SELECT workflow_id, stage, tool_calls, api_requests, round(tool_calls / api_requests, 2) AS calls_per_request
         FROM workflow_stage_summary

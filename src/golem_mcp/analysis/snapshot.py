@@ -70,7 +70,7 @@ _TOOL_PRE = "CREATE OR REPLACE TEMP TABLE _snap_tool_pre AS SELECT " + _TOOL_AGG
 # The aggregate cache: step 1's groups per day, kept in the database between runs. A write stamps
 # the days of the rows it inserted, merged or re-resolved (Store.write), so a day's groups are
 # re-aggregated whenever a row of it changed. fact -> (cache table, what a day's group holds)
-CACHE_VERSION = "resolved-days-5"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS: the cache is rebuilt
+CACHE_VERSION = "resolved-days-6"  # change with _REQ_AGG / _TOOL_AGG / _GROUPS / _STAGE_DAYS: the cache is rebuilt
 _ERR_AGG = "r_workflow_id AS workflow_id, r_stage AS stage, count(*) AS n"
 _CACHE = {"api_requests": ("analysis_request_days", _REQ_AGG), "tool_calls": ("analysis_tool_days", _TOOL_AGG),
           "api_errors": ("analysis_error_days", _ERR_AGG)}
@@ -102,6 +102,22 @@ _GROUPS: dict[str, tuple[str, tuple[str, ...], str]] = {
         min(first_at) AS first_at, max(last_at) AS last_at, arg_max(last_dur, last_dur_at) AS last_duration_ms,
         min(agent_label) AS agent_label"""),
 }
+# The tool day groups summed per day and stage alone (no workflow): the calls and failures per stage of a
+# window are a few rows a day (query_errors' by-stage counts read the window's every call before).
+# Summed again for the days refreshed. table -> (fact whose day groups it sums, what a day's stage holds)
+_STAGE_DAYS: dict[str, tuple[str, str]] = {
+    "analysis_tool_stage_days": ("tool_calls", "CAST(sum(n) AS BIGINT) AS n, CAST(sum(fails) AS BIGINT) AS fails")}
+# The failed tool calls (tool_failure_events) grouped per day by what error_categories groups them by:
+# a window's categories read its whole days from here (a few rows a day where the failure texts repeat),
+# the rows of the days its ends cut through, and the API errors' rows (whose view counts a StopFailure
+# hook's error once by looking at other days' errors: not a per-day rule). Re-read for the days refreshed.
+# (Read from the view before the snapshot's window views shadow ``tools``: the refresh comes first.)
+# analysis_agent_failure_days: the same per session, agent and tool: loops' edit -> failing Bash cycles
+# order the calls of the agents with enough failing Bash calls, found there (the window's edge days
+# whole: a superset of the window's agents, whose cycles are then counted from their rows).
+_FAILURE_DAYS = "analysis_failure_days"
+_FAILURES = {_FAILURE_DAYS: "stage, tool_name, msg, etype, count(*) AS n",
+             "analysis_agent_failure_days": "session_id, agent_id, tool_name, count(*) AS n"}
 _KEYS = {"api_requests": ("workflow_id", "stage", "agent_id"), "tool_calls": ("workflow_id", "stage"),
          "api_errors": ("workflow_id", "stage")}
 # The cache's third level: the summary views' rows themselves (their bodies evaluated over the second
@@ -138,7 +154,15 @@ _DURATION_SOURCES = {"analysis_stage_summary": ("stage_experiment", "true"),
 # stages. Ranking 250k workflows then reads one row each, not 2M stage rows grouped. The view leaves
 # them out.
 _WORKFLOW_SPAN_COLS = ("span_first_start", "span_last_end", "span_stages")
-SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1"  # change with _SUMMARIES' shape
+# analysis_workflow_summary also keeps, per workflow, the latest start of its implementer agents and the
+# earliest finish of its reviewer agents (analysis_stage_agents' greatest first_at and least last_at of
+# those stages, REWORK_STAGES: loops.find_loops' own): whether an implementer pass started after a
+# reviewer finished (the rework) is then one comparison in one row per workflow, not a join of every
+# agent of both stages (250k x 500k at 10M requests). Summed again with the workflow; the view leaves
+# them out.
+REWORK_STAGES = ("implementer", "reviewer")
+_WORKFLOW_REWORK_COLS = {"rw_implementer_last_start": "a.last_start", "rw_reviewer_first_end": "a.first_end"}
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1/rework-1"  # change with _SUMMARIES' shape
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
@@ -224,6 +248,15 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
                 if not days:
                     continue
                 _refresh_days(cur, db, run, fact, table, agg, days)
+                if fact == "tool_calls":
+                    _refresh_failure_days(cur, db, run, days)
+                for st_table, (st_fact, st_agg) in _STAGE_DAYS.items():
+                    if st_fact == fact:
+                        run("cache_refresh", f"DELETE FROM {db}.main.{st_table} WHERE list_contains($days, day)",
+                            {"days": days})
+                        run("cache_refresh", f"INSERT INTO {db}.main.{st_table} SELECT day, stage, {st_agg} "
+                                             f"FROM {db}.main.{table} WHERE list_contains($days, day) GROUP BY day, stage",
+                            {"days": days})
             for fact, (src, _) in _CACHE.items():
                 if any(f == fact for f, _ in dirty):
                     _refresh_groups(cur, db, run, fact, src)
@@ -264,6 +297,12 @@ def _build_cache(cur: Any, db: str, run: Any) -> None:
             run("cache_build", f"INSERT INTO {db}.main.{table} BY NAME SELECT {_DAY} AS day, {agg} FROM {db}.main.{fact} "
                                f'WHERE ("timestamp" >= $lo AND "timestamp" < $hi){untimed} GROUP BY ALL',
                 {"lo": lo, "hi": hi + timedelta(days=1)})
+    for table, agg in _FAILURES.items():
+        run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT {_DAY} AS day, {agg} "
+                           f"FROM {db}.main.tool_failure_events GROUP BY ALL")
+    for table, (fact, agg) in _STAGE_DAYS.items():
+        run("cache_build", f"CREATE OR REPLACE TABLE {db}.main.{table} AS SELECT day, stage, {agg} "
+                           f"FROM {db}.main.{_CACHE[fact][0]} GROUP BY day, stage")
     for table, (fact, keys, agg) in _GROUPS.items():
         src = _CACHE[fact][0]
         k = ", ".join(keys)
@@ -319,6 +358,22 @@ def _refresh_days(cur: Any, db: str, run: Any, fact: str, table: str, agg: str, 
         cur.execute(f"DROP TABLE temp.main.{t}")
 
 
+def _refresh_failure_days(cur: Any, db: str, run: Any, days: list[Any]) -> None:
+    """``_FAILURES``' groups of ``days`` (the tool calls' dirty days) read again from the facts."""
+    timed = [d for d in days if d != _NO_DAY]
+    for table, agg in _FAILURES.items():
+        run("cache_refresh", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
+        if timed:  # the days' time range first: row groups outside it are skipped unread
+            run("cache_refresh", f"INSERT INTO {db}.main.{table} SELECT {_DAY} AS day, {agg} "
+                                 f'FROM {db}.main.tool_failure_events WHERE "timestamp" >= $lo AND "timestamp" < $hi '
+                                 f"AND list_contains($days, {_DAY}) GROUP BY ALL",
+                {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)})
+        if _NO_DAY in days:
+            run("cache_refresh", f"INSERT INTO {db}.main.{table} SELECT {_DAY} AS day, {agg} "
+                                 f"FROM {db}.main.tool_failure_events WHERE {_DAY} = $no_day GROUP BY ALL",
+                {"no_day": _NO_DAY})
+
+
 def _refresh_groups(cur: Any, db: str, run: Any, fact: str, src: str) -> None:
     """Sum the second level (``_GROUPS``) again for the keys ``_refresh_days`` left in
     ``_snap_keys_<src>``: the day groups of those keys are read from ``src`` once, into a small
@@ -367,8 +422,14 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
                  f"count(*) AS span_stages FROM {db}.main.analysis_stage_summary "
                  f"WHERE started_at IS NOT NULL AND ended_at >= started_at AND {where.format(wf='workflow_id')} "
                  f"GROUP BY workflow_id")
+        implementer, reviewer = (literal(x) for x in REWORK_STAGES)
+        rework = (f"SELECT workflow_id, max(first_at) FILTER (WHERE stage = {implementer}) AS last_start, "
+                  f"min(last_at) FILTER (WHERE stage = {reviewer}) AS first_end "
+                  f"FROM {db}.main.analysis_stage_agents WHERE {where.format(wf='workflow_id')} GROUP BY workflow_id")
+        extra = ", ".join(f"{e} AS {name}" for name, e in _WORKFLOW_REWORK_COLS.items())
         return (f"SELECT v.*, p.span_first_start, p.span_last_end, CAST(COALESCE(p.span_stages, 0) AS BIGINT) "
-                f"AS span_stages FROM ({rows}) v LEFT JOIN ({spans}) p ON p.workflow_id = v.workflow_id")
+                f"AS span_stages, {extra} FROM ({rows}) v LEFT JOIN ({spans}) p ON p.workflow_id = v.workflow_id "
+                f"LEFT JOIN ({rework}) a ON a.workflow_id = v.workflow_id")
     if table != "analysis_stage_summary":
         return rows
     extra = ", ".join([*(f"g.{c} AS {name}" for name, c in _STAGE_MODEL_COLS.items()),
@@ -382,9 +443,9 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
 
 def _summary_view(cur: Any, db: str, table: str, view: str) -> None:
     """The temporary view named like summary ``view`` in front of the cache's ``table``."""
-    extra = (f" EXCLUDE ({', '.join([*_STAGE_MODEL_COLS, *_STAGE_WORKFLOW_COLS])})"
-             if table == "analysis_stage_summary" else
-             f" EXCLUDE ({', '.join(_WORKFLOW_SPAN_COLS)})" if table == "analysis_workflow_summary" else "")
+    hidden = {"analysis_stage_summary": [*_STAGE_MODEL_COLS, *_STAGE_WORKFLOW_COLS],
+              "analysis_workflow_summary": [*_WORKFLOW_SPAN_COLS, *_WORKFLOW_REWORK_COLS]}.get(table)
+    extra = f" EXCLUDE ({', '.join(hidden)})" if hidden else ""
     cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *{extra} FROM {db}.main.{table}")
 
 
@@ -740,14 +801,66 @@ def cache_current(store: Store) -> bool:
     stamps are one row per fact and day); facts written around ``Store.write`` count once
     ``resolve_all``/``load_resolved`` dropped the cache's state, as they do."""
     with store.reader() as cur:
-        row = cur.execute(f"""
-            SELECT (SELECT seen_seq FROM analysis_cache_state WHERE name = 'facts' AND version = $v)
-                       = (SELECT COALESCE(max(seq), 0) FROM fact_changes),
-                   (SELECT seen_seq FROM analysis_cache_state WHERE name = 'summaries' AND version = $sv)
-                       = (SELECT COALESCE(max(s), 0) FROM ({" UNION ALL ".join(
-                             f"SELECT max(_change_seq) AS s FROM {t}" for t in _CONTEXT_CHANGES)}))""",
-                          {"v": CACHE_VERSION, "sv": SUMMARIES_VERSION}).fetchone()
+        return cache_current_in(cur)
+
+
+def cache_current_in(cur: Any) -> bool:
+    """:func:`cache_current` as ``cur``'s transaction sees the store."""
+    row = cur.execute(f"""
+        SELECT (SELECT seen_seq FROM analysis_cache_state WHERE name = 'facts' AND version = $v)
+                   = (SELECT COALESCE(max(seq), 0) FROM fact_changes),
+               (SELECT seen_seq FROM analysis_cache_state WHERE name = 'summaries' AND version = $sv)
+                   = (SELECT COALESCE(max(s), 0) FROM ({" UNION ALL ".join(
+                         f"SELECT max(_change_seq) AS s FROM {t}" for t in _CONTEXT_CHANGES)}))""",
+                      {"v": CACHE_VERSION, "sv": SUMMARIES_VERSION}).fetchone()
     return bool(row and row[0] and row[1])
+
+
+@contextmanager
+def current_cache(store: Any, wanted: bool = True) -> Iterator[tuple[Any, bool]]:
+    """A reader cursor inside one transaction, and whether the analysis cache it sees holds every write
+    (checked inside the transaction, so what is read from the cache and from the facts is of one moment).
+    When ``wanted``, on a writable store, a cache found behind is brought up to date first (as
+    :func:`summaries` does). A :class:`CacheReader` is such a transaction already: its cursor. Another
+    reader (an analysis run's) or a read-only store gets False: its answers read rows."""
+    if isinstance(store, CacheReader):
+        yield store._cur, wanted and store.cache_current()
+        return
+    usable = wanted and isinstance(store, Store) and not store.read_only
+    warmed = False
+    while True:
+        with store.reader() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                current = usable and cache_current_in(cur)
+                if current or not usable or warmed:
+                    yield cur, current
+                    return
+            finally:
+                with contextlib.suppress(Exception):  # a closed store's cursor has rolled back already
+                    cur.execute("COMMIT")
+        warm_cache(store)
+        warmed = True
+
+
+def failure_groups_sql(start: datetime, end: datetime) -> tuple[str, list[Any]] | None:
+    """The failures of [start, end) counted per status, text, type, stage and tool (``failure_events``'
+    columns; stage '-' and tool 'api' for none) from the cache's failure days, for a cursor of
+    :func:`current_cache` that found it current; None when the window holds no whole day."""
+    lo = start.date() + timedelta(days=0 if start.time() == datetime.min.time() else 1)
+    hi = min(end.date(), _NO_DAY)
+    if lo >= hi:
+        return None
+    lo_at, hi_at = datetime.combine(lo, datetime.min.time()), datetime.combine(hi, datetime.min.time())
+    rows = ("SELECT status_code, msg, etype, COALESCE(stage, '-') AS stage, COALESCE(tool_name, 'api') AS tool, "
+            "1 AS n FROM {view} WHERE \"timestamp\" >= ? AND \"timestamp\" < ?")
+    sql = f"""SELECT status_code, msg, etype, stage, tool, CAST(sum(n) AS BIGINT) AS n FROM (
+        SELECT NULL::INTEGER AS status_code, msg, etype, COALESCE(stage, '-') AS stage,
+               COALESCE(tool_name, 'api') AS tool, n FROM {_FAILURE_DAYS} WHERE day >= ? AND day < ?
+        UNION ALL {rows.format(view="tool_failure_events")}
+        UNION ALL {rows.format(view="tool_failure_events")}
+        UNION ALL {rows.format(view="api_failure_events")}) GROUP BY ALL"""
+    return sql, [lo, hi, start, lo_at, hi_at, end, start, end]
 
 
 @contextmanager
@@ -804,3 +917,11 @@ class CacheReader(_CursorReader):
     def __init__(self, store: Store, cur: Any) -> None:
         super().__init__(store, cur)
         self.stage_models_window: tuple[datetime, datetime] | None = None
+        self._current: bool | None = None
+
+    def cache_current(self) -> bool:
+        """Whether the cache this reader sees holds every write it sees (a write may land between the
+        refresh before the reader and its transaction); the transaction's view does not change."""
+        if self._current is None:
+            self._current = cache_current_in(self._cur)
+        return self._current

@@ -30,7 +30,7 @@ from pydantic import BaseModel, Field
 from ..errors import InvalidInput, NotFound
 from ..ingestion.records import Batch, now_us
 from ..store.checks import MAX_COST_USD, MAX_TOKENS
-from ..store.db import Store, dict_rows
+from ..store.db import NO_DAY, Store, dict_rows
 from . import known
 from .common import Table, rounded, table
 from .cost import DIMENSIONS, cost_by
@@ -495,30 +495,45 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
     if s is not None:
         since_at = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None)
         whole_from = since_at.date() + timedelta(days=0 if since_at.time() == datetime.min.time() else 1)
+    # the calls per stage of a window of every workflow: from the analysis cache's per-day stage counts
+    # (brought up to date first, as summaries() does) for the whole days, rows for the first day's part
+    from .snapshot import current_cache
+
     # each view is resolved once into this cursor's temporary tables, then read by every answer
     # below (resolving the views is the cost: 7 reads became 3)
-    with store.reader() as cur:
+    with current_cache(store, wanted=whole_from is not None and not workflow_id) as (cur, by_days):
 
         def rows(sql: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
             return dict_rows(cur, sql, args or [])
 
-        rolled = f"SELECT stage, requests, retries, retried_requests AS retried FROM rollup_requests WHERE {rw}"
+        # (every workflow's: the same sums without the workflow, a few rows a day instead of one per workflow)
+        table = "rollup_requests" if workflow_id else "rollup_requests_coarse"
+        rolled = f"SELECT stage, requests, retries, retried_requests AS retried FROM {table} WHERE {rw}"
         rolled_params = params[:-1] if s is not None else list(params)
         if whole_from is not None:
             rolled += " AND day >= ? UNION ALL SELECT stage, 1, attempt - 1, CAST(attempt > 1 AS INTEGER) " \
                       f'FROM requests WHERE {w} AND "timestamp" < ?'
             rolled_params += [whole_from, *params, whole_from]
-        cur.execute("CREATE TEMP TABLE _qe_requests AS SELECT stage, CAST(sum(requests) AS BIGINT) AS requests, "
+        cur.execute("CREATE OR REPLACE TEMP TABLE _qe_requests AS SELECT stage, CAST(sum(requests) AS BIGINT) AS requests, "
                     "CAST(sum(retries) AS BIGINT) AS retries, CAST(sum(retried) AS BIGINT) AS retried "
                     f"FROM ({rolled}) GROUP BY stage", rolled_params)
         # the failed calls (a few percent of the calls) counted per tool and stage, and the calls per
         # stage: copying every call of the window with its error and command was most of the answer's
         # cost, then copying the failed ones (their command read from the JSON parameters) most of the rest
-        cur.execute("CREATE TEMP TABLE _qe_tools AS SELECT tool_name, stage, count(*) AS failures, "
+        cur.execute("CREATE OR REPLACE TEMP TABLE _qe_tools AS SELECT tool_name, stage, count(*) AS failures, "
                     f"any_value(error) AS example FROM tools WHERE {w} AND success = false GROUP BY 1, 2", params)
-        cur.execute(f"CREATE TEMP TABLE _qe_calls AS SELECT stage, count(*) AS tool_calls FROM tools WHERE {w} "
-                    "GROUP BY stage", params)
-        cur.execute("CREATE TEMP TABLE _qe_errors AS SELECT stage, status_code, error, kind, retries_exhausted "
+        if by_days:
+            # the days at and after whole_from but the cache's day of facts without a time (NO_DAY: those
+            # are not in a window; a call made on that very day is counted from its row)
+            sw = " AND stage = ?" if stage else ""
+            cur.execute(f"""CREATE OR REPLACE TEMP TABLE _qe_calls AS SELECT stage, CAST(sum(n) AS BIGINT) AS tool_calls FROM (
+                SELECT stage, n FROM analysis_tool_stage_days WHERE day >= ? AND day <> ?{sw}
+                UNION ALL SELECT stage, 1 FROM tools WHERE {w} AND ("timestamp" < ? OR "timestamp" >= ?))
+                GROUP BY stage""", [whole_from, NO_DAY, *([stage] if stage else []), *params, whole_from, NO_DAY])
+        else:
+            cur.execute(f"CREATE OR REPLACE TEMP TABLE _qe_calls AS SELECT stage, count(*) AS tool_calls FROM tools WHERE {w} "
+                        "GROUP BY stage", params)
+        cur.execute("CREATE OR REPLACE TEMP TABLE _qe_errors AS SELECT stage, status_code, error, kind, retries_exhausted "
                     f"FROM errors WHERE {w}", params)
         # kind: api_error, refusal (the model declined), stop_failure (a turn ended on an API error)
         api = rows("SELECT kind, status_code, count(*) AS errors, "

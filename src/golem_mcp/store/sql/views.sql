@@ -100,17 +100,22 @@ CASE
   ELSE COALESCE(NULLIF(etype, ''), 'other')
 END;
 
--- Every failure, tool call or API error, with its category (error analyses, task_logs).
+-- Every failure, tool call or API error, with its category (error analyses, task_logs). Its two parts
+-- are views of their own: the analysis cache keeps the failed tool calls grouped per day
+-- (analysis/snapshot.py), and an answer over a window reads those days and the API errors' rows.
+CREATE OR REPLACE VIEW tool_failure_events AS
+SELECT "timestamp", workflow_id, stage, tool_name, NULL::INTEGER AS status_code,
+       lower(COALESCE(error, '')) AS msg, error AS raw, error_type AS etype, session_id, agent_id,
+       CAST(tool_parameters AS VARCHAR) AS params
+FROM tools WHERE success = false;
+
+CREATE OR REPLACE VIEW api_failure_events AS
+SELECT "timestamp", workflow_id, stage, NULL::VARCHAR AS tool_name, status_code, lower(COALESCE(error, '')) AS msg,
+       error AS raw, error_type AS etype, session_id, agent_id, NULL::VARCHAR AS params
+FROM errors;
+
 CREATE OR REPLACE VIEW failure_events AS
-WITH f AS (
-    SELECT "timestamp", workflow_id, stage, tool_name, NULL::INTEGER AS status_code,
-           lower(COALESCE(error, '')) AS msg, error AS raw, error_type AS etype, session_id, agent_id,
-           CAST(tool_parameters AS VARCHAR) AS params
-    FROM tools WHERE success = false
-    UNION ALL
-    SELECT "timestamp", workflow_id, stage, NULL, status_code, lower(COALESCE(error, '')), error, error_type,
-           session_id, agent_id, NULL FROM errors
-)
+WITH f AS (SELECT * FROM tool_failure_events UNION ALL SELECT * FROM api_failure_events)
 SELECT *, golem_error_category(status_code, msg, etype) AS category FROM f;
 
 -- ---- the seed documents' names ---------------------------------------------------------------
