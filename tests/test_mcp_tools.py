@@ -538,6 +538,8 @@ async def test_findings_reported_before_their_hook_take_the_caller_when_it_arriv
         assert "linked to its agent, session and workflow when it does" in late["warnings"][0]
         before = stored("wf-L.late")
         assert [r[:3] for r in before] == [(None, None, None)]
+        assert bare_store.scalar("SELECT pending_tool_use_id FROM review_reports WHERE task = 'wf-L.late'") \
+            == "toolu_late_review"
         hook("toolu_late_review")
         # the other order: the hook first, then the findings
         hook("toolu_early_review")
@@ -548,6 +550,8 @@ async def test_findings_reported_before_their_hook_take_the_caller_when_it_arriv
     after = stored("wf-L.late")
     assert [r[:3] for r in after] == [r[:3] for r in stored("wf-L.early")] == [(sid, agent, "wf-L")]
     assert after[0][3] > before[0][3]  # a changed row: exported and pushed again
+    # neither report waits for a call any more (each write with tool calls looks for those that do)
+    assert bare_store.query("SELECT task FROM review_reports WHERE pending_tool_use_id IS NOT NULL") == []
     # a later write of the same call changes nothing more
     hook("toolu_late_review")
     assert stored("wf-L.late") == after

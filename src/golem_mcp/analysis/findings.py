@@ -111,7 +111,9 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     if wf is None:
         # the session's workflow link, when the reviewer did not name one
         wf = session_wf
-    if caller.tool_use_id and caller.how != "tool_use_id":
+    # the call's hook has not come: the report waits for it (store/resolve.py, link_reports)
+    pending = caller.tool_use_id if caller.tool_use_id and caller.how != "tool_use_id" else None
+    if pending:
         warnings.append("this call's hook has not reached golem yet: the report is linked to its agent"
                         + ("" if caller.known else ", session and workflow") + " when it does")
     issues = rep.get("issues", [])
@@ -132,7 +134,8 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     b.add("review_reports", {
         "report_id": report_id, "v": 1, "ts": ts, "task": task,
         "parent": rep.get("parent"), "workflow_id": wf, "session_id": caller.session_id,
-        "agent_id": caller.agent_id, "tool_use_id": caller.tool_use_id, "critical": sev["critical"], "major": sev["major"], "minor": sev["minor"],
+        "agent_id": caller.agent_id, "pending_tool_use_id": pending, "critical": sev["critical"], "major": sev["major"],
+        "minor": sev["minor"],
         "rework": rep.get("rework"), "raw": json.dumps(rep), "recorded_at": now,
         "categories": {str(k): int(v) for k, v in (rep.get("categories") or {}).items()} or None})
     for i, issue in enumerate(issues):

@@ -340,7 +340,7 @@ class WriteResolution:
         self.batch_owners: set[str] = set()
         self.batch_sessions: set[str] = set()
         self.spawn_ids: list[str] = []
-        self.call_ids: list[str] = []  # tool calls written now that name their caller (link_reports)
+        self.call_ids: list[str] = []  # tool calls written now that name their session (link_reports)
 
     # -- context -------------------------------------------------------------------------------
     def _context_rows(self, asked: dict[str, list[Any]]) -> dict[tuple[str, Any], set[tuple[Any, ...]]]:
@@ -477,34 +477,35 @@ class WriteResolution:
         self.merged.setdefault(table, []).extend(keys)
 
     def note_tool_calls(self, rows: Iterable[dict]) -> None:
-        """Tool calls written now that may have spawned a stored agent (see SPAWN_TOOLS)."""
+        """Tool calls written now that may have spawned a stored agent (see SPAWN_TOOLS), or that a
+        review report waits for (link_reports)."""
         for r in rows:
-            if isinstance(tid := r.get("tool_use_id"), str) and (r.get("agent_id") is not None
-                                                                 or r.get("session_id") is not None):
+            if isinstance(tid := r.get("tool_use_id"), str) and r.get("session_id") is not None:
                 self.call_ids.append(tid)
-                if r.get("agent_id") is not None and r.get("tool_name") in SPAWN_TOOLS:
-                    self.spawn_ids.append(tid)
+            if r.get("agent_id") is not None and r.get("tool_name") in SPAWN_TOOLS and isinstance(tid, str):
+                self.spawn_ids.append(tid)
 
     def link_reports(self) -> None:
-        """Review reports whose reporting tool call (``review_reports.tool_use_id``) this write
-        brought, stored without their caller: they take the call's agent and session (and, naming no
-        workflow, the session's), in this write's transaction. The report came first when the
-        call's PreToolUse hook was still on its way (the MCP server waits for it only so long)."""
-        if not self.call_ids or not self.con.execute(
-                "SELECT EXISTS (SELECT 1 FROM review_reports WHERE tool_use_id IS NOT NULL "
-                "AND (agent_id IS NULL OR session_id IS NULL))").fetchone()[0]:
+        """Review reports waiting for their caller (``review_reports.pending_tool_use_id``: the report
+        came before its call's PreToolUse hook, and the MCP server waits for it only so long) whose
+        call this write brought: they take the call's agent and session (and, naming no workflow, the
+        session's) and wait no more, in this write's transaction. The waiting reports are few (usually
+        none): they are listed, and matched with this write's calls here."""
+        if not self.call_ids:
+            return
+        waiting = {r[0] for r in self.con.execute(
+            "SELECT pending_tool_use_id FROM review_reports WHERE pending_tool_use_id IS NOT NULL").fetchall()}
+        ids = sorted(waiting.intersection(self.call_ids))
+        if not ids:
             return
         stamp = [self.change()] if self.change is not None else []
         seq = ", _change_seq = ?" if stamp else ""
         wf = SESSION_WORKFLOW_SQL.format(session="COALESCE(r.session_id, c.session_id)")
-        for part in chunks(sorted(set(self.call_ids))):
-            self.con.execute(
-                f"UPDATE review_reports r SET agent_id = COALESCE(r.agent_id, c.agent_id), "
-                f"session_id = COALESCE(r.session_id, c.session_id), workflow_id = COALESCE(r.workflow_id, {wf}){seq} "
-                "FROM tool_calls c WHERE c.tool_use_id = r.tool_use_id "
-                f"AND c.tool_use_id IN ({marks(len(part))}) "
-                "AND ((r.agent_id IS NULL AND c.agent_id IS NOT NULL) OR (r.session_id IS NULL AND c.session_id IS NOT NULL))",
-                stamp + part)
+        self.con.execute(
+            f"UPDATE review_reports r SET agent_id = COALESCE(r.agent_id, c.agent_id), "
+            f"session_id = COALESCE(r.session_id, c.session_id), workflow_id = COALESCE(r.workflow_id, {wf}), "
+            f"pending_tool_use_id = NULL{seq} FROM tool_calls c WHERE c.tool_use_id = r.pending_tool_use_id "
+            f"AND c.tool_use_id IN ({marks(len(ids))}) AND c.session_id IS NOT NULL", stamp + ids)
 
     # -- the end of the write ------------------------------------------------------------------
     def finish(self) -> dict[str, int]:
