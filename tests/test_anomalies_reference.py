@@ -1,9 +1,10 @@
 """Token leaks on random peer groups equal a plain reference: per peer group and metric DuckDB's own
 median, MAD and count over the history, every run of the window held against them one by one.
 
-The detection reads the history in scans and takes medians of the metrics in their own types; the
-reference takes them of the DOUBLE casts, group by group, so the two agree only when neither drops,
-adds or reorders a leak (ties, NULL metrics, NULL stages, small groups, integer and HUGEINT columns).
+The detection reads the history in scans and takes medians of the metrics in their own types (or as
+INTEGER when every value fits); the reference takes them of the DOUBLE casts, group by group, so the
+two agree only when neither drops, adds or reorders a leak (ties, NULL metrics, NULL stages, small
+groups, integer and HUGEINT columns, tokens within and beyond INTEGER's range).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ class _Reader:
         return dict_rows(self.con, sql, params)
 
 
-def _random_summaries(seed: int) -> duckdb.DuckDBPyConnection:
+def _random_summaries(seed: int, scale: int = 1) -> duckdb.DuckDBPyConnection:
     rnd = random.Random(seed)
     con = duckdb.connect()
     for table, tokens in (("workflow_stage_summary", "HUGEINT"), ("workflow_summary", "BIGINT")):
@@ -44,7 +45,7 @@ def _random_summaries(seed: int) -> duckdb.DuckDBPyConnection:
         if stage == "tiny" and rnd.random() < 0.95:
             stage = "planner"  # a group too small to judge in some windows
         big = rnd.random() < 0.03  # the leaks
-        tokens = None if rnd.random() < 0.02 else rnd.choice([1000, 2000, 2000, 5000]) * (8 if big else 1) + rnd.randint(0, 3)
+        tokens = None if rnd.random() < 0.02 else (rnd.choice([1000, 2000, 2000, 5000]) * (8 if big else 1) + rnd.randint(0, 3)) * scale
         cost = None if rnd.random() < 0.02 else round(rnd.uniform(0.01, 2.0) * (6 if big else 1), rnd.choice([2, 6]))
         calls = None if rnd.random() < 0.05 else rnd.choice([0, 0, 3, 4, 4, 5]) * (5 if big else 1)
         started = NOW - timedelta(days=rnd.uniform(-1, 120))
@@ -97,8 +98,9 @@ def _reference(con: duckdb.DuckDBPyConnection, days: float, history_days: float,
 @pytest.mark.parametrize("args", [(30, 90, 5, 2.0, 3.5, None), (30, 90, 5, 1.2, 0.0, None),
                                   (7, 20, 5, 1.05, -9.0, None), (120, 90, 40, 1.3, 0.0, None),
                                   (30, 90, 5, 1.2, 0.0, "wf-7")])
-def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...]) -> None:
-    con = _random_summaries(seed)
+@pytest.mark.parametrize("scale", [1, 10**6])  # tokens that fit in INTEGER (sorted as such), and not
+def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...], scale: int) -> None:
+    con = _random_summaries(seed, scale)
     days, history_days, min_history, min_ratio, min_z, wf = args
     got = _detect(_Reader(con), days, NOW, history_days, min_history, min_ratio, min_z, wf)  # type: ignore[arg-type]
     want, small = _reference(con, days, history_days, min_history, min_ratio, min_z, wf)

@@ -66,8 +66,9 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
     start, end = window(now, days)
     hist_start, _ = window(now, history_days)
     # The metrics side by side: each one's median per peer group in one pass over the history's
-    # numbers (in their own type: DuckDB's median of an integer column is that of its DOUBLE cast,
-    # values and interpolation alike, at about half the cost), the window's runs held against them
+    # numbers (in their own type, or INTEGER when every value fits (_narrow): DuckDB's median of an
+    # integer column is that of its DOUBLE cast, values and interpolation alike, at about half the
+    # cost, and a third less again as INTEGER than as BIGINT), the window's runs held against them
     # in one join, and only the candidates as one row per metric. The history is read by scans, not
     # kept as a table of its rows with their workflow ids: only the window's runs carry those.
     meds = ", ".join(f"median({m}) AS {m}" for m in METRICS)
@@ -79,7 +80,7 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
     insufficient: list[str] = []
     for level, src, stage_expr in (("stage", "workflow_stage_summary", "stage"),
                                     ("workflow", "workflow_summary", "NULL::VARCHAR")):
-        hist = f"(SELECT {stage_expr} AS stage, {', '.join(METRICS)} FROM {src} " \
+        hist = f"(SELECT {stage_expr} AS stage, {_narrow(store, src)} FROM {src} " \
                f"WHERE started_at >= $hist_start AND started_at < $end)"
         # Only candidates come back to Python: runs at min_ratio x normal or more (with enough
         # peers), and one row per peer group too small to judge. _flag decides on the candidates
@@ -117,3 +118,12 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
         note = (f"fewer than {min_history} runs for {len(insufficient)} stage(s)/levels: too little history to tell "
                 "a leak from normal variation, so they are not flagged")
     return AnomalyReport(anomalies=out, insufficient_history=insufficient, note=note)
+
+
+def _narrow(store: Store, src: str) -> str:
+    """The metrics as the history's columns: the integer ones as INTEGER when all of ``src``'s values
+    fit (DuckDB sorts 4-byte values faster; at 10M requests the medians are most of the answer)."""
+    ints = [m for m in METRICS if m != "total_cost"]
+    (r,) = store.query(f"SELECT {', '.join(f'min({m}) AS lo_{m}, max({m}) AS hi_{m}' for m in ints)} FROM {src}")
+    fits = {m for m in ints if r[f"lo_{m}"] is None or (r[f"lo_{m}"] > -2**31 and r[f"hi_{m}"] < 2**31)}
+    return ", ".join(f"CAST({m} AS INTEGER) AS {m}" if m in fits else m for m in METRICS)
