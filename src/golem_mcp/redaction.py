@@ -44,6 +44,17 @@ import bisect
 import itertools
 import re
 
+# --- prompt and response text -----------------------------------------------------------------------
+# The other half of what golem-mcp does not keep: texts a person or the model wrote. Dropped on the way
+# in unless the user opted in (``store_prompts``), and always on the way out of the machine (shards).
+# OTel attribute keys holding prompt or response text:
+OTEL_TEXT_KEYS = frozenset({"prompt", "prompt_text", "response", "user_prompt", "assistant_response",
+                            "tool_input", "tool_output", "system_prompt"})
+# hook payload keys (with PostToolBatch's calls, which hold tool inputs and responses):
+HOOK_TEXT_KEYS = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message",
+                            "compact_summary", "custom_instructions", "task_subject", "task_description",
+                            "tool_calls"})
+
 # typing costs milliseconds to import on the hook's hot path; type checkers honour a local TYPE_CHECKING
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -12,14 +12,12 @@ from typing import Any
 
 import orjson
 
-from ..redaction import redact_value
+from ..redaction import HOOK_TEXT_KEYS, redact_value
 from .records import SRC_HOOK, Batch, error_text, mcp_names, now_us, tool_parameters, unexpected
 
 _IDS = ("session_id", "agent_id", "tool_use_id", "prompt_id")
-# texts a person or the model wrote (and PostToolBatch's calls, which hold tool inputs and
-# responses): kept only when the user asked for prompts to be stored
-_DROP = frozenset({"prompt", "last_assistant_message", "tool_response", "tool_input", "message", "compact_summary",
-                   "custom_instructions", "task_subject", "task_description", "tool_calls"})
+# texts a person or the model wrote: kept only when the user asked for prompts to be stored
+_DROP = HOOK_TEXT_KEYS
 
 
 def payload_key(payload: dict) -> str:

@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from ..errors import InvalidInput
+from ..redaction import OTEL_TEXT_KEYS
 from . import workflow_runs
 from .records import (
     CONTEXT_KEYS,
@@ -31,8 +32,7 @@ from .records import (
 
 SIGNALS = ("logs", "metrics", "traces")
 # attribute keys holding prompt or response text: dropped unless the user opted in
-_TEXT_KEYS = frozenset({"prompt", "prompt_text", "response", "user_prompt", "assistant_response",
-                        "tool_input", "tool_output", "system_prompt"})
+_TEXT_KEYS = OTEL_TEXT_KEYS
 
 Attrs = dict[str, Any]
 

@@ -20,7 +20,6 @@ Files already merged are listed in ``imported_shards`` and skipped.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import secrets
@@ -30,8 +29,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import GolemError
-from ..ingestion.records import Batch, Skipped
-from ..redaction import redact_table
+from ..redaction import HOOK_TEXT_KEYS, OTEL_TEXT_KEYS, redact_table
+from .batch import Batch, Skipped
 from .db import CHANGE_COLUMN, SCHEMA_VERSION, WRITE_ORDER, Store, ident
 
 META_KEY = b"golem.shard"
@@ -174,17 +173,11 @@ def _clean(table: str, tbl: Any) -> Any:
     return tbl
 
 
-@functools.cache
-def _prompt_keys() -> frozenset[str]:
-    """The keys that hold prompt or response text: the OTel attributes' and the hook payloads' (one
-    definition each, in the ingestion that drops them unless ``store_prompts``)."""
-    from ..ingestion import hooks, otlp
-
-    return otlp._TEXT_KEYS | hooks._DROP
+# the keys that hold prompt or response text: the OTel attributes' and the hook payloads'
+PROMPT_KEYS = OTEL_TEXT_KEYS | HOOK_TEXT_KEYS
 
 
 def _without_text(value: str | None) -> str | None:
-    PROMPT_KEYS = _prompt_keys()
     if not value or not any(k in value for k in PROMPT_KEYS):
         return value
     try:
