@@ -116,6 +116,33 @@ def test_budget_alerts_go_to_log_and_webhook_once(store, tmp_path):
     assert new and all(a.delivered["webhook"].startswith("error") for a in new)
 
 
+def test_budget_alerts_see_the_write_before_them(store):
+    """The daemon checks budgets after every write; per workflow and stage it reads the analysis
+    cache (the views' sums took seconds at 10M requests), so the check must see the write that came
+    just before it, as the views did: a stage that crosses its budget by that write raises its alert."""
+    from golem_mcp.store.batch import Batch
+
+    now = utcnow().replace(microsecond=0)
+    p = generate(store, days=2, now=now)
+    wf = p.workflows[-1]
+    spent = {r["stage"]: r["c"] for r in store.query(
+        "SELECT stage, sum(cost_usd) AS c FROM requests WHERE workflow_id = ? GROUP BY stage", [wf])}
+    stage = max(spent, key=spent.__getitem__)
+    budgets.set_budget(store, "stage", spent[stage] * 2.5, key=f"{wf}/{stage}")
+    assert budgets.evaluate_alerts(store, now=now, send=False) == []     # 40%: under every level
+    sid, aid, last = store.query("SELECT session_id, agent_id, \"timestamp\" FROM requests WHERE workflow_id = ? "
+                                 "AND stage = ? AND agent_id IS NOT NULL ORDER BY \"timestamp\" DESC LIMIT 1",
+                                 [wf, stage])[0].values()
+    b = Batch()
+    b.add("api_requests", {"request_id": "late-big", "session_id": sid, "agent_id": aid, "model": "claude-opus-4-1",
+                           "timestamp": last - timedelta(seconds=1), "recorded_cost_usd": spent[stage] * 1.0,
+                           "input_tokens": 10, "output_tokens": 10, "workflow_id": wf, "stage": stage})
+    store.write(b)
+    new = budgets.evaluate_alerts(store, now=now, send=False)
+    assert [(a.kind, a.scope, a.key, a.level) for a in new] == [("budget", "stage", f"{wf}/{stage}", 80)]
+    assert new[0].value == pytest.approx(spent[stage] * 2.0, rel=1e-3)
+
+
 def test_session_start_shows_alerts_raised_on_ingest_since_the_last_run(store):
     now = utcnow().replace(microsecond=0)
     p = generate(store, days=2, now=now)

@@ -108,13 +108,19 @@ def _limit_for(budgets: list[Budget], scope: str, key: str) -> Budget | None:
 
 def budget_alert_candidates(store: Store, days: float = 7, now: datetime | None = None) -> list[Alert]:
     """Every budget level crossed by spend in the window (highest level per key), stored or not."""
+    from .snapshot import summaries
+
     start, end = window(now, days)
     budgets = list_budgets(store)
+    if not budgets:
+        return []
+    with summaries(store) as reader:  # per workflow and stage: the cache's rows, not the views' sums
+        spend = {scope: reader.query(f"SELECT * FROM ({_SPEND[scope]}) WHERE spend >= ?",
+                                     [start, end, _floor(budgets, scope) * (1 - 1e-9)])
+                 for scope in {b.scope for b in budgets}}
     out = []
-    for scope in {b.scope for b in budgets}:
-        # spend below every budget's lowest level for this scope can raise nothing: leave it in SQL
-        floor = min(b.limit_usd * min(b.levels) / 100.0 for b in budgets if b.scope == scope)
-        for r in store.query(f"SELECT * FROM ({_SPEND[scope]}) WHERE spend >= ?", [start, end, floor * (1 - 1e-9)]):
+    for scope, rows in spend.items():
+        for r in rows:
             b = _limit_for(budgets, scope, r["key"])
             if b is None or r["spend"] is None or r["key"] is None:
                 continue
@@ -128,6 +134,11 @@ def budget_alert_candidates(store: Store, days: float = 7, now: datetime | None 
                                  message=f"{scope} {r['key']} {verb} {lv}% of its {fmt.usd(b.limit_usd)} budget "
                                          f"({fmt.usd(r['spend'])})"))
     return sorted(out, key=lambda a: (-(a.level or 0), -a.value))
+
+
+def _floor(budgets: list[Budget], scope: str) -> float:
+    """Spend below every budget's lowest level for this scope can raise nothing: left in SQL."""
+    return min(b.limit_usd * min(b.levels) / 100.0 for b in budgets if b.scope == scope)
 
 
 def stage_error_rate_alerts(store: Store, now: datetime | None = None) -> list[Alert]:
@@ -152,6 +163,13 @@ def stage_error_rate_alerts(store: Store, now: datetime | None = None) -> list[A
 
 
 def _other_alerts(store: Store, now: datetime | None) -> list[Alert]:
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # the week's workflows: the cache's rows, not the views' sums
+        return _other_alerts_in(reader, now)
+
+
+def _other_alerts_in(store: Store, now: datetime | None) -> list[Alert]:
     from .error_patterns import query_error_patterns
 
     out = stage_error_rate_alerts(store, now)
