@@ -5,9 +5,10 @@ rollups' hook) adds up to the same GROUP BY as the facts."""
 
 from __future__ import annotations
 
+import json
 import math
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import duckdb
@@ -15,6 +16,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from golem_mcp.ingestion import transcripts
+from golem_mcp.ingestion.otlp import logs_to_batch
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import Store, resolve
 from golem_mcp.store.db import _migrations, _sql
@@ -131,6 +134,58 @@ def test_a_compaction_written_before_its_sessions_context_ends_as_in_the_other_o
         == [("wf-1", "main"), ("wf-1", "planner")]
     assert _resolved(late) == _resolved(early)
     assert _mismatches(late) == {} and _mismatches(early) == {}
+
+
+def _staged_session_sources(tmp_path: Path) -> tuple[Batch, Batch]:
+    """A ``claude -p --agent analyst`` process of a launcher that names the workflow and the stage only
+    in ``OTEL_RESOURCE_ATTRIBUTES``, as the real parsers read it: OTel saw its first request, the
+    transcript both. (Claude Code waits 2 s for its last OTLP export at exit; on a loaded machine that
+    export is lost, and the last request is in the transcript alone.)"""
+    sid = "5b5068c2-0000-4000-8000-000000000001"
+    res = [{"key": k, "value": {"stringValue": v}} for k, v in
+           (("service.name", "claude-code"), ("workflow_id", "wf-staged"), ("stage", "analyst"), ("task_id", "KIT-7"))]
+    attrs = {"event.name": "api_request", "session.id": sid, "model": "claude-haiku-4-5", "input_tokens": "1200",
+             "output_tokens": "300", "cache_read_tokens": "4000", "cache_creation_tokens": "500", "request_id": "req_1"}
+    otlp = Batch()
+    logs_to_batch({"resourceLogs": [{"resource": {"attributes": res}, "scopeLogs": [{"logRecords": [{
+        "timeUnixNano": str(int(T0.replace(tzinfo=UTC).timestamp() * 1e9)), "body": {"stringValue": "claude_code.api_request"},
+        "attributes": [{"key": k, "value": {"stringValue": v}} for k, v in attrs.items()]}]}]}]}, otlp)
+    path = tmp_path / "projects" / "-home-dev-work-greeter" / f"{sid}.jsonl"
+    path.parent.mkdir(parents=True)
+    lines = [{"type": "assistant", "sessionId": sid, "requestId": f"req_{i}", "uuid": f"u{i}", "cwd": "/home/dev/work/greeter",
+              "timestamp": (T0 + timedelta(seconds=i)).isoformat() + "Z",
+              "message": {"id": f"msg_{i}", "role": "assistant", "model": "claude-haiku-4-5",
+                          "content": [{"type": "text", "text": "done"}],
+                          "usage": {"input_tokens": 1200, "output_tokens": 300, "cache_read_input_tokens": 4000,
+                                    "cache_creation_input_tokens": 500}}} for i in (1, 2)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in lines))
+    transcript = Batch()
+    transcripts.parse_lines(transcripts.TranscriptFile.from_path(path), path.read_bytes(), 1, transcript)
+    assert [r["request_id"] for r in transcript.rows["api_requests"]] == ["req_1", "req_2"]
+    return otlp, transcript
+
+
+@pytest.mark.parametrize("order", [["otlp", "transcript"], ["transcript", "otlp"], ["transcript", "linked", "otlp"]])
+def test_a_request_seen_only_in_its_transcript_takes_its_sessions_stage_from_the_resource(tmp_path, order):
+    """The resource attributes name the workflow and the stage of the whole process: a request whose
+    OTel record never came (only its transcript line) is at the stage the session's others are at,
+    as it is in their workflow, whichever source came first; also when the session was linked to the
+    workflow before (``record_workflow``'s link, no stage) and OTel adds the stage to that link."""
+    otlp, transcript = _staged_session_sources(tmp_path)
+    sid = transcript.rows["api_requests"][0]["session_id"]
+    linked = Batch(rows={"workflow_links": [{"session_id": sid, "valid_from": 0, "workflow_id": "wf-staged",
+                                             "task_id": "KIT-7", "source": "mcp"}]})
+    store = Store(tmp_path / "g.duckdb")
+    for name in order:
+        store.write({"otlp": otlp, "transcript": transcript, "linked": linked}[name])
+    rows = store.query("SELECT request_id, workflow_id, stage, task_id FROM requests ORDER BY 1")
+    assert rows == [{"request_id": f"req_{i}", "workflow_id": "wf-staged", "stage": "analyst", "task_id": "KIT-7"}
+                    for i in (1, 2)]
+    # the answers' rollups too (query_workflow_cost by stage reads them)
+    assert store.query("SELECT stage, CAST(sum(requests) AS INTEGER) AS n FROM rollup_requests GROUP BY ALL "
+                       "HAVING sum(requests) > 0") == [{"stage": "analyst", "n": 2}]
+    assert _mismatches(store) == {}
+    store.close()
 
 
 def test_a_nested_subagent_rolls_up_once_its_spawning_call_arrives(tmp_path):
@@ -296,7 +351,8 @@ def pieces(draw):
                                       "experiment_id": draw(st.sampled_from((None, "exp-1")))}))
         elif kind == "link":
             out.append(("workflow_links", {"session_id": sid, "valid_from": ts, "workflow_id": draw(st.sampled_from(("wf-1", "wf-2"))),
-                                           "task_id": draw(st.sampled_from((None, "task-1")))}))
+                                           "task_id": draw(st.sampled_from((None, "task-1"))),
+                                           "stage": draw(st.sampled_from((None, "analyst")))}))
         else:
             out.append(("agent_context", {"agent_id": agent or sid, "workflow_id": draw(st.sampled_from((None, "wf-2"))),
                                           "stage": draw(st.sampled_from((None, "review")))}))

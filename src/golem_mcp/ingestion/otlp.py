@@ -543,13 +543,17 @@ def _parent(res: Attrs, attrs: Attrs) -> str | None:
     return None
 
 
-def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None, parent: str | None = None) -> None:
+def _link(batch: Batch, session_id: str | None, ctx: dict, ts: int | None, parent: str | None = None,
+          stage: str | None = None) -> None:
+    """The session's workflow link from a record's context. ``stage``: the one its resource names (the
+    whole process's; a record's own stage attribute is that record's alone), so that the session's
+    facts no OTel record brought take it too (migration 024)."""
     wf = ctx.get("workflow_id")
     if session_id and wf:
         # resource attributes are session-wide, so the link holds from the session's start
         batch.add("workflow_links", {"session_id": session_id, "valid_from": 0, "workflow_id": wf,
                                      "task_id": ctx.get("task_id"), "experiment_id": ctx.get("experiment_id"),
-                                     "source": "otel"})
+                                     "stage": stage, "source": "otel"})
         batch.add("workflows", {"workflow_id": wf, "experiment_id": ctx.get("experiment_id"),
                                 "task_id": ctx.get("task_id"), "started_at": ts, "updated_at": ts,
                                 "parent_workflow_id": parent if parent != wf else None})
@@ -615,7 +619,7 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
     })
     if sid and session_ctx.get("workflow_id") and (sid, session_ctx["workflow_id"]) not in st.linked:
         st.linked.add((sid, session_ctx["workflow_id"]))
-        _link(batch, sid, session_ctx, ts, _parent(res, a))
+        _link(batch, sid, session_ctx, ts, _parent(res, a), _text(res.get("stage")))
     if name == "api_request":
         batch.add("api_requests", {
             "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
@@ -751,7 +755,7 @@ def _span_rows(res: Attrs, s: dict, batch: Batch, runs: set[tuple[Any, ...]]) ->
         **ctx, "attributes": _json(_private(s["attrs"], False)), "resource": _json(raw_res),
     })
     if sid and session_ctx.get("workflow_id"):
-        _link(batch, sid, session_ctx, start, _parent(res, a))
+        _link(batch, sid, session_ctx, start, _parent(res, a), _text(res.get("stage")))
     elif kind is not None and ctx.get("workflow_id"):  # an orchestrator's span: its workflow exists
         parent = _parent(res, a)
         batch.add("workflows", {"workflow_id": ctx["workflow_id"], "experiment_id": ctx.get("experiment_id"),

@@ -80,6 +80,10 @@ MACHINE_MIGRATION = 9  # machine_id and _change_seq (009_machines_changes.sql)
 # Migrations that make a table a resolved fact (resolve.FACTS): an existing store's rows of it are
 # resolved in the migration's transaction (few rows: no parts, no pending mark as 007's backfill has)
 FACT_MIGRATIONS = {12: ("compaction_events",)}
+# Migrations that add a column the resolver reads (resolve.sql). A store upgraded across 007 or 012
+# resolves its facts before its later migrations have run, so their SQL (idempotent: ADD COLUMN IF
+# NOT EXISTS) runs first there (Store._resolver_macros); the migration itself then finds it done.
+RESOLVER_INPUT_MIGRATIONS = ("024_link_stage.sql",)
 
 # How a column merges when the same fact arrives again (another source, a re-import, a resumed
 # session): keep = first non-null stays; new = latest non-null wins; max/min; or = bitwise OR;
@@ -474,7 +478,7 @@ class Store:
                     if version == 7 and applied:  # an existing store: its facts resolved below, in parts
                         self.con.execute(f"INSERT OR REPLACE INTO settings VALUES ('{_BACKFILL_PENDING}', 'yes')")
                     if version in FACT_MIGRATIONS and applied:
-                        self.con.execute(resolve.SQL["macros"])
+                        self._resolver_macros()
                         self._load_types()
                         resolve.backfill(self.con, self._types, tables=FACT_MIGRATIONS[version])
                     if applied and (version == rollups.MIGRATION or version in rollups.ADDED):
@@ -551,13 +555,20 @@ class Store:
             self.con.execute("ROLLBACK")
             raise
 
+    def _resolver_macros(self) -> None:
+        """The resolver's macros on a store mid-way through its migrations: the columns they read
+        that a later migration adds first (RESOLVER_INPUT_MIGRATIONS)."""
+        for name in RESOLVER_INPUT_MIGRATIONS:
+            self.con.execute(_sql(name))
+        self.con.execute(resolve.SQL["macros"])
+
     def _backfill_resolved(self) -> bool:
         """Migration 007 on a store with facts: resolve them all once (progress on stderr when big), in
         parts each committed, so memory stays bounded; a store closed or killed mid-way carries on at
         its next open (the pending mark goes only with the last part). Returns whether it ran."""
         if not self.con.execute("SELECT 1 FROM settings WHERE key = ?", [_BACKFILL_PENDING]).fetchall():
             return False
-        self.con.execute(resolve.SQL["macros"])
+        self._resolver_macros()
         self._load_types()
         rows = self.con.execute("SELECT " + " + ".join(f"(SELECT count(*) FROM {ident(t)})" for t in resolve.FACTS if t in self._types)).fetchone()
         big = bool(rows and rows[0] > 100_000)

@@ -74,7 +74,7 @@ CONTEXT: dict[str, tuple[str, tuple[str, ...]]] = {
     "sessions": ("session_id", ("project", "cwd", "git_branch", "version")),
     "agents": ("agent_id", ("session_id", "agent_type", "parent_agent_id", "spawn_tool_use_id")),
     "workflows": ("workflow_id", ("path", "complexity", "experiment_id")),
-    "workflow_links": ("session_id", ("valid_from", "workflow_id", "task_id", "experiment_id")),
+    "workflow_links": ("session_id", ("valid_from", "workflow_id", "task_id", "experiment_id", "stage")),
     "agent_context": ("agent_id", ("workflow_id", "stage", "task_id", "experiment_id")),
 }
 

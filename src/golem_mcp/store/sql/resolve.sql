@@ -37,7 +37,7 @@ CREATE OR REPLACE MACRO golem_price_model(model) AS regexp_replace(model, '-[0-9
 CREATE OR REPLACE MACRO golem_link_ranges(sids) AS TABLE
 SELECT session_id, valid_from,
        COALESCE(lead(valid_from) OVER (PARTITION BY session_id ORDER BY valid_from), TIMESTAMP '9999-12-31') AS valid_to,
-       workflow_id, task_id, experiment_id, source
+       workflow_id, task_id, experiment_id, stage, source
 FROM workflow_links WHERE sids IS NULL OR session_id IN (SELECT unnest(sids));
 
 -- Each agent's parent: as recorded, else the agent that issued the Agent tool call that spawned it.
@@ -82,7 +82,8 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('{tree_b
 -- {stage_default} the stage of a fact no context names. The COALESCE order: what the fact
 -- carried (OTel resource attributes), its agent's declared context (agent_context, keyed by agent
 -- id, or by session id for the main thread), the session's workflow link at the fact's time, the
--- session's own workflow. Stage: declared, emitted, else the agent's type. The top stage: the
+-- session's own workflow. Stage: declared, emitted (the fact's own, else the one its session's
+-- resource attributes named, kept with the session's link), else the agent's type. The top stage: the
 -- stage of the outermost subagent. A request's cost: Claude Code's recorded figure, else its
 -- tokens at the price table's rates (cost_source says which; 'unpriced' when neither).
 WITH f AS ({facts}),
@@ -91,7 +92,7 @@ links AS (
 ), x AS (
     SELECT f.*, t.depth AS _depth, t.root_agent_type AS _root_type,
            golem_workflow(f.workflow_id, ac.workflow_id, wl.workflow_id, f.session_id) AS r_workflow_id,
-           COALESCE(ac.stage, f.stage, {stage_default}) AS r_stage,
+           COALESCE(ac.stage, f.stage, wl.stage, {stage_default}) AS r_stage,
            golem_agent_label(f.agent_id, t.agent_type) AS r_agent,
            COALESCE(f.task_id, ac.task_id, wl.task_id) AS r_task_id,
            COALESCE(f.experiment_id, ac.experiment_id, wl.experiment_id) AS _experiment_id
