@@ -42,6 +42,13 @@ def query_trends(store: Store, period: str = "day", days: float = 30, now: datet
     """Cost, tokens, duration, error rate, cache hit rate and findings per day or week."""
     if period not in ("day", "week"):
         raise InvalidInput("period must be 'day' or 'week'")
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # the workflows' durations: the cache's rows, not the views' sums
+        return _trends(reader, period, days, now)
+
+
+def _trends(store: Store, period: str, days: float, now: datetime | None) -> TrendReport:
     start, end = window(now, days)
     prev_start, _ = window(start, days)
     # Every calendar period of the window is a point, the empty ones too (a chart's time axis shows a
