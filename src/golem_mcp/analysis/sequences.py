@@ -97,23 +97,10 @@ def tool_sequences(store: Store, n: int = 3, days: float = 30, now: datetime | N
     if not 2 <= n <= 6:
         raise InvalidInput("n must be between 2 and 6")
     start, end = window(now, days)
-    rows = store.query(f"""
-        WITH t AS (
-            SELECT workflow_id, stage, success,
-                   list(tool_name) OVER w AS gram, bool_and(success) OVER w AS ok, count(*) OVER w AS len
-            FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR stage = ?)
-            WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id
-                         ROWS BETWEEN {int(n) - 1} PRECEDING AND CURRENT ROW)),
-        g AS (
-            SELECT t.stage, array_to_string(t.gram, '->') AS sequence, t.ok, t.workflow_id, o.successful AS good,
-                   s.total_cost
-            FROM t LEFT JOIN workflow_outcomes o USING (workflow_id)
-            LEFT JOIN workflow_stage_summary s ON s.workflow_id = t.workflow_id AND s.stage = t.stage
-            WHERE t.len = ?)
-        SELECT stage, sequence, count(*) AS count, avg(CAST(ok AS INTEGER)) AS success_rate,
-               count(DISTINCT workflow_id) AS workflows, avg(total_cost) AS avg_stage_cost_usd,
-               avg(CAST(good AS INTEGER)) AS good_share
-        FROM g GROUP BY stage, sequence ORDER BY count DESC""", [start, end, stage, stage, n])
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # the stages' cost and outcome: the cache's rows, not the views' sums
+        rows = _ngrams(reader, n, start, end, stage)
     seqs = [Sequence(stage=r["stage"] or "-", sequence=r["sequence"], count=r["count"],
                      success_rate=round(r["success_rate"], 3), workflows=r["workflows"],
                      avg_stage_cost_usd=r["avg_stage_cost_usd"],
@@ -128,6 +115,31 @@ def tool_sequences(store: Store, n: int = 3, days: float = 30, now: datetime | N
     return SequenceReport(n=n, top=seqs[:limit], reusable=ru.sequences, typical_of_bad=bad[:limit],
                           successful_workflows=ru.successful_workflows, failed_workflows=ru.failed_workflows,
                           note=ru.note)
+
+
+def _ngrams(store: Store, n: int, start: datetime, end: datetime, stage: str | None) -> list[dict[str, Any]]:
+    """Per stage, each run of ``n`` calls by one agent (in time order) as a sequence: how often, how
+    often all succeeded, in how many workflows, at what stage cost and outcome. The run is read with
+    ``lag`` (a window frame holding a list per call cost twice as much)."""
+    back = range(int(n) - 1, 0, -1)
+    names = ", ".join([*(f"lag(tool_name, {k}) OVER w" for k in back), "tool_name"])
+    oks = ", ".join([*(f"lag(success, {k}) OVER w" for k in back), "success"])
+    return store.query(f"""
+        WITH t AS (
+            SELECT workflow_id, stage, success, [{names}] AS gram, list_bool_and([{oks}]) AS ok,
+                   lag(1, {int(n) - 1}) OVER w IS NOT NULL AS whole
+            FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR stage = ?)
+            WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id)),
+        g AS (
+            SELECT t.stage, array_to_string(t.gram, '->') AS sequence, t.ok, t.workflow_id, o.successful AS good,
+                   s.total_cost
+            FROM t LEFT JOIN workflow_outcomes o USING (workflow_id)
+            LEFT JOIN workflow_stage_summary s ON s.workflow_id = t.workflow_id AND s.stage = t.stage
+            WHERE t.whole)
+        SELECT stage, sequence, count(*) AS count, avg(CAST(ok AS INTEGER)) AS success_rate,
+               count(DISTINCT workflow_id) AS workflows, avg(total_cost) AS avg_stage_cost_usd,
+               avg(CAST(good AS INTEGER)) AS good_share
+        FROM g GROUP BY stage, sequence ORDER BY count DESC""", [start, end, stage, stage])
 
 
 def reusable_sequences(store: Store, days: float = 30, now: datetime | None = None, stage: str | None = None,
