@@ -1,0 +1,6 @@
+-- The rollups with a day (rollup_requests, rollup_requests_coarse, rollup_tools, rollup_errors,
+-- rollup_request_durations, rollup_tool_durations) key their groups with the day in the top bits of
+-- gkey (store/rollups.py _gkey), so a write's groups, nearly all of today, touch only today's part of
+-- the PRIMARY KEY index instead of loading all of it into memory. No table changes here: an existing
+-- store's rows of these tables are keyed the old way, and Store.migrate builds them again, whole, from
+-- the resolved facts (rollups.ADDED[23]) when this migration is applied.
