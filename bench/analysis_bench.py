@@ -175,17 +175,20 @@ def current_store(n: int, regen: bool = False) -> Path:
 
     src = cached_store(n, regen)
 
-    def version(path: Path) -> int:
+    def current(path: Path) -> bool:
+        """Of this schema and generator (not by file times: an older checkout opening the source touches it)."""
         con = duckdb.connect(str(path), read_only=True)
         try:
-            return int(con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0])  # type: ignore[index]
+            return bool(con.execute("SELECT max(version) FROM schema_migrations").fetchone()[0] == SCHEMA_VERSION  # type: ignore[index]
+                        and con.execute("SELECT value FROM settings WHERE key = 'bench_generator'").fetchall()
+                        == [(GENERATOR,)])
         finally:
             con.close()
 
-    if version(src) == SCHEMA_VERSION:
+    if current(src):
         return src
     out = DATA / f"analysis-{n}.s{SCHEMA_VERSION}.duckdb"
-    if out.exists() and not regen and out.stat().st_mtime >= src.stat().st_mtime and version(out) == SCHEMA_VERSION:
+    if out.exists() and not regen and current(out):
         return out
     tmp = out.with_suffix(".building")
     shutil.copyfile(src, tmp)
