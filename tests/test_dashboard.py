@@ -286,3 +286,33 @@ def test_dashboard_on_a_synthetic_history_shows_empty_days_latency_experiments_a
 @pytest.mark.skipif(not CHROMIUM, reason=NO_CHROMIUM)
 def test_dashboard_screenshot_of_a_synthetic_history(synthetic_page: tuple[str, Planted], tmp_path: Path) -> None:
     screenshot(synthetic_page[0], tmp_path)
+
+
+def test_an_expired_page_is_answered_at_once_while_it_is_rebuilt(tmp_path: Path, monkeypatch) -> None:
+    """The daemon's page cache: the first page of a window is built while its request waits; once it
+    has expired, the old page is answered at once while one rebuild runs beside it, and the next
+    request gets the rebuilt page with what was written meanwhile."""
+    from golem_mcp.interfaces.dashboard import PageCache
+    from golem_mcp.store.batch import Batch
+
+    def requests_shown(html: str) -> str:
+        return re.search(r"(\d[\d,]*) API requests", html).group(1)  # type: ignore[union-attr]
+
+    with Store(tmp_path / "s.duckdb") as store:
+        p = generate(store, days=2)
+        monkeypatch.setenv("GOLEM_CLOCK", p.now.isoformat())  # the page's window ends at the history's end
+        cache = PageCache()
+        first = cache.get(store, 30)
+        assert cache.get(store, 30) is first and not cache.rebuilding   # fresh: the same page
+        b = Batch()
+        b.add("api_requests", {"request_id": "late-1", "session_id": "sess-late", "model": "claude-sonnet-4-5",
+                               "timestamp": store.scalar('SELECT max("timestamp") FROM api_requests'),
+                               "input_tokens": 10, "output_tokens": 1})
+        store.write(b)
+        html, built, took = cache._pages[30]
+        cache._pages[30] = (html, built - 10 * max(cache.MIN_AGE, 10 * took), took)   # expired
+        assert cache.get(store, 30) is first                               # answered at once, old
+        cache.rebuilding[30].join(timeout=120)
+        again = cache.get(store, 30)
+        assert again is not first and int(requests_shown(again).replace(",", "")) == \
+            int(requests_shown(first).replace(",", "")) + 1

@@ -274,11 +274,14 @@ WIDGETS: list[tuple[str, str, Callable[[Store, int, datetime], str]]] = [
 
 
 class PageCache:
-    """Rendered pages kept for a while, so a dashboard left open cannot keep the daemon busy.
+    """Rendered pages kept for a while, so a dashboard left open cannot keep the daemon busy, and
+    answered at once.
 
     A page is rebuilt when it is older than ``max(MIN_AGE, 10 x the time it took to build)`` (on a
-    store of 10M requests a build takes over a minute of CPU; reloading it every minute would starve
-    ingestion); one build per window at a time: requests meanwhile wait for it and share it."""
+    store of 10M requests a build takes seconds of CPU; reloading it every minute would starve
+    ingestion). The first page of a window is built while its request waits (requests meanwhile wait
+    for it and share it); after that an expired page is still answered, at once, while one rebuild
+    runs beside it (``rebuilding``), and the next request gets the new page."""
 
     MIN_AGE = 60.0
 
@@ -286,22 +289,45 @@ class PageCache:
         self._pages: dict[int, tuple[str, float, float]] = {}  # days -> (html, built at, seconds)
         self._locks: dict[int, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.rebuilding: dict[int, threading.Thread] = {}
+
+    def _fresh(self, hit: tuple[str, float, float]) -> bool:
+        return time.monotonic() - hit[1] < max(self.MIN_AGE, 10 * hit[2])
 
     def get(self, store: Store, days: int) -> str:
         with self._guard:
             lock = self._locks.setdefault(days, threading.Lock())
+        hit = self._pages.get(days)
+        if hit and not self._fresh(hit):
+            if lock.acquire(blocking=False):  # one rebuild at a time; the old page meanwhile
+                t = threading.Thread(target=self._rebuild, args=(store, days, lock), daemon=True,
+                                     name=f"dashboard-{days}d")
+                self.rebuilding[days] = t
+                t.start()
+            return hit[0]
+        if hit:
+            return hit[0]
         with lock:
             hit = self._pages.get(days)
-            if hit and time.monotonic() - hit[1] < max(self.MIN_AGE, 10 * hit[2]):
-                return hit[0]
-            end = as_naive(None)
-            s = time.monotonic()
-            sections = _sections(store, days, end)
-            took = time.monotonic() - s
-            # the page reloads itself no sooner than it will be rebuilt
-            html = _page(days, end, sections, took, reload_after=max(self.MIN_AGE, 10 * took))
-            self._pages[days] = (html, time.monotonic(), took)
-            return html
+            return hit[0] if hit else self._build(store, days)
+
+    def _rebuild(self, store: Store, days: int, lock: threading.Lock) -> None:
+        try:
+            self._build(store, days)
+        except Exception:  # noqa: BLE001 - the old page stays; the next expired request tries again
+            log.exception("dashboard page for %d days: rebuild failed", days)
+        finally:
+            lock.release()
+
+    def _build(self, store: Store, days: int) -> str:
+        end = as_naive(None)
+        s = time.monotonic()
+        sections = _sections(store, days, end)
+        took = time.monotonic() - s
+        # the page reloads itself no sooner than it will be rebuilt
+        html = _page(days, end, sections, took, reload_after=max(self.MIN_AGE, 10 * took))
+        self._pages[days] = (html, time.monotonic(), took)
+        return html
 
 
 def render(store: Store, days: int = 30, now: datetime | None = None, reload_after: float = 60.0) -> str:
