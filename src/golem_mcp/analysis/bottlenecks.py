@@ -185,7 +185,10 @@ WITH st AS (
     GROUP BY workflow_id HAVING min(s) >= ? AND min(s) < ?
 )
 -- the longest first (the order of the answer), the first ? of them when asked, and how many there are
-SELECT *, count(*) OVER () AS workflows_total FROM w_all
+-- (a subquery, not count(*) OVER (): DuckDB 1.5's window over an input with empty blocks, which a UNION
+-- ALL with an empty side gives, fails at random with "Attempted to access index 0 within vector of
+-- size 0" and invalidates the database; duckdb/duckdb#22352, fixed after 1.5)
+SELECT *, (SELECT count(*) FROM w_all) AS workflows_total FROM w_all
 ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT ?
 """
 # The same from the analysis cache (a reader's ``workflow_spans``: its workflow summary rows keep each
@@ -200,7 +203,7 @@ WITH w_all AS (
       AND NOT list_contains($ids, workflow_id) AND ($wf IS NULL OR workflow_id = $wf)
     {phased}
 )
-SELECT *, count(*) OVER () AS workflows_total FROM w_all
+SELECT *, (SELECT count(*) FROM w_all) AS workflows_total FROM w_all
 ORDER BY epoch_ms(last_end) - epoch_ms(first_start) DESC, workflow_id LIMIT $limit
 """
 LONGEST_PHASED = """UNION ALL
