@@ -163,13 +163,6 @@ def stage_error_rate_alerts(store: Store, now: datetime | None = None) -> list[A
 
 
 def _other_alerts(store: Store, now: datetime | None) -> list[Alert]:
-    from .snapshot import summaries
-
-    with summaries(store) as reader:  # the week's workflows: the cache's rows, not the views' sums
-        return _other_alerts_in(reader, now)
-
-
-def _other_alerts_in(store: Store, now: datetime | None) -> list[Alert]:
     from .error_patterns import query_error_patterns
 
     out = stage_error_rate_alerts(store, now)
@@ -293,7 +286,10 @@ def deliver(store: Store, alerts: list[Alert], timeout: float = 3.0) -> None:
 
 def evaluate_alerts(store: Store, now: datetime | None = None, days: float = 7, send: bool = True) -> list[Alert]:
     """Store and deliver alerts not raised before (one per kind/scope/key/level, ever). Returns the new ones."""
-    candidates = budget_alert_candidates(store, days, now) + _other_alerts(store, now)
+    from .snapshot import summaries
+
+    with summaries(store) as reader:  # workflows and stages: the cache's rows, not the views' sums
+        candidates = budget_alert_candidates(reader, days, now) + _other_alerts(reader, now)
     created = as_naive(now)
     if not candidates:
         return []

@@ -13,7 +13,6 @@ it. When every workflow has a sequence, nothing compares with it, and it is not 
 
 from __future__ import annotations
 
-import contextlib
 from datetime import datetime
 from typing import Any, Literal
 
@@ -167,11 +166,10 @@ def reusable_sequences(store: Store, days: float = 30, now: datetime | None = No
         WHERE o.successful IS NOT NULL AND o.workflow_id IN (
             SELECT DISTINCT workflow_id FROM tools
             WHERE "timestamp" >= $start AND "timestamp" < $end AND workflow_id IS NOT NULL)"""
-    from .snapshot import _CursorReader, summaries
+    from .snapshot import summaries
 
     # workflow_outcomes from the cache's rows, not the views' sums (4.5 s at 10M requests)
-    with summaries(store) as reader, contextlib.ExitStack() as stack:
-        cur = reader._cur if isinstance(reader, _CursorReader) else stack.enter_context(reader.reader())
+    with summaries(store) as reader, reader.reader() as cur:
         # judged once: their rows here, and the same table registered for the sequence query (passing 25k ids
         # as a list parameter cost seconds; workflow_outcomes evaluated twice, 0.4 CPU-s at 1M requests)
         judged_rows = cur.execute(judged + " ORDER BY idx", {"start": start, "end": end}).arrow()

@@ -704,6 +704,11 @@ class _CursorReader:
     def arrays(self, sql: str, params: Any = None) -> dict[str, Any]:
         return column_arrays(self._cur, sql, params)
 
+    @contextmanager
+    def reader(self) -> Iterator[Any]:
+        """This reader's own cursor, as ``Store.reader`` gives one (left open: the reader's)."""
+        yield self._cur
+
 
 class SnapshotReader(_CursorReader):
     """The store, but reads go through the run's connection, whose temporary tables shadow the views."""

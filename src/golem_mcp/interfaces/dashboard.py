@@ -298,14 +298,13 @@ class PageCache:
         with self._guard:
             lock = self._locks.setdefault(days, threading.Lock())
         hit = self._pages.get(days)
-        if hit and not self._fresh(hit):
-            if lock.acquire(blocking=False):  # one rebuild at a time; the old page meanwhile
+        if hit:
+            # expired: one rebuild at a time beside the request, which gets the old page meanwhile
+            if not self._fresh(hit) and lock.acquire(blocking=False):
                 t = threading.Thread(target=self._rebuild, args=(store, days, lock), daemon=True,
                                      name=f"dashboard-{days}d")
                 self.rebuilding[days] = t
                 t.start()
-            return hit[0]
-        if hit:
             return hit[0]
         with lock:
             hit = self._pages.get(days)
