@@ -62,6 +62,36 @@ def test_token_leak_is_flagged_with_its_ratio(store):
         assert (a.normal, a.peers, a.robust_z) == (med, n, round((a.value - med) / (1.4826 * mad), 1) if mad else None)
 
 
+def test_kept_peer_groups_follow_a_write(store):
+    """The peers' medians kept between calls (anomalies.PeerMemo) are computed again once a write
+    changes the history: cheap analyst runs written 60 days back (in the history, not the window)
+    lower the analyst's normal, and every leak's normal is DuckDB's median of the history as it is."""
+    from golem_mcp.ingestion.records import Batch
+
+    p = generate(store, {"token_leak"})
+
+    def leaks():
+        found = detect_anomalies(store, now=p.now).anomalies
+        hist = p.now - timedelta(days=90)
+        for a in found:
+            src, cond = ("workflow_stage_summary", "stage = ?") if a.level == "stage" else ("workflow_summary", "? IS NULL")
+            med = store.scalar(f"SELECT median(CAST({a.metric} AS DOUBLE)) FROM {src} WHERE {cond} "
+                               "AND started_at >= ? AND started_at < ?", [a.stage, hist, p.now])
+            assert a.normal == med
+        return {(a.level, a.metric): a.normal for a in found}
+
+    before = leaks()
+    assert leaks() == before  # the same store: the same normals, from the kept groups
+    b = Batch()
+    for k in range(120):
+        b.add("api_requests", {"request_id": f"cheap-{k}", "session_id": "s-cheap", "model": "claude-sonnet-4",
+                               "timestamp": p.now - timedelta(days=60, minutes=k), "input_tokens": 10,
+                               "output_tokens": 1, "workflow_id": f"wf-cheap-{k}", "stage": "analyst"})
+    store.write(b)
+    after = leaks()
+    assert after[("stage", "total_tokens")] < before[("stage", "total_tokens")]
+
+
 def test_short_history_is_reported_not_flagged(store):
     p = generate(store, {"token_leak"}, days=1)
     rep = detect_anomalies(store, now=p.now)

@@ -108,3 +108,35 @@ def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...], scale: int)
     assert got.insufficient_history == small
     if min_ratio < 2 and wf is None:
         assert want  # the case has leaks to compare
+
+
+def test_kept_peer_groups_equal_the_reference() -> None:
+    """The peer groups' medians, counts and MADs kept between calls (PeerMemo) under their history's
+    bounds: calls with other windows, histories and bounds, and the same calls again, read them from
+    the memo and still equal the reference."""
+    from collections import OrderedDict
+
+    from golem_mcp.analysis.anomalies import PeerMemo
+
+    con = _random_summaries(4)
+    seen: list[str] = []
+
+    class Counting(_Reader):
+        def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
+            seen.append(sql)
+            return super().query(sql, params)
+
+    memo = PeerMemo(OrderedDict(), ("state",))
+    cases = [(30, 90, 5, 1.2, 0.0, None), (7, 20, 5, 1.05, -9.0, None), (30, 90, 5, 2.0, 3.5, None),
+             (120, 90, 40, 1.3, 0.0, None), (30, 90, 5, 1.2, 0.0, "wf-7"), (7, 20, 5, 1.1, 0.0, None)]
+    for rnd in range(2):
+        seen.clear()
+        for days, history_days, min_history, min_ratio, min_z, wf in cases:
+            got = _detect(Counting(con), days, NOW, history_days, min_history, min_ratio, min_z, wf, memo)  # type: ignore[arg-type]
+            want, small = _reference(con, days, history_days, min_history, min_ratio, min_z, wf)
+            assert [a.model_dump() for a in got.anomalies] == want
+            assert got.insufficient_history == small
+        medians = [s for s in seen if "count(*) AS n" in s]
+        spreads = [s for s in seen if "abs(" in s]
+        # two histories, two levels: their groups computed once, then only read
+        assert (len(medians), bool(spreads)) == ((4, True) if rnd == 0 else (0, False))

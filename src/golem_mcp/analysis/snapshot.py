@@ -266,8 +266,10 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
             for table, _ in _CACHE.values():
                 cur.execute(f"DROP TABLE IF EXISTS temp.main._snap_keys_{table}")
         cur.execute("DROP TABLE temp.main._snap_dirty")
-    cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
-                [CACHE_VERSION, hi])
+    # the state's time changes only with the cache (what is computed from it is kept by it: PeerMemo)
+    if refreshed or not state or tuple(state[0]) != (CACHE_VERSION, hi):
+        cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('facts', ?, ?, now())",
+                    [CACHE_VERSION, hi])
     return refreshed
 
 
@@ -456,6 +458,7 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
     hi = cur.execute("SELECT COALESCE(max(s), 0) FROM (" + " UNION ALL ".join(
         f"SELECT max(_change_seq) AS s FROM {db}.main.{t}" for t in _CONTEXT_CHANGES) + ")").fetchone()[0]
     build = rebuilt or not state or state[0][0] != SUMMARIES_VERSION
+    changed = build
     if not build:
         seen = state[0][1] or 0
         run("summaries", "INSERT INTO _snap_workflows " + " UNION ".join(
@@ -479,6 +482,7 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
             # into its scans (a semi join stays above the view, which then sums every workflow)
             wfs = [r[0] for r in cur.execute("SELECT DISTINCT workflow_id FROM _snap_workflows "
                                              "WHERE workflow_id IS NOT NULL").fetchall()]
+            changed = changed or bool(wfs)
             # (a join: list_contains over every row costs as many comparisons as the list is long)
             rows = (f"(SELECT x.* FROM {db}.main.{table} x SEMI JOIN (SELECT DISTINCT workflow_id FROM _snap_workflows) k "
                     "ON x.workflow_id = k.workflow_id)")
@@ -490,8 +494,11 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
         # the next summary (workflow_summary) reads this one
         _summary_view(cur, db, table, view)
     _fold_durations(cur, db, run, build)
-    cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
-                [SUMMARIES_VERSION, hi])
+    # a new time whenever the summary rows may have changed, and only then: what is computed from them
+    # is kept under the state's row (anomalies.PeerMemo)
+    if changed or tuple(state[0]) != (SUMMARIES_VERSION, hi):
+        cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
+                    [SUMMARIES_VERSION, hi])
     cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
 
 
