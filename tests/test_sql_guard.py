@@ -296,6 +296,29 @@ def test_a_query_growing_past_the_memory_budget_is_stopped_by_the_watch(golem_ho
         assert peak[0] < budget + 100, f"RSS peaked at {peak[0]:.0f} MB, budget {budget:.0f} MB"
 
 
+def test_queries_running_at_once_are_each_watched_and_only_the_slow_one_is_stopped(store: Store) -> None:
+    """One thread watches every running query: a query past its time limit is stopped with the time
+    message while queries run beside it and after it, and those answer in full."""
+    stopped: list[str] = []
+
+    def slow() -> None:
+        try:
+            sql_guard.execute_sandboxed(store, "SELECT sum(i % 7) FROM range(1000000000000) t(i)", max_rows=1,
+                                        timeout_s=1)
+        except InvalidInput as e:
+            stopped.append(str(e))
+
+    t = threading.Thread(target=slow)
+    t.start()
+    answers = [sql_guard.execute_sandboxed(store, f"SELECT {i}", max_rows=1, timeout_s=30)[1] for i in range(50)]
+    t.join(120)
+    assert not t.is_alive()
+    assert answers == [[(i,)] for i in range(50)]
+    assert len(stopped) == 1 and "ran longer than 1 s" in stopped[0]
+    # the watch keeps nothing of the stopped query: the next ones run to their end
+    assert sql_guard.run_read_only(store, "SELECT 42 AS n")["rows"] == [[42]]
+
+
 # --- through the real daemon over loopback -------------------------------------------------------
 
 ROW_COUNTS = ("SELECT (SELECT count(*) FROM api_requests) AS r, (SELECT count(*) FROM tool_calls) AS t, "
