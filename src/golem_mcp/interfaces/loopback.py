@@ -19,6 +19,7 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 
 
@@ -40,6 +41,7 @@ def split_host_port(value: str) -> str | None:
     return v  # no port, or a bare IPv6 address (as a bind address is written: ``--host ::1``)
 
 
+@functools.lru_cache(maxsize=64)  # asked on every request the daemon serves, with the same few values
 def is_loopback_host(value: str | None) -> bool:
     """True when ``value`` (a Host header or a bind address) is a literal loopback address or
     ``localhost``, with or without a port."""
