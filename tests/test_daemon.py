@@ -20,6 +20,7 @@ import pytest
 from mcp import Client
 
 from conftest import FIXTURES, api, launch_daemon, mcp_http, wait_healthy
+from golem_mcp.interfaces.client import call
 
 TRUTH = json.loads((FIXTURES / "truth.json").read_text())
 TOKENS = {"input": "input_tokens", "output": "output_tokens", "cache_read": "cache_read_tokens",
@@ -413,3 +414,24 @@ async def test_the_daemons_connections_send_each_write_at_once(golem_home: Path,
         server.should_exit = True
         thread.join(60)
         store.close()
+
+
+def _mapped(pid: int, library: str) -> bool:
+    """Whether process ``pid`` has a shared object of ``library`` mapped (it was imported there)."""
+    return f"/{library}/" in Path(f"/proc/{pid}/maps").read_text()
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc")
+async def test_the_daemon_loads_scipy_only_for_the_questions_that_need_it(start_daemon) -> None:
+    """scipy.stats is ~60 MB of a daemon's memory: what an idle daemon and the everyday tools do must
+    not load it; comparing experiment arms does (the check sees it when it is there)."""
+    d = start_daemon()
+    res = call(d.url, "/api/import", {"paths": [str(FIXTURES)]})
+    assert res["rows"] > 0
+    async with Client(mcp_http(d.url)) as c:
+        for tool, args in (("budget_status", {}), ("query_workflow_cost", {"workflow_id": next(iter(TRUTH))}),
+                           ("query_errors_and_loops", {})):
+            assert not (await c.call_tool(tool, args)).is_error, tool
+        assert not _mapped(d.proc.pid, "scipy")
+        assert not (await c.call_tool("compare_experiments", {"stage": "analyst"})).is_error
+    assert _mapped(d.proc.pid, "scipy")

@@ -24,7 +24,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, Field
-from scipy import stats
 
 from ..errors import InvalidInput, NotFound
 from ..formatting import p_value
@@ -109,13 +108,21 @@ def _describe(v: Values) -> dict[str, Any]:
             "min": float(a.min()) if a.size else None, "max": float(a.max()) if a.size else None}
 
 
+def _stats() -> Any:
+    """``scipy.stats``, imported when a comparison first needs it: it is ~60 MB of the daemon's memory,
+    and most daemons never compare arms."""
+    from scipy import stats
+
+    return stats
+
+
 def _cliffs_delta(x: np.ndarray, y: np.ndarray, u_x: float | None = None) -> float:
     """P(x > y) - P(x < y): rank-based effect size, -1..1, robust to skew.
 
     From the Mann-Whitney U of x (pairs x > y, ties counting one half): #gt - #lt = 2U - n*m. The
     pairwise comparison it replaces needed n*m booleans: 2.5 GB for two arms of 25,000 workflows."""
     if u_x is None:
-        u_x = float(stats.mannwhitneyu(x, y, alternative="two-sided", method="asymptotic").statistic)
+        u_x = float(_stats().mannwhitneyu(x, y, alternative="two-sided", method="asymptotic").statistic)
     return float((2 * u_x - x.size * y.size) / (x.size * y.size))
 
 
@@ -135,7 +142,7 @@ def _runs_for_power(x: np.ndarray, y: np.ndarray, alpha: float, power: float = 0
     if sd == 0:
         return 2
     d = diff / sd
-    z = stats.norm.ppf(1 - alpha / 2) + stats.norm.ppf(power)
+    z = _stats().norm.ppf(1 - alpha / 2) + _stats().norm.ppf(power)
     # Mann-Whitney's efficiency relative to the t-test is about 0.955 (3/pi) for normal data
     return math.ceil(2 * (z / d) ** 2 / (3 / math.pi))
 
@@ -148,7 +155,7 @@ def _welch_ci(x: np.ndarray, y: np.ndarray, alpha: float) -> tuple[float, float]
     if se == 0:
         return diff, diff
     df = (vx + vy) ** 2 / (vx ** 2 / (x.size - 1) + vy ** 2 / (y.size - 1))
-    half = float(stats.t.ppf(1 - alpha / 2, df)) * se
+    half = float(_stats().t.ppf(1 - alpha / 2, df)) * se
     return diff - half, diff + half
 
 
@@ -167,9 +174,9 @@ def _compare(base: Values, other: Values, alpha: float) -> dict[str, Any]:
     # on the values sorted: the ranks, U and the tie counts are the same in any order (U is a sum of
     # halves, exact), and ranking two sorted runs is a merge, not a sort of both arms (~60 CPU-ms a
     # test at 250,000 workflows per arm)
-    res = stats.mannwhitneyu(np.sort(x), np.sort(y), alternative="two-sided", method="auto")
+    res = _stats().mannwhitneyu(np.sort(x), np.sort(y), alternative="two-sided", method="auto")
     if x.size + y.size <= BOOTSTRAP_MAX_N:
-        boot = stats.bootstrap((x, y), lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
+        boot = _stats().bootstrap((x, y), lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
                                confidence_level=1 - alpha, n_resamples=4000, method="percentile",
                                vectorized=True, rng=np.random.default_rng(12345))
         lo, hi = float(boot.confidence_interval.low), float(boot.confidence_interval.high)

@@ -19,7 +19,6 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 from pydantic import BaseModel, Field
-from scipy.stats import hypergeom
 
 from ..errors import InvalidInput
 from ..store.db import Store, dict_rows
@@ -251,6 +250,8 @@ def _evidence(rows: list[dict[str, Any]], wf: list[dict[str, Any]], ok: np.ndarr
     n_all, n_good = len(wf), int(ok.sum())
     a = np.array([r["good"] for r in rows])
     n = a + np.array([r["bad"] for r in rows])
+    from scipy.stats import hypergeom  # here, not at import: ~60 MB most daemons never need
+
     p = hypergeom.sf(a - 1, n_all, n_good, n)
     order = np.argsort(p)
     m = len(p)

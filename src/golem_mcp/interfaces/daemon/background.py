@@ -15,8 +15,6 @@ from ...store.db import Store
 
 log = logging.getLogger("golem_mcp.daemon")
 
-log = logging.getLogger("golem_mcp.daemon")
-
 WATCH_INTERVAL = 2.0  # seconds between transcript-folder scans; unchanged files cost one stat each
 SPOOL_INTERVAL = 2.0  # seconds between hook-spool drains
 SUMMARY_INTERVAL = 60.0  # seconds between activity lines in the log (one line per request is too much)
