@@ -163,11 +163,12 @@ def stage_error_rate_alerts(store: Store, now: datetime | None = None) -> list[A
 
 
 def _other_alerts(store: Store, now: datetime | None) -> list[Alert]:
-    from .error_patterns import query_error_patterns
+    from .common import window
+    from .error_patterns import error_bursts
 
     out = stage_error_rate_alerts(store, now)
     end = as_naive(now)
-    for b in query_error_patterns(store, days=7, now=end).bursts:
+    for b in error_bursts(store, *window(end, 7))[1]:
         out.append(Alert(kind="error_spike", scope="day", key=b.day, value=b.errors, limit_value=b.normal,
                          message=f"error spike on {b.day}: {fmt.count(b.errors)} errors vs {fmt.number(b.normal)} on a normal day "
                                  f"(mostly {b.top_category})"))

@@ -5,6 +5,7 @@ repeated failures with examples, error rate per stage, recovery rate, bursts, an
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -179,6 +180,18 @@ def query_error_patterns(store: Store, days: float = 30, now: datetime | None = 
                                recovery_p50_s=round(r["rec_s"][0], 3) if r["rec_s"] else None,
                                recovery_p95_s=round(r["rec_s"][1], 3) if r["rec_s"] else None)
                 for r in stages]
+    daily, bursts = error_bursts(store, start, end, burst_factor, burst_min)
+    return ErrorPatternReport(total_errors=sum(c.count for c in categories), categories=categories,
+                              repeated_failures=repeated, by_stage=by_stage,
+                              daily=daily, bursts=bursts)
+
+
+def error_bursts(store: Store, start: datetime, end: datetime, burst_factor: float = 3.0,
+                 burst_min: int = 5) -> tuple[list[dict[str, Any]], list[Burst]]:
+    """The errors of each day in [start, end) and the days among them that burst: at least
+    ``burst_min`` errors and ``burst_factor`` times the normal day's (the median over every day of
+    activity, days without an error counting zero). The error-spike alert asks only this."""
+    base = _failures_sql()
     daily = store.query(f"""
         WITH c AS ({base})
         SELECT CAST(CAST("timestamp" AS DATE) AS VARCHAR) AS day, count(*) AS errors, mode(category) AS top_category
@@ -193,6 +206,4 @@ def query_error_patterns(store: Store, days: float = 30, now: datetime | None = 
         for d in daily:
             if d["errors"] >= burst_min and d["errors"] >= burst_factor * max(normal, 1.0):
                 bursts.append(Burst(day=d["day"], errors=d["errors"], normal=normal, top_category=d["top_category"]))
-    return ErrorPatternReport(total_errors=sum(c.count for c in categories), categories=categories,
-                              repeated_failures=repeated, by_stage=by_stage,
-                              daily=[{"day": d["day"], "errors": d["errors"]} for d in daily], bursts=bursts)
+    return [{"day": d["day"], "errors": d["errors"]} for d in daily], bursts
