@@ -161,6 +161,18 @@ async def test_unknown_workflow_names_closest_ones(store: Store) -> None:
         assert "no workflow 'nope'" in text
 
 
+
+async def test_an_unknown_workflow_is_asked_again_and_a_known_one_stays_known(store: Store) -> None:
+    """The ids a store was found to know are kept between calls; a no is not: a workflow recorded
+    after an agent asked for it is found at the next call."""
+    async with mcp(store) as client:
+        assert "no workflow 'wf-late'" in await error(client, "budget_status", {"workflow_id": "wf-late"})
+        await call(client, "record_workflow", {"workflow_id": "wf-late", "task_id": "t-late"})
+        out = await call(client, "budget_status", {"workflow_id": "wf-late", "stage": "analyst"})
+        assert out["workflow"]["key"] == "wf-late" and out["workflow"]["spent_usd"] == 0
+        again = await call(client, "budget_status", {"workflow_id": "wf-late", "stage": "analyst"})
+        assert again["workflow"] == out["workflow"] and again["stage"] == out["stage"]
+
 # --- compare_experiments -------------------------------------------------------------------------------
 
 async def test_compare_arms_on_analyst_input_tokens(store: Store) -> None:

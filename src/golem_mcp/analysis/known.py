@@ -10,6 +10,8 @@ answers about its last work), stated in every answer that used it.
 from __future__ import annotations
 
 import difflib
+import threading
+import weakref
 from datetime import datetime, timedelta
 
 from ..errors import NotFound
@@ -83,10 +85,28 @@ def require(store: Store, kind: str, value: str | None) -> None:
                    if near else f"no {_WHAT[kind]} {value!r}; {hint}.")
 
 
+# the ids each open store was found to know, kept: the store forgets no id (facts and records are
+# never deleted), so a yes stays true, and an agent names the same workflow and stage in call after
+# call (budget_status before each step: four of its statements were these lookups). A no is asked again.
+_KNOWN_SEEN: weakref.WeakKeyDictionary[Store, set[tuple[str, str]]] = weakref.WeakKeyDictionary()
+_KNOWN_SEEN_MAX = 10_000  # ids kept per store; past it the set starts again
+_KNOWN_LOCK = threading.Lock()
+
+
 def _has(store: Store, kind: str, value: str) -> bool:
     """Whether a small table or the rollups name ``value`` (one cursor, a query per source)."""
+    with _KNOWN_LOCK:
+        seen = _KNOWN_SEEN.setdefault(store, set())
+        if (kind, value) in seen:
+            return True
     with store.reader() as cur:
-        return any(cur.execute(sql, [value]).fetchone() for sql in _HAS_SQL[kind])
+        found = any(cur.execute(sql, [value]).fetchone() for sql in _HAS_SQL[kind])
+    if found:
+        with _KNOWN_LOCK:
+            if len(seen) >= _KNOWN_SEEN_MAX:
+                seen.clear()
+            seen.add((kind, value))
+    return found
 
 
 def require_all(store: Store, **ids: str | None) -> None:
