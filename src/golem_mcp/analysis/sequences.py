@@ -13,7 +13,7 @@ it. When every workflow has a sequence, nothing compares with it, and it is not 
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import numpy as np
@@ -116,29 +116,105 @@ def tool_sequences(store: Store, n: int = 3, days: float = 30, now: datetime | N
                           note=ru.note)
 
 
-def _ngrams(store: Store, n: int, start: datetime, end: datetime, stage: str | None) -> list[dict[str, Any]]:
-    """Per stage, each run of ``n`` calls by one agent (in time order) as a sequence: how often, how
-    often all succeeded, in how many workflows, at what stage cost and outcome. The run is read with
-    ``lag`` (a window frame holding a list per call cost twice as much)."""
+# The n-gram lengths the analysis cache keeps per day (analysis.snapshot: analysis_ngram_days): the dashboard's
+# and the tool's default. Other lengths, and a stage filter (which takes the other stages' calls out of
+# the runs), read the window's calls.
+CACHED_LENGTHS = (3,)
+
+
+def gram_rows(n: int, source: str) -> str:
+    """The n-gram rule, the one definition: each run of ``n`` consecutive tool calls of one agent
+    (``session_id``, ``agent_id``), in time order (ties: ``tool_use_id``), among the calls of ``source``
+    (a SELECT of ``tools``' columns), is a sequence of the stage and workflow of its last call; ``ok``
+    when every call in it succeeded. Also its first and last call's times. Read with ``lag`` (a window
+    frame holding a list per call cost twice as much)."""
     back = range(int(n) - 1, 0, -1)
     names = ", ".join([*(f"lag(tool_name, {k}) OVER w" for k in back), "tool_name"])
     oks = ", ".join([*(f"lag(success, {k}) OVER w" for k in back), "success"])
-    return store.query(f"""
-        WITH t AS (
-            SELECT workflow_id, stage, success, [{names}] AS gram, list_bool_and([{oks}]) AS ok,
+    return f"""
+        SELECT workflow_id, stage, array_to_string(gram, '->') AS sequence, ok, first_at, last_at FROM (
+            SELECT workflow_id, stage, [{names}] AS gram, list_bool_and([{oks}]) AS ok,
+                   lag("timestamp", {int(n) - 1}) OVER w AS first_at, "timestamp" AS last_at,
                    lag(1, {int(n) - 1}) OVER w IS NOT NULL AS whole
-            FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR stage = ?)
-            WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id)),
-        g AS (
-            SELECT t.stage, array_to_string(t.gram, '->') AS sequence, t.ok, t.workflow_id, o.successful AS good,
-                   s.total_cost
-            FROM t LEFT JOIN workflow_outcomes o USING (workflow_id)
-            LEFT JOIN workflow_stage_summary s ON s.workflow_id = t.workflow_id AND s.stage = t.stage
-            WHERE t.whole)
-        SELECT stage, sequence, count(*) AS count, avg(CAST(ok AS INTEGER)) AS success_rate,
-               count(DISTINCT workflow_id) AS workflows, avg(total_cost) AS avg_stage_cost_usd,
-               avg(CAST(good AS INTEGER)) AS good_share
-        FROM g GROUP BY stage, sequence ORDER BY count DESC""", [start, end, stage, stage])
+            FROM ({source})
+            WINDOW w AS (PARTITION BY session_id, agent_id ORDER BY "timestamp", tool_use_id))
+        WHERE whole"""
+
+
+# The grams' sums per stage, sequence and workflow, with the workflow's outcome and the stage's cost:
+# what the answer adds up (`weighed` over a SELECT of gram_rows' stage, sequence, workflow_id, ok).
+def weighed(grams: str, by: str = "") -> str:
+    """``by``: more columns of ``grams`` to sum by, each followed by a comma."""
+    return f"""
+        SELECT p.* EXCLUDE (workflow_id), CAST(p.workflow_id IS NOT NULL AS BIGINT) AS workflows,
+               p.n * s.total_cost AS cost_sum, CASE WHEN s.total_cost IS NULL THEN 0 ELSE p.n END AS cost_n,
+               p.n * CAST(o.successful AS BIGINT) AS good_sum, CASE WHEN o.successful IS NULL THEN 0 ELSE p.n END AS good_n
+        FROM (SELECT {by}stage, sequence, workflow_id, count(*) AS n, count(*) FILTER (WHERE ok) AS ok_true,
+                     count(ok) AS ok_known
+              FROM ({grams}) GROUP BY ALL) p
+        LEFT JOIN workflow_outcomes o ON o.workflow_id = p.workflow_id
+        LEFT JOIN workflow_stage_summary s ON s.workflow_id = p.workflow_id AND s.stage = p.stage"""
+
+
+# the answer from weighed rows (a workflow is in the rows of one part only, so its count adds up)
+_ANSWER = """
+    SELECT stage, sequence, CAST(sum(n) AS BIGINT) AS count,
+           CAST(sum(ok_true) AS DOUBLE) / NULLIF(sum(ok_known), 0) AS success_rate,
+           CAST(sum(workflows) AS BIGINT) AS workflows, sum(cost_sum) / NULLIF(sum(cost_n), 0) AS avg_stage_cost_usd,
+           CAST(sum(good_sum) AS DOUBLE) / NULLIF(sum(good_n), 0) AS good_share
+    FROM ({rows}) GROUP BY stage, sequence ORDER BY count DESC, stage, sequence"""
+
+
+def _ngrams(store: Store, n: int, start: datetime, end: datetime, stage: str | None) -> list[dict[str, Any]]:
+    """Per stage, each run of ``n`` calls by one agent (``gram_rows``) as a sequence: how often, how
+    often all succeeded, in how many workflows, at what stage cost and outcome. From the analysis cache's
+    per-day sums when the reader has it current (:func:`cached_ngrams`), else from the window's calls."""
+    if stage is None:
+        rows = cached_ngrams(store, n, start, end)
+        if rows is not None:
+            return rows
+    calls = 'SELECT * FROM tools WHERE "timestamp" >= ? AND "timestamp" < ? AND (? IS NULL OR stage = ?)'
+    return store.query(_ANSWER.format(rows=weighed(gram_rows(n, calls))), [start, end, stage, stage])
+
+
+def cached_ngrams(store: Any, n: int, start: datetime, end: datetime) -> list[dict[str, Any]] | None:
+    """:func:`_ngrams` of every stage from the analysis cache: the window's whole days from
+    ``analysis_ngram_days`` (a few rows per day and stage), the grams kept apart (``analysis_ngram_rows``:
+    those of workflows with calls on more than one day and those spanning midnight) by their times, and
+    the grams of the (at most two) days the window's ends cut through from their calls. None when the
+    length is not cached, the window holds no whole day, or the reader's cache is not current."""
+    from .snapshot import CacheReader
+
+    if n not in CACHED_LENGTHS or not isinstance(store, CacheReader) or not store.cache_current():
+        return None
+    lo = start.date() + timedelta(days=0 if start.time() == datetime.min.time() else 1)
+    hi = end.date()
+    if lo >= hi:
+        return None
+    lo_at, hi_at = datetime.combine(lo, datetime.min.time()), datetime.combine(hi, datetime.min.time())
+    # the ends' days: their grams lie wholly inside the cut part of the day (a gram reaching into the
+    # day before is kept apart), but for those of workflows kept apart
+    edge = ('SELECT * FROM tools WHERE "timestamp" >= ? AND "timestamp" < ?')
+    apart = ("SELECT DISTINCT workflow_id FROM analysis_ngram_rows WHERE length = ? AND day = ? "
+             "AND workflow_id IS NOT NULL")
+    live = f"""
+        SELECT stage, sequence, workflow_id, ok FROM ({gram_rows(n, edge)}) g
+        WHERE g.workflow_id IS NULL OR g.workflow_id NOT IN ({apart})
+        UNION ALL
+        SELECT stage, sequence, workflow_id, ok FROM ({gram_rows(n, edge)}) g
+        WHERE g.workflow_id IS NULL OR g.workflow_id NOT IN ({apart})
+        UNION ALL
+        SELECT stage, sequence, workflow_id, ok FROM analysis_ngram_rows
+        WHERE length = ? AND first_at >= ? AND last_at < ?"""
+    rows = f"""
+        SELECT stage, sequence, n, ok_true, ok_known, workflows, cost_sum, cost_n, good_sum, good_n
+        FROM analysis_ngram_days WHERE length = ? AND day >= ? AND day < ?
+        UNION ALL BY NAME {weighed(live)}"""
+    params = [n, lo, hi,
+              start, lo_at, n, lo - timedelta(days=1),
+              hi_at, end, n, hi,
+              n, start, end]
+    return store.query(_ANSWER.format(rows=rows), params)
 
 
 def reusable_sequences(store: Store, days: float = 30, now: datetime | None = None, stage: str | None = None,

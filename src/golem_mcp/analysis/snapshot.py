@@ -162,9 +162,22 @@ _WORKFLOW_SPAN_COLS = ("span_first_start", "span_last_end", "span_stages")
 # them out.
 REWORK_STAGES = ("implementer", "reviewer")
 _WORKFLOW_REWORK_COLS = {"rw_implementer_last_start": "a.last_start", "rw_reviewer_first_end": "a.first_end"}
-SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1/rework-1"  # change with _SUMMARIES' shape
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1/rework-1/ngrams-1"  # change with
+# _SUMMARIES' shape or the n-grams' tables (NGRAM_DAYS)
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
+# The tool-call n-grams (sequences.gram_rows) of the lengths sequences.CACHED_LENGTHS, per day of their last
+# call: the tool_sequences answer of a window sums its whole days' rows (a few per day and stage) instead
+# of ordering the window's calls by agent and time (1.7 CPU-s of the dashboard's 30 days at 10M requests).
+# A day's row sums the grams of that day whose calls all fall on it and whose workflow's calls all do,
+# with the workflow's outcome and its stage's cost (from the summaries): a workflow is then in one day's
+# rows, so its count adds up over days. The other grams (of a workflow with calls on several days, and
+# those reaching back over midnight: a few per cent) are kept one row each (NGRAM_ROWS) with their
+# times. A day's grams are read again when a tool call of it or of an earlier day changed (a run of
+# calls reaches forward into later days: every later day is read again, as are the days of a workflow
+# whose summary was summed again: its cost, outcome or days changed). Refreshed after the summaries.
+NGRAM_DAYS = "analysis_ngram_days"
+NGRAM_ROWS = "analysis_ngram_rows"
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
 # holding another number of facts than the cache counts (a fact that moved to another day when a
 # merge brought it an earlier time; facts written around Store.write)
@@ -235,6 +248,8 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
     # the duration counts of the rows refreshed below and in _refresh_summaries (see DURATIONS)
     cur.execute("CREATE OR REPLACE TEMP TABLE _snap_dur_delta (dim VARCHAR, key VARCHAR, key2 VARCHAR, day DATE, "
                 "bucket INTEGER, n BIGINT)")
+    # the tool calls' refreshed days: the n-grams' days from the first on are read again (_refresh_ngrams)
+    cur.execute("CREATE OR REPLACE TEMP TABLE _snap_tool_dirty (day DATE)")
     if not state or state[0][0] != CACHE_VERSION:
         _build_cache(cur, db, run)
         refreshed = -1
@@ -243,6 +258,7 @@ def _refresh_cache(cur: Any, db: str, run: Any) -> int:
         refreshed = int(cur.execute("SELECT count(*) FROM _snap_dirty").fetchone()[0])
         if refreshed:
             dirty = cur.execute("SELECT fact, day FROM _snap_dirty ORDER BY ALL").fetchall()
+            cur.execute("INSERT INTO _snap_tool_dirty SELECT day FROM _snap_dirty WHERE fact = 'tool_calls'")
             for fact, (table, agg) in _CACHE.items():
                 days = sorted(d for f, d in dirty if f == fact)
                 if not days:
@@ -499,12 +515,95 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
         # the next summary (workflow_summary) reads this one
         _summary_view(cur, db, table, view)
     _fold_durations(cur, db, run, build)
+    _refresh_ngrams(cur, db, run, build)
     # a new time whenever the summary rows may have changed, and only then: what is computed from them
     # is kept under the state's row (anomalies.PeerMemo)
     if changed or tuple(state[0]) != (SUMMARIES_VERSION, hi):
         cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
                     [SUMMARIES_VERSION, hi])
     cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
+    cur.execute("DROP TABLE IF EXISTS temp.main._snap_tool_dirty")
+
+
+def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
+    """The n-grams' tables (NGRAM_DAYS) up to date: built whole, in parts of whole days, when the
+    summaries were; else the days from the first refreshed tool-call day on and the days of the
+    workflows summed again (``_snap_workflows``) read again. Reads the summaries' views in front of the
+    cache (the grams' outcome and cost)."""
+    from .sequences import CACHED_LENGTHS, gram_rows, weighed
+
+    timed = f"day <> DATE '{_NO_DAY}'"
+    tool_days = f"{db}.main.{_CACHE['tool_calls'][0]}"
+    if build:
+        cur.execute(f"CREATE OR REPLACE TABLE {db}.main.{NGRAM_DAYS} (length INTEGER, day DATE, stage VARCHAR, "
+                    "sequence VARCHAR, n BIGINT, ok_true BIGINT, ok_known BIGINT, workflows BIGINT, cost_sum DOUBLE, "
+                    "cost_n BIGINT, good_sum BIGINT, good_n BIGINT)")
+        cur.execute(f"CREATE OR REPLACE TABLE {db}.main.{NGRAM_ROWS} (length INTEGER, day DATE, first_at TIMESTAMP, "
+                    "last_at TIMESTAMP, stage VARCHAR, sequence VARCHAR, workflow_id VARCHAR, ok BOOLEAN)")
+        days = cur.execute(f"SELECT day, CAST(sum(n) AS BIGINT) FROM {tool_days} WHERE {timed} "
+                           "GROUP BY day ORDER BY day").fetchall()
+        parts: list[list[Any]] = []
+        for day, n in days:  # (as _build_cache: parts of at most BUILD_CHUNK_ROWS calls)
+            if parts and parts[-1][1] + n <= BUILD_CHUNK_ROWS:
+                parts[-1][0].append(day)
+                parts[-1][1] += n
+            else:
+                parts.append([[day], n])
+        for part, _ in parts:
+            _ngram_days(cur, db, run, part, CACHED_LENGTHS, gram_rows, weighed)
+        return
+    first = cur.execute("SELECT min(day) FROM _snap_tool_dirty WHERE day <> $no_day", {"no_day": _NO_DAY}).fetchone()[0]
+    days = [r[0] for r in cur.execute(f"""
+        SELECT day FROM _snap_tool_dirty WHERE day <> $no_day
+        UNION SELECT day FROM {tool_days} WHERE day >= $first AND {timed}
+        UNION SELECT unnest(range(CAST(min(started_at) AS DATE), CAST(max(ended_at) AS DATE) + 1, INTERVAL 1 DAY))::DATE
+              FROM {db}.main.analysis_tool_stage_groups
+              WHERE workflow_id IN (SELECT workflow_id FROM _snap_workflows) AND started_at IS NOT NULL
+              GROUP BY workflow_id
+        ORDER BY 1""", {"no_day": _NO_DAY, "first": first}).fetchall()]
+    if days:
+        _ngram_days(cur, db, run, days, CACHED_LENGTHS, gram_rows, weighed)
+
+
+def _ngram_days(cur: Any, db: str, run: Any, days: list[Any], lengths: tuple[int, ...], gram_rows: Any,
+                weighed: Any) -> None:
+    """The n-grams (``gram_rows``) whose last call falls on one of ``days``, read again into NGRAM_DAYS
+    and NGRAM_ROWS: from the calls of the agents with a call on those days, up to the last of them
+    (a run reaching back into earlier days has its first calls there)."""
+    p = {"days": days, "lo": min(days), "hi": max(days) + timedelta(days=1)}
+    for table in (NGRAM_DAYS, NGRAM_ROWS):
+        run("ngrams", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
+    run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_gram_calls AS
+        SELECT t.session_id, t.agent_id, t.tool_use_id, t.tool_name, t."timestamp", t.success, t.workflow_id, t.stage
+        FROM {db}.main.tools t SEMI JOIN (
+            SELECT DISTINCT session_id, agent_id FROM {db}.main.tools
+            WHERE "timestamp" >= $lo AND "timestamp" < $hi AND list_contains($days, CAST("timestamp" AS DATE))) a
+          ON t.session_id IS NOT DISTINCT FROM a.session_id AND t.agent_id IS NOT DISTINCT FROM a.agent_id
+        WHERE t."timestamp" < $hi""", p)
+    for n in lengths:
+        run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_grams AS
+            SELECT *, CAST(last_at AS DATE) AS day, CAST(first_at AS DATE) AS first_day
+            FROM ({gram_rows(n, 'SELECT * FROM _snap_gram_calls')}) WHERE list_contains($days, CAST(last_at AS DATE))""",
+            {"days": days})
+        # kept apart: the grams reaching over midnight and every gram of their workflows and of the
+        # workflows with calls on more than one day
+        run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_grams_apart AS
+            SELECT workflow_id FROM {db}.main.analysis_tool_stage_groups
+            WHERE workflow_id IN (SELECT workflow_id FROM _snap_grams)
+            GROUP BY workflow_id HAVING CAST(min(started_at) AS DATE) <> CAST(max(ended_at) AS DATE)
+            UNION SELECT workflow_id FROM _snap_grams WHERE first_day <> day AND workflow_id IS NOT NULL""")
+        # (a gram without a workflow: NULL IN (...) is NULL)
+        apart = "(first_day <> day OR COALESCE(workflow_id IN (SELECT workflow_id FROM _snap_grams_apart), false))"
+        run("ngrams", f"INSERT INTO {db}.main.{NGRAM_ROWS} SELECT {int(n)}, day, first_at, last_at, stage, sequence, "
+                      f"workflow_id, ok FROM _snap_grams WHERE {apart}")
+        run("ngrams", f"""INSERT INTO {db}.main.{NGRAM_DAYS}
+            SELECT {int(n)}, day, stage, sequence, CAST(sum(n) AS BIGINT), CAST(sum(ok_true) AS BIGINT),
+                   CAST(sum(ok_known) AS BIGINT), CAST(sum(workflows) AS BIGINT), sum(cost_sum),
+                   CAST(sum(cost_n) AS BIGINT), CAST(sum(good_sum) AS BIGINT), CAST(sum(good_n) AS BIGINT)
+            FROM ({weighed(f"SELECT * FROM _snap_grams WHERE NOT {apart}", "day, ")})
+            GROUP BY day, stage, sequence""")
+    for t in ("_snap_gram_calls", "_snap_grams", "_snap_grams_apart"):
+        cur.execute(f"DROP TABLE IF EXISTS temp.main.{t}")
 
 
 def _count_durations(run: Any, db: str, table: str, rows: str, sign: int, params: dict[str, Any] | None = None) -> None:
