@@ -24,7 +24,7 @@ TOOLS = ["Read", "Edit", "Bash", "Grep"]
 STAGES = ["implementer", "reviewer", "tester"]
 # (end, days): ends inside a day and at midnight; windows of many days, a few, and one and a half
 WINDOWS = [(NOW, 30), (NOW, 7), (NOW, 1.5), (NOW.replace(hour=0), 30), (NOW - timedelta(days=3, hours=5), 10.25),
-           (NOW - timedelta(days=12), 20)]
+           (NOW - timedelta(days=12), 20), (NOW + timedelta(days=10), 30)]
 
 
 def episode(b: Batch, rnd: random.Random, wf: str | None, sid: str, start: datetime, hours: float, calls: int,
@@ -62,6 +62,19 @@ def first(rnd: random.Random) -> Batch:
             b.add("tool_calls", {"tool_use_id": f"t-two-{k}{i}", "session_id": "s-two", "agent_id": aid,
                                  "tool_name": tool, "timestamp": day + timedelta(days=k, minutes=i), "success": True,
                                  "workflow_id": "wf-two", "stage": "implementer"})
+    # an agent with one call every other day after the others' (without a session: no workflow's days are
+    # read again for it): a run's first calls lie days back
+    for i in range(3):
+        b.add("tool_calls", {"tool_use_id": f"t-sparse-{i}", "session_id": None, "agent_id": "sp",
+                             "tool_name": TOOLS[i], "timestamp": NOW.replace(hour=9) + timedelta(days=3 + 2 * i),
+                             "success": True})
+    # a call that a later write moves to another agent and day (see later), before another workflow's
+    a = NOW.replace(hour=9) - timedelta(days=15)
+    for i, (tid, ts, wf) in enumerate((("t-mv-x", a, "wf-mvx"), ("t-mv-1", a + timedelta(days=1), "wf-mvy"),
+                                      ("t-mv-2", a + timedelta(days=1, minutes=10), "wf-mvy"),
+                                      ("t-mv-3", a + timedelta(days=1, minutes=20), "wf-mvy"))):
+        b.add("tool_calls", {"tool_use_id": tid, "session_id": "s-mv", "agent_id": None, "tool_name": TOOLS[i],
+                             "timestamp": ts, "success": True, "workflow_id": wf, "stage": "reviewer"})
     # calls without a session (no workflow): a run from before the 30-day window's start over the
     # midnight after it
     start = NOW - timedelta(days=30)
@@ -101,6 +114,23 @@ def far_back(rnd: random.Random) -> Batch:
     return b
 
 
+def sparse(rnd: random.Random) -> Batch:
+    """The sparse agent's call on its last day, later in it: the run before it starts four days back."""
+    b = Batch()
+    b.add("tool_calls", {"tool_use_id": "t-sparse-3", "session_id": None, "agent_id": "sp", "tool_name": "Bash",
+                         "timestamp": NOW.replace(hour=15) + timedelta(days=7), "success": False})
+    return b
+
+
+def moved(rnd: random.Random) -> Batch:
+    """The moved call again, with its agent and a day earlier: the runs of the agent it left change."""
+    b = Batch()
+    b.add("tool_calls", {"tool_use_id": "t-mv-x", "session_id": "s-mv", "agent_id": "z", "tool_name": TOOLS[0],
+                         "timestamp": NOW.replace(hour=9) - timedelta(days=16), "success": True,
+                         "workflow_id": "wf-mvx", "stage": "reviewer"})
+    return b
+
+
 def answers(st: Store) -> dict[Any, Any]:
     """For every window and cached length: the cache's answer, and the frame reference over the views."""
     out = {}
@@ -130,7 +160,7 @@ def store(tmp_path):
 
 def test_cached_sequences_equal_the_reference_through_refreshes(store: Store) -> None:
     rnd = random.Random(5)
-    steps = [first(rnd), later(rnd), far_back(rnd)]
+    steps = [first(rnd), later(rnd), far_back(rnd), sparse(rnd), moved(rnd)]
     for i, batch in enumerate(steps):
         store.write(batch)
         assert not snapshot_module.cache_current(store)

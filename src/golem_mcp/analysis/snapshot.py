@@ -174,10 +174,12 @@ _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_
 # rows, so its count adds up over days. The other grams (of a workflow with calls on several days, and
 # those reaching back over midnight: a few per cent) are kept one row each (NGRAM_ROWS) with their
 # times. A day's grams are read again when a tool call of it or of an earlier day changed (a run of
-# calls reaches forward into later days: every later day is read again, as are the days of a workflow
-# whose summary was summed again: its cost, outcome or days changed). Refreshed after the summaries.
+# calls reaches forward into later days: the later days of the agents of a changed day are read again
+# (NGRAM_AGENTS), as are the days of a workflow whose summary was summed again: its cost, outcome or
+# days changed). Refreshed after the summaries.
 NGRAM_DAYS = "analysis_ngram_days"
 NGRAM_ROWS = "analysis_ngram_rows"
+NGRAM_AGENTS = "analysis_agent_tool_days"  # tool calls per day and agent: which days a refresh reads again
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
 # holding another number of facts than the cache counts (a fact that moved to another day when a
 # merge brought it an earlier time; facts written around Store.write)
@@ -527,20 +529,23 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
 
 def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
     """The n-grams' tables (NGRAM_DAYS) up to date: built whole, in parts of whole days, when the
-    summaries were; else the days from the first refreshed tool-call day on and the days of the
-    workflows summed again (``_snap_workflows``) read again. Reads the summaries' views in front of the
-    cache (the grams' outcome and cost)."""
+    summaries were; else read again for the refreshed tool-call days, the later days of the agents
+    with a call on one of them (before or after the refresh: a run reaches forward) and the days of the
+    workflows summed again (``_snap_workflows``). Reads the summaries' views in front of the cache (the
+    grams' outcome and cost)."""
     from .sequences import CACHED_LENGTHS, gram_rows, weighed
 
     timed = f"day <> DATE '{_NO_DAY}'"
-    tool_days = f"{db}.main.{_CACHE['tool_calls'][0]}"
+    calls = f"SELECT {_DAY} AS day, session_id, agent_id, count(*) AS n FROM {db}.main.tool_calls"
     if build:
         cur.execute(f"CREATE OR REPLACE TABLE {db}.main.{NGRAM_DAYS} (length INTEGER, day DATE, stage VARCHAR, "
                     "sequence VARCHAR, n BIGINT, ok_true BIGINT, ok_known BIGINT, workflows BIGINT, cost_sum DOUBLE, "
                     "cost_n BIGINT, good_sum BIGINT, good_n BIGINT)")
         cur.execute(f"CREATE OR REPLACE TABLE {db}.main.{NGRAM_ROWS} (length INTEGER, day DATE, first_at TIMESTAMP, "
                     "last_at TIMESTAMP, stage VARCHAR, sequence VARCHAR, workflow_id VARCHAR, ok BOOLEAN)")
-        days = cur.execute(f"SELECT day, CAST(sum(n) AS BIGINT) FROM {tool_days} WHERE {timed} "
+        run("ngrams", f"CREATE OR REPLACE TABLE {db}.main.{NGRAM_AGENTS} AS {calls} "
+                      'WHERE "timestamp" IS NOT NULL GROUP BY ALL')
+        days = cur.execute(f"SELECT day, CAST(sum(n) AS BIGINT) FROM {db}.main.{NGRAM_AGENTS} "
                            "GROUP BY day ORDER BY day").fetchall()
         parts: list[list[Any]] = []
         for day, n in days:  # (as _build_cache: parts of at most BUILD_CHUNK_ROWS calls)
@@ -552,15 +557,29 @@ def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
         for part, _ in parts:
             _ngram_days(cur, db, run, part, CACHED_LENGTHS, gram_rows, weighed)
         return
-    first = cur.execute("SELECT min(day) FROM _snap_tool_dirty WHERE day <> $no_day", {"no_day": _NO_DAY}).fetchone()[0]
+    dirty = [r[0] for r in cur.execute(f"SELECT DISTINCT day FROM _snap_tool_dirty WHERE {timed}").fetchall()]
+    cur.execute("CREATE OR REPLACE TEMP TABLE _snap_gram_agents (session_id VARCHAR, agent_id VARCHAR)")
+    if dirty:
+        # the agents of the dirty days as the cache had them, and as they are now
+        agents = (f"INSERT INTO _snap_gram_agents SELECT DISTINCT session_id, agent_id FROM {db}.main.{NGRAM_AGENTS} "
+                  "WHERE list_contains($days, day)")
+        run("ngrams", agents, {"days": dirty})
+        run("ngrams", f"DELETE FROM {db}.main.{NGRAM_AGENTS} WHERE list_contains($days, day)", {"days": dirty})
+        run("ngrams", f"INSERT INTO {db}.main.{NGRAM_AGENTS} {calls} WHERE \"timestamp\" >= $lo AND \"timestamp\" < $hi "
+                      f"AND list_contains($days, {_DAY}) GROUP BY ALL",
+            {"days": dirty, "lo": min(dirty), "hi": max(dirty) + timedelta(days=1)})
+        run("ngrams", agents, {"days": dirty})
     days = [r[0] for r in cur.execute(f"""
-        SELECT day FROM _snap_tool_dirty WHERE day <> $no_day
-        UNION SELECT day FROM {tool_days} WHERE day >= $first AND {timed}
+        SELECT unnest($dirty::DATE[])
+        UNION SELECT a.day FROM {db}.main.{NGRAM_AGENTS} a SEMI JOIN _snap_gram_agents k
+                  ON a.session_id IS NOT DISTINCT FROM k.session_id AND a.agent_id IS NOT DISTINCT FROM k.agent_id
+              WHERE a.day >= $first
         UNION SELECT unnest(range(CAST(min(started_at) AS DATE), CAST(max(ended_at) AS DATE) + 1, INTERVAL 1 DAY))::DATE
               FROM {db}.main.analysis_tool_stage_groups
               WHERE workflow_id IN (SELECT workflow_id FROM _snap_workflows) AND started_at IS NOT NULL
               GROUP BY workflow_id
-        ORDER BY 1""", {"no_day": _NO_DAY, "first": first}).fetchall()]
+        ORDER BY 1""", {"dirty": dirty, "first": min(dirty) if dirty else None}).fetchall()]
+    cur.execute("DROP TABLE temp.main._snap_gram_agents")
     if days:
         _ngram_days(cur, db, run, days, CACHED_LENGTHS, gram_rows, weighed)
 
@@ -568,18 +587,30 @@ def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
 def _ngram_days(cur: Any, db: str, run: Any, days: list[Any], lengths: tuple[int, ...], gram_rows: Any,
                 weighed: Any) -> None:
     """The n-grams (``gram_rows``) whose last call falls on one of ``days``, read again into NGRAM_DAYS
-    and NGRAM_ROWS: from the calls of the agents with a call on those days, up to the last of them
-    (a run reaching back into earlier days has its first calls there)."""
+    and NGRAM_ROWS: from the calls of the agents with a call on those days, from the day of each one's
+    last calls before them (NGRAM_AGENTS: a run reaching back into earlier days has its first calls there)."""
+    back = max(lengths) - 1
     p = {"days": days, "lo": min(days), "hi": max(days) + timedelta(days=1)}
     for table in (NGRAM_DAYS, NGRAM_ROWS):
         run("ngrams", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
+    run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_gram_agents AS
+        SELECT DISTINCT session_id, agent_id FROM {db}.main.{NGRAM_AGENTS} WHERE list_contains($days, day)""",
+        {"days": days})
+    # the earliest day the calls are read from: per agent, the day before the first of the days by which
+    # it has made {back} calls (or its first day)
+    since = cur.execute(f"""
+        SELECT min(day) FROM (
+            SELECT a.day, sum(a.n) OVER (PARTITION BY a.session_id, a.agent_id ORDER BY a.day DESC
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later
+            FROM {db}.main.{NGRAM_AGENTS} a SEMI JOIN _snap_gram_agents k
+              ON a.session_id IS NOT DISTINCT FROM k.session_id AND a.agent_id IS NOT DISTINCT FROM k.agent_id
+            WHERE a.day < $lo)
+        WHERE later IS NULL OR later < {back}""", {"lo": p["lo"]}).fetchone()[0]
     run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_gram_calls AS
         SELECT t.session_id, t.agent_id, t.tool_use_id, t.tool_name, t."timestamp", t.success, t.workflow_id, t.stage
-        FROM {db}.main.tools t SEMI JOIN (
-            SELECT DISTINCT session_id, agent_id FROM {db}.main.tools
-            WHERE "timestamp" >= $lo AND "timestamp" < $hi AND list_contains($days, CAST("timestamp" AS DATE))) a
+        FROM {db}.main.tools t SEMI JOIN _snap_gram_agents a
           ON t.session_id IS NOT DISTINCT FROM a.session_id AND t.agent_id IS NOT DISTINCT FROM a.agent_id
-        WHERE t."timestamp" < $hi""", p)
+        WHERE t."timestamp" >= $since AND t."timestamp" < $hi""", {"hi": p["hi"], "since": since or p["lo"]})
     for n in lengths:
         run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_grams AS
             SELECT *, CAST(last_at AS DATE) AS day, CAST(first_at AS DATE) AS first_day
@@ -602,7 +633,7 @@ def _ngram_days(cur: Any, db: str, run: Any, days: list[Any], lengths: tuple[int
                    CAST(sum(cost_n) AS BIGINT), CAST(sum(good_sum) AS BIGINT), CAST(sum(good_n) AS BIGINT)
             FROM ({weighed(f"SELECT * FROM _snap_grams WHERE NOT {apart}", "day, ")})
             GROUP BY day, stage, sequence""")
-    for t in ("_snap_gram_calls", "_snap_grams", "_snap_grams_apart"):
+    for t in ("_snap_gram_agents", "_snap_gram_calls", "_snap_grams", "_snap_grams_apart"):
         cur.execute(f"DROP TABLE IF EXISTS temp.main.{t}")
 
 
