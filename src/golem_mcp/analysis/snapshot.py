@@ -558,6 +558,8 @@ def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
             _ngram_days(cur, db, run, part, CACHED_LENGTHS, gram_rows, weighed)
         return
     dirty = [r[0] for r in cur.execute(f"SELECT DISTINCT day FROM _snap_tool_dirty WHERE {timed}").fetchall()]
+    if not dirty and not cur.execute("SELECT count(*) FROM _snap_workflows").fetchone()[0]:
+        return  # an idle refresh: nothing to read again (the queries below would scan the agents' days)
     cur.execute("CREATE OR REPLACE TEMP TABLE _snap_gram_agents (session_id VARCHAR, agent_id VARCHAR)")
     if dirty:
         # the agents of the dirty days as the cache had them, and as they are now
