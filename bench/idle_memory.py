@@ -13,10 +13,8 @@ Run: ``GOLEM_BENCH_DATA=DIR python bench/idle_memory.py --requests 10000000 [--r
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -26,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import mcp_tools_bench as mb  # noqa: E402  (the prepared stores and the idle wait)
 
 SRC = str(Path(__file__).resolve().parents[1] / "src")
-CLOCK = "2031-01-01T00:00:00"  # the bench stores' clock (mcp_tools_bench)
+CLOCK = mb.NOW  # the bench stores' clock
 
 
 def memory(pid: int) -> tuple[int, int]:
@@ -35,36 +33,9 @@ def memory(pid: int) -> tuple[int, int]:
     return int(status["VmRSS"].split()[0]) // 1024, int(status["VmHWM"].split()[0]) // 1024
 
 
-def serve(src: str, db: Path, home: Path) -> subprocess.Popen:
-    """The daemon of checkout ``src`` on ``db``, once its store is ready."""
-    import httpx
-
-    shutil.rmtree(home, ignore_errors=True)
-    home.mkdir(parents=True)
-    env = {**os.environ, "GOLEM_HOME": str(home), "GOLEM_CLOCK": CLOCK, "PYTHONPATH": src}
-    for k in ("GOLEM_URL", "GOLEM_TOKEN", "GOLEM_DB"):
-        env.pop(k, None)
-    out = open(home / "daemon.out", "ab")  # noqa: SIM115 - closed with the process
-    proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch", "--db", str(db)],
-                            stdout=out, stderr=out, env=env)
-    deadline = time.monotonic() + 900
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"daemon exited:\n{(home / 'daemon.out').read_text()[-3000:]}")
-        try:
-            state = json.loads((home / "daemon.json").read_text())
-            r = httpx.get(state["url"] + "/healthz", timeout=2)
-            if r.status_code == 200 and r.json().get("store", "ready") == "ready":
-                return proc
-        except (OSError, ValueError, KeyError, httpx.HTTPError):
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise SystemExit("daemon did not get ready in 15 minutes")
-
-
 def one(src: str, db: Path, home: Path, after: float) -> dict[str, tuple[int, int]]:
-    proc = serve(src, db, home)
+    shutil.rmtree(home, ignore_errors=True)
+    proc, _, _ = mb.start_daemon(db, home, CLOCK, src)
     try:
         got = {"ready": memory(proc.pid)}
         mb.wait_idle(proc.pid, most_s=600)

@@ -205,13 +205,17 @@ def _pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, max(0, int(round(q * (len(xs) - 1)))))]
 
 
-def start_daemon(db: Path, home: Path, clock: datetime | None = None) -> tuple[subprocess.Popen, str, str]:
-    """``golem-mcp serve`` on ``db``; with ``clock``, its analyses' clock stands at that time (GOLEM_CLOCK)."""
+def start_daemon(db: Path, home: Path, clock: datetime | None = None,
+                 src: str | None = None) -> tuple[subprocess.Popen, str, str]:
+    """``golem-mcp serve`` on ``db``; with ``clock``, its analyses' clock stands at that time (GOLEM_CLOCK);
+    with ``src``, another checkout's code (its ``src`` folder first on PYTHONPATH)."""
     home.mkdir(parents=True, exist_ok=True)
     log = open(home / "daemon.out", "ab")  # noqa: SIM115 - closed with the process
     env = {**os.environ, "GOLEM_HOME": str(home)}
     if clock is not None:
         env["GOLEM_CLOCK"] = clock.isoformat()
+    if src is not None:
+        env["PYTHONPATH"] = src
     proc = subprocess.Popen([sys.executable, "-m", "golem_mcp", "serve", "--port", "0", "--no-watch", "--db", str(db)],
                             stdout=log, stderr=log, env=env)
     import httpx
