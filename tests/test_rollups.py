@@ -19,6 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from golem_mcp.analysis import known
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import rollups
 from golem_mcp.store.db import Store
@@ -159,6 +160,39 @@ def test_rollups_equal_group_by_after_any_interleaving(store: Store, batches: li
     for spec in batches:
         store.write(to_batch(ns, spec))
         _assert_equal(store)
+
+
+def _newest_by_scan(store: Store) -> Any:
+    return store.scalar('SELECT max("timestamp") FROM api_requests')
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+                                                                   HealthCheck.too_slow])
+@given(batches=st.lists(batch, min_size=1, max_size=5))
+def test_the_newest_request_read_from_the_latest_rollup_day_equals_a_scan(store: Store,
+                                                                         batches: list[dict[str, Any]]) -> None:
+    """known.newest_request reads only the rows of the rollups' latest day with requests; after any
+    interleaving (requests moving to an earlier day in a merge, requests without a time) it is the
+    newest request's time of every row."""
+    ns = f"n{next(_space)}"
+    for spec in batches:
+        store.write(to_batch(ns, spec))
+        assert known.newest_request(store) == _newest_by_scan(store)
+
+
+def test_the_newest_request_when_the_latest_rows_went_around_the_store(tmp_path: Path) -> None:
+    # the rollups still count a day whose rows were deleted behind Store.write: the scan of every row answers
+    s = Store(tmp_path / "g.duckdb")
+    try:
+        s.write(_one_request("early"))
+        late = _one_request("late", k=2)
+        late.rows["api_requests"][0]["timestamp"] = BASE + timedelta(days=2)
+        s.write(late)
+        assert known.newest_request(s) == BASE + timedelta(days=2)
+        s.con.execute('DELETE FROM api_requests WHERE "timestamp" > ?', [BASE + timedelta(days=1)])
+        assert known.newest_request(s) == BASE == _newest_by_scan(s)
+    finally:
+        s.close()
 
 
 def _one_request(prefix: str, k: int = 1, input_tokens: int = 10) -> Batch:

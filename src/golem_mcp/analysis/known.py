@@ -15,7 +15,7 @@ import weakref
 from datetime import datetime, timedelta
 
 from ..errors import NotFound
-from ..store.db import Store
+from ..store.db import NO_DAY, Store
 from .common import utcnow
 
 DEFAULT_DAYS = 30
@@ -115,10 +115,27 @@ def require_all(store: Store, **ids: str | None) -> None:
         require(store, kind, value)
 
 
+# The newest request's time, read from the rows of the rollups' latest day with requests only: a max
+# over every request's time scanned the whole column (15-30 CPU-ms at 10M requests, paid by nearly
+# every answer). Exact whatever the rollups hold: the newest request is at or after any day that has
+# requests, and a bound past it (rows gone around Store.write) finds none, so the scan of every row
+# answers then.
+_NEWEST_SQL = ('SELECT max("timestamp") FROM api_requests WHERE "timestamp" >= (SELECT max(day) '
+               f"FILTER (WHERE requests > 0 AND day < DATE '{NO_DAY.isoformat()}') FROM rollup_requests)")
+
+
+def newest_request(store: Store) -> datetime | None:
+    """The newest request's time as stored, or None when no request has one."""
+    newest = store.scalar(_NEWEST_SQL)
+    if not isinstance(newest, datetime):
+        newest = store.scalar('SELECT max("timestamp") FROM api_requests')
+    return newest if isinstance(newest, datetime) else None
+
+
 def data_now(store: Store) -> datetime:
     """The newest request's time (naive UTC), or the wall clock when the store has none."""
-    newest = store.scalar('SELECT max("timestamp") FROM api_requests')
-    if not isinstance(newest, datetime):
+    newest = newest_request(store)
+    if newest is None:
         return utcnow()
     return min(newest.replace(tzinfo=None) + timedelta(seconds=1), utcnow())
 
