@@ -20,6 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from golem_mcp.analysis import known
+from golem_mcp.analysis.cost import cost_by
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import rollups
 from golem_mcp.store.db import Store
@@ -560,3 +561,27 @@ def test_new_groups_of_one_day_load_only_that_days_part_of_the_rollups_key_index
     spread = add("CAST(substr(tool_use_id, 2) AS INTEGER) % 400 = 0")
     assert spread > 4, spread  # the comparison means something: spread groups load much of the index
     assert today < spread / 2, (today, spread)  # md5 keys: about equal (12 and 11.5 MB); day-first: 3.5 and 11
+
+
+def test_a_cut_day_is_read_whole_only_when_all_its_requests_are_inside_the_window(tmp_path: Path) -> None:
+    """cost_by reads a day the window cuts through from the rollups as a whole day when the day's first
+    and last requests lie inside the window (the default window ends after the newest request), and
+    from the request rows otherwise: the same answer as the rows either way."""
+    day = datetime(BASE.year, BASE.month, BASE.day)
+    times = [day + timedelta(hours=1), day + timedelta(hours=23), day + timedelta(days=1, hours=12),
+             day + timedelta(days=2, hours=5)]
+    s = Store(tmp_path / "g.duckdb")
+    try:
+        for i, t in enumerate(times):
+            b = _one_request(f"c{i}", k=i)
+            b.rows["api_requests"][0]["timestamp"] = t
+            s.write(b)
+        for since, until, n in ((day + timedelta(minutes=30), day + timedelta(days=2, hours=6), 4),  # both ends whole
+                                (day + timedelta(hours=2), day + timedelta(days=2, hours=4), 2),  # neither
+                                (day + timedelta(minutes=30), day + timedelta(days=2, hours=4), 3),
+                                (day + timedelta(hours=2), day + timedelta(days=2, hours=6), 3)):
+            got = cost_by(s, [], since=since, until=until)
+            assert got[0]["requests"] == n, (since, until)
+            assert got == cost_by(s, [], since=since, until=until, rollups=False)
+    finally:
+        s.close()

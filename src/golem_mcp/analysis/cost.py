@@ -74,13 +74,27 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
         if k not in FILTERS:
             raise InvalidInput(f"unknown filter {k!r}; choose from {', '.join(sorted(FILTERS))}")
     rolled = rollups and all(b in ROLLUP_DIMENSIONS for b in by) and all(k in ROLLUP_FILTERS for k in used)
+    from ..store.db import Store as PlainStore
+
+    if rolled and type(store) is PlainStore and (since is not None or until is not None):
+        # the cut days' check (_whole_when_inside) and the answer read one state of the store: a request
+        # landing between them after ``until`` would otherwise be counted in a day read whole
+        from .snapshot import _CursorReader
+
+        with store.reader() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                return cost_by(_CursorReader(store, cur), by, filters, since, until, order, limit,  # type: ignore[arg-type]
+                               rollups=rollups)
+            finally:
+                cur.execute("COMMIT")
     keys = [f"{ident(b)}" for b in by]
     params: list[Any] = []
     if not rolled:
         where, params = _where(used, since, until)
         source = _facts_part(by, where)
     else:
-        days, cuts = whole_days(since, until)
+        days, cuts = _whole_when_inside(store, *whole_days(since, until))
         coarse = not any(b in NOT_COARSE for b in by) and not any(k in NOT_COARSE_FILTERS for k in used)
         parts = [_rollup_part(by, used, days, params, "rollup_requests_coarse" if coarse else "rollup_requests")]
         if cuts:
@@ -213,6 +227,38 @@ def whole_days(since: datetime | None, until: datetime | None
     if until is not None and hi is not None and _at(hi) < until:
         cuts.append((_at(hi), until))
     return (lo, hi), cuts
+
+
+def _whole_when_inside(store: Store, days: tuple[date | None, date | None] | None, cuts: list[tuple[datetime, datetime]]
+                       ) -> tuple[tuple[date | None, date | None] | None, list[tuple[datetime, datetime]]]:
+    """:func:`whole_days`' split, with a day the window cuts through read from the rollups as a whole
+    day when every request of that day lies inside the window: the window up to the newest request
+    (every answer's default) cuts its last day after all of that day's requests, and its rows were
+    read for nothing (~40 CPU-ms of the 30-day question at 10M requests). Whether they do is the day's
+    first and last request time, which the rollup keeps exactly."""
+    from datetime import timedelta
+
+    if days is None or not cuts:
+        return days, cuts
+    lo, hi = days
+    if lo is None or hi is None or lo >= hi:
+        return days, cuts
+    edge = {c[0].date() for c in cuts}  # the days cut: each cut is the part of one day
+    spans = {r["day"]: (r["first_at"], r["last_at"]) for r in store.query(
+        "SELECT day, min(first_at) AS first_at, max(last_at) AS last_at FROM rollup_requests_coarse "
+        "WHERE list_contains(?::DATE[], day) GROUP BY day", [sorted(edge)])}
+    kept = []
+    for a, b in cuts:
+        first, last = spans.get(a.date(), (None, None))
+        if first is not None and last is not None and a <= first and last < b:
+            if a.date() == lo - timedelta(days=1):
+                lo = a.date()
+                continue
+            if a.date() == hi:
+                hi = hi + timedelta(days=1)
+                continue
+        kept.append((a, b))
+    return (lo, hi), kept
 
 
 def _midnight(t: datetime) -> datetime:
