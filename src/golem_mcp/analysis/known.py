@@ -115,13 +115,14 @@ def require_all(store: Store, **ids: str | None) -> None:
         require(store, kind, value)
 
 
-# The newest request's time, read from the rows of the rollups' latest day with requests only: a max
-# over every request's time scanned the whole column (15-30 CPU-ms at 10M requests, paid by nearly
+# The newest request's time, read from the rows of the latest day with requests in the coarse rollup (a
+# few hundred rows a day, not the per-workflow one's millions): a max over every request's time scanned
+# the whole column (15-30 CPU-ms at 10M requests, paid by nearly
 # every answer). Exact whatever the rollups hold: the newest request is at or after any day that has
 # requests, and a bound past it (rows gone around Store.write) finds none, so the scan of every row
 # answers then.
 _NEWEST_SQL = ('SELECT max("timestamp") FROM api_requests WHERE "timestamp" >= (SELECT max(day) '
-               f"FILTER (WHERE requests > 0 AND day < DATE '{NO_DAY.isoformat()}') FROM rollup_requests)")
+               f"FILTER (WHERE requests > 0 AND day < DATE '{NO_DAY.isoformat()}') FROM rollup_requests_coarse)")
 
 
 def newest_request(store: Store) -> datetime | None:
