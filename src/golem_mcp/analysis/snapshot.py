@@ -344,6 +344,25 @@ def _same(cols: list[str], a: str = "x", b: str = "k") -> str:
     return " AND ".join(f"{a}.{c} IS NOT DISTINCT FROM {b}.{c}" for c in cols)
 
 
+def _keyed(cur: Any, keys: list[str], source: str, a: str = "x", b: str = "k") -> list[str]:
+    """Join conditions that match a cache table's rows (``x``) with the keys (``k``) of ``source`` as
+    ``_same(keys)`` does, split in two: the first key column equal, the others not distinct (an equality
+    lets DuckDB filter the table's scan by the keys' range of values, so row groups outside it are
+    skipped unread; ``IS NOT DISTINCT FROM`` alone read every row: ~60 CPU-ms per 2M rows), and, only
+    when a key of ``source`` has none, the rows without a first column. The two match other rows."""
+    rest = f" AND {_same(keys[1:], a, b)}" if len(keys) > 1 else ""
+    conds = [f"{a}.{keys[0]} = {b}.{keys[0]}{rest}"]
+    if cur.execute(f"SELECT count(*) FROM {source} WHERE {keys[0]} IS NULL").fetchone()[0]:
+        conds.append(f"{a}.{keys[0]} IS NULL AND {b}.{keys[0]} IS NULL{rest}")
+    return conds
+
+
+def _day_range(days: list[Any], col: str = "day") -> str:
+    """A filter of ``col`` to the range of ``days`` (dates), put before a ``list_contains`` of them:
+    the cache's day tables grow in time order, so row groups outside it are skipped unread."""
+    return f"{col} >= DATE '{min(days).isoformat()}' AND {col} <= DATE '{max(days).isoformat()}'"
+
+
 def _refresh_days(cur: Any, db: str, run: Any, fact: str, table: str, agg: str, days: list[Any]) -> None:
     """Re-aggregate ``fact``'s dirty ``days`` and write only the day groups that differ from the
     stored ones (a day written to holds mostly groups no write touched: rewriting them all, and
@@ -360,7 +379,7 @@ def _refresh_days(cur: Any, db: str, run: Any, fact: str, table: str, agg: str, 
             {"days": timed, "lo": min(timed), "hi": max(timed) + timedelta(days=1)} if "$lo" in w
             else {"no_day": _NO_DAY})
     run("cache_refresh", f"CREATE OR REPLACE TEMP TABLE _snap_old AS SELECT rowid AS _rid, * FROM {db}.main.{table} "
-                         "WHERE list_contains($days, day)", {"days": days})
+                         f"WHERE {_day_range(days)} AND list_contains($days, day)", {"days": days})
     cols = [c[0] for c in cur.execute(f"DESCRIBE {db}.main.{table}").fetchall()]
     # a group is kept when every column is the same (sums of doubles summed in another order may
     # differ in their last bits: such a group is rewritten, which costs a little and changes nothing)
@@ -410,16 +429,20 @@ def _refresh_groups(cur: Any, db: str, run: Any, fact: str, src: str) -> None:
     parts = []
     for keys in reads:
         k = ", ".join(keys)
-        parts.append(f"SELECT x.rowid AS _rid, x.* FROM {db}.main.{src} x SEMI JOIN "
-                     f"(SELECT DISTINCT {k} FROM _snap_keys_{src}) k ON {_same(list(keys))}")
+        parts += [f"SELECT x.rowid AS _rid, x.* FROM {db}.main.{src} x SEMI JOIN "
+                  f"(SELECT DISTINCT {k} FROM _snap_keys_{src}) k ON {on}"
+                  for on in _keyed(cur, list(keys), f"_snap_keys_{src}")]
     run("cache_refresh", "CREATE OR REPLACE TEMP TABLE _snap_rows AS SELECT DISTINCT ON (_rid) * FROM ("
                          + " UNION ALL ".join(parts) + ")")
     for table, (keys, agg) in tables.items():
         k = ", ".join(keys)
         affected = f"(SELECT DISTINCT {k} FROM _snap_keys_{src})"
-        rows = f"(SELECT x.* FROM {db}.main.{table} x SEMI JOIN {affected} k ON {_same(list(keys))})"
+        keyed = _keyed(cur, list(keys), f"_snap_keys_{src}")
+        rows = "(" + " UNION ALL ".join(f"SELECT x.* FROM {db}.main.{table} x SEMI JOIN {affected} k ON {on}"
+                                        for on in keyed) + ")"
         _count_durations(run, db, table, rows, -1)
-        run("cache_refresh", f"DELETE FROM {db}.main.{table} x USING {affected} k WHERE {_same(list(keys))}")
+        for on in keyed:
+            run("cache_refresh", f"DELETE FROM {db}.main.{table} x USING {affected} k WHERE {on}")
         run("cache_refresh", f"INSERT INTO {db}.main.{table} BY NAME SELECT {', '.join('x.' + c for c in keys)}, "
                              f"{agg} FROM _snap_rows x SEMI JOIN {affected} k ON {_same(list(keys))} "
                              f"GROUP BY {', '.join('x.' + c for c in keys)}")
@@ -433,9 +456,14 @@ def _bigint(cur: Any, source: str) -> str:
     return ", ".join(f'CAST("{c[0]}" AS BIGINT) AS "{c[0]}"' if c[1] == "HUGEINT" else f'"{c[0]}"' for c in cols)
 
 
-def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
+def _summary_rows(cur: Any, db: str, table: str, view: str, where: str, src: dict[str, str] | None = None) -> str:
     """A SELECT of the rows of summary ``table`` (its ``view``'s, sums as BIGINT) for the workflows
-    ``where`` holds (``{wf}`` stands for the workflow column)."""
+    ``where`` holds (``{wf}`` stands for the workflow column). ``src``: the tables to read the extra
+    columns from instead of the store's (``_only_workflows``' parts: the same rows of those workflows)."""
+    src = src or {}
+    stage_groups = src.get("analysis_stage_groups", f"{db}.main.analysis_stage_groups")
+    stage_agents = src.get("analysis_stage_agents", f"{db}.main.analysis_stage_agents")
+    workflows = src.get("workflows", f"{db}.main.workflows")
     rows = f"SELECT {_bigint(cur, f'{db}.main.{view}')} FROM {db}.main.{view} WHERE {where.format(wf='workflow_id')}"
     if table == "analysis_workflow_summary":  # (the stage rows are refreshed first)
         spans = (f"SELECT workflow_id, min(started_at) AS span_first_start, max(ended_at) AS span_last_end, "
@@ -445,7 +473,7 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
         implementer, reviewer = (literal(x) for x in REWORK_STAGES)
         rework = (f"SELECT workflow_id, max(first_at) FILTER (WHERE stage = {implementer}) AS last_start, "
                   f"min(last_at) FILTER (WHERE stage = {reviewer}) AS first_end "
-                  f"FROM {db}.main.analysis_stage_agents WHERE {where.format(wf='workflow_id')} GROUP BY workflow_id")
+                  f"FROM {stage_agents} WHERE {where.format(wf='workflow_id')} GROUP BY workflow_id")
         extra = ", ".join(f"{e} AS {name}" for name, e in _WORKFLOW_REWORK_COLS.items())
         return (f"SELECT v.*, p.span_first_start, p.span_last_end, CAST(COALESCE(p.span_stages, 0) AS BIGINT) "
                 f"AS span_stages, {extra} FROM ({rows}) v LEFT JOIN ({spans}) p ON p.workflow_id = v.workflow_id "
@@ -455,18 +483,54 @@ def _summary_rows(cur: Any, db: str, table: str, view: str, where: str) -> str:
     extra = ", ".join([*(f"g.{c} AS {name}" for name, c in _STAGE_MODEL_COLS.items()),
                        *(f"{e} AS {name}" for name, e in _STAGE_WORKFLOW_COLS.items())])
     # (``where`` holds whole workflows: the least start over ``v``'s rows of a workflow is over all its stages)
-    return (f"SELECT v.*, {extra} FROM ({rows}) v LEFT JOIN {db}.main.analysis_stage_groups g "
+    return (f"SELECT v.*, {extra} FROM ({rows}) v LEFT JOIN {stage_groups} g "
             f"ON g.workflow_id = v.workflow_id AND g.stage IS NOT DISTINCT FROM v.stage "
             f"AND {where.format(wf='g.workflow_id')} "
-            f"LEFT JOIN {db}.main.workflows w ON w.workflow_id = v.workflow_id AND {where.format(wf='w.workflow_id')}")
+            f"LEFT JOIN {workflows} w ON w.workflow_id = v.workflow_id AND {where.format(wf='w.workflow_id')}")
 
 
-def _summary_view(cur: Any, db: str, table: str, view: str) -> None:
-    """The temporary view named like summary ``view`` in front of the cache's ``table``."""
+def _summary_view(cur: Any, db: str, table: str, view: str, where: str = "true") -> None:
+    """The temporary view named like summary ``view`` in front of the cache's ``table`` (its rows
+    ``where`` holds)."""
     hidden = {"analysis_stage_summary": [*_STAGE_MODEL_COLS, *_STAGE_WORKFLOW_COLS],
               "analysis_workflow_summary": [*_WORKFLOW_SPAN_COLS, *_WORKFLOW_REWORK_COLS]}.get(table)
     extra = f" EXCLUDE ({', '.join(hidden)})" if hidden else ""
-    cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *{extra} FROM {db}.main.{table}")
+    cur.execute(f"CREATE OR REPLACE TEMP VIEW {view} AS SELECT *{extra} FROM {db}.main.{table} WHERE {where}")
+
+
+# the workflows whose summary rows are summed again (``_snap_wf``), as a filter on a workflow column
+_IN_WFS = "{wf} IN (SELECT workflow_id FROM _snap_wf)"
+
+
+def _only_workflows(cur: Any, db: str) -> dict[str, str]:
+    """Put temporary views in front of what the summary views read (their parts, ``workflows``,
+    ``sessions``, ``review_reports``) holding the rows of the workflows in ``_snap_wf`` only: the
+    views' bodies, bound on this connection, then sum those workflows from a few rows. A filter on
+    the summary view's workflow reaches only its first part's scan (the joined parts, the workflow
+    labels and review reports were read whole: ~1.5 CPU-s per refresh at 10M requests). Exact: every
+    join and grouping in the views is by workflow, so a workflow's rows come from its own rows only.
+    Returns the tables ``_summary_rows`` reads instead of the store's; undone by :func:`_all_workflows`."""
+    only = _IN_WFS.format(wf="workflow_id")
+    for table in ("analysis_stage_groups", "analysis_stage_agents"):
+        cur.execute(f"CREATE OR REPLACE TEMP TABLE _snap_wf_{table} AS SELECT * FROM {db}.main.{table} WHERE {only}")
+    _parts_from_cache(cur, db, only, {t: f"temp.main._snap_wf_{t}" for t in ("analysis_stage_groups",
+                                                                           "analysis_stage_agents")})
+    for table, key in {"workflows": "workflow_id", **_CONTEXT_CHANGES}.items():
+        cur.execute(f"CREATE OR REPLACE TEMP VIEW {table} AS SELECT * FROM {db}.main.{table} "
+                    f"WHERE {_IN_WFS.format(wf=key)}")
+    return {"analysis_stage_groups": "temp.main._snap_wf_analysis_stage_groups",
+            "analysis_stage_agents": "temp.main._snap_wf_analysis_stage_agents", "workflows": "temp.main.workflows"}
+
+
+def _all_workflows(cur: Any, db: str) -> None:
+    """Undo :func:`_only_workflows`: the parts and summary views over the whole cache again."""
+    for table in ("workflows", *_CONTEXT_CHANGES):
+        cur.execute(f"DROP VIEW IF EXISTS temp.main.{table}")
+    _parts_from_cache(cur, db)
+    for table in ("analysis_stage_groups", "analysis_stage_agents"):
+        cur.execute(f"DROP TABLE IF EXISTS temp.main._snap_wf_{table}")
+    for table, view in _SUMMARIES.items():
+        _summary_view(cur, db, table, view)
 
 
 def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
@@ -477,10 +541,37 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
         f"SELECT max(_change_seq) AS s FROM {db}.main.{t}" for t in _CONTEXT_CHANGES) + ")").fetchone()[0]
     build = rebuilt or not state or state[0][0] != SUMMARIES_VERSION
     changed = build
+    only: dict[str, str] | None = None  # the parts of the workflows summed again (_only_workflows)
     if not build:
         seen = state[0][1] or 0
         run("summaries", "INSERT INTO _snap_workflows " + " UNION ".join(
             f"SELECT {key} FROM {db}.main.{t} WHERE _change_seq > {int(seen)}" for t, key in _CONTEXT_CHANGES.items()))
+        cur.execute("CREATE OR REPLACE TEMP TABLE _snap_wf AS SELECT DISTINCT workflow_id FROM _snap_workflows "
+                    "WHERE workflow_id IS NOT NULL")
+        changed = bool(cur.execute("SELECT count(*) FROM _snap_wf").fetchone()[0])
+        if changed:
+            only = _only_workflows(cur, db)
+    try:
+        _refresh_summary_rows(cur, db, run, build, only)
+    finally:
+        if only is not None:
+            _all_workflows(cur, db)
+        cur.execute("DROP TABLE IF EXISTS temp.main._snap_wf")
+    _fold_durations(cur, db, run, build)
+    _refresh_ngrams(cur, db, run, build)
+    # a new time whenever the summary rows may have changed, and only then: what is computed from them
+    # is kept under the state's row (anomalies.PeerMemo)
+    if changed or tuple(state[0]) != (SUMMARIES_VERSION, hi):
+        cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
+                    [SUMMARIES_VERSION, hi])
+    cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
+    cur.execute("DROP TABLE IF EXISTS temp.main._snap_tool_dirty")
+
+
+def _refresh_summary_rows(cur: Any, db: str, run: Any, build: bool, only: dict[str, str] | None) -> None:
+    """The summary tables (``_SUMMARIES``) built whole, or summed again for the workflows in ``_snap_wf``
+    (``only``: the parts of those workflows, :func:`_only_workflows`; None: no workflow to sum again);
+    temporary views named like the summary views in front of them."""
     for table, view in _SUMMARIES.items():
         if build:
             # in parts by workflow (the views group by it): all at once held every workflow's groups
@@ -495,36 +586,20 @@ def _refresh_summaries(cur: Any, db: str, run: Any, rebuilt: bool) -> None:
                 # scan of every stage row (~6 CPU-ms per 1M requests)
                 run("summaries", f"CREATE INDEX IF NOT EXISTS analysis_stage_summary_workflow "
                                  f"ON {db}.main.{table} (workflow_id)")
-        else:
-            # the workflows as a list, not a subquery: a filter on the view's grouping column goes down
-            # into its scans (a semi join stays above the view, which then sums every workflow)
-            wfs = [r[0] for r in cur.execute("SELECT DISTINCT workflow_id FROM _snap_workflows "
-                                             "WHERE workflow_id IS NOT NULL").fetchall()]
-            changed = changed or bool(wfs)
-            if not wfs:
-                # nothing to sum again: an empty list still scans every summary row and the rollups
-                # (~0.7 CPU-s and ~300 MB of the daemon's memory at 10M requests, every few minutes)
-                _summary_view(cur, db, table, view)
-                continue
+        elif only is not None:
+            # nothing to sum again when no workflow is (``only`` None): summing the views over no
+            # workflow still scanned every summary row and the rollups (~0.7 CPU-s and ~300 MB of the
+            # daemon's memory at 10M requests, every few minutes)
             # (a join: list_contains over every row costs as many comparisons as the list is long)
-            rows = (f"(SELECT x.* FROM {db}.main.{table} x SEMI JOIN (SELECT DISTINCT workflow_id FROM _snap_workflows) k "
-                    "ON x.workflow_id = k.workflow_id)")
+            rows = f"(SELECT x.* FROM {db}.main.{table} x SEMI JOIN _snap_wf k ON x.workflow_id = k.workflow_id)"
             _count_durations(run, db, table, rows, -1)
-            run("summaries", f"DELETE FROM {db}.main.{table} WHERE list_contains($wfs, workflow_id)", {"wfs": wfs})
-            run("summaries", f"INSERT INTO {db}.main.{table} "
-                             + _summary_rows(cur, db, table, view, "list_contains($wfs, {wf})"), {"wfs": wfs})
+            run("summaries", f"DELETE FROM {db}.main.{table} WHERE {_IN_WFS.format(wf='workflow_id')}")
+            run("summaries", f"INSERT INTO {db}.main.{table} " + _summary_rows(cur, db, table, view, _IN_WFS, only))
             _count_durations(run, db, table, rows, 1)
-        # the next summary (workflow_summary) reads this one
+            # the next summary (workflow_summary) reads this one's rows of the same workflows
+            _summary_view(cur, db, table, view, _IN_WFS.format(wf="workflow_id"))
+            continue
         _summary_view(cur, db, table, view)
-    _fold_durations(cur, db, run, build)
-    _refresh_ngrams(cur, db, run, build)
-    # a new time whenever the summary rows may have changed, and only then: what is computed from them
-    # is kept under the state's row (anomalies.PeerMemo)
-    if changed or tuple(state[0]) != (SUMMARIES_VERSION, hi):
-        cur.execute(f"INSERT OR REPLACE INTO {db}.main.analysis_cache_state VALUES ('summaries', ?, ?, now())",
-                    [SUMMARIES_VERSION, hi])
-    cur.execute("DROP TABLE IF EXISTS temp.main._snap_workflows")
-    cur.execute("DROP TABLE IF EXISTS temp.main._snap_tool_dirty")
 
 
 def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
@@ -564,18 +639,19 @@ def _refresh_ngrams(cur: Any, db: str, run: Any, build: bool) -> None:
     if dirty:
         # the agents of the dirty days as the cache had them, and as they are now
         agents = (f"INSERT INTO _snap_gram_agents SELECT DISTINCT session_id, agent_id FROM {db}.main.{NGRAM_AGENTS} "
-                  "WHERE list_contains($days, day)")
+                  f"WHERE {_day_range(dirty)} AND list_contains($days, day)")
         run("ngrams", agents, {"days": dirty})
-        run("ngrams", f"DELETE FROM {db}.main.{NGRAM_AGENTS} WHERE list_contains($days, day)", {"days": dirty})
+        run("ngrams", f"DELETE FROM {db}.main.{NGRAM_AGENTS} WHERE {_day_range(dirty)} AND list_contains($days, day)",
+            {"days": dirty})
         run("ngrams", f"INSERT INTO {db}.main.{NGRAM_AGENTS} {calls} WHERE \"timestamp\" >= $lo AND \"timestamp\" < $hi "
                       f"AND list_contains($days, {_DAY}) GROUP BY ALL",
             {"days": dirty, "lo": min(dirty), "hi": max(dirty) + timedelta(days=1)})
         run("ngrams", agents, {"days": dirty})
+    agent_days = "".join(f"""
+        UNION SELECT a.day FROM {db}.main.{NGRAM_AGENTS} a SEMI JOIN _snap_gram_agents k ON {on}
+              WHERE a.day >= $first""" for on in _keyed(cur, ["session_id", "agent_id"], "_snap_gram_agents", "a"))
     days = [r[0] for r in cur.execute(f"""
-        SELECT unnest($dirty::DATE[])
-        UNION SELECT a.day FROM {db}.main.{NGRAM_AGENTS} a SEMI JOIN _snap_gram_agents k
-                  ON a.session_id IS NOT DISTINCT FROM k.session_id AND a.agent_id IS NOT DISTINCT FROM k.agent_id
-              WHERE a.day >= $first
+        SELECT unnest($dirty::DATE[]){agent_days}
         UNION SELECT unnest(range(CAST(min(started_at) AS DATE), CAST(max(ended_at) AS DATE) + 1, INTERVAL 1 DAY))::DATE
               FROM {db}.main.analysis_tool_stage_groups
               WHERE workflow_id IN (SELECT workflow_id FROM _snap_workflows) AND started_at IS NOT NULL
@@ -593,26 +669,27 @@ def _ngram_days(cur: Any, db: str, run: Any, days: list[Any], lengths: tuple[int
     last calls before them (NGRAM_AGENTS: a run reaching back into earlier days has its first calls there)."""
     back = max(lengths) - 1
     p = {"days": days, "lo": min(days), "hi": max(days) + timedelta(days=1)}
+    in_days = f"{_day_range(days)} AND list_contains($days, day)"
     for table in (NGRAM_DAYS, NGRAM_ROWS):
-        run("ngrams", f"DELETE FROM {db}.main.{table} WHERE list_contains($days, day)", {"days": days})
+        run("ngrams", f"DELETE FROM {db}.main.{table} WHERE {in_days}", {"days": days})
     run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_gram_agents AS
-        SELECT DISTINCT session_id, agent_id FROM {db}.main.{NGRAM_AGENTS} WHERE list_contains($days, day)""",
+        SELECT DISTINCT session_id, agent_id FROM {db}.main.{NGRAM_AGENTS} WHERE {in_days}""",
         {"days": days})
+    keyed = _keyed(cur, ["session_id", "agent_id"], "_snap_gram_agents", "a")
     # the earliest day the calls are read from: per agent, the day before the first of the days by which
     # it has made {back} calls (or its first day)
     since = cur.execute(f"""
         SELECT min(day) FROM (
             SELECT a.day, sum(a.n) OVER (PARTITION BY a.session_id, a.agent_id ORDER BY a.day DESC
                                          ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS later
-            FROM {db}.main.{NGRAM_AGENTS} a SEMI JOIN _snap_gram_agents k
-              ON a.session_id IS NOT DISTINCT FROM k.session_id AND a.agent_id IS NOT DISTINCT FROM k.agent_id
-            WHERE a.day < $lo)
+            FROM ({" UNION ALL ".join(f"SELECT a.* FROM {db}.main.{NGRAM_AGENTS} a SEMI JOIN _snap_gram_agents k "
+                                      f"ON {on} WHERE a.day < $lo" for on in keyed)}) a)
         WHERE later IS NULL OR later < {back}""", {"lo": p["lo"]}).fetchone()[0]
-    run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_gram_calls AS
+    run("ngrams", "CREATE OR REPLACE TEMP TABLE _snap_gram_calls AS " + " UNION ALL ".join(f"""
         SELECT t.session_id, t.agent_id, t.tool_use_id, t.tool_name, t."timestamp", t.success, t.workflow_id, t.stage
-        FROM {db}.main.tools t SEMI JOIN _snap_gram_agents a
-          ON t.session_id IS NOT DISTINCT FROM a.session_id AND t.agent_id IS NOT DISTINCT FROM a.agent_id
-        WHERE t."timestamp" >= $since AND t."timestamp" < $hi""", {"hi": p["hi"], "since": since or p["lo"]})
+        FROM {db}.main.tools t SEMI JOIN _snap_gram_agents k ON {on}
+        WHERE t."timestamp" >= $since AND t."timestamp" < $hi""" for on in _keyed(
+        cur, ["session_id", "agent_id"], "_snap_gram_agents", "t")), {"hi": p["hi"], "since": since or p["lo"]})
     for n in lengths:
         run("ngrams", f"""CREATE OR REPLACE TEMP TABLE _snap_grams AS
             SELECT *, CAST(last_at AS DATE) AS day, CAST(first_at AS DATE) AS first_day
@@ -805,21 +882,28 @@ def _stage_models(cur: Any, db: str, run: Any, win: dict[str, Any], stages: list
         FROM _snap_stage_models_counted c JOIN {summary} s ON s.workflow_id = c.workflow_id AND s.stage = c.stage""")
 
 
-def _parts_from_cache(cur: Any, db: str) -> None:
-    """Temporary views named like the summary views' parts, over the cache's second level."""
+def _parts_from_cache(cur: Any, db: str, only: str = "true", src: dict[str, str] | None = None) -> None:
+    """Temporary views named like the summary views' parts, over the cache's second level (their rows
+    of the workflows ``only`` holds; ``src``: tables to read instead of the cache's, see _only_workflows)."""
+    src = src or {}
+
+    def cache(table: str) -> str:
+        return src.get(table, f"{db}.main.{table}")
+
     cols = ("experiment_id, task_id, api_requests, total_cost, unpriced_requests, input_tokens, output_tokens, "
             "cache_read_tokens, cache_creation_tokens, retries, started_at, ended_at, api_duration_ms")
+    wf = f"workflow_id IS NOT NULL AND {only}"
     cur.execute(f"CREATE OR REPLACE TEMP VIEW request_stage_groups AS SELECT workflow_id, stage, {cols} "
-                f"FROM {db}.main.analysis_stage_groups WHERE workflow_id IS NOT NULL")
+                f"FROM {cache('analysis_stage_groups')} WHERE {wf}")
     cur.execute("CREATE OR REPLACE TEMP VIEW tool_stage_groups AS SELECT workflow_id, stage, tool_calls, tool_failures, "
-                f"started_at, ended_at FROM {db}.main.analysis_tool_stage_groups WHERE workflow_id IS NOT NULL")
+                f"started_at, ended_at FROM {cache('analysis_tool_stage_groups')} WHERE {wf}")
     cur.execute("CREATE OR REPLACE TEMP VIEW error_stage_groups AS SELECT workflow_id, stage, api_errors "
-                f"FROM {db}.main.analysis_error_stage_groups WHERE workflow_id IS NOT NULL")
+                f"FROM {cache('analysis_error_stage_groups')} WHERE {wf}")
     cur.execute("CREATE OR REPLACE TEMP VIEW agent_request_spans AS SELECT agent_id, first_at, last_at, last_duration_ms, "
                 "agent_label "
-                f"FROM {db}.main.analysis_agent_spans WHERE agent_id IS NOT NULL")
+                f"FROM {cache('analysis_agent_spans')} WHERE agent_id IS NOT NULL")
     cur.execute("CREATE OR REPLACE TEMP VIEW stage_agent_spans AS SELECT workflow_id, stage, agent_id, first_at, last_at "
-                f"FROM {db}.main.analysis_stage_agents WHERE workflow_id IS NOT NULL")
+                f"FROM {cache('analysis_stage_agents')} WHERE {wf}")
 
 
 class _CursorReader:
