@@ -22,6 +22,14 @@ SUMMARY_INTERVAL = 60.0  # seconds between activity lines in the log (one line p
 # are crossed by new data, and an evaluation scans the last week (too much for every OTLP request)
 ALERT_INTERVAL = float(os.environ.get("GOLEM_ALERT_INTERVAL") or 20.0)
 ANALYSIS_INTERVAL = 300.0  # seconds between looks for queued analysis runs (a SessionStart wakes it at once)
+# The analysis cache (analysis/snapshot.py) brought up to the writes in the background, shortly after they
+# stop: a tool call that reads it (find_slow_stages, compare_experiments, predict_cost, ...) then usually
+# finds it current rather than refreshing it first (~1 CPU-s after a small write at 10M requests). Writes
+# come in bursts (a spool drain, a transcript, an OTLP batch): refreshed once none came for CACHE_QUIET
+# seconds, or CACHE_MAX_WAIT seconds after the first write it does not hold while they go on.
+CACHE_INTERVAL = 1.0  # seconds between looks
+CACHE_QUIET = 2.0
+CACHE_MAX_WAIT = 30.0
 
 class Stats:
     """Counters for the periodic log summary; approximate under threads, which is fine for a log."""
@@ -72,6 +80,9 @@ class Background:
         self._recovered = False
         self.threads: list[threading.Thread] = []
         self._last_error: dict[str, tuple[str, float]] = {}
+        self._cache_commits = store.commits  # the writes the last look at the cache saw
+        self._cache_behind: float | None = None  # since when a write is not in the cache (None: none seen)
+        self._cache_last_write = 0.0  # when the last look saw a new write
 
     def start(self) -> None:
         jobs: list[tuple[str, float, Callable[[], None]]] = [("summary", SUMMARY_INTERVAL, self.summary)]
@@ -82,6 +93,8 @@ class Background:
         if ALERT_INTERVAL > 0:
             jobs.append(("alerts", ALERT_INTERVAL, self.alerts))
         jobs.append(("analysis", ANALYSIS_INTERVAL, self.analysis))
+        if not self.store.read_only:
+            jobs.append(("cache", CACHE_INTERVAL, self._cache_round))
         for name, interval, fn in jobs:
             t = threading.Thread(target=self._loop, args=(name, interval, fn), name=f"golem-{name}", daemon=True)
             t.start()
@@ -107,7 +120,7 @@ class Background:
 
     def _loop(self, name: str, interval: float, fn: Callable[[], None]) -> None:
         # drain, scan and run queued analyses at once on start; the others after a while
-        first = name not in ("summary", "alerts")
+        first = name not in ("summary", "alerts", "cache")
         wake = {"spool": self.spool_wake, "analysis": self.analysis_wake}.get(name)
         while not self.stop_event.is_set():
             if not first:
@@ -207,6 +220,34 @@ class Background:
         if n:
             log.info("analysis cache: %s in %.1fs", "built" if n < 0 else f"{n} day(s) refreshed",
                      time.monotonic() - s)
+
+    def _cache_round(self) -> None:
+        self.refresh_cache()
+
+    def refresh_cache(self, now: float | None = None) -> bool:
+        """The analysis cache brought up to the writes once they pause (see CACHE_QUIET); returns whether
+        it was refreshed. Only takes work off the tool calls' path: a call still checks, in its own
+        transaction, that the cache holds every write it sees, and refreshes it first when not.
+        ``now``: the monotonic clock's time (for tests)."""
+        from ...analysis.snapshot import cache_current, warm_cache
+
+        now = time.monotonic() if now is None else now
+        commits = self.store.commits
+        if commits != self._cache_commits:
+            self._cache_commits, self._cache_last_write = commits, now
+            if self._cache_behind is None:
+                self._cache_behind = now
+        if self._cache_behind is None:
+            return False
+        if now - self._cache_last_write < CACHE_QUIET and now - self._cache_behind < CACHE_MAX_WAIT:
+            return False
+        self._cache_behind = None  # a write committed from here on is seen by the next look
+        if cache_current(self.store):  # a tool call or the analysis thread refreshed it meanwhile
+            return False
+        s = time.monotonic()
+        n = warm_cache(self.store)
+        log.debug("analysis cache: %d day(s) refreshed after writes in %.2fs", n, time.monotonic() - s)
+        return True
 
     def summary(self) -> None:
         s = self.stats.take()
