@@ -258,3 +258,51 @@ def test_cache_built_in_parts_as_at_once(tmp_path, monkeypatch) -> None:
     assert parts[0] == whole[0]
     # every level holds rows (the synthetic history has no API errors)
     assert [t for t in levels if not whole[1][t]] == ["analysis_error_days", "analysis_error_stage_groups"]
+
+
+def cache_tables(store: Store) -> dict[str, Any]:
+    """Every table of the analysis cache, as rows (order aside)."""
+    from golem_mcp.analysis import snapshot as sn
+
+    tables = [*sn._CACHE_TABLES, *sn._GROUPS, *sn._STAGE_DAYS, *sn._FAILURES, *sn._SUMMARIES, sn.DURATIONS,
+              sn.NGRAM_DAYS, sn.NGRAM_ROWS, sn.NGRAM_AGENTS]
+    return {t: norm(store.query(f"SELECT * FROM {t}")) for t in tables}
+
+
+def keyless(store: Store) -> None:
+    """Facts whose cache keys have no first column: a request without a session (so no workflow) and
+    requests of the main agent (no agent id) on a day already cached."""
+    b = Batch()
+    at = GEN_NOW - timedelta(days=4, hours=3)
+    b.add("api_requests", {"request_id": "no-session", "model": "claude-sonnet-test", "timestamp": at,
+                           "input_tokens": 11, "output_tokens": 7, "duration_ms": 900.0})
+    b.add("api_requests", {"request_id": "no-agent", "session_id": "sess-t2", "model": "claude-sonnet-test",
+                           "timestamp": at + timedelta(minutes=5), "input_tokens": 13, "output_tokens": 2})
+    b.add("tool_calls", {"tool_use_id": "no-session-t", "tool_name": "Read", "timestamp": at, "success": True})
+    store.write(b)
+
+
+def test_refreshed_cache_tables_are_those_of_a_build(tmp_path, monkeypatch) -> None:
+    """After refreshes by written workflows and keys (keys without a workflow or an agent among them),
+    every cache table holds what a build from every fact gives: not only what the answers read."""
+    from golem_mcp.analysis.snapshot import warm_cache
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
+    with Store(a) as st:
+        base(st)
+    shutil.copyfile(a, b)
+    with Store(a) as st:
+        assert warm_cache(st) == -1  # built
+        for write in (more, keyless, context_only):
+            write(st)
+            warm_cache(st)
+        refreshed = cache_tables(st)
+    with Store(b) as st:
+        for write in (more, keyless, context_only):
+            write(st)
+        assert warm_cache(st) == -1
+        built = cache_tables(st)
+    assert refreshed.keys() == built.keys()
+    for t in built:
+        assert refreshed[t] == built[t], t
