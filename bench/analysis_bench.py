@@ -201,9 +201,15 @@ def current_store(n: int, regen: bool = False) -> Path:
     return out
 
 
-def small_ingest(store, n_workflows: int = 150, now: datetime = NOW) -> int:  # type: ignore[no-untyped-def]
+def small_ingest(store, n_workflows: int = 150, now: datetime = NOW, tag: str = "late",  # type: ignore[no-untyped-def]
+                 scatter: bool = False) -> int:
     """A few thousand new requests on the last day, through Store.write like any ingest: whole workflows,
-    half with context on every row (OTel), half transcript-like (context from workflow links)."""
+    half with context on every row (OTel), half transcript-like (context from workflow links).
+    ``tag``: in every id (another tag, other workflows). ``scatter``: ids begin with a hash instead, so
+    they fall among the store's ids as random ones do (with the tag, they sort after the store's: the
+    cache's tables then skip row groups by their range of ids)."""
+    import hashlib
+
     from golem_mcp.ingestion.records import Batch
 
     stages = ["analyst", "planner", "implementer", "reviewer"]
@@ -212,24 +218,25 @@ def small_ingest(store, n_workflows: int = 150, now: datetime = NOW) -> int:  # 
     base = now - timedelta(hours=20)
     n = 0
     for w in range(n_workflows):
-        wf, sid, otel = f"wf-late-{w}", f"sess-late-{w}", w % 2 == 0
+        key = f"{hashlib.md5(f'{tag}-{w}'.encode()).hexdigest()[:6]}-{w}" if scatter else f"{tag}-{w}"
+        wf, sid, otel = f"wf-{key}", f"sess-{key}", w % 2 == 0
         t0 = base + timedelta(seconds=300 * w)
         b.add("workflows", {"workflow_id": wf, "path": "full", "complexity": "simple", "started_at": t0})
         b.add("sessions", {"session_id": sid, "first_seen": t0, "last_seen": t0 + timedelta(minutes=10)})
         b.add("workflow_links", {"session_id": sid, "valid_from": datetime(1970, 1, 1), "workflow_id": wf})
         for k, (stage, model) in enumerate(zip(stages, models, strict=True)):
-            aid = f"ag-late-{w}-{k}"
+            aid = f"ag-{key}-{k}"
             b.add("agents", {"agent_id": aid, "session_id": sid, "agent_type": stage, "model": model})
             for i in range(REQ_PER_STAGE):
                 n += 1
                 ts = t0 + timedelta(seconds=120 * k + 20 * i)
-                b.add("api_requests", {"request_id": f"req-late-{w}-{k}-{i}", "session_id": sid, "agent_id": aid,
+                b.add("api_requests", {"request_id": f"req-{key}-{k}-{i}", "session_id": sid, "agent_id": aid,
                                        "model": model, "timestamp": ts, "input_tokens": 6000, "output_tokens": 600,
                                        "cache_read_tokens": 5000, "cache_creation_tokens": 200, "duration_ms": 1800.0,
                                        "attempt": 1, "success": True, "workflow_id": wf if otel else None,
                                        "stage": stage if otel else None, "source_mask": 2 if otel else 1})
             for j in range(TOOLS_PER_STAGE):
-                b.add("tool_calls", {"tool_use_id": f"toolu-late-{w}-{k}-{j}", "session_id": sid, "agent_id": aid,
+                b.add("tool_calls", {"tool_use_id": f"toolu-{key}-{k}-{j}", "session_id": sid, "agent_id": aid,
                                      "tool_name": ["Read", "Grep", "Bash"][j], "success": True, "duration_ms": 250.0,
                                      "timestamp": t0 + timedelta(seconds=120 * k + 25 * j + 5),
                                      "tool_parameters": '{"file_path":"/src/late.py"}',
