@@ -222,7 +222,11 @@ class Background:
                      time.monotonic() - s)
 
     def _cache_round(self) -> None:
-        self.refresh_cache()
+        try:
+            self.refresh_cache()
+        except Exception:
+            if not self.stop_event.is_set():  # stopping interrupts the refresh: not a failure to report
+                raise
 
     def refresh_cache(self, now: float | None = None) -> bool:
         """The analysis cache brought up to the writes once they pause (see CACHE_QUIET); returns whether
