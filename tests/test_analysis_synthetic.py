@@ -92,6 +92,95 @@ def test_kept_peer_groups_follow_a_write(store):
     assert after[("stage", "total_tokens")] < before[("stage", "total_tokens")]
 
 
+def _peer_groups_equal_duckdbs(store, now, history_days):
+    """Every peer group's count, medians and MADs as a call finds them (the cache's bucket counts and
+    the middle buckets' rows) equal DuckDB's count, median() and mad() over the summary rows of the
+    history as the store has them now; and the cache's counts equal a count of its summary rows."""
+    from golem_mcp.analysis.anomalies import METRICS, _peers_from_buckets, _spread_from_buckets, peer_day_rows
+    from golem_mcp.analysis.snapshot import PEER_DAYS, summaries
+
+    hist = now - timedelta(days=history_days)
+    checked = 0
+    for level, src, stage in (("stage", "workflow_stage_summary", "stage"), ("workflow", "workflow_summary", "NULL")):
+        cols = ", ".join(f"median(CAST({m} AS DOUBLE)) AS med_{m}, mad(CAST({m} AS DOUBLE)) AS mad_{m}" for m in METRICS)
+        with summaries(store) as reader:
+            assert reader.peer_days
+            # (the cache's summary rows: their costs are sums in another order than the views', a last bit
+            # apart at times; that they hold the views' rows is test_analysis_snapshot's)
+            want = {r["stage"]: r for r in reader.query(f"SELECT {stage} AS stage, count(*) AS n, {cols} FROM {src} "
+                                                         "WHERE started_at >= ? AND started_at < ? GROUP BY 1", [hist, now])}
+            peers = _peers_from_buckets(reader, reader.peer_days, level, src, stage, hist, now)
+            g = peers["groups"]
+            need = [(s, m, g[m][i]) for i, s in enumerate(g["stage"]) for m in METRICS if g[m][i] is not None]
+            mads = _spread_from_buckets(reader, peers, need)
+        got = {s: {"stage": s, "n": g["n"][i], **{f"med_{m}": g[m][i] for m in METRICS},
+                   **{f"mad_{m}": mads.get((s, m)) for m in METRICS}} for i, s in enumerate(g["stage"])}
+        assert got == want
+        checked += len(want)
+    assert checked
+    kept = store.query(f"SELECT level, stage, day, metric, bucket, n, vals FROM {PEER_DAYS} ORDER BY ALL")
+    counted = store.query(f"SELECT * FROM ({peer_day_rows('analysis_stage_summary', 'stage', 'stage')} UNION ALL "
+                          f"{peer_day_rows('analysis_workflow_summary', 'workflow', 'NULL::VARCHAR')}) ORDER BY ALL")
+    assert kept == counted
+
+
+def test_peer_groups_after_writes_equal_duckdbs_median_and_mad(store):
+    """The peers' bucket counts (snapshot.PEER_DAYS) follow every write: after a write that changes
+    workflows already counted (one stage's tokens and cost grow, another's run starts a day earlier,
+    leaving its day for the one before), and after one that moves the data's end
+    two days on (so a 20-day history drops its first days' runs off its start and takes in new ones),
+    each call's medians and MADs are DuckDB's over the history as it is, whole days and the days its
+    ends cut through alike; and so are the leaks' normals."""
+    from golem_mcp.ingestion.records import Batch
+
+    p = generate(store, {"token_leak"})
+    for days in (90, 20, 7.5):
+        _peer_groups_equal_duckdbs(store, p.now, days)
+    # a workflow already counted: more tokens (and cost) in its analyst stage, on its own day
+    row = store.query("SELECT workflow_id, started_at FROM workflow_stage_summary WHERE stage = 'analyst' "
+                      "ORDER BY started_at DESC, workflow_id LIMIT 1 OFFSET 20")[0]
+    wf, started = row["workflow_id"], row["started_at"]
+    before = detect_anomalies(store, now=p.now, history_days=20, min_ratio=1.01, min_z=-99).anomalies
+    b = Batch()
+    for k in range(3):
+        b.add("api_requests", {"request_id": f"more-{k}", "session_id": "s-more", "model": "claude-sonnet-4",
+                               "timestamp": started + timedelta(minutes=5 + k), "input_tokens": 90_000,
+                               "output_tokens": 4_000, "workflow_id": wf, "stage": "analyst"})
+    # and another's analyst stage starts a day earlier now (its run moves to another day)
+    row = store.query("SELECT workflow_id, started_at FROM workflow_stage_summary WHERE stage = 'analyst' "
+                      "ORDER BY started_at DESC, workflow_id LIMIT 1 OFFSET 25")[0]
+    b.add("api_requests", {"request_id": "earlier", "session_id": "s-more", "model": "claude-sonnet-4",
+                           "timestamp": row["started_at"] - timedelta(days=1), "input_tokens": 5, "output_tokens": 1,
+                           "workflow_id": row["workflow_id"], "stage": "analyst"})
+    store.write(b)
+    assert store.scalar("SELECT started_at FROM workflow_stage_summary WHERE workflow_id = ? AND stage = 'analyst'",
+                        [row["workflow_id"]]) == row["started_at"] - timedelta(days=1)
+    for days in (90, 20):
+        _peer_groups_equal_duckdbs(store, p.now, days)
+    after = detect_anomalies(store, now=p.now, history_days=20, min_ratio=1.01, min_z=-99).anomalies
+    assert after != before
+    # the data's end two days on: new workflows' runs, late in the day
+    late = p.now + timedelta(days=2, hours=15)
+    b = Batch()
+    for k in range(8):
+        for j, stage in enumerate(("analyst", "implementer")):
+            b.add("api_requests", {"request_id": f"late-{k}-{j}", "session_id": f"s-late-{k}", "model": "claude-sonnet-4",
+                                   "timestamp": late - timedelta(hours=k, minutes=j), "input_tokens": 1000 * (k + 1),
+                                   "output_tokens": 100, "workflow_id": f"wf-late-{k}", "stage": stage})
+    store.write(b)
+    end = late + timedelta(minutes=1)
+    dropped = store.scalar("SELECT count(*) FROM workflow_stage_summary WHERE started_at >= ? AND started_at < ?",
+                           [p.now - timedelta(days=20), end - timedelta(days=20)])
+    assert dropped  # runs the 20-day history held before and not now
+    for days in (90, 20):
+        _peer_groups_equal_duckdbs(store, end, days)
+    for a in detect_anomalies(store, now=end, history_days=20, min_ratio=1.01, min_z=-99).anomalies:
+        src, cond = ("workflow_stage_summary", "stage = ?") if a.level == "stage" else ("workflow_summary", "? IS NULL")
+        med, n = store.query(f"SELECT median(CAST({a.metric} AS DOUBLE)) AS med, count(*) AS n FROM {src} WHERE {cond} "
+                             "AND started_at >= ? AND started_at < ?", [a.stage, end - timedelta(days=20), end])[0].values()
+        assert (a.normal, a.peers) == (med, n)
+
+
 def test_short_history_is_reported_not_flagged(store):
     p = generate(store, {"token_leak"}, days=1)
     rep = detect_anomalies(store, now=p.now)

@@ -16,17 +16,25 @@ from typing import Any
 import duckdb
 import pytest
 
-from golem_mcp.analysis.anomalies import METRICS, _detect
+from golem_mcp.analysis.anomalies import METRICS, _detect, peer_day_rows
 from golem_mcp.store.db import dict_rows
 
 NOW = datetime(2030, 6, 1)
 
 
 class _Reader:
-    """What the detection reads: ``query`` on a connection holding the two summary tables."""
+    """What the detection reads: ``query`` on a connection holding the two summary tables (and, with
+    ``buckets``, their rows counted per day and value bucket as the analysis cache keeps them: the
+    medians and MADs are then found from the counts and the middle buckets' rows)."""
 
-    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+    def __init__(self, con: duckdb.DuckDBPyConnection, buckets: bool = False) -> None:
         self.con = con
+        self.peer_days = None
+        if buckets:
+            con.execute("CREATE OR REPLACE TABLE peer_days AS "
+                        + peer_day_rows("workflow_stage_summary", "stage", "stage") + " UNION ALL "
+                        + peer_day_rows("workflow_summary", "workflow", "NULL::VARCHAR"))
+            self.peer_days = "peer_days"
 
     def query(self, sql: str, params: Any = None) -> list[dict[str, Any]]:
         return dict_rows(self.con, sql, params)
@@ -99,10 +107,11 @@ def _reference(con: duckdb.DuckDBPyConnection, days: float, history_days: float,
                                   (7, 20, 5, 1.05, -9.0, None), (120, 90, 40, 1.3, 0.0, None),
                                   (30, 90, 5, 1.2, 0.0, "wf-7")])
 @pytest.mark.parametrize("scale", [1, 10**6])  # tokens that fit in INTEGER (sorted as such), and not
-def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...], scale: int) -> None:
+@pytest.mark.parametrize("buckets", [False, True])  # the medians of all values, or from the bucket counts
+def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...], scale: int, buckets: bool) -> None:
     con = _random_summaries(seed, scale)
     days, history_days, min_history, min_ratio, min_z, wf = args
-    got = _detect(_Reader(con), days, NOW, history_days, min_history, min_ratio, min_z, wf)  # type: ignore[arg-type]
+    got = _detect(_Reader(con, buckets), days, NOW, history_days, min_history, min_ratio, min_z, wf)  # type: ignore[arg-type]
     want, small = _reference(con, days, history_days, min_history, min_ratio, min_z, wf)
     assert [a.model_dump() for a in got.anomalies] == want
     assert got.insufficient_history == small
@@ -110,7 +119,8 @@ def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...], scale: int)
         assert want  # the case has leaks to compare
 
 
-def test_kept_peer_groups_equal_the_reference() -> None:
+@pytest.mark.parametrize("buckets", [False, True])
+def test_kept_peer_groups_equal_the_reference(buckets: bool) -> None:
     """The peer groups' medians, counts and MADs kept between calls (PeerMemo) under their history's
     bounds: calls with other windows, histories and bounds, and the same calls again, read them from
     the memo and still equal the reference."""
@@ -132,11 +142,54 @@ def test_kept_peer_groups_equal_the_reference() -> None:
     for rnd in range(2):
         seen.clear()
         for days, history_days, min_history, min_ratio, min_z, wf in cases:
-            got = _detect(Counting(con), days, NOW, history_days, min_history, min_ratio, min_z, wf, memo)  # type: ignore[arg-type]
+            got = _detect(Counting(con, buckets), days, NOW, history_days, min_history, min_ratio, min_z, wf, memo)  # type: ignore[arg-type]
             want, small = _reference(con, days, history_days, min_history, min_ratio, min_z, wf)
             assert [a.model_dump() for a in got.anomalies] == want
             assert got.insufficient_history == small
-        medians = [s for s in seen if "count(*) AS n" in s]
-        spreads = [s for s in seen if "abs(" in s]
+        medians = [s for s in seen if "count(*) AS n" in s or "sum(n)" in s]
+        spreads = [s for s in seen if "abs(" in s or "t.center" in s]
         # two histories, two levels: their groups computed once, then only read
         assert (len(medians), bool(spreads)) == ((4, True) if rnd == 0 else (0, False))
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
+def test_bucket_order_statistics_equal_duckdbs_median_and_mad(seed: int) -> None:
+    """The medians and MADs found from the bucket counts and the middle buckets' values equal DuckDB's
+    median() and mad() on groups made to be hard for it: even counts whose two middle values differ
+    (4s and 5s), ties across the middle, every value alike, values within one bucket (the MAD far
+    narrower than a bucket), zeros, negative values, and a history whose ends cut through days."""
+    from golem_mcp.analysis.anomalies import _peers_from_buckets, _spread_from_buckets
+
+    rnd = random.Random(seed)
+    con = duckdb.connect()
+    con.execute("CREATE TABLE workflow_stage_summary (workflow_id VARCHAR, stage VARCHAR, started_at TIMESTAMP, "
+                "total_tokens BIGINT, total_cost DOUBLE, tool_calls BIGINT)")
+    makers = {
+        "fours-fives": lambda i: (4 + i % 2, 4.0 + i % 2, 4 + i % 2),
+        "ties": lambda i: (rnd.choice([7, 7, 7, 8]), rnd.choice([0.5, 0.5, 0.25]), rnd.choice([0, 3, 3])),
+        "alike": lambda i: (1000, 1.5, 3),
+        "narrow": lambda i: (10**6 + rnd.randint(0, 40), 1.0 + rnd.randint(0, 60) * 1e-7, 50 + rnd.randint(0, 1)),
+        "signed": lambda i: (rnd.randint(-50, 50), rnd.uniform(-2, 2) if i % 7 else 0.0, rnd.choice([-3, 0, 2])),
+        "spread": lambda i: (rnd.randint(1, 10**7), rnd.uniform(0, 100) ** 2, rnd.randint(0, 40)),
+    }
+    rows = []
+    for stage, make in makers.items():
+        for i in range(rnd.randint(20, 61)):
+            rows.append((f"wf-{stage}-{i}", stage, NOW - timedelta(hours=rnd.uniform(0, 24 * 12)), *make(i)))
+    con.executemany("INSERT INTO workflow_stage_summary VALUES (?, ?, ?, ?, ?, ?)", rows)
+    con.execute("CREATE TABLE workflow_summary AS SELECT * FROM workflow_stage_summary WHERE false")
+    reader = _Reader(con, buckets=True)
+    for history in (timedelta(days=10, hours=5), timedelta(hours=30), timedelta(days=20)):
+        hist = NOW - history
+        peers = _peers_from_buckets(reader, "peer_days", "stage", "workflow_stage_summary", "stage",  # type: ignore[arg-type]
+                                    hist, NOW)
+        assert peers is not None
+        g = peers["groups"]
+        need = [(s, m, g[m][i]) for i, s in enumerate(g["stage"]) for m in METRICS if g[m][i] is not None]
+        mads = _spread_from_buckets(reader, peers, need)  # type: ignore[arg-type]
+        cols = ", ".join(f"median(CAST({m} AS DOUBLE)) AS {m}, mad(CAST({m} AS DOUBLE)) AS mad_{m}" for m in METRICS)
+        want = con.execute(f"SELECT stage, count(*), {cols} FROM workflow_stage_summary WHERE started_at >= ? "
+                           "AND started_at < ? GROUP BY stage ORDER BY stage", [hist, NOW]).fetchall()
+        got = sorted((s, g["n"][i], *(x for m in METRICS for x in (g[m][i], mads.get((s, m)))))
+                     for i, s in enumerate(g["stage"]))
+        assert got == [tuple(w) for w in want]

@@ -162,8 +162,8 @@ _WORKFLOW_SPAN_COLS = ("span_first_start", "span_last_end", "span_stages")
 # them out.
 REWORK_STAGES = ("implementer", "reviewer")
 _WORKFLOW_REWORK_COLS = {"rw_implementer_last_start": "a.last_start", "rw_reviewer_first_end": "a.first_end"}
-SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1/rework-1/ngrams-1"  # change with
-# _SUMMARIES' shape or the n-grams' tables (NGRAM_DAYS)
+SUMMARIES_VERSION = CACHE_VERSION + "/stage-models-1/stage-workflows-1/slow-stages-1/rework-1/ngrams-1/peers-1"  # change
+# with _SUMMARIES' shape or the n-grams' tables (NGRAM_DAYS) or the peers' counts (PEER_DAYS)
 _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_workflow(workflow_id, parent)",
                     "sessions": "golem_session_workflow(session_id)"}
 # The tool-call n-grams (sequences.gram_rows) of the lengths sequences.CACHED_LENGTHS, per day of their last
@@ -180,6 +180,14 @@ _CONTEXT_CHANGES = {"workflows": "workflow_id", "review_reports": "golem_report_
 NGRAM_DAYS = "analysis_ngram_days"
 NGRAM_ROWS = "analysis_ngram_rows"
 NGRAM_AGENTS = "analysis_agent_tool_days"  # tool calls per day and agent: which days a refresh reads again
+# The summary rows counted per level, stage, day of their start, metric and value bucket
+# with the values themselves (anomalies.peer_day_rows): find_token_leaks' medians and MADs over a
+# history of days find the buckets holding the middle values from the counts and read those buckets'
+# values only. Kept with the rows they count (_count_peer_days beside _count_durations notes the days of
+# the rows a refresh takes out and puts back; those days are read again; built whole with them).
+# summary table -> (level, the peer group's stage)
+PEER_DAYS = "analysis_peer_days"
+_PEER_SOURCES = {"analysis_stage_summary": ("stage", "stage"), "analysis_workflow_summary": ("workflow", "NULL::VARCHAR")}
 # the days whose groups are re-aggregated: stamped by a write since the cache's last refresh, or
 # holding another number of facts than the cache counts (a fact that moved to another day when a
 # merge brought it an earlier time; facts written around Store.write)
@@ -719,6 +727,7 @@ def _ngram_days(cur: Any, db: str, run: Any, days: list[Any], lengths: tuple[int
 def _count_durations(run: Any, db: str, table: str, rows: str, sign: int, params: dict[str, Any] | None = None) -> None:
     """Add the duration counts (DURATIONS) of cache ``table``'s ``rows`` (a subquery of its rows), times
     ``sign``, to ``_snap_dur_delta``: before a refresh takes them out (-1), after it puts them back (+1)."""
+    _count_peer_days(run, table, rows, sign, params)
     if table not in _DURATION_SOURCES:
         return
     from .bottlenecks import bucket_rows
@@ -753,6 +762,46 @@ def _fold_durations(cur: Any, db: str, run: Any, build: bool) -> None:
             cur.execute("DROP TABLE temp.main._snap_dur_sum")
         cur.execute("DROP TABLE temp.main._snap_dur_net")
     cur.execute("DROP TABLE IF EXISTS temp.main._snap_dur_delta")
+    _fold_peer_days(cur, db, run, build)
+
+
+def _count_peer_days(run: Any, table: str, rows: str, sign: int, params: dict[str, Any] | None = None) -> None:
+    """Note the days of summary ``table``'s ``rows`` (before a refresh takes them out, after it puts them
+    back) in ``_snap_peer_dirty``: their peers' values (PEER_DAYS) are read again (_fold_peer_days)."""
+    if table not in _PEER_SOURCES:
+        return
+    level = _PEER_SOURCES[table][0]
+    run("peers", "CREATE TEMP TABLE IF NOT EXISTS _snap_peer_dirty (level VARCHAR, day DATE)")
+    run("peers", f"INSERT INTO _snap_peer_dirty SELECT DISTINCT '{level}', CAST(started_at AS DATE) FROM {rows} x "
+                 "WHERE started_at IS NOT NULL", params)
+
+
+def _fold_peer_days(cur: Any, db: str, run: Any, build: bool) -> None:
+    """The peers' values (PEER_DAYS) up to date with the summaries: built whole (in bucket order, so a
+    bucket's rows lie together) when they were, else the days noted in ``_snap_peer_dirty`` read again
+    from the summary rows (a day of the last one's rows at 10M requests: ~33k stage rows)."""
+    from .anomalies import peer_day_rows
+
+    table = f"{db}.main.{PEER_DAYS}"
+    if build:
+        run("peers", f"CREATE OR REPLACE TABLE {table} AS SELECT * FROM (" + " UNION ALL ".join(
+            peer_day_rows(f"{db}.main.{src}", level, stage) for src, (level, stage) in _PEER_SOURCES.items())
+            + ") ORDER BY level, stage, metric, bucket, day")
+    else:
+        cur.execute("CREATE TEMP TABLE IF NOT EXISTS _snap_peer_dirty (level VARCHAR, day DATE)")
+        for src, (level, stage) in _PEER_SOURCES.items():
+            days = [r[0] for r in cur.execute("SELECT DISTINCT day FROM _snap_peer_dirty WHERE level = ? ORDER BY day",
+                                              [level]).fetchall()]
+            if not days:
+                continue
+            run("peers", f"DELETE FROM {table} WHERE level = $level AND list_contains($days, day)",
+                {"level": level, "days": days})
+            # the days' time range first: row groups outside it are skipped unread
+            rows = (f"(SELECT * FROM {db}.main.{src} WHERE started_at >= $lo AND started_at < $hi "
+                    "AND list_contains($days, CAST(started_at AS DATE)))")
+            run("peers", f"INSERT INTO {table} {peer_day_rows(rows, level, stage)}",
+                {"days": days, "lo": min(days), "hi": max(days) + timedelta(days=1)})
+    cur.execute("DROP TABLE IF EXISTS temp.main._snap_peer_dirty")
 
 
 def warm_cache(store: Store) -> int:
@@ -914,6 +963,7 @@ class _CursorReader:
     # which keep each workflow's span (_WORKFLOW_SPAN_COLS)
     durations: str | None = None
     workflow_spans: str | None = None
+    peer_days: str | None = None  # and its peers' counts (PEER_DAYS)
 
     def __init__(self, store: Store, cur: Any) -> None:
         self._store = store
@@ -1021,6 +1071,7 @@ def snapshot(store: Store, now: datetime | None = None, days: float = 7,
                 if cached:
                     reader.durations = f"{db}.main.{DURATIONS}"
                     reader.workflow_spans = f"{db}.main.analysis_workflow_summary"
+                    reader.peer_days = f"{db}.main.{PEER_DAYS}"
                 yield reader
                 done = True
             finally:
@@ -1127,6 +1178,7 @@ def summaries(store: Any, now: datetime | None = None) -> Iterator[Any]:
             reader = CacheReader(store, cur)
             reader.durations = f"{db}.main.{DURATIONS}"
             reader.workflow_spans = f"{db}.main.analysis_workflow_summary"
+            reader.peer_days = f"{db}.main.{PEER_DAYS}"
             if now is not None:
                 end = as_naive(now)
                 m_start = end - timedelta(days=MODEL_ADVICE_DAYS)
