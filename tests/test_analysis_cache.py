@@ -306,3 +306,36 @@ def test_refreshed_cache_tables_are_those_of_a_build(tmp_path, monkeypatch) -> N
     assert refreshed.keys() == built.keys()
     for t in built:
         assert refreshed[t] == built[t], t
+
+
+def test_facts_written_around_the_write_are_refreshed(tmp_path, monkeypatch) -> None:
+    """Facts inserted or deleted with plain SQL (no ``Store.write``: no day stamped, no rollup kept) on
+    a store whose cache is current: the next refresh finds their days, and the cache then holds what
+    a build from every fact holds."""
+    import golem_mcp.analysis.snapshot as snap
+
+    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
+    levels = [*snap._CACHE_TABLES, *snap._STAGE_DAYS, *snap._GROUPS, *snap._SUMMARIES]
+    with Store(tmp_path / "a.duckdb") as st:
+        base(st)
+        assert snap.warm_cache(st) == -1
+        seen = st.scalar("SELECT seen_seq FROM analysis_cache_state WHERE name = 'facts'")
+        con = st.con
+        # a request copied onto its day under another id, a tool call of another day gone, an API
+        # error on a day without facts, a tool call without a time
+        con.execute("INSERT INTO api_requests SELECT * REPLACE ('raw-r1' AS request_id) FROM api_requests "
+                    "WHERE request_id = 'req-0000050'")
+        gone = con.execute('SELECT tool_use_id FROM tool_calls WHERE "timestamp" IS NOT NULL '
+                           'ORDER BY "timestamp" LIMIT 1').fetchone()[0]
+        con.execute("DELETE FROM tool_calls WHERE tool_use_id = ?", [gone])
+        con.execute("INSERT INTO api_errors (error_key, session_id, \"timestamp\", status_code, error) "
+                    "VALUES ('raw-e1', 'sess-t1', ?, 529, 'overloaded')", [GEN_NOW - timedelta(days=200)])
+        con.execute("INSERT INTO tool_calls SELECT * REPLACE ('raw-t1' AS tool_use_id, NULL::TIMESTAMP AS \"timestamp\") "
+                    "FROM tool_calls WHERE tool_use_id = 't1-t0'")
+        assert st.scalar("SELECT max(seq) FROM fact_changes") == seen  # nothing stamped
+        assert snap.warm_cache(st) == 4  # the request's day, the tool calls' two days, the error's day
+        refreshed = {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels}
+        assert snap.warm_cache(st) == 0
+        st.con.execute("DELETE FROM analysis_cache_state")
+        assert snap.warm_cache(st) == -1
+        assert {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels} == refreshed
