@@ -315,7 +315,6 @@ def test_facts_written_around_the_write_are_refreshed(tmp_path, monkeypatch) -> 
     import golem_mcp.analysis.snapshot as snap
 
     monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    levels = [*snap._CACHE_TABLES, *snap._STAGE_DAYS, *snap._GROUPS, *snap._SUMMARIES]
     with Store(tmp_path / "a.duckdb") as st:
         base(st)
         assert snap.warm_cache(st) == -1
@@ -335,11 +334,11 @@ def test_facts_written_around_the_write_are_refreshed(tmp_path, monkeypatch) -> 
                     "FROM tool_calls, (VALUES ('raw-'), ('raw2-')) v(x) WHERE tool_use_id = 't1-t0'")
         assert st.scalar("SELECT max(seq) FROM fact_changes") == seen  # nothing stamped
         assert snap.warm_cache(st) == 4  # the request's day, the tool calls' two days, the error's day
-        refreshed = {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels}
+        refreshed = cache_tables(st)
         assert snap.warm_cache(st) == 0
         st.con.execute("DELETE FROM analysis_cache_state")
         assert snap.warm_cache(st) == -1
-        assert {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels} == refreshed
+        assert cache_tables(st) == refreshed
 
 
 def test_a_merge_moving_a_fact_refreshes_the_day_it_left(tmp_path, monkeypatch) -> None:
@@ -348,7 +347,6 @@ def test_a_merge_moving_a_fact_refreshes_the_day_it_left(tmp_path, monkeypatch) 
     import golem_mcp.analysis.snapshot as snap
 
     monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    levels = [*snap._CACHE_TABLES, *snap._STAGE_DAYS, *snap._GROUPS, *snap._SUMMARIES]
     with Store(tmp_path / "a.duckdb") as st:
         base(st)
         assert snap.warm_cache(st) == -1
@@ -359,7 +357,7 @@ def test_a_merge_moving_a_fact_refreshes_the_day_it_left(tmp_path, monkeypatch) 
         assert st.scalar("SELECT count(*) FROM fact_changes WHERE seq > (SELECT seen_seq FROM analysis_cache_state "
                          "WHERE name = 'facts')") == 1
         assert snap.warm_cache(st) == 2  # the day stamped and the day left
-        refreshed = {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels}
+        refreshed = cache_tables(st)
         st.con.execute("DELETE FROM analysis_cache_state")
         assert snap.warm_cache(st) == -1
-        assert {t: norm(st.query(f"SELECT * FROM {t} ORDER BY ALL")) for t in levels} == refreshed
+        assert cache_tables(st) == refreshed
