@@ -131,6 +131,7 @@ def test_peer_groups_after_writes_equal_duckdbs_median_and_mad(store):
     two days on (so a 20-day history drops its first days' runs off its start and takes in new ones),
     each call's medians and MADs are DuckDB's over the history as it is, whole days and the days its
     ends cut through alike; and so are the leaks' normals."""
+    from golem_mcp.analysis.snapshot import summaries
     from golem_mcp.ingestion.records import Batch
 
     p = generate(store, {"token_leak"})
@@ -174,11 +175,15 @@ def test_peer_groups_after_writes_equal_duckdbs_median_and_mad(store):
     assert dropped  # runs the 20-day history held before and not now
     for days in (90, 20):
         _peer_groups_equal_duckdbs(store, end, days)
-    for a in detect_anomalies(store, now=end, history_days=20, min_ratio=1.01, min_z=-99).anomalies:
-        src, cond = ("workflow_stage_summary", "stage = ?") if a.level == "stage" else ("workflow_summary", "? IS NULL")
-        med, n = store.query(f"SELECT median(CAST({a.metric} AS DOUBLE)) AS med, count(*) AS n FROM {src} WHERE {cond} "
-                             "AND started_at >= ? AND started_at < ?", [a.stage, end - timedelta(days=20), end])[0].values()
-        assert (a.normal, a.peers) == (med, n)
+    found = detect_anomalies(store, now=end, history_days=20, min_ratio=1.01, min_z=-99).anomalies
+    assert found
+    with summaries(store) as reader:  # (the cache's summary rows: see _peer_groups_equal_duckdbs)
+        for a in found:
+            src, cond = ("workflow_stage_summary", "stage = ?") if a.level == "stage" else ("workflow_summary", "? IS NULL")
+            med, n = reader.query(f"SELECT median(CAST({a.metric} AS DOUBLE)) AS med, count(*) AS n FROM {src} "
+                                  f"WHERE {cond} AND started_at >= ? AND started_at < ?",
+                                  [a.stage, end - timedelta(days=20), end])[0].values()
+            assert (a.normal, a.peers) == (med, n)
 
 
 def test_short_history_is_reported_not_flagged(store):

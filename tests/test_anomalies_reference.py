@@ -65,8 +65,9 @@ def _random_summaries(seed: int, scale: int = 1) -> duckdb.DuckDBPyConnection:
 
 
 def _reference(con: duckdb.DuckDBPyConnection, days: float, history_days: float, min_history: int,
-               min_ratio: float, min_z: float, workflow_id: str | None) -> tuple[list[dict[str, Any]], list[str]]:
-    end, start, hist_start = NOW, NOW - timedelta(days=days), NOW - timedelta(days=history_days)
+               min_ratio: float, min_z: float, workflow_id: str | None,
+               now: datetime = NOW) -> tuple[list[dict[str, Any]], list[str]]:
+    end, start, hist_start = now, now - timedelta(days=days), now - timedelta(days=history_days)
     found: list[tuple[Any, ...]] = []
     small: list[tuple[Any, ...]] = []
     for li, (level, src) in enumerate((("stage", "workflow_stage_summary"), ("workflow", "workflow_summary"))):
@@ -117,6 +118,22 @@ def test_leaks_equal_the_reference(seed: int, args: tuple[Any, ...], scale: int,
     assert got.insufficient_history == small
     if min_ratio < 2 and wf is None:
         assert want  # the case has leaks to compare
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("args", [(30, 90, 5, 1.2, 0.0, None), (7, 20, 5, 1.05, -9.0, None), (0.4, 90, 5, 1.05, -9.0, None)])
+@pytest.mark.parametrize("buckets", [False, True])
+def test_leaks_equal_the_reference_at_an_hour_inside_a_day(seed: int, args: tuple[Any, ...], buckets: bool) -> None:
+    """The same with the window's and the history's ends inside days (the rows of the days they cut
+    through are read apart from the whole days' buckets, and the window's last day counts)."""
+    con = _random_summaries(seed)
+    now = NOW + timedelta(hours=13, minutes=7)
+    days, history_days, min_history, min_ratio, min_z, wf = args
+    got = _detect(_Reader(con, buckets), days, now, history_days, min_history, min_ratio, min_z, wf)  # type: ignore[arg-type]
+    want, small = _reference(con, days, history_days, min_history, min_ratio, min_z, wf, now)
+    assert [a.model_dump() for a in got.anomalies] == want
+    assert got.insufficient_history == small
+    assert want
 
 
 @pytest.mark.parametrize("buckets", [False, True])

@@ -126,8 +126,6 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
     # an unchanged store reads only the window's runs.
     meds = ", ".join(f"median({m}) AS {m}" for m in METRICS)
     against = ", ".join(f"CAST(s.{m} AS DOUBLE) AS {m}, nw.{m} AS med_{m}" for m in METRICS)
-    cands = " UNION ALL ".join(f"SELECT workflow_id, stage, '{m}' AS metric, {m} AS v, med_{m} AS med, n FROM w "
-                               f"WHERE n >= $min_history AND med_{m} > 0 AND {m} >= med_{m} * $ratio" for m in METRICS)
     value = "CASE g.metric " + " ".join(f"WHEN '{m}' THEN CAST(h.{m} AS DOUBLE)" for m in METRICS) + " END"
     out: list[Anomaly] = []
     insufficient: list[str] = []
@@ -151,9 +149,15 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
                         "unnest(CAST($g_n AS BIGINT[])) AS n"])
         ratio = min_ratio * (1 - 1e-9)
         judged = [n for n in g["n"] if n >= min_history]
+        # the metrics some run of the window can be a candidate for: with the cache's buckets, those whose
+        # highest value in the window's days reaches min_ratio x its group's median (most calls: none,
+        # and the window's runs, 1M at 10M requests, are not read for them)
+        metrics = _reachable(store, peers, start, end, ratio) if peers.get("ctx") is not None else METRICS
         # the window's runs that are a candidate for some metric (c's tests at once: one filter over the
         # join, not three passes of it; most runs are none)
-        any_cand = " OR ".join(f"(nw.{m} > 0 AND CAST(s.{m} AS DOUBLE) >= nw.{m} * $ratio)" for m in METRICS)
+        any_cand = " OR ".join(f"(nw.{m} > 0 AND CAST(s.{m} AS DOUBLE) >= nw.{m} * $ratio)" for m in metrics)
+        cands = " UNION ALL ".join(f"SELECT workflow_id, stage, '{m}' AS metric, {m} AS v, med_{m} AS med, n FROM w "
+                                   f"WHERE n >= $min_history AND med_{m} > 0 AND {m} >= med_{m} * $ratio" for m in metrics)
         runs = (f"(SELECT workflow_id, {stage_expr} AS stage, {', '.join(METRICS)} FROM {src} "
                 "WHERE started_at >= $start AND started_at >= $hist_start AND started_at < $end "
                 "AND ($wf IS NULL OR workflow_id = $wf))")
@@ -168,7 +172,7 @@ def _detect(store: Store, days: float, now: datetime | None, history_days: float
                   JOIN nw ON nw.stage IS NOT DISTINCT FROM s.stage WHERE nw.n >= $min_history AND ({any_cand}))
             {cands}
             ORDER BY stage NULLS FIRST, n, metric, v DESC, workflow_id
-            """, {**params, "ratio": ratio})
+            """, {**params, "ratio": ratio}) if metrics else []
         # and one row per peer group too small to judge that has a run in the window
         if len(judged) < len(g["n"]):
             small = store.query(f"""
@@ -362,6 +366,24 @@ def _peers_from_buckets(store: Store, days: str, level: str, src: str, stage_exp
     groups: dict[str, list[Any]] = {"stage": stages, **{m: [found.get((s, m)) for s in stages] for m in METRICS},
                                     "n": [sizes[s] for s in stages]}
     return {"groups": groups, "mad": {}, "buckets": buckets, "integer": integer, "ctx": ctx}
+
+
+def _reachable(store: Store, peers: dict[str, Any], start: datetime, end: datetime, ratio: float) -> tuple[str, ...]:
+    """The metrics whose value in some run of the window [start, end) may reach ``ratio`` x its group's
+    median, from the cache's buckets of the window's days (a superset of its runs): a group's highest
+    bucket there bounds its runs' values from above."""
+    ctx, g = peers["ctx"], peers["groups"]
+    meds = {(s, m): g[m][i] for i, s in enumerate(g["stage"]) for m in METRICS}
+    tops = store.query(f"SELECT stage, metric, max(bucket) AS top FROM {ctx['days']} WHERE level = $level "
+                       "AND day >= $d0 AND day <= $d1 AND metric <> 'rows' GROUP BY ALL",
+                       {"level": ctx["params"]["level"], "d0": start.date(), "d1": end.date()})
+    found = set()
+    for r in tops:
+        med = meds.get((r["stage"], r["metric"]))
+        if med is not None and med > 0 and (r["top"] == NONFINITE
+                                            or _bucket_values(r["top"])[1] >= med * ratio * (1 - 1e-9)):
+            found.add(r["metric"])
+    return tuple(m for m in METRICS if m in found)
 
 
 def _integer_metrics(store: Store, src: str) -> set[str]:
