@@ -265,7 +265,7 @@ def cache_tables(store: Store) -> dict[str, Any]:
     from golem_mcp.analysis import snapshot as sn
 
     tables = [*sn._CACHE_TABLES, *sn._GROUPS, *sn._STAGE_DAYS, *sn._FAILURES, *sn._SUMMARIES, sn.DURATIONS,
-              sn.NGRAM_DAYS, sn.NGRAM_ROWS, sn.NGRAM_AGENTS]
+              sn.NGRAM_DAYS, sn.NGRAM_ROWS, sn.NGRAM_AGENTS, sn.PEER_DAYS]
     return {t: norm(store.query(f"SELECT * FROM {t}")) for t in tables}
 
 
