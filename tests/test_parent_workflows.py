@@ -68,3 +68,22 @@ def test_unknown_parent_and_cycles_are_refused(store):
         record_workflow(store, caller, "wf-1", parent_workflow_id="wf-2")
     with pytest.raises(InvalidInput, match="descends"):
         record_workflow(store, caller, "wf-1", parent_workflow_id="wf-1")
+
+
+def test_a_root_sessions_own_workflow_is_known_before_any_request_names_it(store):
+    """A master session that recorded no workflow is its own (``session-`` and the id's start). Its
+    children may name it as their parent once its hooks came in, before its first request lands:
+    the one rule of what the store knows (``known``) says so, for record_workflow as for every tool."""
+    from golem_mcp.ingestion.hooks import hook_to_batch
+
+    b = Batch()
+    assert hook_to_batch({"hook_event_name": "SessionStart", "session_id": "master-0123456789", "source": "startup",
+                          "cwd": "/tmp/project"}, b, received_us=T0)
+    store.write(b)
+    parent = store.scalar("SELECT workflow_id FROM session_workflows WHERE session_id = 'master-0123456789'")
+    assert parent == "session-master-012345"
+    record_workflow(store, Caller("s-child", None, None, "argument"), "wf-child", parent_workflow_id=parent)
+    tree = {r["workflow_id"]: r for r in store.query("SELECT * FROM workflow_tree")}
+    assert tree["wf-child"]["parent_workflow_id"] == parent
+    with pytest.raises(NotFound, match="closest: session-master-012345"):
+        record_workflow(store, Caller("s-child", None, None, "argument"), "wf-child", parent_workflow_id="session-master-01234x")

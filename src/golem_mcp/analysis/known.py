@@ -24,7 +24,9 @@ KINDS = ("workflow_id", "stage", "task_id", "experiment_id")
 # every id the store knows for a kind; the tables hold agents' own records, the view what was observed
 _KNOWN_SQL = {
     "workflow_id": "SELECT workflow_id AS v FROM workflows UNION SELECT workflow_id FROM workflow_links "
-                   "UNION SELECT workflow_id FROM agent_context UNION SELECT DISTINCT workflow_id FROM api_requests",
+                   "UNION SELECT workflow_id FROM agent_context UNION SELECT DISTINCT workflow_id FROM api_requests "
+                   # a root session's own workflow, known from its hooks before any request names it
+                   "UNION SELECT golem_session_workflow(session_id) FROM sessions",
     "stage": "SELECT golem_main_stage() AS v UNION SELECT NULLIF(agent_type, 'custom') FROM agents "
              "UNION SELECT stage FROM agent_context UNION SELECT stage FROM stage_records "
              "UNION SELECT DISTINCT stage FROM api_requests",
@@ -95,8 +97,8 @@ _KNOWN_LOCK = threading.Lock()
 
 def _has(store: Store, kind: str, value: str) -> bool:
     """Whether a small table or the rollups name ``value`` (one cursor, a query per source)."""
-    with _KNOWN_LOCK:
-        seen = _KNOWN_SEEN.setdefault(store, set())
+    with _KNOWN_LOCK:  # kept per store, also when asked through a reader of it (its transaction's cursor)
+        seen = _KNOWN_SEEN.setdefault(getattr(store, "_store", store), set())
         if (kind, value) in seen:
             return True
     with store.reader() as cur:

@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from ..errors import InvalidInput, NotFound
+from ..errors import InvalidInput
 from ..ingestion.records import Batch, now_us
 from ..store.checks import MAX_COST_USD, MAX_TOKENS
 from ..store.db import NO_DAY, Store, dict_rows
@@ -82,15 +82,6 @@ def resolve_caller(store: Store, session_id: str | None = None, agent_id: str | 
     return Caller(None, None, tool_use_id, "unknown")
 
 
-def recent_workflows(store: Store, limit: int = 5) -> list[str]:
-    rows = store.query(
-        "SELECT workflow_id FROM (SELECT workflow_id, max(ts) AS ts FROM ("
-        " SELECT workflow_id, COALESCE(updated_at, started_at) AS ts FROM workflows"
-        " UNION ALL SELECT workflow_id, max(\"timestamp\") FROM requests WHERE workflow_id IS NOT NULL GROUP BY 1)"
-        " GROUP BY 1) ORDER BY ts DESC NULLS LAST, workflow_id LIMIT ?", [limit])
-    return [r["workflow_id"] for r in rows]
-
-
 def live_transcripts(store: Store, workflow_id: str, limit: int = 16) -> list[str]:
     """Transcript paths the hooks named for the sessions ``record_workflow`` (or the OTLP resource
     attributes) linked to ``workflow_id``, the most recently seen first: what a "so far" answer
@@ -107,22 +98,6 @@ def live_transcripts(store: Store, workflow_id: str, limit: int = 16) -> list[st
         rows = keyed(cur, "SELECT transcript_path, last_seen FROM sessions WHERE session_id IN ({keys}) "
                           "AND transcript_path LIKE '%.jsonl'", sessions)
     return [r[0] for r in sorted(rows, key=lambda r: r[1] or datetime.min, reverse=True)[:limit]]
-
-
-def require_workflow(store: Store, workflow_id: str) -> None:
-    """Raise NotFound, naming recent workflows, when nothing is known about ``workflow_id``."""
-    # the plain tables first: the requests view is the costly fallback (context emitted on records only)
-    known = store.scalar(
-        "SELECT EXISTS (SELECT 1 FROM workflows WHERE workflow_id = ?) "
-        "OR EXISTS (SELECT 1 FROM workflow_links WHERE workflow_id = ?) "
-        "OR EXISTS (SELECT 1 FROM agent_context WHERE workflow_id = ?) "
-        "OR EXISTS (SELECT 1 FROM session_workflows WHERE workflow_id = ?)", [workflow_id] * 4)
-    if not known:
-        known = store.scalar("SELECT EXISTS (SELECT 1 FROM api_requests WHERE workflow_id = ?)", [workflow_id])
-    if not known:
-        recent = recent_workflows(store)
-        hint = f"recent workflows: {', '.join(recent)}" if recent else "no workflows are recorded yet"
-        raise NotFound(f"no workflow {workflow_id!r}; {hint}. Check the id, or record it first with record_workflow.")
 
 
 def _ts(value: str | None, name: str) -> int | None:
@@ -178,7 +153,7 @@ def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | 
                  (parent_workflow_id, "parent_workflow_id")):
         _check_id(v, n)
     if parent_workflow_id is not None:
-        require_workflow(store, parent_workflow_id)
+        known.require(store, "workflow_id", parent_workflow_id)
         ancestors = {r["workflow_id"] for r in store.query(
             "SELECT root_workflow_id AS workflow_id FROM workflow_tree WHERE workflow_id = ? "
             "UNION SELECT ancestor FROM (SELECT unnest(ancestors) AS ancestor FROM workflow_tree WHERE workflow_id = ?)",
@@ -473,8 +448,7 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
     """API errors by status, tool failures by tool and stage, error rate by stage."""
     if limit < 1 or limit > 100:
         raise InvalidInput("limit must be 1..100")
-    if workflow_id:
-        require_workflow(store, workflow_id)
+    known.require(store, "workflow_id", workflow_id)
     where: list[str] = ["1=1"]
     params: list[Any] = []
     if workflow_id:
