@@ -7,7 +7,9 @@ fact: a late review report, a workflow's status)."""
 from __future__ import annotations
 
 import shutil
+from collections.abc import Callable
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from golem_mcp.analysis.runs import run_analysis
@@ -96,12 +98,19 @@ def fresh_cache(store: Store) -> dict[str, Any]:
     return out
 
 
-def test_cache_answers_as_without(tmp_path, monkeypatch) -> None:
+def two_copies(tmp_path, monkeypatch, *writes: Callable[[Store], None]) -> tuple[Path, Path]:
+    """Two store files holding the same facts (``writes`` in order), under a private GOLEM_HOME."""
     monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
     a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
     with Store(a) as st:
-        base(st)
+        for write in writes:
+            write(st)
     shutil.copyfile(a, b)
+    return a, b
+
+
+def test_cache_answers_as_without(tmp_path, monkeypatch) -> None:
+    a, b = two_copies(tmp_path, monkeypatch, base)
     with Store(a) as st:
         first = run_analysis(st, now=NOW, days=7)
         assert first.status == "succeeded", first.error_detail
@@ -142,11 +151,7 @@ def test_warm_cache_between_runs_keeps_the_summaries(tmp_path, monkeypatch) -> N
     refreshes get their summary rows summed again then, not left for a run that sees no dirty day."""
     from golem_mcp.analysis.snapshot import warm_cache
 
-    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-    with Store(a) as st:
-        base(st)
-    shutil.copyfile(a, b)
+    a, b = two_copies(tmp_path, monkeypatch, base)
     with Store(a) as st:
         results(st, use_cache=True)  # the first run builds the cache, summaries included
         more(st)
@@ -237,12 +242,7 @@ def test_cache_built_in_parts_as_at_once(tmp_path, monkeypatch) -> None:
     built at once holds, and the runs on it answer alike."""
     import golem_mcp.analysis.snapshot as snap
 
-    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-    with Store(a) as st:
-        base(st)
-        more(st)  # facts without a time too
-    shutil.copyfile(a, b)
+    a, b = two_copies(tmp_path, monkeypatch, base, more)  # more: facts without a time too
     levels = [*snap._CACHE_TABLES, *snap._GROUPS, *snap._SUMMARIES]
 
     def built(path: Any) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -287,11 +287,7 @@ def test_refreshed_cache_tables_are_those_of_a_build(tmp_path, monkeypatch) -> N
     every cache table holds what a build from every fact gives: not only what the answers read."""
     from golem_mcp.analysis.snapshot import warm_cache
 
-    monkeypatch.setenv("GOLEM_HOME", str(tmp_path))
-    a, b = tmp_path / "a.duckdb", tmp_path / "b.duckdb"
-    with Store(a) as st:
-        base(st)
-    shutil.copyfile(a, b)
+    a, b = two_copies(tmp_path, monkeypatch, base)
     with Store(a) as st:
         assert warm_cache(st) == -1  # built
         for write in (more, keyless, context_only):
