@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +18,7 @@ import orjson
 
 from ..errors import InvalidInput
 from ..redaction import OTEL_TEXT_KEYS
+from ..store import checks
 from . import workflow_runs
 from .records import (
     CONTEXT_KEYS,
@@ -532,6 +534,93 @@ def _private(attrs: Attrs, store_prompts: bool) -> Attrs:
     return {k: v for k, v in attrs.items() if k not in _TEXT_KEYS}
 
 
+# What a known event's typed row holds of its attributes, so its otel_events row need not repeat it
+# (it was ~70% of that row: a JSON copy of every attribute, most of what a write of OTLP records
+# logged to the WAL). Attribute -> the column holding it: of the otel_events row itself (any event),
+# of the typed row (by event). Every other attribute stays in otel_events.attributes, whatever Claude
+# Code adds tomorrow, and so does each of these whose column did not take its value as it came
+# (:func:`_unheld`).
+_EVENT_COLUMNS = {"event.name": "event_name", "session.id": "session_id", "prompt.id": "prompt_id",
+                  "agent_id": "agent_id", "request_id": "request_id", "tool_use_id": "tool_use_id",
+                  "event.sequence": "sequence", **{k: k for k in CONTEXT_KEYS}}
+_TOKENS = ("input_tokens", "output_tokens", "cache_read_tokens", "cache_creation_tokens", "cache_creation_5m_tokens",
+           "cache_creation_1h_tokens")
+_TYPED_COLUMNS: dict[str, dict[str, str]] = {
+    "api_request": {"model": "model", **{t: t for t in _TOKENS}, "cost_usd": "recorded_cost_usd",
+                    "cost_usd_micros": "cost_usd_micros", "duration_ms": "duration_ms", "ttft_ms": "ttft_ms",
+                    "query_source": "query_source", "effort": "effort", "speed": "speed",
+                    "client_request_id": "client_request_id", "attempt": "attempt", **_ATTRIBUTION},
+    "api_error": {k: k for k in ("model", "status_code", "error", "attempt", "duration_ms")},
+    "api_retries_exhausted": {"model": "model", "status_code": "status_code", "error": "error",
+                              "total_attempts": "attempt", "total_retry_duration_ms": "total_retry_duration_ms"},
+    "api_refusal": {"model": "model", "attempt": "attempt"},
+    "compaction": {k: k for k in ("trigger", "success", "duration_ms", "pre_tokens", "post_tokens", "error")},
+    "tool_result": {"tool_name": "tool_name", "success": "success", "duration_ms": "duration_ms", "error": "error",
+                    "error_type": "error_type", "tool_input_size_bytes": "input_size_bytes",
+                    "tool_result_size_bytes": "result_size_bytes", "tool_parameters": "tool_parameters"},
+    "tool_decision": {"tool_name": "tool_name", "decision": "decision"},
+}
+# the typed row's key, by event (a bad one rejects the row: then it holds nothing)
+_TYPED_KEYS = {"api_request": "request_id", "api_error": "error_key", "api_retries_exhausted": "error_key",
+               "api_refusal": "error_key", "compaction": "event_key", "tool_result": "tool_use_id",
+               "tool_decision": "tool_use_id"}
+
+
+def _unheld(attrs: Attrs, name: str, event_ts: Any, event: dict, typed: dict) -> Attrs:
+    """``attrs`` less what the otel_events row ``event`` and the typed row ``typed`` of a ``name``
+    event hold as it came. A typed row the store's checks would reject (a bad key or token count)
+    holds nothing; a value a column took otherwise (a number it could not read, a text past a limit,
+    an error it cut) is not held either."""
+    columns = _TYPED_COLUMNS.get(name)
+    if columns is None:
+        return attrs
+    k = typed.get(_TYPED_KEYS[name])
+    if not (isinstance(k, str) and 0 < len(k) <= checks.MAX_ID_CHARS):
+        return attrs
+    for t in _TOKENS + ("pre_tokens", "post_tokens"):
+        v = typed.get(t)
+        if v is not None and not (type(v) is int and 0 <= v <= checks.MAX_TOKENS):
+            return attrs
+    out: Attrs = {}
+    for k, v in attrs.items():
+        if k == "event.timestamp":
+            us = event.get("timestamp")
+            if us is not None and iso_to_us(v) == us and checks.MIN_TIME_US <= us <= checks.MAX_TIME_US:
+                continue
+        elif k in _EVENT_COLUMNS:
+            if _held(v, event.get(_EVENT_COLUMNS[k])):
+                continue
+        elif k in columns:
+            col = columns[k]
+            if col == "tool_parameters":  # parsed, redacted and without text keys: held once it is JSON
+                if isinstance(v, str) and typed.get(col) is not None and len(typed[col]) <= checks.MAX_JSON_CHARS:
+                    continue
+            elif _held(v, typed.get(col), col.endswith("cost_usd")):
+                continue
+        out[k] = v
+    return out
+
+
+def _held(v: Any, stored: Any, cost: bool = False) -> bool:
+    """Whether a column's value ``stored`` is the attribute value ``v`` as it came, one the store's
+    checks take whole: the same text (of an id's length at most), number (also written as text) or
+    truth value."""
+    if stored is None or v is None:
+        return False
+    if isinstance(stored, bool):
+        return v is stored or (isinstance(v, str) and v.lower() == ("true" if stored else "false"))
+    if isinstance(stored, int):
+        return (0 <= stored <= checks.MAX_TOKENS
+                and ((type(v) is int and v == stored) or (isinstance(v, str) and v == str(stored))))
+    if isinstance(stored, float):
+        if not (math.isfinite(stored) and 0 <= stored <= (checks.MAX_COST_USD if cost else math.inf)):
+            return False
+        if isinstance(v, bool):
+            return False
+        return (isinstance(v, int | float) and float(v) == stored) or (isinstance(v, str) and _float(v) == stored)
+    return isinstance(stored, str) and v == stored and len(v) <= checks.MAX_ID_CHARS
+
+
 def _parent(res: Attrs, attrs: Attrs) -> str | None:
     """The workflow that started this one (``parent_workflow_id``, or the tracing API's
     ``golem.parent_workflow_id``), from the record or its resource."""
@@ -611,17 +700,34 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
         key = f"{sid}|{seq}|{name}"
     else:
         key = "h:" + hashlib.sha1(_json({"r": res, "t": rec["time_ns"], "a": a}).encode()).hexdigest()
-    batch.add("otel_events", {
+    event = {
         "event_key": key, "event_name": name, "timestamp": ts, "session_id": sid,
         "prompt_id": a.get("prompt.id"), "agent_id": agent_id, "request_id": request_id,
-        "tool_use_id": tool_use_id, "sequence": seq, **ctx,
-        "attributes": _json(_private(a, store_prompts)), "resource": st.res_json,
-    })
+        "tool_use_id": tool_use_id, "sequence": seq, **ctx, "resource": st.res_json,
+    }
+    typed: dict[str, Any] | None = None  # the typed row of a known event: what it holds of the attributes
+    try:
+        typed = _typed_rows(name, a, res, batch, st, sid, ctx, session_ctx, ts, seq, key, agent_id, request_id,
+                            tool_use_id)
+    finally:  # (a record whose typed row fails keeps all its attributes here, as reported)
+        kept = _private(a, store_prompts)
+        if typed is not None:
+            kept = _unheld(kept, name, a.get("event.timestamp"), event, typed)
+        event["attributes"] = _json(kept)
+        batch.add("otel_events", event)
+
+
+def _typed_rows(name: str, a: Attrs, res: Attrs, batch: Batch, st: _Seen, sid: Any, ctx: dict, session_ctx: dict,
+                ts: int | None, seq: int | None, key: str, agent_id: Any, request_id: Any,
+                tool_use_id: Any) -> dict[str, Any] | None:
+    """The rows a log record adds besides its otel_events row; returns its typed fact row (api_requests,
+    api_errors, compaction_events, tool_calls), if any."""
+    out: dict[str, Any] | None = None
     if sid and session_ctx.get("workflow_id") and (sid, session_ctx["workflow_id"]) not in st.linked:
         st.linked.add((sid, session_ctx["workflow_id"]))
         _link(batch, sid, session_ctx, ts, _parent(res, a), _text(res.get("stage")))
     if name == "api_request":
-        batch.add("api_requests", {
+        batch.add("api_requests", out := {
             "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
             "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
             "input_tokens": _int(a.get("input_tokens")), "output_tokens": _int(a.get("output_tokens")),
@@ -643,7 +749,7 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
             st.agents_seen.add(agent)
             batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": agent[2]})
     elif name == "api_error":
-        batch.add("api_errors", {
+        batch.add("api_errors", out := {
             "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,
             "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
             "status_code": _int(a.get("status_code")), "error": error_text(a.get("error")),
@@ -654,7 +760,7 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
         # Claude Code sends it right after the api_error of the same failure (the next event.sequence
         # of the session): it is that row's "gave up after N attempts", merged into it, not a second error
         ekey = f"o:{sid}|{seq - 1}|api_error" if seq is not None and sid else "o:" + key
-        batch.add("api_errors", {
+        batch.add("api_errors", out := {
             "error_key": ekey, "session_id": sid, "agent_id": agent_id, "prompt_id": a.get("prompt.id"),
             "model": a.get("model"), "timestamp": ts, "status_code": _int(a.get("status_code")),
             "error": error_text(a.get("error")), "attempt": _int(a.get("total_attempts")),
@@ -663,14 +769,14 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
         })
     elif name == "api_refusal":
         category = _text(a.get("category"))
-        batch.add("api_errors", {
+        batch.add("api_errors", out := {
             "error_key": "o:" + key, "session_id": sid, "agent_id": agent_id, "request_id": request_id,
             "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
             "error": "the model refused" + (f" ({category})" if category else ""), "error_type": "refusal",
             "attempt": _int(a.get("attempt")), **ctx, "source": "otel", "kind": "refusal",
         })
     elif name == "compaction":
-        batch.add("compaction_events", {
+        batch.add("compaction_events", out := {
             "event_key": "o:" + key, "source": "otel", "session_id": sid, "agent_id": agent_id,
             "prompt_id": a.get("prompt.id"), "timestamp": ts, "trigger": _text(a.get("trigger")),
             "success": _bool(a.get("success")), "duration_ms": _float(a.get("duration_ms")),
@@ -706,13 +812,14 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
                 "result_size_bytes": _int(a.get("tool_result_size_bytes")),
                 "tool_parameters": _json(params) if isinstance(params, dict) and params else None,
             })
-        batch.add("tool_calls", row)
+        batch.add("tool_calls", out := row)
     elif name == "subagent_completed" and agent_id:
         batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent_type"),
                              "model": a.get("final_model") or a.get("model"), "ended_at": ts,
                              "total_tokens": _int(a.get("total_tokens")),
                              "total_tool_uses": _int(a.get("total_tool_uses")),
                              "duration_ms": _float(a.get("duration_ms"))})
+    return out
 
 
 def traces_to_batch(doc: Any, batch: Batch, source: str = "/v1/traces") -> int:
