@@ -6,7 +6,8 @@ In-process, no HTTP: the bodies are ``otlp_ingest.py``'s (the fixtures' ``api_re
 ``tool_result`` records with fresh ids), mapped by ``ingestion.otlp.logs_to_batch`` outside the
 timer, written into a store that first takes ``--prefill`` writes. For each ``--merge`` value it
 prints the CPU milliseconds of this process (DuckDB's threads included) per write and the records
-per CPU-second, then the statements by CPU (per write), so the fixed cost of a write (its ~30
+per CPU-second (and the median write's CPU, less swayed by other
+work on a shared machine), then the statements by CPU (per write), so the fixed cost of a write (its ~30
 statements) shows beside what grows with its rows. Prints figures, asserts nothing. Run:
 ``python bench/write_statements.py [--prefill 60] [--writes 20] [--merge 1,4] [--top 25]``.
 """
@@ -17,6 +18,7 @@ import argparse
 import json
 import os
 import re
+import statistics
 import sys
 import tempfile
 import time
@@ -83,8 +85,11 @@ def main() -> None:
             timed.stats.clear()
             timed.on = True
             c0, t0 = time.process_time(), time.perf_counter()
+            each = []
             for b in batches:
+                c1 = time.process_time()
                 store.write(b)
+                each.append(time.process_time() - c1)
             cpu, wall = time.process_time() - c0, time.perf_counter() - t0
             timed.on = False
             n = args.writes
@@ -93,7 +98,7 @@ def main() -> None:
             print(f"\n{merge} bodies a write ({merge * args.batch} records): {cpu / n * 1000:,.0f} CPU-ms a write "
                   f"({wall / n * 1000:,.0f} ms wall), {records / cpu:,.0f} records per CPU-second; "
                   f"{sum(v[0] for v in timed.stats.values()) / n:.1f} statements a write, "
-                  f"{in_sql / n * 1000:,.0f} CPU-ms of it in them")
+                  f"{in_sql / n * 1000:,.0f} CPU-ms of it in them; median {statistics.median(each) * 1000:,.0f} CPU-ms")
             print(f"{'CPU-ms':>8}{'count':>7}  statement (per write)")
             for sql, (count, c, _) in sorted(timed.stats.items(), key=lambda kv: -kv[1][1])[:args.top]:
                 print(f"{c / n * 1000:>8.1f}{count / n:>7.1f}  {sql}")

@@ -333,6 +333,7 @@ class WriteResolution:
         self.asked: dict[str, list[Any]] = {}
         self.scope = Scope()
         self.inserted: set[str] = set()   # fact tables with rows inserted (resolved) by this write
+        self.new_rows: dict[str, int] = {}  # rows inserted into each golem_delta_new_T (when tracked)
         self.merged: dict[str, list[Any]] = {}  # fact table -> keys merged into stored rows
         self.before: set[str] = set()  # fact tables whose pre-merge images are in _res_before_T
         self.rescoped: set[str] = set()
@@ -454,13 +455,19 @@ class WriteResolution:
         elif table not in self.inserted:  # the common case: the change set is the staging table
             new = q("golem_delta_new_" + table)
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {new} AS {resolved}", params)
-            self.con.execute(f"INSERT INTO {q(table)} SELECT * FROM {new}")
+            self._count(table, self.con.execute(f"INSERT INTO {q(table)} SELECT * FROM {new}"))
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE {q('golem_delta_old_' + table)} AS SELECT * FROM {new} LIMIT 0")
         else:
             self.con.execute(f"CREATE OR REPLACE TEMP TABLE _res_ins AS {resolved}", params)
             self.con.execute(f"INSERT INTO {q(table)} SELECT * FROM _res_ins")
-            self.con.execute(f"INSERT INTO {q('golem_delta_new_' + table)} SELECT * FROM _res_ins")
+            self._count(table, self.con.execute(f"INSERT INTO {q('golem_delta_new_' + table)} SELECT * FROM _res_ins"))
         self.inserted.add(table)
+
+    def _count(self, table: str, inserted: Any) -> None:
+        """Rows added to ``golem_delta_new_T`` by an INSERT (its result: the count), so that a table
+        only inserted into need not be counted again at the end of the write."""
+        row = inserted.fetchone()
+        self.new_rows[table] = self.new_rows.get(table, 0) + int(row[0] if row else 0)
 
     def before_merge(self, table: str, keys: list[Any]) -> None:
         """Keep the stored rows of ``keys`` (keys the table holds) as they are before this write
@@ -517,7 +524,9 @@ class WriteResolution:
         out: dict[str, int] = {}
         for table in FACTS:
             self._rescope(table)
-            if table in self.inserted or table in self.rescoped:
+            if table in self.inserted and table not in self.rescoped:
+                out[table] = self.new_rows.get(table, 0) if self.track else 0
+            elif table in self.rescoped:
                 out[table] = (int(con.execute(f"SELECT count(*) FROM {q('golem_delta_new_' + table)}").fetchone()[0])
                               if self.track else 0)
         self.new_owners |= self.owners.add(con, self.batch_owners | self.new_owners, self.batch_sessions)

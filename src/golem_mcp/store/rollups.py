@@ -319,12 +319,15 @@ def differences(con: duckdb.DuckDBPyConnection, fact: str, tolerance: float = 1e
 
 def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> None:
     """The store's fact-change hook: fold a write's change set into the rollups (module docstring)."""
+    olds: dict[str, int] = {}  # rows in each fact's golem_delta_old_T (asked once: a fact has several rollups)
     for name, spec in SPECS.items():
         fact = spec.fact
         if not changed.get(fact):
             continue
         old = _q("golem_delta_old_" + fact)
-        if not con.execute(f"SELECT count(*) FROM {old}").fetchone()[0]:  # type: ignore[index]
+        if fact not in olds:
+            olds[fact] = con.execute(f"SELECT count(*) FROM {old}").fetchone()[0]  # type: ignore[index]
+        if not olds[fact]:
             _add(con, spec, _q("golem_delta_new_" + fact))
             continue
         delta = f"_rollup_delta_{name}"
