@@ -200,6 +200,28 @@ def test_a_nested_subagent_rolls_up_once_its_spawning_call_arrives(tmp_path):
     assert _mismatches(store) == {}
 
 
+def test_a_write_rolled_back_takes_its_agent_tree_with_it(tmp_path):
+    # writes whose agents are stored as before reuse the tree the last one built (resolve.TreeCache);
+    # a write that fails rolls that tree back, so the next one must not take it as built
+    store = Store(tmp_path / "g.duckdb")
+    _write(store, [("agents", {"agent_id": "a1", "session_id": "s1", "agent_type": "planner"}),
+                   ("agents", {"agent_id": "a2", "session_id": "s1", "agent_type": "reviewer"}), _req("r1", agent="a1")])
+    _write(store, [_req("r2", agent="a1", minutes=2)])  # the same agents: the tree as built
+
+    def fail(con, changed):
+        raise RuntimeError("a hook fails after the tree of a2 was built")
+
+    store.on_fact_changes(fail)
+    with pytest.raises(RuntimeError):
+        _write(store, [_req("r3", agent="a2", minutes=3)])
+    store._fact_hooks.remove(fail)
+    _write(store, [_req("r4", agent="a2", minutes=4)])
+    _write(store, [_req("r5", agent="a1", minutes=5)])
+    got = {r["request_id"]: r["agent"] for r in store.query("SELECT request_id, agent FROM requests")}
+    assert got == {"r1": "planner", "r2": "planner", "r4": "reviewer", "r5": "planner"}
+    assert _mismatches(store) == {}
+
+
 def test_declared_context_and_a_price_change_reach_stored_facts(tmp_path, monkeypatch):
     store = Store(tmp_path / "g.duckdb")
     _write(store, [_req("r1", agent=None), _req("r2", model="claude-sonnet-4-5-20250929", agent=None)])

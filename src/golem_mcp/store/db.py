@@ -349,6 +349,7 @@ class Store:
         # the machine this store's own writes were observed on (id, label); read-only stores write nothing
         self.machine_id, self.machine_label = machine or (("", "") if read_only else home.machine())
         self._owners = resolve.Owners()  # keys with stored facts (resolve_owners), cached
+        self._tree = resolve.TreeCache()  # what the connection's agent tree was last built from
         self._res: resolve.WriteResolution | None = None  # the resolver's state during a write
         self._fact_hooks: list[Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]] = []
         self.on_fact_changes(rollups.on_fact_changes)  # the rollups follow every change of a fact
@@ -499,6 +500,7 @@ class Store:
                 # killed -9 before its first checkpoint could never open its store again
                 self.con.execute("CHECKPOINT")
             self.con.execute(resolve.SQL["macros"])
+            self._tree.forget()
             resolve.build_tree(self.con, ())  # the tree the resolver joins, empty until a write fills it
             self.con.execute(_sql("views.sql"))
             # the agent-facing tools ask about one workflow (its cost, its budget): its rollup groups by
@@ -668,6 +670,7 @@ class Store:
                 # are, and are then resolved in one pass like the other facts
                 if "tool_calls" in facts:
                     insert("tool_calls", ident("tool_calls"), resolved=False)
+                self._tree.forget()
                 resolve.build_tree(self.con, None)
                 if "tool_calls" in facts:
                     own = ", ".join(ident(c) for c in resolve.fact_columns(self._types["tool_calls"]))
@@ -684,6 +687,7 @@ class Store:
 
             self._in_transaction(load)
             self._build_marked_rollups()
+            self._tree.forget()
             resolve.build_tree(self.con, ())  # the tree the resolver joins, empty until a write fills it
         return out
 
@@ -810,7 +814,8 @@ class Store:
                 hooks = list(self._fact_hooks)
                 first = self._first_facts(hooks)
                 res = self._res = resolve.WriteResolution(self.con, self._types, self._owners,
-                                                          track=bool(hooks) and not first, change=self._change_number)
+                                                          track=bool(hooks) and not first, change=self._change_number,
+                                                          tree=self._tree)
                 res.begin(batch.rows)
                 resolving = False
                 for t in tables:
@@ -834,10 +839,12 @@ class Store:
                 added = self._stamp_changes()
                 self.con.execute("COMMIT")
             except Exception:
+                self._tree.forget()  # the rollback took the tree this write built with it
                 self.con.execute("ROLLBACK")
                 raise
             finally:
                 self._res = None
+            self._tree.committed()
             if self._stamped is not None:
                 self._stamped |= added  # only once committed: a rolled-back insert left no row
             self._owners.remember(res.new_owners)

@@ -172,10 +172,33 @@ def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str, 
     return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts, every_session, bound_sessions)})"
 
 
-def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
+class TreeCache:
+    """What the store's connection's ``_rc_tree`` was built from by the last committed write: the
+    agents and ancestors (id -> type, parent) it holds. A write whose facts name the same agents, as
+    they are stored, finds the tree built (an OTLP exporter's writes name one session's agents again
+    and again; building it was a statement of ~11 CPU-ms a write). ``pending`` is the base of the
+    tree the write in progress left; :meth:`Store.write <golem_mcp.store.db.Store.write>` keeps it
+    once committed and forgets both on a rollback (which rolls ``_rc_tree`` back too), as does
+    anything else that builds the tree on that connection."""
+
+    def __init__(self) -> None:
+        self.base: dict[str, tuple[Any, Any]] | None = None
+        self.pending: dict[str, tuple[Any, Any]] | None = None
+
+    def committed(self) -> None:
+        self.base = self.pending
+
+    def forget(self) -> None:
+        self.base = self.pending = None
+
+
+def build_tree(con: Any, agent_ids: Iterable[str] | None, cache: TreeCache | None = None) -> None:  # noqa: C901
     """``_rc_tree`` for ``agent_ids`` (None: every agent). Fetches the agents and their ancestors by
     their keys (an IN list is answered from the primary-key index: no scan of agents or tool calls),
-    level by level, then runs the tree rule (resolve.sql's ``tree``) over them."""
+    level by level, then runs the tree rule (resolve.sql's ``tree``) over them. ``cache``: the
+    connection's :class:`TreeCache`, which saves building the same tree again."""
+    if cache is not None:
+        built, cache.pending = cache.pending, None  # (a tree built otherwise below is not cached)
     if agent_ids is None:
         con.execute("CREATE OR REPLACE TEMP TABLE _rc_agent_base AS SELECT * FROM agent_parents")
     else:
@@ -198,6 +221,11 @@ def build_tree(con: Any, agent_ids: Iterable[str] | None) -> None:  # noqa: C901
                     seen.add(parent)
                     nxt.add(parent)
             todo = sorted(nxt)
+        if cache is not None:
+            if built is not None and base == built:  # the tree rule is a function of its base
+                cache.pending = built
+                return
+            cache.pending = base
         ids = list(base)
         if not ids:  # (the store's open builds the empty tree: no pyarrow for that)
             con.execute("CREATE OR REPLACE TEMP TABLE _rc_agent_base AS SELECT NULL::VARCHAR AS agent_id, "
@@ -323,8 +351,9 @@ class WriteResolution:
     the change set (someone registered for it); without it no delta tables are written."""
 
     def __init__(self, con: Any, types: dict[str, dict[str, str]], owners: Owners, track: bool = True,
-                 change: Callable[[], int] | None = None) -> None:
+                 change: Callable[[], int] | None = None, tree: TreeCache | None = None) -> None:
         self.con = con
+        self.tree = tree  # the connection's agent tree as last built (build_tree)
         self.change = change  # the write's change number (migration 009's _change_seq), for rows it updates
         self.types = types
         self.owners = owners
@@ -416,7 +445,7 @@ class WriteResolution:
             self._add_scope(s)
         agents = {a for t in FACTS for r in rows.get(t, ()) if isinstance(a := r.get("agent_id"), str)}
         if agents:
-            build_tree(self.con, agents)
+            build_tree(self.con, agents, self.tree)
 
     def _add_scope(self, s: Scope, extra_owners: set[str] | None = None) -> None:
         """Keep the keys of ``s`` that have stored facts, and add them to this write's scope."""
@@ -566,7 +595,8 @@ class WriteResolution:
         types = self.types[table]
         own = ", ".join(q(c) for c in fact_columns(types))
         all_cols = ", ".join(q(c) for c in types)
-        build_tree(con, [r[0] for r in con.execute(f"SELECT DISTINCT agent_id FROM {cur} WHERE agent_id IS NOT NULL").fetchall()])
+        build_tree(con, [r[0] for r in con.execute(f"SELECT DISTINCT agent_id FROM {cur} WHERE agent_id IS NOT NULL").fetchall()],
+                   self.tree)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS "
                     f"SELECT {all_cols} FROM ({resolution_sql(table, f'SELECT {own} FROM {cur}')})")
         rcols = ", ".join(q(c) for c in spec.resolved)
