@@ -566,39 +566,65 @@ _TYPED_KEYS = {"api_request": "request_id", "api_error": "error_key", "api_retri
                "tool_decision": "tool_use_id"}
 
 
-def _unheld(attrs: Attrs, name: str, event_ts: Any, event: dict, typed: dict) -> Attrs:
+# per event: attribute -> (True: a column of the otel_events row, else of the typed row; the column;
+# whether it is a cost), and the typed row's token counts (one the checks refuse rejects the row)
+_HELD = {name: {**{k: (False, c, c.endswith("cost_usd")) for k, c in cols.items()},
+                **{k: (True, c, False) for k, c in _EVENT_COLUMNS.items()}}
+         for name, cols in _TYPED_COLUMNS.items()}
+_HELD_TOKENS = {"api_request": _TOKENS, "compaction": ("pre_tokens", "post_tokens")}
+
+
+def _unheld(attrs: Attrs, name: str, event_us: int | None, event: dict, typed: dict) -> Attrs:
     """``attrs`` less what the otel_events row ``event`` and the typed row ``typed`` of a ``name``
-    event hold as it came. A typed row the store's checks would reject (a bad key or token count)
-    holds nothing; a value a column took otherwise (a number it could not read, a text past a limit,
-    an error it cut) is not held either."""
-    columns = _TYPED_COLUMNS.get(name)
-    if columns is None:
+    event hold as it came (``event_us``: the record's ``event.timestamp`` read). A typed row the
+    store's checks would reject (a bad key or token count) holds nothing; a value a column took
+    otherwise (a number it could not read, a text past a limit, an error it cut) is not held either."""
+    held = _HELD.get(name)
+    if held is None:
         return attrs
     k = typed.get(_TYPED_KEYS[name])
-    if not (isinstance(k, str) and 0 < len(k) <= checks.MAX_ID_CHARS):
+    if not (type(k) is str and 0 < len(k) <= checks.MAX_ID_CHARS):
         return attrs
-    for t in _TOKENS + ("pre_tokens", "post_tokens"):
+    for t in _HELD_TOKENS.get(name, ()):
         v = typed.get(t)
         if v is not None and not (type(v) is int and 0 <= v <= checks.MAX_TOKENS):
             return attrs
     out: Attrs = {}
+    get = held.get
+    max_id = checks.MAX_ID_CHARS
     for k, v in attrs.items():
-        if k == "event.timestamp":
-            us = event.get("timestamp")
-            if us is not None and iso_to_us(v) == us and checks.MIN_TIME_US <= us <= checks.MAX_TIME_US:
+        where = get(k)
+        if where is None:
+            if k == "event.timestamp" and event_us is not None and event_us == event["timestamp"] \
+                    and checks.MIN_TIME_US <= event_us <= checks.MAX_TIME_US:
                 continue
-        elif k in _EVENT_COLUMNS:
-            if _held(v, event.get(_EVENT_COLUMNS[k])):
+            out[k] = v
+            continue
+        is_event, col, cost = where
+        stored = event.get(col) if is_event else typed.get(col)
+        t = type(v)
+        if t is type(stored) and v == stored and col != "tool_parameters":  # held as it came, if in bounds
+            if (len(v) <= max_id) if t is str else _within(stored, cost):
                 continue
-        elif k in columns:
-            col = columns[k]
-            if col == "tool_parameters":  # parsed, redacted and without text keys: held once it is JSON
-                if isinstance(v, str) and typed.get(col) is not None and len(typed[col]) <= checks.MAX_JSON_CHARS:
-                    continue
-            elif _held(v, typed.get(col), col.endswith("cost_usd")):
+        elif col == "tool_parameters":  # parsed, redacted and without text keys: held once it is JSON
+            if t is str and stored is not None and len(stored) <= checks.MAX_JSON_CHARS:
                 continue
+        elif _held(v, stored, cost):
+            continue
         out[k] = v
     return out
+
+
+def _within(stored: Any, cost: bool) -> bool:
+    """Whether the store's checks take ``stored`` whole (see :func:`_held`)."""
+    t = type(stored)
+    if t is str:
+        return len(stored) <= checks.MAX_ID_CHARS
+    if t is int:
+        return 0 <= stored <= checks.MAX_TOKENS
+    if t is float:
+        return math.isfinite(stored) and 0 <= stored <= (checks.MAX_COST_USD if cost else math.inf)
+    return t is bool
 
 
 def _held(v: Any, stored: Any, cost: bool = False) -> bool:
@@ -687,7 +713,8 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
     a = rec["attrs"]
     body = rec["body"] if isinstance(rec["body"], str) else None
     name = a.get("event.name") or (body.rsplit(".", 1)[-1] if body and body.startswith("claude_code.") else body) or "unknown"
-    ts = iso_to_us(a.get("event.timestamp")) or _ns_to_us(rec["time_ns"])
+    event_us = iso_to_us(a.get("event.timestamp"))
+    ts = event_us or _ns_to_us(rec["time_ns"])
     sid = a.get("session.id") or res.get("session.id")
     session_ctx = _ctx(res, a)
     # an agent of a native Workflow run: its facts belong to the run (workflow_runs.fact_context)
@@ -712,7 +739,7 @@ def _log_rows(res: Attrs, rec: dict, batch: Batch, store_prompts: bool, st: _See
     finally:  # (a record whose typed row fails keeps all its attributes here, as reported)
         kept = _private(a, store_prompts)
         if typed is not None:
-            kept = _unheld(kept, name, a.get("event.timestamp"), event, typed)
+            kept = _unheld(kept, name, event_us, event, typed)
         event["attributes"] = _json(kept)
         batch.add("otel_events", event)
 
