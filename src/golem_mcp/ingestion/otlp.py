@@ -585,8 +585,8 @@ def _unheld(attrs: Attrs, name: str, event_us: int | None, event: dict, typed: d
     k = typed.get(_TYPED_KEYS[name])
     if not (type(k) is str and 0 < len(k) <= checks.MAX_ID_CHARS):
         return attrs
-    for t in _HELD_TOKENS.get(name, ()):
-        v = typed.get(t)
+    for tokens in _HELD_TOKENS.get(name, ()):
+        v = typed.get(tokens)
         if v is not None and not (type(v) is int and 0 <= v <= checks.MAX_TOKENS):
             return attrs
     out: Attrs = {}
