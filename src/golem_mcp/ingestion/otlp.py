@@ -1,9 +1,10 @@
 """OTLP/HTTP bodies (logs, metrics, traces; JSON or protobuf) to store rows.
 
 Claude Code's events become typed rows (api_request -> api_requests, tool_result -> tool_calls, ...)
-and every event, known or not, is also kept generically in ``otel_events``. Resource attributes
+and every event, known or not, also has its row in ``otel_events``. Resource attributes
 ``workflow_id``, ``stage``, ``task_id`` and ``experiment_id`` are recognised as context; all other
-attributes are kept as JSON.
+attributes are kept as JSON there: an unknown event's all, a known event's those its typed row does
+not hold as they came (:func:`_unheld`).
 """
 
 from __future__ import annotations
