@@ -92,7 +92,6 @@ def main() -> None:
     settings.memory_budget_mb = args.budget
     with tempfile.TemporaryDirectory() as d, Store(Path(d) / "s.duckdb", settings=settings) as store:
         wal = Path(d) / "s.duckdb.wal"
-        cur = store.con.cursor()
         print(f"budget {args.budget} MB (DuckDB's limit {store.memory_limit_mb} MB), CHECKPOINT past "
               f"{args.checkpoint_mb:.0f} MB of WAL, load average {os.getloadavg()[0]:.1f}; RSS open {proc_mb('VmRSS')} MB")
         c0, t0, n = time.process_time(), time.monotonic(), 0
@@ -108,11 +107,13 @@ def main() -> None:
             most: dict[str, float] = {"rss": 0, "duckdb": 0, "jemalloc": 0}
             stop = threading.Event()
             before, s = proc_mb("VmRSS"), time.monotonic()
+            cur = store.con.cursor()  # its own, closed after: a cursor kept open holds a transaction
             watch = threading.Thread(target=sample, args=(cur, je, most, stop))
             watch.start()
             store.con.execute("CHECKPOINT")
             stop.set()
             watch.join()
+            cur.close()
             print(f"{n:>9,} requests, WAL {size:.0f} MB: RSS {before} MB before, at most {most['rss']:.0f} during "
                   f"({time.monotonic() - s:.1f} s), {proc_mb('VmRSS')} after (LazyFree "
                   f"{proc_mb('LazyFree', 'smaps_rollup')}); DuckDB's own at most {most['duckdb']:.0f} MB"
