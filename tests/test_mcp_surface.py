@@ -116,3 +116,20 @@ async def test_unknown_ids_are_errors_the_same_way(store: Store, tool: str, args
     value = next(iter(args.values()))
     value = value[-1] if isinstance(value, list) else value
     assert f"{value!r}" in text and text.startswith("no "), text
+
+
+def test_a_tool_that_runs_the_store_out_of_memory_says_so_and_how_to_narrow(tmp_path: Path) -> None:
+    """DuckDB's out-of-memory error (a store opened with a small budget, a real query past its limit)
+    reached the agent as "Error executing tool" with no reason; the guard names it and the way out."""
+    from mcp.server.mcpserver.exceptions import ToolError
+
+    from golem_mcp.interfaces.mcp_server import _guard
+
+    settings = Settings()
+    settings.memory_budget_mb = 256
+    with Store(tmp_path / "small.duckdb", settings=settings) as s:
+        greedy = _guard(lambda: s.con.execute("SELECT list(i) FROM range(60000000) t(i)").fetchall())
+        with pytest.raises(ToolError) as e:
+            greedy()
+    text = str(e.value)
+    assert "ran out of memory" in text and "Out of Memory Error" in text and "memory_budget_mb" in text, text

@@ -2,8 +2,8 @@
 
 This module only wires: every tool validates nothing beyond its typed arguments, calls one function
 in ``golem_mcp.analysis`` and shapes the answer as a pydantic model. Errors are mapped once
-(:func:`_guard`): a :class:`GolemError` becomes a protocol-level tool error (``isError``) whose text
-says what to do next.
+(:func:`_guard`): a :class:`GolemError`, or DuckDB running out of the store's memory limit, becomes a
+protocol-level tool error (``isError``) whose text says what to do next.
 
 Transport: the daemon mounts :func:`mcp_routes` at ``/mcp`` (streamable HTTP, stateless, JSON
 responses). Stateless because each Claude Code session runs its own stdio bridge and nothing here
@@ -23,6 +23,7 @@ import json
 from collections.abc import AsyncIterator, Callable
 from typing import Annotated, Any, Literal, TypeVar
 
+import duckdb
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
@@ -123,6 +124,10 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             result = fn(*args, **kwargs)
         except GolemError as e:
             raise ToolError(str(e)) from e
+        except duckdb.OutOfMemoryException as e:  # the store's limit: the agent saw only "Error executing tool"
+            raise ToolError(f"the store ran out of memory answering this ({str(e).splitlines()[0]}). Ask a "
+                            "narrower question (fewer days, one workflow or stage), or give the daemon more: "
+                            "memory_budget_mb in settings.json or GOLEM_MEMORY_BUDGET_MB") from e
         if isinstance(result, BaseModel):
             data = _drop_none(result.model_dump(mode="json"))
             text = getattr(result, "summary", None) or json.dumps(data, separators=(",", ":"))
