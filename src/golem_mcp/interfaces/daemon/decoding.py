@@ -38,10 +38,12 @@ _WORKER_MAIN = "from golem_mcp.interfaces.daemon.decoding import worker_main; wo
 def default_workers() -> int:
     """``GOLEM_OTLP_WORKERS`` (at most 8), else 0: decoding in the daemon.
 
-    Off by default until measured on a quiet machine: on a 2-core machine saturated by other work
-    (load average 28), bench/otlp_ingest.py gave 3,085 log records per daemon CPU-second with two
-    workers against 4,105 without (JSON, 4 clients; protobuf 4,171 against 5,192): the pickled round
-    trip costs about a quarter more CPU per record, which only pays where a core would otherwise idle.
+    Off by default. On a 2-core machine saturated by other work (load average 28),
+    bench/otlp_ingest.py gave 3,085 log records per daemon CPU-second with two workers against 4,105
+    without (JSON, 4 clients; protobuf 4,171 against 5,192): the pickled round trip costs about a
+    quarter more CPU per record. On a quiet one (load ~1.3) two workers gave 7-17% more records a second
+    (JSON 7,319-7,461 against 6,237-6,804) for ~20% more CPU and 60-110 MB more memory, and one worker
+    was slower: the one writer thread, not decoding, bounds the rate (bench/README, 2026-12-04).
     """
     env = os.environ.get("GOLEM_OTLP_WORKERS", "").strip()
     return min(int(env), 8) if env.isdigit() else 0
