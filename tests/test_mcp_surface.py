@@ -133,3 +133,25 @@ def test_a_tool_that_runs_the_store_out_of_memory_says_so_and_how_to_narrow(tmp_
             greedy()
     text = str(e.value)
     assert "ran out of memory" in text and "Out of Memory Error" in text and "memory_budget_mb" in text, text
+
+
+def test_a_misspelt_id_among_thousands_names_the_ids_difflib_would(tmp_path: Path) -> None:
+    """DuckDB shortlists the nearest known ids and difflib picks among them (difflib over every id took
+    half a second at 50,000 workflows). The names given are the ones difflib gives over them all."""
+    import difflib
+
+    from golem_mcp.analysis import known
+    from golem_mcp.errors import NotFound
+
+    ids = [f"wf-{i}" for i in range(3000)] + [f"release-{i:04d}-{s}" for i in range(400) for s in ("a", "b")]
+    assert len(ids) > 10 * known._SHORTLIST
+    with Store(tmp_path / "many.duckdb") as s:
+        s.con.executemany("INSERT INTO workflows (workflow_id) VALUES (?)", [[i] for i in ids])
+        for typo in ("wf-29999", "wf-1234y", "relase-0042-a", "release-42-b", "wf_007"):
+            is_known, near = known.nearest(s, "workflow_id", typo)
+            assert not is_known and near, typo
+            want = difflib.get_close_matches(typo, ids, n=3, cutoff=0.5)
+            assert near == want, (typo, near, want)
+            with pytest.raises(NotFound, match=f"no workflow '{typo}'; closest: {near[0]}"):
+                known.require(s, "workflow_id", typo)
+        assert known.nearest(s, "workflow_id", "release-0042-b") == (True, [])

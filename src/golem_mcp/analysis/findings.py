@@ -96,15 +96,14 @@ def report_findings(store: Store, caller: Caller, report: dict[str, Any] | str, 
     parent = rep.get("parent")
     wf = workflow_id or rep.get("workflow_id")
     if wf is None and parent is not None:
-        workflows = known.known_ids(store, "workflow_id")
-        if parent in workflows:
+        is_known, near = known.nearest(store, "workflow_id", parent)
+        if is_known:
             wf = parent
         elif session_wf:
             # a reviewer's guess at the workflow id must not create a workflow nobody ran
             wf = session_wf
             warnings.append(f"parent {parent!r} is not a known workflow; linked to this session's workflow {wf}")
         else:
-            near = known.closest(parent, workflows)
             raise NotFound(f"parent {parent!r} is not a known workflow" + (f"; closest: {', '.join(near)}" if near
                                                                             else "") +
                            ". Send the workflow id the master recorded with record_workflow; nothing was stored")
