@@ -67,7 +67,8 @@ def bad_line(n: int, where: str, value: Any) -> bytes:
 
 # the shapes: each rejects its request (a token count) or is stored as NULL (anything else)
 TRANSCRIPT_SHAPES = [("input_tokens", "100", False), ("input_tokens", [], False), ("input_tokens", 1.5e300, False),
-                     ("input_tokens", -3, False), ("input_tokens", 10**20, False), ("model", 5, True),
+                     ("input_tokens", -3, False), ("input_tokens", 10**20, False), ("input_tokens", 1.5, False),
+                     ("model", 5, True),
                      ("timestamp", "9999-12-31T23:59:59Z", True), ("sessionId", [1], False)]
 
 
@@ -202,6 +203,7 @@ OTLP_SHAPES = [
     ("int64 overflow", {"input_tokens": "99999999999999999999"}, True),
     ("int64 max as intValue", {"output_tokens": {"intValue": str(2**63 - 1)}}, True),
     ("negative tokens", {"input_tokens": "-5"}, True),
+    ("tokens that are no number", {"cache_read_tokens": "12 tokens"}, True),
     ("year 9999", {"event.timestamp": "9999-12-31T23:59:59Z"}, False),
     ("wrong-typed attribute", {"model": {"kvlistValue": {"values": [{"key": "a", "value": {"intValue": "1"}}]}}}, False),
     ("cost NaN", {"cost_usd": "NaN"}, False),

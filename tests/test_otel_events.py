@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 import orjson
+import pytest
 
 from golem_mcp.ingestion.otlp import body_to_batch
 
@@ -70,15 +71,28 @@ def test_a_known_event_keeps_only_what_its_typed_row_does_not_hold(store: Any) -
 
 
 def test_a_value_its_column_did_not_take_as_it_came_stays(store: Any) -> None:
-    # a count that is no number, a duration below zero, a cost past the checks' bound, a text as id
-    batch = _write(store, _body(_request(1, cache_read_tokens="many", duration_ms=-5, cost_usd=20_000.0,
-                                         ttft_ms="fast")))
+    # a duration below zero, a cost past the checks' bound, a text as a duration: stored as NULL
+    batch = _write(store, _body(_request(1, duration_ms=-5, cost_usd=20_000.0, ttft_ms="fast")))
     got = _attributes(store, 1)
-    assert got == {"user.id": "u-hash", "terminal.type": "xterm", "cache_read_tokens": "many", "duration_ms": -5,
+    assert got == {"user.id": "u-hash", "terminal.type": "xterm", "duration_ms": -5,
                    "cost_usd": 20_000.0, "ttft_ms": "fast"}
-    assert store.query("SELECT cache_read_tokens, duration_ms, recorded_cost_usd, ttft_ms FROM api_requests") == [
-        {"cache_read_tokens": None, "duration_ms": None, "recorded_cost_usd": None, "ttft_ms": None}]
+    assert store.query("SELECT duration_ms, recorded_cost_usd, ttft_ms FROM api_requests") == [
+        {"duration_ms": None, "recorded_cost_usd": None, "ttft_ms": None}]
     assert batch.skipped  # the store's checks said which values it did not take
+
+
+@pytest.mark.parametrize("count", ["many", "12 tokens", 1.5, "1e400"])
+def test_a_token_count_that_is_no_whole_number_leaves_its_request_out_and_says_so(store: Any, count: Any) -> None:
+    """The README's rule, applied by the store's checks for every source: an unknown count would
+    make every total wrong, so the request is not stored (its event keeps what came) and the
+    sender is told; a count sent as a string or a double of a whole number is that number."""
+    batch = _write(store, _body(_request(1, cache_read_tokens=count), _request(2, input_tokens="100.0"),
+                                _request(3, output_tokens=7.0)))
+    assert store.query("SELECT request_id, input_tokens, output_tokens FROM api_requests ORDER BY 1") == [
+        {"request_id": "req_2", "input_tokens": 100, "output_tokens": 20},
+        {"request_id": "req_3", "input_tokens": 100, "output_tokens": 7}]
+    assert [str(s) for s in batch.skipped if "cache_read_tokens" in str(s)], batch.skipped
+    assert _attributes(store, 1)["cache_read_tokens"] == count
 
 
 def test_a_typed_row_the_store_rejects_leaves_every_attribute_in_otel_events(store: Any) -> None:

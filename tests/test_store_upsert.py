@@ -138,3 +138,21 @@ def test_list_parameters_do_not_search_for_pandas_per_value(tmp_path, monkeypatc
         keys = [f"k{i}" for i in range(500)]
         assert s.scalar("SELECT count(*) FROM (SELECT unnest(?::VARCHAR[]))", [keys]) == 500
     assert walks == []
+
+
+def test_a_fraction_in_an_integer_column_is_never_cut_off_without_a_word(tmp_path):
+    """Arrow takes 1.5 into an int64 column as 1; the checks see it first. A token count with a
+    fraction leaves its request out, any other integer column stores NULL, both reported; a float
+    that is a whole number is that number."""
+    with Store(tmp_path / "s.duckdb") as s:
+        b = Batch()
+        b.add("api_requests", {"request_id": "r-frac", "session_id": "s", "input_tokens": 1.5, "output_tokens": 1})
+        b.add("api_requests", {"request_id": "r-attempt", "session_id": "s", "input_tokens": 2.0, "attempt": 2.5})
+        b.add("api_requests", {"request_id": "r-good", "session_id": "s", "input_tokens": 3, "attempt": 1})
+        s.write(b)
+        assert s.query("SELECT request_id, input_tokens, attempt FROM api_requests ORDER BY 1") == [
+            {"request_id": "r-attempt", "input_tokens": 2, "attempt": None},
+            {"request_id": "r-good", "input_tokens": 3, "attempt": 1}]
+        said = [str(p) for p in b.skipped]
+        assert any("input_tokens" in p and "1.5" in p and "not stored" in p for p in said), said
+        assert any("attempt" in p and "2.5" in p and "NULL" in p for p in said), said

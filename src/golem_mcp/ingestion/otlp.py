@@ -157,6 +157,27 @@ def _int(v: Any) -> int | None:
             return None
 
 
+def _tokens(v: Any) -> Any:
+    """A token count as sent, made an int when it is one: OTLP carries counts as strings or doubles
+    ("100", 100.0). Anything else ("12 tokens", 1.5, a list) is passed on as it came, so the store's
+    checks (``store/checks.py``, the one rule for every source) leave its record out and say why,
+    where a NULL would have been stored as an unknown count without a word to the sender."""
+    if v is None or v == "":
+        return None
+    if type(v) is int:
+        return v
+    if type(v) is str:
+        try:
+            return int(v)  # exact, also past a float's precision (the checks then bound it)
+        except ValueError:
+            pass
+    try:
+        f = float(v)
+    except (TypeError, ValueError, OverflowError):
+        return v
+    return int(f) if f.is_integer() else v
+
+
 def _float(v: Any) -> float | None:
     if v is None or v == "":
         return None
@@ -758,11 +779,11 @@ def _typed_rows(name: str, a: Attrs, res: Attrs, batch: Batch, st: _Seen, sid: A
         batch.add("api_requests", out := {
             "request_id": request_id or f"otel:{key}", "session_id": sid, "agent_id": agent_id,
             "prompt_id": a.get("prompt.id"), "model": a.get("model"), "timestamp": ts,
-            "input_tokens": _int(a.get("input_tokens")), "output_tokens": _int(a.get("output_tokens")),
-            "cache_read_tokens": _int(a.get("cache_read_tokens")),
-            "cache_creation_tokens": _int(a.get("cache_creation_tokens")),
-            "cache_creation_5m_tokens": _int(a.get("cache_creation_5m_tokens")),
-            "cache_creation_1h_tokens": _int(a.get("cache_creation_1h_tokens")),
+            "input_tokens": _tokens(a.get("input_tokens")), "output_tokens": _tokens(a.get("output_tokens")),
+            "cache_read_tokens": _tokens(a.get("cache_read_tokens")),
+            "cache_creation_tokens": _tokens(a.get("cache_creation_tokens")),
+            "cache_creation_5m_tokens": _tokens(a.get("cache_creation_5m_tokens")),
+            "cache_creation_1h_tokens": _tokens(a.get("cache_creation_1h_tokens")),
             "recorded_cost_usd": recorded_cost(a), "cost_usd_micros": _int(a.get("cost_usd_micros")),
             "duration_ms": _float(a.get("duration_ms")),
             "ttft_ms": _float(a.get("ttft_ms")), "query_source": a.get("query_source"),
@@ -808,7 +829,7 @@ def _typed_rows(name: str, a: Attrs, res: Attrs, batch: Batch, st: _Seen, sid: A
             "event_key": "o:" + key, "source": "otel", "session_id": sid, "agent_id": agent_id,
             "prompt_id": a.get("prompt.id"), "timestamp": ts, "trigger": _text(a.get("trigger")),
             "success": _bool(a.get("success")), "duration_ms": _float(a.get("duration_ms")),
-            "pre_tokens": _int(a.get("pre_tokens")), "post_tokens": _int(a.get("post_tokens")),
+            "pre_tokens": _tokens(a.get("pre_tokens")), "post_tokens": _tokens(a.get("post_tokens")),
             "error": error_text(a.get("error")), **ctx,
         })
     elif name in ("tool_result", "tool_decision"):
@@ -844,7 +865,7 @@ def _typed_rows(name: str, a: Attrs, res: Attrs, batch: Batch, st: _Seen, sid: A
     elif name == "subagent_completed" and agent_id:
         batch.add("agents", {"agent_id": agent_id, "session_id": sid, "agent_type": a.get("agent_type"),
                              "model": a.get("final_model") or a.get("model"), "ended_at": ts,
-                             "total_tokens": _int(a.get("total_tokens")),
+                             "total_tokens": _tokens(a.get("total_tokens")),
                              "total_tool_uses": _int(a.get("total_tool_uses")),
                              "duration_ms": _float(a.get("duration_ms"))})
     return out
@@ -899,9 +920,9 @@ def _span_rows(res: Attrs, s: dict, batch: Batch, runs: set[tuple[Any, ...]]) ->
     if span_type == "llm_request" and request_id:
         batch.add("api_requests", {
             "request_id": request_id, "session_id": sid, "agent_id": agent_id, "model": a.get("model"),
-            "timestamp": end, "input_tokens": _int(a.get("input_tokens")),
-            "output_tokens": _int(a.get("output_tokens")), "cache_read_tokens": _int(a.get("cache_read_tokens")),
-            "cache_creation_tokens": _int(a.get("cache_creation_tokens")), "duration_ms": dur,
+            "timestamp": end, "input_tokens": _tokens(a.get("input_tokens")),
+            "output_tokens": _tokens(a.get("output_tokens")), "cache_read_tokens": _tokens(a.get("cache_read_tokens")),
+            "cache_creation_tokens": _tokens(a.get("cache_creation_tokens")), "duration_ms": dur,
             "ttft_ms": _float(a.get("ttft_ms")), "attempt": _int(a.get("attempt")),
             "success": _bool(a.get("success")), "stop_reason": a.get("stop_reason"), **ctx,
             "source_mask": SRC_OTEL_SPAN,
