@@ -142,7 +142,17 @@ def fact_columns(types: dict[str, str]) -> list[str]:
     return [c for c in types if not c.startswith("r_")]
 
 
-def resolution_sql(table: str, facts: str, every_session: bool = False, bound_sessions: bool = False) -> str:
+# The context rows a few facts can join, for resolution_sql's narrow: DuckDB builds a LEFT JOIN's hash
+# table on its right side, so joining 20 facts with every session and workflow of a 10M store
+# hashed 500,000 rows of each (~60 ms apiece, most of a record_workflow at 10M); the IN makes
+# it hash the facts' keys and read only the matching context rows.
+_NARROW = {"{agent_context}": "(SELECT * FROM agent_context WHERE agent_id IN (SELECT COALESCE(agent_id, session_id) FROM f))",
+           "{workflows}": "(SELECT * FROM workflows WHERE workflow_id IN (SELECT r_workflow_id FROM x))",
+           "{sessions}": "(SELECT * FROM sessions WHERE session_id IN (SELECT session_id FROM f))"}
+
+
+def resolution_sql(table: str, facts: str, every_session: bool = False, bound_sessions: bool = False,
+                   narrow: bool = False) -> str:
     """SELECT resolving the rows of ``facts`` (a query over ``table``'s own columns): those columns
     and the resolved ones. Reads ``_rc_tree`` (:func:`build_tree`) for the agents of those rows.
 
@@ -150,26 +160,31 @@ def resolution_sql(table: str, facts: str, every_session: bool = False, bound_se
     ``facts`` is then read once, so a whole table streams through instead of being held to list
     its sessions first (a table copied whole has most sessions anyway). With ``bound_sessions`` the
     sessions are a parameter (``?::VARCHAR[]``, bound after those of ``facts``) holding at least the
-    facts' sessions: a write knows them, and listing them from ``facts`` cost two aggregates over it."""
+    facts' sessions: a write knows them, and listing them from ``facts`` cost two aggregates over it.
+    With ``narrow`` (few facts against a large store: a write, a re-resolution) only the context rows
+    the facts can join are read (:data:`_NARROW`)."""
     spec = FACTS[table]
     req = table == "api_requests"
     sessions = ("NULL" if every_session else "?::VARCHAR[]" if bound_sessions
                 else "(SELECT list(DISTINCT session_id) FROM f)")
-    return (SQL["facts"].replace("{facts}", facts).replace("{link_sessions}", sessions).replace("{ts}", spec.ts)
+    sql = SQL["facts"]
+    for name, rows in _NARROW.items():
+        sql = sql.replace(name, rows if narrow else name[1:-1])
+    return (sql.replace("{facts}", facts).replace("{link_sessions}", sessions).replace("{ts}", spec.ts)
             .replace("{stage_default}", spec.stage_default)
             .replace("{request_columns}", SQL["request_columns"].strip() if req else "")
             .replace("{request_join}", SQL["request_join"].strip() if req else ""))
 
 
 def resolved_rows(table: str, types: dict[str, str], cols: list[str], src: str, every_session: bool = False,
-                  bound_sessions: bool = False) -> str:
+                  bound_sessions: bool = False, narrow: bool = False) -> str:
     """SELECT of the rows of ``src`` (a query over ``cols``, some of ``table``'s own columns) with
     every column of ``table``, the resolved ones filled: what an INSERT of new facts takes.
-    ``every_session``, ``bound_sessions``: see :func:`resolution_sql`."""
+    ``every_session``, ``bound_sessions``, ``narrow``: see :func:`resolution_sql`."""
     present = set(cols)
     facts = ("SELECT " + ", ".join(q(c) if c in present else f"NULL::{types[c]} AS {q(c)}" for c in fact_columns(types))
              + f" FROM ({src})")
-    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts, every_session, bound_sessions)})"
+    return f"SELECT {', '.join(q(c) for c in types)} FROM ({resolution_sql(table, facts, every_session, bound_sessions, narrow)})"
 
 
 class TreeCache:
@@ -261,23 +276,27 @@ class Scope:
         return bool(self.sessions or self.agents or self.declared or self.workflows or self.models
                     or self.main_thread or self.everything)
 
-    def predicate(self, table: str) -> tuple[str, list[Any]]:
-        """A WHERE clause over ``table`` selecting the facts in scope (a scan of the table)."""
+    def parts(self, table: str) -> list[tuple[str, list[Any]]]:
+        """WHERE clauses over ``table`` that together select the facts in scope, each one DuckDB
+        pushes into the table's scan: a column compared with a list, reading the other columns only
+        for the rows that match. ORed into one clause, or as ``COALESCE(agent_id, session_id) IN``,
+        the scan read every column of every row: an agent's record_stage_usage at 10M requests
+        spent ~1 s on it (api_requests and tool_calls), ~2-10 ms each way split."""
         if self.everything:
-            return "true", []
-        parts: list[str] = []
-        params: list[Any] = []
-        for col, values in (("session_id", self.sessions), ("agent_id", self.agents),
-                            ("COALESCE(agent_id, session_id)", self.declared), ("r_workflow_id", self.workflows)):
+            return [("true", [])]
+        out: list[tuple[str, list[Any]]] = []
+        for where, values in (("session_id IN ({m})", self.sessions), ("agent_id IN ({m})", self.agents),
+                              # an agent_context key: the agent's id, or the session's for its main thread
+                              ("agent_id IN ({m})", self.declared),
+                              ("agent_id IS NULL AND session_id IN ({m})", self.declared),
+                              ("r_workflow_id IN ({m})", self.workflows)):
             if values:
-                parts.append(f"{col} IN ({marks(len(values))})")
-                params += sorted(values)
+                out.append((where.format(m=marks(len(values))), sorted(values)))
         if self.models and table == "api_requests":
-            parts.append(f"golem_price_model(model) IN ({marks(len(self.models))})")
-            params += sorted(self.models)
+            out.append((f"golem_price_model(model) IN ({marks(len(self.models))})", sorted(self.models)))
         if self.main_thread:
-            parts.append("agent_id IS NULL")
-        return (" OR ".join(parts) or "false"), params
+            out.append(("agent_id IS NULL", []))
+        return out
 
 
 class Owners:
@@ -476,7 +495,7 @@ class WriteResolution:
         params = params or []
         types = self.types[table]
         bound = sessions is not None and len(sessions) <= _BOUND_SESSIONS
-        resolved = resolved_rows(table, types, cols, src, bound_sessions=bound)
+        resolved = resolved_rows(table, types, cols, src, bound_sessions=bound, narrow=True)
         if bound:
             params = [*params, sessions]
         if not self.track:
@@ -585,9 +604,8 @@ class WriteResolution:
         con.execute(f"CREATE OR REPLACE TEMP TABLE {cur} AS SELECT * FROM {t} LIMIT 0")
         for part in chunks(merged):
             con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {key} IN ({marks(len(part))})", part)
-        if self.scope:
-            pred, params = self.scope.predicate(table)
-            con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE ({pred}) AND {key} NOT IN (SELECT {key} FROM {cur})",
+        for where, params in self.scope.parts(table) if self.scope else ():
+            con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {where} AND {key} NOT IN (SELECT {key} FROM {cur})",
                         params)
         if not con.execute(f"SELECT count(*) FROM {cur}").fetchone()[0]:
             return
@@ -598,7 +616,7 @@ class WriteResolution:
         build_tree(con, [r[0] for r in con.execute(f"SELECT DISTINCT agent_id FROM {cur} WHERE agent_id IS NOT NULL").fetchall()],
                    self.tree)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {out} AS "
-                    f"SELECT {all_cols} FROM ({resolution_sql(table, f'SELECT {own} FROM {cur}')})")
+                    f"SELECT {all_cols} FROM ({resolution_sql(table, f'SELECT {own} FROM {cur}', narrow=True)})")
         rcols = ", ".join(q(c) for c in spec.resolved)
         con.execute(f"CREATE OR REPLACE TEMP TABLE _res_changed AS "
                     f"SELECT {key} AS k FROM (SELECT {key}, {rcols} FROM {out} EXCEPT SELECT {key}, {rcols} FROM {cur})")

@@ -79,7 +79,8 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('{tree_b
 -- name: facts
 -- Context of the facts in {facts} (a fact table's own columns). {ts} is the fact's time column;
 -- {link_sessions} the sessions whose workflow links are read (their list, or NULL: every session).
--- {stage_default} the stage of a fact no context names. The COALESCE order: what the fact
+-- {stage_default} the stage of a fact no context names. {agent_context}, {workflows}, {sessions}: those
+-- tables, or only their rows the facts can join (resolve.py, resolution_sql's narrow). The COALESCE order: what the fact
 -- carried (OTel resource attributes), its agent's declared context (agent_context, keyed by agent
 -- id, or by session id for the main thread), the session's workflow link at the fact's time, the
 -- session's own workflow. Stage: declared, emitted (the fact's own, else the one its session's
@@ -98,7 +99,7 @@ links AS (
            COALESCE(f.experiment_id, ac.experiment_id, wl.experiment_id) AS _experiment_id
     FROM f
     LEFT JOIN _rc_tree t ON t.agent_id = f.agent_id
-    LEFT JOIN agent_context ac ON ac.agent_id = COALESCE(f.agent_id, f.session_id)
+    LEFT JOIN {agent_context} ac ON ac.agent_id = COALESCE(f.agent_id, f.session_id)
     LEFT JOIN links wl ON wl.session_id = f.session_id
          AND COALESCE(f.{ts}, TIMESTAMP '2262-01-01') >= wl.valid_from AND COALESCE(f.{ts}, TIMESTAMP '2262-01-01') < wl.valid_to
 )
@@ -110,8 +111,8 @@ SELECT x.* EXCLUDE (_depth, _root_type, _experiment_id),
        COALESCE(golem_home_path(s.cwd), s.project) AS r_project, s.git_branch AS r_git_branch
        {request_columns}
 FROM x
-LEFT JOIN workflows w ON w.workflow_id = x.r_workflow_id
-LEFT JOIN sessions s ON s.session_id = x.session_id
+LEFT JOIN {workflows} w ON w.workflow_id = x.r_workflow_id
+LEFT JOIN {sessions} s ON s.session_id = x.session_id
 {request_join}
 
 -- name: request_columns
