@@ -194,16 +194,20 @@ def _gkey(spec: Spec, exprs: dict[str, str]) -> str:
     return f"(({day} << 96) | ({md5} >> 32))"
 
 
-def _grouped(spec: Spec, source: str, sign: int) -> str:
-    """The contribution of the facts in ``source`` per group, times ``sign``, with their time range."""
+def _net(spec: Spec, new: str, old: str) -> str:
+    """Per group, the net change of the facts in ``new`` (added) less those in ``old`` (taken away),
+    with the times that came (add_) and left (sub_). One GROUP BY over both, the key from each group's
+    dimensions: every dimension's expression is planned once (the failure category's dozen regular
+    expressions are compiled when a statement is planned, ~1.7 ms a copy), where a GROUP BY for each
+    side, each with the key's own copy of the dimensions, planned them four times."""
     dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
-    sums = [f"{sign} * COALESCE(sum({e}), 0) AS {_q(c)}" for c, e in spec.sums.items()]
+    sums = [f"COALESCE(sum(_sign * ({e})), 0) AS {_q(c)}" for c, e in spec.sums.items()]
     ts = spec.ts
-    none = "NULL::TIMESTAMP"
-    times = (f"min({ts}) AS add_min, max({ts}) AS add_max, {none} AS sub_min, {none} AS sub_max" if sign > 0 else
-             f"{none} AS add_min, {none} AS add_max, min({ts}) AS sub_min, max({ts}) AS sub_max")
-    return (f"SELECT {_gkey(spec, spec.dims)} AS gkey, {', '.join(dims)}, {', '.join(sums)}, {times} "
-            f"FROM {source} GROUP BY ALL")
+    times = ", ".join(f"{f}({ts}) FILTER (WHERE _sign {op} 0) AS {side}_{f}"
+                      for side, op in (("add", ">"), ("sub", "<")) for f in ("min", "max"))
+    both = f"(SELECT *, 1 AS _sign FROM {new} UNION ALL SELECT *, -1 AS _sign FROM {old})"
+    return (f"SELECT {_gkey(spec, {c: _q(c) for c in spec.dims})} AS gkey, * FROM "
+            f"(SELECT {', '.join(dims)}, {', '.join(sums)}, {times} FROM {both} GROUP BY ALL)")
 
 
 def _columns(spec: Spec) -> str:
@@ -331,8 +335,8 @@ def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> 
             _add(con, spec, _q("golem_delta_new_" + fact))
             continue
         delta = f"_rollup_delta_{name}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS {_grouped(spec, _q('golem_delta_new_' + fact), 1)} "
-                    f"UNION ALL BY NAME {_grouped(spec, _q('golem_delta_old_' + fact), -1)}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS "
+                    f"{_net(spec, _q('golem_delta_new_' + fact), _q('golem_delta_old_' + fact))}")
         _fold(con, spec, delta)
 
 
@@ -402,9 +406,12 @@ def _reread_times(con: duckdb.DuckDBPyConnection, spec: Spec, net: str, days: li
         if None in days:
             where.append(f"{col} IS NULL")
     t = spec.table
+    # the key from each group's dimensions, not from each fact's: a day of a 10M store is ~30,000 requests
+    dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
     con.execute(f"""UPDATE {t} SET first_at = x.mn, last_at = x.mx FROM (
-            SELECT {_gkey(spec, spec.dims)} AS gkey, min({spec.ts}) AS mn, max({spec.ts}) AS mx
-            FROM {spec.fact} WHERE {' OR '.join(where)} GROUP BY ALL) x
+            SELECT {_gkey(spec, {c: _q(c) for c in spec.dims})} AS gkey, mn, mx FROM (
+                SELECT {', '.join(dims)}, min({spec.ts}) AS mn, max({spec.ts}) AS mx
+                FROM {spec.fact} WHERE {' OR '.join(where)} GROUP BY ALL)) x
         WHERE {t}.gkey = x.gkey AND x.gkey IN (SELECT gkey FROM {net})""", params)
 
 
