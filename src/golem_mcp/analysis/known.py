@@ -70,7 +70,10 @@ _SHORTLIST = 200
 
 
 def nearest(store: Store, kind: str, value: str, n: int = 3) -> tuple[bool, list[str]]:
-    """Whether ``value`` is a known ``kind`` id; if not, the ``n`` closest known ones (:func:`closest`)."""
+    """Whether ``value`` is a known ``kind`` id; if not, the ``n`` closest known ones (:func:`closest`).
+    A known id is found from small tables and the rollups (:func:`_has`); only an unknown one lists them all."""
+    if _has(store, kind, value):
+        return True, []
     ids = [r["v"] for r in store.query(
         f"SELECT v FROM (SELECT DISTINCT v FROM ({_KNOWN_SQL[kind]}) WHERE v IS NOT NULL) "
         "ORDER BY v = ? DESC, jaro_winkler_similarity(v, ?) DESC, v LIMIT ?", [value, value, _SHORTLIST])]
@@ -88,8 +91,6 @@ def closest(value: str, candidates: list[str], n: int = 3) -> list[str]:
 def require(store: Store, kind: str, value: str | None) -> None:
     """Raise NotFound naming the closest known values when ``value`` is not a known ``kind`` id."""
     if value is None:
-        return
-    if _has(store, kind, value):
         return
     known, near = nearest(store, kind, value)
     if known:
