@@ -602,12 +602,14 @@ class WriteResolution:
             return
         cur, out = q("_res_cur_" + table), q("_res_out_" + table)
         con.execute(f"CREATE OR REPLACE TEMP TABLE {cur} AS SELECT * FROM {t} LIMIT 0")
+        found = 0  # (an INSERT answers with the rows it inserted)
         for part in chunks(merged):
-            con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {key} IN ({marks(len(part))})", part)
+            found += con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {key} IN ({marks(len(part))})",
+                                 part).fetchone()[0]
         for where, params in self.scope.parts(table) if self.scope else ():
-            con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {where} AND {key} NOT IN (SELECT {key} FROM {cur})",
-                        params)
-        if not con.execute(f"SELECT count(*) FROM {cur}").fetchone()[0]:
+            found += con.execute(f"INSERT INTO {cur} SELECT * FROM {t} WHERE {where} AND {key} NOT IN "
+                                 f"(SELECT {key} FROM {cur})", params).fetchone()[0]
+        if not found:
             return
         self.rescoped.add(table)
         types = self.types[table]

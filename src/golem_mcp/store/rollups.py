@@ -334,10 +334,7 @@ def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> 
         if not olds[fact]:
             _add(con, spec, _q("golem_delta_new_" + fact))
             continue
-        delta = f"_rollup_delta_{name}"
-        con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS "
-                    f"{_net(spec, _q('golem_delta_new_' + fact), _q('golem_delta_old_' + fact))}")
-        _fold(con, spec, delta)
+        _fold(con, spec, f"_rollup_net_{name}", _net(spec, _q("golem_delta_new_" + fact), _q("golem_delta_old_" + fact)))
 
 
 def _add(con: duckdb.DuckDBPyConnection, spec: Spec, source: str) -> None:
@@ -356,21 +353,17 @@ def _add_sets(spec: Spec) -> list[str]:
             + [f"first_at = least({t}.first_at, EXCLUDED.first_at)", f"last_at = greatest({t}.last_at, EXCLUDED.last_at)"])
 
 
-def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, delta: str) -> None:
+def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, net: str, groups: str) -> None:
+    """Fold ``groups`` (:func:`_net`: per group, the net change of every sum and the times that left
+    (sub_) and came (add_)) into ``spec``'s table, through the temporary table ``net``."""
     dims, sums = spec.dim_cols, spec.measure_cols
-    net = f"{delta}_net"
     changed = " OR ".join(f"{_q(c)} <> 0" for c in sums)
-    # per group: the net change of every sum, and the times that left (sub_) and came (add_); a group
-    # whose sums net to zero and whose times are unchanged (a fact merged with nothing new) is skipped
-    con.execute(f"""CREATE OR REPLACE TEMP TABLE {net} AS
-        SELECT * FROM (
-            SELECT gkey, {', '.join(f'any_value({_q(c)}) AS {_q(c)}' for c in dims)},
-                   {', '.join(f'sum({_q(c)}) AS {_q(c)}' for c in sums)},
-                   min(add_min) AS add_min, max(add_max) AS add_max, min(sub_min) AS sub_min, max(sub_max) AS sub_max
-            FROM {delta} GROUP BY gkey)
-        WHERE {changed} OR sub_min IS DISTINCT FROM add_min OR sub_max IS DISTINCT FROM add_max""")
+    # a group whose sums net to zero and whose times are unchanged (a fact merged with nothing new,
+    # re-resolved to the same group) is skipped
+    rows = con.execute(f"""CREATE OR REPLACE TEMP TABLE {net} AS SELECT * FROM ({groups})
+        WHERE {changed} OR sub_min IS DISTINCT FROM add_min OR sub_max IS DISTINCT FROM add_max""").fetchone()
     try:
-        if not con.execute(f"SELECT count(*) FROM {net}").fetchone()[0]:  # type: ignore[index]
+        if not (rows and rows[0]):  # (CREATE TABLE AS answers with the rows it created)
             return
         t = spec.table
         con.execute(f"INSERT INTO {t} ({_columns(spec)}) "
@@ -384,7 +377,7 @@ def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, delta: str) -> None:
         if stale:
             _reread_times(con, spec, net, [r[0] for r in stale])
     finally:
-        con.execute(f"DROP TABLE IF EXISTS {delta}; DROP TABLE IF EXISTS {net}")
+        con.execute(f"DROP TABLE IF EXISTS {net}")
 
 
 def _reread_times(con: duckdb.DuckDBPyConnection, spec: Spec, net: str, days: list[Any]) -> None:
