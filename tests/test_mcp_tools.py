@@ -579,3 +579,29 @@ async def test_unknown_parent_is_linked_to_the_calling_sessions_workflow(bare_st
                          meta={"claudecode/toolUseId": tuid})
         assert out["workflow_id"] == "wf-R" and "wf-typo" in out["warnings"][0]
     assert bare_store.scalar("SELECT count(*) FROM workflows WHERE workflow_id = 'wf-typo'") == 0
+
+
+async def test_cost_groups_come_a_page_at_a_time_with_the_totals_of_all(store: Store) -> None:
+    """Only the page asked for leaves the store (the last 30 days by workflow or session at 10M requests
+    are ~250,000 groups); the totals, the group count and the top group are those of every group, the
+    pages put together are the whole list, and a page past the last still gives the totals."""
+    async with mcp(store) as client:
+        whole = await call(client, "query_workflow_cost", {"since": "2000-01-01T00:00:00Z", "group_by": ["workflow"],
+                                                          "limit": 200})
+        n = whole["group_count"]
+        assert n >= 3 and len(whole["groups"]["rows"]) == n
+        pages = []
+        for offset in range(0, n + 2, 2):
+            got = await call(client, "query_workflow_cost", {"since": "2000-01-01T00:00:00Z", "group_by": ["workflow"],
+                                                            "limit": 2, "offset": offset})
+            assert got["total"] == whole["total"] and got["group_count"] == n and got["top"] == whole["top"]
+            assert ("more" in got) == (offset + 2 < n), got.get("more")
+            pages += rows(got["groups"])
+        assert pages == rows(whole["groups"])
+        assert whole["total"]["requests"] == sum(r["requests"] for r in pages)
+        assert whole["total"]["total_tokens"] == sum(r["total_tokens"] for r in pages)
+        top = max(pages, key=lambda r: r["total_tokens"])
+        assert whole["top"] == top["workflow"]
+        days = await call(client, "query_workflow_cost", {"since": "2000-01-01T00:00:00Z", "group_by": ["day"]})
+        listed = [r["day"] for r in rows(days["groups"])]
+        assert listed == sorted(listed)

@@ -390,18 +390,23 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
         window_text = known.window_note(since_dt, until_dt, known.DEFAULT_DAYS)
     filters = {"workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id, "stage": stage,
                "machine_id": machine_id}
-    rows = cost_by(store, group_by, filters, since=since_dt, until=until_dt,
-                   order="tokens" if group_by == ["stage"] else "cost") if group_by else []
-    # totals from the groups: one scan of the requests view instead of two
-    total = _sum_rows(store, rows) if group_by else (cost_by(store, [], filters, since=since_dt, until=until_dt) or [{}])[0]
-    if group_by == ["day"]:
-        rows.sort(key=lambda r: str(r.get("day")))
-    page = rows[offset:offset + limit]
+    order = "key" if group_by == ["day"] else "tokens" if group_by == ["stage"] else "cost"
+    groups, top = 0, None
+    if group_by:
+        # the page of groups asked for, each carrying the totals over all of them (one scan, and only
+        # the page comes back to Python); a page past the last group asks for the first to get them
+        page = cost_by(store, group_by, filters, since=since_dt, until=until_dt, order=order, page=(offset, limit))
+        head = page or (cost_by(store, group_by, filters, since=since_dt, until=until_dt, order=order,
+                                page=(0, 1)) if offset else [])
+        total = _page_totals(store, head[0]) if head else _page_totals(store, {})
+        groups = int(head[0]["_groups"]) if head else 0
+        top = ", ".join(str(v) for v in head[0]["_top"]) if head and head[0]["_top"] is not None else None
+    else:
+        page = []
+        total = (cost_by(store, [], filters, since=since_dt, until=until_dt) or [{}])[0]
     for r in page:
         for g in group_by:
             r[g] = None if r.get(g) is None else str(r[g])
-    top_row = max(rows, key=lambda r: r.get("total_tokens") or 0, default=None) if rows else None
-    top = None if top_row is None else ", ".join(str(top_row[g]) for g in group_by)
     nullable = ("cost_usd", "cache_hit_rate")
     totals = CostTotals(**{k: rounded(k, total.get(k)) if k in nullable else (total.get(k) or 0)
                            for k in CostTotals.model_fields if k != "duration_s"},
@@ -409,12 +414,12 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
     scope = {k: v for k, v in (("workflow_id", workflow_id), ("task_id", task_id), ("experiment_id", experiment_id),
                                ("stage", stage), ("since", since), ("until", until), ("machine_id", machine_id)) if v}
     nxt = offset + limit
-    more = (f"showing {len(page)} of {len(rows)} groups; ask again with offset={nxt}" if nxt < len(rows) else None)
+    more = (f"showing {len(page)} of {groups} groups; ask again with offset={nxt}" if nxt < groups else None)
     cost = "unknown cost" if totals.cost_usd is None else f"${totals.cost_usd:.4f}"
     summary = (f"{cost}, {totals.total_tokens:,} tokens in {totals.requests} requests"
                + (f"; most tokens: {top}" if top else "") + (f" ({window_text.split(' (')[0]})" if window_text else ""))
     return CostAnswer(summary=summary, scope=scope, window=window_text, total=totals, top=top,
-                      groups=table(page, group_by + COST_COLUMNS), group_count=len(rows), more=more,
+                      groups=table(page, group_by + COST_COLUMNS), group_count=groups, more=more,
                       compactions=compaction_note(store, filters, since_dt, until_dt))
 
 
@@ -422,22 +427,18 @@ _SUMMED = ("requests", "input_tokens", "output_tokens", "cache_read_tokens", "ca
            "cost_usd", "recorded_cost_usd", "calculated_cost_usd", "unpriced_requests", "retries")
 
 
-def _sum_rows(store: Store, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    out: dict[str, Any] = {k: 0 for k in _SUMMED}
-    for k in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
-        vals = [r[k] for r in rows if r.get(k) is not None]
-        out[k] = sum(vals) if vals else None
-    for r in rows:
-        for k in _SUMMED:
-            if k not in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
-                out[k] += r.get(k) or 0
+def _page_totals(store: Store, row: dict[str, Any]) -> dict[str, Any]:
+    """The totals over every group that a row of ``cost_by(..., page=...)`` carries (``{}``: no group)."""
+    out: dict[str, Any] = {k: row.get(f"_total_{k}") for k in _SUMMED}
+    for k in _SUMMED:
+        if k not in ("cost_usd", "recorded_cost_usd", "calculated_cost_usd"):
+            out[k] = int(out[k] or 0)
     # the store's one definition of the rate (views.sql), over the summed tokens
     out["cache_hit_rate"] = store.scalar("SELECT golem_cache_hit_rate(?::DOUBLE, ?::DOUBLE, ?::DOUBLE)",
                                          [out["cache_read_tokens"], out["input_tokens"], out["cache_creation_tokens"]])
-    firsts = [r["first_at"] for r in rows if r.get("first_at") is not None]
-    lasts = [r["last_at"] for r in rows if r.get("last_at") is not None]
-    out["first_at"], out["last_at"] = (min(firsts), max(lasts)) if firsts else (None, None)
-    out["duration_seconds"] = (out["last_at"] - out["first_at"]).total_seconds() if firsts else None
+    out["first_at"], out["last_at"] = row.get("_total_first_at"), row.get("_total_last_at")
+    out["duration_seconds"] = ((out["last_at"] - out["first_at"]).total_seconds()
+                               if out["first_at"] is not None and out["last_at"] is not None else None)
     return out
 
 
