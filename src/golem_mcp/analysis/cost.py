@@ -119,7 +119,8 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
             params += cut_params + [t for c in cuts for t in c]
         source = " UNION ALL ".join(parts)
     group = f"GROUP BY {', '.join(keys)}" if by else ""
-    order_sql = {"cost": "round(sum(cost_usd), 6) DESC NULLS LAST", "tokens": "total_tokens DESC", "key": "1"}.get(order, "cost_usd DESC")
+    # over the groups' own columns (cost_usd, total_tokens are their sums), outside the GROUP BY
+    order_sql = {"cost": "round(cost_usd, 6) DESC NULLS LAST", "tokens": "total_tokens DESC", "key": "1"}.get(order, "cost_usd DESC")
     if not by and order == "key":
         order_sql = "requests DESC"
     if by:  # ties (equal costs, sums that differ in the last bit) broken by the keys: the same order every run
@@ -143,15 +144,12 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
         FROM ({source}) g
         {group}"""
     if page is not None and by:
-        # the same order over the groups' own columns (cost_usd, total_tokens are their sums already)
-        outer = {"cost": "round(cost_usd, 6) DESC NULLS LAST", "tokens": "total_tokens DESC", "key": "1"}.get(
-            order, "cost_usd DESC") + "".join(f", {i + 1}" for i in range(len(by)))
         top = "[" + ", ".join(f"CAST({k} AS VARCHAR)" for k in keys) + "]"
         totals = "".join(f", {e} AS {n}" for n, e in PAGE_TOTALS.items())
         sql = (f"SELECT *{totals}, arg_max({top}, total_tokens) OVER () AS _top FROM ({grouped}) "
-               f"ORDER BY {outer} LIMIT {int(page[1])} OFFSET {int(page[0])}")
+               f"ORDER BY {order_sql} LIMIT {int(page[1])} OFFSET {int(page[0])}")
     else:
-        sql = f"{grouped}\n        ORDER BY {order_sql}\n        {'LIMIT ' + str(int(limit)) if limit else ''}"
+        sql = f"SELECT * FROM ({grouped}) ORDER BY {order_sql} {'LIMIT ' + str(int(limit)) if limit else ''}"
     rows = store.query(sql, params)
     for r in rows:  # sums of BIGINT columns come back as HUGEINT: plain ints either way
         if r.get("unpriced_requests") is None:
