@@ -62,26 +62,19 @@ def metrics_values(store: Store, metrics: list[str], stage: str | None,
         ms = [m for m in metrics if bool(stage and m not in WORKFLOW_ONLY) == staged]
         if not ms:
             continue
-        if staged:
-            cols = ", ".join(f"sum({METRICS[m]}) AS v{i}" for i, m in enumerate(ms))
-            sql = (f"SELECT experiment_id, workflow_id, {cols} FROM workflow_stage_summary "
-                   f"WHERE stage = ? AND experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id)) "
-                   f"GROUP BY 1, 2")
-            params: list[Any] = [stage]
-        else:
-            cols = ", ".join(f"{METRICS[m]} AS v{i}" for i, m in enumerate(ms))
-            sql = (f"SELECT experiment_id, workflow_id, {cols} FROM workflow_summary "
-                   f"WHERE experiment_id IS NOT NULL AND (? IS NULL OR list_contains(?, experiment_id))")
-            params = []
+        # one row per workflow either way: the stage summary has one per workflow and stage (its
+        # groups' key), so one stage's rows need no GROUP BY (250,000 string keys at 10M requests)
+        cols = ", ".join(f"CAST(COALESCE({METRICS[m]}, 0) AS DOUBLE) AS v{i}" for i, m in enumerate(ms))
+        src, params = ("workflow_stage_summary WHERE stage = ? AND", [stage]) if staged else ("workflow_summary WHERE", [])
         # the values as numpy columns, each row with its arm (an arm's values are its rows): a list per
         # arm made a Python float of every value (1.5M at 10M requests; with each list's own sort,
         # ~0.45 CPU-s). One scan, in no order: the arms' names come from the arm column, dictionary-
         # encoded by Arrow (a DISTINCT first read the summary twice), and each arm's values are sorted
         # here, which makes them the same from one read to the next (ordering 250,000 workflows by id
         # in SQL took ~50 ms) and is the order the rank test wants
-        values = ", ".join(f"CAST(COALESCE(v{i}, 0) AS DOUBLE) AS v{i}" for i in range(len(ms)))
         with store.reader() as cur:
-            got = cur.execute(f"SELECT experiment_id, {values} FROM ({sql})",
+            got = cur.execute(f"SELECT experiment_id, {cols} FROM {src} experiment_id IS NOT NULL "
+                              "AND (? IS NULL OR list_contains(?, experiment_id))",
                               [*params, arms or None, arms or None]).to_arrow_table()
         arm = got.column("experiment_id").combine_chunks().dictionary_encode()
         codes = arm.indices.to_numpy(zero_copy_only=False)
