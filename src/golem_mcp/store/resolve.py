@@ -29,8 +29,11 @@ Both have exactly ``T``'s columns. Subtracting each ``golem_delta_old_T`` row's 
 adding each ``golem_delta_new_T`` row's keeps an aggregate over ``T`` equal to the same
 ``GROUP BY`` over ``T``. Code that maintains such aggregates registers a callable with
 :meth:`Store.on_fact_changes <golem_mcp.store.db.Store.on_fact_changes>`; it is called with the
-connection and ``{table: rows in golem_delta_new_T}`` after resolution, before the commit, in the
-write's transaction (an exception rolls the whole write back).
+connection and ``{table: rows in golem_delta_new_T}`` (a :class:`Changes`) after resolution, before
+the commit, in the write's transaction (an exception rolls the whole write back). ``Changes.resolved_only``
+names the tables the write changed only by re-resolving them (context arrived; none of their rows was
+written): between ``old`` and ``new`` only the ``r_`` columns (and ``_change_seq``) differ, so an
+aggregate that reads no ``r_`` column is unchanged by them.
 """
 
 from __future__ import annotations
@@ -49,6 +52,15 @@ COMMON = ("r_workflow_id", "r_stage", "r_top_stage", "r_agent", "r_task_id", "r_
 REQUEST = (*COMMON, "r_cwd", "r_claude_code_version", "r_calculated_cost_usd", "r_cost_usd", "r_cost_source")
 
 _DEFAULT_STAGE = "golem_agent_label(f.agent_id, t.agent_type)"  # resolve.sql's macro, as r_agent
+
+
+class Changes(dict):
+    """The change set's counts: fact table -> rows in ``golem_delta_new_T``; and ``resolved_only``,
+    the tables whose rows only their resolved (``r_``) columns changed (module docstring)."""
+
+    def __init__(self, counts: dict[str, int], resolved_only: Iterable[str] = ()) -> None:
+        super().__init__(counts)
+        self.resolved_only = frozenset(t for t in resolved_only if t in counts)
 
 
 class Fact(NamedTuple):
@@ -385,6 +397,7 @@ class WriteResolution:
         self.merged: dict[str, list[Any]] = {}  # fact table -> keys merged into stored rows
         self.before: set[str] = set()  # fact tables whose pre-merge images are in _res_before_T
         self.rescoped: set[str] = set()
+        self.resolved_only: set[str] = set()  # rescoped tables this write neither inserted into nor merged
         self.new_owners: set[str] = set()  # to remember once committed
         self.batch_owners: set[str] = set()
         self.batch_sessions: set[str] = set()
@@ -563,7 +576,7 @@ class WriteResolution:
             f"AND c.tool_use_id IN ({marks(len(ids))}) AND c.session_id IS NOT NULL", stamp + ids)
 
     # -- the end of the write ------------------------------------------------------------------
-    def finish(self) -> dict[str, int]:
+    def finish(self) -> Changes:
         """Re-resolve merged rows and the scope; leave the change set (when tracked); record owners.
         Returns changed rows per fact table (when tracked; else the tables touched, with 0)."""
         con = self.con
@@ -578,7 +591,7 @@ class WriteResolution:
                 out[table] = (int(con.execute(f"SELECT count(*) FROM {q('golem_delta_new_' + table)}").fetchone()[0])
                               if self.track else 0)
         self.new_owners |= self.owners.add(con, self.batch_owners | self.new_owners, self.batch_sessions)
-        return {t: n for t, n in out.items() if n or not self.track}
+        return Changes({t: n for t, n in out.items() if n or not self.track}, self.resolved_only)
 
     def _spawned(self) -> None:
         """A tool call of this write that spawned a stored agent without a recorded parent makes the
@@ -644,6 +657,15 @@ class WriteResolution:
         # stored before it are in the set when their stored values changed: merged ones against their
         # image before the merge, the others (context arrived) when their resolved values changed.
         new, old = q("golem_delta_new_" + table), q("golem_delta_old_" + table)
+        if table not in self.inserted and table not in self.before:
+            # only context arrived for this table (the common late context: record_workflow, a
+            # SubagentStart): the change set is the changed rows as they are and as they were
+            # (the general case below comes to the same with five statements more)
+            self.resolved_only.add(table)
+            for delta, rows in ((new, out), (old, cur)):
+                con.execute(f"CREATE OR REPLACE TEMP TABLE {delta} AS SELECT * FROM {rows} "
+                            f"WHERE {key} IN (SELECT k FROM _res_changed)")
+            return
         if table not in self.inserted:
             self._delta_tables(table)
         before = q("_res_before_" + table)

@@ -26,6 +26,7 @@ a NULL success as true. Dimensions are the resolver's ``r_`` columns.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -86,6 +87,12 @@ class Spec:
     # the dimension (also a fact column, or "day") whose values hold a group's facts: a group's times
     # are read again from the facts of those values only; without a day, a group may span build runs
     part: str = "day"
+
+    @property
+    def reads_context(self) -> bool:
+        """Whether a dimension or a sum reads a resolved (``r_``) column: if not, re-resolving facts
+        (``Changes.resolved_only``) leaves this rollup as it is."""
+        return any(re.search(r"\br_\w+", e) for e in (*self.dims.values(), *self.sums.values()))
 
     @property
     def measure_cols(self) -> list[str]:
@@ -324,9 +331,10 @@ def differences(con: duckdb.DuckDBPyConnection, fact: str, tolerance: float = 1e
 def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> None:
     """The store's fact-change hook: fold a write's change set into the rollups (module docstring)."""
     olds: dict[str, int] = {}  # rows in each fact's golem_delta_old_T (asked once: a fact has several rollups)
+    resolved_only = getattr(changed, "resolved_only", frozenset())
     for name, spec in SPECS.items():
         fact = spec.fact
-        if not changed.get(fact):
+        if not changed.get(fact) or (fact in resolved_only and not spec.reads_context):
             continue
         old = _q("golem_delta_old_" + fact)
         if fact not in olds:
