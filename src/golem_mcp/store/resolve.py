@@ -177,12 +177,13 @@ def resolution_sql(table: str, facts: str, every_session: bool = False, bound_se
     the facts can join are read (:data:`_NARROW`)."""
     spec = FACTS[table]
     req = table == "api_requests"
-    sessions = ("NULL" if every_session else "?::VARCHAR[]" if bound_sessions
-                else "(SELECT list(DISTINCT session_id) FROM f)")
+    links = "SELECT * FROM workflow_links" + (
+        "" if every_session else " WHERE session_id IN (SELECT unnest(?::VARCHAR[]))" if bound_sessions
+        else " WHERE session_id IN (SELECT session_id FROM f)")
     sql = SQL["facts"]
     for name, rows in _NARROW.items():
         sql = sql.replace(name, rows if narrow else name[1:-1])
-    return (sql.replace("{facts}", facts).replace("{link_sessions}", sessions).replace("{ts}", spec.ts)
+    return (sql.replace("{facts}", facts).replace("{link_rows}", links).replace("{ts}", spec.ts)
             .replace("{stage_default}", spec.stage_default)
             .replace("{request_columns}", SQL["request_columns"].strip() if req else "")
             .replace("{request_join}", SQL["request_join"].strip() if req else ""))

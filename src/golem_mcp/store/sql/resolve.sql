@@ -32,13 +32,16 @@ CREATE OR REPLACE MACRO golem_home_path(path) AS
 -- A dated model name (claude-sonnet-4-5-20250929) priced as its base name.
 CREATE OR REPLACE MACRO golem_price_model(model) AS regexp_replace(model, '-[0-9]{8}$', '');
 
--- A session's workflow links as [valid_from, valid_to) ranges, of the sessions in the list ``sids``
--- (NULL: every session). A fact takes the link its time falls in.
-CREATE OR REPLACE MACRO golem_link_ranges(sids) AS TABLE
+-- A session's workflow links as [valid_from, valid_to) ranges, of the links in ``links`` (the name of
+-- a table or CTE of workflow_links' rows: every link of a session it holds). A fact takes the link
+-- its time falls in. (The rows come filtered by session from outside, where DuckDB reads only the
+-- sessions' links by their index: a list argument filtered inside read all 500,000 links of a 10M
+-- store for each write and took most of its resolution's time.)
+CREATE OR REPLACE MACRO golem_link_ranges(links) AS TABLE
 SELECT session_id, valid_from,
        COALESCE(lead(valid_from) OVER (PARTITION BY session_id ORDER BY valid_from), TIMESTAMP '9999-12-31') AS valid_to,
        workflow_id, task_id, experiment_id, stage, source
-FROM workflow_links WHERE sids IS NULL OR session_id IN (SELECT unnest(sids));
+FROM query_table(links);
 
 -- Each agent's parent: as recorded, else the agent that issued the Agent tool call that spawned it.
 CREATE OR REPLACE VIEW agent_parents AS
@@ -78,7 +81,7 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('{tree_b
 
 -- name: facts
 -- Context of the facts in {facts} (a fact table's own columns). {ts} is the fact's time column;
--- {link_sessions} the sessions whose workflow links are read (their list, or NULL: every session).
+-- {link_rows} the workflow links read (of the facts' sessions, or of every session).
 -- {stage_default} the stage of a fact no context names. {agent_context}, {workflows}, {sessions}: those
 -- tables, or only their rows the facts can join (resolve.py, resolution_sql's narrow). The COALESCE order: what the fact
 -- carried (OTel resource attributes), its agent's declared context (agent_context, keyed by agent
@@ -88,8 +91,9 @@ CREATE OR REPLACE TEMP TABLE _rc_tree AS SELECT * FROM golem_agent_tree('{tree_b
 -- stage of the outermost subagent. A request's cost: Claude Code's recorded figure, else its
 -- tokens at the price table's rates (cost_source says which; 'unpriced' when neither).
 WITH f AS ({facts}),
+link_rows AS ({link_rows}),
 links AS (
-    SELECT * FROM golem_link_ranges({link_sessions})
+    SELECT * FROM golem_link_ranges(link_rows)
 ), x AS (
     SELECT f.*, t.depth AS _depth, t.root_agent_type AS _root_type,
            golem_workflow(f.workflow_id, ac.workflow_id, wl.workflow_id, f.session_id) AS r_workflow_id,

@@ -13,7 +13,7 @@ JOIN agent_parents p USING (agent_id)
 JOIN golem_agent_tree('agent_parents') t USING (agent_id);
 
 -- Session -> workflow links as [valid_from, valid_to) ranges (resolve.sql's golem_link_ranges).
-CREATE OR REPLACE VIEW workflow_link_ranges AS SELECT * FROM golem_link_ranges(NULL);
+CREATE OR REPLACE VIEW workflow_link_ranges AS SELECT * FROM golem_link_ranges(workflow_links);
 
 -- Prices per model as recorded (dated suffixes such as -20250929 map to the base name), computed
 -- over the few distinct models rather than per request.
