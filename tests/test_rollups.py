@@ -412,6 +412,44 @@ def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Pa
         assert rows[1]["first_at"] == rows[1]["last_at"] == BASE + timedelta(minutes=30)
 
 
+def test_only_a_group_that_loses_its_first_or_last_fact_reads_its_times_again(tmp_path: Path, monkeypatch) -> None:
+    """A fact leaving a group from between its first and last time leaves the group holding both: its
+    times are not read again from the facts (a day's facts, at 10M requests ~15 ms a write); a
+    fact leaving with the group's last time has it read again."""
+    reread: list[str] = []
+    real = rollups._reread_times
+
+    def counted(con, spec, net, days):
+        reread.append(spec.table)
+        return real(con, spec, net, days)
+
+    monkeypatch.setattr(rollups, "_reread_times", counted)
+    with Store(tmp_path / "t.duckdb") as s:
+        b = Batch()
+        for i, (minutes, agent) in enumerate(((0, "ag0"), (30, "ag1"), (60, "ag0"))):
+            b.add("api_requests", {"request_id": f"r{i}", "session_id": "s", "agent_id": agent,
+                                   "model": "claude-sonnet-4-5", "timestamp": BASE + timedelta(minutes=minutes),
+                                   "input_tokens": 1, "output_tokens": 1})
+        s.write(b)
+        middle = Batch()
+        middle.add("agents", {"agent_id": "ag1", "session_id": "s", "agent_type": "implementer"})
+        s.write(middle)
+        _assert_equal(s)
+        assert "rollup_requests" not in reread and "rollup_requests_coarse" not in reread
+        row = s.query("SELECT first_at, last_at, requests FROM rollup_requests WHERE stage = 'subagent'")[0]
+        assert (row["first_at"], row["last_at"], row["requests"]) == (BASE, BASE + timedelta(minutes=60), 2)
+        last = Batch()
+        last.add("agent_context", {"agent_id": "ag0", "workflow_id": None, "stage": "planner", "task_id": None,
+                                   "experiment_id": None, "source": "mcp", "updated_at": BASE})
+        last.add("api_requests", {"request_id": "r3", "session_id": "s", "agent_id": "ag2", "model": "claude-sonnet-4-5",
+                                  "timestamp": BASE + timedelta(minutes=45), "input_tokens": 1, "output_tokens": 1})
+        s.write(last)
+        _assert_equal(s)
+        assert "rollup_requests_coarse" in reread
+        row = s.query("SELECT first_at, last_at, requests FROM rollup_requests_coarse WHERE stage = 'subagent'")[0]
+        assert (row["first_at"], row["last_at"], row["requests"]) == (BASE + timedelta(minutes=45),) * 2 + (1,)
+
+
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(by=st.lists(st.sampled_from(["workflow", "stage", "top_stage", "agent", "model", "task", "experiment",
                                     "project", "branch", "path", "day", "week"]), max_size=2, unique=True),

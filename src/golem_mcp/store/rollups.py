@@ -378,10 +378,13 @@ def _fold(con: duckdb.DuckDBPyConnection, spec: Spec, net: str, groups: str) -> 
                     f"SELECT gkey, {', '.join(_q(c) for c in dims + sums)}, add_min, add_max FROM {net} "
                     f"ON CONFLICT (gkey) DO UPDATE SET {', '.join(_add_sets(spec))}")
         con.execute(f"DELETE FROM {t} WHERE {_q(spec.count)} = 0 AND gkey IN (SELECT gkey FROM {net})")
-        # a group that lost its earliest (latest) fact without gaining one as early (late): its times again
+        # a group that lost its earliest (latest) fact without gaining one as early (late): its times
+        # again. (r's times are the stored ones widened by what came: a group whose removed facts all
+        # came after its first (before its last) kept the fact that holds it, and is not read again;
+        # re-resolving a session moved facts out of groups they shared with other sessions that day)
         stale = con.execute(f"""SELECT DISTINCT n.{_q(spec.part)} FROM {net} n JOIN {t} r USING (gkey)
-            WHERE (n.sub_min IS NOT NULL AND (n.add_min IS NULL OR n.add_min > n.sub_min))
-               OR (n.sub_max IS NOT NULL AND (n.add_max IS NULL OR n.add_max < n.sub_max))""").fetchall()
+            WHERE (n.sub_min <= r.first_at AND (n.add_min IS NULL OR n.add_min > n.sub_min))
+               OR (n.sub_max >= r.last_at AND (n.add_max IS NULL OR n.add_max < n.sub_max))""").fetchall()
         if stale:
             _reread_times(con, spec, net, [r[0] for r in stale])
     finally:
