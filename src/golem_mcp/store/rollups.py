@@ -331,7 +331,7 @@ def differences(con: duckdb.DuckDBPyConnection, fact: str, tolerance: float = 1e
 def on_fact_changes(con: duckdb.DuckDBPyConnection, changed: dict[str, int]) -> None:
     """The store's fact-change hook: fold a write's change set into the rollups (module docstring)."""
     olds: dict[str, int] = {}  # rows in each fact's golem_delta_old_T (asked once: a fact has several rollups)
-    resolved_only = getattr(changed, "resolved_only", frozenset())
+    resolved_only: frozenset[str] = getattr(changed, "resolved_only", frozenset())
     for name, spec in SPECS.items():
         fact = spec.fact
         if not changed.get(fact) or (fact in resolved_only and not spec.reads_context):
