@@ -165,7 +165,7 @@ def _compare(base: Values, other: Values, alpha: float) -> dict[str, Any]:
     # on the values sorted: the ranks, U and the tie counts are the same in any order (U is a sum of
     # halves, exact), and ranking two sorted runs is a merge, not a sort of both arms (~60 CPU-ms a
     # test at 250,000 workflows per arm). (metrics_values gives them sorted: sorting again is a pass.)
-    sx, sy = np.sort(x), np.sort(y)
+    sx, sy = np.sort(x, kind="stable"), np.sort(y, kind="stable")  # (a sorted run: one pass)
     res = _stats().mannwhitneyu(sx, sy, alternative="two-sided", method="auto")
     if x.size + y.size <= BOOTSTRAP_MAX_N:
         boot = _stats().bootstrap((x, y), lambda a, b, axis=-1: np.mean(a, axis=axis) - np.mean(b, axis=axis),
