@@ -393,16 +393,21 @@ def test_a_rollup_build_cut_short_is_built_again_at_the_next_open(tmp_path: Path
         assert s.query("SELECT * FROM settings WHERE key = 'rollups_pending'") == []
 
 
+def _requests_at(s: Store, *at: tuple[int, str]) -> None:
+    """One request of session ``s`` per (minutes after BASE, agent id), ids r0, r1, ..."""
+    b = Batch()
+    for i, (minutes, agent) in enumerate(at):
+        b.add("api_requests", {"request_id": f"r{i}", "session_id": "s", "agent_id": agent,
+                               "model": "claude-sonnet-4-5", "timestamp": BASE + timedelta(minutes=minutes),
+                               "input_tokens": 1, "output_tokens": 1})
+    s.write(b)
+
+
 def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:
     """first_at / last_at are not sums: moving the earliest request to another stage must not leave
     its time on the group it left."""
     with Store(tmp_path / "t.duckdb") as s:
-        b = Batch()
-        for i, minutes in enumerate((0, 30, 60)):
-            b.add("api_requests", {"request_id": f"r{i}", "session_id": "s", "agent_id": f"ag{i % 2}",
-                                   "model": "claude-sonnet-4-5", "timestamp": BASE + timedelta(minutes=minutes),
-                                   "input_tokens": 1, "output_tokens": 1})
-        s.write(b)
+        _requests_at(s, (0, "ag0"), (30, "ag1"), (60, "ag0"))
         late = Batch()
         late.add("agents", {"agent_id": "ag0", "session_id": "s", "agent_type": "implementer"})
         s.write(late)
@@ -425,12 +430,7 @@ def test_only_a_group_that_loses_its_first_or_last_fact_reads_its_times_again(tm
 
     monkeypatch.setattr(rollups, "_reread_times", counted)
     with Store(tmp_path / "t.duckdb") as s:
-        b = Batch()
-        for i, (minutes, agent) in enumerate(((0, "ag0"), (30, "ag1"), (60, "ag0"))):
-            b.add("api_requests", {"request_id": f"r{i}", "session_id": "s", "agent_id": agent,
-                                   "model": "claude-sonnet-4-5", "timestamp": BASE + timedelta(minutes=minutes),
-                                   "input_tokens": 1, "output_tokens": 1})
-        s.write(b)
+        _requests_at(s, (0, "ag0"), (30, "ag1"), (60, "ag0"))
         middle = Batch()
         middle.add("agents", {"agent_id": "ag1", "session_id": "s", "agent_type": "implementer"})
         s.write(middle)
