@@ -403,15 +403,20 @@ def _requests_at(s: Store, *at: tuple[int, str]) -> None:
     s.write(b)
 
 
+def _typed_later(s: Store, agent: str, agent_type: str) -> None:
+    """Agent ``agent`` of session ``s`` gets its type after its requests; the rollups still equal a GROUP BY."""
+    b = Batch()
+    b.add("agents", {"agent_id": agent, "session_id": "s", "agent_type": agent_type})
+    s.write(b)
+    _assert_equal(s)
+
+
 def test_a_group_that_loses_its_earliest_fact_reads_its_times_again(tmp_path: Path) -> None:
     """first_at / last_at are not sums: moving the earliest request to another stage must not leave
     its time on the group it left."""
     with Store(tmp_path / "t.duckdb") as s:
         _requests_at(s, (0, "ag0"), (30, "ag1"), (60, "ag0"))
-        late = Batch()
-        late.add("agents", {"agent_id": "ag0", "session_id": "s", "agent_type": "implementer"})
-        s.write(late)
-        _assert_equal(s)
+        _typed_later(s, "ag0", "implementer")
         rows = s.query("SELECT stage, first_at, last_at, requests FROM rollup_requests ORDER BY stage")
         assert [(r["stage"], r["requests"]) for r in rows] == [("implementer", 2), ("subagent", 1)]
         assert rows[1]["first_at"] == rows[1]["last_at"] == BASE + timedelta(minutes=30)
@@ -431,10 +436,7 @@ def test_only_a_group_that_loses_its_first_or_last_fact_reads_its_times_again(tm
     monkeypatch.setattr(rollups, "_reread_times", counted)
     with Store(tmp_path / "t.duckdb") as s:
         _requests_at(s, (0, "ag0"), (30, "ag1"), (60, "ag0"))
-        middle = Batch()
-        middle.add("agents", {"agent_id": "ag1", "session_id": "s", "agent_type": "implementer"})
-        s.write(middle)
-        _assert_equal(s)
+        _typed_later(s, "ag1", "implementer")
         assert "rollup_requests" not in reread and "rollup_requests_coarse" not in reread
         row = s.query("SELECT first_at, last_at, requests FROM rollup_requests WHERE stage = 'subagent'")[0]
         assert (row["first_at"], row["last_at"], row["requests"]) == (BASE, BASE + timedelta(minutes=60), 2)
