@@ -528,8 +528,8 @@ class Store:
             # the agent-facing tools ask about one workflow (its cost, its budget): its rollup groups by
             # index, where a scan of the rollups grew with the store (~5 CPU-ms per 1M requests)
             self.con.execute("CREATE INDEX IF NOT EXISTS rollup_requests_workflow ON rollup_requests (workflow_id)")
-            # a write resolves its facts with their sessions' workflow links only: found by index, where
-            # the primary key (session, time) gave no lookup and each write read every link
+            # resolving facts reads their sessions' workflow links only: found by index, where the
+            # primary key (session, time) gave no lookup and each re-resolution read every link
             self.con.execute("CREATE INDEX IF NOT EXISTS workflow_links_session ON workflow_links (session_id)")
             self._settle_resolution_inputs()
             self._build_marked_rollups()

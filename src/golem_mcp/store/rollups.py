@@ -415,19 +415,17 @@ def _reread_times(con: duckdb.DuckDBPyConnection, spec: Spec, net: str, days: li
     # and the failure category's regular expressions see a few workflows' facts, not a whole day's.
     # Three groups of the 10M store's last day: rollup_tools 49-56 -> 9-10 ms, rollup_requests
     # 33-35 -> 7-8 ms; filtering by stage and model as well made the coarse rollup's re-read slower.
-    narrow = [f"({e} IN (SELECT {_q(c)} FROM {net}) OR ({e} IS NULL AND EXISTS (SELECT 1 FROM {net} WHERE {_q(c)} IS NULL)))"
-              for c, e in spec.dims.items() if c in _REREAD_BY and c != spec.part]
+    wf = spec.dims.get("workflow_id")
+    narrow = (f" AND ({wf} IN (SELECT workflow_id FROM {net}) OR ({wf} IS NULL AND "
+              f"EXISTS (SELECT 1 FROM {net} WHERE workflow_id IS NULL)))" if wf else "")
     # the key from each group's dimensions, not from each fact's: a day of a 10M store is ~30,000 requests
     dims = [f"{e} AS {_q(c)}" for c, e in spec.dims.items()]
     con.execute(f"""UPDATE {t} SET first_at = x.mn, last_at = x.mx FROM (
             SELECT {_gkey(spec, {c: _q(c) for c in spec.dims})} AS gkey, mn, mx FROM (
                 SELECT {', '.join(dims)}, min({spec.ts}) AS mn, max({spec.ts}) AS mx
-                FROM {spec.fact} WHERE ({' OR '.join(where)}){''.join(' AND ' + n for n in narrow)} GROUP BY ALL)) x
+                FROM {spec.fact} WHERE ({' OR '.join(where)}){narrow} GROUP BY ALL)) x
         WHERE {t}.gkey = x.gkey AND x.gkey IN (SELECT gkey FROM {net})""", params)
 
-
-# the dimensions a re-read of group times filters the facts by (a plain column, few values per write)
-_REREAD_BY = ("workflow_id",)
 
 
 def _ranges(days: list[Any]) -> list[tuple[Any, Any]]:
