@@ -2,7 +2,7 @@
 
 Each hostile shape is sent three ways: through ``run_read_only`` (both walls), through
 ``execute_sandboxed`` alone (DuckDB's own wall: a rolled-back READ ONLY transaction on a database
-with external access off and its configuration locked, with the parse-tree check skipped), and a
+with external access off, with the parse-tree check skipped), and a
 representative set through the real MCP client to a real daemon on loopback. After each, every
 table's rows, the sequences, the settings, the attached databases and the catalog are what they were,
 and no file appeared. A generated-SQL fuzz test (Hypothesis) closes the file.
@@ -129,7 +129,9 @@ def state(store: Store, tmp: Path, macros: bool = False) -> dict[str, Any]:
         "counts": counts,
         "tokens": q("SELECT sum(input_tokens), sum(output_tokens) FROM api_requests")[0],
         "sequences": q("SELECT sequence_name, last_value FROM duckdb_sequences() ORDER BY 1"),
-        "settings": q("SELECT name, value FROM duckdb_settings() ORDER BY 1"),
+        # the memory limit is the store's own to move (store/memory.py): it must be the one it set
+        "settings": q("SELECT name, value FROM duckdb_settings() WHERE name <> 'memory_limit' ORDER BY 1"),
+        "memory_limit_as_set": store.memory.as_set(),
         "databases": q("SELECT database_name FROM duckdb_databases() ORDER BY 1"),
         "views": q("SELECT view_name FROM duckdb_views() WHERE NOT internal ORDER BY 1"),
         "macros": q("SELECT count(*) AS n FROM duckdb_functions() WHERE NOT internal") if macros else None,

@@ -187,7 +187,8 @@ def run_analysis(store: Store, now: datetime | None = None, days: float = 7, run
     results: dict[str, Any] = {}
     try:
         s0 = time.monotonic()
-        with snapshot(store, now=end, days=days, timings=timings, use_cache=use_cache) as snap:
+        # the whole memory budget for DuckDB while it runs (store/memory.py)
+        with store.memory.heavy(), snapshot(store, now=end, days=days, timings=timings, use_cache=use_cache) as snap:
             timings["snapshot"] = round(time.monotonic() - s0, 3)
             for name, fn in steps:
                 if time.monotonic() - t0 > timeout_s:

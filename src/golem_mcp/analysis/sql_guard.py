@@ -7,8 +7,9 @@ The first wall is DuckDB's own, and does not depend on reading the SQL right:
   write hides (``WITH x AS (DELETE ... RETURNING 1)``, ``nextval``, ``CREATE``);
 - DuckDB's parser must find exactly one statement of type SELECT, and that parsed statement (not
   the text) is what runs: ``ROLLBACK; DELETE ...``, ``SET``, ``ATTACH``, ``PRAGMA`` never run;
-- the database is opened with external access off and its configuration locked (``Store._config``):
-  files, the network and extensions are out of DuckDB's reach and no setting can be changed back.
+- the database is opened with external access off (``Store._config``): files, the network and
+  extensions are out of DuckDB's reach, and DuckDB refuses to turn that back on while it runs (the
+  one setting the store changes later is its own memory limit, ``store/memory.py``).
 
 The second wall is this module's reading of DuckDB's parse tree (``json_serialize_sql``), which
 names what is refused so the agent knows what to change:
@@ -359,7 +360,8 @@ def execute_sandboxed(store: Store, sql: str, max_rows: int, timeout_s: float = 
     names and up to ``max_rows + 1`` rows."""
     if budget_mb is None:
         budget_mb = store.settings.memory_budget_mb
-    with store.read_only_reader() as cur:
+    # an agent's SQL can be as heavy as an analysis: DuckDB gets the whole budget (store/memory.py)
+    with store.memory.heavy(), store.read_only_reader() as cur:
         try:
             stmts = cur.extract_statements(sql)
         except duckdb.Error as e:

@@ -338,17 +338,20 @@ def render(store: Store, days: int = 30, now: datetime | None = None, reload_aft
 
 
 def _sections(store: Store, days: int, end: datetime) -> str:
-    parts = []
-    for wid, title, fn in WIDGETS:
-        s = time.monotonic()
-        try:
-            body = fn(store, days, end)
-        except Exception as e:  # noqa: BLE001 - one widget's failure must not take the page down
-            log.exception("dashboard widget %s failed", wid)
-            body = f'<p class="err">this widget failed: {escape(type(e).__name__)}: {escape(str(e)[:300])}</p>'
-        parts.append(f'<section id="{wid}"><h2>{escape(title)}</h2>{body}'
-                     f"<!-- {wid}: {time.monotonic() - s:.3f}s --></section>")
-    return "".join(parts)
+    with store.memory.heavy():  # the page reads history: DuckDB gets the whole budget (store/memory.py)
+        return "".join(_section(store, days, end, wid, title, fn) for wid, title, fn in WIDGETS)
+
+
+def _section(store: Store, days: int, end: datetime, wid: str, title: str,
+             fn: Callable[[Store, int, datetime], str]) -> str:
+    s = time.monotonic()
+    try:
+        body = fn(store, days, end)
+    except Exception as e:  # noqa: BLE001 - one widget's failure must not take the page down
+        log.exception("dashboard widget %s failed", wid)
+        body = f'<p class="err">this widget failed: {escape(type(e).__name__)}: {escape(str(e)[:300])}</p>'
+    return (f'<section id="{wid}"><h2>{escape(title)}</h2>{body}'
+            f"<!-- {wid}: {time.monotonic() - s:.3f}s --></section>")
 
 
 def _page(days: int, end: datetime, sections: str, took: float, reload_after: float) -> str:

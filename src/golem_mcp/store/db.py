@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import json
+import logging
 import threading
 import time
 import weakref
@@ -37,7 +38,10 @@ from ..errors import GolemError, StoreBusy
 from ..redaction import redact, redact_table
 from . import checks, resolve, rollups
 from .batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
+from .memory import MemoryLimit
 from .writer import WriteQueue
+
+log = logging.getLogger("golem_mcp.store")
 
 
 class _NoPandas:
@@ -356,6 +360,9 @@ class Store:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         self.con = self._open(read_only)
+        # DuckDB's limit: the whole budget while heavy work runs, low otherwise (.memory)
+        self.memory = MemoryLimit(self.con.cursor, self.memory_limit_mb,
+                                  enabled=not read_only and self.path != ":memory:")
         self._lock = threading.RLock()
         self._readers: set[Any] = set()  # cursors handed out by reader(): interrupted on close
         self._readers_lock = threading.Lock()
@@ -376,7 +383,8 @@ class Store:
         self._fact_hooks: list[Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]] = []
         self.on_fact_changes(rollups.on_fact_changes)  # the rollups follow every change of a fact
         if not read_only:
-            self.migrate()
+            with self.memory.heavy():  # an old store's upgrade resolves and builds everything once
+                self.migrate()
         self._load_types()
         self._writes = WriteQueue(self.write)  # the one writer behind submit()
         # a store dropped without close() stops its writer thread (the connection closes with the store)
@@ -385,15 +393,11 @@ class Store:
             self.note_machine(self.machine_id, self.machine_label)
 
     def _open(self, read_only: bool) -> duckdb.DuckDBPyConnection:
-        """The store's connection: the database opened, configured and locked."""
+        """The store's connection: the database opened and configured."""
         con = self._connect(read_only)
         # a library and a daemon: DuckDB's terminal progress bar would write into our output (a
-        # setting of the connection, so not among the database's above); then nothing changes again
-        try:
-            con.execute("SET enable_progress_bar = false")
-            con.execute("SET lock_configuration = true")
-        except duckdb.InvalidInputException:
-            pass  # the file is open twice in this process: one database, configured and locked by the first
+        # setting of the connection, so not among the database's above)
+        con.execute("SET enable_progress_bar = false")
         return con
 
     def _connect(self, read_only: bool) -> duckdb.DuckDBPyConnection:
@@ -410,14 +414,15 @@ class Store:
             raise GolemError(f"cannot open {self.path}: {e}") from e
 
     def _config(self, read_only: bool) -> dict[str, Any]:
-        """DuckDB's settings for this database, fixed when it opens and locked: agents send SQL to it.
+        """DuckDB's settings for this database, fixed when it opens: agents send SQL to it.
 
         golem-mcp reads files in Python and hands DuckDB Arrow tables, so DuckDB itself never needs
         the file system beyond its own database, WAL and spill folder (which it still allows), nor the
         network or extensions. Turning that off database-wide makes ``read_text``, ``COPY``, ``ATTACH``
-        of a file, ``INSTALL`` and any URL fail inside DuckDB whatever the SQL looks like, and
-        ``lock_configuration`` makes every later ``SET``/``RESET``/``PRAGMA`` fail, so nothing can turn
-        it back on. Everything the store needs is therefore set here, at open; nothing sets it later.
+        of a file, ``INSTALL`` and any URL fail inside DuckDB whatever the SQL looks like, and DuckDB
+        refuses to turn it back on while the database runs (``tests/test_memory_limit.py`` pins it).
+        The one setting changed later is ``memory_limit``, by the store itself (:mod:`.memory`);
+        agents' SQL runs as exactly one parsed SELECT, so it can issue no ``SET`` at all.
         """
         try:
             budget = max(256, int(self.settings.memory_budget_mb))
@@ -445,6 +450,7 @@ class Store:
         interrupted first and given ``wait`` seconds to let go: DuckDB refuses to close a connection
         one of its cursors is busy on, and a daemon stopping mid-analysis aborted on that."""
         deadline = time.monotonic() + wait
+        self.memory.close()
         self._writes.close(wait)  # what was submitted is written first
         self.interrupt_readers(max(0.0, deadline - time.monotonic()))
         # a write in flight (the analysis recording its run as failed) finishes first
@@ -545,7 +551,7 @@ class Store:
     def rebuild_rollups(self) -> dict[str, int]:
         """Build every rollup whole from the resolved facts (for facts written around :meth:`write`,
         as the benchmarks' generated stores are); groups per rollup table."""
-        with self._lock:
+        with self.memory.heavy(), self._lock:
             self._in_transaction(lambda: self._mark_rollups([]))
             return self._build_marked_rollups()
 
@@ -643,7 +649,7 @@ class Store:
     def resolve_all(self, progress: Callable[[str], None] | None = None) -> None:
         """Resolve every stored fact from scratch, in parts each committed: for facts written around
         :meth:`write` (plain SQL, generated stores); :meth:`write` keeps them resolved otherwise."""
-        with self._lock:
+        with self.memory.heavy(), self._lock:
             if self.path != ":memory:":
                 self.con.execute("CHECKPOINT")  # rows written around write() (plain SQL) to the file first
 
@@ -668,7 +674,7 @@ class Store:
                 [t for t in tables if t not in WRITE_ORDER and t not in resolve.FACTS]
         facts = [t for t in resolve.FACTS if t in tables]
         out: dict[str, int] = {}
-        with self._lock:
+        with self.memory.heavy(), self._lock:
             self._load_types()
 
             def load() -> None:
@@ -821,10 +827,32 @@ class Store:
         ``shards``: the shard files (name, machine, rows) this batch was read from, listed in
         ``imported_shards`` in the same transaction (see :mod:`golem_mcp.store.shards`).
         """
-        counts: dict[str, int] = {}
         if report is None:
             def report(row: dict, problem: Skipped) -> None:
                 batch.skipped.append(problem)
+        # each problem reported once, should the write run twice (below)
+        told: set[tuple[int, str, int | None, str, bool]] = set()
+
+        def noted(row: dict, problem: Skipped) -> None:
+            key = (id(row), problem.source, problem.line, problem.reason, problem.dropped)
+            if key not in told:
+                told.add(key)
+                report(row, problem)
+        with self.memory.heavy() if batch.count() >= self.HEAVY_WRITE_ROWS else contextlib.nullcontext():
+            try:
+                return self._write(batch, noted, shards)
+            except duckdb.OutOfMemoryException:
+                if not self.memory.lowered:
+                    raise
+        # DuckDB's limit was the low one (nothing heavy ran: .memory) and this write needed more; its
+        # transaction rolled back whole, so it is written again under the whole budget
+        log.info("a write of %d rows ran out of memory at DuckDB's low limit; writing it again", batch.count())
+        with self.memory.heavy():
+            return self._write(batch, noted, shards)
+
+    def _write(self, batch: Batch, report: checks.Report,
+               shards: Sequence[tuple[str, str, int]]) -> dict[str, int]:
+        counts: dict[str, int] = {}
         tables = [t for t in WRITE_ORDER if batch.rows.get(t)] + [t for t in batch.rows if t not in WRITE_ORDER and batch.rows[t]]
         if not tables and not shards:
             return counts
@@ -878,6 +906,7 @@ class Store:
                         self.con.unregister(st.name)
                 self._staged.clear()
             self._tree.committed()
+            self.memory.after_write()
             if self._stamped is not None:
                 self._stamped |= added  # only once committed: a rolled-back insert left no row
             self._owners.remember(res.new_owners)
@@ -1073,6 +1102,8 @@ class Store:
     # up to this many keys DuckDB's ON CONFLICT probes the index (~7 ms at 2M rows); at 500 keys
     # it costs ~90 ms there, against ~4 ms for a plain INSERT
     _SMALL = 32
+    # a write of this many rows or more (an import's, a replica's catch-up) has DuckDB's whole budget
+    HEAVY_WRITE_ROWS = 20_000
     _ESTIMATE_WRITES = 32
 
     def _existing(self, table: str, keys: tuple[str, ...], kv: list[Any], staged: str) -> set[Any]:
@@ -1246,7 +1277,7 @@ class Store:
         """Whether the stored resolved columns equal a from-scratch resolution (``golem-mcp doctor``):
         of the most recent 2,000 rows of each fact table, or of every row when ``full``. Returns
         ``{"checked": "recent"|"all", "mismatches": {table: {"rows": n, "first": [...]}}}``."""
-        with self.reader() as cur:
+        with self.memory.heavy() if full else contextlib.nullcontext(), self.reader() as cur:
             cur.execute("BEGIN TRANSACTION")
             try:
                 found = resolve.mismatches(cur, self._types, limit=limit, sample=None if full else 2000)
