@@ -9,9 +9,11 @@ characters per cl100k token here), so the budget check stays conservative.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import duckdb
 import pytest
 from mcp import Client
 
@@ -133,6 +135,30 @@ def test_a_tool_that_runs_the_store_out_of_memory_says_so_and_how_to_narrow(tmp_
             greedy()
     text = str(e.value)
     assert "ran out of memory" in text and "Out of Memory Error" in text and "memory_budget_mb" in text, text
+
+
+def test_a_tool_out_of_memory_at_the_stores_low_limit_answers_with_the_whole_budget(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """While nothing heavy runs, DuckDB's limit is low (store/memory.py); a tool's query that needs more
+    runs again with the whole budget instead of failing the agent."""
+    from golem_mcp.interfaces.mcp_server import _guard
+    from golem_mcp.store import memory
+
+    monkeypatch.setattr(memory, "low_limit", lambda high_mb, index_bytes: 64)
+    with Store(tmp_path / "s.duckdb", settings=Settings()) as s:
+        s.memory.HOLD = 0.0  # no wait after the open's own heavy work
+        s.memory.settle()
+        deadline = time.monotonic() + 10
+        while not s.memory.lowered and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert s.memory.lowered and s.memory.current_mb == 64
+        sql = "SELECT len(list(i)) FROM range(30000000) t(i)"  # ~240 MB of list: past 64 MB, within 1.5 GB
+        with pytest.raises(duckdb.OutOfMemoryException):
+            s.con.execute(sql).fetchall()  # at the low limit, on its own
+        tool = _guard(lambda: s.con.execute(sql).fetchall(), store_of=lambda: s)
+        with caplog.at_level("INFO", logger="golem_mcp.store"):
+            assert tool() == [(30000000,)]
+        assert "running again with the whole budget" in caplog.text
 
 
 def test_a_misspelt_id_among_thousands_names_the_ids_difflib_would(tmp_path: Path) -> None:

@@ -111,7 +111,7 @@ def test_a_write_that_needs_more_than_the_low_limit_is_written_again_under_the_w
                                "input_tokens": "twelve"})
     with caplog.at_level("INFO", logger="golem_mcp.store"):
         counts = store.write(batch)
-    assert "ran out of memory at DuckDB's low limit" in caplog.text  # it did, and was written again
+    assert "out of memory at DuckDB's low limit (6 MB)" in caplog.text  # it did, and was written again
     assert counts["api_requests"] == len(batch.rows["api_requests"])
     stored = store.scalar("SELECT count(*) FROM api_requests")
     assert stored == len(batch.rows["api_requests"]) - 1  # every good row, the bad one left out

@@ -107,8 +107,11 @@ DAYS = Annotated[float | None, Field(gt=0, le=3650, description="look back this 
 LIMIT = Annotated[int, Field(ge=1, le=50, description="rows per section (default 5)")]
 
 
-def _guard(fn: Callable[..., T]) -> Callable[..., T]:
+def _guard(fn: Callable[..., T], store_of: Callable[[], Store] | None = None) -> Callable[..., T]:
     """Map GolemError to a tool error once; refuse oversized arguments; answer = structured content + summary.
+
+    A call that runs out of DuckDB's memory while the store's limit is low runs again with the whole
+    budget (``store_of().memory``, store/memory.py); out of memory then, the agent is told what to do.
 
     Claude Code gives the model the structured content when there is some, so that is the one copy of
     the data; the text content is the answer's one-line ``summary`` for clients that read only text.
@@ -121,7 +124,10 @@ def _guard(fn: Callable[..., T]) -> Callable[..., T]:
             if size > MAX_ARGUMENT_BYTES:
                 raise PayloadTooLarge(f"the arguments are {size:,} bytes; the limit is {MAX_ARGUMENT_BYTES:,}. "
                                       "Send less (e.g. only the findings, or a narrower query)")
-            result = fn(*args, **kwargs)
+            if store_of is None:
+                result = fn(*args, **kwargs)
+            else:
+                result = store_of().memory.run(lambda: fn(*args, **kwargs))
         except GolemError as e:
             raise ToolError(str(e)) from e
         except duckdb.OutOfMemoryException as e:  # the store's limit: the agent saw only "Error executing tool"
@@ -240,6 +246,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     # WARNING: at INFO the SDK logs a line for every stateless request ("Terminating session: None"),
     # rendered by rich (~1-2 CPU-ms a call) into the daemon's output
     server = GolemServer("golem", instructions=INSTRUCTIONS, version=__version__, log_level="WARNING")
+    guard = functools.partial(_guard, store_of=get_store)
 
     def caller(ctx: Context | None, session_id: str | None, agent_id: str | None) -> workflows.Caller:
         tool_use_id = None
@@ -256,7 +263,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=RECORDS, description=(
         "Masters: call first. Records a workflow and links this session and its subagents to it, so their "
         "tokens and cost count for it. Call again to update status."))
-    @_guard
+    @guard
     def record_workflow(
         workflow_id: Annotated[str, Field(min_length=1, max_length=200, description="e.g. wf-042")],
         path: Annotated[Literal["fast-track", "full"] | None, Field(description="path")] = None,
@@ -276,7 +283,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=RECORDS, description=(
         "Record one stage of a workflow. Without token numbers the tokens and cost observed for the calling "
         "agent are used."))
-    @_guard
+    @guard
     def record_stage_usage(
         workflow_id: Annotated[str, Field(min_length=1, max_length=200, description="the workflow")],
         stage: Annotated[str, Field(min_length=1, max_length=200, description="e.g. analyst, implementer")],
@@ -301,7 +308,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=READ_ONLY, description=(
         "What did a workflow, task, stage or experiment cost? Tokens and cost grouped by stage (default), model, skill, MCP server...: "
         "USD, tokens by kind, cache hit rate. No id = last 30 days. Over budget? use budget_status."))
-    @_guard
+    @guard
     def query_workflow_cost(
         workflow_id: WF = None, task_id: Annotated[OptId, Field(description="task id")] = None,
         experiment_id: Annotated[OptId, Field(description="experiment arm")] = None, stage: STAGE = None,
@@ -324,7 +331,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=READ_ONLY, description=(
         "Is experiment arm B better than A on a metric (one stage or whole workflows)? Difference, CI, "
         "p-value, guardrails, verdict, runs still needed."))
-    @_guard
+    @guard
     def compare_experiments(
         metric: Annotated[Literal["tokens", "input_tokens", "output_tokens", "cache_read_tokens", "cost", "duration",
                                   "errors", "requests", "tool_calls", "review_findings"] | None,
@@ -344,7 +351,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=RECORDS, description=(
         "Maintainers: define an experiment (schemas/experiment.v1.json), or record its decision once "
         "compare_experiments gave a verdict."))
-    @_guard
+    @guard
     def record_experiment(
         definition_json: Annotated[dict[str, Any] | str, Field(description=(
             "{experiment_id, hypothesis, arms (baseline first), metric, stage, expected_change_pct, guardrails, "
@@ -355,7 +362,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=RECORDS, description=(
         "Reviewers: post review findings (.claude-metrics v1). Counts in severity and categories must match "
         "issues. Stored once per identical report."))
-    @_guard
+    @guard
     def report_review_findings(
         task: Annotated[str | None, Field(max_length=200, description="task id")] = None,
         severity: Annotated[SeverityCounts | None, Field(description="issue counts")] = None,
@@ -379,7 +386,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
         "Errors and loops: what failed, repeatedly failing commands, workflows with loops, retries, rework, "
         "error rate by stage, error patterns with fixes; sequences: what successful workflows repeat. "
         "No id = last 30 days."))
-    @_guard
+    @guard
     def query_errors_and_loops(
         workflow_id: WF = None, stage: STAGE = None, days: DAYS = None,
         sections: Annotated[list[Literal["loops", "retries", "failures", "api_errors", "by_stage", "patterns",
@@ -393,7 +400,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
     @server.tool(annotations=READ_ONLY, description=(
         "Read-only SQL (DuckDB) over the telemetry views, for what no other tool answers; see describe_schema. "
         "Rows and characters are capped."))
-    @_guard
+    @guard
     def query_sql(
         sql: Annotated[str, Field(min_length=1, max_length=20000, description="one SELECT")],
         max_rows: Annotated[int, Field(ge=1, le=500, description="default 50")] = 50,
@@ -403,7 +410,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
 
     @server.tool(annotations=READ_ONLY, description=(
         "The telemetry views and what each column means (tokens, cost, stage, workflow); view=NAME for one."))
-    @_guard
+    @guard
     def describe_schema(view: Annotated[OptId, Field(description="one view")] = None) -> SchemaDescription:
         out = schema_doc.describe(get_store(), view)
         return SchemaDescription(summary=f"view {view}" if view else f"{len(out.get('views') or [])} views", **out)
@@ -429,7 +436,7 @@ def build_server(get_store: Callable[[], Store], settings: Settings | None = Non
             "concrete change (prompt, model or workflow) with the metric that would show it helped."
         )
 
-    mcp_analysis_tools.register(server, get_store, _guard, catch_up)
+    mcp_analysis_tools.register(server, get_store, guard, catch_up)
     keep = tools_of(parse_toolsets(toolsets))
     for t in list(server._tool_manager.list_tools()):
         if t.name not in keep:

@@ -838,17 +838,10 @@ class Store:
             if key not in told:
                 told.add(key)
                 report(row, problem)
+        # a large write has the whole budget; one that runs out at the low limit runs again (its
+        # transaction rolled back whole; its problems reported once, above)
         with self.memory.heavy() if batch.count() >= self.HEAVY_WRITE_ROWS else contextlib.nullcontext():
-            try:
-                return self._write(batch, noted, shards)
-            except duckdb.OutOfMemoryException:
-                if not self.memory.lowered:
-                    raise
-        # DuckDB's limit was the low one (nothing heavy ran: .memory) and this write needed more; its
-        # transaction rolled back whole, so it is written again under the whole budget
-        log.info("a write of %d rows ran out of memory at DuckDB's low limit; writing it again", batch.count())
-        with self.memory.heavy():
-            return self._write(batch, noted, shards)
+            return self.memory.run(lambda: self._write(batch, noted, shards))
 
     def _write(self, batch: Batch, report: checks.Report,
                shards: Sequence[tuple[str, str, int]]) -> dict[str, int]:

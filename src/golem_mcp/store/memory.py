@@ -32,11 +32,12 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import duckdb
 
 log = logging.getLogger("golem_mcp.store")
+T = TypeVar("T")
 
 MB = 1 << 20
 FLOOR_MB = 256  # below this DuckDB spends more on re-reading blocks than the memory is worth
@@ -76,6 +77,18 @@ class MemoryLimit:
     @property
     def lowered(self) -> bool:
         return self.current_mb < self.high_mb
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """``fn()``; if DuckDB runs out of memory while the limit is low, ``fn()`` again under the high
+        one. For work that can run twice: a write (its transaction rolled back whole), a read."""
+        try:
+            return fn()
+        except duckdb.OutOfMemoryException:
+            if not self.lowered:
+                raise
+        log.info("out of memory at DuckDB's low limit (%d MB): running again with the whole budget", self.current_mb)
+        with self.heavy():
+            return fn()
 
     @contextlib.contextmanager
     def heavy(self) -> Iterator[None]:
