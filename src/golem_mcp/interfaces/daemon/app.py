@@ -254,7 +254,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
             from ...store.shards import export
             from ..session_export import session_end_export
 
-            with import_lock:
+            with import_lock, store.memory.heavy():  # bulk reads of what is new: the whole budget
                 if end is not None:  # `folder`: the hook's setting, which may be in Claude Code's env only
                     return session_end_export(store, settings, end, background.drain_spool if spool else None,
                                               folder if isinstance(folder, str) else None)
@@ -272,7 +272,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         def run() -> dict:
             from ...store.shards import import_shards
 
-            with import_lock:
+            with import_lock, store.memory.heavy():
                 return import_shards(store, paths)
 
         return json_response(await anyio.to_thread.run_sync(run))
@@ -291,7 +291,8 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         limit_rows = args.get("limit")
         if limit_rows is not None and (not isinstance(limit_rows, int) or limit_rows < 1):
             raise InvalidInput("'limit' must be a positive integer")
-        rows = await anyio.to_thread.run_sync(lambda: report(store, by, filters, since=since, limit=limit_rows))
+        rows = await anyio.to_thread.run_sync(
+            lambda: store.memory.run(lambda: report(store, by, filters, since=since, limit=limit_rows)))
         return json_response(rows)
 
     async def cli_endpoint(request: Request) -> Response:
@@ -303,7 +304,8 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         argv = args.get("argv")
         if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
             raise InvalidInput("'argv' must be a list of strings")
-        return json_response(await anyio.to_thread.run_sync(run_served, store, argv))
+        # out of memory at the store's low limit: run again with the whole budget (store/memory.py)
+        return json_response(await anyio.to_thread.run_sync(lambda: store.memory.run(lambda: run_served(store, argv))))
 
     async def status_endpoint(request: Request) -> Response:
         return json_response(await anyio.to_thread.run_sync(store.table_counts))
@@ -311,7 +313,11 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
     async def push_endpoint(request: Request) -> Response:
         from ...store.team import push_now
 
-        return json_response(await anyio.to_thread.run_sync(push_now, store, settings))
+        def run() -> Any:
+            with store.memory.heavy():
+                return push_now(store, settings)
+
+        return json_response(await anyio.to_thread.run_sync(run))
 
     async def resolution_endpoint(request: Request) -> Response:
         full = request.query_params.get("full") in ("1", "true")

@@ -189,7 +189,8 @@ class Background:
         if seen == self._alerts_seen:
             return
         self._alerts_seen = seen
-        for a in evaluate_alerts(self.store):
+        # (out of memory at the store's low limit: evaluated again with the whole budget, store/memory.py)
+        for a in self.store.memory.run(lambda: evaluate_alerts(self.store)):
             log.warning("alert: %s", a.message)
 
     def analysis(self) -> None:
@@ -216,7 +217,7 @@ class Background:
         from ...analysis.snapshot import warm_cache
 
         s = time.monotonic()
-        n = warm_cache(self.store)
+        n = self.store.memory.run(lambda: warm_cache(self.store))
         if n:
             log.info("analysis cache: %s in %.1fs", "built" if n < 0 else f"{n} day(s) refreshed",
                      time.monotonic() - s)
@@ -249,7 +250,7 @@ class Background:
         if cache_current(self.store):  # a tool call or the analysis thread refreshed it meanwhile
             return False
         s = time.monotonic()
-        n = warm_cache(self.store)
+        n = self.store.memory.run(lambda: warm_cache(self.store))
         log.debug("analysis cache: %d day(s) refreshed after writes in %.2fs", n, time.monotonic() - s)
         return True
 
