@@ -156,7 +156,7 @@ def cached_store(n: int, regen: bool = False) -> Path:
     tmp = path.with_suffix(".building")
     tmp.unlink(missing_ok=True)
     t = time.perf_counter()
-    with Store(tmp) as st:
+    with Store(tmp) as st, st.memory.heavy():  # bulk SQL around Store.write: DuckDB's whole budget
         counts = build(st, n)
     tmp.rename(path)
     print(f"  built {path.name}: {counts['api_requests']:,} requests, {counts['tool_calls']:,} tool calls, "

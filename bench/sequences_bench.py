@@ -47,7 +47,7 @@ PLAIN = """
 def prepare(db: Path) -> dict[str, int]:
     from golem_mcp.store.db import Store
 
-    with Store(db) as st:
+    with Store(db) as st, st.memory.heavy():  # bulk SQL around Store.write: DuckDB's whole budget
         con = st.con
         con.execute("""
             INSERT INTO review_reports (report_id, v, ts, workflow_id, critical, major, minor, rework)

@@ -51,7 +51,7 @@ def test_the_low_limit_is_a_fifth_of_the_budget_or_what_the_key_indexes_need() -
     assert low_limit(1536, 0) == 307
     assert low_limit(300, 0) == 256  # the floor
     assert low_limit(200, 0) == 200  # never above the whole budget
-    assert low_limit(1536, 260 << 20) == 518  # a 10M-request store's key indexes
+    assert low_limit(1536, 260_000_000) == 518  # a 10M-request store's key indexes
     assert low_limit(600, 2 << 30) == 600
 
 
@@ -162,3 +162,26 @@ def test_a_read_only_store_keeps_the_whole_budget(tmp_path: Path, golem_home: Pa
         time.sleep(0.5)
         assert not ro.memory.lowered
         assert _limit_mb(ro) == pytest.approx(ro.memory_limit_mb, rel=0.05)
+
+
+def test_an_out_of_memory_hidden_behind_a_failed_clean_up_still_runs_again(
+        store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A statement in a ``finally`` after the failed one fails again ("transaction is aborted"), and that
+    error is what reaches the caller: the analysis cache's refresh at 10M requests did exactly that."""
+    monkeypatch.setattr(memory, "low_limit", lambda high_mb, index_bytes: 64)
+    store.memory.settle()
+    assert _until(lambda: store.memory.lowered)
+
+    def work() -> list:
+        with store.reader() as cur:
+            cur.execute("BEGIN TRANSACTION")
+            try:
+                return cur.execute("SELECT len(list(i)) FROM range(30000000) t(i)").fetchall()
+            finally:
+                cur.execute("CREATE OR REPLACE TEMP TABLE clean_up AS SELECT 1")  # fails after the first
+                cur.execute("ROLLBACK")
+
+    with pytest.raises(duckdb.TransactionException) as e:
+        work()
+    assert memory.out_of_memory(e.value) is not None
+    assert store.memory.run(work) == [(30000000,)]

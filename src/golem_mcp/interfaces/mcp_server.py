@@ -44,6 +44,7 @@ from ..analysis import (
 from ..config import Settings
 from ..errors import GolemError, PayloadTooLarge
 from ..store.db import Store
+from ..store.memory import out_of_memory
 from . import mcp_analysis_tools
 from .toolsets import parse as parse_toolsets
 from .toolsets import tools_of
@@ -130,8 +131,11 @@ def _guard(fn: Callable[..., T], store_of: Callable[[], Store] | None = None) ->
                 result = store_of().memory.run(lambda: fn(*args, **kwargs))
         except GolemError as e:
             raise ToolError(str(e)) from e
-        except duckdb.OutOfMemoryException as e:  # the store's limit: the agent saw only "Error executing tool"
-            raise ToolError(f"the store ran out of memory answering this ({str(e).splitlines()[0]}). Ask a "
+        except duckdb.Error as e:  # the store's limit: the agent saw only "Error executing tool"
+            oom = out_of_memory(e)
+            if oom is None:
+                raise
+            raise ToolError(f"the store ran out of memory answering this ({str(oom).splitlines()[0]}). Ask a "
                             "narrower question (fewer days, one workflow or stage), or give the daemon more: "
                             "memory_budget_mb in settings.json or GOLEM_MEMORY_BUDGET_MB") from e
         if isinstance(result, BaseModel):

@@ -39,7 +39,7 @@ import duckdb
 log = logging.getLogger("golem_mcp.store")
 T = TypeVar("T")
 
-MB = 1 << 20
+MB = 1_000_000  # DuckDB reads '300MB' as 10^6 bytes, as the store's memory_limit_mb is meant
 FLOOR_MB = 256  # below this DuckDB spends more on re-reading blocks than the memory is worth
 INDEX_MARGIN_MB = 128  # a write's own hash tables and row groups beside the key indexes it keeps
 
@@ -50,6 +50,20 @@ def low_limit(high_mb: int, index_bytes: int) -> int:
     ``high_mb``."""
     need = max(FLOOR_MB, high_mb // 5, int(index_bytes * 1.5 / MB) + INDEX_MARGIN_MB)
     return min(high_mb, need)
+
+
+def out_of_memory(e: BaseException) -> duckdb.OutOfMemoryException | None:
+    """DuckDB's out-of-memory error, in ``e`` or in what ``e`` was raised while handling (the clean-up
+    after a failed statement, a ``DROP`` in a ``finally``, fails again with "transaction is aborted",
+    and that is what reaches the caller); None when DuckDB did not run out of memory."""
+    seen: set[int] = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        if isinstance(cur, duckdb.OutOfMemoryException):
+            return cur
+        seen.add(id(cur))
+        cur = cur.__cause__ or cur.__context__
+    return None
 
 
 class MemoryLimit:
@@ -83,8 +97,8 @@ class MemoryLimit:
         one. For work that can run twice: a write (its transaction rolled back whole), a read."""
         try:
             return fn()
-        except duckdb.OutOfMemoryException:
-            if not self.lowered:
+        except duckdb.Error as e:
+            if not (self.lowered and out_of_memory(e) is not None):
                 raise
         log.info("out of memory at DuckDB's low limit (%d MB): running again with the whole budget", self.current_mb)
         with self.heavy():
