@@ -835,7 +835,12 @@ def warm_cache(store: Store) -> int:
             cur.execute(sql, params) if params else cur.execute(sql)
 
         db = ident(str(cur.execute("SELECT current_database()").fetchone()[0]))  # type: ignore[index]
-        with _CACHE_LOCK:
+        # built whole (none yet, or of another version): a read of every fact, with DuckDB's whole
+        # budget (store/memory.py); a refresh after writes reads a few days and keeps the low limit
+        built = cur.execute("SELECT count(*) FROM analysis_cache_state WHERE (name = 'facts' AND version = $v) "
+                            "OR (name = 'summaries' AND version = $sv)",
+                            {"v": CACHE_VERSION, "sv": SUMMARIES_VERSION}).fetchone()[0] == 2  # type: ignore[index]
+        with _CACHE_LOCK, contextlib.nullcontext() if built else store.memory.heavy():
             cur.execute("BEGIN TRANSACTION")
             try:
                 n = _refresh_cache(cur, db, run)
