@@ -26,6 +26,7 @@ the last post. ``--workers N`` adds a daemon of this checkout decoding in N work
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import itertools
 import json
@@ -121,6 +122,18 @@ def start_daemon(home: str, src: str | None = None, workers: int | None = None,
         time.sleep(0.1)
     proc.kill()
     raise SystemExit("daemon did not start: " + Path(home, "daemon.err").read_text())
+
+
+def daemon_log_summary(home: str) -> str:
+    """What the daemon's log says went wrong meanwhile: work run again because DuckDB's low memory limit
+    was not enough (store/memory.py), and errors (a background refresh that failed, say)."""
+    text = ""
+    for name in ("daemon.log", "daemon.err"):
+        with contextlib.suppress(OSError):
+            text += Path(home, name).read_text(errors="replace")
+    again = text.count("running again with the whole budget")
+    errors = sum(1 for line in text.splitlines() if " ERROR " in line or line.startswith("Traceback"))
+    return f"daemon log: {again} run(s) again with the whole memory budget, {errors} error line(s)"
 
 
 def cpu_seconds(pid: int) -> float:
@@ -282,6 +295,7 @@ def memory_run(args: argparse.Namespace) -> None:
                   f"{st['otel_events']:,} otel_events; file {size:,.0f} MB")
             print(f"daemon RSS: highest sample while posting {watch.max:,.0f} MB (kernel high-water mark {peak:,.0f} MB), "
                   f"after the last post {end:,.0f} MB, 10 s later {later:,.0f} MB (target <= 800 MB while posting)")
+            print(daemon_log_summary(home))
         finally:
             proc.terminate()
             proc.wait(60)
