@@ -15,9 +15,11 @@ requests), and a limit below them fails the writes. So the limit is:
   DuckDB holds need it (:func:`low_limit`), measured again every :attr:`MemoryLimit.MEASURE_WRITES`
   writes as the store grows.
 
-A write that runs out of memory at the low limit is written again under the high one
-(:meth:`golem_mcp.store.db.Store.write`): the limit never costs a write. Lowering evicts cached blocks;
-when DuckDB cannot free enough (a read holds them) the limit stays and is lowered at the next try.
+Work that runs out of memory at the low limit runs again under the high one (:meth:`MemoryLimit.run`:
+a write, whose transaction rolled back whole; a tool call, a report, the alert check, a refresh of
+the analysis cache), so the low limit never costs a record or an answer. Lowering evicts cached
+blocks; when DuckDB cannot free enough (a read holds them) the limit stays and is lowered at the next
+try.
 
 The limit is a global ``SET`` on the store's own connection. Agents cannot issue one: ``query_sql``
 runs exactly one parsed SELECT (:mod:`golem_mcp.analysis.sql_guard`), and the settings that keep
