@@ -185,3 +185,26 @@ def test_an_out_of_memory_hidden_behind_a_failed_clean_up_still_runs_again(
         work()
     assert memory.out_of_memory(e.value) is not None
     assert store.memory.run(work) == [(30000000,)]
+
+
+def test_the_low_limit_is_measured_again_as_the_writes_go_on(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The key indexes a write keeps loaded grow with the store: every MEASURE_WRITES writes the low
+    limit is worked out again from what DuckDB holds (here on the writing thread itself)."""
+    import threading
+
+    measured: list[tuple[int, int]] = []  # (writes so far, key index bytes) at each measure
+    done = [0]
+
+    def low(high_mb: int, index_bytes: int) -> int:
+        if threading.current_thread() is threading.main_thread():
+            measured.append((done[0], index_bytes))
+        return 300
+    monkeypatch.setattr(memory, "low_limit", low)
+    time.sleep(MemoryLimit.HOLD + 0.1)  # the open's own heavy work is past
+    for i in range(3 * MemoryLimit.MEASURE_WRITES):
+        done[0] += 1
+        store.write(Batch(rows={"workflows": [{"workflow_id": f"wf-{i}"}]}))
+    assert len(measured) == 3
+    assert [b[0] - a[0] for a, b in zip(measured[:-1], measured[1:], strict=True)] == [MemoryLimit.MEASURE_WRITES] * 2
+    assert all(n > 0 for _, n in measured)  # the workflows' key index, at least
+    assert store.memory.current_mb == 300 and _limit_mb(store) == pytest.approx(300, rel=0.05)
