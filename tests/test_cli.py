@@ -79,3 +79,16 @@ def test_fresh_machine_gets_an_empty_report_and_what_to_do(tmp_path):
     assert (tmp_path / "golem.duckdb").exists()
     again = golem("report", "--by", "workflow,stage", "--json", home=tmp_path)
     assert again.returncode == 0 and json.loads(again.stdout) == []
+
+
+def test_a_misspelt_id_is_an_error_naming_the_closest_not_an_empty_report(home):
+    # the tools' rule (analysis/known.py): an id the store never saw is not "nothing was spent"
+    out = golem("report", "--workflow", "wf-06", "--no-sync", home=home)
+    assert out.returncode != 0 and out.stdout == ""
+    assert "no workflow 'wf-06'" in out.stderr and "wf-006" in out.stderr
+    stage = golem("report", "--stage", "implementor", "--no-sync", "--json", home=home)
+    assert stage.returncode != 0 and "no stage 'implementor'" in stage.stderr and "implementer" in stage.stderr
+    # a known id in a window with nothing in it is an empty answer, said as such
+    empty = golem("report", "--workflow", "wf-006", "--since", "2099-01-01", "--no-sync", home=home)
+    assert empty.returncode == 0, empty.stderr
+    assert "no requests match these filters" in empty.stdout and "recorded yet" not in empty.stdout

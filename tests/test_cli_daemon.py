@@ -74,3 +74,10 @@ def test_without_a_daemon_the_report_opens_the_store_itself(golem_home):
     assert out.returncode == 0, out.stderr[-2000:]
     assert json.loads(out.stdout) == []
     assert "duckdb" in modules
+
+
+def test_a_misspelt_id_through_the_daemon_is_the_same_error(served, golem_home):
+    out, modules = run_cli(golem_home, "report", "--workflow", "wf-06")
+    assert out.returncode != 0 and out.stdout == ""
+    assert "no workflow 'wf-06'" in out.stderr and "wf-006" in out.stderr
+    assert heavy(modules) == []

@@ -161,7 +161,12 @@ def report(store: Store, by: list[str], filters: dict[str, Any] | None = None, s
            limit: int | None = None) -> list[dict[str, Any]]:
     """``golem-mcp report``'s rows (through the daemon or not): :func:`cost_by`, and with ``workflow``
     among the groupings each row's ``workflow_name`` (the store's ``workflow_labels``; None for a
-    workflow without a name)."""
+    workflow without a name). A workflow, stage, task or experiment the store has never seen is an
+    error naming the closest known ones (:mod:`.known`'s rule, as the tools apply it), not an empty
+    report that reads like "nothing was spent"."""
+    from . import known  # here, not at the top: the CLI checks --by without loading DuckDB
+
+    known.require_all(store, **{k: (filters or {}).get(k) for k in known.KINDS})
     rows = cost_by(store, by, filters, since=since, limit=limit)
     if "workflow" in by:
         ids = sorted({r["workflow"] for r in rows if r.get("workflow") is not None})

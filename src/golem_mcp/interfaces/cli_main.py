@@ -396,7 +396,9 @@ def cmd_report(args: argparse.Namespace) -> int:
                 pass
         with Store(db, read_only=True, settings=Settings.load()) as store:
             rows = report(store, by, filters, since=since, limit=args.limit)
-    emit(args.format, rows, [report_section(rows, by)], sys.stdout, A.table_width(args), tail=_report_tail(rows))
+    filtered = since is not None or any(v is not None for v in filters.values())
+    emit(args.format, rows, [report_section(rows, by)], sys.stdout, A.table_width(args),
+         tail=_report_tail(rows, filtered))
     return 0
 
 
@@ -419,14 +421,16 @@ def report_section(rows: list[dict[str, Any]], by: list[str]) -> Section:
     return Section(None, keys + REPORT_COLUMNS, shown)
 
 
-def _report_tail(rows: list[dict[str, Any]]) -> list[str]:
+def _report_tail(rows: list[dict[str, Any]], filtered: bool = False) -> list[str]:
     from .. import formatting
 
     total = sum(r.get("cost_usd") or 0 for r in rows)
     unpriced = sum(r.get("unpriced_requests") or 0 for r in rows)
     tail = [f"total {formatting.usd(total)}" + (f"  ({formatting.count(unpriced)} requests of unpriced models not "
                                                  "included)" if unpriced else "")]
-    if not rows:
+    if not rows and filtered:
+        tail.append("no requests match these filters (--since, --workflow, ...): drop one to see more")
+    elif not rows:
         tail.append("no requests recorded yet: run `golem-mcp import` or start `golem-mcp serve`")
     return tail
 
