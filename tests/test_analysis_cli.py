@@ -57,6 +57,12 @@ def test_budget_and_bad_input(home):
     assert any(b["key"] == "wf-006" for b in json.loads(r.stdout)["budgets"])
     r = _cli(home, "budget", "--set", "galaxy", "3")
     assert r.returncode == 2 and "choose from workflow" in r.stderr
+    # a misspelt workflow is not "$0.00, within budget" (the tools' rule, analysis/known.py)
+    r = _cli(home, "budget", "--workflow", "wf-06")
+    assert r.returncode != 0 and "no workflow 'wf-06'" in r.stderr and "wf-006" in r.stderr
+    r = _cli(home, "budget", "--workflow", "wf-006", "--stage", "implementer", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["status"]["workflow"]["spent_usd"] > 0
     r = _cli(home, "analyze", "--now", "yesterday")
     assert r.returncode == 2 and "ISO" in r.stderr
 

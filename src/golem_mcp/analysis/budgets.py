@@ -20,6 +20,7 @@ from .. import formatting as fmt
 from ..config import data_dir
 from ..errors import InvalidInput
 from ..store.db import Store
+from . import known
 from .common import as_naive, dumps, execute, utcnow, window
 
 DEFAULT_BUDGETS: dict[str, float] = {"workflow": 5.0, "stage": 2.0, "day": 150.0}
@@ -378,7 +379,10 @@ def _line(budgets: list[Budget], scope: str, key: str, spent: float) -> SpendLin
 
 def budget_status(store: Store, workflow_id: str | None = None, stage: str | None = None,
                   now: datetime | None = None) -> BudgetStatus:
-    """What is spent against the budgets, the burn rate and a projection: check before an expensive step."""
+    """What is spent against the budgets, the burn rate and a projection: check before an expensive step.
+    A workflow or stage the store has never seen is an error naming the closest (:mod:`.known`), not
+    "$0.00, within budget"."""
+    known.require_all(store, workflow_id=workflow_id, stage=stage)
     end = as_naive(now)
     day_start = end.replace(hour=0, minute=0, second=0, microsecond=0)
     budgets = list_budgets(store)
