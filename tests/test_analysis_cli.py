@@ -63,6 +63,15 @@ def test_budget_and_bad_input(home):
     r = _cli(home, "budget", "--workflow", "wf-006", "--stage", "implementer", "--json")
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["status"]["workflow"]["spent_usd"] > 0
+    # --workflow: a misspelt id names the closest; an analysis that would ignore it refuses it
+    r = _cli(home, "analyze", "bottlenecks", "--workflow", "wf-06")
+    assert r.returncode != 0 and "no workflow 'wf-06'" in r.stderr and "wf-006" in r.stderr
+    r = _cli(home, "analyze", "loops", "--workflow", "wf-006")
+    assert r.returncode == 2 and "bottlenecks and anomalies only, not loops" in r.stderr
+    r = _cli(home, "analyze", "anomalies", "--workflow", "wf-006", "--days", "3650", "--json")
+    assert r.returncode == 0, r.stderr
+    found = json.loads(r.stdout)["anomalies"]
+    assert found and {a["workflow_id"] for a in found} == {"wf-006"}
     r = _cli(home, "analyze", "--now", "yesterday")
     assert r.returncode == 2 and "ISO" in r.stderr
 

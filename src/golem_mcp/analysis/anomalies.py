@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ..store.db import Store
+from . import known
 from .common import window
 
 METRICS = ("total_tokens", "total_cost", "tool_calls")
@@ -59,8 +60,11 @@ def detect_anomalies(store: Store, days: float = 30, now: datetime | None = None
                      workflow_id: str | None = None) -> AnomalyReport:
     """Stage runs and workflows from the last ``days`` whose tokens, cost or tool calls are ``min_ratio``
     times their peers' median (and robustly far from it). Peers = the same stage over ``history_days``.
+    A ``workflow_id`` the store has never seen is an error naming the closest (:mod:`.known`).
     """
     from .snapshot import summaries
+
+    known.require(store, "workflow_id", workflow_id)
 
     with summaries(store) as reader:  # the summary views only
         return _detect(reader, days, now, history_days, min_history, min_ratio, min_z, workflow_id,

@@ -66,7 +66,6 @@ class SlowAnswer(BaseModel):
 
 def slow(store: Store, dimension: str | None = None, days: float | None = None, limit: int = 5,
          workflow_id: str | None = None) -> SlowAnswer:
-    known.require(store, "workflow_id", workflow_id)
     d = _days(days)
     now = known.data_now(store)
     rep = find_bottlenecks(store, days=d, now=now, dimensions=[dimension] if dimension else None,
@@ -99,7 +98,6 @@ class LeakAnswer(BaseModel):
 
 
 def leaks(store: Store, workflow_id: str | None = None, days: float | None = None, limit: int = 5) -> LeakAnswer:
-    known.require(store, "workflow_id", workflow_id)
     d = _days(days)
     now = known.data_now(store)
     rep = detect_anomalies(store, days=d, now=now, workflow_id=workflow_id)

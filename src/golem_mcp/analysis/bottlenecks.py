@@ -28,6 +28,7 @@ from ..errors import InvalidInput, NotFound
 from ..formatting import duration_ms
 from ..store import rollups
 from ..store.db import Store, literal
+from . import known
 from .common import utcnow, window
 
 # dimension -> SQL yielding (key, ts, dur_ms) samples. Stage/workflow durations come from the
@@ -153,7 +154,8 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
     ``per_workflow``, also each workflow's bottleneck stage and idle time (``workflow_bottlenecks``; of
     ``workflow_id`` alone when given; the longest ``workflow_limit`` of them when given, and
     ``workflows_total`` says how many there are). ``buckets=False`` reads model and tool percentiles from
-    every row too (exact; the reference the bucketed ones are tested against).
+    every row too (exact; the reference the bucketed ones are tested against). A ``workflow_id`` the
+    store has never seen is an error naming the closest (:mod:`.known`).
 
     Example: ``find_bottlenecks(store, days=7).bottlenecks[0].line()`` -> ``'3.1x stage:implementer (...)'``
     """
@@ -162,6 +164,8 @@ def find_bottlenecks(store: Store, days: float = 7, now: datetime | None = None,
     if bad:
         raise InvalidInput(f"unknown dimension {', '.join(bad)}; choose from {', '.join(SAMPLES)}")
     from .snapshot import summaries
+
+    known.require(store, "workflow_id", workflow_id)
 
     with summaries(store) as reader:  # summary views, agent spans and fact tables; no rows of the views
         rep = _find(reader, days, now, history_days, dims, min_samples, min_history, multiplier, buckets)

@@ -35,7 +35,7 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
     sp.add_argument("--days", type=A.positive_days, default=7, help="window in days, more than 0 (default 7)")
     sp.add_argument("--now", type=A.iso_datetime, help="analyse as of this ISO date/time (default: now)")
     sp.add_argument("--workflow", help="bottlenecks: each workflow's bottleneck stage and idle time for this "
-                    "workflow only")
+                    "workflow only; anomalies: this workflow's stage runs only")
     sp.add_argument("--min-support", type=A.positive_int, metavar="K", help="sequences: reusable ones recur in at "
                     "least K successful workflows (default 3, or 5%% of them when more)")
     sp.add_argument("--max-length", type=A.positive_int, default=4, metavar="L", help="sequences: up to L steps "
@@ -313,6 +313,10 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         trends,
     )
 
+    if args.workflow and (args.pending or args.runs or args.what not in ("bottlenecks", "anomalies")):
+        what = "--pending" if args.pending else "--runs" if args.runs else args.what
+        raise InvalidInput(f"--workflow narrows bottlenecks and anomalies only, not {what}; the MCP tools "
+                           "(query_errors_and_loops, predict_cost, ...) answer about one workflow")
     if (code := _remote(args)) is not None:
         return code
 
@@ -331,7 +335,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         days = max(args.days, 7)
         fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now, per_workflow=True,
                                                                   workflow_id=args.workflow),
-              "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now),
+              "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now, workflow_id=args.workflow),
               "loops": lambda: loops.find_loops(store, days=days, now=now),
               "errors": lambda: error_patterns.query_error_patterns(store, days=days, now=now),
               "sequences": lambda: sequences.tool_sequences(store, days=days, now=now, min_support=args.min_support,
