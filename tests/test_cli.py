@@ -92,3 +92,13 @@ def test_a_misspelt_id_is_an_error_naming_the_closest_not_an_empty_report(home):
     empty = golem("report", "--workflow", "wf-006", "--since", "2099-01-01", "--no-sync", home=home)
     assert empty.returncode == 0, empty.stderr
     assert "no requests match these filters" in empty.stdout and "recorded yet" not in empty.stdout
+
+
+def test_a_machine_filter_names_the_known_machines_when_it_matches_none(home):
+    machines = [r["machine"] for r in json.loads(golem("report", "--by", "machine", "--json", "--no-sync",
+                                                       home=home).stdout)]
+    assert len(machines) == 1
+    out = golem("report", "--machine", "laptop", "--no-sync", home=home)
+    assert out.returncode != 0 and "no machine 'laptop'" in out.stderr and machines[0] in out.stderr
+    ok = golem("report", "--machine", machines[0], "--json", "--no-sync", home=home)
+    assert ok.returncode == 0 and sum(r["requests"] for r in json.loads(ok.stdout)) > 0

@@ -19,7 +19,7 @@ from ..store.db import NO_DAY, Store
 from .common import utcnow
 
 DEFAULT_DAYS = 30
-KINDS = ("workflow_id", "stage", "task_id", "experiment_id")
+KINDS = ("workflow_id", "stage", "task_id", "experiment_id", "machine_id")
 
 # every id the store knows for a kind; the tables hold agents' own records, the view what was observed
 _KNOWN_SQL = {
@@ -34,6 +34,7 @@ _KNOWN_SQL = {
                "UNION SELECT task FROM review_reports UNION SELECT task_id FROM stage_records",
     "experiment_id": "SELECT experiment_id AS v FROM workflows UNION SELECT experiment_id FROM workflow_links "
                      "UNION SELECT experiment_id FROM experiments UNION SELECT DISTINCT experiment_id FROM api_requests",
+    "machine_id": "SELECT machine_id AS v FROM machines UNION SELECT DISTINCT machine_id FROM rollup_requests_coarse",
 }
 # the same question for one value, answered from small tables and the rollups (the resolved ids, a
 # superset of the ids facts emitted) without listing every id: asked first, one source at a time,
@@ -54,12 +55,16 @@ _HAS_SQL = {
     "experiment_id": ("SELECT 1 FROM workflows WHERE experiment_id = ? LIMIT 1",
                       "SELECT 1 FROM experiments WHERE experiment_id = ? LIMIT 1",
                       "SELECT 1 FROM rollup_requests WHERE experiment_id = ? LIMIT 1"),
+    "machine_id": ("SELECT 1 FROM machines WHERE machine_id = ?",
+                   "SELECT 1 FROM rollup_requests_coarse WHERE machine_id = ? LIMIT 1"),
 }
-_WHAT = {"workflow_id": "workflow", "stage": "stage", "task_id": "task", "experiment_id": "experiment"}
+_WHAT = {"workflow_id": "workflow", "stage": "stage", "task_id": "task", "experiment_id": "experiment",
+         "machine_id": "machine"}
 _HOW = {"workflow_id": "record it with record_workflow, or omit workflow_id for the recent window",
         "stage": "stages are subagent types ('main' = the master)",
         "task_id": "tasks come from record_workflow, record_stage_usage and review reports",
-        "experiment_id": "arms come from record_workflow(experiment_id) or OTEL_RESOURCE_ATTRIBUTES"}
+        "experiment_id": "arms come from record_workflow(experiment_id) or OTEL_RESOURCE_ATTRIBUTES",
+        "machine_id": "a machine's id is its host name and a suffix; `golem-mcp report --by machine` lists them"}
 
 
 # difflib compares in Python, ~10 us a pair: over every workflow id of a team's store (50,000 at 1M

@@ -378,7 +378,8 @@ def query_workflow_cost(store: Store, workflow_id: str | None = None, task_id: s
         raise InvalidInput(f"cannot group by {', '.join(bad)}; choose from {', '.join(GROUPS)}")
     if limit < 1 or limit > 500 or offset < 0:
         raise InvalidInput("limit must be 1..500 and offset >= 0")
-    known.require_all(store, workflow_id=workflow_id, task_id=task_id, experiment_id=experiment_id, stage=stage)
+    known.require_all(store, workflow_id=workflow_id, task_id=task_id, experiment_id=experiment_id, stage=stage,
+                      machine_id=machine_id)
     s = _ts(since, "since")
     u = _ts(until, "until")
     since_dt = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None) if s is not None else None
