@@ -388,10 +388,10 @@ def check_resolution(url: str | None, verify: bool = False) -> Check:
                 got = store.check_resolution(full=verify)
     except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
         return Check(name, WARN, f"could not check: {e}", "run `golem-mcp doctor --verify` again once the daemon answers")
-    what = "every fact" if got.get("checked") == "all" else "the most recent facts"
+    what = "every fact resolves" if got.get("checked") == "all" else "the most recent facts resolve"
     bad = got.get("mismatches") or {}
     if not bad:
-        return Check(name, OK, f"{what} resolve as from scratch" + ("" if verify else " (--verify: all of them)"))
+        return Check(name, OK, f"{what} as from scratch" + ("" if verify else " (--verify: all of them)"))
     parts = []
     for table, m in bad.items():
         first = "; ".join(f"{f['key']}: {f['column']} is {f['stored']!r}, expected {f['expected']!r}" for f in m["first"][:3])
