@@ -102,3 +102,11 @@ def test_a_machine_filter_names_the_known_machines_when_it_matches_none(home):
     assert out.returncode != 0 and "no machine 'laptop'" in out.stderr and machines[0] in out.stderr
     ok = golem("report", "--machine", machines[0], "--json", "--no-sync", home=home)
     assert ok.returncode == 0 and sum(r["requests"] for r in json.loads(ok.stdout)) > 0
+
+
+def test_the_total_under_a_top_n_report_says_it_is_of_the_rows_shown(home):
+    top = golem("report", "--by", "workflow", "--top", "2", "--no-sync", home=home)
+    assert top.returncode == 0, top.stderr
+    assert "of the 2 costliest shown (--top)" in top.stdout
+    whole = golem("report", "--by", "workflow", "--no-sync", home=home)
+    assert "total $" in whole.stdout and "costliest shown" not in whole.stdout

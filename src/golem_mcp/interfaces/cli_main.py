@@ -398,7 +398,7 @@ def cmd_report(args: argparse.Namespace) -> int:
             rows = report(store, by, filters, since=since, limit=args.limit)
     filtered = since is not None or any(v is not None for v in filters.values())
     emit(args.format, rows, [report_section(rows, by)], sys.stdout, A.table_width(args),
-         tail=_report_tail(rows, filtered))
+         tail=_report_tail(rows, filtered, cut=args.limit is not None and len(rows) >= args.limit))
     return 0
 
 
@@ -421,12 +421,14 @@ def report_section(rows: list[dict[str, Any]], by: list[str]) -> Section:
     return Section(None, keys + REPORT_COLUMNS, shown)
 
 
-def _report_tail(rows: list[dict[str, Any]], filtered: bool = False) -> list[str]:
+def _report_tail(rows: list[dict[str, Any]], filtered: bool = False, cut: bool = False) -> list[str]:
+    """The total under the table; ``cut``: --top left groups out, so the total is of the rows shown."""
     from .. import formatting
 
     total = sum(r.get("cost_usd") or 0 for r in rows)
     unpriced = sum(r.get("unpriced_requests") or 0 for r in rows)
-    tail = [f"total {formatting.usd(total)}" + (f"  ({formatting.count(unpriced)} requests of unpriced models not "
+    tail = [f"total {formatting.usd(total)}" + (f" of the {len(rows)} costliest shown (--top)" if cut else "")
+            + (f"  ({formatting.count(unpriced)} requests of unpriced models not "
                                                  "included)" if unpriced else "")]
     if not rows and filtered:
         tail.append("no requests match these filters (--since, --workflow, ...): drop one to see more")
