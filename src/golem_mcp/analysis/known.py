@@ -60,7 +60,7 @@ _HAS_SQL = {
 }
 _WHAT = {"workflow_id": "workflow", "stage": "stage", "task_id": "task", "experiment_id": "experiment",
          "machine_id": "machine"}
-_HOW = {"workflow_id": "record it with record_workflow, or omit workflow_id for the recent window",
+_HOW = {"workflow_id": "record it with record_workflow, or name no workflow for the recent window",
         "stage": "stages are subagent types ('main' = the master)",
         "task_id": "tasks come from record_workflow, record_stage_usage and review reports",
         "experiment_id": "arms come from record_workflow(experiment_id) or OTEL_RESOURCE_ATTRIBUTES",
