@@ -51,6 +51,18 @@ def test_single_analyses_and_report(home, tmp_path):
     assert build_parser().parse_args(["report", "--by", "workflow"]).by == ["workflow"]
 
 
+def test_one_analysis_without_now_ends_its_window_at_the_newest_request(home):
+    # the fixtures' requests are weeks old: a window ending at the wall clock would find nothing
+    r = _cli(home, "analyze", "loops", "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["workflows_with_loops"] == ["wf-006", "wf-007"]
+    table = _cli(home, "analyze", "loops")
+    assert table.stdout.startswith("window: the 7 days up to the newest request, 2026-11-")
+    assert "(--now to choose)" in table.stdout.splitlines()[0]
+    far = _cli(home, "analyze", "loops", "--now", "2030-01-01", "--json")  # --now still chooses
+    assert json.loads(far.stdout)["workflows_with_loops"] == []
+
+
 def test_budget_and_bad_input(home):
     r = _cli(home, "budget", "--set", "workflow", "0.5", "--key", "wf-006", "--json")
     assert r.returncode == 0, r.stderr

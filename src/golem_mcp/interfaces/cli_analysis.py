@@ -33,7 +33,8 @@ def register(subparsers: Any, handlers: dict[str, Any]) -> None:
                                "(--format json for machines).")
     sp.add_argument("what", nargs="?", default="all", choices=WHAT)
     sp.add_argument("--days", type=A.positive_days, default=7, help="window in days, more than 0 (default 7)")
-    sp.add_argument("--now", type=A.iso_datetime, help="analyse as of this ISO date/time (default: now)")
+    sp.add_argument("--now", type=A.iso_datetime, help="analyse as of this ISO date/time (default: one analysis: the newest request "
+                    "stored, as the MCP tools; the full run: now)")
     sp.add_argument("--workflow", help="bottlenecks: each workflow's bottleneck stage and idle time for this "
                     "workflow only; anomalies: this workflow's stage runs only")
     sp.add_argument("--min-support", type=A.positive_int, metavar="K", help="sequences: reusable ones recur in at "
@@ -333,6 +334,15 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             _emit(args, run, [], lead=lead, csv_rows=[run.model_dump(mode="json")])
             return 0 if run.status == "succeeded" else 1
         days = max(args.days, 7)
+        anchored = ""
+        if now is None:
+            # no --now: the window ends at the newest request stored, as the tools' does (analysis/known.py),
+            # so a history last used two weeks ago still has its last week analysed
+            from ..analysis import known
+
+            now = known.data_now(store)
+            anchored = (f"window: the {args.days if args.what == 'bottlenecks' else days:g} days up to the newest "
+                        f"request, {now:%Y-%m-%d %H:%M} UTC (--now to choose)")
         fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now, per_workflow=True,
                                                                   workflow_id=args.workflow),
               "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now, workflow_id=args.workflow),
@@ -350,7 +360,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
         result = fn()
     data = _plain(result)
     lines, sections = analysis_sections(data)
-    _emit(args, result, sections, lead=lines, csv_rows=_primary_rows(data))
+    _emit(args, result, sections, lead=([anchored] if anchored else []) + lines, csv_rows=_primary_rows(data))
     return 0
 
 
