@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from golem_mcp.analysis.bottlenecks import find_bottlenecks, longest_workflows, workflow_bottlenecks
+from golem_mcp.errors import NotFound
 from golem_mcp.ingestion.importer import Importer
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store import Store
@@ -91,6 +92,11 @@ def test_slow_stages_answer_shows_the_longest_and_counts_the_rest(store, monkeyp
     assert [r[wf.columns.index("workflow_id")] for r in wf.rows] == ["wf-a"]
     assert "workflows: 1 of 2 rows; raise limit or give workflow_id" in (ans.more or [])
     assert [r[0] for r in slow(store, days=2, limit=5).workflows.rows] == ["wf-a", "wf-b"]
+    # wf-a is known from its phase spans alone (no request, link or record names it): a workflow id
+    # to ask about, and a misspelt one still names it
+    assert [r[0] for r in slow(store, days=2, workflow_id="wf-a").workflows.rows] == ["wf-a"]
+    with pytest.raises(NotFound, match="closest: wf-a"):
+        slow(store, days=2, workflow_id="wf-aa")
 
 
 def test_fixture_corpus_agrees_with_workflow_history(tmp_path, monkeypatch):

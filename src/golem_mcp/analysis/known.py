@@ -26,7 +26,9 @@ _KNOWN_SQL = {
     "workflow_id": "SELECT workflow_id AS v FROM workflows UNION SELECT workflow_id FROM workflow_links "
                    "UNION SELECT workflow_id FROM agent_context UNION SELECT DISTINCT workflow_id FROM api_requests "
                    # a root session's own workflow, known from its hooks before any request names it
-                   "UNION SELECT golem_session_workflow(session_id) FROM sessions",
+                   "UNION SELECT golem_session_workflow(session_id) FROM sessions "
+                   # and a workflow traced by its own orchestrator (phase spans), with no request of its own
+                   "UNION SELECT DISTINCT r_workflow_id FROM spans",
     "stage": "SELECT golem_main_stage() AS v UNION SELECT NULLIF(agent_type, 'custom') FROM agents "
              "UNION SELECT stage FROM agent_context UNION SELECT stage FROM stage_records "
              "UNION SELECT DISTINCT stage FROM api_requests",
@@ -44,7 +46,8 @@ _HAS_SQL = {
     "workflow_id": ("SELECT 1 FROM workflows WHERE workflow_id = ?",
                     "SELECT 1 FROM workflow_links WHERE workflow_id = ? LIMIT 1",
                     "SELECT 1 FROM agent_context WHERE workflow_id = ? LIMIT 1",
-                    "SELECT 1 FROM rollup_requests WHERE workflow_id = ? LIMIT 1"),
+                    "SELECT 1 FROM rollup_requests WHERE workflow_id = ? LIMIT 1",
+                    "SELECT 1 FROM spans WHERE r_workflow_id = ? LIMIT 1"),
     "stage": ("SELECT 1 WHERE golem_main_stage() = ?",
               "SELECT 1 FROM agent_context WHERE stage = ? LIMIT 1",
               "SELECT 1 FROM stage_records WHERE stage = ? LIMIT 1",
