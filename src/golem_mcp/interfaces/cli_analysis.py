@@ -333,7 +333,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             lead.append(f"  run {run.run_id} {run.status}: {run.error_detail or _produced(run.produced)}")
             _emit(args, run, [], lead=lead, csv_rows=[run.model_dump(mode="json")])
             return 0 if run.status == "succeeded" else 1
-        days = max(args.days, 7)
+        days = args.days if args.what == "bottlenecks" else max(args.days, 7)  # the others read a week at least
         anchored = ""
         if now is None:
             # no --now: the window ends at the newest request stored, as the tools' does (analysis/known.py),
@@ -341,9 +341,8 @@ def cmd_analyze(args: argparse.Namespace) -> int:
             from ..analysis import known
 
             now = known.data_now(store)
-            anchored = (f"window: the {args.days if args.what == 'bottlenecks' else days:g} days up to the newest "
-                        f"request, {now:%Y-%m-%d %H:%M} UTC (--now to choose)")
-        fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=args.days, now=now, per_workflow=True,
+            anchored = f"window: the {days:g} days up to the newest request, {now:%Y-%m-%d %H:%M} UTC (--now to choose)"
+        fn = {"bottlenecks": lambda: bottlenecks.find_bottlenecks(store, days=days, now=now, per_workflow=True,
                                                                   workflow_id=args.workflow),
               "anomalies": lambda: anomalies.detect_anomalies(store, days=days, now=now, workflow_id=args.workflow),
               "loops": lambda: loops.find_loops(store, days=days, now=now),
