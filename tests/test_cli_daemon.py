@@ -81,3 +81,13 @@ def test_a_misspelt_id_through_the_daemon_is_the_same_error(served, golem_home):
     assert out.returncode != 0 and out.stdout == ""
     assert "no workflow 'wf-06'" in out.stderr and "wf-006" in out.stderr
     assert heavy(modules) == []
+
+
+@pytest.mark.parametrize("value", [5, ["wf-006"], {"id": "wf-006"}])
+def test_a_report_filter_that_is_no_string_is_a_clear_400(served, value):
+    from golem_mcp.errors import GolemError
+
+    with pytest.raises(GolemError, match="filter 'workflow_id' must be a string"):
+        call(served.url, "/api/report", {"filters": {"workflow_id": value}})
+    rows = call(served.url, "/api/report", {"filters": {"workflow_id": "wf-006"}})  # the daemon answers on
+    assert rows and all(r["workflow"] == "wf-006" for r in rows)

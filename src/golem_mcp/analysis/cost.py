@@ -84,10 +84,7 @@ def cost_by(store: Store, by: list[str], filters: dict[str, Any] | None = None,
     unknown = [b for b in by if b not in DIMENSIONS]
     if unknown:
         raise InvalidInput(f"unknown grouping {', '.join(unknown)}; choose from {', '.join(DIMENSIONS)}")
-    used = {k: v for k, v in (filters or {}).items() if v is not None}
-    for k in used:
-        if k not in FILTERS:
-            raise InvalidInput(f"unknown filter {k!r}; choose from {', '.join(sorted(FILTERS))}")
+    used = _filters(filters)
     rolled = rollups and all(b in ROLLUP_DIMENSIONS for b in by) and all(k in ROLLUP_FILTERS for k in used)
     from ..store.db import Store as PlainStore
 
@@ -166,7 +163,8 @@ def report(store: Store, by: list[str], filters: dict[str, Any] | None = None, s
     report that reads like "nothing was spent"."""
     from . import known  # here, not at the top: the CLI checks --by without loading DuckDB
 
-    known.require_all(store, **{k: (filters or {}).get(k) for k in known.KINDS})
+    used = _filters(filters)
+    known.require_all(store, **{k: used.get(k) for k in known.KINDS})
     rows = cost_by(store, by, filters, since=since, limit=limit)
     if "workflow" in by:
         ids = sorted({r["workflow"] for r in rows if r.get("workflow") is not None})
@@ -174,6 +172,17 @@ def report(store: Store, by: list[str], filters: dict[str, Any] | None = None, s
             "SELECT workflow_id, name FROM workflow_labels WHERE workflow_id IN (SELECT unnest(?::VARCHAR[]))", [ids])) if ids else {}
         rows = [{**r, "workflow_name": names.get(r.get("workflow"))} for r in rows]
     return rows
+
+
+def _filters(filters: dict[str, Any] | None) -> dict[str, str]:
+    """The filters given (None: not given), each a known name with a string value (an id, a model)."""
+    used = {k: v for k, v in (filters or {}).items() if v is not None}
+    for k, v in used.items():
+        if k not in FILTERS:
+            raise InvalidInput(f"unknown filter {k!r}; choose from {', '.join(sorted(FILTERS))}")
+        if not isinstance(v, str):
+            raise InvalidInput(f"filter {k!r} must be a string, not {type(v).__name__} {v!r:.60}")
+    return used
 
 
 def _where(used: dict[str, Any], since: datetime | None, until: datetime | None) -> tuple[list[str], list[Any]]:
