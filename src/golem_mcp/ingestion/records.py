@@ -4,6 +4,10 @@ they fill is the store's (:mod:`golem_mcp.store.batch`)."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
 
 from ..redaction import REDACTED, redact
 
@@ -30,6 +34,20 @@ def unexpected(e: BaseException) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def json_object_file(path: Path, batch: Batch, what: str) -> dict[str, Any] | None:
+    """A small JSON file that holds one object (a subagent's ``.meta.json``, a workflow run's record),
+    or None with the reason in ``batch.skipped``; ``what`` names it in that reason."""
+    try:
+        obj = orjson.loads(path.read_bytes())
+    except (OSError, orjson.JSONDecodeError) as e:
+        batch.skip(str(path), None, f"unreadable {what}: {e}")
+        return None
+    if not isinstance(obj, dict):
+        batch.skip(str(path), None, f"{what} is not a JSON object")
+        return None
+    return obj
 
 
 def iso_to_us(value: object) -> int | None:

@@ -21,6 +21,7 @@ from .records import (
     Batch,
     error_text,
     iso_to_us,
+    json_object_file,
     tool_parameters,
     unexpected,
 )
@@ -74,13 +75,8 @@ def is_transcript(path: Path) -> bool:
 
 def parse_meta(path: Path, batch: Batch) -> None:
     """``agent-<id>.meta.json``: the subagent's type (the stage), model and spawning tool call."""
-    try:
-        meta = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as e:
-        batch.skip(str(path), None, f"unreadable subagent metadata: {e}")
-        return
-    if not isinstance(meta, dict):
-        batch.skip(str(path), None, "subagent metadata is not a JSON object")
+    meta = json_object_file(path, batch, "subagent metadata")
+    if meta is None:
         return
     batch.at = (str(path), None)
     name = path.name

@@ -29,7 +29,7 @@ from typing import Any
 
 import orjson
 
-from .records import Batch, unexpected
+from .records import Batch, json_object_file, unexpected
 
 RUN_ID_ATTR = "workflow.run_id"
 RUN_NAME_ATTR = "workflow.name"
@@ -133,13 +133,8 @@ def parse_journal_lines(path: Path, data: bytes, first_line: int, batch: Batch) 
 def parse_run_record(path: Path, batch: Batch) -> None:
     """``<session>/workflows/<run id>.json``: the run's name, status and times, and how many of its
     agents a resume served from cache (they made no request this time)."""
-    try:
-        rec = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError) as e:
-        batch.skip(str(path), None, f"unreadable workflow run record: {e}")
-        return
-    if not isinstance(rec, dict):
-        batch.skip(str(path), None, "workflow run record is not a JSON object")
+    rec = json_object_file(path, batch, "workflow run record")
+    if rec is None:
         return
     rid = rec.get("runId")
     run_id: str = rid if isinstance(rid, str) and rid else path.name[:-len(".json")]
