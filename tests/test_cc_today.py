@@ -1,10 +1,12 @@
-"""What Claude Code 2.1.328 emits beyond the first schema, typed: attribution of a request (skill,
+"""What today's Claude Code (2.1.328 and 2.1.332) emits beyond the first schema, typed: attribution of a request (skill,
 plugin, MCP server), effort, cost in micro-dollars, compactions, refusals, retries exhausted,
 and the hooks PostToolBatch, StopFailure, Pre/PostCompact, TaskCreated, PermissionDenied.
 
-The data is a real capture (``tests/fixtures/cc-2.1.328-today``, made by its ``capture.py`` with the
-real CLI against the scripted stand-in): sent to a real daemon over its HTTP routes, then read back
-from its DuckDB file. Expectations are read off the captured bodies, not written down by hand.
+The data is a real capture per CLI version (``tests/fixtures/cc-<version>-today``, each made by
+``tests/fixtures/capture_cc_today.py`` with that version of the real CLI against the scripted
+stand-in); every test that reads one runs on each. It is sent to a real daemon over its HTTP routes,
+then read back from its DuckDB file. Expectations are read off the captured bodies, not written down
+by hand.
 """
 
 from __future__ import annotations
@@ -20,13 +22,14 @@ from golem_mcp.ingestion.hooks import hook_to_batch
 from golem_mcp.ingestion.records import Batch
 from golem_mcp.store.db import Store
 
-CAPTURE = Path(__file__).parent / "fixtures" / "cc-2.1.328-today"
+CAPTURES = sorted((Path(__file__).parent / "fixtures").glob("cc-*-today"))
+assert len(CAPTURES) >= 2, "the captures of Claude Code 2.1.328 and later are missing"
 
 
-def otel_events() -> list[dict[str, Any]]:
+def otel_events(cap: Path) -> list[dict[str, Any]]:
     """Every captured OTel log event's attributes, as plain values."""
     out = []
-    for f in sorted((CAPTURE / "otlp").glob("*_logs.json")):
+    for f in sorted((cap / "otlp").glob("*_logs.json")):
         for rl in json.loads(f.read_text())["resourceLogs"]:
             for sl in rl["scopeLogs"]:
                 for lr in sl["logRecords"]:
@@ -34,16 +37,22 @@ def otel_events() -> list[dict[str, Any]]:
     return out
 
 
-def hook_payloads() -> list[dict[str, Any]]:
-    return [json.loads(line) for line in (CAPTURE / "hooks.jsonl").read_text().splitlines() if line.strip()]
+def hook_payloads(cap: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in (cap / "hooks.jsonl").read_text().splitlines() if line.strip()]
 
 
-def events(name: str) -> list[dict[str, Any]]:
-    return [e for e in otel_events() if e["event.name"] == name]
+def events(cap: Path, name: str) -> list[dict[str, Any]]:
+    return [e for e in otel_events(cap) if e["event.name"] == name]
+
+
+@pytest.fixture(scope="module", params=CAPTURES, ids=lambda p: p.name)
+def cap(request: pytest.FixtureRequest) -> Path:
+    """One version's capture folder."""
+    return Path(request.param)
 
 
 @pytest.fixture(scope="module")
-def captured(tmp_path_factory: pytest.TempPathFactory) -> Any:
+def captured(cap: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
     """The capture sent to a real daemon (OTLP bodies to /v1/logs and /v1/metrics, hook payloads to
     /hooks), its cost report by skill and MCP server, then its DuckDB file opened read-only."""
 
@@ -52,12 +61,12 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Any:
     db = home / "golem.duckdb"
     d = launch_daemon(home, db)
     try:
-        for f in sorted((CAPTURE / "otlp").iterdir()):
+        for f in sorted((cap / "otlp").iterdir()):
             r = api.post(f"{d.url}/v1/{f.stem.split('_')[1]}", content=f.read_bytes(),
                          headers={"content-type": "application/json"})
             assert r.status_code == 200, r.text
-        r = api.post(f"{d.url}/hooks", json=hook_payloads())
-        assert r.status_code == 200 and r.json()["stored"] == len(hook_payloads()), r.text
+        r = api.post(f"{d.url}/hooks", json=hook_payloads(cap))
+        assert r.status_code == 200 and r.json()["stored"] == len(hook_payloads(cap)), r.text
         reports = {by: api.post(f"{d.url}/api/report", json={"by": [by]}).json()
                    for by in ("skill", "mcp_server", "plugin")}
     finally:
@@ -67,10 +76,10 @@ def captured(tmp_path_factory: pytest.TempPathFactory) -> Any:
     store.close()
 
 
-def test_requests_carry_attribution_effort_and_exact_cost(captured: Any) -> None:
+def test_requests_carry_attribution_effort_and_exact_cost(cap: Path, captured: Any) -> None:
     store, _ = captured
-    sent = {e["request_id"]: e for e in events("api_request")}
-    served = json.loads((CAPTURE / "served.json").read_text())
+    sent = {e["request_id"]: e for e in events(cap, "api_request")}
+    served = json.loads((cap / "served.json").read_text())
     assert len(sent) == len(served)  # one api_request event per response the stand-in served
     rows = {r["request_id"]: r for r in store.query(
         "SELECT request_id, skill_name, plugin_name, mcp_server_name, mcp_tool_name, effort, query_source, "
@@ -90,11 +99,11 @@ def test_requests_carry_attribution_effort_and_exact_cost(captured: Any) -> None
     assert any(r["mcp_server_name"] == "demo" for r in rows.values())
 
 
-def test_cost_by_skill_and_mcp_server_over_http(captured: Any) -> None:
+def test_cost_by_skill_and_mcp_server_over_http(cap: Path, captured: Any) -> None:
     _, reports = captured
     for by, attr in (("skill", "skill.name"), ("mcp_server", "mcp_server.name"), ("plugin", "plugin.name")):
         want: dict[Any, list[int]] = {}
-        for e in events("api_request"):
+        for e in events(cap, "api_request"):
             want.setdefault(e.get(attr), []).append(e["cost_usd"])
         got = {r[by]: r for r in reports[by]}
         assert set(got) == set(want), by
@@ -103,9 +112,9 @@ def test_cost_by_skill_and_mcp_server_over_http(captured: Any) -> None:
             assert got[key]["cost_usd"] == pytest.approx(sum(costs), rel=1e-12)
 
 
-def test_mcp_tool_calls_named_with_server_and_tool_and_batches(captured: Any) -> None:
+def test_mcp_tool_calls_named_with_server_and_tool_and_batches(cap: Path, captured: Any) -> None:
     store, _ = captured
-    mcp_results = [e for e in events("tool_result") if e.get("tool_source") == "mcp" or e["tool_name"] == "mcp_tool"]
+    mcp_results = [e for e in events(cap, "tool_result") if e.get("tool_source") == "mcp" or e["tool_name"] == "mcp_tool"]
     assert mcp_results, "the capture has an MCP tool call"
     for e in mcp_results:
         params = json.loads(e["tool_parameters"])
@@ -115,23 +124,23 @@ def test_mcp_tool_calls_named_with_server_and_tool_and_batches(captured: Any) ->
         assert row["tool_name"] == f"mcp__{params['mcp_server_name']}__{params['mcp_tool_name']}"
         assert (row["mcp_server_name"], row["mcp_tool_name"]) == (params["mcp_server_name"], params["mcp_tool_name"])
         assert row["success"] is True
-    batches = [p for p in hook_payloads() if p["hook_event_name"] == "PostToolBatch"]
+    batches = [p for p in hook_payloads(cap) if p["hook_event_name"] == "PostToolBatch"]
     for p in batches:
         for c in p["tool_calls"]:
             got = store.query("SELECT batch_size FROM tool_calls WHERE tool_use_id = ?", [c["tool_use_id"]])
             assert got == [{"batch_size": len(p["tool_calls"])}]
     # PostToolUse's duration_ms is the tool's execution time
-    for p in hook_payloads():
+    for p in hook_payloads(cap):
         if p["hook_event_name"] == "PostToolUse":
             got = store.query("SELECT duration_ms FROM tool_calls WHERE tool_use_id = ?", [p["tool_use_id"]])
             assert got == [{"duration_ms": float(p["duration_ms"])}]
 
 
-def test_refusals_and_exhausted_retries_are_failures_counted_once(captured: Any) -> None:
+def test_refusals_and_exhausted_retries_are_failures_counted_once(cap: Path, captured: Any) -> None:
     store, _ = captured
-    refusals = events("api_refusal")
-    exhausted = events("api_retries_exhausted")
-    api_errors = events("api_error")
+    refusals = events(cap, "api_refusal")
+    exhausted = events(cap, "api_retries_exhausted")
+    api_errors = events(cap, "api_error")
     assert refusals and exhausted and api_errors
     rows = store.query("SELECT kind, request_id, attempt, retries_exhausted, total_retry_duration_ms, prompt_id "
                        "FROM errors ORDER BY kind, request_id")
@@ -148,12 +157,12 @@ def test_refusals_and_exhausted_retries_are_failures_counted_once(captured: Any)
     assert cats.get("refusal") == len(refusals)
     # the raw StopFailure payloads are still stored, typed
     assert len(store.query("SELECT 1 FROM api_errors WHERE kind = 'stop_failure'")) == sum(
-        1 for p in hook_payloads() if p["hook_event_name"] == "StopFailure")
+        1 for p in hook_payloads(cap) if p["hook_event_name"] == "StopFailure")
 
 
-def test_compaction_counted_once_with_its_token_savings(captured: Any) -> None:
+def test_compaction_counted_once_with_its_token_savings(cap: Path, captured: Any) -> None:
     store, _ = captured
-    sent = events("compaction")
+    sent = events(cap, "compaction")
     assert len(sent) == 1
     rows = store.query("SELECT source, \"trigger\", pre_tokens, post_tokens, tokens_saved, success, workflow_id "
                        "FROM compactions")
@@ -165,13 +174,13 @@ def test_compaction_counted_once_with_its_token_savings(captured: Any) -> None:
                      "workflow_id": "wf-today"}]
 
 
-def test_tasks_prompt_ids_and_subagent_totals(captured: Any) -> None:
+def test_tasks_prompt_ids_and_subagent_totals(cap: Path, captured: Any) -> None:
     store, _ = captured
-    created = [p for p in hook_payloads() if p["hook_event_name"] == "TaskCreated"]
+    created = [p for p in hook_payloads(cap) if p["hook_event_name"] == "TaskCreated"]
     tasks = store.query("SELECT session_id, cc_task_id, subject, created_at FROM agent_tasks")
     assert [(t["session_id"], t["cc_task_id"]) for t in tasks] == [(p["session_id"], p["task_id"]) for p in created]
     assert tasks[0]["subject"] is None and tasks[0]["created_at"] is not None  # no model text unless asked
-    with_prompt = sum(1 for p in hook_payloads() if p.get("prompt_id"))
+    with_prompt = sum(1 for p in hook_payloads(cap) if p.get("prompt_id"))
     assert store.scalar("SELECT count(*) FROM hook_events WHERE prompt_id IS NOT NULL") == with_prompt
 
 
@@ -217,7 +226,7 @@ def test_hooks_alone_give_failures_compactions_and_denials(tmp_path: Path) -> No
                                          or "")
 
 
-def test_refusals_retries_and_compactions_show_in_the_analyses(captured: Any, tmp_path: Path) -> None:
+def test_refusals_retries_and_compactions_show_in_the_analyses(cap: Path, captured: Any, tmp_path: Path) -> None:
     """The errors answer splits API failures by kind and counts exhausted retries; the cost answer
     names the compactions of its scope and the tokens they saved."""
     import shutil
@@ -233,15 +242,15 @@ def test_refusals_retries_and_compactions_show_in_the_analyses(captured: Any, tm
         assert out.api_errors is not None
         rows = [dict(zip(out.api_errors.columns, r, strict=True)) for r in out.api_errors.rows]
         by_kind = {r["kind"]: r for r in rows}
-        assert by_kind["refusal"]["errors"] == len(events("api_refusal"))
-        assert by_kind["api_error"]["retries_exhausted"] == len(events("api_retries_exhausted"))
+        assert by_kind["refusal"]["errors"] == len(events(cap, "api_refusal"))
+        assert by_kind["api_error"]["retries_exhausted"] == len(events(cap, "api_retries_exhausted"))
         cost = query_workflow_cost(s, workflow_id="wf-today")
-        e = events("compaction")[0]
+        e = events(cap, "compaction")[0]
         saved = int(e["pre_tokens"]) - int(e["post_tokens"])
         assert cost.compactions == f"1 context compaction(s) (0 auto), {saved:,} tokens saved"
         by_skill = query_workflow_cost(s, workflow_id="wf-today", group_by=["skill"])
         skills = {r[0]: r[1] for r in by_skill.groups.rows}
-        assert skills["cost-check"] == sum(1 for ev in events("api_request") if ev.get("skill.name") == "cost-check")
+        assert skills["cost-check"] == sum(1 for ev in events(cap, "api_request") if ev.get("skill.name") == "cost-check")
 
 
 def test_transcripts_swept_by_claude_code_stay_answered(tmp_path: Path) -> None:
@@ -281,17 +290,17 @@ def test_new_views_and_columns_are_described(tmp_path: Path) -> None:
                 assert described[c], (view, c)
 
 
-def test_compactions_and_tasks_travel_in_shards(tmp_path: Path, golem_home: Path) -> None:
+def test_compactions_and_tasks_travel_in_shards(cap: Path, tmp_path: Path, golem_home: Path) -> None:
     """An exported shard folder carries the compactions and tasks, with the machine that saw them."""
     from golem_mcp.ingestion import otlp
     from golem_mcp.ingestion.hooks import parse_hook_lines
     from golem_mcp.store.shards import export, import_shards
 
     b = Batch()
-    for f in sorted((CAPTURE / "otlp").iterdir()):
+    for f in sorted((cap / "otlp").iterdir()):
         signal = f.stem.split("_")[1]
         otlp.to_batch(signal, otlp.decode(signal, f.read_bytes(), "application/json"), b)
-    parse_hook_lines((CAPTURE / "hooks.jsonl").read_bytes(), "hooks.jsonl", b)
+    parse_hook_lines((cap / "hooks.jsonl").read_bytes(), "hooks.jsonl", b)
     query = ("SELECT (SELECT list(tokens_saved) FROM compactions) AS saved, "
              "(SELECT list(cc_task_id) FROM agent_tasks) AS tasks, "
              "(SELECT count(*) FROM compaction_events) AS events")
