@@ -76,6 +76,30 @@ def test_line_that_is_not_json_and_unknown_type(env, monkeypatch, workers):
     assert requests(store) == 24
 
 
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_json_lines_of_another_program_skipped_whole(env, monkeypatch, workers):
+    """Importing a whole home also walks ~/.cache/claude-cli-nodejs/<project>/mcp-logs-<server>/:
+    JSON lines with no "type". Each such file is one reason, not one per line; a transcript whose
+    first line is broken is still read, and its lines reported."""
+    monkeypatch.setenv("GOLEM_IMPORT_WORKERS", workers)
+    tmp, projects = env
+    logs = tmp / ".cache" / "claude-cli-nodejs" / "-home-dev-work" / "mcp-logs-demo"
+    logs.mkdir(parents=True)
+    log = logs / "2026-12-05T07-05-51-441Z.jsonl"
+    log.write_text("".join(json.dumps({"debug": f"step {i}", "timestamp": "2026-12-05T07:05:51.442Z",
+                                       "sessionId": "b4c29c49", "cwd": "/home/dev/work"}) + "\n" for i in range(40)))
+    f = main_file(projects)
+    f.write_bytes(b'{"type":"user", torn\n' + f.read_bytes())
+    store = Store(tmp / "g.duckdb")
+    res = Importer(store).run([projects, tmp / ".cache"])
+    assert [(s.source, s.line) for s in res.skipped if s.source == str(log)] == [(str(log), None)]
+    assert "not a Claude Code transcript" in next(s.reason for s in res.skipped if s.source == str(log))
+    assert [(s.line, s.reason.split(" (")[0]) for s in res.skipped if s.source == str(f)] == [(1, "not JSON")]
+    assert requests(store) == 24
+    # recorded as read: the next import passes it by
+    assert Importer(store).run([tmp / ".cache"]).files_unchanged == 1
+
+
 def test_empty_file_and_empty_folder(env):
     tmp, projects = env
     (projects / "-empty").mkdir()

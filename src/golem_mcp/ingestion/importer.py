@@ -598,6 +598,13 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         parse_hook_lines(data, str(f), batch, store_prompts)
         _state(batch, f, "hooks", st, st.st_size, 0, len(batch.skipped) - before)
         return len(data)
+    if kind == "transcript" and not offset and _head_is_foreign(head):
+        # e.g. ~/.cache/claude-cli-nodejs/<project>/mcp-logs-<server>/*.jsonl when a whole home is
+        # imported: one reason for the file, not "unknown record type" for each of its lines
+        batch.skip(str(f), None, "not a Claude Code transcript or hook file (its first record has no "
+                   "\"type\"; an MCP server's log, for one): skipped whole")
+        _state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
+        return len(data)
     # transcript or workflow journal: resume at the byte offset already consumed
     end = data.rfind(b"\n") + 1
     tail = data[end:]
@@ -624,6 +631,22 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
     _state(batch, f, "journal" if kind == "journal" else "transcript", st, new_offset, lines + consumed,
            len(batch.skipped) - before)
     return len(data)
+
+
+def _head_is_foreign(head: bytes) -> bool:
+    """The first non-blank line is a JSON object with no "type" (every transcript record has one) and
+    no "hook_event_name": JSON lines of another program. A first line that is not JSON, or is cut
+    off by ``head``'s end, tells nothing: the file is read as a transcript and its lines reported."""
+    for line in head.split(b"\n"):
+        if line.strip():
+            if b'"type"' in line or b'"hook_event_name"' in line:
+                return False  # (a transcript's first line: told without parsing it, per file of an import)
+            try:
+                first = orjson.loads(line)
+            except orjson.JSONDecodeError:
+                return False
+            return isinstance(first, dict) and "type" not in first and "hook_event_name" not in first
+    return False
 
 
 def _head_is_hooks(head: bytes) -> bool:
