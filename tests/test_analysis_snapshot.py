@@ -226,6 +226,15 @@ def test_model_advice_counts_the_models_only_of_stages_with_several(store):
     with snapshot_module.summaries(store, now=NOW) as reader:  # the single-model stages were left out
         counted = {r["stage"] for r in reader.query("SELECT DISTINCT stage FROM stage_model_runs")}
     assert counted == {"planner", "implementer", "reviewer"}  # (reviewer: m-old before the window)
+    # predict_cost's answer reads the estimate and the advice through one such reader: the same as each alone
+    from golem_mcp.analysis import answers, known
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GOLEM_CLOCK", NOW.isoformat())  # (the data is in 2030: the window ends at its newest request)
+        got = answers.predict(store, path="full")
+        now = known.data_now(store)
+    assert got.model_advice and norm(got.model_advice) == norm(model_advice(store, now=now))
+    assert got.prediction.matched_workflows and norm(got.prediction) == norm(predict_cost(store, path="full", now=now))
 
 
 def test_an_agents_late_type_reaches_its_bottleneck_label(tmp_path):

@@ -17,7 +17,7 @@ from . import known
 from .anomalies import detect_anomalies
 from .bottlenecks import Threshold, find_bottlenecks, set_threshold, switch_off_threshold
 from .budgets import BudgetStatus, budget_status
-from .common import Table, as_naive, table, utcnow
+from .common import Table, as_naive, table, utcnow, window
 from .findings_store import list_findings
 from .predict import CostPrediction, ModelAdvice, model_advice, predict_cost
 from .runs import latest_run, run_analysis
@@ -176,21 +176,27 @@ class PredictAnswer(BaseModel):
 
 def predict(store: Store, path: str | None = None, complexity: str | None = None, model: str | None = None,
             days: float = 90) -> PredictAnswer:
+    from .snapshot import MODEL_ADVICE_DAYS, summaries
+
     now = known.data_now(store)
-    pred = predict_cost(store, path=path, complexity=complexity, model=model, days=days, now=now)
-    note = None
-    if complexity and pred.expected_usd is None:
-        # complexity is the master's estimate and often unrecorded: answer without it, and say so
-        loose = predict_cost(store, path=path, model=model, days=days, now=now)
-        if loose.expected_usd is not None:
-            note = (f"no past workflow recorded complexity {complexity!r} (record_workflow(complexity=...)); "
-                    "this estimate ignores complexity")
-            pred = loose
+    # one reader of the analysis cache for the estimate and the advice (with the advice's usual model
+    # per stage when its window is the cache's): each opening its own was ~30 of ~110 ms at 10M
+    with summaries(store, now=window(now, days)[1] if days == MODEL_ADVICE_DAYS else None) as reader:
+        pred = predict_cost(reader, path=path, complexity=complexity, model=model, days=days, now=now)
+        note = None
+        if complexity and pred.expected_usd is None:
+            # complexity is the master's estimate and often unrecorded: answer without it, and say so
+            loose = predict_cost(reader, path=path, model=model, days=days, now=now)
+            if loose.expected_usd is not None:
+                note = (f"no past workflow recorded complexity {complexity!r} (record_workflow(complexity=...)); "
+                        "this estimate ignores complexity")
+                pred = loose
+        advice = model_advice(reader, days=days, now=now)
     cost = (f"${pred.expected_usd:.4f} (10-90%: ${pred.low_usd:.4f}-${pred.high_usd:.4f})"
             if pred.expected_usd is not None else "no estimate")
     return PredictAnswer(summary=f"{path or 'any'}-path workflow: {cost} from {pred.matched_workflows} past "
                                  "workflow(s)",
-                         prediction=pred, model_advice=model_advice(store, days=days, now=now), note=note)
+                         prediction=pred, model_advice=advice, note=note)
 
 
 class ThresholdAnswer(Threshold):
