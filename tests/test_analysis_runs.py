@@ -168,6 +168,20 @@ def test_budget_status_projection(store):
     assert st.workflow and st.stage and st.workflow.limit_usd == 5.0 and st.stage.limit_usd == 2.0
     assert st.today.limit_usd == 150.0 and st.projected_today_usd >= st.today.spent_usd
     assert st.advice == "within budget"
+    # each figure is the requests' own sum: today up to `now` (9 hours before the data's end), the
+    # last three hours' burn, the workflow and its stage over all of it
+    now = p.now - timedelta(hours=9)
+    day = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    want = store.query(
+        'SELECT sum(cost_usd) FILTER (WHERE "timestamp" >= ? AND "timestamp" < ?) AS today, '
+        'sum(cost_usd) FILTER (WHERE "timestamp" >= ? AND "timestamp" < ?) AS last3, '
+        "sum(cost_usd) FILTER (WHERE workflow_id = ?) AS wf, "
+        "sum(cost_usd) FILTER (WHERE workflow_id = ? AND stage = 'reviewer') AS st FROM requests",
+        [day, now, now - timedelta(hours=3), now, p.workflows[-1], p.workflows[-1]])[0]
+    assert want["today"] and want["last3"] and want["st"]
+    assert st.today.spent_usd == pytest.approx(round(want["today"], 4), abs=1e-9)
+    assert st.burn_rate_usd_per_hour == pytest.approx(round(want["last3"] / 3, 4), abs=1e-9)
+    assert (st.workflow.spent_usd, st.stage.spent_usd) == pytest.approx((round(want["wf"], 4), round(want["st"], 4)), abs=1e-9)
     budgets.set_budget(store, "workflow", st.workflow.spent_usd / 0.9, key=p.workflows[-1])
     st = budgets.budget_status(store, workflow_id=p.workflows[-1], now=p.now - timedelta(hours=9))
     assert st.workflow.level_reached == 80 and "cheaper model" in st.advice
