@@ -475,13 +475,10 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
     # (brought up to date first, as summaries() does) for the whole days, rows for the first day's part
     from .snapshot import current_cache
 
-    # each view is resolved once into this cursor's temporary tables, then read by every answer
-    # below (resolving the views is the cost: 7 reads became 3)
+    # one statement: each part is read once (a CTE, materialized) and serves every answer below that
+    # needs it; as temporary tables and separate reads it was eight statements, ~1 ms each before any
+    # work (most of one workflow's answer)
     with current_cache(store, wanted=whole_from is not None and not workflow_id) as (cur, by_days):
-
-        def rows(sql: str, args: list[Any] | None = None) -> list[dict[str, Any]]:
-            return dict_rows(cur, sql, args or [])
-
         # (every workflow's: the same sums without the workflow, a few rows a day instead of one per workflow)
         table = "rollup_requests" if workflow_id else "rollup_requests_coarse"
         rolled = f"SELECT stage, requests, retries, retried_requests AS retried FROM {table} WHERE {rw}"
@@ -490,44 +487,59 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
             rolled += " AND day >= ? UNION ALL SELECT stage, 1, attempt - 1, CAST(attempt > 1 AS INTEGER) " \
                       f'FROM requests WHERE {w} AND "timestamp" < ?'
             rolled_params += [whole_from, *params, whole_from]
-        cur.execute("CREATE OR REPLACE TEMP TABLE _qe_requests AS SELECT stage, CAST(sum(requests) AS BIGINT) AS requests, "
-                    "CAST(sum(retries) AS BIGINT) AS retries, CAST(sum(retried) AS BIGINT) AS retried "
-                    f"FROM ({rolled}) GROUP BY stage", rolled_params)
+        if by_days:
+            # the calls per stage of a window of every workflow: the analysis cache's per-day stage counts
+            # (brought up to date first, as summaries() does) for the days at and after whole_from but the
+            # cache's day of facts without a time (NO_DAY: those are not in a window; a call made on that
+            # very day is counted from its row), rows for the first day's part
+            sw = " AND stage = ?" if stage else ""
+            calls = f"""SELECT stage, CAST(sum(n) AS BIGINT) AS tool_calls FROM (
+                SELECT stage, n FROM analysis_tool_stage_days WHERE day >= ? AND day <> ?{sw}
+                UNION ALL SELECT stage, 1 FROM tools WHERE {w} AND ("timestamp" < ? OR "timestamp" >= ?))
+                GROUP BY stage"""
+            calls_params = [whole_from, NO_DAY, *([stage] if stage else []), *params, whole_from, NO_DAY]
+        else:
+            calls, calls_params = f"SELECT stage, count(*) AS tool_calls FROM tools WHERE {w} GROUP BY stage", params
         # the failed calls (a few percent of the calls) counted per tool and stage, and the calls per
         # stage: copying every call of the window with its error and command was most of the answer's
         # cost, then copying the failed ones (their command read from the JSON parameters) most of the rest
-        cur.execute("CREATE OR REPLACE TEMP TABLE _qe_tools AS SELECT tool_name, stage, count(*) AS failures, "
-                    f"any_value(error) AS example FROM tools WHERE {w} AND success = false GROUP BY 1, 2", params)
-        if by_days:
-            # the days at and after whole_from but the cache's day of facts without a time (NO_DAY: those
-            # are not in a window; a call made on that very day is counted from its row)
-            sw = " AND stage = ?" if stage else ""
-            cur.execute(f"""CREATE OR REPLACE TEMP TABLE _qe_calls AS SELECT stage, CAST(sum(n) AS BIGINT) AS tool_calls FROM (
-                SELECT stage, n FROM analysis_tool_stage_days WHERE day >= ? AND day <> ?{sw}
-                UNION ALL SELECT stage, 1 FROM tools WHERE {w} AND ("timestamp" < ? OR "timestamp" >= ?))
-                GROUP BY stage""", [whole_from, NO_DAY, *([stage] if stage else []), *params, whole_from, NO_DAY])
-        else:
-            cur.execute(f"CREATE OR REPLACE TEMP TABLE _qe_calls AS SELECT stage, count(*) AS tool_calls FROM tools WHERE {w} "
-                        "GROUP BY stage", params)
-        cur.execute("CREATE OR REPLACE TEMP TABLE _qe_errors AS SELECT stage, status_code, error, kind, retries_exhausted "
-                    f"FROM errors WHERE {w}", params)
         # kind: api_error, refusal (the model declined), stop_failure (a turn ended on an API error)
-        api = rows("SELECT kind, status_code, count(*) AS errors, "
-                   "count(*) FILTER (WHERE retries_exhausted) AS retries_exhausted, any_value(error) AS example "
-                   "FROM _qe_errors GROUP BY 1, 2 ORDER BY errors DESC, 1, 2 LIMIT ?", [limit])
-        retried = rows("SELECT CAST(COALESCE(sum(retried), 0) AS BIGINT) AS retried_requests, "
-                       "CAST(sum(retries) AS BIGINT) AS retries FROM _qe_requests")[0]
-        tools = rows("SELECT tool_name, stage, failures, example FROM _qe_tools ORDER BY failures DESC, 1, 2 LIMIT ?",
-                     [limit])
-        by_stage = rows(
-            "WITH t AS (SELECT stage, tool_calls, COALESCE(f.n, 0) AS tool_failures FROM _qe_calls "
-            "LEFT JOIN (SELECT stage, CAST(sum(failures) AS BIGINT) AS n FROM _qe_tools GROUP BY 1) f USING (stage)), r AS (SELECT stage, requests, retries "
-            "FROM _qe_requests), e AS (SELECT stage, count(*) AS api_errors FROM _qe_errors "
-            "GROUP BY 1) SELECT stage, COALESCE(requests, 0) AS requests, COALESCE(api_errors, 0) AS api_errors, "
-            "COALESCE(retries, 0) AS retries, COALESCE(tool_calls, 0) AS tool_calls, "
-            "COALESCE(tool_failures, 0) AS tool_failures, "
-            "round(COALESCE(tool_failures, 0) / NULLIF(tool_calls, 0), 4) AS tool_error_rate "
-            "FROM r FULL JOIN t USING (stage) FULL JOIN e USING (stage) ORDER BY tool_failures DESC NULLS LAST, stage "
-            "LIMIT ?", [limit])
+        row = dict_rows(cur, f"""
+            WITH qe_requests AS MATERIALIZED (
+                SELECT stage, CAST(sum(requests) AS BIGINT) AS requests, CAST(sum(retries) AS BIGINT) AS retries,
+                       CAST(sum(retried) AS BIGINT) AS retried FROM ({rolled}) GROUP BY stage),
+            qe_tools AS MATERIALIZED (
+                SELECT tool_name, stage, count(*) AS failures, any_value(error) AS example FROM tools
+                WHERE {w} AND success = false GROUP BY 1, 2),
+            qe_calls AS MATERIALIZED ({calls}),
+            qe_errors AS MATERIALIZED (SELECT stage, status_code, error, kind, retries_exhausted FROM errors WHERE {w})
+            SELECT
+              (SELECT list({{'kind': kind, 'status_code': status_code, 'errors': errors,
+                             'retries_exhausted': retries_exhausted, 'example': example}}
+                           ORDER BY errors DESC, kind, status_code) FROM (
+                 SELECT kind, status_code, count(*) AS errors, count(*) FILTER (WHERE retries_exhausted)
+                        AS retries_exhausted, any_value(error) AS example
+                 FROM qe_errors GROUP BY 1, 2 ORDER BY errors DESC, 1, 2 LIMIT ?)) AS api,
+              (SELECT {{'retried_requests': CAST(COALESCE(sum(retried), 0) AS BIGINT),
+                        'retries': CAST(sum(retries) AS BIGINT)}} FROM qe_requests) AS retried,
+              (SELECT list({{'tool_name': tool_name, 'stage': stage, 'failures': failures, 'example': example}}
+                           ORDER BY failures DESC, tool_name, stage) FROM (
+                 SELECT * FROM qe_tools ORDER BY failures DESC, tool_name, stage LIMIT ?)) AS tools,
+              (SELECT list({{'stage': stage, 'requests': requests, 'api_errors': api_errors, 'retries': retries,
+                             'tool_calls': tool_calls, 'tool_failures': tool_failures,
+                             'tool_error_rate': tool_error_rate}} ORDER BY tool_failures DESC NULLS LAST, stage) FROM (
+                 WITH t AS (SELECT stage, tool_calls, COALESCE(f.n, 0) AS tool_failures FROM qe_calls
+                            LEFT JOIN (SELECT stage, CAST(sum(failures) AS BIGINT) AS n FROM qe_tools GROUP BY 1) f
+                            USING (stage)),
+                      r AS (SELECT stage, requests, retries FROM qe_requests),
+                      e AS (SELECT stage, count(*) AS api_errors FROM qe_errors GROUP BY 1)
+                 SELECT stage, COALESCE(requests, 0) AS requests, COALESCE(api_errors, 0) AS api_errors,
+                        COALESCE(retries, 0) AS retries, COALESCE(tool_calls, 0) AS tool_calls,
+                        COALESCE(tool_failures, 0) AS tool_failures,
+                        round(COALESCE(tool_failures, 0) / NULLIF(tool_calls, 0), 4) AS tool_error_rate
+                 FROM r FULL JOIN t USING (stage) FULL JOIN e USING (stage)
+                 ORDER BY tool_failures DESC NULLS LAST, stage LIMIT ?)) AS by_stage""",
+                        [*rolled_params, *params, *calls_params, *params, limit, limit, limit])[0]
+    api, retried, tools, by_stage = row["api"] or [], row["retried"], row["tools"] or [], row["by_stage"] or []
     # (repeated failing commands: the loops of loops.find_loops)
     return {"api_errors_by_status": api, "retries": retried, "tool_failures": tools, "by_stage": by_stage}
