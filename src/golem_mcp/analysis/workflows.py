@@ -471,8 +471,6 @@ def query_errors(store: Store, workflow_id: str | None = None, stage: str | None
     if s is not None:
         since_at = datetime.fromtimestamp(s / 1e6, UTC).replace(tzinfo=None)
         whole_from = since_at.date() + timedelta(days=0 if since_at.time() == datetime.min.time() else 1)
-    # the calls per stage of a window of every workflow: from the analysis cache's per-day stage counts
-    # (brought up to date first, as summaries() does) for the whole days, rows for the first day's part
     from .snapshot import current_cache
 
     # one statement: each part is read once (a CTE, materialized) and serves every answer below that

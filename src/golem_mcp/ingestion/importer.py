@@ -590,7 +590,8 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         else:
             data = fh.read()
             head = data[:HEAD_BYTES]
-        hooks = kind != "journal" and _head_is_hooks(head)
+        head_kind = _head_kind(head) if kind != "journal" else None
+        hooks = head_kind == "hooks"
         if hooks and offset:
             fh.seek(0)
             data = fh.read()
@@ -598,7 +599,7 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         parse_hook_lines(data, str(f), batch, store_prompts)
         _state(batch, f, "hooks", st, st.st_size, 0, len(batch.skipped) - before)
         return len(data)
-    if kind == "transcript" and not offset and _head_is_foreign(head):
+    if head_kind == "foreign" and kind == "transcript" and not offset:
         # e.g. ~/.cache/claude-cli-nodejs/<project>/mcp-logs-<server>/*.jsonl when a whole home is
         # imported: one reason for the file, not "unknown record type" for each of its lines
         batch.skip(str(f), None, "not a Claude Code transcript or hook file (its first record has no "
@@ -633,25 +634,20 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
     return len(data)
 
 
-def _head_is_foreign(head: bytes) -> bool:
-    """The first non-blank line is a JSON object with no "type" (every transcript record has one) and
-    no "hook_event_name": JSON lines of another program. A first line that is not JSON, or is cut
-    off by ``head``'s end, tells nothing: the file is read as a transcript and its lines reported."""
+def _head_kind(head: bytes) -> str | None:
+    """What a .jsonl file is, told by its first non-blank line: "hooks" (a hook's JSON: it has
+    "hook_event_name"); "foreign" (a JSON object with neither that nor "type", which every transcript
+    record has: JSON lines of another program); else None, a transcript (a first line that is not
+    JSON, or is cut off by ``head``'s end, tells nothing: the lines are read and reported)."""
     for line in head.split(b"\n"):
-        if line.strip():
-            if b'"type"' in line or b'"hook_event_name"' in line:
-                return False  # (a transcript's first line: told without parsing it, per file of an import)
-            try:
-                first = orjson.loads(line)
-            except orjson.JSONDecodeError:
-                return False
-            return isinstance(first, dict) and "type" not in first and "hook_event_name" not in first
-    return False
-
-
-def _head_is_hooks(head: bytes) -> bool:
-    """A hook-payload file: its first non-blank line is a hook's JSON (has "hook_event_name")."""
-    for line in head.split(b"\n"):
-        if line.strip():
-            return b'"hook_event_name"' in line
-    return False
+        if not line.strip():
+            continue
+        if b'"hook_event_name"' in line:
+            return "hooks"
+        if b'"type"' in line:
+            return None  # (a transcript's first line: told without parsing it, per file of an import)
+        try:
+            return "foreign" if isinstance(orjson.loads(line), dict) else None
+        except orjson.JSONDecodeError:
+            return None
+    return None
