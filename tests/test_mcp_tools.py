@@ -324,6 +324,30 @@ async def test_record_workflow_links_session_and_subagents(bare_store: Store) ->
     assert ws == [{"workflow_path": "full", "complexity_assessment": "complex", "experiment_id": "exp-1"}]
 
 
+async def test_a_workflow_recorded_again_keeps_its_link(bare_store: Store) -> None:
+    """A master recording its workflow again (its status at the end) adds no link from now: the session
+    already works for it. Another task, or another workflow, still starts a link of its own."""
+    sid = _session_of("wf-001")
+
+    def links() -> list[tuple[str, str | None]]:
+        return [(r["workflow_id"], r["task_id"]) for r in bare_store.query(
+            "SELECT workflow_id, task_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from", [sid])]
+
+    async with Client(build_server(lambda: bare_store, wait_for_caller_s=0.3)) as c:
+        await call(c, "record_workflow", {"workflow_id": "wf-A", "session_id": sid})
+        await call(c, "record_workflow", {"workflow_id": "wf-B", "task_id": "T-2", "session_id": sid})
+        assert links() == [("wf-A", None), ("wf-B", "T-2")]
+        await call(c, "record_workflow", {"workflow_id": "wf-B", "status": "completed", "session_id": sid})
+        await call(c, "record_workflow", {"workflow_id": "wf-B", "task_id": "T-2", "session_id": sid})
+        assert links() == [("wf-A", None), ("wf-B", "T-2")]
+        await call(c, "record_workflow", {"workflow_id": "wf-B", "task_id": "T-3", "session_id": sid})
+        assert links() == [("wf-A", None), ("wf-B", "T-2"), ("wf-B", "T-3")]
+    assert bare_store.scalar("SELECT status FROM workflows WHERE workflow_id = 'wf-B'") == "completed"
+    # the session's facts (all before the later links) stay with the first workflow
+    assert bare_store.query("SELECT DISTINCT workflow_id FROM requests WHERE session_id = ?", [sid]) == [
+        {"workflow_id": "wf-A"}]
+
+
 async def test_session_found_from_claude_code_tool_use_id(bare_store: Store) -> None:
     """Claude Code sends _meta['claudecode/toolUseId']; the hook/transcript row of that call names the session."""
     sid = _session_of("wf-002")

@@ -121,21 +121,30 @@ def _check_id(value: str | None, name: str, required: bool = False) -> None:
         raise InvalidInput(f"{name} must be one line of at most 200 characters")
 
 
-def _link_valid_from(store: Store, caller: Caller, workflow_id: str) -> int:
+def _link_valid_from(store: Store, caller: Caller, workflow_id: str, task_id: str | None,
+                     experiment_id: str | None) -> int:
     """From when a session works for this workflow.
 
     The first workflow of a session holds from its start (epoch 0), so the master's requests before
-    the record_workflow call count too; a later, different workflow holds from the call on.
+    the record_workflow call count too; a later, different workflow holds from the call on. The
+    workflow the session already works for, recorded again (its status at the end, say) with no
+    other task or experiment, keeps its link: a new one from now would attribute nothing differently,
+    yet each call added a link row and re-resolved the whole session's facts.
     """
-    links = store.query("SELECT valid_from, workflow_id FROM workflow_links WHERE session_id = ? ORDER BY valid_from",
-                        [caller.session_id])
+    links = store.query("SELECT epoch_us(valid_from) AS vf, workflow_id, task_id, experiment_id FROM workflow_links "
+                        "WHERE session_id = ? ORDER BY valid_from", [caller.session_id])
     if not links or all(r["workflow_id"] == workflow_id for r in links):
         return 0
+    now = now_us()
+    current = ([r for r in links if r["vf"] <= now] or links)[-1]
+    if (current["workflow_id"] == workflow_id and task_id in (None, current["task_id"])
+            and experiment_id in (None, current["experiment_id"])):
+        return int(current["vf"])
     if caller.tool_use_id:
         ts = store.scalar('SELECT epoch_us("timestamp") FROM tool_calls WHERE tool_use_id = ?', [caller.tool_use_id])
         if ts is not None:
             return int(ts)
-    return now_us()
+    return now
 
 
 def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | None = None,
@@ -172,7 +181,7 @@ def record_workflow(store: Store, caller: Caller, workflow_id: str, path: str | 
                         "ended_at": now if status in ("done", "completed", "failed", "abandoned") else None})
     linked_from = None
     if caller.known:
-        linked_from = _link_valid_from(store, caller, workflow_id)
+        linked_from = _link_valid_from(store, caller, workflow_id, task_id, experiment_id)
         b.add("workflow_links", {"session_id": caller.session_id, "valid_from": linked_from,
                                  "workflow_id": workflow_id, "task_id": task_id, "experiment_id": experiment_id,
                                  "source": "mcp"})
