@@ -101,6 +101,34 @@ def test_requests_written_before_record_workflow_end_as_in_the_other_order(tmp_p
     assert _mismatches(late) == {}
 
 
+def test_a_link_from_a_time_on_reads_again_only_the_facts_from_then(tmp_path):
+    """A session's next workflow holds from the moment it is recorded: the facts before it keep their
+    link, so only those of that time or later (or of no time, which take the latest link) are read
+    and resolved again. The end is the same as writing everything at once."""
+    facts = [_req("r1", agent=None, minutes=1), _req("r2", agent=None, minutes=5), _req("r3", agent=None, minutes=7),
+             ("tool_calls", {"tool_use_id": "t0", "session_id": "s1", "tool_name": "Read", "success": True})]
+    first = [("workflow_links", {"session_id": "s1", "valid_from": 0, "workflow_id": "wf-1"})]
+    second = [("workflow_links", {"session_id": "s1", "valid_from": T0 + timedelta(minutes=4), "workflow_id": "wf-2",
+                                  "task_id": "task-2"})]
+    late, early = Store(tmp_path / "late.duckdb"), Store(tmp_path / "early.duckdb")
+    _write(late, first + facts)
+    _write(late, second)
+    read = {r[0] for r in late.con.execute("SELECT request_id FROM _res_cur_api_requests").fetchall()}
+    assert read == {"r2", "r3"}  # not r1, whose link did not change
+    assert [r[0] for r in late.con.execute("SELECT tool_use_id FROM _res_cur_tool_calls").fetchall()] == ["t0"]
+    _write(early, first + second + facts)
+    assert _resolved(late) == _resolved(early)
+    assert late.query("SELECT request_id, workflow_id, task_id FROM requests ORDER BY 1") == [
+        {"request_id": "r1", "workflow_id": "wf-1", "task_id": None},
+        {"request_id": "r2", "workflow_id": "wf-2", "task_id": "task-2"},
+        {"request_id": "r3", "workflow_id": "wf-2", "task_id": "task-2"}]
+    assert late.scalar("SELECT r_workflow_id FROM tool_calls WHERE tool_use_id = 't0'") == "wf-2"
+    # the first link's task changes: every fact it held is read again
+    _write(late, [("workflow_links", {"session_id": "s1", "valid_from": 0, "workflow_id": "wf-1", "task_id": "task-1"})])
+    assert late.scalar("SELECT task_id FROM requests WHERE request_id = 'r1'") == "task-1"
+    assert _mismatches(late) == {} and _mismatches(early) == {}
+
+
 def test_a_compaction_written_before_its_sessions_context_ends_as_in_the_other_order(tmp_path):
     """A compaction is resolved as the requests around it: the session's workflow link and the
     subagent's type arriving after it move it, as they move the requests."""

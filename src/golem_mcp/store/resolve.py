@@ -43,6 +43,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from importlib import resources
 from typing import Any, NamedTuple
 
@@ -274,10 +275,23 @@ def build_tree(con: Any, agent_ids: Iterable[str] | None, cache: TreeCache | Non
     con.execute(SQL["tree"].replace("{tree_base}", "_rc_agent_base"))
 
 
+def _earliest(links: set[tuple[Any, ...]]) -> datetime | None:
+    """The earliest ``valid_from`` of workflow links as :meth:`WriteResolution._context_rows` gives them
+    (their values as text), or None when one cannot be read back."""
+    try:
+        return min(datetime.fromisoformat(v[0]) for v in links)
+    except (TypeError, ValueError):
+        return None
+
+
 @dataclass
 class Scope:
     """Stored facts a change of context concerns."""
     sessions: set[str] = field(default_factory=set)
+    # sessions whose workflow links changed from a time on: only their facts of that time or later
+    # (or of no time) can take another link. A link from now (a session's next workflow) concerns
+    # none of the facts stored, where the whole session's were read and resolved again
+    since: dict[str, datetime] = field(default_factory=dict)
     agents: set[str] = field(default_factory=set)
     declared: set[str] = field(default_factory=set)   # agent_context keys: an agent id, or a session id (main thread)
     workflows: set[str] = field(default_factory=set)
@@ -286,7 +300,7 @@ class Scope:
     everything: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.sessions or self.agents or self.declared or self.workflows or self.models
+        return bool(self.sessions or self.since or self.agents or self.declared or self.workflows or self.models
                     or self.main_thread or self.everything)
 
     def parts(self, table: str) -> list[tuple[str, list[Any]]]:
@@ -305,6 +319,10 @@ class Scope:
                               ("r_workflow_id IN ({m})", self.workflows)):
             if values:
                 out.append((where.format(m=marks(len(values))), sorted(values)))
+        if bounded := {v: t for v, t in self.since.items() if v not in self.sessions}:
+            ts = FACTS[table].ts  # (a fact without a time takes the latest link: it is in scope)
+            out.append((f"session_id IN ({marks(len(bounded))}) AND ({ts} >= ? OR {ts} IS NULL)",
+                        [*sorted(bounded), min(bounded.values())]))
         if self.models and table == "api_requests":
             out.append((f"golem_price_model(model) IN ({marks(len(self.models))})", sorted(self.models)))
         if self.main_thread:
@@ -465,7 +483,9 @@ class WriteResolution:
                 if before_v == after_v:
                     continue
                 table, v = key
-                if table in ("sessions", "workflow_links"):
+                if table == "workflow_links" and (since := _earliest(before_v ^ after_v)) is not None:
+                    s.since[v] = min(s.since.get(v, since), since)
+                elif table in ("sessions", "workflow_links"):
                     s.sessions.add(v)
                 elif table == "agent_context":
                     s.declared.add(v)
@@ -485,9 +505,12 @@ class WriteResolution:
         if not s:
             return
         keys = ({f"s:{v}" for v in s.sessions} | {f"a:{v}" for v in s.agents} | {f"w:{v}" for v in s.workflows}
-                | {f"s:{v}" for v in s.declared} | {f"a:{v}" for v in s.declared})
+                | {f"s:{v}" for v in s.declared} | {f"a:{v}" for v in s.declared} | {f"s:{v}" for v in s.since})
         have = self.owners.present(self.con, keys) | ((extra_owners or set()) & keys)
         self.scope.sessions |= {v for v in s.sessions if f"s:{v}" in have}
+        for v, since in s.since.items():
+            if f"s:{v}" in have:
+                self.scope.since[v] = min(self.scope.since.get(v, since), since)
         self.scope.agents |= {v for v in s.agents if f"a:{v}" in have}
         self.scope.workflows |= {v for v in s.workflows if f"w:{v}" in have}
         self.scope.declared |= {v for v in s.declared if f"s:{v}" in have or f"a:{v}" in have}
