@@ -141,6 +141,10 @@ CALLS: dict[str, tuple[dict[str, Any], dict[str, str]]] = {
                                 "issues": [{"severity": "major", "file": "src/a.py", "line": 3, "summary": "unchecked input"},
                                            {"severity": "minor", "summary": "naming"}], "parent": "wf-bench-{n}"}, {}),
     "record_workflow (done)": ({"workflow_id": "wf-bench-{n}", "status": "completed", "session_id": "{sid}"}, {}),
+    # a session's next workflow, recorded as Claude Code calls the tool: its tool-use id in _meta, so
+    # the link holds from that call on (here the session's latest call) and the facts before it stay
+    "record_workflow (next)": ({"workflow_id": "wf-next-{n}", "task_id": "T-{n}", "session_id": "{sid}",
+                                "_meta": {"claudecode/toolUseId": "{tuid}"}}, {}),
     "query_sql": ({"sql": "SELECT stage, sum(cost_usd) AS cost FROM otel_api_request_events "
                           "WHERE workflow_id = '{wf}' GROUP BY stage"}, {
         "rolled": "SELECT stage, sum(cost_usd) AS cost FROM otel_api_request_events WHERE workflow_id = '{wf}' GROUP BY stage",
@@ -287,7 +291,7 @@ def _sql_of(shape: str, wf: str, clock: datetime | None) -> dict[str, str | None
 
 
 async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls: int, clock: datetime | None,
-                    sessions: list[str]) -> tuple[str, dict[str, dict[str, Any]]]:
+                    sessions: list[tuple[str, str | None]]) -> tuple[str, dict[str, dict[str, Any]]]:
     """Per tool, side by side: ``calls`` runs of its plain SQL on the read-only copy in this process,
     then ``calls`` calls through MCP (each after one unmeasured run). Wall ms per call, and CPU ms per
     call: this process's for the SQL, the daemon's for the tool (the steadier figures when shared)."""
@@ -321,10 +325,12 @@ async def time_both(url: str, token: str, pid: int, plain: Path, wf: str, calls:
                 for i in range(calls + 1):
                     if i == 1:
                         cpu0 = _cpu_s(pid)
-                    fill = {"{wf}": wf, "{n}": str(i), "{sid}": sessions[i % len(sessions)]}
+                    sid, tuid = sessions[i % len(sessions)]
+                    fill = {"{wf}": wf, "{n}": str(i), "{sid}": sid, "{tuid}": tuid or "none"}
                     a = {k: _fill(v, fill) for k, v in args.items()}
+                    meta = a.pop("_meta", None)
                     t = time.perf_counter()
-                    res = await c.call_tool(tool, a)
+                    res = await c.call_tool(tool, a, meta=meta)
                     if i:
                         tool_ms.append((time.perf_counter() - t) * 1000)
                     if getattr(res, "is_error", False) or getattr(res, "isError", False):
@@ -368,11 +374,13 @@ def measure(n: int, calls: int, warm: float, clock: datetime | None) -> dict[str
         con = duckdb.connect(str(plain), read_only=True)
         wf = con.execute('SELECT workflow_id FROM api_requests WHERE workflow_id IS NOT NULL ORDER BY "timestamp" DESC '
                          "LIMIT 1").fetchone()[0]  # type: ignore[index]
-        # recent sessions, one per call of a tool that writes (each links a session with facts)
-        sessions = [r[0] for r in con.execute(
-            'SELECT session_id FROM (SELECT session_id, max("timestamp") AS t FROM api_requests '
+        # recent sessions, one per call of a tool that writes (each links a session with facts), with
+        # each one's latest tool call
+        sessions = [(r[0], r[1]) for r in con.execute(
+            'SELECT s.session_id, (SELECT arg_max(tool_use_id, "timestamp") FROM tool_calls c WHERE c.session_id = s.session_id) '
+            'FROM (SELECT session_id, max("timestamp") AS t FROM api_requests '
             "WHERE session_id IS NOT NULL AND \"timestamp\" >= (SELECT max(\"timestamp\") - INTERVAL 7 DAY FROM api_requests) "
-            "GROUP BY 1) ORDER BY t DESC LIMIT ?", [calls + 1]).fetchall()]
+            "GROUP BY 1) s ORDER BY t DESC LIMIT ?", [calls + 1]).fetchall()]
         con.close()
         proc, url, token = start_daemon(served, Path(tmp) / "home", clock)
         try:

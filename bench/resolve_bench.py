@@ -15,7 +15,9 @@ the store's own cost. Prints:
 - **late context** (resolved facts only): a session of ``--session`` requests by one subagent is
   written before its ``SubagentStart`` (the agents row with its type), before ``record_workflow``
   (a workflow link from the session's start) and before the workflow's path: the time of each of
-  those writes, which re-resolve the whole session, and the rows they changed;
+  those writes, which re-resolve the whole session, and the rows they changed; then the session's
+  next workflow, linked from its last hour and after its last request (only the facts from then
+  are read again);
 - **a question**: cost per workflow and stage over ``requests`` (p50 of 5), for scale.
 
 Prints figures, asserts nothing.
@@ -115,6 +117,13 @@ def main() -> None:
                 ("record_workflow (a link from the start)", "workflow_links",
                  {"session_id": "big-session", "valid_from": t0 - timedelta(hours=1), "workflow_id": "wf-big"}),
                 ("the workflow's path", "workflows", {"workflow_id": "wf-big", "path": "full"}),
+                # a session's next workflow: a link from a time on moves only the facts from then
+                ("the session's next workflow, from its last hour", "workflow_links",
+                 {"session_id": "big-session", "valid_from": t0 + timedelta(seconds=args.session - 3600),
+                  "workflow_id": "wf-next"}),
+                ("a workflow recorded after the session's last request", "workflow_links",
+                 {"session_id": "big-session", "valid_from": t0 + timedelta(seconds=args.session + 60),
+                  "workflow_id": "wf-after"}),
                 ("an unrelated session's context", "sessions", {"session_id": "other-session", "cwd": "/tmp/x"})):
             b = Batch()
             b.add(table, row)
