@@ -129,6 +129,35 @@ def test_a_link_from_a_time_on_reads_again_only_the_facts_from_then(tmp_path):
     assert _mismatches(late) == {} and _mismatches(early) == {}
 
 
+def test_an_agents_context_reads_again_only_it_and_the_agents_below_it(tmp_path):
+    """A SubagentStart changes the facts of that agent and of the agents it spawned (their top stage),
+    never the main thread's or its other subagents': only those are read and resolved again, and the
+    end is the same as writing everything at once."""
+    facts = [_req("m1", agent=None), _req("r1", agent="a1", minutes=2), _req("r2", agent="a2", minutes=3),
+             _req("r4", agent="a4", minutes=4),
+             ("agents", {"agent_id": "a2", "session_id": "s1", "agent_type": "custom", "spawn_tool_use_id": "sp-a2"}),
+             ("agents", {"agent_id": "a4", "session_id": "s1", "agent_type": "tester"}),
+             ("tool_calls", {"tool_use_id": "sp-a2", "session_id": "s1", "agent_id": "a1", "tool_name": "Agent",
+                             "timestamp": T0, "success": True})]
+    late, early = Store(tmp_path / "late.duckdb"), Store(tmp_path / "early.duckdb")
+    _write(late, facts)
+    # an agent without facts yet (its SubagentStart came first, as it does): nothing is read again
+    late.con.execute("DROP TABLE IF EXISTS _res_cur_api_requests")  # (the first write's, re-resolving a2)
+    _write(late, [("agents", {"agent_id": "a9", "session_id": "s1", "agent_type": "planner"})])
+    assert not late.con.execute("SELECT 1 FROM duckdb_tables() WHERE table_name = '_res_cur_api_requests'").fetchall()
+    # a1's type: a1 and a2, which it spawned, take it as their top stage; m1 and a4 are not read
+    a1 = [("agents", {"agent_id": "a1", "session_id": "s1", "agent_type": "implementer"})]
+    _write(late, a1)
+    read = {r[0] for r in late.con.execute("SELECT request_id FROM _res_cur_api_requests").fetchall()}
+    assert read == {"r1", "r2"}
+    _write(early, a1 + [("agents", {"agent_id": "a9", "session_id": "s1", "agent_type": "planner"})] + facts)
+    assert _resolved(late) == _resolved(early)
+    assert late.query("SELECT request_id, top_stage FROM requests ORDER BY 1") == [
+        {"request_id": "m1", "top_stage": "main"}, {"request_id": "r1", "top_stage": "implementer"},
+        {"request_id": "r2", "top_stage": "implementer"}, {"request_id": "r4", "top_stage": "tester"}]
+    assert _mismatches(late) == {} and _mismatches(early) == {}
+
+
 def test_a_compaction_written_before_its_sessions_context_ends_as_in_the_other_order(tmp_path):
     """A compaction is resolved as the requests around it: the session's workflow link and the
     subagent's type arriving after it move it, as they move the requests."""

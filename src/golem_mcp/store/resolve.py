@@ -478,6 +478,7 @@ class WriteResolution:
         if self.asked:
             after = self._context_rows(self.asked)
             s = Scope()
+            moved: dict[str, set[str]] = {}  # agent -> its sessions, before and after
             for key in set(self.old) | set(after):
                 before_v, after_v = self.old.get(key, set()), after.get(key, set())
                 if before_v == after_v:
@@ -493,12 +494,40 @@ class WriteResolution:
                     s.workflows.add(v)
                 elif table == "agents":
                     s.agents.add(v)
-                    # the agent's subagents run in its session: they take their top stage from it
-                    s.sessions.update(t[0] for t in before_v | after_v if t[0] is not None)
+                    moved[v] = {t[0] for t in before_v | after_v if t[0] is not None}
+            if moved:
+                # the agents below it (its subagents, and theirs) take their top stage from it; no
+                # other fact of its session depends on it. (A SubagentStart comes before the agent's
+                # first request: re-resolving its whole session each time found nothing to change)
+                s.agents |= self._descendants(moved)
             self._add_scope(s)
         agents = {a for t in FACTS for r in rows.get(t, ()) if isinstance(a := r.get("agent_id"), str)}
         if agents:
             build_tree(self.con, agents, self.tree)
+
+    def _descendants(self, agents: dict[str, set[str]]) -> set[str]:
+        """The agents below ``agents`` (agent -> the sessions it runs in), at any depth: their
+        sessions' agents, each under its parent as the tree rule finds it (the recorded parent, else
+        the agent whose tool call spawned it)."""
+        sessions = sorted(set().union(*agents.values()))
+        if not sessions:
+            return set()
+        rows = keyed(self.con, "SELECT agent_id, parent_agent_id, spawn_tool_use_id FROM agents "
+                               "WHERE session_id IN ({keys})", sessions)
+        spawns = sorted({r[2] for r in rows if r[1] is None and r[2] is not None})
+        spawner = dict(keyed(self.con, "SELECT tool_use_id, agent_id FROM tool_calls WHERE tool_use_id IN ({keys})", spawns))
+        children: dict[str, set[str]] = {}
+        for aid, parent, spawn in rows:
+            if (p := parent if parent is not None else spawner.get(spawn)) is not None:
+                children.setdefault(p, set()).add(aid)
+        out: set[str] = set()
+        todo = list(agents)
+        while todo:
+            for c in children.get(todo.pop(), ()):
+                if c not in out:
+                    out.add(c)
+                    todo.append(c)
+        return out
 
     def _add_scope(self, s: Scope, extra_owners: set[str] | None = None) -> None:
         """Keep the keys of ``s`` that have stored facts, and add them to this write's scope."""
@@ -619,7 +648,7 @@ class WriteResolution:
 
     def _spawned(self) -> None:
         """A tool call of this write that spawned a stored agent without a recorded parent makes the
-        caller its parent: that agent's session is re-resolved (top stages)."""
+        caller its parent: that agent and the agents below it are re-resolved (top stages)."""
         if not self.spawn_ids:
             return
         rows = []
@@ -627,7 +656,10 @@ class WriteResolution:
             rows += self.con.execute("SELECT agent_id, session_id FROM agents WHERE parent_agent_id IS NULL "
                                      f"AND spawn_tool_use_id IN ({marks(len(part))})", part).fetchall()
         if rows:
-            self._add_scope(Scope(agents={r[0] for r in rows}, sessions={r[1] for r in rows if r[1]}), self.batch_owners)
+            moved: dict[str, set[str]] = {}
+            for aid, sid in rows:
+                moved.setdefault(aid, set()).update([sid] if sid else [])
+            self._add_scope(Scope(agents=set(moved) | self._descendants(moved)), self.batch_owners)
 
     def _rescope(self, table: str) -> None:
         con = self.con
