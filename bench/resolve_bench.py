@@ -17,7 +17,7 @@ the store's own cost. Prints:
   (a workflow link from the session's start) and before the workflow's path: the time of each of
   those writes, which re-resolve the whole session, and the rows they changed; then the session's
   next workflow, linked from its last hour and after its last request (only the facts from then
-  are read again);
+  are read again), and a new subagent's ``SubagentStart`` (nothing of the session read again);
 - **a question**: cost per workflow and stage over ``requests`` (p50 of 5), for scale.
 
 Prints figures, asserts nothing.
@@ -124,6 +124,9 @@ def main() -> None:
                 ("a workflow recorded after the session's last request", "workflow_links",
                  {"session_id": "big-session", "valid_from": t0 + timedelta(seconds=args.session + 60),
                   "workflow_id": "wf-after"}),
+                # the SubagentStart of the session's next subagent, before its first request (as it comes)
+                ("a new subagent's SubagentStart", "agents", {"agent_id": "big-agent-2", "session_id": "big-session",
+                                                              "agent_type": "reviewer"}),
                 ("an unrelated session's context", "sessions", {"session_id": "other-session", "cwd": "/tmp/x"})):
             b = Batch()
             b.add(table, row)
