@@ -145,12 +145,15 @@ def test_a_store_dropped_without_close_lets_go_of_its_database(tmp_path: Path) -
     store.submit(b).result(timeout=60)
     thread = store._writes.thread
     assert thread is not None and thread.is_alive()
+    timer = store.memory._timer  # the memory limit's next look, due in a while
+    assert timer is not None and timer.is_alive()
     gone = weakref.ref(store)
     del store
     gc.collect()
     assert gone() is None
     thread.join(10)
     assert not thread.is_alive()
+    assert timer.finished.is_set()  # cancelled: it runs no DuckDB statement for a store nobody holds
     # the database is free again: another connection may open it for writing
     with Store(tmp_path / "g.duckdb") as again:
         assert again.scalar("SELECT count(*) FROM hook_events") == 1

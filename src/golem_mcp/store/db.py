@@ -346,6 +346,11 @@ def _change_merge(table: str, cols: list[str], staged: Sequence[str]) -> str:
     return f"{ident(CHANGE_COLUMN)} = CASE WHEN {changed} THEN EXCLUDED.{ident(CHANGE_COLUMN)} ELSE {t} END"
 
 
+def _release(writes: WriteQueue, memory: MemoryLimit) -> None:
+    memory.close()
+    writes.close(0)
+
+
 class Store:
     """One DuckDB database. Writes go through :meth:`write` under a lock; reads use cursors."""
 
@@ -387,8 +392,11 @@ class Store:
                 self.migrate()
         self._load_types()
         self._writes = WriteQueue(self.write)  # the one writer behind submit()
-        # a store dropped without close() stops its writer thread (the connection closes with the store)
-        weakref.finalize(self, self._writes.close, 0)
+        # a store dropped without close() (or still open when the program ends) stops its writer
+        # thread and its memory limit's timer; the connection closes with the store. (A timer left
+        # to fire ran DuckDB statements for a store nobody held, and one firing as the interpreter
+        # shut down aborted the process: duckdb/duckdb#13904)
+        weakref.finalize(self, _release, self._writes, self.memory)
         if not read_only:
             self.note_machine(self.machine_id, self.machine_label)
 
