@@ -98,6 +98,11 @@ def test_json_lines_of_another_program_skipped_whole(env, monkeypatch, workers):
     assert requests(store) == 24
     # recorded as read: the next import passes it by
     assert Importer(store).run([tmp / ".cache"]).files_unchanged == 1
+    # the log grows (the server is still running): its new lines are skipped with it, not reported one by one
+    with log.open("a") as fh:
+        fh.write(json.dumps({"debug": "step 40", "timestamp": "2026-12-05T07:05:52.000Z"}) + "\n")
+    again = Importer(store).run([tmp / ".cache"])
+    assert [(s.source, s.line) for s in again.skipped] == [(str(log), None)]
 
 
 def test_empty_file_and_empty_folder(env):

@@ -599,9 +599,10 @@ def _read(f: Path, st: os.stat_result, kind: str, old: tuple | None, batch: Batc
         parse_hook_lines(data, str(f), batch, store_prompts)
         _state(batch, f, "hooks", st, st.st_size, 0, len(batch.skipped) - before)
         return len(data)
-    if head_kind == "foreign" and kind == "transcript" and not offset:
+    if head_kind == "foreign" and kind == "transcript":
         # e.g. ~/.cache/claude-cli-nodejs/<project>/mcp-logs-<server>/*.jsonl when a whole home is
-        # imported: one reason for the file, not "unknown record type" for each of its lines
+        # imported: one reason for the file, not "unknown record type" for each of its lines (also
+        # for the lines it gained since: its head is read from the start either way)
         batch.skip(str(f), None, "not a Claude Code transcript or hook file (its first record has no "
                    "\"type\"; an MCP server's log, for one): skipped whole")
         _state(batch, f, kind, st, st.st_size, 0, len(batch.skipped) - before)
