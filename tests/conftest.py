@@ -38,10 +38,10 @@ def pytest_unconfigure(config: pytest.Config) -> None:
     """Leave with the tests' verdict, past the interpreter's shutdown. Python ends daemon threads
     that try to run after it began finalising by unwinding their stacks, and one inside a DuckDB
     call then aborts the whole process ("terminate called without an active exception",
-    duckdb/duckdb#13904, open). Tests leave such threads behind (a clean run ended with nine
-    memory-limit timers of stores dropped without close() and the SQL tool's watchdog alive), and
-    whether one is inside DuckDB at that moment depends on the order the tests ran in: a run whose
-    every test passed was once reported as aborted. Every result, report and
+    duckdb/duckdb#13904, open). Tests leave threads behind (a clean run once ended with nine
+    memory-limit timers of stores dropped without close(), which such a store now cancels, and the SQL
+    tool's watchdog alive), and whether one is inside DuckDB at that moment depends on the order the
+    tests ran in: a run whose every test passed was once reported as aborted. Every result, report and
     cache is written by now; ``GOLEM_TEST_FINALIZE=1`` finalises as usual."""
     if _exit_status is not None and not os.environ.get("GOLEM_TEST_FINALIZE"):
         sys.stdout.flush()

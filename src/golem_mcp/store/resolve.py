@@ -498,8 +498,10 @@ class WriteResolution:
             if moved:
                 # the agents below it (its subagents, and theirs) take their top stage from it; no
                 # other fact of its session depends on it. (A SubagentStart comes before the agent's
-                # first request: re-resolving its whole session each time found nothing to change)
-                s.agents |= self._descendants(moved)
+                # first request: re-resolving its whole session each time found nothing to change.)
+                # A session without facts has none below it either: its agents are not listed
+                have = self.owners.present(self.con, {f"s:{x}" for ss in moved.values() for x in ss})
+                s.agents |= self._descendants({a: {x for x in ss if f"s:{x}" in have} for a, ss in moved.items()})
             self._add_scope(s)
         agents = {a for t in FACTS for r in rows.get(t, ()) if isinstance(a := r.get("agent_id"), str)}
         if agents:
