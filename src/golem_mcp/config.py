@@ -66,6 +66,10 @@ class Settings:
     # the most memory the process may use (MB): DuckDB gets three quarters of it as its memory_limit
     # (spilling to disk beyond), and an agent's query_sql is stopped when the process grows past it
     memory_budget_mb: int = 2048
+    # OTLP bodies answered once their checked rows are committed to the store's write inbox, then
+    # resolved into facts by the writer with whatever else arrived (store/inbox.py); False: each
+    # answered only once resolved (four exporters then give a write at most four bodies)
+    otlp_inbox: bool = True
     # issue 11: a folder (relative to the session's project, e.g. ".golem/telemetry") that the
     # SessionEnd hook exports the project's new telemetry to as Parquet shards; None: no export
     export_on_session_end: str | None = None
@@ -102,6 +106,8 @@ class Settings:
         if os.environ.get("GOLEM_MEMORY_BUDGET_MB"):
             with contextlib.suppress(ValueError):  # a typo must not stop the daemon; the default stands
                 s.memory_budget_mb = int(os.environ["GOLEM_MEMORY_BUDGET_MB"])
+        if os.environ.get("GOLEM_OTLP_INBOX") in ("0", "false", "no"):
+            s.otlp_inbox = False
         if os.environ.get("GOLEM_EXPORT_ON_SESSION_END"):
             s.export_on_session_end = os.environ["GOLEM_EXPORT_ON_SESSION_END"]
         if os.environ.get("GOLEM_TEAM_URL"):

@@ -42,6 +42,10 @@ class Batch:
     skipped: list[Skipped] = field(default_factory=list)
     # where the rows added next come from; parsers set it per line / record
     at: tuple[str, int | None] | None = None
+    # the write inbox numbers of these rows (Store.land): their write deletes them (store/inbox.py)
+    landed: list[int] = field(default_factory=list)
+    # per table, its rows as Store.land checked and redacted them (Arrow tables, in the rows' order)
+    staged: dict[str, list] = field(default_factory=lambda: defaultdict(list))
 
     def add(self, table: str, row: dict) -> None:
         if self.at is not None:
@@ -55,12 +59,16 @@ class Batch:
         for t, rs in other.rows.items():
             self.rows[t].extend(rs)
         self.skipped.extend(other.skipped)
+        self.landed.extend(other.landed)
+        for t, tables in other.staged.items():
+            self.staged[t].extend(tables)
 
     def count(self) -> int:
         return sum(len(v) for v in self.rows.values())
 
     def clear_rows(self) -> None:
         self.rows = defaultdict(list)
+        self.staged = defaultdict(list)
 
     def rejected(self) -> int:
         """Pieces of input (lines, payloads, records) of which something was not stored."""

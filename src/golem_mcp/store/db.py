@@ -36,7 +36,7 @@ from .. import home
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
 from ..redaction import redact, redact_table
-from . import checks, resolve, rollups
+from . import checks, inbox, resolve, rollups
 from .batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
 from .memory import MemoryLimit
 from .writer import WriteQueue
@@ -346,6 +346,11 @@ def _change_merge(table: str, cols: list[str], staged: Sequence[str]) -> str:
     return f"{ident(CHANGE_COLUMN)} = CASE WHEN {changed} THEN EXCLUDED.{ident(CHANGE_COLUMN)} ELSE {t} END"
 
 
+def _owned(lock: Any) -> bool:
+    """Whether the calling thread holds ``lock`` (a ``threading.RLock``)."""
+    return bool(lock._is_owned())
+
+
 def _release(writes: WriteQueue, memory: MemoryLimit) -> None:
     memory.close()
     writes.close(0)
@@ -385,6 +390,7 @@ class Store:
         self._tree = resolve.TreeCache()  # what the connection's agent tree was last built from
         self._staged: dict[str, _Staged | None] = {}  # tables _prefetch staged for the write in progress
         self._res: resolve.WriteResolution | None = None  # the resolver's state during a write
+        self._prestaged: dict[str, list[Any]] | None = None  # a landed write's checked tables (land())
         self._fact_hooks: list[Callable[[duckdb.DuckDBPyConnection, dict[str, int]], None]] = []
         self.on_fact_changes(rollups.on_fact_changes)  # the rollups follow every change of a fact
         if not read_only:
@@ -392,6 +398,10 @@ class Store:
                 self.migrate()
         self._load_types()
         self._writes = WriteQueue(self.write)  # the one writer behind submit()
+        self._inbox_lock = threading.Lock()
+        self._inbox_next = 1  # the next write inbox number (land())
+        if not read_only and self.records_facts:
+            self._write_inbox()
         # a store dropped without close() (or still open when the program ends) stops its writer
         # thread and its memory limit's timer; the connection closes with the store. (A timer left
         # to fire ran DuckDB statements for a store nobody held, and one firing as the interpreter
@@ -826,6 +836,72 @@ class Store:
         """Transactions :meth:`submit` committed so far (what changed since a caller last looked)."""
         return self._writes.commits
 
+    def landed_rows(self) -> int:
+        """Rows of landed batches (:meth:`land`) submitted and not yet written."""
+        return self._writes.landed_rows
+
+    def land(self, batch: Batch) -> int | None:
+        """Check and redact ``batch``'s rows as its write will, and commit them to the write inbox
+        (:mod:`.inbox`) in a transaction of their own, before the write that resolves them.
+
+        Problems the checks find are added to ``batch.skipped`` now, so a caller answering before
+        the write counts them; the rows left in ``batch`` are the checked, redacted ones. Returns
+        the batch's inbox number (also added to ``batch.landed``; its write deletes the rows in its
+        own transaction), or None when no row is left to write. Then :meth:`submit` it."""
+        def report(row: dict, problem: Skipped) -> None:
+            batch.skipped.append(problem)
+
+        blobs: list[tuple[str, bytes]] = []
+        for t in list(batch.rows):
+            if not batch.rows[t]:
+                continue
+            if t not in self._types:
+                raise ValueError(f"unknown table {t}")
+            checked = self._checked(t, batch.rows[t], report)
+            if checked is None:
+                batch.rows[t] = []
+                continue
+            _, stg, kept, _ = checked
+            batch.rows[t] = kept  # the rows the checks kept, in the table's order (their fixes are in it)
+            batch.staged[t] = [stg]
+            blobs.append((t, inbox.encode(stg)))
+        if not blobs:
+            return None
+        with self._inbox_lock:
+            seq = self._inbox_next
+            self._inbox_next += 1
+        cur = self.con.cursor()
+        try:
+            cur.execute("BEGIN")
+            cur.executemany("INSERT INTO write_inbox (seq, table_name, rows) VALUES (?, ?, ?)",
+                            [[seq, t, b] for t, b in blobs])
+            cur.execute("COMMIT")
+        finally:
+            cur.close()
+        batch.landed.append(seq)
+        return seq
+
+    def _write_inbox(self) -> None:
+        """Write the batches a process before left in the inbox (landed, not yet written), first."""
+        rows = self.con.execute("SELECT seq, table_name, rows FROM write_inbox ORDER BY seq").fetchall()
+        self._inbox_next = max((r[0] for r in rows), default=0) + 1
+        if not rows:
+            return
+        batch = Batch()
+        for seq, table, blob in rows:
+            stg = inbox.decode(blob)
+            batch.rows[table].extend(stg.to_pylist())
+            batch.staged[table].append(stg)
+            if not batch.landed or batch.landed[-1] != seq:
+                batch.landed.append(seq)
+        try:
+            self.write(batch)
+        except Exception:  # noqa: BLE001 - the store opens all the same; the rows stay for the next start
+            log.exception("%d batches accepted before the last stop could not be written; they stay in "
+                          "the write inbox and are tried again at the next start", len(batch.landed))
+        else:
+            log.info("wrote %d batches (%d rows) accepted before the last stop", len(batch.landed), batch.count())
+
     def write(self, batch: Batch, report: checks.Report | None = None,
               shards: Sequence[tuple[str, str, int]] = ()) -> dict[str, int]:
         """Write every row of ``batch`` in one transaction; returns rows offered per table.
@@ -865,6 +941,7 @@ class Store:
                     self._estimates, self._estimate_writes = None, 0
                 self._changed = {}
                 self._change = None
+                self._prestaged = batch.staged if batch.landed else None
                 hooks = list(self._fact_hooks)
                 first = self._first_facts(hooks)
                 res = self._res = resolve.WriteResolution(self.con, self._types, self._owners,
@@ -884,6 +961,9 @@ class Store:
                 if shards:
                     self.con.executemany("INSERT OR REPLACE INTO imported_shards VALUES (?, ?, ?, ?, current_timestamp)",
                                          [[n, m, r, self._change_number()] for n, m, r in shards])
+                if batch.landed:  # written now: out of the inbox, in the same transaction
+                    self.con.execute(f"DELETE FROM write_inbox WHERE seq IN ({', '.join('?' * len(batch.landed))})",
+                                     batch.landed)
                 if not resolving:
                     res.context_written({})
                 changed = res.finish()
@@ -902,6 +982,7 @@ class Store:
                 raise
             finally:
                 self._res = None
+                self._prestaged = None
                 for st in self._staged.values():  # staged by _prefetch, not written (the write failed)
                     if st is not None:
                         self.con.unregister(st.name)
@@ -939,8 +1020,10 @@ class Store:
             self._apply(st)
         return len(rows)
 
-    def _stage(self, table: str, rows: list[dict], report: checks.Report) -> _Staged | None:
-        """``rows`` checked, redacted and registered as ``_stg_<table>`` (None: no row to write)."""
+    def _checked(self, table: str, rows: list[dict],
+                 report: checks.Report) -> tuple[list[str], Any, list[dict], list[Any]] | None:
+        """``rows`` checked and redacted: (columns, Arrow table, rows kept, their keys); None: no row
+        to write. What every write does to its rows first, and :meth:`land` before the write."""
         types = self._types[table]
         keys = KEYS[table]
         present: set[str] = set()
@@ -964,7 +1047,6 @@ class Store:
             kept = [r for r in rows if all(r.get(k) is not None for k in keys)]
         if not kept:
             return None
-        pa, _ = _arrow_types()
         # every value checked on the way (from_pylist walks the dicts in C++; a Python list per
         # column cost several times more); rows with a bad key or token count are left out
         stg, kept = checks.stage(table, kept, cols, types, keys, report)
@@ -980,6 +1062,30 @@ class Store:
             if changed.intersection(keys):  # a key held a secret: match on the redacted keys
                 key_cols = [stg.column(k).to_pylist() for k in keys]
                 kv = key_cols[0] if len(keys) == 1 else list(zip(*key_cols, strict=True))
+        return cols, stg, kept, kv
+
+    def _landed(self, table: str, rows: list[dict]) -> tuple[list[str], Any, list[dict], list[Any]] | None:
+        """What :meth:`_checked` gives for ``rows``, from the tables :meth:`land` checked them into,
+        when every row of the write came that way (None: check them here)."""
+        tables = self._prestaged.get(table) if self._prestaged else None
+        if not tables or sum(t.num_rows for t in tables) != len(rows):
+            return None
+        pa, _ = _arrow_types()
+        stg = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
+        cols = [c for c in self._types[table] if c in stg.column_names]
+        stg = stg.select(cols)
+        keys = KEYS[table]
+        key_cols = [stg.column(k).to_pylist() for k in keys]
+        kv = key_cols[0] if len(keys) == 1 else list(zip(*key_cols, strict=True))
+        return cols, stg, rows, kv
+
+    def _stage(self, table: str, rows: list[dict], report: checks.Report) -> _Staged | None:
+        """``rows`` checked, redacted and registered as ``_stg_<table>`` (None: no row to write)."""
+        checked = self._landed(table, rows) or self._checked(table, rows, report)
+        if checked is None:
+            return None
+        cols, stg, kept, kv = checked
+        pa, _ = _arrow_types()
         if table in MACHINE_TABLES and self.machine_id:
             stg, cols = self._stamp_machine(stg, cols)
         stg = stg.append_column("_golem_seq", pa.array(range(len(kept)), type=pa.int64()))
@@ -1224,7 +1330,13 @@ class Store:
     # -- reading ---------------------------------------------------------------------------------
     @contextlib.contextmanager
     def reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
-        """A cursor of its own (reads run beside writes), closed afterwards; ``close()`` interrupts it."""
+        """A cursor of its own (reads run beside writes), closed afterwards; ``close()`` interrupts it.
+
+        It sees every batch acknowledged before it: a batch answered once in the write inbox (an
+        OTLP body, :meth:`land`) and still on its way to the facts is waited for. Not on the writer
+        thread, nor under the store's lock, which that write needs."""
+        if self._writes.landed_pending() and not self._writes.on_writer_thread() and not _owned(self._lock):
+            self._writes.settle()
         cur = self.con.cursor()
         with self._readers_lock:
             self._readers.add(cur)

@@ -20,6 +20,7 @@ writes; with nothing announced (one exporter, an import) it writes at once.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
 import logging
 import queue
@@ -60,6 +61,12 @@ class WriteQueue:
         self._coming = 0  # batches announced (coming()) and not yet submitted
         self.commits = 0  # transactions committed (the daemon's alerts look again when it moves)
         self.closed = False
+        # batches already committed to the write inbox (Batch.landed: their callers answered before
+        # the write): how many were submitted, how many written (or failed) since, their rows queued
+        self._landed_in = 0
+        self._landed_out = 0
+        self.landed_rows = 0
+        self._landed_done = threading.Condition(self.lock)
 
     def submit(self, batch: Batch) -> Future[dict[str, int]]:
         """Queue ``batch``; the future gives its rows offered per table once committed, or raises
@@ -74,9 +81,43 @@ class WriteQueue:
             if self.thread is None or not self.thread.is_alive():
                 self.thread = threading.Thread(target=self._run, name=self.name, daemon=True)
                 self.thread.start()
+            if batch.landed:
+                self._landed_in += 1
+                self.landed_rows += batch.count()
+                fut.add_done_callback(functools.partial(self._landed_written, rows=batch.count()))
             self.queue.put((batch, fut))
             self._arrived.notify_all()
         return fut
+
+    def _landed_written(self, fut: Future[dict[str, int]], rows: int) -> None:
+        with self.lock:
+            self._landed_out += 1
+            self.landed_rows -= rows
+            self._landed_done.notify_all()
+        if not fut.cancelled() and fut.exception() is not None:
+            # its caller was answered already: the rows stay in the inbox, written at the next start
+            log.error("a batch accepted before its write could not be written (it stays in the write "
+                      "inbox for the next start): %s", fut.exception())
+
+    def landed_pending(self) -> bool:
+        """Whether batches submitted after landing (their callers answered) are still to be written."""
+        return self._landed_out < self._landed_in
+
+    def settle(self, timeout: float = 60.0) -> bool:
+        """Wait until every landed batch submitted before this call is written (or failed); False if
+        ``timeout`` passed first or the writer stopped. A read that must see what was acknowledged."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            target = self._landed_in
+            while self._landed_out < target:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.thread is None or not self.thread.is_alive():
+                    return False
+                self._landed_done.wait(min(left, 1.0))
+        return True
+
+    def on_writer_thread(self) -> bool:
+        return threading.current_thread() is self.thread
 
     @contextlib.contextmanager
     def coming(self) -> Iterator[None]:

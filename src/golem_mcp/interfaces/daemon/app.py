@@ -47,6 +47,9 @@ log = logging.getLogger("golem_mcp.daemon")
 
 log = logging.getLogger("golem_mcp.daemon")
 
+# rows landed in the write inbox and not yet written past which an OTLP request waits for its own
+# write: the writer is behind, and the queue (rows held in memory) stops growing (~10,000 records)
+INBOX_MAX_ROWS = 20_000
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
 CATCH_UP_WAIT_S = 2.0  # seconds an MCP answer waits for a running import before answering without it
 CATCH_UP_LIVE_S = 3600.0  # no hook payload for this long: no session is live here, nothing to catch up
@@ -138,6 +141,7 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
     pages = PageCache()
 
     decoder = Decoder(decode_workers, settings.store_prompts)
+    inbox = bool(settings.otlp_inbox) and store.records_facts
     last_hook = [-CATCH_UP_LIVE_S - 1.0]  # monotonic time of the last hook payload, posted or drained
 
     def note_hooks() -> None:
@@ -149,12 +153,22 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
             return json_response({"error": f"unknown OTLP signal {signal!r}; use /v1/logs, /v1/metrics or /v1/traces"},
                                  404)
         kind = media_type(request)
-        with store.coming():  # a write starting meanwhile waits for this body (store/writer.py)
+        if inbox:
             body = await read_body(request, limit)
             batch, n = await decoder.batch(signal, body, kind)
-            # committed by the store's one writer; its value checks add what they refused to batch.skipped
+            # checked, redacted and committed to the write inbox (what the checks refused is in
+            # batch.skipped now); resolved into facts by the writer with whatever else has arrived
+            await asyncio.to_thread(store.land, batch)
             committed = store.submit(batch)
-        await asyncio.wrap_future(committed)
+            if store.landed_rows() > INBOX_MAX_ROWS:  # the writer is behind: wait for it (memory stays bounded)
+                await asyncio.shield(asyncio.wrap_future(committed))
+        else:
+            with store.coming():  # a write starting meanwhile waits for this body (store/writer.py)
+                body = await read_body(request, limit)
+                batch, n = await decoder.batch(signal, body, kind)
+                # committed by the store's one writer; its value checks add what they refused to batch.skipped
+                committed = store.submit(batch)
+            await asyncio.wrap_future(committed)
         stats.records += n
         message = problems_message(batch, n, NOUN[signal])
         if message:
