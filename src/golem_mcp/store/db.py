@@ -374,6 +374,7 @@ class Store:
         self.memory = MemoryLimit(self.con.cursor, self.memory_limit_mb,
                                   enabled=not read_only and self.path != ":memory:")
         self._lock = threading.RLock()
+        self._writes = WriteQueue(self.write)  # the one writer behind submit()
         self._readers: set[Any] = set()  # cursors handed out by reader(): interrupted on close
         self._readers_lock = threading.Lock()
         self._types: dict[str, dict[str, str]] = {}
@@ -397,7 +398,6 @@ class Store:
             with self.memory.heavy():  # an old store's upgrade resolves and builds everything once
                 self.migrate()
         self._load_types()
-        self._writes = WriteQueue(self.write)  # the one writer behind submit()
         self._inbox_lock = threading.Lock()
         self._inbox_next = 1  # the next write inbox number (land())
         if not read_only and self.records_facts:
@@ -872,10 +872,8 @@ class Store:
             self._inbox_next += 1
         cur = self.con.cursor()
         try:
-            cur.execute("BEGIN")
-            cur.executemany("INSERT INTO write_inbox (seq, table_name, rows) VALUES (?, ?, ?)",
-                            [[seq, t, b] for t, b in blobs])
-            cur.execute("COMMIT")
+            cur.execute("INSERT INTO write_inbox (seq, table_name, rows) VALUES "
+                        + ", ".join(["(?, ?, ?)"] * len(blobs)), [v for t, b in blobs for v in (seq, t, b)])
         finally:
             cur.close()
         batch.landed.append(seq)
@@ -887,20 +885,25 @@ class Store:
         self._inbox_next = max((r[0] for r in rows), default=0) + 1
         if not rows:
             return
-        batch = Batch()
+        batches: dict[int, Batch] = {}
         for seq, table, blob in rows:
+            b = batches.setdefault(seq, Batch(landed=[seq]))
             stg = inbox.decode(blob)
-            batch.rows[table].extend(stg.to_pylist())
-            batch.staged[table].append(stg)
-            if not batch.landed or batch.landed[-1] != seq:
-                batch.landed.append(seq)
+            b.rows[table].extend(stg.to_pylist())
+            b.staged[table].append(stg)
+        merged = Batch()
+        for b in batches.values():
+            merged.extend(b)
         try:
-            self.write(batch)
-        except Exception:  # noqa: BLE001 - the store opens all the same; the rows stay for the next start
-            log.exception("%d batches accepted before the last stop could not be written; they stay in "
-                          "the write inbox and are tried again at the next start", len(batch.landed))
-        else:
-            log.info("wrote %d batches (%d rows) accepted before the last stop", len(batch.landed), batch.count())
+            self.write(merged)
+        except Exception:  # noqa: BLE001 - one by one, so one that cannot be written keeps no other back
+            for seq, b in batches.items():
+                try:
+                    self.write(b)
+                except Exception:  # noqa: BLE001 - the store opens all the same; the rows stay for the next start
+                    log.exception("a batch accepted before the last stop (write inbox %d) could not be "
+                                  "written; it stays in the inbox and is tried again at the next start", seq)
+        log.info("wrote the %d batches accepted before the last stop (%d rows)", len(batches), merged.count())
 
     def write(self, batch: Batch, report: checks.Report | None = None,
               shards: Sequence[tuple[str, str, int]] = ()) -> dict[str, int]:

@@ -4,10 +4,13 @@ Every way facts arrive while the daemon runs (OTLP and hook posts, the hook spoo
 transcript watcher, ``/api/import``) submits its batches here (:meth:`Store.submit`), as datasette's
 ``Database`` owns its write queue. A DuckDB transaction costs a few milliseconds per table whatever
 its size, so batches that arrive while a write runs go into the next one together (the store's merge
-policies make a merged write equal to separate ones). Each caller still gets its answer only once
-the transaction holding its rows committed: a 200, a deleted spool file or a recorded file offset
-still means stored, and a kill -9 loses nothing that was acknowledged. If a merged write fails, its
-batches are written one by one, so one bad batch cannot fail the others.
+policies make a merged write equal to separate ones). Each caller gets its answer only once its rows
+are committed: a deleted spool file or a recorded file offset waits for the write; an OTLP body's 200
+goes out once its checked rows are committed to the store's write inbox (``Store.land``,
+:mod:`.inbox`), and the write that resolves them deletes them there. Either way a kill -9 loses
+nothing that was acknowledged, and a read waits for the landed batches answered before it
+(:meth:`WriteQueue.settle`). If a merged write fails, its batches are written one by one, so one bad
+batch cannot fail the others.
 
 A write's fixed cost (~30 statements, ~150 CPU-ms) is most of a 500-record write's, so the group
 matters: exporters that all got their answer at once post again together, and the writer took the
