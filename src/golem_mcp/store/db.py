@@ -840,6 +840,10 @@ class Store:
         """Rows of landed batches (:meth:`land`) submitted and not yet written."""
         return self._writes.landed_rows
 
+    def wait_landed_below(self, rows: int) -> None:
+        """Wait until the landed batches not yet written hold at most ``rows`` rows."""
+        self._writes.wait_landed_below(rows)
+
     def land(self, batch: Batch) -> int | None:
         """Check and redact ``batch``'s rows as its write will, and commit them to the write inbox
         (:mod:`.inbox`) in a transaction of their own, before the write that resolves them.

@@ -119,6 +119,17 @@ class WriteQueue:
                 self._landed_done.wait(min(left, 1.0))
         return True
 
+    def wait_landed_below(self, rows: int, timeout: float = 60.0) -> None:
+        """Wait until the landed batches still to be written hold at most ``rows`` rows (or
+        ``timeout`` passed, or the writer stopped): the queue a fast sender may fill stays bounded."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.landed_rows > rows:
+                left = deadline - time.monotonic()
+                if left <= 0 or self.thread is None or not self.thread.is_alive():
+                    return
+                self._landed_done.wait(min(left, 1.0))
+
     def on_writer_thread(self) -> bool:
         return threading.current_thread() is self.thread
 

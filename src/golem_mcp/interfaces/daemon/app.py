@@ -47,8 +47,8 @@ log = logging.getLogger("golem_mcp.daemon")
 
 log = logging.getLogger("golem_mcp.daemon")
 
-# rows landed in the write inbox and not yet written past which an OTLP request waits for its own
-# write: the writer is behind, and the queue (rows held in memory) stops growing (~10,000 records)
+# rows landed in the write inbox and not yet written past which an OTLP request waits until the
+# writer is back under it: the queue (rows held in memory) stops growing (~10,000 records)
 INBOX_MAX_ROWS = 20_000
 DISPLAY_BUDGET = 0.5  # seconds a SessionStart waits for its display text; the hook gives up at 1 s
 CATCH_UP_WAIT_S = 2.0  # seconds an MCP answer waits for a running import before answering without it
@@ -158,10 +158,10 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
             batch, n = await decoder.batch(signal, body, kind)
             # checked, redacted and committed to the write inbox (what the checks refused is in
             # batch.skipped now); resolved into facts by the writer with whatever else has arrived
-            await asyncio.to_thread(store.land, batch)
-            committed = store.submit(batch)
+            await anyio.to_thread.run_sync(store.land, batch)
+            store.submit(batch)
             if store.landed_rows() > INBOX_MAX_ROWS:  # the writer is behind: wait for it (memory stays bounded)
-                await asyncio.shield(asyncio.wrap_future(committed))
+                await anyio.to_thread.run_sync(store.wait_landed_below, INBOX_MAX_ROWS)
         else:
             with store.coming():  # a write starting meanwhile waits for this body (store/writer.py)
                 body = await read_body(request, limit)
