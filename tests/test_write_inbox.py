@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from golem_mcp.ingestion import otlp
+from golem_mcp.interfaces.metrics import live
 from golem_mcp.redaction import REDACTED
 from golem_mcp.store import Store, inbox
 from golem_mcp.store.batch import Batch
@@ -99,6 +100,7 @@ def test_a_read_waits_for_the_batches_answered_before_it(tmp_path: Path) -> None
             reader.join(1.0)
             assert reader.is_alive() and not written.done()  # the read waits for the write, not the other way
             assert store.landed_rows() == batch.count()
+            assert f"\ngolem_write_inbox_rows {batch.count()}\n" in live(store)  # /metrics shows the backlog
         finally:
             release.set()
             holder.join(WAIT)

@@ -125,6 +125,15 @@ def render(m: StoreMetrics) -> str:
     return "".join(line + "\n" for f in fams for line in f.lines)
 
 
+def live(store: Store) -> str:
+    """The families read at each scrape, from the daemon's memory (the store's are read at most every
+    few seconds, :class:`MetricsPage`)."""
+    f = _Family("golem_write_inbox_rows", "gauge", "Rows of OTLP bodies answered (committed to the store's "
+                "write inbox) and not yet resolved into facts: a writer falling behind shows here")
+    f.add({}, store.landed_rows())
+    return "".join(line + "\n" for line in f.lines)
+
+
 def _histogram(f: _Family, m: StoreMetrics) -> None:
     """Cumulative buckets, +Inf = count, then sum and count, per stage and model."""
     for h in m.latency:
@@ -182,7 +191,7 @@ def metrics_endpoint(store: Store, min_age: float = MIN_AGE) -> Callable[[Reques
     page = MetricsPage(store, min_age)
 
     async def metrics(request: Request) -> Response:
-        text = await anyio.to_thread.run_sync(page.get)
+        text = await anyio.to_thread.run_sync(page.get) + live(store)
         return Response(text, media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
     return metrics
