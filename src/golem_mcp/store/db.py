@@ -898,6 +898,7 @@ class Store:
         merged = Batch()
         for b in batches.values():
             merged.extend(b)
+        failed = 0
         try:
             self.write(merged)
         except Exception:  # noqa: BLE001 - one by one, so one that cannot be written keeps no other back
@@ -905,9 +906,10 @@ class Store:
                 try:
                     self.write(b)
                 except Exception:  # noqa: BLE001 - the store opens all the same; the rows stay for the next start
+                    failed += 1
                     log.exception("a batch accepted before the last stop (write inbox %d) could not be "
                                   "written; it stays in the inbox and is tried again at the next start", seq)
-        log.info("wrote the %d batches accepted before the last stop (%d rows)", len(batches), merged.count())
+        log.info("wrote %d of the %d batches accepted before the last stop", len(batches) - failed, len(batches))
 
     def write(self, batch: Batch, report: checks.Report | None = None,
               shards: Sequence[tuple[str, str, int]] = ()) -> dict[str, int]:
