@@ -146,6 +146,18 @@ def test_redact_table_changes_only_flagged_cells_and_keeps_json_valid():
     assert rows[2] == {"id": "c", "attributes": None, "error": "mysql -p[REDACTED] db", "n": 3}
 
 
+def test_redact_table_flags_the_same_cells_in_a_few_rows_as_in_many():
+    """A table of a few texts is checked in Python, a larger one in Arrow (RE2): the same cells change."""
+    texts = [s.text for s in KINDS] + ["ok", "Authorization: Bearer abc", None, "x" * 100]
+    few = pa.table({"t": texts})
+    many = pa.table({"t": texts + [f"plain text {i}" for i in range(200)]})
+    out_few, changed_few = redact_table(few)
+    out_many, changed_many = redact_table(many)
+    assert changed_few == changed_many == {"t"}
+    assert out_few.column("t").to_pylist() == out_many.column("t").to_pylist()[:len(texts)]
+    assert out_few.column("t").to_pylist() == [None if t is None else redact(t) for t in texts]
+
+
 def test_ingestion_helpers_redact_before_they_cut():
     token = "ghp_" + "z" * 36
     cmd = "x" * 1990 + " " + token

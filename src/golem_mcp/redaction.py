@@ -343,6 +343,23 @@ def redact_json_text(text: str | None) -> str | None:
     return orjson.dumps(redact_value(doc), default=str).decode()
 
 
+# up to this many distinct texts (of at most _FEW_CHARS in all) are checked with Python's DETECT:
+# RE2 compiles DETECT at every call, ~0.3 ms, which was most of what a table of a few rows cost (a
+# hook payload's, an OTLP body's workflows and links)
+_FEW, _FEW_CHARS = 64, 16_384
+
+
+def _flag_few(distinct: list[Any]) -> Any | None:
+    """DETECT over a few texts in Python (the same pattern, ASCII as in RE2), as a boolean array
+    like ``pc.match_substring_regex``'s; None when they are too long for it."""
+    import pyarrow as pa
+
+    values = [v for d in distinct for v in d.to_pylist()]
+    if sum(len(v) for v in values if v is not None) > _FEW_CHARS:
+        return None
+    return pa.array([None if v is None else _may_hold_secret(v) for v in values], type=pa.bool_())
+
+
 def redact_table(table: Any, json_columns: frozenset[str] | set[str] = frozenset()) -> tuple[Any, set[str]]:
     """Redact every string column of an Arrow table; returns it and the names of columns changed.
 
@@ -361,7 +378,9 @@ def redact_table(table: Any, json_columns: frozenset[str] | set[str] = frozenset
     distinct = [pc.unique(table.column(i)).cast(pa.large_string()) for i in texts]
     if not distinct:
         return table, changed
-    flagged = pc.match_substring_regex(pa.concat_arrays(distinct), DETECT)
+    flagged = _flag_few(distinct) if sum(len(d) for d in distinct) <= _FEW else None
+    if flagged is None:
+        flagged = pc.match_substring_regex(pa.concat_arrays(distinct), DETECT)
     if not pc.any(flagged).as_py():
         return table, changed
     start = 0
