@@ -530,10 +530,14 @@ def cmd_status(args: argparse.Namespace) -> int:
             from ..store.db import Store
 
             with Store(db, read_only=True) as store:
-                info["store"] = store.table_counts()
-    counts = [{"table": k, "rows": v} for k, v in (info.get("store") or {}).items()]
+                info["store"] = {**store.table_counts(), "write_inbox": store.inbox_state()}
+    counts = [{"table": k, "rows": v} for k, v in (info.get("store") or {}).items() if isinstance(v, int)]
     lead = [f"daemon: {url or 'not running'}"] + ([f"dashboard: {dashboard_link(url)}"] if url else
                                                   [f"db: {info['db']}"])
+    from ..kit.doctor import inbox_summary
+
+    if line := inbox_summary((info.get("store") or {}).get("write_inbox"), running=bool(url)):
+        lead.append(f"write inbox: {line}")
     empty = "no store yet: `golem-mcp import` (or `golem-mcp report`) creates it"
     emit(args.format, info, [Section(None, [Column("table"), Column("rows", unit="count")], counts, empty)], sys.stdout,
          A.table_width(args), lead=lead, csv_rows=counts)

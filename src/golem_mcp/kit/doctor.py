@@ -342,6 +342,52 @@ def check_quarantine() -> Check:
                  "once read")
 
 
+def inbox_summary(state: dict | None, running: bool) -> str | None:
+    """What the store's write inbox holds, in a line, or None when it holds nothing (see
+    :meth:`golem_mcp.store.db.Store.inbox_state`); ``golem-mcp status`` and ``doctor`` say it."""
+    if not isinstance(state, dict):
+        return None
+    kept, backlog = int(state.get("batches_kept") or 0), int(state.get("rows_not_written") or 0)
+    parts = []
+    if backlog:
+        parts.append(f"{backlog} OTLP rows answered and being written")
+    if kept and running:
+        parts.append(f"{kept} batches accepted before a stop could not be written; they are kept in the store "
+                     "and tried again at each start (the daemon's log says why)")
+    elif kept:
+        parts.append(f"{kept} batches accepted before the daemon stopped wait in the store; "
+                     "the next start of the daemon (or any command that writes) writes them")
+    return "; ".join(parts) if parts else None
+
+
+def check_write_inbox(status: dict | None) -> Check:
+    """OTLP batches answered and not yet written, and any a start could not write (kept in the store)."""
+    name = "write inbox"
+    running = status is not None
+    state = status.get("write_inbox") if status else None
+    if state is None and not running:
+        from ..config import default_db_path
+        from ..store import Store
+
+        path = default_db_path()
+        if not path.exists():
+            return Check(name, OK, "no store yet")
+        try:
+            with Store(path, read_only=True) as store:
+                state = store.inbox_state()
+        except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
+            return Check(name, WARN, f"could not read the store: {e}", None)
+    if not isinstance(state, dict):
+        return Check(name, WARN, "the daemon's status does not report its write inbox", None)
+    said = inbox_summary(state, running)
+    if int(state.get("batches_kept") or 0) and running:
+        return Check(name, FAIL, said or "", "read the daemon's log for the first error of the write inbox; restarting "
+                     "the daemon tries them again, and nothing else waits for them")
+    if int(state.get("batches_kept") or 0):
+        return Check(name, WARN, said or "", "start the daemon: `golem-mcp serve --detach`")
+    return Check(name, OK, said or "every accepted OTLP batch is written")
+
+
 def transcript_dir(project: Path) -> Path:
     """Claude Code's transcript folder for a project: the path with every non-alphanumeric made '-'."""
     return claude_projects_dir() / re.sub(r"[^A-Za-z0-9]", "-", str(project))
@@ -414,6 +460,6 @@ def run_checks(project: Path | None, claude: str | None = None, verify: bool = F
             status = got if isinstance(got, dict) else None
         except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
             checks.append(Check("daemon status", FAIL, f"/api/status failed: {e}", "see the daemon's log; restart it"))
-    checks += [check_hooks_firing(status), check_quarantine(), check_otlp_arriving(status),
+    checks += [check_hooks_firing(status), check_quarantine(), check_otlp_arriving(status), check_write_inbox(status),
                check_transcripts(project), check_resolution(url, verify)]
     return checks

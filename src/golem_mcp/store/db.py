@@ -400,6 +400,7 @@ class Store:
         self._load_types()
         self._inbox_lock = threading.Lock()
         self._inbox_next = 1  # the next write inbox number (land())
+        self._inbox_kept = 0  # batches of the inbox its replay at this open could not write
         if not read_only and self.records_facts:
             self._write_inbox()
         # a store dropped without close() (or still open when the program ends) stops its writer
@@ -909,7 +910,22 @@ class Store:
                     failed += 1
                     log.exception("a batch accepted before the last stop (write inbox %d) could not be "
                                   "written; it stays in the inbox and is tried again at the next start", seq)
+        self._inbox_kept = failed
         log.info("wrote %d of the %d batches accepted before the last stop", len(batches) - failed, len(batches))
+
+    def inbox_state(self) -> dict[str, int]:
+        """The write inbox as a user would ask of it: ``rows_not_written``, rows answered and not yet
+        written (a backlog the writer is working through); ``batches_kept``, batches accepted before
+        a stop that the open could not write (kept, tried again at every writable open). A read-only
+        store counts every batch it holds as kept: only a writable open writes them."""
+        if not self.read_only:
+            return {"rows_not_written": self.landed_rows(), "batches_kept": self._inbox_kept}
+        try:
+            with self.reader() as cur:
+                row = cur.execute("SELECT count(DISTINCT seq) FROM write_inbox").fetchone()
+        except duckdb.CatalogException:  # a store from before the inbox, opened read-only (not migrated)
+            return {"rows_not_written": 0, "batches_kept": 0}
+        return {"rows_not_written": 0, "batches_kept": int(row[0]) if row else 0}
 
     def write(self, batch: Batch, report: checks.Report | None = None,
               shards: Sequence[tuple[str, str, int]] = ()) -> dict[str, int]:

@@ -322,7 +322,10 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         return json_response(await anyio.to_thread.run_sync(lambda: store.memory.run(lambda: run_served(store, argv))))
 
     async def status_endpoint(request: Request) -> Response:
-        return json_response(await anyio.to_thread.run_sync(store.table_counts))
+        def status() -> dict[str, Any]:
+            return {**store.table_counts(), "write_inbox": store.inbox_state()}
+
+        return json_response(await anyio.to_thread.run_sync(status))
 
     async def push_endpoint(request: Request) -> Response:
         from ...store.team import push_now
