@@ -26,7 +26,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from .batch import ORIGIN, Skipped
+from ..redaction import redact_table
+from .batch import ORIGIN, Batch, Skipped
 
 MIN_TIME_US = 946_684_800_000_000     # 2000-01-01: no Claude Code session is older
 MAX_TIME_US = 4_102_444_800_000_000   # 2100-01-01
@@ -40,6 +41,8 @@ INT64 = (-(2**63), 2**63 - 1)
 INT32 = (-(2**31), 2**31 - 1)
 
 Report = Callable[[dict, Skipped], None]
+# a column a row may carry that its write sets itself (the change number a shard's rows carry)
+CHANGE_COLUMN = "_change_seq"
 
 
 @dataclass(frozen=True)
@@ -202,10 +205,8 @@ def stage(table: str, rows: list[dict], cols: list[str], types: dict[str, str], 
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from .db import _arrow_types
-
-    _, arrow_types = _arrow_types()
-    arrow = {c: arrow_types.get(types[c], pa.string()) for c in cols}
+    _, types_of = arrow_types()
+    arrow = {c: types_of.get(types[c], pa.string()) for c in cols}
     schema = pa.schema([(c, arrow[c]) for c in cols])
     rules = {c: _rule(table, c, types[c], c in keys) for c in cols}
     if _fractional(rows, [c for c in cols if rules[c].kind == "int"]):
@@ -336,3 +337,102 @@ def _convertible(table: str, rows: list[dict], schema: Any, report: Report) -> l
             continue
         out.append(r)
     return out
+
+
+def arrow_types() -> tuple[Any, dict[str, Any]]:
+    # pyarrow costs ~90 ms to import: only the write path needs it, read-only commands never load it
+    import pyarrow as pa
+
+    scalar = {
+        "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
+        "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"), "UTINYINT": pa.uint8(),
+    }
+    # MAP columns (review_reports.categories) are staged as arrow maps, given as Python dicts
+    maps = {f"MAP({k}, {v})": pa.map_(scalar[k], scalar[v]) for k in ("VARCHAR",) for v in ("INTEGER", "BIGINT", "VARCHAR")}
+    return pa, scalar | maps
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """What checking one table's rows needs of the store (``Store.check_specs``): its columns' SQL
+    types, its key, whether the resolver sets its ``r_`` columns, whether its texts are redacted and
+    whether hook payloads are kept. Plain data, so a process without the store (an OTLP decoding
+    worker) checks rows exactly as the store's write does."""
+
+    table: str
+    types: dict[str, str]
+    keys: tuple[str, ...]
+    resolved: bool
+    redacted: bool
+    keep_payload: bool
+
+
+def checked(spec: TableSpec, rows: list[dict],
+            report: Report) -> tuple[list[str], Any, list[dict], list[Any]] | None:
+    """``rows`` of ``spec.table`` checked and redacted: (columns, Arrow table, rows kept, their keys);
+    None: no row to write. What every write does to its rows first (Store._stage), and what landing
+    a batch in the write inbox does before the answer (:func:`land`)."""
+    table, types, keys = spec.table, spec.types, spec.keys
+    present: set[str] = set()
+    for r in rows:
+        present.update(r)
+    present.discard(ORIGIN)
+    present.discard(CHANGE_COLUMN)  # set by the write itself (rows read back from a shard carry one)
+    if spec.resolved:  # the resolver's columns: resolved by the write, whatever a row carries
+        present -= {c for c in present if c.startswith("r_")}
+    if table == "hook_events" and not spec.keep_payload:
+        present.discard("payload")  # only the typed columns, unless the user opted in
+    extra = present - set(types)
+    if extra:
+        raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
+    cols = [c for c in types if c in present or c in keys]
+    # a row without its full key cannot be merged with anything: dropped, as before
+    if len(keys) == 1:
+        k0 = keys[0]
+        kept = [r for r in rows if r.get(k0) is not None]
+    else:
+        kept = [r for r in rows if all(r.get(k) is not None for k in keys)]
+    if not kept:
+        return None
+    # every value checked on the way (from_pylist walks the dicts in C++; a Python list per
+    # column cost several times more); rows with a bad key or token count are left out
+    stg, kept = stage(table, kept, cols, types, keys, report)
+    if not kept:
+        return None
+    if len(keys) == 1:
+        kv: list[Any] = [r[k0] for r in kept]
+    else:
+        kv = [tuple(r[k] for k in keys) for r in kept]
+    if spec.redacted:
+        # the privacy wall: whatever path a row came by, its texts are redacted here
+        stg, changed = redact_table(stg, {c for c in cols if types[c] == "JSON"})
+        if changed.intersection(keys):  # a key held a secret: match on the redacted keys
+            key_cols = [stg.column(k).to_pylist() for k in keys]
+            kv = key_cols[0] if len(keys) == 1 else list(zip(*key_cols, strict=True))
+    return cols, stg, kept, kv
+
+
+def land(batch: Batch, specs: dict[str, TableSpec]) -> list[tuple[str, bytes]]:
+    """Check and redact every table of ``batch`` (:func:`checked`) for the write inbox: the rows
+    kept stay in ``batch`` with their Arrow tables in ``batch.staged``, problems go to
+    ``batch.skipped``; returns each table's rows as inbox bytes (:func:`.inbox.encode`)."""
+    from . import inbox
+
+    def report(row: dict, problem: Skipped) -> None:
+        batch.skipped.append(problem)
+
+    blobs: list[tuple[str, bytes]] = []
+    for t in list(batch.rows):
+        if not batch.rows[t]:
+            continue
+        if t not in specs:
+            raise ValueError(f"unknown table {t}")
+        got = checked(specs[t], batch.rows[t], report)
+        if got is None:
+            batch.rows[t] = []
+            continue
+        _, stg, kept, _ = got
+        batch.rows[t] = kept  # the rows the checks kept, in the table's order (their fixes are in it)
+        batch.staged[t] = [stg]
+        blobs.append((t, inbox.encode(stg)))
+    return blobs

@@ -35,9 +35,10 @@ import duckdb
 from .. import home
 from ..config import Settings
 from ..errors import GolemError, StoreBusy
-from ..redaction import redact, redact_table
+from ..redaction import redact
 from . import checks, inbox, resolve, rollups
-from .batch import MCP_PLACEHOLDER, ORIGIN, Batch, Skipped
+from .batch import MCP_PLACEHOLDER, Batch, Skipped
+from .checks import arrow_types as _arrow_types
 from .memory import MemoryLimit
 from .writer import WriteQueue
 
@@ -210,20 +211,7 @@ def source_rank(mask: str) -> str:
 CHANGE_TABLES = ("machines", "sessions", "agents", "workflows", "workflow_links", "agent_context",
                  "api_requests", "tool_calls", "api_errors", "spans", "otel_events", "metric_points",
                  "hook_events", "review_reports", "review_issues", "compaction_events", "agent_tasks")
-CHANGE_COLUMN = "_change_seq"
-
-
-def _arrow_types() -> tuple[Any, dict[str, Any]]:
-    # pyarrow costs ~90 ms to import: only the write path needs it, read-only commands never load it
-    import pyarrow as pa
-
-    scalar = {
-        "VARCHAR": pa.string(), "JSON": pa.string(), "BIGINT": pa.int64(), "INTEGER": pa.int32(),
-        "DOUBLE": pa.float64(), "BOOLEAN": pa.bool_(), "TIMESTAMP": pa.timestamp("us"), "UTINYINT": pa.uint8(),
-    }
-    # MAP columns (review_reports.categories) are staged as arrow maps, given as Python dicts
-    maps = {f"MAP({k}, {v})": pa.map_(scalar[k], scalar[v]) for k in ("VARCHAR",) for v in ("INTEGER", "BIGINT", "VARCHAR")}
-    return pa, scalar | maps
+CHANGE_COLUMN = checks.CHANGE_COLUMN
 
 
 def ident(name: str) -> str:
@@ -819,6 +807,9 @@ class Store:
         self._types = {}
         for t, c, dt in rows:
             self._types.setdefault(t, {})[c] = dt
+        self._specs = {t: checks.TableSpec(t, types, KEYS[t], resolved=t in resolve.FACTS, redacted=t not in NOT_REDACTED,
+                                           keep_payload=self.settings.keep_hook_payloads)
+                       for t, types in self._types.items() if t in KEYS}
 
     # -- writing ---------------------------------------------------------------------------------
     def submit(self, batch: Batch) -> Future[dict[str, int]]:
@@ -853,23 +844,25 @@ class Store:
         the write counts them; the rows left in ``batch`` are the checked, redacted ones. Returns
         the batch's inbox number (also added to ``batch.landed``; its write deletes the rows in its
         own transaction), or None when no row is left to write. Then :meth:`submit` it."""
-        def report(row: dict, problem: Skipped) -> None:
-            batch.skipped.append(problem)
+        return self._commit_landed(batch, checks.land(batch, self._specs))
 
-        blobs: list[tuple[str, bytes]] = []
-        for t in list(batch.rows):
-            if not batch.rows[t]:
-                continue
-            if t not in self._types:
+    def land_checked(self, blobs: Sequence[tuple[str, bytes]], skipped: Sequence[Skipped] = ()) -> Batch:
+        """The batch another process checked and encoded (:func:`.checks.land` with
+        :meth:`check_specs`: a decoding worker), committed to the write inbox as :meth:`land` does;
+        its rows are the staged tables' (what a replay at open reads too). Then :meth:`submit` it."""
+        batch = Batch(skipped=list(skipped))
+        for t, blob in blobs:
+            if t not in self._specs:
                 raise ValueError(f"unknown table {t}")
-            checked = self._checked(t, batch.rows[t], report)
-            if checked is None:
-                batch.rows[t] = []
-                continue
-            _, stg, kept, _ = checked
-            batch.rows[t] = kept  # the rows the checks kept, in the table's order (their fixes are in it)
-            batch.staged[t] = [stg]
-            blobs.append((t, inbox.encode(stg)))
+            inbox.add_to(batch, t, blob)
+        self._commit_landed(batch, blobs)
+        return batch
+
+    def check_specs(self) -> dict[str, checks.TableSpec]:
+        """What checking each table's rows needs (plain data a decoding worker can be given)."""
+        return dict(self._specs)
+
+    def _commit_landed(self, batch: Batch, blobs: Sequence[tuple[str, bytes]]) -> int | None:
         if not blobs:
             return None
         with self._inbox_lock:
@@ -892,10 +885,7 @@ class Store:
             return
         batches: dict[int, Batch] = {}
         for seq, table, blob in rows:
-            b = batches.setdefault(seq, Batch(landed=[seq]))
-            stg = inbox.decode(blob)
-            b.rows[table].extend(stg.to_pylist())
-            b.staged[table].append(stg)
+            inbox.add_to(batches.setdefault(seq, Batch(landed=[seq])), table, blob)
         merged = Batch()
         for b in batches.values():
             merged.extend(b)
@@ -1047,47 +1037,9 @@ class Store:
 
     def _checked(self, table: str, rows: list[dict],
                  report: checks.Report) -> tuple[list[str], Any, list[dict], list[Any]] | None:
-        """``rows`` checked and redacted: (columns, Arrow table, rows kept, their keys); None: no row
-        to write. What every write does to its rows first, and :meth:`land` before the write."""
-        types = self._types[table]
-        keys = KEYS[table]
-        present: set[str] = set()
-        for r in rows:
-            present.update(r)
-        present.discard(ORIGIN)
-        present.discard(CHANGE_COLUMN)  # set by the write itself (rows read back from a shard carry one)
-        if table in resolve.FACTS:  # the resolver's columns: resolved here, whatever a row carries
-            present -= {c for c in present if c.startswith("r_")}
-        if table == "hook_events" and not self.settings.keep_hook_payloads:
-            present.discard("payload")  # only the typed columns, unless the user opted in
-        extra = present - set(types)
-        if extra:
-            raise ValueError(f"unknown columns for {table}: {sorted(extra)}")
-        cols = [c for c in types if c in present or c in keys]
-        # a row without its full key cannot be merged with anything: dropped, as before
-        if len(keys) == 1:
-            k0 = keys[0]
-            kept = [r for r in rows if r.get(k0) is not None]
-        else:
-            kept = [r for r in rows if all(r.get(k) is not None for k in keys)]
-        if not kept:
-            return None
-        # every value checked on the way (from_pylist walks the dicts in C++; a Python list per
-        # column cost several times more); rows with a bad key or token count are left out
-        stg, kept = checks.stage(table, kept, cols, types, keys, report)
-        if not kept:
-            return None
-        if len(keys) == 1:
-            kv: list[Any] = [r[k0] for r in kept]
-        else:
-            kv = [tuple(r[k] for k in keys) for r in kept]
-        if table not in NOT_REDACTED:
-            # the privacy wall: whatever path a row came by, its texts are redacted here
-            stg, changed = redact_table(stg, {c for c in cols if types[c] == "JSON"})
-            if changed.intersection(keys):  # a key held a secret: match on the redacted keys
-                key_cols = [stg.column(k).to_pylist() for k in keys]
-                kv = key_cols[0] if len(keys) == 1 else list(zip(*key_cols, strict=True))
-        return cols, stg, kept, kv
+        """``rows`` checked and redacted (:func:`.checks.checked`): what every write does to its rows
+        first, and :meth:`land` before the write."""
+        return checks.checked(self._specs[table], rows, report)
 
     def _landed(self, table: str, rows: list[dict]) -> tuple[list[str], Any, list[dict], list[Any]] | None:
         """What :meth:`_checked` gives for ``rows``, from the tables :meth:`land` checked them into,

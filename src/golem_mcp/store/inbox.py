@@ -39,3 +39,11 @@ def decode(blob: bytes) -> Any:
     import pyarrow as pa
 
     return pa.ipc.open_stream(pa.py_buffer(blob)).read_all()
+
+
+def add_to(batch: Any, table: str, blob: bytes) -> None:
+    """Add the rows of an inbox blob of ``table`` to ``batch``, staged as they are and as row dicts
+    (what the writer's resolver reads)."""
+    stg = decode(blob)
+    batch.staged[table].append(stg)
+    batch.rows[table].extend(stg.to_pylist())

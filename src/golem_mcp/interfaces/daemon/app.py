@@ -45,8 +45,6 @@ from .startup import health
 
 log = logging.getLogger("golem_mcp.daemon")
 
-log = logging.getLogger("golem_mcp.daemon")
-
 # rows landed in the write inbox and not yet written past which an OTLP request waits until the
 # writer is back under it: the queue (rows held in memory) stops growing (~10,000 records)
 INBOX_MAX_ROWS = 20_000
@@ -140,8 +138,8 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
 
     pages = PageCache()
 
-    decoder = Decoder(decode_workers, settings.store_prompts)
     inbox = bool(settings.otlp_inbox) and store.records_facts
+    decoder = Decoder(decode_workers, settings.store_prompts, store.check_specs if inbox else None)
     last_hook = [-CATCH_UP_LIVE_S - 1.0]  # monotonic time of the last hook payload, posted or drained
 
     def note_hooks() -> None:
@@ -155,10 +153,9 @@ def build_app(store: Store, settings: Settings | None = None, *, watch: list[Pat
         kind = media_type(request)
         if inbox:
             body = await read_body(request, limit)
-            batch, n = await decoder.batch(signal, body, kind)
             # checked, redacted and committed to the write inbox (what the checks refused is in
             # batch.skipped now); resolved into facts by the writer with whatever else has arrived
-            await anyio.to_thread.run_sync(store.land, batch)
+            batch, n = await decoder.landed(store, signal, body, kind)
             store.submit(batch)
             if store.landed_rows() > INBOX_MAX_ROWS:  # the writer is behind: wait for it (memory stays bounded)
                 await anyio.to_thread.run_sync(store.wait_landed_below, INBOX_MAX_ROWS)

@@ -1,5 +1,7 @@
 """OTLP bodies to batches off the writer's GIL: worker processes decode and map each body
-(``ingestion.otlp.body_to_batch``), the daemon only unpickles the rows and submits them.
+(``ingestion.otlp.body_to_batch``) and, for the write inbox, check, redact and encode its rows as the
+store would (``store.checks.land``, by the store's own table specs); the daemon then only commits
+the bytes to the inbox and submits the batch (``Decoder.landed``).
 
 Decoding and mapping a 500-record body is pure Python (orjson or protobuf, then a dict per row) and
 cost about as much CPU as committing it, all under the one GIL the writer and the event loop need
@@ -14,6 +16,7 @@ them on) bodies are decoded in a thread of the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pickle
@@ -21,13 +24,18 @@ import queue
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 import anyio.to_thread
 
 from ...ingestion.importer import recv_frame, send_frame
 from ...store.batch import Batch
+
+if TYPE_CHECKING:
+    from ...store.checks import TableSpec
+    from ...store.db import Store
 
 log = logging.getLogger("golem_mcp.daemon")
 
@@ -57,9 +65,13 @@ class Decoder:
     """``await decoder.batch(signal, body, kind)`` -> (batch, records); raises what decoding raised
     (InvalidInput for a body that does not decode)."""
 
-    def __init__(self, workers: int, store_prompts: bool) -> None:
+    def __init__(self, workers: int, store_prompts: bool,
+                 specs: Callable[[], dict[str, TableSpec]] | None = None) -> None:
         self.workers = workers
         self.store_prompts = store_prompts
+        # what the workers check rows by (the store's, asked at their start); None: they only decode
+        self._specs = specs
+        self._spec_frame: tuple[str, dict[str, TableSpec]] | None = None
         self._idle: queue.SimpleQueue[subprocess.Popen[bytes]] = queue.SimpleQueue()
         self._all: list[subprocess.Popen[bytes]] = []
         self._lock = threading.Lock()
@@ -86,9 +98,14 @@ class Decoder:
         proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 env=env)
         self._all.append(proc)
+        if self._specs is not None:
+            if self._spec_frame is None:
+                self._spec_frame = ("specs", self._specs())
+            with contextlib.suppress(OSError):  # gone already: its first task fails and it is replaced
+                _send(proc.stdin, self._spec_frame)
         return proc
 
-    def _decode_in_worker(self, task: tuple[str, bytes, str, bool]) -> tuple[Batch, int]:
+    def _decode_in_worker(self, task: tuple) -> tuple[Any, ...]:
         proc = self._idle.get()
         try:
             _send(proc.stdin, task)
@@ -106,13 +123,14 @@ class Decoder:
             raise result[0]
         if kind != "ok":
             raise WorkerGone(str(result[0]))
-        return result[0], result[1]
+        return tuple(result)
 
     def _decode(self, task: tuple[str, bytes, str, bool]) -> tuple[Batch, int]:
         if self.workers > 0 and not self._closed:
             self.warm()
             try:
-                return self._decode_in_worker(task)
+                batch, n = self._decode_in_worker(task)
+                return batch, n
             except WorkerGone:
                 pass  # decoded here instead, below
         from ...ingestion.otlp import body_to_batch
@@ -121,6 +139,25 @@ class Decoder:
 
     async def batch(self, signal: str, body: bytes, kind: str) -> tuple[Batch, int]:
         return await anyio.to_thread.run_sync(self._decode, (signal, body, CTYPE[kind], self.store_prompts))
+
+    def _land(self, store: Store, task: tuple[str, bytes, str, bool]) -> tuple[Batch, int]:
+        if self.workers > 0 and self._specs is not None and not self._closed:
+            self.warm()
+            try:
+                blobs, skipped, n = self._decode_in_worker((*task, True))
+            except WorkerGone:
+                pass  # decoded and checked here instead, below
+            else:
+                return store.land_checked(blobs, skipped), n
+        batch, n = self._decode(task)
+        store.land(batch)
+        return batch, n
+
+    async def landed(self, store: Store, signal: str, body: bytes, kind: str) -> tuple[Batch, int]:
+        """The body decoded, its rows checked, redacted and committed to ``store``'s write inbox
+        (:meth:`Store.land`): by a worker when there are workers (this process then only commits
+        the bytes it sends), else here. Then ``store.submit`` the batch."""
+        return await anyio.to_thread.run_sync(self._land, store, (signal, body, CTYPE[kind], self.store_prompts))
 
     def close(self) -> None:
         with self._lock:
@@ -153,16 +190,25 @@ def worker_main() -> None:
     import traceback
 
     from ...ingestion.otlp import body_to_batch
+    from ...store.checks import land
 
     inp, out = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # nothing may print into the result channel
+    specs: dict[str, TableSpec] = {}
     while True:
         try:
             task = _recv(inp)
         except WorkerGone:
             return  # stdin closed: the daemon is stopping
+        if task[0] == "specs":  # the store's tables, sent once at start
+            specs = task[1]
+            continue
         try:
-            result: tuple = ("ok", *body_to_batch(*task))
+            if len(task) == 5 and task[4]:  # decode, check and encode for the write inbox
+                batch, n = body_to_batch(*task[:4])
+                result: tuple = ("ok", land(batch, specs), batch.skipped, n)
+            else:
+                result = ("ok", *body_to_batch(*task))
         except Exception as e:  # noqa: BLE001 - handed to the daemon, which answers the sender with it
             result = ("error", e)
         try:
