@@ -305,6 +305,36 @@ def memory_run(args: argparse.Namespace) -> None:
     print(f"load average {os.getloadavg()[0]:.1f} after")
 
 
+def rounds_run(args: argparse.Namespace, variants: list[tuple[str, str, int | None]],
+               bodies: dict[str, tuple[str, bytes]], counter: itertools.count) -> None:
+    """``--rounds N``: the ``--clients`` series of every variant, alternating, N rounds; medians."""
+    print(f"OTLP logs ingest, {args.clients} exporters, {args.seconds:g} s a series, {args.rounds} rounds "
+          f"alternating ({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
+    got: dict[tuple[str, str], list[float]] = {}
+    for r in range(args.rounds):
+        for label, src, workers in (variants if r % 2 == 0 else variants[::-1]):
+            with tempfile.TemporaryDirectory() as home:
+                proc, url = start_daemon(home, src, workers)
+                try:
+                    for name, (ctype, template) in bodies.items():
+                        c0, t0 = cpu_seconds(proc.pid), time.monotonic()
+                        rate, errors, lat = run(url, ctype, template, args.batch, args.seconds, args.clients, counter)
+                        cpu = (cpu_seconds(proc.pid) - c0) / (time.monotonic() - t0)
+                        got.setdefault((label, name), []).append(rate)
+                        print(f"round {r + 1} {label:<10}{name:<10}{rate:>10,.0f} records/s, p95 {pct(lat, .95):,.1f} ms, "
+                              f"{errors} errors, daemon CPU {cpu:.2f} s/s, RSS peak {rss_mb(proc.pid)[1]:,.0f} MB", flush=True)
+                finally:
+                    proc.terminate()
+                    proc.wait(30)
+    first = variants[0][0]
+    for (label, name), xs in sorted(got.items()):
+        med = sorted(xs)[len(xs) // 2]
+        ref = sorted(got[(first, name)])[len(xs) // 2]
+        print(f"{label:<10}{name:<10} median {med:>9,.0f} records/s ({med / ref:.2f}x {first}); all "
+              + ", ".join(f"{x:,.0f}" for x in sorted(xs)))
+    print(f"load average {os.getloadavg()[0]:.1f} after")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--seconds", type=float, default=15)
@@ -312,6 +342,10 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=4, help="concurrent connections (exporters)")
     ap.add_argument("--baseline", help="another checkout's src folder: the same series against its daemon")
     ap.add_argument("--workers", type=int, help="also run this checkout with GOLEM_OTLP_WORKERS=N (decoding workers)")
+    ap.add_argument("--baseline-workers", type=int, help="the baseline's daemon with GOLEM_OTLP_WORKERS=N")
+    ap.add_argument("--rounds", type=int, default=1,
+                    help="N > 1: only the --clients series, each variant once a round, the order reversed every "
+                         "other round; prints each variant's median (what a noisy machine needs)")
     ap.add_argument("--requests", type=int, help="the memory run: post N API requests' worth of records (see above)")
     ap.add_argument("--memory-budget", type=int, help="the memory run's daemon gets this memory_budget_mb setting")
     ap.add_argument("--data", help="folder for the memory run's store (default: the system's temporary folder)")
@@ -326,7 +360,10 @@ def main() -> None:
     if args.workers:
         variants.append((f"this+w{args.workers}", here, args.workers))
     if args.baseline:
-        variants.append(("baseline", str(Path(args.baseline).resolve()), None))
+        variants.append(("baseline", str(Path(args.baseline).resolve()), args.baseline_workers))
+    if args.rounds > 1:
+        rounds_run(args, variants, bodies, counter)
+        return
     print(f"OTLP logs ingest, {args.batch} records per request, each committed before its 200 "
           f"({os.cpu_count()} cores, load average {os.getloadavg()[0]:.1f} before)")
     print(f"{'code':<10}{'encoding':<10}{'clients':>8}{'records/s':>12}{'p50 ms':>9}{'p95 ms':>9}{'errors':>8}"

@@ -46,12 +46,11 @@ _WORKER_MAIN = "from golem_mcp.interfaces.daemon.decoding import worker_main; wo
 def default_workers() -> int:
     """``GOLEM_OTLP_WORKERS`` (at most 8), else 0: decoding in the daemon.
 
-    Off by default. On a 2-core machine saturated by other work (load average 28),
-    bench/otlp_ingest.py gave 3,085 log records per daemon CPU-second with two workers against 4,105
-    without (JSON, 4 clients; protobuf 4,171 against 5,192): the pickled round trip costs about a
-    quarter more CPU per record. On a quiet one (load ~1.3) two workers gave 7-17% more records a second
-    (JSON 7,319-7,461 against 6,237-6,804) for ~20% more CPU and 60-110 MB more memory, and one worker
-    was slower: the one writer thread, not decoding, bounds the rate (bench/README, 2026-12-04).
+    Off by default: two workers add ~190 MB (two interpreters with pyarrow), which the daemon's
+    memory target while posting (<= 800 MB, ~770 MB without them) has no room for. With the write
+    inbox they gave 14-31% more records a second with 4 exporters (bench/README, "OTLP workers that
+    check for the inbox", 2026-12-05; before the inbox 7-17%, when the writer bounded the rate),
+    using the second core: ~1.8 CPU-seconds a second against ~1.3.
     """
     env = os.environ.get("GOLEM_OTLP_WORKERS", "").strip()
     return min(int(env), 8) if env.isdigit() else 0
@@ -95,6 +94,8 @@ class Decoder:
         # the child must import this same golem_mcp, also when it runs from a source tree
         root = str(Path(golem_mcp.__file__).resolve().parent.parent)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+        # Arrow's default pool (mimalloc) kept ~17 MB more per worker after a few bodies than malloc's
+        env.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
         proc = subprocess.Popen([sys.executable, "-c", _WORKER_MAIN], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                 env=env)
         self._all.append(proc)
