@@ -64,6 +64,8 @@ def settled(url: str, home: Path, want_hooks: int) -> dict[str, int]:
         now = status(url)
         drained = not any((home / "spool").glob("*")) if (home / "spool").exists() else True
         if drained and now["hook_events"] >= want_hooks and now == last:
+            # every body answered is written: none waits in the write inbox, none was kept there
+            assert now.pop("write_inbox") == {"rows_not_written": 0, "batches_kept": 0}
             return now
         last = now
         time.sleep(3)
