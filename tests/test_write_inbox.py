@@ -21,7 +21,7 @@ import pytest
 from conftest import api
 from golem_mcp.ingestion import otlp
 from golem_mcp.interfaces.metrics import live
-from golem_mcp.kit.doctor import FAIL, WARN, check_write_inbox, run_checks
+from golem_mcp.kit.doctor import FAIL, OK, WARN, check_write_inbox, run_checks
 from golem_mcp.redaction import REDACTED
 from golem_mcp.store import Store, inbox
 from golem_mcp.store.batch import Batch
@@ -177,6 +177,19 @@ def test_status_and_doctor_say_what_the_inbox_holds_and_what_a_start_could_not_w
                           [inbox.encode(pa.table({"id": ["x"]}))])
     c = check_write_inbox(None)
     assert c.status == WARN and "3 batches" in c.detail and "wait in the store" in c.detail, c
+    # doctor without a daemon opens the store once, read-only, for both checks that read it
+    opened: list[bool] = []
+    real_init = Store.__init__
+
+    def counted(self: Store, *args: Any, **kwargs: Any) -> None:
+        opened.append(bool(kwargs.get("read_only")))
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(Store, "__init__", counted)
+    checks = by_name(run_checks(None))
+    monkeypatch.setattr(Store, "__init__", real_init)
+    assert checks["write inbox"].status == WARN and checks["resolved facts"].status == OK, checks
+    assert opened == [True]
     out = subprocess.run([sys.executable, "-m", "golem_mcp", "status"], capture_output=True, text=True, timeout=WAIT)
     assert out.returncode == 0 and "write inbox: 3 batches accepted before the daemon stopped" in out.stdout, out
 

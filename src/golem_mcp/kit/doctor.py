@@ -360,21 +360,50 @@ def inbox_summary(state: dict | None, running: bool) -> str | None:
     return "; ".join(parts) if parts else None
 
 
-def check_write_inbox(status: dict | None) -> Check:
+class LocalStore:
+    """The store itself, opened read-only once for the checks that ask it when no daemon holds it
+    (``write inbox``, ``resolved facts``): opening a large store takes a while. ``store`` is None
+    when there is none yet (``missing``) or it could not be opened (``error``)."""
+
+    def __init__(self) -> None:
+        from ..config import default_db_path
+
+        self.store: Any = None
+        self.error: Exception | None = None
+        self.path = default_db_path()
+        self.missing = not self.path.exists()
+        self._opened = False
+
+    def get(self) -> Any:
+        if not self._opened and not self.missing:
+            self._opened = True
+            try:
+                from ..store import Store
+
+                self.store = Store(self.path, read_only=True)
+            except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
+                self.error = e
+        if self.error is not None:
+            raise self.error
+        return self.store
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+def check_write_inbox(status: dict | None, local: LocalStore | None = None) -> Check:
     """OTLP batches answered and not yet written, and any a start could not write (kept in the store)."""
     name = "write inbox"
     running = status is not None
     state = status.get("write_inbox") if status else None
     if state is None and not running:
-        from ..config import default_db_path
-        from ..store import Store
-
-        path = default_db_path()
-        if not path.exists():
+        local = local or LocalStore()
+        if local.missing:
             return Check(name, OK, "no store yet")
         try:
-            with Store(path, read_only=True) as store:
-                state = store.inbox_state()
+            state = local.get().inbox_state()
         except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
             return Check(name, WARN, f"could not read the store: {e}", None)
     if not isinstance(state, dict):
@@ -414,7 +443,7 @@ def check_transcripts(project: Path | None) -> Check:
     return Check("transcripts", OK, f"{sum(1 for _ in base.glob('*/*.jsonl'))} session transcripts in {base}")
 
 
-def check_resolution(url: str | None, verify: bool = False) -> Check:
+def check_resolution(url: str | None, verify: bool = False, local: LocalStore | None = None) -> Check:
     """Stored resolved facts equal a from-scratch resolution (of the recent rows; every row with
     ``verify``): asked of the daemon, or read from the store itself when no daemon holds it."""
     from ..interfaces.client import call
@@ -424,14 +453,10 @@ def check_resolution(url: str | None, verify: bool = False) -> Check:
         if url:
             got = call(url, "/api/resolution" + ("?full=1" if verify else ""), timeout=3600 if verify else 60)
         else:
-            from ..config import default_db_path
-            from ..store import Store
-
-            path = default_db_path()
-            if not path.exists():
+            local = local or LocalStore()
+            if local.missing:
                 return Check(name, OK, "no store yet")
-            with Store(path, read_only=True) as store:
-                got = store.check_resolution(full=verify)
+            got = local.get().check_resolution(full=verify)
     except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
         return Check(name, WARN, f"could not check: {e}", "run `golem-mcp doctor --verify` again once the daemon answers")
     what = "every fact resolves" if got.get("checked") == "all" else "the most recent facts resolve"
@@ -460,6 +485,10 @@ def run_checks(project: Path | None, claude: str | None = None, verify: bool = F
             status = got if isinstance(got, dict) else None
         except Exception as e:  # noqa: BLE001 - any failure here is itself the finding
             checks.append(Check("daemon status", FAIL, f"/api/status failed: {e}", "see the daemon's log; restart it"))
-    checks += [check_hooks_firing(status), check_quarantine(), check_otlp_arriving(status), check_write_inbox(status),
-               check_transcripts(project), check_resolution(url, verify)]
+    local = LocalStore()  # opened at its first use only: with a daemon running, never
+    try:
+        checks += [check_hooks_firing(status), check_quarantine(), check_otlp_arriving(status),
+                   check_write_inbox(status, local), check_transcripts(project), check_resolution(url, verify, local)]
+    finally:
+        local.close()
     return checks
