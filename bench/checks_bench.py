@@ -62,11 +62,11 @@ def bench(name: str, rows_by_table: dict[str, list[dict]], repeat: int) -> None:
     from golem_mcp.config import Settings
     from golem_mcp.ingestion.records import ORIGIN
     from golem_mcp.store import Store
-    from golem_mcp.store.checks import stage
-    from golem_mcp.store.db import KEYS, _arrow_types
+    from golem_mcp.store.checks import arrow_types, stage
+    from golem_mcp.store.db import KEYS
 
     store = Store(":memory:", settings=Settings.load())
-    _, arrow = _arrow_types()
+    _, arrow = arrow_types()
     print(f"\n{name}")
     print(f"{'table':<16}{'rows':>10}{'from_pylist ms':>16}{'stage ms':>10}{'checks ms':>11}{'per 1M rows':>13}")
     tot = [0, 0.0, 0.0]

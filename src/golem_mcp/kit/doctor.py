@@ -361,9 +361,9 @@ def inbox_summary(state: dict | None, running: bool) -> str | None:
 
 
 class LocalStore:
-    """The store itself, opened read-only once for the checks that ask it when no daemon holds it
-    (``write inbox``, ``resolved facts``): opening a large store takes a while. ``store`` is None
-    when there is none yet (``missing``) or it could not be opened (``error``)."""
+    """The store itself, opened read-only at most once for the checks that read it when no daemon
+    holds it (``write inbox``, ``resolved facts``), not once per check. ``store`` is None when there
+    is none yet (``missing``) or it could not be opened (``error``, raised to each check that asks)."""
 
     def __init__(self) -> None:
         from ..config import default_db_path

@@ -38,7 +38,6 @@ from ..errors import GolemError, StoreBusy
 from ..redaction import redact
 from . import checks, inbox, resolve, rollups
 from .batch import MCP_PLACEHOLDER, Batch, Skipped
-from .checks import arrow_types as _arrow_types
 from .memory import MemoryLimit
 from .writer import WriteQueue
 
@@ -1047,7 +1046,7 @@ class Store:
         tables = self._prestaged.get(table) if self._prestaged else None
         if not tables or sum(t.num_rows for t in tables) != len(rows):
             return None
-        pa, _ = _arrow_types()
+        import pyarrow as pa
         stg = tables[0] if len(tables) == 1 else pa.concat_tables(tables, promote_options="default")
         cols = [c for c in self._types[table] if c in stg.column_names]
         stg = stg.select(cols)
@@ -1062,7 +1061,7 @@ class Store:
         if checked is None:
             return None
         cols, stg, kept, kv = checked
-        pa, _ = _arrow_types()
+        import pyarrow as pa
         if table in MACHINE_TABLES and self.machine_id:
             stg, cols = self._stamp_machine(stg, cols)
         stg = stg.append_column("_golem_seq", pa.array(range(len(kept)), type=pa.int64()))
@@ -1099,7 +1098,7 @@ class Store:
     def _apply(self, st: _Staged) -> None:
         """Write the staged rows ``st`` (see :meth:`_upsert`)."""
         table, cols, stg, kept, kv, n_keys, name = st.table, st.cols, st.stg, st.kept, st.kv, st.n_keys, st.name
-        pa, _ = _arrow_types()
+        import pyarrow as pa
         keys = KEYS[table]
         try:
             if table == "tool_calls" and self._res is not None and ("agent_id" in cols or "session_id" in cols):
@@ -1139,7 +1138,7 @@ class Store:
 
     def _stamp_machine(self, stg: Any, cols: list[str]) -> tuple[Any, list[str]]:
         """Rows observed here get this machine's id; rows that name their machine (a shard's) keep it."""
-        pa, _ = _arrow_types()
+        import pyarrow as pa
         if "machine_id" in stg.column_names:
             import pyarrow.compute as pc
 
@@ -1169,7 +1168,7 @@ class Store:
         """The days new rows of a fact table land on, read off their staged (arrow) timestamps."""
         if table not in FACT_TABLES:
             return
-        pa, _ = _arrow_types()
+        import pyarrow as pa
         if "timestamp" in staged.column_names:
             import pyarrow.compute as pc
 

@@ -106,10 +106,11 @@ class Decoder:
                 _send(proc.stdin, self._spec_frame)
         return proc
 
-    def _decode_in_worker(self, task: tuple) -> tuple[Any, ...]:
+    def _decode_in_worker(self, op: str, task: tuple[str, bytes, str, bool]) -> tuple[Any, ...]:
+        """``op`` "decode": (batch, records); "land": (inbox blobs, skipped, records)."""
         proc = self._idle.get()
         try:
-            _send(proc.stdin, task)
+            _send(proc.stdin, (op, *task))
             kind, *result = _recv(proc.stdout)  # type: ignore[misc]
         except (OSError, EOFError, pickle.UnpicklingError, WorkerGone) as e:
             log.warning("an OTLP decoding worker (pid %d) failed (%s); starting another", proc.pid, e)
@@ -130,7 +131,7 @@ class Decoder:
         if self.workers > 0 and not self._closed:
             self.warm()
             try:
-                batch, n = self._decode_in_worker(task)
+                batch, n = self._decode_in_worker("decode", task)
                 return batch, n
             except WorkerGone:
                 pass  # decoded here instead, below
@@ -145,7 +146,7 @@ class Decoder:
         if self.workers > 0 and self._specs is not None and not self._closed:
             self.warm()
             try:
-                blobs, skipped, n = self._decode_in_worker((*task, True))
+                blobs, skipped, n = self._decode_in_worker("land", task)
             except WorkerGone:
                 pass  # decoded and checked here instead, below
             else:
@@ -187,7 +188,9 @@ def _recv(fh: IO[bytes] | None) -> Any:
 
 
 def worker_main() -> None:
-    """Body of a decoding worker: tasks on stdin, ("ok", batch, n) or ("error", exc) on stdout."""
+    """Body of a decoding worker. On stdin: ("specs", the store's table specs) once, then tasks
+    ("decode" | "land", signal, body, content type, store_prompts). On stdout, per task: ("ok", batch,
+    n), ("ok", inbox blobs, skipped, n) for "land", or ("error", exc)."""
     import traceback
 
     from ...ingestion.otlp import body_to_batch
@@ -201,15 +204,14 @@ def worker_main() -> None:
             task = _recv(inp)
         except WorkerGone:
             return  # stdin closed: the daemon is stopping
-        if task[0] == "specs":  # the store's tables, sent once at start
-            specs = task[1]
+        op, *args = task
+        if op == "specs":  # the store's tables, sent once at start
+            specs = args[0]
             continue
         try:
-            if len(task) == 5 and task[4]:  # decode, check and encode for the write inbox
-                batch, n = body_to_batch(*task[:4])
-                result: tuple = ("ok", land(batch, specs), batch.skipped, n)
-            else:
-                result = ("ok", *body_to_batch(*task))
+            batch, n = body_to_batch(*args)
+            # "land": checked, redacted and encoded for the write inbox here; "decode": the rows
+            result: tuple = ("ok", land(batch, specs), batch.skipped, n) if op == "land" else ("ok", batch, n)
         except Exception as e:  # noqa: BLE001 - handed to the daemon, which answers the sender with it
             result = ("error", e)
         try:
